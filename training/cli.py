@@ -1,0 +1,23 @@
+"""``autosteer-train``: train the SAE, label its features, evaluate bots.
+
+Subcommands register here as ``name: (module, help)``; each module exposes
+``add_arguments(parser)`` and ``run(args) -> int`` and imports torch only inside ``run``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from server.cli import build_parser, dispatch
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser("autosteer-train", SUBCOMMANDS, __doc__.splitlines()[0])
+    return dispatch(parser, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
