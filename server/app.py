@@ -1,0 +1,340 @@
+"""The game server's I/O layer: websockets in, frames out, records on disk; ``autosteer-server serve``.
+
+All game logic lives in :class:`server.arena.Arena`; this module only moves frames
+between sockets and the arena, runs the timer that fires move clocks and grace periods,
+writes records, and answers ``GET /healthz`` on the same port. Each connection has its
+own outgoing queue and sender task, so a slow client never stalls anyone else; one that
+falls ``send_queue_bytes`` behind is disconnected.
+
+>>> import asyncio
+>>> async def demo():
+...     async with serve_arena(ServerConfig(port=0, db_path=":memory:")) as srv:
+...         return srv.url.startswith("ws://127.0.0.1:")
+>>> asyncio.run(demo())
+True
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import http
+import itertools
+import json
+import logging
+import signal
+import sys
+import time
+from typing import Any, AsyncIterator, Callable
+
+from server.arena import Arena, Close, GameEnded, Send, ServerConfig, StoreGame
+from server.protocol import dumps
+from server.records import GameRecords, RecordsError
+
+__all__ = ["ServerConfig", "ArenaServer", "serve_arena", "add_arguments", "run"]
+
+log = logging.getLogger("autosteer.server")
+
+GameOverHook = Callable[[dict[str, Any]], None]
+
+
+class _Peer:
+    """One connection's outgoing queue and the task that drains it in order."""
+
+    def __init__(self, ws: Any, limit_bytes: int) -> None:
+        self.ws = ws
+        self.limit_bytes = limit_bytes
+        self.queued_bytes = 0
+        self.queue: collections.deque[str | Close] = collections.deque()
+        self.ready = asyncio.Event()
+        self.closed = False
+        self.task: asyncio.Task[None] | None = None
+
+    def push(self, item: str | Close) -> None:
+        if self.closed:
+            return
+        if isinstance(item, Close):
+            self.closed = True
+        elif self.queued_bytes + len(item) > self.limit_bytes:  # the client does not read: drop it
+            self.queue.clear()
+            self.queued_bytes = 0
+            item = Close(0, 1008, "not reading its frames")
+            self.closed = True
+        else:
+            self.queued_bytes += len(item)
+        self.queue.append(item)
+        self.ready.set()
+
+    def stop(self) -> None:
+        self.closed = True
+        self.ready.set()
+
+    async def run(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            while True:
+                while self.queue:
+                    item = self.queue.popleft()
+                    if isinstance(item, Close):
+                        await self.ws.close(item.code, item.reason)
+                        return
+                    self.queued_bytes -= len(item)
+                    await self.ws.send(item)
+                if self.closed:
+                    return
+                self.ready.clear()
+                await self.ready.wait()
+        except ConnectionClosed:
+            return
+
+
+class ArenaServer:
+    """A running server: ``port``, ``url``, ``records`` and ``arena`` for callers and tests."""
+
+    def __init__(self, config: ServerConfig, *, on_game_over: GameOverHook | None = None) -> None:
+        self.config = config
+        self.on_game_over = on_game_over
+        self.records: GameRecords | None = None
+        self.arena: Arena | None = None
+        self.port: int = config.port
+        self.aborted_at_start = 0
+        self._peers: dict[int, _Peer] = {}
+        self._ids = itertools.count(1)
+        self._ws_server: Any = None
+        self._timer_task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._armed_for: float | None = None
+        self._stopped = False
+
+    @property
+    def url(self) -> str:
+        host = self.config.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"ws://{host}:{self.port}"
+
+    # ------------------------------------------------------------------ life cycle
+    async def start(self) -> None:
+        from websockets.asyncio.server import serve
+
+        self.records = GameRecords(self.config.db_path)
+        self.aborted_at_start = self.records.abort_live()
+        if self.aborted_at_start:
+            log.warning("marked %d games left live by an earlier run as aborted", self.aborted_at_start)
+        self.arena = Arena(self.config, load_record=self.records.get)
+        try:
+            self._ws_server = await serve(
+                self._handle, self.config.host, self.config.port,
+                process_request=self._process_request,
+                max_size=self.config.max_frame_bytes,
+                ping_interval=self.config.ping_interval,
+                ping_timeout=self.config.ping_interval,
+                close_timeout=2.0,
+                server_header="autosteer-arena",
+            )
+        except BaseException:  # e.g. the port is taken: leave nothing open
+            self.records.close()
+            raise
+        self.port = self._ws_server.sockets[0].getsockname()[1]
+        self._timer_task = asyncio.create_task(self._timer(), name="arena-timer")
+
+    async def stop(self) -> None:
+        """Stop accepting, abort live games (stored and announced), close every connection
+        with 1001 after its queued frames, and close the records. Idempotent."""
+        if self._stopped or self.arena is None:
+            return
+        self._stopped = True
+        self._ws_server.server.close()  # no new TCP connections
+        self.arena.shutdown(time.time())
+        self._apply()
+        senders = [p.task for p in self._peers.values() if p.task is not None]
+        for p in list(self._peers.values()):
+            p.stop()
+        if senders:  # let every connection flush its game_over / shutdown frames and close (1001)
+            await asyncio.wait(senders, timeout=3.0)
+        self._ws_server.close()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._ws_server.wait_closed(), timeout=5.0)
+        if self._timer_task is not None:
+            self._timer_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer_task
+        self._apply()  # records of anything that ended while closing
+        if self.records is not None:
+            self.records.close()
+
+    # ------------------------------------------------------------------ HTTP
+    def _process_request(self, connection: Any, request: Any) -> Any:
+        if request.path.split("?", 1)[0] == "/healthz":
+            assert self.arena is not None
+            response = connection.respond(http.HTTPStatus.OK, json.dumps(self.arena.status()) + "\n")
+            del response.headers["Content-Type"]
+            response.headers["Content-Type"] = "application/json"
+            return response
+        return None
+
+    # ------------------------------------------------------------------ connections
+    async def _handle(self, ws: Any) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        arena = self.arena
+        assert arena is not None
+        conn_id = next(self._ids)
+        address = ws.remote_address[0] if ws.remote_address else "unknown"
+        peer = _Peer(ws, self.config.send_queue_bytes)
+        self._peers[conn_id] = peer
+        sender = peer.task = asyncio.create_task(peer.run(), name=f"send-{conn_id}")
+        try:
+            accepted = arena.connect(conn_id, address, time.time())
+            self._apply()
+            if accepted:
+                async for message in ws:
+                    arena.receive(conn_id, message, time.time())
+                    self._apply()
+        except ConnectionClosed:
+            pass
+        finally:
+            if not self._stopped:
+                arena.disconnect(conn_id, time.time())
+                self._apply()
+            peer.stop()
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(sender, timeout=3.0)
+            self._peers.pop(conn_id, None)
+
+    def _apply(self) -> None:
+        """Carry out the arena's effects: queue frames, closes, store records."""
+        assert self.arena is not None
+        for effect in self.arena.drain():
+            if isinstance(effect, Send):
+                peer = self._peers.get(effect.conn_id)
+                if peer is not None:
+                    peer.push(dumps(effect.frame))
+            elif isinstance(effect, Close):
+                peer = self._peers.get(effect.conn_id)
+                if peer is not None:
+                    peer.push(effect)
+            elif isinstance(effect, StoreGame):
+                try:
+                    assert self.records is not None
+                    self.records.save(effect.record)
+                except Exception:  # the game goes on; the failure is logged loudly
+                    log.exception("could not store game %s", effect.record.get("game_id"))
+            elif isinstance(effect, GameEnded) and self.on_game_over is not None:
+                try:
+                    self.on_game_over(effect.record)
+                except Exception:
+                    log.exception("on_game_over hook failed")
+        deadline = self.arena.next_deadline()
+        if deadline != self._armed_for:
+            self._wake.set()
+
+    async def _timer(self) -> None:
+        assert self.arena is not None
+        while True:
+            self._armed_for = deadline = self.arena.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - time.time())
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+            try:
+                self.arena.tick(time.time())
+                self._apply()
+            except Exception:
+                log.exception("arena timer failed")
+
+
+@contextlib.asynccontextmanager
+async def serve_arena(config: ServerConfig | None = None, *, on_game_over: GameOverHook | None = None) -> AsyncIterator[ArenaServer]:
+    """Run a server for the ``async with`` body; leaving it shuts down cleanly (as SIGTERM does)."""
+    server = ArenaServer(config or ServerConfig(), on_game_over=on_game_over)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+# --------------------------------------------------------------------------- CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = ServerConfig()
+    parser.add_argument("--host", default=d.host, help="address to listen on")
+    parser.add_argument("--port", type=int, default=d.port, help="TCP port (0 picks a free one)")
+    parser.add_argument("--db", default=d.db_path, help="SQLite file for game records (':memory:' keeps none)")
+    parser.add_argument("--move-clock", type=float, default=d.move_clock, help="default seconds per move")
+    parser.add_argument("--grace", type=float, default=d.grace, help="seconds a disconnected player has to resume")
+    parser.add_argument("--challenge-timeout", type=float, default=d.challenge_timeout, help="seconds before an unanswered offer is declined")
+    parser.add_argument("--seed", type=int, default=None, help="seed for house bots and random seats (reproducible games)")
+    parser.add_argument("--no-house-bots", action="store_true", help="do not serve the in-process minimax and random bots")
+    parser.add_argument("--minimax-tiebreak", choices=("random", "first", "exploit"), default=d.minimax_tiebreak,
+                        help="how the house minimax bot picks among equally good moves")
+    parser.add_argument("--max-frame-bytes", type=int, default=d.max_frame_bytes, help="larger frames close the connection (1009)")
+    parser.add_argument("--rate", type=float, default=d.rate, help="messages per second allowed per connection")
+    parser.add_argument("--burst", type=int, default=d.burst, help="messages a connection may send at once")
+    parser.add_argument("--flood-close", type=int, default=d.flood_close, help="rate-limited messages in a row before closing (1008)")
+    parser.add_argument("--max-connections-per-address", type=int, default=d.max_connections_per_address, help="per client address")
+    parser.add_argument("--max-spectators", type=int, default=d.max_spectators, help="spectators per game")
+    parser.add_argument("--quiet", action="store_true", help="do not print a line per finished game")
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    return ServerConfig(
+        host=args.host, port=args.port, db_path=args.db, move_clock=args.move_clock, grace=args.grace,
+        challenge_timeout=args.challenge_timeout, seed=args.seed, house_bots=not args.no_house_bots,
+        minimax_tiebreak=args.minimax_tiebreak, max_frame_bytes=args.max_frame_bytes, rate=args.rate,
+        burst=args.burst, flood_close=args.flood_close,
+        max_connections_per_address=args.max_connections_per_address, max_spectators=args.max_spectators,
+    )
+
+
+def format_game_line(record: dict[str, Any]) -> str:
+    cells = "".join(str(m["cell"]) for m in record["moves"])
+    winner = f" winner {record['winner']}" if record.get("winner") else ""
+    tag = f" [{record['tag']}]" if record.get("tag") else ""
+    return (f"game {record['game_id']}: {record['x']} (X) vs {record['o']} (O) -> {record['result']} "
+            f"by {record['reason']}{winner}, moves {cells or '-'}{tag}")
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_serve_until_signal(config, quiet=args.quiet))
+    except RecordsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+
+
+async def _serve_until_signal(config: ServerConfig, *, quiet: bool) -> int:
+    finished = 0
+
+    def on_game_over(record: dict[str, Any]) -> None:
+        nonlocal finished
+        finished += 1
+        if not quiet:
+            print(format_game_line(record), flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with serve_arena(config, on_game_over=on_game_over) as server:
+        house = ", ".join(server.arena.house) if server.arena and server.arena.house else "none"
+        print(f"autosteer-arena listening on {server.url} (healthz: http://{server.url[5:]}/healthz); "
+              f"records in {config.db_path}; house bots: {house}", flush=True)
+        if server.aborted_at_start:
+            print(f"marked {server.aborted_at_start} games left live by an earlier run as aborted", flush=True)
+        await stop.wait()
+        print("stopping: aborting live games and closing connections", flush=True)
+    print(f"stopped cleanly after {finished} games", flush=True)
+    return 0

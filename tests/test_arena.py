@@ -1,0 +1,438 @@
+"""The sans-I/O arena: lobby, challenges, offers, games, clocks, grace and rate limits with a fake time."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from bots.house import MinimaxBot, RandomBot
+from server.protocol import parse_server_frame
+from server.arena import CLOSE_POLICY, CLOSE_REPLACED, Arena, Close, GameEnded, Send, ServerConfig, StoreGame
+
+
+class Net:
+    """Drives an Arena like the I/O layer does, and files every effect by connection."""
+
+    def __init__(self, **config: Any) -> None:
+        config.setdefault("seed", 7)
+        config.setdefault("move_clock", 10.0)
+        config.setdefault("grace", 5.0)
+        config.setdefault("challenge_timeout", 8.0)
+        self.arena = Arena(ServerConfig(**config))
+        self.now = 1000.0
+        self.inbox: dict[int, list[dict[str, Any]]] = {}
+        self.closes: dict[int, Close] = {}
+        self.stored: list[dict[str, Any]] = []
+        self.ended: list[dict[str, Any]] = []
+        self._next = 0
+
+    def pump(self) -> None:
+        for e in self.arena.drain():
+            if isinstance(e, Send):
+                json.dumps(e.frame)  # every frame must be JSON-serialisable
+                parse_server_frame(e.frame)  # and match the protocol's server models
+                self.inbox.setdefault(e.conn_id, []).append(e.frame)
+            elif isinstance(e, Close):
+                self.closes[e.conn_id] = e
+            elif isinstance(e, StoreGame):
+                self.stored.append(e.record)
+            elif isinstance(e, GameEnded):
+                self.ended.append(e.record)
+
+    def open(self, address: str = "10.0.0.1") -> int:
+        self._next += 1
+        self.inbox[self._next] = []
+        self.arena.connect(self._next, address, self.now)
+        self.pump()
+        return self._next
+
+    def join(self, name: str, role: str = "player", **extra: Any) -> int:
+        conn = self.open()
+        self.send(conn, type="hello", name=name, role=role, **extra)
+        assert self.last(conn)["type"] == "welcome", self.last(conn)
+        return conn
+
+    def send(self, conn: int, **frame: Any) -> None:
+        self.arena.receive(conn, json.dumps(frame), self.now)
+        self.pump()
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self.arena.tick(self.now)
+        self.pump()
+
+    def drop(self, conn: int) -> None:
+        self.arena.disconnect(conn, self.now)
+        self.pump()
+
+    def last(self, conn: int, type: str | None = None) -> dict[str, Any]:
+        frames = [f for f in self.inbox[conn] if type is None or f["type"] == type]
+        assert frames, f"no {type} frame for connection {conn}: {self.inbox[conn]}"
+        return frames[-1]
+
+    def take(self, conn: int) -> list[dict[str, Any]]:
+        out, self.inbox[conn] = self.inbox[conn], []
+        return out
+
+
+def start_pvp(net: Net) -> tuple[int, int, str]:
+    ann, bob = net.join("ann"), net.join("bob")
+    net.send(ann, type="challenge", opponent="bob", side="X")
+    offer = net.last(bob, "challenge")
+    assert offer["side"] == "O" and offer["challenger"] == "ann"
+    net.send(bob, type="accept", challenge_id=offer["challenge_id"])
+    return ann, bob, offer["challenge_id"]
+
+
+def test_hello_welcome_and_name_rules() -> None:
+    net = Net()
+    ann = net.open()
+    net.send(ann, type="list_bots", id=3)
+    assert net.last(ann) == {"type": "error", "code": "hello_required", "message": net.last(ann)["message"], "id": 3}
+    net.send(ann, type="hello", name="ann", id="h")
+    welcome = net.last(ann)
+    assert welcome["type"] == "welcome" and welcome["id"] == "h" and welcome["protocol"] == 1 and welcome["resumed"] == []
+    net.send(ann, type="hello", name="ann")
+    assert net.last(ann)["code"] == "already_hello"
+    other = net.open()
+    for taken in ("ann", "minimax", "random"):
+        net.send(other, type="hello", name=taken)
+        assert net.last(other)["code"] == "name_taken"
+    net.send(other, type="hello", name="zed", token="nope")
+    assert net.last(other)["code"] == "bad_token"
+    net.send(other, type="hello", name="zed", protocol=2)
+    assert net.last(other)["code"] == "invalid_message"
+    net.send(other, type="hello", name="zed")  # still usable after every refusal
+    assert net.last(other)["type"] == "welcome"
+
+
+def test_lists_bots_with_kinds_and_capacity() -> None:
+    net = Net()
+    net.join("rb", role="bot", max_games=2)
+    ann = net.join("ann")
+    net.send(ann, type="list_bots", id=1)
+    bots = {b["name"]: b for b in net.last(ann, "bots")["bots"]}
+    assert bots["minimax"]["kind"] == "house" and bots["random"]["kind"] == "house"
+    assert bots["rb"] == {"name": "rb", "kind": "remote", "description": "", "games": 0, "max_games": 2, "pending": 0}
+    assert "ann" not in bots
+
+
+def test_player_beats_nobody_minimax_game_is_recorded() -> None:
+    net = Net()
+    ann = net.join("ann")
+    net.send(ann, type="challenge", opponent="minimax", side="O", id=1)
+    sent = net.last(ann, "challenge_sent")
+    start = net.last(ann, "game_start")
+    assert sent["id"] == 1 and start["game_id"] == sent["challenge_id"] and start["you"] == "O"
+    gid = start["game_id"]
+    state = net.last(ann, "state")  # minimax (X) moved at once
+    assert state["ply"] == 1 and state["turn"] == "O" and state["last_move"]["trace"]["solver"]["value"] == "draw"
+    while not net.ended:
+        board = net.last(ann, "state")["board"]
+        cell = next(i + 1 for i, c in enumerate(board) if c == ".")
+        net.send(ann, type="move", game_id=gid, cell=cell)
+    over = net.last(ann, "game_over")
+    assert over["result"] in ("X", "draw") and over["reason"] in ("line", "full_board")
+    assert net.stored[0]["status"] == "live" and net.stored[-1]["status"] == "finished"
+    assert [m["cell"] for m in net.stored[-1]["moves"]] == [m["cell"] for m in over["moves"]]
+    assert net.arena.games == {}
+
+
+def test_move_errors_keep_the_game_intact() -> None:
+    net = Net()
+    ann, bob, gid = start_pvp(net)
+    net.send(bob, type="move", game_id=gid, cell=5, id=1)
+    assert net.last(bob)["code"] == "not_your_turn" and net.last(bob)["id"] == 1
+    net.send(ann, type="move", game_id=gid, cell=5)
+    for cell, code in ((5, "occupied"), (0, "out_of_range"), (10, "out_of_range")):
+        net.send(bob, type="move", game_id=gid, cell=cell)
+        assert net.last(bob)["code"] == code
+    net.send(bob, type="move", game_id="nope", cell=1)
+    assert net.last(bob)["code"] == "unknown_game"
+    eve = net.join("eve")
+    net.send(eve, type="move", game_id=gid, cell=1)
+    assert net.last(eve)["code"] == "not_a_player"
+    game = net.arena.games[gid]
+    assert game.board.code == "....X...." and len(game.moves) == 1
+
+
+def test_forfeit_on_illegal_records_the_attempt() -> None:
+    net = Net()
+    ann, bob, gid = start_pvp(net)
+    net.send(ann, type="move", game_id=gid, cell=5)
+    net.send(bob, type="move", game_id=gid, cell=5, on_illegal="forfeit", trace={"why": "x"}, id=9)
+    over = net.last(bob, "game_over")
+    assert over["id"] == 9 and over["result"] == "X" and over["reason"] == "illegal_move" and over["winner"] == "ann"
+    assert over["illegal_move"]["cell"] == 5 and over["illegal_move"]["seat"] == "O" and over["illegal_move"]["code"] == "occupied"
+    assert net.ended[-1]["illegal_move"]["trace"] == {"why": "x"}
+    net.send(ann, type="move", game_id=gid, cell=1)
+    assert net.last(ann)["code"] == "game_over"
+
+
+def test_resign_and_finished_game_errors() -> None:
+    net = Net()
+    ann, bob, gid = start_pvp(net)
+    net.send(bob, type="resign", game_id=gid)  # not bob's turn: resigning is always allowed
+    assert net.last(ann, "game_over")["reason"] == "resign" and net.last(ann, "game_over")["winner"] == "ann"
+    net.send(bob, type="resign", game_id=gid)
+    assert net.last(bob)["code"] == "game_over"
+    net.send(bob, type="get_game", game_id=gid, id="g")
+    rec = net.last(bob)
+    assert rec["type"] == "game_record" and rec["result"] == "X" and rec["id"] == "g"
+
+
+def test_timeout_loses_and_clock_resets_each_move() -> None:
+    net = Net(move_clock=10.0)
+    ann, bob, gid = start_pvp(net)
+    net.advance(9.0)
+    net.send(ann, type="move", game_id=gid, cell=1)
+    net.advance(9.0)  # bob's clock started at the move: not yet out
+    assert gid in net.arena.games
+    net.advance(1.5)
+    over = net.last(ann, "game_over")
+    assert over["result"] == "X" and over["reason"] == "timeout"
+
+
+def test_challenge_clock_overrides_default() -> None:
+    net = Net(move_clock=10.0)
+    ann, bob = net.join("ann"), net.join("bob")
+    net.send(ann, type="challenge", opponent="bob", side="O", clock=2.0)
+    net.send(bob, type="accept", challenge_id=net.last(bob, "challenge")["challenge_id"])
+    assert net.last(bob, "game_start")["clock"] == 2.0
+    net.advance(2.5)
+    assert net.last(ann, "game_over")["reason"] == "timeout" and net.last(ann, "game_over")["winner"] == "ann"
+
+
+def test_disconnect_pauses_clock_and_resume_restores_game() -> None:
+    net = Net(move_clock=3.0, grace=5.0)
+    ann, bob, gid = start_pvp(net)
+    token = net.last(ann, "welcome")["token"]
+    net.drop(ann)
+    assert "disconnected" in net.last(bob, "info")["message"]
+    net.advance(4.0)  # past the move clock, within grace: paused, no timeout
+    assert gid in net.arena.games
+    ann2 = net.open()
+    net.send(ann2, type="hello", name="ann", token=token)
+    frames = net.take(ann2)
+    assert frames[0]["type"] == "welcome" and frames[0]["resumed"] == [gid]
+    assert [f["type"] for f in frames[1:3]] == ["game_start", "state"] and frames[1]["you"] == "X"
+    net.send(ann2, type="move", game_id=gid, cell=5)
+    assert net.last(bob, "state")["board"] == "....X...."
+    net.advance(10.0)  # grace timers of the old connection are stale; bob times out now
+    assert net.last(ann2, "game_over")["reason"] == "timeout"
+
+
+def test_opponent_disconnect_does_not_reset_the_movers_clock() -> None:
+    net = Net(move_clock=10.0, grace=30.0)
+    ann, bob, gid = start_pvp(net)
+    deadline = net.arena.games[gid].deadline
+    net.advance(6.0)
+    net.drop(bob)  # bob is not to move: ann's clock runs on, unchanged
+    assert net.arena.games[gid].deadline == deadline
+    net.advance(4.5)
+    over = net.last(ann, "game_over")
+    assert over["reason"] == "timeout" and over["winner"] == "bob"
+
+
+def test_disconnect_past_grace_forfeits() -> None:
+    net = Net(grace=2.0)
+    ann, bob, gid = start_pvp(net)
+    net.send(ann, type="move", game_id=gid, cell=5)
+    token = net.last(bob, "welcome")["token"]
+    net.drop(bob)
+    net.advance(2.1)
+    over = net.last(ann, "game_over")
+    assert over["result"] == "X" and over["reason"] == "disconnect"
+    again = net.open()
+    net.send(again, type="hello", name="bob", token=token)
+    assert net.last(again)["code"] == "bad_token"
+    net.send(again, type="hello", name="bob")
+    assert net.last(again)["type"] == "welcome"
+
+
+def test_resume_on_a_new_connection_replaces_the_old_one() -> None:
+    net = Net()
+    ann, bob, gid = start_pvp(net)
+    ann2 = net.open()
+    net.send(ann2, type="hello", name="ann", token=net.last(ann, "welcome")["token"])
+    assert net.closes[ann].code == CLOSE_REPLACED
+    net.drop(ann)  # the old socket's late disconnect must not start a grace period
+    assert net.arena.sessions["ann"].connected
+    net.send(ann2, type="move", game_id=gid, cell=1)
+    assert net.last(bob, "state")["ply"] == 1
+
+
+def test_spectator_sees_every_state_and_may_not_move() -> None:
+    net = Net()
+    ann, bob, gid = start_pvp(net)
+    spy = net.join("spy", role="spectator")
+    net.send(spy, type="list_games", id=1)
+    assert [g["game_id"] for g in net.last(spy, "games")["games"]] == [gid]
+    net.send(spy, type="spectate", game_id=gid, id=2)
+    assert net.last(spy, "game_start")["id"] == 2 and net.last(spy, "game_start")["you"] is None
+    for conn, cell in ((ann, 1), (bob, 5), (ann, 2), (bob, 9), (ann, 3)):
+        net.send(conn, type="move", game_id=gid, cell=cell, trace={"cell": cell})
+    states = [f for f in net.inbox[spy] if f["type"] == "state"]
+    assert [s["ply"] for s in states] == [0, 1, 2, 3, 4, 5]
+    assert states[-1]["last_move"]["trace"] == {"cell": 3}
+    assert net.last(spy, "game_over")["winner"] == "ann"
+    for frame in ({"type": "move", "game_id": gid, "cell": 4}, {"type": "challenge", "opponent": "minimax"},
+                  {"type": "resign", "game_id": gid}):
+        net.send(spy, **frame)
+        assert net.last(spy)["code"] == "forbidden"
+
+
+def test_max_spectators() -> None:
+    net = Net(max_spectators=1)
+    ann, bob, gid = start_pvp(net)
+    s1, s2 = net.join("s1", role="spectator"), net.join("s2", role="spectator")
+    net.send(s1, type="spectate", game_id=gid)
+    net.send(s2, type="spectate", game_id=gid)
+    assert net.last(s2)["code"] == "busy"
+    net.send(s1, type="unspectate", game_id=gid)
+    net.send(s2, type="spectate", game_id=gid)
+    assert net.last(s2)["type"] == "state"
+
+
+def test_remote_bot_offers_busy_decline_and_timeout() -> None:
+    net = Net(challenge_timeout=3.0)
+    rb = net.join("rb", role="bot", max_games=1)
+    ann, bob = net.join("ann"), net.join("bob")
+    net.send(ann, type="challenge", opponent="rb", side="X")
+    offer = net.last(rb, "challenge")
+    assert offer["side"] == "O" and offer["challenger"] == "ann"
+    net.send(bob, type="challenge", opponent="rb", id=5)  # the pending offer fills rb's only slot
+    assert net.last(bob)["code"] == "busy" and net.last(bob)["id"] == 5
+    net.send(rb, type="decline", challenge_id=offer["challenge_id"], reason="not now")
+    assert net.last(ann, "challenge_declined")["reason"] == "rb declined: not now"
+    net.send(bob, type="challenge", opponent="rb")
+    net.advance(3.5)
+    assert "no answer" in net.last(bob, "challenge_declined")["reason"]
+    assert "no answer" in net.last(rb, "challenge_declined")["reason"]  # the offer is withdrawn
+    net.send(rb, type="accept", challenge_id=offer["challenge_id"])
+    assert net.last(rb)["code"] == "unknown_challenge"
+    net.send(ann, type="challenge", opponent="nobody")
+    assert net.last(ann)["code"] == "unknown_opponent"
+    net.send(ann, type="challenge", opponent="ann")
+    assert net.last(ann)["code"] == "forbidden"
+
+
+def test_arranged_game_between_remote_and_house_bot() -> None:
+    net = Net()
+    rb = net.join("rb", role="bot", max_games=4)
+    org = net.join("org")
+    net.send(org, type="arrange", x="rb", o="random", tag="t1", clock=5.0, id=1)
+    sent = net.last(org, "challenge_sent")
+    assert sent["id"] == 1 and sent["x"] == "rb" and sent["tag"] == "t1"
+    offer = net.last(rb, "challenge")
+    assert offer["arranged"] is True and offer["side"] == "X" and offer["opponent"] == "random"
+    net.send(rb, type="accept", challenge_id=offer["challenge_id"], id=2)
+    start = net.last(rb, "game_start")
+    assert start["id"] == 2 and start["you"] == "X" and start["tag"] == "t1"
+    assert net.last(org, "game_start")["you"] is None
+    gid = start["game_id"]
+    while gid in net.arena.games:
+        board = net.last(rb, "state")["board"] if any(f["type"] == "state" for f in net.inbox[rb]) else "........."
+        cell = next(i + 1 for i, c in enumerate(board) if c == ".")
+        net.send(rb, type="move", game_id=gid, cell=cell)
+    assert net.last(org, "game_over")["tag"] == "t1"
+    assert net.ended[-1]["tag"] == "t1" and net.ended[-1]["x_kind"] == "remote" and net.ended[-1]["o_kind"] == "house"
+
+
+def test_arranged_house_games_finish_at_once() -> None:
+    net = Net()
+    org = net.join("org")
+    for _ in range(20):
+        net.send(org, type="arrange", x="minimax", o="minimax")
+    assert len(net.ended) == 20 and all(r["result"] == "draw" for r in net.ended)
+    for _ in range(20):
+        net.send(org, type="arrange", x="minimax", o="random")
+    assert all(r["result"] in ("X", "draw") for r in net.ended[20:])
+    net.send(org, type="arrange", x="ann", o="minimax")
+    assert net.last(org)["code"] == "unknown_opponent"
+
+
+def test_arrange_refuses_players_and_self_play_of_remote_bots() -> None:
+    net = Net()
+    net.join("rb", role="bot")
+    org = net.join("org")
+    net.send(org, type="arrange", x="rb", o="rb")
+    assert net.last(org)["code"] == "forbidden"
+    net.send(org, type="arrange", x="org", o="minimax")
+    assert net.last(org)["code"] == "forbidden"
+
+
+def test_rate_limit_then_flood_close() -> None:
+    net = Net(rate=1.0, burst=5, flood_close=10)
+    ann = net.join("ann")  # hello used one token
+    for _ in range(4):
+        net.send(ann, type="ping")
+    assert [f["type"] for f in net.take(ann)][-4:] == ["pong"] * 4
+    net.send(ann, type="ping")
+    assert net.last(ann)["code"] == "rate_limited"
+    net.advance(1.0)
+    net.send(ann, type="ping")  # refilled: usable again
+    assert net.last(ann)["type"] == "pong"
+    for _ in range(10):
+        net.send(ann, type="ping")
+    assert net.closes[ann].code == CLOSE_POLICY
+    net.send(ann, type="ping")  # nothing more is processed on a closing connection
+    assert net.last(ann)["code"] == "rate_limited"
+
+
+def test_connections_per_address() -> None:
+    net = Net(max_connections_per_address=2)
+    a, b = net.open("1.1.1.1"), net.open("1.1.1.1")
+    c = net.open("1.1.1.1")
+    assert net.last(c)["code"] == "too_many_connections" and net.closes[c].code == CLOSE_POLICY
+    d = net.open("2.2.2.2")
+    assert d not in net.closes
+    net.drop(a)
+    e = net.open("1.1.1.1")
+    assert e not in net.closes and b not in net.closes
+
+
+def test_shutdown_aborts_live_games_and_closes_everyone() -> None:
+    net = Net()
+    ann, bob, gid = start_pvp(net)
+    net.arena.shutdown(net.now)
+    net.pump()
+    over = net.last(ann, "game_over")
+    assert over["result"] == "aborted" and over["reason"] == "aborted"
+    assert net.stored[-1]["status"] == "aborted"
+    assert net.last(bob)["code"] == "server_shutting_down" and net.closes[bob].code == 1001
+    late = net.open()
+    assert net.last(late)["code"] == "server_shutting_down"
+
+
+def test_internal_error_costs_one_request_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    net = Net()
+    ann = net.join("ann")
+    monkeypatch.setattr(net.arena, "_bot_list", lambda: 1 / 0)
+    net.send(ann, type="list_bots", id=4)
+    assert net.last(ann)["code"] == "internal_error" and net.last(ann)["id"] == 4
+    net.send(ann, type="ping")
+    assert net.last(ann)["type"] == "pong"
+
+
+def test_house_bots_are_seeded() -> None:
+    def moves(seed: int) -> list[str]:
+        net = Net(seed=seed)
+        org = net.join("org")
+        for _ in range(5):
+            net.send(org, type="arrange", x="random", o="minimax")
+        return ["".join(str(m["cell"]) for m in r["moves"]) for r in net.ended]
+
+    assert moves(3) == moves(3)
+    assert isinstance(Arena(ServerConfig(seed=1)).house["minimax"], MinimaxBot)
+    assert isinstance(Arena(ServerConfig(seed=1)).house["random"], RandomBot)
+    assert Arena(ServerConfig(house_bots=False)).house == {}
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="move_clock"):
+        ServerConfig(move_clock=0)
+    with pytest.raises(ValueError, match="burst"):
+        ServerConfig(burst=0)

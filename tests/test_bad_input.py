@@ -1,0 +1,190 @@
+"""Every kind of bad input from issue 2 over real sockets: each gets its documented error (or a
+clean close), the connection stays usable where documented, others are unaffected and no
+game state is corrupted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from helpers_ws import WsClient
+from server.app import ServerConfig, serve_arena
+from server.protocol import ERROR_CODES
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def config(**overrides: Any) -> ServerConfig:
+    base = dict(port=0, db_path=":memory:", move_clock=30.0, grace=1.0, seed=5, ping_interval=None)
+    base.update(overrides)
+    return ServerConfig(**base)
+
+
+async def still_usable(client: WsClient) -> None:
+    pong = await client.request(type="ping")
+    assert pong["type"] == "pong"
+
+
+async def expect_error(client: WsClient, code: str, rid: Any = None) -> dict[str, Any]:
+    frame = await client.wait_for("error")
+    assert frame["code"] == code, frame
+    assert code in ERROR_CODES and frame["message"]
+    if rid is not None:
+        assert frame["id"] == rid
+    return frame
+
+
+async def test_malformed_frames_get_errors_and_connection_stays_usable() -> None:
+    async with serve_arena(config()) as srv, WsClient.connect(srv.url) as c:
+        cases: list[tuple[str | bytes, str]] = [
+            ("{not json", "bad_json"),
+            ("", "bad_json"),
+            (b"\xff\xfe\x00binary", "bad_json"),
+            ("[1, 2, 3]", "not_object"),
+            ('"hello"', "not_object"),
+            ("42", "not_object"),
+            ("null", "not_object"),
+            ('{"name": "x"}', "missing_type"),
+            ('{"type": 5}', "missing_type"),
+            ('{"type": "teleport", "id": 1}', "unknown_type"),
+            ('{"type": "list_bots"}', "hello_required"),  # before hello
+            ('{"type": "hello", "name": 5}', "invalid_message"),
+            ('{"type": "hello", "name": "has space"}', "invalid_message"),
+            ('{"type": "hello", "name": "ok", "role": "referee"}', "invalid_message"),
+            ('{"type": "hello", "name": "ok", "extra": 1}', "invalid_message"),
+            ("[" * 30000 + "]" * 30000, "bad_json"),  # deep nesting: no RecursionError escapes
+        ]
+        for raw, code in cases:
+            await c.send_raw(raw)
+            await expect_error(c, code)
+        await c.hello("ann")
+        typed = [
+            ({"type": "challenge", "opponent": "minimax", "side": "Z", "id": 1}, "invalid_message"),
+            ({"type": "challenge", "opponent": 7, "id": 2}, "invalid_message"),
+            ({"type": "challenge", "opponent": "minimax", "clock": -1, "id": 3}, "invalid_message"),
+            ({"type": "move", "game_id": "g", "cell": "abc", "id": 4}, "invalid_message"),
+            ({"type": "move", "game_id": "g", "cell": [5], "id": 5}, "invalid_message"),
+            ({"type": "move", "game_id": 12, "cell": 5, "id": 6}, "invalid_message"),
+            ({"type": "move", "game_id": "g", "cell": 5, "trace": [1, 2], "id": 7}, "invalid_message"),
+            ({"type": "move", "game_id": "g", "cell": 5, "trace": {"x": "y" * 20000}, "id": 8}, "invalid_message"),
+            ({"type": "move", "game_id": "g", "cell": 5, "on_illegal": "retry", "id": 9}, "invalid_message"),
+            ({"type": "accept", "id": 10}, "invalid_message"),
+            ({"type": "ping", "id": {"nested": 1}}, "invalid_message"),
+            ({"type": "spectate", "game_id": "nope", "id": 11}, "unknown_game"),
+            ({"type": "get_game", "game_id": "nope", "id": 12}, "unknown_game"),
+            ({"type": "accept", "challenge_id": "nope", "id": 13}, "unknown_challenge"),
+            ({"type": "challenge", "opponent": "ghost", "id": 14}, "unknown_opponent"),
+        ]
+        for frame, code in typed:
+            await c.send(**frame)
+            await expect_error(c, code, frame["id"] if isinstance(frame["id"], int) else None)
+        await still_usable(c)
+
+
+async def test_illegal_moves_in_a_live_game_do_not_corrupt_it() -> None:
+    async with serve_arena(config()) as srv, WsClient.connect(srv.url, "ann") as ann, \
+            WsClient.connect(srv.url, "bob") as bob, WsClient.connect(srv.url, "eve") as eve, \
+            WsClient.connect(srv.url, "spy", role="spectator") as spy:
+        await ann.request(type="challenge", opponent="bob", side="X")
+        offer = await bob.wait_for("challenge")
+        await bob.request(type="accept", challenge_id=offer["challenge_id"])
+        gid = offer["challenge_id"]
+        await spy.request(type="spectate", game_id=gid)
+        bad = [
+            (bob, {"cell": 1}, "not_your_turn"),  # out of turn / for the other seat
+            (eve, {"cell": 1}, "not_a_player"),  # a game you are not in
+            (spy, {"cell": 1}, "forbidden"),  # spectator moving
+            (ann, {"cell": 0}, "out_of_range"),
+            (ann, {"cell": 10}, "out_of_range"),
+            (ann, {"cell": -3}, "out_of_range"),
+        ]
+        for client, extra, code in bad:
+            reply = await client.request(type="move", game_id=gid, **extra)
+            assert reply["type"] == "error" and reply["code"] == code, reply
+        await ann.request(type="move", game_id=gid, cell=5)
+        for cell, code in ((5, "occupied"), (11, "out_of_range")):
+            reply = await bob.request(type="move", game_id=gid, cell=cell)
+            assert reply["code"] == code
+        reply = await ann.request(type="move", game_id=gid, cell=1)  # ann again: X already moved
+        assert reply["code"] == "not_your_turn"
+        reply = await ann.request(type="move", game_id="unknown-game", cell=1)
+        assert reply["code"] == "unknown_game"
+        state = await bob.request(type="get_game", game_id=gid)
+        assert state["type"] == "state" and state["board"] == "....X...." and state["ply"] == 1 and state["turn"] == "O"
+        for client, cell in ((bob, 1), (ann, 9), (bob, 2), (ann, 3), (bob, 7), (ann, 4), (bob, 6), (ann, 8)):
+            assert (await client.request(type="move", game_id=gid, cell=cell))["type"] == "state"
+        over = await spy.wait_for("game_over")
+        assert over["board"] == "OOXXXOOXX" and over["result"] == "draw" and len(over["moves"]) == 9
+        reply = await bob.request(type="move", game_id=gid, cell=1)
+        assert reply["code"] == "game_over"  # a finished game
+        reply = await spy.request(type="spectate", game_id=gid)
+        assert reply["code"] == "game_over"
+        assert [s["ply"] for s in spy.seen if s["type"] == "state"] == list(range(0, 10))
+
+
+async def test_oversize_frame_closes_1009_and_others_keep_playing() -> None:
+    async with serve_arena(config(max_frame_bytes=4096)) as srv, WsClient.connect(srv.url, "calm") as calm:
+        await calm.request(type="challenge", opponent="random", side="X")
+        start = await calm.wait_for("game_start")
+        async with WsClient.connect(srv.url, "big") as big:
+            await big.send_raw(json.dumps({"type": "ping", "pad": "x" * 10000}))
+            closed = await big.closed()
+            assert closed.rcvd is not None and closed.rcvd.code == 1009
+        state = await calm.request(type="move", game_id=start["game_id"], cell=5)
+        assert state["type"] in ("state", "game_over")
+        await still_usable(calm)
+
+
+async def test_flood_is_rate_limited_then_closed_1008() -> None:
+    async with serve_arena(config(rate=1.0, burst=10, flood_close=30)) as srv, WsClient.connect(srv.url, "calm") as calm:
+        async with WsClient.connect(srv.url, "flood") as flood:
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            for _ in range(200):
+                try:
+                    await flood.send(type="ping")
+                except ConnectionClosed:
+                    break
+            closed = await flood.closed()
+            codes = [f.get("code") for f in flood.seen if f["type"] == "error"]
+            assert "rate_limited" in codes and closed.rcvd is not None and closed.rcvd.code == 1008
+            pongs = sum(1 for f in flood.seen if f["type"] == "pong")
+            # the burst (minus the hello), plus at most what refilled meanwhile at 1 message/s
+            assert 9 <= pongs <= 10 + (loop.time() - began)
+        await still_usable(calm)
+
+
+async def test_brief_burst_over_the_limit_recovers() -> None:
+    async with serve_arena(config(rate=5.0, burst=5, flood_close=100)) as srv, WsClient.connect(srv.url, "ann") as ann:
+        for _ in range(12):
+            await ann.send(type="ping")
+        await asyncio.sleep(0.5)  # refills 2.5 messages
+        await still_usable(ann)
+        assert any(f.get("code") == "rate_limited" for f in ann.seen)
+
+
+async def test_too_many_connections_from_one_address() -> None:
+    async with serve_arena(config(max_connections_per_address=2)) as srv:
+        async with WsClient.connect(srv.url, "a") as a, WsClient.connect(srv.url, "b"):
+            async with connect(srv.url) as third:
+                frame = json.loads(await third.recv())
+                assert frame["code"] == "too_many_connections"
+                with pytest.raises(ConnectionClosed) as info:
+                    await third.recv()
+                assert info.value.rcvd is not None and info.value.rcvd.code == 1008
+            await still_usable(a)
+
+
+async def test_spectator_may_only_watch() -> None:
+    async with serve_arena(config()) as srv, WsClient.connect(srv.url, "spy", role="spectator") as spy:
+        for frame in ({"type": "challenge", "opponent": "minimax"}, {"type": "arrange", "x": "minimax", "o": "random"},
+                      {"type": "resign", "game_id": "g"}, {"type": "accept", "challenge_id": "c"}):
+            reply = await spy.request(**frame)
+            assert reply["code"] == "forbidden", reply
+        bots = await spy.request(type="list_bots")
+        assert {b["name"] for b in bots["bots"]} == {"minimax", "random"}

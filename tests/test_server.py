@@ -1,0 +1,344 @@
+"""Full games over real WebSocket connections against a server on an ephemeral loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+from typing import Any, AsyncIterator
+
+import pytest
+from websockets.asyncio.client import connect
+
+from server.app import ServerConfig, serve_arena
+from server.game import Board
+from helpers_ws import WsClient
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def config(**overrides: Any) -> ServerConfig:
+    base = dict(host="127.0.0.1", port=0, db_path=":memory:", move_clock=5.0, grace=1.0, seed=11, ping_interval=None)
+    base.update(overrides)
+    return ServerConfig(**base)
+
+
+@pytest.fixture
+async def srv() -> AsyncIterator[Any]:
+    async with serve_arena(config()) as server:
+        yield server
+
+
+def first_free(board: str) -> int:
+    return board.index(".") + 1
+
+
+async def raw_bot(url: str, name: str, *, max_games: int = 4, stop: asyncio.Event | None = None,
+                  trace: bool = False) -> list[dict[str, Any]]:
+    """A minimal remote bot over a raw websocket: accepts every offer, plays the first free
+    cell in every game where it is to move. Returns the game_over frames it saw."""
+    overs: list[dict[str, Any]] = []
+    async with connect(url) as ws:
+        await ws.send(json.dumps({"type": "hello", "name": name, "role": "bot", "max_games": max_games}))
+        assert json.loads(await ws.recv())["type"] == "welcome"
+        seats: dict[str, str] = {}
+        while stop is None or not stop.is_set():
+            try:
+                frame = json.loads(await asyncio.wait_for(ws.recv(), 0.2))
+            except asyncio.TimeoutError:
+                continue
+            kind = frame["type"]
+            if kind == "challenge":
+                await ws.send(json.dumps({"type": "accept", "challenge_id": frame["challenge_id"]}))
+            elif kind in ("game_start", "state") and frame.get("turn"):
+                if kind == "game_start":
+                    seats[frame["game_id"]] = frame["you"]
+                if frame["turn"] == seats.get(frame["game_id"]):
+                    move = {"type": "move", "game_id": frame["game_id"], "cell": first_free(frame["board"])}
+                    if trace:
+                        move["trace"] = {"bot": name, "ply": frame.get("ply", 0)}
+                    await ws.send(json.dumps(move))
+            elif kind == "game_over":
+                overs.append(frame)
+    return overs
+
+
+async def play_until_over(client: WsClient, game_id: str, seat: str, first_state: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Play the first free cell whenever it is ``seat``'s turn; return the game_over frame."""
+    frame = first_state
+    while True:
+        if frame is not None and frame.get("game_id") == game_id:
+            if frame["type"] == "game_over":
+                return frame
+            if frame["type"] in ("state", "game_start") and frame.get("turn") == seat:
+                await client.send(type="move", game_id=game_id, cell=first_free(frame["board"]))
+        frame = await client.recv()
+
+
+async def test_human_vs_minimax_full_game(srv: Any) -> None:
+    async with WsClient.connect(srv.url, "human") as human:
+        reply = await human.request(type="challenge", opponent="minimax", side="X", clock=10)
+        assert reply["type"] == "challenge_sent" and reply["opponent"] == "minimax"
+        start = await human.wait_for("game_start")
+        assert start["you"] == "X" and start["o"] == "minimax" and start["clock"] == 10
+        over = await play_until_over(human, start["game_id"], "X", start)
+        assert over["result"] in ("O", "draw"), "minimax never loses"
+        board = Board.from_moves([m["cell"] for m in over["moves"]])
+        assert board.code == over["board"] and board.is_over
+    record = srv.records.get(start["game_id"])
+    assert record["status"] == "finished" and record["o_kind"] == "house" and len(record["moves"]) == len(over["moves"])
+
+
+async def test_player_vs_player(srv: Any) -> None:
+    async with WsClient.connect(srv.url, "ann") as ann, WsClient.connect(srv.url, "bob") as bob:
+        await ann.request(type="challenge", opponent="bob", side="O")
+        offer = await bob.wait_for("challenge")
+        assert offer["challenger"] == "ann" and offer["side"] == "X"
+        start = await bob.request(type="accept", challenge_id=offer["challenge_id"])
+        assert start["type"] == "game_start" and start["you"] == "X"
+        gid = start["game_id"]
+        # X: 1, 2, 3 wins the top row; O: 4, 5
+        for client, cell in ((bob, 1), (ann, 4), (bob, 2), (ann, 5)):
+            state = await client.request(type="move", game_id=gid, cell=cell)
+            assert state["type"] == "state" and state["last_move"]["cell"] == cell
+        final = await bob.request(type="move", game_id=gid, cell=3)
+        assert final["type"] == "state" and final["over"] is True
+        over_ann = await ann.wait_for("game_over")
+        over_bob = await bob.wait_for("game_over")
+        assert over_ann["winner"] == over_bob["winner"] == "bob" and over_ann["reason"] == "line"
+        assert over_ann["board"] == "XXXOO...."
+
+
+async def test_spectator_receives_every_state_and_trace(srv: Any) -> None:
+    async with WsClient.connect(srv.url, "ann") as ann, WsClient.connect(srv.url, "bob") as bob, \
+            WsClient.connect(srv.url, "spy", role="spectator") as spy:
+        await ann.request(type="challenge", opponent="bob", side="X")
+        offer = await bob.wait_for("challenge")
+        await bob.request(type="accept", challenge_id=offer["challenge_id"])
+        gid = offer["challenge_id"]
+        games = await spy.request(type="list_games")
+        assert [g["game_id"] for g in games["games"]] == [gid]
+        start = await spy.request(type="spectate", game_id=gid)
+        assert start["type"] == "game_start" and start["you"] is None
+        await spy.wait_for("state", ply=0)
+        cells = [5, 1, 9, 3, 2, 8, 4, 6, 7]  # a full-board draw
+        trace = {"features": [{"id": 12, "act": 3.5}], "steering": [0.1, -0.2], "probs": [0.1] * 9}
+        movers = [ann, bob] * 5
+        for ply, cell in enumerate(cells, 1):
+            await movers[ply - 1].request(type="move", game_id=gid, cell=cell, trace=dict(trace, ply=ply))
+        states = [await spy.wait_for("state", ply=p) for p in range(1, 10)]
+        assert [s["last_move"]["cell"] for s in states] == cells
+        assert all(s["last_move"]["trace"]["ply"] == s["ply"] for s in states)
+        assert states[-1]["last_move"]["trace"]["features"] == trace["features"]
+        over = await spy.wait_for("game_over")
+        assert over["result"] == "draw" and over["reason"] == "full_board"
+        relayed = await bob.wait_for("state", ply=9)  # the opponent sees the mover's trace
+        assert relayed["last_move"]["trace"] == dict(trace, ply=9)
+    stored = srv.records.get(gid)
+    assert [m["trace"]["ply"] for m in stored["moves"]] == list(range(1, 10))
+    assert all(m["at"] >= stored["started_at"] for m in stored["moves"])
+
+
+async def test_remote_bot_accepts_challenges_and_plays_several_games(srv: Any) -> None:
+    stop = asyncio.Event()
+    bot_task = asyncio.create_task(raw_bot(srv.url, "rawbot", max_games=3, stop=stop, trace=True))
+    try:
+        async with WsClient.connect(srv.url, "ann") as ann:
+            for _ in range(50):  # wait until the bot is in the lobby
+                bots = {b["name"]: b for b in (await ann.request(type="list_bots"))["bots"]}
+                if "rawbot" in bots:
+                    break
+                await asyncio.sleep(0.05)
+            assert bots["rawbot"]["kind"] == "remote" and bots["rawbot"]["max_games"] == 3
+            ids = []
+            for _ in range(3):
+                sent = await ann.request(type="challenge", opponent="rawbot", side="X")
+                ids.append(sent["challenge_id"])
+            busy = await ann.request(type="challenge", opponent="rawbot")
+            assert busy["type"] == "error" and busy["code"] == "busy"
+            overs = {}
+            for gid in ids:
+                start = await ann.wait_for("game_start", game_id=gid)
+                await ann.send(type="move", game_id=gid, cell=5)
+            pending = set(ids)
+            while pending:
+                frame = await ann.recv()
+                gid = frame.get("game_id")
+                if frame["type"] == "state" and frame["turn"] == "X" and gid in pending:
+                    assert frame["last_move"]["trace"]["bot"] == "rawbot"
+                    await ann.send(type="move", game_id=gid, cell=first_free(frame["board"]))
+                elif frame["type"] == "game_over":
+                    overs[gid] = frame
+                    pending.discard(gid)
+            assert all(o["reason"] in ("line", "full_board") for o in overs.values())
+    finally:
+        stop.set()
+        bot_overs = await bot_task
+    assert {o["game_id"] for o in bot_overs} == set(ids)
+
+
+async def test_arranged_game_remote_bot_vs_random(srv: Any) -> None:
+    stop = asyncio.Event()
+    bot_task = asyncio.create_task(raw_bot(srv.url, "rawbot", stop=stop))
+    try:
+        async with WsClient.connect(srv.url, "organiser") as org:
+            for _ in range(50):
+                if any(b["name"] == "rawbot" for b in (await org.request(type="list_bots"))["bots"]):
+                    break
+                await asyncio.sleep(0.05)
+            sent = await org.request(type="arrange", x="random", o="rawbot", tag="round-1")
+            over = await org.wait_for("game_over", game_id=sent["challenge_id"])
+            assert over["tag"] == "round-1" and over["x"] == "random" and over["o"] == "rawbot"
+    finally:
+        stop.set()
+        await bot_task
+    assert srv.records.list(tag="round-1")[0]["game_id"] == sent["challenge_id"]
+
+
+async def test_reconnect_within_grace_resumes_the_game() -> None:
+    async with serve_arena(config(grace=4.0, move_clock=1.5)) as srv:
+        async with WsClient.connect(srv.url, "bob") as bob:
+            async with WsClient.connect(srv.url, "ann") as ann:
+                token = ann.token
+                await ann.request(type="challenge", opponent="bob", side="X")
+                offer = await bob.wait_for("challenge")
+                await bob.request(type="accept", challenge_id=offer["challenge_id"])
+                gid = offer["challenge_id"]
+                await ann.wait_for("game_start")
+            info = await bob.wait_for("info")
+            assert "disconnected" in info["message"]
+            await asyncio.sleep(1.7)  # longer than the move clock: ann's clock is paused while away
+            async with WsClient.connect(srv.url) as ann2:
+                welcome = await ann2.hello("ann", token=token)
+                assert welcome["resumed"] == [gid] and welcome["token"] == token
+                start = await ann2.wait_for("game_start")
+                state = await ann2.wait_for("state")
+                assert start["you"] == "X" and state["turn"] == "X" and state["deadline"] is not None
+                await ann2.request(type="move", game_id=gid, cell=5)
+                moved = await bob.wait_for("state", ply=1)
+                assert moved["board"] == "....X...."
+                await bob.request(type="resign", game_id=gid)
+                over = await ann2.wait_for("game_over")
+                assert over["winner"] == "ann" and over["reason"] == "resign"
+
+
+async def test_disconnect_past_grace_forfeits() -> None:
+    async with serve_arena(config(grace=0.5, move_clock=30.0)) as srv:
+        async with WsClient.connect(srv.url, "bob") as bob:
+            async with WsClient.connect(srv.url, "ann") as ann:
+                await ann.request(type="challenge", opponent="bob", side="X")
+                offer = await bob.wait_for("challenge")
+                await bob.request(type="accept", challenge_id=offer["challenge_id"])
+                await ann.request(type="move", game_id=offer["challenge_id"], cell=1)
+                token = ann.token
+            over = await bob.wait_for("game_over", timeout=5)
+            assert over["result"] == "O" and over["reason"] == "disconnect" and over["winner"] == "bob"
+        async with WsClient.connect(srv.url) as late:
+            await late.send(type="hello", name="ann", token=token)
+            assert (await late.recv())["code"] == "bad_token"
+        assert srv.records.get(offer["challenge_id"])["reason"] == "disconnect"
+
+
+async def test_timeout_loses() -> None:
+    async with serve_arena(config(move_clock=0.5)) as srv:
+        async with WsClient.connect(srv.url, "slow") as slow:
+            await slow.request(type="challenge", opponent="minimax", side="O")
+            await slow.wait_for("state", ply=1)  # minimax (X) moved; slow never answers
+            over = await slow.wait_for("game_over", timeout=5)
+            assert over["result"] == "X" and over["reason"] == "timeout" and over["winner"] == "minimax"
+
+
+async def test_healthz(srv: Any) -> None:
+    async with WsClient.connect(srv.url, "ann") as ann:
+        await ann.request(type="challenge", opponent="minimax", side="O")
+        await ann.wait_for("game_start")
+
+        def fetch() -> tuple[int, str, dict[str, Any]]:
+            with urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/healthz", timeout=5) as resp:
+                return resp.status, resp.headers["Content-Type"], json.loads(resp.read())
+
+        status, ctype, body = await asyncio.to_thread(fetch)
+    assert status == 200 and ctype == "application/json"
+    assert body["status"] == "ok" and body["games_live"] == 1 and body["connections"] == 1
+    assert body["bots"] == 2 and body["version"]
+
+
+async def test_shutdown_aborts_live_games_and_notifies_clients() -> None:
+    cfg = config()
+    server_cm = serve_arena(cfg)
+    srv = await server_cm.__aenter__()
+    async with WsClient.connect(srv.url, "ann") as ann:
+        await ann.request(type="challenge", opponent="minimax", side="O")
+        start = await ann.wait_for("game_start")
+        done = await ann.request(type="arrange", x="minimax", o="random")  # finishes at once
+        await ann.wait_for("game_over", game_id=done["challenge_id"])
+        records = srv.records
+        rows_before = {r["game_id"]: r["status"] for r in records.list()}
+        assert rows_before[start["game_id"]] == "live" and rows_before[done["challenge_id"]] == "finished"
+        stopper = asyncio.create_task(server_cm.__aexit__(None, None, None))
+        over = await ann.wait_for("game_over", game_id=start["game_id"])
+        assert over["result"] == "aborted" and over["reason"] == "aborted"
+        err = await ann.wait_for("error")
+        assert err["code"] == "server_shutting_down"
+        closed = await ann.closed()
+        assert closed.rcvd is not None and closed.rcvd.code == 1001
+        await stopper
+
+
+async def test_other_paths_are_not_websocket_endpoints_for_http(srv: Any) -> None:
+    def fetch() -> int:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/", timeout=5)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        return 200
+
+    assert await asyncio.to_thread(fetch) == 426  # Upgrade Required
+
+
+async def test_file_records_survive_restart_and_live_games_are_aborted(tmp_path: Any) -> None:
+    db = str(tmp_path / "arena.sqlite3")
+    async with serve_arena(config(db_path=db)) as srv:
+        async with WsClient.connect(srv.url, "ann") as ann:
+            sent = await ann.request(type="arrange", x="minimax", o="minimax", tag="keep")
+            await ann.wait_for("game_over")
+        srv.records.save({"game_id": "crashed", "x": "a", "o": "b", "status": "live", "board": ".........",
+                          "moves": [], "clock": 5.0, "started_at": 1.0})  # as a crash would leave it
+    async with serve_arena(config(db_path=db)) as srv2:
+        assert srv2.aborted_at_start == 1
+        assert srv2.records.get("crashed")["reason"] == "aborted"
+        assert srv2.records.get(sent["challenge_id"])["result"] == "draw"
+        async with WsClient.connect(srv2.url, "ann") as ann:
+            rec = await ann.request(type="get_game", game_id=sent["challenge_id"])  # replay from disk
+            assert rec["type"] == "game_record" and rec["tag"] == "keep" and len(rec["moves"]) == 9
+            err = await ann.request(type="move", game_id=sent["challenge_id"], cell=1)
+            assert err["code"] == "game_over"
+
+
+async def test_slow_reader_is_disconnected_without_hurting_others() -> None:
+    """The per-connection send queue is bounded; a client that stops reading is dropped (1008)."""
+    from server.app import _Peer
+    from server.arena import Close
+
+    class FakeWs:
+        def __init__(self) -> None:
+            self.sent: list[str] = []
+            self.closed_with: tuple[int, str] | None = None
+
+        async def send(self, item: str) -> None:
+            self.sent.append(item)
+
+        async def close(self, code: int, reason: str) -> None:
+            self.closed_with = (code, reason)
+
+    ws = FakeWs()
+    peer = _Peer(ws, limit_bytes=100)
+    for i in range(3):
+        peer.push("x" * 30)
+    assert peer.queued_bytes == 90 and not peer.closed
+    peer.push("y" * 30)  # over the limit: queue dropped, connection closed
+    assert peer.closed and list(peer.queue) == [Close(0, 1008, "not reading its frames")]
+    peer.push("z")  # ignored after closing
+    await peer.run()
+    assert ws.sent == [] and ws.closed_with == (1008, "not reading its frames")

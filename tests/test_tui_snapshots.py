@@ -1,0 +1,99 @@
+"""Snapshot tests: what a person sees in the lobby, in a game with the feature panel, and at the end.
+
+The app runs offline (``url=None``) and is fed recorded server frames, so every snapshot is
+deterministic: fixed names and game ids, traces from ``tests/data/llm_traces.json``, no
+clocks, deadlines or ports on screen. Update with ``pytest tests/test_tui_snapshots.py
+--snapshot-update`` after checking the new SVGs by eye.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from server.protocol import parse_server_frame
+from tui_client.app import ArenaApp
+from tui_client.connection import LinkState, LinkStatus
+from tui_client.trace_replay_bot import retarget
+
+TRACES = json.loads((Path(__file__).parent / "data" / "llm_traces.json").read_text())["traces"]
+URL = "ws://arena.example:8765"
+
+
+def lobby_frames() -> list[dict]:
+    return [
+        {"type": "bots", "bots": [
+            {"name": "minimax", "kind": "house", "description": "optimal play from the solved game", "games": 1,
+             "max_games": 0},
+            {"name": "random", "kind": "house", "description": "uniform over legal cells", "games": 0, "max_games": 0},
+            {"name": "smol-llm", "kind": "remote", "description": "", "games": 1, "max_games": 8},
+            {"name": "ann", "kind": "remote", "description": "", "games": 0, "max_games": 1}]},
+        {"type": "games", "games": [
+            {"game_id": "4f1c2a9e0b7d", "x": "smol-llm", "o": "minimax", "board": "X...O....", "turn": "X", "ply": 2,
+             "spectators": 1},
+            {"game_id": "9a3b77c1d2e4", "x": "random", "o": "minimax", "board": "X.O.X.O..", "turn": "X", "ply": 4}]},
+    ]
+
+
+def moves(cells: list[int], traced_seat: str) -> list[dict]:
+    out, n = [], 0
+    for i, cell in enumerate(cells):
+        seat = "X" if i % 2 == 0 else "O"
+        move = {"ply": i + 1, "seat": seat, "cell": cell, "at": 1_700_000_000.0 + i}
+        if seat == traced_seat:
+            move["trace"] = retarget(TRACES[n % len(TRACES)], cell)
+            n += 1
+        out.append(move)
+    return out
+
+
+def game_frames(cells: list[int], over: dict | None = None) -> list[dict]:
+    from server.game import Board
+    board = Board.from_moves(cells)
+    ms = moves(cells, "O")
+    frames = [
+        {"type": "game_start", "game_id": "7e2d91c4aa10", "x": "ann", "o": "smol-llm", "you": "X", "clock": 30.0,
+         "board": ".........", "turn": "X"},
+        {"type": "state", "game_id": "7e2d91c4aa10", "x": "ann", "o": "smol-llm", "board": board.code,
+         "turn": None if board.is_over else board.turn.value, "ply": len(cells), "moves": ms,
+         "last_move": ms[-1] if ms else None, "deadline": None, "over": board.is_over},
+    ]
+    if over:
+        frames.append({"type": "game_over", "game_id": "7e2d91c4aa10", "x": "ann", "o": "smol-llm",
+                       "board": board.code, "moves": ms, **over})
+    return frames
+
+
+def offline_app(frames: list[dict]):
+    app = ArenaApp(None, "ann")
+
+    async def feed(pilot) -> None:
+        app.set_link_status(LinkStatus(LinkState.CONNECTED, URL, "ann"))
+        for frame in frames:
+            app.handle_frame(parse_server_frame(frame))
+            await pilot.pause()
+        await pilot.pause()
+    return app, feed
+
+
+def test_lobby(snap_compare):
+    app, feed = offline_app(lobby_frames())
+    assert snap_compare(app, terminal_size=(80, 24), run_before=feed)
+
+
+def test_game_in_progress_with_feature_panel(snap_compare):
+    # ann (X) 1, smol-llm 5, ann 9, smol-llm 3 (blocks nothing yet) → ann to move
+    app, feed = offline_app(game_frames([1, 5, 9, 3]))
+    assert snap_compare(app, terminal_size=(80, 24), run_before=feed)
+
+
+def test_game_in_progress_uses_a_larger_terminal(snap_compare):
+    app, feed = offline_app(game_frames([1, 5, 9, 3]))
+    assert snap_compare(app, terminal_size=(120, 36), run_before=feed)
+
+
+def test_finished_game(snap_compare):
+    # smol-llm (O) completes the 3-5-7 diagonal
+    app, feed = offline_app(game_frames([1, 5, 9, 3, 2, 7],
+                                        over={"result": "O", "reason": "line", "winner": "smol-llm"}))
+    assert snap_compare(app, terminal_size=(80, 24), run_before=feed)

@@ -1,0 +1,256 @@
+"""The Textual app: routes server frames to the lobby and game screens and sends requests.
+
+:class:`ArenaApp` owns the :class:`~tui_client.connection.ArenaConnection` and the client's
+view of the arena (bots online, live games, the games it follows). Server frames go through
+:meth:`ArenaApp.handle_frame`, which tests and snapshots also call directly with recorded
+frames (an app built with ``url=None`` never connects).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import App
+from textual.binding import Binding
+
+from server.protocol import (Bots, ChallengeDeclined, ChallengeOffer, ChallengeSent, ErrorMsg, GameOver,
+                             GameRecord, Games, GameStart, GameSummary, Info, State, Welcome, BotInfo)
+from tui_client.connection import ArenaConnection, LinkState, LinkStatus, NotConnected
+from tui_client.game_view import GameView
+from tui_client.local_arena import LocalArena
+from tui_client.screens import ChallengePrompt, ConnectionBar, GameScreen, LobbyScreen
+
+MAX_FINISHED = 20
+
+
+class ArenaApp(App):
+    """AutoSteer Arena in the terminal: play and watch Tic Tac Toe with the LLM's features."""
+
+    TITLE = "AutoSteer Arena"
+    CSS_PATH = "arena.tcss"
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", show=False)]
+    ENABLE_COMMAND_PALETTE = False
+
+    def __init__(self, url: str | None, name: str = "player", *, local_arena: LocalArena | None = None,
+                 show_url: bool = True, lobby_poll: float = 2.0) -> None:
+        super().__init__()
+        self.url = url
+        self.player_name = name
+        self.local_arena = local_arena
+        self.show_url = show_url
+        self.lobby_poll = lobby_poll
+        self.connection: ArenaConnection | None = None
+        self.link_status = LinkStatus(LinkState.CONNECTING if url else LinkState.CLOSED, url or "", name,
+                                      detail="" if url else "offline")
+        self.bots: list[BotInfo] = []
+        self.live_games: list[GameSummary] = []
+        self.games: dict[str, GameView] = {}
+        self.finished_games: list[GameView] = []
+        self.llm_notice: str | None = local_arena.llm_notice if local_arena else None
+        self._watching: set[str] = set()
+        self._replaying: set[str] = set()
+        self._requests: dict[int, tuple[str, str]] = {}  # request id → (kind, game id or opponent)
+
+    # -- lifecycle -------------------------------------------------------------------
+    def on_mount(self) -> None:
+        self.push_screen(LobbyScreen())
+        if self.url:
+            self.connection = ArenaConnection(self.url, self.player_name, on_frame=self.handle_frame,
+                                              on_status=self.set_link_status)
+            self.run_worker(self.connection.run(), name="connection", exit_on_error=False)
+            self.set_interval(self.lobby_poll, self._poll)
+
+    async def on_unmount(self) -> None:
+        if self.connection is not None:
+            await self.connection.close()
+
+    def _poll(self) -> None:
+        if self.local_arena is not None:
+            notice = self.local_arena.poll_llm()
+            if (notice is None and getattr(self.local_arena, "llm_running", False)
+                    and not any(b.kind == "remote" for b in self.bots)):
+                notice = "LLM bot starting: it joins the lobby once its model is loaded…"
+            if notice != self.llm_notice:
+                self.llm_notice = notice
+                self._refresh_lobby()
+        if isinstance(self.screen, LobbyScreen):
+            self.request_lobby()
+
+    # -- connection status -----------------------------------------------------------
+    def set_link_status(self, status: LinkStatus) -> None:
+        previous = self.link_status.state
+        self.link_status = status
+        self.update_connection_bars()
+        if status.state is LinkState.CONNECTED and previous is LinkState.RECONNECTING:
+            self.notify("Reconnected; session resumed.", title="Connection")
+        elif status.state is LinkState.RECONNECTING and previous is LinkState.CONNECTED:
+            self.notify("Connection lost; reconnecting…", title="Connection", severity="warning")
+        elif status.state is LinkState.CLOSED and previous is not LinkState.CLOSED and status.detail != "closed":
+            self.notify(status.describe(show_url=False), title="Connection", severity="error", timeout=10)
+
+    def update_connection_bars(self) -> None:
+        text = self.link_status.describe(show_url=self.show_url)
+        for screen in self.screen_stack:
+            for bar in screen.query(ConnectionBar):
+                bar.update(text)
+                bar.set_class(self.link_status.state is LinkState.CONNECTED, "ok")
+                bar.set_class(self.link_status.state is LinkState.RECONNECTING, "warn")
+                bar.set_class(self.link_status.state is LinkState.CLOSED, "bad")
+
+    # -- requests --------------------------------------------------------------------
+    async def _send(self, frame: dict[str, Any], kind: str = "", subject: str = "") -> int | None:
+        if self.connection is None:
+            self.notify("Not connected to a server.", severity="warning")
+            return None
+        try:
+            request_id = await self.connection.send(frame)
+        except NotConnected as exc:
+            self.notify(f"Not sent: {exc}", title="Connection", severity="warning")
+            return None
+        if kind:
+            self._requests[request_id] = (kind, subject)
+        return request_id
+
+    def request_lobby(self) -> None:
+        if self.connection is not None and self.connection.connected:
+            self.run_worker(self._send({"type": "list_bots"}), group="requests")
+            self.run_worker(self._send({"type": "list_games"}), group="requests")
+
+    def start_challenge(self, opponent: str, side: str) -> None:
+        self.notify(f"Challenging {opponent} (you play {side})…", timeout=3)
+        self.run_worker(self._send({"type": "challenge", "opponent": opponent, "side": side}, "challenge", opponent),
+                        group="requests")
+
+    def start_watching(self, game_id: str) -> None:
+        self._watching.add(game_id)
+        self.run_worker(self._send({"type": "spectate", "game_id": game_id}, "spectate", game_id), group="requests")
+
+    def stop_watching(self, game_id: str) -> None:
+        self._watching.discard(game_id)
+        self.run_worker(self._send({"type": "unspectate", "game_id": game_id}, "unspectate", game_id),
+                        group="requests")
+
+    def open_replay(self, game_id: str) -> None:
+        self._replaying.add(game_id)
+        self.run_worker(self._send({"type": "get_game", "game_id": game_id}, "replay", game_id), group="requests")
+
+    def send_move(self, game_id: str, cell: int) -> None:
+        self.run_worker(self._send({"type": "move", "game_id": game_id, "cell": cell}, "move", game_id),
+                        group="requests")
+
+    def send_resign(self, game_id: str) -> None:
+        self.run_worker(self._send({"type": "resign", "game_id": game_id}, "resign", game_id), group="requests")
+
+    def answer_challenge(self, challenge_id: str, accept: bool) -> None:
+        frame = {"type": "accept" if accept else "decline", "challenge_id": challenge_id}
+        self.run_worker(self._send(frame), group="requests")
+
+    # -- frames from the server ------------------------------------------------------
+    def handle_frame(self, frame: Any) -> None:
+        """Apply one parsed server frame to the app's state and screens."""
+        if isinstance(frame, Welcome):
+            self.player_name = frame.name
+            self.link_status = LinkStatus(self.link_status.state, self.link_status.url, frame.name)
+            self.update_connection_bars()
+            self.request_lobby()
+            # On a resumed session the server re-sends game_start and state for every game
+            # the session plays or watches, which refreshes the open screens. Games it does
+            # not resume ended while we were away (session expired): fetch how they ended.
+            for game_id, view in self.games.items():
+                if not view.over and not view.replay and game_id not in frame.resumed and self._screen_for(game_id):
+                    self.run_worker(self._send({"type": "get_game", "game_id": game_id}), group="requests")
+        elif isinstance(frame, Bots):
+            self.bots = list(frame.bots)
+            self._refresh_lobby()
+        elif isinstance(frame, Games):
+            self.live_games = list(frame.games)
+            self._refresh_lobby()
+        elif isinstance(frame, (GameStart, State, GameOver, GameRecord)):
+            self._game_frame(frame)
+        elif isinstance(frame, ChallengeOffer):
+            def answer(accept: bool | None) -> None:
+                self.answer_challenge(frame.challenge_id, bool(accept))
+            self.push_screen(ChallengePrompt(frame.challenger, frame.side), answer)
+        elif isinstance(frame, ChallengeSent):
+            self.notify(f"Challenge sent to {frame.opponent}; waiting for an answer…", timeout=4)
+        elif isinstance(frame, ChallengeDeclined):
+            reason = f": {frame.reason}" if frame.reason else ""
+            self.notify(f"Challenge declined{reason}", severity="warning")
+        elif isinstance(frame, Info):
+            kind = self._requests.pop(frame.id, ("", ""))[0] if isinstance(frame.id, int) else ""
+            if kind != "unspectate":  # the reply to leaving a game needs no notice
+                self.notify(frame.message, title="Server")
+        elif isinstance(frame, ErrorMsg):
+            self._error(frame)
+
+    def _error(self, frame: ErrorMsg) -> None:
+        if frame.code == "bad_token":  # the connection layer starts a new session by itself
+            self.notify("The session expired while the connection was down; a new one is starting. "
+                        "Games in progress were lost.", title="Connection", severity="warning", timeout=8)
+            return
+        kind, subject = self._requests.pop(frame.id, ("", "")) if isinstance(frame.id, int) else ("", "")
+        if kind == "spectate":
+            self._watching.discard(subject)
+            if frame.code == "game_over":  # it ended before we got there: show its record instead
+                self.open_replay(subject)
+                return
+        if kind == "replay":
+            self._replaying.discard(subject)
+        text = frame.message
+        if kind in ("move", "resign") and isinstance(self.screen, GameScreen):
+            self.screen.show_message(f"Refused by the server: {text}")
+        self.notify(text, title=f"Server error: {frame.code}", severity="error", timeout=6)
+
+    def _game_frame(self, frame: Any) -> None:
+        game_id = frame.game_id
+        known = game_id in self.games
+        view = self.games.get(game_id) or GameView(game_id)
+        if isinstance(frame, GameRecord) and (game_id in self._replaying or not known):
+            view = GameView(game_id, replay=True)
+        view.apply(frame)
+        self.games[game_id] = view
+        if view.over and not view.replay:
+            self._remember_finished(view)
+
+        screen = self._screen_for(game_id)
+        if screen is not None:
+            screen.refresh_game()
+            return
+        wanted = (
+            (isinstance(frame, GameStart) and frame.you is not None)
+            or (game_id in self._watching)
+            or (isinstance(frame, GameRecord) and game_id in self._replaying)
+        )
+        if not wanted:
+            return
+        self._replaying.discard(game_id)
+        if view.replay:
+            view.you = None
+        self._open_game(game_id)
+
+    def _open_game(self, game_id: str) -> None:
+        if isinstance(self.screen, GameScreen):
+            old = self.screen
+            if old.view.over or old.view.replay or old.view.you is None:
+                if old.view.you is None and not old.view.over and not old.view.replay:
+                    self.stop_watching(old.game_id)
+                self.switch_screen(GameScreen(game_id))
+                return
+        self.push_screen(GameScreen(game_id))
+
+    def _screen_for(self, game_id: str) -> GameScreen | None:
+        for screen in self.screen_stack:
+            if isinstance(screen, GameScreen) and screen.game_id == game_id:
+                return screen
+        return None
+
+    def _remember_finished(self, view: GameView) -> None:
+        self.finished_games = [v for v in self.finished_games if v.game_id != view.game_id]
+        self.finished_games.insert(0, view)
+        del self.finished_games[MAX_FINISHED:]
+        self._watching.discard(view.game_id)
+
+    def _refresh_lobby(self) -> None:
+        for screen in self.screen_stack:
+            if isinstance(screen, LobbyScreen) and screen.is_mounted:
+                screen.refresh_lobby()

@@ -1,0 +1,226 @@
+"""One game as the client sees it, built from the server's frames (start, state, over, record).
+
+Pure state, no I/O: the app feeds it parsed frames and the widgets read it. The board can
+be rebuilt at any ply from the move list, which is how replay steps through a game.
+
+>>> from server.protocol import parse_server_frame
+>>> view = GameView("g1")
+>>> view.apply(parse_server_frame({"type": "game_start", "game_id": "g1", "x": "ann", "o": "minimax",
+...     "you": "X", "clock": 30.0, "board": ".........", "turn": "X"}))
+>>> view.status_line()
+'Your turn (X): press 1-9 or click a cell'
+>>> view.apply(parse_server_frame({"type": "game_over", "game_id": "g1", "x": "ann", "o": "minimax",
+...     "result": "draw", "reason": "full_board", "winner": None, "board": "XOXXOOOXX",
+...     "moves": []}))
+>>> view.result_line()
+'Draw: the board is full'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.game import Board, IllegalMoveError, InvalidBoardError, Seat
+from server.protocol import GameOver, GameRecord, GameStart, MoveRecord, State
+
+from tui_client.trace import MoveTrace, parse_trace
+
+REASONS = {
+    "line": "three in a row",
+    "full_board": "the board is full",
+    "resign": "resigned",
+    "timeout": "ran out of time",
+    "disconnect": "disconnected",
+    "aborted": "the game was aborted",
+    "illegal_move": "illegal move (forfeit)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PlayedMove:
+    """A move of the game with the trace its bot attached (if any)."""
+
+    ply: int
+    seat: Seat
+    cell: int
+    trace: MoveTrace | None = None
+
+    def __str__(self) -> str:
+        return f"{self.seat.value}{self.cell}"
+
+
+def _moves(records: list[MoveRecord]) -> list[PlayedMove]:
+    out = []
+    for rec in sorted(records, key=lambda r: r.ply):
+        out.append(PlayedMove(rec.ply, Seat(rec.seat), rec.cell, parse_trace(rec.trace)))
+    return out
+
+
+def _board(code: str | None) -> Board | None:
+    if not code:
+        return None
+    try:
+        return Board(code)
+    except InvalidBoardError:
+        return None
+
+
+@dataclass
+class GameView:
+    """Everything the client knows about one game."""
+
+    game_id: str
+    x: str = "?"
+    o: str = "?"
+    you: Seat | None = None  # None: spectating or replaying
+    board: Board = field(default_factory=Board.empty)
+    moves: list[PlayedMove] = field(default_factory=list)
+    turn: Seat | None = Seat.X
+    deadline: float | None = None
+    clock: float | None = None
+    result: str | None = None  # "X", "O", "draw", "aborted"
+    reason: str | None = None
+    winner: str | None = None
+    replay: bool = False
+    tag: str | None = None
+
+    # -- updates ---------------------------------------------------------------
+    def apply(self, frame: Any) -> None:
+        """Update from a parsed server frame about this game (other frames are ignored)."""
+        if isinstance(frame, GameStart):
+            self.x, self.o, self.clock = frame.x, frame.o, frame.clock
+            self.you = Seat(frame.you) if frame.you else None
+            self.board = _board(frame.board) or Board.empty()
+            self.turn = Seat(frame.turn)
+        elif isinstance(frame, State):
+            self.x, self.o = frame.x, frame.o
+            self.moves = _moves(frame.moves)
+            self.board = _board(frame.board) or self.board_at(len(self.moves))
+            self.turn = Seat(frame.turn) if frame.turn else None
+            self.deadline = frame.deadline
+        elif isinstance(frame, GameOver):
+            self.x, self.o = frame.x, frame.o
+            if frame.moves:
+                self.moves = _moves(frame.moves)
+            self.board = _board(frame.board) or self.board_at(len(self.moves))
+            self._finish(frame.result, frame.reason, frame.winner)
+        elif isinstance(frame, GameRecord):
+            self.x, self.o, self.tag = frame.x, frame.o, frame.tag
+            self.moves = _moves(frame.moves)
+            self.board = _board(frame.board) or self.board_at(len(self.moves))
+            if frame.result in ("X", "O", "draw", "aborted"):
+                self._finish(frame.result, frame.reason, None)
+            else:  # get_game on a live game may answer with a record-like frame
+                self.turn = self.board.turn if not self.board.is_over else None
+
+    def _finish(self, result: str, reason: str, winner: str | None) -> None:
+        self.result, self.reason = result, reason
+        if winner is None and result in ("X", "O"):
+            winner = self.x if result == "X" else self.o
+        self.winner = winner
+        self.turn = None
+        self.deadline = None
+
+    # -- queries ---------------------------------------------------------------
+    @property
+    def over(self) -> bool:
+        return self.result is not None
+
+    @property
+    def my_turn(self) -> bool:
+        return not self.over and self.you is not None and self.turn == self.you
+
+    @property
+    def opponent(self) -> str | None:
+        if self.you is None:
+            return None
+        return self.o if self.you is Seat.X else self.x
+
+    def player(self, seat: Seat) -> str:
+        return self.x if seat is Seat.X else self.o
+
+    def board_at(self, ply: int) -> Board:
+        """The board after the first ``ply`` moves. A move the rules refuse (a recorded
+        forfeit) leaves the board unchanged."""
+        board = Board.empty()
+        for move in self.moves[:ply]:
+            try:
+                if board.turn is move.seat:
+                    board = board.play(move.cell)
+            except IllegalMoveError:
+                continue
+        return board
+
+    def last_traced_move(self, upto_ply: int | None = None) -> PlayedMove | None:
+        """The latest move (up to ``upto_ply`` moves) that carries a trace."""
+        moves = self.moves if upto_ply is None else self.moves[:upto_ply]
+        for move in reversed(moves):
+            if move.trace is not None:
+                return move
+        return None
+
+    def check_move(self, cell: int) -> str | None:
+        """Why playing ``cell`` now would be refused, or ``None`` if it is fine."""
+        if self.over:
+            return "The game is over."
+        if self.you is None:
+            return "You are watching this game; spectators cannot move."
+        if self.turn != self.you:
+            return f"Not your turn: waiting for {self.player(self.you.other)} ({self.you.other.value})."
+        try:
+            self.board.check(cell)
+        except IllegalMoveError as exc:
+            return f"Cell {cell} is taken." if exc.code == "occupied" else str(exc)
+        return None
+
+    def title(self, markup: bool = False) -> str:
+        """``X ann (you)  vs  O minimax``; with ``markup``, one player per line, marks coloured."""
+        def who(seat: Seat) -> str:
+            name = self.player(seat)
+            if markup:
+                name = name.replace("[", "\\[")
+                mark = f"[b $secondary]X[/]" if seat is Seat.X else f"[b $warning]O[/]"
+                return f"{mark} {name}" + (" [i](you)[/i]" if self.you is seat else "")
+            return f"{seat.value} {name}" + (" (you)" if self.you is seat else "")
+        if markup:
+            return f"{who(Seat.X)}\n{who(Seat.O)}"
+        return f"{who(Seat.X)}  vs  {who(Seat.O)}"
+
+    def result_line(self) -> str:
+        if not self.over:
+            return ""
+        reason = REASONS.get(self.reason or "", self.reason or "")
+        if self.result == "draw":
+            return f"Draw: {reason}" if reason else "Draw"
+        if self.result == "aborted":
+            return f"Aborted: {reason}" if reason and self.reason != "aborted" else "Game aborted"
+        seat = Seat(self.result)
+        name = self.winner or self.player(seat)
+        if self.you is not None:
+            head = "You win" if seat is self.you else f"{name} wins"
+        else:
+            head = f"{name} ({seat.value}) wins"
+        if self.reason in ("resign", "timeout", "disconnect", "illegal_move"):
+            loser = self.player(seat.other)
+            return f"{head}: {loser} {reason}"
+        return f"{head}: {reason}" if reason else head
+
+    def status_line(self) -> str:
+        if self.over:
+            return self.result_line()
+        if self.turn is None:
+            return "Waiting for the server…"
+        if self.you is None:
+            return f"{self.player(self.turn)} ({self.turn.value}) to move"
+        if self.turn is self.you:
+            return f"Your turn ({self.you.value}): press 1-9 or click a cell"
+        return f"{self.player(self.turn)} ({self.turn.value}) is thinking…"
+
+    def move_list(self) -> str:
+        """``1. X5 O1  2. X9 O3`` (moves numbered in pairs)."""
+        parts = []
+        for i in range(0, len(self.moves), 2):
+            pair = " ".join(str(m) for m in self.moves[i:i + 2])
+            parts.append(f"{i // 2 + 1}. {pair}")
+        return "  ".join(parts)

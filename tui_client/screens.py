@@ -1,0 +1,382 @@
+"""The app's screens: the lobby, a game (live, watched or replayed) and the challenge prompt."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Static
+
+from tui_client.board_widget import BoardGrid, CellChosen
+from tui_client.feature_panel import FeaturePanel
+from tui_client.game_view import GameView
+
+if TYPE_CHECKING:
+    from tui_client.app import ArenaApp
+
+SIDES = ("X", "O", "random")
+
+
+class ConnectionBar(Static):
+    """One line: connected / reconnecting / disconnected."""
+
+    def on_mount(self) -> None:
+        self.app_ref.update_connection_bars()
+
+    @property
+    def app_ref(self) -> "ArenaApp":
+        return self.app  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- lobby
+class LobbyScreen(Screen):
+    """Bots online and games: Enter on a bot challenges it, Enter on a game watches or replays it."""
+
+    BINDINGS = [
+        Binding("s", "cycle_side", "Side"),
+        Binding("g", "replay_by_id", "Replay by id"),
+        Binding("r", "refresh", "Refresh"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="lobby")
+        self.side = "X"
+
+    @property
+    def arena(self) -> "ArenaApp":
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False)
+        yield ConnectionBar(id="connection")
+        yield Static("", id="llm-notice")
+        with Horizontal(id="lobby-tables"):
+            with Vertical(id="bots-pane"):
+                yield Label("Bots online · Enter to play", classes="pane-title")
+                yield DataTable(id="bots", cursor_type="row", zebra_stripes=True)
+                yield Static("", id="bot-about")
+            with Vertical(id="games-pane"):
+                yield Label("Games · Enter to watch or replay", classes="pane-title")
+                yield DataTable(id="games", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="side")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        bots = self.query_one("#bots", DataTable)
+        bots.add_column("Bot", key="name")
+        bots.add_column("Kind", key="kind")
+        bots.add_column("Games", key="games")
+        games = self.query_one("#games", DataTable)
+        games.add_column("Game", key="game")
+        games.add_column("X", key="x")
+        games.add_column("O", key="o")
+        games.add_column("State", key="state")
+        self.update_side()
+        self.refresh_lobby()
+        bots.focus()
+
+    def update_side(self) -> None:
+        label = {"X": "X (you move first)", "O": "O (the bot moves first)", "random": "random"}[self.side]
+        self.query_one("#side", Static).update(f"You play: [b]{label}[/b]   (s to change side)")
+
+    def action_cycle_side(self) -> None:
+        self.side = SIDES[(SIDES.index(self.side) + 1) % len(SIDES)]
+        self.update_side()
+
+    def action_refresh(self) -> None:
+        self.arena.request_lobby()
+
+    def action_replay_by_id(self) -> None:
+        def done(game_id: str | None) -> None:
+            if game_id:
+                self.arena.open_replay(game_id)
+        self.app.push_screen(GameIdPrompt(), done)
+
+    def refresh_lobby(self) -> None:
+        notice = self.arena.llm_notice
+        bar = self.query_one("#llm-notice", Static)
+        bar.update(notice or "")
+        bar.display = bool(notice)
+
+        bots = self.query_one("#bots", DataTable)
+        cursor = bots.cursor_row
+        bots.clear()
+        for bot in self.arena.bots:
+            if bot.name == self.arena.player_name:
+                continue
+            load = f"{bot.games}/{bot.max_games}" if bot.max_games > 0 else str(bot.games)
+            bots.add_row(bot.name, bot.kind, load, key=bot.name)
+        if bots.row_count:
+            bots.move_cursor(row=min(cursor, bots.row_count - 1))
+        self._describe_bot()
+
+        games = self.query_one("#games", DataTable)
+        cursor = games.cursor_row
+        games.clear()
+        for summary in self.arena.live_games:
+            state = f"move {summary.ply + 1}" if summary.turn else "over"
+            games.add_row(summary.game_id[:10], summary.x, summary.o, state, key=summary.game_id)
+        for view in self.arena.finished_games:
+            if view.game_id in games.rows:
+                continue
+            games.add_row(view.game_id[:10], view.x, view.o, "replay", key=view.game_id)
+        if games.row_count:
+            games.move_cursor(row=min(cursor, games.row_count - 1))
+
+    def _describe_bot(self) -> None:
+        bots = self.query_one("#bots", DataTable)
+        about = ""
+        if bots.row_count:
+            name = bots.coordinate_to_cell_key((bots.cursor_row, 0)).row_key.value
+            info = next((b for b in self.arena.bots if b.name == name), None)
+            if info is not None:
+                about = info.description or ("a remote bot" if info.kind == "remote" else "")
+        elif not self.arena.bots:
+            about = "No bots online yet."
+        self.query_one("#bot-about", Static).update(about.replace("\n", " "))
+
+    @on(DataTable.RowHighlighted, "#bots")
+    def bot_highlighted(self) -> None:
+        self._describe_bot()
+
+    @on(DataTable.RowSelected, "#bots")
+    def challenge_bot(self, event: DataTable.RowSelected) -> None:
+        opponent = str(event.row_key.value)
+        self.arena.start_challenge(opponent, self.side)
+
+    @on(DataTable.RowSelected, "#games")
+    def open_game(self, event: DataTable.RowSelected) -> None:
+        game_id = str(event.row_key.value)
+        known = self.arena.games.get(game_id)
+        if known is not None and (known.over or known.replay):
+            self.arena.open_replay(game_id)
+        elif any(g.game_id == game_id and g.turn for g in self.arena.live_games):
+            self.arena.start_watching(game_id)
+        else:
+            self.arena.open_replay(game_id)
+
+
+class GameIdPrompt(ModalScreen[str | None]):
+    """Asks for the id of a finished game to replay."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="prompt"):
+            yield Label("Replay which game? (its id, from the server's records)")
+            yield Input(placeholder="game id", id="game-id")
+
+    @on(Input.Submitted)
+    def submit(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ChallengePrompt(ModalScreen[bool]):
+    """Someone challenges the person at the keyboard: accept or decline."""
+
+    BINDINGS = [Binding("y", "answer(True)", "Accept"), Binding("n,escape", "answer(False)", "Decline")]
+
+    def __init__(self, challenger: str, side: str) -> None:
+        super().__init__()
+        self.challenger, self.side = challenger, side
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="prompt"):
+            yield Label(f"[b]{self.challenger}[/b] challenges you; you would play [b]{self.side}[/b].")
+            with Horizontal(id="prompt-buttons"):
+                yield Button("Accept (y)", id="accept", variant="success")
+                yield Button("Decline (n)", id="decline", variant="error")
+
+    @on(Button.Pressed)
+    def pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "accept")
+
+    def action_answer(self, accept: bool) -> None:
+        self.dismiss(accept)
+
+
+# --------------------------------------------------------------------------- game
+class GameScreen(Screen):
+    """A game: board, status, move list and the feature panel. Live, watched or replayed.
+
+    ``view_ply`` is the number of moves on show; ``None`` follows the game as it goes.
+    """
+
+    BINDINGS = [
+        Binding("1", "play(1)", "Play", key_display="1-9"),
+        *[Binding(str(c), f"play({c})", f"Play {c}", show=False) for c in range(2, 10)],
+        Binding("left", "step(-1)", "Step", key_display="←/→"),
+        Binding("right", "step(1)", "Step", show=False),
+        Binding("home", "step_to(0)", "Start", show=False),
+        Binding("end", "step_to(-1)", "End", show=False),
+        Binding("r", "rematch", "Rematch"),
+        Binding("R", "resign", "Resign"),
+        Binding("escape", "leave", "Lobby"),
+    ]
+
+    def __init__(self, game_id: str) -> None:
+        super().__init__()
+        self.game_id = game_id
+        self.view_ply: int | None = None
+        self._leave_armed = False
+
+    @property
+    def arena(self) -> "ArenaApp":
+        return self.app  # type: ignore[return-value]
+
+    @property
+    def view(self) -> GameView:
+        return self.arena.games[self.game_id]
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False)
+        yield ConnectionBar(id="connection")
+        with Horizontal(id="game-body"):
+            with Vertical(id="board-pane"):
+                yield Static("", id="players")
+                yield BoardGrid(id="board")
+                yield Static("", id="status")
+                yield Static("", id="message")
+                yield Static("", id="moves")
+            yield FeaturePanel(id="features")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.refresh_game()
+        self.set_interval(1.0, self._tick)
+
+    def on_resize(self) -> None:
+        # a bigger board when the terminal has room for it (the feature panel grows by itself)
+        self.set_class(self.size.width >= 110 and self.size.height >= 32, "roomy")
+
+    def _tick(self) -> None:
+        if self.view.deadline is not None and not self.view.over:
+            self._update_status()
+
+    # -- drawing ---------------------------------------------------------------------
+    def shown_ply(self) -> int:
+        n = len(self.view.moves)
+        return n if self.view_ply is None else max(0, min(self.view_ply, n))
+
+    def refresh_game(self) -> None:
+        view = self.view
+        ply = self.shown_ply()
+        live = self.view_ply is None or ply == len(view.moves)
+        board = view.board if live else view.board_at(ply)
+        last = view.moves[ply - 1].cell if ply else None
+        self.query_one("#players", Static).update(view.title(markup=True))
+        self.query_one(BoardGrid).show(board, last_cell=last, playable=view.my_turn and live)
+        self._update_status()
+        self._update_moves(ply)
+        self._update_features(ply)
+        self.sub_title = ("replay · " if view.replay else "") + f"game {view.game_id}"
+
+    def _update_status(self) -> None:
+        view = self.view
+        ply = self.shown_ply()
+        text = view.status_line()
+        if view.replay or (self.view_ply is not None and ply < len(view.moves)):
+            text = f"Move {ply} of {len(view.moves)} (←/→ to step)" + (f" · {view.result_line()}" if view.over else "")
+        elif view.deadline is not None and not view.over:
+            left = max(0, int(view.deadline - time.time()))
+            text += f"  ({left} s left)"
+        status = self.query_one("#status", Static)
+        status.update(text)
+        status.set_class(view.over, "over")
+        status.set_class(view.my_turn, "your-turn")
+
+    def _update_moves(self, ply: int) -> None:
+        view = self.view
+        if not view.moves:
+            self.query_one("#moves", Static).update("[dim]No moves yet.[/dim]")
+            return
+        parts = []
+        for i, move in enumerate(view.moves):
+            label = str(move) + ("*" if move.trace else "")
+            if i % 2 == 0:
+                label = f"{i // 2 + 1}. {label}"
+            parts.append(f"[reverse]{label}[/reverse]" if i == ply - 1 else label)
+        legend = "   [dim]* has trace[/dim]" if any(m.trace for m in view.moves) else ""
+        self.query_one("#moves", Static).update("Moves: " + " ".join(parts) + legend)
+
+    def _update_features(self, ply: int) -> None:
+        view = self.view
+        panel = self.query_one(FeaturePanel)
+        live = self.view_ply is None
+        move = view.last_traced_move(ply) if live else (view.moves[ply - 1] if ply else None)
+        if move is None or move.trace is None:
+            note = "No trace for this move." if (not live and ply) else ""
+            panel.show(None, heading=f"move {ply}" if not live and ply else "", note=note)
+            return
+        heading = f"move {move.ply} · {view.player(move.seat)} ({move.seat.value}) → {move.cell}"
+        panel.show(move.trace, heading=heading, board=view.board_at(move.ply - 1))
+
+    def show_message(self, text: str, error: bool = True) -> None:
+        message = self.query_one("#message", Static)
+        message.update(text)
+        message.set_class(error, "error")
+
+    # -- actions ---------------------------------------------------------------------
+    @on(CellChosen)
+    def cell_clicked(self, event: CellChosen) -> None:
+        self.action_play(event.cell)
+
+    def action_play(self, cell: int) -> None:
+        if self.view_ply is not None and self.view_ply < len(self.view.moves):
+            self.view_ply = None  # back to the live position first
+            self.refresh_game()
+        problem = self.view.check_move(cell)
+        if problem:
+            self.show_message(problem)
+            self.app.bell()
+            return
+        self.show_message("")
+        self.arena.send_move(self.game_id, cell)
+
+    def action_step(self, delta: int) -> None:
+        n = len(self.view.moves)
+        self.view_ply = max(0, min(self.shown_ply() + delta, n))
+        if self.view_ply == n and not self.view.replay:
+            self.view_ply = None
+        self.refresh_game()
+
+    def action_step_to(self, ply: int) -> None:
+        self.view_ply = len(self.view.moves) if ply < 0 else ply
+        if self.view_ply == len(self.view.moves) and not self.view.replay:
+            self.view_ply = None
+        self.refresh_game()
+
+    def action_rematch(self) -> None:
+        view = self.view
+        if not view.over or view.you is None or view.opponent is None:
+            self.show_message("Rematch is offered when a game you played is over.")
+            return
+        self.arena.start_challenge(view.opponent, view.you.value)
+
+    def action_resign(self) -> None:
+        view = self.view
+        if view.over or view.you is None:
+            self.show_message("Only a player can resign a running game.")
+            return
+        self.arena.send_resign(self.game_id)
+
+    def action_leave(self) -> None:
+        view = self.view
+        if view.you is not None and not view.over and not self._leave_armed:
+            self._leave_armed = True
+            self.show_message("The game is still on: press Esc again to resign and leave.")
+            return
+        if view.you is not None and not view.over:
+            self.arena.send_resign(self.game_id)
+        if view.you is None and not view.over and not view.replay:
+            self.arena.stop_watching(self.game_id)
+        self.app.pop_screen()
