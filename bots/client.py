@@ -185,7 +185,8 @@ class BotClient:
     Keyword options (defaults in brackets): ``name`` [bot.name], ``max_games`` [8] games
     at once, ``reconnect`` [True], ``backoff`` [(0.5, 30.0)] seconds, ``batch_window``
     [0.005] s to gather moves into one batch, ``on_game_over`` [None] callback (sync or
-    async), ``send_rate``/``send_burst`` [20, 40] client-side pacing, ``illegal_retries``
+    async), ``send_rate``/``send_burst`` [20, 40] client-side pacing until the server's
+    ``welcome.limits`` says what it allows (then 90 % of that is used), ``illegal_retries``
     [2], ``open_timeout`` [10] s, ``seed`` [None] for the backoff jitter.
     """
 
@@ -349,7 +350,13 @@ class BotClient:
         self.token = frame.get("token")
         self.stats.connections += 1
         self.backoff.reset()
-        self._pacer = SendPacer(self.send_rate, self.send_burst)
+        limits = frame.get("limits") or {}
+        try:  # pace to what this server allows, with a margin
+            rate = float(limits.get("rate", self.send_rate)) * 0.9
+            burst = max(1, int(int(limits.get("burst", self.send_burst)) * 0.9))
+            self._pacer = SendPacer(rate, burst)
+        except (TypeError, ValueError):
+            self._pacer = SendPacer(self.send_rate, self.send_burst)
         self._pending_moves.clear()
         # Games not resumed ended while we were away (or the session is new).
         for gid in [g for g in self.games if fresh_session or g not in resumed]:

@@ -498,7 +498,9 @@ class Arena:
     def _welcome(self, session: Session, resumed: list[str]) -> Frame:
         return {"type": "welcome", "name": session.name, "role": session.role, "token": session.token,
                 "protocol": PROTOCOL_VERSION, "server": SERVER_NAME, "resumed": resumed,
-                "grace": float(self.config.grace), "move_clock": float(self.config.move_clock)}
+                "grace": float(self.config.grace), "move_clock": float(self.config.move_clock),
+                "limits": {"rate": float(self.config.rate), "burst": int(self.config.burst),
+                           "max_frame_bytes": int(self.config.max_frame_bytes)}}
 
     def _resume(self, conn: Connection, session: Session, msg: Hello, now: float) -> None:
         if session.conn_id is not None:  # the old connection is still open: the new one wins

@@ -150,9 +150,16 @@ class Board:
 
     @classmethod
     def parse(cls, text: str) -> "Board":
-        """Parse a code (``"X...O...."``) or a grid; spaces, ``|`` and newlines are ignored,
-        ``-``, ``_`` and digits stand for empty cells."""
-        cleaned = [c for c in str(text).upper() if c not in " |\n\r\t"]
+        """Parse a code (``"X...O...."``) or a grid (``str(board)`` or :meth:`grid`); spaces,
+        ``|`` and separator lines (``---+---+---``) are ignored, ``-``, ``_`` and digits
+        stand for empty cells.
+
+        >>> b = Board("X...O...X")
+        >>> Board.parse(b.grid()) == Board.parse(str(b)) == b
+        True
+        """
+        lines = [ln for ln in str(text).splitlines() if not ("+" in ln and set(ln.strip()) <= set("-+"))]
+        cleaned = [c for c in "".join(lines).upper() if c not in " |\r\t"]
         cleaned = ["." if c in "-_123456789" else c for c in cleaned]
         return cls("".join(cleaned))
 

@@ -250,6 +250,7 @@ class Welcome(_Out):
     protocol: int
     server: str
     resumed: list[str] = []  # game ids resumed from an earlier connection
+    limits: dict[str, float] = {}  # rate (messages/s), burst, max_frame_bytes
 
 
 class BotInfo(BaseModel):
