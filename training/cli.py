@@ -11,6 +11,7 @@ import sys
 from server.cli import build_parser, dispatch
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "evaluate": ("training.evaluate", "play the LLM bot vs minimax and random per seat and mode, with Wilson confidence intervals"),
 }
 
 

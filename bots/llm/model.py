@@ -29,7 +29,7 @@ SMOLLM2_NAME = "SmolLM2-135M-Instruct"
 CACHE_FORMAT = 1  # bump when the cached conversion changes
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(RuntimeError, ValueError):
     """The model could not be loaded; the message says what to do."""
 
 
@@ -63,6 +63,12 @@ class LanguageModel:
     def hook_names(self) -> list[str]:
         return sorted(self.model.hook_dict.keys())
 
+    def prompt_ids(self, board: Any, phrasing: str = "grid") -> list[int]:
+        """Token ids of the game prompt for ``board`` (ends just before the move's digit)."""
+        from bots.llm.prompt import render_prompt
+
+        return list(self.tokenizer.encode(render_prompt(self.tokenizer, board, phrasing), add_special_tokens=False))
+
     def weights_hash(self) -> str:
         """sha256 over every parameter and buffer (name, shape, dtype, bytes): proof that
         steering never changes weights."""
@@ -82,7 +88,7 @@ def weights_hash(module: Any) -> str:
         h.update(name.encode())
         h.update(str(tuple(t.shape)).encode())
         h.update(str(t.dtype).encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 

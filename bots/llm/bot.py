@@ -1,0 +1,217 @@
+"""The steered LLM bot: reads its move from the model's digit distribution, steered only
+along SAE features, and reports a trace with every move.
+
+``LLMBot.choose_batch`` answers every waiting game in one batched pass. In ``strict``
+mode an occupied cell is sent as is and forfeits the game (``forfeit_on_illegal``); in
+``masked`` mode the best legal cell is played. The trace (< 4 KB) carries the top SAE
+features at the answer position (unsteered activation, i.e. what the model computed
+before the steering was added), the steering applied, the nine cell probabilities, the
+chosen cell and whether it was legal, the mode, model and hook, and the steering strength.
+
+:meth:`LLMBot.play` is the lower-level call the evaluation and RL use: it also takes an
+explicit coefficient matrix instead of the policy's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+from bots.base import Bot, Decision, MoveRequest
+from bots.llm.player import MoveReading, check_mode, make_reader, read_move
+from server.game import Board
+
+if TYPE_CHECKING:
+    from bots.llm.model import LanguageModel
+    from bots.llm.policy import SteeringPolicy
+    from bots.llm.sae import LoadedSAE
+
+
+#: controls that show whether steering causes a change: the policy's coefficients set to
+#: zero, negated, applied to other (randomly chosen, seeded) features, or replaced by a
+#: random direction of the same norm at every move
+CONTROLS: tuple[str, ...] = ("none", "zero", "negate", "shuffle", "random")
+
+
+@dataclass
+class LLMMove:
+    """One move of the LLM bot with what it took to make it."""
+
+    board: Board
+    reading: MoveReading
+    trace: dict[str, Any]
+    mean_abs_coef: float = 0.0
+    norm_ratio: float = 0.0  # ||added vector|| / ||residual at the hook||
+    kl: float = 0.0  # KL(steered ‖ unsteered) of the cell distribution, nats
+    changed: bool = False  # the steered argmax differs from the unsteered one
+
+
+class LLMBot(Bot):
+    """A language model playing through its next-token distribution over cells 1-9.
+
+    ``sae`` gives features for traces; ``policy`` (which needs ``sae``) steers. ``reader``
+    ``auto`` uses the cached answer path when the model allows it. ``positions`` ``last``
+    (default) steers the answer position only; ``all`` steers every position (hooked path).
+    """
+
+    def __init__(self, lm: "LanguageModel", *, sae: "LoadedSAE | None" = None, policy: "SteeringPolicy | None" = None,
+                 mode: str = "strict", top_k: int = 8, reader: str = "auto", phrasing: str = "grid",
+                 cache_boards: int = 256, positions: str = "last", name: str = "llm", max_batch: int = 64,
+                 control: str = "none", control_seed: int = 0, verbose: bool = False) -> None:
+        from bots.llm.sae import check_compatible
+        from bots.llm.steering import Steering, feature_scales
+
+        self.lm = lm
+        self.mode = check_mode(mode)
+        self.name = name
+        self.max_batch = max_batch
+        self.forfeit_on_illegal = mode == "strict"
+        if top_k < 0 or top_k > 64:
+            raise ValueError(f"top_k must be 0..64, got {top_k}")
+        self.top_k = top_k if sae is not None else 0
+        if policy is not None and sae is None:
+            raise ValueError("a steering policy needs the SAE whose features it steers (--sae)")
+        if sae is not None:
+            check_compatible(sae, lm)
+        if policy is not None:
+            policy.check_sae(sae.d_sae, sae.hook_name)  # type: ignore[union-attr]
+        self.sae = sae
+        self.policy = policy
+        self.reader = make_reader(lm, sae.hook_name if sae else None, reader=reader, phrasing=phrasing,
+                                  cache_boards=cache_boards, positions=positions, steerable=policy is not None)
+        self.steering = None
+        if policy is not None:
+            scales = feature_scales(sae, self.reader)  # type: ignore[arg-type]
+            if verbose and "calibrated" in scales.source:
+                print(f"[llm] feature scales {scales.source}", flush=True)
+            self.steering = Steering(sae, policy.features, scales)  # type: ignore[arg-type]
+        if control not in CONTROLS:
+            raise ValueError(f"unknown steering control {control!r}; expected one of {', '.join(CONTROLS)}")
+        if control != "none" and policy is None:
+            raise ValueError(f"the steering control {control!r} needs a policy to control for")
+        self.control = control
+        self._control_rng = None
+        self._shuffled = None
+        if control != "none":
+            import torch
+
+            self._control_rng = torch.Generator().manual_seed(control_seed)
+        if control == "shuffle":
+            import torch
+
+            others = [i for i in range(sae.d_sae) if i not in set(policy.features)]  # type: ignore[union-attr]
+            pick = torch.randperm(len(others), generator=self._control_rng)[: len(policy.features)].tolist()  # type: ignore[union-attr]
+            self._shuffled = Steering(sae, [others[i] for i in pick], scales)  # type: ignore[arg-type]
+
+    @property  # type: ignore[override]
+    def description(self) -> str:
+        steering = f"steered by {self.policy.kind} policy {self.policy.digest}" if self.policy else "unsteered"
+        return f"{self.lm.name}, {self.mode} move reading, {steering}"
+
+    def set_mode(self, mode: str) -> None:
+        """Switch between strict and masked move reading (the cache is kept)."""
+        self.mode = check_mode(mode)
+        self.forfeit_on_illegal = mode == "strict"
+
+    # ------------------------------------------------------------------ playing
+    def choose(self, request: MoveRequest) -> Decision:
+        return self.choose_batch([request])[0]
+
+    def choose_batch(self, requests: Sequence[MoveRequest]) -> list[Decision]:
+        out: list[Decision] = []
+        for i in range(0, len(requests), self.max_batch):
+            chunk = requests[i:i + self.max_batch]
+            out.extend(Decision(m.reading.cell, m.trace) for m in self.play([r.board for r in chunk]))
+        return out
+
+    def play(self, boards: Sequence[Board], coefficients: Any = None) -> list[LLMMove]:
+        """Moves for ``boards`` with the policy's coefficients, or with ``coefficients``
+        (``[B, n_features]``, over the policy's features) when given. An RL loop builds the
+        bot with a policy that names its features, e.g. ``FixedSteeringPolicy(features,
+        [0.0] * n)``, and passes its own coefficients here."""
+        for b in boards:
+            if b.is_over:
+                raise ValueError(f"no move to make: the game on {b.code!r} is over")
+        added = None
+        coefs = None
+        if self.steering is not None:
+            coefs = self.steering.check_coefficients(
+                coefficients if coefficients is not None else self.policy.coefficients(boards))  # type: ignore[union-attr]
+            if coefs.shape[0] != len(boards):
+                raise ValueError(f"{coefs.shape[0]} coefficient vectors for {len(boards)} boards")
+            added, coefs, described = self._controlled(coefs)
+        elif coefficients is not None:
+            raise ValueError("coefficients given but this bot has no steering policy/SAE")
+        batch = self.reader.answer(boards, added)
+        feats = self.sae.encode(batch.hook_acts) if (self.sae is not None and batch.hook_acts is not None) else None
+        if added is not None:
+            from bots.llm.steering import kl_divergence
+
+            kls = kl_divergence(batch.logits, batch.base_logits).tolist()
+            ratios = (added.norm(dim=-1) / batch.hook_acts.norm(dim=-1).clamp(min=1e-9)).tolist()  # type: ignore[union-attr]
+        moves = []
+        for i, board in enumerate(boards):
+            reading = read_move(board, batch.logits[i].tolist(), self.mode)
+            trace: dict[str, Any] = {"model": self.lm.name, "mode": self.mode, "hook": self.sae.hook_name if self.sae else None,
+                                     "chosen": reading.cell, "legal": reading.legal, "cell_probs": reading.probs_dict()}
+            if feats is not None and self.top_k:
+                trace["top_features"] = self._top_features(feats[i])
+            move = LLMMove(board=board, reading=reading, trace=trace)
+            if coefs is not None and self.steering is not None:
+                row = coefs[i].tolist()
+                trace["steering"] = described.describe(row)
+                move.mean_abs_coef = sum(abs(c) for c in row) / max(1, len(row))
+                move.norm_ratio = float(ratios[i])
+                move.kl = max(0.0, float(kls[i]))
+                base_cell = read_move(board, batch.base_logits[i].tolist(), self.mode).cell
+                move.changed = base_cell != reading.cell
+                trace["strength"] = {"mean_abs_coef": round(move.mean_abs_coef, 4),
+                                     "norm_ratio": round(move.norm_ratio, 4), "kl": round(move.kl, 4)}
+                trace["policy"] = self.policy.digest if coefficients is None and self.policy else "explicit"
+                if self.control != "none":
+                    trace["control"] = self.control
+            moves.append(move)
+        return moves
+
+    def _controlled(self, coefs: Any) -> tuple[Any, Any, Any]:
+        """The vectors to add, the coefficients applied and the steering they are over:
+        the policy's, or a control's (see ``CONTROLS``). For ``random`` the coefficients
+        reported are the policy's, whose norm the random direction takes."""
+        import torch
+
+        assert self.steering is not None
+        if self.control == "zero":
+            coefs = coefs * 0
+        elif self.control == "negate":
+            coefs = -coefs
+        elif self.control == "shuffle":
+            return self._shuffled.vectors(coefs), coefs, self._shuffled  # type: ignore[union-attr]
+        vec = self.steering.vectors(coefs)
+        if self.control == "random":
+            d = torch.randn(vec.shape, generator=self._control_rng)
+            vec = d / d.norm(dim=-1, keepdim=True) * vec.norm(dim=-1, keepdim=True)
+        return vec, coefs, self.steering
+
+    def _top_features(self, acts: Any) -> list[dict[str, Any]]:
+        import torch
+
+        k = min(self.top_k, acts.numel())
+        vals, idx = torch.topk(acts, k)
+        out = []
+        for v, i in zip(vals.tolist(), idx.tolist()):
+            if v <= 0:
+                break
+            item: dict[str, Any] = {"index": int(i), "activation": round(float(v), 3)}
+            label = self.sae.label(int(i)) if self.sae else None
+            if label:
+                item["label"] = label[:60]
+            out.append(item)
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        return self.reader.stats()
+
+    def close(self) -> None:
+        cache = getattr(self.reader, "cache", None)
+        if cache is not None:
+            cache._entries.clear()

@@ -1,0 +1,168 @@
+"""Steering policies: which SAE features to steer, and with which coefficients on a board.
+
+A policy file is JSON. The simplest kind is a fixed coefficient vector, the same on every
+board::
+
+    {"kind": "fixed", "features": [12, 40], "coefficients": [0.5, -0.25],
+     "hook_name": "blocks.15.hook_resid_pre", "d_sae": 2048}
+
+(``kind`` defaults to ``fixed``; ``hook_name``/``d_sae`` are optional and checked against
+the SAE when present). Other kinds, such as a learned state-dependent policy, register a
+loader with :func:`register_policy_kind`; their JSON names its kind and whatever files
+it needs. Every policy has a ``digest`` (sha256 of its canonical content) that results
+and traces report, so the policy evaluated is provably the one trained.
+
+Pure Python: no torch at import time.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from server.game import Board
+
+
+class PolicyError(ValueError):
+    """A malformed or incompatible policy file; the message names the file and the value."""
+
+
+class SteeringPolicy(abc.ABC):
+    """Chooses steering coefficients over a fixed list of SAE features for each board."""
+
+    kind: str = "?"
+
+    def __init__(self, features: Sequence[int], *, source: str = "", hook_name: str | None = None,
+                 d_sae: int | None = None) -> None:
+        self.features = tuple(features)
+        self.source = source
+        self.hook_name = hook_name
+        self.d_sae = d_sae
+
+    @abc.abstractmethod
+    def coefficients(self, boards: Sequence[Board]) -> list[list[float]]:
+        """One coefficient vector (``len(features)`` floats) per board."""
+
+    @abc.abstractmethod
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON content of this policy."""
+
+    @property
+    def digest(self) -> str:
+        canon = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canon.encode()).hexdigest()[:16]
+
+    def check_sae(self, d_sae: int, hook_name: str) -> None:
+        """Raise :class:`PolicyError` unless the policy fits an SAE with ``d_sae`` features at ``hook_name``."""
+        where = self.source or "policy"
+        if self.hook_name is not None and self.hook_name != hook_name:
+            raise PolicyError(f"{where} was made for an SAE at {self.hook_name!r}, but the SAE is at {hook_name!r}")
+        if self.d_sae is not None and self.d_sae != d_sae:
+            raise PolicyError(f"{where} was made for an SAE with {self.d_sae} features, but this SAE has {d_sae}")
+        for f in self.features:
+            if not 0 <= f < d_sae:
+                raise PolicyError(f"{where}: feature index {f} is out of range; the SAE has features 0..{d_sae - 1}")
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+class FixedSteeringPolicy(SteeringPolicy):
+    """The same coefficient vector on every board.
+
+    >>> p = FixedSteeringPolicy([3, 7], [0.5, -1.0])
+    >>> p.coefficients([Board.empty()])
+    [[0.5, -1.0]]
+    """
+
+    kind = "fixed"
+
+    def __init__(self, features: Sequence[int], coefficients: Sequence[float], **kw: Any) -> None:
+        super().__init__(features, **kw)
+        self.coefs = [float(c) for c in coefficients]
+        if len(self.coefs) != len(self.features):
+            raise PolicyError(f"{self.source or 'policy'}: {len(self.features)} features but {len(self.coefs)} coefficients")
+
+    def coefficients(self, boards: Sequence[Board]) -> list[list[float]]:
+        return [list(self.coefs) for _ in boards]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "features": list(self.features), "coefficients": self.coefs}
+        if self.hook_name is not None:
+            out["hook_name"] = self.hook_name
+        if self.d_sae is not None:
+            out["d_sae"] = self.d_sae
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str) -> "FixedSteeringPolicy":
+        features = _feature_list(data.get("features"), source)
+        coefs = data.get("coefficients")
+        if not isinstance(coefs, list):
+            raise PolicyError(f"{source}: 'coefficients' must be a list of numbers, got {type(coefs).__name__}")
+        for c in coefs:
+            if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c):
+                raise PolicyError(f"{source}: coefficient {c!r} is not a finite number")
+        if len(coefs) != len(features):
+            raise PolicyError(f"{source}: {len(features)} features but {len(coefs)} coefficients")
+        return cls(features, coefs, **_common(data, source))
+
+
+def _feature_list(value: Any, source: str) -> list[int]:
+    if not isinstance(value, list) or not value:
+        raise PolicyError(f"{source}: 'features' must be a non-empty list of feature indices")
+    for f in value:
+        if isinstance(f, bool) or not isinstance(f, int):
+            raise PolicyError(f"{source}: feature index {f!r} is not an integer")
+        if f < 0:
+            raise PolicyError(f"{source}: feature index {f} is negative")
+    if len(set(value)) != len(value):
+        raise PolicyError(f"{source}: feature indices repeat: {sorted({f for f in value if value.count(f) > 1})}")
+    return list(value)
+
+
+def _common(data: dict[str, Any], source: str) -> dict[str, Any]:
+    hook = data.get("hook_name")
+    d_sae = data.get("d_sae")
+    if hook is not None and not isinstance(hook, str):
+        raise PolicyError(f"{source}: 'hook_name' must be a string")
+    if d_sae is not None and (isinstance(d_sae, bool) or not isinstance(d_sae, int) or d_sae < 1):
+        raise PolicyError(f"{source}: 'd_sae' must be a positive integer")
+    return {"source": source, "hook_name": hook, "d_sae": d_sae}
+
+
+PolicyLoader = Callable[[dict[str, Any], str], SteeringPolicy]
+POLICY_KINDS: dict[str, PolicyLoader] = {"fixed": FixedSteeringPolicy.from_dict}
+
+
+def register_policy_kind(kind: str, loader: PolicyLoader) -> None:
+    """Let :func:`load_policy` read policy files of ``kind`` (e.g. learned policies)."""
+    POLICY_KINDS[kind] = loader
+
+
+def load_policy(path: str | Path, *, d_sae: int | None = None, hook_name: str | None = None) -> SteeringPolicy:
+    """Read a policy file; with ``d_sae``/``hook_name`` also check it fits the SAE."""
+    p = Path(path)
+    source = str(p)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise PolicyError(f"policy file {source} does not exist") from None
+    except IsADirectoryError:
+        raise PolicyError(f"{source} is a folder; give the policy's JSON file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"{source} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise PolicyError(f"{source} must hold a JSON object, got {type(data).__name__}")
+    kind = data.get("kind", "fixed")
+    loader = POLICY_KINDS.get(kind) if isinstance(kind, str) else None
+    if loader is None:
+        raise PolicyError(f"{source}: unknown policy kind {kind!r}; known: {', '.join(sorted(POLICY_KINDS))}")
+    policy = loader(data, source)
+    if d_sae is not None:
+        policy.check_sae(d_sae, hook_name or policy.hook_name or "")
+    return policy

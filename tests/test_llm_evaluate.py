@@ -1,0 +1,79 @@
+"""The evaluation harness on a tiny random model: local and through a real server."""
+
+from __future__ import annotations
+
+import pytest
+
+from bots.llm.bot import LLMBot
+from bots.llm.policy import FixedSteeringPolicy
+from bots.llm.testing import tiny_language_model, tiny_sae
+from training.evaluate import ArmResult, play_arm_local, play_arm_server, wilson_interval
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class _Bar:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def update(self, k: int) -> None:
+        self.n += k
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return tiny_language_model()
+
+
+def test_wilson_interval_known_values():
+    lo, hi = wilson_interval(10, 100)
+    assert (round(lo, 4), round(hi, 4)) == (0.0552, 0.1744)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    lo, hi = wilson_interval(1000, 1000)
+    assert hi == 1.0 and 0.996 < lo < 0.997
+
+
+@pytest.mark.parametrize("opponent, seat, mode", [("minimax", "X", "strict"), ("random", "O", "masked"),
+                                                  ("random", "X", "strict")])
+def test_local_arm_counts_and_is_reproducible(lm, opponent, seat, mode):
+    results = []
+    for _ in range(2):
+        bot = LLMBot(lm, mode=mode)
+        arm, bar = ArmResult(opponent, seat, mode), _Bar()
+        play_arm_local(bot, arm, 30, seed=7, concurrency=8, progress=bar)
+        arm.finish()
+        results.append(arm)
+        assert bar.n == arm.games == 30
+        assert arm.wins + arm.draws + arm.losses == 30 and arm.other == 0
+        assert arm.illegal <= arm.losses
+        if mode == "masked":
+            assert arm.illegal == 0
+        if opponent == "minimax":
+            assert arm.wins == 0  # nobody beats the solved game
+        assert arm.intervals["wins"][0] <= arm.wins / 30 <= arm.intervals["wins"][1]
+    a, b = results
+    assert (a.wins, a.draws, a.losses, a.illegal) == (b.wins, b.draws, b.losses, b.illegal)
+
+
+def test_local_arm_reports_steering_strength(lm, tmp_path):
+    sae = tiny_sae(lm, folder=tmp_path / "sae")
+    bot = LLMBot(lm, sae=sae, policy=FixedSteeringPolicy([1, 2], [0.5, -1.0]), mode="masked")
+    arm = ArmResult("random", "X", "masked")
+    play_arm_local(bot, arm, 10, seed=1, concurrency=4, progress=_Bar())
+    assert arm.llm_moves > 10
+    assert arm.mean_abs_coef == pytest.approx(0.75)
+    assert arm.mean_norm_ratio > 0 and arm.mean_kl >= 0
+
+
+async def test_server_arm_plays_through_the_arena(lm):
+    bot = LLMBot(lm, mode="strict")
+    for seat in ("X", "O"):
+        arm, bar = ArmResult("random", seat, "strict"), _Bar()
+        await play_arm_server(bot, arm, 12, seed=3, concurrency=4, progress=bar)
+        assert bar.n == arm.games == 12 and arm.other == 0
+        assert arm.wins + arm.draws + arm.losses == 12
+        assert arm.llm_moves > 0
+    # a strict bot on an untrained model names occupied cells; the server records the forfeit
+    arm = ArmResult("minimax", "O", "strict")
+    await play_arm_server(bot, arm, 8, seed=3, concurrency=8, progress=_Bar())
+    assert arm.wins == 0 and arm.games == 8

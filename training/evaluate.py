@@ -1,0 +1,405 @@
+"""``autosteer-train evaluate``: play the LLM bot against minimax and random, per seat and mode,
+and report win/draw/loss/illegal counts with Wilson 95 % intervals and the steering strength.
+
+An *arm* is one (opponent, LLM seat, move-reading mode) combination; each arm plays
+``--games`` games. Two ways to play them (``--via``), always named in the output:
+
+* ``server`` (default): an in-process arena server (``serve_arena``, records in memory);
+  the LLM bot connects as a remote bot through ``BotClient``, an organiser connection
+  arranges the games against the server's house bots (seeded with ``--seed``, minimax
+  tie-breaks random) and reads each ``game_over``. Many games run at once, so which game
+  draws which tie-break depends on timing: the seed fixes the server's generator, not
+  every game.
+* ``local``: the same bot and house-bot classes in-process without sockets; each game's
+  opponent has its own generator seeded from (``--seed``, arm, game index), so every game
+  is exactly reproducible. Faster; use it for sweeps.
+
+An illegal move (strict mode, occupied cell) loses the game and is also counted in the
+``illegal`` column. Steering strength is reported beside every result: mean
+|coefficient|, mean ‖added vector‖ / ‖residual at the hook‖, mean KL divergence of the
+move distribution from the unsteered one, and how often the steered move differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import itertools
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from server.game import Board, Seat
+
+OPPONENTS = ("minimax", "random")
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (95 % by default).
+
+    >>> lo, hi = wilson_interval(0, 1000); (round(lo, 4), round(hi, 4))
+    (0.0, 0.0038)
+    >>> lo, hi = wilson_interval(500, 1000); (round(lo, 3), round(hi, 3))
+    (0.469, 0.531)
+    """
+    if n <= 0:
+        return (0.0, 1.0)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+@dataclass
+class ArmResult:
+    """Outcome counts of one arm, from the LLM's side, and its steering strength."""
+
+    opponent: str
+    seat: str
+    mode: str
+    games: int = 0
+    wins: int = 0
+    draws: int = 0
+    losses: int = 0
+    illegal: int = 0  # losses by an illegal move (counted in losses too)
+    other: int = 0  # aborted / timed out games (should be 0)
+    llm_moves: int = 0
+    mean_abs_coef: float = 0.0
+    mean_norm_ratio: float = 0.0
+    mean_kl: float = 0.0
+    changed_fraction: float = 0.0
+    seconds: float = 0.0
+    intervals: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.opponent}/{self.seat}/{self.mode}"
+
+    def finish(self) -> None:
+        for key in ("wins", "draws", "losses", "illegal"):
+            lo, hi = wilson_interval(getattr(self, key), self.games)
+            self.intervals[key] = [round(lo, 4), round(hi, 4)]
+
+
+class _Strength:
+    """Running sums of steering strength over LLM moves."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.coef = self.ratio = self.kl = 0.0
+        self.changed = 0
+
+    def add(self, moves: list[Any]) -> None:
+        for m in moves:
+            self.n += 1
+            self.coef += m.mean_abs_coef
+            self.ratio += m.norm_ratio
+            self.kl += m.kl
+            self.changed += int(m.changed)
+
+    def into(self, arm: ArmResult) -> None:
+        arm.llm_moves = self.n
+        if self.n:
+            arm.mean_abs_coef = round(self.coef / self.n, 5)
+            arm.mean_norm_ratio = round(self.ratio / self.n, 5)
+            arm.mean_kl = round(self.kl / self.n, 5)
+            arm.changed_fraction = round(self.changed / self.n, 5)
+
+
+def _game_seed(seed: int, arm: ArmResult, index: int) -> int:
+    key = f"{seed}/{arm.opponent}/{arm.seat}/{arm.mode}/{index}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big")
+
+
+def _score(arm: ArmResult, board: Board, llm: Seat, illegal: bool) -> None:
+    arm.games += 1
+    if illegal:
+        arm.losses += 1
+        arm.illegal += 1
+    elif board.winner is llm:
+        arm.wins += 1
+    elif board.winner is None:
+        arm.draws += 1
+    else:
+        arm.losses += 1
+
+
+# --------------------------------------------------------------------------- local play
+def play_arm_local(bot: Any, arm: ArmResult, n_games: int, seed: int, concurrency: int, progress: Any) -> None:
+    """Play ``n_games`` in-process, ``concurrency`` at a time, the LLM's moves batched."""
+    from bots.house import make_house_bot
+    from bots.base import MoveRequest
+
+    llm_seat = Seat(arm.seat)
+    strength = _Strength()
+    next_index = 0
+    active: list[tuple[Board, Any]] = []
+    while next_index < n_games or active:
+        while next_index < n_games and len(active) < concurrency:
+            active.append((Board.empty(), make_house_bot(arm.opponent, seed=_game_seed(seed, arm, next_index))))
+            next_index += 1
+        # opponents move until it is the LLM's turn (or the game ends)
+        waiting = []
+        for board, opp in active:
+            while not board.is_over and board.turn is not llm_seat:
+                board = board.play(opp.choose(MoveRequest("local", board)).cell)
+            if board.is_over:
+                _score(arm, board, llm_seat, illegal=False)
+                progress.update(1)
+            else:
+                waiting.append((board, opp))
+        active = []
+        if not waiting:
+            continue
+        moves = bot.play([b for b, _ in waiting])
+        strength.add(moves)
+        for (board, opp), move in zip(waiting, moves):
+            if not move.reading.legal:
+                _score(arm, board, llm_seat, illegal=True)
+                progress.update(1)
+                continue
+            board = board.play(move.reading.cell)
+            if board.is_over:
+                _score(arm, board, llm_seat, illegal=False)
+                progress.update(1)
+            else:
+                active.append((board, opp))
+    strength.into(arm)
+
+
+# --------------------------------------------------------------------------- through a server
+class _RecordingBot:
+    """Wraps the LLM bot for ``BotClient``: same moves, and the steering strength is kept."""
+
+    def __init__(self, bot: Any, strength: _Strength) -> None:
+        self.bot = bot
+        self.strength = strength
+        self.name = bot.name
+        self.description = bot.description
+        self.max_batch = bot.max_batch
+        self.forfeit_on_illegal = bot.forfeit_on_illegal
+
+    def choose(self, request: Any) -> Any:
+        return self.choose_batch([request])[0]
+
+    def choose_batch(self, requests: Any) -> list[Any]:
+        from bots.base import Decision
+
+        moves = self.bot.play([r.board for r in requests])
+        self.strength.add(moves)
+        return [Decision(m.reading.cell, m.trace) for m in moves]
+
+    def close(self) -> None:
+        pass
+
+
+async def play_arm_server(bot: Any, arm: ArmResult, n_games: int, seed: int, concurrency: int, progress: Any) -> None:
+    """Play ``n_games`` through an in-process server: the LLM bot as a remote ``BotClient``,
+    the opponent the server's house bot, the games arranged by an organiser connection."""
+    from websockets.asyncio.client import connect
+
+    from bots.client import BotClient
+    from server.app import ServerConfig, serve_arena
+
+    strength = _Strength()
+    config = ServerConfig(port=0, db_path=":memory:", seed=seed, minimax_tiebreak="random", move_clock=600.0,
+                          rate=1e6, burst=100_000, flood_close=100_000, ping_interval=None)
+    llm_name = "llm"
+    x, o = (llm_name, arm.opponent) if arm.seat == "X" else (arm.opponent, llm_name)
+    llm_seat = Seat(arm.seat)
+    async with serve_arena(config) as srv:
+        client = BotClient(_RecordingBot(bot, strength), srv.url, name=llm_name, max_games=min(1024, concurrency),
+                           reconnect=False, batch_window=0.002, send_rate=1e6, send_burst=100_000)
+        runner = asyncio.create_task(client.run())
+        try:
+            await client.wait_connected(30.0)
+            async with connect(srv.url, max_size=1 << 22) as ws:
+                await ws.send(json.dumps({"type": "hello", "name": "evaluator", "role": "player"}))
+                welcome = json.loads(await ws.recv())
+                if welcome.get("type") != "welcome":
+                    raise RuntimeError(f"the server refused the evaluator: {welcome}")
+                arranged = finished = 0
+
+                async def arrange() -> None:
+                    nonlocal arranged
+                    await ws.send(json.dumps({"type": "arrange", "x": x, "o": o, "tag": f"{arm.name}#{arranged}"}))
+                    arranged += 1
+
+                for _ in range(min(concurrency, n_games)):
+                    await arrange()
+                while finished < n_games:
+                    frame = json.loads(await asyncio.wait_for(ws.recv(), 600))
+                    kind = frame.get("type")
+                    if kind == "error" and frame.get("code") in ("busy", "rate_limited"):
+                        arranged -= 1  # the bot's slots were still counted busy: ask again shortly
+                        await asyncio.sleep(0.05)
+                        await arrange()
+                        continue
+                    if kind == "error" or kind == "challenge_declined":
+                        raise RuntimeError(f"the server refused a game: [{frame.get('code', kind)}] {frame.get('message') or frame.get('reason')}")
+                    if kind != "game_over":
+                        continue
+                    finished += 1
+                    result, reason = frame["result"], frame["reason"]
+                    board = Board(frame["board"])
+                    if result == "aborted" or reason in ("timeout", "disconnect", "resign", "aborted"):
+                        arm.games += 1
+                        arm.other += 1  # not a played-out game; kept out of wins/draws/losses
+                    else:
+                        _score(arm, board, llm_seat, illegal=reason == "illegal_move")
+                    progress.update(1)
+                    if arranged < n_games:
+                        await arrange()
+        finally:
+            await client.stop()
+            runner.cancel()
+            try:
+                await runner
+            except (asyncio.CancelledError, Exception):
+                pass
+    strength.into(arm)
+
+
+# --------------------------------------------------------------------------- CLI
+def _csv(value: str, allowed: tuple[str, ...], what: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    for v in items:
+        if v not in allowed:
+            raise argparse.ArgumentTypeError(f"unknown {what} {v!r}; expected a comma list of {', '.join(allowed)}")
+    if not items:
+        raise argparse.ArgumentTypeError(f"no {what} given")
+    return list(dict.fromkeys(items))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--games", type=int, default=1000, help="games per arm")
+    parser.add_argument("--opponent", default="minimax,random", type=lambda v: _csv(v, OPPONENTS, "opponent"),
+                        help="comma list: minimax (optimal, random tie-breaks), random")
+    parser.add_argument("--seat", default="X,O", type=lambda v: _csv(v.upper(), ("X", "O"), "seat"),
+                        help="comma list of the LLM's seats")
+    parser.add_argument("--mode", default="strict,masked", type=lambda v: _csv(v, ("strict", "masked"), "mode"),
+                        help="comma list of move-reading modes")
+    parser.add_argument("--policy", default=None, help="steering policy JSON (default: unsteered baseline)")
+    parser.add_argument("--sae", default="auto",
+                        help="SAE folder or registry id; 'auto' = the shipped SAE when a policy is given, "
+                             "none for an unsteered baseline")
+    parser.add_argument("--control", default="none", choices=("none", "zero", "negate", "shuffle", "random"),
+                        help="play a control instead of the policy: its coefficients zeroed, negated, on other "
+                             "(random, seeded) features, or a random direction of the same norm")
+    parser.add_argument("--model", default="smollm2", help="model spec (see autosteer-bot run --kind llm)")
+    parser.add_argument("--via", choices=("server", "local"), default="server",
+                        help="server: through an in-process arena server with BotClient; local: in-process, exactly reproducible")
+    parser.add_argument("--concurrency", type=int, default=64, help="games in flight at once (the LLM batches them)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the opponents' random choices")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--cache-boards", type=int, default=512, help="boards whose prompt state is cached")
+    parser.add_argument("--json", dest="json_out", default=None, metavar="PATH", help="also write the results as JSON")
+
+
+def results_table(arms: list[ArmResult], title: str) -> Any:
+    from rich.table import Table
+
+    def pct(arm: ArmResult, key: str) -> str:
+        lo, hi = arm.intervals[key]
+        return f"{getattr(arm, key)} · {100 * getattr(arm, key) / max(1, arm.games):.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+    t = Table(title=title)
+    for col in ("opponent", "seat", "mode", "games", "wins · % [95% CI]", "draws", "losses", "illegal",
+                "|coef|", "‖Δ‖/‖res‖", "KL", "changed"):
+        t.add_column(col, justify="right" if col not in ("opponent", "mode") else "left")
+    for a in arms:
+        t.add_row(a.opponent, a.seat, a.mode, str(a.games), pct(a, "wins"), pct(a, "draws"), pct(a, "losses"),
+                  pct(a, "illegal"), f"{a.mean_abs_coef:.3f}", f"{a.mean_norm_ratio:.3f}", f"{a.mean_kl:.3f}",
+                  f"{100 * a.changed_fraction:.1f} %")
+    return t
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    console = Console() if sys.stdout.isatty() else Console(width=200)
+    if args.games < 1:
+        console.print("[red]error:[/] --games must be at least 1")
+        return 2
+    if args.concurrency < 1 or args.concurrency > 1024:
+        console.print("[red]error:[/] --concurrency must be 1..1024")
+        return 2
+    if args.control != "none" and not args.policy:
+        console.print("[red]error:[/] --control needs --policy (the steering to control for)")
+        return 2
+    try:
+        bot, meta = build_evaluation_bot(args)
+    except (ValueError, OSError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
+    from tqdm import tqdm
+
+    arms = [ArmResult(opponent=o, seat=s, mode=m) for o, s, m in itertools.product(args.opponent, args.seat, args.mode)]
+    console.print(f"evaluating {meta['model']} ({meta['steering']}): {len(arms)} arms × {args.games} games, via {args.via}, seed {args.seed}")
+    t_all = time.perf_counter()
+    for arm in arms:
+        bot.set_mode(arm.mode)
+        t0 = time.perf_counter()
+        with tqdm(total=args.games, desc=arm.name, unit="game", file=sys.stderr, leave=True) as bar:
+            try:
+                if args.via == "local":
+                    play_arm_local(bot, arm, args.games, args.seed, args.concurrency, bar)
+                else:
+                    asyncio.run(play_arm_server(bot, arm, args.games, args.seed, args.concurrency, bar))
+            except (RuntimeError, OSError) as exc:  # server refusals, BotClientError, sockets
+                console.print(f"[red]error:[/] arm {arm.name} failed: {exc}")
+                return 1
+        arm.seconds = round(time.perf_counter() - t0, 1)
+        arm.finish()
+    elapsed = time.perf_counter() - t_all
+    console.print(results_table(arms, f"{meta['model']} — {meta['steering']} — via {args.via} — seed {args.seed}"))
+    console.print(f"reader: {json.dumps(bot.stats())}")
+    if args.json_out:
+        out = {"meta": {**meta, "via": args.via, "seed": args.seed, "games_per_arm": args.games,
+                        "concurrency": args.concurrency, "seconds": round(elapsed, 1),
+                        "command": "autosteer-train evaluate " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else ""},
+               "arms": [asdict(a) | {"name": a.name} for a in arms]}
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps(out, indent=2) + "\n")
+        console.print(f"wrote {args.json_out}")
+    console.print(f"done: {sum(a.games for a in arms)} games in {elapsed:.0f} s")
+    return 0
+
+
+def build_evaluation_bot(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The LLM bot for the evaluation, and what identifies it (model, SAE, policy digests)."""
+    import torch
+
+    from bots.llm.bot import LLMBot
+    from bots.llm.cli import load_sae_arg
+    from bots.llm.model import load_model
+    from bots.llm.policy import load_policy
+
+    if args.threads < 1:
+        raise ValueError("--threads must be at least 1")
+    torch.set_num_threads(args.threads)
+    policy = load_policy(args.policy) if args.policy else None
+    lm = load_model(args.model)
+    sae_spec = args.sae if (policy is not None or args.sae not in ("auto",)) else "none"
+    sae = load_sae_arg(sae_spec, lm)
+    if policy is not None and sae is None:
+        why = "--sae none was given" if args.sae == "none" else "no SAE is shipped in bots/llm/artifacts"
+        raise ValueError(f"--policy {args.policy} needs the SAE whose features it steers: pass --sae ({why})")
+    bot = LLMBot(lm, sae=sae, policy=policy, mode=args.mode[0], top_k=8 if sae else 0,
+                 cache_boards=args.cache_boards, control=args.control, control_seed=args.seed, verbose=True)
+    meta = {"model": lm.name, "model_weights": lm.weights_hash()[:16],
+            "sae": sae.source if sae else None, "sae_weights": sae.weights_hash()[:16] if sae else None,
+            "hook": sae.hook_name if sae else None,
+            "policy": args.policy, "policy_digest": policy.digest if policy else None,
+            "control": args.control,
+            "steering": (f"{policy.kind} policy {policy.digest}" + (f", control: {args.control}" if args.control != "none" else "")
+                         if policy else "unsteered"),
+            "scale_source": bot.steering.scale_source if bot.steering else None, "reader": bot.reader.kind}
+    return bot, meta
