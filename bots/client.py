@@ -41,7 +41,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from bots.base import Bot, Decision, MoveRequest
 from server.game import Board, InvalidBoardError, Seat
-from server.protocol import PROTOCOL_VERSION, ProtocolError, dumps, parse_server_frame
+from server.protocol import PROTOCOL_VERSION, ProtocolError, dumps, parse_server_frame, replace_non_finite
 
 log = logging.getLogger("autosteer.bot")
 
@@ -614,9 +614,12 @@ class BotClient:
         move: dict[str, Any] = {"type": "move", "id": rid, "game_id": game.game_id, "cell": cell,
                                 "on_illegal": "forfeit" if self.bot.forfeit_on_illegal else "error"}
         if decision.trace is not None:
-            move["trace"] = decision.trace
+            trace, replaced = replace_non_finite(decision.trace)  # the protocol carries finite JSON only
+            if replaced:
+                log.warning("%s: %d NaN/infinite values in the trace of %s sent as null", self.name, replaced, game.game_id)
+            move["trace"] = trace
         if not isinstance(cell, int) or isinstance(cell, bool):
-            move["cell"] = -1 if not isinstance(cell, int) else int(cell)  # the schema wants an int
+            move["cell"] = -1  # not a cell: the schema wants an int, and True must not become cell 1
         self._pending_moves[rid] = move  # cleared by the reply: our state/game_over or an error
         await self._send(ws, move)
         self.stats.moves_sent += 1

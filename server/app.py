@@ -124,7 +124,7 @@ class ArenaServer:
         self.aborted_at_start = self.records.abort_live()
         if self.aborted_at_start:
             log.warning("marked %d games left live by an earlier run as aborted", self.aborted_at_start)
-        self.arena = Arena(self.config, load_record=self.records.get)
+        self.arena = Arena(self.config, load_record=self.records.get, list_records=self.records.summaries)
         try:
             self._ws_server = await serve(
                 self._handle, self.config.host, self.config.port,
@@ -290,12 +290,32 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     )
 
 
+_REASON_TEXT = {"line": "three in a row", "full_board": "full board", "resign": "resignation", "timeout": "timeout",
+                "disconnect": "disconnect", "illegal_move": "illegal move"}
+
+
 def format_game_line(record: dict[str, Any]) -> str:
+    """The server's one line per finished game.
+
+    >>> format_game_line({"game_id": "g1", "x": "ann", "o": "minimax", "result": "O", "reason": "line",
+    ...                   "winner": "minimax", "moves": [{"cell": 1}, {"cell": 5}], "tag": None})
+    'game g1: ann (X) vs minimax (O) -> minimax (O) won by three in a row, moves 15'
+    >>> format_game_line({"game_id": "g2", "x": "a", "o": "b", "result": "aborted", "reason": "aborted", "moves": []})
+    'game g2: a (X) vs b (O) -> aborted (server stopped), moves -'
+    """
     cells = "".join(str(m["cell"]) for m in record["moves"])
-    winner = f" winner {record['winner']}" if record.get("winner") else ""
+    result, reason = record.get("result"), record.get("reason")
+    why = _REASON_TEXT.get(reason or "", reason or "unknown reason")
+    if result == "aborted":
+        outcome = "aborted (server stopped)" if reason in (None, "aborted") else f"aborted ({why})"
+    elif result == "draw":
+        outcome = f"draw by {why}"
+    else:
+        winner = record.get("winner") or (record["x"] if result == "X" else record["o"])
+        outcome = f"{winner} ({result}) won by {why}"
     tag = f" [{record['tag']}]" if record.get("tag") else ""
-    return (f"game {record['game_id']}: {record['x']} (X) vs {record['o']} (O) -> {record['result']} "
-            f"by {record['reason']}{winner}, moves {cells or '-'}{tag}")
+    seed = f" seed {record['seed']}" if record.get("seed") is not None else ""
+    return f"game {record['game_id']}: {record['x']} (X) vs {record['o']} (O) -> {outcome}, moves {cells or '-'}{tag}{seed}"
 
 
 def run(args: argparse.Namespace) -> int:

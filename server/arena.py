@@ -16,11 +16,15 @@ Rules this module implements (``docs/PROTOCOL.md`` is the user-facing descriptio
 * a session (name, role, token) outlives its connection by ``grace`` seconds; ``hello``
   with the token within that time resumes it, after it the session's live games are lost
   with reason ``disconnect``;
-* while a player is disconnected, the clock of every game where it is to move is paused;
-  when it resumes it gets a fresh move clock;
+* while a player is disconnected, the clock of every game where it is to move is paused,
+  for at most ``grace`` seconds in total per player and game; on resume (or when that
+  allowance is spent) the clock goes on with the time that was left, never a fresh one,
+  so reconnecting cannot buy time;
 * the side to move that lets its deadline pass loses on ``timeout``;
 * an offer (challenge or arranged game) not answered within ``challenge_timeout`` is
   declined;
+* a game may carry a ``seed``: each house bot in it then draws from its own
+  ``random.Random(seed)`` for that game only, so the game repeats exactly;
 * every connection has a token bucket; refused messages get ``rate_limited`` and a
   connection with ``flood_close`` refusals in a row is closed with code 1008.
 """
@@ -33,8 +37,9 @@ import logging
 import random
 import secrets
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Union
+from typing import Any, Callable, Iterator, Literal, Union
 
 from bots.base import Bot, MoveRequest
 from server import __version__
@@ -49,6 +54,7 @@ from server.protocol import (
     Hello,
     ListBots,
     ListGames,
+    ListRecords,
     MoveMsg,
     Ping,
     ProtocolError,
@@ -200,6 +206,7 @@ class Offer:
     awaiting: dict[str, Seat]  # remote party name → seat offered, not yet accepted
     tag: str | None = None
     arranged: bool = False
+    seed: int | None = None
 
 
 @dataclass
@@ -221,6 +228,17 @@ class Game:
     winner: str | None = None
     ended_at: float | None = None
     illegal_move: Frame | None = None
+    seed: int | None = None
+    house_rngs: dict[Seat, random.Random] = field(default_factory=dict, repr=False)  # per seat, when seeded
+    # A paused clock (its player is disconnected): the mover's time left and since when.
+    clock_left: float | None = None
+    paused_at: float | None = None
+    pause_allowance: dict[Seat, float] = field(default_factory=dict)  # seconds of pause left per seat
+    pauses: int = 0  # pauses so far; a pause timer only ends the pause it was set for
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_at is not None
 
     @property
     def live(self) -> bool:
@@ -244,11 +262,13 @@ class Game:
             "result": self.result, "reason": self.reason, "winner": self.winner,
             "board": self.board.code, "moves": list(self.moves), "tag": self.tag,
             "clock": self.clock, "started_at": self.started_at, "ended_at": self.ended_at,
-            "illegal_move": self.illegal_move,
+            "illegal_move": self.illegal_move, "seed": self.seed,
         }
 
 
 RecordLoader = Callable[[str], "Frame | None"]
+# (limit, player, tag, before) → summaries of finished games, newest first (see record_summary)
+RecordLister = Callable[[int, "str | None", "str | None", "float | None"], list[Frame]]
 
 
 # ----------------------------------------------------------------------------- the arena
@@ -256,13 +276,16 @@ class Arena:
     """The whole lobby and every game, driven by events; see the module docstring."""
 
     def __init__(self, config: ServerConfig | None = None, *, house_bots: dict[str, Bot] | None = None,
-                 load_record: RecordLoader | None = None) -> None:
+                 load_record: RecordLoader | None = None, list_records: RecordLister | None = None) -> None:
+        """``load_record`` and ``list_records`` read the game store; without them ``get_game``
+        and ``list_records`` answer from the finished games kept in memory."""
         self.config = config or ServerConfig()
         self.rng = random.Random(self.config.seed)
         if house_bots is None:
             house_bots = default_house_bots(self.config) if self.config.house_bots else {}
         self.house: dict[str, Bot] = dict(house_bots)
         self.load_record = load_record
+        self.list_records = list_records
         self.connections: dict[int, Connection] = {}
         self.sessions: dict[str, Session] = {}  # by name
         self.tokens: dict[str, Session] = {}
@@ -329,8 +352,8 @@ class Arena:
         session.generation += 1
         for gid in sorted(session.games):
             game = self.games[gid]
-            if self._to_move(game) == session.name:
-                game.deadline = None  # paused until the player returns (stale timers are ignored)
+            if self._to_move(game) == session.name and game.deadline is not None:
+                self._pause_clock(game, max(0.0, game.deadline - now), now)  # stale clock timers are ignored
             self._tell_opponents(game, session.name, f"{session.name} disconnected; they have {self.config.grace:g} s to return")
         self._push_timer(now + self.config.grace, "grace", session.name, session.generation)
 
@@ -344,6 +367,10 @@ class Arena:
                     loser = game.turn
                     assert loser is not None
                     self._finish(game, loser.other.value, "timeout", now)
+            elif kind == "pause":
+                game = self.games.get(key)
+                if game is not None and game.paused and game.pauses == generation:
+                    self._restart_clock(game, now, announce=True)  # pause allowance spent
             elif kind == "grace":
                 session = self.sessions.get(key)
                 if session is not None and not session.connected and session.generation == generation:
@@ -442,8 +469,10 @@ class Arena:
             self._on_unspectate(session, msg)
         elif isinstance(msg, GetGame):
             self._on_get_game(conn, msg)
+        elif isinstance(msg, ListRecords):
+            self._on_list_records(conn, msg)
         elif session.role == "spectator":
-            raise ProtocolError("forbidden", f"spectators may not send {msg.type!r}; they may list, spectate, get_game and ping", msg.id)
+            raise ProtocolError("forbidden", f"spectators may not send {msg.type!r}; they may list, spectate, get_game, list_records and ping", msg.id)
         elif isinstance(msg, MoveMsg):
             self._on_move(session, msg, now)
         elif isinstance(msg, Resign):
@@ -480,6 +509,9 @@ class Arena:
                 raise ProtocolError("bad_token", "unknown or expired session token; send hello without a token to start a new session", msg.id)
             if session.name != msg.name:
                 raise ProtocolError("bad_token", f"this token belongs to another name, not {msg.name!r}", msg.id)
+            if session.role != msg.role:
+                raise ProtocolError("forbidden", f"session {session.name!r} was started with role {session.role!r}; resume it "
+                                                 f"with role {session.role!r}, or send hello without the token for a new session", msg.id)
             self._resume(conn, session, msg, now)
             return
         if msg.name in self.house or msg.name in self.sessions:
@@ -516,8 +548,8 @@ class Arena:
         self._send(conn.conn_id, self._with_id(self._welcome(session, resumed), msg.id))
         for gid in resumed:
             game = self.games[gid]
-            if self._to_move(game) == session.name:
-                self._arm_clock(game, now)  # a fresh move clock after the pause
+            if self._to_move(game) == session.name and game.paused:
+                self._restart_clock(game, now)  # the time that was left, not a fresh clock
             seats = game.seats_of(session.name)
             self._send(conn.conn_id, self._game_start(game, seats[0].value if seats else None))
             self._send(conn.conn_id, self._state(game))
@@ -602,14 +634,17 @@ class Arena:
         opponent = self._lookup_party(msg.opponent, msg.id)
         if opponent is not None:
             self._check_capacity(opponent, msg.id)
-        side = Seat(msg.side) if msg.side != "random" else self.rng.choice((Seat.X, Seat.O))
+        if msg.side != "random":
+            side = Seat(msg.side)
+        else:  # a seeded game draws its seats from the seed too, so it repeats exactly
+            side = (random.Random(f"seats-{msg.seed}") if msg.seed is not None else self.rng).choice((Seat.X, Seat.O))
         x, o = (session.name, msg.opponent) if side is Seat.X else (msg.opponent, session.name)
         clock = float(msg.clock or self.config.move_clock)
         offer_id = self._new_id()
         self._send(session.conn_id, self._with_id(
             {"type": "challenge_sent", "challenge_id": offer_id, "opponent": msg.opponent, "side": side.value, "clock": clock}, msg.id))
         awaiting = {} if opponent is None else {opponent.name: side.other}
-        offer = Offer(offer_id, session.name, x, o, clock, now + self.config.challenge_timeout, awaiting)
+        offer = Offer(offer_id, session.name, x, o, clock, now + self.config.challenge_timeout, awaiting, seed=msg.seed)
         self._open_offer(offer, now)
 
     def _on_arrange(self, session: Session, msg: Arrange, now: float) -> None:
@@ -635,7 +670,7 @@ class Arena:
         if parties[msg.o] is not None:
             awaiting[msg.o] = Seat.O
         offer = Offer(offer_id, session.name, msg.x, msg.o, clock, now + self.config.challenge_timeout, awaiting,
-                      tag=msg.tag, arranged=True)
+                      tag=msg.tag, arranged=True, seed=msg.seed)
         self._open_offer(offer, now)
 
     def _open_offer(self, offer: Offer, now: float) -> None:
@@ -693,7 +728,12 @@ class Arena:
 
     # ------------------------------------------------------------------ games
     def _start_game(self, offer: Offer, now: float, accepter: str | None = None, rid: Any = None) -> None:
-        game = Game(offer.offer_id, offer.x, offer.o, self._kind(offer.x), self._kind(offer.o), offer.clock, now, tag=offer.tag)
+        game = Game(offer.offer_id, offer.x, offer.o, self._kind(offer.x), self._kind(offer.o), offer.clock, now, tag=offer.tag,
+                    seed=offer.seed)
+        if offer.seed is not None:
+            for seat in (Seat.X, Seat.O):
+                if game.name_of(seat) in self.house:
+                    game.house_rngs[seat] = random.Random(offer.seed)
         for name in (offer.x, offer.o):
             session = self.sessions.get(name)
             if session is not None:
@@ -743,18 +783,49 @@ class Arena:
         turn = game.turn
         return None if turn is None else game.name_of(turn)
 
-    def _arm_clock(self, game: Game, now: float) -> None:
-        """Set the deadline of the side to move; paused (None) while that side is offline."""
+    def _arm_clock(self, game: Game, now: float, time_left: float | None = None) -> None:
+        """Start the clock of the side to move with ``time_left`` (default: a full move clock);
+        paused instead while that side is offline; none for house bots."""
+        game.clock_left = game.paused_at = None
         turn = game.turn
-        if turn is None:
+        if turn is None or game.name_of(turn) in self.house:
             game.deadline = None
             return
+        left = game.clock if time_left is None else time_left
         mover = self.sessions.get(game.name_of(turn))
-        if game.name_of(turn) in self.house or mover is None or not mover.connected:
-            game.deadline = None
+        if mover is None or not mover.connected:
+            self._pause_clock(game, left, now)
             return
-        game.deadline = now + game.clock
+        game.deadline = now + left
         self._push_timer(game.deadline, "clock", game.game_id, len(game.moves))
+
+    def _pause_clock(self, game: Game, time_left: float, now: float) -> None:
+        """The mover is offline: stop its clock with ``time_left`` on it, unless its pause
+        allowance for this game is spent (then the clock runs on)."""
+        turn = game.turn
+        assert turn is not None
+        allowance = game.pause_allowance.setdefault(turn, float(self.config.grace))
+        if allowance <= 0:
+            game.clock_left = game.paused_at = None
+            game.deadline = now + time_left
+            self._push_timer(game.deadline, "clock", game.game_id, len(game.moves))
+            return
+        game.deadline = None
+        game.clock_left, game.paused_at = time_left, now
+        game.pauses += 1
+        self._push_timer(now + allowance, "pause", game.game_id, game.pauses)
+
+    def _restart_clock(self, game: Game, now: float, *, announce: bool = False) -> None:
+        """End a pause: charge it to the mover's allowance and run the clock with the time
+        that was left. ``announce`` sends everyone the new deadline (the player is still away)."""
+        turn = game.turn
+        assert turn is not None and game.paused_at is not None and game.clock_left is not None
+        used = max(0.0, now - game.paused_at)
+        left = 0.0 if announce else game.pause_allowance.get(turn, float(self.config.grace)) - used
+        game.pause_allowance[turn] = max(0.0, left)
+        self._arm_clock(game, now, time_left=game.clock_left)
+        if announce:
+            self._broadcast(game, self._state(game))
 
     def _find_game(self, game_id: str, rid: Any) -> Game:
         game = self.games.get(game_id) or self.finished.get(game_id)
@@ -804,7 +875,8 @@ class Arena:
             bot = self.house[game.name_of(game.turn)]
             seat = game.turn
             try:
-                decision = bot.choose(MoveRequest(game.game_id, game.board, game.name_of(seat.other)))
+                with _lend_rng(bot, game.house_rngs.get(seat)):
+                    decision = bot.choose(MoveRequest(game.game_id, game.board, game.name_of(seat.other)))
                 cell = game.board.check(decision.cell)
             except Exception:
                 log.exception("house bot %s failed in game %s", bot.name, game.game_id)
@@ -880,6 +952,40 @@ class Arena:
         if record is None:
             raise ProtocolError("unknown_game", f"no game has the id {msg.game_id!r}", msg.id)
         self._send(conn.conn_id, self._with_id(record_frame(record), msg.id))
+
+    def _on_list_records(self, conn: Connection, msg: ListRecords) -> None:
+        if self.list_records is not None:
+            games = self.list_records(msg.limit, msg.player, msg.tag, msg.before)
+        else:  # no store: the finished games still in memory
+            kept = [g.record() for g in reversed(self.finished.values())
+                    if (msg.player is None or msg.player in (g.x, g.o)) and (msg.tag is None or g.tag == msg.tag)
+                    and (msg.before is None or (g.ended_at or 0.0) < msg.before)]
+            kept.sort(key=lambda r: r["ended_at"] or 0.0, reverse=True)
+            games = [record_summary(r) for r in kept[:msg.limit]]
+        self._send(conn.conn_id, self._with_id({"type": "records", "games": games}, msg.id))
+
+
+@contextmanager
+def _lend_rng(bot: Bot, rng: random.Random | None) -> Iterator[None]:
+    """Let ``bot`` draw from a seeded game's own generator for one move.
+
+    House bots keep their generator in ``bot.rng``; a bot without one is left as it is."""
+    if rng is None or not isinstance(getattr(bot, "rng", None), random.Random):
+        yield
+        return
+    own = bot.rng  # type: ignore[attr-defined]
+    bot.rng = rng  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        bot.rng = own  # type: ignore[attr-defined]
+
+
+def record_summary(record: Frame) -> Frame:
+    """One line of a ``records`` reply, from a stored record."""
+    return {"game_id": record["game_id"], "x": record["x"], "o": record["o"],
+            "result": record.get("result") or "aborted", "reason": record.get("reason") or "aborted",
+            "ended_at": record.get("ended_at"), "ply": len(record.get("moves") or []), "tag": record.get("tag")}
 
 
 def record_frame(record: Frame) -> Frame:

@@ -17,9 +17,10 @@ server.protocol.ProtocolError: [not_object] a frame must be a JSON object, got l
 from __future__ import annotations
 
 import json
+import math
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError
 
 PROTOCOL_VERSION = 1
 
@@ -28,6 +29,10 @@ Name = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.
 GameId = Annotated[str, Field(min_length=1, max_length=64)]
 SeatChoice = Literal["X", "O", "random"]
 Role = Literal["player", "bot", "spectator"]
+# A per-game seed for the house bots (docs/PROTOCOL.md, "Reproducible games").
+GameSeed = Annotated[StrictInt, Field(ge=0, le=2**63 - 1)]
+TagText = Annotated[str, Field(max_length=64)]
+MAX_RECORDS = 200  # the most games one list_records reply holds
 
 # --------------------------------------------------------------------------- errors
 # Every refusal is {"type": "error", "code": CODE, "message": "...", "id": <request id>}.
@@ -114,6 +119,7 @@ class Challenge(_Msg):
     opponent: Name
     side: SeatChoice = "random"
     clock: Annotated[float, Field(gt=0, le=3600)] | None = None  # seconds per move
+    seed: GameSeed | None = None  # house bots in this game draw from their own Random(seed)
 
 
 class Arrange(_Msg):
@@ -124,7 +130,8 @@ class Arrange(_Msg):
     x: Name
     o: Name
     clock: Annotated[float, Field(gt=0, le=3600)] | None = None
-    tag: Annotated[str, Field(max_length=64)] | None = None
+    tag: TagText | None = None
+    seed: GameSeed | None = None  # house bots in this game draw from their own Random(seed)
 
 
 class Accept(_Msg):
@@ -139,12 +146,15 @@ class Decline(_Msg):
 
 
 class MoveMsg(_Msg):
-    """Play ``cell`` (1-9). ``trace`` is any JSON object (≤ 16 KiB), relayed as is."""
+    """Play ``cell`` (1-9). ``trace`` is any JSON object (≤ 16 KiB), relayed as is.
 
-    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+    ``cell`` must be a JSON integer: ``"5"``, ``5.0``, ``true`` and ``null`` are
+    ``invalid_message``. Its range is checked by the rules, so ``0`` or ``10`` is
+    ``out_of_range`` (a legal shape, an illegal move)."""
+
     type: Literal["move"]
     game_id: GameId
-    cell: int  # range checked by the rules so the error is 'out_of_range', not a schema error
+    cell: StrictInt
     trace: dict[str, Any] | None = None
     # "error" (default): an illegal cell is refused with an error and the game goes on.
     # "forfeit": an illegal cell loses the game (reason "illegal_move") and is recorded;
@@ -174,17 +184,29 @@ class GetGame(_Msg):
     game_id: GameId
 
 
+class ListRecords(_Msg):
+    """Finished games from the server's records, newest first (for replay).
+
+    ``before`` (unix time) pages back: only games that ended before it."""
+
+    type: Literal["list_records"]
+    limit: Annotated[StrictInt, Field(ge=1, le=MAX_RECORDS)] = 50
+    player: Name | None = None
+    tag: TagText | None = None
+    before: float | None = None
+
+
 class Ping(_Msg):
     type: Literal["ping"]
 
 
 ClientMessage = Annotated[
     Union[Hello, ListBots, ListGames, Challenge, Arrange, Accept, Decline, MoveMsg, Resign,
-          Spectate, Unspectate, GetGame, Ping],
+          Spectate, Unspectate, GetGame, ListRecords, Ping],
     Field(discriminator="type"),
 ]
 CLIENT_TYPES = ("hello", "list_bots", "list_games", "challenge", "arrange", "accept", "decline",
-                "move", "resign", "spectate", "unspectate", "get_game", "ping")
+                "move", "resign", "spectate", "unspectate", "get_game", "list_records", "ping")
 _client_adapter: TypeAdapter[Any] = TypeAdapter(ClientMessage)
 
 MAX_TRACE_BYTES = 16 * 1024
@@ -198,10 +220,39 @@ def parse_client_frame(raw: str | bytes) -> Any:
         except UnicodeDecodeError:
             raise ProtocolError("bad_json", "binary frame is not UTF-8 JSON text") from None
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError) as exc:
+        data = loads_strict(raw)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and NonFiniteNumber are ValueErrors
         raise ProtocolError("bad_json", f"frame is not valid JSON: {exc}") from None
     return parse_client_object(data)
+
+
+class NonFiniteNumber(ValueError):
+    """``NaN``, ``Infinity`` or a number too large for a float: not JSON (RFC 8259)."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise NonFiniteNumber(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise NonFiniteNumber(f"{text[:20]} does not fit a 64-bit float")
+    return value
+
+
+def loads_strict(raw: str | bytes) -> Any:
+    """``json.loads`` that refuses ``NaN``, ``Infinity`` and overflowing numbers such as
+    ``1e999`` (Python's json accepts them; other clients' parsers and the records would not).
+
+    >>> loads_strict('{"a": 1.5}')
+    {'a': 1.5}
+    >>> loads_strict('[NaN]')  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    ...
+    server.protocol.NonFiniteNumber: NaN is not a JSON number
+    """
+    return json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 def parse_client_object(data: Any) -> Any:
@@ -219,6 +270,8 @@ def parse_client_object(data: Any) -> Any:
         msg = _client_adapter.validate_python(data)
     except ValidationError as exc:
         raise ProtocolError("invalid_message", f"invalid {mtype!r} message: {_describe(exc)}", rid) from None
+    if isinstance(msg, ListRecords) and msg.before is not None and not math.isfinite(msg.before):
+        raise ProtocolError("invalid_message", "before must be a finite unix time", rid)
     if isinstance(msg, MoveMsg) and msg.trace is not None:
         size = len(json.dumps(msg.trace, separators=(",", ":")))
         if size > MAX_TRACE_BYTES:
@@ -369,6 +422,27 @@ class GameRecord(_Out):
     tag: str | None = None
 
 
+class RecordSummary(BaseModel):
+    """One finished game in a ``records`` reply; ``get_game`` returns the whole record."""
+
+    model_config = ConfigDict(extra="allow")
+    game_id: str
+    x: str
+    o: str
+    result: str
+    reason: str
+    ended_at: float | None = None
+    ply: int
+    tag: str | None = None
+
+
+class Records(_Out):
+    """Reply to list_records: stored finished games, newest first."""
+
+    type: Literal["records"]
+    games: list[RecordSummary]
+
+
 class Pong(_Out):
     type: Literal["pong"]
 
@@ -389,7 +463,7 @@ class ErrorMsg(_Out):
 
 ServerMessage = Annotated[
     Union[Welcome, Bots, Games, ChallengeOffer, ChallengeSent, ChallengeDeclined, GameStart, State,
-          GameOver, GameRecord, Pong, Info, ErrorMsg],
+          GameOver, GameRecord, Records, Pong, Info, ErrorMsg],
     Field(discriminator="type"),
 ]
 _server_adapter: TypeAdapter[Any] = TypeAdapter(ServerMessage)
@@ -404,5 +478,29 @@ def parse_server_frame(raw: str | bytes | dict[str, Any]) -> Any:
         raise ProtocolError("invalid_message", f"bad server frame: {_describe(exc)}") from None
 
 
+def replace_non_finite(value: Any) -> tuple[Any, int]:
+    """``value`` (JSON-like: dicts, lists, scalars) with every NaN or infinity replaced by
+    ``None``, and how many were replaced. For senders whose data may hold them (a bot's
+    trace): :func:`dumps` refuses them and the server answers them with ``bad_json``.
+
+    >>> replace_non_finite({"p": [0.5, float("nan")], "kl": float("inf"), "n": 3})
+    ({'p': [0.5, None], 'kl': None, 'n': 3}, 2)
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, 1
+    if isinstance(value, dict):
+        out, n = {}, 0
+        for k, v in value.items():
+            out[k], m = replace_non_finite(v)
+            n += m
+        return out, n
+    if isinstance(value, (list, tuple)):
+        items = [replace_non_finite(v) for v in value]
+        return [v for v, _ in items], sum(m for _, m in items)
+    return value, 0
+
+
 def dumps(frame: dict[str, Any]) -> str:
-    return json.dumps(frame, separators=(",", ":"))
+    """One frame as compact JSON text. Refuses NaN and infinities (``ValueError``): they
+    are not JSON, and nothing the server accepted can contain them."""
+    return json.dumps(frame, separators=(",", ":"), allow_nan=False)

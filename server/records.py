@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS games (
     tag         TEXT,
     clock       REAL,
     started_at  REAL NOT NULL,
-    ended_at    REAL
+    ended_at    REAL,
+    seed        INTEGER                 -- the game's seed for house bots, or NULL
 );
 CREATE INDEX IF NOT EXISTS games_started ON games (started_at);
 CREATE INDEX IF NOT EXISTS games_x ON games (x);
@@ -53,9 +54,13 @@ CREATE INDEX IF NOT EXISTS games_o ON games (o);
 CREATE INDEX IF NOT EXISTS games_tag ON games (tag);
 CREATE INDEX IF NOT EXISTS games_status ON games (status);
 """
+# Columns added after the first release, with their type: added to older databases on open.
+_ADDED_COLUMNS = {"seed": "INTEGER"}
+_LATE_INDEXES = "CREATE INDEX IF NOT EXISTS games_ended ON games (ended_at);"
 
 COLUMNS = ("game_id", "x", "o", "x_kind", "o_kind", "status", "result", "reason", "winner", "board",
-           "moves", "illegal_move", "tag", "clock", "started_at", "ended_at")
+           "moves", "illegal_move", "tag", "clock", "started_at", "ended_at", "seed")
+MAX_SUMMARIES = 200
 _JSON_COLUMNS = ("moves", "illegal_move")
 
 
@@ -84,6 +89,11 @@ class GameRecords:
                 self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA busy_timeout=5000")
             self.db.executescript(SCHEMA)
+            have = {row[1] for row in self.db.execute("PRAGMA table_info(games)")}
+            for column, kind in _ADDED_COLUMNS.items():
+                if column not in have:
+                    self.db.execute(f"ALTER TABLE games ADD COLUMN {column} {kind}")
+            self.db.executescript(_LATE_INDEXES)
         except sqlite3.DatabaseError as exc:
             raise RecordsError(f"cannot open records database {self.path}: {exc}") from None
 
@@ -91,8 +101,10 @@ class GameRecords:
     def save(self, record: dict[str, Any]) -> None:
         """Insert or replace one game (start and end of every game)."""
         row = {c: record.get(c) for c in COLUMNS}
-        row["moves"] = json.dumps(record.get("moves") or [], separators=(",", ":"))
-        row["illegal_move"] = None if record.get("illegal_move") is None else json.dumps(record["illegal_move"], separators=(",", ":"))
+        # allow_nan=False: NaN/Infinity are not JSON; a record holding one is refused, never stored
+        row["moves"] = json.dumps(record.get("moves") or [], separators=(",", ":"), allow_nan=False)
+        row["illegal_move"] = (None if record.get("illegal_move") is None
+                               else json.dumps(record["illegal_move"], separators=(",", ":"), allow_nan=False))
         placeholders = ", ".join(f":{c}" for c in COLUMNS)
         self.db.execute(f"INSERT OR REPLACE INTO games ({', '.join(COLUMNS)}) VALUES ({placeholders})", row)
 
@@ -142,6 +154,35 @@ class GameRecords:
             args.append(limit)
         return [self._row(r) for r in self.db.execute(sql, args)]
 
+    def find(self, prefix: str) -> list[str]:
+        """Ids of the games whose id is ``prefix`` or starts with it (at most 10)."""
+        exact = self.db.execute("SELECT game_id FROM games WHERE game_id = ?", (prefix,)).fetchone()
+        if exact is not None:
+            return [exact[0]]
+        rows = self.db.execute("SELECT game_id FROM games WHERE substr(game_id, 1, ?) = ? ORDER BY game_id LIMIT 10",
+                               (len(prefix), prefix))
+        return [r[0] for r in rows]
+
+    def summaries(self, limit: int = 50, player: str | None = None, tag: str | None = None,
+                  before: float | None = None) -> list[dict[str, Any]]:
+        """Finished and aborted games, newest end first, as ``records`` lines (protocol
+        ``list_records``): game_id, x, o, result, reason, ended_at, ply, tag."""
+        where, args = ["status != 'live'"], []
+        if player:
+            where.append("(x = ? OR o = ?)")
+            args += [player, player]
+        if tag:
+            where.append("tag = ?")
+            args.append(tag)
+        if before is not None:
+            where.append("ended_at < ?")
+            args.append(before)
+        args.append(max(1, min(limit, MAX_SUMMARIES)))
+        sql = ("SELECT game_id, x, o, COALESCE(result, 'aborted') AS result, COALESCE(reason, 'aborted') AS reason, "
+               "ended_at, json_array_length(moves) AS ply, tag FROM games WHERE " + " AND ".join(where) +
+               " ORDER BY ended_at DESC, game_id LIMIT ?")
+        return [dict(r) for r in self.db.execute(sql, args)]
+
     def iter_all(self) -> Iterator[dict[str, Any]]:
         """Oldest first, for export."""
         for row in self.db.execute("SELECT * FROM games ORDER BY started_at, game_id"):
@@ -163,9 +204,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p_list.add_argument("--player", help="only games this bot or player played")
     p_list.add_argument("--tag", help="only games with this tag (tournaments tag their games)")
     p_list.add_argument("--status", choices=("live", "finished", "aborted"), help="only games with this status")
+    p_list.add_argument("--json", action="store_true",
+                        help="print a JSON list (one summary per game, full ids) instead of the table")
     p_show = sub.add_parser("show", help="one game move by move, with its traces",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p_show.add_argument("game_id", help="the game's id (see 'games list')")
+    p_show.add_argument("game_id", help="the game's id, or any prefix of it that only one game has (see 'games list')")
     p_show.add_argument("--json", action="store_true", help="print the record as JSON")
     p_export = sub.add_parser("export", help="every game as one JSON document",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -187,29 +230,61 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        if args.games_command == "list":
-            return _cmd_list(records, args)
-        if args.games_command == "show":
-            return _cmd_show(records, args)
-        return _cmd_export(records, args)
+        command = {"list": _cmd_list, "show": _cmd_show}.get(args.games_command, _cmd_export)
+        status = command(records, args)
+        sys.stdout.flush()  # a closed pipe must show up here, not in the interpreter's exit
+        return status
     except sqlite3.DatabaseError as exc:
         print(f"error: cannot read {args.db}: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader went away (``games export | head``): stop quietly, as Unix tools do
+        _silence_stdout()
+        return 1  # as rich does for the table, and as the Python docs advise
     finally:
         records.db.close()
 
 
-def _cmd_list(records: GameRecords, args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except Exception:  # stdout is not a real file (tests capture or replace it)
+        pass
 
+
+def _json_text(value: Any, **kwargs: Any) -> str:
+    from server.protocol import replace_non_finite  # older servers stored NaN/Infinity in traces
+
+    clean, replaced = replace_non_finite(value)
+    if replaced:
+        print(f"warning: {replaced} NaN/Infinity values in the stored traces are written as null", file=sys.stderr)
+    return json.dumps(clean, allow_nan=False, **kwargs)
+
+
+def _cmd_list(records: GameRecords, args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         print("error: --limit must be at least 1", file=sys.stderr)
         return 2
     rows = records.list(limit=args.limit, player=args.player, tag=args.tag, status=args.status)
+    if args.json:
+        summaries = [{"game_id": r["game_id"], "status": r["status"], "x": r["x"], "o": r["o"], "result": r["result"],
+                      "reason": r["reason"], "winner": r["winner"], "started_at": r["started_at"],
+                      "ended_at": r["ended_at"], "moves": [m["cell"] for m in r["moves"]], "tag": r["tag"],
+                      "seed": r.get("seed")} for r in rows]
+        print(_json_text(summaries, indent=1))
+        return 0
+
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console()
     table = Table(title=f"games in {args.db}")
-    for col in ("game", "started", "X", "O", "result", "reason", "moves", "tag"):
+    # the id is what 'games show' takes: never cut or wrapped, whatever the terminal width
+    table.add_column("game", no_wrap=True, min_width=max([len(r["game_id"]) for r in rows] + [4]), overflow="fold")
+    for col in ("started", "X", "O", "result", "reason", "moves", "tag"):
         table.add_column(col)
     for r in rows:
         table.add_row(r["game_id"], _when(r["started_at"]), r["x"], r["o"], r["result"] or r["status"],
@@ -222,15 +297,23 @@ def _cmd_list(records: GameRecords, args: argparse.Namespace) -> int:
 def _cmd_show(records: GameRecords, args: argparse.Namespace) -> int:
     from server.game import Board
 
-    rec = records.get(args.game_id)
-    if rec is None:
+    matches = records.find(args.game_id) if args.game_id else []
+    if not matches:
         print(f"error: no game {args.game_id!r} in {args.db}; 'autosteer-server games list' shows the ids", file=sys.stderr)
         return 1
+    if len(matches) > 1:
+        more = ", …" if len(matches) == 10 else ""
+        print(f"error: {args.game_id!r} is the start of several game ids ({', '.join(matches)}{more}); give more of the id",
+              file=sys.stderr)
+        return 1
+    rec = records.get(matches[0])
+    assert rec is not None
     if args.json:
-        print(json.dumps(rec, indent=2))
+        print(_json_text(rec, indent=2))
         return 0
+    seed = f"  seed {rec['seed']}" if rec.get("seed") is not None else ""
     print(f"game {rec['game_id']}: {rec['x']} (X, {rec['x_kind']}) vs {rec['o']} (O, {rec['o_kind']})"
-          f"  clock {rec['clock']:g} s  tag {rec['tag'] or '-'}")
+          f"  clock {rec['clock']:g} s  tag {rec['tag'] or '-'}{seed}")
     print(f"started {_when(rec['started_at'])}  ended {_when(rec['ended_at'])}")
     board = Board.empty()
     t0 = rec["started_at"]
@@ -251,12 +334,12 @@ def _cmd_export(records: GameRecords, args: argparse.Namespace) -> int:
     games = [g for g in records.iter_all()
              if (not args.player or args.player in (g["x"], g["o"])) and (not args.tag or g["tag"] == args.tag)]
     doc = {"format": "autosteer-arena-games", "version": 1, "exported_at": time.time(), "count": len(games), "games": games}
-    text = json.dumps(doc, indent=1)
+    text = _json_text(doc, indent=1)
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n")
         print(f"exported {len(games)} games to {out}", file=sys.stderr)
     else:
-        print(text)
+        sys.stdout.write(text + "\n")
     return 0

@@ -436,3 +436,169 @@ def test_config_validation() -> None:
         ServerConfig(move_clock=0)
     with pytest.raises(ValueError, match="burst"):
         ServerConfig(burst=0)
+
+
+# --------------------------------------------------------------------------- clocks across reconnects
+def test_resume_restores_the_time_left_not_a_full_clock() -> None:
+    net = Net(move_clock=10.0, grace=30.0)
+    ann, bob, gid = start_pvp(net)
+    token = net.last(ann, "welcome")["token"]
+    net.advance(7.0)  # ann has 3 s left
+    net.drop(ann)
+    assert net.arena.games[gid].deadline is None  # paused while away
+    net.advance(20.0)
+    ann2 = net.open()
+    net.send(ann2, type="hello", name="ann", token=token)
+    state = net.last(ann2, "state")
+    assert state["deadline"] == pytest.approx(net.now + 3.0)
+    net.advance(2.9)
+    assert gid in net.arena.games
+    net.advance(0.2)
+    over = net.last(bob, "game_over")
+    assert over["reason"] == "timeout" and over["winner"] == "bob"
+
+
+def test_reconnecting_again_and_again_cannot_stall_a_game() -> None:
+    """Each pause is charged to an allowance of ``grace`` seconds per player and game."""
+    net = Net(move_clock=10.0, grace=6.0)
+    ann, bob, gid = start_pvp(net)
+    token = net.last(ann, "welcome")["token"]
+    start = net.now
+    conn = ann
+    while gid in net.arena.games and net.now - start < 100:
+        net.advance(1.0)
+        net.drop(conn)
+        net.advance(4.0)  # within grace every time
+        conn = net.open()
+        net.send(conn, type="hello", name="ann", token=token)
+    over = net.last(bob, "game_over")
+    assert over["reason"] == "timeout" and over["winner"] == "bob"
+    assert net.now - start <= 10.0 + 6.0 + 5.0  # the move clock plus the pause allowance (+ one step)
+
+
+def test_spent_pause_allowance_restarts_the_clock_while_away() -> None:
+    net = Net(move_clock=4.0, grace=30.0)
+    ann, bob, gid = start_pvp(net)
+    token = net.last(ann, "welcome")["token"]
+    net.drop(ann)
+    net.advance(10.0)
+    ann2 = net.open()
+    net.send(ann2, type="hello", name="ann", token=token)  # 20 s of pause allowance left
+    net.advance(1.0)  # 3 s left on the clock
+    net.drop(ann2)
+    net.take(bob)
+    net.advance(20.0)  # allowance spent: the clock runs again, and everyone sees the deadline
+    state = net.last(bob, "state")
+    assert state["deadline"] == pytest.approx(net.now + 3.0)
+    net.advance(3.1)
+    assert net.last(bob, "game_over")["reason"] == "timeout"
+
+
+def test_a_move_made_while_the_opponent_is_away_gives_them_a_full_clock_on_return() -> None:
+    net = Net(move_clock=10.0, grace=30.0)
+    ann, bob, gid = start_pvp(net)
+    token = net.last(bob, "welcome")["token"]
+    net.drop(bob)
+    net.advance(5.0)
+    net.send(ann, type="move", game_id=gid, cell=5)
+    assert net.last(ann, "state")["deadline"] is None  # bob is away: his clock waits
+    net.advance(5.0)
+    bob2 = net.open()
+    net.send(bob2, type="hello", name="bob", token=token)
+    assert net.last(bob2, "state")["deadline"] == pytest.approx(net.now + 10.0)
+
+
+def test_resume_with_another_role_is_refused() -> None:
+    net = Net()
+    net.join("rb", role="bot")
+    token = net.last(1, "welcome")["token"]
+    net.drop(1)
+    again = net.open()
+    net.send(again, type="hello", name="rb", role="player", token=token, id=3)
+    err = net.last(again)
+    assert err["type"] == "error" and err["code"] == "forbidden" and err["id"] == 3
+    assert "role 'bot'" in err["message"]
+    net.send(again, type="hello", name="rb", role="bot", token=token)
+    assert net.last(again)["type"] == "welcome" and net.last(again)["role"] == "bot"
+
+
+# --------------------------------------------------------------------------- per-game seeds
+def test_same_game_seed_gives_the_same_house_bot_moves() -> None:
+    def arranged(server_seed: int, game_seed: int | None, games: int = 4) -> list[str]:
+        net = Net(seed=server_seed)
+        org = net.join("org")
+        for _ in range(games):
+            net.send(org, type="arrange", x="random", o="random", seed=game_seed)
+        assert all(r["seed"] == game_seed for r in net.ended)
+        return ["".join(str(m["cell"]) for m in r["moves"]) for r in net.ended]
+
+    seeded = arranged(1, 42)
+    assert len(set(seeded)) == 1  # every game with seed 42 is the same game
+    assert arranged(2, 42) == seeded  # whatever the server's own seed
+    assert len({arranged(1, s, 1)[0] for s in range(8)}) > 1  # and the seed matters
+    assert len(set(arranged(1, None))) > 1  # unseeded games still vary
+
+
+def test_seeded_challenge_repeats_against_a_fixed_player() -> None:
+    def play(server_seed: int) -> tuple[str, list[int]]:
+        net = Net(seed=server_seed)
+        ann = net.join("ann")
+        net.send(ann, type="challenge", opponent="random", side="random", seed=7)
+        start = net.last(ann, "game_start")
+        while start["game_id"] in net.arena.games:
+            state = net.arena.games[start["game_id"]]
+            net.send(ann, type="move", game_id=start["game_id"], cell=state.board.legal_cells()[0])
+        record = net.ended[-1]
+        return start["you"], [m["cell"] for m in record["moves"]]
+
+    assert play(1) == play(99)
+
+
+def test_a_seeded_game_leaves_the_house_bots_own_generator_alone() -> None:
+    def unseeded_after(seeded_games: int) -> list[str]:
+        net = Net(seed=5)
+        org = net.join("org")
+        for _ in range(seeded_games):
+            net.send(org, type="arrange", x="random", o="random", seed=3)
+        net.ended.clear()
+        for _ in range(3):
+            net.send(org, type="arrange", x="random", o="random")
+        return ["".join(str(m["cell"]) for m in r["moves"]) for r in net.ended]
+
+    assert unseeded_after(0) == unseeded_after(2)
+
+
+def test_seed_must_be_a_non_negative_integer() -> None:
+    net = Net()
+    org = net.join("org")
+    for bad in ("1", 1.5, -1, True):
+        net.send(org, type="arrange", x="random", o="random", seed=bad)
+        assert net.last(org)["code"] == "invalid_message", bad
+
+
+# --------------------------------------------------------------------------- stored games list
+def test_list_records_newest_first_with_filters_and_paging() -> None:
+    net = Net()
+    org = net.join("org")
+    for i in range(5):
+        net.advance(1.0)
+        net.send(org, type="arrange", x="minimax", o="random", tag="even" if i % 2 == 0 else "odd")
+    spy = net.join("spy", role="spectator")  # read-only roles may browse the records too
+    net.send(spy, type="list_records", id="r1")
+    reply = net.last(spy)
+    assert reply["type"] == "records" and reply["id"] == "r1"
+    ids = [g["game_id"] for g in reply["games"]]
+    assert ids == [r["game_id"] for r in reversed(net.ended)]
+    first = reply["games"][0]
+    assert set(first) == {"game_id", "x", "o", "result", "reason", "ended_at", "ply", "tag"}
+    assert first["ply"] == len(net.ended[-1]["moves"]) and first["tag"] == "even"
+    net.send(spy, type="list_records", tag="odd")
+    assert [g["tag"] for g in net.last(spy)["games"]] == ["odd", "odd"]
+    net.send(spy, type="list_records", limit=2)
+    page = net.last(spy)["games"]
+    net.send(spy, type="list_records", limit=2, before=page[-1]["ended_at"])
+    assert [g["game_id"] for g in page + net.last(spy)["games"]] == ids[:4]
+    net.send(spy, type="list_records", player="nobody")
+    assert net.last(spy)["games"] == []
+    net.send(spy, type="list_records", limit=201)
+    assert net.last(spy)["code"] == "invalid_message"

@@ -188,3 +188,56 @@ async def test_spectator_may_only_watch() -> None:
             assert reply["code"] == "forbidden", reply
         bots = await spy.request(type="list_bots")
         assert {b["name"] for b in bots["bots"]} == {"minimax", "random"}
+
+
+async def test_wrongly_typed_cells_are_invalid_messages_and_play_nothing() -> None:
+    """``"cell": true`` once played cell 1, and ``"5"`` / ``5.0`` were accepted: the cell must be a JSON integer."""
+    async with serve_arena(config()) as srv, WsClient.connect(srv.url, "ann") as ann, \
+            WsClient.connect(srv.url, "bob") as bob:
+        await ann.request(type="challenge", opponent="bob", side="X")
+        offer = await bob.wait_for("challenge")
+        await bob.request(type="accept", challenge_id=offer["challenge_id"])
+        gid = offer["challenge_id"]
+        for cell in ("5", True, False, 5.0, 1.0, None, "1", [1], {"cell": 1}):
+            for on_illegal in ("error", "forfeit"):  # not even a forfeit: the frame is malformed, not the move
+                reply = await ann.request(type="move", game_id=gid, cell=cell, on_illegal=on_illegal)
+                assert reply["type"] == "error" and reply["code"] == "invalid_message", (cell, reply)
+                assert "cell" in reply["message"]
+        for cell in (0, 10, 2**70):  # integers of the wrong range are moves the rules refuse
+            reply = await ann.request(type="move", game_id=gid, cell=cell)
+            assert reply["code"] == "out_of_range", (cell, reply)
+        state = await ann.request(type="get_game", game_id=gid)
+        assert state["board"] == "........." and state["ply"] == 0 and gid in srv.arena.games
+        assert (await ann.request(type="move", game_id=gid, cell=5))["board"] == "....X...."
+
+
+async def test_nan_and_infinity_are_bad_json_and_never_relayed_or_stored(tmp_path: Any) -> None:
+    async with serve_arena(config(db_path=str(tmp_path / "arena.sqlite3"))) as srv, \
+            WsClient.connect(srv.url, "ann") as ann, WsClient.connect(srv.url, "bob") as bob:
+        await ann.request(type="challenge", opponent="bob", side="X")
+        offer = await bob.wait_for("challenge")
+        await bob.request(type="accept", challenge_id=offer["challenge_id"])
+        gid = offer["challenge_id"]
+        texts = [
+            f'{{"type": "move", "game_id": "{gid}", "cell": 5, "trace": {{"p": NaN}}, "id": 1}}',
+            f'{{"type": "move", "game_id": "{gid}", "cell": 5, "trace": {{"p": [Infinity]}}, "id": 2}}',
+            f'{{"type": "move", "game_id": "{gid}", "cell": 5, "trace": {{"p": -Infinity}}, "id": 3}}',
+            f'{{"type": "move", "game_id": "{gid}", "cell": 5, "trace": {{"p": 1e999}}, "id": 4}}',  # overflows to inf
+            '{"type": "challenge", "opponent": "minimax", "clock": NaN, "id": 5}',
+            '{"type": "ping", "id": 6, "x": Infinity}',
+        ]
+        for text in texts:
+            await ann.send_raw(text)
+            err = await expect_error(ann, "bad_json")
+            assert "not valid JSON" in err["message"]
+        await bob.expect_silence(0.2)  # nothing was relayed
+        moved = await ann.request(type="move", game_id=gid, cell=5, trace={"p": 1e308, "q": -0.0})
+        assert moved["board"] == "....X...."
+        await ann.request(type="resign", game_id=gid)
+        await bob.wait_for("game_over")
+        for frame in ann.seen + bob.seen:
+            json.dumps(frame, allow_nan=False)  # every frame the server sent is strict JSON
+    from server.records import GameRecords
+
+    stored = GameRecords(tmp_path / "arena.sqlite3").get(gid)
+    assert [m["trace"] for m in stored["moves"]] == [{"p": 1e308, "q": -0.0}]

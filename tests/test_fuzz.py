@@ -17,7 +17,7 @@ from helpers_ws import WsClient
 from server.app import ServerConfig, serve_arena
 from server.arena import Arena, Send
 from server.game import Board
-from server.protocol import ERROR_CODES
+from server.protocol import ERROR_CODES, loads_strict
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -101,6 +101,19 @@ def check_error_codes(frames: list[dict[str, Any]]) -> None:
             assert f["code"] != "internal_error", f"a fuzz frame hit a server bug: {f}"
 
 
+def badly_typed_cell(raw: str | bytes) -> bool:
+    """Whether ``raw`` is a well-formed JSON ``move`` whose ``cell`` is not a JSON integer
+    (``"5"``, ``5.0``, ``true``, ``null``…): the server must answer ``invalid_message``."""
+    try:
+        frame = loads_strict(raw)
+    except (ValueError, RecursionError):
+        return False
+    if not isinstance(frame, dict) or frame.get("type") != "move" or "cell" not in frame:
+        return False
+    cell = frame["cell"]
+    return not isinstance(cell, int) or isinstance(cell, bool)
+
+
 def check_game_consistent(game: Any) -> None:
     board = Board.from_moves([m["cell"] for m in game.moves])
     assert board == game.board, (game.game_id, game.moves, game.board)
@@ -174,12 +187,16 @@ def test_arena_fuzz_keeps_invariants(seed: int, n: int) -> None:
         arena.receive(i, json.dumps({"type": "hello", "name": name, "role": role, "max_games": 3}), now)
         conns.append(i)
     arena.receive(0, json.dumps({"type": "challenge", "opponent": "p2", "side": "X"}), now)
-    frames: list[dict[str, Any]] = []
+    frames: list[dict[str, Any]] = [e.frame for e in arena.drain() if isinstance(e, Send)]  # the set-up's frames
     for _ in range(n):
         op = rng.random()
+        expect_invalid: int | None = None  # the connection that must get invalid_message now
         if op < 0.85:
             ids = list(arena.games) + list(arena.offers) + list(arena.finished)[-2:]
-            arena.receive(rng.choice(conns), random_frame(rng, ids), now)
+            c, raw = rng.choice(conns), random_frame(rng, ids)
+            if c in arena.connections and badly_typed_cell(raw):
+                expect_invalid = c
+            arena.receive(c, raw, now)
         elif op < 0.95:
             now += rng.choice([0.1, 0.5, 1.0, 2.5])
             arena.tick(now)
@@ -192,13 +209,43 @@ def test_arena_fuzz_keeps_invariants(seed: int, n: int) -> None:
                 arena.connect(c, "1.2.3.4", now)
                 arena.receive(c, json.dumps({"type": "hello", "name": session.name, "role": session.role,
                                              "token": session.token}), now)
-        for e in arena.drain():
+        effects = arena.drain()
+        for e in effects:
             if isinstance(e, Send):
-                json.dumps(e.frame)
+                json.dumps(e.frame, allow_nan=False)
                 frames.append(e.frame)
+        if expect_invalid is not None:
+            replies = [e.frame for e in effects if isinstance(e, Send) and e.conn_id == expect_invalid]
+            assert [f.get("code") for f in replies] == ["invalid_message"], (raw, replies)
         for game in list(arena.games.values()) + list(arena.finished.values()):
             check_game_consistent(game)
             assert (game.result is None) == (game.game_id in arena.games)
         for s in arena.sessions.values():
             assert all(g in arena.games for g in s.games), "a session lists a finished game as live"
     check_error_codes(frames)
+
+
+@settings(max_examples=200, deadline=None)
+@given(cell=st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+                         | st.text(max_size=5), lambda inner: st.lists(inner, max_size=3)
+                         | st.dictionaries(st.text(max_size=3), inner, max_size=3), max_leaves=5))
+def test_any_json_cell_gets_the_reply_its_type_implies(cell: Any) -> None:
+    """An integer cell is a move the rules judge (a state, or out_of_range); anything else is invalid_message."""
+    arena = Arena(ServerConfig(seed=1))
+    for conn, name in ((1, "ann"), (2, "bob")):
+        arena.connect(conn, "1.2.3.4", 0.0)
+        arena.receive(conn, json.dumps({"type": "hello", "name": name}), 0.0)
+    arena.receive(1, json.dumps({"type": "challenge", "opponent": "bob", "side": "X"}), 0.0)
+    offer = next(e.frame for e in arena.drain() if isinstance(e, Send) and e.frame["type"] == "challenge")
+    arena.receive(2, json.dumps({"type": "accept", "challenge_id": offer["challenge_id"]}), 0.0)
+    arena.drain()
+    arena.receive(1, json.dumps({"type": "move", "game_id": offer["challenge_id"], "cell": cell, "id": 1}), 0.0)
+    reply = next(e.frame for e in arena.drain() if isinstance(e, Send) and e.conn_id == 1 and e.frame.get("id") == 1)
+    board = arena.games[offer["challenge_id"]].board
+    if isinstance(cell, int) and not isinstance(cell, bool):
+        expected = "state" if 1 <= cell <= 9 else "error"
+        assert reply["type"] == expected and (expected == "state" or reply["code"] == "out_of_range"), reply
+        assert board.code == ("." * (cell - 1) + "X" + "." * (9 - cell) if 1 <= cell <= 9 else "." * 9)
+    else:
+        assert reply["type"] == "error" and reply["code"] == "invalid_message", reply
+        assert board.code == "." * 9

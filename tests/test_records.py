@@ -31,7 +31,7 @@ def record(game_id: str, **extra: Any) -> dict[str, Any]:
             "status": "finished", "result": "O", "reason": "line", "winner": "minimax", "board": "XX.OOO.X.",
             "moves": [{"ply": i + 1, "seat": "XO"[i % 2], "cell": c, "at": 10.0 + i, "trace": {"i": i}}
                       for i, c in enumerate([1, 4, 2, 5, 8, 6])],
-            "tag": None, "clock": 30.0, "started_at": 10.0, "ended_at": 16.0, "illegal_move": None}
+            "tag": None, "clock": 30.0, "started_at": 10.0, "ended_at": 16.0, "illegal_move": None, "seed": None}
     base.update(extra)
     return base
 
@@ -179,3 +179,155 @@ def test_serve_cli_help_and_bad_arguments() -> None:
     bad = subprocess.run(cmd + ["serve", "--port", "0", "--db", ":memory:", "--move-clock", "-1"],
                          capture_output=True, text=True, cwd=ROOT, timeout=30)
     assert bad.returncode == 2 and "move_clock must be > 0" in bad.stderr and "Traceback" not in bad.stderr
+
+
+# --------------------------------------------------------------------------- hardening
+LONG_IDS = ["93b0e5c1d2f4", "93b0e5ffffff", "a1b2c3d4e5f6"]
+
+
+def _three_games(db: Path) -> None:
+    rec = GameRecords(db)
+    for i, gid in enumerate(LONG_IDS):
+        rec.save(record(gid, started_at=10.0 + i, ended_at=11.0 + i, tag="cup" if i else None, seed=i or None))
+    rec.close()
+
+
+def test_games_list_never_cuts_ids_even_on_a_narrow_terminal(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "arena.sqlite3"
+    _three_games(db)
+    monkeypatch.setenv("COLUMNS", "40")
+    assert server_main(["games", "--db", str(db), "list"]) == 0
+    out = capsys.readouterr().out
+    for gid in LONG_IDS:
+        assert gid in out, out
+
+
+def test_games_list_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "arena.sqlite3"
+    _three_games(db)
+    assert server_main(["games", "--db", str(db), "list", "--json", "--tag", "cup"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["game_id"] for r in rows] == ["a1b2c3d4e5f6", "93b0e5ffffff"]
+    assert rows[0]["moves"] == [1, 4, 2, 5, 8, 6] and rows[0]["seed"] == 2 and rows[0]["result"] == "O"
+
+
+def test_games_show_takes_a_unique_prefix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "arena.sqlite3"
+    _three_games(db)
+    assert server_main(["games", "--db", str(db), "show", "a1b"]) == 0
+    assert "game a1b2c3d4e5f6: ann (X, player)" in capsys.readouterr().out
+    assert server_main(["games", "--db", str(db), "show", "93b0e5f", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["game_id"] == "93b0e5ffffff"
+    assert server_main(["games", "--db", str(db), "show", "93b0e5"]) == 1
+    err = capsys.readouterr().err
+    assert "several game ids (93b0e5c1d2f4, 93b0e5ffffff)" in err and "Traceback" not in err
+    assert server_main(["games", "--db", str(db), "show", "93B0E5C"]) == 1  # ids are case-sensitive
+    assert server_main(["games", "--db", str(db), "show", "%"]) == 1  # no SQL wildcards
+
+
+class _ClosedPipe:
+    """A stdout whose reader has gone away (``games export | head``)."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+@pytest.mark.parametrize("argv", [["export"], ["show", "a1b2"], ["show", "a1b2", "--json"], ["list", "--json"]])
+def test_a_closed_pipe_ends_quietly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    db = tmp_path / "arena.sqlite3"
+    _three_games(db)
+    monkeypatch.setattr(sys, "stdout", _ClosedPipe())
+    assert server_main(["games", "--db", str(db), *argv]) == 1
+    assert capsys.readouterr().err == ""
+
+
+def test_export_through_head_prints_no_traceback(tmp_path: Path) -> None:
+    db = tmp_path / "arena.sqlite3"
+    rec = GameRecords(db)
+    for i in range(400):  # far more than a pipe buffer
+        rec.save(record(f"g{i:04d}", started_at=float(i)))
+    rec.close()
+    exe = Path(sys.executable).parent / "autosteer-server"
+    cmd = f"'{exe}' games --db '{db}' export | head -c 200" if exe.exists() else \
+        f"'{sys.executable}' -m server.cli games --db '{db}' export | head -c 200"
+    done = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.stdout.startswith("{") and len(done.stdout) == 200
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+
+
+def test_no_nan_or_infinity_is_stored_or_exported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "arena.sqlite3"
+    rec = GameRecords(db)
+    bad = record("nan1")
+    bad["moves"][0]["trace"] = {"p": float("nan")}
+    with pytest.raises(ValueError):
+        rec.save(bad)
+    assert rec.get("nan1") is None
+    # a record written by an older server, with NaN/Infinity in its JSON text
+    rec.save(record("old1"))
+    rec.db.execute("UPDATE games SET moves = ? WHERE game_id = 'old1'",
+                   ('[{"ply":1,"seat":"X","cell":5,"at":1.0,"trace":{"p":NaN,"q":[Infinity,-Infinity,0.5]}}]',))
+    rec.close()
+
+    def strict(text: str) -> Any:
+        return json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the output"))
+
+    assert server_main(["games", "--db", str(db), "export"]) == 0
+    captured = capsys.readouterr()
+    doc = strict(captured.out)
+    assert doc["games"][0]["moves"][0]["trace"] == {"p": None, "q": [None, None, 0.5]}
+    assert "3 NaN/Infinity values" in captured.err
+    assert server_main(["games", "--db", str(db), "show", "old1", "--json"]) == 0
+    strict(capsys.readouterr().out)
+
+
+def test_summaries_page_back_by_end_time_and_skip_live_games(tmp_path: Path) -> None:
+    rec = GameRecords(tmp_path / "arena.sqlite3")
+    for i in range(6):
+        rec.save(record(f"g{i}", x="bob" if i % 2 else "ann", started_at=10.0 * i, ended_at=10.0 * i + 5, tag=None))
+    rec.save(record("live", status="live", result=None, reason=None, winner=None, started_at=99.0, ended_at=None))
+    rec.save(record("crash", status="aborted", result=None, reason=None, winner=None, started_at=98.0, ended_at=None))
+    rows = rec.summaries(limit=3)
+    assert [r["game_id"] for r in rows] == ["g5", "g4", "g3"]
+    assert rows[0] == {"game_id": "g5", "x": "bob", "o": "minimax", "result": "O", "reason": "line",
+                       "ended_at": 55.0, "ply": 6, "tag": None}
+    assert [r["game_id"] for r in rec.summaries(limit=3, before=rows[-1]["ended_at"])] == ["g2", "g1", "g0"]
+    assert [r["game_id"] for r in rec.summaries(player="bob")] == ["g5", "g3", "g1"]
+    every = [r["game_id"] for r in rec.summaries(limit=500)]
+    assert "live" not in every and "crash" in every and len(every) == 7  # an aborted game is listed, ended or not
+    crash = next(r for r in rec.summaries() if r["game_id"] == "crash")
+    assert (crash["result"], crash["reason"]) == ("aborted", "aborted")
+
+
+def test_an_older_database_gains_the_seed_column(tmp_path: Path) -> None:
+    db = tmp_path / "old.sqlite3"
+    con = sqlite3.connect(db)
+    old_schema = "CREATE TABLE games (game_id TEXT PRIMARY KEY, x TEXT NOT NULL, o TEXT NOT NULL, x_kind TEXT, " \
+                 "o_kind TEXT, status TEXT NOT NULL, result TEXT, reason TEXT, winner TEXT, board TEXT NOT NULL, " \
+                 "moves TEXT NOT NULL, illegal_move TEXT, tag TEXT, clock REAL, started_at REAL NOT NULL, ended_at REAL)"
+    con.execute(old_schema)
+    con.execute("INSERT INTO games VALUES ('g1','ann','minimax','player','house','finished','O','line','minimax',"
+                "'.........','[]',NULL,NULL,30.0,1.0,2.0)")
+    con.commit()
+    con.close()
+    rec = GameRecords(db)
+    assert rec.get("g1")["seed"] is None
+    rec.save(record("g2", seed=12))
+    assert rec.get("g2")["seed"] == 12
+
+
+def test_server_module_doctests() -> None:
+    import doctest
+
+    import server.app
+    import server.protocol
+    import server.records
+
+    for module in (server.protocol, server.records, server.app):
+        result = doctest.testmod(module)
+        assert result.failed == 0, module.__name__

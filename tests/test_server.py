@@ -342,3 +342,78 @@ async def test_slow_reader_is_disconnected_without_hurting_others() -> None:
     peer.push("z")  # ignored after closing
     await peer.run()
     assert ws.sent == [] and ws.closed_with == (1008, "not reading its frames")
+
+
+async def test_reconnecting_keeps_the_time_left_on_the_clock() -> None:
+    import time
+
+    async with serve_arena(config(grace=5.0, move_clock=2.0)) as srv:
+        async with WsClient.connect(srv.url, "bob") as bob:
+            async with WsClient.connect(srv.url, "ann") as ann:
+                token = ann.token
+                await ann.request(type="challenge", opponent="bob", side="X")
+                offer = await bob.wait_for("challenge")
+                await bob.request(type="accept", challenge_id=offer["challenge_id"])
+                start = await ann.wait_for("game_start")
+                await asyncio.sleep(1.2)  # ann spends 1.2 s of her 2 s
+            await bob.wait_for("info")
+            await asyncio.sleep(0.5)  # paused while she is away
+            async with WsClient.connect(srv.url) as ann2:
+                await ann2.hello("ann", token=token)
+                state = await ann2.wait_for("state")
+                left = state["deadline"] - time.time()
+                assert 0.3 < left < 1.0, f"{left:.2f} s left; a resume must not give a fresh 2 s clock"
+                over = await ann2.wait_for("game_over", timeout=3)
+                assert over["reason"] == "timeout" and over["winner"] == "bob" and over["game_id"] == start["game_id"]
+
+
+async def test_seeded_games_repeat_exactly_through_the_server() -> None:
+    async def play(server_seed: int) -> list[list[int]]:
+        async with serve_arena(config(seed=server_seed)) as srv, WsClient.connect(srv.url, "ann") as ann:
+            ids = []
+            for x, o in (("random", "minimax"), ("minimax", "random"), ("random", "random")):
+                sent = await ann.request(type="arrange", x=x, o=o, seed=2024)
+                ids.append(sent["challenge_id"])
+                await ann.wait_for("game_over", game_id=sent["challenge_id"])
+            sent = await ann.request(type="challenge", opponent="random", side="random", seed=77)
+            start = await ann.wait_for("game_start", game_id=sent["challenge_id"])
+            await play_until_over(ann, start["game_id"], start["you"], start)
+            ids.append(start["game_id"])
+            records = [srv.records.get(g) for g in ids]
+            assert all(r["seed"] is not None for r in records)
+            return [[m["cell"] for m in r["moves"]] for r in records]
+
+    assert await play(1) == await play(2)
+
+
+async def test_list_records_serves_stored_games_after_a_restart(tmp_path: Any) -> None:
+    db = str(tmp_path / "arena.sqlite3")
+    async with serve_arena(config(db_path=db)) as srv, WsClient.connect(srv.url, "org") as org:
+        for i in range(4):
+            sent = await org.request(type="arrange", x="minimax", o="random", tag=f"t{i % 2}")
+            await org.wait_for("game_over", game_id=sent["challenge_id"])
+            await asyncio.sleep(0.01)  # distinct end times
+        await org.request(type="challenge", opponent="minimax", side="X")  # live: not listed
+    async with serve_arena(config(db_path=db)) as srv, WsClient.connect(srv.url, "viewer", role="spectator") as viewer:
+        assert not srv.arena.finished  # what follows comes from SQLite
+        reply = await viewer.request(type="list_records")
+        assert reply["type"] == "records"
+        games = reply["games"]
+        assert len(games) == 5 and games[0]["result"] == "aborted"  # the live game was aborted at shutdown
+        ended = [g["ended_at"] for g in games]
+        assert ended == sorted(ended, reverse=True)
+        assert {g["tag"] for g in games[1:]} == {"t0", "t1"} and all(g["ply"] >= 5 for g in games[1:])
+        older = await viewer.request(type="list_records", limit=2, before=games[1]["ended_at"], tag="t0")
+        assert [g["game_id"] for g in older["games"]] == [g["game_id"] for g in games[2:] if g["tag"] == "t0"]
+        record = await viewer.request(type="get_game", game_id=games[1]["game_id"])
+        assert record["type"] == "game_record" and len(record["moves"]) == games[1]["ply"]
+
+
+def test_protocol_doc_lists_every_message_and_error_code() -> None:
+    from pathlib import Path
+
+    from server.protocol import CLIENT_TYPES, ERROR_CODES
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "PROTOCOL.md").read_text()
+    for name in (*CLIENT_TYPES, "records", "game_record", *ERROR_CODES):
+        assert f"| `{name}` |" in doc, f"docs/PROTOCOL.md has no table row for `{name}`"

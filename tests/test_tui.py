@@ -27,7 +27,7 @@ from tui_client.connection import LinkState, _next_name
 from tui_client.feature_panel import FeaturePanel, bar, feature_panel_text
 from tui_client.game_view import GameView
 from tui_client.local_arena import LocalArena, LocalArenaError
-from tui_client.screens import ConnectionBar, GameScreen, LobbyScreen
+from tui_client.screens import ConnectionBar, GameScreen, LobbyScreen, RecordsScreen, describe_result
 from tui_client.trace import parse_trace
 from tui_client.trace_replay_bot import TraceReplayBot, pick_cell
 
@@ -266,6 +266,78 @@ async def test_spectating_a_bot_vs_bot_game_and_replaying_it(arena):
         task.cancel()
 
 
+async def test_finished_games_from_the_server_records_open_in_the_replay_screen(arena):
+    async with connect(arena.url) as organiser:
+        await organiser.send(dumps({"type": "hello", "name": "organiser", "role": "player"}))
+        await organiser.recv()
+        game_ids = []
+        for x, o, tag in (("minimax", "random", "cup-1"), ("random", "minimax", "cup-2")):
+            await organiser.send(dumps({"type": "arrange", "x": x, "o": o, "tag": tag, "seed": 3}))
+            while True:
+                frame = parse_server_frame(await organiser.recv())
+                if frame.type == "game_over":
+                    game_ids.append(frame.game_id)
+                    break
+    newest, older = game_ids[1], game_ids[0]
+    stored = arena.records.get(older)
+    app = make_app(arena, "watcher")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.link_status.state is LinkState.CONNECTED, what="connected")
+        await pilot.press("f")
+        assert isinstance(app.screen, RecordsScreen)
+        records = app.screen
+        table = records.query_one("#records", DataTable)
+        await wait_until(pilot, lambda: table.row_count == 2, what="the stored games")
+        assert [k.value for k in table.rows] == [newest, older]  # newest first
+        row = table.get_row(older)
+        assert row[1:3] == ["minimax", "random"] and row[4] == str(len(stored["moves"])) and row[5] == "cup-1"
+        assert row[3] == describe_result(stored["result"], stored["reason"])
+        assert "2 finished games, newest first" in str(records.query_one("#records-status").render())
+        table.move_cursor(row=1)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, GameScreen), what="the replay")
+        replay = app.screen
+        assert replay.game_id == older and replay.view.replay
+        assert [m.cell for m in replay.view.moves] == [m["cell"] for m in stored["moves"]]
+        await pilot.press("home")
+        assert replay.query_one(BoardGrid).marks == "........."
+        await pilot.press("end")
+        assert replay.query_one(BoardGrid).marks == stored["board"]
+        await pilot.press("escape")  # back to the list, not the lobby
+        assert app.screen is records
+        await pilot.press("m")  # only the games "watcher" played: none
+        await wait_until(pilot, lambda: table.row_count == 0 and not app.stored_games_loading, what="the filtered list")
+        assert "No finished games of watcher on the server yet" in str(records.query_one("#records-status").render())
+        await pilot.press("escape")
+        assert isinstance(app.screen, LobbyScreen)
+
+
+async def test_records_list_pages_back_with_older(arena, monkeypatch):
+    import tui_client.app as tui_app
+
+    monkeypatch.setattr(tui_app, "RECORDS_PAGE", 2)
+    async with connect(arena.url) as organiser:
+        await organiser.send(dumps({"type": "hello", "name": "organiser", "role": "player"}))
+        await organiser.recv()
+        for _ in range(3):
+            await organiser.send(dumps({"type": "arrange", "x": "minimax", "o": "minimax"}))
+            while parse_server_frame(await organiser.recv()).type != "game_over":
+                pass
+            await asyncio.sleep(0.01)  # distinct end times
+    app = make_app(arena, "watcher")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.link_status.state is LinkState.CONNECTED, what="connected")
+        await pilot.press("f")
+        table = app.screen.query_one("#records", DataTable)
+        await wait_until(pilot, lambda: table.row_count == 2, what="the first page")
+        assert not app.stored_games_complete
+        await pilot.press("o")
+        await wait_until(pilot, lambda: table.row_count == 3, what="the older game")
+        assert app.stored_games_complete
+        ended = [g.ended_at for g in app.stored_games]
+        assert ended == sorted(ended, reverse=True)
+
+
 async def test_reconnects_and_resumes_the_game_after_a_lost_connection(arena):
     app = make_app(arena)
     seen: list[LinkState] = []
@@ -455,6 +527,13 @@ def test_pick_cell_never_plays_an_occupied_cell():
     board = Board("X...O....")
     assert pick_cell(board, {"chosen": 5, "cell_probs": {"1": 0.5, "3": 0.4}}) == 3
     assert pick_cell(board, {"chosen": 2}) == 2
+
+
+def test_records_rows_describe_results():
+    assert describe_result("O", "line") == "O won · line"
+    assert describe_result("draw", "full_board") == "draw · full board"
+    assert describe_result("X", "illegal_move") == "X won · illegal move"
+    assert describe_result("aborted", "aborted") == "aborted"
 
 
 def test_taken_names_get_a_suffix():

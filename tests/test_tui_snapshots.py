@@ -97,3 +97,32 @@ def test_finished_game(snap_compare):
     app, feed = offline_app(game_frames([1, 5, 9, 3, 2, 7],
                                         over={"result": "O", "reason": "line", "winner": "smol-llm"}))
     assert snap_compare(app, terminal_size=(80, 24), run_before=feed)
+
+
+def test_finished_games_from_the_records(snap_compare, monkeypatch):
+    import time
+
+    monkeypatch.setenv("TZ", "UTC")  # the "Ended" column is local time
+    time.tzset()
+    records = {"type": "records", "games": [
+        {"game_id": "c0ffee123456", "x": "smol-llm", "o": "minimax", "result": "O", "reason": "line",
+         "ended_at": 1_700_000_900.0, "ply": 6, "tag": None},
+        {"game_id": "7e2d91c4aa10", "x": "ann", "o": "smol-llm", "result": "draw", "reason": "full_board",
+         "ended_at": 1_700_000_600.0, "ply": 9, "tag": None},
+        {"game_id": "4f1c2a9e0b7d", "x": "random", "o": "minimax", "result": "X", "reason": "timeout",
+         "ended_at": 1_700_000_300.0, "ply": 3, "tag": "cup-2"},
+        {"game_id": "9a3b77c1d2e4", "x": "minimax", "o": "random", "result": "aborted", "reason": "aborted",
+         "ended_at": None, "ply": 1, "tag": "cup-1"}]}
+    app, feed = offline_app([])
+
+    async def open_records(pilot) -> None:
+        await feed(pilot)
+        await pilot.press("f")
+        app.handle_frame(parse_server_frame(records))
+        await pilot.pause()
+
+    try:
+        assert snap_compare(app, terminal_size=(80, 24), run_before=open_records)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()

@@ -12,6 +12,7 @@ from server.cli import build_parser, dispatch
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("training.evaluate", "play the LLM bot vs minimax and random per seat and mode, with Wilson confidence intervals"),
+    "search-vector": ("training.vector_search", "search one fixed steering vector that draws more vs minimax (exact objective)"),
 }
 
 

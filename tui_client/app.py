@@ -14,13 +14,15 @@ from textual.app import App
 from textual.binding import Binding
 
 from server.protocol import (Bots, ChallengeDeclined, ChallengeOffer, ChallengeSent, ErrorMsg, GameOver,
-                             GameRecord, Games, GameStart, GameSummary, Info, State, Welcome, BotInfo)
+                             GameRecord, Games, GameStart, GameSummary, Info, Records, RecordSummary, State, Welcome,
+                             BotInfo)
 from tui_client.connection import ArenaConnection, LinkState, LinkStatus, NotConnected
 from tui_client.game_view import GameView
 from tui_client.local_arena import LocalArena
-from tui_client.screens import ChallengePrompt, ConnectionBar, GameScreen, LobbyScreen
+from tui_client.screens import ChallengePrompt, ConnectionBar, GameScreen, LobbyScreen, RecordsScreen
 
 MAX_FINISHED = 20
+RECORDS_PAGE = 50  # finished games asked of the server at a time
 
 
 class ArenaApp(App):
@@ -46,6 +48,9 @@ class ArenaApp(App):
         self.live_games: list[GameSummary] = []
         self.games: dict[str, GameView] = {}
         self.finished_games: list[GameView] = []
+        self.stored_games: list[RecordSummary] = []  # the server's records, newest first (RecordsScreen)
+        self.stored_games_loading = False
+        self.stored_games_complete = False  # the last page was short: nothing older
         self.llm_notice: str | None = local_arena.llm_notice if local_arena else None
         self._watching: set[str] = set()
         self._replaying: set[str] = set()
@@ -116,6 +121,30 @@ class ArenaApp(App):
             self.run_worker(self._send({"type": "list_bots"}), group="requests")
             self.run_worker(self._send({"type": "list_games"}), group="requests")
 
+    @property
+    def is_connected(self) -> bool:
+        return self.connection is not None and self.connection.connected
+
+    def request_records(self, *, player: str | None = None, before: float | None = None) -> None:
+        """Ask for a page of finished games; ``before`` (an end time) asks for older ones.
+        Offline it does nothing: the records screen says so on its status line."""
+        if not self.is_connected:
+            self._refresh_records()
+            return
+        frame: dict[str, Any] = {"type": "list_records", "limit": RECORDS_PAGE}
+        if player:
+            frame["player"] = player
+        if before is not None:
+            frame["before"] = before
+        self.stored_games_loading = True
+        self._refresh_records()
+        self.run_worker(self._send_records_request(frame, "more" if before is not None else "first"), group="requests")
+
+    async def _send_records_request(self, frame: dict[str, Any], page: str) -> None:
+        if await self._send(frame, "records", page) is None:
+            self.stored_games_loading = False
+            self._refresh_records()
+
     def start_challenge(self, opponent: str, side: str) -> None:
         self.notify(f"Challenging {opponent} (you play {side})…", timeout=3)
         self.run_worker(self._send({"type": "challenge", "opponent": opponent, "side": side}, "challenge", opponent),
@@ -165,6 +194,16 @@ class ArenaApp(App):
         elif isinstance(frame, Games):
             self.live_games = list(frame.games)
             self._refresh_lobby()
+        elif isinstance(frame, Records):
+            page = self._requests.pop(frame.id, ("", "first"))[1] if isinstance(frame.id, int) else "first"
+            if page == "more":
+                known = {g.game_id for g in self.stored_games}
+                self.stored_games += [g for g in frame.games if g.game_id not in known]
+            else:
+                self.stored_games = list(frame.games)
+            self.stored_games_loading = False
+            self.stored_games_complete = len(frame.games) < RECORDS_PAGE
+            self._refresh_records()
         elif isinstance(frame, (GameStart, State, GameOver, GameRecord)):
             self._game_frame(frame)
         elif isinstance(frame, ChallengeOffer):
@@ -196,6 +235,9 @@ class ArenaApp(App):
                 return
         if kind == "replay":
             self._replaying.discard(subject)
+        if kind == "records":
+            self.stored_games_loading = False
+            self._refresh_records()
         text = frame.message
         if kind in ("move", "resign") and isinstance(self.screen, GameScreen):
             self.screen.show_message(f"Refused by the server: {text}")
@@ -249,6 +291,11 @@ class ArenaApp(App):
         self.finished_games.insert(0, view)
         del self.finished_games[MAX_FINISHED:]
         self._watching.discard(view.game_id)
+
+    def _refresh_records(self) -> None:
+        for screen in self.screen_stack:
+            if isinstance(screen, RecordsScreen) and screen.is_mounted:
+                screen.refresh_records()
 
     def _refresh_lobby(self) -> None:
         for screen in self.screen_stack:

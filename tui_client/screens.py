@@ -1,4 +1,4 @@
-"""The app's screens: the lobby, a game (live, watched or replayed) and the challenge prompt."""
+"""The app's screens: the lobby, the server's finished games, a game (live, watched or replayed) and the prompts."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Static
 
 from tui_client.board_widget import BoardGrid, CellChosen
+from tui_client.connection import LinkState
 from tui_client.feature_panel import FeaturePanel
 from tui_client.game_view import GameView
 
@@ -39,6 +40,7 @@ class LobbyScreen(Screen):
 
     BINDINGS = [
         Binding("s", "cycle_side", "Side"),
+        Binding("f", "finished_games", "Finished games"),
         Binding("g", "replay_by_id", "Replay by id"),
         Binding("r", "refresh", "Refresh"),
         Binding("q", "app.quit", "Quit"),
@@ -91,6 +93,9 @@ class LobbyScreen(Screen):
 
     def action_refresh(self) -> None:
         self.arena.request_lobby()
+
+    def action_finished_games(self) -> None:
+        self.app.push_screen(RecordsScreen())
 
     def action_replay_by_id(self) -> None:
         def done(game_id: str | None) -> None:
@@ -160,6 +165,105 @@ class LobbyScreen(Screen):
             self.arena.start_watching(game_id)
         else:
             self.arena.open_replay(game_id)
+
+
+# --------------------------------------------------------------------------- stored games
+def describe_result(result: str, reason: str) -> str:
+    """A records row's result: ``"O won · line"``, ``"draw · full board"``, ``"aborted"``."""
+    why = reason.replace("_", " ")
+    if result == "draw":
+        return f"draw · {why}"
+    if result in ("X", "O"):
+        return f"{result} won · {why}"
+    return "aborted"
+
+
+class RecordsScreen(Screen):
+    """Finished games from the server's records, newest first: Enter replays one move by move."""
+
+    BINDINGS = [
+        Binding("o", "older", "Older games"),
+        Binding("m", "toggle_mine", "Only mine"),
+        Binding("r", "refresh", "Refresh"),
+        Binding("escape", "app.pop_screen", "Lobby"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="records-screen")
+        self.only_mine = False
+
+    @property
+    def arena(self) -> "ArenaApp":
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False)
+        yield ConnectionBar(id="connection")
+        yield Label("Finished games on the server · Enter to replay", classes="pane-title", id="records-title")
+        yield DataTable(id="records", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="records-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#records", DataTable)
+        table.add_column("Ended", key="ended")
+        table.add_column("X", key="x")
+        table.add_column("O", key="o")
+        table.add_column("Result", key="result")
+        table.add_column("Moves", key="ply")
+        table.add_column("Tag", key="tag")
+        table.add_column("Game", key="game")
+        self.sub_title = "finished games"
+        table.focus()
+        self.refresh_records()
+        self.action_refresh()
+
+    def action_refresh(self) -> None:
+        self.arena.request_records(player=self._player())
+
+    def action_older(self) -> None:
+        if not self.arena.stored_games:
+            self.action_refresh()
+            return
+        if self.arena.stored_games_complete:
+            self.notify("No older games on the server.", timeout=3)
+            return
+        oldest = self.arena.stored_games[-1].ended_at
+        self.arena.request_records(player=self._player(), before=oldest)
+
+    def action_toggle_mine(self) -> None:
+        self.only_mine = not self.only_mine
+        self.action_refresh()
+
+    @on(DataTable.RowSelected, "#records")
+    def row_chosen(self, event: DataTable.RowSelected) -> None:
+        self.arena.open_replay(str(event.row_key.value))
+
+    def _player(self) -> str | None:
+        return self.arena.player_name if self.only_mine else None
+
+    def refresh_records(self) -> None:
+        table = self.query_one("#records", DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        for game in self.arena.stored_games:
+            ended = time.strftime("%m-%d %H:%M", time.localtime(game.ended_at)) if game.ended_at else "-"
+            table.add_row(ended, game.x, game.o, describe_result(game.result, game.reason),
+                          str(game.ply), game.tag or "", game.game_id, key=game.game_id)
+        if table.row_count:
+            table.move_cursor(row=min(cursor, table.row_count - 1))
+        whose = f" of {self.arena.player_name}" if self.only_mine else ""
+        games = self.arena.stored_games
+        if self.arena.stored_games_loading:
+            status = "Loading finished games…"
+        elif not games:
+            status = f"No finished games{whose} on the server yet."
+        else:
+            more = "" if self.arena.stored_games_complete else " · o: older"
+            status = f"{len(games)} finished games{whose}, newest first{more}"
+        if self.arena.link_status.state is not LinkState.CONNECTED:  # what the connection bar says
+            status += " · not connected"
+        self.query_one("#records-status", Static).update(status)
 
 
 class GameIdPrompt(ModalScreen[str | None]):

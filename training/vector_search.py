@@ -1,0 +1,332 @@
+"""``autosteer-train search-vector``: find one fixed steering vector that makes the LLM bot
+draw more often against minimax, by the cross-entropy method over labelled SAE features.
+
+This is *not* the RL of a later issue: the vector is the same on every board (a
+``FixedSteeringPolicy``), found by black-box search. It exists so that the demo's bot is a
+steered one whose effect is measured, and as a baseline for learned, board-dependent
+policies.
+
+The objective is exact, not sampled. With argmax move reading the LLM's move on a board is
+deterministic, and minimax picks uniformly among its optimal moves, so the probability of
+each result against minimax follows from walking the game tree once per seat: the LLM's
+boards at each ply are read in one batch, minimax's probability mass is split over its
+optimal cells. The score of a vector is the mean draw probability as X and as O minus
+``l1 * mean |coefficient|`` (a cost on steering strength: prefer the weakest steering that
+draws). The search reads only boards the LLM can reach, so the per-board prompt cache of
+the bot makes it cheap.
+
+Outputs: the policy JSON (``--out``, default ``bots/llm/artifacts/policy.json``), a run
+card next to it (``<out>.card.json`` and ``.md``: data, seeds, time, metrics, command) and
+a plot of draw probability against steering budget (the vector scaled by 0 … 1.5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from server.game import Board, Result, Seat
+
+DEFAULT_OUT = Path(__file__).resolve().parent.parent / "bots" / "llm" / "artifacts" / "policy.json"
+DEFAULT_PLOT = Path(__file__).resolve().parent.parent / "docs" / "steering_budget.png"
+
+
+@dataclass
+class Outcome:
+    """Exact probabilities of each result for the LLM against minimax from the empty board."""
+
+    win: float = 0.0
+    draw: float = 0.0
+    loss: float = 0.0
+    illegal: float = 0.0  # part of ``loss``: lost by an illegal move (strict mode)
+    boards_read: int = 0
+
+
+def exact_outcome(choose: Callable[[list[Board]], list[int | None]], llm_seat: Seat) -> Outcome:
+    """Walk the game tree against minimax (uniform over its optimal moves).
+
+    ``choose(boards)`` returns the LLM's cell for each board, or ``None`` for an illegal
+    move (which loses). Boards are batched ply by ply.
+
+    >>> from server.solver import choose_cell
+    >>> perfect = lambda boards: [choose_cell(b, tiebreak="first") for b in boards]
+    >>> o = exact_outcome(perfect, Seat.X); (o.draw, o.loss)
+    (1.0, 0.0)
+    """
+    from server.solver import optimal_cells
+
+    out = Outcome()
+    frontier: dict[str, float] = {Board.empty().code: 1.0}
+    while frontier:
+        nxt: dict[str, float] = {}
+        boards = [Board(code) for code in frontier]
+        llm_boards = [b for b in boards if b.turn is llm_seat]
+        cells = dict(zip((b.code for b in llm_boards), choose(llm_boards))) if llm_boards else {}
+        out.boards_read += len(llm_boards)
+        for board in boards:
+            p = frontier[board.code]
+            if board.turn is llm_seat:
+                cell = cells[board.code]
+                if cell is None or board[cell] is not None:
+                    out.loss += p
+                    out.illegal += p
+                    continue
+                children = [(board.play(cell), p)]
+            else:
+                opts = optimal_cells(board)
+                children = [(board.play(c), p / len(opts)) for c in opts]
+            for child, q in children:
+                result = child.result
+                if result is None:
+                    nxt[child.code] = nxt.get(child.code, 0.0) + q
+                elif result is Result.DRAW:
+                    out.draw += q
+                elif result is Result.win_for(llm_seat):
+                    out.win += q
+                else:
+                    out.loss += q
+        frontier = nxt
+    return out
+
+
+@dataclass
+class SearchConfig:
+    """Every knob of the search; all shown in ``--help`` and written to the run card."""
+
+    n_features: int = 16
+    bound: float = 3.0  # coefficients are searched in [-bound, bound]
+    population: int = 24
+    elite: int = 6
+    iterations: int = 8
+    init_std: float = 1.5
+    l1: float = 0.02
+    mode: str = "masked"
+    seed: int = 0
+    features: list[int] = field(default_factory=list)  # explicit feature list (else picked from labels)
+
+
+def pick_features(sae: Any, n: int, min_f1: float = 0.5) -> list[int]:
+    """``n`` labelled features that are both readable and strong actuators: among features
+    whose label detects a board concept with F1 >= ``min_f1``, those whose steering moves
+    the move distribution most (largest KL in the label's ``effect``); then, if too few
+    are labelled, the most active features by typical activation."""
+    labels = getattr(sae.features, "labels", {}) if getattr(sae, "features", None) else {}
+    scored = []
+    for idx, entry in labels.items():
+        if not isinstance(entry, dict):
+            continue
+        f1 = float(entry.get("f1") or 0.0)
+        effect = entry.get("effect") or {}
+        kl = float(effect.get("kl") or 0.0) if isinstance(effect, dict) else 0.0
+        scored.append((f1 >= min_f1, kl, f1, int(idx)))
+    scored.sort(reverse=True)
+    picked = [i for *_, i in scored[:n]]
+    if len(picked) < n:
+        typical = (sae.features.typical_activation if getattr(sae, "features", None) else None) or []
+        order = sorted(range(len(typical)), key=lambda i: -typical[i])
+        picked += [i for i in order if i not in picked][: n - len(picked)]
+    if not picked:
+        raise ValueError("the SAE has no labels and no typical activations to pick features from; pass --features")
+    return picked
+
+
+def run_search(bot: Any, cfg: SearchConfig, progress: Any = None) -> dict[str, Any]:
+    """Cross-entropy method over coefficient vectors; returns the best and its history."""
+    import torch
+
+    n = len(bot.policy.features)
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    def evaluate(coefs: Sequence[float]) -> tuple[float, Outcome, Outcome]:
+        row = torch.tensor([list(coefs)], dtype=torch.float32)
+
+        def choose(boards: list[Board]) -> list[int | None]:
+            moves = bot.play(boards, row.expand(len(boards), n))
+            return [m.reading.cell if m.reading.legal else None for m in moves]
+
+        ox, oo = exact_outcome(choose, Seat.X), exact_outcome(choose, Seat.O)
+        mean_abs = float(sum(abs(c) for c in coefs) / max(1, n))
+        return (ox.draw + oo.draw) / 2 - cfg.l1 * mean_abs, ox, oo
+
+    zero = [0.0] * n
+    best_score, bx, bo = evaluate(zero)
+    best = {"coefficients": zero, "score": best_score, "x": asdict(bx), "o": asdict(bo)}
+    baseline = dict(best)
+    history = [{"iteration": 0, "best_score": best_score, "mean_score": best_score}]
+    mean = torch.zeros(n)
+    std = torch.full((n,), cfg.init_std)
+    for it in range(1, cfg.iterations + 1):
+        samples = (mean + std * torch.randn(cfg.population, n, generator=gen)).clamp(-cfg.bound, cfg.bound)
+        scored = []
+        for s in samples:
+            coefs = [round(float(c), 4) for c in s]
+            score, ox, oo = evaluate(coefs)
+            scored.append((score, coefs))
+            if score > best["score"]:
+                best = {"coefficients": coefs, "score": score, "x": asdict(ox), "o": asdict(oo)}
+            if progress is not None:
+                progress()
+        scored.sort(key=lambda t: -t[0])
+        elite = torch.tensor([c for _, c in scored[: cfg.elite]])
+        mean = elite.mean(0)
+        std = elite.std(0).clamp(min=0.05)
+        history.append({"iteration": it, "best_score": best["score"],
+                        "mean_score": sum(s for s, _ in scored) / len(scored),
+                        "elite_mean_score": sum(s for s, _ in scored[: cfg.elite]) / cfg.elite})
+    return {"best": best, "baseline": baseline, "history": history, "evaluate": evaluate}
+
+
+def budget_curve(evaluate: Callable[[Sequence[float]], tuple[float, Outcome, Outcome]], coefs: Sequence[float],
+                 scales: Sequence[float] = (0.0, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)) -> list[dict[str, float]]:
+    """Draw probability (as X, as O) with the vector scaled by each factor."""
+    rows = []
+    for s in scales:
+        _, ox, oo = evaluate([c * s for c in coefs])
+        rows.append({"scale": s, "mean_abs_coef": s * sum(abs(c) for c in coefs) / max(1, len(coefs)),
+                     "draw_x": ox.draw, "draw_o": oo.draw, "illegal_x": ox.illegal, "illegal_o": oo.illegal})
+    return rows
+
+
+def plot_budget(rows: list[dict[str, float]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
+    xs = [r["mean_abs_coef"] for r in rows]
+    ax.plot(xs, [100 * r["draw_x"] for r in rows], "o-", label="LLM as X")
+    ax.plot(xs, [100 * r["draw_o"] for r in rows], "s-", label="LLM as O")
+    ax.set_xlabel("steering budget: mean |coefficient| (vector scaled 0…1.5×)")
+    ax.set_ylabel("exact draw probability vs minimax (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = SearchConfig()
+    parser.add_argument("--model", default="smollm2", help="model to steer (see autosteer-bot run --help)")
+    parser.add_argument("--sae", default="auto", help="SAE folder, registry id, or 'auto' (the shipped one)")
+    parser.add_argument("--features", default="", help="comma-separated feature indices (default: the best-labelled ones)")
+    parser.add_argument("--n-features", type=int, default=d.n_features, help="features to steer when picking from labels")
+    parser.add_argument("--bound", type=float, default=d.bound, help="coefficients are searched in [-bound, bound]")
+    parser.add_argument("--population", type=int, default=d.population, help="vectors sampled per iteration")
+    parser.add_argument("--elite", type=int, default=d.elite, help="best vectors the next distribution is fitted to")
+    parser.add_argument("--iterations", type=int, default=d.iterations, help="cross-entropy iterations")
+    parser.add_argument("--init-std", type=float, default=d.init_std, help="initial standard deviation of coefficients")
+    parser.add_argument("--l1", type=float, default=d.l1, help="score cost per unit of mean |coefficient|")
+    parser.add_argument("--mode", choices=("strict", "masked"), default=d.mode, help="move reading the vector is searched for")
+    parser.add_argument("--seed", type=int, default=d.seed, help="seed of the search")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--cache-boards", type=int, default=2000, help="boards whose prompt state is cached")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write the policy JSON")
+    parser.add_argument("--plot", type=Path, default=DEFAULT_PLOT, help="PNG of draw probability against steering budget")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from bots.llm.bot import LLMBot
+    from bots.llm.cli import load_sae_arg
+    from bots.llm.model import load_model
+    from bots.llm.policy import FixedSteeringPolicy
+
+    console = Console(stderr=True)
+    torch.set_num_threads(args.threads)
+    cfg = SearchConfig(n_features=args.n_features, bound=args.bound, population=args.population, elite=args.elite,
+                       iterations=args.iterations, init_std=args.init_std, l1=args.l1, mode=args.mode, seed=args.seed)
+    if cfg.elite < 2 or cfg.elite > cfg.population:
+        console.print(f"[red]--elite must be between 2 and --population ({cfg.population}), got {cfg.elite}")
+        return 2
+    started = time.time()
+    lm = load_model(args.model)
+    sae = load_sae_arg(args.sae, lm)
+    if sae is None:
+        console.print("[red]no SAE: train one with `autosteer-train sae` or pass --sae FOLDER")
+        return 2
+    try:
+        features = [int(x) for x in args.features.split(",") if x.strip()] or pick_features(sae, cfg.n_features)
+    except ValueError as exc:
+        console.print(f"[red]bad --features: {exc}")
+        return 2
+    cfg.features = features
+    seed_policy = FixedSteeringPolicy(features, [0.0] * len(features), hook_name=sae.hook_name, d_sae=sae.d_sae,
+                                      source="search")
+    seed_policy.check_sae(sae.d_sae, sae.hook_name)
+    bot = LLMBot(lm, sae=sae, policy=seed_policy, mode=cfg.mode, top_k=0, cache_boards=args.cache_boards)
+    console.print(f"searching a fixed vector over {len(features)} features of {sae.hook_name} "
+                  f"({cfg.mode} move reading, {cfg.iterations}×{cfg.population} vectors, exact outcomes vs minimax)")
+    total = cfg.iterations * cfg.population
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as bar:
+        task = bar.add_task("vectors", total=total)
+        result = run_search(bot, cfg, progress=lambda: bar.advance(task))
+    best = result["best"]
+    curve = budget_curve(result["evaluate"], best["coefficients"])
+    policy = FixedSteeringPolicy(features, best["coefficients"], hook_name=sae.hook_name, d_sae=sae.d_sae)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    policy.save(args.out)
+    elapsed = time.time() - started
+    labels = {i: sae.label(i) or "" for i in features}
+    card = {
+        "what": "fixed steering vector found by the cross-entropy method (not RL)",
+        "command": "autosteer-train search-vector " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "autosteer-train search-vector",
+        "model": lm.name, "sae": str(sae.source), "hook_name": sae.hook_name, "config": asdict(cfg),
+        "objective": "mean exact draw probability vs minimax (uniform over optimal moves) as X and O "
+                     f"minus {cfg.l1} × mean |coefficient|",
+        "data": "every board the LLM reaches against minimax from the empty board, both seats (exact tree walk)",
+        "baseline_zero_steering": result["baseline"], "best": best, "history": result["history"],
+        "budget_curve": curve, "policy_digest": policy.digest, "features": [{"index": i, "label": labels[i]} for i in features],
+        "seconds": round(elapsed, 1), "torch": torch.__version__, "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    }
+    card_path = args.out.with_suffix(".card.json")
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    _write_card_md(card, args.out.with_suffix(".card.md"))
+    plot_budget(curve, args.plot, f"{lm.name}, fixed vector {policy.digest}, {cfg.mode} reading")
+    bx, bo, zx, zo = best["x"], best["o"], result["baseline"]["x"], result["baseline"]["o"]
+    console.print(f"zero steering: draw {100 * zx['draw']:.1f} % as X, {100 * zo['draw']:.1f} % as O")
+    console.print(f"best vector:   draw {100 * bx['draw']:.1f} % as X, {100 * bo['draw']:.1f} % as O "
+                  f"(mean |coef| {sum(abs(c) for c in best['coefficients']) / len(features):.2f})")
+    print(f"wrote {args.out} (policy {policy.digest}), {card_path}, {args.plot} in {elapsed:.0f} s")
+    return 0
+
+
+def _write_card_md(card: dict[str, Any], path: Path) -> None:
+    best, base = card["best"], card["baseline_zero_steering"]
+    lines = [
+        "# Run card: fixed steering vector", "",
+        f"- What: {card['what']}", f"- Command: `{card['command']}`",
+        f"- Model / SAE: {card['model']} / `{card['sae']}` at `{card['hook_name']}`",
+        f"- Objective: {card['objective']}", f"- Data: {card['data']}",
+        f"- Seed: {card['config']['seed']}; {card['config']['iterations']} iterations × {card['config']['population']} vectors; "
+        f"time {card['seconds']} s; {card['date']}", f"- Policy digest: `{card['policy_digest']}`", "",
+        "| | draw as X | draw as O | illegal as X | illegal as O |", "|---|---|---|---|---|",
+        f"| zero steering | {100 * base['x']['draw']:.1f} % | {100 * base['o']['draw']:.1f} % | "
+        f"{100 * base['x']['illegal']:.1f} % | {100 * base['o']['illegal']:.1f} % |",
+        f"| best vector | {100 * best['x']['draw']:.1f} % | {100 * best['o']['draw']:.1f} % | "
+        f"{100 * best['x']['illegal']:.1f} % | {100 * best['o']['illegal']:.1f} % |", "",
+        "Exact probabilities against minimax with uniformly random tie-breaks (tree walk, not sampled).", "",
+        "| feature | label | coefficient |", "|---|---|---|",
+    ]
+    for f, c in zip(card["features"], best["coefficients"]):
+        lines.append(f"| {f['index']} | {f['label'] or '—'} | {c:+.2f} |")
+    lines += ["", "Draw probability against steering budget (the vector scaled):", "",
+              "| scale | mean abs coef | draw as X | draw as O |", "|---|---|---|---|"]
+    for r in card["budget_curve"]:
+        lines.append(f"| {r['scale']:.2f} | {r['mean_abs_coef']:.2f} | {100 * r['draw_x']:.1f} % | {100 * r['draw_o']:.1f} % |")
+    path.write_text("\n".join(lines) + "\n")
