@@ -4,26 +4,28 @@ Measured in one run, one torch thread, on the same boards (16 distinct mid-game
 positions), medians over repetitions with the configurations interleaved so CPU
 contention hits all alike:
 
-* cold move: the board's prompt is not cached yet (a full forward of the prompt);
-* warm move, unsteered: the bot's unsteered move on a cached board (the nine logits are
-  cached: no model compute at all);
-* warm move, steered: the policy's vector added at the hook, the answer token run from
-  the hook layer to the end (``bots.llm.llama_fast``);
-* warm move, zero steering: the same computation with all coefficients 0 — the cost of
-  the model's own computation on that path, so steered / zero-steered is what the
-  steering itself costs;
-* hooked full forward with and without the steering hook (the generic path): the hook's
-  own overhead.
+* the plain unsteered bot (``LLMBot(lm)``: no SAE, no steering) and the steered bot (a
+  fixed 8-feature policy), each cold (the board is not cached yet: a full forward of the
+  prompt) and warm (the board was seen before);
+* the steered and a zero-steered bot (all coefficients 0) with the steered-answer memo on
+  (as the bot plays) and off (every move runs the answer token from the hook layer on,
+  ``bots.llm.llama_fast``: what a new steering vector costs, e.g. in RL);
+* the hooked full forward with and without the steering hook (the generic path).
 
-Run: ``.venv/bin/python bench/llm_move.py [--reps 30] [--sae PATH]`` (without a shipped
-SAE a random one at ``blocks.15.hook_resid_pre`` is used; cost does not depend on the
-SAE's weights). ``--positions`` adds a small study of steering the last position vs all
+It then states each target and whether it is met: (a) the cost of steering itself,
+steered / zero-steered on the same path; (b) the steered bot / the plain unsteered bot,
+warm and cold; and the batched steered move against 40 ms.
+
+Run: ``.venv/bin/python bench/llm_move.py [--reps 30] [--sae PATH]`` (the shipped SAE by
+default; without one a random SAE at ``blocks.15.hook_resid_pre`` is used; cost depends on
+the hook layer, not on the SAE's weights). ``--positions`` adds a small study of steering the last position vs all
 positions with random directions.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 import time
@@ -112,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     from bots.llm.bot import LLMBot
     from bots.llm.cli import find_default_sae
     from bots.llm.model import load_model
+    from bots.llm.player import SteeredLogitsMemo
     from bots.llm.policy import FixedSteeringPolicy
     from bots.llm.sae import load_sae
 
@@ -122,29 +125,50 @@ def main(argv: list[str] | None = None) -> int:
     feats = list(range(args.features))
     steered = LLMBot(lm, sae=sae, policy=FixedSteeringPolicy(feats, [0.5 * (-1) ** i for i in feats]), mode="strict")
     zero = LLMBot(lm, sae=sae, policy=FixedSteeringPolicy(feats, [0.0] * len(feats)), mode="strict")
-    zero.reader = steered.reader  # same cache
-    plain = LLMBot(lm, sae=sae, mode="strict")
-    plain.reader = steered.reader
+    zero.reader = steered.reader  # same board cache
+    # the same bots with the steered-answer memo off: every move runs the answer token
+    steered_nomemo = LLMBot(lm, sae=sae, policy=steered.policy, mode="strict")
+    zero_nomemo = LLMBot(lm, sae=sae, policy=zero.policy, mode="strict")
+    steered_nomemo.reader = copy.copy(steered.reader)  # shares the board cache and the answer path
+    steered_nomemo.reader.memo = SteeredLogitsMemo(0)
+    zero_nomemo.reader = steered_nomemo.reader
+    plain = LLMBot(lm, mode="strict")  # the plain unsteered bot: no SAE, no steering, its own cache
     boards = _boards(args.batch)
     reqs = [MoveRequest(f"g{i}", b) for i, b in enumerate(boards)]
 
-    # cold: a fresh cache each time (first move on a board)
-    def cold(n: int) -> Callable[[], Any]:
-        def go() -> None:
-            steered.reader.cache._entries.clear()
-            steered.choose_batch(reqs[:n])
+    def cold(bot: Any, n: int) -> Callable[[], Any]:
+        def go() -> None:  # a fresh cache each time: the first move on these boards
+            bot.close()
+            bot.choose_batch(reqs[:n])
         return go
 
-    cold_single = _median_ms(cold(1), max(3, args.reps // 6), 1)
-    cold_batch = _median_ms(cold(args.batch), max(2, args.reps // 10), args.batch)
-    steered.choose_batch(reqs)  # warm the cache
-    results: dict[str, list[float]] = {k: [] for k in ("plain1", "zero1", "steer1", "plainB", "zeroB", "steerB")}
-    for _ in range(args.reps):  # interleaved
-        for key, bot, n in (("plain1", plain, 1), ("zero1", zero, 1), ("steer1", steered, 1),
-                            ("plainB", plain, args.batch), ("zeroB", zero, args.batch), ("steerB", steered, args.batch)):
-            t = time.perf_counter()
-            bot.choose_batch(reqs[:n])
-            results[key].append((time.perf_counter() - t) * 1000 / n)
+    # the steered bot with the prompt's shared opening run for every board again (as before
+    # prefix sharing): what the sharing saves on a cold board
+    unshared = LLMBot(lm, sae=sae, policy=steered.policy, mode="strict")
+    unshared.reader.share_prefix = False
+    cold_ms: dict[str, list[float]] = {f"{k}{n}": [] for k in ("steer", "plain", "unshared") for n in ("1", "B")}
+    cold_trio = [("steer", steered), ("plain", plain), ("unshared", unshared)]
+    for rep in range(max(4, args.reps // 3)):
+        for key, bot in (cold_trio if rep % 2 == 0 else cold_trio[::-1]):  # alternate the order
+            cold_ms[key + "1"].append(_median_ms(cold(bot, 1), 1, 1))
+    for rep in range(max(2, args.reps // 6)):
+        for key, bot in (cold_trio if rep % 2 == 0 else cold_trio[::-1]):
+            cold_ms[key + "B"].append(_median_ms(cold(bot, args.batch), 1, args.batch))
+    cmed = {k: statistics.median(v) for k, v in cold_ms.items()}
+    unshared.close()
+    for bot in (steered, zero, steered_nomemo, zero_nomemo, plain):
+        bot.choose_batch(reqs)  # warm the caches
+    configs = [("plain", plain), ("steer", steered), ("zero", zero), ("steer_c", steered_nomemo), ("zero_c", zero_nomemo)]
+    results: dict[str, list[float]] = {f"{k}{n}": [] for k, _ in configs for n in ("1", "B")}
+    inner = 10  # warm moves are sub-millisecond: each sample times 10 calls, so the timer and one
+    # context switch do not dominate
+    for rep in range(args.reps):  # interleaved (order alternating) so that contention hits all alike
+        for key, bot in (configs if rep % 2 == 0 else configs[::-1]):
+            for suffix, n in (("1", 1), ("B", args.batch)):
+                t = time.perf_counter()
+                for _ in range(inner):
+                    bot.choose_batch(reqs[:n])
+                results[key + suffix].append((time.perf_counter() - t) * 1000 / (n * inner))
     med = {k: statistics.median(v) for k, v in results.items()}
 
     # generic hooked path: full forward with vs without the hook
@@ -162,21 +186,48 @@ def main(argv: list[str] | None = None) -> int:
         hs.append((time.perf_counter() - t) * 1000)
     h_plain, h_steer = statistics.median(hp), statistics.median(hs)
 
-    print(f"\nmedian latency per move (ms), {args.reps} reps, batch = {args.batch} concurrent games")
-    print(f"{'':38}{'single':>10}{'batched':>10}")
-    print(f"{'cold (prompt not cached)':38}{cold_single:10.1f}{cold_batch:10.1f}")
-    print(f"{'warm, unsteered (cached logits)':38}{med['plain1']:10.2f}{med['plainB']:10.2f}")
-    print(f"{'warm, zero steering (same compute)':38}{med['zero1']:10.2f}{med['zeroB']:10.2f}")
-    print(f"{'warm, steered':38}{med['steer1']:10.2f}{med['steerB']:10.2f}")
-    print(f"{'hooked full forward, no hook':38}{h_plain:10.1f}")
-    print(f"{'hooked full forward, steering hook':38}{h_steer:10.1f}")
-    print(f"\nsteered / zero-steered (cost of the steering itself): single {med['steer1'] / med['zero1']:.3f}, "
-          f"batched {med['steerB'] / med['zeroB']:.3f}")
-    print(f"steered / unsteered bot (cached logits, no compute): single {med['steer1'] / med['plain1']:.1f}, "
-          f"batched {med['steerB'] / med['plainB']:.1f}")
-    print(f"hooked path, with / without steering hook: {h_steer / h_plain:.3f}")
-    print(f"steered batched per move vs target 40 ms: {med['steerB']:.2f} ms "
-          f"({'meets' if med['steerB'] <= 40 else 'misses'} it); cold batched: {cold_batch:.1f} ms")
+    B = args.batch
+    print(f"\nmedian latency per move (ms), {args.reps} reps (warm: 10 calls per rep), batch = {B} concurrent games")
+    print(f"{'':52}{'single':>10}{'batched':>10}")
+    rows = [("cold, plain unsteered bot (first time a board is seen)", cmed["plain1"], cmed["plainB"]),
+            ("cold, steered bot", cmed["steer1"], cmed["steerB"]),
+            ("cold, steered bot, prompt opening not shared", cmed["unshared1"], cmed["unsharedB"]),
+            ("warm, plain unsteered bot (no SAE, no steering)", med["plain1"], med["plainB"]),
+            ("warm, steered bot (as it plays: memo hit)", med["steer1"], med["steerB"]),
+            ("warm, zero-steered bot (memo hit)", med["zero1"], med["zeroB"]),
+            ("warm, steered, memo off (answer token computed)", med["steer_c1"], med["steer_cB"]),
+            ("warm, zero-steered, memo off (same compute)", med["zero_c1"], med["zero_cB"])]
+    for label, a, b in rows:
+        print(f"{label:52}{a:10.2f}{b:10.2f}")
+    print(f"{'hooked full forward, no hook':52}{h_plain:10.1f}")
+    print(f"{'hooked full forward, steering hook':52}{h_steer:10.1f}")
+
+    def verdict(ratio: float) -> str:
+        return "meets" if ratio <= 1.10 else "misses"
+
+    def paired(samples: dict[str, list[float]], a: str, b: str) -> float:
+        """Median over repetitions of the ratio of two configurations timed side by side
+        in the same repetition: drifting load on a shared machine cancels out."""
+        return statistics.median(x / y for x, y in zip(samples[a], samples[b]))
+
+    print("\nratios are medians of per-repetition paired ratios")
+    print("(a) the cost of steering itself, steered / zero-steered on the same path (target <= 1.10):")
+    for label, k in (("answer token computed (memo off)", "_c"), ("as the bot plays (memo on)", "")):
+        r1, rb = paired(results, f"steer{k}1", f"zero{k}1"), paired(results, f"steer{k}B", f"zero{k}B")
+        print(f"    {label:36} single {r1:.3f}, batched {rb:.3f} ({verdict(max(r1, rb))} it)")
+    rh = statistics.median(x / y for x, y in zip(hs, hp))
+    print(f"    hooked full forward, with / without hook: {rh:.3f} ({verdict(rh)} it)")
+    print("(b) steered bot / plain unsteered bot (no SAE, no steering work) (target <= 1.10):")
+    for label, data, a, b in (("warm board (seen before)", results, "steer", "plain"),
+                              ("cold board (first time seen)", cold_ms, "steer", "plain"),
+                              ("warm, memo off (new steering vector)", results, "steer_c", "plain")):
+        r1, rb = paired(data, a + "1", b + "1"), paired(data, a + "B", b + "B")
+        print(f"    {label:36} single {r1:.3f}, batched {rb:.3f} ({verdict(max(r1, rb))} it)")
+    r1, rb = paired(cold_ms, "unshared1", "steer1"), paired(cold_ms, "unsharedB", "steerB")
+    print(f"cold steered move, prompt opening not shared / shared: single {r1:.2f}, batched {rb:.2f}")
+    print("batched steered move vs the 40 ms target:")
+    for label, v in (("warm (memo hit)", med["steerB"]), ("warm, memo off", med["steer_cB"]), ("cold board", cmed["steerB"])):
+        print(f"    {label:36} {v:8.2f} ms ({'meets' if v <= 40 else 'misses'} it)")
     print(f"cache: {steered.reader.stats()}")
     if args.positions:
         print("\nlast vs all positions, random directions at k × residual norm (8 boards, 2 directions each):")

@@ -77,3 +77,42 @@ async def test_server_arm_plays_through_the_arena(lm):
     arm = ArmResult("minimax", "O", "strict")
     await play_arm_server(bot, arm, 8, seed=3, concurrency=8, progress=_Bar())
     assert arm.wins == 0 and arm.games == 8
+
+
+@pytest.mark.parametrize("opponent", ["random", "minimax"])
+async def test_server_arm_is_exactly_reproducible_with_per_game_seeds(lm, opponent):
+    """Each arranged game carries its own seed, so two runs play the same games (whatever
+    order the concurrent games finish in), and another --seed plays other games."""
+    runs = []
+    for seed in (5, 5, 6):
+        games: dict[str, list[int]] = {}
+        arm = ArmResult(opponent, "O", "masked")
+        await play_arm_server(LLMBot(lm, mode="masked"), arm, 16, seed=seed, concurrency=8, progress=_Bar(),
+                              games=games)
+        assert len(games) == 16 and all(games.values())
+        assert set(games) == {f"{arm.name}#{i}" for i in range(16)}
+        runs.append((games, (arm.wins, arm.draws, arm.losses)))
+    assert runs[0] == runs[1]
+    if opponent == "random":
+        assert runs[0][0] != runs[2][0]
+
+
+def test_game_seeds_fit_the_protocol():
+    from training.evaluate import _game_seed
+
+    arm = ArmResult("minimax", "X", "strict")
+    seeds = [_game_seed(0, arm, i) for i in range(200)]
+    assert all(0 <= s < 2**63 for s in seeds) and len(set(seeds)) == 200
+
+
+@pytest.mark.parametrize("opponent, seat, mode", [("random", "X", "strict"), ("minimax", "O", "masked")])
+async def test_local_and_server_play_the_same_games(lm, opponent, seat, mode):
+    """Both ways seed game i's opponent alike, so they play identical games."""
+    local: dict[str, list[int]] = {}
+    served: dict[str, list[int]] = {}
+    a_local, a_server = ArmResult(opponent, seat, mode), ArmResult(opponent, seat, mode)
+    play_arm_local(LLMBot(lm, mode=mode), a_local, 16, seed=11, concurrency=8, progress=_Bar(), games=local)
+    await play_arm_server(LLMBot(lm, mode=mode), a_server, 16, seed=11, concurrency=8, progress=_Bar(), games=served)
+    assert local == served
+    assert (a_local.wins, a_local.draws, a_local.losses, a_local.illegal) == \
+        (a_server.wins, a_server.draws, a_server.losses, a_server.illegal)

@@ -215,3 +215,107 @@ def test_evaluate_rejects_bad_arguments(capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "--opponent", "grandmaster"])
     assert "unknown opponent 'grandmaster'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- fixes after the audit
+@pytest.mark.parametrize("spec", ["/nonexistent", "./no/such/model", "~/no-such-model-folder", "a/b/c"])
+def test_model_path_that_does_not_exist_says_no_such_folder(spec):
+    from bots.llm.model import ModelLoadError, load_model
+
+    with pytest.raises(ModelLoadError, match="no such folder") as info:
+        load_model(spec, verbose=False)
+    assert "repo" not in str(info.value).lower()  # not Hugging Face's repo-id message
+
+
+def test_model_path_that_is_a_file(tmp_path):
+    from bots.llm.model import ModelLoadError, load_model
+
+    f = tmp_path / "weights.bin"
+    f.write_bytes(b"\0")
+    with pytest.raises(ModelLoadError, match="that is a file"):
+        load_model(str(f), verbose=False)
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        load_model(str(tmp_path), verbose=False)
+
+
+@pytest.fixture
+def artifacts(tmp_path, monkeypatch):
+    """An empty stand-in for bots/llm/artifacts."""
+    import bots.llm.sae as sae_mod
+
+    folder = tmp_path / "artifacts"
+    folder.mkdir()
+    monkeypatch.setattr(sae_mod, "ARTIFACTS_DIR", folder)
+    return folder
+
+
+def test_policy_auto_uses_the_shipped_policy_or_none(artifacts):
+    import argparse
+
+    from bots.llm import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    assert parser.parse_args([]).policy == "auto"  # the default of autosteer-bot run --kind llm
+    policy, note = cli.load_policy_arg("auto")
+    assert policy is None and "no policy shipped" in note
+    FixedSteeringPolicy([1, 4], [0.5, -0.5]).save(artifacts / "policy.json")
+    policy, note = cli.load_policy_arg("auto")
+    assert policy is not None and policy.features == (1, 4)
+    assert policy.digest in note and "shipped" in note
+    assert cli.load_policy_arg("none") == (None, "no steering (--policy none)")
+    (artifacts / "policy.json").write_text("{not json")
+    with pytest.raises(PolicyError, match="policy.json is not valid JSON"):
+        cli.load_policy_arg("auto")
+
+
+def test_build_bot_with_policy_auto_logs_and_traces_the_choice(artifacts, monkeypatch, capsys):
+    import argparse
+
+    import bots.llm.model as model_mod
+    from bots.llm import cli
+    from bots.llm.testing import tiny_language_model, tiny_sae
+
+    lm = tiny_language_model()
+    monkeypatch.setattr(model_mod, "load_model", lambda *a, **k: lm)
+    tiny_sae(lm, folder=artifacts / "sae")
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    board = Board.from_moves([5])
+
+    bot = cli.build_bot(parser.parse_args([]))  # SAE shipped, no policy shipped: unsteered
+    assert bot.policy is None and bot.play([board])[0].trace["policy"] == "none"
+    assert "steering: no steering (--policy auto: no policy shipped" in capsys.readouterr().out
+
+    shipped = FixedSteeringPolicy([2, 3], [0.5, -0.5])
+    shipped.save(artifacts / "policy.json")
+    bot = cli.build_bot(parser.parse_args([]))
+    assert bot.policy is not None and bot.policy.digest == shipped.digest
+    assert bot.play([board])[0].trace["policy"] == shipped.digest
+    assert f"steering: shipped fixed policy {artifacts / 'policy.json'} (digest {shipped.digest}" in capsys.readouterr().out
+
+    bot = cli.build_bot(parser.parse_args(["--sae", "none"]))  # shipped policy, but no SAE: unsteered, said so
+    assert bot.policy is None
+    assert "--sae none was given" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="needs the SAE"):  # an explicit policy without SAE is an error
+        cli.build_bot(parser.parse_args(["--sae", "none", "--policy", str(artifacts / "policy.json")]))
+
+
+def test_evaluate_json_folder_checks(tmp_path, capsys):
+    from training.cli import main
+    from training.evaluate import prepare_json_out
+
+    assert prepare_json_out(str(tmp_path / "out.json")) == tmp_path / "out.json"
+    made = prepare_json_out(str(tmp_path / "new" / "out.json"))  # one missing level: created
+    assert made.parent.is_dir()
+    with pytest.raises(ValueError, match="does not exist, nor does"):
+        prepare_json_out(str(tmp_path / "a" / "b" / "out.json"))
+    assert not (tmp_path / "a").exists()  # no deep tree made
+    with pytest.raises(ValueError, match="that is a folder"):
+        prepare_json_out(str(tmp_path))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        prepare_json_out(str(tmp_path / "file" / "out.json"))
+    # checked before the model is loaded or any game is played
+    assert main(["evaluate", "--games", "1", "--json", str(tmp_path / "x" / "y" / "r.json")]) == 2
+    assert "does not exist, nor does" in capsys.readouterr().out

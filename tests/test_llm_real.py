@@ -45,6 +45,9 @@ def test_cached_fast_path_equals_hooked_bridge(lm, sae):
     assert torch.allclose(a.logits, b.logits, atol=1e-4)
     assert torch.allclose(a.base_logits, b.base_logits, atol=1e-4)
     assert (a.logits - a.base_logits).abs().max() > 0.01  # the push did something
+    # the prompt opening shared by every board with the same side to move is run once
+    assert cached.shared_prefix(boards[0], cached.prompt_ids(boards[0])) >= 50
+    assert len(cached.path._prefixes) == 2
 
 
 async def test_full_game_through_the_server_keeps_weights(lm, sae):

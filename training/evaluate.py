@@ -6,13 +6,12 @@ An *arm* is one (opponent, LLM seat, move-reading mode) combination; each arm pl
 
 * ``server`` (default): an in-process arena server (``serve_arena``, records in memory);
   the LLM bot connects as a remote bot through ``BotClient``, an organiser connection
-  arranges the games against the server's house bots (seeded with ``--seed``, minimax
-  tie-breaks random) and reads each ``game_over``. Many games run at once, so which game
-  draws which tie-break depends on timing: the seed fixes the server's generator, not
-  every game.
-* ``local``: the same bot and house-bot classes in-process without sockets; each game's
-  opponent has its own generator seeded from (``--seed``, arm, game index), so every game
-  is exactly reproducible. Faster; use it for sweeps.
+  arranges the games against the server's house bots (minimax tie-breaks random) and reads
+  each ``game_over``. Each game is arranged with its own ``seed`` derived from (``--seed``,
+  arm, game index; the protocol's per-game ``seed``), and the house bot draws that game's choices from ``Random(seed)``, so
+  although many games run at once, every game is exactly reproducible.
+* ``local``: the same bot and house-bot classes in-process without sockets, each game's
+  opponent seeded the same way. Faster; use it for sweeps.
 
 An illegal move (strict mode, occupied cell) loses the game and is also counted in the
 ``illegal`` column. Steering strength is reported beside every result: mean
@@ -114,8 +113,11 @@ class _Strength:
 
 
 def _game_seed(seed: int, arm: ArmResult, index: int) -> int:
+    """The opponent's seed for game ``index`` of ``arm``, 0 ≤ seed < 2**63 (the protocol's
+    range): the same in-process (``--via local``) and sent with ``arrange`` (``--via
+    server``), so both ways play the same games."""
     key = f"{seed}/{arm.opponent}/{arm.seat}/{arm.mode}/{index}".encode()
-    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big")
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") & (2**63 - 1)
 
 
 def _score(arm: ArmResult, board: Board, llm: Seat, illegal: bool) -> None:
@@ -132,45 +134,57 @@ def _score(arm: ArmResult, board: Board, llm: Seat, illegal: bool) -> None:
 
 
 # --------------------------------------------------------------------------- local play
-def play_arm_local(bot: Any, arm: ArmResult, n_games: int, seed: int, concurrency: int, progress: Any) -> None:
-    """Play ``n_games`` in-process, ``concurrency`` at a time, the LLM's moves batched."""
+def play_arm_local(bot: Any, arm: ArmResult, n_games: int, seed: int, concurrency: int, progress: Any,
+                   games: dict[str, list[int]] | None = None) -> None:
+    """Play ``n_games`` in-process, ``concurrency`` at a time, the LLM's moves batched.
+    Game ``i``'s opponent draws from its own generator seeded with ``_game_seed(seed, arm, i)``,
+    the seed the server path sends with ``arrange``. With ``games`` given, each game's legal
+    cells in play order are stored under its tag (``"<arm>#<i>"``, as through the server)."""
     from bots.house import make_house_bot
     from bots.base import MoveRequest
 
     llm_seat = Seat(arm.seat)
     strength = _Strength()
     next_index = 0
-    active: list[tuple[Board, Any]] = []
+    active: list[tuple[Board, Any, list[int]]] = []
+
+    def done(board: Board, illegal: bool) -> None:
+        _score(arm, board, llm_seat, illegal=illegal)
+        progress.update(1)
+
     while next_index < n_games or active:
         while next_index < n_games and len(active) < concurrency:
-            active.append((Board.empty(), make_house_bot(arm.opponent, seed=_game_seed(seed, arm, next_index))))
+            cells: list[int] = []
+            if games is not None:
+                games[f"{arm.name}#{next_index}"] = cells
+            active.append((Board.empty(), make_house_bot(arm.opponent, seed=_game_seed(seed, arm, next_index)), cells))
             next_index += 1
         # opponents move until it is the LLM's turn (or the game ends)
         waiting = []
-        for board, opp in active:
+        for board, opp, cells in active:
             while not board.is_over and board.turn is not llm_seat:
-                board = board.play(opp.choose(MoveRequest("local", board)).cell)
+                cell = opp.choose(MoveRequest("local", board)).cell
+                board = board.play(cell)
+                cells.append(cell)
             if board.is_over:
-                _score(arm, board, llm_seat, illegal=False)
-                progress.update(1)
+                done(board, illegal=False)
             else:
-                waiting.append((board, opp))
+                waiting.append((board, opp, cells))
         active = []
         if not waiting:
             continue
-        moves = bot.play([b for b, _ in waiting])
+        moves = bot.play([b for b, _, _ in waiting])
         strength.add(moves)
-        for (board, opp), move in zip(waiting, moves):
+        for (board, opp, cells), move in zip(waiting, moves):
             if not move.reading.legal:
-                _score(arm, board, llm_seat, illegal=True)
-                progress.update(1)
+                done(board, illegal=True)
                 continue
             board = board.play(move.reading.cell)
+            cells.append(move.reading.cell)
             if board.is_over:
-                _score(arm, board, llm_seat, illegal=False)
-                progress.update(1)
+                done(board, illegal=False)
             else:
-                active.append((board, opp))
+                active.append((board, opp, cells))
     strength.into(arm)
 
 
@@ -200,9 +214,15 @@ class _RecordingBot:
         pass
 
 
-async def play_arm_server(bot: Any, arm: ArmResult, n_games: int, seed: int, concurrency: int, progress: Any) -> None:
+async def play_arm_server(bot: Any, arm: ArmResult, n_games: int, seed: int, concurrency: int, progress: Any,
+                          games: dict[str, list[int]] | None = None) -> None:
     """Play ``n_games`` through an in-process server: the LLM bot as a remote ``BotClient``,
-    the opponent the server's house bot, the games arranged by an organiser connection."""
+    the opponent the server's house bot, the games arranged by an organiser connection.
+
+    Game ``i`` of the arm is arranged with the per-game seed ``_game_seed(seed, arm, i)``
+    (the protocol's ``seed`` on ``arrange``), so the house bot draws that game's choices
+    from its own generator: the games are the same whatever order they finish in. With
+    ``games`` given, each game's cells in play order are stored under its tag."""
     from websockets.asyncio.client import connect
 
     from bots.client import BotClient
@@ -229,7 +249,8 @@ async def play_arm_server(bot: Any, arm: ArmResult, n_games: int, seed: int, con
 
                 async def arrange() -> None:
                     nonlocal arranged
-                    await ws.send(json.dumps({"type": "arrange", "x": x, "o": o, "tag": f"{arm.name}#{arranged}"}))
+                    await ws.send(json.dumps({"type": "arrange", "x": x, "o": o, "tag": f"{arm.name}#{arranged}",
+                                              "seed": _game_seed(seed, arm, arranged)}))
                     arranged += 1
 
                 for _ in range(min(concurrency, n_games)):
@@ -247,6 +268,8 @@ async def play_arm_server(bot: Any, arm: ArmResult, n_games: int, seed: int, con
                     if kind != "game_over":
                         continue
                     finished += 1
+                    if games is not None:
+                        games[str(frame.get("tag"))] = [int(m["cell"]) for m in frame.get("moves", [])]
                     result, reason = frame["result"], frame["reason"]
                     board = Board(frame["board"])
                     if result == "aborted" or reason in ("timeout", "disconnect", "resign", "aborted"):
@@ -286,7 +309,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma list of the LLM's seats")
     parser.add_argument("--mode", default="strict,masked", type=lambda v: _csv(v, ("strict", "masked"), "mode"),
                         help="comma list of move-reading modes")
-    parser.add_argument("--policy", default=None, help="steering policy JSON (default: unsteered baseline)")
+    parser.add_argument("--policy", default="none",
+                        help="steering policy JSON; 'auto' = the policy shipped at bots/llm/artifacts/policy.json "
+                             "if any; 'none' (default) = the unsteered baseline")
     parser.add_argument("--sae", default="auto",
                         help="SAE folder or registry id; 'auto' = the shipped SAE when a policy is given, "
                              "none for an unsteered baseline")
@@ -331,10 +356,11 @@ def run(args: argparse.Namespace) -> int:
     if args.concurrency < 1 or args.concurrency > 1024:
         console.print("[red]error:[/] --concurrency must be 1..1024")
         return 2
-    if args.control != "none" and not args.policy:
+    if args.control != "none" and args.policy in (None, "", "none"):
         console.print("[red]error:[/] --control needs --policy (the steering to control for)")
         return 2
     try:
+        json_out = prepare_json_out(args.json_out) if args.json_out else None  # before hours of games
         bot, meta = build_evaluation_bot(args)
     except (ValueError, OSError) as exc:
         console.print(f"[red]error:[/] {exc}")
@@ -361,16 +387,34 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - t_all
     console.print(results_table(arms, f"{meta['model']} — {meta['steering']} — via {args.via} — seed {args.seed}"))
     console.print(f"reader: {json.dumps(bot.stats())}")
-    if args.json_out:
+    if json_out is not None:
         out = {"meta": {**meta, "via": args.via, "seed": args.seed, "games_per_arm": args.games,
                         "concurrency": args.concurrency, "seconds": round(elapsed, 1),
                         "command": "autosteer-train evaluate " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else ""},
                "arms": [asdict(a) | {"name": a.name} for a in arms]}
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(out, indent=2) + "\n")
-        console.print(f"wrote {args.json_out}")
+        json_out.write_text(json.dumps(out, indent=2) + "\n")
+        console.print(f"wrote {json_out}")
     console.print(f"done: {sum(a.games for a in arms)} games in {elapsed:.0f} s")
     return 0
+
+
+def prepare_json_out(value: str) -> Path:
+    """Check where ``--json`` will write, before any game is played: the file's folder must
+    exist, or be creatable as one new folder inside an existing one (it is then created);
+    deeper missing trees are refused rather than silently made."""
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise ValueError(f"--json {value}: that is a folder; give a file name, e.g. {path / 'results.json'}")
+    folder = path.parent
+    if not folder.exists():
+        if not folder.parent.is_dir():
+            raise ValueError(f"--json {value}: the folder {folder} does not exist, nor does {folder.parent}; "
+                             "create it first (only one missing folder level is created)")
+        folder.mkdir()
+        print(f"created the folder {folder} for --json", flush=True)
+    elif not folder.is_dir():
+        raise ValueError(f"--json {value}: {folder} is a file, not a folder")
+    return path
 
 
 def build_evaluation_bot(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
@@ -378,26 +422,30 @@ def build_evaluation_bot(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]
     import torch
 
     from bots.llm.bot import LLMBot
-    from bots.llm.cli import load_sae_arg
+    from bots.llm.cli import POLICY_AUTO, find_shipped_policy, load_policy_arg, load_sae_arg
     from bots.llm.model import load_model
-    from bots.llm.policy import load_policy
 
     if args.threads < 1:
         raise ValueError("--threads must be at least 1")
     torch.set_num_threads(args.threads)
-    policy = load_policy(args.policy) if args.policy else None
+    policy, steering_note = load_policy_arg(args.policy)
     lm = load_model(args.model)
     sae_spec = args.sae if (policy is not None or args.sae not in ("auto",)) else "none"
     sae = load_sae_arg(sae_spec, lm)
     if policy is not None and sae is None:
         why = "--sae none was given" if args.sae == "none" else "no SAE is shipped in bots/llm/artifacts"
-        raise ValueError(f"--policy {args.policy} needs the SAE whose features it steers: pass --sae ({why})")
+        if args.policy == POLICY_AUTO:
+            policy, steering_note = None, f"no steering (--policy auto: {find_shipped_policy()} needs an SAE, but {why})"
+        else:
+            raise ValueError(f"--policy {args.policy} needs the SAE whose features it steers: pass --sae ({why})")
+    print(f"[llm] steering: {steering_note}", flush=True)
     bot = LLMBot(lm, sae=sae, policy=policy, mode=args.mode[0], top_k=8 if sae else 0,
                  cache_boards=args.cache_boards, control=args.control, control_seed=args.seed, verbose=True)
     meta = {"model": lm.name, "model_weights": lm.weights_hash()[:16],
             "sae": sae.source if sae else None, "sae_weights": sae.weights_hash()[:16] if sae else None,
             "hook": sae.hook_name if sae else None,
-            "policy": args.policy, "policy_digest": policy.digest if policy else None,
+            "policy": str(getattr(policy, "source", "") or args.policy) if policy else None,
+            "policy_digest": policy.digest if policy else None,
             "control": args.control,
             "steering": (f"{policy.kind} policy {policy.digest}" + (f", control: {args.control}" if args.control != "none" else "")
                          if policy else "unsteered"),

@@ -6,7 +6,9 @@ mode an occupied cell is sent as is and forfeits the game (``forfeit_on_illegal`
 ``masked`` mode the best legal cell is played. The trace (< 4 KB) carries the top SAE
 features at the answer position (unsteered activation, i.e. what the model computed
 before the steering was added), the steering applied, the nine cell probabilities, the
-chosen cell and whether it was legal, the mode, model and hook, and the steering strength.
+chosen cell and whether it was legal, the mode, model and hook, the steering strength, and
+``policy``: the digest of the policy played, ``"explicit"`` for coefficients passed to
+:meth:`LLMBot.play`, or ``"none"`` when unsteered.
 
 :meth:`LLMBot.play` is the lower-level call the evaluation and RL use: it also takes an
 explicit coefficient matrix instead of the policy's.
@@ -14,6 +16,7 @@ explicit coefficient matrix instead of the policy's.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -77,6 +80,10 @@ class LLMBot(Bot):
             policy.check_sae(sae.d_sae, sae.hook_name)  # type: ignore[union-attr]
         self.sae = sae
         self.policy = policy
+        self._policy_digest = policy.digest if policy is not None else None  # traces carry it on every move
+        self._described: dict[tuple[int, tuple[float, ...]], list[dict[str, Any]]] = {}
+        self._top_cache: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        self._top_cache_size = max(1, 4 * cache_boards)
         self.reader = make_reader(lm, sae.hook_name if sae else None, reader=reader, phrasing=phrasing,
                                   cache_boards=cache_boards, positions=positions, steerable=policy is not None)
         self.steering = None
@@ -143,7 +150,7 @@ class LLMBot(Bot):
         elif coefficients is not None:
             raise ValueError("coefficients given but this bot has no steering policy/SAE")
         batch = self.reader.answer(boards, added)
-        feats = self.sae.encode(batch.hook_acts) if (self.sae is not None and batch.hook_acts is not None) else None
+        top = self._top_features_of(boards, batch.hook_acts)
         if added is not None:
             from bots.llm.steering import kl_divergence
 
@@ -154,20 +161,21 @@ class LLMBot(Bot):
             reading = read_move(board, batch.logits[i].tolist(), self.mode)
             trace: dict[str, Any] = {"model": self.lm.name, "mode": self.mode, "hook": self.sae.hook_name if self.sae else None,
                                      "chosen": reading.cell, "legal": reading.legal, "cell_probs": reading.probs_dict()}
-            if feats is not None and self.top_k:
-                trace["top_features"] = self._top_features(feats[i])
+            if top is not None:
+                trace["top_features"] = top[i]
+            if coefs is None:
+                trace["policy"] = "none"  # unsteered: no policy played
             move = LLMMove(board=board, reading=reading, trace=trace)
             if coefs is not None and self.steering is not None:
                 row = coefs[i].tolist()
-                trace["steering"] = described.describe(row)
+                trace["steering"] = self._describe(described, row)
                 move.mean_abs_coef = sum(abs(c) for c in row) / max(1, len(row))
                 move.norm_ratio = float(ratios[i])
                 move.kl = max(0.0, float(kls[i]))
-                base_cell = read_move(board, batch.base_logits[i].tolist(), self.mode).cell
-                move.changed = base_cell != reading.cell
+                move.changed = _best_cell(board, batch.base_logits[i].tolist(), self.mode) != reading.cell
                 trace["strength"] = {"mean_abs_coef": round(move.mean_abs_coef, 4),
                                      "norm_ratio": round(move.norm_ratio, 4), "kl": round(move.kl, 4)}
-                trace["policy"] = self.policy.digest if coefficients is None and self.policy else "explicit"
+                trace["policy"] = self._policy_digest if coefficients is None and self.policy else "explicit"
                 if self.control != "none":
                     trace["control"] = self.control
             moves.append(move)
@@ -185,12 +193,39 @@ class LLMBot(Bot):
         elif self.control == "negate":
             coefs = -coefs
         elif self.control == "shuffle":
-            return self._shuffled.vectors(coefs), coefs, self._shuffled  # type: ignore[union-attr]
-        vec = self.steering.vectors(coefs)
+            return self._shuffled.vectors(coefs, check=False), coefs, self._shuffled  # type: ignore[union-attr]
+        vec = self.steering.vectors(coefs, check=False)  # checked in play()
         if self.control == "random":
             d = torch.randn(vec.shape, generator=self._control_rng)
             vec = d / d.norm(dim=-1, keepdim=True) * vec.norm(dim=-1, keepdim=True)
         return vec, coefs, self.steering
+
+    def _describe(self, steering: Any, row: list[float]) -> list[dict[str, Any]]:
+        """The trace's steering list for one coefficient row (kept: a fixed policy repeats it)."""
+        key = (id(steering), tuple(row))
+        out = self._described.get(key)
+        if out is None:
+            if len(self._described) >= 1024:
+                self._described.clear()
+            out = self._described[key] = steering.describe(row)
+        return [dict(item) for item in out]
+
+    def _top_features_of(self, boards: Sequence[Board], hook_acts: Any) -> list[list[dict[str, Any]]] | None:
+        """The trace's top SAE features of each board's unsteered answer-position activation.
+        They depend only on the board, so they are kept per board (bounded like the reader's
+        cache) and the SAE encodes only boards not seen before."""
+        if self.sae is None or hook_acts is None or not self.top_k:
+            return None
+        found = [self._top_cache.get(b.code) for b in boards]
+        missing = [i for i, f in enumerate(found) if f is None]
+        if missing:
+            feats = self.sae.encode(hook_acts[missing])
+            for j, i in enumerate(missing):
+                found[i] = self._top_features(feats[j])
+                self._top_cache[boards[i].code] = found[i]  # type: ignore[assignment]
+            while len(self._top_cache) > self._top_cache_size:
+                self._top_cache.popitem(last=False)
+        return found  # type: ignore[return-value]
 
     def _top_features(self, acts: Any) -> list[dict[str, Any]]:
         import torch
@@ -212,6 +247,11 @@ class LLMBot(Bot):
         return self.reader.stats()
 
     def close(self) -> None:
-        cache = getattr(self.reader, "cache", None)
-        if cache is not None:
-            cache._entries.clear()
+        self.reader.clear()
+        self._top_cache.clear()
+
+
+def _best_cell(board: Board, logits: list[float], mode: str) -> int:
+    """The cell :func:`read_move` picks from ``logits`` (same tie rule), without the softmax."""
+    cells = range(1, 10) if mode == "strict" else board.legal_cells()
+    return max(cells, key=lambda c: (logits[c - 1], -c))

@@ -15,6 +15,10 @@ from bots.llm.player import MODES
 
 SAE_AUTO = "auto"
 SAE_NONE = "none"
+POLICY_AUTO = "auto"
+POLICY_NONE = "none"
+#: the steering policy shipped with the SAE (``--policy auto`` plays it when present)
+SHIPPED_POLICY_FILE = "policy.json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,13 +28,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--sae", default=SAE_AUTO,
                    help="SAE folder (sae_lens format) or sae_lens registry 'release/sae_id'; 'auto' uses the SAE "
                         "shipped in bots/llm/artifacts if there is one; 'none' plays without SAE (no features, no steering)")
-    g.add_argument("--policy", default=None, help="steering policy JSON (e.g. a fixed coefficient vector); default: no steering")
+    g.add_argument("--policy", default=POLICY_AUTO,
+                   help="steering policy JSON (e.g. a fixed coefficient vector); 'auto' uses the policy shipped at "
+                        "bots/llm/artifacts/policy.json if there is one (else no steering); 'none' plays unsteered")
     g.add_argument("--mode", choices=MODES, default="strict",
                    help="strict: argmax over all nine cells, an occupied cell forfeits; masked: argmax over legal cells")
     g.add_argument("--top-k", type=int, default=8, help="SAE features reported in each move's trace")
     g.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest under contention)")
     g.add_argument("--cache-boards", type=int, default=256,
-                   help="boards whose prompt state is cached (about 2.8 MB each for SmolLM2 at layer 15)")
+                   help="boards whose prompt state is cached (SmolLM2: about 0.19 MB per layer after the hook, 0.9 MB at layer 24)")
     g.add_argument("--reader", choices=("auto", "cached", "hooked"), default="auto",
                    help="cached: per-board cache + answer token only (Llama models); hooked: full forward each move")
     g.add_argument("--model-cache", default=None, help="folder for converted weights (default ~/.cache/autosteer-arena)")
@@ -46,6 +52,31 @@ def find_default_sae() -> Path | None:
         return None
     found = sorted(p.parent for p in ARTIFACTS_DIR.rglob(SAE_CFG_FILE))
     return found[0] if found else None
+
+
+def find_shipped_policy() -> Path | None:
+    """The steering policy shipped at ``bots/llm/artifacts/policy.json``, if there is one."""
+    from bots.llm.sae import ARTIFACTS_DIR
+
+    path = ARTIFACTS_DIR / SHIPPED_POLICY_FILE
+    return path if path.is_file() else None
+
+
+def load_policy_arg(value: str | None) -> tuple[Any, str]:
+    """Resolve ``--policy`` (auto / none / a file) to a policy (or None) and a sentence
+    saying which steering was chosen and why. Torch-free; a bad file raises ``PolicyError``."""
+    from bots.llm.policy import load_policy
+
+    if value in (None, "", POLICY_NONE):
+        return None, "no steering (--policy none)"
+    if value == POLICY_AUTO:
+        path = find_shipped_policy()
+        if path is None:
+            return None, "no steering (--policy auto: no policy shipped at bots/llm/artifacts/policy.json)"
+        policy = load_policy(path)
+        return policy, f"shipped {policy.kind} policy {path} (digest {policy.digest}, --policy auto)"
+    policy = load_policy(value)
+    return policy, f"{policy.kind} policy {value} (digest {policy.digest})"
 
 
 def load_sae_arg(value: str | None, lm: Any, *, quiet: bool = False) -> Any:
@@ -74,19 +105,23 @@ def build_bot(args: argparse.Namespace, name: str | None = None) -> Any:
 
     from bots.llm.bot import LLMBot
     from bots.llm.model import load_model
-    from bots.llm.policy import load_policy
 
     if args.threads < 1:
         raise ValueError(f"--threads must be at least 1, got {args.threads}")
     if not 0 <= args.top_k <= 64:
         raise ValueError(f"--top-k must be 0..64, got {args.top_k}")
     torch.set_num_threads(args.threads)
-    policy = load_policy(args.policy) if args.policy else None
+    policy, steering_note = load_policy_arg(args.policy)  # a bad policy file fails before the model loads
     lm = load_model(args.model, cache_dir=args.model_cache)
     sae = load_sae_arg(args.sae, lm)
     if policy is not None and sae is None:
         why = "--sae none was given" if args.sae == SAE_NONE else "no SAE is shipped in bots/llm/artifacts"
-        raise ValueError(f"--policy {args.policy} needs the SAE whose features it steers: pass --sae ({why})")
+        if args.policy == POLICY_AUTO:
+            policy, steering_note = None, (f"no steering (--policy auto: a policy is shipped at {find_shipped_policy()}, "
+                                           f"but {why}, and it steers that SAE's features)")
+        else:
+            raise ValueError(f"--policy {args.policy} needs the SAE whose features it steers: pass --sae ({why})")
+    print(f"[llm] steering: {steering_note}", flush=True)
     bot = LLMBot(lm, sae=sae, policy=policy, mode=args.mode, top_k=args.top_k, reader=args.reader,
                  cache_boards=args.cache_boards, name=name or getattr(args, "name", None) or "llm", verbose=True)
     print(f"[llm] {bot.description}; reader: {bot.reader.kind}", flush=True)

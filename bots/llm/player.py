@@ -13,10 +13,16 @@ at the hook point at the answer position:
 
 * :class:`CachedAnswerReader` (Llama-family models, the default for SmolLM2): runs each
   board's prompt once and keeps it in a bounded LRU cache; a move then runs only the
-  answer token from the hook layer on (``bots.llm.llama_fast``).
+  answer token from the hook layer on (``bots.llm.llama_fast``). The prompt's opening,
+  the same for every board with the same side to move, is run once and shared.
 * :class:`HookedAnswerReader` (any TransformerLens model): a full forward per move with a
   TransformerLens hook; it can also steer every position (``positions="all"``), which the
-  cached reader cannot.
+  cached reader cannot. It keeps each board's unsteered logits and hook activation, so a
+  steered move on a board seen before is one forward, not two.
+
+Both memoise steered answers per (board, added vector) (:class:`SteeredLogitsMemo`): the
+steered logits are a pure function of the two, so a fixed policy on a board seen before
+costs a dictionary lookup, like the unsteered bot.
 """
 
 from __future__ import annotations
@@ -95,6 +101,80 @@ class AnswerBatch:
     hook_acts: "torch.Tensor | None"  # [B, d_model] at the hook, before steering
 
 
+class SteeredLogitsMemo:
+    """A bounded LRU map from (board, exact bytes of the added vector) to the nine steered
+    digit logits.
+
+    The steered logits are a pure function of the board and the vector added, so a board
+    seen again under the same steering (a fixed policy, or any state-dependent policy: its
+    vector is a function of the board) is answered without running the model. Keys hash the
+    vector's float32 bytes: any change of a coefficient is a different key, never a stale hit.
+    """
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        if max_entries < 0:
+            raise ValueError(f"the steered-logits memo size must be >= 0, got {max_entries}")
+        self.max_entries = max_entries
+        self._entries: OrderedDict[bytes, "torch.Tensor"] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def keys(boards: Sequence[Board], added: "torch.Tensor") -> list[bytes]:
+        import hashlib
+
+        import torch
+
+        rows = added.detach().to("cpu", dtype=torch.float32).contiguous().numpy()
+        return [hashlib.blake2b(b.code.encode() + rows[i].tobytes(), digest_size=16).digest()
+                for i, b in enumerate(boards)]
+
+    def lookup(self, keys: Sequence[bytes]) -> list["torch.Tensor | None"]:
+        out: list[torch.Tensor | None] = []
+        for k in keys:
+            v = self._entries.get(k)
+            if v is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+                self._entries.move_to_end(k)
+            out.append(v)
+        return out
+
+    def put(self, key: bytes, logits: "torch.Tensor") -> None:
+        if self.max_entries == 0:
+            return
+        self._entries[key] = logits
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def stats(self) -> dict[str, Any]:
+        total = self.hits + self.misses
+        return {"steered_memo": len(self._entries), "steered_hits": self.hits, "steered_misses": self.misses,
+                "steered_hit_rate": round(self.hits / total, 4) if total else math.nan}
+
+
+def steered_with_memo(memo: SteeredLogitsMemo, boards: Sequence[Board], added: "torch.Tensor",
+                      compute: Any) -> "torch.Tensor":
+    """``[B, 9]`` steered logits: memo hits as they are, the misses from one call of
+    ``compute(indices, added[indices])`` (which returns their ``[n, 9]`` logits)."""
+    import torch
+
+    keys = memo.keys(boards, added)
+    found = memo.lookup(keys)
+    missing = [i for i, v in enumerate(found) if v is None]
+    if missing:
+        fresh = compute(missing, added[missing])
+        for j, i in enumerate(missing):
+            found[i] = fresh[j].clone()
+            memo.put(keys[i], found[i])  # type: ignore[arg-type]
+    return torch.stack(found)  # type: ignore[arg-type]
+
+
 class AnswerReader(abc.ABC):
     """Computes the nine digit logits at the answer position for a batch of boards."""
 
@@ -132,6 +212,9 @@ class AnswerReader(abc.ABC):
     def stats(self) -> dict[str, Any]:
         return {"reader": self.kind}
 
+    def clear(self) -> None:
+        """Forget what is cached about boards (no effect on results)."""
+
 
 class CachedAnswerReader(AnswerReader):
     """Per-board cache + last-token forward from the hook layer on (Llama-family models).
@@ -142,8 +225,9 @@ class CachedAnswerReader(AnswerReader):
     kind = "cached"
 
     def __init__(self, lm: "LanguageModel", hook_name: str | None, phrasing: str = "grid",
-                 cache_boards: int = 256, steerable: bool = True) -> None:
+                 cache_boards: int = 256, steerable: bool = True, memo_entries: int | None = None) -> None:
         super().__init__(lm, hook_name, phrasing)
+        self.memo = SteeredLogitsMemo(4 * cache_boards if memo_entries is None else memo_entries)
         from bots.llm.llama_fast import BoardCache, LlamaAnswerPath, llama_weights, start_layer_for_hook
 
         weights = llama_weights(lm.model)
@@ -151,6 +235,26 @@ class CachedAnswerReader(AnswerReader):
         # an unsteered bot needs only the hook activation (for traces) and the logits
         self.path = LlamaAnswerPath(weights, start, lm.cell_token_ids, keep_kv=steerable)
         self.cache = BoardCache(cache_boards)
+        #: run the prompt opening shared by every board with the same side to move only once
+        self.share_prefix = True
+        self._shared: dict[Any, tuple[int, ...]] = {}
+
+    def shared_prefix(self, board: Board, ids: Sequence[int]) -> int:
+        """How many leading tokens of ``ids`` (the prompt of ``board``) are the same for every
+        board with the same side to move (0: none known). Found once per side as the
+        longest common prefix of three reference prompts, and checked token by token."""
+        turn = board.turn
+        known = self._shared.get(turn)
+        if known is None:
+            refs = [Board.from_moves(m) for m in (((), (1, 2), (9, 5)) if turn.value == "X" else ((1,), (5,), (9,)))]
+            prompts = [self.prompt_ids(r) for r in refs]
+            n = 0
+            while all(len(p) > n for p in prompts) and len({p[n] for p in prompts}) == 1:
+                n += 1
+            known = tuple(prompts[0][:n])
+            self._shared[turn] = known
+        K = len(known)
+        return K if 0 < K < len(ids) and tuple(ids[:K]) == known else 0
 
     def entries(self, boards: Sequence[Board]) -> list[Any]:
         out: list[Any] = [None] * len(boards)
@@ -165,12 +269,19 @@ class CachedAnswerReader(AnswerReader):
             else:
                 out[i] = e
         if missing:
-            codes = list(missing)
-            fresh = self.path.prefill([self.prompt_ids(Board(c)) for c in codes])
-            for code, e in zip(codes, fresh):
-                self.cache.put(code, e)
-                for i in missing[code]:
-                    out[i] = e
+            groups: dict[tuple[int, ...], list[tuple[str, list[int]]]] = {}  # by shared opening
+            for code in missing:
+                ids = self.prompt_ids(Board(code))
+                K = self.shared_prefix(Board(code), ids) if self.share_prefix else 0
+                groups.setdefault(tuple(ids[:K]), []).append((code, ids))
+            fresh: dict[str, Any] = {}
+            for head, group in groups.items():
+                done = self.path.prefill([ids for _, ids in group], shared_prefix=len(head))
+                fresh.update((code, e) for (code, _), e in zip(group, done))
+            for code, rows in missing.items():  # cached in the order the boards came
+                self.cache.put(code, fresh[code])
+                for i in rows:
+                    out[i] = fresh[code]
         return out
 
     def answer(self, boards: Sequence[Board], added: "torch.Tensor | None" = None) -> AnswerBatch:
@@ -178,28 +289,47 @@ class CachedAnswerReader(AnswerReader):
 
         ents = self.entries(boards)
         base = torch.stack([e.digit_logits for e in ents])
-        logits = base if added is None else self.path.answer_logits(ents, added)
+        if added is None:
+            logits = base
+        else:
+            logits = steered_with_memo(self.memo, boards, added,
+                                       lambda idx, vec: self.path.answer_logits([ents[i] for i in idx], vec))
         acts = torch.stack([e.resid for e in ents]) if self.hook_name is not None else None
         return AnswerBatch(logits=logits, base_logits=base, hook_acts=acts)
 
     def stats(self) -> dict[str, Any]:
-        return {"reader": self.kind, "start_layer": self.path.start_layer, **self.cache.stats()}
+        return {"reader": self.kind, "start_layer": self.path.start_layer, **self.cache.stats(), **self.memo.stats()}
+
+    def clear(self) -> None:
+        """Forget every cached board and memoised steered answer."""
+        self.cache._entries.clear()
+        self.memo.clear()
 
 
 class HookedAnswerReader(AnswerReader):
     """Full forward through the TransformerLens model, steering with a hook.
 
-    Prompts are right-padded, so causal attention keeps padding out of every real
+    The unsteered logits and hook activation of the last ``cache_boards`` boards are kept,
+    so a steered move on a known board runs only the steered forward. Prompts are right-padded, so causal attention keeps padding out of every real
     position; each row is read at its own last token."""
 
     kind = "hooked"
 
     def __init__(self, lm: "LanguageModel", hook_name: str | None, phrasing: str = "grid",
-                 positions: str = "last") -> None:
+                 positions: str = "last", cache_boards: int = 256, memo_entries: int | None = None) -> None:
         super().__init__(lm, hook_name, phrasing)
         if positions not in POSITIONS:
             raise ValueError(f"unknown steering positions {positions!r}; expected one of {', '.join(POSITIONS)}")
+        if cache_boards < 0:
+            raise ValueError(f"cache_boards must be >= 0, got {cache_boards}")
         self.positions = positions
+        # per board: the unsteered logits and hook activation (so a steered move is one
+        # forward, not two), and the memo of steered answers
+        self.max_boards = cache_boards
+        self._base: OrderedDict[str, tuple[torch.Tensor, torch.Tensor | None]] = OrderedDict()
+        self.memo = SteeredLogitsMemo(4 * cache_boards if memo_entries is None else memo_entries)
+        self.base_hits = 0
+        self.base_misses = 0
 
     def _forward(self, ids: list[list[int]], added: "torch.Tensor | None") -> tuple["torch.Tensor", "torch.Tensor | None"]:
         import torch
@@ -224,11 +354,52 @@ class HookedAnswerReader(AnswerReader):
         logits = out[rows, last][:, self.lm.cell_token_ids].float()
         return logits, captured.get("act")
 
+    def _base_rows(self, boards: Sequence[Board]) -> tuple["torch.Tensor", "torch.Tensor | None"]:
+        """Unsteered logits and hook activations, from the per-board cache or one forward."""
+        import torch
+
+        found: list[tuple[torch.Tensor, torch.Tensor | None] | None] = []
+        for b in boards:
+            hit = self._base.get(b.code)
+            if hit is not None:
+                self._base.move_to_end(b.code)
+                self.base_hits += 1
+            found.append(hit)
+        missing = list(dict.fromkeys(b.code for b, f in zip(boards, found) if f is None))
+        if missing:
+            self.base_misses += len(missing)
+            logits, acts = self._forward([self.prompt_ids(Board(c)) for c in missing], None)
+            fresh = {c: (logits[j].clone(), None if acts is None else acts[j].clone()) for j, c in enumerate(missing)}
+            for c, row in fresh.items():
+                if self.max_boards:
+                    self._base[c] = row
+            while len(self._base) > self.max_boards:
+                self._base.popitem(last=False)
+            found = [f if f is not None else fresh[b.code] for b, f in zip(boards, found)]
+        base = torch.stack([f[0] for f in found])  # type: ignore[index]
+        acts_rows = [f[1] for f in found]  # type: ignore[index]
+        acts_out = None if any(a is None for a in acts_rows) else torch.stack(acts_rows)  # type: ignore[arg-type]
+        return base, acts_out
+
     def answer(self, boards: Sequence[Board], added: "torch.Tensor | None" = None) -> AnswerBatch:
-        ids = [self.prompt_ids(b) for b in boards]
-        base, acts = self._forward(ids, None)
-        logits = base if added is None else self._forward(ids, added)[0]
+        base, acts = self._base_rows(boards)
+        if added is None:
+            logits = base
+        else:
+            logits = steered_with_memo(self.memo, boards, added, lambda idx, vec: self._forward(
+                [self.prompt_ids(boards[i]) for i in idx], vec)[0])
         return AnswerBatch(logits=logits, base_logits=base, hook_acts=acts)
+
+    def stats(self) -> dict[str, Any]:
+        total = self.base_hits + self.base_misses
+        return {"reader": self.kind, "positions": self.positions, "boards": len(self._base),
+                "hits": self.base_hits, "misses": self.base_misses,
+                "hit_rate": round(self.base_hits / total, 4) if total else math.nan, **self.memo.stats()}
+
+    def clear(self) -> None:
+        """Forget every cached board and memoised steered answer."""
+        self._base.clear()
+        self.memo.clear()
 
 
 def make_reader(lm: "LanguageModel", hook_name: str | None, *, reader: str = "auto", phrasing: str = "grid",
@@ -242,10 +413,10 @@ def make_reader(lm: "LanguageModel", hook_name: str | None, *, reader: str = "au
     if reader == "hooked" or positions == "all":
         if reader == "cached":
             raise ValueError("the cached reader steers only the answer position (positions='last')")
-        return HookedAnswerReader(lm, hook_name, phrasing, positions)
+        return HookedAnswerReader(lm, hook_name, phrasing, positions, cache_boards)
     try:
         return CachedAnswerReader(lm, hook_name, phrasing, cache_boards, steerable)
     except FastPathUnsupported as exc:
         if reader == "cached":
             raise ValueError(f"no cached fast path for {lm.name} at {hook_name}: {exc}") from None
-        return HookedAnswerReader(lm, hook_name, phrasing, positions)
+        return HookedAnswerReader(lm, hook_name, phrasing, positions, cache_boards)

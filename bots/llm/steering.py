@@ -114,9 +114,11 @@ class Steering:
             raise SteeringError("coefficients must be finite numbers")
         return coefs
 
-    def vectors(self, coefs: torch.Tensor) -> torch.Tensor:
-        """``[B, n_features]`` coefficients → ``[B, d_in]`` additions."""
-        coefs = self.check_coefficients(coefs)
+    def vectors(self, coefs: torch.Tensor, check: bool = True) -> torch.Tensor:
+        """``[B, n_features]`` coefficients → ``[B, d_in]`` additions (``check=False``: the
+        caller already passed them through :meth:`check_coefficients`)."""
+        if check:
+            coefs = self.check_coefficients(coefs)
         return (coefs * self.scales) @ self.directions
 
     def describe(self, coefs: Sequence[float], digits: int = 3) -> list[dict[str, Any]]:
