@@ -12,7 +12,9 @@ from server.cli import build_parser, dispatch
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("training.evaluate", "play the LLM bot vs minimax and random per seat and mode, with Wilson confidence intervals"),
+    "sae": ("training.sae", "collect activations, compare layers, train and ship the SAE (sae_lens)"),
     "search-vector": ("training.vector_search", "search one fixed steering vector that draws more vs minimax (exact objective)"),
+    "label": ("training.labels", "label SAE features by board concepts (precision/recall) and steering effect"),
 }
 
 
