@@ -179,6 +179,18 @@ def run_search(bot: Any, cfg: SearchConfig, progress: Any = None) -> dict[str, A
         history.append({"iteration": it, "best_score": best["score"],
                         "mean_score": sum(s for s, _ in scored) / len(scored),
                         "elite_mean_score": sum(s for s, _ in scored[: cfg.elite]) / cfg.elite})
+    # Line search along the best direction: the draw rate is not monotone in the vector's
+    # length, and the l1 cost prefers the shortest vector that draws as often.
+    direction = list(best["coefficients"])
+    for i in range(1, 31):
+        scale = i / 20  # 0.05 … 1.5
+        coefs = [round(c * scale, 4) for c in direction]
+        if max((abs(c) for c in coefs), default=0.0) > cfg.bound:
+            break
+        score, ox, oo = evaluate(coefs)
+        if score > best["score"]:
+            best = {"coefficients": coefs, "score": score, "x": asdict(ox), "o": asdict(oo), "line_search_scale": scale}
+    history.append({"iteration": "line search", "best_score": best["score"]})
     return {"best": best, "baseline": baseline, "history": history, "evaluate": evaluate}
 
 
@@ -285,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
     card = {
         "what": "fixed steering vector found by the cross-entropy method (not RL)",
         "command": "autosteer-train search-vector " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "autosteer-train search-vector",
-        "model": lm.name, "sae": str(sae.source), "hook_name": sae.hook_name, "config": asdict(cfg),
+        "model": lm.name, "sae": _relative(sae.source), "hook_name": sae.hook_name, "config": asdict(cfg),
         "objective": "mean exact draw probability vs minimax (uniform over optimal moves) as X and O "
                      f"minus {cfg.l1} × mean |coefficient|",
         "data": "every board the LLM reaches against minimax from the empty board, both seats (exact tree walk)",
@@ -304,6 +316,15 @@ def run(args: argparse.Namespace) -> int:
                   f"(mean |coef| {sum(abs(c) for c in best['coefficients']) / len(features):.2f})")
     print(f"wrote {args.out} (policy {policy.digest}), {card_path}, {args.plot} in {elapsed:.0f} s")
     return 0
+
+
+def _relative(path: Any) -> str:
+    """A path relative to the repository when it lies inside it (run cards travel)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        return str(Path(str(path)).resolve().relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 def _write_card_md(card: dict[str, Any], path: Path) -> None:

@@ -57,6 +57,13 @@ def llm_bot_unavailable_reason() -> str | None:
     return None
 
 
+#: The demo's LLM bot reads its move over the legal cells (``masked``): the shipped fixed
+#: steering vector was searched for that reading (docs/LLM_BOT.md has both modes' results),
+#: and the mode is shown in the bot's lobby description and in every trace.
+#: ``--llm-args="--mode strict"`` plays the other mode.
+DEMO_LLM_ARGS: tuple[str, ...] = ("--mode", "masked")
+
+
 @dataclass
 class LocalArena:
     """Child processes of a local arena. Use as a context manager or call start()/stop()."""
@@ -138,7 +145,8 @@ class LocalArena:
         if reason:
             self.llm_notice = f"LLM bot not available: {reason}"
             return
-        cmd = [self.python, "-m", "bots.cli", "run", "--kind", "llm", "--server", self.url, *self.llm_args]
+        cmd = [self.python, "-m", "bots.cli", "run", "--kind", "llm", "--server", self.url,
+               *DEMO_LLM_ARGS, *self.llm_args]  # later options win
         with open(self.bot_log, "wb") as log:
             self._bot = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          env={**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"})
