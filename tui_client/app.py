@@ -8,6 +8,10 @@ frames (an app built with ``url=None`` never connects).
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import sys
 from typing import Any
 
 from textual.app import App
@@ -22,6 +26,7 @@ from tui_client.local_arena import LocalArena
 from tui_client.screens import ChallengePrompt, ConnectionBar, GameScreen, LobbyScreen, RecordsScreen
 
 MAX_FINISHED = 20
+TERMINAL_CHECK_SECONDS = 1.0  # how often a real terminal is checked for a hang-up
 RECORDS_PAGE = 50  # finished games asked of the server at a time
 
 
@@ -55,9 +60,18 @@ class ArenaApp(App):
         self._watching: set[str] = set()
         self._replaying: set[str] = set()
         self._requests: dict[int, tuple[str, str]] = {}  # request id → (kind, game id or opponent)
+        #: the signal that ended the app (SIGHUP also stands for a terminal that went away), if any
+        self.exit_signal: int | None = None
+        self._signal_loop: asyncio.AbstractEventLoop | None = None
+        self._terminal_fd: int | None = None
 
     # -- lifecycle -------------------------------------------------------------------
     def on_mount(self) -> None:
+        self._signal_loop = asyncio.get_running_loop()
+        if self.exit_signal is not None:  # a signal came while the app was starting
+            self._exit_for_signal()
+            return
+        self._watch_terminal()
         self.push_screen(LobbyScreen())
         if self.url:
             self.connection = ArenaConnection(self.url, self.player_name, on_frame=self.handle_frame,
@@ -68,6 +82,48 @@ class ArenaApp(App):
     async def on_unmount(self) -> None:
         if self.connection is not None:
             await self.connection.close()
+
+    # -- leaving on a signal or a lost terminal ---------------------------------------
+    def exit_on_signal(self, signum: int) -> None:
+        """Leave the app because the process got ``signum`` (SIGHUP, SIGTERM).
+
+        Safe to call from a ``signal.signal`` handler: the exit runs on the app's event loop
+        (Textual then restores the terminal if it is still there). Before the app has mounted
+        the signal is remembered and the app leaves as soon as it mounts.
+        """
+        if self.exit_signal is not None:
+            return
+        self.exit_signal = signum
+        loop = self._signal_loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._exit_for_signal)
+
+    def _exit_for_signal(self) -> None:
+        assert self.exit_signal is not None
+        self.exit(return_code=128 + self.exit_signal)
+
+    def _watch_terminal(self) -> None:
+        """On a real terminal, check now and then that it is still there.
+
+        A process that ignores SIGHUP (started under ``nohup`` or from a shell that ignores it)
+        is not told when its terminal closes: Textual's input thread then reads end-of-file
+        forever and the app, with its local arena, would run on as an orphan. A hung-up
+        terminal no longer answers ``isatty``, so the app leaves as if it had got SIGHUP.
+        """
+        if self.is_headless or sys.__stdin__ is None:
+            return
+        try:
+            fd = sys.__stdin__.fileno()
+        except (OSError, ValueError):
+            return
+        if os.isatty(fd):
+            self._terminal_fd = fd
+            self.set_interval(TERMINAL_CHECK_SECONDS, self._check_terminal)
+
+    def _check_terminal(self) -> None:
+        if self._terminal_fd is not None and not os.isatty(self._terminal_fd):
+            self._terminal_fd = None
+            self.exit_on_signal(signal.SIGHUP)
 
     def _poll(self) -> None:
         if self.local_arena is not None:

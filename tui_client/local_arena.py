@@ -4,22 +4,40 @@
 port with a temporary database (house bots included) and, unless told not to, the default
 LLM bot (``autosteer-bot run --kind llm``). Both are stopped when the app exits. Their
 output goes to log files in the temporary folder so a failure can be explained.
+
+The children must never outlive the app, however it ends. :meth:`LocalArena.stop` stops them
+gently (SIGTERM, a grace period, then SIGKILL); the app calls it on a normal quit and on
+SIGHUP/SIGTERM (see ``tui_client.cli``). For the ends no code of ours sees (SIGKILL, a crash
+of the interpreter), each child asks the Linux kernel for SIGTERM when its parent dies
+(``prctl(PR_SET_PDEATHSIG)``, set between fork and exec). There the children also run in
+their own session, so a terminal hang-up reaches only the app, which then stops them in
+order. Elsewhere the death signal is not available and the children stay in the app's
+process group, where a hang-up of the terminal still reaches them.
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
+
+#: ``PR_SET_PDEATHSIG`` from ``<linux/prctl.h>``: the signal a process gets when its parent dies.
+PR_SET_PDEATHSIG = 1
+#: how long :meth:`LocalArena.stop` waits for the children after SIGTERM before it kills them
+STOP_GRACE_SECONDS = 5.0
 
 
 class LocalArenaError(RuntimeError):
@@ -38,6 +56,51 @@ def _tail(path: Path, lines: int = 3) -> str:
     except OSError:
         return ""
     return " | ".join(line.strip() for line in text[-lines:] if line.strip())
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    """libc's ``prctl`` on Linux, else ``None``.
+
+    Looked up once, in the parent: the child between fork and exec must not load libraries
+    (another thread of the parent may have held the loader's or malloc's lock at the fork).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    return prctl
+
+
+_PRCTL = _load_prctl()
+
+
+def parent_death_signal_available() -> bool:
+    """Whether children can be told to die with their parent (Linux ``PR_SET_PDEATHSIG``)."""
+    return _PRCTL is not None
+
+
+def die_with_parent(parent_pid: int, sig: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get ``sig`` when ``parent_pid`` dies; ``None`` off Linux.
+
+    The kernel sends the signal when the *thread* that forked the child ends, so start
+    children from a thread that lives as long as they should (the main thread, here).
+    If the parent died before the child's ``prctl`` call, no signal will ever come: the
+    child then sees a new parent (``os.getppid()`` changed) and exits at once instead of
+    running as an orphan.
+    """
+    prctl = _PRCTL
+    if prctl is None:
+        return None
+
+    def preexec() -> None:  # runs in the child, between fork and exec
+        prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)  # fails only for a bad signal number
+        if os.getppid() != parent_pid:
+            os._exit(128 + sig)
+    return preexec
 
 
 def llm_bot_unavailable_reason() -> str | None:
@@ -89,6 +152,23 @@ class LocalArena:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def _spawn(self, cmd: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen:
+        """Start one child with its output in ``log_path``, tied to this process's life (see the module doc).
+
+        The death signal is tied to the forking thread, so it is asked for only from the main
+        thread: a child started from a short-lived worker thread would otherwise die with it.
+        """
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        preexec = die_with_parent(os.getpid()) if in_main_thread else None
+        with open(log_path, "wb") as log:
+            return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=env, preexec_fn=preexec, start_new_session=preexec is not None)
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the children still running (server first)."""
+        return [proc.pid for proc in (self._server, self._bot) if proc is not None and proc.poll() is None]
+
     @property
     def server_log(self) -> Path:
         assert self.workdir is not None
@@ -108,9 +188,7 @@ class LocalArena:
         self.url = f"ws://{self.host}:{port}"
         cmd = [*(self.server_cmd or [self.python, "-m", "server.cli", "serve"]), "--host", self.host,
                "--port", str(port), "--db", str(self.workdir / "arena.sqlite")]
-        with open(self.server_log, "wb") as log:
-            self._server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self._server = self._spawn(cmd, self.server_log, {**os.environ, "PYTHONUNBUFFERED": "1"})
         self._wait_for_server(port)
         if self.with_llm:
             self._start_llm_bot()
@@ -147,9 +225,7 @@ class LocalArena:
             return
         cmd = [self.python, "-m", "bots.cli", "run", "--kind", "llm", "--server", self.url,
                *DEMO_LLM_ARGS, *self.llm_args]  # later options win
-        with open(self.bot_log, "wb") as log:
-            self._bot = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env={**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"})
+        self._bot = self._spawn(cmd, self.bot_log, {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"})
         self.llm_notice = None
 
     def poll_llm(self) -> str | None:
@@ -166,18 +242,28 @@ class LocalArena:
     def llm_running(self) -> bool:
         return self._bot is not None and self._bot.poll() is None
 
-    def stop(self) -> None:
-        """Stop the bot, then the server (terminate, then kill after 5 s); remove the temp folder."""
-        for proc in (self._bot, self._server):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-        for proc in (self._bot, self._server):
-            if proc is not None:
+    def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """Stop the bot and the server: SIGTERM, up to ``grace`` seconds to finish, then SIGKILL.
+
+        Removes the temporary folder. Safe to call more than once and after a failed start.
+        """
+        procs = [proc for proc in (self._bot, self._server) if proc is not None]
+        for proc in procs:
+            if proc.poll() is None:
+                try:
+                    proc.terminate()
+                except OSError:  # already gone
+                    pass
+        deadline = time.monotonic() + grace
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
                 try:
                     proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:  # pragma: no cover - unkillable (D state); give up on it
+                    pass
         self._bot = self._server = None
         if self._tmp is not None:
             shutil.rmtree(self._tmp.name, ignore_errors=True)
