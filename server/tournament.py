@@ -13,6 +13,12 @@ through the ordinary bot client, e.g. a second random bot::
 
     autosteer-server tournament --bots minimax,random,random2 --spawn random2=random --games 50
 
+Every arranged game carries a seed derived from ``--seed``, the pairing and the game's
+index in the pairing (:func:`server.seeding.game_seed`); a house bot in that game draws
+from its own ``Random(seed)``, so between house bots the same ``--seed`` plays the same
+games at any ``--concurrency``. The seed is stored with the game's record and listed in
+the report. Remote bots do not receive it and choose their moves themselves.
+
 Aborted games (server stopped) are reported but not rated; forfeits (timeout, disconnect,
 illegal move) count as losses of the side that forfeited.
 """
@@ -32,6 +38,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
+
+from server.seeding import game_seed
 
 log = logging.getLogger("autosteer.tournament")
 
@@ -56,7 +64,7 @@ class TournamentConfig:
     bots: tuple[str, ...]
     games: int = 20  # per pairing
     clock: float | None = None  # seconds per move; None: the server's default
-    seed: int = 0  # bootstrap seed (and the in-process server's seed)
+    seed: int = 0  # seeds every game (game_seed), the bootstrap and the in-process server
     concurrency: int = 16  # games in flight at once
     bootstrap: int = 1000
     anchor: str | None = None  # None: mean rating = anchor_rating
@@ -86,6 +94,35 @@ class TournamentConfig:
         for a, b in itertools.combinations(self.bots, 2):
             per_pair.append([(a, b) if i % 2 == 0 else (b, a) for i in range(self.games)])
         return [g for round_ in zip(*per_pair) for g in round_]
+
+    def game_seed(self, a: str, b: str, index: int) -> int:
+        """The seed sent with game ``index`` (0-based) of the pairing ``a`` vs ``b`` (a listed
+        first): fixed by ``seed``, the pairing and the index, whatever order games run in."""
+        return game_seed(self.seed, "tournament", a, b, index)
+
+    def arranged_games(self) -> list["ScheduledGame"]:
+        """:meth:`schedule` with each game's place: its number in the schedule, the pairing
+        it belongs to, its index in that pairing and its seed."""
+        order = {name: i for i, name in enumerate(self.bots)}
+        played: dict[tuple[str, str], int] = {}
+        out = []
+        for number, (x, o) in enumerate(self.schedule()):
+            a, b = sorted((x, o), key=order.__getitem__)
+            index = played.get((a, b), 0)
+            played[(a, b)] = index + 1
+            out.append(ScheduledGame(number, x, o, index, self.game_seed(a, b, index)))
+        return out
+
+
+@dataclass(frozen=True)
+class ScheduledGame:
+    """One game of the round robin, before it is played."""
+
+    number: int  # place in the schedule (0-based); the report lists games in this order
+    x: str
+    o: str
+    index: int  # 0-based index within its pairing
+    seed: int  # the protocol's per-game seed sent with arrange
 
 
 # --------------------------------------------------------------------------- organiser connection
@@ -150,12 +187,15 @@ class Organizer:
         return list(reply.get("bots", []))
 
     async def play(self, x: str, o: str, *, clock: float | None, tag: str, game_timeout: float,
-                   retry_for: float = 120.0) -> dict[str, Any]:
-        """Arrange ``x`` vs ``o`` and return its ``game_over`` frame. A busy or declining bot
-        is retried with growing pauses for up to ``retry_for`` seconds."""
+                   seed: int | None = None, retry_for: float = 120.0) -> dict[str, Any]:
+        """Arrange ``x`` vs ``o`` (with the per-game ``seed`` for house bots, if given) and
+        return its ``game_over`` frame. A busy or declining bot is retried with growing
+        pauses for up to ``retry_for`` seconds."""
         frame: dict[str, Any] = {"type": "arrange", "x": x, "o": o, "tag": tag}
         if clock is not None:
             frame["clock"] = clock
+        if seed is not None:
+            frame["seed"] = seed
         deadline = time.monotonic() + retry_for
         pause = 0.05
         while True:
@@ -297,6 +337,7 @@ def summarise(config: TournamentConfig, games: Sequence[dict[str, Any]]) -> dict
     return {
         "tournament_id": config.tournament_id,
         "bots": list(config.bots),
+        "seed": config.seed,
         "games_per_pairing": config.games,
         "clock": config.clock,
         "games_played": len(games),
@@ -313,7 +354,8 @@ def summarise(config: TournamentConfig, games: Sequence[dict[str, Any]]) -> dict
         "ratings": ratings,
         "rating_error": rating_error,
         "games": [{"game_id": g["game_id"], "x": g["x"], "o": g["o"], "result": g["result"], "reason": g["reason"],
-                   "moves": "".join(str(m["cell"]) for m in g.get("moves", []))} for g in games],
+                   "seed": g.get("seed"), "moves": "".join(str(m["cell"]) for m in g.get("moves", []))}
+                  for g in games],
     }
 
 
@@ -326,7 +368,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)) if started else ""
     lines += [f"{len(bots)} bots, {report['games_per_pairing']} games per pairing (sides alternated), "
               f"{report['games_played']} games played ({report['games_rated']} rated) on {report.get('server', '?')}"
-              + (f", {when}" if when else "") + ".", ""]
+              + (f", {when}" if when else "") + "."]
+    if report.get("seed") is not None:
+        lines += [f"Each game's seed is derived from seed {report['seed']}, the pairing and the game index; "
+                  "house bots replay the same games with the same seed at any concurrency."]
+    lines += [""]
     ratings = report.get("ratings")
     if ratings:
         pct = round(ratings["confidence"] * 100)
@@ -377,7 +423,12 @@ ProgressHook = Callable[[dict[str, Any]], None]
 async def run_tournament(url: str, config: TournamentConfig, *, on_game: ProgressHook | None = None,
                          wait_for_bots: float = 0.0, send_rate: float = 20.0, send_burst: int = 40,
                          game_timeout: float | None = None) -> dict[str, Any]:
-    """Play the whole round robin on the server at ``url``; return the report dict."""
+    """Play the whole round robin on the server at ``url``; return the report dict.
+
+    Each game is arranged with its seed from :meth:`TournamentConfig.game_seed`, and the
+    report lists the games in schedule order (not the order they finished), so with house
+    bots the same ``config.seed`` gives the same report (games, ratings) at any
+    ``concurrency``."""
     tid = config.tournament_id or new_tournament_id()
     if not config.tournament_id:
         config = _replace(config, tournament_id=tid)
@@ -388,20 +439,22 @@ async def run_tournament(url: str, config: TournamentConfig, *, on_game: Progres
         slots = asyncio.Semaphore(config.concurrency)
         clock = config.clock or 30.0
         per_game = game_timeout or clock * 9 + 30.0
-        results: list[dict[str, Any]] = []
+        finished: list[tuple[int, dict[str, Any]]] = []  # (schedule number, game_over + seed)
 
-        async def one(x: str, o: str) -> None:
+        async def one(game: ScheduledGame) -> None:
             async with contextlib.AsyncExitStack() as stack:
                 await stack.enter_async_context(slots)
-                for name in sorted({x, o}):  # fixed order: no deadlock between two games
+                for name in sorted({game.x, game.o}):  # fixed order: no deadlock between two games
                     if name in limits:
                         await stack.enter_async_context(limits[name])
-                over = await org.play(x, o, clock=config.clock, tag=tid, game_timeout=per_game)
-            results.append(over)
+                over = await org.play(game.x, game.o, clock=config.clock, tag=tid, game_timeout=per_game,
+                                      seed=game.seed)
+            over = {**over, "seed": game.seed}
+            finished.append((game.number, over))
             if on_game is not None:
                 on_game(over)
 
-        tasks = [asyncio.create_task(one(x, o)) for x, o in config.schedule()]
+        tasks = [asyncio.create_task(one(game)) for game in config.arranged_games()]
         failure: TournamentError | None = None
         try:
             await asyncio.gather(*tasks)
@@ -411,6 +464,7 @@ async def run_tournament(url: str, config: TournamentConfig, *, on_game: Progres
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+    results = [over for _, over in sorted(finished, key=lambda item: item[0])]
     report = summarise(config, results)
     report["server"] = url
     report["started_at"] = started
@@ -457,7 +511,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clock", type=float, default=None, help="seconds per move (default: the server's)")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help=f"where tournament.json/.md go (default {DEFAULT_OUT_ROOT}/<id>/)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the rating bootstrap, the in-process server and spawned bots (games repeat exactly with --concurrency 1)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds every game's house bots (per-game seed from this, the pairing and the game index: "
+                             "the same games at any --concurrency), the rating bootstrap, the in-process server and spawned bots")
     parser.add_argument("--concurrency", type=int, default=16, help="games played at once")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the rating intervals")
     parser.add_argument("--anchor", default=None, metavar="BOT=ELO",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bots.client import BotClient
-from bots.house import RandomBot
+from bots.house import MinimaxBot, RandomBot
 from server.app import ServerConfig, serve_arena
 from server.cli import main as server_main
 from server.tournament import (
@@ -130,6 +130,77 @@ async def test_a_bot_leaving_mid_tournament_leaves_a_partial_report() -> None:
     report = info.value.report
     assert 6 <= report["games_played"] < 40 and report["incomplete"]
     assert "**Incomplete**" in render_markdown(report)
+
+
+def test_every_game_gets_its_own_seed_from_the_tournament_seed_pairing_and_index() -> None:
+    from server.seeding import game_seed
+
+    cfg = TournamentConfig(bots=("minimax", "random", "r2"), games=6, seed=5, concurrency=4, tournament_id="a")
+    games = cfg.arranged_games()
+    assert [(g.x, g.o) for g in games] == cfg.schedule()
+    assert [g.number for g in games] == list(range(len(games)))
+    seeds = [g.seed for g in games]
+    assert len(set(seeds)) == len(seeds) and all(0 <= s < 2**63 for s in seeds)
+    first = next(g for g in games if {g.x, g.o} == {"random", "r2"} and g.index == 3)
+    assert first.seed == game_seed(5, "tournament", "random", "r2", 3)
+    # the id and the concurrency do not enter; the seed does
+    same = TournamentConfig(bots=cfg.bots, games=6, seed=5, concurrency=1, tournament_id="b").arranged_games()
+    assert [g.seed for g in same] == seeds
+    other = TournamentConfig(bots=cfg.bots, games=6, seed=6).arranged_games()
+    assert not set(g.seed for g in other) & set(seeds)
+
+
+async def _seeded_tournament(seed: int, server_seed: int, concurrency: int, tid: str) -> tuple[dict, list[dict]]:
+    """The house bots minimax and random, and ``perfect``: a remote minimax bot without
+    randomness (tie-break ``first``), on a fresh server seeded ``server_seed``. Games with
+    the remote bot finish in network order, so with concurrency > 1 the house bots' moves
+    interleave differently from run to run (unseeded they would draw in that order);
+    house-vs-house games are played at once on ``arrange``. Returns the report and the
+    stored records."""
+    config = ServerConfig(host="127.0.0.1", port=0, db_path=":memory:", move_clock=30.0, seed=server_seed,
+                          rate=10_000.0, burst=10_000, flood_close=10_000)
+    async with serve_arena(config) as srv:
+        remote = BotClient(MinimaxBot("perfect", tiebreak="first"), srv.url, max_games=16, **FAST)
+        task = asyncio.create_task(remote.run())
+        try:
+            await remote.wait_connected()
+            cfg = TournamentConfig(bots=("minimax", "random", "perfect"), games=20, seed=seed,
+                                   concurrency=concurrency, bootstrap=200, tournament_id=tid)
+            report = await asyncio.wait_for(run_tournament(srv.url, cfg, **FAST), 60)
+        finally:
+            await remote.stop()
+            await task
+        stored = srv.records.list(tag=tid, limit=None)
+    return report, stored
+
+
+async def test_same_seed_gives_identical_games_at_any_concurrency_and_another_seed_does_not() -> None:
+    def games(report: dict) -> list[tuple]:
+        return [(g["x"], g["o"], g["seed"], g["moves"], g["result"]) for g in report["games"]]
+
+    first, stored = await _seeded_tournament(seed=3, server_seed=0, concurrency=8, tid="rep-a")
+    again, _ = await _seeded_tournament(seed=3, server_seed=1, concurrency=8, tid="rep-b")
+    serial, _ = await _seeded_tournament(seed=3, server_seed=2, concurrency=1, tid="rep-c")
+    other, _ = await _seeded_tournament(seed=4, server_seed=0, concurrency=8, tid="rep-d")
+
+    assert first["games_played"] == 60 and first["seed"] == 3
+    # the same games whatever the server's seed, the concurrency and the order games end in
+    assert games(first) == games(again) == games(serial)
+    assert first["ratings"] == again["ratings"] == serial["ratings"]
+    assert first["pairings"] == again["pairings"] == serial["pairings"]
+    # ...and not all alike: the house bots vary their moves from game to game
+    minimax_vs_random = [g["moves"] for g in first["games"] if {g["x"], g["o"]} == {"minimax", "random"}]
+    assert len(set(minimax_vs_random)) > 10
+    # another tournament seed gives other games and other seeds
+    assert [g[3] for g in games(other)] != [g[3] for g in games(first)]
+    assert not {g[2] for g in games(other)} & {g[2] for g in games(first)}
+    # each record stores the seed its game was arranged with, and the same moves
+    by_id = {g["game_id"]: g for g in first["games"]}
+    assert len(stored) == 60
+    for rec in stored:
+        game = by_id[rec["game_id"]]
+        assert rec["seed"] == game["seed"]
+        assert "".join(str(m["cell"]) for m in rec["moves"]) == game["moves"]
 
 
 def test_cli_runs_an_in_process_tournament_and_writes_reports(tmp_path: Path, capsys) -> None:

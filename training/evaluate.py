@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import itertools
 import json
 import math
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from server.game import Board, Seat
+from server.seeding import game_seed
 
 OPPONENTS = ("minimax", "random")
 
@@ -116,8 +116,7 @@ def _game_seed(seed: int, arm: ArmResult, index: int) -> int:
     """The opponent's seed for game ``index`` of ``arm``, 0 ≤ seed < 2**63 (the protocol's
     range): the same in-process (``--via local``) and sent with ``arrange`` (``--via
     server``), so both ways play the same games."""
-    key = f"{seed}/{arm.opponent}/{arm.seat}/{arm.mode}/{index}".encode()
-    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") & (2**63 - 1)
+    return game_seed(seed, arm.opponent, arm.seat, arm.mode, index)
 
 
 def _score(arm: ArmResult, board: Board, llm: Seat, illegal: bool) -> None:
