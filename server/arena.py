@@ -835,13 +835,19 @@ class Arena:
             raise ProtocolError("game_over", f"game {game_id} is over; get_game returns its record", rid)
         raise ProtocolError("unknown_game", f"no game has the id {game_id!r}", rid)
 
-    def _on_move(self, session: Session, msg: MoveMsg, now: float) -> None:
-        game = self._find_game(msg.game_id, msg.id)
+    def _own_live_game(self, session: Session, game_id: str, rid: Any) -> tuple[Game, list[Seat]]:
+        """The live game ``game_id`` and the seats ``session`` plays in it, or the refusal a
+        move or resignation gets (unknown game, not a player, game over)."""
+        game = self._find_game(game_id, rid)
         seats = game.seats_of(session.name)
         if not seats:
-            raise ProtocolError("not_a_player", f"you are not a player in game {game.game_id}", msg.id)
+            raise ProtocolError("not_a_player", f"you are not a player in game {game.game_id}", rid)
         if not game.live:
-            raise ProtocolError("game_over", f"game {game.game_id} is over ({game.result}, {game.reason})", msg.id)
+            raise ProtocolError("game_over", f"game {game.game_id} is over ({game.result}, {game.reason})", rid)
+        return game, seats
+
+    def _on_move(self, session: Session, msg: MoveMsg, now: float) -> None:
+        game, seats = self._own_live_game(session, msg.game_id, msg.id)
         turn = game.board.turn
         if turn not in seats:
             raise ProtocolError("not_your_turn", f"it is {turn.value}'s turn in game {game.game_id}; you play {seats[0].value}", msg.id)
@@ -885,12 +891,7 @@ class Arena:
             self._apply_move(game, cell, decision.trace, now)
 
     def _on_resign(self, session: Session, msg: Resign, now: float) -> None:
-        game = self._find_game(msg.game_id, msg.id)
-        seats = game.seats_of(session.name)
-        if not seats:
-            raise ProtocolError("not_a_player", f"you are not a player in game {game.game_id}", msg.id)
-        if not game.live:
-            raise ProtocolError("game_over", f"game {game.game_id} is over ({game.result}, {game.reason})", msg.id)
+        game, seats = self._own_live_game(session, msg.game_id, msg.id)
         loser = game.turn if len(seats) == 2 and game.turn is not None else seats[0]
         self._finish(game, loser.other.value, "resign", now, reply_to=session.name, rid=msg.id)
 

@@ -138,13 +138,7 @@ class GameRecords:
     def list(self, *, limit: int | None = 50, player: str | None = None, tag: str | None = None,
              status: str | None = None) -> list[dict[str, Any]]:
         """Newest first."""
-        where, args = [], []
-        if player:
-            where.append("(x = ? OR o = ?)")
-            args += [player, player]
-        if tag:
-            where.append("tag = ?")
-            args.append(tag)
+        where, args = _player_tag_filter(player, tag)
         if status:
             where.append("status = ?")
             args.append(status)
@@ -167,13 +161,8 @@ class GameRecords:
                   before: float | None = None) -> list[dict[str, Any]]:
         """Finished and aborted games, newest end first, as ``records`` lines (protocol
         ``list_records``): game_id, x, o, result, reason, ended_at, ply, tag."""
-        where, args = ["status != 'live'"], []
-        if player:
-            where.append("(x = ? OR o = ?)")
-            args += [player, player]
-        if tag:
-            where.append("tag = ?")
-            args.append(tag)
+        where, args = _player_tag_filter(player, tag)
+        where.insert(0, "status != 'live'")
         if before is not None:
             where.append("ended_at < ?")
             args.append(before)
@@ -195,6 +184,19 @@ class GameRecords:
 
 
 # --------------------------------------------------------------------------- CLI
+def _player_tag_filter(player: str | None, tag: str | None) -> tuple[list[str], list[Any]]:
+    """SQL conditions and their arguments for games played by ``player`` and tagged ``tag``."""
+    where: list[str] = []
+    args: list[Any] = []
+    if player:
+        where.append("(x = ? OR o = ?)")
+        args += [player, player]
+    if tag:
+        where.append("tag = ?")
+        args.append(tag)
+    return where, args
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", default="var/arena.sqlite3", help="records database written by 'autosteer-server serve'")
     sub = parser.add_subparsers(dest="games_command", metavar="ACTION", required=True)
