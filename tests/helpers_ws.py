@@ -144,6 +144,14 @@ class WsClient:
                 raise TimeoutError(f"the server did not close within {timeout} s") from None
 
 
+async def start_game(challenger: WsClient, opponent: WsClient, side: str = "X") -> str:
+    """``challenger`` challenges ``opponent`` (playing ``side``), who accepts; returns the game id."""
+    await challenger.request(type="challenge", opponent=opponent.welcome["name"], side=side)
+    offer = await opponent.wait_for("challenge")
+    await opponent.request(type="accept", challenge_id=offer["challenge_id"])
+    return offer["challenge_id"]
+
+
 async def play_moves(client: WsClient, game_id: str, cells: list[int]) -> dict[str, Any]:
     """Play ``cells`` for ``client`` in turn, waiting for each resulting state; returns the last frame."""
     last: dict[str, Any] = {}

@@ -12,7 +12,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from helpers_ws import WsClient
+from helpers_ws import WsClient, start_game
 from server.app import ServerConfig, serve_arena
 from server.protocol import ERROR_CODES
 
@@ -90,10 +90,7 @@ async def test_illegal_moves_in_a_live_game_do_not_corrupt_it() -> None:
     async with serve_arena(config()) as srv, WsClient.connect(srv.url, "ann") as ann, \
             WsClient.connect(srv.url, "bob") as bob, WsClient.connect(srv.url, "eve") as eve, \
             WsClient.connect(srv.url, "spy", role="spectator") as spy:
-        await ann.request(type="challenge", opponent="bob", side="X")
-        offer = await bob.wait_for("challenge")
-        await bob.request(type="accept", challenge_id=offer["challenge_id"])
-        gid = offer["challenge_id"]
+        gid = await start_game(ann, bob)
         await spy.request(type="spectate", game_id=gid)
         bad = [
             (bob, {"cell": 1}, "not_your_turn"),  # out of turn / for the other seat
@@ -194,10 +191,7 @@ async def test_wrongly_typed_cells_are_invalid_messages_and_play_nothing() -> No
     """``"cell": true`` once played cell 1, and ``"5"`` / ``5.0`` were accepted: the cell must be a JSON integer."""
     async with serve_arena(config()) as srv, WsClient.connect(srv.url, "ann") as ann, \
             WsClient.connect(srv.url, "bob") as bob:
-        await ann.request(type="challenge", opponent="bob", side="X")
-        offer = await bob.wait_for("challenge")
-        await bob.request(type="accept", challenge_id=offer["challenge_id"])
-        gid = offer["challenge_id"]
+        gid = await start_game(ann, bob)
         for cell in ("5", True, False, 5.0, 1.0, None, "1", [1], {"cell": 1}):
             for on_illegal in ("error", "forfeit"):  # not even a forfeit: the frame is malformed, not the move
                 reply = await ann.request(type="move", game_id=gid, cell=cell, on_illegal=on_illegal)
@@ -214,10 +208,7 @@ async def test_wrongly_typed_cells_are_invalid_messages_and_play_nothing() -> No
 async def test_nan_and_infinity_are_bad_json_and_never_relayed_or_stored(tmp_path: Any) -> None:
     async with serve_arena(config(db_path=str(tmp_path / "arena.sqlite3"))) as srv, \
             WsClient.connect(srv.url, "ann") as ann, WsClient.connect(srv.url, "bob") as bob:
-        await ann.request(type="challenge", opponent="bob", side="X")
-        offer = await bob.wait_for("challenge")
-        await bob.request(type="accept", challenge_id=offer["challenge_id"])
-        gid = offer["challenge_id"]
+        gid = await start_game(ann, bob)
         texts = [
             f'{{"type": "move", "game_id": "{gid}", "cell": 5, "trace": {{"p": NaN}}, "id": 1}}',
             f'{{"type": "move", "game_id": "{gid}", "cell": 5, "trace": {{"p": [Infinity]}}, "id": 2}}',

@@ -13,7 +13,7 @@ from websockets.asyncio.client import connect
 
 from server.app import ServerConfig, serve_arena
 from server.game import Board
-from helpers_ws import WsClient
+from helpers_ws import WsClient, start_game
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -113,10 +113,7 @@ async def test_player_vs_player(srv: Any) -> None:
 async def test_spectator_receives_every_state_and_trace(srv: Any) -> None:
     async with WsClient.connect(srv.url, "ann") as ann, WsClient.connect(srv.url, "bob") as bob, \
             WsClient.connect(srv.url, "spy", role="spectator") as spy:
-        await ann.request(type="challenge", opponent="bob", side="X")
-        offer = await bob.wait_for("challenge")
-        await bob.request(type="accept", challenge_id=offer["challenge_id"])
-        gid = offer["challenge_id"]
+        gid = await start_game(ann, bob)
         games = await spy.request(type="list_games")
         assert [g["game_id"] for g in games["games"]] == [gid]
         start = await spy.request(type="spectate", game_id=gid)
@@ -201,10 +198,7 @@ async def test_reconnect_within_grace_resumes_the_game() -> None:
         async with WsClient.connect(srv.url, "bob") as bob:
             async with WsClient.connect(srv.url, "ann") as ann:
                 token = ann.token
-                await ann.request(type="challenge", opponent="bob", side="X")
-                offer = await bob.wait_for("challenge")
-                await bob.request(type="accept", challenge_id=offer["challenge_id"])
-                gid = offer["challenge_id"]
+                gid = await start_game(ann, bob)
                 await ann.wait_for("game_start")
             info = await bob.wait_for("info")
             assert "disconnected" in info["message"]
