@@ -23,19 +23,23 @@ if TYPE_CHECKING:
 SIDES = ("X", "O", "random")
 
 
-class ConnectionBar(Static):
+class OfArenaApp:
+    """Typed access to the running :class:`ArenaApp` for its screens and widgets."""
+
+    @property
+    def arena(self) -> "ArenaApp":
+        return self.app  # type: ignore[attr-defined,return-value]
+
+
+class ConnectionBar(OfArenaApp, Static):
     """One line: connected / reconnecting / disconnected."""
 
     def on_mount(self) -> None:
-        self.app_ref.update_connection_bars()
-
-    @property
-    def app_ref(self) -> "ArenaApp":
-        return self.app  # type: ignore[return-value]
+        self.arena.update_connection_bars()
 
 
 # --------------------------------------------------------------------------- lobby
-class LobbyScreen(Screen):
+class LobbyScreen(OfArenaApp, Screen):
     """Bots online and games: Enter on a bot challenges it, Enter on a game watches or replays it."""
 
     BINDINGS = [
@@ -49,10 +53,6 @@ class LobbyScreen(Screen):
     def __init__(self) -> None:
         super().__init__(id="lobby")
         self.side = "X"
-
-    @property
-    def arena(self) -> "ArenaApp":
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
@@ -178,7 +178,7 @@ def describe_result(result: str, reason: str) -> str:
     return "aborted"
 
 
-class RecordsScreen(Screen):
+class RecordsScreen(OfArenaApp, Screen):
     """Finished games from the server's records, newest first: Enter replays one move by move."""
 
     BINDINGS = [
@@ -191,10 +191,6 @@ class RecordsScreen(Screen):
     def __init__(self) -> None:
         super().__init__(id="records-screen")
         self.only_mine = False
-
-    @property
-    def arena(self) -> "ArenaApp":
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
@@ -309,7 +305,7 @@ class ChallengePrompt(ModalScreen[bool]):
 
 
 # --------------------------------------------------------------------------- game
-class GameScreen(Screen):
+class GameScreen(OfArenaApp, Screen):
     """A game: board, status, move list and the feature panel. Live, watched or replayed.
 
     ``view_ply`` is the number of moves on show; ``None`` follows the game as it goes.
@@ -332,10 +328,6 @@ class GameScreen(Screen):
         self.game_id = game_id
         self.view_ply: int | None = None
         self._leave_armed = False
-
-    @property
-    def arena(self) -> "ArenaApp":
-        return self.app  # type: ignore[return-value]
 
     @property
     def view(self) -> GameView:
