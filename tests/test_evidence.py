@@ -148,7 +148,7 @@ def test_epsilon_house_bot_and_exact_opponents():
 
 
 # --------------------------------------------------------------------------- the command: both hashes
-def test_evaluate_json_carries_hashes_before_and_after(lm, sae, tmp_path, monkeypatch):
+def test_evaluate_json_carries_hashes_before_and_after(lm, sae, tmp_path, monkeypatch, capsys):
     import bots.llm.model as model_mod
     from training.cli import main
 
@@ -173,6 +173,13 @@ def test_evaluate_json_carries_hashes_before_and_after(lm, sae, tmp_path, monkey
         assert arm["exact"] is not None and arm["min_digit_mass"] is not None
     # the server has no ε-greedy house bot: said clearly, before any game
     assert main(["evaluate", "--games", "1", "--opponent", "eps0.1"]) == 2
+    # the report regenerates tables from the JSON: every minimax row names mode, distinct counts, exact value
+    capsys.readouterr()
+    assert main(["report", "--evaluate", str(out)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| policy ")]
+    assert len(rows) == 1 and "| X | masked | 6 |" in rows[0]
+    arm = next(a for a in data["arms"] if a["opponent"] == "minimax")
+    assert f"{arm['distinct_games']} / {arm['distinct_boards']}" in rows[0] and f"{100 * arm['exact']['draw']:.1f} %" in rows[0]
 
 
 # --------------------------------------------------------------------------- held-out checks

@@ -25,7 +25,7 @@ def llm_boards(cells: Sequence[int], llm_seat: Seat) -> list[str]:
     last one when the game ended there (a forfeit by an illegal move is not in the record).
 
     >>> llm_boards([5, 1, 9], Seat.O)
-    ['....X....', 'X...X....']
+    ['....X....', 'O...X...X']
     >>> len(llm_boards([1, 4, 2, 5, 3], Seat.X))  # X wins on its third move
     3
     """
@@ -45,7 +45,7 @@ def distinct_counts(records: Iterable[Sequence[int]], llm_seat: Seat) -> tuple[i
     (each the cells in play order).
 
     >>> distinct_counts([[5, 1, 9], [5, 1, 9], [1, 5, 9]], Seat.O)
-    (2, 3)
+    (2, 4)
     """
     games: set[tuple[int, ...]] = set()
     boards: set[str] = set()

@@ -380,7 +380,13 @@ def _write_card_md(card: dict[str, Any], path: Path) -> None:
         f"- Model / SAE: {card['model']} / `{card['sae']}` at `{card['hook_name']}`",
         f"- Objective: {card['objective']}", f"- Data: {card['data']}",
         f"- Seed: {card['config']['seed']}; {card['config']['iterations']} iterations × {card['config']['population']} vectors; "
-        f"time {card['seconds']} s; {card['date']}", f"- Policy digest: `{card['policy_digest']}`", "",
+        f"time {card['seconds']} s; {card['date']}", f"- Policy digest: `{card['policy_digest']}`",
+        f"- Mode: **{card['config']['mode']}** move reading, `grid` phrasing — every figure below is for that mode "
+        "and phrasing only",
+        "- **In-sample**: the figures below are the search's own objective (exact draw probability against "
+        "minimax), maximised over the candidates; they are not evidence that the features matter. "
+        "Equal-effort controls: `autosteer-train controls`; held-out phrasings, opponents and positions: "
+        "`autosteer-train heldout` (docs/EVALUATION.md).", "",
         "| | draw as X | draw as O | illegal as X | illegal as O |", "|---|---|---|---|---|",
         f"| zero steering | {100 * base['x']['draw']:.1f} % | {100 * base['o']['draw']:.1f} % | "
         f"{100 * base['x']['illegal']:.1f} % | {100 * base['o']['illegal']:.1f} % |",
