@@ -283,3 +283,14 @@ def test_controls_command_writes_json_with_hashes(lm, tmp_path, monkeypatch):
     assert data["meta"]["weights_unchanged"] is True and data["meta"]["weights_before"]["model"]
     assert [r["basis"] for r in data["rows"]][1:] == ["random SAE features", "shuffled labels"]
     assert main(["controls", "--policy", str(policy_file), "--bases", "nope"]) == 2
+
+
+def test_bot_description_carries_the_run_card_summary(lm, sae, tmp_path):
+    from bots.llm.policy import load_policy
+
+    path = tmp_path / "policy.json"
+    _policy(sae).save(path)
+    policy = load_policy(path)
+    assert LLMBot(lm, sae=sae, policy=policy).description.endswith(f"policy {policy.digest}")  # no card: no claim
+    (tmp_path / "policy.card.json").write_text(json.dumps({"summary": "in-sample, masked reading only"}))
+    assert LLMBot(lm, sae=sae, policy=policy).description.endswith(f"policy {policy.digest}: in-sample, masked reading only")

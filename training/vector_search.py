@@ -341,6 +341,8 @@ def run(args: argparse.Namespace) -> int:
     labels = {i: sae.label(i) or "" for i in features}
     card = {
         "what": "fixed steering vector found by the cross-entropy method (not RL)",
+        "summary": f"one vector on every board, searched in-sample against minimax for {cfg.mode} reading; "
+                   "not yet checked with equal-effort controls or held out (docs/EVALUATION.md)",
         "command": "autosteer-train search-vector " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "autosteer-train search-vector",
         "model": lm.name, "sae": _relative(sae.source), "hook_name": sae.hook_name, "config": asdict(cfg),
         "objective": "mean exact draw probability vs minimax (uniform over optimal moves) as X and O "

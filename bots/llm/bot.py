@@ -125,9 +125,8 @@ class LLMBot(Bot):
 
     @property  # type: ignore[override]
     def description(self) -> str:
-        steering = (f"steered by {self.policy.kind} policy {self.policy.digest}" + (
-            " (one vector on every board, fitted in-sample to minimax for masked reading; not a learned player)"
-            if self.policy.kind == "fixed" else "")) if self.policy else "unsteered"
+        steering = (f"steered by {self.policy.kind} policy {self.policy.digest}" + _card_summary(self.policy)
+                    if self.policy else "unsteered")
         return f"{self.lm.name}, {self.mode} move reading, {steering}"
 
     def set_mode(self, mode: str) -> None:
@@ -268,6 +267,21 @@ class LLMBot(Bot):
     def close(self) -> None:
         self.reader.clear()
         self._top_cache.clear()
+
+
+def _card_summary(policy: "SteeringPolicy") -> str:
+    """``": <summary>"`` from the policy's run card (``<policy>.card.json``, key ``summary``:
+    one line saying what the policy is and how far its results go), or ``""``."""
+    import json
+    from pathlib import Path
+
+    source = getattr(policy, "source", "")
+    card = Path(source).with_suffix(".card.json") if source else None
+    try:
+        summary = json.loads(card.read_text()).get("summary") if card is not None and card.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return f": {summary}" if isinstance(summary, str) and summary else ""
 
 
 def _best_cell(board: Board, logits: list[float], mode: str) -> int:
