@@ -181,7 +181,7 @@ def exact_with_budget(bot: Any, seats: Sequence[str] = ("X", "O"), modes: Sequen
                       opponent: str = "minimax") -> dict[str, Any]:
     """Exact probabilities per mode and seat, with the steering budget over the boards met
     (each distinct board once: the tree walk reads every board once)."""
-    from training.evaluate import ArmResult, _Strength, exact_probabilities
+    from training.evaluate import ArmResult, BudgetTally, exact_probabilities
     from training.heldout import BUDGET_KEYS
 
     out: dict[str, Any] = {}
@@ -189,7 +189,7 @@ def exact_with_budget(bot: Any, seats: Sequence[str] = ("X", "O"), modes: Sequen
         bot.set_mode(mode)
         out[mode] = {}
         for seat in seats:
-            strength = _Strength()
+            strength = BudgetTally()
             play = bot.play
 
             def recording(boards: Any, coefficients: Any = None) -> Any:
