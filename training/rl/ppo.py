@@ -89,6 +89,7 @@ class TrainConfig:
     target: float = 1.0  # stop when the exact draw rate reaches this as X and as O
     via: str = "server"
     warm: bool = True
+    prompt_store: bool = True  # keep/load the warm-up's prompt cache on disk (~/.cache/autosteer-arena/prompts)
 
 
 # --------------------------------------------------------------------------- features
@@ -253,12 +254,17 @@ def train_ppo(cfg: TrainConfig, lm: Any, sae: Any, *, out_dir: Path | None = Non
     actuator = build_actuator(lm, sae, cfg, features)
     log(f"[ppo] steering {len(features)} features of {sae.hook_name} ({cfg.pick if not cfg.features else 'given'}): "
         f"{features}; obs {cfg.obs}, action {cfg.action}, {cfg.mode} reading")
+    warm: dict[str, Any] = {}
     if cfg.warm:
+        from training.rl.actuator import prompt_store_path
+
         boards = llm_boards(Seat.X) + llm_boards(Seat.O)
+        store = prompt_store_path(lm, actuator.bot.reader, hashes_before["model"]) if cfg.prompt_store else None
         t = time.perf_counter()
         _with_bar(progress, len(boards), "warm-up: prompts of every LLM board",
-                  lambda step: actuator.warm(boards, progress=step))
+                  lambda step: warm.update(actuator.warm(boards, progress=step, store=store)))
         timer.add("warm-up (prompt cache of every LLM board)", time.perf_counter() - t)
+        log(f"[ppo] warm-up: {warm['computed']} prompts run, {warm['from_store']} loaded from {store} in {warm['seconds']} s")
     env_cfg = EnvConfig(seat=cfg.seat, p_o=cfg.p_o, mode=cfg.mode, push_cost=cfg.push_cost, seed=cfg.seed)
     server = None
     if cfg.via == "server":
@@ -385,7 +391,7 @@ def train_ppo(cfg: TrainConfig, lm: Any, sae: Any, *, out_dir: Path | None = Non
         "wall_seconds": round(timer.wall, 1), "cpu_seconds": round(timer.cpu, 1),
         "time": {k: round(v, 1) for k, v in timer.sections.items()},
         "env_seconds": {k: round(v, 1) for k, v in env.seconds.items()},
-        "actuator": actuator.stats(), "transport": {"via": cfg.via, "frames": getattr(transport, "frames", 0)},
+        "warm_up": warm, "actuator": actuator.stats(), "transport": {"via": cfg.via, "frames": getattr(transport, "frames", 0)},
         "weights_before": hashes_before, "weights_after": hashes_after,
         "weights_unchanged": hashes_before == hashes_after,
     }
@@ -505,6 +511,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g("--server", default=None, help="URL of a running arena server (default: start one in-process on a free port)")
     g("--seed", type=int, default=d.seed, help="seed of PPO, the seats and the minimax games")
     g("--no-warm", action="store_true", help="do not run every LLM board's prompt before training")
+    g("--no-prompt-store", action="store_true", help="do not load/save the warm-up's prompt cache on disk "
+                                                     "(~/.cache/autosteer-arena/prompts; a pure function of weights and prompts)")
     g("--server-games", type=int, default=0, help="after training, also play this many games per seat vs minimax "
                                                    "and vs random through a server with the best policy")
     g("--threads", type=int, default=1, help="torch CPU threads")
@@ -526,7 +534,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                        ent_coef=args.ent_coef, clip_range=args.clip_range,
                        net_arch=[int(x) for x in args.net_arch.split(",") if x.strip()], none_bias=args.none_bias,
                        total_steps=args.total_steps, budget_seconds=args.budget_seconds, eval_every=args.eval_every,
-                       target=args.target, via=args.via, warm=not args.no_warm)
+                       target=args.target, via=args.via, warm=not args.no_warm,
+                       prompt_store=not args.no_prompt_store)
 
 
 def run(args: argparse.Namespace) -> int:
