@@ -251,3 +251,18 @@ def test_policy_report_tables_and_heatmap(trained, stack, tmp_path) -> None:
     write_markdown(rep, tmp_path / "P.md", policy, "p.json", "h.png", "cmd", None)
     text = (tmp_path / "P.md").read_text()
     assert "Steering budget per move" in text and (tmp_path / "h.png").stat().st_size > 1000
+
+
+def test_digit_mass_full_forward_steers_like_the_cached_path(stack) -> None:
+    import torch
+
+    from training.rl.ppo import build_actuator, llm_boards
+    from training.rl.report import digit_mass
+
+    lm, sae = stack
+    act = build_actuator(lm, sae, small_config(), FEATURES)
+    boards = llm_boards(Seat.X)[:6]
+    added = act.bot.steering.vectors(torch.full((len(boards), len(FEATURES)), 2.0))
+    mass = digit_mass(lm, sae.hook_name, act.bot.reader, boards, added, batch=4)
+    base = digit_mass(lm, sae.hook_name, act.bot.reader, boards, torch.zeros_like(added), batch=4)
+    assert mass.shape == (6,) and np.all((mass > 0) & (mass < 1)) and not np.allclose(mass, base)

@@ -101,6 +101,32 @@ def build_report(policy: Any, actuator: Any, labels: dict[int, str]) -> dict[str
             "illegal": int(sum(not m.legal for _, _, m in rows))}
 
 
+def digit_mass(lm: Any, hook_name: str, reader: Any, boards: list[Board], added: Any, batch: int = 16,
+               progress: Any = None) -> np.ndarray:
+    """The digits' share of the FULL next-token distribution at the answer position with
+    ``added[b]`` added at ``hook_name`` (last position, as the bot steers): one full forward
+    per board through the TransformerLens model, batched and right-padded."""
+    import torch
+
+    from bots.llm.steering import steering_hooks
+
+    out = []
+    for i in range(0, len(boards), batch):
+        chunk = boards[i:i + batch]
+        ids = [reader.prompt_ids(b) for b in chunk]
+        lengths = torch.tensor([len(x) for x in ids])
+        tokens = torch.zeros(len(ids), int(lengths.max()), dtype=torch.long)
+        for j, x in enumerate(ids):
+            tokens[j, : len(x)] = torch.as_tensor(x)
+        with torch.no_grad(), steering_hooks(lm.model, hook_name, added[i:i + batch], lengths, "last"):
+            logits = lm.model(tokens)
+        probs = torch.softmax(logits[torch.arange(len(ids)), lengths - 1].float(), dim=-1)
+        out.append(probs[:, lm.cell_token_ids].sum(-1).numpy())
+        if progress is not None:
+            progress(len(chunk))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
 def plot_heatmap(rep: dict[str, Any], path: Path, title: str) -> None:
     import matplotlib
 
@@ -140,7 +166,13 @@ def write_markdown(rep: dict[str, Any], path: Path, policy: Any, source: str, he
               f"{100 * rep['changed_share']:.1f} %",
               f"- Features steered per move: " + ", ".join(f"{k}: {v} boards" for k, v in rep["features_per_move"].items()),
               f"- Push ‖added‖/‖residual‖ per move: mean {rep['push_mean']:.3f}, 90th percentile {rep['push_p90']:.3f}, "
-              f"max {rep['push_max']:.3f} (unweighted over boards)", "",
+              f"max {rep['push_max']:.3f} (unweighted over boards)"]
+    if rep.get("digit_mass"):
+        d = rep["digit_mass"]
+        lines.append(f"- Digits' share of the full next-token distribution (full forward, {d['boards']} boards): "
+                     f"steered mean {d['steered_mean']:.3f} (min {d['steered_min']:.3f}); unsteered mean "
+                     f"{d['unsteered_mean']:.3f} (min {d['unsteered_min']:.3f})")
+    lines += ["",
               "## Which features it pushes, where", "",
               f"![mean coefficient per feature and situation]({heatmap})", "",
               "Mean coefficient per situation (0 where it never steers that feature there); "
@@ -168,6 +200,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "POLICY.md", help="Markdown report")
     parser.add_argument("--heatmap", type=Path, default=ROOT / "docs" / "policy_heatmap.png", help="heatmap PNG")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--no-digit-mass", dest="digit_mass", action="store_false",
+                        help="skip the full forwards that measure the digits' share of the next-token distribution")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -207,6 +241,15 @@ def run(args: argparse.Namespace) -> int:
         actuator.warm(llm_boards(Seat.X) + llm_boards(Seat.O), store=store)
     labels = {f: sae.label(f) or "" for f in policy.features}
     rep = build_report(policy, actuator, labels)
+    if args.digit_mass:
+        rows = policy_tree(policy, actuator, Seat.X) + policy_tree(policy, actuator, Seat.O)
+        boards = [b for b, _, _ in rows]
+        added = actuator.bot.steering.vectors(torch.tensor(np.stack([r for _, r, _ in rows])))
+        mass = digit_mass(lm, sae.hook_name, actuator.bot.reader, boards, added)
+        base = digit_mass(lm, sae.hook_name, actuator.bot.reader, boards, torch.zeros_like(added))
+        rep["digit_mass"] = {"steered_mean": float(mass.mean()), "steered_min": float(mass.min()),
+                             "unsteered_mean": float(base.mean()), "unsteered_min": float(base.min()),
+                             "boards": len(boards)}
     plot_heatmap(rep, args.heatmap, f"policy {policy.digest}: mean coefficient per situation")
     card_path = Path(args.policy).with_name(Path(args.policy).stem + ".card.json")
     card = json.loads(card_path.read_text()) if card_path.is_file() else None
