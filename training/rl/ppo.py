@@ -72,6 +72,7 @@ class TrainConfig:
     p_o: float = 0.6  # share of games as O when seat is both (O is the harder seat)
     mode: str = "strict"
     push_cost: float = 0.05
+    shaping: str = "value"  # value (potential-based, the solved game's value) | none (result only)
     n_envs: int = 64
     n_steps: int = 32
     batch_size: int = 512
@@ -265,7 +266,8 @@ def train_ppo(cfg: TrainConfig, lm: Any, sae: Any, *, out_dir: Path | None = Non
                   lambda step: warm.update(actuator.warm(boards, progress=step, store=store)))
         timer.add("warm-up (prompt cache of every LLM board)", time.perf_counter() - t)
         log(f"[ppo] warm-up: {warm['computed']} prompts run, {warm['from_store']} loaded from {store} in {warm['seconds']} s")
-    env_cfg = EnvConfig(seat=cfg.seat, p_o=cfg.p_o, mode=cfg.mode, push_cost=cfg.push_cost, seed=cfg.seed)
+    env_cfg = EnvConfig(seat=cfg.seat, p_o=cfg.p_o, mode=cfg.mode, push_cost=cfg.push_cost, shaping=cfg.shaping,
+                        seed=cfg.seed)
     server = None
     if cfg.via == "server":
         if server_url is None:
@@ -335,11 +337,9 @@ def train_ppo(cfg: TrainConfig, lm: Any, sae: Any, *, out_dir: Path | None = Non
                 from tqdm import tqdm
 
                 self.bar = tqdm(total=cfg.total_steps, initial=model.num_timesteps, desc="PPO steps", unit="step",
-                                file=sys.stderr, dynamic_ncols=True)
+                                file=sys.stderr, dynamic_ncols=True, mininterval=5.0)
 
         def _on_step(self) -> bool:
-            if self.bar is not None:
-                self.bar.update(self.training_env.num_envs)
             return timer.wall < cfg.budget_seconds and not state["stop"]
 
         def _on_rollout_start(self) -> None:
@@ -355,6 +355,7 @@ def train_ppo(cfg: TrainConfig, lm: Any, sae: Any, *, out_dir: Path | None = Non
                                    "mean_push": round(lg.push / max(1, lg.moves), 4),
                                    "llm_boards": actuator.llm_boards})
             if self.bar is not None:
+                self.bar.update(model.num_timesteps - self.bar.n)
                 self.bar.set_postfix(draw_x=f"{lg.recent_draw_rate('X'):.2f}", draw_o=f"{lg.recent_draw_rate('O'):.2f}")
             if out_dir is not None:
                 _write_csv(out_dir / "train.csv", state["train"])
@@ -492,6 +493,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g("--p-o", type=float, default=d.p_o, help="share of training games as O when --seat both")
     g("--mode", choices=("strict", "masked"), default=d.mode, help="move reading (strict is the headline)")
     g("--push-cost", type=float, default=d.push_cost, help="reward cost per move per unit of ||added||/||residual||")
+    g("--shaping", choices=("value", "none"), default=d.shaping,
+      help="value: potential-based shaping with the solved game's value (same total per game: the result); none: result only")
     g("--n-envs", type=int, default=d.n_envs, help="games played at once (one batched LLM call per step)")
     g("--n-steps", type=int, default=d.n_steps, help="PPO rollout length per game slot")
     g("--batch-size", type=int, default=d.batch_size, help="PPO minibatch size")
@@ -529,7 +532,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(seed=args.seed, features=[int(x) for x in args.features.split(",") if x.strip()], pick=args.pick,
                        n_features=args.n_features, obs=args.obs, action=args.action, strengths=floats(args.strengths),
                        slots=args.slots, bound=args.bound, seat=args.seat, p_o=args.p_o, mode=args.mode,
-                       push_cost=args.push_cost, n_envs=args.n_envs, n_steps=args.n_steps, batch_size=args.batch_size,
+                       push_cost=args.push_cost, shaping=args.shaping, n_envs=args.n_envs, n_steps=args.n_steps, batch_size=args.batch_size,
                        n_epochs=args.n_epochs, learning_rate=args.lr, gamma=args.gamma, gae_lambda=args.gae_lambda,
                        ent_coef=args.ent_coef, clip_range=args.clip_range,
                        net_arch=[int(x) for x in args.net_arch.split(",") if x.strip()], none_bias=args.none_bias,
@@ -616,7 +619,8 @@ def write_card_md(card: dict[str, Any], path: Path) -> None:
         f"- Model / SAE: {card['model']} / `{card['sae']}` at `{card['hook_name']}`",
         f"- Observation `{cfg['obs']}`, action `{cfg['action']}` (strengths {cfg['strengths']}, slots {cfg['slots']}), "
         f"`{cfg['mode']}` reading, played via `{cfg['via']}`; seed {cfg['seed']}",
-        f"- Reward: win +1, draw 0, loss -1 (illegal = loss), minus {cfg['push_cost']} × ‖added‖/‖residual‖ per move",
+        f"- Reward: win +1, draw 0, loss -1 (illegal = loss), minus {cfg['push_cost']} × ‖added‖/‖residual‖ per move; "
+        f"shaping `{cfg['shaping']}` (value: paid move by move as Φ(s')−Φ(s) with Φ the solved game's value, same total)",
         f"- PPO: n_envs {cfg['n_envs']}, n_steps {cfg['n_steps']}, batch {cfg['batch_size']}, epochs {cfg['n_epochs']}, "
         f"lr {cfg['learning_rate']}, gamma {cfg['gamma']}, GAE λ {cfg['gae_lambda']}, entropy {cfg['ent_coef']}, "
         f"clip {cfg['clip_range']}, net {cfg['net_arch']}, none bias {cfg['none_bias']}",
