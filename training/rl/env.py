@@ -71,7 +71,7 @@ class EnvConfig:
     seat: str = "both"  # X, O or both (each game's seat drawn, O with probability p_o)
     p_o: float = 0.5
     mode: str = "strict"  # move reading; masked is a named variant
-    push_cost: float = 0.05  # reward cost per move per unit of ||added||/||residual||
+    push_cost: float = 0.01  # reward cost per move per unit of ||added||/||residual||
     shaping: str = "value"  # value: potential-based shaping with the solved game's value; none: result only
     seed: int = 0
 
