@@ -93,9 +93,9 @@ class MqttEvents:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._status_task
         if self.server is not None:  # a clean stop says offline itself (the will is for crashes)
-            self.link.publish(self.topic("servers", self.server_id, "status"),
-                              {"type": "server_status", "server_id": self.server_id, "status": "offline",
-                               "url": self.server.url, "at": time.time()}, retain=True)
+            self.link.set_status(self.topic("servers", self.server_id, "status"),
+                                 {"type": "server_status", "server_id": self.server_id, "status": "offline",
+                                  "url": self.server.url, "at": time.time()})
         await self.link.stop()
 
     def status(self) -> dict[str, Any]:
@@ -159,8 +159,7 @@ class MqttEvents:
             key = json.dumps({k: status[k] for k in ("bots", "games")}, sort_keys=True)
             if key != self._last_status or time.monotonic() - sent_at >= STATUS_EVERY:
                 self._last_status, sent_at = key, time.monotonic()
-                self.link.online = (topic, status)  # what a reconnect announces first
-                self.link.publish(topic, status, retain=True)
+                self.link.set_status(topic, status)
             await asyncio.sleep(0.1)  # a burst of game starts and ends makes one status, not hundreds
 
     def poke(self) -> None:

@@ -7,8 +7,9 @@ message is dropped and counted. One task drains the queue in order: a message le
 queue only once the broker has it (QoS 1: its PUBACK), so nothing is lost when the
 connection breaks mid-publish; the task then reconnects with exponential backoff (0.1 s
 doubling to ``max_backoff``) and goes on where it stopped. Subscriptions are renewed on
-every connection, and the retained ``online`` message (the server's status) is sent again
-first; the broker publishes the ``will`` when the connection drops without a goodbye.
+every connection. The server's status is not queued: it is one retained latest value
+(:meth:`set_status`), sent before anything queued whenever it changed and on every
+connection; the broker publishes the ``will`` when the connection drops without a goodbye.
 
 ``mqtt://host[:port][/prefix]`` URLs name a broker; the prefix (default ``autosteer/v1``)
 starts every topic.
@@ -54,7 +55,7 @@ def parse_mqtt_url(url: str) -> tuple[str, int, str]:
     except ValueError:
         raise MqttUrlError(f"{url!r} has a bad port; write mqtt://host:1883") from None
     prefix = parts.path.strip("/") or DEFAULT_PREFIX
-    if any(c in prefix for c in "+#\0"):
+    if parts.query or "#" in url or any(c in prefix for c in "+\0"):
         raise MqttUrlError(f"the topic prefix {prefix!r} may not contain +, # or NUL")
     return parts.hostname, port, prefix
 
@@ -97,6 +98,7 @@ class MqttLink:
         self.dropped = 0
         self.connects = 0
         self.last_error: str | None = None
+        self._status_dirty = online is not None
         self._ready = asyncio.Event()
         self._client: Any = None
         self._task: asyncio.Task[None] | None = None
@@ -114,6 +116,12 @@ class MqttLink:
         self.queue.append(Outgoing(topic, data, qos, retain))
         self._ready.set()
         return True
+
+    def set_status(self, topic: str, payload: dict[str, Any]) -> None:
+        """The retained status, replaced (never queued, never dropped): only the latest counts."""
+        self.online = (topic, payload)
+        self._status_dirty = True
+        self._ready.set()
 
     def subscribe(self, topic: str) -> None:
         if topic in self.subscriptions:
@@ -143,7 +151,7 @@ class MqttLink:
         """Send what is queued (for up to ``flush_timeout`` s while connected), then say
         goodbye (no will) and stop."""
         end = time.monotonic() + flush_timeout
-        while self.queue and self.connected and time.monotonic() < end:
+        while (self.queue or self._status_dirty) and self.connected and time.monotonic() < end:
             await asyncio.sleep(0.01)
         self._closing = True
         if self._task is not None:
@@ -173,8 +181,7 @@ class MqttLink:
                     self.connects += 1
                     backoff = 0.1
                     log.info("connected to the MQTT broker %s:%s", self.host, self.port)
-                    if self.online is not None:
-                        await client.publish(self.online[0], json.dumps(self.online[1]).encode(), qos=1, retain=True)
+                    self._status_dirty = self.online is not None
                     for topic in sorted(self.subscriptions):
                         await client.subscribe(topic, qos=1)
                     await self._pump(client)
@@ -197,7 +204,7 @@ class MqttLink:
         reader = asyncio.get_running_loop().create_task(self._read(client))
         try:
             while True:
-                while not self.queue:
+                while not self.queue and not self._status_dirty:
                     self._ready.clear()
                     waiter = asyncio.ensure_future(self._ready.wait())
                     done, _ = await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
@@ -205,7 +212,13 @@ class MqttLink:
                         waiter.cancel()
                         reader.result()  # raises the disconnect
                         return
-                item = self.queue[0]
+                status = self._status_dirty and self.online is not None
+                if status:
+                    assert self.online is not None
+                    self._status_dirty = False
+                    item = Outgoing(self.online[0], json.dumps(self.online[1], allow_nan=False).encode(), 1, True)
+                else:
+                    item = self.queue[0]
                 send = asyncio.ensure_future(client.publish(item.topic, item.payload, qos=item.qos,
                                                             retain=item.retain, timeout=math.inf))
                 done, _ = await asyncio.wait({send, reader}, return_when=asyncio.FIRST_COMPLETED)
@@ -213,11 +226,17 @@ class MqttLink:
                     send.cancel()
                     with contextlib.suppress(BaseException):
                         await send
+                    self._status_dirty = self._status_dirty or status
                     reader.result()
                     return
-                send.result()  # raises when the connection broke: the item stays queued
-                self.queue.popleft()
-                self.published += 1
+                try:
+                    send.result()  # raises when the connection broke: the item stays queued
+                except BaseException:
+                    self._status_dirty = self._status_dirty or status
+                    raise
+                if not status:
+                    self.queue.popleft()
+                    self.published += 1
         finally:
             reader.cancel()
             with contextlib.suppress(BaseException):
