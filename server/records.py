@@ -161,9 +161,10 @@ class GameRecords:
                 out[f"{c}_json"] = text
         return out
 
-    def get(self, game_id: str) -> dict[str, Any] | None:
+    def get(self, game_id: str, *, raw: bool = False) -> dict[str, Any] | None:
+        """One game, or None. ``raw`` leaves the JSON columns as their stored text."""
         row = self.execute("SELECT * FROM games WHERE game_id = ?", (game_id,)).fetchone()
-        return None if row is None else self._row(row)
+        return None if row is None else dict(row) if raw else self._row(row)
 
     def list(self, *, limit: int | None = 50, player: str | None = None, tag: str | None = None,
              status: str | None = None) -> list[dict[str, Any]]:
@@ -431,7 +432,13 @@ def _cmd_show(records: GameRecords, args: argparse.Namespace) -> int:
     rec = records.get(matches[0])
     assert rec is not None
     if args.json:
-        print(_json_text(rec, indent=2))
+        try:
+            print(_json_text(rec, indent=2))
+        except RecursionError:  # too deep to indent: compact, or the stored text (see _game_json)
+            text, _, warning = _game_json(records.get(rec["game_id"], raw=True) or {})
+            if warning:
+                print(warning, file=sys.stderr)
+            print(text)
         return 0
     seed = f"  seed {rec['seed']}" if rec.get("seed") is not None else ""
     print(f"game {rec['game_id']}: {rec['x']} (X, {rec['x_kind']}) vs {rec['o']} (O, {rec['o_kind']})"
@@ -463,8 +470,11 @@ def _game_json(row: dict[str, Any]) -> tuple[str, int, str | None]:
         for c in _JSON_COLUMNS:
             text = row.get(c)
             game[c] = json.loads(text) if text else ([] if c == "moves" else None)
-        clean, replaced = replace_non_finite(game)
-        return json.dumps(clean, allow_nan=False, separators=(",", ":")), replaced, None
+        try:
+            return json.dumps(game, allow_nan=False, separators=(",", ":")), 0, None
+        except ValueError:  # NaN/Infinity, from an older server: written as null
+            clean, replaced = replace_non_finite(game)
+            return json.dumps(clean, allow_nan=False, separators=(",", ":")), replaced, None
     except (ValueError, RecursionError) as exc:
         kept = {k: v for k, v in row.items() if k not in _JSON_COLUMNS}
         for c in _JSON_COLUMNS:

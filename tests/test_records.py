@@ -342,3 +342,87 @@ def test_server_module_doctests() -> None:
     for module in (server.protocol, server.records, server.app):
         result = doctest.testmod(module)
         assert result.failed == 0, module.__name__
+
+
+# --------------------------------------------------------------------------- export of any stored row
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_export_survives_any_stored_row_and_stays_compact(db_target: str, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    rec = GameRecords(db_target)
+    rec.save(record("plain", started_at=1.0))
+    deep = record("deep600", started_at=2.0)
+    deep["moves"][0]["trace"] = {"nest": _nested(600), "pad": "x" * 5000}  # ~7 KB stored, as in issue 14
+    rec.save(deep)
+    rec.save(record("deeper", started_at=3.0))
+    # an older server stored a trace nested far deeper than any JSON reader goes
+    raw = '[{"ply":1,"seat":"X","cell":5,"at":1.0,"trace":' + "[" * 50_000 + "]" * 50_000 + "}]"
+    rec.execute("UPDATE games SET moves = ? WHERE game_id = 'deeper'", (raw,))
+    rec.save(record("after", started_at=4.0))
+    stored = len(json.dumps(deep["moves"], separators=(",", ":")))
+    assert [r["game_id"] for r in rec.list()] == ["after", "deeper", "deep600", "plain"]  # listing survives
+    assert rec.get("deeper")["moves"] == [] and rec.get("deeper")["moves_json"] == raw
+    rec.close()
+
+    out = tmp_path / "all.json"
+    assert server_main(["games", "--db", str(db_target), "export", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    doc = json.loads(out.read_text())
+    assert doc["count"] == 4 and [g["game_id"] for g in doc["games"]] == ["plain", "deep600", "deeper", "after"]
+    by_id = {g["game_id"]: g for g in doc["games"]}
+    assert by_id["deep600"]["moves"] == deep["moves"]  # 600 deep goes out whole
+    assert by_id["deeper"]["moves"] == [] and by_id["deeper"]["moves_json"] == raw  # kept, as its stored text
+    assert "game deeper: moves nested too deep" in err and "Traceback" not in err
+    assert by_id["after"]["moves"] == record("after")["moves"]
+    # bounded: the export is about the size of what is stored, not inflated by indentation
+    deep_line = next(line for line in out.read_text().splitlines() if '"deep600"' in line)
+    assert len(deep_line) < stored + 1000, (len(deep_line), stored)
+
+
+def test_kill_9_keeps_the_moves_played(tmp_path: Path) -> None:
+    db = tmp_path / "arena.sqlite3"
+    exe = Path(sys.executable).parent / "autosteer-server"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "server.cli"]
+    proc = subprocess.Popen(cmd + ["serve", "--host", "127.0.0.1", "--port", "0", "--db", str(db), "--seed", "4"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        url = re.search(r"listening on (ws://\S+)", proc.stdout.readline()).group(1)  # type: ignore[union-attr]
+
+        async def play() -> str:
+            async with WsClient.connect(url, "ann") as ann:
+                gid = (await ann.request(type="challenge", opponent="minimax", side="X"))["challenge_id"]
+                await ann.wait_for("game_start", game_id=gid)
+                await ann.request(type="move", game_id=gid, cell=5)
+                await ann.wait_for(lambda f: f.get("type") == "state" and f.get("ply") == 2, game_id=gid)
+                os.kill(proc.pid, signal.SIGKILL)
+                return gid
+
+        gid = asyncio.run(play())
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    rec = GameRecords(db)
+    left = rec.get(gid)
+    assert left["status"] == "live" and [m["cell"] for m in left["moves"]][0] == 5 and len(left["moves"]) == 2
+    assert rec.abort_live() == 1  # what the next start does: aborted, with its history
+    assert rec.get(gid)["status"] == "aborted" and len(rec.get(gid)["moves"]) == 2
+
+
+def test_show_json_of_a_deep_trace(db_target: str, capsys: pytest.CaptureFixture[str]) -> None:
+    rec = GameRecords(db_target)
+    deep = record("deep", started_at=2.0)
+    deep["moves"][0]["trace"] = {"nest": _nested(600)}
+    rec.save(deep)
+    rec.close()
+    assert server_main(["games", "--db", str(db_target), "show", "deep", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["moves"] == deep["moves"]
+    assert server_main(["games", "--db", str(db_target), "show", "deep"]) == 0
+    assert "game deep:" in capsys.readouterr().out
