@@ -177,3 +177,61 @@ def test_mqtt_urls() -> None:
     for bad in ("http://h", "mqtt://", "mqtt://h:99999", "mqtt://h/a/#"):
         with pytest.raises(MqttUrlError):
             parse_mqtt_url(bad)
+
+
+async def test_evaluate_publishes_progress_and_summaries(mosquitto: Any, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import training.evaluate
+    from bots.llm.bot import LLMBot
+    from bots.llm.testing import tiny_language_model
+    from training.cli import main as train_main
+
+    def tiny_bot(args: Any) -> tuple[Any, dict[str, Any]]:
+        return LLMBot(tiny_language_model(), mode="strict"), {"model": "tiny", "steering": "none"}
+
+    monkeypatch.setattr(training.evaluate, "build_evaluation_bot", tiny_bot)
+    async with listen(mosquitto.url, f"{P}/training/#") as heard:
+        argv = ["evaluate", "--games", "6", "--opponent", "random", "--seat", "X,O", "--mode", "strict",
+                "--via", "local", "--concurrency", "2", "--mqtt", mosquitto.url, "--run-id", "eval-test"]
+        assert await asyncio.to_thread(train_main, argv) == 0
+        await heard.wait(lambda: any(p and p.get("done") for p in heard.on("/training/eval-test/summary")))
+    arms = [p for p in heard.on("/summary") if p and "arm" in p]
+    assert [a["arm"] for a in arms] == ["random/X/strict", "random/O/strict"] and all(a["games"] == 6 for a in arms)
+    final = heard.on("/summary")[-1]
+    assert final["run"] == "eval-test" and [a["name"] for a in final["arms"]] == ["random/X/strict", "random/O/strict"]
+    progress = heard.on("/training/eval-test/progress")
+    assert progress and progress[-1]["done"] == 6  # the last update of each arm is always sent
+    assert "published progress to" in capsys.readouterr().out
+
+
+def test_watch_prints_the_feed(mosquitto: Any) -> None:
+    """``autosteer-server watch`` shows a game's start, moves and result, then its summary line."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    watcher = subprocess.Popen([sys.executable, "-m", "server.cli", "watch", "--mqtt", mosquitto.url, "--seconds", "20",
+                                "--count", "12"], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert watcher.stdout is not None
+        assert watcher.stdout.readline().startswith("watching ")
+        time.sleep(0.5)  # subscribed
+
+        async def play() -> dict[str, Any]:
+            async with serve_arena(config(), events=MqttEvents(mosquitto.url, "gamma")) as srv, \
+                    WsClient.connect(srv.url, "org") as org:
+                sent = await org.request(type="arrange", x="minimax", o="minimax", tag="w")
+                return await org.wait_for("game_over", game_id=sent["challenge_id"])
+
+        over = asyncio.run(play())
+        out, err = watcher.communicate(timeout=30)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait()
+    gid = over["game_id"]
+    assert f"{gid} started on gamma: minimax (X) vs minimax (O)" in out, out + err
+    assert f"{gid}  1. X {over['moves'][0]['cell']}" in out
+    assert "server gamma online" in out
+    assert watcher.returncode == 0 and "watched 12 events" in out.splitlines()[-1]
