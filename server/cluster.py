@@ -183,7 +183,9 @@ class MqttEvents:
             for gid in self.remote.update(frame):
                 arena.relay(gid, None)
         elif len(parts) == 3 and parts[0] == "games" and parts[2] in ("state", "result"):
-            if frame.get("server_id") == self.server_id:
+            # only the frames a spectator gets, for the game the topic names, from another server
+            if frame.get("type") not in ("state", "game_over") or frame.get("game_id") != parts[1] \
+                    or frame.get("server_id") == self.server_id:
                 return
             frame = {k: v for k, v in frame.items() if k not in ("server_id", "event_id")}
             arena.relay(parts[1], frame)
