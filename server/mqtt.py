@@ -174,7 +174,7 @@ class MqttLink:
         while not self._closing:
             will = None
             if self.will is not None:
-                will = aiomqtt.Will(self.will[0], json.dumps(self.will[1]).encode(), qos=1, retain=True)
+                will = aiomqtt.Will(self.will[0], json.dumps(self.will[1], separators=(",", ":")).encode(), qos=1, retain=True)
             client = aiomqtt.Client(self.host, self.port, identifier=self.client_id, will=will,
                                     keepalive=self.keepalive, timeout=5.0)
             client.pending_calls_threshold = self.window + 16  # our window is meant, not a leak to warn about
@@ -218,7 +218,8 @@ class MqttLink:
             while True:
                 if self._status_dirty and self.online is not None:  # the latest status goes first
                     self._status_dirty = False
-                    status = Outgoing(self.online[0], json.dumps(self.online[1], allow_nan=False).encode(), 1, True)
+                    status = Outgoing(self.online[0], json.dumps(self.online[1], separators=(",", ":"),
+                                                                 allow_nan=False).encode(), 1, True)
                     try:
                         await self._first(start(status), reader)
                     except BaseException:
