@@ -117,12 +117,35 @@ async def one_run(servers: list[str], games: int, clients: int, window: int, mqt
     return seconds, seen
 
 
+def measure_writes(label: str, target: str, n: int) -> tuple[str, float, float]:
+    """Median and 90th percentile of one ``save`` (what the server does after every move)."""
+    from server.records import GameRecords
+
+    rec = GameRecords(target)
+    moves = []
+    times = []
+    for i in range(n):
+        gid = f"w{i // 9}"
+        moves = [] if i % 9 == 0 else moves
+        moves.append({"ply": len(moves) + 1, "seat": "XO"[len(moves) % 2], "cell": len(moves) + 1, "at": 1.0,
+                      "trace": {"top_features": [{"index": 12, "activation": 2.5}]}})
+        record = {"game_id": gid, "x": "a", "o": "b", "status": "live", "board": ".........", "moves": moves,
+                  "clock": 30.0, "started_at": 1.0}
+        t0 = time.perf_counter()
+        rec.save(record)
+        times.append((time.perf_counter() - t0) * 1e6)
+    rec.close()
+    times.sort()
+    return label, statistics.median(times), times[int(0.9 * len(times))]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--games", type=int, default=2000, help="games per run")
     ap.add_argument("--clients", type=int, default=8, help="organiser connections, spread over the servers")
     ap.add_argument("--window", type=int, default=16, help="games in flight per organiser")
     ap.add_argument("--repeat", type=int, default=3, help="runs per configuration (median reported)")
+    ap.add_argument("--writes", type=int, default=2000, help="single record writes timed per store")
     args = ap.parse_args()
     if mosquitto_binary() is None or postgres_bin_dir() is None:
         print("error: needs mosquitto and postgresql (scripts/ensure-services.sh installs them)", file=sys.stderr)
@@ -162,8 +185,10 @@ def main() -> int:
                     if use_mqtt:
                         dropped = sum(h["mqtt"]["dropped"] for h in health)
                         drain = seen.pop("drain_s", 0.0)
+                        published = sum(h["mqtt"]["published"] for h in health)
                         checks.append(f"results on broker {len(seen)}/{args.games} (last {drain:.2f} s after the last "
-                                      f"game), duplicates {sum(v - 1 for v in seen.values())}, dropped {dropped}")
+                                      f"game), duplicates {sum(v - 1 for v in seen.values())}, dropped {dropped}; "
+                                      f"{published} messages published, {published / (seconds + drain):.0f}/s")
                     if store == "pg":
                         import psycopg
 
@@ -176,9 +201,15 @@ def main() -> int:
                     print(f"  {label:32s} run {rep + 1}: {args.games} games in {seconds:.2f} s = {rate:.0f} games/s; "
                           + "; ".join(checks), flush=True)
                 rows.append((label, statistics.median(rates), min(rates), max(rates)))
+            print(f"\none records write (a move's upsert), {args.writes} writes per store:", flush=True)
+            pg.reset()
+            write_rows = [measure_writes("SQLite file (WAL)", str(folder / "writes.sqlite3"), args.writes),
+                          measure_writes("PostgreSQL (loopback)", pg.url, args.writes)]
         finally:
             pg.stop()
             broker.stop()
+        for label, med, p90 in write_rows:
+            print(f"  {label:24s} median {med:7.0f} us   p90 {p90:7.0f} us")
     base = rows[0][1]
     print(f"\n{'configuration':34s} {'median games/s':>15s} {'min':>7s} {'max':>7s} {'ratio':>7s}")
     for label, med, lo, hi in rows:
