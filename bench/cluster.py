@@ -146,12 +146,15 @@ def main() -> int:
     ap.add_argument("--window", type=int, default=16, help="games in flight per organiser")
     ap.add_argument("--repeat", type=int, default=3, help="runs per configuration (median reported)")
     ap.add_argument("--writes", type=int, default=2000, help="single record writes timed per store")
+    ap.add_argument("--configs", default="1,2,3,4", help="which configurations to run (1-4, comma list)")
     args = ap.parse_args()
     if mosquitto_binary() is None or postgres_bin_dir() is None:
         print("error: needs mosquitto and postgresql (scripts/ensure-services.sh installs them)", file=sys.stderr)
         return 2
     configs = [("1 server, SQLite", 1, "sqlite", False), ("1 server, SQLite + MQTT", 1, "sqlite", True),
                ("1 server, PostgreSQL + MQTT", 1, "pg", True), ("2 servers, PostgreSQL + MQTT", 2, "pg", True)]
+    wanted = {int(c) for c in args.configs.split(",")}
+    configs = [c for i, c in enumerate(configs, 1) if i in wanted]
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
         folder = Path(tmp)
