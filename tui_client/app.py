@@ -28,6 +28,8 @@ from tui_client.screens import ChallengePrompt, ConnectionBar, GameScreen, Lobby
 MAX_FINISHED = 20
 TERMINAL_CHECK_SECONDS = 1.0  # how often a real terminal is checked for a hang-up
 RECORDS_PAGE = 50  # finished games asked of the server at a time
+#: error codes the connection layer makes up for failures on this side (tui_client.connection)
+CLIENT_SIDE_ERRORS = ("client_error", "bad_server_frame")
 
 
 class ArenaApp(App):
@@ -283,6 +285,9 @@ class ArenaApp(App):
             self.notify("The session expired while the connection was down; a new one is starting. "
                         "Games in progress were lost.", title="Connection", severity="warning", timeout=8)
             return
+        if frame.code in CLIENT_SIDE_ERRORS:  # our own failure, not the server's: say so
+            self.notify(frame.message, title="TUI error (please report it)", severity="error", timeout=8)
+            return
         kind, subject = self._requests.pop(frame.id, ("", "")) if isinstance(frame.id, int) else ("", "")
         if kind == "spectate":
             self._watching.discard(subject)
@@ -312,7 +317,10 @@ class ArenaApp(App):
 
         screen = self._screen_for(game_id)
         if screen is not None:
-            screen.refresh_game()
+            # A screen pushed for this game's start may not be mounted yet when the next frames
+            # arrive in the same burst (a bot moving first): its on_mount draws the latest view.
+            if screen.is_mounted:
+                screen.refresh_game()
             return
         wanted = (
             (isinstance(frame, GameStart) and frame.you is not None)
