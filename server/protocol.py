@@ -376,6 +376,7 @@ class GameStart(_Out):
     clock: float
     board: str
     turn: Literal["X", "O"]
+    deadline: float | None = None  # unix time by which the side to move must move (its clock runs from the start)
 
 
 class State(_Out):

@@ -248,3 +248,14 @@ async def test_bug5_rematch_from_your_own_finished_game_and_keys_while_playing(a
                          and not app.screen.view.replay, what="the rematch")
         assert app.screen.view.opponent == "minimax"
         assert app.link_status.state is LinkState.CONNECTED
+
+
+def test_clocks_of_both_players_and_the_low_time_warning():
+    from server.game import Seat
+    from tui_client.game_view import GameView
+    view = GameView("g")
+    view.apply(parse_server_frame({"type": "game_start", "game_id": "g", "x": "ann", "o": "bot", "you": "X",
+                                   "clock": 8.0, "board": ".........", "turn": "X", "deadline": 1000.0}))
+    assert view.time_left(Seat.X, 995.0) == 5.0 and view.time_left(Seat.O, 995.0) == 8.0
+    assert not view.low_on_time(Seat.X, 993.0) and view.low_on_time(Seat.X, 998.5)
+    assert not view.low_on_time(Seat.O, 999.0)  # not its turn: its clock is not running

@@ -36,6 +36,8 @@ REASONS = {
     "illegal_move": "illegal move (forfeit)",
 }
 
+LOW_TIME = 10.0  # seconds: a running clock below this (and a quarter of the clock) turns red
+
 
 @dataclass(frozen=True, slots=True)
 class PlayedMove:
@@ -93,6 +95,7 @@ class GameView:
             self.you = Seat(frame.you) if frame.you else None
             self.board = _board(frame.board) or Board.empty()
             self.turn = Seat(frame.turn)
+            self.deadline = frame.deadline  # the first mover's clock runs from the start
         elif isinstance(frame, State):
             self.x, self.o = frame.x, frame.o
             self.moves = _moves(frame.moves)
@@ -136,6 +139,22 @@ class GameView:
         if self.you is None:
             return None
         return self.o if self.you is Seat.X else self.x
+
+    def time_left(self, seat: Seat, now: float) -> float | None:
+        """Seconds left on ``seat``'s clock: counting down for the side to move, the full
+        per-move clock for the other; ``None`` when the game has no clock or is over."""
+        if self.over or self.clock is None:
+            return None
+        if self.turn is seat and self.deadline is not None:
+            return max(0.0, self.deadline - now)
+        return self.clock
+
+    def low_on_time(self, seat: Seat, now: float) -> bool:
+        """The side to move has under a quarter of its clock (and at most ``LOW_TIME`` s) left."""
+        left = self.time_left(seat, now)
+        if left is None or self.turn is not seat or self.deadline is None or self.clock is None:
+            return False
+        return left <= min(LOW_TIME, self.clock / 4)
 
     def player(self, seat: Seat) -> str:
         return self.x if seat is Seat.X else self.o

@@ -12,6 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Static
 
+from server.game import Seat
 from tui_client.board_widget import BoardGrid, CellChosen
 from tui_client.connection import LinkState
 from tui_client.feature_panel import FeaturePanel
@@ -356,7 +357,23 @@ class GameScreen(OfArenaApp, Screen):
 
     def _tick(self) -> None:
         if self.view.deadline is not None and not self.view.over:
+            self._update_players()
             self._update_status()
+
+    def _update_players(self) -> None:
+        """Both players with their clocks: the side to move counts down, red when time runs low."""
+        view = self.view
+        lines = view.title(markup=True).split("\n")
+        for i, seat in enumerate((Seat.X, Seat.O)):
+            left = view.time_left(seat, time.time())
+            if left is None:
+                continue
+            if view.turn is seat and view.deadline is not None:
+                style = "b $error" if view.low_on_time(seat, time.time()) else "b"
+                lines[i] += f"  [{style}]⏱ {left:.0f} s[/]"
+            else:
+                lines[i] += f"  [dim]{left:.0f} s[/dim]"
+        self.query_one("#players", Static).update("\n".join(lines))
 
     # -- drawing ---------------------------------------------------------------------
     def shown_ply(self) -> int:
@@ -369,7 +386,7 @@ class GameScreen(OfArenaApp, Screen):
         live = self.view_ply is None or ply == len(view.moves)
         board = view.board if live else view.board_at(ply)
         last = view.moves[ply - 1].cell if ply else None
-        self.query_one("#players", Static).update(view.title(markup=True))
+        self._update_players()
         self.query_one(BoardGrid).show(board, last_cell=last, playable=view.my_turn and live)
         self._update_status()
         self._update_moves(ply)
@@ -389,6 +406,7 @@ class GameScreen(OfArenaApp, Screen):
         status.update(text)
         status.set_class(view.over, "over")
         status.set_class(view.my_turn, "your-turn")
+        status.set_class(view.my_turn and view.you is not None and view.low_on_time(view.you, time.time()), "low-time")
 
     def _update_moves(self, ply: int) -> None:
         view = self.view
