@@ -394,11 +394,13 @@ async def test_server_errors_are_notified_not_fatal(arena):
         await wait_until(pilot, lambda: app.link_status.state is LinkState.CONNECTED, what="connected")
         await pilot.press("g")
         await pilot.press(*"nosuchgame", "enter")
-        await wait_until(pilot, lambda: any("unknown_game" in n for _, n in notes), what="the error notice")
-        assert ("error", "Server error: unknown_game: no game has the id 'nosuchgame'") in notes
+        await wait_until(pilot, lambda: any("no game has the id" in n for _, n in notes), what="the error notice")
+        # a refusal of the person's own request is titled by what they asked, not "Server error"
+        assert ("warning", "Replay: no game has the id 'nosuchgame'") in notes
         assert isinstance(app.screen, LobbyScreen) and app.is_running
         app.start_challenge("nobody-here", "X")
-        await wait_until(pilot, lambda: any("unknown_opponent" in n for _, n in notes), what="the challenge error")
+        await wait_until(pilot, lambda: any(n.startswith("Challenge: no bot or player named") for _, n in notes),
+                         what="the challenge error")
 
 
 async def test_resign_and_leave_with_keys(arena):

@@ -30,6 +30,9 @@ TERMINAL_CHECK_SECONDS = 1.0  # how often a real terminal is checked for a hang-
 RECORDS_PAGE = 50  # finished games asked of the server at a time
 #: error codes the connection layer makes up for failures on this side (tui_client.connection)
 CLIENT_SIDE_ERRORS = ("client_error", "bad_server_frame")
+#: the title of the notice when the server refuses a request the person made (not a server fault)
+REQUEST_TITLES = {"replay": "Replay", "challenge": "Challenge", "spectate": "Watch", "records": "Finished games",
+                  "move": "Move refused", "resign": "Resign refused", "unspectate": "Watch"}
 
 
 class ArenaApp(App):
@@ -222,8 +225,15 @@ class ArenaApp(App):
         self.run_worker(self._send({"type": "get_game", "game_id": game_id}, "replay", game_id), group="requests")
 
     def send_move(self, game_id: str, cell: int) -> None:
-        self.run_worker(self._send({"type": "move", "game_id": game_id, "cell": cell}, "move", game_id),
-                        group="requests")
+        """Send a move; until the server answers, the game's view holds it as pending (no second move)."""
+        view = self.games.get(game_id)
+        if view is not None:
+            view.pending_move = cell
+        self.run_worker(self._send_move({"type": "move", "game_id": game_id, "cell": cell}, game_id), group="requests")
+
+    async def _send_move(self, frame: dict[str, Any], game_id: str) -> None:
+        if await self._send(frame, "move", game_id) is None and game_id in self.games:
+            self.games[game_id].pending_move = None  # not sent: the player may try again
 
     def send_resign(self, game_id: str) -> None:
         self.run_worker(self._send({"type": "resign", "game_id": game_id}, "resign", game_id), group="requests")
@@ -300,8 +310,17 @@ class ArenaApp(App):
             self.stored_games_loading = False
             self._refresh_records()
         text = frame.message
-        if kind in ("move", "resign") and isinstance(self.screen, GameScreen):
-            self.screen.show_message(f"Refused by the server: {text}")
+        if kind == "move" and subject in self.games:
+            self.games[subject].pending_move = None
+        screen = self._screen_for(subject) if kind in ("move", "resign") else None
+        if screen is not None and screen.is_mounted:
+            # a refusal of the player's own input: said where the input was given, not as a server fault
+            screen.show_message(f"Refused by the server: {text}")
+            screen.refresh_game()
+            return
+        if kind in REQUEST_TITLES and frame.code != "internal_error":
+            self.notify(text, title=REQUEST_TITLES[kind], severity="warning", timeout=6)
+            return
         self.notify(text, title=f"Server error: {frame.code}", severity="error", timeout=6)
 
     def _game_frame(self, frame: Any) -> None:

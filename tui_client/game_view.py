@@ -86,10 +86,14 @@ class GameView:
     winner: str | None = None
     replay: bool = False
     tag: str | None = None
+    #: a move sent and not yet answered by the server: no second move goes out meanwhile
+    pending_move: int | None = None
 
     # -- updates ---------------------------------------------------------------
     def apply(self, frame: Any) -> None:
         """Update from a parsed server frame about this game (other frames are ignored)."""
+        if isinstance(frame, (GameStart, State, GameOver, GameRecord)):
+            self.pending_move = None  # the server has answered (a refusal clears it in the app)
         if isinstance(frame, GameStart):
             self.x, self.o, self.clock = frame.x, frame.o, frame.clock
             self.you = Seat(frame.you) if frame.you else None
@@ -185,6 +189,8 @@ class GameView:
             return "The game is over."
         if self.you is None:
             return "You are watching this game; spectators cannot move."
+        if self.pending_move is not None:
+            return f"Your move {self.pending_move} is on its way to the server."
         if self.turn != self.you:
             return f"Not your turn: waiting for {self.player(self.you.other)} ({self.you.other.value})."
         try:
