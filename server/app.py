@@ -124,7 +124,8 @@ class ArenaServer:
         self.aborted_at_start = self.records.abort_live()
         if self.aborted_at_start:
             log.warning("marked %d games left live by an earlier run as aborted", self.aborted_at_start)
-        self.arena = Arena(self.config, load_record=self.records.get, list_records=self.records.summaries)
+        self.arena = Arena(self.config, load_record=self.records.get, list_records=self.records.summaries,
+                           find_records=self.records.find)
         try:
             self._ws_server = await serve(
                 self._handle, self.config.host, self.config.port,

@@ -269,6 +269,8 @@ class Game:
 RecordLoader = Callable[[str], "Frame | None"]
 # (limit, player, tag, before) → summaries of finished games, newest first (see record_summary)
 RecordLister = Callable[[int, "str | None", "str | None", "float | None"], list[Frame]]
+# id prefix → ids of stored games that start with it (an exact id alone when it is one)
+RecordFinder = Callable[[str], list[str]]
 
 
 # ----------------------------------------------------------------------------- the arena
@@ -276,9 +278,10 @@ class Arena:
     """The whole lobby and every game, driven by events; see the module docstring."""
 
     def __init__(self, config: ServerConfig | None = None, *, house_bots: dict[str, Bot] | None = None,
-                 load_record: RecordLoader | None = None, list_records: RecordLister | None = None) -> None:
-        """``load_record`` and ``list_records`` read the game store; without them ``get_game``
-        and ``list_records`` answer from the finished games kept in memory."""
+                 load_record: RecordLoader | None = None, list_records: RecordLister | None = None,
+                 find_records: RecordFinder | None = None) -> None:
+        """``load_record``, ``list_records`` and ``find_records`` read the game store; without them
+        ``get_game`` and ``list_records`` answer from the finished games kept in memory."""
         self.config = config or ServerConfig()
         self.rng = random.Random(self.config.seed)
         if house_bots is None:
@@ -286,6 +289,7 @@ class Arena:
         self.house: dict[str, Bot] = dict(house_bots)
         self.load_record = load_record
         self.list_records = list_records
+        self.find_records = find_records
         self.connections: dict[int, Connection] = {}
         self.sessions: dict[str, Session] = {}  # by name
         self.tokens: dict[str, Session] = {}
@@ -943,13 +947,35 @@ class Arena:
         session.watching.discard(game.game_id)
         self._send(session.conn_id, self._with_id({"type": "info", "message": f"stopped watching {game.game_id}", "game_id": game.game_id}, msg.id))
 
+    def _full_game_id(self, game_id: str, rid: Any) -> str:
+        """``game_id``, or the one game (live, finished or stored) whose id starts with it.
+
+        Lets a person type the short id a client shows. An exact id always wins; a prefix
+        that several games share is refused with ``ambiguous_game`` naming them."""
+        if game_id in self.games or game_id in self.finished:
+            return game_id
+        found = {gid for gid in (*self.games, *self.finished) if gid.startswith(game_id)}
+        if self.find_records is not None:
+            stored = self.find_records(game_id)
+            if stored == [game_id]:
+                return game_id
+            found.update(stored)
+        if len(found) == 1:
+            return found.pop()
+        if len(found) > 1:
+            names = ", ".join(sorted(found)[:10])
+            raise ProtocolError("ambiguous_game", f"{len(found)}{'+' if len(found) >= 10 else ''} games have ids "
+                                                  f"starting with {game_id!r} ({names}); type more of the id", rid)
+        return game_id
+
     def _on_get_game(self, conn: Connection, msg: GetGame) -> None:
-        game = self.games.get(msg.game_id)
+        game_id = self._full_game_id(msg.game_id, msg.id)
+        game = self.games.get(game_id)
         if game is not None:
             self._send(conn.conn_id, self._with_id(self._state(game), msg.id))
             return
-        finished = self.finished.get(msg.game_id)
-        record = finished.record() if finished is not None else (self.load_record(msg.game_id) if self.load_record else None)
+        finished = self.finished.get(game_id)
+        record = finished.record() if finished is not None else (self.load_record(game_id) if self.load_record else None)
         if record is None:
             raise ProtocolError("unknown_game", f"no game has the id {msg.game_id!r}", msg.id)
         self._send(conn.conn_id, self._with_id(record_frame(record), msg.id))

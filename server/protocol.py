@@ -47,6 +47,7 @@ ERROR_CODES: dict[str, str] = {
     "name_taken": "another connected client uses this name",
     "bad_token": "the session token is unknown or expired",
     "unknown_game": "no game has this id",
+    "ambiguous_game": "several games have ids starting with the prefix given to get_game",
     "unknown_opponent": "no bot or player with this name is online",
     "unknown_challenge": "no pending challenge has this id",
     "not_a_player": "you are not a player in this game (spectators cannot move)",

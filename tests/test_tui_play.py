@@ -4,6 +4,7 @@ real server on an ephemeral port. Each test reproduces one reported bug."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 from websockets.asyncio.client import connect
@@ -20,7 +21,7 @@ from tui_client.trace_replay_bot import TraceReplayBot
 
 from tests.test_tui import TRACES
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = pytest.mark.timeout(30)
 
 
 @pytest.fixture
@@ -57,10 +58,14 @@ def record_sent(app: ArenaApp) -> list[dict]:
     return sent
 
 
+_organisers = itertools.count(1)
+
+
 async def arranged_game(url: str, x: str, o: str) -> str:
     """Have an organiser arrange ``x`` vs ``o`` between house bots; the finished game's id."""
     async with connect(url) as organiser:
-        await organiser.send(dumps({"type": "hello", "name": "organiser", "role": "player"}))
+        name = f"organiser-{next(_organisers)}"  # a closed session keeps its name for the grace period
+        await organiser.send(dumps({"type": "hello", "name": name, "role": "player"}))
         await organiser.recv()
         await organiser.send(dumps({"type": "arrange", "x": x, "o": o, "seed": 1}))
         while True:

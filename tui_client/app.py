@@ -325,6 +325,13 @@ class ArenaApp(App):
 
     def _game_frame(self, frame: Any) -> None:
         game_id = frame.game_id
+        kind, subject = self._requests.pop(frame.id, ("", "")) if isinstance(frame.id, int) else ("", "")
+        if kind == "replay":  # asked by a prefix of the id, perhaps: the answer names the game in full
+            self._replaying.discard(subject)
+            if isinstance(frame, State) and game_id not in self.games:  # still running: watch it instead
+                self.start_watching(game_id)
+                return
+            self._replaying.add(game_id)
         known = game_id in self.games
         view = self.games.get(game_id) or GameView(game_id)
         if isinstance(frame, GameRecord) and (game_id in self._replaying or not known):
