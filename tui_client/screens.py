@@ -392,6 +392,7 @@ class GameScreen(OfArenaApp, Screen):
         self._update_moves(ply)
         self._update_features(ply)
         self.sub_title = ("replay · " if view.replay else "") + f"game {view.game_id}"
+        self.refresh_bindings()
 
     def _update_status(self) -> None:
         view = self.view
@@ -444,7 +445,33 @@ class GameScreen(OfArenaApp, Screen):
     def cell_clicked(self, event: CellChosen) -> None:
         self.action_play(event.cell)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Only the keys that work here are offered (and shown in the footer)."""
+        view = self.view if self.game_id in self.arena.games else None
+        if view is None:
+            return True
+        playing = view.you is not None and not view.over and not view.replay
+        if action in ("play", "resign"):
+            return playing
+        if action == "rematch":
+            return view.over and self.rematch() is not None
+        return True
+
+    def rematch(self) -> tuple[str, str] | None:
+        """(opponent, the side to ask for) for a rematch of a finished game this person played,
+        sides swapped as in lichess; also from the replay of one of their games. Else ``None``."""
+        view = self.view
+        me = self.arena.player_name
+        seat = view.you or (Seat.X if view.x == me else Seat.O if view.o == me else None)
+        if seat is None or view.x == view.o:
+            return None
+        return view.player(seat.other), seat.other.value
+
     def action_play(self, cell: int) -> None:
+        if self.view.replay or self.view.you is None:
+            self.show_message("This is a replay: ←/→ step through it." if self.view.replay
+                              else "You are watching this game; spectators cannot move.")
+            return
         if self.view_ply is not None and self.view_ply < len(self.view.moves):
             self.view_ply = None  # back to the live position first
             self.refresh_game()
@@ -470,11 +497,11 @@ class GameScreen(OfArenaApp, Screen):
         self.refresh_game()
 
     def action_rematch(self) -> None:
-        view = self.view
-        if not view.over or view.you is None or view.opponent is None:
+        rematch = self.rematch() if self.view.over else None
+        if rematch is None:
             self.show_message("Rematch is offered when a game you played is over.")
             return
-        self.arena.start_challenge(view.opponent, view.you.value)
+        self.arena.start_challenge(*rematch)
 
     def action_resign(self) -> None:
         view = self.view
