@@ -185,6 +185,7 @@ class Session:
     watching: set[str] = field(default_factory=set)  # live games it spectates
     offers: set[str] = field(default_factory=set)  # pending offers made TO it
     generation: int = 0  # bumps on every disconnect; stale grace timers are ignored
+    description: str = ""  # what a bot said about itself in hello (list_bots shows it)
 
     @property
     def connected(self) -> bool:
@@ -520,7 +521,8 @@ class Arena:
             return
         if msg.name in self.house or msg.name in self.sessions:
             raise ProtocolError("name_taken", f"the name {msg.name!r} is in use; pick another (or resume with your token)", msg.id)
-        session = Session(msg.name, msg.role, secrets.token_urlsafe(18), max_games=msg.max_games)
+        session = Session(msg.name, msg.role, secrets.token_urlsafe(18), max_games=msg.max_games,
+                          description=" ".join((msg.description or "").split()))
         self.sessions[session.name] = session
         self.tokens[session.token] = session
         self._attach(conn, session)
@@ -548,6 +550,8 @@ class Arena:
         session.generation += 1
         if session.role == "bot":
             session.max_games = msg.max_games
+            if msg.description is not None:
+                session.description = " ".join(msg.description.split())
         resumed = sorted(session.games)
         self._send(conn.conn_id, self._with_id(self._welcome(session, resumed), msg.id))
         for gid in resumed:
@@ -593,7 +597,7 @@ class Arena:
                  "max_games": 0, "unlimited": True} for name, bot in self.house.items()]
         for s in self.sessions.values():
             if s.role == "bot" and s.connected:
-                bots.append({"name": s.name, "kind": "remote", "description": "",
+                bots.append({"name": s.name, "kind": "remote", "description": s.description,
                              "games": len(s.games), "max_games": s.max_games,
                              "pending": len(s.offers)})
         return bots

@@ -103,6 +103,8 @@ class Hello(_Msg):
     token: Annotated[str, Field(max_length=128)] | None = None
     max_games: Annotated[int, Field(ge=1, le=1024)] = 1  # bots: games played at once
     protocol: int = PROTOCOL_VERSION
+    #: bots: one line about how it plays, shown by list_bots (e.g. the LLM bot's reading mode and policy)
+    description: Annotated[str, Field(max_length=200)] | None = None
 
 
 class ListBots(_Msg):

@@ -264,3 +264,41 @@ def test_clocks_of_both_players_and_the_low_time_warning():
     assert view.time_left(Seat.X, 995.0) == 5.0 and view.time_left(Seat.O, 995.0) == 8.0
     assert not view.low_on_time(Seat.X, 993.0) and view.low_on_time(Seat.X, 998.5)
     assert not view.low_on_time(Seat.O, 999.0)  # not its turn: its clock is not running
+
+
+# --------------------------------------------------------------------------- bug 6
+async def test_bug6_a_remote_bot_describes_itself_in_hello_and_the_lobby_shows_it(arena):
+    from bots.client import BotClient
+    from bots.house import RandomBot
+
+    bot = RandomBot(name="far-random", seed=1)
+    bot.description = "SmolLM2-135M-Instruct, masked move reading, steered by fixed policy 3f0c9a1d"
+    client = BotClient(bot, arena.url, max_games=2)
+    task = asyncio.create_task(client.run())
+    try:
+        await client.wait_connected()
+        app = make_app(arena)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(pilot, lambda: any(b.name == "far-random" for b in app.bots), what="the remote bot")
+            info = next(b for b in app.bots if b.name == "far-random")
+            assert info.kind == "remote" and info.description == bot.description
+            table = app.screen.query_one("#bots", DataTable)
+            table.move_cursor(row=[k.value for k in table.rows].index("far-random"))
+            await pilot.pause()
+            assert "masked move reading" in str(app.screen.query_one("#bot-about").render())
+    finally:
+        await client.stop()
+        task.cancel()
+
+
+def test_bug6_one_default_move_reading_for_the_llm_bot_and_the_demo():
+    import argparse
+
+    pytest.importorskip("bots.llm.cli")
+    from bots.llm.cli import DEFAULT_MODE, add_arguments
+    from tui_client.local_arena import DEMO_LLM_ARGS
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args([]).mode == DEFAULT_MODE == "masked"
+    assert "--mode" not in DEMO_LLM_ARGS  # the demo runs the command's own default
