@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -52,6 +53,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC_CLK = os.sysconf("SC_CLK_TCK")
+_RUN_IDS = itertools.count(1)
 
 
 # ----------------------------------------------------------------------------- servers
@@ -244,12 +246,13 @@ async def _drive(player: Any, window: Window, paced: float | None, ready: asynci
 async def _load(url: str, kind: str, n: int, seconds: float, paced: float | None, seed: int) -> Window:
     """Open ``n`` connections, then run every one for ``seconds``; return the window."""
     player_cls = ArenaPlayer if kind == "arena" else EchoPlayer
+    run_id = next(_RUN_IDS)  # names stay taken for the server's grace period after a run
     sem = asyncio.Semaphore(200)  # handshakes in flight at once
 
     async def open_one(i: int) -> Any:
         async with sem:
             ws = await _connect(url)
-            p = player_cls(ws, f"load{i}", random.Random(seed * 100003 + i))
+            p = player_cls(ws, f"load{run_id}-{i}", random.Random(seed * 100003 + i))
             await p.hello()
             return p
 

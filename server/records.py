@@ -20,6 +20,7 @@ them ``aborted``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sqlite3
@@ -107,6 +108,17 @@ class GameRecords:
                                else json.dumps(record["illegal_move"], separators=(",", ":"), allow_nan=False))
         placeholders = ", ".join(f":{c}" for c in COLUMNS)
         self.db.execute(f"INSERT OR REPLACE INTO games ({', '.join(COLUMNS)}) VALUES ({placeholders})", row)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Saves inside the block share one transaction (the server's writes of one loop turn)."""
+        self.db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     def abort_live(self, now: float | None = None) -> int:
         """Mark every game still ``live`` (a crash or kill left it) as aborted. Returns how many."""
