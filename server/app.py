@@ -30,7 +30,7 @@ import time
 from typing import Any, AsyncIterator, Callable, Protocol
 
 from server.arena import Arena, Close, GameEnded, GameEvent, RelayGame, Send, ServerConfig, StoreGame
-from server.protocol import dumps
+from server.protocol import encode_frame
 from server.records import GameRecords, RecordsError, describe_target
 
 __all__ = ["ServerConfig", "ArenaServer", "serve_arena", "add_arguments", "run"]
@@ -60,12 +60,12 @@ class _Peer:
         self.ws = ws
         self.limit_bytes = limit_bytes
         self.queued_bytes = 0
-        self.queue: collections.deque[str | Close] = collections.deque()
+        self.queue: collections.deque[bytes | Close] = collections.deque()
         self.ready = asyncio.Event()
         self.closed = False
         self.task: asyncio.Task[None] | None = None
 
-    def push(self, item: str | Close) -> None:
+    def push(self, item: bytes | Close) -> None:
         if self.closed:
             return
         if isinstance(item, Close):
@@ -95,7 +95,7 @@ class _Peer:
                         await self.ws.close(item.code, item.reason)
                         return
                     self.queued_bytes -= len(item)
-                    await self.ws.send(item)
+                    await self.ws.send(item, text=True)  # UTF-8 JSON, sent as a text frame
                 if self.closed:
                     return
                 self.ready.clear()
@@ -124,6 +124,8 @@ class ArenaServer:
         self._wake = asyncio.Event()
         self._armed_for: float | None = None
         self._stopped = False
+        self._pending: list[Any] = []  # effects taken from the arena, carried out once per loop turn
+        self._flush_handle: asyncio.Handle | None = None
 
     @property
     def url(self) -> str:
@@ -142,6 +144,7 @@ class ArenaServer:
         if self.aborted_at_start:
             log.warning("marked %d games left live by an earlier run as aborted", self.aborted_at_start)
         self.arena = Arena(self.config, load_record=self.records.get, list_records=self.records.summaries,
+                           find_records=self.records.find,
                            remote=self.events.remote if self.events is not None else None)
         try:
             self._ws_server = await serve(
@@ -151,6 +154,7 @@ class ArenaServer:
                 ping_interval=self.config.ping_interval,
                 ping_timeout=self.config.ping_interval,
                 close_timeout=2.0,
+                compression=None,  # frames are small: deflate cost more CPU than it saved bytes (docs/PERFORMANCE.md)
                 server_header="autosteer-arena",
             )
         except BaseException:  # e.g. the port is taken: leave nothing open
@@ -169,7 +173,7 @@ class ArenaServer:
         self._stopped = True
         self._ws_server.server.close()  # no new TCP connections
         self.arena.shutdown(time.time())
-        self._apply()
+        self._apply(now=True)
         senders = [p.task for p in self._peers.values() if p.task is not None]
         for p in list(self._peers.values()):
             p.stop()
@@ -182,7 +186,7 @@ class ArenaServer:
             self._timer_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._timer_task
-        self._apply()  # records of anything that ended while closing
+        self._apply(now=True)  # records of anything that ended while closing
         if self.events is not None:
             await self.events.stop()
         if self.records is not None:
@@ -224,7 +228,7 @@ class ArenaServer:
         finally:
             if not self._stopped:
                 arena.disconnect(conn_id, time.time())
-                self._apply()
+                self._apply(now=True)  # this connection's last frames (a refusal, its close) before it stops
             peer.stop()
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(sender, timeout=3.0)
@@ -235,25 +239,46 @@ class ArenaServer:
         feed it from outside a connection, e.g. relayed frames)."""
         self._apply()
 
-    def _apply(self) -> None:
-        """Carry out the arena's effects: queue frames, closes, store records, events."""
+    def _apply(self, *, now: bool = False) -> None:
+        """Take the arena's effects and carry them out at the end of this event-loop turn
+        (``now``: at once), so that every record stored in a turn shares one transaction."""
         assert self.arena is not None
-        for effect in self.arena.drain():
+        self._pending.extend(self.arena.drain())
+        if now:
+            self._flush()
+        elif self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+        deadline = self.arena.next_deadline()
+        if deadline != self._armed_for:
+            self._wake.set()
+
+    def _flush(self) -> None:
+        """Carry out the pending effects: store records first (one transaction), so no client
+        is told a game is over before its record is on disk; then queue frames and closes."""
+        self._flush_handle = None
+        effects, self._pending = self._pending, []
+        stores = {e.record["game_id"]: e.record for e in effects if isinstance(e, StoreGame)}  # the latest per game
+        if stores:
+            assert self.records is not None
+            with self.records.transaction():
+                for record in stores.values():
+                    try:
+                        self.records.save(record if self.server_id is None else {**record, "server_id": self.server_id})
+                    except Exception:  # the game goes on; the failure is logged loudly
+                        log.exception("could not store game %s", record.get("game_id"))
+        encoded: dict[int, bytes] = {}  # a broadcast frame is encoded once for all its recipients
+        for effect in effects:
             if isinstance(effect, Send):
                 peer = self._peers.get(effect.conn_id)
                 if peer is not None:
-                    peer.push(dumps(effect.frame))
+                    data = encoded.get(id(effect.frame))
+                    if data is None:
+                        data = encoded[id(effect.frame)] = encode_frame(effect.frame)
+                    peer.push(data)
             elif isinstance(effect, Close):
                 peer = self._peers.get(effect.conn_id)
                 if peer is not None:
                     peer.push(effect)
-            elif isinstance(effect, StoreGame):
-                try:
-                    assert self.records is not None
-                    record = effect.record if self.server_id is None else {**effect.record, "server_id": self.server_id}
-                    self.records.save(record)
-                except Exception:  # the game goes on; the failure is logged loudly
-                    log.exception("could not store game %s", effect.record.get("game_id"))
             elif isinstance(effect, (GameEvent, RelayGame)):
                 if self.events is not None:
                     try:
@@ -265,9 +290,6 @@ class ArenaServer:
                     self.on_game_over(effect.record)
                 except Exception:
                     log.exception("on_game_over hook failed")
-        deadline = self.arena.next_deadline()
-        if deadline != self._armed_for:
-            self._wake.set()
 
     async def _timer(self) -> None:
         assert self.arena is not None
@@ -315,6 +337,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--burst", type=int, default=d.burst, help="messages a connection may send at once")
     parser.add_argument("--flood-close", type=int, default=d.flood_close, help="rate-limited messages in a row before closing (1008)")
     parser.add_argument("--max-connections-per-address", type=int, default=d.max_connections_per_address, help="per client address")
+    parser.add_argument("--max-connections", type=int, default=d.max_connections, help="connections in all (raise the open-file limit to match)")
     parser.add_argument("--max-spectators", type=int, default=d.max_spectators, help="spectators per game")
     parser.add_argument("--quiet", action="store_true", help="do not print a line per finished game")
     parser.add_argument("--mqtt", metavar="URL", help="publish game events and this server's status to an MQTT broker, "
@@ -324,6 +347,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: HOSTNAME-PORT; set it when --port is 0)")
     parser.add_argument("--mqtt-queue", type=int, default=10_000,
                         help="messages held for the broker while it is away; more are dropped (counted in /healthz)")
+    parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop",
+                        help="uvloop (libuv) serves more messages per CPU second; asyncio is the standard loop")
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -333,6 +358,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         minimax_tiebreak=args.minimax_tiebreak, max_frame_bytes=args.max_frame_bytes, rate=args.rate,
         burst=args.burst, flood_close=args.flood_close,
         max_connections_per_address=args.max_connections_per_address, max_spectators=args.max_spectators,
+        max_connections=args.max_connections,
     )
 
 
@@ -379,7 +405,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(_serve_until_signal(config, quiet=args.quiet, events=events))
+        coro = _serve_until_signal(config, quiet=args.quiet, events=events)
+        if args.event_loop == "uvloop":
+            import uvloop
+
+            return uvloop.run(coro)
+        return asyncio.run(coro)
     except RecordsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

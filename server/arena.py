@@ -205,6 +205,7 @@ class Session:
     watching: set[str] = field(default_factory=set)  # live games it spectates
     offers: set[str] = field(default_factory=set)  # pending offers made TO it
     generation: int = 0  # bumps on every disconnect; stale grace timers are ignored
+    description: str = ""  # what a bot said about itself in hello (list_bots shows it)
 
     @property
     def connected(self) -> bool:
@@ -289,6 +290,8 @@ class Game:
 RecordLoader = Callable[[str], "Frame | None"]
 # (limit, player, tag, before) → summaries of finished games, newest first (see record_summary)
 RecordLister = Callable[[int, "str | None", "str | None", "float | None"], list[Frame]]
+# id prefix → ids of stored games that start with it (an exact id alone when it is one)
+RecordFinder = Callable[[str], list[str]]
 
 
 # ----------------------------------------------------------------------------- the arena
@@ -297,10 +300,11 @@ class Arena:
 
     def __init__(self, config: ServerConfig | None = None, *, house_bots: dict[str, Bot] | None = None,
                  load_record: RecordLoader | None = None, list_records: RecordLister | None = None,
+                 find_records: RecordFinder | None = None,
                  remote: "RemoteLobby | None" = None) -> None:
-        """``load_record`` and ``list_records`` read the game store; without them ``get_game``
-        and ``list_records`` answer from the finished games kept in memory. ``remote`` holds
-        what other servers of a cluster announce: their bots and live games are listed
+        """``load_record``, ``list_records`` and ``find_records`` read the game store; without them
+        ``get_game`` and ``list_records`` answer from the finished games kept in memory. ``remote``
+        holds what other servers of a cluster announce: their bots and live games are listed
         here too, and spectating one of their games is relayed (:meth:`relay`)."""
         self.config = config or ServerConfig()
         self.rng = random.Random(self.config.seed)
@@ -309,6 +313,7 @@ class Arena:
         self.house: dict[str, Bot] = dict(house_bots)
         self.load_record = load_record
         self.list_records = list_records
+        self.find_records = find_records
         self.remote = remote
         self.connections: dict[int, Connection] = {}
         self.sessions: dict[str, Session] = {}  # by name
@@ -562,7 +567,8 @@ class Arena:
             return
         if msg.name in self.house or msg.name in self.sessions:
             raise ProtocolError("name_taken", f"the name {msg.name!r} is in use; pick another (or resume with your token)", msg.id)
-        session = Session(msg.name, msg.role, secrets.token_urlsafe(18), max_games=msg.max_games)
+        session = Session(msg.name, msg.role, secrets.token_urlsafe(18), max_games=msg.max_games,
+                          description=" ".join((msg.description or "").split()))
         self.sessions[session.name] = session
         self.tokens[session.token] = session
         self._attach(conn, session)
@@ -590,6 +596,8 @@ class Arena:
         session.generation += 1
         if session.role == "bot":
             session.max_games = msg.max_games
+            if msg.description is not None:
+                session.description = " ".join(msg.description.split())
         resumed = sorted(session.games)
         self._send(conn.conn_id, self._with_id(self._welcome(session, resumed), msg.id))
         for gid in resumed:
@@ -637,7 +645,7 @@ class Arena:
                  "max_games": 0, "unlimited": True} for name, bot in self.house.items()]
         for s in self.sessions.values():
             if s.role == "bot" and s.connected:
-                bots.append({"name": s.name, "kind": "remote", "description": "",
+                bots.append({"name": s.name, "kind": "remote", "description": s.description,
                              "games": len(s.games), "max_games": s.max_games,
                              "pending": len(s.offers)})
         return bots
@@ -1021,13 +1029,35 @@ class Arena:
         session.watching.discard(game.game_id)
         self._send(session.conn_id, self._with_id({"type": "info", "message": f"stopped watching {game.game_id}", "game_id": game.game_id}, msg.id))
 
+    def _full_game_id(self, game_id: str, rid: Any) -> str:
+        """``game_id``, or the one game (live, finished or stored) whose id starts with it.
+
+        Lets a person type the short id a client shows. An exact id always wins; a prefix
+        that several games share is refused with ``ambiguous_game`` naming them."""
+        if game_id in self.games or game_id in self.finished:
+            return game_id
+        found = {gid for gid in (*self.games, *self.finished) if gid.startswith(game_id)}
+        if self.find_records is not None:
+            stored = self.find_records(game_id)
+            if stored == [game_id]:
+                return game_id
+            found.update(stored)
+        if len(found) == 1:
+            return found.pop()
+        if len(found) > 1:
+            names = ", ".join(sorted(found)[:10])
+            raise ProtocolError("ambiguous_game", f"{len(found)}{'+' if len(found) >= 10 else ''} games have ids "
+                                                  f"starting with {game_id!r} ({names}); type more of the id", rid)
+        return game_id
+
     def _on_get_game(self, conn: Connection, msg: GetGame) -> None:
-        game = self.games.get(msg.game_id)
+        game_id = self._full_game_id(msg.game_id, msg.id)
+        game = self.games.get(game_id)
         if game is not None:
             self._send(conn.conn_id, self._with_id(self._state(game), msg.id))
             return
-        finished = self.finished.get(msg.game_id)
-        record = finished.record() if finished is not None else (self.load_record(msg.game_id) if self.load_record else None)
+        finished = self.finished.get(game_id)
+        record = finished.record() if finished is not None else (self.load_record(game_id) if self.load_record else None)
         if record is None:
             raise ProtocolError("unknown_game", f"no game has the id {msg.game_id!r}", msg.id)
         self._send(conn.conn_id, self._with_id(record_frame(record), msg.id))

@@ -20,6 +20,7 @@ import json
 import math
 from typing import Annotated, Any, Literal, Union
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError
 
 PROTOCOL_VERSION = 1
@@ -47,6 +48,7 @@ ERROR_CODES: dict[str, str] = {
     "name_taken": "another connected client uses this name",
     "bad_token": "the session token is unknown or expired",
     "unknown_game": "no game has this id",
+    "ambiguous_game": "several games have ids starting with the prefix given to get_game",
     "unknown_opponent": "no bot or player with this name is online",
     "unknown_challenge": "no pending challenge has this id",
     "not_a_player": "you are not a player in this game (spectators cannot move)",
@@ -102,6 +104,8 @@ class Hello(_Msg):
     token: Annotated[str, Field(max_length=128)] | None = None
     max_games: Annotated[int, Field(ge=1, le=1024)] = 1  # bots: games played at once
     protocol: int = PROTOCOL_VERSION
+    #: bots: one line about how it plays, shown by list_bots (e.g. the LLM bot's reading mode and policy)
+    description: Annotated[str, Field(max_length=200)] | None = None
 
 
 class ListBots(_Msg):
@@ -252,7 +256,11 @@ def loads_strict(raw: str | bytes) -> Any:
     ...
     server.protocol.NonFiniteNumber: NaN is not a JSON number
     """
-    return json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+    return _strict_decoder.decode(raw if isinstance(raw, str) else raw.decode("utf-8"))
+
+
+# one decoder for every frame (json.loads with options builds a new one per call)
+_strict_decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 def parse_client_object(data: Any) -> Any:
@@ -376,6 +384,7 @@ class GameStart(_Out):
     clock: float
     board: str
     turn: Literal["X", "O"]
+    deadline: float | None = None  # unix time by which the side to move must move (its clock runs from the start)
 
 
 class State(_Out):
@@ -498,6 +507,22 @@ def replace_non_finite(value: Any) -> tuple[Any, int]:
         items = [replace_non_finite(v) for v in value]
         return [v for v, _ in items], sum(m for _, m in items)
     return value, 0
+
+
+def encode_frame(frame: dict[str, Any]) -> bytes:
+    """One server frame as compact UTF-8 JSON, fast (orjson): the server's hot path.
+
+    The server only sends what it built from accepted input, which holds no NaN or
+    infinity; what orjson cannot encode (an integer beyond 64 bits, e.g. a request id) goes
+    through :func:`dumps`.
+
+    >>> encode_frame({"type": "pong", "id": 10**30})
+    b'{"type":"pong","id":1000000000000000000000000000000}'
+    """
+    try:
+        return orjson.dumps(frame)
+    except TypeError:  # orjson.JSONEncodeError: integers over 64 bits
+        return dumps(frame).encode("utf-8")
 
 
 def dumps(frame: dict[str, Any]) -> str:

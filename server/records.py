@@ -27,6 +27,7 @@ together). Both backends run the same SQL except for the few lines each class ov
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sqlite3
@@ -132,6 +133,17 @@ class GameRecords:
         row[COLUMNS.index("illegal_move")] = (None if record.get("illegal_move") is None else
                                               json.dumps(record["illegal_move"], separators=(",", ":"), allow_nan=False))
         self.execute(_UPSERT, row)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Saves inside the block share one transaction (the server's writes of one loop turn)."""
+        self.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self.execute("ROLLBACK")
+            raise
+        self.execute("COMMIT")
 
     def abort_live(self, now: float | None = None, *, server_id: str | None = None) -> int:
         """Mark every game still ``live`` (a crash or kill left it) as aborted: every one, or
@@ -302,6 +314,11 @@ class PostgresRecords(GameRecords):
 
     def execute(self, sql: str, args: Any = ()) -> Any:
         return self.db.execute(sql.replace("?", "%s"), args)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.db.transaction():
+            yield
 
 
 # --------------------------------------------------------------------------- CLI

@@ -119,11 +119,11 @@ async def test_full_game_against_minimax_by_keys(arena):
         # the last move is highlighted
         last = view.moves[-1].cell
         assert screen.query_one(f"#cell-{last}").has_class("last-move")
-        # rematch starts a new game against the same bot, same side
+        # rematch starts a new game against the same bot, sides swapped (as lichess does)
         await pilot.press("r")
         await wait_until(pilot, lambda: isinstance(app.screen, GameScreen) and app.screen.game_id != view.game_id,
                          what="the rematch")
-        assert app.screen.view.you.value == "X" and app.screen.view.o == "minimax"
+        assert app.screen.view.you.value == "O" and app.screen.view.x == "minimax"
 
 
 async def test_full_game_against_minimax_by_clicks_as_o(arena):
@@ -231,7 +231,9 @@ async def test_spectating_a_bot_vs_bot_game_and_replaying_it(arena):
                 assert screen.view.you is None
                 players = str(screen.query_one("#players").render())
                 assert "X smol-llm" in players and "O minimax" in players and "(you)" not in players
-                await pilot.press("5")
+                await pilot.press("5")  # not offered to a spectator: nothing happens
+                assert message_text(app) == "" and screen.view.moves == []
+                await pilot.click("#cell-5")  # a click says why
                 assert "spectators cannot move" in message_text(app)
                 gate.set()  # let the bot play
                 await wait_until(pilot, lambda: screen.view.over, what="the end of the watched game")
@@ -394,11 +396,13 @@ async def test_server_errors_are_notified_not_fatal(arena):
         await wait_until(pilot, lambda: app.link_status.state is LinkState.CONNECTED, what="connected")
         await pilot.press("g")
         await pilot.press(*"nosuchgame", "enter")
-        await wait_until(pilot, lambda: any("unknown_game" in n for _, n in notes), what="the error notice")
-        assert ("error", "Server error: unknown_game: no game has the id 'nosuchgame'") in notes
+        await wait_until(pilot, lambda: any("no game has the id" in n for _, n in notes), what="the error notice")
+        # a refusal of the person's own request is titled by what they asked, not "Server error"
+        assert ("warning", "Replay: no game has the id 'nosuchgame'") in notes
         assert isinstance(app.screen, LobbyScreen) and app.is_running
         app.start_challenge("nobody-here", "X")
-        await wait_until(pilot, lambda: any("unknown_opponent" in n for _, n in notes), what="the challenge error")
+        await wait_until(pilot, lambda: any(n.startswith("Challenge: no bot or player named") for _, n in notes),
+                         what="the challenge error")
 
 
 async def test_resign_and_leave_with_keys(arena):

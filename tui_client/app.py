@@ -28,6 +28,11 @@ from tui_client.screens import ChallengePrompt, ConnectionBar, GameScreen, Lobby
 MAX_FINISHED = 20
 TERMINAL_CHECK_SECONDS = 1.0  # how often a real terminal is checked for a hang-up
 RECORDS_PAGE = 50  # finished games asked of the server at a time
+#: error codes the connection layer makes up for failures on this side (tui_client.connection)
+CLIENT_SIDE_ERRORS = ("client_error", "bad_server_frame")
+#: the title of the notice when the server refuses a request the person made (not a server fault)
+REQUEST_TITLES = {"replay": "Replay", "challenge": "Challenge", "spectate": "Watch", "records": "Finished games",
+                  "move": "Move refused", "resign": "Resign refused", "unspectate": "Watch"}
 
 
 class ArenaApp(App):
@@ -220,8 +225,15 @@ class ArenaApp(App):
         self.run_worker(self._send({"type": "get_game", "game_id": game_id}, "replay", game_id), group="requests")
 
     def send_move(self, game_id: str, cell: int) -> None:
-        self.run_worker(self._send({"type": "move", "game_id": game_id, "cell": cell}, "move", game_id),
-                        group="requests")
+        """Send a move; until the server answers, the game's view holds it as pending (no second move)."""
+        view = self.games.get(game_id)
+        if view is not None:
+            view.pending_move = cell
+        self.run_worker(self._send_move({"type": "move", "game_id": game_id, "cell": cell}, game_id), group="requests")
+
+    async def _send_move(self, frame: dict[str, Any], game_id: str) -> None:
+        if await self._send(frame, "move", game_id) is None and game_id in self.games:
+            self.games[game_id].pending_move = None  # not sent: the player may try again
 
     def send_resign(self, game_id: str) -> None:
         self.run_worker(self._send({"type": "resign", "game_id": game_id}, "resign", game_id), group="requests")
@@ -283,6 +295,9 @@ class ArenaApp(App):
             self.notify("The session expired while the connection was down; a new one is starting. "
                         "Games in progress were lost.", title="Connection", severity="warning", timeout=8)
             return
+        if frame.code in CLIENT_SIDE_ERRORS:  # our own failure, not the server's: say so
+            self.notify(frame.message, title="TUI error (please report it)", severity="error", timeout=8)
+            return
         kind, subject = self._requests.pop(frame.id, ("", "")) if isinstance(frame.id, int) else ("", "")
         if kind == "spectate":
             self._watching.discard(subject)
@@ -295,12 +310,28 @@ class ArenaApp(App):
             self.stored_games_loading = False
             self._refresh_records()
         text = frame.message
-        if kind in ("move", "resign") and isinstance(self.screen, GameScreen):
-            self.screen.show_message(f"Refused by the server: {text}")
+        if kind == "move" and subject in self.games:
+            self.games[subject].pending_move = None
+        screen = self._screen_for(subject) if kind in ("move", "resign") else None
+        if screen is not None and screen.is_mounted:
+            # a refusal of the player's own input: said where the input was given, not as a server fault
+            screen.show_message(f"Refused by the server: {text}")
+            screen.refresh_game()
+            return
+        if kind in REQUEST_TITLES and frame.code != "internal_error":
+            self.notify(text, title=REQUEST_TITLES[kind], severity="warning", timeout=6)
+            return
         self.notify(text, title=f"Server error: {frame.code}", severity="error", timeout=6)
 
     def _game_frame(self, frame: Any) -> None:
         game_id = frame.game_id
+        kind, subject = self._requests.pop(frame.id, ("", "")) if isinstance(frame.id, int) else ("", "")
+        if kind == "replay":  # asked by a prefix of the id, perhaps: the answer names the game in full
+            self._replaying.discard(subject)
+            if isinstance(frame, State) and game_id not in self.games:  # still running: watch it instead
+                self.start_watching(game_id)
+                return
+            self._replaying.add(game_id)
         known = game_id in self.games
         view = self.games.get(game_id) or GameView(game_id)
         if isinstance(frame, GameRecord) and (game_id in self._replaying or not known):
@@ -312,7 +343,10 @@ class ArenaApp(App):
 
         screen = self._screen_for(game_id)
         if screen is not None:
-            screen.refresh_game()
+            # A screen pushed for this game's start may not be mounted yet when the next frames
+            # arrive in the same burst (a bot moving first): its on_mount draws the latest view.
+            if screen.is_mounted:
+                screen.refresh_game()
             return
         wanted = (
             (isinstance(frame, GameStart) and frame.you is not None)

@@ -36,6 +36,8 @@ REASONS = {
     "illegal_move": "illegal move (forfeit)",
 }
 
+LOW_TIME = 10.0  # seconds: a running clock below this (and a quarter of the clock) turns red
+
 
 @dataclass(frozen=True, slots=True)
 class PlayedMove:
@@ -84,15 +86,20 @@ class GameView:
     winner: str | None = None
     replay: bool = False
     tag: str | None = None
+    #: a move sent and not yet answered by the server: no second move goes out meanwhile
+    pending_move: int | None = None
 
     # -- updates ---------------------------------------------------------------
     def apply(self, frame: Any) -> None:
         """Update from a parsed server frame about this game (other frames are ignored)."""
+        if isinstance(frame, (GameStart, State, GameOver, GameRecord)):
+            self.pending_move = None  # the server has answered (a refusal clears it in the app)
         if isinstance(frame, GameStart):
             self.x, self.o, self.clock = frame.x, frame.o, frame.clock
             self.you = Seat(frame.you) if frame.you else None
             self.board = _board(frame.board) or Board.empty()
             self.turn = Seat(frame.turn)
+            self.deadline = frame.deadline  # the first mover's clock runs from the start
         elif isinstance(frame, State):
             self.x, self.o = frame.x, frame.o
             self.moves = _moves(frame.moves)
@@ -137,6 +144,22 @@ class GameView:
             return None
         return self.o if self.you is Seat.X else self.x
 
+    def time_left(self, seat: Seat, now: float) -> float | None:
+        """Seconds left on ``seat``'s clock: counting down for the side to move, the full
+        per-move clock for the other; ``None`` when the game has no clock or is over."""
+        if self.over or self.clock is None:
+            return None
+        if self.turn is seat and self.deadline is not None:
+            return max(0.0, self.deadline - now)
+        return self.clock
+
+    def low_on_time(self, seat: Seat, now: float) -> bool:
+        """The side to move has under a quarter of its clock (and at most ``LOW_TIME`` s) left."""
+        left = self.time_left(seat, now)
+        if left is None or self.turn is not seat or self.deadline is None or self.clock is None:
+            return False
+        return left <= min(LOW_TIME, self.clock / 4)
+
     def player(self, seat: Seat) -> str:
         return self.x if seat is Seat.X else self.o
 
@@ -166,6 +189,8 @@ class GameView:
             return "The game is over."
         if self.you is None:
             return "You are watching this game; spectators cannot move."
+        if self.pending_move is not None:
+            return f"Your move {self.pending_move} is on its way to the server."
         if self.turn != self.you:
             return f"Not your turn: waiting for {self.player(self.you.other)} ({self.you.other.value})."
         try:

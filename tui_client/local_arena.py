@@ -120,11 +120,11 @@ def llm_bot_unavailable_reason() -> str | None:
     return None
 
 
-#: The demo's LLM bot reads its move over the legal cells (``masked``): the shipped fixed
-#: steering vector was searched for that reading (docs/LLM_BOT.md has both modes' results),
-#: and the mode is shown in the bot's lobby description and in every trace.
-#: ``--llm-args="--mode strict"`` plays the other mode.
-DEMO_LLM_ARGS: tuple[str, ...] = ("--mode", "masked")
+#: The demo's LLM bot runs with `autosteer-bot run --kind llm`'s own defaults (one documented
+#: default: ``masked`` move reading, ``bots.llm.cli.DEFAULT_MODE``); the mode and the policy are
+#: shown in the bot's lobby description and in every trace. ``--llm-args="--mode strict"``
+#: plays the other mode.
+DEMO_LLM_ARGS: tuple[str, ...] = ()
 
 
 @dataclass

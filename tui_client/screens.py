@@ -12,6 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Static
 
+from server.game import Seat
 from tui_client.board_widget import BoardGrid, CellChosen
 from tui_client.connection import LinkState
 from tui_client.feature_panel import FeaturePanel
@@ -356,7 +357,23 @@ class GameScreen(OfArenaApp, Screen):
 
     def _tick(self) -> None:
         if self.view.deadline is not None and not self.view.over:
+            self._update_players()
             self._update_status()
+
+    def _update_players(self) -> None:
+        """Both players with their clocks: the side to move counts down, red when time runs low."""
+        view = self.view
+        lines = view.title(markup=True).split("\n")
+        for i, seat in enumerate((Seat.X, Seat.O)):
+            left = view.time_left(seat, time.time())
+            if left is None:
+                continue
+            if view.turn is seat and view.deadline is not None:
+                style = "b $error" if view.low_on_time(seat, time.time()) else "b"
+                lines[i] += f"  [{style}]⏱ {left:.0f} s[/]"
+            else:
+                lines[i] += f"  [dim]{left:.0f} s[/dim]"
+        self.query_one("#players", Static).update("\n".join(lines))
 
     # -- drawing ---------------------------------------------------------------------
     def shown_ply(self) -> int:
@@ -369,12 +386,13 @@ class GameScreen(OfArenaApp, Screen):
         live = self.view_ply is None or ply == len(view.moves)
         board = view.board if live else view.board_at(ply)
         last = view.moves[ply - 1].cell if ply else None
-        self.query_one("#players", Static).update(view.title(markup=True))
+        self._update_players()
         self.query_one(BoardGrid).show(board, last_cell=last, playable=view.my_turn and live)
         self._update_status()
         self._update_moves(ply)
         self._update_features(ply)
         self.sub_title = ("replay · " if view.replay else "") + f"game {view.game_id}"
+        self.refresh_bindings()
 
     def _update_status(self) -> None:
         view = self.view
@@ -389,6 +407,7 @@ class GameScreen(OfArenaApp, Screen):
         status.update(text)
         status.set_class(view.over, "over")
         status.set_class(view.my_turn, "your-turn")
+        status.set_class(view.my_turn and view.you is not None and view.low_on_time(view.you, time.time()), "low-time")
 
     def _update_moves(self, ply: int) -> None:
         view = self.view
@@ -426,7 +445,33 @@ class GameScreen(OfArenaApp, Screen):
     def cell_clicked(self, event: CellChosen) -> None:
         self.action_play(event.cell)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Only the keys that work here are offered (and shown in the footer)."""
+        view = self.view if self.game_id in self.arena.games else None
+        if view is None:
+            return True
+        playing = view.you is not None and not view.over and not view.replay
+        if action in ("play", "resign"):
+            return playing
+        if action == "rematch":
+            return view.over and self.rematch() is not None
+        return True
+
+    def rematch(self) -> tuple[str, str] | None:
+        """(opponent, the side to ask for) for a rematch of a finished game this person played,
+        sides swapped as in lichess; also from the replay of one of their games. Else ``None``."""
+        view = self.view
+        me = self.arena.player_name
+        seat = view.you or (Seat.X if view.x == me else Seat.O if view.o == me else None)
+        if seat is None or view.x == view.o:
+            return None
+        return view.player(seat.other), seat.other.value
+
     def action_play(self, cell: int) -> None:
+        if self.view.replay or self.view.you is None:
+            self.show_message("This is a replay: ←/→ step through it." if self.view.replay
+                              else "You are watching this game; spectators cannot move.")
+            return
         if self.view_ply is not None and self.view_ply < len(self.view.moves):
             self.view_ply = None  # back to the live position first
             self.refresh_game()
@@ -452,11 +497,11 @@ class GameScreen(OfArenaApp, Screen):
         self.refresh_game()
 
     def action_rematch(self) -> None:
-        view = self.view
-        if not view.over or view.you is None or view.opponent is None:
+        rematch = self.rematch() if self.view.over else None
+        if rematch is None:
             self.show_message("Rematch is offered when a game you played is over.")
             return
-        self.arena.start_challenge(view.opponent, view.you.value)
+        self.arena.start_challenge(*rematch)
 
     def action_resign(self) -> None:
         view = self.view

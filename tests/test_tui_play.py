@@ -1,0 +1,304 @@
+"""The TUI as people play it (issue 13): the bugs a new user hit, driven with Pilot against a
+real server on an ephemeral port. Each test reproduces one reported bug."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+from websockets.asyncio.client import connect
+
+from server.app import ServerConfig, serve_arena
+from server.protocol import dumps, parse_server_frame
+from tests.test_tui import SIZE, choose_bot, make_app, message_text, status_text, wait_until
+from textual.widgets import DataTable
+from tui_client.app import ArenaApp
+from tui_client.board_widget import BoardGrid
+from tui_client.connection import LinkState
+from tui_client.screens import GameScreen, LobbyScreen
+from tui_client.trace_replay_bot import TraceReplayBot
+
+from tests.test_tui import TRACES
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+async def arena():
+    config = ServerConfig(host="127.0.0.1", port=0, db_path=":memory:", move_clock=30.0, grace=15.0,
+                          house_bots=True, seed=0)
+    async with serve_arena(config) as srv:
+        yield srv
+
+
+def record_notes(app: ArenaApp) -> list[tuple[str, str]]:
+    """Every toast the app shows, as (severity, "title: message")."""
+    notes: list[tuple[str, str]] = []
+    original = app.notify
+
+    def record(message, *, title="", severity="information", **kw):
+        notes.append((severity, f"{title}: {message}"))
+        return original(message, title=title, severity=severity, **kw)
+    app.notify = record  # type: ignore[method-assign]
+    return notes
+
+
+def record_sent(app: ArenaApp) -> list[dict]:
+    """Every frame the app sends once connected."""
+    sent: list[dict] = []
+    connection = app.connection
+    assert connection is not None
+    original = connection.send
+
+    async def send(frame):
+        sent.append(frame)
+        return await original(frame)
+    connection.send = send  # type: ignore[method-assign]
+    return sent
+
+
+_organisers = itertools.count(1)
+
+
+async def arranged_game(url: str, x: str, o: str) -> str:
+    """Have an organiser arrange ``x`` vs ``o`` between house bots; the finished game's id."""
+    async with connect(url) as organiser:
+        name = f"organiser-{next(_organisers)}"  # a closed session keeps its name for the grace period
+        await organiser.send(dumps({"type": "hello", "name": name, "role": "player"}))
+        await organiser.recv()
+        await organiser.send(dumps({"type": "arrange", "x": x, "o": o, "seed": 1}))
+        while True:
+            frame = parse_server_frame(await organiser.recv())
+            if frame.type == "game_over":
+                return frame.game_id
+
+
+async def leave_game(pilot, app: ArenaApp) -> None:
+    screen = app.screen
+    assert isinstance(screen, GameScreen)
+    if not screen.view.over:
+        await pilot.press("escape")  # first Esc asks
+    await pilot.press("escape")
+    await wait_until(pilot, lambda: isinstance(app.screen, LobbyScreen), what="the lobby")
+
+
+# --------------------------------------------------------------------------- bug 1
+async def test_bug1_playing_o_after_a_first_game_shows_no_client_error(arena):
+    """Lobby → minimax → s (play O) → Enter, after a first game: no "NoMatches('#players')" toast."""
+    app = make_app(arena)
+    notes = record_notes(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await choose_bot(pilot, app, "random")
+        await leave_game(pilot, app)
+        await pilot.press("s")  # X → O
+        for _ in range(3):
+            await choose_bot(pilot, app, "minimax")
+            screen = app.screen
+            await wait_until(pilot, lambda: len(screen.view.moves) == 1, what="minimax's first move")
+            await pilot.pause(0.1)
+            assert screen.query_one(BoardGrid).marks == screen.view.board.code
+            await leave_game(pilot, app)
+    errors = [n for n in notes if n[0] == "error"]
+    assert errors == [], errors
+
+
+async def test_bug1_a_frame_for_a_game_screen_not_yet_mounted_is_kept_for_its_mount():
+    """The frames of a new game can arrive in one burst, before its screen is mounted."""
+    app = ArenaApp(None, "ann")
+    async with app.run_test(size=SIZE) as pilot:
+        start = {"type": "game_start", "game_id": "g1", "x": "minimax", "o": "ann", "you": "O", "clock": 30.0,
+                 "board": ".........", "turn": "X"}
+        state = {"type": "state", "game_id": "g1", "x": "minimax", "o": "ann", "board": "X........", "turn": "O",
+                 "ply": 1, "moves": [{"ply": 1, "seat": "X", "cell": 1, "at": 0.0}], "deadline": None}
+        app.handle_frame(parse_server_frame(start))
+        app.handle_frame(parse_server_frame(state))  # raised NoMatches before the fix
+        await pilot.pause()
+        assert isinstance(app.screen, GameScreen)
+        assert app.screen.query_one(BoardGrid).marks == "X........"
+
+
+# --------------------------------------------------------------------------- bug 2
+async def test_bug2_your_own_clock_shows_before_your_first_move():
+    config = ServerConfig(host="127.0.0.1", port=0, db_path=":memory:", move_clock=8.0, grace=15.0,
+                          house_bots=True, seed=0)
+    async with serve_arena(config) as srv:
+        app = make_app(srv)
+        async with app.run_test(size=SIZE) as pilot:
+            await choose_bot(pilot, app, "minimax")
+            await pilot.pause(0.2)
+            assert "s left" in status_text(app), status_text(app)
+
+
+# --------------------------------------------------------------------------- bug 3
+async def test_bug3_two_quick_digits_send_one_move_and_no_server_error(arena):
+    gate = asyncio.Event()  # the bot does not reply: the turn stays with it
+    bot = TraceReplayBot(arena.url, TRACES, name="smol-llm", gate=gate)
+    task = asyncio.create_task(bot.run())
+    try:
+        await asyncio.wait_for(bot.ready.wait(), 5)
+        app = make_app(arena)
+        notes = record_notes(app)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(pilot, lambda: app.is_connected, what="connected")
+            sent = record_sent(app)
+            await choose_bot(pilot, app, "smol-llm")
+            screen = app.screen
+            screen.action_play(3)
+            screen.action_play(7)  # before the server's answer to 3
+            await wait_until(pilot, lambda: len(screen.view.moves) == 1, what="the first move")
+            await pilot.press("8")  # the bot's turn
+            await pilot.pause(0.3)
+            moves = [f for f in sent if f["type"] == "move"]
+            assert [f["cell"] for f in moves] == [3]
+            assert "Not your turn" in message_text(app)
+        assert not [n for n in notes if "Server error" in n[1]], notes
+    finally:
+        await bot.close()
+        task.cancel()
+
+
+async def test_bug3_a_refused_move_is_not_a_server_error(arena):
+    app = make_app(arena)
+    notes = record_notes(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await choose_bot(pilot, app, "minimax")
+        screen = app.screen
+        await pilot.press("5")
+        await wait_until(pilot, lambda: len(screen.view.moves) == 2, what="minimax's reply")
+        app.send_move(screen.game_id, 5)  # bypass the local check: the server refuses it
+        await wait_until(pilot, lambda: "Refused by the server" in message_text(app), what="the refusal")
+    assert not [n for n in notes if "Server error" in n[1]], notes
+
+
+# --------------------------------------------------------------------------- bug 4
+async def test_bug4_replay_by_the_short_id_the_lobby_shows(arena):
+    game_id = await arranged_game(arena.url, "minimax", "random")
+    app = make_app(arena, "watcher")
+    notes = record_notes(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.is_connected, what="connected")
+        await pilot.press("g")
+        await pilot.press(*game_id[:10], "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, GameScreen) or bool(notes), what="the replay")
+        assert isinstance(app.screen, GameScreen), notes
+        assert app.screen.game_id == game_id and app.screen.view.replay
+
+
+async def test_bug4_server_get_game_accepts_a_unique_prefix_and_names_an_ambiguous_one(arena):
+    first = await arranged_game(arena.url, "minimax", "random")
+    async with connect(arena.url) as ws:
+        await ws.send(dumps({"type": "hello", "name": "reader"}))
+        await ws.recv()
+        await ws.send(dumps({"type": "get_game", "game_id": first[:6], "id": 1}))
+        reply = parse_server_frame(await ws.recv())
+        assert reply.type == "game_record" and reply.game_id == first
+        await ws.send(dumps({"type": "get_game", "game_id": "", "id": 2}))
+        reply = parse_server_frame(await ws.recv())
+        assert reply.type == "error"
+        second = await arranged_game(arena.url, "random", "minimax")
+        common = 0
+        while first[common] == second[common]:
+            common += 1
+        # a prefix both ids share is refused with a clear message (often the empty-ish one-letter case)
+        if common:
+            await ws.send(dumps({"type": "get_game", "game_id": first[:common], "id": 3}))
+            reply = parse_server_frame(await ws.recv())
+            assert reply.type == "error" and reply.code == "ambiguous_game"
+            assert first in reply.message and second in reply.message
+
+
+# --------------------------------------------------------------------------- bug 5
+def shown_keys(app: ArenaApp) -> set[str]:
+    return {b.binding.action for b in app.screen.active_bindings.values() if b.binding.show}
+
+
+async def test_bug5_in_a_replay_digits_do_nothing_and_the_footer_shows_only_what_works(arena):
+    game_id = await arranged_game(arena.url, "minimax", "random")
+    app = make_app(arena, "watcher")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.is_connected, what="connected")
+        app.open_replay(game_id)
+        await wait_until(pilot, lambda: isinstance(app.screen, GameScreen), what="the replay")
+        screen = app.screen
+        await pilot.press("home", "right")
+        assert screen.shown_ply() == 1
+        await pilot.press("5")
+        assert screen.shown_ply() == 1  # it jumped to the end before
+        assert "game is over" not in message_text(app)
+        keys = shown_keys(app)
+        assert "play(1)" not in keys and "resign" not in keys and "rematch" not in keys
+        assert "step(-1)" in keys and "leave" in keys
+
+
+async def test_bug5_rematch_from_your_own_finished_game_and_keys_while_playing(arena):
+    app = make_app(arena)
+    async with app.run_test(size=SIZE) as pilot:
+        await choose_bot(pilot, app, "minimax")
+        screen = app.screen
+        keys = shown_keys(app)
+        assert "play(1)" in keys and "resign" in keys and "rematch" not in keys
+        await pilot.press("escape", "escape")  # resign and leave
+        await wait_until(pilot, lambda: isinstance(app.screen, LobbyScreen), what="the lobby")
+        games = app.screen.query_one("#games", DataTable)
+        await wait_until(pilot, lambda: screen.game_id in [k.value for k in games.rows], what="the finished game")
+        games.focus()
+        games.move_cursor(row=[k.value for k in games.rows].index(screen.game_id))
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, GameScreen), what="the replay of my game")
+        replay = app.screen
+        assert "rematch" in shown_keys(app) and "play(1)" not in shown_keys(app)
+        await pilot.press("r")
+        await wait_until(pilot, lambda: isinstance(app.screen, GameScreen) and app.screen is not replay
+                         and not app.screen.view.replay, what="the rematch")
+        assert app.screen.view.opponent == "minimax"
+        assert app.link_status.state is LinkState.CONNECTED
+
+
+def test_clocks_of_both_players_and_the_low_time_warning():
+    from server.game import Seat
+    from tui_client.game_view import GameView
+    view = GameView("g")
+    view.apply(parse_server_frame({"type": "game_start", "game_id": "g", "x": "ann", "o": "bot", "you": "X",
+                                   "clock": 8.0, "board": ".........", "turn": "X", "deadline": 1000.0}))
+    assert view.time_left(Seat.X, 995.0) == 5.0 and view.time_left(Seat.O, 995.0) == 8.0
+    assert not view.low_on_time(Seat.X, 993.0) and view.low_on_time(Seat.X, 998.5)
+    assert not view.low_on_time(Seat.O, 999.0)  # not its turn: its clock is not running
+
+
+# --------------------------------------------------------------------------- bug 6
+async def test_bug6_a_remote_bot_describes_itself_in_hello_and_the_lobby_shows_it(arena):
+    from bots.client import BotClient
+    from bots.house import RandomBot
+
+    bot = RandomBot(name="far-random", seed=1)
+    bot.description = "SmolLM2-135M-Instruct, masked move reading, steered by fixed policy 3f0c9a1d"
+    client = BotClient(bot, arena.url, max_games=2)
+    task = asyncio.create_task(client.run())
+    try:
+        await client.wait_connected()
+        app = make_app(arena)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(pilot, lambda: any(b.name == "far-random" for b in app.bots), what="the remote bot")
+            info = next(b for b in app.bots if b.name == "far-random")
+            assert info.kind == "remote" and info.description == bot.description
+            table = app.screen.query_one("#bots", DataTable)
+            table.move_cursor(row=[k.value for k in table.rows].index("far-random"))
+            await pilot.pause()
+            assert "masked move reading" in str(app.screen.query_one("#bot-about").render())
+    finally:
+        await client.stop()
+        task.cancel()
+
+
+def test_bug6_one_default_move_reading_for_the_llm_bot_and_the_demo():
+    import argparse
+
+    pytest.importorskip("bots.llm.cli")
+    from bots.llm.cli import DEFAULT_MODE, add_arguments
+    from tui_client.local_arena import DEMO_LLM_ARGS
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args([]).mode == DEFAULT_MODE == "masked"
+    assert "--mode" not in DEMO_LLM_ARGS  # the demo runs the command's own default
