@@ -302,3 +302,33 @@ def test_bug6_one_default_move_reading_for_the_llm_bot_and_the_demo():
     add_arguments(parser)
     assert parser.parse_args([]).mode == DEFAULT_MODE == "masked"
     assert "--mode" not in DEMO_LLM_ARGS  # the demo runs the command's own default
+
+
+# --------------------------------------------------------------------------- bug 7
+async def test_bug7_an_llm_forfeit_shows_the_cell_it_named_and_its_trace():
+    from tests.test_tui import FIXTURE
+    from tui_client.feature_panel import FeaturePanel
+
+    trace = FIXTURE["special"]["unsteered_illegal"]  # chose 1, which X holds
+    moves = [{"ply": 1, "seat": "X", "cell": 1, "at": 0.0}]
+    frames = [
+        {"type": "game_start", "game_id": "g7", "x": "ann", "o": "smol-llm", "you": "X", "clock": 30.0,
+         "board": ".........", "turn": "X"},
+        {"type": "state", "game_id": "g7", "x": "ann", "o": "smol-llm", "board": "X........", "turn": "O", "ply": 1,
+         "moves": moves},
+        {"type": "game_over", "game_id": "g7", "x": "ann", "o": "smol-llm", "result": "X", "reason": "illegal_move",
+         "winner": "ann", "board": "X........", "moves": moves,
+         "illegal_move": {"ply": 2, "seat": "O", "cell": 1, "at": 1.0, "trace": trace, "code": "occupied"}},
+    ]
+    app = ArenaApp(None, "ann")
+    async with app.run_test(size=SIZE) as pilot:
+        for frame in frames:
+            app.handle_frame(parse_server_frame(frame))
+            await pilot.pause()
+        screen = app.screen
+        assert "smol-llm played the illegal move 1 (forfeit)" in status_text(app)
+        assert "O1✖" in str(screen.query_one("#moves").render())
+        assert screen.query_one("#cell-1").has_class("illegal")
+        panel = screen.query_one(FeaturePanel).plain
+        assert "chose 1" in panel and "✖ illegal" in panel
+        assert screen.query_one(BoardGrid).marks == "X........"  # the refused move changed nothing

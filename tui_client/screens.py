@@ -385,9 +385,10 @@ class GameScreen(OfArenaApp, Screen):
         ply = self.shown_ply()
         live = self.view_ply is None or ply == len(view.moves)
         board = view.board if live else view.board_at(ply)
-        last = view.moves[ply - 1].cell if ply else None
+        last = view.moves[ply - 1] if ply else None
         self._update_players()
-        self.query_one(BoardGrid).show(board, last_cell=last, playable=view.my_turn and live)
+        self.query_one(BoardGrid).show(board, last_cell=last.cell if last else None, playable=view.my_turn and live,
+                                       illegal_cell=last.cell if last is not None and last.illegal else None)
         self._update_status()
         self._update_moves(ply)
         self._update_features(ply)
