@@ -332,3 +332,83 @@ async def test_bug7_an_llm_forfeit_shows_the_cell_it_named_and_its_trace():
         panel = screen.query_one(FeaturePanel).plain
         assert "chose 1" in panel and "✖ illegal" in panel
         assert screen.query_one(BoardGrid).marks == "X........"  # the refused move changed nothing
+
+
+# --------------------------------------------------------------------------- bug 8 and the panel
+LONG = "no clear board concept (best: cell 1 is a best move (in minimax's choice set), P=0.93, R=0.04, MCC=0.17)"
+
+
+def ranked_trace() -> dict:
+    """A fixture trace as the bot now sends it: features with their usual level and effect."""
+    trace = dict(TRACES[0])
+    feats = []
+    for i, f in enumerate(trace["top_features"]):
+        usual = 7.5 if i == 0 else 0.1
+        feats.append(dict(f, usual=usual, deviation=round((f["activation"] - usual) / 7.5, 3), promotes=[5, 1][: 1 + i % 2],
+                          always_on=i == 0, label=LONG if i == 1 else f["label"]))
+    trace["top_features"] = feats
+    return trace
+
+
+def test_bug8_panel_cuts_labels_with_an_ellipsis_keeps_the_count_and_has_no_gap():
+    import re
+
+    from server.game import Board
+    from tui_client.feature_panel import feature_panel_text
+    from tui_client.trace import parse_trace
+
+    trace = parse_trace(ranked_trace())
+    assert trace.top_features[0].label == LONG or any(f.label == LONG for f in trace.top_features)
+    small = feature_panel_text(trace, 49, 15, Board("X...O....")).plain.split("\n")
+    assert any("#" in line and line.rstrip().endswith("…") is False and "…" in line for line in small)  # cut, marked
+    assert "……" not in "\n".join(small)
+    head = next(line for line in small if line.startswith("Features"))
+    shown = sum(1 for line in small if line.startswith("#"))
+    assert f"{shown}/{len(trace.top_features)}" in head  # how many are hidden stays visible
+    wide = feature_panel_text(trace, 196, 48, Board("X...O....")).plain.split("\n")
+    assert any(LONG in line for line in wide)  # the full label fits
+    longest = next(line for line in wide if LONG in line)
+    after = longest[longest.index(LONG) + len(LONG):]
+    assert re.match(r" [█▏▎▍▌▋▊▉]", after), after  # the bars start right after the longest name: no gap
+
+
+def test_panel_ranks_by_distance_from_the_usual_level_dims_always_on_and_greys_taken_cells():
+    from rich.style import Style
+
+    from server.game import Board
+    from tui_client.feature_panel import OCCUPIED_STYLE, feature_panel_text, feature_tooltip
+    from tui_client.trace import parse_trace
+
+    raw = ranked_trace()
+    trace = parse_trace(raw)
+    devs = [abs(f.deviation) for f in trace.top_features]
+    assert devs == sorted(devs, reverse=True)
+    always = next(f for f in trace.top_features if f.always_on)
+    text = feature_panel_text(trace, 80, 40, Board("X...O...."))
+    plain = text.plain
+    assert "Features · furthest from usual" in plain and "→5,1" in plain
+    row_start = plain.index(f"#{always.index} ")
+    assert any(span.start <= row_start < span.end and Style.parse(str(span.style)).dim for span in text.spans)
+    grid = plain[plain.index("Cell probabilities"):]
+    assert "chose 5" in grid and "▶O" in grid  # the chosen cell is marked (here the fixture's cell 5)
+    x_at = plain.index(" X ", plain.index("Cell probabilities"))
+    assert any(span.start <= x_at + 1 < span.end and span.style == OCCUPIED_STYLE for span in text.spans)
+    tip = feature_tooltip(trace)
+    assert LONG in tip and "always on" in tip and "pushes toward 5" in tip
+
+
+async def test_question_mark_opens_the_legend():
+    from tests.test_tui_snapshots import game_frames
+
+    app = ArenaApp(None, "ann")
+    async with app.run_test(size=(80, 24)) as pilot:
+        for frame in game_frames([1, 5, 9, 3]):
+            app.handle_frame(parse_server_frame(frame))
+        await pilot.pause()
+        await pilot.press("question_mark")
+        assert type(app.screen).__name__ == "LegendScreen"
+        text = str(app.screen.query_one("#legend-text").render())
+        for term in ("precision", "recall", "Matthews", "KL", "▲", "▼", "always-on", "usual"):
+            assert term in text, term
+        await pilot.press("escape")
+        assert isinstance(app.screen, GameScreen)

@@ -281,6 +281,41 @@ class GameIdPrompt(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+LEGEND = """[b]The feature panel[/b]  (an LLM move's trace; hover the panel for every label in full)
+
+[b]Features · furthest from usual[/b]: the SAE features at the model's answer position, the ones
+furthest from their usual level first. [b]act[/b] is the activation here; [b]Δ[/b] is (act − usual) ÷
+the feature's typical activation: +1 means one typical activation above its usual level, −1 that
+a usually active feature is silent. [dim]Dimmed rows[/dim] are always-on features (they fire on ≥ 95 % of
+game prompts, so their presence says little). [b]pushes →5,1[/b]: steering the feature up raised the
+probability of those cells most (measured when it was labelled).
+
+Labels read "fires when …" with [b]P[/b] (precision: when the feature fires, how often the board
+concept holds), [b]R[/b] (recall: of the positions with the concept, how many it fires on) and
+[b]MCC[/b] (Matthews correlation, −1 to 1: 0 is no relation, 1 a perfect detector).
+"no clear board concept" means no concept reached the labelling threshold.
+
+[b]Steering[/b]: the coefficient the policy added along each steered feature: [green]▲[/green] pushes it up,
+[red]▼[/red] pushes it down. mean|c| is the mean absolute coefficient, ‖Δ‖/‖h‖ the added vector's norm
+relative to the residual stream's, [b]KL[/b] the divergence of the steered move distribution from the
+unsteered one (0: steering changed nothing).
+
+[b]Cell probabilities[/b]: the model's probability for each cell; [dim]grey cells[/dim] are taken (their
+mark is shown), ▶ marks the cell the model chose (red: an illegal move, which forfeits).
+
+[b]Moves[/b]: * a move with a trace; ✖ an illegal move.    Esc or ? closes this."""
+
+
+class LegendScreen(ModalScreen[None]):
+    """What the feature panel's columns and marks mean (the game screen's ``?``)."""
+
+    BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="legend"):
+            yield Static(LEGEND, id="legend-text")
+
+
 class ChallengePrompt(ModalScreen[bool]):
     """Someone challenges the person at the keyboard: accept or decline."""
 
@@ -321,6 +356,7 @@ class GameScreen(OfArenaApp, Screen):
         Binding("end", "step_to(-1)", "End", show=False),
         Binding("r", "rematch", "Rematch"),
         Binding("R", "resign", "Resign"),
+        Binding("question_mark", "legend", "Legend", key_display="?"),
         Binding("escape", "leave", "Lobby"),
     ]
 
@@ -483,6 +519,9 @@ class GameScreen(OfArenaApp, Screen):
             return
         self.show_message("")
         self.arena.send_move(self.game_id, cell)
+
+    def action_legend(self) -> None:
+        self.app.push_screen(LegendScreen())
 
     def action_step(self, delta: int) -> None:
         n = len(self.view.moves)

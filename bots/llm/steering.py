@@ -128,7 +128,7 @@ class Steering:
             item: dict[str, Any] = {"index": f, "coefficient": round(float(c), digits)}
             label = self.sae.label(f)
             if label:
-                item["label"] = label[:60]
+                item["label"] = label[:160]
             out.append(item)
         return out
 
