@@ -27,17 +27,30 @@ import logging
 import signal
 import sys
 import time
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Protocol
 
-from server.arena import Arena, Close, GameEnded, Send, ServerConfig, StoreGame
-from server.protocol import dumps
-from server.records import GameRecords, RecordsError
+from server.arena import Arena, Close, GameEnded, GameEvent, RelayGame, Send, ServerConfig, StoreGame
+from server.protocol import encode_frame
+from server.records import GameRecords, RecordsError, describe_target
 
 __all__ = ["ServerConfig", "ArenaServer", "serve_arena", "add_arguments", "run"]
 
 log = logging.getLogger("autosteer.server")
 
 GameOverHook = Callable[[dict[str, Any]], None]
+
+
+class EventSink(Protocol):
+    """A transport for the arena's game events (:class:`server.cluster.MqttEvents`): it is
+    handed every :class:`GameEvent` and :class:`RelayGame` effect, in order, and never blocks."""
+
+    server_id: str
+    remote: Any  # server.relay.RemoteLobby | None
+
+    async def start(self, server: "ArenaServer") -> None: ...
+    def handle(self, effect: Any) -> None: ...
+    def status(self) -> dict[str, Any]: ...
+    async def stop(self) -> None: ...
 
 
 class _Peer:
@@ -47,12 +60,12 @@ class _Peer:
         self.ws = ws
         self.limit_bytes = limit_bytes
         self.queued_bytes = 0
-        self.queue: collections.deque[str | Close] = collections.deque()
+        self.queue: collections.deque[bytes | Close] = collections.deque()
         self.ready = asyncio.Event()
         self.closed = False
         self.task: asyncio.Task[None] | None = None
 
-    def push(self, item: str | Close) -> None:
+    def push(self, item: bytes | Close) -> None:
         if self.closed:
             return
         if isinstance(item, Close):
@@ -82,7 +95,7 @@ class _Peer:
                         await self.ws.close(item.code, item.reason)
                         return
                     self.queued_bytes -= len(item)
-                    await self.ws.send(item)
+                    await self.ws.send(item, text=True)  # UTF-8 JSON, sent as a text frame
                 if self.closed:
                     return
                 self.ready.clear()
@@ -94,9 +107,12 @@ class _Peer:
 class ArenaServer:
     """A running server: ``port``, ``url``, ``records`` and ``arena`` for callers and tests."""
 
-    def __init__(self, config: ServerConfig, *, on_game_over: GameOverHook | None = None) -> None:
+    def __init__(self, config: ServerConfig, *, on_game_over: GameOverHook | None = None,
+                 events: EventSink | None = None) -> None:
         self.config = config
         self.on_game_over = on_game_over
+        self.events = events
+        self.server_id = events.server_id if events is not None else None
         self.records: GameRecords | None = None
         self.arena: Arena | None = None
         self.port: int = config.port
@@ -108,6 +124,8 @@ class ArenaServer:
         self._wake = asyncio.Event()
         self._armed_for: float | None = None
         self._stopped = False
+        self._pending: list[Any] = []  # effects taken from the arena, carried out once per loop turn
+        self._flush_handle: asyncio.Handle | None = None
 
     @property
     def url(self) -> str:
@@ -121,11 +139,13 @@ class ArenaServer:
         from websockets.asyncio.server import serve
 
         self.records = GameRecords(self.config.db_path)
-        self.aborted_at_start = self.records.abort_live()
+        # sharing the store with other servers: only this server's unfinished games are its to abort
+        self.aborted_at_start = self.records.abort_live(server_id=self.server_id)
         if self.aborted_at_start:
             log.warning("marked %d games left live by an earlier run as aborted", self.aborted_at_start)
         self.arena = Arena(self.config, load_record=self.records.get, list_records=self.records.summaries,
-                           find_records=self.records.find)
+                           find_records=self.records.find,
+                           remote=self.events.remote if self.events is not None else None)
         try:
             self._ws_server = await serve(
                 self._handle, self.config.host, self.config.port,
@@ -134,6 +154,7 @@ class ArenaServer:
                 ping_interval=self.config.ping_interval,
                 ping_timeout=self.config.ping_interval,
                 close_timeout=2.0,
+                compression=None,  # frames are small: deflate cost more CPU than it saved bytes (docs/PERFORMANCE.md)
                 server_header="autosteer-arena",
             )
         except BaseException:  # e.g. the port is taken: leave nothing open
@@ -141,6 +162,8 @@ class ArenaServer:
             raise
         self.port = self._ws_server.sockets[0].getsockname()[1]
         self._timer_task = asyncio.create_task(self._timer(), name="arena-timer")
+        if self.events is not None:
+            await self.events.start(self)
 
     async def stop(self) -> None:
         """Stop accepting, abort live games (stored and announced), close every connection
@@ -150,7 +173,7 @@ class ArenaServer:
         self._stopped = True
         self._ws_server.server.close()  # no new TCP connections
         self.arena.shutdown(time.time())
-        self._apply()
+        self._apply(now=True)
         senders = [p.task for p in self._peers.values() if p.task is not None]
         for p in list(self._peers.values()):
             p.stop()
@@ -163,7 +186,9 @@ class ArenaServer:
             self._timer_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._timer_task
-        self._apply()  # records of anything that ended while closing
+        self._apply(now=True)  # records of anything that ended while closing
+        if self.events is not None:
+            await self.events.stop()
         if self.records is not None:
             self.records.close()
 
@@ -171,7 +196,10 @@ class ArenaServer:
     def _process_request(self, connection: Any, request: Any) -> Any:
         if request.path.split("?", 1)[0] == "/healthz":
             assert self.arena is not None
-            response = connection.respond(http.HTTPStatus.OK, json.dumps(self.arena.status()) + "\n")
+            body = self.arena.status()
+            if self.events is not None:
+                body["mqtt"] = self.events.status()
+            response = connection.respond(http.HTTPStatus.OK, json.dumps(body) + "\n")
             del response.headers["Content-Type"]
             response.headers["Content-Type"] = "application/json"
             return response
@@ -200,38 +228,68 @@ class ArenaServer:
         finally:
             if not self._stopped:
                 arena.disconnect(conn_id, time.time())
-                self._apply()
+                self._apply(now=True)  # this connection's last frames (a refusal, its close) before it stops
             peer.stop()
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(sender, timeout=3.0)
             self._peers.pop(conn_id, None)
 
-    def _apply(self) -> None:
-        """Carry out the arena's effects: queue frames, closes, store records."""
+    def apply_effects(self) -> None:
+        """Carry out what the arena produced since the last call (for event transports that
+        feed it from outside a connection, e.g. relayed frames)."""
+        self._apply()
+
+    def _apply(self, *, now: bool = False) -> None:
+        """Take the arena's effects and carry them out at the end of this event-loop turn
+        (``now``: at once), so that every record stored in a turn shares one transaction."""
         assert self.arena is not None
-        for effect in self.arena.drain():
+        self._pending.extend(self.arena.drain())
+        if now:
+            self._flush()
+        elif self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+        deadline = self.arena.next_deadline()
+        if deadline != self._armed_for:
+            self._wake.set()
+
+    def _flush(self) -> None:
+        """Carry out the pending effects: store records first (one transaction), so no client
+        is told a game is over before its record is on disk; then queue frames and closes."""
+        self._flush_handle = None
+        effects, self._pending = self._pending, []
+        stores = {e.record["game_id"]: e.record for e in effects if isinstance(e, StoreGame)}  # the latest per game
+        if stores:
+            assert self.records is not None
+            with self.records.transaction():
+                for record in stores.values():
+                    try:
+                        self.records.save(record if self.server_id is None else {**record, "server_id": self.server_id})
+                    except Exception:  # the game goes on; the failure is logged loudly
+                        log.exception("could not store game %s", record.get("game_id"))
+        encoded: dict[int, bytes] = {}  # a broadcast frame is encoded once for all its recipients
+        for effect in effects:
             if isinstance(effect, Send):
                 peer = self._peers.get(effect.conn_id)
                 if peer is not None:
-                    peer.push(dumps(effect.frame))
+                    data = encoded.get(id(effect.frame))
+                    if data is None:
+                        data = encoded[id(effect.frame)] = encode_frame(effect.frame)
+                    peer.push(data)
             elif isinstance(effect, Close):
                 peer = self._peers.get(effect.conn_id)
                 if peer is not None:
                     peer.push(effect)
-            elif isinstance(effect, StoreGame):
-                try:
-                    assert self.records is not None
-                    self.records.save(effect.record)
-                except Exception:  # the game goes on; the failure is logged loudly
-                    log.exception("could not store game %s", effect.record.get("game_id"))
+            elif isinstance(effect, (GameEvent, RelayGame)):
+                if self.events is not None:
+                    try:
+                        self.events.handle(effect)
+                    except Exception:  # events are best effort; play goes on
+                        log.exception("publishing a game event failed")
             elif isinstance(effect, GameEnded) and self.on_game_over is not None:
                 try:
                     self.on_game_over(effect.record)
                 except Exception:
                     log.exception("on_game_over hook failed")
-        deadline = self.arena.next_deadline()
-        if deadline != self._armed_for:
-            self._wake.set()
 
     async def _timer(self) -> None:
         assert self.arena is not None
@@ -249,9 +307,10 @@ class ArenaServer:
 
 
 @contextlib.asynccontextmanager
-async def serve_arena(config: ServerConfig | None = None, *, on_game_over: GameOverHook | None = None) -> AsyncIterator[ArenaServer]:
+async def serve_arena(config: ServerConfig | None = None, *, on_game_over: GameOverHook | None = None,
+                      events: EventSink | None = None) -> AsyncIterator[ArenaServer]:
     """Run a server for the ``async with`` body; leaving it shuts down cleanly (as SIGTERM does)."""
-    server = ArenaServer(config or ServerConfig(), on_game_over=on_game_over)
+    server = ArenaServer(config or ServerConfig(), on_game_over=on_game_over, events=events)
     await server.start()
     try:
         yield server
@@ -264,7 +323,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = ServerConfig()
     parser.add_argument("--host", default=d.host, help="address to listen on")
     parser.add_argument("--port", type=int, default=d.port, help="TCP port (0 picks a free one)")
-    parser.add_argument("--db", default=d.db_path, help="SQLite file for game records (':memory:' keeps none)")
+    parser.add_argument("--db", default=d.db_path, help="game records: a SQLite file (':memory:' keeps none) or a "
+                        "postgresql://user@host:port/dbname URL (several servers may share it)")
     parser.add_argument("--move-clock", type=float, default=d.move_clock, help="default seconds per move")
     parser.add_argument("--grace", type=float, default=d.grace, help="seconds a disconnected player has to resume")
     parser.add_argument("--challenge-timeout", type=float, default=d.challenge_timeout, help="seconds before an unanswered offer is declined")
@@ -277,8 +337,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--burst", type=int, default=d.burst, help="messages a connection may send at once")
     parser.add_argument("--flood-close", type=int, default=d.flood_close, help="rate-limited messages in a row before closing (1008)")
     parser.add_argument("--max-connections-per-address", type=int, default=d.max_connections_per_address, help="per client address")
+    parser.add_argument("--max-connections", type=int, default=d.max_connections, help="connections in all (raise the open-file limit to match)")
     parser.add_argument("--max-spectators", type=int, default=d.max_spectators, help="spectators per game")
     parser.add_argument("--quiet", action="store_true", help="do not print a line per finished game")
+    parser.add_argument("--mqtt", metavar="URL", help="publish game events and this server's status to an MQTT broker, "
+                        "mqtt://host[:port][/prefix] (default prefix autosteer/v1); servers on one broker list each "
+                        "other's bots and games (docs/MQTT.md)")
+    parser.add_argument("--server-id", help="this server's name on the broker and in shared records "
+                        "(default: HOSTNAME-PORT; set it when --port is 0)")
+    parser.add_argument("--mqtt-queue", type=int, default=10_000,
+                        help="messages held for the broker while it is away; more are dropped (counted in /healthz)")
+    parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop",
+                        help="uvloop (libuv) serves more messages per CPU second; asyncio is the standard loop")
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -288,6 +358,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         minimax_tiebreak=args.minimax_tiebreak, max_frame_bytes=args.max_frame_bytes, rate=args.rate,
         burst=args.burst, flood_close=args.flood_close,
         max_connections_per_address=args.max_connections_per_address, max_spectators=args.max_spectators,
+        max_connections=args.max_connections,
     )
 
 
@@ -321,13 +392,25 @@ def format_game_line(record: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    events = None
     try:
         config = config_from_args(args)
+        if args.mqtt:
+            from server.cluster import MqttEvents, default_server_id
+
+            if args.mqtt_queue < 1:
+                raise ValueError("--mqtt-queue must be at least 1")
+            events = MqttEvents(args.mqtt, args.server_id or default_server_id(config.port), queue_size=args.mqtt_queue)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(_serve_until_signal(config, quiet=args.quiet))
+        coro = _serve_until_signal(config, quiet=args.quiet, events=events)
+        if args.event_loop == "uvloop":
+            import uvloop
+
+            return uvloop.run(coro)
+        return asyncio.run(coro)
     except RecordsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -336,7 +419,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
-async def _serve_until_signal(config: ServerConfig, *, quiet: bool) -> int:
+async def _serve_until_signal(config: ServerConfig, *, quiet: bool, events: EventSink | None = None) -> int:
     finished = 0
 
     def on_game_over(record: dict[str, Any]) -> None:
@@ -349,10 +432,12 @@ async def _serve_until_signal(config: ServerConfig, *, quiet: bool) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with serve_arena(config, on_game_over=on_game_over) as server:
+    async with serve_arena(config, on_game_over=on_game_over, events=events) as server:
         house = ", ".join(server.arena.house) if server.arena and server.arena.house else "none"
+        mqtt = (f"; events to {events.link.url} as server {events.server_id}"  # type: ignore[attr-defined]
+                if events is not None else "")
         print(f"autosteer-arena listening on {server.url} (healthz: http://{server.url[5:]}/healthz); "
-              f"records in {config.db_path}; house bots: {house}", flush=True)
+              f"records in {describe_target(config.db_path)}; house bots: {house}{mqtt}", flush=True)
         if server.aborted_at_start:
             print(f"marked {server.aborted_at_start} games left live by an earlier run as aborted", flush=True)
         await stop.wait()

@@ -44,6 +44,7 @@ from typing import Any, Callable, Iterator, Literal, Union
 from bots.base import Bot, MoveRequest
 from server import __version__
 from server.game import Board, IllegalMoveError, Seat
+from server.relay import RemoteLobby
 from server.protocol import (
     PROTOCOL_VERSION,
     Accept,
@@ -156,7 +157,26 @@ class GameEnded:
     record: Frame
 
 
-Effect = Union[Send, Close, StoreGame, GameEnded]
+@dataclass(frozen=True, slots=True)
+class GameEvent:
+    """A game's progress, for event transports (MQTT): ``kind`` ``start`` carries the
+    ``game_start`` frame (as a spectator sees it), ``move`` the ``state`` after a move,
+    ``over`` the ``game_over`` frame. Each move appears once, in order."""
+
+    kind: Literal["start", "move", "over"]
+    frame: Frame
+
+
+@dataclass(frozen=True, slots=True)
+class RelayGame:
+    """Start (``watch``) or stop following a game played on another server: the first
+    spectator here asked for it, or the last one left / the game ended."""
+
+    game_id: str
+    watch: bool
+
+
+Effect = Union[Send, Close, StoreGame, GameEnded, GameEvent, RelayGame]
 
 
 # ----------------------------------------------------------------------------- state
@@ -280,9 +300,12 @@ class Arena:
 
     def __init__(self, config: ServerConfig | None = None, *, house_bots: dict[str, Bot] | None = None,
                  load_record: RecordLoader | None = None, list_records: RecordLister | None = None,
-                 find_records: RecordFinder | None = None) -> None:
+                 find_records: RecordFinder | None = None,
+                 remote: "RemoteLobby | None" = None) -> None:
         """``load_record``, ``list_records`` and ``find_records`` read the game store; without them
-        ``get_game`` and ``list_records`` answer from the finished games kept in memory."""
+        ``get_game`` and ``list_records`` answer from the finished games kept in memory. ``remote``
+        holds what other servers of a cluster announce: their bots and live games are listed
+        here too, and spectating one of their games is relayed (:meth:`relay`)."""
         self.config = config or ServerConfig()
         self.rng = random.Random(self.config.seed)
         if house_bots is None:
@@ -291,6 +314,7 @@ class Arena:
         self.load_record = load_record
         self.list_records = list_records
         self.find_records = find_records
+        self.remote = remote
         self.connections: dict[int, Connection] = {}
         self.sessions: dict[str, Session] = {}  # by name
         self.tokens: dict[str, Session] = {}
@@ -400,7 +424,26 @@ class Arena:
             self._send(conn.conn_id, error_frame("server_shutting_down", "the server is stopping; your finished games are stored"))
             self._close(conn.conn_id, CLOSE_GOING_AWAY, "server shutting down")
 
+    def relay(self, game_id: str, frame: Frame | None) -> None:
+        """A frame of a game on another server (from the broker) for its spectators here;
+        ``None`` (its server went away) or a ``game_over`` frame ends the relay."""
+        if self.remote is None:
+            return
+        for name in sorted(self.remote.watchers(game_id)):
+            if frame is not None:
+                self._send_to(name, frame)
+            else:
+                self._send_to(name, {"type": "info", "game_id": game_id,
+                                     "message": f"the server playing game {game_id} went away; it can no longer be followed"})
+        if frame is None or frame.get("type") == "game_over":
+            if self.remote.unwatch_all(game_id):
+                self._effects.append(RelayGame(game_id, watch=False))
+
     # ------------------------------------------------------------------ status
+    def lobby(self) -> Frame:
+        """This server's own bots and live games (what it announces to a cluster)."""
+        return {"bots": self._bot_list(), "games": [self._summary(g) for g in self.games.values()]}
+
     def status(self) -> Frame:
         """The body of ``GET /healthz``."""
         return {
@@ -464,9 +507,12 @@ class Arena:
         if isinstance(msg, Ping):
             self._send(conn.conn_id, self._with_id({"type": "pong", "time": now}, msg.id))
         elif isinstance(msg, ListBots):
-            self._send(conn.conn_id, self._with_id({"type": "bots", "bots": self._bot_list()}, msg.id))
+            bots = self._bot_list() + (self.remote.bots() if self.remote is not None else [])
+            self._send(conn.conn_id, self._with_id({"type": "bots", "bots": bots}, msg.id))
         elif isinstance(msg, ListGames):
             games = [self._summary(g) for g in self.games.values()]
+            if self.remote is not None:
+                games += self.remote.games()
             self._send(conn.conn_id, self._with_id({"type": "games", "games": games}, msg.id))
         elif isinstance(msg, Spectate):
             self._on_spectate(session, msg)
@@ -753,6 +799,7 @@ class Arena:
                 organiser.watching.add(game.game_id)
         self.games[game.game_id] = game
         self._effects.append(StoreGame(game.record()))
+        self._effects.append(GameEvent("start", self._game_start(game, None)))
         self._arm_clock(game, now)
         for name in dict.fromkeys((game.x, game.o)):
             seats = game.seats_of(name)
@@ -882,7 +929,10 @@ class Arena:
                          moved=True, reply_to=reply_to, rid=rid)
             return
         self._arm_clock(game, now)
-        self._broadcast(game, self._state(game), reply_to=reply_to, rid=rid)
+        state = self._state(game)
+        self._effects.append(StoreGame(game.record()))  # stored as played: a killed server keeps the moves
+        self._effects.append(GameEvent("move", state))
+        self._broadcast(game, state, reply_to=reply_to, rid=rid)
 
     def _play_house_moves(self, game: Game, now: float) -> None:
         while game.live and game.turn is not None and game.name_of(game.turn) in self.house:
@@ -916,11 +966,14 @@ class Arena:
             self.finished.popitem(last=False)
         self.games_finished += 1
         if moved:
-            self._broadcast(game, self._state(game), reply_to=reply_to, rid=rid)
+            state = self._state(game)
+            self._effects.append(GameEvent("move", state))
+            self._broadcast(game, state, reply_to=reply_to, rid=rid)
         over = {"type": "game_over", "game_id": game.game_id, "x": game.x, "o": game.o, "result": result,
                 "reason": reason, "winner": game.winner, "board": game.board.code, "moves": list(game.moves),
                 "illegal_move": game.illegal_move, "tag": game.tag}
         self._broadcast(game, over, reply_to=reply_to, rid=rid)
+        self._effects.append(GameEvent("over", over))
         for name in self._audience(game):
             session = self.sessions.get(name)
             if session is not None:
@@ -933,6 +986,10 @@ class Arena:
 
     # ------------------------------------------------------------------ spectators and replay
     def _on_spectate(self, session: Session, msg: Spectate) -> None:
+        if (self.remote is not None and msg.game_id not in self.games and msg.game_id not in self.finished
+                and self.remote.game(msg.game_id) is not None):
+            self._spectate_remote(session, msg)
+            return
         game = self._find_game(msg.game_id, msg.id)
         if not game.live:
             raise ProtocolError("game_over", f"game {game.game_id} is over; get_game returns its record", msg.id)
@@ -943,7 +1000,26 @@ class Arena:
         self._send(session.conn_id, self._with_id(self._game_start(game, None), msg.id))
         self._send(session.conn_id, self._state(game))
 
+    def _spectate_remote(self, session: Session, msg: Spectate) -> None:
+        """Watch a game another server plays: a ``game_start`` from its announced summary
+        now, then its frames as the broker relays them (:meth:`relay`)."""
+        assert self.remote is not None
+        summary = self.remote.game(msg.game_id)
+        assert summary is not None
+        if self.remote.watch(msg.game_id, session.name):
+            self._effects.append(RelayGame(msg.game_id, watch=True))
+        frame = {"type": "game_start", "game_id": msg.game_id, "x": summary["x"], "o": summary["o"], "you": None,
+                 "clock": summary["clock"], "board": summary["board"], "turn": summary.get("turn") or "X",
+                 "ply": summary["ply"], "deadline": None, "tag": summary.get("tag"), "server": summary.get("server")}
+        self._send(session.conn_id, self._with_id(frame, msg.id))
+
     def _on_unspectate(self, session: Session, msg: Unspectate) -> None:
+        if self.remote is not None and session.name in self.remote.watchers(msg.game_id):
+            if self.remote.unwatch(msg.game_id, session.name):
+                self._effects.append(RelayGame(msg.game_id, watch=False))
+            self._send(session.conn_id, self._with_id({"type": "info", "message": f"stopped watching {msg.game_id}",
+                                                       "game_id": msg.game_id}, msg.id))
+            return
         game = self.games.get(msg.game_id)
         if game is None or session.name not in game.spectators:
             raise ProtocolError("unknown_game", f"you are not watching a live game {msg.game_id!r}", msg.id)

@@ -144,7 +144,7 @@ class LLMBot(Bot):
         coefs = None
         if self.steering is not None:
             coefs = self.steering.check_coefficients(
-                coefficients if coefficients is not None else self.policy.coefficients(boards))  # type: ignore[union-attr]
+                coefficients if coefficients is not None else self._policy_coefficients(boards))
             if coefs.shape[0] != len(boards):
                 raise ValueError(f"{coefs.shape[0]} coefficient vectors for {len(boards)} boards")
             added, coefs, described = self._controlled(coefs)
@@ -181,6 +181,18 @@ class LLMBot(Bot):
                     trace["control"] = self.control
             moves.append(move)
         return moves
+
+    def _policy_coefficients(self, boards: Sequence[Board]) -> list[list[float]]:
+        """The policy's coefficients; a policy that reads the model's representation
+        (``needs_features``) gets the boards' unsteered SAE activations at the hook (the
+        reader caches them per board, so this costs no extra forward on a known board)."""
+        assert self.policy is not None and self.sae is not None
+        if not self.policy.needs_features:
+            return self.policy.coefficients(boards)
+        acts = self.reader.answer(boards).hook_acts
+        if acts is None:
+            raise ValueError("this policy observes SAE features, but the reader gives no hook activations")
+        return self.policy.coefficients(boards, self.sae.encode(acts))
 
     def _controlled(self, coefs: Any) -> tuple[Any, Any, Any]:
         """The vectors to add, the coefficients applied and the steering they are over:
