@@ -412,3 +412,60 @@ async def test_question_mark_opens_the_legend():
             assert term in text, term
         await pilot.press("escape")
         assert isinstance(app.screen, GameScreen)
+
+
+# --------------------------------------------------------------------------- move values
+BLUNDER_GAME = [5, 2, 1, 9, 7, 3, 4]  # O's edge reply 2 loses (??); X's last move 4 is the only win (!)
+
+
+def record_frames(cells: list[int], game_id: str = "c0ffee123456") -> list[dict]:
+    from server.game import Board
+
+    board = Board.from_moves(cells)
+    moves = [{"ply": i + 1, "seat": "XO"[i % 2], "cell": c, "at": 1_700_000_000.0 + i} for i, c in enumerate(cells)]
+    result = board.winner.value if board.winner is not None else "draw"
+    return [{"type": "game_record", "game_id": game_id, "x": "ann", "o": "smol-llm", "result": result,
+             "reason": "line" if board.winner is not None else "full_board", "board": board.code, "moves": moves,
+             "started_at": 1_700_000_000.0, "ended_at": 1_700_000_010.0, "tag": None}]
+
+
+async def test_a_replay_shows_every_moves_value_and_a_value_bar():
+    from server.game import Board
+    from tui_client.move_values import grade
+
+    app = ArenaApp(None, "watcher")
+    async with app.run_test(size=SIZE) as pilot:
+        app._replaying.add("c0ffee123456")
+        for frame in record_frames(BLUNDER_GAME):
+            app.handle_frame(parse_server_frame(frame))
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, GameScreen) and screen.view.replay
+        moves = str(screen.query_one("#moves").render())
+        assert "O2??" in moves and "X4!" in moves and "loses" in moves
+        assert grade(Board("....X...."), 2) == "??"
+        value = screen.query_one("#value")
+        assert value.display and "X won" in str(value.render())
+        await pilot.press("home")
+        assert "draw with best play" in str(value.render())
+        await pilot.press("right", "right")  # after O2??
+        assert "X wins in 3" in str(value.render())
+        assert "toggle_values" not in shown_keys(app)  # always on in a replay
+
+
+async def test_values_on_request_in_live_play():
+    from tests.test_tui_snapshots import game_frames
+
+    app = ArenaApp(None, "ann")
+    async with app.run_test(size=SIZE) as pilot:
+        for frame in game_frames([1, 5, 9, 3]):
+            app.handle_frame(parse_server_frame(frame))
+        await pilot.pause()
+        screen = app.screen
+        value = screen.query_one("#value")
+        assert not value.display and "?" not in str(screen.query_one("#moves").render())
+        await pilot.press("v")
+        assert value.display
+        moves = str(screen.query_one("#moves").render())
+        assert "O5!" in moves and "O3??" in moves  # the centre is O's only draw; corner 3 then loses
+        assert "X wins in" in str(value.render())

@@ -24,6 +24,7 @@ from typing import Any
 from server.game import Board, IllegalMoveError, InvalidBoardError, Seat
 from server.protocol import GameOver, GameRecord, GameStart, MoveRecord, State
 
+from tui_client.move_values import MoveValue, judge_moves
 from tui_client.trace import MoveTrace, parse_trace
 
 REASONS = {
@@ -103,6 +104,7 @@ class GameView:
     tag: str | None = None
     #: a move sent and not yet answered by the server: no second move goes out meanwhile
     pending_move: int | None = None
+    _judged: tuple[tuple[Any, ...], list[MoveValue | None]] | None = field(default=None, repr=False, compare=False)
 
     # -- updates ---------------------------------------------------------------
     def apply(self, frame: Any) -> None:
@@ -202,6 +204,14 @@ class GameView:
             except IllegalMoveError:
                 continue
         return board
+
+    def move_values(self) -> list[MoveValue | None]:
+        """Each move judged by the solved game (``None`` for a refused move); see
+        :mod:`tui_client.move_values`. Kept until the move list changes."""
+        key = tuple((m.cell, m.seat, m.illegal) for m in self.moves)
+        if self._judged is None or self._judged[0] != key:
+            self._judged = (key, judge_moves(list(key)))
+        return self._judged[1]
 
     def last_traced_move(self, upto_ply: int | None = None) -> PlayedMove | None:
         """The latest move (up to ``upto_ply`` moves) that carries a trace."""

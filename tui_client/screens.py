@@ -17,6 +17,10 @@ from tui_client.board_widget import BoardGrid, CellChosen
 from tui_client.connection import LinkState
 from tui_client.feature_panel import FeaturePanel
 from tui_client.game_view import GameView
+from tui_client.move_values import describe_value, value_bar, value_for_x
+
+#: how the move list shows the solved game's judgement of a move
+MARK_STYLES = {"??": "b $error", "?": "b $warning", "!": "b $success"}
 
 if TYPE_CHECKING:
     from tui_client.app import ArenaApp
@@ -356,6 +360,7 @@ class GameScreen(OfArenaApp, Screen):
         Binding("end", "step_to(-1)", "End", show=False),
         Binding("r", "rematch", "Rematch"),
         Binding("R", "resign", "Resign"),
+        Binding("v", "toggle_values", "Values"),
         Binding("question_mark", "legend", "Legend", key_display="?"),
         Binding("escape", "leave", "Lobby"),
     ]
@@ -365,6 +370,7 @@ class GameScreen(OfArenaApp, Screen):
         self.game_id = game_id
         self.view_ply: int | None = None
         self._leave_armed = False
+        self.show_values = False  # live play: values on request (v)
 
     @property
     def view(self) -> GameView:
@@ -379,6 +385,7 @@ class GameScreen(OfArenaApp, Screen):
                 yield BoardGrid(id="board")
                 yield Static("", id="status")
                 yield Static("", id="message")
+                yield Static("", id="value")
                 yield Static("", id="moves")
             yield FeaturePanel(id="features")
         yield Footer()
@@ -446,19 +453,42 @@ class GameScreen(OfArenaApp, Screen):
         status.set_class(view.my_turn, "your-turn")
         status.set_class(view.my_turn and view.you is not None and view.low_on_time(view.you, time.time()), "low-time")
 
+    @property
+    def values_shown(self) -> bool:
+        """Move values: always in replays and finished games, on request (v) while it is live."""
+        return self.view.replay or self.view.over or self.show_values
+
     def _update_moves(self, ply: int) -> None:
         view = self.view
+        value_line = self.query_one("#value", Static)
+        value_line.display = self.values_shown
+        if self.values_shown:
+            board = view.board_at(ply)
+            value, _ = (0, 0) if board.is_over else value_for_x(board)
+            if board.is_over and board.winner is not None:
+                value = 1 if board.winner is Seat.X else -1
+            colour = "$secondary" if value > 0 else "$warning" if value < 0 else "$text-muted"
+            value_line.update(f"[dim]O[/dim] [{colour}]{value_bar(value, 6)}[/] [dim]X[/dim]  {describe_value(board)}")
         if not view.moves:
             self.query_one("#moves", Static).update("[dim]No moves yet.[/dim]")
             return
+        judged = view.move_values() if self.values_shown else [None] * len(view.moves)
         parts = []
-        for i, move in enumerate(view.moves):
-            label = str(move) + ("*" if move.trace else "")
+        for i, (move, judgement) in enumerate(zip(view.moves, judged)):
+            label = str(move)
+            if judgement is not None and judgement.mark:
+                label += f"[{MARK_STYLES[judgement.mark]}]{judgement.mark}[/]"
+            label += "*" if move.trace else ""
             if i % 2 == 0:
                 label = f"{i // 2 + 1}. {label}"
             parts.append(f"[reverse]{label}[/reverse]" if i == ply - 1 else label)
-        legend = "   [dim]* has trace[/dim]" if any(m.trace for m in view.moves) else ""
-        self.query_one("#moves", Static).update("Moves: " + " ".join(parts) + legend)
+        legend = []
+        if any(m.trace for m in view.moves):
+            legend.append("* trace")
+        if self.values_shown and any(j is not None and j.mark for j in judged):
+            legend.append("?? loses · ? lets a win go · ! only move")
+        tail = f"   [dim]{' · '.join(legend)}[/dim]" if legend else ""
+        self.query_one("#moves", Static).update("Moves: " + " ".join(parts) + tail)
 
     def _update_features(self, ply: int) -> None:
         view = self.view
@@ -492,6 +522,8 @@ class GameScreen(OfArenaApp, Screen):
             return playing
         if action == "rematch":
             return view.over and self.rematch() is not None
+        if action == "toggle_values":  # always on in replays and finished games
+            return not (view.replay or view.over)
         return True
 
     def rematch(self) -> tuple[str, str] | None:
@@ -519,6 +551,10 @@ class GameScreen(OfArenaApp, Screen):
             return
         self.show_message("")
         self.arena.send_move(self.game_id, cell)
+
+    def action_toggle_values(self) -> None:
+        self.show_values = not self.show_values
+        self.refresh_game()
 
     def action_legend(self) -> None:
         self.app.push_screen(LegendScreen())
