@@ -391,6 +391,7 @@ class GameScreen(OfArenaApp, Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.on_resize()
         self.refresh_game()
         self.set_interval(1.0, self._tick)
 
@@ -468,7 +469,7 @@ class GameScreen(OfArenaApp, Screen):
             if board.is_over and board.winner is not None:
                 value = 1 if board.winner is Seat.X else -1
             colour = "$secondary" if value > 0 else "$warning" if value < 0 else "$text-muted"
-            value_line.update(f"[dim]O[/dim] [{colour}]{value_bar(value, 6)}[/] [dim]X[/dim]  {describe_value(board)}")
+            value_line.update(f"[{colour}]{value_bar(value, 6)}[/] {describe_value(board)}")
         if not view.moves:
             self.query_one("#moves", Static).update("[dim]No moves yet.[/dim]")
             return
