@@ -469,3 +469,23 @@ async def test_values_on_request_in_live_play():
         moves = str(screen.query_one("#moves").render())
         assert "O5!" in moves and "O3??" in moves  # the centre is O's only draw; corner 3 then loses
         assert "X wins in" in str(value.render())
+
+
+# --------------------------------------------------------------------------- bug 9
+async def test_bug9_challenges_leave_no_toasts_and_a_pending_one_shows_in_the_lobby(arena):
+    app = make_app(arena)
+    notes = record_notes(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await choose_bot(pilot, app, "minimax")
+        await leave_game(pilot, app)
+        async with connect(arena.url) as bob:  # a person who will not answer at once
+            await bob.send(dumps({"type": "hello", "name": "bob"}))
+            await bob.recv()
+            app.start_challenge("bob", "X")
+            status = app.screen.query_one("#lobby-status")
+            await wait_until(pilot, lambda: status.display, what="the pending challenge")
+            assert "waiting for an answer" in str(status.render())
+            offer = parse_server_frame(await bob.recv())
+            await bob.send(dumps({"type": "decline", "challenge_id": offer.challenge_id}))
+            await wait_until(pilot, lambda: not status.display, what="the answer")
+    assert not [n for n in notes if "Challeng" in n[1] and "declined" not in n[1]], notes

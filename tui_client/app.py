@@ -62,6 +62,7 @@ class ArenaApp(App):
         self.stored_games_loading = False
         self.stored_games_complete = False  # the last page was short: nothing older
         self.llm_notice: str | None = local_arena.llm_notice if local_arena else None
+        self.lobby_status = ""  # see set_lobby_status
         self._watching: set[str] = set()
         self._replaying: set[str] = set()
         self._requests: dict[int, tuple[str, str]] = {}  # request id → (kind, game id or opponent)
@@ -207,7 +208,8 @@ class ArenaApp(App):
             self._refresh_records()
 
     def start_challenge(self, opponent: str, side: str) -> None:
-        self.notify(f"Challenging {opponent} (you play {side})…", timeout=3)
+        # no toast: a house bot's game opens at once, and toasts would pile up over the feature
+        # panel; a challenge that waits for an answer is said on the lobby's status line
         self.run_worker(self._send({"type": "challenge", "opponent": opponent, "side": side}, "challenge", opponent),
                         group="requests")
 
@@ -279,9 +281,11 @@ class ArenaApp(App):
                 self.answer_challenge(frame.challenge_id, bool(accept))
             self.push_screen(ChallengePrompt(frame.challenger, frame.side), answer)
         elif isinstance(frame, ChallengeSent):
-            self.notify(f"Challenge sent to {frame.opponent}; waiting for an answer…", timeout=4)
+            if frame.challenge_id not in self.games:  # a house bot's game has started already
+                self.set_lobby_status(f"Challenge sent to {frame.opponent}; waiting for an answer…")
         elif isinstance(frame, ChallengeDeclined):
             reason = f": {frame.reason}" if frame.reason else ""
+            self.set_lobby_status("")
             self.notify(f"Challenge declined{reason}", severity="warning")
         elif isinstance(frame, Info):
             kind = self._requests.pop(frame.id, ("", ""))[0] if isinstance(frame.id, int) else ""
@@ -360,7 +364,13 @@ class ArenaApp(App):
             view.you = None
         self._open_game(game_id)
 
+    def set_lobby_status(self, text: str) -> None:
+        """One line under the lobby's tables (a pending challenge, …); empty hides it."""
+        self.lobby_status = text
+        self._refresh_lobby()
+
     def _open_game(self, game_id: str) -> None:
+        self.lobby_status = ""
         if isinstance(self.screen, GameScreen):
             old = self.screen
             if old.view.over or old.view.replay or old.view.you is None:

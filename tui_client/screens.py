@@ -71,6 +71,7 @@ class LobbyScreen(OfArenaApp, Screen):
             with Vertical(id="games-pane"):
                 yield Label("Games · Enter to watch or replay", classes="pane-title")
                 yield DataTable(id="games", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="lobby-status")
         yield Static("", id="side")
         yield Footer()
 
@@ -113,6 +114,9 @@ class LobbyScreen(OfArenaApp, Screen):
         bar = self.query_one("#llm-notice", Static)
         bar.update(notice or "")
         bar.display = bool(notice)
+        status = self.query_one("#lobby-status", Static)
+        status.update(self.arena.lobby_status)
+        status.display = bool(self.arena.lobby_status)
 
         bots = self.query_one("#bots", DataTable)
         cursor = bots.cursor_row
@@ -370,6 +374,7 @@ class GameScreen(OfArenaApp, Screen):
         self.game_id = game_id
         self.view_ply: int | None = None
         self._leave_armed = False
+        self._resign_armed = False
         self.show_values = False  # live play: values on request (v)
 
     @property
@@ -538,6 +543,7 @@ class GameScreen(OfArenaApp, Screen):
         return view.player(seat.other), seat.other.value
 
     def action_play(self, cell: int) -> None:
+        self._resign_armed = False
         if self.view.replay or self.view.you is None:
             self.show_message("This is a replay: ←/→ step through it." if self.view.replay
                               else "You are watching this game; spectators cannot move.")
@@ -585,6 +591,11 @@ class GameScreen(OfArenaApp, Screen):
         if view.over or view.you is None:
             self.show_message("Only a player can resign a running game.")
             return
+        if not self._resign_armed:  # as Esc does: a second press confirms
+            self._resign_armed = True
+            self.show_message("Resign? Press R again to resign.")
+            return
+        self._resign_armed = False
         self.arena.send_resign(self.game_id)
 
     def action_leave(self) -> None:
