@@ -489,3 +489,41 @@ async def test_bug9_challenges_leave_no_toasts_and_a_pending_one_shows_in_the_lo
             await bob.send(dumps({"type": "decline", "challenge_id": offer.challenge_id}))
             await wait_until(pilot, lambda: not status.display, what="the answer")
     assert not [n for n in notes if "Challeng" in n[1] and "declined" not in n[1]], notes
+
+
+@pytest.mark.parametrize("both", [False, True], ids=["stdout-piped", "stdout-and-stderr-piped"])
+def test_bug9_a_bot_piped_to_head_stops_on_one_sigterm(tmp_path, both):
+    """``autosteer-bot run … | head -1`` (and ``2>&1 | head -1``): one SIGTERM ends it, cleanly."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tui_client.local_arena import free_port
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--db", ":memory:"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.5)
+        err_path = tmp_path / "err.txt"
+        with open(err_path, "wb") as err:
+            bot = subprocess.Popen([sys.executable, "-m", "bots.cli", "run", "--kind", "random", "--name", "piped",
+                                    "--server", f"ws://127.0.0.1:{port}"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT if both else err)
+            first = bot.stdout.readline()  # head -1: read one line, then go away
+            bot.stdout.close()
+            assert first, "the bot printed nothing"
+            time.sleep(1.0)
+            bot.send_signal(signal.SIGTERM)
+            try:
+                code = bot.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                bot.kill()
+                bot.wait()
+                raise AssertionError("one SIGTERM did not stop a bot whose reader had gone")
+        assert code == 0
+        assert "Traceback" not in err_path.read_text()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=10)

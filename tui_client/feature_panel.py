@@ -86,6 +86,16 @@ OCCUPIED_STYLE = Style(bgcolor="rgb(58,58,58)", color="rgb(150,150,150)")
 ALWAYS_ON_STYLE = Style(dim=True)
 
 
+def _short(name: str) -> str:
+    """A feature's name for a narrow row: labels all start "fires when …", so that goes
+    (the tooltip keeps the label whole).
+
+    >>> _short("#146 fires when cell 8 is empty (P=0.93, R=0.41)")
+    '#146 cell 8 is empty (P=0.93, R=0.41)'
+    """
+    return name.replace(" fires when ", " ", 1)
+
+
 def _cells_text(cells: tuple[int, ...]) -> str:
     """``(5, 1)`` → ``'→5,1'``: the cells a feature pushes toward."""
     return "→" + ",".join(str(c) for c in cells) if cells else ""
@@ -121,7 +131,7 @@ def _feature_rows(features: tuple[FeatureActivation, ...], n: int, width: int) -
     top = max((abs(f.activation) for f in shown), default=1.0) or 1.0
     for feat in shown:
         style = ALWAYS_ON_STYLE if feat.always_on else Style()
-        row = Text(_fit(feat.name, name_w).ljust(name_w) + " ", style=style)
+        row = Text(_fit(_short(feat.name), name_w).ljust(name_w) + " ", style=style)
         if bar_w:
             row.append(bar(abs(feat.activation) / top, bar_w), style=Style(color="yellow", dim=feat.always_on))
         row.append(f" {feat.activation:>{act_w - 1}.1f}", style=style)
@@ -225,7 +235,7 @@ def feature_panel_text(trace: MoveTrace | None, width: int, height: int, board: 
             row = Text()
             row.append(f"{delta.sign_symbol} {delta.coefficient:+6.2f} ", style=style)
             row.append(bar(abs(delta.coefficient) / top_c, cbar_w), style=style)
-            row.append(" " + _fit(delta.name, width - cbar_w - 11))
+            row.append(" " + _fit(_short(delta.name), width - cbar_w - 11))
             lines.append(row)
 
     if not trace.top_features and not trace.steering:

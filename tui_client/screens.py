@@ -419,7 +419,7 @@ class GameScreen(OfArenaApp, Screen):
                 continue
             if view.turn is seat and view.deadline is not None:
                 style = "b $error" if view.low_on_time(seat, time.time()) else "b"
-                lines[i] += f"  [{style}]⏱ {left:.0f} s[/]"
+                lines[i] += f"  [{style} reverse] {left:.0f} s [/]"
             else:
                 lines[i] += f"  [dim]{left:.0f} s[/dim]"
         self.query_one("#players", Static).update("\n".join(lines))
