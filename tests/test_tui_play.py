@@ -527,3 +527,24 @@ def test_bug9_a_bot_piped_to_head_stops_on_one_sigterm(tmp_path, both):
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=10)
+
+
+# --------------------------------------------------------------------------- what a player expects
+async def test_the_lobby_offers_a_choice_of_time_control_and_a_rematch_keeps_it(arena):
+    app = make_app(arena)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.is_connected, what="connected")
+        await pilot.press("t", "t")  # server default → 10 s → 30 s
+        assert "30 s a move" in str(app.screen.query_one("#side").render())
+        await pilot.press("t", "t", "t", "t")  # 60 → 300 → default → 10
+        assert "10 s a move" in str(app.screen.query_one("#side").render())
+        await choose_bot(pilot, app, "random")
+        first = app.screen
+        assert first.view.clock == 10.0
+        players = str(first.query_one("#players").render())
+        assert "10 s" in players  # both clocks from move 1
+        await pilot.press("R", "R")
+        await wait_until(pilot, lambda: first.view.over, what="the resignation")
+        await pilot.press("r")
+        await wait_until(pilot, lambda: isinstance(app.screen, GameScreen) and app.screen is not first, what="the rematch")
+        assert app.screen.view.clock == 10.0 and app.screen.view.you.value == "O"

@@ -207,11 +207,15 @@ class ArenaApp(App):
             self.stored_games_loading = False
             self._refresh_records()
 
-    def start_challenge(self, opponent: str, side: str) -> None:
-        # no toast: a house bot's game opens at once, and toasts would pile up over the feature
-        # panel; a challenge that waits for an answer is said on the lobby's status line
-        self.run_worker(self._send({"type": "challenge", "opponent": opponent, "side": side}, "challenge", opponent),
-                        group="requests")
+    def start_challenge(self, opponent: str, side: str, clock: float | None = None) -> None:
+        """Challenge ``opponent``; ``clock`` seconds per move (``None``: the server's default).
+
+        No toast: a house bot's game opens at once, and toasts would pile up over the feature
+        panel; a challenge that waits for an answer is said on the lobby's status line."""
+        frame: dict[str, Any] = {"type": "challenge", "opponent": opponent, "side": side}
+        if clock is not None:
+            frame["clock"] = clock
+        self.run_worker(self._send(frame, "challenge", opponent), group="requests")
 
     def start_watching(self, game_id: str) -> None:
         self._watching.add(game_id)

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from tui_client.app import ArenaApp
 
 SIDES = ("X", "O", "random")
+#: the time controls the lobby offers (seconds per move; None: the server's default)
+CLOCKS: tuple[float | None, ...] = (None, 10.0, 30.0, 60.0, 300.0)
 
 
 class OfArenaApp:
@@ -49,6 +51,7 @@ class LobbyScreen(OfArenaApp, Screen):
 
     BINDINGS = [
         Binding("s", "cycle_side", "Side"),
+        Binding("t", "cycle_clock", "Clock"),
         Binding("f", "finished_games", "Finished games"),
         Binding("g", "replay_by_id", "Replay by id"),
         Binding("r", "refresh", "Refresh"),
@@ -58,6 +61,7 @@ class LobbyScreen(OfArenaApp, Screen):
     def __init__(self) -> None:
         super().__init__(id="lobby")
         self.side = "X"
+        self.clock: float | None = None
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
@@ -91,7 +95,12 @@ class LobbyScreen(OfArenaApp, Screen):
 
     def update_side(self) -> None:
         label = {"X": "X (you move first)", "O": "O (the bot moves first)", "random": "random"}[self.side]
-        self.query_one("#side", Static).update(f"You play: [b]{label}[/b]   (s to change side)")
+        clock = "server default" if self.clock is None else f"{self.clock:g} s a move"
+        self.query_one("#side", Static).update(f"You play: [b]{label}[/b] (s)   Clock: [b]{clock}[/b] (t)")
+
+    def action_cycle_clock(self) -> None:
+        self.clock = CLOCKS[(CLOCKS.index(self.clock) + 1) % len(CLOCKS)]
+        self.update_side()
 
     def action_cycle_side(self) -> None:
         self.side = SIDES[(SIDES.index(self.side) + 1) % len(SIDES)]
@@ -162,7 +171,7 @@ class LobbyScreen(OfArenaApp, Screen):
     @on(DataTable.RowSelected, "#bots")
     def challenge_bot(self, event: DataTable.RowSelected) -> None:
         opponent = str(event.row_key.value)
-        self.arena.start_challenge(opponent, self.side)
+        self.arena.start_challenge(opponent, self.side, self.clock)
 
     @on(DataTable.RowSelected, "#games")
     def open_game(self, event: DataTable.RowSelected) -> None:
@@ -584,7 +593,7 @@ class GameScreen(OfArenaApp, Screen):
         if rematch is None:
             self.show_message("Rematch is offered when a game you played is over.")
             return
-        self.arena.start_challenge(*rematch)
+        self.arena.start_challenge(*rematch, clock=self.view.clock)  # the same time control
 
     def action_resign(self) -> None:
         view = self.view
