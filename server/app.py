@@ -260,10 +260,15 @@ class ArenaServer:
         stores = {e.record["game_id"]: e.record for e in effects if isinstance(e, StoreGame)}  # the latest per game
         if stores:
             assert self.records is not None
-            with self.records.transaction():
-                for record in stores.values():
+            owned = [r if self.server_id is None else {**r, "server_id": self.server_id} for r in stores.values()]
+            try:
+                with self.records.transaction():
+                    for record in owned:
+                        self.records.save(record)
+            except Exception:  # a bad record (e.g. NaN), or the database dropped the connection:
+                for record in owned:  # each record on its own (a dropped connection is replaced)
                     try:
-                        self.records.save(record if self.server_id is None else {**record, "server_id": self.server_id})
+                        self.records.save(record)
                     except Exception:  # the game goes on; the failure is logged loudly
                         log.exception("could not store game %s", record.get("game_id"))
         encoded: dict[int, bytes] = {}  # a broadcast frame is encoded once for all its recipients

@@ -630,6 +630,8 @@ class Arena:
             game = self.games.get(gid)
             if game is not None:
                 game.spectators.discard(session.name)
+        for gid in self.remote.forget(session.name) if self.remote is not None else []:
+            self._effects.append(RelayGame(gid, watch=False))
         for offer in list(self.offers.values()):
             if offer.origin == session.name or session.name in (offer.x, offer.o):
                 self._cancel_offer(offer, f"{session.name} left", session.name)

@@ -313,10 +313,27 @@ class PostgresRecords(GameRecords):
             raise
 
     def execute(self, sql: str, args: Any = ()) -> Any:
+        self._ensure_connected()
         return self.db.execute(sql.replace("?", "%s"), args)
+
+    def _ensure_connected(self) -> None:
+        """A connection the database dropped (a restart, a failover) is replaced, once per
+        call; the write that found it broken failed, and the server's next write of that
+        game (every write is the whole record) stores it."""
+        if not self.db.broken:
+            return
+        import psycopg
+        from psycopg.rows import dict_row
+
+        try:
+            self.db.close()
+            self.db = psycopg.connect(self.path, autocommit=True, row_factory=dict_row, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise RecordsError(f"lost the records database {describe_target(self.path)} and cannot reconnect: {exc}") from None
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
+        self._ensure_connected()
         with self.db.transaction():
             yield
 
