@@ -126,8 +126,11 @@ def start_arena(root: Path, db: str, max_conns: int, extra: list[str]) -> Server
     argv = [sys.executable, "-m", "server.cli", "serve", "--port", "0", "--db", db, "--quiet",
             "--rate", "1000000", "--burst", "1000000", "--flood-close", "1000000",
             "--max-connections-per-address", str(max_conns), "--move-clock", "600", *extra]
-    if "--max-connections" in _serve_options(root):
+    options = _serve_options(root)
+    if "--max-connections\"" in options:
         argv += ["--max-connections", str(max_conns)]
+    if "--max-live-games-per-address" in options:  # every load connection plays from 127.0.0.1
+        argv += ["--max-live-games-per-address", str(max_conns)]
     return ServerProcess(argv, root, env)
 
 

@@ -173,6 +173,10 @@ class ArenaServer:
     def _process_request(self, connection: Any, request: Any) -> Any:
         if request.path.split("?", 1)[0] == "/healthz":
             assert self.arena is not None
+            if getattr(request, "method", "GET") != "GET":
+                response = connection.respond(http.HTTPStatus.METHOD_NOT_ALLOWED, "GET /healthz only\n")
+                response.headers["Allow"] = "GET"
+                return response
             response = connection.respond(http.HTTPStatus.OK, json.dumps(self.arena.status()) + "\n")
             del response.headers["Content-Type"]
             response.headers["Content-Type"] = "application/json"
@@ -300,6 +304,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-connections-per-address", type=int, default=d.max_connections_per_address, help="per client address")
     parser.add_argument("--max-connections", type=int, default=d.max_connections, help="connections in all (raise the open-file limit to match)")
     parser.add_argument("--max-spectators", type=int, default=d.max_spectators, help="spectators per game")
+    parser.add_argument("--max-live-games-per-session", type=int, default=d.max_live_games_per_session,
+                        help="live games and open challenges one session may have opened (challenge, arrange)")
+    parser.add_argument("--max-live-games-per-address", type=int, default=d.max_live_games_per_address,
+                        help="the same, for all sessions from one client address together")
     parser.add_argument("--quiet", action="store_true", help="do not print a line per finished game")
     parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop",
                         help="uvloop (libuv) serves more messages per CPU second; asyncio is the standard loop")
@@ -312,7 +320,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         minimax_tiebreak=args.minimax_tiebreak, max_frame_bytes=args.max_frame_bytes, rate=args.rate,
         burst=args.burst, flood_close=args.flood_close,
         max_connections_per_address=args.max_connections_per_address, max_spectators=args.max_spectators,
-        max_connections=args.max_connections,
+        max_connections=args.max_connections, max_live_games_per_session=args.max_live_games_per_session,
+        max_live_games_per_address=args.max_live_games_per_address,
     )
 
 
@@ -339,9 +348,24 @@ def format_game_line(record: dict[str, Any]) -> str:
     else:
         winner = record.get("winner") or (record["x"] if result == "X" else record["o"])
         outcome = f"{winner} ({result}) won by {why}"
-    tag = f" [{record['tag']}]" if record.get("tag") else ""
+    tag = f" [{log_text(record['tag'])}]" if record.get("tag") else ""
     seed = f" seed {record['seed']}" if record.get("seed") is not None else ""
-    return f"game {record['game_id']}: {record['x']} (X) vs {record['o']} (O) -> {outcome}, moves {cells or '-'}{tag}{seed}"
+    return (f"game {record['game_id']}: {log_text(record['x'])} (X) vs {log_text(record['o'])} (O) -> "
+            f"{log_text(outcome)}, moves {cells or '-'}{tag}{seed}")
+
+
+def log_text(text: Any) -> str:
+    """Client text made safe for a log line or a terminal: every character that is not
+    printable (newlines, escape codes, lone surrogates…) is written as its escape, so a
+    client cannot forge log lines or drive the operator's terminal.
+
+    >>> log_text("ok [x]"), log_text("a\\ngame g9: forged"), log_text("\\x1b[31mred")
+    ('ok [x]', 'a\\\\ngame g9: forged', '\\\\x1b[31mred')
+    """
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii") for c in text)
 
 
 def run(args: argparse.Namespace) -> int:
