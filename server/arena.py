@@ -371,24 +371,23 @@ class Arena:
     def tick(self, now: float) -> None:
         """Fire every timer due at ``now``: move clocks, grace periods, offer timeouts."""
         while self._timers and self._timers[0][0] <= now:
-            _, _, kind, key, generation = heapq.heappop(self._timers)
+            timer = heapq.heappop(self._timers)
+            if not self._timer_current(timer):
+                continue  # its game moved on, its session came back, its offer was answered
+            _, _, kind, key, _ = timer
             if kind == "clock":
-                game = self.games.get(key)
-                if game is not None and game.deadline is not None and game.deadline <= now and len(game.moves) == generation:
+                game = self.games[key]
+                if game.deadline is not None and game.deadline <= now:
                     loser = game.turn
                     assert loser is not None
                     self._finish(game, loser.other.value, "timeout", now)
             elif kind == "pause":
-                game = self.games.get(key)
-                if game is not None and game.paused and game.pauses == generation:
-                    self._restart_clock(game, now, announce=True)  # pause allowance spent
+                self._restart_clock(self.games[key], now, announce=True)  # pause allowance spent
             elif kind == "grace":
-                session = self.sessions.get(key)
-                if session is not None and not session.connected and session.generation == generation:
-                    self._expire_session(session, now)
+                self._expire_session(self.sessions[key], now)
             elif kind == "offer":
-                offer = self.offers.get(key)
-                if offer is not None and offer.expires_at <= now:
+                offer = self.offers[key]
+                if offer.expires_at <= now:
                     self._cancel_offer(offer, "no answer in time", None)
 
     def next_deadline(self) -> float | None:
@@ -441,6 +440,25 @@ class Arena:
 
     def _push_timer(self, when: float, kind: str, key: str, generation: int) -> None:
         heapq.heappush(self._timers, (when, next(self._seq), kind, key, generation))
+        # Every move arms a clock timer and the one it replaces stays queued until it is due:
+        # with many fast games that is move_clock x moves/s stale entries. Drop them now and then.
+        if len(self._timers) > 1024 + 8 * (len(self.games) + len(self.sessions) + len(self.offers)):
+            self._timers = [t for t in self._timers if self._timer_current(t)]
+            heapq.heapify(self._timers)
+
+    def _timer_current(self, timer: tuple[float, int, str, str, int]) -> bool:
+        """False for a timer that :meth:`tick` would ignore (its game, pause, session or offer moved on)."""
+        _, _, kind, key, generation = timer
+        if kind == "clock":
+            game = self.games.get(key)
+            return game is not None and game.deadline is not None and len(game.moves) == generation
+        if kind == "pause":
+            game = self.games.get(key)
+            return game is not None and game.paused and game.pauses == generation
+        if kind == "grace":
+            session = self.sessions.get(key)
+            return session is not None and not session.connected and session.generation == generation
+        return key in self.offers
 
     def _take_token(self, conn: Connection, now: float, raw: str | bytes) -> bool:
         cfg = self.config
