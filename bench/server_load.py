@@ -155,11 +155,13 @@ class Window:
     end: float = 0.0
     rtts: list[float] = field(default_factory=list)
     failures: int = 0
+    offset: float = 0.0  # time.perf_counter() - loop.time()
     server_cpu: float = 0.0  # CPU seconds the server spent inside the window
     client_cpu: float = 0.0  # and this client process
 
     def record(self, sent: float, done: float) -> None:
-        if self.start <= sent and done <= self.end:
+        """``sent`` and ``done`` are ``time.perf_counter()`` readings; start and end loop times."""
+        if self.start <= sent - self.offset and done - self.offset <= self.end:
             self.rtts.append(done - sent)
 
 
@@ -243,9 +245,9 @@ async def _drive(player: Any, window: Window, paced: float | None, ready: asynci
             return
         if paced:
             next_at += paced
-        sent = loop.time()
+        sent = time.perf_counter()  # not loop.time(): uvloop's clock is cached per loop turn, in ms
         await player.request()
-        window.record(sent, loop.time())
+        window.record(sent, time.perf_counter())
         if paced:
             await asyncio.sleep(max(0.0, next_at - loop.time()))
 
@@ -265,7 +267,7 @@ async def _load(proc: ServerProcess, kind: str, n: int, seconds: float, paced: f
 
     players = await asyncio.gather(*(open_one(i) for i in range(n)))
     loop = asyncio.get_running_loop()
-    window = Window()
+    window = Window(offset=time.perf_counter() - loop.time())
     ready = asyncio.Event()
     warmup = min(2.0, seconds / 5)
     window.start = loop.time() + warmup

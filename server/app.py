@@ -25,8 +25,10 @@ import http
 import itertools
 import json
 import logging
+import queue
 import signal
 import sys
+import threading
 import time
 from typing import Any, AsyncIterator, Callable
 
@@ -42,20 +44,27 @@ GameOverHook = Callable[[dict[str, Any]], None]
 
 
 class _Peer:
-    """One connection's outgoing queue and the task that drains it in order."""
+    """One connection's outgoing queue and the task that drains it in order.
+
+    A frame pushed ``after`` a records commit (a future) waits for it, and so does every
+    frame queued behind it: no client hears of a game that is not stored yet."""
 
     def __init__(self, ws: Any, limit_bytes: int) -> None:
         self.ws = ws
         self.limit_bytes = limit_bytes
         self.queued_bytes = 0
-        self.queue: collections.deque[bytes | Close] = collections.deque()
+        self.queue: collections.deque[bytes | Close | asyncio.Future[None]] = collections.deque()
         self.ready = asyncio.Event()
         self.closed = False
         self.task: asyncio.Task[None] | None = None
+        self._barrier: asyncio.Future[None] | None = None  # the last commit queued
 
-    def push(self, item: bytes | Close) -> None:
+    def push(self, item: bytes | Close, after: asyncio.Future[None] | None = None) -> None:
         if self.closed:
             return
+        if after is not None and after is not self._barrier and not after.done():
+            self._barrier = after
+            self.queue.append(after)
         if isinstance(item, Close):
             self.closed = True
         elif self.queued_bytes + len(item) > self.limit_bytes:  # the client does not read: drop it
@@ -79,6 +88,9 @@ class _Peer:
             while True:
                 while self.queue:
                     item = self.queue.popleft()
+                    if isinstance(item, asyncio.Future):
+                        await item  # the records this frame speaks of are committed first
+                        continue
                     if isinstance(item, Close):
                         await self.ws.close(item.code, item.reason)
                         return
@@ -90,6 +102,70 @@ class _Peer:
                 await self.ready.wait()
         except ConnectionClosed:
             return
+
+
+class _RecordWriter:
+    """Stores game records on a thread of its own, with its own database connection, so a
+    slow disk (a commit can stall for tens of ms) never stalls the event loop. Each batch
+    resolves a future on the loop once it is committed; batches queued meanwhile share one
+    transaction."""
+
+    def __init__(self, path: str, loop: asyncio.AbstractEventLoop) -> None:
+        self.records = GameRecords(path)
+        self.loop = loop
+        self.jobs: queue.SimpleQueue[tuple[list[dict[str, Any]], asyncio.Future[None]] | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="arena-records", daemon=True)
+        self.thread.start()
+
+    def submit(self, records: list[dict[str, Any]]) -> asyncio.Future[None]:
+        done: asyncio.Future[None] = self.loop.create_future()
+        self.jobs.put((records, done))
+        return done
+
+    def close(self) -> None:
+        """Store everything submitted so far, then stop."""
+        self.jobs.put(None)
+        self.thread.join()
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            job = self.jobs.get()
+            batch = []
+            while job is not None:
+                batch.append(job)
+                try:
+                    job = self.jobs.get_nowait()
+                except queue.Empty:
+                    break
+            stopping = job is None
+            if batch:
+                self._store(batch)
+        self.records.close()
+
+    def _store(self, batch: list[tuple[list[dict[str, Any]], asyncio.Future[None]]]) -> None:
+        try:
+            store_records(self.records, [record for records, _ in batch for record in records])
+        except Exception:
+            log.exception("could not commit %d game records", sum(len(r) for r, _ in batch))
+        for _, done in batch:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                self.loop.call_soon_threadsafe(_resolve, done)
+
+
+def store_records(store: GameRecords, records: list[dict[str, Any]]) -> None:
+    """Save ``records`` in one transaction; one that cannot be stored is logged, the others are kept."""
+    with store.transaction():
+        for record in records:
+            try:
+                store.save(record)
+            except Exception:  # the game goes on; the failure is logged loudly
+                log.exception("could not store game %s", record.get("game_id"))
+
+
+def _resolve(done: asyncio.Future[None]) -> None:
+    if not done.done():
+        done.set_result(None)
 
 
 class ArenaServer:
@@ -111,6 +187,7 @@ class ArenaServer:
         self._stopped = False
         self._pending: list[Any] = []  # effects taken from the arena, carried out once per loop turn
         self._flush_handle: asyncio.Handle | None = None
+        self._writer: _RecordWriter | None = None  # records are written on a thread (file databases)
 
     @property
     def url(self) -> str:
@@ -128,6 +205,8 @@ class ArenaServer:
         if self.aborted_at_start:
             log.warning("marked %d games left live by an earlier run as aborted", self.aborted_at_start)
         self.arena = Arena(self.config, load_record=self.records.get, list_records=self.records.summaries)
+        if self.config.db_path != ":memory:":  # a second connection to ":memory:" would be another database
+            self._writer = _RecordWriter(self.config.db_path, asyncio.get_running_loop())
         try:
             self._ws_server = await serve(
                 self._handle, self.config.host, self.config.port,
@@ -140,6 +219,8 @@ class ArenaServer:
                 server_header="autosteer-arena",
             )
         except BaseException:  # e.g. the port is taken: leave nothing open
+            if self._writer is not None:
+                self._writer.close()
             self.records.close()
             raise
         self.port = self._ws_server.sockets[0].getsockname()[1]
@@ -167,6 +248,8 @@ class ArenaServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._timer_task
         self._apply(now=True)  # records of anything that ended while closing
+        if self._writer is not None:
+            self._writer.close()
         if self.records is not None:
             self.records.close()
 
@@ -232,14 +315,12 @@ class ArenaServer:
         self._flush_handle = None
         effects, self._pending = self._pending, []
         stores = {e.record["game_id"]: e.record for e in effects if isinstance(e, StoreGame)}  # the latest per game
-        if stores:
+        committed: asyncio.Future[None] | None = None
+        if stores and self._writer is not None:
+            committed = self._writer.submit(list(stores.values()))
+        elif stores:
             assert self.records is not None
-            with self.records.transaction():
-                for record in stores.values():
-                    try:
-                        self.records.save(record)
-                    except Exception:  # the game goes on; the failure is logged loudly
-                        log.exception("could not store game %s", record.get("game_id"))
+            store_records(self.records, list(stores.values()))
         encoded: dict[int, bytes] = {}  # a broadcast frame is encoded once for all its recipients
         for effect in effects:
             if isinstance(effect, Send):
@@ -248,11 +329,11 @@ class ArenaServer:
                     data = encoded.get(id(effect.frame))
                     if data is None:
                         data = encoded[id(effect.frame)] = encode_frame(effect.frame)
-                    peer.push(data)
+                    peer.push(data, committed)
             elif isinstance(effect, Close):
                 peer = self._peers.get(effect.conn_id)
                 if peer is not None:
-                    peer.push(effect)
+                    peer.push(effect, committed)
             elif isinstance(effect, GameEnded) and self.on_game_over is not None:
                 try:
                     self.on_game_over(effect.record)
