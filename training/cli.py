@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "search-vector": ("training.vector_search", "search one fixed steering vector that draws more vs minimax (exact objective)"),
     "label": ("training.labels", "label SAE features by board concepts (precision/recall) and steering effect"),
     "ppo": ("training.rl.ppo", "learn a board-dependent steering policy with PPO against the server's minimax (exact eval)"),
+    "rl-report": ("training.rl.report", "what a learned steering policy pushes, where (docs/POLICY.md + heatmap)"),
 }
 
 
