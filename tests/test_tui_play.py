@@ -548,3 +548,26 @@ async def test_the_lobby_offers_a_choice_of_time_control_and_a_rematch_keeps_it(
         await pilot.press("r")
         await wait_until(pilot, lambda: isinstance(app.screen, GameScreen) and app.screen is not first, what="the rematch")
         assert app.screen.view.clock == 10.0 and app.screen.view.you.value == "O"
+
+
+async def test_watching_two_bots_from_the_lobby_at_a_chosen_pace(arena):
+    app = make_app(arena, "viewer")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: {"minimax", "random"} <= {b.name for b in app.bots}, what="the bots")
+        await pilot.press("b")
+        assert type(app.screen).__name__ == "BotGamePrompt"
+        from textual.widgets import Select
+        app.screen.query_one("#bot-x", Select).value = "random"
+        app.screen.query_one("#pace", Select).value = 0.5
+        await pilot.click("#start")
+        await wait_until(pilot, lambda: isinstance(app.screen, GameScreen), what="the bot game")
+        screen = app.screen
+        assert screen.view.x == "random" and screen.view.o == "minimax" and screen.view.you is None
+        await wait_until(pilot, lambda: screen.view.over, what="the end of the game (house bots play at once)")
+        assert screen.shown_ply() < len(screen.view.moves)  # revealed one by one
+        assert "shown at 0.5 s a move" in status_text(app)
+        shown = screen.shown_ply()
+        await wait_until(pilot, lambda: screen.shown_ply() > shown, timeout=3, what="the next move at the pace")
+        await wait_until(pilot, lambda: screen.view_ply is None, timeout=10, what="the whole game shown")
+        assert screen.query_one(BoardGrid).marks == screen.view.board.code
+        assert "minimax" in status_text(app) or "Draw" in status_text(app)

@@ -31,7 +31,7 @@ RECORDS_PAGE = 50  # finished games asked of the server at a time
 #: error codes the connection layer makes up for failures on this side (tui_client.connection)
 CLIENT_SIDE_ERRORS = ("client_error", "bad_server_frame")
 #: the title of the notice when the server refuses a request the person made (not a server fault)
-REQUEST_TITLES = {"replay": "Replay", "challenge": "Challenge", "spectate": "Watch", "records": "Finished games",
+REQUEST_TITLES = {"replay": "Replay", "challenge": "Challenge", "arrange": "Bot game", "spectate": "Watch", "records": "Finished games",
                   "move": "Move refused", "resign": "Resign refused", "unspectate": "Watch"}
 
 
@@ -63,6 +63,7 @@ class ArenaApp(App):
         self.stored_games_complete = False  # the last page was short: nothing older
         self.llm_notice: str | None = local_arena.llm_notice if local_arena else None
         self.lobby_status = ""  # see set_lobby_status
+        self.paces: dict[str, float] = {}  # game id → seconds a move to show a watched bot game at
         self._watching: set[str] = set()
         self._replaying: set[str] = set()
         self._requests: dict[int, tuple[str, str]] = {}  # request id → (kind, game id or opponent)
@@ -217,6 +218,14 @@ class ArenaApp(App):
             frame["clock"] = clock
         self.run_worker(self._send(frame, "challenge", opponent), group="requests")
 
+    def arrange_game(self, x: str, o: str, pace: float, clock: float | None = None) -> None:
+        """Start a game between two bots and watch it, shown at ``pace`` seconds a move
+        (house bots play at once; the game screen reveals their moves one by one)."""
+        frame: dict[str, Any] = {"type": "arrange", "x": x, "o": o, "tag": "tui"}
+        if clock is not None:
+            frame["clock"] = clock
+        self.run_worker(self._send(frame, "arrange", str(pace)), group="requests")
+
     def start_watching(self, game_id: str) -> None:
         self._watching.add(game_id)
         self.run_worker(self._send({"type": "spectate", "game_id": game_id}, "spectate", game_id), group="requests")
@@ -285,7 +294,13 @@ class ArenaApp(App):
                 self.answer_challenge(frame.challenge_id, bool(accept))
             self.push_screen(ChallengePrompt(frame.challenger, frame.side), answer)
         elif isinstance(frame, ChallengeSent):
-            if frame.challenge_id not in self.games:  # a house bot's game has started already
+            kind, subject = self._requests.pop(frame.id, ("", "")) if isinstance(frame.id, int) else ("", "")
+            if kind == "arrange":  # a bot game we asked for: watch it, at the pace chosen
+                self._watching.add(frame.challenge_id)
+                self.paces[frame.challenge_id] = float(subject or 0)
+                if frame.challenge_id not in self.games:
+                    self.set_lobby_status(f"Bot game {frame.opponent}: waiting for the bots to accept…")
+            elif frame.challenge_id not in self.games:  # a house bot's game has started already
                 self.set_lobby_status(f"Challenge sent to {frame.opponent}; waiting for an answer…")
         elif isinstance(frame, ChallengeDeclined):
             reason = f": {frame.reason}" if frame.reason else ""

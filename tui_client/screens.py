@@ -10,7 +10,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Static
+from textual.timer import Timer
+from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
 
 from server.game import Seat
 from tui_client.board_widget import BoardGrid, CellChosen
@@ -52,6 +53,7 @@ class LobbyScreen(OfArenaApp, Screen):
     BINDINGS = [
         Binding("s", "cycle_side", "Side"),
         Binding("t", "cycle_clock", "Clock"),
+        Binding("b", "bot_game", "Bot game"),
         Binding("f", "finished_games", "Finished games"),
         Binding("g", "replay_by_id", "Replay by id"),
         Binding("r", "refresh", "Refresh"),
@@ -108,6 +110,17 @@ class LobbyScreen(OfArenaApp, Screen):
 
     def action_refresh(self) -> None:
         self.arena.request_lobby()
+
+    def action_bot_game(self) -> None:
+        names = [b.name for b in self.arena.bots if b.name != self.arena.player_name]
+        if not names:
+            self.notify("No bots online yet.", timeout=3)
+            return
+
+        def done(choice: tuple[str, str, float] | None) -> None:
+            if choice:
+                self.arena.arrange_game(*choice, clock=self.clock)
+        self.app.push_screen(BotGamePrompt(names), done)
 
     def action_finished_games(self) -> None:
         self.app.push_screen(RecordsScreen())
@@ -323,6 +336,52 @@ mark is shown), ▶ marks the cell the model chose (red: an illegal move, which 
 [b]Moves[/b]: * a move with a trace; ✖ an illegal move.    Esc or ? closes this."""
 
 
+#: how fast a watched bot game is shown (seconds a move)
+PACES: tuple[float, ...] = (1.0, 2.0, 0.5, 0.0)
+
+
+class BotGamePrompt(ModalScreen["tuple[str, str, float] | None"]):
+    """Pick two bots and a pace to watch them play (the lobby's ``b``)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, bots: list[str]) -> None:
+        super().__init__()
+        self.bots = bots
+
+    def compose(self) -> ComposeResult:
+        llms = [b for b in self.bots if b not in ("minimax", "random")]
+        x_default = llms[0] if llms else self.bots[0]
+        o_default = "minimax" if "minimax" in self.bots else self.bots[-1]
+        options = [(b, b) for b in self.bots]
+        with Vertical(id="prompt"):
+            yield Label("Watch two bots play. X:")
+            yield Select(options, value=x_default, allow_blank=False, id="bot-x")
+            yield Label("O:")
+            yield Select(options, value=o_default, allow_blank=False, id="bot-o")
+            yield Label("Shown at:")
+            yield Select([(f"{p:g} s a move" if p else "full speed", p) for p in PACES], value=PACES[0],
+                         allow_blank=False, id="pace")
+            with Horizontal(id="prompt-buttons"):
+                yield Button("Start (Enter)", id="start", variant="success")
+                yield Button("Cancel (Esc)", id="cancel", variant="error")
+
+    def on_mount(self) -> None:
+        self.query_one("#start", Button).focus()
+
+    @on(Button.Pressed)
+    def pressed(self, event: Button.Pressed) -> None:
+        if event.button.id != "start":
+            self.dismiss(None)
+            return
+        x = str(self.query_one("#bot-x", Select).value)
+        o = str(self.query_one("#bot-o", Select).value)
+        self.dismiss((x, o, float(self.query_one("#pace", Select).value)))  # type: ignore[arg-type]
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 class LegendScreen(ModalScreen[None]):
     """What the feature panel's columns and marks mean (the game screen's ``?``)."""
 
@@ -384,6 +443,7 @@ class GameScreen(OfArenaApp, Screen):
         self.view_ply: int | None = None
         self._leave_armed = False
         self._resign_armed = False
+        self._pacer: Timer | None = None  # reveals a watched bot game's moves at its pace
         self.show_values = False  # live play: values on request (v)
 
     @property
@@ -406,8 +466,31 @@ class GameScreen(OfArenaApp, Screen):
 
     def on_mount(self) -> None:
         self.on_resize()
+        pace = self.arena.paces.get(self.game_id, 0.0)
+        if pace > 0:  # a bot game we asked to watch at a human pace: reveal its moves one by one
+            self.view_ply = 0
+            self._pacer = self.set_interval(pace, self._reveal_next)
         self.refresh_game()
         self.set_interval(1.0, self._tick)
+
+    def _reveal_next(self) -> None:
+        """One more move of a paced bot game; when all are shown and it is over, stop."""
+        n = len(self.view.moves)
+        if self.view_ply is None:
+            return
+        if self.view_ply < n:
+            self.view_ply += 1
+            self.refresh_game()
+        elif self.view.over:
+            self._stop_pacing()
+            self.refresh_game()
+
+    def _stop_pacing(self) -> None:
+        if self._pacer is not None:
+            self._pacer.stop()
+            self._pacer = None
+        if self.view_ply is not None and self.view_ply >= len(self.view.moves):
+            self.view_ply = None
 
     def on_resize(self) -> None:
         # a bigger board when the terminal has room for it (the feature panel grows by itself)
@@ -457,7 +540,9 @@ class GameScreen(OfArenaApp, Screen):
         view = self.view
         ply = self.shown_ply()
         text = view.status_line()
-        if view.replay or (self.view_ply is not None and ply < len(view.moves)):
+        if self._pacer is not None and self.view_ply is not None:
+            text = f"Move {ply} of {len(view.moves)} · shown at {self.arena.paces[self.game_id]:g} s a move (←/→ to step)"
+        elif view.replay or (self.view_ply is not None and ply < len(view.moves)):
             text = f"Move {ply} of {len(view.moves)} (←/→ to step)" + (f" · {view.result_line()}" if view.over else "")
         elif view.deadline is not None and not view.over:
             left = max(0, int(view.deadline - time.time()))
@@ -488,8 +573,9 @@ class GameScreen(OfArenaApp, Screen):
             self.query_one("#moves", Static).update("[dim]No moves yet.[/dim]")
             return
         judged = view.move_values() if self.values_shown else [None] * len(view.moves)
+        shown = view.moves[:ply] if self._pacer is not None else view.moves  # a paced game: no moves ahead
         parts = []
-        for i, (move, judgement) in enumerate(zip(view.moves, judged)):
+        for i, (move, judgement) in enumerate(zip(shown, judged)):
             label = str(move)
             if judgement is not None and judgement.mark:
                 label += f"[{MARK_STYLES[judgement.mark]}]{judgement.mark}[/]"
@@ -576,6 +662,7 @@ class GameScreen(OfArenaApp, Screen):
         self.app.push_screen(LegendScreen())
 
     def action_step(self, delta: int) -> None:
+        self._stop_pacing()  # the person takes over
         n = len(self.view.moves)
         self.view_ply = max(0, min(self.shown_ply() + delta, n))
         if self.view_ply == n and not self.view.replay:
@@ -583,6 +670,7 @@ class GameScreen(OfArenaApp, Screen):
         self.refresh_game()
 
     def action_step_to(self, ply: int) -> None:
+        self._stop_pacing()
         self.view_ply = len(self.view.moves) if ply < 0 else ply
         if self.view_ply == len(self.view.moves) and not self.view.replay:
             self.view_ply = None
