@@ -353,7 +353,8 @@ def _player_tag_filter(player: str | None, tag: str | None) -> tuple[list[str], 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", default="var/arena.sqlite3", help="records database written by 'autosteer-server serve'")
+    parser.add_argument("--db", default="var/arena.sqlite3", help="records database written by 'autosteer-server serve': "
+                        "a SQLite file or a postgresql://user@host:port/dbname URL")
     sub = parser.add_subparsers(dest="games_command", metavar="ACTION", required=True)
     p_list = sub.add_parser("list", help="newest games first, one line each",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -439,7 +440,7 @@ def _cmd_list(records: GameRecords, args: argparse.Namespace) -> int:
     from rich.text import Text
 
     console = Console()
-    table = Table(title=Text(f"games in {args.db}"))
+    table = Table(title=Text(f"games in {describe_target(args.db)}"))
     # the id is what 'games show' takes: never cut or wrapped, whatever the terminal width
     table.add_column("game", no_wrap=True, min_width=max([len(r["game_id"]) for r in rows] + [4]), overflow="fold")
     for col in ("started", "X", "O", "result", "reason", "moves", "tag"):
@@ -459,7 +460,7 @@ def _cmd_show(records: GameRecords, args: argparse.Namespace) -> int:
 
     matches = records.find(args.game_id) if args.game_id else []
     if not matches:
-        print(f"error: no game {args.game_id!r} in {args.db}; 'autosteer-server games list' shows the ids", file=sys.stderr)
+        print(f"error: no game {args.game_id!r} in {describe_target(args.db)}; 'autosteer-server games list' shows the ids", file=sys.stderr)
         return 1
     if len(matches) > 1:
         more = ", …" if len(matches) == 10 else ""
