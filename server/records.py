@@ -437,16 +437,19 @@ def _cmd_list(records: GameRecords, args: argparse.Namespace) -> int:
 
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
-    table = Table(title=f"games in {describe_target(args.db)}")
+    table = Table(title=Text(f"games in {describe_target(args.db)}"))
     # the id is what 'games show' takes: never cut or wrapped, whatever the terminal width
     table.add_column("game", no_wrap=True, min_width=max([len(r["game_id"]) for r in rows] + [4]), overflow="fold")
     for col in ("started", "X", "O", "result", "reason", "moves", "tag"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["game_id"], _when(r["started_at"]), r["x"], r["o"], r["result"] or r["status"],
-                      r["reason"] or "", "".join(str(m["cell"]) for m in r["moves"]), r["tag"] or "")
+        # Text, not str: what clients sent (names, tags) is shown as typed, never read as Rich markup
+        table.add_row(*(Text(str(cell)) for cell in (
+            r["game_id"], _when(r["started_at"]), r["x"], r["o"], r["result"] or r["status"], r["reason"] or "",
+            "".join(str(m["cell"]) for m in r["moves"]), r["tag"] or "")))
     console.print(table)
     console.print(f"{len(rows)} shown of {records.count()} stored games")
     return 0

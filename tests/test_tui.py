@@ -412,6 +412,8 @@ async def test_resign_and_leave_with_keys(arena):
         screen = app.screen
         await pilot.press("escape")  # first Esc only warns while the game is on
         assert "press Esc again" in message_text(app) and app.screen is screen
+        await pilot.press("R")  # asks first
+        assert "Press R again" in message_text(app) and not screen.view.over
         await pilot.press("R")
         await wait_until(pilot, lambda: screen.view.over, what="the resignation")
         assert screen.view.reason == "resign" and "random wins: ann resigned" in status_text(app)
@@ -613,7 +615,7 @@ def test_rule_player_of_the_screenshot_script():
     assert rule_player(Board.empty()) == 5
 
 
-def test_autosteer_tui_starts_a_local_arena_and_stops_it_on_quit():
+def test_autosteer_tui_starts_a_local_arena_and_stops_it_on_quit(tmp_path):
     """The demo command end to end in a pseudo-terminal: local server, lobby, q, clean exit."""
     import os
     import pty
@@ -622,7 +624,8 @@ def test_autosteer_tui_starts_a_local_arena_and_stops_it_on_quit():
     pid, fd = pty.fork()
     if pid == 0:  # pragma: no cover - the child becomes the app
         os.environ.update(TERM="xterm-256color", COLUMNS="80", LINES="24")
-        os.execv(sys.executable, [sys.executable, "-m", "tui_client.cli", "--no-llm", "--name", "pty-user"])
+        os.execv(sys.executable, [sys.executable, "-m", "tui_client.cli", "--no-llm", "--name", "pty-user",
+                                   "--data-dir", str(tmp_path / "data")])
     out = b""
 
     def read_until(needle: bytes, timeout: float) -> bool:
@@ -654,3 +657,4 @@ def test_autosteer_tui_starts_a_local_arena_and_stops_it_on_quit():
         os.close(fd)
     assert os.waitstatus_to_exitcode(status) == 0
     assert b"Stopping the local arena" in out
+    assert (tmp_path / "data" / "arena.sqlite").is_file()  # the games stay for the next run

@@ -302,3 +302,272 @@ def test_bug6_one_default_move_reading_for_the_llm_bot_and_the_demo():
     add_arguments(parser)
     assert parser.parse_args([]).mode == DEFAULT_MODE == "masked"
     assert "--mode" not in DEMO_LLM_ARGS  # the demo runs the command's own default
+
+
+# --------------------------------------------------------------------------- bug 7
+async def test_bug7_an_llm_forfeit_shows_the_cell_it_named_and_its_trace():
+    from tests.test_tui import FIXTURE
+    from tui_client.feature_panel import FeaturePanel
+
+    trace = FIXTURE["special"]["unsteered_illegal"]  # chose 1, which X holds
+    moves = [{"ply": 1, "seat": "X", "cell": 1, "at": 0.0}]
+    frames = [
+        {"type": "game_start", "game_id": "g7", "x": "ann", "o": "smol-llm", "you": "X", "clock": 30.0,
+         "board": ".........", "turn": "X"},
+        {"type": "state", "game_id": "g7", "x": "ann", "o": "smol-llm", "board": "X........", "turn": "O", "ply": 1,
+         "moves": moves},
+        {"type": "game_over", "game_id": "g7", "x": "ann", "o": "smol-llm", "result": "X", "reason": "illegal_move",
+         "winner": "ann", "board": "X........", "moves": moves,
+         "illegal_move": {"ply": 2, "seat": "O", "cell": 1, "at": 1.0, "trace": trace, "code": "occupied"}},
+    ]
+    app = ArenaApp(None, "ann")
+    async with app.run_test(size=SIZE) as pilot:
+        for frame in frames:
+            app.handle_frame(parse_server_frame(frame))
+            await pilot.pause()
+        screen = app.screen
+        assert "smol-llm played the illegal move 1 (forfeit)" in status_text(app)
+        assert "O1✖" in str(screen.query_one("#moves").render())
+        assert screen.query_one("#cell-1").has_class("illegal")
+        panel = screen.query_one(FeaturePanel).plain
+        assert "chose 1" in panel and "✖ illegal" in panel
+        assert screen.query_one(BoardGrid).marks == "X........"  # the refused move changed nothing
+
+
+# --------------------------------------------------------------------------- bug 8 and the panel
+LONG = "no clear board concept (best: cell 1 is a best move (in minimax's choice set), P=0.93, R=0.04, MCC=0.17)"
+
+
+def ranked_trace() -> dict:
+    """A fixture trace as the bot now sends it: features with their usual level and effect."""
+    trace = dict(TRACES[0])
+    feats = []
+    for i, f in enumerate(trace["top_features"]):
+        usual = 7.5 if i == 0 else 0.1
+        feats.append(dict(f, usual=usual, deviation=round((f["activation"] - usual) / 7.5, 3), promotes=[5, 1][: 1 + i % 2],
+                          always_on=i == 0, label=LONG if i == 1 else f["label"]))
+    trace["top_features"] = feats
+    return trace
+
+
+def test_bug8_panel_cuts_labels_with_an_ellipsis_keeps_the_count_and_has_no_gap():
+    import re
+
+    from server.game import Board
+    from tui_client.feature_panel import feature_panel_text
+    from tui_client.trace import parse_trace
+
+    trace = parse_trace(ranked_trace())
+    assert trace.top_features[0].label == LONG or any(f.label == LONG for f in trace.top_features)
+    small = feature_panel_text(trace, 49, 15, Board("X...O....")).plain.split("\n")
+    assert any("#" in line and line.rstrip().endswith("…") is False and "…" in line for line in small)  # cut, marked
+    assert "……" not in "\n".join(small)
+    head = next(line for line in small if line.startswith("Features"))
+    shown = sum(1 for line in small if line.startswith("#"))
+    assert f"{shown}/{len(trace.top_features)}" in head  # how many are hidden stays visible
+    wide = feature_panel_text(trace, 196, 48, Board("X...O....")).plain.split("\n")
+    assert any(LONG in line for line in wide)  # the full label fits
+    longest = next(line for line in wide if LONG in line)
+    after = longest[longest.index(LONG) + len(LONG):]
+    assert re.match(r" [█▏▎▍▌▋▊▉]", after), after  # the bars start right after the longest name: no gap
+
+
+def test_panel_ranks_by_distance_from_the_usual_level_dims_always_on_and_greys_taken_cells():
+    from rich.style import Style
+
+    from server.game import Board
+    from tui_client.feature_panel import OCCUPIED_STYLE, feature_panel_text, feature_tooltip
+    from tui_client.trace import parse_trace
+
+    raw = ranked_trace()
+    trace = parse_trace(raw)
+    devs = [abs(f.deviation) for f in trace.top_features]
+    assert devs == sorted(devs, reverse=True)
+    always = next(f for f in trace.top_features if f.always_on)
+    text = feature_panel_text(trace, 80, 40, Board("X...O...."))
+    plain = text.plain
+    assert "Features · furthest from usual" in plain and "→5,1" in plain
+    row_start = plain.index(f"#{always.index} ")
+    assert any(span.start <= row_start < span.end and Style.parse(str(span.style)).dim for span in text.spans)
+    grid = plain[plain.index("Cell probabilities"):]
+    assert "chose 5" in grid and "▶O" in grid  # the chosen cell is marked (here the fixture's cell 5)
+    x_at = plain.index(" X ", plain.index("Cell probabilities"))
+    assert any(span.start <= x_at + 1 < span.end and span.style == OCCUPIED_STYLE for span in text.spans)
+    tip = feature_tooltip(trace)
+    assert LONG in tip and "always on" in tip and "pushes toward 5" in tip
+
+
+async def test_question_mark_opens_the_legend():
+    from tests.test_tui_snapshots import game_frames
+
+    app = ArenaApp(None, "ann")
+    async with app.run_test(size=(80, 24)) as pilot:
+        for frame in game_frames([1, 5, 9, 3]):
+            app.handle_frame(parse_server_frame(frame))
+        await pilot.pause()
+        await pilot.press("question_mark")
+        assert type(app.screen).__name__ == "LegendScreen"
+        text = str(app.screen.query_one("#legend-text").render())
+        for term in ("precision", "recall", "Matthews", "KL", "▲", "▼", "always-on", "usual"):
+            assert term in text, term
+        await pilot.press("escape")
+        assert isinstance(app.screen, GameScreen)
+
+
+# --------------------------------------------------------------------------- move values
+BLUNDER_GAME = [5, 2, 1, 9, 7, 3, 4]  # O's edge reply 2 loses (??); X's last move 4 is the only win (!)
+
+
+def record_frames(cells: list[int], game_id: str = "c0ffee123456") -> list[dict]:
+    from server.game import Board
+
+    board = Board.from_moves(cells)
+    moves = [{"ply": i + 1, "seat": "XO"[i % 2], "cell": c, "at": 1_700_000_000.0 + i} for i, c in enumerate(cells)]
+    result = board.winner.value if board.winner is not None else "draw"
+    return [{"type": "game_record", "game_id": game_id, "x": "ann", "o": "smol-llm", "result": result,
+             "reason": "line" if board.winner is not None else "full_board", "board": board.code, "moves": moves,
+             "started_at": 1_700_000_000.0, "ended_at": 1_700_000_010.0, "tag": None}]
+
+
+async def test_a_replay_shows_every_moves_value_and_a_value_bar():
+    from server.game import Board
+    from tui_client.move_values import grade
+
+    app = ArenaApp(None, "watcher")
+    async with app.run_test(size=SIZE) as pilot:
+        app._replaying.add("c0ffee123456")
+        for frame in record_frames(BLUNDER_GAME):
+            app.handle_frame(parse_server_frame(frame))
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, GameScreen) and screen.view.replay
+        moves = str(screen.query_one("#moves").render())
+        assert "O2??" in moves and "X4!" in moves and "loses" in moves
+        assert grade(Board("....X...."), 2) == "??"
+        value = screen.query_one("#value")
+        assert value.display and "X won" in str(value.render())
+        await pilot.press("home")
+        assert "draw with best play" in str(value.render())
+        await pilot.press("right", "right")  # after O2??
+        assert "X wins in 3" in str(value.render())
+        assert "toggle_values" not in shown_keys(app)  # always on in a replay
+
+
+async def test_values_on_request_in_live_play():
+    from tests.test_tui_snapshots import game_frames
+
+    app = ArenaApp(None, "ann")
+    async with app.run_test(size=SIZE) as pilot:
+        for frame in game_frames([1, 5, 9, 3]):
+            app.handle_frame(parse_server_frame(frame))
+        await pilot.pause()
+        screen = app.screen
+        value = screen.query_one("#value")
+        assert not value.display and "?" not in str(screen.query_one("#moves").render())
+        await pilot.press("v")
+        assert value.display
+        moves = str(screen.query_one("#moves").render())
+        assert "O5!" in moves and "O3??" in moves  # the centre is O's only draw; corner 3 then loses
+        assert "X wins in" in str(value.render())
+
+
+# --------------------------------------------------------------------------- bug 9
+async def test_bug9_challenges_leave_no_toasts_and_a_pending_one_shows_in_the_lobby(arena):
+    app = make_app(arena)
+    notes = record_notes(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await choose_bot(pilot, app, "minimax")
+        await leave_game(pilot, app)
+        async with connect(arena.url) as bob:  # a person who will not answer at once
+            await bob.send(dumps({"type": "hello", "name": "bob"}))
+            await bob.recv()
+            app.start_challenge("bob", "X")
+            status = app.screen.query_one("#lobby-status")
+            await wait_until(pilot, lambda: status.display, what="the pending challenge")
+            assert "waiting for an answer" in str(status.render())
+            offer = parse_server_frame(await bob.recv())
+            await bob.send(dumps({"type": "decline", "challenge_id": offer.challenge_id}))
+            await wait_until(pilot, lambda: not status.display, what="the answer")
+    assert not [n for n in notes if "Challeng" in n[1] and "declined" not in n[1]], notes
+
+
+@pytest.mark.parametrize("both", [False, True], ids=["stdout-piped", "stdout-and-stderr-piped"])
+def test_bug9_a_bot_piped_to_head_stops_on_one_sigterm(tmp_path, both):
+    """``autosteer-bot run … | head -1`` (and ``2>&1 | head -1``): one SIGTERM ends it, cleanly."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tui_client.local_arena import free_port
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--db", ":memory:"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.5)
+        err_path = tmp_path / "err.txt"
+        with open(err_path, "wb") as err:
+            bot = subprocess.Popen([sys.executable, "-m", "bots.cli", "run", "--kind", "random", "--name", "piped",
+                                    "--server", f"ws://127.0.0.1:{port}"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT if both else err)
+            first = bot.stdout.readline()  # head -1: read one line, then go away
+            bot.stdout.close()
+            assert first, "the bot printed nothing"
+            time.sleep(1.0)
+            bot.send_signal(signal.SIGTERM)
+            try:
+                code = bot.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                bot.kill()
+                bot.wait()
+                raise AssertionError("one SIGTERM did not stop a bot whose reader had gone")
+        assert code == 0
+        assert "Traceback" not in err_path.read_text()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=10)
+
+
+# --------------------------------------------------------------------------- what a player expects
+async def test_the_lobby_offers_a_choice_of_time_control_and_a_rematch_keeps_it(arena):
+    app = make_app(arena)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.is_connected, what="connected")
+        await pilot.press("t", "t")  # server default → 10 s → 30 s
+        assert "30 s a move" in str(app.screen.query_one("#side").render())
+        await pilot.press("t", "t", "t", "t")  # 60 → 300 → default → 10
+        assert "10 s a move" in str(app.screen.query_one("#side").render())
+        await choose_bot(pilot, app, "random")
+        first = app.screen
+        assert first.view.clock == 10.0
+        players = str(first.query_one("#players").render())
+        assert "10 s" in players  # both clocks from move 1
+        await pilot.press("R", "R")
+        await wait_until(pilot, lambda: first.view.over, what="the resignation")
+        await pilot.press("r")
+        await wait_until(pilot, lambda: isinstance(app.screen, GameScreen) and app.screen is not first, what="the rematch")
+        assert app.screen.view.clock == 10.0 and app.screen.view.you.value == "O"
+
+
+async def test_watching_two_bots_from_the_lobby_at_a_chosen_pace(arena):
+    app = make_app(arena, "viewer")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: {"minimax", "random"} <= {b.name for b in app.bots}, what="the bots")
+        await pilot.press("b")
+        assert type(app.screen).__name__ == "BotGamePrompt"
+        from textual.widgets import Select
+        app.screen.query_one("#bot-x", Select).value = "random"
+        app.screen.query_one("#pace", Select).value = 0.5
+        await pilot.click("#start")
+        await wait_until(pilot, lambda: isinstance(app.screen, GameScreen), what="the bot game")
+        screen = app.screen
+        assert screen.view.x == "random" and screen.view.o == "minimax" and screen.view.you is None
+        await wait_until(pilot, lambda: screen.view.over, what="the end of the game (house bots play at once)")
+        assert screen.shown_ply() < len(screen.view.moves)  # revealed one by one
+        assert "shown at 0.5 s a move" in status_text(app)
+        shown = screen.shown_ply()
+        await wait_until(pilot, lambda: screen.shown_ply() > shown, timeout=3, what="the next move at the pace")
+        await wait_until(pilot, lambda: screen.view_ply is None, timeout=10, what="the whole game shown")
+        assert screen.query_one(BoardGrid).marks == screen.view.board.code
+        assert "minimax" in status_text(app) or "Draw" in status_text(app)

@@ -31,7 +31,7 @@ RECORDS_PAGE = 50  # finished games asked of the server at a time
 #: error codes the connection layer makes up for failures on this side (tui_client.connection)
 CLIENT_SIDE_ERRORS = ("client_error", "bad_server_frame")
 #: the title of the notice when the server refuses a request the person made (not a server fault)
-REQUEST_TITLES = {"replay": "Replay", "challenge": "Challenge", "spectate": "Watch", "records": "Finished games",
+REQUEST_TITLES = {"replay": "Replay", "challenge": "Challenge", "arrange": "Bot game", "spectate": "Watch", "records": "Finished games",
                   "move": "Move refused", "resign": "Resign refused", "unspectate": "Watch"}
 
 
@@ -62,6 +62,8 @@ class ArenaApp(App):
         self.stored_games_loading = False
         self.stored_games_complete = False  # the last page was short: nothing older
         self.llm_notice: str | None = local_arena.llm_notice if local_arena else None
+        self.lobby_status = ""  # see set_lobby_status
+        self.paces: dict[str, float] = {}  # game id → seconds a move to show a watched bot game at
         self._watching: set[str] = set()
         self._replaying: set[str] = set()
         self._requests: dict[int, tuple[str, str]] = {}  # request id → (kind, game id or opponent)
@@ -206,10 +208,23 @@ class ArenaApp(App):
             self.stored_games_loading = False
             self._refresh_records()
 
-    def start_challenge(self, opponent: str, side: str) -> None:
-        self.notify(f"Challenging {opponent} (you play {side})…", timeout=3)
-        self.run_worker(self._send({"type": "challenge", "opponent": opponent, "side": side}, "challenge", opponent),
-                        group="requests")
+    def start_challenge(self, opponent: str, side: str, clock: float | None = None) -> None:
+        """Challenge ``opponent``; ``clock`` seconds per move (``None``: the server's default).
+
+        No toast: a house bot's game opens at once, and toasts would pile up over the feature
+        panel; a challenge that waits for an answer is said on the lobby's status line."""
+        frame: dict[str, Any] = {"type": "challenge", "opponent": opponent, "side": side}
+        if clock is not None:
+            frame["clock"] = clock
+        self.run_worker(self._send(frame, "challenge", opponent), group="requests")
+
+    def arrange_game(self, x: str, o: str, pace: float, clock: float | None = None) -> None:
+        """Start a game between two bots and watch it, shown at ``pace`` seconds a move
+        (house bots play at once; the game screen reveals their moves one by one)."""
+        frame: dict[str, Any] = {"type": "arrange", "x": x, "o": o, "tag": "tui"}
+        if clock is not None:
+            frame["clock"] = clock
+        self.run_worker(self._send(frame, "arrange", str(pace)), group="requests")
 
     def start_watching(self, game_id: str) -> None:
         self._watching.add(game_id)
@@ -279,9 +294,17 @@ class ArenaApp(App):
                 self.answer_challenge(frame.challenge_id, bool(accept))
             self.push_screen(ChallengePrompt(frame.challenger, frame.side), answer)
         elif isinstance(frame, ChallengeSent):
-            self.notify(f"Challenge sent to {frame.opponent}; waiting for an answer…", timeout=4)
+            kind, subject = self._requests.pop(frame.id, ("", "")) if isinstance(frame.id, int) else ("", "")
+            if kind == "arrange":  # a bot game we asked for: watch it, at the pace chosen
+                self._watching.add(frame.challenge_id)
+                self.paces[frame.challenge_id] = float(subject or 0)
+                if frame.challenge_id not in self.games:
+                    self.set_lobby_status(f"Bot game {frame.opponent}: waiting for the bots to accept…")
+            elif frame.challenge_id not in self.games:  # a house bot's game has started already
+                self.set_lobby_status(f"Challenge sent to {frame.opponent}; waiting for an answer…")
         elif isinstance(frame, ChallengeDeclined):
             reason = f": {frame.reason}" if frame.reason else ""
+            self.set_lobby_status("")
             self.notify(f"Challenge declined{reason}", severity="warning")
         elif isinstance(frame, Info):
             kind = self._requests.pop(frame.id, ("", ""))[0] if isinstance(frame.id, int) else ""
@@ -360,7 +383,13 @@ class ArenaApp(App):
             view.you = None
         self._open_game(game_id)
 
+    def set_lobby_status(self, text: str) -> None:
+        """One line under the lobby's tables (a pending challenge, …); empty hides it."""
+        self.lobby_status = text
+        self._refresh_lobby()
+
     def _open_game(self, game_id: str) -> None:
+        self.lobby_status = ""
         if isinstance(self.screen, GameScreen):
             old = self.screen
             if old.view.over or old.view.replay or old.view.you is None:
