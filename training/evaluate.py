@@ -472,6 +472,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         json_out = prepare_json_out(args.json_out) if args.json_out else None  # before hours of games
         bot, meta = build_evaluation_bot(args)
+        # hashed here, after loading and before any game, whatever built the bot
+        meta["weights_before"] = weights_snapshot(bot.lm, bot.sae, bot.policy)
     except (ValueError, OSError) as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2
@@ -594,6 +596,5 @@ def build_evaluation_bot(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]
             "control": args.control,
             "steering": (f"{policy.kind} policy {policy.digest}" + (f", control: {args.control}" if args.control != "none" else "")
                          if policy else "unsteered"),
-            "scale_source": bot.steering.scale_source if bot.steering else None, "reader": bot.reader.kind,
-            "weights_before": weights_snapshot(lm, sae, policy)}
+            "scale_source": bot.steering.scale_source if bot.steering else None, "reader": bot.reader.kind}
     return bot, meta
