@@ -187,9 +187,7 @@ async def test_evaluate_publishes_progress_and_summaries(mosquitto: Any, monkeyp
     from training.cli import main as train_main
 
     def tiny_bot(args: Any) -> tuple[Any, dict[str, Any]]:
-        bot = LLMBot(tiny_language_model(), mode="strict")
-        return bot, {"model": "tiny", "steering": "none",
-                     "weights_before": training.evaluate.weights_snapshot(bot.lm, bot.sae, bot.policy)}
+        return LLMBot(tiny_language_model(), mode="strict"), {"model": "tiny", "steering": "none"}
 
     monkeypatch.setattr(training.evaluate, "build_evaluation_bot", tiny_bot)
     async with listen(mosquitto.url, f"{P}/training/#") as heard:
