@@ -113,8 +113,13 @@ class MqttLink:
         if len(self.queue) >= self.queue_size:
             self.dropped += 1
             return False
-        data = b"" if payload is None else payload if isinstance(payload, bytes) else \
-            json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+        try:
+            data = b"" if payload is None else payload if isinstance(payload, bytes) else \
+                json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+        except (TypeError, ValueError, RecursionError) as exc:  # not JSON: counted, never raised into play
+            self.dropped += 1
+            log.warning("dropped a message for %s that is not JSON: %s", topic, exc)
+            return False
         self.queue.append(Outgoing(topic, data, qos, retain))
         self._ready.set()
         return True

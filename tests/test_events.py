@@ -172,6 +172,17 @@ def _healthz(port: int) -> dict[str, Any]:
         return json.loads(resp.read())
 
 
+async def test_publish_never_raises_and_counts_what_it_cannot_send() -> None:
+    from server.mqtt import MqttLink
+
+    link = MqttLink("mqtt://127.0.0.1:1", client_id="t", queue_size=2)  # never started: nothing is sent
+    assert link.publish("t/a", {"n": 1}) and link.publish("t/b", None, retain=True)
+    assert not link.publish("t/c", {"n": 3})  # full
+    link.queue.clear()
+    assert not link.publish("t/d", {"p": float("nan")}) and not link.publish("t/e", {"x": object()})
+    assert link.dropped == 3 and link.status()["dropped"] == 3
+
+
 def test_mqtt_urls() -> None:
     assert parse_mqtt_url("mqtt://h:1/x/y") == ("h", 1, "x/y")
     for bad in ("http://h", "mqtt://", "mqtt://h:99999", "mqtt://h/a/#"):
