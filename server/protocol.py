@@ -204,13 +204,25 @@ class Ping(_Msg):
     type: Literal["ping"]
 
 
+class WatchLobby(_Msg):
+    """Subscribe (``on``, the default) to lobby pushes: ``bots`` and ``games`` are sent
+    again whenever a bot joins or leaves or a game starts, moves or ends (at most every
+    :data:`LOBBY_PUSH_SECONDS`); ``on: false`` ends it. The reply is ``bots`` and ``games``."""
+
+    type: Literal["watch_lobby"]
+    on: bool = True
+
+
+LOBBY_PUSH_SECONDS = 0.25  # lobby pushes are gathered over this long
+
+
 ClientMessage = Annotated[
     Union[Hello, ListBots, ListGames, Challenge, Arrange, Accept, Decline, MoveMsg, Resign,
-          Spectate, Unspectate, GetGame, ListRecords, Ping],
+          Spectate, Unspectate, GetGame, ListRecords, Ping, WatchLobby],
     Field(discriminator="type"),
 ]
 CLIENT_TYPES = ("hello", "list_bots", "list_games", "challenge", "arrange", "accept", "decline",
-                "move", "resign", "spectate", "unspectate", "get_game", "list_records", "ping")
+                "move", "resign", "spectate", "unspectate", "get_game", "list_records", "ping", "watch_lobby")
 _client_adapter: TypeAdapter[Any] = TypeAdapter(ClientMessage)
 
 MAX_TRACE_BYTES = 16 * 1024

@@ -571,3 +571,43 @@ async def test_watching_two_bots_from_the_lobby_at_a_chosen_pace(arena):
         await wait_until(pilot, lambda: screen.view_ply is None, timeout=10, what="the whole game shown")
         assert screen.query_one(BoardGrid).marks == screen.view.board.code
         assert "minimax" in status_text(app) or "Draw" in status_text(app)
+
+
+async def test_bug9_the_server_pushes_lobby_changes_to_a_watch_lobby_subscriber(arena):
+    async with connect(arena.url) as ws:
+        await ws.send(dumps({"type": "hello", "name": "lobby-reader", "role": "spectator"}))
+        await ws.recv()
+        await ws.send(dumps({"type": "watch_lobby", "id": 1}))
+        bots, games = parse_server_frame(await ws.recv()), parse_server_frame(await ws.recv())
+        assert (bots.type, bots.id, games.type, games.id) == ("bots", 1, "games", 1) and games.games == []
+        game_id = await arranged_game(arena.url, "minimax", "random")  # starts and ends: the lobby changed
+        pushed = []
+        while len(pushed) < 2:
+            pushed.append(parse_server_frame(await asyncio.wait_for(ws.recv(), 2.0)))
+        assert {f.type for f in pushed} == {"bots", "games"} and all(f.id is None for f in pushed)
+        await ws.send(dumps({"type": "watch_lobby", "on": False, "id": 2}))
+        assert parse_server_frame(await ws.recv()).id == 2 and parse_server_frame(await ws.recv()).id == 2
+        await arranged_game(arena.url, "random", "random")
+        with pytest.raises(asyncio.TimeoutError):  # no more pushes
+            await asyncio.wait_for(ws.recv(), 0.8)
+        assert game_id
+
+
+async def test_bug9_the_lobby_updates_without_polling(arena):
+    app = ArenaApp(arena.url, "ann", lobby_poll=600.0)  # no poll during the test: only pushes
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.lobby_pushed, what="the lobby subscription")
+        from bots.client import BotClient
+        from bots.house import RandomBot
+
+        client = BotClient(RandomBot(name="late-bot", seed=2), arena.url, max_games=1)
+        task = asyncio.create_task(client.run())
+        try:
+            table = app.screen.query_one("#bots", DataTable)
+            await wait_until(pilot, lambda: "late-bot" in [k.value for k in table.rows], timeout=5,
+                             what="the new bot pushed into the lobby")
+        finally:
+            await client.stop()
+            task.cancel()
+        await wait_until(pilot, lambda: "late-bot" not in [k.value for k in table.rows], timeout=5,
+                         what="the bot gone from the lobby")

@@ -64,6 +64,7 @@ class ArenaApp(App):
         self.llm_notice: str | None = local_arena.llm_notice if local_arena else None
         self.lobby_status = ""  # see set_lobby_status
         self.paces: dict[str, float] = {}  # game id → seconds a move to show a watched bot game at
+        self.lobby_pushed = False  # the server pushes lobby changes (watch_lobby); else the lobby is polled
         self._watching: set[str] = set()
         self._replaying: set[str] = set()
         self._requests: dict[int, tuple[str, str]] = {}  # request id → (kind, game id or opponent)
@@ -141,7 +142,7 @@ class ArenaApp(App):
             if notice != self.llm_notice:
                 self.llm_notice = notice
                 self._refresh_lobby()
-        if isinstance(self.screen, LobbyScreen):
+        if isinstance(self.screen, LobbyScreen) and not self.lobby_pushed:
             self.request_lobby()
 
     # -- connection status -----------------------------------------------------------
@@ -178,6 +179,13 @@ class ArenaApp(App):
         if kind:
             self._requests[request_id] = (kind, subject)
         return request_id
+
+    def watch_lobby(self) -> None:
+        """Ask the server to push the lobby (``watch_lobby``); until it answers, and against a
+        server without it, the lobby is polled every ``lobby_poll`` seconds."""
+        self.lobby_pushed = False
+        if self.connection is not None and self.connection.connected:
+            self.run_worker(self._send({"type": "watch_lobby"}, "watch_lobby"), group="requests")
 
     def request_lobby(self) -> None:
         if self.connection is not None and self.connection.connected:
@@ -264,7 +272,7 @@ class ArenaApp(App):
             self.player_name = frame.name
             self.link_status = LinkStatus(self.link_status.state, self.link_status.url, frame.name)
             self.update_connection_bars()
-            self.request_lobby()
+            self.watch_lobby()  # answered with bots and games
             # On a resumed session the server re-sends game_start and state for every game
             # the session plays or watches, which refreshes the open screens. Games it does
             # not resume ended while we were away (session expired): fetch how they ended.
@@ -272,6 +280,8 @@ class ArenaApp(App):
                 if not view.over and not view.replay and game_id not in frame.resumed and self._screen_for(game_id):
                     self.run_worker(self._send({"type": "get_game", "game_id": game_id}), group="requests")
         elif isinstance(frame, Bots):
+            if isinstance(frame.id, int) and self._requests.pop(frame.id, ("", ""))[0] == "watch_lobby":
+                self.lobby_pushed = True  # the server pushes from now on: no more polling
             self.bots = list(frame.bots)
             self._refresh_lobby()
         elif isinstance(frame, Games):
@@ -322,6 +332,9 @@ class ArenaApp(App):
             self.notify(frame.message, title="TUI error (please report it)", severity="error", timeout=8)
             return
         kind, subject = self._requests.pop(frame.id, ("", "")) if isinstance(frame.id, int) else ("", "")
+        if kind == "watch_lobby":  # an older server: keep polling, quietly
+            self.request_lobby()
+            return
         if kind == "spectate":
             self._watching.discard(subject)
             if frame.code == "game_over":  # it ended before we got there: show its record instead

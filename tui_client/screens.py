@@ -22,6 +22,7 @@ from tui_client.move_values import describe_value, value_bar, value_for_x
 
 #: how the move list shows the solved game's judgement of a move
 MARK_STYLES = {"??": "b $error", "?": "b $warning", "!": "b $success"}
+MARK_MEANINGS = {"??": "?? loses", "?": "? lets a win go", "!": "! only move"}
 
 if TYPE_CHECKING:
     from tui_client.app import ArenaApp
@@ -443,6 +444,7 @@ class GameScreen(OfArenaApp, Screen):
         self.view_ply: int | None = None
         self._leave_armed = False
         self._resign_armed = False
+        self._pending_notice = False  # the message says a move is on its way
         self._pacer: Timer | None = None  # reveals a watched bot game's moves at its pace
         self.show_values = False  # live play: values on request (v)
 
@@ -531,6 +533,9 @@ class GameScreen(OfArenaApp, Screen):
         self.query_one(BoardGrid).show(board, last_cell=last.cell if last else None, playable=view.my_turn and live,
                                        illegal_cell=last.cell if last is not None and last.illegal else None)
         self._update_status()
+        if self._pending_notice and view.pending_move is None:  # the server has answered
+            self._pending_notice = False
+            self.show_message("")
         self._update_moves(ply)
         self._update_features(ply)
         self.sub_title = ("replay · " if view.replay else "") + f"game {view.game_id}"
@@ -586,8 +591,9 @@ class GameScreen(OfArenaApp, Screen):
         legend = []
         if any(m.trace for m in view.moves):
             legend.append("* trace")
-        if self.values_shown and any(j is not None and j.mark for j in judged):
-            legend.append("?? loses · ? lets a win go · ! only move")
+        if self.values_shown:
+            marks = {j.mark for j in judged[:len(shown)] if j is not None and j.mark}
+            legend += [MARK_MEANINGS[m] for m in ("??", "?", "!") if m in marks]
         tail = f"   [dim]{' · '.join(legend)}[/dim]" if legend else ""
         self.query_one("#moves", Static).update("Moves: " + " ".join(parts) + tail)
 
@@ -649,6 +655,7 @@ class GameScreen(OfArenaApp, Screen):
         problem = self.view.check_move(cell)
         if problem:
             self.show_message(problem)
+            self._pending_notice = self.view.pending_move is not None
             self.app.bell()
             return
         self.show_message("")
