@@ -611,3 +611,30 @@ async def test_bug9_the_lobby_updates_without_polling(arena):
             task.cancel()
         await wait_until(pilot, lambda: "late-bot" not in [k.value for k in table.rows], timeout=5,
                          what="the bot gone from the lobby")
+
+
+async def test_game_history_filters_by_player_and_result(arena):
+    from tui_client.screens import RecordsScreen
+
+    app = make_app(arena)
+    async with app.run_test(size=SIZE) as pilot:
+        for bot in ("random", "minimax"):  # ann resigns both: two losses
+            await choose_bot(pilot, app, bot)
+            await leave_game(pilot, app)
+        await arranged_game(arena.url, "minimax", "minimax")  # not ann's
+        await pilot.press("f")
+        screen = app.screen
+        assert isinstance(screen, RecordsScreen)
+        table = screen.query_one("#records", DataTable)
+        await wait_until(pilot, lambda: table.row_count == 3, what="all three games")
+        await pilot.press("m")
+        await wait_until(pilot, lambda: table.row_count == 2, what="ann's games")
+        await pilot.press("e")  # won
+        assert table.row_count == 0 and "won" in str(screen.query_one("#records-status").render())
+        await pilot.press("e")  # lost
+        assert table.row_count == 2
+        await pilot.press("p")
+        await pilot.press(*"random", "enter")
+        await wait_until(pilot, lambda: table.row_count == 1, what="ann's games against random")
+        assert "against random, lost" in str(screen.query_one("#records-status").render())
+        assert set(table.get_row_at(0)[1:3]) == {"ann", "random"}
