@@ -55,6 +55,7 @@ from server.protocol import (
     Hello,
     ListBots,
     ListGames,
+    ListPlayers,
     ListRecords,
     MoveMsg,
     Ping,
@@ -383,7 +384,7 @@ class Arena:
         session.conn_id = None
         session.disconnected_at = now
         session.generation += 1
-        if session.role == "bot":
+        if session.role in ("bot", "player"):
             self._lobby_changed(now)
         for gid in sorted(session.games):
             game = self.games[gid]
@@ -518,6 +519,8 @@ class Arena:
             self._send(conn.conn_id, self._with_id(self._bots_frame(), msg.id))
         elif isinstance(msg, ListGames):
             self._send(conn.conn_id, self._with_id(self._games_frame(), msg.id))
+        elif isinstance(msg, ListPlayers):
+            self._send(conn.conn_id, self._with_id(self._players_frame(), msg.id))
         elif isinstance(msg, WatchLobby):
             if msg.on:
                 self._lobby_watchers.add(session.name)
@@ -525,6 +528,7 @@ class Arena:
                 self._lobby_watchers.discard(session.name)
             self._send(conn.conn_id, self._with_id(self._bots_frame(), msg.id))
             self._send(conn.conn_id, self._with_id(self._games_frame(), msg.id))
+            self._send(conn.conn_id, self._with_id(self._players_frame(), msg.id))
         elif isinstance(msg, Spectate):
             self._on_spectate(session, msg)
         elif isinstance(msg, Unspectate):
@@ -584,7 +588,7 @@ class Arena:
         self.tokens[session.token] = session
         self._attach(conn, session)
         self._send(conn.conn_id, self._with_id(self._welcome(session, []), msg.id))
-        if session.role == "bot":
+        if session.role in ("bot", "player"):
             self._lobby_changed(now)
 
     def _attach(self, conn: Connection, session: Session) -> None:
@@ -606,7 +610,7 @@ class Arena:
             self._close(old, CLOSE_REPLACED, "session resumed elsewhere")
             self.connections.pop(old, None)
         self._attach(conn, session)
-        if session.role == "bot":
+        if session.role in ("bot", "player"):
             self._lobby_changed(now)
         session.generation += 1
         if session.role == "bot":
@@ -662,6 +666,10 @@ class Arena:
             games += self.remote.games()
         return {"type": "games", "games": games}
 
+    def _players_frame(self) -> Frame:
+        return {"type": "players", "players": [{"name": s.name, "games": len(s.games)} for s in self.sessions.values()
+                                               if s.role == "player" and s.connected]}
+
     def _lobby_changed(self, now: float) -> None:
         """A bot came or went, or a game started, moved or ended: push the lobby to its
         watchers soon (one push per LOBBY_PUSH_SECONDS however many changes)."""
@@ -674,10 +682,10 @@ class Arena:
         watchers = [s for s in (self.sessions.get(n) for n in sorted(self._lobby_watchers)) if s is not None and s.connected]
         if not watchers:
             return
-        bots, games = self._bots_frame(), self._games_frame()
+        frames = (self._bots_frame(), self._games_frame(), self._players_frame())
         for session in watchers:
-            self._send(session.conn_id, bots)
-            self._send(session.conn_id, games)
+            for frame in frames:
+                self._send(session.conn_id, frame)
 
     def _bot_list(self) -> list[Frame]:
         bots = [{"name": name, "kind": "house", "description": bot.description,

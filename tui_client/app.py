@@ -18,8 +18,8 @@ from textual.app import App
 from textual.binding import Binding
 
 from server.protocol import (Bots, ChallengeDeclined, ChallengeOffer, ChallengeSent, ErrorMsg, GameOver,
-                             GameRecord, Games, GameStart, GameSummary, Info, Records, RecordSummary, State, Welcome,
-                             BotInfo)
+                             GameRecord, Games, GameStart, GameSummary, Info, PlayerInfo, Players, Records, RecordSummary,
+                             State, Welcome, BotInfo)
 from tui_client.connection import ArenaConnection, LinkState, LinkStatus, NotConnected
 from tui_client.game_view import GameView
 from tui_client.local_arena import LocalArena
@@ -56,6 +56,7 @@ class ArenaApp(App):
                                       detail="" if url else "offline")
         self.bots: list[BotInfo] = []
         self.live_games: list[GameSummary] = []
+        self.players: list[PlayerInfo] = []  # other people online (pushed with watch_lobby)
         self.games: dict[str, GameView] = {}
         self.finished_games: list[GameView] = []
         self.stored_games: list[RecordSummary] = []  # the server's records, newest first (RecordsScreen)
@@ -191,6 +192,7 @@ class ArenaApp(App):
         if self.connection is not None and self.connection.connected:
             self.run_worker(self._send({"type": "list_bots"}), group="requests")
             self.run_worker(self._send({"type": "list_games"}), group="requests")
+            self.run_worker(self._send({"type": "list_players"}, "list_players"), group="requests")
 
     @property
     def is_connected(self) -> bool:
@@ -287,6 +289,9 @@ class ArenaApp(App):
         elif isinstance(frame, Games):
             self.live_games = list(frame.games)
             self._refresh_lobby()
+        elif isinstance(frame, Players):
+            self.players = [p for p in frame.players if p.name != self.player_name]
+            self._refresh_lobby()
         elif isinstance(frame, Records):
             page = self._requests.pop(frame.id, ("", "first"))[1] if isinstance(frame.id, int) else "first"
             if page == "more":
@@ -334,6 +339,8 @@ class ArenaApp(App):
         kind, subject = self._requests.pop(frame.id, ("", "")) if isinstance(frame.id, int) else ("", "")
         if kind == "watch_lobby":  # an older server: keep polling, quietly
             self.request_lobby()
+            return
+        if kind == "list_players":  # an older server lists bots only
             return
         if kind == "spectate":
             self._watching.discard(subject)

@@ -73,7 +73,7 @@ class LobbyScreen(OfArenaApp, Screen):
         yield Static("", id="llm-notice")
         with Horizontal(id="lobby-tables"):
             with Vertical(id="bots-pane"):
-                yield Label("Bots online · Enter to play", classes="pane-title")
+                yield Label("Bots and players online · Enter to play", classes="pane-title")
                 yield DataTable(id="bots", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="bot-about")
             with Vertical(id="games-pane"):
@@ -150,6 +150,9 @@ class LobbyScreen(OfArenaApp, Screen):
                 continue
             load = f"{bot.games}/{bot.max_games}" if bot.max_games > 0 else str(bot.games)
             bots.add_row(bot.name, bot.kind, load, key=bot.name)
+        for person in self.arena.players:
+            if person.name not in bots.rows:
+                bots.add_row(person.name, "player", str(person.games), key=person.name)
         if bots.row_count:
             bots.move_cursor(row=min(cursor, bots.row_count - 1))
         self._describe_bot()
@@ -175,6 +178,8 @@ class LobbyScreen(OfArenaApp, Screen):
             info = next((b for b in self.arena.bots if b.name == name), None)
             if info is not None:
                 about = info.description or ("a remote bot" if info.kind == "remote" else "")
+            elif any(p.name == name for p in self.arena.players):
+                about = f"{name} is a person: Enter challenges them, and they accept or decline."
         elif not self.arena.bots:
             about = "No bots online yet."
         self.query_one("#bot-about", Static).update(about.replace("\n", " "))
