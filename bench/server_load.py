@@ -51,6 +51,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 ROOT = Path(__file__).resolve().parents[1]
 SRC_CLK = os.sysconf("SC_CLK_TCK")
 _RUN_IDS = itertools.count(1)
@@ -126,8 +128,11 @@ def start_arena(root: Path, db: str, max_conns: int, extra: list[str]) -> Server
     argv = [sys.executable, "-m", "server.cli", "serve", "--port", "0", "--db", db, "--quiet",
             "--rate", "1000000", "--burst", "1000000", "--flood-close", "1000000",
             "--max-connections-per-address", str(max_conns), "--move-clock", "600", *extra]
-    if "--max-connections" in _serve_options(root):
+    options = _serve_options(root)
+    if "--max-connections\"" in options:
         argv += ["--max-connections", str(max_conns)]
+    if "--max-live-games-per-address" in options:  # every load connection plays from 127.0.0.1
+        argv += ["--max-live-games-per-address", str(max_conns)]
     return ServerProcess(argv, root, env)
 
 
@@ -150,9 +155,13 @@ class Window:
     end: float = 0.0
     rtts: list[float] = field(default_factory=list)
     failures: int = 0
+    offset: float = 0.0  # time.perf_counter() - loop.time()
+    server_cpu: float = 0.0  # CPU seconds the server spent inside the window
+    client_cpu: float = 0.0  # and this client process
 
     def record(self, sent: float, done: float) -> None:
-        if self.start <= sent and done <= self.end:
+        """``sent`` and ``done`` are ``time.perf_counter()`` readings; start and end loop times."""
+        if self.start <= sent - self.offset and done - self.offset <= self.end:
             self.rtts.append(done - sent)
 
 
@@ -181,8 +190,8 @@ class ArenaPlayer:
         self.n = 0
 
     async def hello(self) -> None:
-        await self.ws.send(json.dumps({"type": "hello", "name": self.name}))
-        reply = json.loads(await self.ws.recv())
+        await self.ws.send(orjson.dumps({"type": "hello", "name": self.name}), text=True)
+        reply = orjson.loads(await self.ws.recv())
         if reply.get("type") != "welcome":
             raise RuntimeError(f"hello refused: {reply}")
 
@@ -193,9 +202,9 @@ class ArenaPlayer:
             frame = {"type": "challenge", "opponent": "random", "side": "X", "id": self.n}
         else:
             frame = {"type": "move", "game_id": self.game_id, "cell": self.rng.choice(_free_cells(self.board)), "id": self.n}
-        await self.ws.send(json.dumps(frame))
+        await self.ws.send(orjson.dumps(frame), text=True)
         while True:
-            reply = json.loads(await self.ws.recv())
+            reply = orjson.loads(await self.ws.recv())
             kind = reply["type"]
             if kind == "game_over":
                 self.game_id = None
@@ -220,8 +229,8 @@ class EchoPlayer:
     async def request(self) -> None:
         self.n += 1
         frame = {"type": "move", "game_id": "0123456789ab", "cell": self.rng.randint(1, 9), "id": self.n}
-        await self.ws.send(json.dumps(frame))
-        json.loads(await self.ws.recv())
+        await self.ws.send(orjson.dumps(frame), text=True)
+        orjson.loads(await self.ws.recv())
 
 
 async def _drive(player: Any, window: Window, paced: float | None, ready: asyncio.Event) -> None:
@@ -236,14 +245,14 @@ async def _drive(player: Any, window: Window, paced: float | None, ready: asynci
             return
         if paced:
             next_at += paced
-        sent = loop.time()
+        sent = time.perf_counter()  # not loop.time(): uvloop's clock is cached per loop turn, in ms
         await player.request()
-        window.record(sent, loop.time())
+        window.record(sent, time.perf_counter())
         if paced:
             await asyncio.sleep(max(0.0, next_at - loop.time()))
 
 
-async def _load(url: str, kind: str, n: int, seconds: float, paced: float | None, seed: int) -> Window:
+async def _load(proc: ServerProcess, kind: str, n: int, seconds: float, paced: float | None, seed: int) -> Window:
     """Open ``n`` connections, then run every one for ``seconds``; return the window."""
     player_cls = ArenaPlayer if kind == "arena" else EchoPlayer
     run_id = next(_RUN_IDS)  # names stay taken for the server's grace period after a run
@@ -251,21 +260,26 @@ async def _load(url: str, kind: str, n: int, seconds: float, paced: float | None
 
     async def open_one(i: int) -> Any:
         async with sem:
-            ws = await _connect(url)
+            ws = await _connect(proc.url)
             p = player_cls(ws, f"load{run_id}-{i}", random.Random(seed * 100003 + i))
             await p.hello()
             return p
 
     players = await asyncio.gather(*(open_one(i) for i in range(n)))
     loop = asyncio.get_running_loop()
-    window = Window()
+    window = Window(offset=time.perf_counter() - loop.time())
     ready = asyncio.Event()
     warmup = min(2.0, seconds / 5)
     window.start = loop.time() + warmup
     window.end = window.start + seconds
     tasks = [asyncio.create_task(_drive(p, window, paced, ready)) for p in players]
     ready.set()
+    marks: list[tuple[float, float]] = []  # (server CPU, client CPU) at the window's start and end
+    for at in (window.start, window.end):
+        loop.call_at(at, lambda: marks.append((proc.cpu_seconds(), sum(os.times()[:2]))))
     results = await asyncio.gather(*tasks, return_exceptions=True)
+    if len(marks) == 2:
+        window.server_cpu, window.client_cpu = marks[1][0] - marks[0][0], marks[1][1] - marks[0][1]
     window.failures = sum(1 for r in results if isinstance(r, BaseException))
     if window.failures:
         first = next(r for r in results if isinstance(r, BaseException))
@@ -291,24 +305,24 @@ class Run:
     p50_ms: float
     p99_ms: float
     cpu_us_per_msg: float
+    client_cpu_us_per_msg: float
     rss_mib: float
     failures: int
 
 
 def measure(proc: ServerProcess, kind: str, n: int, seconds: float, paced: float | None, seed: int,
             repeat: int, client_loop: str) -> Run:
-    cpu0 = proc.cpu_seconds()
-    coro = _load(proc.url, kind, n, seconds, paced, seed)
+    coro = _load(proc, kind, n, seconds, paced, seed)
     if client_loop == "uvloop":
         import uvloop
 
         window = uvloop.run(coro)
     else:
         window = asyncio.run(coro)
-    cpu = proc.cpu_seconds() - cpu0
     count = len(window.rtts)
     return Run(kind, n, paced is not None, repeat, count / seconds, _pct(window.rtts, 0.5) * 1e3,
-               _pct(window.rtts, 0.99) * 1e3, cpu / max(1, count) * 1e6, proc.rss_mib(), window.failures)
+               _pct(window.rtts, 0.99) * 1e3, window.server_cpu / max(1, count) * 1e6, window.client_cpu / max(1, count) * 1e6,
+               proc.rss_mib(), window.failures)
 
 
 # ----------------------------------------------------------------------------- report
@@ -400,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
                         mode = "paced 1/s" if paced else "closed loop"
                         print(f"  repeat {repeat + 1}/{args.repeats} {kind:5} {n:>5} conns {mode}: "
                               f"{run.messages_per_s:8.0f} msg/s  p50 {run.p50_ms:6.1f} ms  p99 {run.p99_ms:6.1f} ms  "
-                              f"cpu {run.cpu_us_per_msg:5.0f} µs/msg  rss {run.rss_mib:.0f} MiB"
+                              f"cpu {run.cpu_us_per_msg:5.0f} µs/msg (client {run.client_cpu_us_per_msg:4.0f})  rss {run.rss_mib:.0f} MiB"
                               + (f"  FAILED {run.failures}" if run.failures else ""), flush=True)
         finally:
             arena.stop()

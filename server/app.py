@@ -20,12 +20,15 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import gc
 import http
 import itertools
 import json
 import logging
+import queue
 import signal
 import sys
+import threading
 import time
 from typing import Any, AsyncIterator, Callable, Protocol
 
@@ -54,20 +57,27 @@ class EventSink(Protocol):
 
 
 class _Peer:
-    """One connection's outgoing queue and the task that drains it in order."""
+    """One connection's outgoing queue and the task that drains it in order.
+
+    A frame pushed ``after`` a records commit (a future) waits for it, and so does every
+    frame queued behind it: no client hears of a game that is not stored yet."""
 
     def __init__(self, ws: Any, limit_bytes: int) -> None:
         self.ws = ws
         self.limit_bytes = limit_bytes
         self.queued_bytes = 0
-        self.queue: collections.deque[bytes | Close] = collections.deque()
+        self.queue: collections.deque[bytes | Close | asyncio.Future[None]] = collections.deque()
         self.ready = asyncio.Event()
         self.closed = False
         self.task: asyncio.Task[None] | None = None
+        self._barrier: asyncio.Future[None] | None = None  # the last commit queued
 
-    def push(self, item: bytes | Close) -> None:
+    def push(self, item: bytes | Close, after: asyncio.Future[None] | None = None) -> None:
         if self.closed:
             return
+        if after is not None and after is not self._barrier and not after.done():
+            self._barrier = after
+            self.queue.append(after)
         if isinstance(item, Close):
             self.closed = True
         elif self.queued_bytes + len(item) > self.limit_bytes:  # the client does not read: drop it
@@ -91,6 +101,9 @@ class _Peer:
             while True:
                 while self.queue:
                     item = self.queue.popleft()
+                    if isinstance(item, asyncio.Future):
+                        await item  # the records this frame speaks of are committed first
+                        continue
                     if isinstance(item, Close):
                         await self.ws.close(item.code, item.reason)
                         return
@@ -102,6 +115,76 @@ class _Peer:
                 await self.ready.wait()
         except ConnectionClosed:
             return
+
+
+class _RecordWriter:
+    """Stores game records on a thread of its own, with its own database connection, so a
+    slow disk (a commit can stall for tens of ms) never stalls the event loop. Each batch
+    resolves a future on the loop once it is committed; batches queued meanwhile share one
+    transaction."""
+
+    def __init__(self, path: str, loop: asyncio.AbstractEventLoop) -> None:
+        self.records = GameRecords(path)
+        self.loop = loop
+        self.jobs: queue.SimpleQueue[tuple[list[dict[str, Any]], asyncio.Future[None]] | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="arena-records", daemon=True)
+        self.thread.start()
+
+    def submit(self, records: list[dict[str, Any]]) -> asyncio.Future[None]:
+        done: asyncio.Future[None] = self.loop.create_future()
+        self.jobs.put((records, done))
+        return done
+
+    def close(self) -> None:
+        """Store everything submitted so far, then stop."""
+        self.jobs.put(None)
+        self.thread.join()
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            job = self.jobs.get()
+            batch = []
+            while job is not None:
+                batch.append(job)
+                try:
+                    job = self.jobs.get_nowait()
+                except queue.Empty:
+                    break
+            stopping = job is None
+            if batch:
+                self._store(batch)
+        self.records.close()
+
+    def _store(self, batch: list[tuple[list[dict[str, Any]], asyncio.Future[None]]]) -> None:
+        try:
+            store_records(self.records, [record for records, _ in batch for record in records])
+        except Exception:
+            log.exception("could not commit %d game records", sum(len(r) for r, _ in batch))
+        for _, done in batch:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                self.loop.call_soon_threadsafe(_resolve, done)
+
+
+def store_records(store: GameRecords, records: list[dict[str, Any]]) -> None:
+    """Save ``records`` in one transaction; if that fails (a bad record such as NaN, or the
+    database dropped the connection), each record on its own: one that cannot be stored is
+    logged, the others are kept."""
+    try:
+        with store.transaction():
+            for record in records:
+                store.save(record)
+    except Exception:
+        for record in records:
+            try:
+                store.save(record)
+            except Exception:  # the game goes on; the failure is logged loudly
+                log.exception("could not store game %s", record.get("game_id"))
+
+
+def _resolve(done: asyncio.Future[None]) -> None:
+    if not done.done():
+        done.set_result(None)
 
 
 class ArenaServer:
@@ -126,6 +209,7 @@ class ArenaServer:
         self._stopped = False
         self._pending: list[Any] = []  # effects taken from the arena, carried out once per loop turn
         self._flush_handle: asyncio.Handle | None = None
+        self._writer: _RecordWriter | None = None  # records are written on a thread (file databases)
 
     @property
     def url(self) -> str:
@@ -146,6 +230,8 @@ class ArenaServer:
         self.arena = Arena(self.config, load_record=self.records.get, list_records=self.records.summaries,
                            find_records=self.records.find,
                            remote=self.events.remote if self.events is not None else None)
+        if self.config.db_path != ":memory:":  # a second connection to ":memory:" would be another database
+            self._writer = _RecordWriter(self.config.db_path, asyncio.get_running_loop())
         try:
             self._ws_server = await serve(
                 self._handle, self.config.host, self.config.port,
@@ -158,6 +244,8 @@ class ArenaServer:
                 server_header="autosteer-arena",
             )
         except BaseException:  # e.g. the port is taken: leave nothing open
+            if self._writer is not None:
+                self._writer.close()
             self.records.close()
             raise
         self.port = self._ws_server.sockets[0].getsockname()[1]
@@ -187,6 +275,8 @@ class ArenaServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._timer_task
         self._apply(now=True)  # records of anything that ended while closing
+        if self._writer is not None:
+            self._writer.close()
         if self.events is not None:
             await self.events.stop()
         if self.records is not None:
@@ -196,6 +286,10 @@ class ArenaServer:
     def _process_request(self, connection: Any, request: Any) -> Any:
         if request.path.split("?", 1)[0] == "/healthz":
             assert self.arena is not None
+            if getattr(request, "method", "GET") != "GET":
+                response = connection.respond(http.HTTPStatus.METHOD_NOT_ALLOWED, "GET /healthz only\n")
+                response.headers["Allow"] = "GET"
+                return response
             body = self.arena.status()
             if self.events is not None:
                 body["mqtt"] = self.events.status()
@@ -258,14 +352,14 @@ class ArenaServer:
         self._flush_handle = None
         effects, self._pending = self._pending, []
         stores = {e.record["game_id"]: e.record for e in effects if isinstance(e, StoreGame)}  # the latest per game
-        if stores:
+        # sharing the store with other servers: every record names the server that played it
+        owned = [r if self.server_id is None else {**r, "server_id": self.server_id} for r in stores.values()]
+        committed: asyncio.Future[None] | None = None
+        if owned and self._writer is not None:
+            committed = self._writer.submit(owned)
+        elif owned:
             assert self.records is not None
-            with self.records.transaction():
-                for record in stores.values():
-                    try:
-                        self.records.save(record if self.server_id is None else {**record, "server_id": self.server_id})
-                    except Exception:  # the game goes on; the failure is logged loudly
-                        log.exception("could not store game %s", record.get("game_id"))
+            store_records(self.records, owned)
         encoded: dict[int, bytes] = {}  # a broadcast frame is encoded once for all its recipients
         for effect in effects:
             if isinstance(effect, Send):
@@ -274,11 +368,11 @@ class ArenaServer:
                     data = encoded.get(id(effect.frame))
                     if data is None:
                         data = encoded[id(effect.frame)] = encode_frame(effect.frame)
-                    peer.push(data)
+                    peer.push(data, committed)
             elif isinstance(effect, Close):
                 peer = self._peers.get(effect.conn_id)
                 if peer is not None:
-                    peer.push(effect)
+                    peer.push(effect, committed)
             elif isinstance(effect, (GameEvent, RelayGame)):
                 if self.events is not None:
                     try:
@@ -339,6 +433,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-connections-per-address", type=int, default=d.max_connections_per_address, help="per client address")
     parser.add_argument("--max-connections", type=int, default=d.max_connections, help="connections in all (raise the open-file limit to match)")
     parser.add_argument("--max-spectators", type=int, default=d.max_spectators, help="spectators per game")
+    parser.add_argument("--max-live-games-per-session", type=int, default=d.max_live_games_per_session,
+                        help="live games and open challenges one session may have opened (challenge, arrange)")
+    parser.add_argument("--max-live-games-per-address", type=int, default=d.max_live_games_per_address,
+                        help="the same, for all sessions from one client address together")
     parser.add_argument("--quiet", action="store_true", help="do not print a line per finished game")
     parser.add_argument("--mqtt", metavar="URL", help="publish game events and this server's status to an MQTT broker, "
                         "mqtt://host[:port][/prefix] (default prefix autosteer/v1); servers on one broker list each "
@@ -358,7 +456,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         minimax_tiebreak=args.minimax_tiebreak, max_frame_bytes=args.max_frame_bytes, rate=args.rate,
         burst=args.burst, flood_close=args.flood_close,
         max_connections_per_address=args.max_connections_per_address, max_spectators=args.max_spectators,
-        max_connections=args.max_connections,
+        max_connections=args.max_connections, max_live_games_per_session=args.max_live_games_per_session,
+        max_live_games_per_address=args.max_live_games_per_address,
     )
 
 
@@ -385,14 +484,33 @@ def format_game_line(record: dict[str, Any]) -> str:
     else:
         winner = record.get("winner") or (record["x"] if result == "X" else record["o"])
         outcome = f"{winner} ({result}) won by {why}"
-    tag = f" [{record['tag']}]" if record.get("tag") else ""
+    tag = f" [{log_text(record['tag'])}]" if record.get("tag") else ""
     seed = f" seed {record['seed']}" if record.get("seed") is not None else ""
-    return f"game {record['game_id']}: {record['x']} (X) vs {record['o']} (O) -> {outcome}, moves {cells or '-'}{tag}{seed}"
+    return (f"game {record['game_id']}: {log_text(record['x'])} (X) vs {log_text(record['o'])} (O) -> "
+            f"{log_text(outcome)}, moves {cells or '-'}{tag}{seed}")
+
+
+def log_text(text: Any) -> str:
+    """Client text made safe for a log line or a terminal: every character that is not
+    printable (newlines, escape codes, lone surrogates…) is written as its escape, so a
+    client cannot forge log lines or drive the operator's terminal.
+
+    >>> log_text("ok [x]"), log_text("a\\ngame g9: forged"), log_text("\\x1b[31mred")
+    ('ok [x]', 'a\\\\ngame g9: forged', '\\\\x1b[31mred')
+    """
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii") for c in text)
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     events = None
+    # Every frame allocates a few dicts; with the default threshold (700) the cyclic GC ran ~40
+    # times a second under load and took ~15% of the CPU (docs/PERFORMANCE.md). The server's
+    # data has few cycles: collect far less often.
+    gc.set_threshold(10_000, 20, 20)
     try:
         config = config_from_args(args)
         if args.mqtt:

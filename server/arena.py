@@ -67,6 +67,7 @@ from server.protocol import (
     LOBBY_PUSH_SECONDS,
     error_frame,
     parse_client_frame,
+    request_id_of,
 )
 
 log = logging.getLogger("autosteer.arena")
@@ -106,6 +107,10 @@ class ServerConfig:
     max_connections_per_address: int = 64
     max_spectators: int = 64  # per game
     max_connections: int = 4096
+    # live games (and pending offers) a session may have opened with challenge/arrange at once,
+    # and all sessions from one address together; games it is challenged to do not count
+    max_live_games_per_session: int = 64
+    max_live_games_per_address: int = 256
     ping_interval: float | None = 20.0  # websocket keepalive
     send_queue_bytes: int = 16 * 1024 * 1024  # a client that falls this far behind reading is disconnected
     finished_games_kept: int = 2048  # finished games remembered in memory (older: from records)
@@ -121,6 +126,8 @@ class ServerConfig:
             (self.flood_close >= 1, "flood_close must be >= 1"),
             (self.max_connections_per_address >= 1, "max_connections_per_address must be >= 1"),
             (self.max_spectators >= 0, "max_spectators must be >= 0"),
+            (self.max_live_games_per_session >= 1, "max_live_games_per_session must be >= 1"),
+            (self.max_live_games_per_address >= 1, "max_live_games_per_address must be >= 1"),
             (0 <= self.port <= 65535, "port must be 0-65535"),
         ]
         for ok, message in checks:
@@ -207,6 +214,7 @@ class Session:
     games: set[str] = field(default_factory=set)  # live games it plays
     watching: set[str] = field(default_factory=set)  # live games it spectates
     offers: set[str] = field(default_factory=set)  # pending offers made TO it
+    opened: set[str] = field(default_factory=set)  # its challenges/arranged games, pending or live
     generation: int = 0  # bumps on every disconnect; stale grace timers are ignored
     description: str = ""  # what a bot said about itself in hello (list_bots shows it)
 
@@ -327,6 +335,9 @@ class Arena:
         self.games_finished = 0
         self.shutting_down = False
         self._effects: list[Effect] = []
+        # offers and games opened by challenge/arrange, pending or live: id → (session name, address)
+        self._opened: dict[str, tuple[str, str]] = {}
+        self._opened_per_address: dict[str, int] = {}
         self._timers: list[tuple[float, int, str, str, int]] = []  # (when, seq, kind, key, generation)
         self._seq = itertools.count()
         self._lobby_watchers: set[str] = set()  # sessions that asked for lobby pushes (watch_lobby)
@@ -360,7 +371,7 @@ class Arena:
         conn = self.connections.get(conn_id)
         if conn is None or conn.closing:
             return
-        if not self._take_token(conn, now):
+        if not self._take_token(conn, now, raw):
             return
         rid = None
         try:
@@ -396,24 +407,23 @@ class Arena:
     def tick(self, now: float) -> None:
         """Fire every timer due at ``now``: move clocks, grace periods, offer timeouts."""
         while self._timers and self._timers[0][0] <= now:
-            _, _, kind, key, generation = heapq.heappop(self._timers)
+            timer = heapq.heappop(self._timers)
+            if not self._timer_current(timer):
+                continue  # its game moved on, its session came back, its offer was answered
+            _, _, kind, key, _ = timer
             if kind == "clock":
-                game = self.games.get(key)
-                if game is not None and game.deadline is not None and game.deadline <= now and len(game.moves) == generation:
+                game = self.games[key]
+                if game.deadline is not None and game.deadline <= now:
                     loser = game.turn
                     assert loser is not None
                     self._finish(game, loser.other.value, "timeout", now)
             elif kind == "pause":
-                game = self.games.get(key)
-                if game is not None and game.paused and game.pauses == generation:
-                    self._restart_clock(game, now, announce=True)  # pause allowance spent
+                self._restart_clock(self.games[key], now, announce=True)  # pause allowance spent
             elif kind == "grace":
-                session = self.sessions.get(key)
-                if session is not None and not session.connected and session.generation == generation:
-                    self._expire_session(session, now)
+                self._expire_session(self.sessions[key], now)
             elif kind == "offer":
-                offer = self.offers.get(key)
-                if offer is not None and offer.expires_at <= now:
+                offer = self.offers[key]
+                if offer.expires_at <= now:
                     self._cancel_offer(offer, "no answer in time", None)
             elif kind == "lobby":
                 self._push_lobby()
@@ -487,8 +497,29 @@ class Arena:
 
     def _push_timer(self, when: float, kind: str, key: str, generation: int) -> None:
         heapq.heappush(self._timers, (when, next(self._seq), kind, key, generation))
+        # Every move arms a clock timer and the one it replaces stays queued until it is due:
+        # with many fast games that is move_clock x moves/s stale entries. Drop them now and then.
+        if len(self._timers) > 1024 + 8 * (len(self.games) + len(self.sessions) + len(self.offers)):
+            self._timers = [t for t in self._timers if self._timer_current(t)]
+            heapq.heapify(self._timers)
 
-    def _take_token(self, conn: Connection, now: float) -> bool:
+    def _timer_current(self, timer: tuple[float, int, str, str, int]) -> bool:
+        """False for a timer that :meth:`tick` would ignore (its game, pause, session or offer moved on)."""
+        _, _, kind, key, generation = timer
+        if kind == "clock":
+            game = self.games.get(key)
+            return game is not None and game.deadline is not None and len(game.moves) == generation
+        if kind == "pause":
+            game = self.games.get(key)
+            return game is not None and game.paused and game.pauses == generation
+        if kind == "grace":
+            session = self.sessions.get(key)
+            return session is not None and not session.connected and session.generation == generation
+        if kind == "lobby":
+            return self._lobby_push_due
+        return key in self.offers
+
+    def _take_token(self, conn: Connection, now: float, raw: str | bytes) -> bool:
         cfg = self.config
         conn.tokens = min(float(cfg.burst), conn.tokens + max(0.0, now - conn.refilled_at) * cfg.rate)
         conn.refilled_at = now
@@ -497,12 +528,13 @@ class Arena:
             conn.refusals_in_a_row = 0
             return True
         conn.refusals_in_a_row += 1
+        rid = request_id_of(raw)  # a pipelining client must learn which request was dropped
         if conn.refusals_in_a_row >= cfg.flood_close:
-            self._send(conn.conn_id, error_frame("rate_limited", f"{conn.refusals_in_a_row} messages over the rate limit in a row; closing"))
+            self._send(conn.conn_id, error_frame("rate_limited", f"{conn.refusals_in_a_row} messages over the rate limit in a row; closing", rid))
             self._close(conn.conn_id, CLOSE_POLICY, "message flood")
         else:
             self._send(conn.conn_id, error_frame(
-                "rate_limited", f"more than {cfg.rate:g} messages/s (burst {cfg.burst}); this message was dropped"))
+                "rate_limited", f"more than {cfg.rate:g} messages/s (burst {cfg.burst}); this message was dropped", rid))
         return False
 
     # ------------------------------------------------------------------ dispatch
@@ -582,6 +614,9 @@ class Arena:
             return
         if msg.name in self.house or msg.name in self.sessions:
             raise ProtocolError("name_taken", f"the name {msg.name!r} is in use; pick another (or resume with your token)", msg.id)
+        lookalike = next((h for h in self.house if name_skeleton(h) == name_skeleton(msg.name)), None)
+        if lookalike is not None:
+            raise ProtocolError("name_taken", f"the name {msg.name!r} looks like the house bot {lookalike!r}; pick another", msg.id)
         session = Session(msg.name, msg.role, secrets.token_urlsafe(18), max_games=msg.max_games,
                           description=" ".join((msg.description or "").split()))
         self.sessions[session.name] = session
@@ -601,7 +636,9 @@ class Arena:
                 "protocol": PROTOCOL_VERSION, "server": SERVER_NAME, "resumed": resumed,
                 "grace": float(self.config.grace), "move_clock": float(self.config.move_clock),
                 "limits": {"rate": float(self.config.rate), "burst": int(self.config.burst),
-                           "max_frame_bytes": int(self.config.max_frame_bytes)}}
+                           "max_frame_bytes": int(self.config.max_frame_bytes),
+                           "max_live_games_per_session": int(self.config.max_live_games_per_session),
+                           "max_live_games_per_address": int(self.config.max_live_games_per_address)}}
 
     def _resume(self, conn: Connection, session: Session, msg: Hello, now: float) -> None:
         if session.conn_id is not None:  # the old connection is still open: the new one wins
@@ -649,6 +686,8 @@ class Arena:
             game = self.games.get(gid)
             if game is not None:
                 game.spectators.discard(session.name)
+        for gid in self.remote.forget(session.name) if self.remote is not None else []:
+            self._effects.append(RelayGame(gid, watch=False))
         for offer in list(self.offers.values()):
             if offer.origin == session.name or session.name in (offer.x, offer.o):
                 self._cancel_offer(offer, f"{session.name} left", session.name)
@@ -743,12 +782,14 @@ class Arena:
         else:  # a seeded game draws its seats from the seed too, so it repeats exactly
             side = (random.Random(f"seats-{msg.seed}") if msg.seed is not None else self.rng).choice((Seat.X, Seat.O))
         x, o = (session.name, msg.opponent) if side is Seat.X else (msg.opponent, session.name)
+        address = self._check_opened(session, msg.id)
         clock = float(msg.clock or self.config.move_clock)
         offer_id = self._new_id()
         self._send(session.conn_id, self._with_id(
             {"type": "challenge_sent", "challenge_id": offer_id, "opponent": msg.opponent, "side": side.value, "clock": clock}, msg.id))
         awaiting = {} if opponent is None else {opponent.name: side.other}
         offer = Offer(offer_id, session.name, x, o, clock, now + self.config.challenge_timeout, awaiting, seed=msg.seed)
+        self._hold_opened(offer_id, session, address)
         self._open_offer(offer, now)
 
     def _on_arrange(self, session: Session, msg: Arrange, now: float) -> None:
@@ -763,6 +804,7 @@ class Arena:
         for party in parties.values():
             if party is not None:
                 self._check_capacity(party, msg.id)
+        address = self._check_opened(session, msg.id)
         clock = float(msg.clock or self.config.move_clock)
         offer_id = self._new_id()
         self._send(session.conn_id, self._with_id(
@@ -775,7 +817,41 @@ class Arena:
             awaiting[msg.o] = Seat.O
         offer = Offer(offer_id, session.name, msg.x, msg.o, clock, now + self.config.challenge_timeout, awaiting,
                       tag=msg.tag, arranged=True, seed=msg.seed)
+        self._hold_opened(offer_id, session, address)
         self._open_offer(offer, now)
+
+    def _check_opened(self, session: Session, rid: Any) -> str:
+        """Refuse a new challenge/arrange over the live-game caps; return the sender's address."""
+        conn = self.connections.get(session.conn_id) if session.conn_id is not None else None
+        address = conn.address if conn is not None else "unknown"
+        cfg = self.config
+        if len(session.opened) >= cfg.max_live_games_per_session:
+            raise ProtocolError("too_many_games", f"you have {len(session.opened)} live games and challenges open; the limit is "
+                                                  f"{cfg.max_live_games_per_session} (welcome.limits): finish some first", rid)
+        if self._opened_per_address.get(address, 0) >= cfg.max_live_games_per_address:
+            raise ProtocolError("too_many_games", f"your address has {self._opened_per_address[address]} live games and challenges "
+                                                  f"open; the limit is {cfg.max_live_games_per_address} (welcome.limits)", rid)
+        return address
+
+    def _hold_opened(self, offer_id: str, session: Session, address: str) -> None:
+        self._opened[offer_id] = (session.name, address)
+        session.opened.add(offer_id)
+        self._opened_per_address[address] = self._opened_per_address.get(address, 0) + 1
+
+    def _release_opened(self, offer_id: str) -> None:
+        """An offer or game stopped counting against its opener (declined, expired, over)."""
+        held = self._opened.pop(offer_id, None)
+        if held is None:
+            return
+        name, address = held
+        session = self.sessions.get(name)
+        if session is not None:
+            session.opened.discard(offer_id)
+        left = self._opened_per_address.get(address, 0) - 1
+        if left > 0:
+            self._opened_per_address[address] = left
+        else:
+            self._opened_per_address.pop(address, None)
 
     def _open_offer(self, offer: Offer, now: float) -> None:
         if not offer.awaiting:
@@ -821,6 +897,7 @@ class Arena:
     def _cancel_offer(self, offer: Offer, reason: str, by: str | None) -> None:
         if self.offers.pop(offer.offer_id, None) is None:
             return
+        self._release_opened(offer.offer_id)
         frame = {"type": "challenge_declined", "challenge_id": offer.offer_id, "reason": reason}
         for name in {offer.origin, offer.x, offer.o}:
             session = self.sessions.get(name)
@@ -1013,6 +1090,7 @@ class Arena:
         game.result, game.reason, game.ended_at, game.deadline = result, reason, now, None
         game.winner = game.x if result == "X" else game.o if result == "O" else None
         self.games.pop(game.game_id, None)
+        self._release_opened(game.game_id)
         self._lobby_changed(now)
         self.finished[game.game_id] = game
         while len(self.finished) > self.config.finished_games_kept:
@@ -1139,6 +1217,20 @@ def _lend_rng(bot: Bot, rng: random.Random | None) -> Iterator[None]:
         yield
     finally:
         bot.rng = own  # type: ignore[attr-defined]
+
+
+_CONFUSABLE = str.maketrans({"0": "o", "1": "l", "i": "l", "|": "l", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b",
+                             "_": None, "-": None, ".": None})
+
+
+def name_skeleton(name: str) -> str:
+    """What a name looks like, case and look-alike characters folded: remote clients may not
+    pass for a house bot (``Minimax``, ``m1nimax``, ``random_``).
+
+    >>> name_skeleton("M1n-iMax") == name_skeleton("minimax"), name_skeleton("ann") == name_skeleton("anna")
+    (True, False)
+    """
+    return name.lower().translate(_CONFUSABLE)
 
 
 def record_summary(record: Frame) -> Frame:

@@ -82,7 +82,9 @@ class MqttEvents:
         status_topic = self.topic("servers", self.server_id, "status")
         offline = {"type": "server_status", "server_id": self.server_id, "status": "offline", "url": server.url}
         self.link.will = (status_topic, offline)
-        self.link.online = (status_topic, self._status())
+        status = self._status()
+        self.link.online = (status_topic, status)  # sent first on every connection
+        self._last_status = json.dumps({k: status[k] for k in ("bots", "games")}, sort_keys=True)
         self.link.subscribe(f"{self.prefix}/servers/+/status")
         self.link.start()
         self._status_task = asyncio.get_running_loop().create_task(self._announce(), name="mqtt-status")
@@ -150,7 +152,7 @@ class MqttEvents:
         """Publish the status (retained) whenever the lobby changed (checked every 0.5 s, at
         once after a game starts or ends), and every ``STATUS_EVERY`` s for the load figures."""
         topic = self.topic("servers", self.server_id, "status")
-        sent_at = 0.0
+        sent_at = time.monotonic()  # start() set the first status
         while True:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), 0.5)
@@ -183,7 +185,9 @@ class MqttEvents:
             for gid in self.remote.update(frame):
                 arena.relay(gid, None)
         elif len(parts) == 3 and parts[0] == "games" and parts[2] in ("state", "result"):
-            if frame.get("server_id") == self.server_id:
+            # only the frames a spectator gets, for the game the topic names, from another server
+            if frame.get("type") not in ("state", "game_over") or frame.get("game_id") != parts[1] \
+                    or frame.get("server_id") == self.server_id:
                 return
             frame = {k: v for k, v in frame.items() if k not in ("server_id", "event_id")}
             arena.relay(parts[1], frame)

@@ -81,7 +81,8 @@ class MqttLink:
 
     def __init__(self, url: str, *, client_id: str, queue_size: int = 10_000,
                  will: tuple[str, dict[str, Any]] | None = None, online: tuple[str, dict[str, Any]] | None = None,
-                 on_message: MessageHandler | None = None, max_backoff: float = 5.0, keepalive: int = 10) -> None:
+                 on_message: MessageHandler | None = None, max_backoff: float = 5.0, keepalive: int = 10,
+                 window: int = 64) -> None:
         self.host, self.port, self.prefix = parse_mqtt_url(url)
         self.url = url
         self.client_id = client_id
@@ -91,6 +92,7 @@ class MqttLink:
         self.on_message = on_message
         self.max_backoff = max_backoff
         self.keepalive = keepalive
+        self.window = window
         self.queue: collections.deque[Outgoing] = collections.deque()
         self.subscriptions: set[str] = set()
         self.connected = False
@@ -172,9 +174,10 @@ class MqttLink:
         while not self._closing:
             will = None
             if self.will is not None:
-                will = aiomqtt.Will(self.will[0], json.dumps(self.will[1]).encode(), qos=1, retain=True)
+                will = aiomqtt.Will(self.will[0], json.dumps(self.will[1], separators=(",", ":")).encode(), qos=1, retain=True)
             client = aiomqtt.Client(self.host, self.port, identifier=self.client_id, will=will,
                                     keepalive=self.keepalive, timeout=5.0)
+            client.pending_calls_threshold = self.window + 16  # our window is meant, not a leak to warn about
             try:
                 async with client:
                     self._client, self.connected = client, True
@@ -200,47 +203,61 @@ class MqttLink:
 
     async def _pump(self, client: Any) -> None:
         """Deliver queued messages in order while reading incoming ones; returns (raises)
-        when the connection ends."""
+        when the connection ends. Up to ``window`` publishes are in flight at once (paho
+        writes them in the order they start); a message leaves the queue only when it and
+        every message before it are acknowledged, so after a broken connection the
+        unacknowledged ones are sent again (QoS 1: at least once)."""
         reader = asyncio.get_running_loop().create_task(self._read(client))
+        in_flight: collections.deque[asyncio.Future[Any]] = collections.deque()  # for queue[0:len(in_flight)]
+
+        def start(item: Outgoing) -> asyncio.Future[Any]:
+            return asyncio.ensure_future(client.publish(item.topic, item.payload, qos=item.qos, retain=item.retain,
+                                                        timeout=math.inf))
+
         try:
             while True:
-                while not self.queue and not self._status_dirty:
-                    self._ready.clear()
-                    waiter = asyncio.ensure_future(self._ready.wait())
-                    done, _ = await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
-                    if reader in done:
-                        waiter.cancel()
-                        reader.result()  # raises the disconnect
-                        return
-                status = self._status_dirty and self.online is not None
-                if status:
-                    assert self.online is not None
+                if self._status_dirty and self.online is not None:  # the latest status goes first
                     self._status_dirty = False
-                    item = Outgoing(self.online[0], json.dumps(self.online[1], allow_nan=False).encode(), 1, True)
-                else:
-                    item = self.queue[0]
-                send = asyncio.ensure_future(client.publish(item.topic, item.payload, qos=item.qos,
-                                                            retain=item.retain, timeout=math.inf))
-                done, _ = await asyncio.wait({send, reader}, return_when=asyncio.FIRST_COMPLETED)
-                if send not in done:
-                    send.cancel()
-                    with contextlib.suppress(BaseException):
-                        await send
-                    self._status_dirty = self._status_dirty or status
-                    reader.result()
-                    return
-                try:
-                    send.result()  # raises when the connection broke: the item stays queued
-                except BaseException:
-                    self._status_dirty = self._status_dirty or status
-                    raise
-                if not status:
+                    status = Outgoing(self.online[0], json.dumps(self.online[1], separators=(",", ":"),
+                                                                 allow_nan=False).encode(), 1, True)
+                    try:
+                        await self._first(start(status), reader)
+                    except BaseException:
+                        self._status_dirty = True
+                        raise
+                while len(in_flight) < min(self.window, len(self.queue)):
+                    in_flight.append(start(self.queue[len(in_flight)]))
+                if in_flight:
+                    await self._first(in_flight[0], reader)  # raises when the connection ends
+                    in_flight.popleft()
                     self.queue.popleft()
                     self.published += 1
+                    continue
+                self._ready.clear()
+                if self.queue or self._status_dirty:
+                    continue
+                waiter = asyncio.ensure_future(self._ready.wait())
+                done, _ = await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if reader in done:
+                    waiter.cancel()
+                    reader.result()  # raises the disconnect
+                    return
         finally:
-            reader.cancel()
-            with contextlib.suppress(BaseException):
-                await reader
+            for task in (reader, *in_flight):
+                task.cancel()
+            for task in (reader, *in_flight):
+                with contextlib.suppress(BaseException):
+                    await task
+
+    @staticmethod
+    async def _first(send: asyncio.Future[Any], reader: asyncio.Task[None]) -> None:
+        """Wait for ``send``; raise if the connection ends first (``reader`` stops) or it fails."""
+        done, _ = await asyncio.wait({send, reader}, return_when=asyncio.FIRST_COMPLETED)
+        if send in done:
+            send.result()
+            return
+        reader.result()
+        raise ConnectionError("the MQTT connection ended")
 
     async def _read(self, client: Any) -> None:
         async for message in client.messages:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Annotated, Any, Literal, Union
 
 import orjson
@@ -25,7 +26,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, Valid
 
 PROTOCOL_VERSION = 1
 
-RequestId = Union[Annotated[str, Field(max_length=64)], int, None]
+# A request id is a string (≤ 64 characters) or an integer; absent means none. An explicit
+# ``"id": null`` is refused (invalid_message): None is only the default, never validated.
+RequestId = Union[Annotated[str, Field(max_length=64)], int]
+ReplyId = Union[Annotated[str, Field(max_length=64)], int, None]  # on server frames
 Name = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.\-]+$")]
 GameId = Annotated[str, Field(min_length=1, max_length=64)]
 SeatChoice = Literal["X", "O", "random"]
@@ -33,6 +37,10 @@ Role = Literal["player", "bot", "spectator"]
 # A per-game seed for the house bots (docs/PROTOCOL.md, "Reproducible games").
 GameSeed = Annotated[StrictInt, Field(ge=0, le=2**63 - 1)]
 TagText = Annotated[str, Field(max_length=64)]
+# A move clock a client asks for: shorter ones are lost on the first network hiccup.
+MIN_CLOCK = 1.0
+MAX_CLOCK = 3600.0
+Clock = Annotated[float, Field(ge=MIN_CLOCK, le=MAX_CLOCK)]
 MAX_RECORDS = 200  # the most games one list_records reply holds
 
 # --------------------------------------------------------------------------- errors
@@ -60,6 +68,7 @@ ERROR_CODES: dict[str, str] = {
     "declined": "the challenge was declined",
     "forbidden": "this role may not send this message",
     "rate_limited": "too many messages; slow down (the connection closes if it goes on)",
+    "too_many_games": "you (or your address) have the most live games and open challenges allowed (welcome.limits)",
     "too_many_connections": "too many connections from this address",
     "server_shutting_down": "the server is stopping",
     "internal_error": "the server failed on this request; it has been logged",
@@ -92,7 +101,7 @@ def error_frame(code: str, message: str, id: Any = None) -> dict[str, Any]:
 # --------------------------------------------------------------------------- client → server
 class _Msg(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-    id: RequestId = None
+    id: RequestId = None  # type: ignore[assignment]  # absent: no id; null is refused
 
 
 class Hello(_Msg):
@@ -128,7 +137,7 @@ class Challenge(_Msg):
     type: Literal["challenge"]
     opponent: Name
     side: SeatChoice = "random"
-    clock: Annotated[float, Field(gt=0, le=3600)] | None = None  # seconds per move
+    clock: Clock | None = None  # seconds per move
     seed: GameSeed | None = None  # house bots in this game draw from their own Random(seed)
 
 
@@ -139,7 +148,7 @@ class Arrange(_Msg):
     type: Literal["arrange"]
     x: Name
     o: Name
-    clock: Annotated[float, Field(gt=0, le=3600)] | None = None
+    clock: Clock | None = None
     tag: TagText | None = None
     seed: GameSeed | None = None  # house bots in this game draw from their own Random(seed)
 
@@ -232,6 +241,9 @@ CLIENT_TYPES = ("hello", "list_bots", "list_games", "list_players", "challenge",
 _client_adapter: TypeAdapter[Any] = TypeAdapter(ClientMessage)
 
 MAX_TRACE_BYTES = 16 * 1024
+MAX_TRACE_DEPTH = 16  # arrays/objects nested in a trace, the trace object itself counted
+# A \uD800-\uDFFF escape: the only way a lone surrogate (not Unicode) gets into a decoded frame.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def parse_client_frame(raw: str | bytes) -> Any:
@@ -245,7 +257,39 @@ def parse_client_frame(raw: str | bytes) -> Any:
         data = loads_strict(raw)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and NonFiniteNumber are ValueErrors
         raise ProtocolError("bad_json", f"frame is not valid JSON: {exc}") from None
+    if _SURROGATE_ESCAPE.search(raw) and not _is_unicode(data):
+        raise ProtocolError("bad_json", "frame holds a lone surrogate escape (U+D800 to U+DFFF): not Unicode text")
     return parse_client_object(data)
+
+
+def _is_unicode(data: Any) -> bool:
+    """False when a string in ``data`` holds a lone surrogate (it cannot be UTF-8 encoded)."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def valid_request_id(rid: Any) -> Any:
+    """``rid`` when it can be echoed as a request id (an integer, or a string of at most 64
+    characters), else None.
+
+    >>> valid_request_id(7), valid_request_id("a"), valid_request_id(True), valid_request_id("x" * 65)
+    (7, 'a', None, None)
+    """
+    if isinstance(rid, int) and not isinstance(rid, bool) or isinstance(rid, str) and len(rid) <= 64:
+        return rid
+    return None
+
+
+def request_id_of(raw: str | bytes) -> Any:
+    """The request id of a frame the server will not process (rate limited), or None: so
+    a pipelining client learns which request was dropped."""
+    try:
+        return parse_client_frame(raw).id
+    except ProtocolError as exc:
+        return exc.id
 
 
 class NonFiniteNumber(ValueError):
@@ -284,9 +328,7 @@ _strict_decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=
 def parse_client_object(data: Any) -> Any:
     if not isinstance(data, dict):
         raise ProtocolError("not_object", f"a frame must be a JSON object, got {type(data).__name__}")
-    rid = data.get("id")
-    if not (rid is None or isinstance(rid, int) and not isinstance(rid, bool) or isinstance(rid, str) and len(rid) <= 64):
-        rid = None
+    rid = valid_request_id(data.get("id"))
     mtype = data.get("type")
     if not isinstance(mtype, str):
         raise ProtocolError("missing_type", "the frame needs a string field 'type'", rid)
@@ -299,10 +341,32 @@ def parse_client_object(data: Any) -> Any:
     if isinstance(msg, ListRecords) and msg.before is not None and not math.isfinite(msg.before):
         raise ProtocolError("invalid_message", "before must be a finite unix time", rid)
     if isinstance(msg, MoveMsg) and msg.trace is not None:
+        depth = json_depth(msg.trace, MAX_TRACE_DEPTH)
+        if depth > MAX_TRACE_DEPTH:
+            raise ProtocolError("invalid_message", f"trace nests arrays/objects more than {MAX_TRACE_DEPTH} deep", rid)
         size = len(json.dumps(msg.trace, separators=(",", ":")))
         if size > MAX_TRACE_BYTES:
             raise ProtocolError("invalid_message", f"trace is {size} bytes; the limit is {MAX_TRACE_BYTES}", rid)
     return msg
+
+
+def json_depth(value: Any, limit: int) -> int:
+    """How deep arrays and objects nest in ``value`` (a scalar is 0), counted without
+    recursion and only up to ``limit + 1``: any input, however deep, is measured safely.
+
+    >>> json_depth({"a": [1, {"b": []}]}, 16), json_depth(3, 16), json_depth([[[[]]]], 2)
+    (4, 0, 3)
+    """
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return depth
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _describe(exc: ValidationError) -> str:
@@ -318,7 +382,7 @@ def _describe(exc: ValidationError) -> str:
 # ``parse_server_frame``. Fields beyond those listed may be added in later versions.
 class _Out(BaseModel):
     model_config = ConfigDict(extra="allow")
-    id: RequestId = None
+    id: ReplyId = None
 
 
 class Welcome(_Out):

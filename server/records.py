@@ -313,10 +313,27 @@ class PostgresRecords(GameRecords):
             raise
 
     def execute(self, sql: str, args: Any = ()) -> Any:
+        self._ensure_connected()
         return self.db.execute(sql.replace("?", "%s"), args)
+
+    def _ensure_connected(self) -> None:
+        """A connection the database dropped (a restart, a failover) is replaced, once per
+        call; the write that found it broken failed, and the server's next write of that
+        game (every write is the whole record) stores it."""
+        if not self.db.broken:
+            return
+        import psycopg
+        from psycopg.rows import dict_row
+
+        try:
+            self.db.close()
+            self.db = psycopg.connect(self.path, autocommit=True, row_factory=dict_row, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise RecordsError(f"lost the records database {describe_target(self.path)} and cannot reconnect: {exc}") from None
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
+        self._ensure_connected()
         with self.db.transaction():
             yield
 
@@ -336,7 +353,8 @@ def _player_tag_filter(player: str | None, tag: str | None) -> tuple[list[str], 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", default="var/arena.sqlite3", help="records database written by 'autosteer-server serve'")
+    parser.add_argument("--db", default="var/arena.sqlite3", help="records database written by 'autosteer-server serve': "
+                        "a SQLite file or a postgresql://user@host:port/dbname URL")
     sub = parser.add_subparsers(dest="games_command", metavar="ACTION", required=True)
     p_list = sub.add_parser("list", help="newest games first, one line each",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -419,16 +437,19 @@ def _cmd_list(records: GameRecords, args: argparse.Namespace) -> int:
 
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
-    table = Table(title=f"games in {args.db}")
+    table = Table(title=Text(f"games in {describe_target(args.db)}"))
     # the id is what 'games show' takes: never cut or wrapped, whatever the terminal width
     table.add_column("game", no_wrap=True, min_width=max([len(r["game_id"]) for r in rows] + [4]), overflow="fold")
     for col in ("started", "X", "O", "result", "reason", "moves", "tag"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["game_id"], _when(r["started_at"]), r["x"], r["o"], r["result"] or r["status"],
-                      r["reason"] or "", "".join(str(m["cell"]) for m in r["moves"]), r["tag"] or "")
+        # Text, not str: what clients sent (names, tags) is shown as typed, never read as Rich markup
+        table.add_row(*(Text(str(cell)) for cell in (
+            r["game_id"], _when(r["started_at"]), r["x"], r["o"], r["result"] or r["status"], r["reason"] or "",
+            "".join(str(m["cell"]) for m in r["moves"]), r["tag"] or "")))
     console.print(table)
     console.print(f"{len(rows)} shown of {records.count()} stored games")
     return 0
@@ -439,7 +460,7 @@ def _cmd_show(records: GameRecords, args: argparse.Namespace) -> int:
 
     matches = records.find(args.game_id) if args.game_id else []
     if not matches:
-        print(f"error: no game {args.game_id!r} in {args.db}; 'autosteer-server games list' shows the ids", file=sys.stderr)
+        print(f"error: no game {args.game_id!r} in {describe_target(args.db)}; 'autosteer-server games list' shows the ids", file=sys.stderr)
         return 1
     if len(matches) > 1:
         more = ", …" if len(matches) == 10 else ""

@@ -99,6 +99,10 @@ class RemoteLobby:
             return True
         return False
 
+    def forget(self, name: str) -> list[str]:
+        """``name`` left: stop it watching anything; returns the games nobody here watches any more."""
+        return sorted(gid for gid in list(self._watchers) if name in self._watchers[gid] and self.unwatch(gid, name))
+
     def unwatch_all(self, game_id: str) -> bool:
         """Forget every watcher of a game; True when there were some (stop relaying)."""
         return self._watchers.pop(game_id, None) is not None

@@ -96,7 +96,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     topics = [f"{prefix}/games/{topic_part(args.game)}/#"] if args.game else [f"{prefix}/#"]
-    print(f"watching {args.mqtt} ({', '.join(topics)}); Ctrl-C stops", flush=True)
     try:
         shown, seconds = asyncio.run(_watch(host, port, topics, args.count, args.seconds))
     except OSError as exc:
@@ -120,6 +119,7 @@ async def _watch(host: str, port: int, topics: list[str], count: int | None, sec
         async with aiomqtt.Client(host, port, timeout=5.0) as client:
             for topic in topics:
                 await client.subscribe(topic, qos=1)
+            print(f"watching {host}:{port} ({', '.join(topics)}); Ctrl-C stops", flush=True)  # subscribed now
 
             async def read() -> None:
                 nonlocal shown

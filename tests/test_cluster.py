@@ -127,3 +127,21 @@ async def test_two_servers_share_lobby_records_and_spectating(mosquitto: Any, po
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def test_a_postgresql_restart_loses_no_game(postgres_server: Any, postgres_url: str) -> None:
+    """The database drops every connection mid-run: play goes on, the server connects again
+    and the games played meanwhile are stored (every write is the whole record)."""
+    config = ServerConfig(host="127.0.0.1", port=0, db_path=postgres_url, seed=2, ping_interval=None)
+    async with serve_arena(config) as srv, WsClient.connect(srv.url, "org") as org:
+        first = await org.request(type="arrange", x="minimax", o="random")
+        await org.wait_for("game_over", game_id=first["challenge_id"])
+        await asyncio.to_thread(postgres_server.restart)
+        second = await org.request(type="arrange", x="random", o="minimax")
+        over = await org.wait_for("game_over", game_id=second["challenge_id"])
+    with psycopg.connect(postgres_url) as con:
+        rows = dict(con.execute("SELECT game_id, moves FROM games").fetchall())
+    import json
+
+    assert set(rows) == {first["challenge_id"], second["challenge_id"]}
+    assert [m["cell"] for m in json.loads(rows[second["challenge_id"]])] == [m["cell"] for m in over["moves"]]

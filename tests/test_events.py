@@ -215,8 +215,7 @@ def test_watch_prints_the_feed(mosquitto: Any) -> None:
                                 "--count", "12"], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert watcher.stdout is not None
-        assert watcher.stdout.readline().startswith("watching ")
-        time.sleep(0.5)  # subscribed
+        assert watcher.stdout.readline().startswith("watching ")  # printed once subscribed
 
         async def play() -> dict[str, Any]:
             async with serve_arena(config(), events=MqttEvents(mosquitto.url, "gamma")) as srv, \
@@ -235,3 +234,54 @@ def test_watch_prints_the_feed(mosquitto: Any) -> None:
     assert f"{gid}  1. X {over['moves'][0]['cell']}" in out
     assert "server gamma online" in out
     assert watcher.returncode == 0 and "watched 12 events" in out.splitlines()[-1]
+
+
+def test_the_arena_relays_a_remote_game_to_its_spectators_sans_io() -> None:
+    """Spectating a game another server announced: a game_start now, relayed frames after,
+    and the relay ends with the game, with the last spectator, or with its server."""
+    from server.arena import Arena, RelayGame, Send
+    from server.protocol import parse_server_frame
+    from server.relay import RemoteLobby
+
+    remote = RemoteLobby("a")
+    arena = Arena(ServerConfig(seed=1), remote=remote)
+    remote.update({"server_id": "b", "status": "online", "url": "ws://b", "bots": [{"name": "bee", "kind": "remote"}],
+                   "games": [{"game_id": "g1", "x": "bob", "o": "bee", "board": ".........", "turn": "X", "ply": 0,
+                              "spectators": 0, "clock": 30.0, "tag": None, "started_at": 1.0}]})
+    frames: dict[int, list[dict[str, Any]]] = {}
+    relays: list[RelayGame] = []
+
+    def pump() -> None:
+        for e in arena.drain():
+            if isinstance(e, Send):
+                parse_server_frame(e.frame)
+                frames.setdefault(e.conn_id, []).append(e.frame)
+            elif isinstance(e, RelayGame):
+                relays.append(e)
+
+    for conn, name in ((1, "ann"), (2, "cat")):
+        arena.connect(conn, "10.0.0.1", 0.0)
+        arena.receive(conn, json.dumps({"type": "hello", "name": name, "role": "spectator"}), 0.0)
+    arena.receive(1, json.dumps({"type": "list_bots", "id": 1}), 0.0)
+    arena.receive(1, json.dumps({"type": "spectate", "game_id": "g1", "id": 2}), 0.0)
+    arena.receive(2, json.dumps({"type": "spectate", "game_id": "g1"}), 0.0)
+    pump()
+    assert any(b["name"] == "bee" and b["server"] == "b" for b in frames[1][1]["bots"])
+    assert frames[1][-1]["type"] == "game_start" and frames[1][-1]["id"] == 2 and frames[1][-1]["server"] == "b"
+    assert relays == [RelayGame("g1", watch=True)]  # one subscription for both spectators
+    state = {"type": "state", "game_id": "g1", "x": "bob", "o": "bee", "board": "....X....", "turn": "O", "ply": 1,
+             "moves": [{"ply": 1, "seat": "X", "cell": 5, "at": 1.0, "trace": None}], "last_move": None,
+             "deadline": None, "over": False}
+    arena.relay("g1", state)
+    pump()
+    assert frames[1][-1] == state and frames[2][-1] == state
+    arena.receive(2, json.dumps({"type": "unspectate", "game_id": "g1"}), 0.0)
+    pump()
+    assert relays[-1] == RelayGame("g1", watch=True)  # ann still watches
+    remote.update({"server_id": "b", "status": "offline"})  # (the cluster layer then relays None)
+    arena.relay("g1", None)
+    pump()
+    assert "went away" in frames[1][-1]["message"] and relays[-1] == RelayGame("g1", watch=False)
+    arena.receive(1, json.dumps({"type": "spectate", "game_id": "g1", "id": 3}), 0.0)
+    pump()
+    assert frames[1][-1]["code"] == "unknown_game"  # its server is gone

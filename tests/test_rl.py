@@ -213,3 +213,56 @@ def test_resume_continues_from_the_checkpoint(stack, tmp_path) -> None:
     assert first["steps"] == 128 and second["steps"] == 256
     with pytest.raises(ValueError, match="checkpoint"):
         train_ppo(cfg, lm, sae, out_dir=tmp_path / "empty", resume=True, progress=False, log=lambda *_: None)
+
+
+def test_prompt_store_round_trip_gives_the_same_answers(stack, tmp_path) -> None:
+    import torch
+
+    from training.rl.ppo import build_actuator, llm_boards
+
+    lm, sae = stack
+    boards = llm_boards(Seat.O)[:30]
+    store = tmp_path / "prompts.pt"
+    first = build_actuator(lm, sae, small_config(), FEATURES)
+    info = first.warm(boards, store=store)
+    assert info["computed"] == 30 and info["from_store"] == 0 and store.is_file()
+    second = build_actuator(lm, sae, small_config(), FEATURES)
+    info2 = second.warm(boards, store=store)
+    assert info2["from_store"] == 30 and info2["computed"] == 0
+    vec = second.bot.steering.vectors(torch.ones(len(boards), len(FEATURES)))
+    assert torch.allclose(first.bot.reader.answer(boards, vec).logits, second.bot.reader.answer(boards, vec).logits)
+    store.write_bytes(b"not a store")  # a damaged store is recomputed, never trusted
+    assert build_actuator(lm, sae, small_config(), FEATURES).warm(boards[:3], store=store)["computed"] == 3
+
+
+def test_policy_report_tables_and_heatmap(trained, stack, tmp_path) -> None:
+    from training.rl.ppo import build_actuator
+    from training.rl.report import build_report, plot_heatmap, situations, write_markdown
+
+    assert situations(Board.from_moves([1, 5, 2])) == ["O middle", "must block"]
+    assert situations(Board.from_moves([1, 5, 2, 9])) == ["X middle", "can win"]
+    policy, _, _ = trained
+    lm, sae = stack
+    act = build_actuator(lm, sae, small_config(mode="masked"), FEATURES)
+    rep = build_report(policy, act, {f: f"label {f}" for f in FEATURES})
+    assert rep["boards"] > 0 and rep["mean"].shape == (len(rep["situations"]), len(FEATURES))
+    assert sum(rep["features_per_move"].values()) == rep["boards"] and max(rep["features_per_move"]) <= 1
+    plot_heatmap(rep, tmp_path / "h.png", "t")
+    write_markdown(rep, tmp_path / "P.md", policy, "p.json", "h.png", "cmd", None)
+    text = (tmp_path / "P.md").read_text()
+    assert "Steering budget per move" in text and (tmp_path / "h.png").stat().st_size > 1000
+
+
+def test_digit_mass_full_forward_steers_like_the_cached_path(stack) -> None:
+    import torch
+
+    from training.rl.ppo import build_actuator, llm_boards
+    from training.rl.report import digit_mass
+
+    lm, sae = stack
+    act = build_actuator(lm, sae, small_config(), FEATURES)
+    boards = llm_boards(Seat.X)[:6]
+    added = act.bot.steering.vectors(torch.full((len(boards), len(FEATURES)), 2.0))
+    mass = digit_mass(lm, sae.hook_name, act.bot.reader, boards, added, batch=4)
+    base = digit_mass(lm, sae.hook_name, act.bot.reader, boards, torch.zeros_like(added), batch=4)
+    assert mass.shape == (6,) and np.all((mass > 0) & (mass < 1)) and not np.allclose(mass, base)

@@ -31,8 +31,10 @@ if TYPE_CHECKING:
 
 
 #: controls that show whether steering causes a change: the policy's coefficients set to
-#: zero, negated, applied to other (randomly chosen, seeded) features, or replaced by a
-#: random direction of the same norm at every move
+#: zero, negated, applied to other (randomly chosen, seeded) features, or replaced by one
+#: fixed random direction (drawn once per bot from ``control_seed``) scaled to the norm of
+#: the policy's vector at each move. These are unoptimised; equal-effort controls (the same
+#: search on other features or directions) are in ``training/controls.py``.
 CONTROLS: tuple[str, ...] = ("none", "zero", "negate", "shuffle", "random")
 
 
@@ -47,6 +49,9 @@ class LLMMove:
     norm_ratio: float = 0.0  # ||added vector|| / ||residual at the hook||
     kl: float = 0.0  # KL(steered ‖ unsteered) of the cell distribution, nats
     changed: bool = False  # the steered argmax differs from the unsteered one
+    features_active: int = 0  # coefficients of this move that are not zero
+    digit_mass: float | None = None  # the digits' share of the next-token probability, steered
+    base_digit_mass: float | None = None  # the same, unsteered (None where not measured)
 
 
 class LLMBot(Bot):
@@ -60,7 +65,8 @@ class LLMBot(Bot):
     def __init__(self, lm: "LanguageModel", *, sae: "LoadedSAE | None" = None, policy: "SteeringPolicy | None" = None,
                  mode: str = "strict", top_k: int = 8, reader: str = "auto", phrasing: str = "grid",
                  cache_boards: int = 256, positions: str = "last", name: str = "llm", max_batch: int = 64,
-                 control: str = "none", control_seed: int = 0, verbose: bool = False) -> None:
+                 control: str = "none", control_seed: int = 0, verbose: bool = False, digit_mass: bool = False,
+                 directions: Any = None) -> None:
         from bots.llm.sae import check_compatible
         from bots.llm.steering import Steering, feature_scales
 
@@ -86,13 +92,16 @@ class LLMBot(Bot):
         self._usual: tuple[Any, Any] | None = None  # see _levels
         self._top_cache_size = max(1, 4 * cache_boards)
         self.reader = make_reader(lm, sae.hook_name if sae else None, reader=reader, phrasing=phrasing,
-                                  cache_boards=cache_boards, positions=positions, steerable=policy is not None)
+                                  cache_boards=cache_boards, positions=positions, steerable=policy is not None,
+                                  digit_mass=digit_mass)
         self.steering = None
         if policy is not None:
             scales = feature_scales(sae, self.reader)  # type: ignore[arg-type]
             if verbose and "calibrated" in scales.source:
                 print(f"[llm] feature scales {scales.source}", flush=True)
-            self.steering = Steering(sae, policy.features, scales)  # type: ignore[arg-type]
+            self.steering = Steering(sae, policy.features, scales, directions=directions)  # type: ignore[arg-type]
+        elif directions is not None:
+            raise ValueError("replacement directions need a policy whose features they replace")
         if control not in CONTROLS:
             raise ValueError(f"unknown steering control {control!r}; expected one of {', '.join(CONTROLS)}")
         if control != "none" and policy is None:
@@ -100,10 +109,14 @@ class LLMBot(Bot):
         self.control = control
         self._control_rng = None
         self._shuffled = None
+        self._random_direction = None
         if control != "none":
             import torch
 
             self._control_rng = torch.Generator().manual_seed(control_seed)
+        if control == "random":
+            d = torch.randn(lm.d_model, generator=self._control_rng)
+            self._random_direction = d / d.norm()
         if control == "shuffle":
             import torch
 
@@ -113,7 +126,8 @@ class LLMBot(Bot):
 
     @property  # type: ignore[override]
     def description(self) -> str:
-        steering = f"steered by {self.policy.kind} policy {self.policy.digest}" if self.policy else "unsteered"
+        steering = (f"steered by {self.policy.kind} policy {self.policy.digest}" + _card_summary(self.policy)
+                    if self.policy else "unsteered")
         return f"{self.lm.name}, {self.mode} move reading, {steering}"
 
     def set_mode(self, mode: str) -> None:
@@ -157,6 +171,8 @@ class LLMBot(Bot):
 
             kls = kl_divergence(batch.logits, batch.base_logits).tolist()
             ratios = (added.norm(dim=-1) / batch.hook_acts.norm(dim=-1).clamp(min=1e-9)).tolist()  # type: ignore[union-attr]
+        mass = batch.digit_mass.tolist() if batch.digit_mass is not None else None
+        base_mass = batch.base_digit_mass.tolist() if batch.base_digit_mass is not None else None
         moves = []
         for i, board in enumerate(boards):
             reading = read_move(board, batch.logits[i].tolist(), self.mode)
@@ -166,11 +182,14 @@ class LLMBot(Bot):
                 trace["top_features"] = top[i]
             if coefs is None:
                 trace["policy"] = "none"  # unsteered: no policy played
-            move = LLMMove(board=board, reading=reading, trace=trace)
+            move = LLMMove(board=board, reading=reading, trace=trace,
+                           base_digit_mass=None if base_mass is None else float(base_mass[i]))
+            move.digit_mass = move.base_digit_mass if added is None else (None if mass is None else float(mass[i]))
             if coefs is not None and self.steering is not None:
                 row = coefs[i].tolist()
                 trace["steering"] = self._describe(described, row)
                 move.mean_abs_coef = sum(abs(c) for c in row) / max(1, len(row))
+                move.features_active = sum(1 for c in row if c != 0.0)
                 move.norm_ratio = float(ratios[i])
                 move.kl = max(0.0, float(kls[i]))
                 move.changed = _best_cell(board, batch.base_logits[i].tolist(), self.mode) != reading.cell
@@ -209,8 +228,7 @@ class LLMBot(Bot):
             return self._shuffled.vectors(coefs, check=False), coefs, self._shuffled  # type: ignore[union-attr]
         vec = self.steering.vectors(coefs, check=False)  # checked in play()
         if self.control == "random":
-            d = torch.randn(vec.shape, generator=self._control_rng)
-            vec = d / d.norm(dim=-1, keepdim=True) * vec.norm(dim=-1, keepdim=True)
+            vec = self._random_direction[None, :] * vec.norm(dim=-1, keepdim=True)  # type: ignore[index]
         return vec, coefs, self.steering
 
     def _describe(self, steering: Any, row: list[float]) -> list[dict[str, Any]]:
@@ -328,6 +346,21 @@ def usual_levels(info: Any, d_sae: int, k: int | None) -> tuple[list[float], lis
         rate = float(rate) if isinstance(rate, (int, float)) and 0 <= rate <= 1 else prior
         usual.append(t * rate)
     return usual, list(typical)
+
+
+def _card_summary(policy: "SteeringPolicy") -> str:
+    """``": <summary>"`` from the policy's run card (``<policy>.card.json``, key ``summary``:
+    one line saying what the policy is and how far its results go), or ``""``."""
+    import json
+    from pathlib import Path
+
+    source = getattr(policy, "source", "")
+    card = Path(source).with_suffix(".card.json") if source else None
+    try:
+        summary = json.loads(card.read_text()).get("summary") if card is not None and card.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return f": {summary}" if isinstance(summary, str) and summary else ""
 
 
 def _best_cell(board: Board, logits: list[float], mode: str) -> int:

@@ -9,7 +9,9 @@ come from :mod:`bots.llm.learned` (the same code the shipped policy runs).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -62,15 +64,31 @@ class LLMActuator:
     def obs_size(self) -> int:
         return BOARD_OBS_SIZE if self.obs == "board" else len(self.obs_features) + 1
 
-    def warm(self, boards: Sequence[Board], batch: int = 32, progress: Any = None) -> None:
+    def warm(self, boards: Sequence[Board], batch: int = 32, progress: Any = None, store: "Path | None" = None) -> dict[str, Any]:
         """Run the prompts of ``boards`` once (the per-board cache) and keep their
-        observations, in batches; ``progress(n)`` is told how many were done."""
+        observations, in batches; ``progress(n)`` is told how many were done.
+
+        With ``store`` (a file), entries saved there by an earlier run are loaded instead of
+        computed, and the file is rewritten when boards had to be computed. An entry is a
+        pure function of the model's weights, the hook layer and the prompt, which the
+        file's name and content pin (see :func:`prompt_store_path`)."""
+        t = time.perf_counter()
+        loaded = load_prompt_store(self.bot.reader, store, boards) if store is not None else 0
+        if progress is not None and loaded:
+            progress(loaded)
+        todo = [b for b in boards if b.code not in self.bot.reader.cache._entries] if loaded else list(boards)
+        self._prefill(todo, batch, progress)
+        if self.obs == "features":
+            self.observe(list(boards))
+        if store is not None and todo:
+            save_prompt_store(self.bot.reader, store)
+        return {"boards": len(boards), "from_store": loaded, "computed": len(todo),
+                "seconds": round(time.perf_counter() - t, 1), "store": str(store) if store else None}
+
+    def _prefill(self, boards: Sequence[Board], batch: int, progress: Any) -> None:
         for i in range(0, len(boards), batch):
             chunk = list(boards[i:i + batch])
-            if self.obs == "features":
-                self.observe(chunk)
-            else:
-                self.bot.reader.entries(chunk) if hasattr(self.bot.reader, "entries") else self.bot.reader.answer(chunk)
+            self.bot.reader.answer(chunk)
             if progress is not None:
                 progress(len(chunk))
 
@@ -113,3 +131,56 @@ class LLMActuator:
     def stats(self) -> dict[str, Any]:
         return {"llm_calls": self.llm_calls, "llm_boards": self.llm_boards, "lookups": self.lookups,
                 "memo": len(self.memo), **self.bot.stats()}
+
+
+# --------------------------------------------------------------------------- prompt store
+STORE_FORMAT = 1
+
+
+def prompt_store_path(lm: Any, reader: Any, weights_hash: str) -> Path | None:
+    """Where the per-board prompt cache of this model, hook layer and phrasing is kept on
+    disk (``~/.cache/autosteer-arena/prompts/``), or None when the reader has no such cache."""
+    from bots.llm.model import default_cache_dir
+
+    if not hasattr(reader, "path") or not hasattr(reader, "cache"):
+        return None
+    name = f"{lm.name}-{weights_hash[:16]}-L{reader.path.start_layer}-{reader.phrasing}-v{STORE_FORMAT}.pt"
+    return default_cache_dir() / "prompts" / name
+
+
+def save_prompt_store(reader: Any, path: Path) -> None:
+    import torch
+
+    entries = {code: {"length": e.length, "resid": e.resid, "kv": e.kv, "digit_logits": e.digit_logits}
+               for code, e in reader.cache._entries.items()}
+    prompts = {code: list(reader.prompt_ids(Board(code))) for code in entries}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"format": STORE_FORMAT, "start_layer": reader.path.start_layer, "prompts": prompts, "entries": entries}, tmp)
+    tmp.replace(path)
+
+
+def load_prompt_store(reader: Any, path: Path, boards: Sequence[Board]) -> int:
+    """Put the stored entries of ``boards`` into the reader's cache; returns how many. An
+    entry whose stored prompt differs from the reader's prompt for the board is ignored."""
+    import torch
+
+    from bots.llm.llama_fast import BoardEntry
+
+    if not path.is_file():
+        return 0
+    try:
+        data = torch.load(path, weights_only=True)
+    except Exception:  # noqa: BLE001 - a damaged store is recomputed, never trusted
+        return 0
+    if data.get("format") != STORE_FORMAT or data.get("start_layer") != reader.path.start_layer:
+        return 0
+    n = 0
+    for b in boards:
+        e = data["entries"].get(b.code)
+        if e is None or data["prompts"].get(b.code) != list(reader.prompt_ids(b)):
+            continue
+        reader.cache.put(b.code, BoardEntry(length=int(e["length"]), resid=e["resid"], kv=e["kv"],
+                                            digit_logits=e["digit_logits"]))
+        n += 1
+    return n

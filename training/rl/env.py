@@ -19,7 +19,9 @@ The LLM plays X, O, or either (``seat="both"``: each game's seat drawn with
 ``p_o`` for O); the side is part of the observation. Reward, from the LLM's side, at the
 end of a game: win ``+1``, draw ``0`` (the best possible against minimax), loss ``-1``
 (an illegal move is a loss); and on every move ``-push_cost × ‖added‖/‖residual‖`` (the
-steering cost; ``0`` turns it off). Observations and actions: :mod:`bots.llm.learned`.
+steering cost; ``0`` turns it off). ``shaping="value"`` (default) pays the same total per
+game, move by move, as potential-based shaping with the solved game's value (see
+:func:`potential`); ``"none"`` pays the result on the last move only. Observations and actions: :mod:`bots.llm.learned`.
 """
 
 from __future__ import annotations
@@ -42,7 +44,25 @@ from server.game import Board, Seat
 from training.rl.actuator import LLMActuator, MoveOutcome
 
 SEATS = ("X", "O", "both")
+SHAPINGS = ("value", "none")
 REWARD = {"win": 1.0, "draw": 0.0, "loss": -1.0}
+
+
+def potential(board: Board, seat: Seat, illegal: bool = False) -> float:
+    """The game-theoretic value of ``board`` for ``seat`` (+1 / 0 / -1; a finished game: its
+    result; an illegal move: -1). Potential-based shaping with it (reward Φ(s') − Φ(s) per
+    move) sums over a game to exactly the game's result (Φ of every start is 0: the game is
+    a draw and minimax's opening keeps it so), but puts the -1 on the move that threw the
+    draw away instead of on the last move; it leaves the best policy unchanged (Ng et al.,
+    1999)."""
+    from server.solver import solve
+
+    if illegal:
+        return -1.0
+    if board.is_over:
+        return 0.0 if board.winner is None else 1.0 if board.winner is seat else -1.0
+    v = float(solve()[board.code].value)
+    return v if board.turn is seat else -v
 
 
 @dataclass
@@ -53,6 +73,7 @@ class EnvConfig:
     p_o: float = 0.5
     mode: str = "strict"  # move reading; masked is a named variant
     push_cost: float = 0.05  # reward cost per move per unit of ||added||/||residual||
+    shaping: str = "value"  # value: potential-based shaping with the solved game's value; none: result only
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -63,6 +84,8 @@ class EnvConfig:
             raise ValueError(f"p_o must be in [0, 1], got {self.p_o}")
         if self.push_cost < 0:
             raise ValueError(f"push_cost must be >= 0, got {self.push_cost}")
+        if self.shaping not in SHAPINGS:
+            raise ValueError(f"unknown shaping {self.shaping!r}; expected one of {', '.join(SHAPINGS)}")
 
 
 @dataclass
@@ -401,9 +424,12 @@ class SteeringVecEnv(VecEnv):
             self.log.steered += o.n_steered
             rewards[e] = -self.config.push_cost * o.norm_ratio
             s = states[e]
+            if self.config.shaping == "value":
+                rewards[e] += potential(s.board, self.seats[e], s.illegal) - potential(self.boards[e], self.seats[e])
             if s.over:
                 result = result_of(self.seats[e], s)
-                rewards[e] += REWARD[result]
+                if self.config.shaping == "none":
+                    rewards[e] += REWARD[result]
                 dones[e] = True
                 self.log.add(self.seats[e], result, s.illegal)
                 infos[e] = {"terminal_observation": last_obs[e], "result": result, "seat": self.seats[e].value,

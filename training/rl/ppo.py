@@ -72,6 +72,7 @@ class TrainConfig:
     p_o: float = 0.6  # share of games as O when seat is both (O is the harder seat)
     mode: str = "strict"
     push_cost: float = 0.05
+    shaping: str = "value"  # value (potential-based, the solved game's value) | none (result only)
     n_envs: int = 64
     n_steps: int = 32
     batch_size: int = 512
@@ -89,6 +90,7 @@ class TrainConfig:
     target: float = 1.0  # stop when the exact draw rate reaches this as X and as O
     via: str = "server"
     warm: bool = True
+    prompt_store: bool = True  # keep/load the warm-up's prompt cache on disk (~/.cache/autosteer-arena/prompts)
 
 
 # --------------------------------------------------------------------------- features
@@ -253,13 +255,19 @@ def train_ppo(cfg: TrainConfig, lm: Any, sae: Any, *, out_dir: Path | None = Non
     actuator = build_actuator(lm, sae, cfg, features)
     log(f"[ppo] steering {len(features)} features of {sae.hook_name} ({cfg.pick if not cfg.features else 'given'}): "
         f"{features}; obs {cfg.obs}, action {cfg.action}, {cfg.mode} reading")
+    warm: dict[str, Any] = {}
     if cfg.warm:
+        from training.rl.actuator import prompt_store_path
+
         boards = llm_boards(Seat.X) + llm_boards(Seat.O)
+        store = prompt_store_path(lm, actuator.bot.reader, hashes_before["model"]) if cfg.prompt_store else None
         t = time.perf_counter()
         _with_bar(progress, len(boards), "warm-up: prompts of every LLM board",
-                  lambda step: actuator.warm(boards, progress=step))
+                  lambda step: warm.update(actuator.warm(boards, progress=step, store=store)))
         timer.add("warm-up (prompt cache of every LLM board)", time.perf_counter() - t)
-    env_cfg = EnvConfig(seat=cfg.seat, p_o=cfg.p_o, mode=cfg.mode, push_cost=cfg.push_cost, seed=cfg.seed)
+        log(f"[ppo] warm-up: {warm['computed']} prompts run, {warm['from_store']} loaded from {store} in {warm['seconds']} s")
+    env_cfg = EnvConfig(seat=cfg.seat, p_o=cfg.p_o, mode=cfg.mode, push_cost=cfg.push_cost, shaping=cfg.shaping,
+                        seed=cfg.seed)
     server = None
     if cfg.via == "server":
         if server_url is None:
@@ -329,11 +337,9 @@ def train_ppo(cfg: TrainConfig, lm: Any, sae: Any, *, out_dir: Path | None = Non
                 from tqdm import tqdm
 
                 self.bar = tqdm(total=cfg.total_steps, initial=model.num_timesteps, desc="PPO steps", unit="step",
-                                file=sys.stderr, dynamic_ncols=True)
+                                file=sys.stderr, dynamic_ncols=True, mininterval=5.0)
 
         def _on_step(self) -> bool:
-            if self.bar is not None:
-                self.bar.update(self.training_env.num_envs)
             return timer.wall < cfg.budget_seconds and not state["stop"]
 
         def _on_rollout_start(self) -> None:
@@ -349,6 +355,7 @@ def train_ppo(cfg: TrainConfig, lm: Any, sae: Any, *, out_dir: Path | None = Non
                                    "mean_push": round(lg.push / max(1, lg.moves), 4),
                                    "llm_boards": actuator.llm_boards})
             if self.bar is not None:
+                self.bar.update(model.num_timesteps - self.bar.n)
                 self.bar.set_postfix(draw_x=f"{lg.recent_draw_rate('X'):.2f}", draw_o=f"{lg.recent_draw_rate('O'):.2f}")
             if out_dir is not None:
                 _write_csv(out_dir / "train.csv", state["train"])
@@ -385,7 +392,7 @@ def train_ppo(cfg: TrainConfig, lm: Any, sae: Any, *, out_dir: Path | None = Non
         "wall_seconds": round(timer.wall, 1), "cpu_seconds": round(timer.cpu, 1),
         "time": {k: round(v, 1) for k, v in timer.sections.items()},
         "env_seconds": {k: round(v, 1) for k, v in env.seconds.items()},
-        "actuator": actuator.stats(), "transport": {"via": cfg.via, "frames": getattr(transport, "frames", 0)},
+        "warm_up": warm, "actuator": actuator.stats(), "transport": {"via": cfg.via, "frames": getattr(transport, "frames", 0)},
         "weights_before": hashes_before, "weights_after": hashes_after,
         "weights_unchanged": hashes_before == hashes_after,
     }
@@ -486,6 +493,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g("--p-o", type=float, default=d.p_o, help="share of training games as O when --seat both")
     g("--mode", choices=("strict", "masked"), default=d.mode, help="move reading (strict is the headline)")
     g("--push-cost", type=float, default=d.push_cost, help="reward cost per move per unit of ||added||/||residual||")
+    g("--shaping", choices=("value", "none"), default=d.shaping,
+      help="value: potential-based shaping with the solved game's value (same total per game: the result); none: result only")
     g("--n-envs", type=int, default=d.n_envs, help="games played at once (one batched LLM call per step)")
     g("--n-steps", type=int, default=d.n_steps, help="PPO rollout length per game slot")
     g("--batch-size", type=int, default=d.batch_size, help="PPO minibatch size")
@@ -505,6 +514,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g("--server", default=None, help="URL of a running arena server (default: start one in-process on a free port)")
     g("--seed", type=int, default=d.seed, help="seed of PPO, the seats and the minimax games")
     g("--no-warm", action="store_true", help="do not run every LLM board's prompt before training")
+    g("--no-prompt-store", action="store_true", help="do not load/save the warm-up's prompt cache on disk "
+                                                     "(~/.cache/autosteer-arena/prompts; a pure function of weights and prompts)")
     g("--server-games", type=int, default=0, help="after training, also play this many games per seat vs minimax "
                                                    "and vs random through a server with the best policy")
     g("--threads", type=int, default=1, help="torch CPU threads")
@@ -521,12 +532,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(seed=args.seed, features=[int(x) for x in args.features.split(",") if x.strip()], pick=args.pick,
                        n_features=args.n_features, obs=args.obs, action=args.action, strengths=floats(args.strengths),
                        slots=args.slots, bound=args.bound, seat=args.seat, p_o=args.p_o, mode=args.mode,
-                       push_cost=args.push_cost, n_envs=args.n_envs, n_steps=args.n_steps, batch_size=args.batch_size,
+                       push_cost=args.push_cost, shaping=args.shaping, n_envs=args.n_envs, n_steps=args.n_steps, batch_size=args.batch_size,
                        n_epochs=args.n_epochs, learning_rate=args.lr, gamma=args.gamma, gae_lambda=args.gae_lambda,
                        ent_coef=args.ent_coef, clip_range=args.clip_range,
                        net_arch=[int(x) for x in args.net_arch.split(",") if x.strip()], none_bias=args.none_bias,
                        total_steps=args.total_steps, budget_seconds=args.budget_seconds, eval_every=args.eval_every,
-                       target=args.target, via=args.via, warm=not args.no_warm)
+                       target=args.target, via=args.via, warm=not args.no_warm,
+                       prompt_store=not args.no_prompt_store)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -607,7 +619,8 @@ def write_card_md(card: dict[str, Any], path: Path) -> None:
         f"- Model / SAE: {card['model']} / `{card['sae']}` at `{card['hook_name']}`",
         f"- Observation `{cfg['obs']}`, action `{cfg['action']}` (strengths {cfg['strengths']}, slots {cfg['slots']}), "
         f"`{cfg['mode']}` reading, played via `{cfg['via']}`; seed {cfg['seed']}",
-        f"- Reward: win +1, draw 0, loss -1 (illegal = loss), minus {cfg['push_cost']} × ‖added‖/‖residual‖ per move",
+        f"- Reward: win +1, draw 0, loss -1 (illegal = loss), minus {cfg['push_cost']} × ‖added‖/‖residual‖ per move; "
+        f"shaping `{cfg['shaping']}` (value: paid move by move as Φ(s')−Φ(s) with Φ the solved game's value, same total)",
         f"- PPO: n_envs {cfg['n_envs']}, n_steps {cfg['n_steps']}, batch {cfg['batch_size']}, epochs {cfg['n_epochs']}, "
         f"lr {cfg['learning_rate']}, gamma {cfg['gamma']}, GAE λ {cfg['gae_lambda']}, entropy {cfg['ent_coef']}, "
         f"clip {cfg['clip_range']}, net {cfg['net_arch']}, none bias {cfg['none_bias']}",
