@@ -1,4 +1,6 @@
-"""House bots: the optimal minimax bot (from the solved game) and a uniform random bot.
+"""House bots: the optimal minimax bot (from the solved game), a uniform random bot, and an
+ε-greedy minimax bot (a uniformly random legal move with probability ε, else minimax) that
+the evaluation uses as an opponent a steering policy was not fitted to.
 
 They are pure Python (no torch) so the server runs them in-process, and ``autosteer-bot
 run --kind minimax|random`` runs the same classes as remote bots.
@@ -47,11 +49,37 @@ class RandomBot(Bot):
         return Decision(self.rng.choice(request.board.legal_cells()))
 
 
-HOUSE_KINDS = {"minimax": MinimaxBot, "random": RandomBot}
+class EpsilonMinimaxBot(Bot):
+    """With probability ``epsilon`` a uniformly random legal move, else minimax's (random
+    tie-breaks); one seeded generator draws both. Its move distribution on a board is
+    :func:`server.solver.epsilon_minimax_cells`' (the exact evaluation walks the same one).
+
+    >>> from server.game import Board
+    >>> bot = EpsilonMinimaxBot(epsilon=0.0, seed=1)
+    >>> bot.choose(MoveRequest("g", Board.from_moves([1, 2, 4]))).cell  # blocks 1-4-7
+    7
+    """
+
+    def __init__(self, name: str = "epsilon", seed: int | None = None, epsilon: float = 0.1) -> None:
+        if not 0.0 <= float(epsilon) <= 1.0:
+            raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+        self.name = name
+        self.epsilon = float(epsilon)
+        self.rng = random.Random(seed)
+        self.description = f"minimax, but a uniformly random move with probability {self.epsilon:g}"
+
+    def choose(self, request: MoveRequest) -> Decision:
+        board = request.board
+        if self.rng.random() < self.epsilon:
+            return Decision(self.rng.choice(board.legal_cells()))
+        return Decision(choose_cell(board, self.rng, "random"))
+
+
+HOUSE_KINDS = {"minimax": MinimaxBot, "random": RandomBot, "epsilon": EpsilonMinimaxBot}
 
 
 def make_house_bot(kind: str, name: str | None = None, seed: int | None = None, **options: object) -> Bot:
-    """Build a house bot by kind name (``minimax`` or ``random``)."""
+    """Build a house bot by kind name (``minimax``, ``random`` or ``epsilon``)."""
     try:
         cls = HOUSE_KINDS[kind]
     except KeyError:

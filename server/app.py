@@ -30,17 +30,30 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Protocol
 
-from server.arena import Arena, Close, GameEnded, Send, ServerConfig, StoreGame
+from server.arena import Arena, Close, GameEnded, GameEvent, RelayGame, Send, ServerConfig, StoreGame
 from server.protocol import encode_frame
-from server.records import GameRecords, RecordsError
+from server.records import GameRecords, RecordsError, describe_target
 
 __all__ = ["ServerConfig", "ArenaServer", "serve_arena", "add_arguments", "run"]
 
 log = logging.getLogger("autosteer.server")
 
 GameOverHook = Callable[[dict[str, Any]], None]
+
+
+class EventSink(Protocol):
+    """A transport for the arena's game events (:class:`server.cluster.MqttEvents`): it is
+    handed every :class:`GameEvent` and :class:`RelayGame` effect, in order, and never blocks."""
+
+    server_id: str
+    remote: Any  # server.relay.RemoteLobby | None
+
+    async def start(self, server: "ArenaServer") -> None: ...
+    def handle(self, effect: Any) -> None: ...
+    def status(self) -> dict[str, Any]: ...
+    async def stop(self) -> None: ...
 
 
 class _Peer:
@@ -154,8 +167,14 @@ class _RecordWriter:
 
 
 def store_records(store: GameRecords, records: list[dict[str, Any]]) -> None:
-    """Save ``records`` in one transaction; one that cannot be stored is logged, the others are kept."""
-    with store.transaction():
+    """Save ``records`` in one transaction; if that fails (a bad record such as NaN, or the
+    database dropped the connection), each record on its own: one that cannot be stored is
+    logged, the others are kept."""
+    try:
+        with store.transaction():
+            for record in records:
+                store.save(record)
+    except Exception:
         for record in records:
             try:
                 store.save(record)
@@ -171,9 +190,12 @@ def _resolve(done: asyncio.Future[None]) -> None:
 class ArenaServer:
     """A running server: ``port``, ``url``, ``records`` and ``arena`` for callers and tests."""
 
-    def __init__(self, config: ServerConfig, *, on_game_over: GameOverHook | None = None) -> None:
+    def __init__(self, config: ServerConfig, *, on_game_over: GameOverHook | None = None,
+                 events: EventSink | None = None) -> None:
         self.config = config
         self.on_game_over = on_game_over
+        self.events = events
+        self.server_id = events.server_id if events is not None else None
         self.records: GameRecords | None = None
         self.arena: Arena | None = None
         self.port: int = config.port
@@ -201,10 +223,13 @@ class ArenaServer:
         from websockets.asyncio.server import serve
 
         self.records = GameRecords(self.config.db_path)
-        self.aborted_at_start = self.records.abort_live()
+        # sharing the store with other servers: only this server's unfinished games are its to abort
+        self.aborted_at_start = self.records.abort_live(server_id=self.server_id)
         if self.aborted_at_start:
             log.warning("marked %d games left live by an earlier run as aborted", self.aborted_at_start)
-        self.arena = Arena(self.config, load_record=self.records.get, list_records=self.records.summaries)
+        self.arena = Arena(self.config, load_record=self.records.get, list_records=self.records.summaries,
+                           find_records=self.records.find,
+                           remote=self.events.remote if self.events is not None else None)
         if self.config.db_path != ":memory:":  # a second connection to ":memory:" would be another database
             self._writer = _RecordWriter(self.config.db_path, asyncio.get_running_loop())
         try:
@@ -225,6 +250,8 @@ class ArenaServer:
             raise
         self.port = self._ws_server.sockets[0].getsockname()[1]
         self._timer_task = asyncio.create_task(self._timer(), name="arena-timer")
+        if self.events is not None:
+            await self.events.start(self)
 
     async def stop(self) -> None:
         """Stop accepting, abort live games (stored and announced), close every connection
@@ -250,6 +277,8 @@ class ArenaServer:
         self._apply(now=True)  # records of anything that ended while closing
         if self._writer is not None:
             self._writer.close()
+        if self.events is not None:
+            await self.events.stop()
         if self.records is not None:
             self.records.close()
 
@@ -261,7 +290,10 @@ class ArenaServer:
                 response = connection.respond(http.HTTPStatus.METHOD_NOT_ALLOWED, "GET /healthz only\n")
                 response.headers["Allow"] = "GET"
                 return response
-            response = connection.respond(http.HTTPStatus.OK, json.dumps(self.arena.status()) + "\n")
+            body = self.arena.status()
+            if self.events is not None:
+                body["mqtt"] = self.events.status()
+            response = connection.respond(http.HTTPStatus.OK, json.dumps(body) + "\n")
             del response.headers["Content-Type"]
             response.headers["Content-Type"] = "application/json"
             return response
@@ -296,6 +328,11 @@ class ArenaServer:
                 await asyncio.wait_for(sender, timeout=3.0)
             self._peers.pop(conn_id, None)
 
+    def apply_effects(self) -> None:
+        """Carry out what the arena produced since the last call (for event transports that
+        feed it from outside a connection, e.g. relayed frames)."""
+        self._apply()
+
     def _apply(self, *, now: bool = False) -> None:
         """Take the arena's effects and carry them out at the end of this event-loop turn
         (``now``: at once), so that every record stored in a turn shares one transaction."""
@@ -315,12 +352,14 @@ class ArenaServer:
         self._flush_handle = None
         effects, self._pending = self._pending, []
         stores = {e.record["game_id"]: e.record for e in effects if isinstance(e, StoreGame)}  # the latest per game
+        # sharing the store with other servers: every record names the server that played it
+        owned = [r if self.server_id is None else {**r, "server_id": self.server_id} for r in stores.values()]
         committed: asyncio.Future[None] | None = None
-        if stores and self._writer is not None:
-            committed = self._writer.submit(list(stores.values()))
-        elif stores:
+        if owned and self._writer is not None:
+            committed = self._writer.submit(owned)
+        elif owned:
             assert self.records is not None
-            store_records(self.records, list(stores.values()))
+            store_records(self.records, owned)
         encoded: dict[int, bytes] = {}  # a broadcast frame is encoded once for all its recipients
         for effect in effects:
             if isinstance(effect, Send):
@@ -334,6 +373,12 @@ class ArenaServer:
                 peer = self._peers.get(effect.conn_id)
                 if peer is not None:
                     peer.push(effect, committed)
+            elif isinstance(effect, (GameEvent, RelayGame)):
+                if self.events is not None:
+                    try:
+                        self.events.handle(effect)
+                    except Exception:  # events are best effort; play goes on
+                        log.exception("publishing a game event failed")
             elif isinstance(effect, GameEnded) and self.on_game_over is not None:
                 try:
                     self.on_game_over(effect.record)
@@ -356,9 +401,10 @@ class ArenaServer:
 
 
 @contextlib.asynccontextmanager
-async def serve_arena(config: ServerConfig | None = None, *, on_game_over: GameOverHook | None = None) -> AsyncIterator[ArenaServer]:
+async def serve_arena(config: ServerConfig | None = None, *, on_game_over: GameOverHook | None = None,
+                      events: EventSink | None = None) -> AsyncIterator[ArenaServer]:
     """Run a server for the ``async with`` body; leaving it shuts down cleanly (as SIGTERM does)."""
-    server = ArenaServer(config or ServerConfig(), on_game_over=on_game_over)
+    server = ArenaServer(config or ServerConfig(), on_game_over=on_game_over, events=events)
     await server.start()
     try:
         yield server
@@ -371,7 +417,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = ServerConfig()
     parser.add_argument("--host", default=d.host, help="address to listen on")
     parser.add_argument("--port", type=int, default=d.port, help="TCP port (0 picks a free one)")
-    parser.add_argument("--db", default=d.db_path, help="SQLite file for game records (':memory:' keeps none)")
+    parser.add_argument("--db", default=d.db_path, help="game records: a SQLite file (':memory:' keeps none) or a "
+                        "postgresql://user@host:port/dbname URL (several servers may share it)")
     parser.add_argument("--move-clock", type=float, default=d.move_clock, help="default seconds per move")
     parser.add_argument("--grace", type=float, default=d.grace, help="seconds a disconnected player has to resume")
     parser.add_argument("--challenge-timeout", type=float, default=d.challenge_timeout, help="seconds before an unanswered offer is declined")
@@ -391,6 +438,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-live-games-per-address", type=int, default=d.max_live_games_per_address,
                         help="the same, for all sessions from one client address together")
     parser.add_argument("--quiet", action="store_true", help="do not print a line per finished game")
+    parser.add_argument("--mqtt", metavar="URL", help="publish game events and this server's status to an MQTT broker, "
+                        "mqtt://host[:port][/prefix] (default prefix autosteer/v1); servers on one broker list each "
+                        "other's bots and games (docs/MQTT.md)")
+    parser.add_argument("--server-id", help="this server's name on the broker and in shared records "
+                        "(default: HOSTNAME-PORT; set it when --port is 0)")
+    parser.add_argument("--mqtt-queue", type=int, default=10_000,
+                        help="messages held for the broker while it is away; more are dropped (counted in /healthz)")
     parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop",
                         help="uvloop (libuv) serves more messages per CPU second; asyncio is the standard loop")
 
@@ -462,17 +516,24 @@ def run(args: argparse.Namespace) -> int:
     handler = logging.StreamHandler()
     handler.setFormatter(LogLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
+    events = None
     # Every frame allocates a few dicts; with the default threshold (700) the cyclic GC ran ~40
     # times a second under load and took ~15% of the CPU (docs/PERFORMANCE.md). The server's
     # data has few cycles: collect far less often.
     gc.set_threshold(10_000, 20, 20)
     try:
         config = config_from_args(args)
+        if args.mqtt:
+            from server.cluster import MqttEvents, default_server_id
+
+            if args.mqtt_queue < 1:
+                raise ValueError("--mqtt-queue must be at least 1")
+            events = MqttEvents(args.mqtt, args.server_id or default_server_id(config.port), queue_size=args.mqtt_queue)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        coro = _serve_until_signal(config, quiet=args.quiet)
+        coro = _serve_until_signal(config, quiet=args.quiet, events=events)
         if args.event_loop == "uvloop":
             import uvloop
 
@@ -486,7 +547,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
-async def _serve_until_signal(config: ServerConfig, *, quiet: bool) -> int:
+async def _serve_until_signal(config: ServerConfig, *, quiet: bool, events: EventSink | None = None) -> int:
     finished = 0
 
     def on_game_over(record: dict[str, Any]) -> None:
@@ -499,10 +560,12 @@ async def _serve_until_signal(config: ServerConfig, *, quiet: bool) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with serve_arena(config, on_game_over=on_game_over) as server:
+    async with serve_arena(config, on_game_over=on_game_over, events=events) as server:
         house = ", ".join(server.arena.house) if server.arena and server.arena.house else "none"
+        mqtt = (f"; events to {events.link.url} as server {events.server_id}"  # type: ignore[attr-defined]
+                if events is not None else "")
         print(f"autosteer-arena listening on {server.url} (healthz: http://{server.url[5:]}/healthz); "
-              f"records in {config.db_path}; house bots: {house}", flush=True)
+              f"records in {describe_target(config.db_path)}; house bots: {house}{mqtt}", flush=True)
         if server.aborted_at_start:
             print(f"marked {server.aborted_at_start} games left live by an earlier run as aborted", flush=True)
         await stop.wait()

@@ -44,6 +44,7 @@ from typing import Any, Callable, Iterator, Literal, Union
 from bots.base import Bot, MoveRequest
 from server import __version__
 from server.game import Board, IllegalMoveError, Seat
+from server.relay import RemoteLobby
 from server.protocol import (
     PROTOCOL_VERSION,
     Accept,
@@ -163,7 +164,26 @@ class GameEnded:
     record: Frame
 
 
-Effect = Union[Send, Close, StoreGame, GameEnded]
+@dataclass(frozen=True, slots=True)
+class GameEvent:
+    """A game's progress, for event transports (MQTT): ``kind`` ``start`` carries the
+    ``game_start`` frame (as a spectator sees it), ``move`` the ``state`` after a move,
+    ``over`` the ``game_over`` frame. Each move appears once, in order."""
+
+    kind: Literal["start", "move", "over"]
+    frame: Frame
+
+
+@dataclass(frozen=True, slots=True)
+class RelayGame:
+    """Start (``watch``) or stop following a game played on another server: the first
+    spectator here asked for it, or the last one left / the game ended."""
+
+    game_id: str
+    watch: bool
+
+
+Effect = Union[Send, Close, StoreGame, GameEnded, GameEvent, RelayGame]
 
 
 # ----------------------------------------------------------------------------- state
@@ -193,6 +213,7 @@ class Session:
     offers: set[str] = field(default_factory=set)  # pending offers made TO it
     opened: set[str] = field(default_factory=set)  # its challenges/arranged games, pending or live
     generation: int = 0  # bumps on every disconnect; stale grace timers are ignored
+    description: str = ""  # what a bot said about itself in hello (list_bots shows it)
 
     @property
     def connected(self) -> bool:
@@ -277,6 +298,8 @@ class Game:
 RecordLoader = Callable[[str], "Frame | None"]
 # (limit, player, tag, before) → summaries of finished games, newest first (see record_summary)
 RecordLister = Callable[[int, "str | None", "str | None", "float | None"], list[Frame]]
+# id prefix → ids of stored games that start with it (an exact id alone when it is one)
+RecordFinder = Callable[[str], list[str]]
 
 
 # ----------------------------------------------------------------------------- the arena
@@ -284,9 +307,13 @@ class Arena:
     """The whole lobby and every game, driven by events; see the module docstring."""
 
     def __init__(self, config: ServerConfig | None = None, *, house_bots: dict[str, Bot] | None = None,
-                 load_record: RecordLoader | None = None, list_records: RecordLister | None = None) -> None:
-        """``load_record`` and ``list_records`` read the game store; without them ``get_game``
-        and ``list_records`` answer from the finished games kept in memory."""
+                 load_record: RecordLoader | None = None, list_records: RecordLister | None = None,
+                 find_records: RecordFinder | None = None,
+                 remote: "RemoteLobby | None" = None) -> None:
+        """``load_record``, ``list_records`` and ``find_records`` read the game store; without them
+        ``get_game`` and ``list_records`` answer from the finished games kept in memory. ``remote``
+        holds what other servers of a cluster announce: their bots and live games are listed
+        here too, and spectating one of their games is relayed (:meth:`relay`)."""
         self.config = config or ServerConfig()
         self.rng = random.Random(self.config.seed)
         if house_bots is None:
@@ -294,6 +321,8 @@ class Arena:
         self.house: dict[str, Bot] = dict(house_bots)
         self.load_record = load_record
         self.list_records = list_records
+        self.find_records = find_records
+        self.remote = remote
         self.connections: dict[int, Connection] = {}
         self.sessions: dict[str, Session] = {}  # by name
         self.tokens: dict[str, Session] = {}
@@ -405,7 +434,26 @@ class Arena:
             self._send(conn.conn_id, error_frame("server_shutting_down", "the server is stopping; your finished games are stored"))
             self._close(conn.conn_id, CLOSE_GOING_AWAY, "server shutting down")
 
+    def relay(self, game_id: str, frame: Frame | None) -> None:
+        """A frame of a game on another server (from the broker) for its spectators here;
+        ``None`` (its server went away) or a ``game_over`` frame ends the relay."""
+        if self.remote is None:
+            return
+        for name in sorted(self.remote.watchers(game_id)):
+            if frame is not None:
+                self._send_to(name, frame)
+            else:
+                self._send_to(name, {"type": "info", "game_id": game_id,
+                                     "message": f"the server playing game {game_id} went away; it can no longer be followed"})
+        if frame is None or frame.get("type") == "game_over":
+            if self.remote.unwatch_all(game_id):
+                self._effects.append(RelayGame(game_id, watch=False))
+
     # ------------------------------------------------------------------ status
+    def lobby(self) -> Frame:
+        """This server's own bots and live games (what it announces to a cluster)."""
+        return {"bots": self._bot_list(), "games": [self._summary(g) for g in self.games.values()]}
+
     def status(self) -> Frame:
         """The body of ``GET /healthz``."""
         return {
@@ -489,9 +537,12 @@ class Arena:
         if isinstance(msg, Ping):
             self._send(conn.conn_id, self._with_id({"type": "pong", "time": now}, msg.id))
         elif isinstance(msg, ListBots):
-            self._send(conn.conn_id, self._with_id({"type": "bots", "bots": self._bot_list()}, msg.id))
+            bots = self._bot_list() + (self.remote.bots() if self.remote is not None else [])
+            self._send(conn.conn_id, self._with_id({"type": "bots", "bots": bots}, msg.id))
         elif isinstance(msg, ListGames):
             games = [self._summary(g) for g in self.games.values()]
+            if self.remote is not None:
+                games += self.remote.games()
             self._send(conn.conn_id, self._with_id({"type": "games", "games": games}, msg.id))
         elif isinstance(msg, Spectate):
             self._on_spectate(session, msg)
@@ -549,7 +600,8 @@ class Arena:
         lookalike = next((h for h in self.house if name_skeleton(h) == name_skeleton(msg.name)), None)
         if lookalike is not None:
             raise ProtocolError("name_taken", f"the name {msg.name!r} looks like the house bot {lookalike!r}; pick another", msg.id)
-        session = Session(msg.name, msg.role, secrets.token_urlsafe(18), max_games=msg.max_games)
+        session = Session(msg.name, msg.role, secrets.token_urlsafe(18), max_games=msg.max_games,
+                          description=" ".join((msg.description or "").split()))
         self.sessions[session.name] = session
         self.tokens[session.token] = session
         self._attach(conn, session)
@@ -579,6 +631,8 @@ class Arena:
         session.generation += 1
         if session.role == "bot":
             session.max_games = msg.max_games
+            if msg.description is not None:
+                session.description = " ".join(msg.description.split())
         resumed = sorted(session.games)
         self._send(conn.conn_id, self._with_id(self._welcome(session, resumed), msg.id))
         for gid in resumed:
@@ -611,6 +665,8 @@ class Arena:
             game = self.games.get(gid)
             if game is not None:
                 game.spectators.discard(session.name)
+        for gid in self.remote.forget(session.name) if self.remote is not None else []:
+            self._effects.append(RelayGame(gid, watch=False))
         for offer in list(self.offers.values()):
             if offer.origin == session.name or session.name in (offer.x, offer.o):
                 self._cancel_offer(offer, f"{session.name} left", session.name)
@@ -624,7 +680,7 @@ class Arena:
                  "max_games": 0, "unlimited": True} for name, bot in self.house.items()]
         for s in self.sessions.values():
             if s.role == "bot" and s.connected:
-                bots.append({"name": s.name, "kind": "remote", "description": "",
+                bots.append({"name": s.name, "kind": "remote", "description": s.description,
                              "games": len(s.games), "max_games": s.max_games,
                              "pending": len(s.offers)})
         return bots
@@ -648,6 +704,10 @@ class Arena:
             return None
         session = self.sessions.get(name)
         if session is None or not session.connected or session.role == "spectator":
+            elsewhere = self.remote.bot(name) if self.remote is not None else None
+            if elsewhere is not None:  # listed here, played there: a game lives on the server where it starts
+                raise ProtocolError("unknown_opponent", f"{name!r} plays on server {elsewhere['server']!r}; connect to "
+                                                        f"{elsewhere.get('url')} to challenge it", rid)
             raise ProtocolError("unknown_opponent", f"no bot or player named {name!r} is online; list_bots shows the bots", rid)
         return session
 
@@ -818,6 +878,7 @@ class Arena:
                 organiser.watching.add(game.game_id)
         self.games[game.game_id] = game
         self._effects.append(StoreGame(game.record()))
+        self._effects.append(GameEvent("start", self._game_start(game, None)))
         self._arm_clock(game, now)
         for name in dict.fromkeys((game.x, game.o)):
             seats = game.seats_of(name)
@@ -947,7 +1008,10 @@ class Arena:
                          moved=True, reply_to=reply_to, rid=rid)
             return
         self._arm_clock(game, now)
-        self._broadcast(game, self._state(game), reply_to=reply_to, rid=rid)
+        state = self._state(game)
+        self._effects.append(StoreGame(game.record()))  # stored as played: a killed server keeps the moves
+        self._effects.append(GameEvent("move", state))
+        self._broadcast(game, state, reply_to=reply_to, rid=rid)
 
     def _play_house_moves(self, game: Game, now: float) -> None:
         while game.live and game.turn is not None and game.name_of(game.turn) in self.house:
@@ -982,11 +1046,14 @@ class Arena:
             self.finished.popitem(last=False)
         self.games_finished += 1
         if moved:
-            self._broadcast(game, self._state(game), reply_to=reply_to, rid=rid)
+            state = self._state(game)
+            self._effects.append(GameEvent("move", state))
+            self._broadcast(game, state, reply_to=reply_to, rid=rid)
         over = {"type": "game_over", "game_id": game.game_id, "x": game.x, "o": game.o, "result": result,
                 "reason": reason, "winner": game.winner, "board": game.board.code, "moves": list(game.moves),
                 "illegal_move": game.illegal_move, "tag": game.tag}
         self._broadcast(game, over, reply_to=reply_to, rid=rid)
+        self._effects.append(GameEvent("over", over))
         for name in self._audience(game):
             session = self.sessions.get(name)
             if session is not None:
@@ -999,6 +1066,10 @@ class Arena:
 
     # ------------------------------------------------------------------ spectators and replay
     def _on_spectate(self, session: Session, msg: Spectate) -> None:
+        if (self.remote is not None and msg.game_id not in self.games and msg.game_id not in self.finished
+                and self.remote.game(msg.game_id) is not None):
+            self._spectate_remote(session, msg)
+            return
         game = self._find_game(msg.game_id, msg.id)
         if not game.live:
             raise ProtocolError("game_over", f"game {game.game_id} is over; get_game returns its record", msg.id)
@@ -1009,7 +1080,26 @@ class Arena:
         self._send(session.conn_id, self._with_id(self._game_start(game, None), msg.id))
         self._send(session.conn_id, self._state(game))
 
+    def _spectate_remote(self, session: Session, msg: Spectate) -> None:
+        """Watch a game another server plays: a ``game_start`` from its announced summary
+        now, then its frames as the broker relays them (:meth:`relay`)."""
+        assert self.remote is not None
+        summary = self.remote.game(msg.game_id)
+        assert summary is not None
+        if self.remote.watch(msg.game_id, session.name):
+            self._effects.append(RelayGame(msg.game_id, watch=True))
+        frame = {"type": "game_start", "game_id": msg.game_id, "x": summary["x"], "o": summary["o"], "you": None,
+                 "clock": summary["clock"], "board": summary["board"], "turn": summary.get("turn") or "X",
+                 "ply": summary["ply"], "deadline": None, "tag": summary.get("tag"), "server": summary.get("server")}
+        self._send(session.conn_id, self._with_id(frame, msg.id))
+
     def _on_unspectate(self, session: Session, msg: Unspectate) -> None:
+        if self.remote is not None and session.name in self.remote.watchers(msg.game_id):
+            if self.remote.unwatch(msg.game_id, session.name):
+                self._effects.append(RelayGame(msg.game_id, watch=False))
+            self._send(session.conn_id, self._with_id({"type": "info", "message": f"stopped watching {msg.game_id}",
+                                                       "game_id": msg.game_id}, msg.id))
+            return
         game = self.games.get(msg.game_id)
         if game is None or session.name not in game.spectators:
             raise ProtocolError("unknown_game", f"you are not watching a live game {msg.game_id!r}", msg.id)
@@ -1017,13 +1107,35 @@ class Arena:
         session.watching.discard(game.game_id)
         self._send(session.conn_id, self._with_id({"type": "info", "message": f"stopped watching {game.game_id}", "game_id": game.game_id}, msg.id))
 
+    def _full_game_id(self, game_id: str, rid: Any) -> str:
+        """``game_id``, or the one game (live, finished or stored) whose id starts with it.
+
+        Lets a person type the short id a client shows. An exact id always wins; a prefix
+        that several games share is refused with ``ambiguous_game`` naming them."""
+        if game_id in self.games or game_id in self.finished:
+            return game_id
+        found = {gid for gid in (*self.games, *self.finished) if gid.startswith(game_id)}
+        if self.find_records is not None:
+            stored = self.find_records(game_id)
+            if stored == [game_id]:
+                return game_id
+            found.update(stored)
+        if len(found) == 1:
+            return found.pop()
+        if len(found) > 1:
+            names = ", ".join(sorted(found)[:10])
+            raise ProtocolError("ambiguous_game", f"{len(found)}{'+' if len(found) >= 10 else ''} games have ids "
+                                                  f"starting with {game_id!r} ({names}); type more of the id", rid)
+        return game_id
+
     def _on_get_game(self, conn: Connection, msg: GetGame) -> None:
-        game = self.games.get(msg.game_id)
+        game_id = self._full_game_id(msg.game_id, msg.id)
+        game = self.games.get(game_id)
         if game is not None:
             self._send(conn.conn_id, self._with_id(self._state(game), msg.id))
             return
-        finished = self.finished.get(msg.game_id)
-        record = finished.record() if finished is not None else (self.load_record(msg.game_id) if self.load_record else None)
+        finished = self.finished.get(game_id)
+        record = finished.record() if finished is not None else (self.load_record(game_id) if self.load_record else None)
         if record is None:
             raise ProtocolError("unknown_game", f"no game has the id {msg.game_id!r}", msg.id)
         self._send(conn.conn_id, self._with_id(record_frame(record), msg.id))

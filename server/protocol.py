@@ -56,6 +56,7 @@ ERROR_CODES: dict[str, str] = {
     "name_taken": "another connected client uses this name",
     "bad_token": "the session token is unknown or expired",
     "unknown_game": "no game has this id",
+    "ambiguous_game": "several games have ids starting with the prefix given to get_game",
     "unknown_opponent": "no bot or player with this name is online",
     "unknown_challenge": "no pending challenge has this id",
     "not_a_player": "you are not a player in this game (spectators cannot move)",
@@ -112,6 +113,8 @@ class Hello(_Msg):
     token: Annotated[str, Field(max_length=128)] | None = None
     max_games: Annotated[int, Field(ge=1, le=1024)] = 1  # bots: games played at once
     protocol: int = PROTOCOL_VERSION
+    #: bots: one line about how it plays, shown by list_bots (e.g. the LLM bot's reading mode and policy)
+    description: Annotated[str, Field(max_length=200)] | None = None
 
 
 class ListBots(_Msg):
@@ -445,6 +448,7 @@ class GameStart(_Out):
     clock: float
     board: str
     turn: Literal["X", "O"]
+    deadline: float | None = None  # unix time by which the side to move must move (its clock runs from the start)
 
 
 class State(_Out):

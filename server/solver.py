@@ -100,6 +100,25 @@ def value_preserving_cells(board: Board) -> tuple[int, ...]:
     return tuple(c for c, o in outcomes.items() if o.value == best)
 
 
+def epsilon_minimax_cells(board: Board, epsilon: float) -> dict[int, float]:
+    """The move distribution of an ε-greedy minimax player (``bots.house.EpsilonMinimaxBot``):
+    a uniformly random legal move with probability ``epsilon``, else uniform over
+    :func:`optimal_cells`. ``epsilon=0`` is the minimax bot (random tie-breaks), ``1`` the
+    random bot.
+
+    >>> epsilon_minimax_cells(Board.from_moves([1, 2, 4]), 0.0)
+    {7: 1.0}
+    >>> round(epsilon_minimax_cells(Board.from_moves([1, 2, 4]), 0.3)[7], 4)
+    0.75
+    """
+    legal = board.legal_cells()
+    best = optimal_cells(board)
+    out = {c: epsilon / len(legal) for c in legal} if epsilon > 0 else {}
+    for c in best:
+        out[c] = out.get(c, 0.0) + (1.0 - epsilon) / len(best)
+    return out
+
+
 @functools.cache
 def _win_chance_vs_random(code: str, me: Seat) -> Fraction:
     """Probability that ``me`` wins when it plays the *exploit* policy and the opponent

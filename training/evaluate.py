@@ -14,9 +14,21 @@ An *arm* is one (opponent, LLM seat, move-reading mode) combination; each arm pl
   opponent seeded the same way. Faster; use it for sweeps.
 
 An illegal move (strict mode, occupied cell) loses the game and is also counted in the
-``illegal`` column. Steering strength is reported beside every result: mean
-|coefficient|, mean ‖added vector‖ / ‖residual at the hook‖, mean KL divergence of the
-move distribution from the unsteered one, and how often the steered move differs.
+``illegal`` column. Beside every rate (``docs/EVALUATION.md``):
+
+* the evidence behind it: distinct game records and distinct boards the LLM moved on
+  (``training/evidence.py``), and, for a deterministic policy, the exact probabilities from
+  a tree walk against the same opponent (``training/vector_search.exact_outcome``) — the
+  true rate that the sampled games only re-estimate;
+* the steering budget: mean |coefficient|, mean and max ‖added vector‖ / ‖residual at the
+  hook‖, mean KL of the move distribution from the unsteered one, the digits' share of
+  the next-token probability (mean and min, steered; mean unsteered), features active
+  per move, and the share of moves the steering changed;
+* the hashes of the model, SAE and policy taken before and after the run.
+
+Opponents: ``minimax``, ``random`` (the server's house bots) and ``eps0.1``/``eps0.3``
+(ε-greedy minimax, ``bots.house.EpsilonMinimaxBot``; not in the server's roster, so
+``--via local`` only).
 """
 
 from __future__ import annotations
@@ -35,8 +47,10 @@ from typing import Any
 
 from server.game import Board, Seat
 from server.seeding import game_seed
+from training.evidence import distinct_counts, snapshots_agree, weights_snapshot
 
-OPPONENTS = ("minimax", "random")
+OPPONENTS = ("minimax", "random", "eps0.1", "eps0.3")
+SERVER_OPPONENTS = ("minimax", "random")  # the server's house bots
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
@@ -74,6 +88,14 @@ class ArmResult:
     mean_norm_ratio: float = 0.0
     mean_kl: float = 0.0
     changed_fraction: float = 0.0
+    max_norm_ratio: float = 0.0
+    mean_features_active: float = 0.0
+    mean_digit_mass: float | None = None  # the digits' share of next-token probability, steered
+    min_digit_mass: float | None = None
+    mean_base_digit_mass: float | None = None  # the same without steering, on the same boards
+    distinct_games: int = 0  # distinct game records among the games played
+    distinct_boards: int = 0  # distinct boards the LLM moved on
+    exact: dict[str, float] | None = None  # exact tree-walk probabilities (deterministic policy)
     seconds: float = 0.0
     intervals: dict[str, list[float]] = field(default_factory=dict)
 
@@ -92,24 +114,40 @@ class _Strength:
 
     def __init__(self) -> None:
         self.n = 0
-        self.coef = self.ratio = self.kl = 0.0
+        self.coef = self.ratio = self.kl = self.active = 0.0
+        self.max_ratio = 0.0
         self.changed = 0
+        self.mass: list[float] = []
+        self.base_mass: list[float] = []
 
     def add(self, moves: list[Any]) -> None:
         for m in moves:
             self.n += 1
             self.coef += m.mean_abs_coef
             self.ratio += m.norm_ratio
+            self.max_ratio = max(self.max_ratio, m.norm_ratio)
             self.kl += m.kl
             self.changed += int(m.changed)
+            self.active += m.features_active
+            if m.digit_mass is not None:
+                self.mass.append(m.digit_mass)
+            if m.base_digit_mass is not None:
+                self.base_mass.append(m.base_digit_mass)
 
     def into(self, arm: ArmResult) -> None:
         arm.llm_moves = self.n
         if self.n:
             arm.mean_abs_coef = round(self.coef / self.n, 5)
             arm.mean_norm_ratio = round(self.ratio / self.n, 5)
+            arm.max_norm_ratio = round(self.max_ratio, 5)
             arm.mean_kl = round(self.kl / self.n, 5)
             arm.changed_fraction = round(self.changed / self.n, 5)
+            arm.mean_features_active = round(self.active / self.n, 3)
+        if self.mass:
+            arm.mean_digit_mass = round(sum(self.mass) / len(self.mass), 5)
+            arm.min_digit_mass = round(min(self.mass), 5)
+        if self.base_mass:
+            arm.mean_base_digit_mass = round(sum(self.base_mass) / len(self.base_mass), 5)
 
 
 def _game_seed(seed: int, arm: ArmResult, index: int) -> int:
@@ -117,6 +155,42 @@ def _game_seed(seed: int, arm: ArmResult, index: int) -> int:
     range): the same in-process (``--via local``) and sent with ``arrange`` (``--via
     server``), so both ways play the same games."""
     return game_seed(seed, arm.opponent, arm.seat, arm.mode, index)
+
+
+def house_opponent(name: str, seed: int) -> Any:
+    """The in-process opponent ``name`` (``minimax``, ``random``, ``eps<ε>``) seeded with ``seed``."""
+    from bots.house import make_house_bot
+
+    if name.startswith("eps"):
+        return make_house_bot("epsilon", name=name, seed=seed, epsilon=float(name[3:]))
+    return make_house_bot(name, seed=seed)
+
+
+def _count_distinct(arm: ArmResult, games: dict[str, list[int]]) -> None:
+    arm.distinct_games, arm.distinct_boards = distinct_counts(games.values(), Seat(arm.seat))
+
+
+def exact_probabilities(bot: Any, seat: str, opponent: str) -> dict[str, float] | None:
+    """Exact win/draw/loss/illegal probabilities of the bot (its policy and current mode)
+    as ``seat`` against ``opponent`` (a tree walk, ``training/vector_search.exact_outcome``),
+    with the number of distinct boards it moved on; None when the policy is not a function
+    of the board (a policy that samples declares ``deterministic = False``)."""
+    from training.vector_search import exact_outcome
+
+    if not getattr(getattr(bot, "policy", None), "deterministic", True):
+        return None
+
+    def choose(boards: list[Board]) -> list[int | None]:
+        return [m.reading.cell if m.reading.legal else None for m in bot.play(boards)]
+
+    o = exact_outcome(choose, Seat(seat), opponent)
+    return {"win": round(o.win, 6), "draw": round(o.draw, 6), "loss": round(o.loss, 6),
+            "illegal": round(o.illegal, 6), "boards": o.boards_read}
+
+
+def exact_arm(bot: Any, arm: ArmResult) -> dict[str, float] | None:
+    """:func:`exact_probabilities` for an arm's seat and opponent."""
+    return exact_probabilities(bot, arm.seat, arm.opponent)
 
 
 def _score(arm: ArmResult, board: Board, llm: Seat, illegal: bool) -> None:
@@ -138,10 +212,11 @@ def play_arm_local(bot: Any, arm: ArmResult, n_games: int, seed: int, concurrenc
     """Play ``n_games`` in-process, ``concurrency`` at a time, the LLM's moves batched.
     Game ``i``'s opponent draws from its own generator seeded with ``_game_seed(seed, arm, i)``,
     the seed the server path sends with ``arrange``. With ``games`` given, each game's legal
-    cells in play order are stored under its tag (``"<arm>#<i>"``, as through the server)."""
-    from bots.house import make_house_bot
+    cells in play order are stored under its tag (``"<arm>#<i>"``, as through the server).
+    The arm's distinct games and boards are counted from the same records."""
     from bots.base import MoveRequest
 
+    games = {} if games is None else games
     llm_seat = Seat(arm.seat)
     strength = _Strength()
     next_index = 0
@@ -156,7 +231,7 @@ def play_arm_local(bot: Any, arm: ArmResult, n_games: int, seed: int, concurrenc
             cells: list[int] = []
             if games is not None:
                 games[f"{arm.name}#{next_index}"] = cells
-            active.append((Board.empty(), make_house_bot(arm.opponent, seed=_game_seed(seed, arm, next_index)), cells))
+            active.append((Board.empty(), house_opponent(arm.opponent, _game_seed(seed, arm, next_index)), cells))
             next_index += 1
         # opponents move until it is the LLM's turn (or the game ends)
         waiting = []
@@ -185,6 +260,7 @@ def play_arm_local(bot: Any, arm: ArmResult, n_games: int, seed: int, concurrenc
             else:
                 active.append((board, opp, cells))
     strength.into(arm)
+    _count_distinct(arm, {k: v for k, v in games.items() if k.startswith(arm.name + "#")})
 
 
 # --------------------------------------------------------------------------- through a server
@@ -224,6 +300,10 @@ async def play_arm_server(bot: Any, arm: ArmResult, n_games: int, seed: int, con
     ``games`` given, each game's cells in play order are stored under its tag."""
     from websockets.asyncio.client import connect
 
+    if arm.opponent not in SERVER_OPPONENTS:
+        raise RuntimeError(f"the server has no house bot {arm.opponent!r} (it has {', '.join(SERVER_OPPONENTS)}); "
+                           "play it with --via local")
+    games = {} if games is None else games
     from bots.client import BotClient
     from server.app import ServerConfig, serve_arena
 
@@ -267,8 +347,7 @@ async def play_arm_server(bot: Any, arm: ArmResult, n_games: int, seed: int, con
                     if kind != "game_over":
                         continue
                     finished += 1
-                    if games is not None:
-                        games[str(frame.get("tag"))] = [int(m["cell"]) for m in frame.get("moves", [])]
+                    games[str(frame.get("tag"))] = [int(m["cell"]) for m in frame.get("moves", [])]
                     result, reason = frame["result"], frame["reason"]
                     board = Board(frame["board"])
                     if result == "aborted" or reason in ("timeout", "disconnect", "resign", "aborted"):
@@ -287,6 +366,7 @@ async def play_arm_server(bot: Any, arm: ArmResult, n_games: int, seed: int, con
             except (asyncio.CancelledError, Exception):
                 pass
     strength.into(arm)
+    _count_distinct(arm, {k: v for k, v in games.items() if k.startswith(arm.name + "#")})
 
 
 # --------------------------------------------------------------------------- CLI
@@ -303,7 +383,8 @@ def _csv(value: str, allowed: tuple[str, ...], what: str) -> list[str]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--games", type=int, default=1000, help="games per arm")
     parser.add_argument("--opponent", default="minimax,random", type=lambda v: _csv(v, OPPONENTS, "opponent"),
-                        help="comma list: minimax (optimal, random tie-breaks), random")
+                        help="comma list: minimax (optimal, random tie-breaks), random, eps0.1, eps0.3 "
+                             "(ε-greedy minimax; --via local only)")
     parser.add_argument("--seat", default="X,O", type=lambda v: _csv(v.upper(), ("X", "O"), "seat"),
                         help="comma list of the LLM's seats")
     parser.add_argument("--mode", default="strict,masked", type=lambda v: _csv(v, ("strict", "masked"), "mode"),
@@ -316,7 +397,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "none for an unsteered baseline")
     parser.add_argument("--control", default="none", choices=("none", "zero", "negate", "shuffle", "random"),
                         help="play a control instead of the policy: its coefficients zeroed, negated, on other "
-                             "(random, seeded) features, or a random direction of the same norm")
+                             "(random, seeded) features, or one fixed random direction (seeded) at the policy's norm. "
+                             "Unoptimised; for equal-effort controls see `autosteer-train controls`")
     parser.add_argument("--model", default="smollm2", help="model spec (see autosteer-bot run --kind llm)")
     parser.add_argument("--via", choices=("server", "local"), default="server",
                         help="server: through an in-process arena server with BotClient; local: in-process, exactly reproducible")
@@ -325,6 +407,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--cache-boards", type=int, default=512, help="boards whose prompt state is cached")
     parser.add_argument("--json", dest="json_out", default=None, metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--mqtt", metavar="URL", default=None,
+                        help="publish progress and per-arm summaries to this MQTT broker, mqtt://host[:port][/prefix] "
+                             "(topics P/training/RUN/progress|summary; 'autosteer-server watch' prints them)")
+    parser.add_argument("--run-id", default=None, help="the run's name on the broker (default: evaluate-UNIXTIME)")
+    parser.add_argument("--no-exact", action="store_true",
+                        help="skip the exact tree walk beside each sampled rate (it needs a deterministic policy)")
+
+
+def budget_text(a: Any) -> dict[str, str]:
+    """The steering-budget cells of a result row (an ``ArmResult`` or its dict)."""
+    get = a.get if isinstance(a, dict) else lambda k, d=None: getattr(a, k, d)
+
+    def num(key: str, fmt: str = ".2f") -> str:
+        v = get(key)
+        return "—" if v is None else format(v, fmt)
+
+    return {"‖Δ‖/‖h‖ mean/max": f"{num('mean_norm_ratio')}/{num('max_norm_ratio')}", "KL": num("mean_kl"),
+            "digit mass mean/min (unsteered)": f"{num('mean_digit_mass')}/{num('min_digit_mass')} ({num('mean_base_digit_mass')})",
+            "features/move": num("mean_features_active", ".1f"),
+            "changed": f"{100 * (get('changed_fraction') or 0):.0f} %"}
+
+
+def exact_text(exact: dict[str, float] | None, key: str = "draw") -> str:
+    return "—" if not exact else f"{100 * exact[key]:.1f} %"
 
 
 def results_table(arms: list[ArmResult], title: str) -> Any:
@@ -335,13 +441,14 @@ def results_table(arms: list[ArmResult], title: str) -> Any:
         return f"{getattr(arm, key)} · {100 * getattr(arm, key) / max(1, arm.games):.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
 
     t = Table(title=title)
-    for col in ("opponent", "seat", "mode", "games", "wins · % [95% CI]", "draws", "losses", "illegal",
-                "|coef|", "‖Δ‖/‖res‖", "KL", "changed"):
+    budget_cols = list(budget_text(ArmResult("", "", "")))
+    for col in ("opponent", "seat", "mode", "games", "distinct games/boards", "wins · % [95% CI]", "draws", "losses",
+                "illegal", "exact W/D/L", *budget_cols):
         t.add_column(col, justify="right" if col not in ("opponent", "mode") else "left")
     for a in arms:
-        t.add_row(a.opponent, a.seat, a.mode, str(a.games), pct(a, "wins"), pct(a, "draws"), pct(a, "losses"),
-                  pct(a, "illegal"), f"{a.mean_abs_coef:.3f}", f"{a.mean_norm_ratio:.3f}", f"{a.mean_kl:.3f}",
-                  f"{100 * a.changed_fraction:.1f} %")
+        exact = "—" if not a.exact else "/".join(exact_text(a.exact, k) for k in ("win", "draw", "loss"))
+        t.add_row(a.opponent, a.seat, a.mode, str(a.games), f"{a.distinct_games}/{a.distinct_boards}", pct(a, "wins"),
+                  pct(a, "draws"), pct(a, "losses"), pct(a, "illegal"), exact, *budget_text(a).values())
     return t
 
 
@@ -358,21 +465,31 @@ def run(args: argparse.Namespace) -> int:
     if args.control != "none" and args.policy in (None, "", "none"):
         console.print("[red]error:[/] --control needs --policy (the steering to control for)")
         return 2
+    if args.via == "server" and any(o not in SERVER_OPPONENTS for o in args.opponent):
+        console.print(f"[red]error:[/] the server's house bots are {', '.join(SERVER_OPPONENTS)}; "
+                      "play eps0.1/eps0.3 with --via local (or see `autosteer-train heldout` for exact values)")
+        return 2
     try:
         json_out = prepare_json_out(args.json_out) if args.json_out else None  # before hours of games
         bot, meta = build_evaluation_bot(args)
+        # hashed here, after loading and before any game, whatever built the bot
+        meta["weights_before"] = weights_snapshot(bot.lm, bot.sae, bot.policy)
     except (ValueError, OSError) as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2
     from tqdm import tqdm
 
+    from server.progress import progress_publisher
+
+    progress = progress_publisher(args.mqtt, run=args.run_id or f"evaluate-{int(time.time())}")
     arms = [ArmResult(opponent=o, seat=s, mode=m) for o, s, m in itertools.product(args.opponent, args.seat, args.mode)]
     console.print(f"evaluating {meta['model']} ({meta['steering']}): {len(arms)} arms × {args.games} games, via {args.via}, seed {args.seed}")
     t_all = time.perf_counter()
     for arm in arms:
         bot.set_mode(arm.mode)
         t0 = time.perf_counter()
-        with tqdm(total=args.games, desc=arm.name, unit="game", file=sys.stderr, leave=True) as bar:
+        with tqdm(total=args.games, desc=arm.name, unit="game", file=sys.stderr, leave=True) as tqdm_bar:
+            bar = _Published(tqdm_bar, progress, arm)
             try:
                 if args.via == "local":
                     play_arm_local(bot, arm, args.games, args.seed, args.concurrency, bar)
@@ -380,12 +497,20 @@ def run(args: argparse.Namespace) -> int:
                     asyncio.run(play_arm_server(bot, arm, args.games, args.seed, args.concurrency, bar))
             except (RuntimeError, OSError) as exc:  # server refusals, BotClientError, sockets
                 console.print(f"[red]error:[/] arm {arm.name} failed: {exc}")
+                progress.close()
                 return 1
+        if not args.no_exact:
+            arm.exact = exact_arm(bot, arm)
         arm.seconds = round(time.perf_counter() - t0, 1)
         arm.finish()
+        progress.summary({"arm": arm.name, **asdict(arm)})
     elapsed = time.perf_counter() - t_all
+    meta["weights_after"] = weights_snapshot(bot.lm, bot.sae, bot.policy)
+    meta["weights_unchanged"] = snapshots_agree(meta["weights_before"], meta["weights_after"])
     console.print(results_table(arms, f"{meta['model']} — {meta['steering']} — via {args.via} — seed {args.seed}"))
     console.print(f"reader: {json.dumps(bot.stats())}")
+    console.print("weights before and after the run: " + ("identical" if meta["weights_unchanged"] else
+                                                          "[red]CHANGED[/] — this run's results are not valid"))
     if json_out is not None:
         out = {"meta": {**meta, "via": args.via, "seed": args.seed, "games_per_arm": args.games,
                         "concurrency": args.concurrency, "seconds": round(elapsed, 1),
@@ -393,8 +518,30 @@ def run(args: argparse.Namespace) -> int:
                "arms": [asdict(a) | {"name": a.name} for a in arms]}
         json_out.write_text(json.dumps(out, indent=2) + "\n")
         console.print(f"wrote {json_out}")
-    console.print(f"done: {sum(a.games for a in arms)} games in {elapsed:.0f} s")
-    return 0
+    progress.summary({"arms": [asdict(a) | {"name": a.name} for a in arms], "seconds": round(elapsed, 1), "done": True})
+    progress.close()
+    if progress.enabled:
+        console.print(f"published progress to {args.mqtt} as run {progress.run} ({progress.sent} messages, "
+                      f"{progress.dropped} dropped)")
+    console.print(f"done: {sum(a.games for a in arms)} games "
+                  f"({sum(a.distinct_games for a in arms)} distinct game records) in {elapsed:.0f} s")
+    return 0 if meta["weights_unchanged"] else 1
+
+
+class _Published:
+    """A progress bar that also publishes the arm's running counts (rate-limited by the publisher)."""
+
+    def __init__(self, bar: Any, progress: Any, arm: ArmResult) -> None:
+        self.bar, self.progress, self.arm = bar, progress, arm
+
+    def update(self, n: int = 1) -> None:
+        self.bar.update(n)
+        a = self.arm
+        self.progress.progress(arm=a.name, done=self.bar.n, total=self.bar.total, wins=a.wins, draws=a.draws,
+                               losses=a.losses, illegal=a.illegal, force=self.bar.n == self.bar.total)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.bar, name)
 
 
 def prepare_json_out(value: str) -> Path:
@@ -439,7 +586,8 @@ def build_evaluation_bot(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]
             raise ValueError(f"--policy {args.policy} needs the SAE whose features it steers: pass --sae ({why})")
     print(f"[llm] steering: {steering_note}", flush=True)
     bot = LLMBot(lm, sae=sae, policy=policy, mode=args.mode[0], top_k=8 if sae else 0,
-                 cache_boards=args.cache_boards, control=args.control, control_seed=args.seed, verbose=True)
+                 cache_boards=args.cache_boards, control=args.control, control_seed=args.seed, verbose=True,
+                 digit_mass=True)
     meta = {"model": lm.name, "model_weights": lm.weights_hash()[:16],
             "sae": sae.source if sae else None, "sae_weights": sae.weights_hash()[:16] if sae else None,
             "hook": sae.hook_name if sae else None,

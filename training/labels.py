@@ -337,7 +337,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sae", default=str(DEFAULT_SAE), help="SAE folder written by `autosteer-train sae` (features.json is updated there)")
     parser.add_argument("--model", default="", help="model (default: the one named in the SAE's run card)")
     parser.add_argument("--activations", default="", help="answer-position activations cached by `autosteer-train sae` (default: the path in RUN_CARD.json)")
-    parser.add_argument("--docs", default=str(DEFAULT_DOCS), help="folder for FEATURES.md")
+    parser.add_argument("--out", default="",
+                        help="folder for the labelled SAE (the SAE's files and the new features.json); default: the "
+                             "--sae folder itself unless that is the shipped SAE, then a new runs/<time>-label/sae folder")
+    parser.add_argument("--docs", default="", help="folder for FEATURES.md (default: beside --out; docs/ when --out "
+                                                   "is the shipped SAE)")
     parser.add_argument("--min-fires", type=int, default=10, help="a feature is labelled only if it fires on at least this many answer positions")
     parser.add_argument("--effect-boards", type=int, default=16, help="boards on which each feature's steering effect is measured")
     parser.add_argument("--effect-push", type=float, default=1.0,
@@ -364,6 +368,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from bots.llm.model import ModelLoadError, load_model
     from training.activations import ActivationError, ActivationSet, LastTokenSteering, move_shift, tokenize
+    from training.outputs import docs_folder
     from training.sae import SAETrainingError, load_shipped_sae
 
     console = Console(stderr=True)
@@ -466,13 +471,33 @@ def _run(args: argparse.Namespace) -> int:
         "command": f"autosteer-train label --sae {args.sae}" if Path(args.sae).resolve() != DEFAULT_SAE.resolve() else "autosteer-train label",
     }
     validate_features(features, d_sae=sae.cfg.d_sae)
-    (folder / "features.json").write_text(json.dumps(features) + "\n")
-    docs = Path(args.docs)
+    out = _label_out(folder, args.out)
+    (out / "features.json").write_text(json.dumps(features) + "\n")
+    docs = docs_folder(out, DEFAULT_SAE, args.docs)
     docs.mkdir(parents=True, exist_ok=True)
     (docs / "FEATURES.md").write_text(render_features_doc(features, scores, args.top, names))
     console.print(f"[bold green]done[/]: {len(labels)} features labelled in {time.perf_counter() - t0:.0f} s; "
-                  f"wrote {folder / 'features.json'} and {docs / 'FEATURES.md'}")
+                  f"wrote {out / 'features.json'} and {docs / 'FEATURES.md'}")
     return 0
+
+
+def _label_out(folder: Path, out_arg: str) -> Path:
+    """Where the labelled SAE goes: ``--out``, else the SAE folder itself unless it is the
+    shipped one, else a new run folder. A folder other than the SAE's gets a copy of the
+    SAE's files first, so that it is a complete SAE folder with the new labels."""
+    import shutil
+
+    from training.outputs import new_run_folder, same_path
+
+    if out_arg:
+        out = Path(out_arg)
+    elif not same_path(folder, DEFAULT_SAE):
+        return folder
+    else:
+        out = new_run_folder("label") / "sae"
+    if not same_path(out, folder):
+        shutil.copytree(folder, out, dirs_exist_ok=True)
+    return out
 
 
 def _reading(scores: DetectorScores, names: Sequence[str]) -> str:

@@ -46,8 +46,8 @@ class SAERunConfig:
     """Every setting of one ``autosteer-train sae`` run (all shown in ``--help``)."""
 
     model: str = "smollm2"
-    out: str = str(DEFAULT_OUT)
-    docs: str = str(DEFAULT_DOCS)
+    out: str = ""  # "": a new runs/<time>-sae/sae folder (training.outputs); the shipped one only when named
+    docs: str = ""  # "": the docs beside --out, or the repository's docs/ when --out is the shipped SAE
     cache_dir: str = ""
     layers: str = "6,12,18,24"
     layer: int | None = None
@@ -85,8 +85,10 @@ class SAERunConfig:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = SAERunConfig()
     parser.add_argument("--model", default=d.model, help="model: 'smollm2', a local HF folder or a TransformerLens name")
-    parser.add_argument("--out", default=d.out, help="folder of the shipped SAE (cfg.json, weights, features.json, run card)")
-    parser.add_argument("--docs", default=d.docs, help="folder for SAE.md and its plot")
+    parser.add_argument("--out", default=d.out, help="folder for the SAE (cfg.json, weights, features.json, run card); "
+                        f"default a new runs/<time>-sae/sae folder; the shipped SAE is {DEFAULT_OUT.relative_to(DEFAULT_OUT.parents[3])}")
+    parser.add_argument("--docs", default=d.docs, help="folder for SAE.md and its plot (default: beside --out; "
+                        "docs/ when --out is the shipped SAE)")
     parser.add_argument("--cache-dir", default=d.cache_dir, help="where activations are cached for `label` (default: <out>/../.cache or the user cache)")
     parser.add_argument("--layers", default=d.layers, help="candidate layers (resid_post) to compare, comma-separated")
     parser.add_argument("--layer", type=int, default=d.layer, help="skip the choice rule and train at this layer (must be a candidate)")
@@ -600,7 +602,13 @@ def render_sae_doc(card: dict[str, Any], rows: list[dict[str, Any]], plot_name: 
 
 
 def run(args: argparse.Namespace) -> int:
+    from training.outputs import docs_folder, new_run_folder
+
     cfg = config_from_args(args)
+    if not cfg.out:
+        cfg.out = str(new_run_folder("sae") / "sae")
+    cfg.docs = str(docs_folder(Path(cfg.out), DEFAULT_OUT, cfg.docs))
+    print(f"writing the SAE to {cfg.out} and its docs to {cfg.docs}", file=sys.stderr, flush=True)
     try:
         return _run(cfg)
     except (SAETrainingError, ValueError) as exc:

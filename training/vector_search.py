@@ -15,9 +15,16 @@ optimal cells. The score of a vector is the mean draw probability as X and as O 
 draws). The search reads only boards the LLM can reach, so the per-board prompt cache of
 the bot makes it cheap.
 
-Outputs: the policy JSON (``--out``, default ``bots/llm/artifacts/policy.json``), a run
+Outputs: the policy JSON (``--out``; default a new ``runs/<time>-search-vector/policy.json``,
+never the shipped ``bots/llm/artifacts/policy.json`` unless ``--out`` names it), a run
 card next to it (``<out>.card.json`` and ``.md``: data, seeds, time, metrics, command) and
-a plot of draw probability against steering budget (the vector scaled by 0 … 1.5).
+a plot of draw probability against steering budget (the vector scaled by 0 … 1.5; beside
+the policy, or ``docs/steering_budget.png`` for the shipped one).
+
+What the objective makes of the result: it is *in-sample* (the search maximises the very
+exact draw probability it reports), for one move-reading mode and one prompt phrasing, and
+the search budget is part of the claim: ``autosteer-train controls`` gives the same budget
+to random features and directions (``docs/EVALUATION.md``).
 """
 
 from __future__ import annotations
@@ -46,25 +53,56 @@ class Outcome:
     loss: float = 0.0
     illegal: float = 0.0  # part of ``loss``: lost by an illegal move (strict mode)
     boards_read: int = 0
+    games: int = 0  # distinct games (leaves of the walked tree) with a non-zero probability
 
 
-def exact_outcome(choose: Callable[[list[Board]], list[int | None]], llm_seat: Seat) -> Outcome:
-    """Walk the game tree against minimax (uniform over its optimal moves).
+def opponent_distribution(name: str) -> Callable[[Board], dict[int, float]]:
+    """The move distribution of a house opponent by name: ``minimax`` (uniform over its
+    optimal moves), ``random`` (uniform over legal moves) or ``eps<ε>`` (ε-greedy minimax,
+    e.g. ``eps0.1``; :func:`server.solver.epsilon_minimax_cells`).
+
+    >>> opponent_distribution("eps0.3")(Board.from_moves([1, 2, 4]))[7]
+    0.75
+    """
+    from server.solver import epsilon_minimax_cells
+
+    if name == "minimax":
+        return lambda board: epsilon_minimax_cells(board, 0.0)
+    if name == "random":
+        return lambda board: epsilon_minimax_cells(board, 1.0)
+    if name.startswith("eps"):
+        try:
+            eps = float(name[3:])
+        except ValueError:
+            eps = -1.0
+        if 0.0 <= eps <= 1.0:
+            return lambda board: epsilon_minimax_cells(board, eps)
+    raise ValueError(f"unknown opponent {name!r}; expected minimax, random or eps<ε> with 0 <= ε <= 1 (e.g. eps0.1)")
+
+
+def exact_outcome(choose: Callable[[list[Board]], list[int | None]], llm_seat: Seat,
+                  opponent: str = "minimax") -> Outcome:
+    """Walk the game tree against ``opponent`` (default minimax, uniform over its optimal
+    moves; see :func:`opponent_distribution`).
 
     ``choose(boards)`` returns the LLM's cell for each board, or ``None`` for an illegal
-    move (which loses). Boards are batched ply by ply.
+    move (which loses). Boards are batched ply by ply. Exact for any policy whose move is
+    a function of the board (argmax reading of a deterministic steering policy).
 
     >>> from server.solver import choose_cell
     >>> perfect = lambda boards: [choose_cell(b, tiebreak="first") for b in boards]
     >>> o = exact_outcome(perfect, Seat.X); (o.draw, o.loss)
     (1.0, 0.0)
+    >>> exact_outcome(perfect, Seat.O, "random").loss
+    0.0
     """
-    from server.solver import optimal_cells
-
+    moves_of = opponent_distribution(opponent)
     out = Outcome()
     frontier: dict[str, float] = {Board.empty().code: 1.0}
+    paths: dict[str, int] = {Board.empty().code: 1}  # distinct move sequences reaching each board
     while frontier:
         nxt: dict[str, float] = {}
+        nxt_paths: dict[str, int] = {}
         boards = [Board(code) for code in frontier]
         llm_boards = [b for b in boards if b.turn is llm_seat]
         cells = dict(zip((b.code for b in llm_boards), choose(llm_boards))) if llm_boards else {}
@@ -76,22 +114,25 @@ def exact_outcome(choose: Callable[[list[Board]], list[int | None]], llm_seat: S
                 if cell is None or board[cell] is not None:
                     out.loss += p
                     out.illegal += p
+                    out.games += paths[board.code]
                     continue
                 children = [(board.play(cell), p)]
             else:
-                opts = optimal_cells(board)
-                children = [(board.play(c), p / len(opts)) for c in opts]
+                children = [(board.play(c), p * q) for c, q in moves_of(board).items()]
             for child, q in children:
                 result = child.result
                 if result is None:
                     nxt[child.code] = nxt.get(child.code, 0.0) + q
-                elif result is Result.DRAW:
+                    nxt_paths[child.code] = nxt_paths.get(child.code, 0) + paths[board.code]
+                    continue
+                out.games += paths[board.code]
+                if result is Result.DRAW:
                     out.draw += q
                 elif result is Result.win_for(llm_seat):
                     out.win += q
                 else:
                     out.loss += q
-        frontier = nxt
+        frontier, paths = nxt, nxt_paths
     return out
 
 
@@ -243,8 +284,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=d.seed, help="seed of the search")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--cache-boards", type=int, default=2000, help="boards whose prompt state is cached")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write the policy JSON")
-    parser.add_argument("--plot", type=Path, default=DEFAULT_PLOT, help="PNG of draw probability against steering budget")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"where to write the policy JSON (default: a new runs/<time>-search-vector/ folder; "
+                             f"the shipped policy is {DEFAULT_OUT.relative_to(DEFAULT_OUT.parents[3])})")
+    parser.add_argument("--plot", type=Path, default=None,
+                        help="PNG of draw probability against steering budget (default: beside the policy; "
+                             "docs/steering_budget.png when --out is the shipped policy)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -264,6 +309,13 @@ def run(args: argparse.Namespace) -> int:
     if cfg.elite < 2 or cfg.elite > cfg.population:
         console.print(f"[red]--elite must be between 2 and --population ({cfg.population}), got {cfg.elite}")
         return 2
+    from training.outputs import new_run_folder, same_path
+
+    if args.out is None:
+        args.out = new_run_folder("search-vector") / "policy.json"
+    if args.plot is None:
+        args.plot = DEFAULT_PLOT if same_path(args.out, DEFAULT_OUT) else args.out.with_name("steering_budget.png")
+    console.print(f"writing to {args.out} and {args.plot}")
     started = time.time()
     lm = load_model(args.model)
     sae = load_sae_arg(args.sae, lm)
@@ -296,6 +348,8 @@ def run(args: argparse.Namespace) -> int:
     labels = {i: sae.label(i) or "" for i in features}
     card = {
         "what": "fixed steering vector found by the cross-entropy method (not RL)",
+        "summary": f"one vector on every board, searched in-sample against minimax for {cfg.mode} reading; "
+                   "not yet checked with equal-effort controls or held out (docs/EVALUATION.md)",
         "command": "autosteer-train search-vector " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "autosteer-train search-vector",
         "model": lm.name, "sae": _relative(sae.source), "hook_name": sae.hook_name, "config": asdict(cfg),
         "objective": "mean exact draw probability vs minimax (uniform over optimal moves) as X and O "
@@ -335,7 +389,13 @@ def _write_card_md(card: dict[str, Any], path: Path) -> None:
         f"- Model / SAE: {card['model']} / `{card['sae']}` at `{card['hook_name']}`",
         f"- Objective: {card['objective']}", f"- Data: {card['data']}",
         f"- Seed: {card['config']['seed']}; {card['config']['iterations']} iterations × {card['config']['population']} vectors; "
-        f"time {card['seconds']} s; {card['date']}", f"- Policy digest: `{card['policy_digest']}`", "",
+        f"time {card['seconds']} s; {card['date']}", f"- Policy digest: `{card['policy_digest']}`",
+        f"- Mode: **{card['config']['mode']}** move reading, `grid` phrasing — every figure below is for that mode "
+        "and phrasing only",
+        "- **In-sample**: the figures below are the search's own objective (exact draw probability against "
+        "minimax), maximised over the candidates; they are not evidence that the features matter. "
+        "Equal-effort controls: `autosteer-train controls`; held-out phrasings, opponents and positions: "
+        "`autosteer-train heldout` (docs/EVALUATION.md).", "",
         "| | draw as X | draw as O | illegal as X | illegal as O |", "|---|---|---|---|---|",
         f"| zero steering | {100 * base['x']['draw']:.1f} % | {100 * base['o']['draw']:.1f} % | "
         f"{100 * base['x']['illegal']:.1f} % | {100 * base['o']['illegal']:.1f} % |",

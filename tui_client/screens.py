@@ -10,17 +10,25 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Static
+from textual.timer import Timer
+from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
 
+from server.game import Seat
 from tui_client.board_widget import BoardGrid, CellChosen
 from tui_client.connection import LinkState
 from tui_client.feature_panel import FeaturePanel
 from tui_client.game_view import GameView
+from tui_client.move_values import describe_value, value_bar, value_for_x
+
+#: how the move list shows the solved game's judgement of a move
+MARK_STYLES = {"??": "b $error", "?": "b $warning", "!": "b $success"}
 
 if TYPE_CHECKING:
     from tui_client.app import ArenaApp
 
 SIDES = ("X", "O", "random")
+#: the time controls the lobby offers (seconds per move; None: the server's default)
+CLOCKS: tuple[float | None, ...] = (None, 10.0, 30.0, 60.0, 300.0)
 
 
 class OfArenaApp:
@@ -44,6 +52,8 @@ class LobbyScreen(OfArenaApp, Screen):
 
     BINDINGS = [
         Binding("s", "cycle_side", "Side"),
+        Binding("t", "cycle_clock", "Clock"),
+        Binding("b", "bot_game", "Bot game"),
         Binding("f", "finished_games", "Finished games"),
         Binding("g", "replay_by_id", "Replay by id"),
         Binding("r", "refresh", "Refresh"),
@@ -53,6 +63,7 @@ class LobbyScreen(OfArenaApp, Screen):
     def __init__(self) -> None:
         super().__init__(id="lobby")
         self.side = "X"
+        self.clock: float | None = None
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
@@ -66,6 +77,7 @@ class LobbyScreen(OfArenaApp, Screen):
             with Vertical(id="games-pane"):
                 yield Label("Games · Enter to watch or replay", classes="pane-title")
                 yield DataTable(id="games", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="lobby-status")
         yield Static("", id="side")
         yield Footer()
 
@@ -85,7 +97,12 @@ class LobbyScreen(OfArenaApp, Screen):
 
     def update_side(self) -> None:
         label = {"X": "X (you move first)", "O": "O (the bot moves first)", "random": "random"}[self.side]
-        self.query_one("#side", Static).update(f"You play: [b]{label}[/b]   (s to change side)")
+        clock = "server default" if self.clock is None else f"{self.clock:g} s a move"
+        self.query_one("#side", Static).update(f"You play: [b]{label}[/b] (s)   Clock: [b]{clock}[/b] (t)")
+
+    def action_cycle_clock(self) -> None:
+        self.clock = CLOCKS[(CLOCKS.index(self.clock) + 1) % len(CLOCKS)]
+        self.update_side()
 
     def action_cycle_side(self) -> None:
         self.side = SIDES[(SIDES.index(self.side) + 1) % len(SIDES)]
@@ -93,6 +110,17 @@ class LobbyScreen(OfArenaApp, Screen):
 
     def action_refresh(self) -> None:
         self.arena.request_lobby()
+
+    def action_bot_game(self) -> None:
+        names = [b.name for b in self.arena.bots if b.name != self.arena.player_name]
+        if not names:
+            self.notify("No bots online yet.", timeout=3)
+            return
+
+        def done(choice: tuple[str, str, float] | None) -> None:
+            if choice:
+                self.arena.arrange_game(*choice, clock=self.clock)
+        self.app.push_screen(BotGamePrompt(names), done)
 
     def action_finished_games(self) -> None:
         self.app.push_screen(RecordsScreen())
@@ -108,6 +136,9 @@ class LobbyScreen(OfArenaApp, Screen):
         bar = self.query_one("#llm-notice", Static)
         bar.update(notice or "")
         bar.display = bool(notice)
+        status = self.query_one("#lobby-status", Static)
+        status.update(self.arena.lobby_status)
+        status.display = bool(self.arena.lobby_status)
 
         bots = self.query_one("#bots", DataTable)
         cursor = bots.cursor_row
@@ -153,7 +184,7 @@ class LobbyScreen(OfArenaApp, Screen):
     @on(DataTable.RowSelected, "#bots")
     def challenge_bot(self, event: DataTable.RowSelected) -> None:
         opponent = str(event.row_key.value)
-        self.arena.start_challenge(opponent, self.side)
+        self.arena.start_challenge(opponent, self.side, self.clock)
 
     @on(DataTable.RowSelected, "#games")
     def open_game(self, event: DataTable.RowSelected) -> None:
@@ -280,6 +311,87 @@ class GameIdPrompt(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+LEGEND = """[b]The feature panel[/b]  (an LLM move's trace; hover the panel for every label in full)
+
+[b]Features · furthest from usual[/b]: the SAE features at the model's answer position, the ones
+furthest from their usual level first. [b]act[/b] is the activation here; [b]Δ[/b] is (act − usual) ÷
+the feature's typical activation: +1 means one typical activation above its usual level, −1 that
+a usually active feature is silent. [dim]Dimmed rows[/dim] are always-on features (they fire on ≥ 95 % of
+game prompts, so their presence says little). [b]pushes →5,1[/b]: steering the feature up raised the
+probability of those cells most (measured when it was labelled).
+
+Labels read "fires when …" with [b]P[/b] (precision: when the feature fires, how often the board
+concept holds), [b]R[/b] (recall: of the positions with the concept, how many it fires on) and
+[b]MCC[/b] (Matthews correlation, −1 to 1: 0 is no relation, 1 a perfect detector).
+"no clear board concept" means no concept reached the labelling threshold.
+
+[b]Steering[/b]: the coefficient the policy added along each steered feature: [green]▲[/green] pushes it up,
+[red]▼[/red] pushes it down. mean|c| is the mean absolute coefficient, ‖Δ‖/‖h‖ the added vector's norm
+relative to the residual stream's, [b]KL[/b] the divergence of the steered move distribution from the
+unsteered one (0: steering changed nothing).
+
+[b]Cell probabilities[/b]: the model's probability for each cell; [dim]grey cells[/dim] are taken (their
+mark is shown), ▶ marks the cell the model chose (red: an illegal move, which forfeits).
+
+[b]Moves[/b]: * a move with a trace; ✖ an illegal move.    Esc or ? closes this."""
+
+
+#: how fast a watched bot game is shown (seconds a move)
+PACES: tuple[float, ...] = (1.0, 2.0, 0.5, 0.0)
+
+
+class BotGamePrompt(ModalScreen["tuple[str, str, float] | None"]):
+    """Pick two bots and a pace to watch them play (the lobby's ``b``)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, bots: list[str]) -> None:
+        super().__init__()
+        self.bots = bots
+
+    def compose(self) -> ComposeResult:
+        llms = [b for b in self.bots if b not in ("minimax", "random")]
+        x_default = llms[0] if llms else self.bots[0]
+        o_default = "minimax" if "minimax" in self.bots else self.bots[-1]
+        options = [(b, b) for b in self.bots]
+        with Vertical(id="prompt"):
+            yield Label("Watch two bots play. X:")
+            yield Select(options, value=x_default, allow_blank=False, id="bot-x")
+            yield Label("O:")
+            yield Select(options, value=o_default, allow_blank=False, id="bot-o")
+            yield Label("Shown at:")
+            yield Select([(f"{p:g} s a move" if p else "full speed", p) for p in PACES], value=PACES[0],
+                         allow_blank=False, id="pace")
+            with Horizontal(id="prompt-buttons"):
+                yield Button("Start (Enter)", id="start", variant="success")
+                yield Button("Cancel (Esc)", id="cancel", variant="error")
+
+    def on_mount(self) -> None:
+        self.query_one("#start", Button).focus()
+
+    @on(Button.Pressed)
+    def pressed(self, event: Button.Pressed) -> None:
+        if event.button.id != "start":
+            self.dismiss(None)
+            return
+        x = str(self.query_one("#bot-x", Select).value)
+        o = str(self.query_one("#bot-o", Select).value)
+        self.dismiss((x, o, float(self.query_one("#pace", Select).value)))  # type: ignore[arg-type]
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class LegendScreen(ModalScreen[None]):
+    """What the feature panel's columns and marks mean (the game screen's ``?``)."""
+
+    BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="legend"):
+            yield Static(LEGEND, id="legend-text")
+
+
 class ChallengePrompt(ModalScreen[bool]):
     """Someone challenges the person at the keyboard: accept or decline."""
 
@@ -320,6 +432,8 @@ class GameScreen(OfArenaApp, Screen):
         Binding("end", "step_to(-1)", "End", show=False),
         Binding("r", "rematch", "Rematch"),
         Binding("R", "resign", "Resign"),
+        Binding("v", "toggle_values", "Values"),
+        Binding("question_mark", "legend", "Legend", key_display="?"),
         Binding("escape", "leave", "Lobby"),
     ]
 
@@ -328,6 +442,9 @@ class GameScreen(OfArenaApp, Screen):
         self.game_id = game_id
         self.view_ply: int | None = None
         self._leave_armed = False
+        self._resign_armed = False
+        self._pacer: Timer | None = None  # reveals a watched bot game's moves at its pace
+        self.show_values = False  # live play: values on request (v)
 
     @property
     def view(self) -> GameView:
@@ -342,13 +459,38 @@ class GameScreen(OfArenaApp, Screen):
                 yield BoardGrid(id="board")
                 yield Static("", id="status")
                 yield Static("", id="message")
+                yield Static("", id="value")
                 yield Static("", id="moves")
             yield FeaturePanel(id="features")
         yield Footer()
 
     def on_mount(self) -> None:
+        self.on_resize()
+        pace = self.arena.paces.get(self.game_id, 0.0)
+        if pace > 0:  # a bot game we asked to watch at a human pace: reveal its moves one by one
+            self.view_ply = 0
+            self._pacer = self.set_interval(pace, self._reveal_next)
         self.refresh_game()
         self.set_interval(1.0, self._tick)
+
+    def _reveal_next(self) -> None:
+        """One more move of a paced bot game; when all are shown and it is over, stop."""
+        n = len(self.view.moves)
+        if self.view_ply is None:
+            return
+        if self.view_ply < n:
+            self.view_ply += 1
+            self.refresh_game()
+        elif self.view.over:
+            self._stop_pacing()
+            self.refresh_game()
+
+    def _stop_pacing(self) -> None:
+        if self._pacer is not None:
+            self._pacer.stop()
+            self._pacer = None
+        if self.view_ply is not None and self.view_ply >= len(self.view.moves):
+            self.view_ply = None
 
     def on_resize(self) -> None:
         # a bigger board when the terminal has room for it (the feature panel grows by itself)
@@ -356,7 +498,23 @@ class GameScreen(OfArenaApp, Screen):
 
     def _tick(self) -> None:
         if self.view.deadline is not None and not self.view.over:
+            self._update_players()
             self._update_status()
+
+    def _update_players(self) -> None:
+        """Both players with their clocks: the side to move counts down, red when time runs low."""
+        view = self.view
+        lines = view.title(markup=True).split("\n")
+        for i, seat in enumerate((Seat.X, Seat.O)):
+            left = view.time_left(seat, time.time())
+            if left is None:
+                continue
+            if view.turn is seat and view.deadline is not None:
+                style = "b $error" if view.low_on_time(seat, time.time()) else "b"
+                lines[i] += f"  [{style} reverse] {left:.0f} s [/]"
+            else:
+                lines[i] += f"  [dim]{left:.0f} s[/dim]"
+        self.query_one("#players", Static).update("\n".join(lines))
 
     # -- drawing ---------------------------------------------------------------------
     def shown_ply(self) -> int:
@@ -368,19 +526,23 @@ class GameScreen(OfArenaApp, Screen):
         ply = self.shown_ply()
         live = self.view_ply is None or ply == len(view.moves)
         board = view.board if live else view.board_at(ply)
-        last = view.moves[ply - 1].cell if ply else None
-        self.query_one("#players", Static).update(view.title(markup=True))
-        self.query_one(BoardGrid).show(board, last_cell=last, playable=view.my_turn and live)
+        last = view.moves[ply - 1] if ply else None
+        self._update_players()
+        self.query_one(BoardGrid).show(board, last_cell=last.cell if last else None, playable=view.my_turn and live,
+                                       illegal_cell=last.cell if last is not None and last.illegal else None)
         self._update_status()
         self._update_moves(ply)
         self._update_features(ply)
         self.sub_title = ("replay · " if view.replay else "") + f"game {view.game_id}"
+        self.refresh_bindings()
 
     def _update_status(self) -> None:
         view = self.view
         ply = self.shown_ply()
         text = view.status_line()
-        if view.replay or (self.view_ply is not None and ply < len(view.moves)):
+        if self._pacer is not None and self.view_ply is not None:
+            text = f"Move {ply} of {len(view.moves)} · shown at {self.arena.paces[self.game_id]:g} s a move (←/→ to step)"
+        elif view.replay or (self.view_ply is not None and ply < len(view.moves)):
             text = f"Move {ply} of {len(view.moves)} (←/→ to step)" + (f" · {view.result_line()}" if view.over else "")
         elif view.deadline is not None and not view.over:
             left = max(0, int(view.deadline - time.time()))
@@ -389,20 +551,45 @@ class GameScreen(OfArenaApp, Screen):
         status.update(text)
         status.set_class(view.over, "over")
         status.set_class(view.my_turn, "your-turn")
+        status.set_class(view.my_turn and view.you is not None and view.low_on_time(view.you, time.time()), "low-time")
+
+    @property
+    def values_shown(self) -> bool:
+        """Move values: always in replays and finished games, on request (v) while it is live."""
+        return self.view.replay or self.view.over or self.show_values
 
     def _update_moves(self, ply: int) -> None:
         view = self.view
+        value_line = self.query_one("#value", Static)
+        value_line.display = self.values_shown
+        if self.values_shown:
+            board = view.board_at(ply)
+            value, _ = (0, 0) if board.is_over else value_for_x(board)
+            if board.is_over and board.winner is not None:
+                value = 1 if board.winner is Seat.X else -1
+            colour = "$secondary" if value > 0 else "$warning" if value < 0 else "$text-muted"
+            value_line.update(f"[{colour}]{value_bar(value, 6)}[/] {describe_value(board)}")
         if not view.moves:
             self.query_one("#moves", Static).update("[dim]No moves yet.[/dim]")
             return
+        judged = view.move_values() if self.values_shown else [None] * len(view.moves)
+        shown = view.moves[:ply] if self._pacer is not None else view.moves  # a paced game: no moves ahead
         parts = []
-        for i, move in enumerate(view.moves):
-            label = str(move) + ("*" if move.trace else "")
+        for i, (move, judgement) in enumerate(zip(shown, judged)):
+            label = str(move)
+            if judgement is not None and judgement.mark:
+                label += f"[{MARK_STYLES[judgement.mark]}]{judgement.mark}[/]"
+            label += "*" if move.trace else ""
             if i % 2 == 0:
                 label = f"{i // 2 + 1}. {label}"
             parts.append(f"[reverse]{label}[/reverse]" if i == ply - 1 else label)
-        legend = "   [dim]* has trace[/dim]" if any(m.trace for m in view.moves) else ""
-        self.query_one("#moves", Static).update("Moves: " + " ".join(parts) + legend)
+        legend = []
+        if any(m.trace for m in view.moves):
+            legend.append("* trace")
+        if self.values_shown and any(j is not None and j.mark for j in judged):
+            legend.append("?? loses · ? lets a win go · ! only move")
+        tail = f"   [dim]{' · '.join(legend)}[/dim]" if legend else ""
+        self.query_one("#moves", Static).update("Moves: " + " ".join(parts) + tail)
 
     def _update_features(self, ply: int) -> None:
         view = self.view
@@ -426,7 +613,36 @@ class GameScreen(OfArenaApp, Screen):
     def cell_clicked(self, event: CellChosen) -> None:
         self.action_play(event.cell)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Only the keys that work here are offered (and shown in the footer)."""
+        view = self.view if self.game_id in self.arena.games else None
+        if view is None:
+            return True
+        playing = view.you is not None and not view.over and not view.replay
+        if action in ("play", "resign"):
+            return playing
+        if action == "rematch":
+            return view.over and self.rematch() is not None
+        if action == "toggle_values":  # always on in replays and finished games
+            return not (view.replay or view.over)
+        return True
+
+    def rematch(self) -> tuple[str, str] | None:
+        """(opponent, the side to ask for) for a rematch of a finished game this person played,
+        sides swapped as in lichess; also from the replay of one of their games. Else ``None``."""
+        view = self.view
+        me = self.arena.player_name
+        seat = view.you or (Seat.X if view.x == me else Seat.O if view.o == me else None)
+        if seat is None or view.x == view.o:
+            return None
+        return view.player(seat.other), seat.other.value
+
     def action_play(self, cell: int) -> None:
+        self._resign_armed = False
+        if self.view.replay or self.view.you is None:
+            self.show_message("This is a replay: ←/→ step through it." if self.view.replay
+                              else "You are watching this game; spectators cannot move.")
+            return
         if self.view_ply is not None and self.view_ply < len(self.view.moves):
             self.view_ply = None  # back to the live position first
             self.refresh_game()
@@ -438,7 +654,15 @@ class GameScreen(OfArenaApp, Screen):
         self.show_message("")
         self.arena.send_move(self.game_id, cell)
 
+    def action_toggle_values(self) -> None:
+        self.show_values = not self.show_values
+        self.refresh_game()
+
+    def action_legend(self) -> None:
+        self.app.push_screen(LegendScreen())
+
     def action_step(self, delta: int) -> None:
+        self._stop_pacing()  # the person takes over
         n = len(self.view.moves)
         self.view_ply = max(0, min(self.shown_ply() + delta, n))
         if self.view_ply == n and not self.view.replay:
@@ -446,23 +670,29 @@ class GameScreen(OfArenaApp, Screen):
         self.refresh_game()
 
     def action_step_to(self, ply: int) -> None:
+        self._stop_pacing()
         self.view_ply = len(self.view.moves) if ply < 0 else ply
         if self.view_ply == len(self.view.moves) and not self.view.replay:
             self.view_ply = None
         self.refresh_game()
 
     def action_rematch(self) -> None:
-        view = self.view
-        if not view.over or view.you is None or view.opponent is None:
+        rematch = self.rematch() if self.view.over else None
+        if rematch is None:
             self.show_message("Rematch is offered when a game you played is over.")
             return
-        self.arena.start_challenge(view.opponent, view.you.value)
+        self.arena.start_challenge(*rematch, clock=self.view.clock)  # the same time control
 
     def action_resign(self) -> None:
         view = self.view
         if view.over or view.you is None:
             self.show_message("Only a player can resign a running game.")
             return
+        if not self._resign_armed:  # as Esc does: a second press confirms
+            self._resign_armed = True
+            self.show_message("Resign? Press R again to resign.")
+            return
+        self._resign_armed = False
         self.arena.send_resign(self.game_id)
 
     def action_leave(self) -> None:

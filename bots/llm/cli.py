@@ -19,6 +19,10 @@ POLICY_AUTO = "auto"
 POLICY_NONE = "none"
 #: the steering policy shipped with the SAE (``--policy auto`` plays it when present)
 SHIPPED_POLICY_FILE = "policy.json"
+#: the move reading of `autosteer-bot run --kind llm` and of the TUI's demo bot: masked, the
+#: reading the shipped steering vector was searched for (docs/LLM_BOT.md has both modes' results;
+#: evaluations report strict as the headline and pass --mode explicitly)
+DEFAULT_MODE = "masked"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,8 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--policy", default=POLICY_AUTO,
                    help="steering policy JSON (e.g. a fixed coefficient vector); 'auto' uses the policy shipped at "
                         "bots/llm/artifacts/policy.json if there is one (else no steering); 'none' plays unsteered")
-    g.add_argument("--mode", choices=MODES, default="strict",
-                   help="strict: argmax over all nine cells, an occupied cell forfeits; masked: argmax over legal cells")
+    g.add_argument("--mode", choices=MODES, default=DEFAULT_MODE,
+                   help="masked (default for play: the shipped steering vector was searched for it): argmax over the "
+                        "legal cells; strict (the honest evaluation reading): argmax over all nine cells, an occupied "
+                        "cell forfeits")
     g.add_argument("--top-k", type=int, default=8, help="SAE features reported in each move's trace")
     g.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest under contention)")
     g.add_argument("--cache-boards", type=int, default=256,

@@ -75,6 +75,9 @@ class LlamaWeights:
     score_scale: float  # multiplies q·k
     rope: Callable[[Tensor], tuple[Tensor, Tensor]]  # positions [...] -> cos, sin [..., rotary_dim]
     unembed_rows: Callable[[list[int]], tuple[Tensor, Tensor | None]]  # token ids -> W [n, D], b [n]
+    #: the whole unembedding (views, no copy): W [vocab, D], b [vocab]; for the digits' share of
+    #: the next-token mass (None: not measured)
+    unembed_all: Callable[[], tuple[Tensor, Tensor | None]] | None = None
 
     @property
     def n_layers(self) -> int:
@@ -121,7 +124,7 @@ def _hf_weights(hf: Any) -> LlamaWeights:
                         eps=float(cfg.rms_norm_eps), n_heads=n_heads,
                         n_kv_heads=int(getattr(cfg, "num_key_value_heads", n_heads)), d_head=d_head,
                         rotary_dim=int(inv_freq.numel() * 2), score_scale=float(getattr(hf.model.layers[0].self_attn, "scaling", d_head ** -0.5)),
-                        rope=rope, unembed_rows=unembed_rows)
+                        rope=rope, unembed_rows=unembed_rows, unembed_all=lambda: (head.weight, head.bias))
 
 
 def _tl_weights(ht: Any) -> LlamaWeights:
@@ -159,7 +162,8 @@ def _tl_weights(ht: Any) -> LlamaWeights:
     n_kv = int(cfg.n_key_value_heads or H)
     return LlamaWeights(layers=layers, embed=ht.embed.W_E, final_norm=ht.ln_final.w, eps=float(cfg.eps),
                         n_heads=H, n_kv_heads=n_kv, d_head=dh, rotary_dim=int(cfg.rotary_dim or dh),
-                        score_scale=1.0 / float(at0.attn_scale), rope=rope, unembed_rows=unembed_rows)
+                        score_scale=1.0 / float(at0.attn_scale), rope=rope, unembed_rows=unembed_rows,
+                        unembed_all=lambda: (ht.unembed.W_U.T, ht.unembed.b_U))
 
 
 def llama_weights(model: Any) -> LlamaWeights:
@@ -232,6 +236,8 @@ class BoardEntry:
     resid: Tensor  # [d_model] residual of the last token entering the start layer
     kv: Tensor  # [n_cached_layers, 2, n_kv_heads, length-1, d_head] prefix keys (rotated) and values
     digit_logits: Tensor  # [9] unsteered
+    #: log of the digits' share of the unsteered next-token probability (None: not measured)
+    log_digit_mass: Tensor | None = None
 
     @property
     def nbytes(self) -> int:
@@ -256,6 +262,18 @@ class LlamaAnswerPath:
     def _digits(self, x: Tensor) -> Tensor:
         h = _rms(x, self.w.final_norm, self.w.eps)
         return F.linear(h, self.digit_w, self.digit_b)
+
+    def log_digit_mass(self, x: Tensor) -> Tensor | None:
+        """``[B]``: log of the nine digits' share of the next-token probability for final
+        residuals ``x`` ``[B, D]`` (a full-vocabulary unembedding; None when the weights do
+        not expose it). Near 0 unsteered; strong steering moves mass to other tokens, which
+        the nine digit logits alone cannot show."""
+        if self.w.unembed_all is None:
+            return None
+        h = _rms(x, self.w.final_norm, self.w.eps)
+        W, b = self.w.unembed_all()
+        full = F.linear(h, W, b)
+        return torch.logsumexp(full[:, self.digit_ids], -1) - torch.logsumexp(full, -1)
 
     def prefix_kv(self, prefix: Sequence[int]) -> Tensor:
         """Rotated keys and values of a token prefix at every layer, ``[n_layers, 2, Hk, K, dh]``,
@@ -341,6 +359,7 @@ class LlamaAnswerPath:
         if want_all_kv:
             return torch.stack(all_kv).contiguous(), []
         logits = self._digits(x[rows, last])
+        masses = self.log_digit_mass(x[rows, last])
         entries = []
         for i, n in enumerate(lengths):
             if kept:
@@ -348,7 +367,8 @@ class LlamaAnswerPath:
             else:
                 kv = torch.empty(0, 2, Hk, n - 1, dh)
             entries.append(BoardEntry(length=n, resid=resid_at_start[i].contiguous(), kv=kv,
-                                      digit_logits=logits[i].clone()))
+                                      digit_logits=logits[i].clone(),
+                                      log_digit_mass=None if masses is None else masses[i].clone()))
         return None, entries
 
     @torch.no_grad()
@@ -358,6 +378,16 @@ class LlamaAnswerPath:
         cached unsteered logits."""
         if added is None:
             return torch.stack([e.digit_logits for e in entries])
+        return self._digits(self._final_residual(entries, added))
+
+    @torch.no_grad()
+    def answer_logits_and_mass(self, entries: Sequence[BoardEntry], added: Tensor) -> tuple[Tensor, Tensor | None]:
+        """:meth:`answer_logits` with steering, and the log digit mass of each answer."""
+        x = self._final_residual(entries, added)
+        return self._digits(x), self.log_digit_mass(x)
+
+    def _final_residual(self, entries: Sequence[BoardEntry], added: Tensor) -> Tensor:
+        """``[B, D]``: the answer token's residual after the last layer, with ``added``."""
         if not self.keep_kv and self.start_layer < self.w.n_layers:
             raise FastPathUnsupported("this answer path was built without the prefix keys/values (keep_kv=False)")
         w = self.w
@@ -366,7 +396,7 @@ class LlamaAnswerPath:
             raise ValueError(f"added vectors have shape {tuple(added.shape)}, expected {(B, w.d_model)}")
         x = (torch.stack([e.resid for e in entries]) + added)[:, None, :]  # [B, 1, D]
         if self.start_layer == w.n_layers:
-            return self._digits(x[:, 0])
+            return x[:, 0]
         H, Hk, dh = w.n_heads, w.n_kv_heads, w.d_head
         lengths = [e.length for e in entries]
         P = max(lengths) - 1  # prefix slots
@@ -394,7 +424,7 @@ class LlamaAnswerPath:
                                                  enable_gqa=Hk != H)
             x = x + F.linear(att.transpose(1, 2).reshape(B, 1, H * dh), lw.o, lw.bo)
             x = x + _mlp(x, lw, w.eps)
-        return self._digits(x[:, 0])
+        return x[:, 0]
 
 
 class BoardCache:

@@ -99,6 +99,10 @@ class AnswerBatch:
     logits: "torch.Tensor"  # [B, 9] with steering
     base_logits: "torch.Tensor"  # [B, 9] without steering
     hook_acts: "torch.Tensor | None"  # [B, d_model] at the hook, before steering
+    #: [B] the nine digits' share of the whole next-token probability, with and without the
+    #: steering (None where not measured: see the readers' ``digit_mass``)
+    digit_mass: "torch.Tensor | None" = None
+    base_digit_mass: "torch.Tensor | None" = None
 
 
 class SteeredLogitsMemo:
@@ -225,9 +229,16 @@ class CachedAnswerReader(AnswerReader):
     kind = "cached"
 
     def __init__(self, lm: "LanguageModel", hook_name: str | None, phrasing: str = "grid",
-                 cache_boards: int = 256, steerable: bool = True, memo_entries: int | None = None) -> None:
+                 cache_boards: int = 256, steerable: bool = True, memo_entries: int | None = None,
+                 digit_mass: bool = False) -> None:
         super().__init__(lm, hook_name, phrasing)
+        #: also measure the digits' share of the next-token mass under steering (a full
+        #: unembedding per steered answer: about twice the cost of a steered move, so opt-in;
+        #: the unsteered share is measured once per board in any case)
+        self.digit_mass = digit_mass
         self.memo = SteeredLogitsMemo(4 * cache_boards if memo_entries is None else memo_entries)
+        #: steered answers with their digit mass (ten numbers an entry), apart from ``memo``
+        self.mass_memo = SteeredLogitsMemo(self.memo.max_entries)
         from bots.llm.llama_fast import BoardCache, LlamaAnswerPath, llama_weights, start_layer_for_hook
 
         weights = llama_weights(lm.model)
@@ -289,21 +300,33 @@ class CachedAnswerReader(AnswerReader):
 
         ents = self.entries(boards)
         base = torch.stack([e.digit_logits for e in ents])
+        base_mass = None if any(e.log_digit_mass is None for e in ents) else \
+            torch.stack([e.log_digit_mass for e in ents]).exp()
+        mass = base_mass if added is None else None
         if added is None:
             logits = base
+        elif self.digit_mass and base_mass is not None:
+            def with_mass(idx: list[int], vec: "torch.Tensor") -> "torch.Tensor":
+                lg, lm_ = self.path.answer_logits_and_mass([ents[i] for i in idx], vec)
+                return torch.cat([lg, lm_[:, None]], dim=1)
+
+            both = steered_with_memo(self.mass_memo, boards, added, with_mass)
+            logits, mass = both[:, :9], both[:, 9].exp()
         else:
             logits = steered_with_memo(self.memo, boards, added,
                                        lambda idx, vec: self.path.answer_logits([ents[i] for i in idx], vec))
         acts = torch.stack([e.resid for e in ents]) if self.hook_name is not None else None
-        return AnswerBatch(logits=logits, base_logits=base, hook_acts=acts)
+        return AnswerBatch(logits=logits, base_logits=base, hook_acts=acts, digit_mass=mass, base_digit_mass=base_mass)
 
     def stats(self) -> dict[str, Any]:
-        return {"reader": self.kind, "start_layer": self.path.start_layer, **self.cache.stats(), **self.memo.stats()}
+        memo = self.mass_memo if self.digit_mass else self.memo
+        return {"reader": self.kind, "start_layer": self.path.start_layer, **self.cache.stats(), **memo.stats()}
 
     def clear(self) -> None:
         """Forget every cached board and memoised steered answer."""
         self.cache._entries.clear()
         self.memo.clear()
+        self.mass_memo.clear()
 
 
 class HookedAnswerReader(AnswerReader):
@@ -351,11 +374,15 @@ class HookedAnswerReader(AnswerReader):
             else:
                 with steering_hooks(self.lm.model, self.hook_name, added, lengths, self.positions, captured):
                     out = self.lm.model(tokens)
-        logits = out[rows, last][:, self.lm.cell_token_ids].float()
-        return logits, captured.get("act")
+        full = out[rows, last].float()
+        logits = full[:, self.lm.cell_token_ids]
+        # the digits' share of the next-token mass rides along as a tenth column (free here)
+        log_mass = torch.logsumexp(logits, -1) - torch.logsumexp(full, -1)
+        return torch.cat([logits, log_mass[:, None]], dim=1), captured.get("act")
 
     def _base_rows(self, boards: Sequence[Board]) -> tuple["torch.Tensor", "torch.Tensor | None"]:
-        """Unsteered logits and hook activations, from the per-board cache or one forward."""
+        """Unsteered logits (nine, then the log digit mass) and hook activations, from the
+        per-board cache or one forward."""
         import torch
 
         found: list[tuple[torch.Tensor, torch.Tensor | None] | None] = []
@@ -388,7 +415,8 @@ class HookedAnswerReader(AnswerReader):
         else:
             logits = steered_with_memo(self.memo, boards, added, lambda idx, vec: self._forward(
                 [self.prompt_ids(boards[i]) for i in idx], vec)[0])
-        return AnswerBatch(logits=logits, base_logits=base, hook_acts=acts)
+        return AnswerBatch(logits=logits[:, :9], base_logits=base[:, :9], hook_acts=acts,
+                           digit_mass=logits[:, 9].exp(), base_digit_mass=base[:, 9].exp())
 
     def stats(self) -> dict[str, Any]:
         total = self.base_hits + self.base_misses
@@ -403,7 +431,8 @@ class HookedAnswerReader(AnswerReader):
 
 
 def make_reader(lm: "LanguageModel", hook_name: str | None, *, reader: str = "auto", phrasing: str = "grid",
-                cache_boards: int = 256, positions: str = "last", steerable: bool = True) -> AnswerReader:
+                cache_boards: int = 256, positions: str = "last", steerable: bool = True,
+                digit_mass: bool = False) -> AnswerReader:
     """``auto``: the cached fast path when the model and hook allow it (Llama-family model,
     residual hook, last-position steering), else the hooked full forward."""
     from bots.llm.llama_fast import FastPathUnsupported
@@ -415,7 +444,7 @@ def make_reader(lm: "LanguageModel", hook_name: str | None, *, reader: str = "au
             raise ValueError("the cached reader steers only the answer position (positions='last')")
         return HookedAnswerReader(lm, hook_name, phrasing, positions, cache_boards)
     try:
-        return CachedAnswerReader(lm, hook_name, phrasing, cache_boards, steerable)
+        return CachedAnswerReader(lm, hook_name, phrasing, cache_boards, steerable, digit_mass=digit_mass)
     except FastPathUnsupported as exc:
         if reader == "cached":
             raise ValueError(f"no cached fast path for {lm.name} at {hook_name}: {exc}") from None

@@ -90,7 +90,8 @@ def feature_scales(sae: "LoadedSAE", reader: "AnswerReader | None" = None, n_boa
 class Steering:
     """Maps coefficient vectors over ``features`` to vectors added at the SAE's hook point."""
 
-    def __init__(self, sae: "LoadedSAE", features: Sequence[int], scales: FeatureScales) -> None:
+    def __init__(self, sae: "LoadedSAE", features: Sequence[int], scales: FeatureScales,
+                 directions: torch.Tensor | None = None) -> None:
         self.sae = sae
         self.features = check_feature_indices(list(features), sae.d_sae)
         if scales.values.shape != (sae.d_sae,):
@@ -98,6 +99,15 @@ class Steering:
         idx = torch.tensor(self.features, dtype=torch.long)
         self.scales = scales.values.index_select(0, idx).float()  # [n]
         self.directions = sae.W_dec.index_select(0, idx).float()  # [n, d_in]
+        #: True when ``directions`` replaced the decoder rows (a control: directions that are
+        #: not SAE features); traces then name no feature labels
+        self.replaced = directions is not None
+        if directions is not None:
+            directions = torch.as_tensor(directions, dtype=torch.float32)
+            if directions.shape != self.directions.shape:
+                raise SteeringError(f"replacement directions have shape {tuple(directions.shape)}, "
+                                    f"expected {tuple(self.directions.shape)}")
+            self.directions = directions
         self.scale_source = scales.source
 
     @property
@@ -126,9 +136,11 @@ class Steering:
         out = []
         for f, c in zip(self.features, coefs):
             item: dict[str, Any] = {"index": f, "coefficient": round(float(c), digits)}
-            label = self.sae.label(f)
+            label = None if self.replaced else self.sae.label(f)
+            if self.replaced:
+                item["direction"] = "random (not an SAE feature)"
             if label:
-                item["label"] = label[:60]
+                item["label"] = label[:160]
             out.append(item)
         return out
 

@@ -1,0 +1,395 @@
+"""``autosteer-train controls``: equal-effort controls for a searched or trained steering policy.
+
+A control must get the same search or training budget as the thing it controls for. An
+unoptimised perturbation of a searched vector (``evaluate --control``) shows only that the
+search found *something*; the question a claim must answer is whether the *specific*
+features matter, and for that the same fitter, with the same budget and seeds, is given
+other things to steer with — a :class:`Basis`:
+
+* ``policy features``: the policy's own features (the fit re-run: how much the seed matters);
+* ``random SAE features``: K SAE features drawn at random (seeded), none of the policy's;
+* ``random directions``: K random directions in the residual stream that are not SAE
+  features, each with the norm of the decoder row of the policy feature it stands in for
+  (so a coefficient pushes as hard); the largest |cosine| with any SAE decoder row is reported;
+* ``shuffled labels``: the labels permuted among the labelled features, then features
+  picked by label exactly as the search picks them (``vector_search.pick_features``).
+
+A *fitter* turns (an LLM bot steering along a basis, a seed) into a policy over the basis's
+features (:class:`Fitter`). :class:`CEMFitter` is the cross-entropy search of
+``training/vector_search.py``; a PPO trainer plugs in the same way (an object with ``name``,
+``budget()`` and ``fit(bot, seed, progress)``), see ``docs/EVALUATION.md``.
+
+Each fitted policy is then measured like any policy: the exact probabilities against
+minimax (the fitting objective: in-sample), the steering budget on the boards it meets, and
+the held-out checks of ``training/heldout.py`` (phrasings, opponents; every position with
+``--positions``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable, Protocol, Sequence
+
+BASES = ("policy", "features", "directions", "labels")
+BASIS_NAMES = {"policy": "policy features", "features": "random SAE features", "directions": "random directions",
+               "labels": "shuffled labels"}
+
+
+@dataclass
+class Basis:
+    """What a fitter may steer with: K SAE features, or K directions standing in for them."""
+
+    name: str
+    features: list[int]  # SAE feature indices (for ``directions``: the features whose norms they take)
+    directions: Any = None  # [K, d_model] replacing the decoder rows; None = the SAE's own
+    note: str = ""
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "features": list(self.features), "directions": self.directions is not None,
+                "note": self.note}
+
+
+class Fitter(Protocol):
+    """Fits a steering policy over a basis. ``bot`` is an ``LLMBot`` whose policy names the
+    basis's features (zero coefficients) and whose steering uses the basis's directions;
+    the returned policy must steer those features (in that order). ``budget()`` says what
+    one fit costs (iterations, samples, steps): the same for every basis."""
+
+    name: str
+
+    def budget(self) -> dict[str, Any]: ...
+
+    def fit(self, bot: Any, seed: int, progress: Callable[[], None] | None = None) -> Any: ...
+
+
+@dataclass
+class CEMFitter:
+    """The fixed-vector cross-entropy search (``training.vector_search.run_search``)."""
+
+    config: Any  # vector_search.SearchConfig (its seed is replaced by fit's)
+    name: str = "cem"
+    last: dict[str, Any] = field(default_factory=dict)
+
+    def budget(self) -> dict[str, Any]:
+        c = self.config
+        return {"fitter": "cross-entropy method (exact objective vs minimax)", "iterations": c.iterations,
+                "population": c.population, "elite": c.elite, "bound": c.bound, "init_std": c.init_std,
+                "l1": c.l1, "mode": c.mode, "line_search": "30 scales of the best vector",
+                "vectors_scored": c.iterations * c.population + 31}
+
+    def fit(self, bot: Any, seed: int, progress: Callable[[], None] | None = None) -> Any:
+        from dataclasses import replace
+
+        from bots.llm.policy import FixedSteeringPolicy
+        from training.vector_search import run_search
+
+        cfg = replace(self.config, seed=seed, features=list(bot.policy.features))
+        bot.set_mode(cfg.mode)
+        result = run_search(bot, cfg, progress=progress)
+        self.last = {"best": result["best"], "history": result["history"]}
+        return FixedSteeringPolicy(list(bot.policy.features), result["best"]["coefficients"],
+                                   hook_name=bot.sae.hook_name, d_sae=bot.sae.d_sae, source=f"{self.name} fit, seed {seed}")
+
+    def total(self) -> int:
+        return self.config.iterations * self.config.population
+
+
+# --------------------------------------------------------------------------- bases
+def random_feature_basis(sae: Any, k: int, seed: int, exclude: Sequence[int] = ()) -> Basis:
+    """K SAE features drawn uniformly (seeded) among those not in ``exclude``."""
+    pool = [i for i in range(sae.d_sae) if i not in set(exclude)]
+    if len(pool) < k:
+        raise ValueError(f"the SAE has {len(pool)} features outside the policy's, fewer than the {k} needed")
+    return Basis(BASIS_NAMES["features"], random.Random(f"features-{seed}").sample(pool, k),
+                 note=f"{k} of {len(pool)} SAE features outside the policy's, drawn with seed {seed}")
+
+
+def random_direction_basis(sae: Any, features: Sequence[int], seed: int) -> Basis:
+    """K random residual directions (seeded Gaussian), direction j scaled to the norm of the
+    decoder row of ``features[j]``; the note gives the largest |cosine| with any decoder row."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    W = sae.W_dec.detach().float()
+    rows = W.index_select(0, torch.tensor(list(features), dtype=torch.long))
+    d = torch.randn(len(features), W.shape[1], generator=gen)
+    d = d / d.norm(dim=-1, keepdim=True) * rows.norm(dim=-1, keepdim=True)
+    cos = (torch.nn.functional.normalize(d, dim=-1) @ torch.nn.functional.normalize(W, dim=-1).T).abs().max()
+    return Basis(BASIS_NAMES["directions"], list(features), directions=d,
+                 note=f"{len(features)} Gaussian directions (seed {seed}), norms of the policy features' decoder rows; "
+                      f"max |cos| with any of the {W.shape[0]} SAE decoder rows {float(cos):.3f}")
+
+
+def shuffled_label_basis(sae: Any, k: int, seed: int, picker: Callable[[Any, int], list[int]] | None = None) -> Basis:
+    """Features picked by label (``picker``, default ``vector_search.pick_features``) after
+    the labels were permuted (seeded) among the labelled features."""
+    from training.vector_search import pick_features
+
+    info = getattr(sae, "features", None)
+    labels = dict(getattr(info, "labels", {}) or {})
+    if len(labels) < 2:
+        raise ValueError("the SAE has fewer than two labelled features: there are no labels to shuffle")
+    keys = sorted(labels)
+    moved = keys[:]
+    random.Random(f"labels-{seed}").shuffle(moved)
+    shuffled = {new: labels[old] for old, new in zip(keys, moved)}
+    view = SimpleNamespace(features=SimpleNamespace(labels=shuffled, typical_activation=getattr(info, "typical_activation", None)),
+                           d_sae=sae.d_sae)
+    picked = (picker or pick_features)(view, k)
+    return Basis(BASIS_NAMES["labels"], picked,
+                 note=f"labels of {len(keys)} labelled features permuted (seed {seed}), then {k} picked by label")
+
+
+def make_basis(kind: str, sae: Any, policy: Any, seed: int) -> Basis:
+    features = list(policy.features)
+    if kind == "policy":
+        return Basis(BASIS_NAMES["policy"], features, note="the policy's own features")
+    if kind == "features":
+        return random_feature_basis(sae, len(features), seed, exclude=features)
+    if kind == "directions":
+        return random_direction_basis(sae, features, seed)
+    if kind == "labels":
+        return shuffled_label_basis(sae, len(features), seed)
+    raise ValueError(f"unknown basis {kind!r}; expected one of {', '.join(BASES)}")
+
+
+# --------------------------------------------------------------------------- measuring a fitted policy
+def basis_bot(lm: Any, sae: Any, basis: Basis, policy: Any = None, *, mode: str = "masked", cache_boards: int = 2000) -> Any:
+    """An ``LLMBot`` steering along ``basis`` with ``policy`` (default: zero coefficients)."""
+    from bots.llm.bot import LLMBot
+    from bots.llm.policy import FixedSteeringPolicy
+
+    policy = policy or FixedSteeringPolicy(basis.features, [0.0] * len(basis.features), hook_name=sae.hook_name,
+                                           d_sae=sae.d_sae, source="basis")
+    return LLMBot(lm, sae=sae, policy=policy, mode=mode, top_k=0, cache_boards=cache_boards, digit_mass=True,
+                  directions=basis.directions)
+
+
+def exact_with_budget(bot: Any, seats: Sequence[str] = ("X", "O"), modes: Sequence[str] = ("strict", "masked"),
+                      opponent: str = "minimax") -> dict[str, Any]:
+    """Exact probabilities per mode and seat, with the steering budget over the boards met
+    (each distinct board once: the tree walk reads every board once)."""
+    from training.evaluate import ArmResult, _Strength, exact_probabilities
+    from training.heldout import BUDGET_KEYS
+
+    out: dict[str, Any] = {}
+    for mode in modes:
+        bot.set_mode(mode)
+        out[mode] = {}
+        for seat in seats:
+            strength = _Strength()
+            play = bot.play
+
+            def recording(boards: Any, coefficients: Any = None) -> Any:
+                moves = play(boards, coefficients)
+                strength.add(moves)
+                return moves
+
+            bot.play = recording
+            try:
+                exact = exact_probabilities(bot, seat, opponent)
+            finally:
+                del bot.play  # back to the method
+            arm = ArmResult(opponent, seat, mode)
+            strength.into(arm)
+            out[mode][seat] = {"exact": exact, "budget": {k: getattr(arm, k) for k in BUDGET_KEYS}}
+    return out
+
+
+def run_controls(lm: Any, sae: Any, policy: Any, fitter: Fitter, *, bases: Sequence[str] = BASES,
+                 seeds: Sequence[int] = (0,), heldout: bool = True, positions: bool = False,
+                 cache_boards: int = 2000, progress: Any = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Fit ``fitter`` on each basis and seed, and measure every fitted policy (and the
+    policy itself, unfitted) the same way. Returns ``{"budget", "rows": [...]}``."""
+    from training.heldout import heldout_report
+
+    rows: list[dict[str, Any]] = []
+
+    def measure(label: str, basis: Basis, fitted: Any, seed: int | None, seconds: float) -> dict[str, Any]:
+        bot = basis_bot(lm, sae, basis, fitted, cache_boards=cache_boards)
+        row = {"basis": label, "seed": seed, **{k: v for k, v in basis.describe().items() if k != "name"},
+               "coefficients": [round(c, 4) for c in fitted.coefficients([_empty()])[0]]
+               if hasattr(fitted, "coefs") else None,
+               "policy_digest": fitted.digest, "fit_seconds": round(seconds, 1), "in_sample": exact_with_budget(bot)}
+        bot.close()
+        if heldout:
+            rep = heldout_report(lm, sae, {label: fitted}, positions=positions, cache_boards=256,
+                                 directions={label: basis.directions} if basis.directions is not None else None)
+            row["heldout"] = {"phrasings": {p: v[label] for p, v in rep["phrasings"].items()},
+                              "opponents": rep["opponents"][label], "positions": rep["positions"].get(label)}
+        return row
+
+    log(f"measuring the policy itself ({policy.digest})")
+    rows.append(measure("the policy (as given)", Basis("the policy", list(policy.features)), policy, None, 0.0))
+    for seed in seeds:
+        for kind in bases:
+            basis = make_basis(kind, sae, policy, seed)
+            log(f"fitting on {basis.name} (seed {seed}): {basis.note}")
+            bot = basis_bot(lm, sae, basis, cache_boards=cache_boards)
+            t0 = time.perf_counter()
+            fitted = fitter.fit(bot, seed, progress=progress)
+            seconds = time.perf_counter() - t0
+            bot.close()
+            rows.append(measure(basis.name, basis, fitted, seed, seconds))
+            log(summary_line(rows[-1]))
+    return {"budget": fitter.budget(), "rows": rows}
+
+
+def _empty() -> Any:
+    from server.game import Board
+
+    return Board.empty()
+
+
+def summary_line(row: dict[str, Any], mode: str = "masked") -> str:
+    e = row["in_sample"][mode]
+    x, o = e["X"]["exact"], e["O"]["exact"]
+    return (f"{row['basis']} (seed {row['seed']}): exact draw vs minimax {100 * x['draw']:.1f} % as X, "
+            f"{100 * o['draw']:.1f} % as O ({mode}); ‖Δ‖/‖h‖ {e['X']['budget']['mean_norm_ratio']:.2f}/"
+            f"{e['O']['budget']['mean_norm_ratio']:.2f}, KL {e['X']['budget']['mean_kl']:.2f}/{e['O']['budget']['mean_kl']:.2f}")
+
+
+def markdown_table(report: dict[str, Any], mode: str = "masked") -> list[str]:
+    """Per row: exact in-sample draws as X / O (both modes), budget, held-out draws."""
+    def pct(e: Any) -> str:
+        return "—" if not e else f"{100 * e['draw']:.1f}"
+
+    lines = ["| steered with | seed | in-sample draw vs minimax X / O (masked) | (strict) | ‖Δ‖/‖h‖ X / O | KL X / O "
+             "| digit mass min X / O | rows, list phrasings: draw X / O | vs eps0.1: not lost X / O |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        m, s = r["in_sample"]["masked"], r["in_sample"].get("strict")
+        b = {seat: m[seat]["budget"] for seat in ("X", "O")}
+
+        def mass(seat: str) -> str:
+            v = b[seat]["min_digit_mass"]
+            return "—" if v is None else f"{v:.2f}"
+
+        held = r.get("heldout") or {}
+        phr = held.get("phrasings", {})
+        other = " · ".join(f"{pct(phr[p][mode]['minimax']['X'])} / {pct(phr[p][mode]['minimax']['O'])}"
+                           for p in ("rows", "list") if p in phr) or "—"
+        opp = held.get("opponents", {}).get(mode, {}).get("eps0.1")
+        eps = "—" if not opp else f"{100 * (opp['X']['win'] + opp['X']['draw']):.1f} / {100 * (opp['O']['win'] + opp['O']['draw']):.1f}"
+        lines.append(f"| {r['basis']} | {r['seed'] if r['seed'] is not None else '—'} | {pct(m['X']['exact'])} / "
+                     f"{pct(m['O']['exact'])} % | "
+                     + (f"{pct(s['X']['exact'])} / {pct(s['O']['exact'])} %" if s else "—")
+                     + f" | {b['X']['mean_norm_ratio']:.2f} / {b['O']['mean_norm_ratio']:.2f} | "
+                     f"{b['X']['mean_kl']:.2f} / {b['O']['mean_kl']:.2f} | {mass('X')} / {mass('O')} | {other} | {eps} |")
+    return lines
+
+
+# --------------------------------------------------------------------------- CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from training.vector_search import SearchConfig
+
+    d = SearchConfig()
+    parser.add_argument("--policy", default="auto", help="the policy to control for: a policy file or 'auto' (shipped)")
+    parser.add_argument("--fitter", choices=("cem",), default="cem",
+                        help="how policies are fitted: cem = the fixed-vector search (a PPO fitter plugs in later)")
+    parser.add_argument("--card", default="auto",
+                        help="run card whose search config gives the budget ('auto': <policy>.card.json next to the "
+                             "policy; 'none': the flags below)")
+    parser.add_argument("--bases", default=",".join(BASES),
+                        help="comma list: policy (its own features, re-fitted), features (random SAE features), "
+                             "directions (random non-SAE directions), labels (labels shuffled, picked by label)")
+    parser.add_argument("--seeds", default="0", help="comma list of seeds (each draws the bases and seeds the fit)")
+    parser.add_argument("--iterations", type=int, default=d.iterations, help="CEM iterations (when no run card)")
+    parser.add_argument("--population", type=int, default=d.population, help="CEM vectors per iteration (no run card)")
+    parser.add_argument("--elite", type=int, default=d.elite, help="CEM elite size (no run card)")
+    parser.add_argument("--bound", type=float, default=d.bound, help="coefficient bound (no run card)")
+    parser.add_argument("--mode", choices=("strict", "masked"), default=d.mode, help="fitting mode (no run card)")
+    parser.add_argument("--no-heldout", action="store_true", help="skip the held-out phrasings and opponents")
+    parser.add_argument("--positions", action="store_true", help="also check every open position (slow on a real model)")
+    parser.add_argument("--model", default="smollm2", help="model spec")
+    parser.add_argument("--sae", default="auto", help="SAE folder or registry id ('auto': the shipped SAE)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--cache-boards", type=int, default=2000, help="boards whose prompt state is cached")
+    parser.add_argument("--json", dest="json_out", default=None, metavar="PATH", help="write the report as JSON")
+
+
+def search_config(args: argparse.Namespace, policy: Any) -> tuple[Any, str]:
+    """The fitter's config: the policy's run card's when there is one (the same budget the
+    policy had), else the flags; and a sentence saying which."""
+    from training.vector_search import SearchConfig
+
+    card = None
+    if args.card == "auto" and getattr(policy, "source", ""):
+        candidate = Path(policy.source).with_suffix(".card.json")
+        card = candidate if candidate.is_file() else None
+    elif args.card not in ("auto", "none"):
+        card = Path(args.card)
+        if not card.is_file():
+            raise ValueError(f"--card {args.card}: no such file")
+    if card is not None:
+        cfg = json.loads(card.read_text()).get("config") or {}
+        known = {k: v for k, v in cfg.items() if k in SearchConfig.__dataclass_fields__ and k != "features"}
+        return SearchConfig(**known), f"the budget of the policy's run card {card}"
+    return SearchConfig(n_features=len(policy.features), iterations=args.iterations, population=args.population,
+                        elite=args.elite, bound=args.bound, mode=args.mode), "the budget given by the flags"
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from rich.console import Console
+    from tqdm import tqdm
+
+    from bots.llm.cli import load_policy_arg, load_sae_arg
+    from bots.llm.model import load_model
+    from training.evaluate import prepare_json_out
+    from training.evidence import snapshots_agree, weights_snapshot
+
+    console = Console() if sys.stdout.isatty() else Console(width=200)
+    try:
+        bases = [b.strip() for b in args.bases.split(",") if b.strip()]
+        for b in bases:
+            if b not in BASES:
+                raise ValueError(f"unknown basis {b!r}; expected a comma list of {', '.join(BASES)}")
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        if not seeds:
+            raise ValueError("--seeds is empty")
+        json_out = prepare_json_out(args.json_out) if args.json_out else None
+        policy, note = load_policy_arg(args.policy)
+        if policy is None:
+            raise ValueError("--policy names no policy: give the policy to control for")
+        torch.set_num_threads(max(1, args.threads))
+        lm = load_model(args.model)
+        sae = load_sae_arg(args.sae, lm)
+        if sae is None:
+            raise ValueError("the policy needs the SAE whose features it steers (--sae)")
+        policy.check_sae(sae.d_sae, sae.hook_name)
+        cfg, why = search_config(args, policy)
+    except (ValueError, OSError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
+    fitter = CEMFitter(cfg)
+    before = weights_snapshot(lm, sae, policy)
+    console.print(f"equal-effort controls for {note}: fitter {fitter.name} with {why} "
+                  f"({json.dumps(fitter.budget())}); bases {', '.join(bases)}; seeds {', '.join(map(str, seeds))}")
+    t0 = time.perf_counter()
+    with tqdm(total=len(bases) * len(seeds) * fitter.total(), desc="vectors", unit="vec", file=sys.stderr) as bar:
+        report = run_controls(lm, sae, policy, fitter, bases=bases, seeds=seeds, heldout=not args.no_heldout,
+                              positions=args.positions, cache_boards=args.cache_boards,
+                              progress=lambda: bar.update(1), log=lambda s: tqdm.write(s, file=sys.stderr))
+    after = weights_snapshot(lm, sae, policy)
+    unchanged = snapshots_agree(before, after)
+    elapsed = time.perf_counter() - t0
+    for line in markdown_table(report):
+        console.print(line, markup=False)
+    console.print("weights before and after: " + ("identical" if unchanged else "[red]CHANGED[/]"))
+    if json_out is not None:
+        meta = {"model": lm.name, "sae": getattr(sae, "source", None), "policy": str(policy.source),
+                "policy_digest": policy.digest, "config": asdict(cfg), "config_from": why, "bases": bases,
+                "seeds": seeds, "seconds": round(elapsed, 1), "weights_before": before, "weights_after": after,
+                "weights_unchanged": unchanged, "command": "autosteer-train controls " + " ".join(sys.argv[2:])}
+        json_out.write_text(json.dumps({"meta": meta, **report}, indent=2, default=str) + "\n")
+        console.print(f"wrote {json_out}")
+    console.print(f"done: {len(report['rows']) - 1} equal-effort fits in {elapsed:.0f} s")
+    return 0 if unchanged else 1
