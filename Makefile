@@ -24,6 +24,8 @@ demo: setup
 	$(BIN)/autosteer-tui
 
 test: setup
+	# Mosquitto and PostgreSQL for the event and cluster tests (installed with apt when missing; no service started)
+	scripts/ensure-services.sh
 	$(BIN)/python -m pytest
 
 bench: setup

@@ -321,6 +321,9 @@ class BotClient:
     async def _hello(self, ws: ClientConnection) -> None:
         hello: dict[str, Any] = {"type": "hello", "name": self.name, "role": "bot", "max_games": self.max_games,
                                  "protocol": PROTOCOL_VERSION}
+        about = " ".join(str(getattr(self.bot, "description", "") or "").split())[:200]
+        if about:  # the lobby shows it (the LLM bot: model, move reading, steering)
+            hello["description"] = about
         if self.token:
             hello["token"] = self.token
         await ws.send(dumps(hello))

@@ -103,6 +103,23 @@ def run(args: argparse.Namespace) -> int:
         bot.close()
 
 
+def _say(line: str, stream: str = "stdout") -> None:
+    """Print a status line. When its reader has gone (``autosteer-bot run … | head``) the line
+    is dropped and the stream points at /dev/null from then on, so one SIGTERM still ends the
+    bot cleanly instead of with a BrokenPipeError."""
+    out = getattr(sys, stream)
+    try:
+        print(line, file=out, flush=True)
+    except (BrokenPipeError, ValueError, OSError):
+        import os
+
+        try:  # what is still buffered for the closed pipe goes nowhere at exit, quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+        except (OSError, ValueError):
+            pass
+        setattr(sys, stream, open(os.devnull, "w"))
+
+
 async def _play(client: Any, stop_after: int | None) -> int:
     loop = asyncio.get_running_loop()
     signals = 0
@@ -111,9 +128,11 @@ async def _play(client: Any, stop_after: int | None) -> int:
         nonlocal signals
         signals += 1
         if signals == 1:
-            print(f"stopping: finishing {len(client.games)} game(s) in progress (interrupt again to quit now)",
-                  file=sys.stderr, flush=True)
+            # stop first: a message that cannot be written (stderr piped to a reader that has
+            # gone) must not keep the first signal from stopping the bot
             asyncio.ensure_future(client.stop(drain=True))
+            _say(f"stopping: finishing {len(client.games)} game(s) in progress (interrupt again to quit now)",
+                 stream="stderr")
         else:
             asyncio.ensure_future(client.stop())
 
@@ -126,12 +145,12 @@ async def _play(client: Any, stop_after: int | None) -> int:
                 asyncio.ensure_future(client.stop(drain=True))
         client.on_game_over = on_game_over
 
-    print(f"{client.name}: connecting to {client.url} (max {client.max_games} games at once)", flush=True)
+    _say(f"{client.name}: connecting to {client.url} (max {client.max_games} games at once)")
     try:
         await client.run()
     finally:
         s = client.stats
-        print(f"{client.name}: stopped after {s.games_finished} games: {s.wins} won, {s.draws} drawn, {s.losses} lost"
+        _say(f"{client.name}: stopped after {s.games_finished} games: {s.wins} won, {s.draws} drawn, {s.losses} lost"
               f"{f', {s.aborted} aborted' if s.aborted else ''}; {s.moves_sent} moves sent, "
-              f"{s.reconnects} reconnects", flush=True)
+              f"{s.reconnects} reconnects")
     return 0

@@ -20,18 +20,21 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import gc
 import http
 import itertools
 import json
 import logging
+import queue
 import signal
 import sys
+import threading
 import time
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Protocol
 
-from server.arena import Arena, Close, GameEnded, Send, ServerConfig, StoreGame
-from server.protocol import dumps
-from server.records import GameRecords, RecordsError
+from server.arena import Arena, Close, GameEnded, GameEvent, RelayGame, Send, ServerConfig, StoreGame
+from server.protocol import encode_frame
+from server.records import GameRecords, RecordsError, describe_target
 
 __all__ = ["ServerConfig", "ArenaServer", "serve_arena", "add_arguments", "run"]
 
@@ -40,21 +43,41 @@ log = logging.getLogger("autosteer.server")
 GameOverHook = Callable[[dict[str, Any]], None]
 
 
+class EventSink(Protocol):
+    """A transport for the arena's game events (:class:`server.cluster.MqttEvents`): it is
+    handed every :class:`GameEvent` and :class:`RelayGame` effect, in order, and never blocks."""
+
+    server_id: str
+    remote: Any  # server.relay.RemoteLobby | None
+
+    async def start(self, server: "ArenaServer") -> None: ...
+    def handle(self, effect: Any) -> None: ...
+    def status(self) -> dict[str, Any]: ...
+    async def stop(self) -> None: ...
+
+
 class _Peer:
-    """One connection's outgoing queue and the task that drains it in order."""
+    """One connection's outgoing queue and the task that drains it in order.
+
+    A frame pushed ``after`` a records commit (a future) waits for it, and so does every
+    frame queued behind it: no client hears of a game that is not stored yet."""
 
     def __init__(self, ws: Any, limit_bytes: int) -> None:
         self.ws = ws
         self.limit_bytes = limit_bytes
         self.queued_bytes = 0
-        self.queue: collections.deque[str | Close] = collections.deque()
+        self.queue: collections.deque[bytes | Close | asyncio.Future[None]] = collections.deque()
         self.ready = asyncio.Event()
         self.closed = False
         self.task: asyncio.Task[None] | None = None
+        self._barrier: asyncio.Future[None] | None = None  # the last commit queued
 
-    def push(self, item: str | Close) -> None:
+    def push(self, item: bytes | Close, after: asyncio.Future[None] | None = None) -> None:
         if self.closed:
             return
+        if after is not None and after is not self._barrier and not after.done():
+            self._barrier = after
+            self.queue.append(after)
         if isinstance(item, Close):
             self.closed = True
         elif self.queued_bytes + len(item) > self.limit_bytes:  # the client does not read: drop it
@@ -78,11 +101,14 @@ class _Peer:
             while True:
                 while self.queue:
                     item = self.queue.popleft()
+                    if isinstance(item, asyncio.Future):
+                        await item  # the records this frame speaks of are committed first
+                        continue
                     if isinstance(item, Close):
                         await self.ws.close(item.code, item.reason)
                         return
                     self.queued_bytes -= len(item)
-                    await self.ws.send(item)
+                    await self.ws.send(item, text=True)  # UTF-8 JSON, sent as a text frame
                 if self.closed:
                     return
                 self.ready.clear()
@@ -91,12 +117,85 @@ class _Peer:
             return
 
 
+class _RecordWriter:
+    """Stores game records on a thread of its own, with its own database connection, so a
+    slow disk (a commit can stall for tens of ms) never stalls the event loop. Each batch
+    resolves a future on the loop once it is committed; batches queued meanwhile share one
+    transaction."""
+
+    def __init__(self, path: str, loop: asyncio.AbstractEventLoop) -> None:
+        self.records = GameRecords(path)
+        self.loop = loop
+        self.jobs: queue.SimpleQueue[tuple[list[dict[str, Any]], asyncio.Future[None]] | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="arena-records", daemon=True)
+        self.thread.start()
+
+    def submit(self, records: list[dict[str, Any]]) -> asyncio.Future[None]:
+        done: asyncio.Future[None] = self.loop.create_future()
+        self.jobs.put((records, done))
+        return done
+
+    def close(self) -> None:
+        """Store everything submitted so far, then stop."""
+        self.jobs.put(None)
+        self.thread.join()
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            job = self.jobs.get()
+            batch = []
+            while job is not None:
+                batch.append(job)
+                try:
+                    job = self.jobs.get_nowait()
+                except queue.Empty:
+                    break
+            stopping = job is None
+            if batch:
+                self._store(batch)
+        self.records.close()
+
+    def _store(self, batch: list[tuple[list[dict[str, Any]], asyncio.Future[None]]]) -> None:
+        try:
+            store_records(self.records, [record for records, _ in batch for record in records])
+        except Exception:
+            log.exception("could not commit %d game records", sum(len(r) for r, _ in batch))
+        for _, done in batch:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                self.loop.call_soon_threadsafe(_resolve, done)
+
+
+def store_records(store: GameRecords, records: list[dict[str, Any]]) -> None:
+    """Save ``records`` in one transaction; if that fails (a bad record such as NaN, or the
+    database dropped the connection), each record on its own: one that cannot be stored is
+    logged, the others are kept."""
+    try:
+        with store.transaction():
+            for record in records:
+                store.save(record)
+    except Exception:
+        for record in records:
+            try:
+                store.save(record)
+            except Exception:  # the game goes on; the failure is logged loudly
+                log.exception("could not store game %s", record.get("game_id"))
+
+
+def _resolve(done: asyncio.Future[None]) -> None:
+    if not done.done():
+        done.set_result(None)
+
+
 class ArenaServer:
     """A running server: ``port``, ``url``, ``records`` and ``arena`` for callers and tests."""
 
-    def __init__(self, config: ServerConfig, *, on_game_over: GameOverHook | None = None) -> None:
+    def __init__(self, config: ServerConfig, *, on_game_over: GameOverHook | None = None,
+                 events: EventSink | None = None) -> None:
         self.config = config
         self.on_game_over = on_game_over
+        self.events = events
+        self.server_id = events.server_id if events is not None else None
         self.records: GameRecords | None = None
         self.arena: Arena | None = None
         self.port: int = config.port
@@ -108,6 +207,9 @@ class ArenaServer:
         self._wake = asyncio.Event()
         self._armed_for: float | None = None
         self._stopped = False
+        self._pending: list[Any] = []  # effects taken from the arena, carried out once per loop turn
+        self._flush_handle: asyncio.Handle | None = None
+        self._writer: _RecordWriter | None = None  # records are written on a thread (file databases)
 
     @property
     def url(self) -> str:
@@ -121,10 +223,15 @@ class ArenaServer:
         from websockets.asyncio.server import serve
 
         self.records = GameRecords(self.config.db_path)
-        self.aborted_at_start = self.records.abort_live()
+        # sharing the store with other servers: only this server's unfinished games are its to abort
+        self.aborted_at_start = self.records.abort_live(server_id=self.server_id)
         if self.aborted_at_start:
             log.warning("marked %d games left live by an earlier run as aborted", self.aborted_at_start)
-        self.arena = Arena(self.config, load_record=self.records.get, list_records=self.records.summaries)
+        self.arena = Arena(self.config, load_record=self.records.get, list_records=self.records.summaries,
+                           find_records=self.records.find,
+                           remote=self.events.remote if self.events is not None else None)
+        if self.config.db_path != ":memory:":  # a second connection to ":memory:" would be another database
+            self._writer = _RecordWriter(self.config.db_path, asyncio.get_running_loop())
         try:
             self._ws_server = await serve(
                 self._handle, self.config.host, self.config.port,
@@ -133,13 +240,18 @@ class ArenaServer:
                 ping_interval=self.config.ping_interval,
                 ping_timeout=self.config.ping_interval,
                 close_timeout=2.0,
+                compression=None,  # frames are small: deflate cost more CPU than it saved bytes (docs/PERFORMANCE.md)
                 server_header="autosteer-arena",
             )
         except BaseException:  # e.g. the port is taken: leave nothing open
+            if self._writer is not None:
+                self._writer.close()
             self.records.close()
             raise
         self.port = self._ws_server.sockets[0].getsockname()[1]
         self._timer_task = asyncio.create_task(self._timer(), name="arena-timer")
+        if self.events is not None:
+            await self.events.start(self)
 
     async def stop(self) -> None:
         """Stop accepting, abort live games (stored and announced), close every connection
@@ -149,7 +261,7 @@ class ArenaServer:
         self._stopped = True
         self._ws_server.server.close()  # no new TCP connections
         self.arena.shutdown(time.time())
-        self._apply()
+        self._apply(now=True)
         senders = [p.task for p in self._peers.values() if p.task is not None]
         for p in list(self._peers.values()):
             p.stop()
@@ -162,7 +274,11 @@ class ArenaServer:
             self._timer_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._timer_task
-        self._apply()  # records of anything that ended while closing
+        self._apply(now=True)  # records of anything that ended while closing
+        if self._writer is not None:
+            self._writer.close()
+        if self.events is not None:
+            await self.events.stop()
         if self.records is not None:
             self.records.close()
 
@@ -170,7 +286,14 @@ class ArenaServer:
     def _process_request(self, connection: Any, request: Any) -> Any:
         if request.path.split("?", 1)[0] == "/healthz":
             assert self.arena is not None
-            response = connection.respond(http.HTTPStatus.OK, json.dumps(self.arena.status()) + "\n")
+            if getattr(request, "method", "GET") != "GET":
+                response = connection.respond(http.HTTPStatus.METHOD_NOT_ALLOWED, "GET /healthz only\n")
+                response.headers["Allow"] = "GET"
+                return response
+            body = self.arena.status()
+            if self.events is not None:
+                body["mqtt"] = self.events.status()
+            response = connection.respond(http.HTTPStatus.OK, json.dumps(body) + "\n")
             del response.headers["Content-Type"]
             response.headers["Content-Type"] = "application/json"
             return response
@@ -199,38 +322,68 @@ class ArenaServer:
         finally:
             if not self._stopped:
                 arena.disconnect(conn_id, time.time())
-                self._apply()
+                self._apply(now=True)  # this connection's last frames (a refusal, its close) before it stops
             peer.stop()
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(sender, timeout=3.0)
             self._peers.pop(conn_id, None)
 
-    def _apply(self) -> None:
-        """Carry out the arena's effects: queue frames, closes, store records."""
+    def apply_effects(self) -> None:
+        """Carry out what the arena produced since the last call (for event transports that
+        feed it from outside a connection, e.g. relayed frames)."""
+        self._apply()
+
+    def _apply(self, *, now: bool = False) -> None:
+        """Take the arena's effects and carry them out at the end of this event-loop turn
+        (``now``: at once), so that every record stored in a turn shares one transaction."""
         assert self.arena is not None
-        for effect in self.arena.drain():
+        self._pending.extend(self.arena.drain())
+        if now:
+            self._flush()
+        elif self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+        deadline = self.arena.next_deadline()
+        if deadline != self._armed_for:
+            self._wake.set()
+
+    def _flush(self) -> None:
+        """Carry out the pending effects: store records first (one transaction), so no client
+        is told a game is over before its record is on disk; then queue frames and closes."""
+        self._flush_handle = None
+        effects, self._pending = self._pending, []
+        stores = {e.record["game_id"]: e.record for e in effects if isinstance(e, StoreGame)}  # the latest per game
+        # sharing the store with other servers: every record names the server that played it
+        owned = [r if self.server_id is None else {**r, "server_id": self.server_id} for r in stores.values()]
+        committed: asyncio.Future[None] | None = None
+        if owned and self._writer is not None:
+            committed = self._writer.submit(owned)
+        elif owned:
+            assert self.records is not None
+            store_records(self.records, owned)
+        encoded: dict[int, bytes] = {}  # a broadcast frame is encoded once for all its recipients
+        for effect in effects:
             if isinstance(effect, Send):
                 peer = self._peers.get(effect.conn_id)
                 if peer is not None:
-                    peer.push(dumps(effect.frame))
+                    data = encoded.get(id(effect.frame))
+                    if data is None:
+                        data = encoded[id(effect.frame)] = encode_frame(effect.frame)
+                    peer.push(data, committed)
             elif isinstance(effect, Close):
                 peer = self._peers.get(effect.conn_id)
                 if peer is not None:
-                    peer.push(effect)
-            elif isinstance(effect, StoreGame):
-                try:
-                    assert self.records is not None
-                    self.records.save(effect.record)
-                except Exception:  # the game goes on; the failure is logged loudly
-                    log.exception("could not store game %s", effect.record.get("game_id"))
+                    peer.push(effect, committed)
+            elif isinstance(effect, (GameEvent, RelayGame)):
+                if self.events is not None:
+                    try:
+                        self.events.handle(effect)
+                    except Exception:  # events are best effort; play goes on
+                        log.exception("publishing a game event failed")
             elif isinstance(effect, GameEnded) and self.on_game_over is not None:
                 try:
                     self.on_game_over(effect.record)
                 except Exception:
                     log.exception("on_game_over hook failed")
-        deadline = self.arena.next_deadline()
-        if deadline != self._armed_for:
-            self._wake.set()
 
     async def _timer(self) -> None:
         assert self.arena is not None
@@ -248,9 +401,10 @@ class ArenaServer:
 
 
 @contextlib.asynccontextmanager
-async def serve_arena(config: ServerConfig | None = None, *, on_game_over: GameOverHook | None = None) -> AsyncIterator[ArenaServer]:
+async def serve_arena(config: ServerConfig | None = None, *, on_game_over: GameOverHook | None = None,
+                      events: EventSink | None = None) -> AsyncIterator[ArenaServer]:
     """Run a server for the ``async with`` body; leaving it shuts down cleanly (as SIGTERM does)."""
-    server = ArenaServer(config or ServerConfig(), on_game_over=on_game_over)
+    server = ArenaServer(config or ServerConfig(), on_game_over=on_game_over, events=events)
     await server.start()
     try:
         yield server
@@ -263,7 +417,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = ServerConfig()
     parser.add_argument("--host", default=d.host, help="address to listen on")
     parser.add_argument("--port", type=int, default=d.port, help="TCP port (0 picks a free one)")
-    parser.add_argument("--db", default=d.db_path, help="SQLite file for game records (':memory:' keeps none)")
+    parser.add_argument("--db", default=d.db_path, help="game records: a SQLite file (':memory:' keeps none) or a "
+                        "postgresql://user@host:port/dbname URL (several servers may share it)")
     parser.add_argument("--move-clock", type=float, default=d.move_clock, help="default seconds per move")
     parser.add_argument("--grace", type=float, default=d.grace, help="seconds a disconnected player has to resume")
     parser.add_argument("--challenge-timeout", type=float, default=d.challenge_timeout, help="seconds before an unanswered offer is declined")
@@ -276,8 +431,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--burst", type=int, default=d.burst, help="messages a connection may send at once")
     parser.add_argument("--flood-close", type=int, default=d.flood_close, help="rate-limited messages in a row before closing (1008)")
     parser.add_argument("--max-connections-per-address", type=int, default=d.max_connections_per_address, help="per client address")
+    parser.add_argument("--max-connections", type=int, default=d.max_connections, help="connections in all (raise the open-file limit to match)")
     parser.add_argument("--max-spectators", type=int, default=d.max_spectators, help="spectators per game")
+    parser.add_argument("--max-live-games-per-session", type=int, default=d.max_live_games_per_session,
+                        help="live games and open challenges one session may have opened (challenge, arrange)")
+    parser.add_argument("--max-live-games-per-address", type=int, default=d.max_live_games_per_address,
+                        help="the same, for all sessions from one client address together")
     parser.add_argument("--quiet", action="store_true", help="do not print a line per finished game")
+    parser.add_argument("--mqtt", metavar="URL", help="publish game events and this server's status to an MQTT broker, "
+                        "mqtt://host[:port][/prefix] (default prefix autosteer/v1); servers on one broker list each "
+                        "other's bots and games (docs/MQTT.md)")
+    parser.add_argument("--server-id", help="this server's name on the broker and in shared records "
+                        "(default: HOSTNAME-PORT; set it when --port is 0)")
+    parser.add_argument("--mqtt-queue", type=int, default=10_000,
+                        help="messages held for the broker while it is away; more are dropped (counted in /healthz)")
+    parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop",
+                        help="uvloop (libuv) serves more messages per CPU second; asyncio is the standard loop")
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -287,6 +456,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         minimax_tiebreak=args.minimax_tiebreak, max_frame_bytes=args.max_frame_bytes, rate=args.rate,
         burst=args.burst, flood_close=args.flood_close,
         max_connections_per_address=args.max_connections_per_address, max_spectators=args.max_spectators,
+        max_connections=args.max_connections, max_live_games_per_session=args.max_live_games_per_session,
+        max_live_games_per_address=args.max_live_games_per_address,
     )
 
 
@@ -313,20 +484,61 @@ def format_game_line(record: dict[str, Any]) -> str:
     else:
         winner = record.get("winner") or (record["x"] if result == "X" else record["o"])
         outcome = f"{winner} ({result}) won by {why}"
-    tag = f" [{record['tag']}]" if record.get("tag") else ""
+    tag = f" [{log_text(record['tag'])}]" if record.get("tag") else ""
     seed = f" seed {record['seed']}" if record.get("seed") is not None else ""
-    return f"game {record['game_id']}: {record['x']} (X) vs {record['o']} (O) -> {outcome}, moves {cells or '-'}{tag}{seed}"
+    return (f"game {record['game_id']}: {log_text(record['x'])} (X) vs {log_text(record['o'])} (O) -> "
+            f"{log_text(outcome)}, moves {cells or '-'}{tag}{seed}")
+
+
+def log_text(text: Any) -> str:
+    """Client text made safe for a log line or a terminal: every character that is not
+    printable (newlines, escape codes, lone surrogates…) is written as its escape, so a
+    client cannot forge log lines or drive the operator's terminal.
+
+    >>> log_text("ok [x]"), log_text("a\\ngame g9: forged"), log_text("\\x1b[31mred")
+    ('ok [x]', 'a\\\\ngame g9: forged', '\\\\x1b[31mred')
+    """
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii") for c in text)
+
+
+class LogLineFormatter(logging.Formatter):
+    """One log record, one line: the message (which may quote client text, also in the
+    websockets library's records) goes through :func:`log_text`. Tracebacks stay as they are."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return log_text(super().formatMessage(record))
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(LogLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+    events = None
+    # Every frame allocates a few dicts; with the default threshold (700) the cyclic GC ran ~40
+    # times a second under load and took ~15% of the CPU (docs/PERFORMANCE.md). The server's
+    # data has few cycles: collect far less often.
+    gc.set_threshold(10_000, 20, 20)
     try:
         config = config_from_args(args)
+        if args.mqtt:
+            from server.cluster import MqttEvents, default_server_id
+
+            if args.mqtt_queue < 1:
+                raise ValueError("--mqtt-queue must be at least 1")
+            events = MqttEvents(args.mqtt, args.server_id or default_server_id(config.port), queue_size=args.mqtt_queue)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(_serve_until_signal(config, quiet=args.quiet))
+        coro = _serve_until_signal(config, quiet=args.quiet, events=events)
+        if args.event_loop == "uvloop":
+            import uvloop
+
+            return uvloop.run(coro)
+        return asyncio.run(coro)
     except RecordsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -335,7 +547,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
-async def _serve_until_signal(config: ServerConfig, *, quiet: bool) -> int:
+async def _serve_until_signal(config: ServerConfig, *, quiet: bool, events: EventSink | None = None) -> int:
     finished = 0
 
     def on_game_over(record: dict[str, Any]) -> None:
@@ -348,10 +560,12 @@ async def _serve_until_signal(config: ServerConfig, *, quiet: bool) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with serve_arena(config, on_game_over=on_game_over) as server:
+    async with serve_arena(config, on_game_over=on_game_over, events=events) as server:
         house = ", ".join(server.arena.house) if server.arena and server.arena.house else "none"
+        mqtt = (f"; events to {events.link.url} as server {events.server_id}"  # type: ignore[attr-defined]
+                if events is not None else "")
         print(f"autosteer-arena listening on {server.url} (healthz: http://{server.url[5:]}/healthz); "
-              f"records in {config.db_path}; house bots: {house}", flush=True)
+              f"records in {describe_target(config.db_path)}; house bots: {house}{mqtt}", flush=True)
         if server.aborted_at_start:
             print(f"marked {server.aborted_at_start} games left live by an earlier run as aborted", flush=True)
         await stop.wait()

@@ -44,6 +44,7 @@ from typing import Any, Callable, Iterator, Literal, Union
 from bots.base import Bot, MoveRequest
 from server import __version__
 from server.game import Board, IllegalMoveError, Seat
+from server.relay import RemoteLobby
 from server.protocol import (
     PROTOCOL_VERSION,
     Accept,
@@ -54,6 +55,7 @@ from server.protocol import (
     Hello,
     ListBots,
     ListGames,
+    ListPlayers,
     ListRecords,
     MoveMsg,
     Ping,
@@ -61,8 +63,11 @@ from server.protocol import (
     Resign,
     Spectate,
     Unspectate,
+    WatchLobby,
+    LOBBY_PUSH_SECONDS,
     error_frame,
     parse_client_frame,
+    request_id_of,
 )
 
 log = logging.getLogger("autosteer.arena")
@@ -102,6 +107,10 @@ class ServerConfig:
     max_connections_per_address: int = 64
     max_spectators: int = 64  # per game
     max_connections: int = 4096
+    # live games (and pending offers) a session may have opened with challenge/arrange at once,
+    # and all sessions from one address together; games it is challenged to do not count
+    max_live_games_per_session: int = 64
+    max_live_games_per_address: int = 256
     ping_interval: float | None = 20.0  # websocket keepalive
     send_queue_bytes: int = 16 * 1024 * 1024  # a client that falls this far behind reading is disconnected
     finished_games_kept: int = 2048  # finished games remembered in memory (older: from records)
@@ -117,6 +126,8 @@ class ServerConfig:
             (self.flood_close >= 1, "flood_close must be >= 1"),
             (self.max_connections_per_address >= 1, "max_connections_per_address must be >= 1"),
             (self.max_spectators >= 0, "max_spectators must be >= 0"),
+            (self.max_live_games_per_session >= 1, "max_live_games_per_session must be >= 1"),
+            (self.max_live_games_per_address >= 1, "max_live_games_per_address must be >= 1"),
             (0 <= self.port <= 65535, "port must be 0-65535"),
         ]
         for ok, message in checks:
@@ -156,7 +167,26 @@ class GameEnded:
     record: Frame
 
 
-Effect = Union[Send, Close, StoreGame, GameEnded]
+@dataclass(frozen=True, slots=True)
+class GameEvent:
+    """A game's progress, for event transports (MQTT): ``kind`` ``start`` carries the
+    ``game_start`` frame (as a spectator sees it), ``move`` the ``state`` after a move,
+    ``over`` the ``game_over`` frame. Each move appears once, in order."""
+
+    kind: Literal["start", "move", "over"]
+    frame: Frame
+
+
+@dataclass(frozen=True, slots=True)
+class RelayGame:
+    """Start (``watch``) or stop following a game played on another server: the first
+    spectator here asked for it, or the last one left / the game ended."""
+
+    game_id: str
+    watch: bool
+
+
+Effect = Union[Send, Close, StoreGame, GameEnded, GameEvent, RelayGame]
 
 
 # ----------------------------------------------------------------------------- state
@@ -184,7 +214,9 @@ class Session:
     games: set[str] = field(default_factory=set)  # live games it plays
     watching: set[str] = field(default_factory=set)  # live games it spectates
     offers: set[str] = field(default_factory=set)  # pending offers made TO it
+    opened: set[str] = field(default_factory=set)  # its challenges/arranged games, pending or live
     generation: int = 0  # bumps on every disconnect; stale grace timers are ignored
+    description: str = ""  # what a bot said about itself in hello (list_bots shows it)
 
     @property
     def connected(self) -> bool:
@@ -269,6 +301,8 @@ class Game:
 RecordLoader = Callable[[str], "Frame | None"]
 # (limit, player, tag, before) → summaries of finished games, newest first (see record_summary)
 RecordLister = Callable[[int, "str | None", "str | None", "float | None"], list[Frame]]
+# id prefix → ids of stored games that start with it (an exact id alone when it is one)
+RecordFinder = Callable[[str], list[str]]
 
 
 # ----------------------------------------------------------------------------- the arena
@@ -276,9 +310,13 @@ class Arena:
     """The whole lobby and every game, driven by events; see the module docstring."""
 
     def __init__(self, config: ServerConfig | None = None, *, house_bots: dict[str, Bot] | None = None,
-                 load_record: RecordLoader | None = None, list_records: RecordLister | None = None) -> None:
-        """``load_record`` and ``list_records`` read the game store; without them ``get_game``
-        and ``list_records`` answer from the finished games kept in memory."""
+                 load_record: RecordLoader | None = None, list_records: RecordLister | None = None,
+                 find_records: RecordFinder | None = None,
+                 remote: "RemoteLobby | None" = None) -> None:
+        """``load_record``, ``list_records`` and ``find_records`` read the game store; without them
+        ``get_game`` and ``list_records`` answer from the finished games kept in memory. ``remote``
+        holds what other servers of a cluster announce: their bots and live games are listed
+        here too, and spectating one of their games is relayed (:meth:`relay`)."""
         self.config = config or ServerConfig()
         self.rng = random.Random(self.config.seed)
         if house_bots is None:
@@ -286,6 +324,8 @@ class Arena:
         self.house: dict[str, Bot] = dict(house_bots)
         self.load_record = load_record
         self.list_records = list_records
+        self.find_records = find_records
+        self.remote = remote
         self.connections: dict[int, Connection] = {}
         self.sessions: dict[str, Session] = {}  # by name
         self.tokens: dict[str, Session] = {}
@@ -295,8 +335,13 @@ class Arena:
         self.games_finished = 0
         self.shutting_down = False
         self._effects: list[Effect] = []
+        # offers and games opened by challenge/arrange, pending or live: id → (session name, address)
+        self._opened: dict[str, tuple[str, str]] = {}
+        self._opened_per_address: dict[str, int] = {}
         self._timers: list[tuple[float, int, str, str, int]] = []  # (when, seq, kind, key, generation)
         self._seq = itertools.count()
+        self._lobby_watchers: set[str] = set()  # sessions that asked for lobby pushes (watch_lobby)
+        self._lobby_push_due = False
 
     # ------------------------------------------------------------------ public events
     def drain(self) -> list[Effect]:
@@ -326,7 +371,7 @@ class Arena:
         conn = self.connections.get(conn_id)
         if conn is None or conn.closing:
             return
-        if not self._take_token(conn, now):
+        if not self._take_token(conn, now, raw):
             return
         rid = None
         try:
@@ -350,6 +395,8 @@ class Arena:
         session.conn_id = None
         session.disconnected_at = now
         session.generation += 1
+        if session.role in ("bot", "player"):
+            self._lobby_changed(now)
         for gid in sorted(session.games):
             game = self.games[gid]
             if self._to_move(game) == session.name and game.deadline is not None:
@@ -360,25 +407,26 @@ class Arena:
     def tick(self, now: float) -> None:
         """Fire every timer due at ``now``: move clocks, grace periods, offer timeouts."""
         while self._timers and self._timers[0][0] <= now:
-            _, _, kind, key, generation = heapq.heappop(self._timers)
+            timer = heapq.heappop(self._timers)
+            if not self._timer_current(timer):
+                continue  # its game moved on, its session came back, its offer was answered
+            _, _, kind, key, _ = timer
             if kind == "clock":
-                game = self.games.get(key)
-                if game is not None and game.deadline is not None and game.deadline <= now and len(game.moves) == generation:
+                game = self.games[key]
+                if game.deadline is not None and game.deadline <= now:
                     loser = game.turn
                     assert loser is not None
                     self._finish(game, loser.other.value, "timeout", now)
             elif kind == "pause":
-                game = self.games.get(key)
-                if game is not None and game.paused and game.pauses == generation:
-                    self._restart_clock(game, now, announce=True)  # pause allowance spent
+                self._restart_clock(self.games[key], now, announce=True)  # pause allowance spent
             elif kind == "grace":
-                session = self.sessions.get(key)
-                if session is not None and not session.connected and session.generation == generation:
-                    self._expire_session(session, now)
+                self._expire_session(self.sessions[key], now)
             elif kind == "offer":
-                offer = self.offers.get(key)
-                if offer is not None and offer.expires_at <= now:
+                offer = self.offers[key]
+                if offer.expires_at <= now:
                     self._cancel_offer(offer, "no answer in time", None)
+            elif kind == "lobby":
+                self._push_lobby()
 
     def next_deadline(self) -> float | None:
         """Unix time of the next timer (the I/O layer sleeps until then), or None."""
@@ -395,7 +443,26 @@ class Arena:
             self._send(conn.conn_id, error_frame("server_shutting_down", "the server is stopping; your finished games are stored"))
             self._close(conn.conn_id, CLOSE_GOING_AWAY, "server shutting down")
 
+    def relay(self, game_id: str, frame: Frame | None) -> None:
+        """A frame of a game on another server (from the broker) for its spectators here;
+        ``None`` (its server went away) or a ``game_over`` frame ends the relay."""
+        if self.remote is None:
+            return
+        for name in sorted(self.remote.watchers(game_id)):
+            if frame is not None:
+                self._send_to(name, frame)
+            else:
+                self._send_to(name, {"type": "info", "game_id": game_id,
+                                     "message": f"the server playing game {game_id} went away; it can no longer be followed"})
+        if frame is None or frame.get("type") == "game_over":
+            if self.remote.unwatch_all(game_id):
+                self._effects.append(RelayGame(game_id, watch=False))
+
     # ------------------------------------------------------------------ status
+    def lobby(self) -> Frame:
+        """This server's own bots and live games (what it announces to a cluster)."""
+        return {"bots": self._bot_list(), "games": [self._summary(g) for g in self.games.values()]}
+
     def status(self) -> Frame:
         """The body of ``GET /healthz``."""
         return {
@@ -430,8 +497,29 @@ class Arena:
 
     def _push_timer(self, when: float, kind: str, key: str, generation: int) -> None:
         heapq.heappush(self._timers, (when, next(self._seq), kind, key, generation))
+        # Every move arms a clock timer and the one it replaces stays queued until it is due:
+        # with many fast games that is move_clock x moves/s stale entries. Drop them now and then.
+        if len(self._timers) > 1024 + 8 * (len(self.games) + len(self.sessions) + len(self.offers)):
+            self._timers = [t for t in self._timers if self._timer_current(t)]
+            heapq.heapify(self._timers)
 
-    def _take_token(self, conn: Connection, now: float) -> bool:
+    def _timer_current(self, timer: tuple[float, int, str, str, int]) -> bool:
+        """False for a timer that :meth:`tick` would ignore (its game, pause, session or offer moved on)."""
+        _, _, kind, key, generation = timer
+        if kind == "clock":
+            game = self.games.get(key)
+            return game is not None and game.deadline is not None and len(game.moves) == generation
+        if kind == "pause":
+            game = self.games.get(key)
+            return game is not None and game.paused and game.pauses == generation
+        if kind == "grace":
+            session = self.sessions.get(key)
+            return session is not None and not session.connected and session.generation == generation
+        if kind == "lobby":
+            return self._lobby_push_due
+        return key in self.offers
+
+    def _take_token(self, conn: Connection, now: float, raw: str | bytes) -> bool:
         cfg = self.config
         conn.tokens = min(float(cfg.burst), conn.tokens + max(0.0, now - conn.refilled_at) * cfg.rate)
         conn.refilled_at = now
@@ -440,12 +528,13 @@ class Arena:
             conn.refusals_in_a_row = 0
             return True
         conn.refusals_in_a_row += 1
+        rid = request_id_of(raw)  # a pipelining client must learn which request was dropped
         if conn.refusals_in_a_row >= cfg.flood_close:
-            self._send(conn.conn_id, error_frame("rate_limited", f"{conn.refusals_in_a_row} messages over the rate limit in a row; closing"))
+            self._send(conn.conn_id, error_frame("rate_limited", f"{conn.refusals_in_a_row} messages over the rate limit in a row; closing", rid))
             self._close(conn.conn_id, CLOSE_POLICY, "message flood")
         else:
             self._send(conn.conn_id, error_frame(
-                "rate_limited", f"more than {cfg.rate:g} messages/s (burst {cfg.burst}); this message was dropped"))
+                "rate_limited", f"more than {cfg.rate:g} messages/s (burst {cfg.burst}); this message was dropped", rid))
         return False
 
     # ------------------------------------------------------------------ dispatch
@@ -459,10 +548,19 @@ class Arena:
         if isinstance(msg, Ping):
             self._send(conn.conn_id, self._with_id({"type": "pong", "time": now}, msg.id))
         elif isinstance(msg, ListBots):
-            self._send(conn.conn_id, self._with_id({"type": "bots", "bots": self._bot_list()}, msg.id))
+            self._send(conn.conn_id, self._with_id(self._bots_frame(), msg.id))
         elif isinstance(msg, ListGames):
-            games = [self._summary(g) for g in self.games.values()]
-            self._send(conn.conn_id, self._with_id({"type": "games", "games": games}, msg.id))
+            self._send(conn.conn_id, self._with_id(self._games_frame(), msg.id))
+        elif isinstance(msg, ListPlayers):
+            self._send(conn.conn_id, self._with_id(self._players_frame(), msg.id))
+        elif isinstance(msg, WatchLobby):
+            if msg.on:
+                self._lobby_watchers.add(session.name)
+            else:
+                self._lobby_watchers.discard(session.name)
+            self._send(conn.conn_id, self._with_id(self._bots_frame(), msg.id))
+            self._send(conn.conn_id, self._with_id(self._games_frame(), msg.id))
+            self._send(conn.conn_id, self._with_id(self._players_frame(), msg.id))
         elif isinstance(msg, Spectate):
             self._on_spectate(session, msg)
         elif isinstance(msg, Unspectate):
@@ -516,11 +614,17 @@ class Arena:
             return
         if msg.name in self.house or msg.name in self.sessions:
             raise ProtocolError("name_taken", f"the name {msg.name!r} is in use; pick another (or resume with your token)", msg.id)
-        session = Session(msg.name, msg.role, secrets.token_urlsafe(18), max_games=msg.max_games)
+        lookalike = next((h for h in self.house if name_skeleton(h) == name_skeleton(msg.name)), None)
+        if lookalike is not None:
+            raise ProtocolError("name_taken", f"the name {msg.name!r} looks like the house bot {lookalike!r}; pick another", msg.id)
+        session = Session(msg.name, msg.role, secrets.token_urlsafe(18), max_games=msg.max_games,
+                          description=" ".join((msg.description or "").split()))
         self.sessions[session.name] = session
         self.tokens[session.token] = session
         self._attach(conn, session)
         self._send(conn.conn_id, self._with_id(self._welcome(session, []), msg.id))
+        if session.role in ("bot", "player"):
+            self._lobby_changed(now)
 
     def _attach(self, conn: Connection, session: Session) -> None:
         conn.session = session
@@ -532,7 +636,9 @@ class Arena:
                 "protocol": PROTOCOL_VERSION, "server": SERVER_NAME, "resumed": resumed,
                 "grace": float(self.config.grace), "move_clock": float(self.config.move_clock),
                 "limits": {"rate": float(self.config.rate), "burst": int(self.config.burst),
-                           "max_frame_bytes": int(self.config.max_frame_bytes)}}
+                           "max_frame_bytes": int(self.config.max_frame_bytes),
+                           "max_live_games_per_session": int(self.config.max_live_games_per_session),
+                           "max_live_games_per_address": int(self.config.max_live_games_per_address)}}
 
     def _resume(self, conn: Connection, session: Session, msg: Hello, now: float) -> None:
         if session.conn_id is not None:  # the old connection is still open: the new one wins
@@ -541,9 +647,13 @@ class Arena:
             self._close(old, CLOSE_REPLACED, "session resumed elsewhere")
             self.connections.pop(old, None)
         self._attach(conn, session)
+        if session.role in ("bot", "player"):
+            self._lobby_changed(now)
         session.generation += 1
         if session.role == "bot":
             session.max_games = msg.max_games
+            if msg.description is not None:
+                session.description = " ".join(msg.description.split())
         resumed = sorted(session.games)
         self._send(conn.conn_id, self._with_id(self._welcome(session, resumed), msg.id))
         for gid in resumed:
@@ -576,20 +686,53 @@ class Arena:
             game = self.games.get(gid)
             if game is not None:
                 game.spectators.discard(session.name)
+        for gid in self.remote.forget(session.name) if self.remote is not None else []:
+            self._effects.append(RelayGame(gid, watch=False))
         for offer in list(self.offers.values()):
             if offer.origin == session.name or session.name in (offer.x, offer.o):
                 self._cancel_offer(offer, f"{session.name} left", session.name)
         self.sessions.pop(session.name, None)
         self.tokens.pop(session.token, None)
+        self._lobby_watchers.discard(session.name)
 
     # ------------------------------------------------------------------ lobby
+    def _bots_frame(self) -> Frame:
+        return {"type": "bots", "bots": self._bot_list() + (self.remote.bots() if self.remote is not None else [])}
+
+    def _games_frame(self) -> Frame:
+        games = [self._summary(g) for g in self.games.values()]
+        if self.remote is not None:
+            games += self.remote.games()
+        return {"type": "games", "games": games}
+
+    def _players_frame(self) -> Frame:
+        return {"type": "players", "players": [{"name": s.name, "games": len(s.games)} for s in self.sessions.values()
+                                               if s.role == "player" and s.connected]}
+
+    def _lobby_changed(self, now: float) -> None:
+        """A bot came or went, or a game started, moved or ended: push the lobby to its
+        watchers soon (one push per LOBBY_PUSH_SECONDS however many changes)."""
+        if self._lobby_watchers and not self._lobby_push_due and not self.shutting_down:
+            self._lobby_push_due = True
+            self._push_timer(now + LOBBY_PUSH_SECONDS, "lobby", "", 0)
+
+    def _push_lobby(self) -> None:
+        self._lobby_push_due = False
+        watchers = [s for s in (self.sessions.get(n) for n in sorted(self._lobby_watchers)) if s is not None and s.connected]
+        if not watchers:
+            return
+        frames = (self._bots_frame(), self._games_frame(), self._players_frame())
+        for session in watchers:
+            for frame in frames:
+                self._send(session.conn_id, frame)
+
     def _bot_list(self) -> list[Frame]:
         bots = [{"name": name, "kind": "house", "description": bot.description,
                  "games": sum(1 for g in self.games.values() if name in (g.x, g.o)),
                  "max_games": 0, "unlimited": True} for name, bot in self.house.items()]
         for s in self.sessions.values():
             if s.role == "bot" and s.connected:
-                bots.append({"name": s.name, "kind": "remote", "description": "",
+                bots.append({"name": s.name, "kind": "remote", "description": s.description,
                              "games": len(s.games), "max_games": s.max_games,
                              "pending": len(s.offers)})
         return bots
@@ -613,6 +756,10 @@ class Arena:
             return None
         session = self.sessions.get(name)
         if session is None or not session.connected or session.role == "spectator":
+            elsewhere = self.remote.bot(name) if self.remote is not None else None
+            if elsewhere is not None:  # listed here, played there: a game lives on the server where it starts
+                raise ProtocolError("unknown_opponent", f"{name!r} plays on server {elsewhere['server']!r}; connect to "
+                                                        f"{elsewhere.get('url')} to challenge it", rid)
             raise ProtocolError("unknown_opponent", f"no bot or player named {name!r} is online; list_bots shows the bots", rid)
         return session
 
@@ -639,12 +786,14 @@ class Arena:
         else:  # a seeded game draws its seats from the seed too, so it repeats exactly
             side = (random.Random(f"seats-{msg.seed}") if msg.seed is not None else self.rng).choice((Seat.X, Seat.O))
         x, o = (session.name, msg.opponent) if side is Seat.X else (msg.opponent, session.name)
+        address = self._check_opened(session, msg.id)
         clock = float(msg.clock or self.config.move_clock)
         offer_id = self._new_id()
         self._send(session.conn_id, self._with_id(
             {"type": "challenge_sent", "challenge_id": offer_id, "opponent": msg.opponent, "side": side.value, "clock": clock}, msg.id))
         awaiting = {} if opponent is None else {opponent.name: side.other}
         offer = Offer(offer_id, session.name, x, o, clock, now + self.config.challenge_timeout, awaiting, seed=msg.seed)
+        self._hold_opened(offer_id, session, address)
         self._open_offer(offer, now)
 
     def _on_arrange(self, session: Session, msg: Arrange, now: float) -> None:
@@ -659,6 +808,7 @@ class Arena:
         for party in parties.values():
             if party is not None:
                 self._check_capacity(party, msg.id)
+        address = self._check_opened(session, msg.id)
         clock = float(msg.clock or self.config.move_clock)
         offer_id = self._new_id()
         self._send(session.conn_id, self._with_id(
@@ -671,7 +821,41 @@ class Arena:
             awaiting[msg.o] = Seat.O
         offer = Offer(offer_id, session.name, msg.x, msg.o, clock, now + self.config.challenge_timeout, awaiting,
                       tag=msg.tag, arranged=True, seed=msg.seed)
+        self._hold_opened(offer_id, session, address)
         self._open_offer(offer, now)
+
+    def _check_opened(self, session: Session, rid: Any) -> str:
+        """Refuse a new challenge/arrange over the live-game caps; return the sender's address."""
+        conn = self.connections.get(session.conn_id) if session.conn_id is not None else None
+        address = conn.address if conn is not None else "unknown"
+        cfg = self.config
+        if len(session.opened) >= cfg.max_live_games_per_session:
+            raise ProtocolError("too_many_games", f"you have {len(session.opened)} live games and challenges open; the limit is "
+                                                  f"{cfg.max_live_games_per_session} (welcome.limits): finish some first", rid)
+        if self._opened_per_address.get(address, 0) >= cfg.max_live_games_per_address:
+            raise ProtocolError("too_many_games", f"your address has {self._opened_per_address[address]} live games and challenges "
+                                                  f"open; the limit is {cfg.max_live_games_per_address} (welcome.limits)", rid)
+        return address
+
+    def _hold_opened(self, offer_id: str, session: Session, address: str) -> None:
+        self._opened[offer_id] = (session.name, address)
+        session.opened.add(offer_id)
+        self._opened_per_address[address] = self._opened_per_address.get(address, 0) + 1
+
+    def _release_opened(self, offer_id: str) -> None:
+        """An offer or game stopped counting against its opener (declined, expired, over)."""
+        held = self._opened.pop(offer_id, None)
+        if held is None:
+            return
+        name, address = held
+        session = self.sessions.get(name)
+        if session is not None:
+            session.opened.discard(offer_id)
+        left = self._opened_per_address.get(address, 0) - 1
+        if left > 0:
+            self._opened_per_address[address] = left
+        else:
+            self._opened_per_address.pop(address, None)
 
     def _open_offer(self, offer: Offer, now: float) -> None:
         if not offer.awaiting:
@@ -717,6 +901,7 @@ class Arena:
     def _cancel_offer(self, offer: Offer, reason: str, by: str | None) -> None:
         if self.offers.pop(offer.offer_id, None) is None:
             return
+        self._release_opened(offer.offer_id)
         frame = {"type": "challenge_declined", "challenge_id": offer.offer_id, "reason": reason}
         for name in {offer.origin, offer.x, offer.o}:
             session = self.sessions.get(name)
@@ -744,7 +929,9 @@ class Arena:
                 game.spectators.add(organiser.name)
                 organiser.watching.add(game.game_id)
         self.games[game.game_id] = game
+        self._lobby_changed(now)
         self._effects.append(StoreGame(game.record()))
+        self._effects.append(GameEvent("start", self._game_start(game, None)))
         self._arm_clock(game, now)
         for name in dict.fromkeys((game.x, game.o)):
             seats = game.seats_of(name)
@@ -868,13 +1055,17 @@ class Arena:
         seat = game.board.turn
         game.board = game.board.play(cell)
         game.moves.append({"ply": len(game.moves) + 1, "seat": seat.value, "cell": cell, "at": now, "trace": trace})
+        self._lobby_changed(now)
         result = game.board.result
         if result is not None:
             self._finish(game, result.value, "line" if game.board.winner else "full_board", now,
                          moved=True, reply_to=reply_to, rid=rid)
             return
         self._arm_clock(game, now)
-        self._broadcast(game, self._state(game), reply_to=reply_to, rid=rid)
+        state = self._state(game)
+        self._effects.append(StoreGame(game.record()))  # stored as played: a killed server keeps the moves
+        self._effects.append(GameEvent("move", state))
+        self._broadcast(game, state, reply_to=reply_to, rid=rid)
 
     def _play_house_moves(self, game: Game, now: float) -> None:
         while game.live and game.turn is not None and game.name_of(game.turn) in self.house:
@@ -903,16 +1094,21 @@ class Arena:
         game.result, game.reason, game.ended_at, game.deadline = result, reason, now, None
         game.winner = game.x if result == "X" else game.o if result == "O" else None
         self.games.pop(game.game_id, None)
+        self._release_opened(game.game_id)
+        self._lobby_changed(now)
         self.finished[game.game_id] = game
         while len(self.finished) > self.config.finished_games_kept:
             self.finished.popitem(last=False)
         self.games_finished += 1
         if moved:
-            self._broadcast(game, self._state(game), reply_to=reply_to, rid=rid)
+            state = self._state(game)
+            self._effects.append(GameEvent("move", state))
+            self._broadcast(game, state, reply_to=reply_to, rid=rid)
         over = {"type": "game_over", "game_id": game.game_id, "x": game.x, "o": game.o, "result": result,
                 "reason": reason, "winner": game.winner, "board": game.board.code, "moves": list(game.moves),
                 "illegal_move": game.illegal_move, "tag": game.tag}
         self._broadcast(game, over, reply_to=reply_to, rid=rid)
+        self._effects.append(GameEvent("over", over))
         for name in self._audience(game):
             session = self.sessions.get(name)
             if session is not None:
@@ -925,6 +1121,10 @@ class Arena:
 
     # ------------------------------------------------------------------ spectators and replay
     def _on_spectate(self, session: Session, msg: Spectate) -> None:
+        if (self.remote is not None and msg.game_id not in self.games and msg.game_id not in self.finished
+                and self.remote.game(msg.game_id) is not None):
+            self._spectate_remote(session, msg)
+            return
         game = self._find_game(msg.game_id, msg.id)
         if not game.live:
             raise ProtocolError("game_over", f"game {game.game_id} is over; get_game returns its record", msg.id)
@@ -935,7 +1135,26 @@ class Arena:
         self._send(session.conn_id, self._with_id(self._game_start(game, None), msg.id))
         self._send(session.conn_id, self._state(game))
 
+    def _spectate_remote(self, session: Session, msg: Spectate) -> None:
+        """Watch a game another server plays: a ``game_start`` from its announced summary
+        now, then its frames as the broker relays them (:meth:`relay`)."""
+        assert self.remote is not None
+        summary = self.remote.game(msg.game_id)
+        assert summary is not None
+        if self.remote.watch(msg.game_id, session.name):
+            self._effects.append(RelayGame(msg.game_id, watch=True))
+        frame = {"type": "game_start", "game_id": msg.game_id, "x": summary["x"], "o": summary["o"], "you": None,
+                 "clock": summary["clock"], "board": summary["board"], "turn": summary.get("turn") or "X",
+                 "ply": summary["ply"], "deadline": None, "tag": summary.get("tag"), "server": summary.get("server")}
+        self._send(session.conn_id, self._with_id(frame, msg.id))
+
     def _on_unspectate(self, session: Session, msg: Unspectate) -> None:
+        if self.remote is not None and session.name in self.remote.watchers(msg.game_id):
+            if self.remote.unwatch(msg.game_id, session.name):
+                self._effects.append(RelayGame(msg.game_id, watch=False))
+            self._send(session.conn_id, self._with_id({"type": "info", "message": f"stopped watching {msg.game_id}",
+                                                       "game_id": msg.game_id}, msg.id))
+            return
         game = self.games.get(msg.game_id)
         if game is None or session.name not in game.spectators:
             raise ProtocolError("unknown_game", f"you are not watching a live game {msg.game_id!r}", msg.id)
@@ -943,13 +1162,35 @@ class Arena:
         session.watching.discard(game.game_id)
         self._send(session.conn_id, self._with_id({"type": "info", "message": f"stopped watching {game.game_id}", "game_id": game.game_id}, msg.id))
 
+    def _full_game_id(self, game_id: str, rid: Any) -> str:
+        """``game_id``, or the one game (live, finished or stored) whose id starts with it.
+
+        Lets a person type the short id a client shows. An exact id always wins; a prefix
+        that several games share is refused with ``ambiguous_game`` naming them."""
+        if game_id in self.games or game_id in self.finished:
+            return game_id
+        found = {gid for gid in (*self.games, *self.finished) if gid.startswith(game_id)}
+        if self.find_records is not None:
+            stored = self.find_records(game_id)
+            if stored == [game_id]:
+                return game_id
+            found.update(stored)
+        if len(found) == 1:
+            return found.pop()
+        if len(found) > 1:
+            names = ", ".join(sorted(found)[:10])
+            raise ProtocolError("ambiguous_game", f"{len(found)}{'+' if len(found) >= 10 else ''} games have ids "
+                                                  f"starting with {game_id!r} ({names}); type more of the id", rid)
+        return game_id
+
     def _on_get_game(self, conn: Connection, msg: GetGame) -> None:
-        game = self.games.get(msg.game_id)
+        game_id = self._full_game_id(msg.game_id, msg.id)
+        game = self.games.get(game_id)
         if game is not None:
             self._send(conn.conn_id, self._with_id(self._state(game), msg.id))
             return
-        finished = self.finished.get(msg.game_id)
-        record = finished.record() if finished is not None else (self.load_record(msg.game_id) if self.load_record else None)
+        finished = self.finished.get(game_id)
+        record = finished.record() if finished is not None else (self.load_record(game_id) if self.load_record else None)
         if record is None:
             raise ProtocolError("unknown_game", f"no game has the id {msg.game_id!r}", msg.id)
         self._send(conn.conn_id, self._with_id(record_frame(record), msg.id))
@@ -980,6 +1221,20 @@ def _lend_rng(bot: Bot, rng: random.Random | None) -> Iterator[None]:
         yield
     finally:
         bot.rng = own  # type: ignore[attr-defined]
+
+
+_CONFUSABLE = str.maketrans({"0": "o", "1": "l", "i": "l", "|": "l", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b",
+                             "_": None, "-": None, ".": None})
+
+
+def name_skeleton(name: str) -> str:
+    """What a name looks like, case and look-alike characters folded: remote clients may not
+    pass for a house bot (``Minimax``, ``m1nimax``, ``random_``).
+
+    >>> name_skeleton("M1n-iMax") == name_skeleton("minimax"), name_skeleton("ann") == name_skeleton("anna")
+    (True, False)
+    """
+    return name.lower().translate(_CONFUSABLE)
 
 
 def record_summary(record: Frame) -> Frame:

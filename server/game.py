@@ -25,6 +25,7 @@ True
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -131,17 +132,9 @@ class Board:
     code: str
 
     def __post_init__(self) -> None:
-        code = self.code
-        if not isinstance(code, str) or len(code) != 9 or any(c not in "XO." for c in code):
-            raise InvalidBoardError(f"a board is nine characters of X, O or '.', got {code!r}")
-        nx, no = code.count("X"), code.count("O")
-        if not (nx == no or nx == no + 1):
-            raise InvalidBoardError(f"impossible piece counts in {code!r}: {nx} X and {no} O")
-        wx, wo = _has_line(code, "X"), _has_line(code, "O")
-        if wx and wo:
-            raise InvalidBoardError(f"both sides have a line in {code!r}")
-        if (wx and nx != no + 1) or (wo and nx != no):
-            raise InvalidBoardError(f"play continued after a win in {code!r}")
+        if not isinstance(self.code, str):
+            raise InvalidBoardError(f"a board is nine characters of X, O or '.', got {self.code!r}")
+        _facts(self.code)  # validates (and remembers) the position
 
     # -- construction ---------------------------------------------------------
     @classmethod
@@ -178,7 +171,7 @@ class Board:
     @property
     def turn(self) -> Seat:
         """The seat to move (X when the counts are equal). Meaningless once the game is over."""
-        return Seat.X if self.code.count("X") == self.code.count("O") else Seat.O
+        return _facts(self.code)[0]
 
     @property
     def ply(self) -> int:
@@ -196,15 +189,11 @@ class Board:
 
     @property
     def winner(self) -> Seat | None:
-        if _has_line(self.code, "X"):
-            return Seat.X
-        if _has_line(self.code, "O"):
-            return Seat.O
-        return None
+        return _facts(self.code)[1]
 
     @property
     def is_over(self) -> bool:
-        return self.winner is not None or EMPTY not in self.code
+        return _facts(self.code)[2]
 
     @property
     def result(self) -> Result | None:
@@ -258,6 +247,24 @@ class Board:
 
 def _has_line(code: str, piece: str) -> bool:
     return any(code[a] == code[b] == code[c] == piece for a, b, c in LINES)
+
+
+@functools.cache  # valid positions only (a refused code raises and is not kept): at most 3**9
+def _facts(code: str) -> tuple[Seat, Seat | None, bool]:
+    """Check ``code`` is a reachable-looking position; return (side to move, winner, game over).
+    The server asks these for every move, so each position is worked out once."""
+    if len(code) != 9 or any(c not in "XO." for c in code):
+        raise InvalidBoardError(f"a board is nine characters of X, O or '.', got {code!r}")
+    nx, no = code.count("X"), code.count("O")
+    if not (nx == no or nx == no + 1):
+        raise InvalidBoardError(f"impossible piece counts in {code!r}: {nx} X and {no} O")
+    wx, wo = _has_line(code, "X"), _has_line(code, "O")
+    if wx and wo:
+        raise InvalidBoardError(f"both sides have a line in {code!r}")
+    if (wx and nx != no + 1) or (wo and nx != no):
+        raise InvalidBoardError(f"play continued after a win in {code!r}")
+    winner = Seat.X if wx else Seat.O if wo else None
+    return (Seat.X if nx == no else Seat.O), winner, winner is not None or EMPTY not in code
 
 
 def reachable_positions() -> list[Board]:

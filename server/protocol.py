@@ -18,13 +18,18 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Annotated, Any, Literal, Union
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError
 
 PROTOCOL_VERSION = 1
 
-RequestId = Union[Annotated[str, Field(max_length=64)], int, None]
+# A request id is a string (≤ 64 characters) or an integer; absent means none. An explicit
+# ``"id": null`` is refused (invalid_message): None is only the default, never validated.
+RequestId = Union[Annotated[str, Field(max_length=64)], int]
+ReplyId = Union[Annotated[str, Field(max_length=64)], int, None]  # on server frames
 Name = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.\-]+$")]
 GameId = Annotated[str, Field(min_length=1, max_length=64)]
 SeatChoice = Literal["X", "O", "random"]
@@ -32,6 +37,10 @@ Role = Literal["player", "bot", "spectator"]
 # A per-game seed for the house bots (docs/PROTOCOL.md, "Reproducible games").
 GameSeed = Annotated[StrictInt, Field(ge=0, le=2**63 - 1)]
 TagText = Annotated[str, Field(max_length=64)]
+# A move clock a client asks for: shorter ones are lost on the first network hiccup.
+MIN_CLOCK = 1.0
+MAX_CLOCK = 3600.0
+Clock = Annotated[float, Field(ge=MIN_CLOCK, le=MAX_CLOCK)]
 MAX_RECORDS = 200  # the most games one list_records reply holds
 
 # --------------------------------------------------------------------------- errors
@@ -47,6 +56,7 @@ ERROR_CODES: dict[str, str] = {
     "name_taken": "another connected client uses this name",
     "bad_token": "the session token is unknown or expired",
     "unknown_game": "no game has this id",
+    "ambiguous_game": "several games have ids starting with the prefix given to get_game",
     "unknown_opponent": "no bot or player with this name is online",
     "unknown_challenge": "no pending challenge has this id",
     "not_a_player": "you are not a player in this game (spectators cannot move)",
@@ -58,6 +68,7 @@ ERROR_CODES: dict[str, str] = {
     "declined": "the challenge was declined",
     "forbidden": "this role may not send this message",
     "rate_limited": "too many messages; slow down (the connection closes if it goes on)",
+    "too_many_games": "you (or your address) have the most live games and open challenges allowed (welcome.limits)",
     "too_many_connections": "too many connections from this address",
     "server_shutting_down": "the server is stopping",
     "internal_error": "the server failed on this request; it has been logged",
@@ -90,7 +101,7 @@ def error_frame(code: str, message: str, id: Any = None) -> dict[str, Any]:
 # --------------------------------------------------------------------------- client → server
 class _Msg(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-    id: RequestId = None
+    id: RequestId = None  # type: ignore[assignment]  # absent: no id; null is refused
 
 
 class Hello(_Msg):
@@ -102,6 +113,8 @@ class Hello(_Msg):
     token: Annotated[str, Field(max_length=128)] | None = None
     max_games: Annotated[int, Field(ge=1, le=1024)] = 1  # bots: games played at once
     protocol: int = PROTOCOL_VERSION
+    #: bots: one line about how it plays, shown by list_bots (e.g. the LLM bot's reading mode and policy)
+    description: Annotated[str, Field(max_length=200)] | None = None
 
 
 class ListBots(_Msg):
@@ -112,13 +125,19 @@ class ListGames(_Msg):
     type: Literal["list_games"]
 
 
+class ListPlayers(_Msg):
+    """The people connected (role ``player``), whom a player may challenge."""
+
+    type: Literal["list_players"]
+
+
 class Challenge(_Msg):
     """Challenge a bot or a player. ``side`` is the challenger's seat."""
 
     type: Literal["challenge"]
     opponent: Name
     side: SeatChoice = "random"
-    clock: Annotated[float, Field(gt=0, le=3600)] | None = None  # seconds per move
+    clock: Clock | None = None  # seconds per move
     seed: GameSeed | None = None  # house bots in this game draw from their own Random(seed)
 
 
@@ -129,7 +148,7 @@ class Arrange(_Msg):
     type: Literal["arrange"]
     x: Name
     o: Name
-    clock: Annotated[float, Field(gt=0, le=3600)] | None = None
+    clock: Clock | None = None
     tag: TagText | None = None
     seed: GameSeed | None = None  # house bots in this game draw from their own Random(seed)
 
@@ -200,16 +219,31 @@ class Ping(_Msg):
     type: Literal["ping"]
 
 
+class WatchLobby(_Msg):
+    """Subscribe (``on``, the default) to lobby pushes: ``bots``, ``games`` and ``players``
+    are sent again whenever a bot or player comes or goes or a game starts, moves or ends
+    (gathered over :data:`LOBBY_PUSH_SECONDS`); ``on: false`` ends it. The reply is the three."""
+
+    type: Literal["watch_lobby"]
+    on: bool = True
+
+
+LOBBY_PUSH_SECONDS = 0.25  # lobby pushes are gathered over this long
+
+
 ClientMessage = Annotated[
-    Union[Hello, ListBots, ListGames, Challenge, Arrange, Accept, Decline, MoveMsg, Resign,
-          Spectate, Unspectate, GetGame, ListRecords, Ping],
+    Union[Hello, ListBots, ListGames, ListPlayers, Challenge, Arrange, Accept, Decline, MoveMsg, Resign,
+          Spectate, Unspectate, GetGame, ListRecords, Ping, WatchLobby],
     Field(discriminator="type"),
 ]
-CLIENT_TYPES = ("hello", "list_bots", "list_games", "challenge", "arrange", "accept", "decline",
-                "move", "resign", "spectate", "unspectate", "get_game", "list_records", "ping")
+CLIENT_TYPES = ("hello", "list_bots", "list_games", "list_players", "challenge", "arrange", "accept", "decline",
+                "move", "resign", "spectate", "unspectate", "get_game", "list_records", "ping", "watch_lobby")
 _client_adapter: TypeAdapter[Any] = TypeAdapter(ClientMessage)
 
 MAX_TRACE_BYTES = 16 * 1024
+MAX_TRACE_DEPTH = 16  # arrays/objects nested in a trace, the trace object itself counted
+# A \uD800-\uDFFF escape: the only way a lone surrogate (not Unicode) gets into a decoded frame.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def parse_client_frame(raw: str | bytes) -> Any:
@@ -223,7 +257,39 @@ def parse_client_frame(raw: str | bytes) -> Any:
         data = loads_strict(raw)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and NonFiniteNumber are ValueErrors
         raise ProtocolError("bad_json", f"frame is not valid JSON: {exc}") from None
+    if _SURROGATE_ESCAPE.search(raw) and not _is_unicode(data):
+        raise ProtocolError("bad_json", "frame holds a lone surrogate escape (U+D800 to U+DFFF): not Unicode text")
     return parse_client_object(data)
+
+
+def _is_unicode(data: Any) -> bool:
+    """False when a string in ``data`` holds a lone surrogate (it cannot be UTF-8 encoded)."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def valid_request_id(rid: Any) -> Any:
+    """``rid`` when it can be echoed as a request id (an integer, or a string of at most 64
+    characters), else None.
+
+    >>> valid_request_id(7), valid_request_id("a"), valid_request_id(True), valid_request_id("x" * 65)
+    (7, 'a', None, None)
+    """
+    if isinstance(rid, int) and not isinstance(rid, bool) or isinstance(rid, str) and len(rid) <= 64:
+        return rid
+    return None
+
+
+def request_id_of(raw: str | bytes) -> Any:
+    """The request id of a frame the server will not process (rate limited), or None: so
+    a pipelining client learns which request was dropped."""
+    try:
+        return parse_client_frame(raw).id
+    except ProtocolError as exc:
+        return exc.id
 
 
 class NonFiniteNumber(ValueError):
@@ -252,15 +318,17 @@ def loads_strict(raw: str | bytes) -> Any:
     ...
     server.protocol.NonFiniteNumber: NaN is not a JSON number
     """
-    return json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+    return _strict_decoder.decode(raw if isinstance(raw, str) else raw.decode("utf-8"))
+
+
+# one decoder for every frame (json.loads with options builds a new one per call)
+_strict_decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 def parse_client_object(data: Any) -> Any:
     if not isinstance(data, dict):
         raise ProtocolError("not_object", f"a frame must be a JSON object, got {type(data).__name__}")
-    rid = data.get("id")
-    if not (rid is None or isinstance(rid, int) and not isinstance(rid, bool) or isinstance(rid, str) and len(rid) <= 64):
-        rid = None
+    rid = valid_request_id(data.get("id"))
     mtype = data.get("type")
     if not isinstance(mtype, str):
         raise ProtocolError("missing_type", "the frame needs a string field 'type'", rid)
@@ -273,10 +341,32 @@ def parse_client_object(data: Any) -> Any:
     if isinstance(msg, ListRecords) and msg.before is not None and not math.isfinite(msg.before):
         raise ProtocolError("invalid_message", "before must be a finite unix time", rid)
     if isinstance(msg, MoveMsg) and msg.trace is not None:
+        depth = json_depth(msg.trace, MAX_TRACE_DEPTH)
+        if depth > MAX_TRACE_DEPTH:
+            raise ProtocolError("invalid_message", f"trace nests arrays/objects more than {MAX_TRACE_DEPTH} deep", rid)
         size = len(json.dumps(msg.trace, separators=(",", ":")))
         if size > MAX_TRACE_BYTES:
             raise ProtocolError("invalid_message", f"trace is {size} bytes; the limit is {MAX_TRACE_BYTES}", rid)
     return msg
+
+
+def json_depth(value: Any, limit: int) -> int:
+    """How deep arrays and objects nest in ``value`` (a scalar is 0), counted without
+    recursion and only up to ``limit + 1``: any input, however deep, is measured safely.
+
+    >>> json_depth({"a": [1, {"b": []}]}, 16), json_depth(3, 16), json_depth([[[[]]]], 2)
+    (4, 0, 3)
+    """
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return depth
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _describe(exc: ValidationError) -> str:
@@ -292,7 +382,7 @@ def _describe(exc: ValidationError) -> str:
 # ``parse_server_frame``. Fields beyond those listed may be added in later versions.
 class _Out(BaseModel):
     model_config = ConfigDict(extra="allow")
-    id: RequestId = None
+    id: ReplyId = None
 
 
 class Welcome(_Out):
@@ -336,6 +426,19 @@ class Games(_Out):
     games: list[GameSummary]
 
 
+class PlayerInfo(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    games: int = 0  # live games it plays
+
+
+class Players(_Out):
+    """Reply to list_players (and a watch_lobby push): connected people, by name."""
+
+    type: Literal["players"]
+    players: list[PlayerInfo]
+
+
 class ChallengeOffer(_Out):
     """Sent to a remote bot or player being challenged; answer accept/decline."""
 
@@ -376,6 +479,7 @@ class GameStart(_Out):
     clock: float
     board: str
     turn: Literal["X", "O"]
+    deadline: float | None = None  # unix time by which the side to move must move (its clock runs from the start)
 
 
 class State(_Out):
@@ -462,7 +566,7 @@ class ErrorMsg(_Out):
 
 
 ServerMessage = Annotated[
-    Union[Welcome, Bots, Games, ChallengeOffer, ChallengeSent, ChallengeDeclined, GameStart, State,
+    Union[Welcome, Bots, Games, Players, ChallengeOffer, ChallengeSent, ChallengeDeclined, GameStart, State,
           GameOver, GameRecord, Records, Pong, Info, ErrorMsg],
     Field(discriminator="type"),
 ]
@@ -498,6 +602,22 @@ def replace_non_finite(value: Any) -> tuple[Any, int]:
         items = [replace_non_finite(v) for v in value]
         return [v for v, _ in items], sum(m for _, m in items)
     return value, 0
+
+
+def encode_frame(frame: dict[str, Any]) -> bytes:
+    """One server frame as compact UTF-8 JSON, fast (orjson): the server's hot path.
+
+    The server only sends what it built from accepted input, which holds no NaN or
+    infinity; what orjson cannot encode (an integer beyond 64 bits, e.g. a request id) goes
+    through :func:`dumps`.
+
+    >>> encode_frame({"type": "pong", "id": 10**30})
+    b'{"type":"pong","id":1000000000000000000000000000000}'
+    """
+    try:
+        return orjson.dumps(frame)
+    except TypeError:  # orjson.JSONEncodeError: integers over 64 bits
+        return dumps(frame).encode("utf-8")
 
 
 def dumps(frame: dict[str, Any]) -> str:

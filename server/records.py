@@ -1,12 +1,19 @@
-"""Game records in SQLite (WAL), and ``autosteer-server games list|show|export``.
+"""Game records in SQLite (WAL, the default) or PostgreSQL, and ``autosteer-server games list|show|export``.
 
-Every game is inserted when it starts (status ``live``) and updated when it ends, with
-players, their kinds, every move (seat, cell, unix time, trace), result, reason, the
-tag an arranged game carries and its move clock. Each write is one short transaction on
-the event loop's thread (well under a millisecond in WAL mode with ``synchronous=NORMAL``),
-so a finished game is on disk before the server sends its next frame. A server that
-crashed leaves games ``live``; :meth:`GameRecords.abort_live` (run at every start) marks
-them ``aborted``.
+Every game is inserted when it starts (status ``live``), updated after every move (so a
+server killed with ``kill -9`` leaves its games' moves on disk) and when it ends, with
+players, their kinds, every move (seat, cell, unix time, trace), result, reason, the tag
+an arranged game carries, its move clock and the id of the server that played it. Each
+write is one short transaction on the event loop's thread (well under a millisecond in
+SQLite's WAL mode with ``synchronous=NORMAL``). A server that crashed leaves games
+``live``; :meth:`GameRecords.abort_live` (run at every start) marks them ``aborted`` —
+all of them, or only the ones a given server played when several servers share one
+database.
+
+``GameRecords(target)`` opens the store a target names: a file path or ``":memory:"``
+(SQLite) or a ``postgresql://`` URL (PostgreSQL, several servers sharing one store; the
+schema is created or migrated at open, under an advisory lock so servers may start
+together). Both backends run the same SQL except for the few lines each class overrides.
 
 >>> rec = GameRecords(":memory:")
 >>> rec.save({"game_id": "g1", "x": "ann", "o": "minimax", "status": "live", "board": ".........",
@@ -20,6 +27,7 @@ them ``aborted``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sqlite3
@@ -28,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-SCHEMA = """
+_TABLE = """
 CREATE TABLE IF NOT EXISTS games (
     game_id     TEXT PRIMARY KEY,
     x           TEXT NOT NULL,
@@ -40,13 +48,14 @@ CREATE TABLE IF NOT EXISTS games (
     reason      TEXT,                   -- line | full_board | resign | timeout | disconnect | aborted | illegal_move
     winner      TEXT,
     board       TEXT NOT NULL,
-    moves       TEXT NOT NULL,          -- JSON list of {ply, seat, cell, at, trace}
-    illegal_move TEXT,                  -- JSON {ply, seat, cell, at, trace, code} or NULL
+    moves       TEXT NOT NULL,          -- JSON list of {{ply, seat, cell, at, trace}}
+    illegal_move TEXT,                  -- JSON {{ply, seat, cell, at, trace, code}} or NULL
     tag         TEXT,
-    clock       REAL,
-    started_at  REAL NOT NULL,
-    ended_at    REAL,
-    seed        INTEGER                 -- the game's seed for house bots, or NULL
+    clock       {real},
+    started_at  {real} NOT NULL,
+    ended_at    {real},
+    seed        {bigint},               -- the game's seed for house bots, or NULL
+    server_id   TEXT                    -- the server that played it (several servers, one store), or NULL
 );
 CREATE INDEX IF NOT EXISTS games_started ON games (started_at);
 CREATE INDEX IF NOT EXISTS games_x ON games (x);
@@ -54,22 +63,180 @@ CREATE INDEX IF NOT EXISTS games_o ON games (o);
 CREATE INDEX IF NOT EXISTS games_tag ON games (tag);
 CREATE INDEX IF NOT EXISTS games_status ON games (status);
 """
+SCHEMA = _TABLE.format(real="REAL", bigint="INTEGER")  # SQLite
 # Columns added after the first release, with their type: added to older databases on open.
-_ADDED_COLUMNS = {"seed": "INTEGER"}
+_ADDED_COLUMNS = {"seed": "INTEGER", "server_id": "TEXT"}
 _LATE_INDEXES = "CREATE INDEX IF NOT EXISTS games_ended ON games (ended_at);"
 
 COLUMNS = ("game_id", "x", "o", "x_kind", "o_kind", "status", "result", "reason", "winner", "board",
-           "moves", "illegal_move", "tag", "clock", "started_at", "ended_at", "seed")
+           "moves", "illegal_move", "tag", "clock", "started_at", "ended_at", "seed", "server_id")
 MAX_SUMMARIES = 200
 _JSON_COLUMNS = ("moves", "illegal_move")
+_UPSERT = (f"INSERT INTO games ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)}) "
+           f"ON CONFLICT (game_id) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:]))
 
 
 class RecordsError(RuntimeError):
     """The records database cannot be opened or read."""
 
 
+def is_postgres_url(target: str | os.PathLike[str]) -> bool:
+    return str(target).startswith(("postgresql://", "postgres://"))
+
+
+def describe_target(target: str | os.PathLike[str]) -> str:
+    """``target`` for messages, without a password.
+
+    >>> describe_target("postgresql://arena:secret@db:5432/arena")
+    'postgresql://arena:***@db:5432/arena'
+    """
+    text = str(target)
+    if is_postgres_url(text) and "@" in text.split("//", 1)[1]:
+        scheme, rest = text.split("//", 1)
+        creds, host = rest.rsplit("@", 1)
+        if ":" in creds:
+            creds = creds.split(":", 1)[0] + ":***"
+        return f"{scheme}//{creds}@{host}"
+    return text
+
+
 class GameRecords:
-    """The store. One connection, used from one thread (the server's event loop)."""
+    """The store: the SQL both backends share. ``GameRecords(target)`` returns a
+    :class:`SqliteRecords` or a :class:`PostgresRecords`. One connection, used from one
+    thread (the server's event loop)."""
+
+    errors: tuple[type[BaseException], ...] = (sqlite3.DatabaseError,)
+    ply_sql = "json_array_length(moves)"
+
+    def __new__(cls, target: str | os.PathLike[str] = ":memory:", **kwargs: Any) -> "GameRecords":
+        if cls is GameRecords:
+            cls = PostgresRecords if is_postgres_url(target) else SqliteRecords
+        return super().__new__(cls)
+
+    db: Any
+    path: str
+
+    # ------------------------------------------------------------------ backend hooks
+    def execute(self, sql: str, args: Any = ()) -> Any:
+        """Run one statement written with ``?`` placeholders; returns the cursor."""
+        return self.db.execute(sql, args)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ------------------------------------------------------------------ writes
+    def save(self, record: dict[str, Any]) -> None:
+        """Insert or update one game (at its start, after each move and at its end)."""
+        row = [record.get(c) for c in COLUMNS]
+        # allow_nan=False: NaN/Infinity are not JSON; a record holding one is refused, never stored
+        row[COLUMNS.index("moves")] = json.dumps(record.get("moves") or [], separators=(",", ":"), allow_nan=False)
+        row[COLUMNS.index("illegal_move")] = (None if record.get("illegal_move") is None else
+                                              json.dumps(record["illegal_move"], separators=(",", ":"), allow_nan=False))
+        self.execute(_UPSERT, row)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Saves inside the block share one transaction (the server's writes of one loop turn)."""
+        self.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self.execute("ROLLBACK")
+            raise
+        self.execute("COMMIT")
+
+    def abort_live(self, now: float | None = None, *, server_id: str | None = None) -> int:
+        """Mark every game still ``live`` (a crash or kill left it) as aborted: every one, or
+        with ``server_id`` only that server's (and those no server claimed). Returns how many."""
+        now = time.time() if now is None else now
+        sql = ("UPDATE games SET status='aborted', result='aborted', reason='aborted', winner=NULL, "
+               "ended_at=COALESCE(ended_at, ?) WHERE status='live'")
+        args: list[Any] = [now]
+        if server_id is not None:
+            sql += " AND (server_id = ? OR server_id IS NULL)"
+            args.append(server_id)
+        return self.execute(sql, args).rowcount
+
+    # ------------------------------------------------------------------ reads
+    @staticmethod
+    def _row(row: Any) -> dict[str, Any]:
+        """A stored row as a record. A JSON column that cannot be read back (nested deeper
+        than the decoder allows, or not JSON) is kept as its stored text in ``<column>_json``
+        and read as empty, so one bad row never breaks a listing or an export."""
+        out = dict(row)
+        for c in _JSON_COLUMNS:
+            text = out.get(c)
+            try:
+                out[c] = json.loads(text) if text else ([] if c == "moves" else None)
+            except (ValueError, RecursionError):
+                out[c] = [] if c == "moves" else None
+                out[f"{c}_json"] = text
+        return out
+
+    def get(self, game_id: str, *, raw: bool = False) -> dict[str, Any] | None:
+        """One game, or None. ``raw`` leaves the JSON columns as their stored text."""
+        row = self.execute("SELECT * FROM games WHERE game_id = ?", (game_id,)).fetchone()
+        return None if row is None else dict(row) if raw else self._row(row)
+
+    def list(self, *, limit: int | None = 50, player: str | None = None, tag: str | None = None,
+             status: str | None = None) -> list[dict[str, Any]]:
+        """Newest first."""
+        where, args = _player_tag_filter(player, tag)
+        if status:
+            where.append("status = ?")
+            args.append(status)
+        sql = "SELECT * FROM games" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY started_at DESC, game_id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [self._row(r) for r in self.execute(sql, args)]
+
+    def find(self, prefix: str) -> list[str]:
+        """Ids of the games whose id is ``prefix`` or starts with it (at most 10)."""
+        exact = self.execute("SELECT game_id FROM games WHERE game_id = ?", (prefix,)).fetchone()
+        if exact is not None:
+            return [exact["game_id"]]
+        rows = self.execute("SELECT game_id FROM games WHERE substr(game_id, 1, CAST(? AS INTEGER)) = ? "
+                            "ORDER BY game_id LIMIT 10", (len(prefix), prefix))
+        return [r["game_id"] for r in rows]
+
+    def summaries(self, limit: int = 50, player: str | None = None, tag: str | None = None,
+                  before: float | None = None) -> list[dict[str, Any]]:
+        """Finished and aborted games, newest end first, as ``records`` lines (protocol
+        ``list_records``): game_id, x, o, result, reason, ended_at, ply, tag."""
+        where, args = _player_tag_filter(player, tag)
+        where.insert(0, "status != 'live'")
+        if before is not None:
+            where.append("ended_at < ?")
+            args.append(before)
+        args.append(max(1, min(limit, MAX_SUMMARIES)))
+        sql = ("SELECT game_id, x, o, COALESCE(result, 'aborted') AS result, COALESCE(reason, 'aborted') AS reason, "
+               f"ended_at, {self.ply_sql} AS ply, tag FROM games WHERE " + " AND ".join(where) +
+               " ORDER BY ended_at DESC NULLS LAST, game_id LIMIT ?")
+        out = []
+        for r in self.execute(sql, args):
+            out.append(dict(r))
+        return out
+
+    def iter_all(self, *, player: str | None = None, tag: str | None = None,
+                 raw: bool = False) -> Iterator[dict[str, Any]]:
+        """Oldest first, for export. ``raw`` leaves the JSON columns as their stored text."""
+        where, args = _player_tag_filter(player, tag)
+        sql = "SELECT * FROM games" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY started_at, game_id"
+        for row in self.execute(sql, args):
+            yield dict(row) if raw else self._row(row)
+
+    def count(self, status: str | None = None, *, player: str | None = None, tag: str | None = None) -> int:
+        where, args = _player_tag_filter(player, tag)
+        if status:
+            where.append("status = ?")
+            args.append(status)
+        sql = "SELECT COUNT(*) AS n FROM games" + (" WHERE " + " AND ".join(where) if where else "")
+        return int(self.execute(sql, args).fetchone()["n"])
+
+
+class SqliteRecords(GameRecords):
+    """The embedded default: one SQLite file in WAL mode (or ``":memory:"``)."""
 
     def __init__(self, path: str | os.PathLike[str] = ":memory:", *, create: bool = True) -> None:
         self.path = str(path)
@@ -97,25 +264,6 @@ class GameRecords:
         except sqlite3.DatabaseError as exc:
             raise RecordsError(f"cannot open records database {self.path}: {exc}") from None
 
-    # ------------------------------------------------------------------ writes
-    def save(self, record: dict[str, Any]) -> None:
-        """Insert or replace one game (start and end of every game)."""
-        row = {c: record.get(c) for c in COLUMNS}
-        # allow_nan=False: NaN/Infinity are not JSON; a record holding one is refused, never stored
-        row["moves"] = json.dumps(record.get("moves") or [], separators=(",", ":"), allow_nan=False)
-        row["illegal_move"] = (None if record.get("illegal_move") is None
-                               else json.dumps(record["illegal_move"], separators=(",", ":"), allow_nan=False))
-        placeholders = ", ".join(f":{c}" for c in COLUMNS)
-        self.db.execute(f"INSERT OR REPLACE INTO games ({', '.join(COLUMNS)}) VALUES ({placeholders})", row)
-
-    def abort_live(self, now: float | None = None) -> int:
-        """Mark every game still ``live`` (a crash or kill left it) as aborted. Returns how many."""
-        now = time.time() if now is None else now
-        cur = self.db.execute(
-            "UPDATE games SET status='aborted', result='aborted', reason='aborted', winner=NULL, "
-            "ended_at=COALESCE(ended_at, ?) WHERE status='live'", (now,))
-        return cur.rowcount
-
     def close(self) -> None:
         try:
             if self.path != ":memory:":
@@ -123,64 +271,71 @@ class GameRecords:
         finally:
             self.db.close()
 
-    # ------------------------------------------------------------------ reads
-    @staticmethod
-    def _row(row: sqlite3.Row) -> dict[str, Any]:
-        out = dict(row)
-        for c in _JSON_COLUMNS:
-            out[c] = json.loads(out[c]) if out[c] else ([] if c == "moves" else None)
-        return out
 
-    def get(self, game_id: str) -> dict[str, Any] | None:
-        row = self.db.execute("SELECT * FROM games WHERE game_id = ?", (game_id,)).fetchone()
-        return None if row is None else self._row(row)
+class PostgresRecords(GameRecords):
+    """PostgreSQL through psycopg 3: the store several servers share. Autocommit, one
+    connection; placeholders ``?`` become ``%s``."""
 
-    def list(self, *, limit: int | None = 50, player: str | None = None, tag: str | None = None,
-             status: str | None = None) -> list[dict[str, Any]]:
-        """Newest first."""
-        where, args = _player_tag_filter(player, tag)
-        if status:
-            where.append("status = ?")
-            args.append(status)
-        sql = "SELECT * FROM games" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY started_at DESC, game_id"
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(limit)
-        return [self._row(r) for r in self.db.execute(sql, args)]
+    ply_sql = "json_array_length(moves::json)"
+    _MIGRATION_LOCK = 0x6175746F  # pg_advisory_lock key: one server migrates at a time
 
-    def find(self, prefix: str) -> list[str]:
-        """Ids of the games whose id is ``prefix`` or starts with it (at most 10)."""
-        exact = self.db.execute("SELECT game_id FROM games WHERE game_id = ?", (prefix,)).fetchone()
-        if exact is not None:
-            return [exact[0]]
-        rows = self.db.execute("SELECT game_id FROM games WHERE substr(game_id, 1, ?) = ? ORDER BY game_id LIMIT 10",
-                               (len(prefix), prefix))
-        return [r[0] for r in rows]
+    def __init__(self, url: str, *, create: bool = True, connect_timeout: float = 10.0) -> None:
+        import psycopg
+        from psycopg.rows import dict_row
 
-    def summaries(self, limit: int = 50, player: str | None = None, tag: str | None = None,
-                  before: float | None = None) -> list[dict[str, Any]]:
-        """Finished and aborted games, newest end first, as ``records`` lines (protocol
-        ``list_records``): game_id, x, o, result, reason, ended_at, ply, tag."""
-        where, args = _player_tag_filter(player, tag)
-        where.insert(0, "status != 'live'")
-        if before is not None:
-            where.append("ended_at < ?")
-            args.append(before)
-        args.append(max(1, min(limit, MAX_SUMMARIES)))
-        sql = ("SELECT game_id, x, o, COALESCE(result, 'aborted') AS result, COALESCE(reason, 'aborted') AS reason, "
-               "ended_at, json_array_length(moves) AS ply, tag FROM games WHERE " + " AND ".join(where) +
-               " ORDER BY ended_at DESC, game_id LIMIT ?")
-        return [dict(r) for r in self.db.execute(sql, args)]
+        self.errors = (psycopg.Error,)
+        self.path = url
+        try:
+            self.db = psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=int(connect_timeout))
+        except psycopg.Error as exc:
+            raise RecordsError(f"cannot connect to records database {describe_target(url)}: "
+                               f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}") from None
+        try:
+            exists = self.db.execute("SELECT to_regclass('games') IS NOT NULL AS e").fetchone()["e"]
+            if not create and not exists:
+                raise RecordsError(f"no games table in {describe_target(url)}; start a server with --db on it first")
+            self.db.execute("SELECT pg_advisory_lock(%s)", (self._MIGRATION_LOCK,))
+            try:
+                for statement in _TABLE.format(real="DOUBLE PRECISION", bigint="BIGINT").split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                for column, kind in _ADDED_COLUMNS.items():
+                    kind = "BIGINT" if kind == "INTEGER" else kind
+                    self.db.execute(f"ALTER TABLE games ADD COLUMN IF NOT EXISTS {column} {kind}")
+                self.db.execute(_LATE_INDEXES)
+            finally:
+                self.db.execute("SELECT pg_advisory_unlock(%s)", (self._MIGRATION_LOCK,))
+        except psycopg.Error as exc:
+            self.db.close()
+            raise RecordsError(f"cannot open records database {describe_target(url)}: {exc}") from None
+        except RecordsError:
+            self.db.close()
+            raise
 
-    def iter_all(self) -> Iterator[dict[str, Any]]:
-        """Oldest first, for export."""
-        for row in self.db.execute("SELECT * FROM games ORDER BY started_at, game_id"):
-            yield self._row(row)
+    def execute(self, sql: str, args: Any = ()) -> Any:
+        self._ensure_connected()
+        return self.db.execute(sql.replace("?", "%s"), args)
 
-    def count(self, status: str | None = None) -> int:
-        if status:
-            return self.db.execute("SELECT COUNT(*) FROM games WHERE status = ?", (status,)).fetchone()[0]
-        return self.db.execute("SELECT COUNT(*) FROM games").fetchone()[0]
+    def _ensure_connected(self) -> None:
+        """A connection the database dropped (a restart, a failover) is replaced, once per
+        call; the write that found it broken failed, and the server's next write of that
+        game (every write is the whole record) stores it."""
+        if not self.db.broken:
+            return
+        import psycopg
+        from psycopg.rows import dict_row
+
+        try:
+            self.db.close()
+            self.db = psycopg.connect(self.path, autocommit=True, row_factory=dict_row, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise RecordsError(f"lost the records database {describe_target(self.path)} and cannot reconnect: {exc}") from None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        self._ensure_connected()
+        with self.db.transaction():
+            yield
 
 
 # --------------------------------------------------------------------------- CLI
@@ -198,7 +353,8 @@ def _player_tag_filter(player: str | None, tag: str | None) -> tuple[list[str], 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", default="var/arena.sqlite3", help="records database written by 'autosteer-server serve'")
+    parser.add_argument("--db", default="var/arena.sqlite3", help="records database written by 'autosteer-server serve': "
+                        "a SQLite file or a postgresql://user@host:port/dbname URL")
     sub = parser.add_subparsers(dest="games_command", metavar="ACTION", required=True)
     p_list = sub.add_parser("list", help="newest games first, one line each",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -236,8 +392,8 @@ def run(args: argparse.Namespace) -> int:
         status = command(records, args)
         sys.stdout.flush()  # a closed pipe must show up here, not in the interpreter's exit
         return status
-    except sqlite3.DatabaseError as exc:
-        print(f"error: cannot read {args.db}: {exc}", file=sys.stderr)
+    except records.errors as exc:
+        print(f"error: cannot read {describe_target(args.db)}: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         # the reader went away (``games export | head``): stop quietly, as Unix tools do
@@ -281,16 +437,19 @@ def _cmd_list(records: GameRecords, args: argparse.Namespace) -> int:
 
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
-    table = Table(title=f"games in {args.db}")
+    table = Table(title=Text(f"games in {describe_target(args.db)}"))
     # the id is what 'games show' takes: never cut or wrapped, whatever the terminal width
     table.add_column("game", no_wrap=True, min_width=max([len(r["game_id"]) for r in rows] + [4]), overflow="fold")
     for col in ("started", "X", "O", "result", "reason", "moves", "tag"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["game_id"], _when(r["started_at"]), r["x"], r["o"], r["result"] or r["status"],
-                      r["reason"] or "", "".join(str(m["cell"]) for m in r["moves"]), r["tag"] or "")
+        # Text, not str: what clients sent (names, tags) is shown as typed, never read as Rich markup
+        table.add_row(*(Text(str(cell)) for cell in (
+            r["game_id"], _when(r["started_at"]), r["x"], r["o"], r["result"] or r["status"], r["reason"] or "",
+            "".join(str(m["cell"]) for m in r["moves"]), r["tag"] or "")))
     console.print(table)
     console.print(f"{len(rows)} shown of {records.count()} stored games")
     return 0
@@ -301,7 +460,7 @@ def _cmd_show(records: GameRecords, args: argparse.Namespace) -> int:
 
     matches = records.find(args.game_id) if args.game_id else []
     if not matches:
-        print(f"error: no game {args.game_id!r} in {args.db}; 'autosteer-server games list' shows the ids", file=sys.stderr)
+        print(f"error: no game {args.game_id!r} in {describe_target(args.db)}; 'autosteer-server games list' shows the ids", file=sys.stderr)
         return 1
     if len(matches) > 1:
         more = ", …" if len(matches) == 10 else ""
@@ -311,7 +470,13 @@ def _cmd_show(records: GameRecords, args: argparse.Namespace) -> int:
     rec = records.get(matches[0])
     assert rec is not None
     if args.json:
-        print(_json_text(rec, indent=2))
+        try:
+            print(_json_text(rec, indent=2))
+        except RecursionError:  # too deep to indent: compact, or the stored text (see _game_json)
+            text, _, warning = _game_json(records.get(rec["game_id"], raw=True) or {})
+            if warning:
+                print(warning, file=sys.stderr)
+            print(text)
         return 0
     seed = f"  seed {rec['seed']}" if rec.get("seed") is not None else ""
     print(f"game {rec['game_id']}: {rec['x']} (X, {rec['x_kind']}) vs {rec['o']} (O, {rec['o_kind']})"
@@ -332,16 +497,57 @@ def _cmd_show(records: GameRecords, args: argparse.Namespace) -> int:
     return 0
 
 
+def _game_json(row: dict[str, Any]) -> tuple[str, int, str | None]:
+    """One stored row (JSON columns as text) as compact JSON: the text, how many NaN/Infinity
+    became null, and a warning when a column had to go out as its stored text instead
+    (nested too deep to decode or re-encode). Whatever a row holds, this returns."""
+    from server.protocol import replace_non_finite  # older servers stored NaN/Infinity in traces
+
+    game = dict(row)
+    try:
+        for c in _JSON_COLUMNS:
+            text = row.get(c)
+            game[c] = json.loads(text) if text else ([] if c == "moves" else None)
+        try:
+            return json.dumps(game, allow_nan=False, separators=(",", ":")), 0, None
+        except ValueError:  # NaN/Infinity, from an older server: written as null
+            clean, replaced = replace_non_finite(game)
+            return json.dumps(clean, allow_nan=False, separators=(",", ":")), replaced, None
+    except (ValueError, RecursionError) as exc:
+        kept = {k: v for k, v in row.items() if k not in _JSON_COLUMNS}
+        for c in _JSON_COLUMNS:
+            kept[c] = [] if c == "moves" else None
+            if row.get(c):
+                kept[f"{c}_json"] = row[c]
+        why = "nested too deep" if isinstance(exc, RecursionError) else f"not plain JSON ({exc})"
+        warning = (f"warning: game {row.get('game_id')}: moves {why}; exported as the stored text "
+                   f"in moves_json / illegal_move_json")
+        return json.dumps(kept, allow_nan=False, separators=(",", ":")), 0, warning
+
+
 def _cmd_export(records: GameRecords, args: argparse.Namespace) -> int:
-    games = [g for g in records.iter_all()
-             if (not args.player or args.player in (g["x"], g["o"])) and (not args.tag or g["tag"] == args.tag)]
-    doc = {"format": "autosteer-arena-games", "version": 1, "exported_at": time.time(), "count": len(games), "games": games}
-    text = _json_text(doc, indent=1)
+    """One JSON document, one game per line, compact: its size stays that of the stored
+    rows, and a row that cannot be re-encoded is written as its stored text, never fatal."""
+    head = {"format": "autosteer-arena-games", "version": 1, "exported_at": time.time()}
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n")
-        print(f"exported {len(games)} games to {out}", file=sys.stderr)
-    else:
-        sys.stdout.write(text + "\n")
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    out = open(Path(args.out), "w") if args.out else sys.stdout  # noqa: SIM115 - closed below
+    replaced = written = 0
+    try:
+        out.write(json.dumps(head)[:-1] + ', "games": [')
+        for row in records.iter_all(player=args.player, tag=args.tag, raw=True):
+            text, n, warning = _game_json(row)
+            replaced += n
+            if warning:
+                print(warning, file=sys.stderr)
+            out.write(("\n" if written == 0 else ",\n") + text)
+            written += 1
+        out.write(f"\n], \"count\": {written}}}\n")  # counted as written: a live store may grow meanwhile
+    finally:
+        if args.out:
+            out.close()
+    if replaced:
+        print(f"warning: {replaced} NaN/Infinity values in the stored traces are written as null", file=sys.stderr)
+    if args.out:
+        print(f"exported {written} games to {args.out}", file=sys.stderr)
     return 0

@@ -192,8 +192,12 @@ def test_bot_trace_contents_and_size(lm, sae):
         assert set(t["cell_probs"]) == {str(c) for c in range(1, 10)}
         assert abs(sum(t["cell_probs"].values()) - 1) < 1e-3
         assert 0 < len(t["top_features"]) <= 8
-        acts = [f["activation"] for f in t["top_features"]]
-        assert acts == sorted(acts, reverse=True)
+        # ranked by how far each feature is from its usual level (features.json), furthest first
+        devs = [abs(f["deviation"]) for f in t["top_features"]]
+        assert devs == sorted(devs, reverse=True)
+        for f in t["top_features"]:
+            typical = sae.features.typical_activation[f["index"]]
+            assert abs(f["deviation"] - (f["activation"] - f["usual"]) / typical) < 2e-3
         assert t["steering"] == [{"index": 0, "coefficient": 0.5, "label": "feature zero"},
                                  {"index": 3, "coefficient": -0.5, "label": "cell 5 occupied by me"}]
         assert t["policy"] == policy.digest

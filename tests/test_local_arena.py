@@ -86,7 +86,7 @@ class TuiInPty:
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # pragma: no cover - the child becomes the app
             os.environ.update(TERM="xterm-256color", COLUMNS="80", LINES="24")
-            os.execv(sys.executable, [sys.executable, "-m", "tui_client.cli", "--no-llm", "--name", "pty-user"])
+            os.execv(sys.executable, [sys.executable, "-m", "tui_client.cli", "--no-llm", "--name", "pty-user", "--forget"])
         self.out = b""
         self.status: int | None = None
         self.server_pids: list[int] = []

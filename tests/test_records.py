@@ -19,11 +19,20 @@ import pytest
 from helpers_ws import WsClient
 from server.app import ServerConfig, serve_arena
 from server.cli import main as server_main
-from server.records import GameRecords
+from server.records import GameRecords, SqliteRecords
 
 pytestmark = pytest.mark.timeout(60)
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The records store each backend-neutral test runs against: a SQLite file, then a
+    database on a real PostgreSQL (tests/services.py)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "arena.sqlite3")
+    return request.getfixturevalue("postgres_url")
 
 
 def record(game_id: str, **extra: Any) -> dict[str, Any]:
@@ -31,13 +40,14 @@ def record(game_id: str, **extra: Any) -> dict[str, Any]:
             "status": "finished", "result": "O", "reason": "line", "winner": "minimax", "board": "XX.OOO.X.",
             "moves": [{"ply": i + 1, "seat": "XO"[i % 2], "cell": c, "at": 10.0 + i, "trace": {"i": i}}
                       for i, c in enumerate([1, 4, 2, 5, 8, 6])],
-            "tag": None, "clock": 30.0, "started_at": 10.0, "ended_at": 16.0, "illegal_move": None, "seed": None}
+            "tag": None, "clock": 30.0, "started_at": 10.0, "ended_at": 16.0, "illegal_move": None, "seed": None,
+            "server_id": None}
     base.update(extra)
     return base
 
 
-def test_store_roundtrip_filters_and_wal(tmp_path: Path) -> None:
-    db = tmp_path / "r" / "arena.sqlite3"
+def test_store_roundtrip_filters_and_wal(db_target: str, tmp_path: Path) -> None:
+    db = tmp_path / "r" / "arena.sqlite3" if db_target.endswith(".sqlite3") else db_target
     rec = GameRecords(db)
     rec.save(record("g1"))
     rec.save(record("g2", x="bob", started_at=20.0, tag="t"))
@@ -47,7 +57,8 @@ def test_store_roundtrip_filters_and_wal(tmp_path: Path) -> None:
     assert [r["game_id"] for r in rec.list(player="bob")] == ["g2"]
     assert [r["game_id"] for r in rec.list(tag="t")] == ["g2"]
     assert [r["game_id"] for r in rec.list(limit=1)] == ["g3"]
-    assert rec.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    if isinstance(rec, SqliteRecords):
+        assert rec.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert rec.abort_live(now=99.0) == 1
     g3 = rec.get("g3")
     assert (g3["status"], g3["result"], g3["reason"], g3["ended_at"]) == ("aborted", "aborted", "aborted", 99.0)
@@ -56,8 +67,8 @@ def test_store_roundtrip_filters_and_wal(tmp_path: Path) -> None:
     assert again.count() == 3 and again.count("finished") == 2
 
 
-def test_games_cli_list_show_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    db = tmp_path / "arena.sqlite3"
+def test_games_cli_list_show_export(db_target: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = db_target
     rec = GameRecords(db)
     rec.save(record("g1"))
     rec.save(record("g2", x="bob", started_at=20.0, tag="cup", illegal_move={"ply": 7, "seat": "X", "cell": 4, "at": 17.0, "trace": None, "code": "occupied"}))
@@ -97,8 +108,8 @@ def test_games_cli_missing_db_is_a_clear_error(tmp_path: Path, capsys: pytest.Ca
     assert "error:" in capsys.readouterr().err
 
 
-async def test_server_stores_games_with_moves_and_traces(tmp_path: Path) -> None:
-    db = tmp_path / "arena.sqlite3"
+async def test_server_stores_games_with_moves_and_traces(db_target: str) -> None:
+    db = db_target
     async with serve_arena(ServerConfig(port=0, db_path=str(db), seed=2, ping_interval=None)) as srv:
         async with WsClient.connect(srv.url, "ann") as ann:
             await ann.request(type="challenge", opponent="random", side="X")
@@ -192,9 +203,9 @@ def _three_games(db: Path) -> None:
     rec.close()
 
 
-def test_games_list_never_cuts_ids_even_on_a_narrow_terminal(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+def test_games_list_never_cuts_ids_even_on_a_narrow_terminal(db_target: str, capsys: pytest.CaptureFixture[str],
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    db = tmp_path / "arena.sqlite3"
+    db = db_target
     _three_games(db)
     monkeypatch.setenv("COLUMNS", "40")
     assert server_main(["games", "--db", str(db), "list"]) == 0
@@ -203,8 +214,8 @@ def test_games_list_never_cuts_ids_even_on_a_narrow_terminal(tmp_path: Path, cap
         assert gid in out, out
 
 
-def test_games_list_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    db = tmp_path / "arena.sqlite3"
+def test_games_list_json(db_target: str, capsys: pytest.CaptureFixture[str]) -> None:
+    db = db_target
     _three_games(db)
     assert server_main(["games", "--db", str(db), "list", "--json", "--tag", "cup"]) == 0
     rows = json.loads(capsys.readouterr().out)
@@ -212,8 +223,8 @@ def test_games_list_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert rows[0]["moves"] == [1, 4, 2, 5, 8, 6] and rows[0]["seed"] == 2 and rows[0]["result"] == "O"
 
 
-def test_games_show_takes_a_unique_prefix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    db = tmp_path / "arena.sqlite3"
+def test_games_show_takes_a_unique_prefix(db_target: str, capsys: pytest.CaptureFixture[str]) -> None:
+    db = db_target
     _three_games(db)
     assert server_main(["games", "--db", str(db), "show", "a1b"]) == 0
     assert "game a1b2c3d4e5f6: ann (X, player)" in capsys.readouterr().out
@@ -237,17 +248,17 @@ class _ClosedPipe:
 
 
 @pytest.mark.parametrize("argv", [["export"], ["show", "a1b2"], ["show", "a1b2", "--json"], ["list", "--json"]])
-def test_a_closed_pipe_ends_quietly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_a_closed_pipe_ends_quietly(db_target: str, monkeypatch: pytest.MonkeyPatch,
                                     capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
-    db = tmp_path / "arena.sqlite3"
+    db = db_target
     _three_games(db)
     monkeypatch.setattr(sys, "stdout", _ClosedPipe())
     assert server_main(["games", "--db", str(db), *argv]) == 1
     assert capsys.readouterr().err == ""
 
 
-def test_export_through_head_prints_no_traceback(tmp_path: Path) -> None:
-    db = tmp_path / "arena.sqlite3"
+def test_export_through_head_prints_no_traceback(db_target: str) -> None:
+    db = db_target
     rec = GameRecords(db)
     for i in range(400):  # far more than a pipe buffer
         rec.save(record(f"g{i:04d}", started_at=float(i)))
@@ -260,8 +271,8 @@ def test_export_through_head_prints_no_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
 
 
-def test_no_nan_or_infinity_is_stored_or_exported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    db = tmp_path / "arena.sqlite3"
+def test_no_nan_or_infinity_is_stored_or_exported(db_target: str, capsys: pytest.CaptureFixture[str]) -> None:
+    db = db_target
     rec = GameRecords(db)
     bad = record("nan1")
     bad["moves"][0]["trace"] = {"p": float("nan")}
@@ -270,7 +281,7 @@ def test_no_nan_or_infinity_is_stored_or_exported(tmp_path: Path, capsys: pytest
     assert rec.get("nan1") is None
     # a record written by an older server, with NaN/Infinity in its JSON text
     rec.save(record("old1"))
-    rec.db.execute("UPDATE games SET moves = ? WHERE game_id = 'old1'",
+    rec.execute("UPDATE games SET moves = ? WHERE game_id = 'old1'",
                    ('[{"ply":1,"seat":"X","cell":5,"at":1.0,"trace":{"p":NaN,"q":[Infinity,-Infinity,0.5]}}]',))
     rec.close()
 
@@ -286,8 +297,8 @@ def test_no_nan_or_infinity_is_stored_or_exported(tmp_path: Path, capsys: pytest
     strict(capsys.readouterr().out)
 
 
-def test_summaries_page_back_by_end_time_and_skip_live_games(tmp_path: Path) -> None:
-    rec = GameRecords(tmp_path / "arena.sqlite3")
+def test_summaries_page_back_by_end_time_and_skip_live_games(db_target: str) -> None:
+    rec = GameRecords(db_target)
     for i in range(6):
         rec.save(record(f"g{i}", x="bob" if i % 2 else "ann", started_at=10.0 * i, ended_at=10.0 * i + 5, tag=None))
     rec.save(record("live", status="live", result=None, reason=None, winner=None, started_at=99.0, ended_at=None))
@@ -331,3 +342,87 @@ def test_server_module_doctests() -> None:
     for module in (server.protocol, server.records, server.app):
         result = doctest.testmod(module)
         assert result.failed == 0, module.__name__
+
+
+# --------------------------------------------------------------------------- export of any stored row
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_export_survives_any_stored_row_and_stays_compact(db_target: str, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    rec = GameRecords(db_target)
+    rec.save(record("plain", started_at=1.0))
+    deep = record("deep600", started_at=2.0)
+    deep["moves"][0]["trace"] = {"nest": _nested(600), "pad": "x" * 5000}  # ~7 KB stored, as in issue 14
+    rec.save(deep)
+    rec.save(record("deeper", started_at=3.0))
+    # an older server stored a trace nested far deeper than any JSON reader goes
+    raw = '[{"ply":1,"seat":"X","cell":5,"at":1.0,"trace":' + "[" * 50_000 + "]" * 50_000 + "}]"
+    rec.execute("UPDATE games SET moves = ? WHERE game_id = 'deeper'", (raw,))
+    rec.save(record("after", started_at=4.0))
+    stored = len(json.dumps(deep["moves"], separators=(",", ":")))
+    assert [r["game_id"] for r in rec.list()] == ["after", "deeper", "deep600", "plain"]  # listing survives
+    assert rec.get("deeper")["moves"] == [] and rec.get("deeper")["moves_json"] == raw
+    rec.close()
+
+    out = tmp_path / "all.json"
+    assert server_main(["games", "--db", str(db_target), "export", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    doc = json.loads(out.read_text())
+    assert doc["count"] == 4 and [g["game_id"] for g in doc["games"]] == ["plain", "deep600", "deeper", "after"]
+    by_id = {g["game_id"]: g for g in doc["games"]}
+    assert by_id["deep600"]["moves"] == deep["moves"]  # 600 deep goes out whole
+    assert by_id["deeper"]["moves"] == [] and by_id["deeper"]["moves_json"] == raw  # kept, as its stored text
+    assert "game deeper: moves nested too deep" in err and "Traceback" not in err
+    assert by_id["after"]["moves"] == record("after")["moves"]
+    # bounded: the export is about the size of what is stored, not inflated by indentation
+    deep_line = next(line for line in out.read_text().splitlines() if '"deep600"' in line)
+    assert len(deep_line) < stored + 1000, (len(deep_line), stored)
+
+
+def test_kill_9_keeps_the_moves_played(tmp_path: Path) -> None:
+    db = tmp_path / "arena.sqlite3"
+    exe = Path(sys.executable).parent / "autosteer-server"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "server.cli"]
+    proc = subprocess.Popen(cmd + ["serve", "--host", "127.0.0.1", "--port", "0", "--db", str(db), "--seed", "4"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        url = re.search(r"listening on (ws://\S+)", proc.stdout.readline()).group(1)  # type: ignore[union-attr]
+
+        async def play() -> str:
+            async with WsClient.connect(url, "ann") as ann:
+                gid = (await ann.request(type="challenge", opponent="minimax", side="X"))["challenge_id"]
+                await ann.wait_for("game_start", game_id=gid)
+                await ann.request(type="move", game_id=gid, cell=5)
+                await ann.wait_for(lambda f: f.get("type") == "state" and f.get("ply") == 2, game_id=gid)
+                os.kill(proc.pid, signal.SIGKILL)
+                return gid
+
+        gid = asyncio.run(play())
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    rec = GameRecords(db)
+    left = rec.get(gid)
+    assert left["status"] == "live" and [m["cell"] for m in left["moves"]][0] == 5 and len(left["moves"]) == 2
+    assert rec.abort_live() == 1  # what the next start does: aborted, with its history
+    assert rec.get(gid)["status"] == "aborted" and len(rec.get(gid)["moves"]) == 2
+
+
+def test_show_json_of_a_deep_trace(db_target: str, capsys: pytest.CaptureFixture[str]) -> None:
+    rec = GameRecords(db_target)
+    deep = record("deep", started_at=2.0)
+    deep["moves"][0]["trace"] = {"nest": _nested(600)}
+    rec.save(deep)
+    rec.close()
+    assert server_main(["games", "--db", str(db_target), "show", "deep", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["moves"] == deep["moves"]
+    assert server_main(["games", "--db", str(db_target), "show", "deep"]) == 0
+    assert "game deep:" in capsys.readouterr().out

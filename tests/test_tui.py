@@ -119,11 +119,11 @@ async def test_full_game_against_minimax_by_keys(arena):
         # the last move is highlighted
         last = view.moves[-1].cell
         assert screen.query_one(f"#cell-{last}").has_class("last-move")
-        # rematch starts a new game against the same bot, same side
+        # rematch starts a new game against the same bot, sides swapped (as lichess does)
         await pilot.press("r")
         await wait_until(pilot, lambda: isinstance(app.screen, GameScreen) and app.screen.game_id != view.game_id,
                          what="the rematch")
-        assert app.screen.view.you.value == "X" and app.screen.view.o == "minimax"
+        assert app.screen.view.you.value == "O" and app.screen.view.x == "minimax"
 
 
 async def test_full_game_against_minimax_by_clicks_as_o(arena):
@@ -231,7 +231,9 @@ async def test_spectating_a_bot_vs_bot_game_and_replaying_it(arena):
                 assert screen.view.you is None
                 players = str(screen.query_one("#players").render())
                 assert "X smol-llm" in players and "O minimax" in players and "(you)" not in players
-                await pilot.press("5")
+                await pilot.press("5")  # not offered to a spectator: nothing happens
+                assert message_text(app) == "" and screen.view.moves == []
+                await pilot.click("#cell-5")  # a click says why
                 assert "spectators cannot move" in message_text(app)
                 gate.set()  # let the bot play
                 await wait_until(pilot, lambda: screen.view.over, what="the end of the watched game")
@@ -394,11 +396,13 @@ async def test_server_errors_are_notified_not_fatal(arena):
         await wait_until(pilot, lambda: app.link_status.state is LinkState.CONNECTED, what="connected")
         await pilot.press("g")
         await pilot.press(*"nosuchgame", "enter")
-        await wait_until(pilot, lambda: any("unknown_game" in n for _, n in notes), what="the error notice")
-        assert ("error", "Server error: unknown_game: no game has the id 'nosuchgame'") in notes
+        await wait_until(pilot, lambda: any("no game has the id" in n for _, n in notes), what="the error notice")
+        # a refusal of the person's own request is titled by what they asked, not "Server error"
+        assert ("warning", "Replay: no game has the id 'nosuchgame'") in notes
         assert isinstance(app.screen, LobbyScreen) and app.is_running
         app.start_challenge("nobody-here", "X")
-        await wait_until(pilot, lambda: any("unknown_opponent" in n for _, n in notes), what="the challenge error")
+        await wait_until(pilot, lambda: any(n.startswith("Challenge: no bot or player named") for _, n in notes),
+                         what="the challenge error")
 
 
 async def test_resign_and_leave_with_keys(arena):
@@ -408,6 +412,8 @@ async def test_resign_and_leave_with_keys(arena):
         screen = app.screen
         await pilot.press("escape")  # first Esc only warns while the game is on
         assert "press Esc again" in message_text(app) and app.screen is screen
+        await pilot.press("R")  # asks first
+        assert "Press R again" in message_text(app) and not screen.view.over
         await pilot.press("R")
         await wait_until(pilot, lambda: screen.view.over, what="the resignation")
         assert screen.view.reason == "resign" and "random wins: ann resigned" in status_text(app)
@@ -609,7 +615,7 @@ def test_rule_player_of_the_screenshot_script():
     assert rule_player(Board.empty()) == 5
 
 
-def test_autosteer_tui_starts_a_local_arena_and_stops_it_on_quit():
+def test_autosteer_tui_starts_a_local_arena_and_stops_it_on_quit(tmp_path):
     """The demo command end to end in a pseudo-terminal: local server, lobby, q, clean exit."""
     import os
     import pty
@@ -618,7 +624,8 @@ def test_autosteer_tui_starts_a_local_arena_and_stops_it_on_quit():
     pid, fd = pty.fork()
     if pid == 0:  # pragma: no cover - the child becomes the app
         os.environ.update(TERM="xterm-256color", COLUMNS="80", LINES="24")
-        os.execv(sys.executable, [sys.executable, "-m", "tui_client.cli", "--no-llm", "--name", "pty-user"])
+        os.execv(sys.executable, [sys.executable, "-m", "tui_client.cli", "--no-llm", "--name", "pty-user",
+                                   "--data-dir", str(tmp_path / "data")])
     out = b""
 
     def read_until(needle: bytes, timeout: float) -> bool:
@@ -650,3 +657,4 @@ def test_autosteer_tui_starts_a_local_arena_and_stops_it_on_quit():
         os.close(fd)
     assert os.waitstatus_to_exitcode(status) == 0
     assert b"Stopping the local arena" in out
+    assert (tmp_path / "data" / "arena.sqlite").is_file()  # the games stay for the next run

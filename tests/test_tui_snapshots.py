@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from server.protocol import parse_server_frame
 from tui_client.app import ArenaApp
 from tui_client.connection import LinkState, LinkStatus
@@ -35,13 +37,27 @@ def lobby_frames() -> list[dict]:
     ]
 
 
+def with_levels(trace: dict) -> dict:
+    """A recorded trace as the LLM bot now sends it with ``features.json``: each feature's usual
+    level, its distance from it, the always-on flag and the cells it pushes toward (fixed,
+    made-up numbers: the snapshots pin the layout, not the model)."""
+    out = dict(trace)
+    feats = []
+    for i, f in enumerate(trace.get("top_features", [])):
+        usual = round(f["activation"] * (0.9 if i % 3 == 0 else 0.1), 3)
+        feats.append(dict(f, usual=usual, deviation=round((f["activation"] - usual) / max(f["activation"], 1.0), 3),
+                          always_on=i % 3 == 0, promotes=[(i * 4) % 9 + 1, (i * 7) % 9 + 1]))
+    out["top_features"] = feats
+    return out
+
+
 def moves(cells: list[int], traced_seat: str) -> list[dict]:
     out, n = [], 0
     for i, cell in enumerate(cells):
         seat = "X" if i % 2 == 0 else "O"
         move = {"ply": i + 1, "seat": seat, "cell": cell, "at": 1_700_000_000.0 + i}
         if seat == traced_seat:
-            move["trace"] = retarget(TRACES[n % len(TRACES)], cell)
+            move["trace"] = with_levels(retarget(TRACES[n % len(TRACES)], cell))
             n += 1
         out.append(move)
     return out
@@ -81,15 +97,38 @@ def test_lobby(snap_compare):
     assert snap_compare(app, terminal_size=(80, 24), run_before=feed)
 
 
-def test_game_in_progress_with_feature_panel(snap_compare):
-    # ann (X) 1, smol-llm 5, ann 9, smol-llm 3 (blocks nothing yet) → ann to move
-    app, feed = offline_app(game_frames([1, 5, 9, 3]))
-    assert snap_compare(app, terminal_size=(80, 24), run_before=feed)
+SIZES = [(80, 24), (120, 36), (200, 50)]
 
 
-def test_game_in_progress_uses_a_larger_terminal(snap_compare):
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_game_in_progress_with_feature_panel(snap_compare, size):
+    # ann (X) 1, smol-llm 5, ann 9, smol-llm 3 (a losing corner) → ann to move
     app, feed = offline_app(game_frames([1, 5, 9, 3]))
-    assert snap_compare(app, terminal_size=(120, 36), run_before=feed)
+    assert snap_compare(app, terminal_size=size, run_before=feed)
+
+
+def record_frame(cells: list[int]) -> dict:
+    from server.game import Board
+    board = Board.from_moves(cells)
+    return {"type": "game_record", "game_id": "c0ffee123456", "x": "ann", "o": "smol-llm",
+            "result": board.winner.value if board.winner else "draw", "reason": "line" if board.winner else "full_board",
+            "board": board.code, "moves": moves(cells, "O"), "started_at": 1_700_000_000.0,
+            "ended_at": 1_700_000_010.0, "tag": None}
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_replay_with_move_values(snap_compare, size):
+    # smol-llm answers the centre with the edge 2 (??); ann wins with the only winning move 4 (!)
+    app = ArenaApp(None, "watcher")
+
+    async def replay(pilot) -> None:
+        app.set_link_status(LinkStatus(LinkState.CONNECTED, URL, "watcher"))
+        app._replaying.add("c0ffee123456")  # as open_replay does before the record arrives
+        app.handle_frame(parse_server_frame(record_frame([5, 2, 1, 9, 7, 3, 4])))
+        await pilot.pause()
+        await pilot.press("home", "right", "right")  # just after the blunder
+        await pilot.pause()
+    assert snap_compare(app, terminal_size=size, run_before=replay)
 
 
 def test_finished_game(snap_compare):

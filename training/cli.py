@@ -15,6 +15,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "sae": ("training.sae", "collect activations, compare layers, train and ship the SAE (sae_lens)"),
     "search-vector": ("training.vector_search", "search one fixed steering vector that draws more vs minimax (exact objective)"),
     "label": ("training.labels", "label SAE features by board concepts (precision/recall) and steering effect"),
+    "ppo": ("training.rl.ppo", "learn a board-dependent steering policy with PPO against the server's minimax (exact eval)"),
+    "rl-report": ("training.rl.report", "what a learned steering policy pushes, where (docs/POLICY.md + heatmap)"),
     "heldout": ("training.heldout", "a policy on phrasings, opponents and positions it was not fitted to (exact)"),
     "controls": ("training.controls", "equal-effort controls: the same search on random features, directions, shuffled labels"),
     "report": ("training.report", "markdown tables from evaluate/heldout/controls result JSON"),

@@ -407,6 +407,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--cache-boards", type=int, default=512, help="boards whose prompt state is cached")
     parser.add_argument("--json", dest="json_out", default=None, metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--mqtt", metavar="URL", default=None,
+                        help="publish progress and per-arm summaries to this MQTT broker, mqtt://host[:port][/prefix] "
+                             "(topics P/training/RUN/progress|summary; 'autosteer-server watch' prints them)")
+    parser.add_argument("--run-id", default=None, help="the run's name on the broker (default: evaluate-UNIXTIME)")
     parser.add_argument("--no-exact", action="store_true",
                         help="skip the exact tree walk beside each sampled rate (it needs a deterministic policy)")
 
@@ -468,18 +472,24 @@ def run(args: argparse.Namespace) -> int:
     try:
         json_out = prepare_json_out(args.json_out) if args.json_out else None  # before hours of games
         bot, meta = build_evaluation_bot(args)
+        # hashed here, after loading and before any game, whatever built the bot
+        meta["weights_before"] = weights_snapshot(bot.lm, bot.sae, bot.policy)
     except (ValueError, OSError) as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2
     from tqdm import tqdm
 
+    from server.progress import progress_publisher
+
+    progress = progress_publisher(args.mqtt, run=args.run_id or f"evaluate-{int(time.time())}")
     arms = [ArmResult(opponent=o, seat=s, mode=m) for o, s, m in itertools.product(args.opponent, args.seat, args.mode)]
     console.print(f"evaluating {meta['model']} ({meta['steering']}): {len(arms)} arms × {args.games} games, via {args.via}, seed {args.seed}")
     t_all = time.perf_counter()
     for arm in arms:
         bot.set_mode(arm.mode)
         t0 = time.perf_counter()
-        with tqdm(total=args.games, desc=arm.name, unit="game", file=sys.stderr, leave=True) as bar:
+        with tqdm(total=args.games, desc=arm.name, unit="game", file=sys.stderr, leave=True) as tqdm_bar:
+            bar = _Published(tqdm_bar, progress, arm)
             try:
                 if args.via == "local":
                     play_arm_local(bot, arm, args.games, args.seed, args.concurrency, bar)
@@ -487,11 +497,13 @@ def run(args: argparse.Namespace) -> int:
                     asyncio.run(play_arm_server(bot, arm, args.games, args.seed, args.concurrency, bar))
             except (RuntimeError, OSError) as exc:  # server refusals, BotClientError, sockets
                 console.print(f"[red]error:[/] arm {arm.name} failed: {exc}")
+                progress.close()
                 return 1
         if not args.no_exact:
             arm.exact = exact_arm(bot, arm)
         arm.seconds = round(time.perf_counter() - t0, 1)
         arm.finish()
+        progress.summary({"arm": arm.name, **asdict(arm)})
     elapsed = time.perf_counter() - t_all
     meta["weights_after"] = weights_snapshot(bot.lm, bot.sae, bot.policy)
     meta["weights_unchanged"] = snapshots_agree(meta["weights_before"], meta["weights_after"])
@@ -506,9 +518,30 @@ def run(args: argparse.Namespace) -> int:
                "arms": [asdict(a) | {"name": a.name} for a in arms]}
         json_out.write_text(json.dumps(out, indent=2) + "\n")
         console.print(f"wrote {json_out}")
+    progress.summary({"arms": [asdict(a) | {"name": a.name} for a in arms], "seconds": round(elapsed, 1), "done": True})
+    progress.close()
+    if progress.enabled:
+        console.print(f"published progress to {args.mqtt} as run {progress.run} ({progress.sent} messages, "
+                      f"{progress.dropped} dropped)")
     console.print(f"done: {sum(a.games for a in arms)} games "
                   f"({sum(a.distinct_games for a in arms)} distinct game records) in {elapsed:.0f} s")
     return 0 if meta["weights_unchanged"] else 1
+
+
+class _Published:
+    """A progress bar that also publishes the arm's running counts (rate-limited by the publisher)."""
+
+    def __init__(self, bar: Any, progress: Any, arm: ArmResult) -> None:
+        self.bar, self.progress, self.arm = bar, progress, arm
+
+    def update(self, n: int = 1) -> None:
+        self.bar.update(n)
+        a = self.arm
+        self.progress.progress(arm=a.name, done=self.bar.n, total=self.bar.total, wins=a.wins, draws=a.draws,
+                               losses=a.losses, illegal=a.illegal, force=self.bar.n == self.bar.total)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.bar, name)
 
 
 def prepare_json_out(value: str) -> Path:
@@ -563,6 +596,5 @@ def build_evaluation_bot(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]
             "control": args.control,
             "steering": (f"{policy.kind} policy {policy.digest}" + (f", control: {args.control}" if args.control != "none" else "")
                          if policy else "unsteered"),
-            "scale_source": bot.steering.scale_source if bot.steering else None, "reader": bot.reader.kind,
-            "weights_before": weights_snapshot(lm, sae, policy)}
+            "scale_source": bot.steering.scale_source if bot.steering else None, "reader": bot.reader.kind}
     return bot, meta

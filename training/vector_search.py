@@ -53,6 +53,7 @@ class Outcome:
     loss: float = 0.0
     illegal: float = 0.0  # part of ``loss``: lost by an illegal move (strict mode)
     boards_read: int = 0
+    games: int = 0  # distinct games (leaves of the walked tree) with a non-zero probability
 
 
 def opponent_distribution(name: str) -> Callable[[Board], dict[int, float]]:
@@ -98,8 +99,10 @@ def exact_outcome(choose: Callable[[list[Board]], list[int | None]], llm_seat: S
     moves_of = opponent_distribution(opponent)
     out = Outcome()
     frontier: dict[str, float] = {Board.empty().code: 1.0}
+    paths: dict[str, int] = {Board.empty().code: 1}  # distinct move sequences reaching each board
     while frontier:
         nxt: dict[str, float] = {}
+        nxt_paths: dict[str, int] = {}
         boards = [Board(code) for code in frontier]
         llm_boards = [b for b in boards if b.turn is llm_seat]
         cells = dict(zip((b.code for b in llm_boards), choose(llm_boards))) if llm_boards else {}
@@ -111,6 +114,7 @@ def exact_outcome(choose: Callable[[list[Board]], list[int | None]], llm_seat: S
                 if cell is None or board[cell] is not None:
                     out.loss += p
                     out.illegal += p
+                    out.games += paths[board.code]
                     continue
                 children = [(board.play(cell), p)]
             else:
@@ -119,13 +123,16 @@ def exact_outcome(choose: Callable[[list[Board]], list[int | None]], llm_seat: S
                 result = child.result
                 if result is None:
                     nxt[child.code] = nxt.get(child.code, 0.0) + q
-                elif result is Result.DRAW:
+                    nxt_paths[child.code] = nxt_paths.get(child.code, 0) + paths[board.code]
+                    continue
+                out.games += paths[board.code]
+                if result is Result.DRAW:
                     out.draw += q
                 elif result is Result.win_for(llm_seat):
                     out.win += q
                 else:
                     out.loss += q
-        frontier = nxt
+        frontier, paths = nxt, nxt_paths
     return out
 
 

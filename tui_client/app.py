@@ -18,8 +18,8 @@ from textual.app import App
 from textual.binding import Binding
 
 from server.protocol import (Bots, ChallengeDeclined, ChallengeOffer, ChallengeSent, ErrorMsg, GameOver,
-                             GameRecord, Games, GameStart, GameSummary, Info, Records, RecordSummary, State, Welcome,
-                             BotInfo)
+                             GameRecord, Games, GameStart, GameSummary, Info, PlayerInfo, Players, Records, RecordSummary,
+                             State, Welcome, BotInfo)
 from tui_client.connection import ArenaConnection, LinkState, LinkStatus, NotConnected
 from tui_client.game_view import GameView
 from tui_client.local_arena import LocalArena
@@ -28,6 +28,11 @@ from tui_client.screens import ChallengePrompt, ConnectionBar, GameScreen, Lobby
 MAX_FINISHED = 20
 TERMINAL_CHECK_SECONDS = 1.0  # how often a real terminal is checked for a hang-up
 RECORDS_PAGE = 50  # finished games asked of the server at a time
+#: error codes the connection layer makes up for failures on this side (tui_client.connection)
+CLIENT_SIDE_ERRORS = ("client_error", "bad_server_frame")
+#: the title of the notice when the server refuses a request the person made (not a server fault)
+REQUEST_TITLES = {"replay": "Replay", "challenge": "Challenge", "arrange": "Bot game", "spectate": "Watch", "records": "Finished games",
+                  "move": "Move refused", "resign": "Resign refused", "unspectate": "Watch"}
 
 
 class ArenaApp(App):
@@ -51,12 +56,16 @@ class ArenaApp(App):
                                       detail="" if url else "offline")
         self.bots: list[BotInfo] = []
         self.live_games: list[GameSummary] = []
+        self.players: list[PlayerInfo] = []  # other people online (pushed with watch_lobby)
         self.games: dict[str, GameView] = {}
         self.finished_games: list[GameView] = []
         self.stored_games: list[RecordSummary] = []  # the server's records, newest first (RecordsScreen)
         self.stored_games_loading = False
         self.stored_games_complete = False  # the last page was short: nothing older
         self.llm_notice: str | None = local_arena.llm_notice if local_arena else None
+        self.lobby_status = ""  # see set_lobby_status
+        self.paces: dict[str, float] = {}  # game id → seconds a move to show a watched bot game at
+        self.lobby_pushed = False  # the server pushes lobby changes (watch_lobby); else the lobby is polled
         self._watching: set[str] = set()
         self._replaying: set[str] = set()
         self._requests: dict[int, tuple[str, str]] = {}  # request id → (kind, game id or opponent)
@@ -134,7 +143,7 @@ class ArenaApp(App):
             if notice != self.llm_notice:
                 self.llm_notice = notice
                 self._refresh_lobby()
-        if isinstance(self.screen, LobbyScreen):
+        if isinstance(self.screen, LobbyScreen) and not self.lobby_pushed:
             self.request_lobby()
 
     # -- connection status -----------------------------------------------------------
@@ -172,10 +181,18 @@ class ArenaApp(App):
             self._requests[request_id] = (kind, subject)
         return request_id
 
+    def watch_lobby(self) -> None:
+        """Ask the server to push the lobby (``watch_lobby``); until it answers, and against a
+        server without it, the lobby is polled every ``lobby_poll`` seconds."""
+        self.lobby_pushed = False
+        if self.connection is not None and self.connection.connected:
+            self.run_worker(self._send({"type": "watch_lobby"}, "watch_lobby"), group="requests")
+
     def request_lobby(self) -> None:
         if self.connection is not None and self.connection.connected:
             self.run_worker(self._send({"type": "list_bots"}), group="requests")
             self.run_worker(self._send({"type": "list_games"}), group="requests")
+            self.run_worker(self._send({"type": "list_players"}, "list_players"), group="requests")
 
     @property
     def is_connected(self) -> bool:
@@ -201,10 +218,23 @@ class ArenaApp(App):
             self.stored_games_loading = False
             self._refresh_records()
 
-    def start_challenge(self, opponent: str, side: str) -> None:
-        self.notify(f"Challenging {opponent} (you play {side})…", timeout=3)
-        self.run_worker(self._send({"type": "challenge", "opponent": opponent, "side": side}, "challenge", opponent),
-                        group="requests")
+    def start_challenge(self, opponent: str, side: str, clock: float | None = None) -> None:
+        """Challenge ``opponent``; ``clock`` seconds per move (``None``: the server's default).
+
+        No toast: a house bot's game opens at once, and toasts would pile up over the feature
+        panel; a challenge that waits for an answer is said on the lobby's status line."""
+        frame: dict[str, Any] = {"type": "challenge", "opponent": opponent, "side": side}
+        if clock is not None:
+            frame["clock"] = clock
+        self.run_worker(self._send(frame, "challenge", opponent), group="requests")
+
+    def arrange_game(self, x: str, o: str, pace: float, clock: float | None = None) -> None:
+        """Start a game between two bots and watch it, shown at ``pace`` seconds a move
+        (house bots play at once; the game screen reveals their moves one by one)."""
+        frame: dict[str, Any] = {"type": "arrange", "x": x, "o": o, "tag": "tui"}
+        if clock is not None:
+            frame["clock"] = clock
+        self.run_worker(self._send(frame, "arrange", str(pace)), group="requests")
 
     def start_watching(self, game_id: str) -> None:
         self._watching.add(game_id)
@@ -220,8 +250,15 @@ class ArenaApp(App):
         self.run_worker(self._send({"type": "get_game", "game_id": game_id}, "replay", game_id), group="requests")
 
     def send_move(self, game_id: str, cell: int) -> None:
-        self.run_worker(self._send({"type": "move", "game_id": game_id, "cell": cell}, "move", game_id),
-                        group="requests")
+        """Send a move; until the server answers, the game's view holds it as pending (no second move)."""
+        view = self.games.get(game_id)
+        if view is not None:
+            view.pending_move = cell
+        self.run_worker(self._send_move({"type": "move", "game_id": game_id, "cell": cell}, game_id), group="requests")
+
+    async def _send_move(self, frame: dict[str, Any], game_id: str) -> None:
+        if await self._send(frame, "move", game_id) is None and game_id in self.games:
+            self.games[game_id].pending_move = None  # not sent: the player may try again
 
     def send_resign(self, game_id: str) -> None:
         self.run_worker(self._send({"type": "resign", "game_id": game_id}, "resign", game_id), group="requests")
@@ -237,7 +274,7 @@ class ArenaApp(App):
             self.player_name = frame.name
             self.link_status = LinkStatus(self.link_status.state, self.link_status.url, frame.name)
             self.update_connection_bars()
-            self.request_lobby()
+            self.watch_lobby()  # answered with bots and games
             # On a resumed session the server re-sends game_start and state for every game
             # the session plays or watches, which refreshes the open screens. Games it does
             # not resume ended while we were away (session expired): fetch how they ended.
@@ -245,10 +282,15 @@ class ArenaApp(App):
                 if not view.over and not view.replay and game_id not in frame.resumed and self._screen_for(game_id):
                     self.run_worker(self._send({"type": "get_game", "game_id": game_id}), group="requests")
         elif isinstance(frame, Bots):
+            if isinstance(frame.id, int) and self._requests.pop(frame.id, ("", ""))[0] == "watch_lobby":
+                self.lobby_pushed = True  # the server pushes from now on: no more polling
             self.bots = list(frame.bots)
             self._refresh_lobby()
         elif isinstance(frame, Games):
             self.live_games = list(frame.games)
+            self._refresh_lobby()
+        elif isinstance(frame, Players):
+            self.players = [p for p in frame.players if p.name != self.player_name]
             self._refresh_lobby()
         elif isinstance(frame, Records):
             page = self._requests.pop(frame.id, ("", "first"))[1] if isinstance(frame.id, int) else "first"
@@ -267,9 +309,17 @@ class ArenaApp(App):
                 self.answer_challenge(frame.challenge_id, bool(accept))
             self.push_screen(ChallengePrompt(frame.challenger, frame.side), answer)
         elif isinstance(frame, ChallengeSent):
-            self.notify(f"Challenge sent to {frame.opponent}; waiting for an answer…", timeout=4)
+            kind, subject = self._requests.pop(frame.id, ("", "")) if isinstance(frame.id, int) else ("", "")
+            if kind == "arrange":  # a bot game we asked for: watch it, at the pace chosen
+                self._watching.add(frame.challenge_id)
+                self.paces[frame.challenge_id] = float(subject or 0)
+                if frame.challenge_id not in self.games:
+                    self.set_lobby_status(f"Bot game {frame.opponent}: waiting for the bots to accept…")
+            elif frame.challenge_id not in self.games:  # a house bot's game has started already
+                self.set_lobby_status(f"Challenge sent to {frame.opponent}; waiting for an answer…")
         elif isinstance(frame, ChallengeDeclined):
             reason = f": {frame.reason}" if frame.reason else ""
+            self.set_lobby_status("")
             self.notify(f"Challenge declined{reason}", severity="warning")
         elif isinstance(frame, Info):
             kind = self._requests.pop(frame.id, ("", ""))[0] if isinstance(frame.id, int) else ""
@@ -283,7 +333,15 @@ class ArenaApp(App):
             self.notify("The session expired while the connection was down; a new one is starting. "
                         "Games in progress were lost.", title="Connection", severity="warning", timeout=8)
             return
+        if frame.code in CLIENT_SIDE_ERRORS:  # our own failure, not the server's: say so
+            self.notify(frame.message, title="TUI error (please report it)", severity="error", timeout=8)
+            return
         kind, subject = self._requests.pop(frame.id, ("", "")) if isinstance(frame.id, int) else ("", "")
+        if kind == "watch_lobby":  # an older server: keep polling, quietly
+            self.request_lobby()
+            return
+        if kind == "list_players":  # an older server lists bots only
+            return
         if kind == "spectate":
             self._watching.discard(subject)
             if frame.code == "game_over":  # it ended before we got there: show its record instead
@@ -295,12 +353,28 @@ class ArenaApp(App):
             self.stored_games_loading = False
             self._refresh_records()
         text = frame.message
-        if kind in ("move", "resign") and isinstance(self.screen, GameScreen):
-            self.screen.show_message(f"Refused by the server: {text}")
+        if kind == "move" and subject in self.games:
+            self.games[subject].pending_move = None
+        screen = self._screen_for(subject) if kind in ("move", "resign") else None
+        if screen is not None and screen.is_mounted:
+            # a refusal of the player's own input: said where the input was given, not as a server fault
+            screen.show_message(f"Refused by the server: {text}")
+            screen.refresh_game()
+            return
+        if kind in REQUEST_TITLES and frame.code != "internal_error":
+            self.notify(text, title=REQUEST_TITLES[kind], severity="warning", timeout=6)
+            return
         self.notify(text, title=f"Server error: {frame.code}", severity="error", timeout=6)
 
     def _game_frame(self, frame: Any) -> None:
         game_id = frame.game_id
+        kind, subject = self._requests.pop(frame.id, ("", "")) if isinstance(frame.id, int) else ("", "")
+        if kind == "replay":  # asked by a prefix of the id, perhaps: the answer names the game in full
+            self._replaying.discard(subject)
+            if isinstance(frame, State) and game_id not in self.games:  # still running: watch it instead
+                self.start_watching(game_id)
+                return
+            self._replaying.add(game_id)
         known = game_id in self.games
         view = self.games.get(game_id) or GameView(game_id)
         if isinstance(frame, GameRecord) and (game_id in self._replaying or not known):
@@ -312,7 +386,10 @@ class ArenaApp(App):
 
         screen = self._screen_for(game_id)
         if screen is not None:
-            screen.refresh_game()
+            # A screen pushed for this game's start may not be mounted yet when the next frames
+            # arrive in the same burst (a bot moving first): its on_mount draws the latest view.
+            if screen.is_mounted:
+                screen.refresh_game()
             return
         wanted = (
             (isinstance(frame, GameStart) and frame.you is not None)
@@ -326,7 +403,13 @@ class ArenaApp(App):
             view.you = None
         self._open_game(game_id)
 
+    def set_lobby_status(self, text: str) -> None:
+        """One line under the lobby's tables (a pending challenge, …); empty hides it."""
+        self.lobby_status = text
+        self._refresh_lobby()
+
     def _open_game(self, game_id: str) -> None:
+        self.lobby_status = ""
         if isinstance(self.screen, GameScreen):
             old = self.screen
             if old.view.over or old.view.replay or old.view.you is None:

@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="extra arguments for `autosteer-bot run --kind llm`, as one string: "
                              "--llm-args=\"--mode masked --policy p.json\"")
     parser.add_argument("--hide-url", action="store_true", help="do not show the server URL on screen")
+    parser.add_argument("--data-dir", default=None, metavar="DIR",
+                        help="with a local server, the folder that keeps its finished games between runs "
+                             "(default: your user data folder, e.g. ~/.local/share/autosteer-arena)")
+    parser.add_argument("--forget", action="store_true",
+                        help="with a local server, keep no games: records go to a temporary folder removed on exit")
     return parser
 
 
@@ -133,15 +138,19 @@ def main(argv: list[str] | None = None) -> int:
     llm_args = _check_args(parser, args)
 
     from tui_client.app import ArenaApp
-    from tui_client.local_arena import LocalArena, LocalArenaError
+    from pathlib import Path
+
+    from tui_client.local_arena import LocalArena, LocalArenaError, default_data_dir
 
     arena: LocalArena | None = None
     url = args.server
     with ShutdownSignals() as signals:
         try:
             if url is None:
-                arena = LocalArena(with_llm=not args.no_llm, llm_args=llm_args)
-                _say("Starting a local arena server…")
+                db_path = None if args.forget else Path(args.data_dir or default_data_dir()) / "arena.sqlite"
+                arena = LocalArena(with_llm=not args.no_llm, llm_args=llm_args, db_path=db_path)
+                _say("Starting a local arena server…" + (f" (games kept in {db_path})" if db_path else
+                                                           " (games are not kept: --forget)"))
                 try:
                     try:
                         signals.interruptible = True

@@ -14,7 +14,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from server.game import Board
-from tui_client.trace import MoveTrace, short_hook
+from tui_client.trace import FeatureActivation, MoveTrace, short_hook
 
 _EIGHTHS = " ▏▎▍▌▋▊▉█"
 UP_STYLE = Style(color="green", bold=True)
@@ -82,6 +82,107 @@ def steering_summary(trace: MoveTrace) -> str:
     return " · ".join(parts)
 
 
+OCCUPIED_STYLE = Style(bgcolor="rgb(58,58,58)", color="rgb(150,150,150)")
+ALWAYS_ON_STYLE = Style(dim=True)
+
+
+def _short(name: str) -> str:
+    """A feature's name for a narrow row: labels all start "fires when …", so that goes
+    (the tooltip keeps the label whole).
+
+    >>> _short("#146 fires when cell 8 is empty (P=0.93, R=0.41)")
+    '#146 cell 8 is empty (P=0.93, R=0.41)'
+    """
+    return name.replace(" fires when ", " ", 1)
+
+
+def _cells_text(cells: tuple[int, ...]) -> str:
+    """``(5, 1)`` → ``'→5,1'``: the cells a feature pushes toward."""
+    return "→" + ",".join(str(c) for c in cells) if cells else ""
+
+
+def _feature_rows(features: tuple[FeatureActivation, ...], n: int, width: int) -> list[Text]:
+    """The features section: a header, then ``n`` rows (name, activation bar, activation, its
+    distance from the usual level, the cells it pushes toward), widest columns first dropped
+    when the panel is narrow. Always-on features are dimmed."""
+    shown = features[:n]
+    hidden = len(features) - len(shown)
+    act_w = 6
+    dev_w = 6 if any(f.deviation is not None for f in shown) else 0
+    cells_w = 7 if any(f.promotes for f in shown) and width >= 44 else 0
+    fixed = act_w + (dev_w + 1 if dev_w else 0) + (cells_w + 1 if cells_w else 0) + 2
+    bar_w = max(4, min(16, width // 8)) if width >= 60 else 0  # narrow: the names matter more than bars
+    name_w = max(width - fixed - bar_w, 6)
+    longest = max((len(f.name) for f in shown), default=0)
+    if name_w > longest:  # a wide panel: no gap between the names and the bars
+        bar_w = min(bar_w + name_w - longest, 40)
+        name_w = max(longest, 12)
+    title = "Features · furthest from usual" if dev_w else "Top features"
+    count = f" {len(shown)}/{len(features)}" if hidden else ""
+    head = Text(_fit(title, name_w + bar_w + 1 - len(count)), style="bold")
+    head.append(count, style="dim")
+    head.pad_right(name_w + bar_w + 1 - head.cell_len)
+    head.append("act".rjust(act_w), style="dim")
+    if dev_w:
+        head.append(" " + "Δ".rjust(dev_w), style="dim")
+    if cells_w:
+        head.append(" " + "pushes", style="dim")
+    rows = [head]
+    top = max((abs(f.activation) for f in shown), default=1.0) or 1.0
+    for feat in shown:
+        style = ALWAYS_ON_STYLE if feat.always_on else Style()
+        row = Text(_fit(_short(feat.name), name_w).ljust(name_w) + " ", style=style)
+        if bar_w:
+            row.append(bar(abs(feat.activation) / top, bar_w), style=Style(color="yellow", dim=feat.always_on))
+        row.append(f" {feat.activation:>{act_w - 1}.1f}", style=style)
+        if dev_w:
+            dev = "" if feat.deviation is None else f"{feat.deviation:+.1f}"
+            dev_style = style + (Style(bold=True) if (feat.deviation or 0) > 0 else Style(italic=True))
+            row.append(" " + dev.rjust(dev_w), style=dev_style)
+        if cells_w:
+            row.append(" " + _fit(_cells_text(feat.promotes), cells_w), style=style + Style(color="green"))
+        rows.append(row)
+    return rows
+
+
+def _prob_cell(trace: MoveTrace, cell: int, board: Board | None, cell_w: int) -> Text:
+    """One cell of the probability grid: occupied cells grey with their mark, the chosen
+    cell marked ▶ (red when the move was illegal), the others heat-coloured."""
+    p = trace.cell_probs.get(cell, 0.0)
+    taken = board is not None and board[cell] is not None
+    mark = board[cell].value if taken else str(cell)  # type: ignore[union-attr]
+    chosen = cell == trace.chosen
+    lead = "▶" if chosen else " "
+    label = f"{lead}{mark} {percent(p)} " if cell_w == 9 else f"{lead if chosen else ''}{mark}{percent(p)}"
+    style = OCCUPIED_STYLE if taken else _heat(p)
+    if chosen:
+        style += Style(bold=True, underline=True)
+        if trace.legal is False:
+            style += Style(bgcolor="rgb(150,30,30)", color="white")
+    return Text(label[:cell_w].center(cell_w), style=style)
+
+
+def feature_tooltip(trace: MoveTrace | None) -> str | None:
+    """Every feature and steered feature in full (the panel cuts long labels): for hover."""
+    if trace is None or not (trace.top_features or trace.steering):
+        return None
+    out = []
+    for f in trace.top_features:
+        facts = [f"activation {f.activation:.2f}"]
+        if f.usual is not None:
+            facts.append(f"usual {f.usual:.2f}")
+        if f.always_on:
+            facts.append("always on")
+        if f.promotes:
+            facts.append("pushes toward " + ",".join(map(str, f.promotes)))
+        if f.suppresses:
+            facts.append("away from " + ",".join(map(str, f.suppresses)))
+        out.append(f"{f.name}\n    " + " · ".join(facts))
+    for d in trace.steering:
+        out.append(f"{d.sign_symbol} {d.coefficient:+.2f} {d.name}")
+    return "\n".join(out)
+
+
 def feature_panel_text(trace: MoveTrace | None, width: int, height: int, board: Board | None = None,
                        note: str = "") -> Text:
     """Lay ``trace`` out in ``width`` × ``height`` cells. ``board`` is the position the
@@ -116,30 +217,17 @@ def feature_panel_text(trace: MoveTrace | None, width: int, height: int, board: 
     if trace.top_features:
         if roomy and lines:
             lines.append(Text(""))
-        shown = trace.top_features[:n_feat]
-        value_w = 7
-        bar_w = max(6, min(40, (width - value_w - 2) // 4))
-        name_w = width - bar_w - value_w - 2
-        head = Text("Top features".ljust(name_w + bar_w + 2), style="bold")
-        head.append("activation".rjust(value_w) if value_w >= 10 else "act".rjust(value_w), style="dim")
-        lines.append(head)
-        top = max((abs(f.activation) for f in shown), default=1.0) or 1.0
-        for feat in shown:
-            row = Text(_fit(feat.name, name_w).ljust(name_w) + " ")
-            row.append(bar(abs(feat.activation) / top, bar_w), style="yellow")
-            row.append(f" {feat.activation:>{value_w - 1}.2f}")
-            lines.append(row)
-        hidden = len(trace.top_features) - len(shown)
-        if hidden and lines:
-            lines[-1].append(f"  +{hidden}", style="dim")
+        lines.extend(_feature_rows(trace.top_features, n_feat, width))
 
     if trace.steering:
         if roomy:
             lines.append(Text(""))
+        shown_s = trace.steering[:n_steer]
         head = Text("Steering", style="bold")
+        if len(shown_s) < len(trace.steering):
+            head.append(f" {len(shown_s)}/{len(trace.steering)}", style="dim")
         head.append("  " + steering_summary(trace), style="dim")
         lines.append(head)
-        shown_s = trace.steering[:n_steer]
         top_c = max((abs(s.coefficient) for s in shown_s), default=1.0) or 1.0
         cbar_w = max(4, min(16, width // 6))
         for delta in shown_s:
@@ -147,11 +235,8 @@ def feature_panel_text(trace: MoveTrace | None, width: int, height: int, board: 
             row = Text()
             row.append(f"{delta.sign_symbol} {delta.coefficient:+6.2f} ", style=style)
             row.append(bar(abs(delta.coefficient) / top_c, cbar_w), style=style)
-            row.append(" " + _fit(delta.name, width - cbar_w - 11))
+            row.append(" " + _fit(_short(delta.name), width - cbar_w - 11))
             lines.append(row)
-        hidden = len(trace.steering) - len(shown_s)
-        if hidden:
-            lines[-1].append(f"  +{hidden}", style="dim")
 
     if not trace.top_features and not trace.steering:
         lines.append(Text(_fit("No SAE features or steering in this trace.", width), style="italic dim"))
@@ -170,15 +255,7 @@ def feature_panel_text(trace: MoveTrace | None, width: int, height: int, board: 
             row = Text(" ")
             for c in range(3):
                 cell = r * 3 + c + 1
-                p = trace.cell_probs.get(cell, 0.0)
-                mark = board[cell].value if board is not None and board[cell] is not None else str(cell)
-                label = f" {mark} {percent(p)} " if cell_w == 9 else f"{mark}{percent(p)}"
-                style = _heat(p)
-                if board is not None and board[cell] is not None:
-                    style += Style(dim=True, italic=True)
-                if cell == trace.chosen:
-                    style += Style(bold=True, underline=True, reverse=trace.legal is False)
-                row.append(label.center(cell_w), style=style)
+                row.append(_prob_cell(trace, cell, board, cell_w))
                 if c < 2:
                     row.append(" ")
             lines.append(row)
@@ -207,6 +284,7 @@ class FeaturePanel(Widget):
         self.board = board
         self.border_title = f"LLM features · {heading}" if heading else "LLM features"
         self.set_reactive(FeaturePanel.note, note)
+        self.tooltip = feature_tooltip(trace)
         self.trace = trace
         self.refresh()
 

@@ -24,6 +24,7 @@ from typing import Any
 from server.game import Board, IllegalMoveError, InvalidBoardError, Seat
 from server.protocol import GameOver, GameRecord, GameStart, MoveRecord, State
 
+from tui_client.move_values import MoveValue, judge_moves
 from tui_client.trace import MoveTrace, parse_trace
 
 REASONS = {
@@ -36,6 +37,8 @@ REASONS = {
     "illegal_move": "illegal move (forfeit)",
 }
 
+LOW_TIME = 10.0  # seconds: a running clock below this (and a quarter of the clock) turns red
+
 
 @dataclass(frozen=True, slots=True)
 class PlayedMove:
@@ -45,9 +48,11 @@ class PlayedMove:
     seat: Seat
     cell: int
     trace: MoveTrace | None = None
+    #: the move the rules refused, which lost the game by forfeit (the server records it apart)
+    illegal: bool = False
 
     def __str__(self) -> str:
-        return f"{self.seat.value}{self.cell}"
+        return f"{self.seat.value}{self.cell}" + ("✖" if self.illegal else "")
 
 
 def _moves(records: list[MoveRecord]) -> list[PlayedMove]:
@@ -55,6 +60,19 @@ def _moves(records: list[MoveRecord]) -> list[PlayedMove]:
     for rec in sorted(records, key=lambda r: r.ply):
         out.append(PlayedMove(rec.ply, Seat(rec.seat), rec.cell, parse_trace(rec.trace)))
     return out
+
+
+def _forfeit(frame: Any) -> PlayedMove | None:
+    """The illegal move that ended a game by forfeit (``illegal_move`` of ``game_over`` and
+    of a record), with its trace; ``None`` when there was none or it cannot be read."""
+    raw = getattr(frame, "illegal_move", None)
+    if not isinstance(raw, dict):
+        return None
+    try:
+        seat, cell, ply = Seat(raw.get("seat")), int(raw.get("cell")), int(raw.get("ply"))
+    except (TypeError, ValueError):
+        return None
+    return PlayedMove(ply, seat, cell, parse_trace(raw.get("trace")), illegal=True)
 
 
 def _board(code: str | None) -> Board | None:
@@ -84,15 +102,21 @@ class GameView:
     winner: str | None = None
     replay: bool = False
     tag: str | None = None
+    #: a move sent and not yet answered by the server: no second move goes out meanwhile
+    pending_move: int | None = None
+    _judged: tuple[tuple[Any, ...], list[MoveValue | None]] | None = field(default=None, repr=False, compare=False)
 
     # -- updates ---------------------------------------------------------------
     def apply(self, frame: Any) -> None:
         """Update from a parsed server frame about this game (other frames are ignored)."""
+        if isinstance(frame, (GameStart, State, GameOver, GameRecord)):
+            self.pending_move = None  # the server has answered (a refusal clears it in the app)
         if isinstance(frame, GameStart):
             self.x, self.o, self.clock = frame.x, frame.o, frame.clock
             self.you = Seat(frame.you) if frame.you else None
             self.board = _board(frame.board) or Board.empty()
             self.turn = Seat(frame.turn)
+            self.deadline = frame.deadline  # the first mover's clock runs from the start
         elif isinstance(frame, State):
             self.x, self.o = frame.x, frame.o
             self.moves = _moves(frame.moves)
@@ -103,16 +127,29 @@ class GameView:
             self.x, self.o = frame.x, frame.o
             if frame.moves:
                 self.moves = _moves(frame.moves)
+            self._add_forfeit(frame)
             self.board = _board(frame.board) or self.board_at(len(self.moves))
             self._finish(frame.result, frame.reason, frame.winner)
         elif isinstance(frame, GameRecord):
             self.x, self.o, self.tag = frame.x, frame.o, frame.tag
             self.moves = _moves(frame.moves)
+            self._add_forfeit(frame)
             self.board = _board(frame.board) or self.board_at(len(self.moves))
             if frame.result in ("X", "O", "draw", "aborted"):
                 self._finish(frame.result, frame.reason, None)
             else:  # get_game on a live game may answer with a record-like frame
                 self.turn = self.board.turn if not self.board.is_over else None
+
+    def _add_forfeit(self, frame: Any) -> None:
+        """Show the refused move that lost the game as the last move, with its trace."""
+        forfeit = _forfeit(frame)
+        if forfeit is not None and not any(m.illegal for m in self.moves):
+            self.moves.append(forfeit)
+
+    @property
+    def forfeit(self) -> PlayedMove | None:
+        """The illegal move that ended the game, if it ended so."""
+        return self.moves[-1] if self.moves and self.moves[-1].illegal else None
 
     def _finish(self, result: str, reason: str, winner: str | None) -> None:
         self.result, self.reason = result, reason
@@ -137,6 +174,22 @@ class GameView:
             return None
         return self.o if self.you is Seat.X else self.x
 
+    def time_left(self, seat: Seat, now: float) -> float | None:
+        """Seconds left on ``seat``'s clock: counting down for the side to move, the full
+        per-move clock for the other; ``None`` when the game has no clock or is over."""
+        if self.over or self.clock is None:
+            return None
+        if self.turn is seat and self.deadline is not None:
+            return max(0.0, self.deadline - now)
+        return self.clock
+
+    def low_on_time(self, seat: Seat, now: float) -> bool:
+        """The side to move has under a quarter of its clock (and at most ``LOW_TIME`` s) left."""
+        left = self.time_left(seat, now)
+        if left is None or self.turn is not seat or self.deadline is None or self.clock is None:
+            return False
+        return left <= min(LOW_TIME, self.clock / 4)
+
     def player(self, seat: Seat) -> str:
         return self.x if seat is Seat.X else self.o
 
@@ -152,6 +205,14 @@ class GameView:
                 continue
         return board
 
+    def move_values(self) -> list[MoveValue | None]:
+        """Each move judged by the solved game (``None`` for a refused move); see
+        :mod:`tui_client.move_values`. Kept until the move list changes."""
+        key = tuple((m.cell, m.seat, m.illegal) for m in self.moves)
+        if self._judged is None or self._judged[0] != key:
+            self._judged = (key, judge_moves(list(key)))
+        return self._judged[1]
+
     def last_traced_move(self, upto_ply: int | None = None) -> PlayedMove | None:
         """The latest move (up to ``upto_ply`` moves) that carries a trace."""
         moves = self.moves if upto_ply is None else self.moves[:upto_ply]
@@ -166,6 +227,8 @@ class GameView:
             return "The game is over."
         if self.you is None:
             return "You are watching this game; spectators cannot move."
+        if self.pending_move is not None:
+            return f"Your move {self.pending_move} is on its way to the server."
         if self.turn != self.you:
             return f"Not your turn: waiting for {self.player(self.you.other)} ({self.you.other.value})."
         try:
@@ -201,6 +264,9 @@ class GameView:
             head = "You win" if seat is self.you else f"{name} wins"
         else:
             head = f"{name} ({seat.value}) wins"
+        if self.reason == "illegal_move" and self.forfeit is not None:
+            loser = self.player(seat.other)
+            return f"{head}: {loser} played the illegal move {self.forfeit.cell} (forfeit)"
         if self.reason in ("resign", "timeout", "disconnect", "illegal_move"):
             loser = self.player(seat.other)
             return f"{head}: {loser} {reason}"

@@ -103,6 +103,14 @@ def die_with_parent(parent_pid: int, sig: int = signal.SIGTERM) -> Callable[[], 
     return preexec
 
 
+def default_data_dir() -> Path:
+    """Where the demo keeps its game records between runs (platformdirs' per-user data folder,
+    e.g. ``~/.local/share/autosteer-arena`` on Linux)."""
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("autosteer-arena", appauthor=False))
+
+
 def llm_bot_unavailable_reason() -> str | None:
     """Why the default LLM bot cannot run here, or ``None`` if it looks installed.
 
@@ -120,11 +128,11 @@ def llm_bot_unavailable_reason() -> str | None:
     return None
 
 
-#: The demo's LLM bot reads its move over the legal cells (``masked``): the shipped fixed
-#: steering vector was searched for that reading (docs/LLM_BOT.md has both modes' results),
-#: and the mode is shown in the bot's lobby description and in every trace.
-#: ``--llm-args="--mode strict"`` plays the other mode.
-DEMO_LLM_ARGS: tuple[str, ...] = ("--mode", "masked")
+#: The demo's LLM bot runs with `autosteer-bot run --kind llm`'s own defaults (one documented
+#: default: ``masked`` move reading, ``bots.llm.cli.DEFAULT_MODE``); the mode and the policy are
+#: shown in the bot's lobby description and in every trace. ``--llm-args="--mode strict"``
+#: plays the other mode.
+DEMO_LLM_ARGS: tuple[str, ...] = ()
 
 
 @dataclass
@@ -139,6 +147,9 @@ class LocalArena:
     #: command that runs the server, before ``--host/--port/--db`` (default: this Python's ``server.cli serve``)
     server_cmd: list[str] | None = None
     workdir: Path | None = None
+    #: the server's game records; ``None``: in the temporary folder (gone on exit). The demo
+    #: (``autosteer-tui``) keeps them in a per-user data folder, so finished games stay to replay.
+    db_path: Path | None = None
     url: str = ""
     llm_notice: str | None = None
     _server: subprocess.Popen | None = None
@@ -184,10 +195,16 @@ class LocalArena:
         if self.workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="autosteer-tui-")
             self.workdir = Path(self._tmp.name)
+        if self.db_path is not None:
+            try:
+                self.db_path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise LocalArenaError(f"cannot create the folder for the game records {self.db_path.parent}: {exc}; "
+                                      "pass --data-dir with a writable folder") from None
         port = free_port(self.host)
         self.url = f"ws://{self.host}:{port}"
         cmd = [*(self.server_cmd or [self.python, "-m", "server.cli", "serve"]), "--host", self.host,
-               "--port", str(port), "--db", str(self.workdir / "arena.sqlite")]
+               "--port", str(port), "--db", str(self.db_path or self.workdir / "arena.sqlite")]
         self._server = self._spawn(cmd, self.server_log, {**os.environ, "PYTHONUNBUFFERED": "1"})
         self._wait_for_server(port)
         if self.with_llm:

@@ -27,12 +27,26 @@ class FeatureActivation:
     index: int | None
     activation: float
     label: str = ""
+    #: the feature's usual level at the answer position (its mean over game prompts), if the bot knows it
+    usual: float | None = None
+    #: (activation − usual) / typical activation: how far from its usual level it is here
+    deviation: float | None = None
+    #: it fires on (nearly) every game prompt, so its presence says little
+    always_on: bool = False
+    #: cells whose probability steering this feature up raises / lowers (its label's measured effect)
+    promotes: tuple[int, ...] = ()
+    suppresses: tuple[int, ...] = ()
 
     @property
     def name(self) -> str:
         """``#123 label`` (or just one of them when the other is missing)."""
         idx = f"#{self.index}" if self.index is not None else ""
         return " ".join(p for p in (idx, self.label) if p) or "?"
+
+    @property
+    def rank_key(self) -> float:
+        """Larger first: distance from the usual level when known, else the activation."""
+        return abs(self.deviation) if self.deviation is not None else abs(self.activation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,10 +126,15 @@ def _as_index(value: Any) -> int | None:
 
 
 def _as_text(value: Any, limit: int = 120) -> str:
+    """One line of text, cut at ``limit`` characters with a visible "…"."""
     if value is None:
         return ""
-    text = str(value).replace("\n", " ").strip()
-    return text[:limit]
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _cells(value: Any) -> tuple[int, ...]:
+    return tuple(c for c in (_cell(v) for v in _as_list(value)[:9]) if c is not None)
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -138,7 +157,10 @@ def parse_trace(raw: Any) -> MoveTrace | None:
         act = _as_float(item.get("activation"))
         if act is None:
             continue
-        features.append(FeatureActivation(_as_index(item.get("index")), act, _as_text(item.get("label"))))
+        features.append(FeatureActivation(_as_index(item.get("index")), act, _as_text(item.get("label"), 200),
+                                          usual=_as_float(item.get("usual")), deviation=_as_float(item.get("deviation")),
+                                          always_on=item.get("always_on") is True, promotes=_cells(item.get("promotes")),
+                                          suppresses=_cells(item.get("suppresses"))))
     steering: list[SteeringDelta] = []
     for item in _as_list(raw.get("steering")):
         if not isinstance(item, dict):
@@ -146,7 +168,7 @@ def parse_trace(raw: Any) -> MoveTrace | None:
         coef = _as_float(item.get("coefficient"))
         if coef is None:
             continue
-        steering.append(SteeringDelta(_as_index(item.get("index")), coef, _as_text(item.get("label"))))
+        steering.append(SteeringDelta(_as_index(item.get("index")), coef, _as_text(item.get("label"), 200)))
     probs: dict[int, float] = {}
     raw_probs = raw.get("cell_probs")
     if isinstance(raw_probs, dict):
@@ -170,7 +192,7 @@ def parse_trace(raw: Any) -> MoveTrace | None:
         model=_as_text(raw.get("model"), 60),
         mode=_as_text(raw.get("mode"), 30),
         hook=_as_text(raw.get("hook"), 60),
-        top_features=tuple(sorted(features, key=lambda f: -abs(f.activation))),
+        top_features=tuple(sorted(features, key=lambda f: -f.rank_key)),
         steering=tuple(steering),
         cell_probs=dict(sorted(probs.items())),
         chosen=_cell(raw.get("chosen")),

@@ -89,6 +89,7 @@ class LLMBot(Bot):
         self._policy_digest = policy.digest if policy is not None else None  # traces carry it on every move
         self._described: dict[tuple[int, tuple[float, ...]], list[dict[str, Any]]] = {}
         self._top_cache: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        self._usual: tuple[Any, Any] | None = None  # see _levels
         self._top_cache_size = max(1, 4 * cache_boards)
         self.reader = make_reader(lm, sae.hook_name if sae else None, reader=reader, phrasing=phrasing,
                                   cache_boards=cache_boards, positions=positions, steerable=policy is not None,
@@ -157,7 +158,7 @@ class LLMBot(Bot):
         coefs = None
         if self.steering is not None:
             coefs = self.steering.check_coefficients(
-                coefficients if coefficients is not None else self.policy.coefficients(boards))  # type: ignore[union-attr]
+                coefficients if coefficients is not None else self._policy_coefficients(boards))
             if coefs.shape[0] != len(boards):
                 raise ValueError(f"{coefs.shape[0]} coefficient vectors for {len(boards)} boards")
             added, coefs, described = self._controlled(coefs)
@@ -199,6 +200,18 @@ class LLMBot(Bot):
                     trace["control"] = self.control
             moves.append(move)
         return moves
+
+    def _policy_coefficients(self, boards: Sequence[Board]) -> list[list[float]]:
+        """The policy's coefficients; a policy that reads the model's representation
+        (``needs_features``) gets the boards' unsteered SAE activations at the hook (the
+        reader caches them per board, so this costs no extra forward on a known board)."""
+        assert self.policy is not None and self.sae is not None
+        if not self.policy.needs_features:
+            return self.policy.coefficients(boards)
+        acts = self.reader.answer(boards).hook_acts
+        if acts is None:
+            raise ValueError("this policy observes SAE features, but the reader gives no hook activations")
+        return self.policy.coefficients(boards, self.sae.encode(acts))
 
     def _controlled(self, coefs: Any) -> tuple[Any, Any, Any]:
         """The vectors to add, the coefficients applied and the steering they are over:
@@ -246,20 +259,51 @@ class LLMBot(Bot):
         return found  # type: ignore[return-value]
 
     def _top_features(self, acts: Any) -> list[dict[str, Any]]:
+        """The trace's features of one activation row: with ``features.json``'s typical
+        activations, the ``top_k`` furthest from their usual level (see :func:`usual_levels`),
+        each with that level, its deviation and the cells it pushes toward; else the
+        ``top_k`` strongest."""
         import torch
 
         k = min(self.top_k, acts.numel())
-        vals, idx = torch.topk(acts, k)
+        levels = self._levels()
+        if levels is None:
+            vals, idx = torch.topk(acts, k)
+            picked = [int(i) for v, i in zip(vals.tolist(), idx.tolist()) if v > 0]
+        else:
+            usual, typical = levels
+            deviation = (acts - usual) / typical
+            _, idx = torch.topk(deviation.abs(), k)
+            picked = [int(i) for i in idx.tolist()]
         out = []
-        for v, i in zip(vals.tolist(), idx.tolist()):
-            if v <= 0:
-                break
-            item: dict[str, Any] = {"index": int(i), "activation": round(float(v), 3)}
-            label = self.sae.label(int(i)) if self.sae else None
-            if label:
-                item["label"] = label[:60]
+        for i in picked:
+            item: dict[str, Any] = {"index": i, "activation": round(float(acts[i]), 3)}
+            if levels is not None:
+                item["usual"] = round(float(levels[0][i]), 3)
+                item["deviation"] = round(float(deviation[i]), 3)
+            entry = self.sae.features.labels.get(i) if self.sae and self.sae.features else None
+            if isinstance(entry, dict):
+                if entry.get("label"):
+                    item["label"] = str(entry["label"])[:MAX_LABEL]
+                if isinstance(entry.get("fire_rate"), (int, float)) and entry["fire_rate"] >= ALWAYS_ON_RATE:
+                    item["always_on"] = True
+                effect = entry.get("effect") if isinstance(entry.get("effect"), dict) else {}
+                for key in ("promotes", "suppresses"):
+                    cells = [c for c in effect.get(key) or [] if isinstance(c, int) and 1 <= c <= 9]
+                    if cells:
+                        item[key] = cells[:3]
             out.append(item)
         return out
+
+    def _levels(self) -> tuple[Any, Any] | None:
+        """(usual level, typical activation) of every feature as tensors, computed once."""
+        if self._usual is None and self.sae is not None and self.sae.features is not None:
+            import torch
+
+            levels = usual_levels(self.sae.features, self.sae.d_sae, getattr(getattr(self.sae.sae, "cfg", None), "k", None))
+            if levels is not None:
+                self._usual = (torch.tensor(levels[0]), torch.tensor(levels[1]).clamp_min(1e-6))
+        return self._usual
 
     def stats(self) -> dict[str, Any]:
         return self.reader.stats()
@@ -267,6 +311,41 @@ class LLMBot(Bot):
     def close(self) -> None:
         self.reader.clear()
         self._top_cache.clear()
+
+
+#: a labelled feature that fires on at least this share of game prompts is "always on" (traces flag it)
+ALWAYS_ON_RATE = 0.95
+#: feature labels in traces are cut here (with "…" added by the reader); features.json's are ≤ ~110
+MAX_LABEL = 160
+
+
+def usual_levels(info: Any, d_sae: int, k: int | None) -> tuple[list[float], list[float]] | None:
+    """Each feature's usual level at the answer position and its typical activation.
+
+    ``features.json`` gives the mean *non-zero* activation of every feature on game prompts
+    (``typical_activation``) and, for labelled features, how often it fires (``fire_rate``).
+    The usual level is their product, the mean activation over all prompts. An unlabelled
+    feature's fire rate is not stored; a TopK SAE fires ``k`` of ``d_sae`` features at every
+    position, so ``k / d_sae`` is its average (0 when ``k`` is unknown). A trace ranks features
+    by ``(activation − usual) / typical``: how far from its usual level a feature is at this
+    position, in units of its own typical activation (``None`` without typical activations).
+
+    >>> from types import SimpleNamespace
+    >>> info = SimpleNamespace(typical_activation=[10.0, 4.0], labels={0: {"fire_rate": 1.0}})
+    >>> usual_levels(info, 2, 1)
+    ([10.0, 2.0], [10.0, 4.0])
+    """
+    typical = getattr(info, "typical_activation", None)
+    if not typical or len(typical) != d_sae:
+        return None
+    prior = k / d_sae if k else 0.0
+    usual = []
+    for i, t in enumerate(typical):
+        entry = info.labels.get(i)
+        rate = entry.get("fire_rate") if isinstance(entry, dict) else None
+        rate = float(rate) if isinstance(rate, (int, float)) and 0 <= rate <= 1 else prior
+        usual.append(t * rate)
+    return usual, list(typical)
 
 
 def _card_summary(policy: "SteeringPolicy") -> str:

@@ -9,7 +9,8 @@ board::
 (``kind`` defaults to ``fixed``; ``hook_name``/``d_sae`` are optional and checked against
 the SAE when present). Other kinds, such as a learned state-dependent policy, register a
 loader with :func:`register_policy_kind`; their JSON names its kind and whatever files
-it needs. Every policy has a ``digest`` (sha256 of its canonical content) that results
+it needs; ``learned`` (``bots/llm/learned.py``, trained by ``autosteer-train ppo``) is an
+MLP from an observation of the position to the move's steering. Every policy has a ``digest`` (sha256 of its canonical content) that results
 and traces report, so the policy evaluated is provably the one trained.
 
 Pure Python: no torch at import time.
@@ -43,9 +44,14 @@ class SteeringPolicy(abc.ABC):
         self.hook_name = hook_name
         self.d_sae = d_sae
 
+    #: True when :meth:`coefficients` reads the model's own representation: the bot then
+    #: passes ``features``, the unsteered SAE activations ``[B, d_sae]`` of the boards
+    needs_features: bool = False
+
     @abc.abstractmethod
-    def coefficients(self, boards: Sequence[Board]) -> list[list[float]]:
-        """One coefficient vector (``len(features)`` floats) per board."""
+    def coefficients(self, boards: Sequence[Board], features: Any = None) -> list[list[float]]:
+        """One coefficient vector (``len(features)`` floats) per board; ``features`` are the
+        boards' unsteered SAE activations when :attr:`needs_features` (else unused)."""
 
     @abc.abstractmethod
     def to_dict(self) -> dict[str, Any]:
@@ -87,7 +93,7 @@ class FixedSteeringPolicy(SteeringPolicy):
         if len(self.coefs) != len(self.features):
             raise PolicyError(f"{self.source or 'policy'}: {len(self.features)} features but {len(self.coefs)} coefficients")
 
-    def coefficients(self, boards: Sequence[Board]) -> list[list[float]]:
+    def coefficients(self, boards: Sequence[Board], features: Any = None) -> list[list[float]]:
         return [list(self.coefs) for _ in boards]
 
     def to_dict(self) -> dict[str, Any]:
@@ -135,8 +141,14 @@ def _common(data: dict[str, Any], source: str) -> dict[str, Any]:
     return {"source": source, "hook_name": hook, "d_sae": d_sae}
 
 
+def _load_learned(data: dict[str, Any], source: str) -> SteeringPolicy:
+    from bots.llm.learned import LearnedSteeringPolicy  # numpy, loaded only when a learned policy is
+
+    return LearnedSteeringPolicy.from_dict(data, source)
+
+
 PolicyLoader = Callable[[dict[str, Any], str], SteeringPolicy]
-POLICY_KINDS: dict[str, PolicyLoader] = {"fixed": FixedSteeringPolicy.from_dict}
+POLICY_KINDS: dict[str, PolicyLoader] = {"fixed": FixedSteeringPolicy.from_dict, "learned": _load_learned}
 
 
 def register_policy_kind(kind: str, loader: PolicyLoader) -> None:

@@ -140,7 +140,7 @@ class Steering:
             if self.replaced:
                 item["direction"] = "random (not an SAE feature)"
             if label:
-                item["label"] = label[:60]
+                item["label"] = label[:160]
             out.append(item)
         return out
 

@@ -1,0 +1,461 @@
+"""Benchmark: the arena server under load, against a plain ``websockets`` echo server in the same run.
+
+The bench starts both servers itself, each in its own process on a loopback port:
+
+* the arena (``python -m server.cli serve`` from this checkout, or from ``--arena-root``),
+  with a file database in a temporary folder, rate and connection limits lifted so the
+  load is not refused;
+* an echo server: ``websockets.asyncio.server.serve`` with a handler that sends every
+  frame back, nothing else.
+
+One client process (this one) then opens N connections to each server in turn. On the
+arena every connection says ``hello``, challenges the house ``random`` bot playing X and
+plays random legal moves as fast as the replies come (a request is done when the reply
+that gives it the turn back, or ``game_over``, arrives; a new game is challenged at once).
+On the echo server every connection sends a frame of the same shape and waits for it to
+come back. Only requests completed inside the timed window count. The two servers run
+alternately, ``--repeats`` times, so contention from other work hits both alike; the
+figures are medians over the repeats:
+
+* messages/s: requests answered per second, and the ratio arena / echo;
+* p50 / p99 round trip (ms) as the client sees it;
+* server CPU per request (µs, from ``/proc/PID/stat``), and the ratio.
+
+``--paced`` adds the human-pace run: ``--paced-connections`` (1,000) connections, each
+sending one request a second at a random phase, p50/p99 round trip.
+
+Run (the figures in docs/PERFORMANCE.md and the README)::
+
+    python bench/server_load.py --connections 100,1000,5000 --seconds 20 --repeats 3 --paced
+
+``--arena-root DIR`` runs the server from another checkout (``git worktree add /tmp/base
+main``: the before/after figures). ``--arena-arg=--event-loop=asyncio`` passes an option
+to ``serve``. ``--json FILE`` writes every measurement. Loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import random
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC_CLK = os.sysconf("SC_CLK_TCK")
+_RUN_IDS = itertools.count(1)
+
+
+# ----------------------------------------------------------------------------- servers
+def raise_open_file_limit(wanted: int) -> int:
+    """Raise this process's soft limit on open files toward ``wanted`` (children inherit it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = min(hard, max(soft, wanted)) if hard != resource.RLIM_INFINITY else max(soft, wanted)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+async def _echo_main(compression: str) -> None:
+    from websockets.asyncio.server import serve
+
+    async def echo(ws: Any) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    async with serve(echo, "127.0.0.1", 0, max_size=64 * 1024, ping_interval=None,
+                     compression=None if compression == "none" else "deflate") as server:
+        port = server.sockets[0].getsockname()[1]
+        print(f"echo listening on ws://127.0.0.1:{port}", flush=True)
+        await asyncio.Event().wait()
+
+
+def run_echo_server(loop_kind: str, compression: str) -> None:
+    if loop_kind == "uvloop":
+        import uvloop
+
+        uvloop.run(_echo_main(compression))
+    else:
+        asyncio.run(_echo_main(compression))
+
+
+class ServerProcess:
+    """A server child process: its URL (read from its first line) and its CPU time."""
+
+    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if "ws://" not in line:
+            self.proc.kill()
+            raise RuntimeError(f"server did not start: {line!r} {self.proc.stderr.read() if self.proc.stderr else ''}")
+        self.url = "ws://" + line.split("ws://", 1)[1].split()[0].rstrip(";")
+
+    def cpu_seconds(self) -> float:
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / SRC_CLK
+
+    def rss_mib(self) -> float:
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return 0.0
+
+    def wait_idle(self, timeout: float = 60.0) -> None:
+        """Wait until an arena reports no connections (the last run's are all closed)."""
+        import urllib.request
+
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with urllib.request.urlopen(f"http://{self.url[5:]}/healthz", timeout=5) as resp:
+                if json.loads(resp.read())["connections"] == 0:
+                    return
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def start_arena(root: Path, db: str, max_conns: int, extra: list[str]) -> ServerProcess:
+    env = dict(os.environ, PYTHONPATH=str(root))
+    argv = [sys.executable, "-m", "server.cli", "serve", "--port", "0", "--db", db, "--quiet",
+            "--rate", "1000000", "--burst", "1000000", "--flood-close", "1000000",
+            "--max-connections-per-address", str(max_conns), "--move-clock", "600", *extra]
+    options = _serve_options(root)
+    if "--max-connections\"" in options:
+        argv += ["--max-connections", str(max_conns)]
+    if "--max-live-games-per-address" in options:  # every load connection plays from 127.0.0.1
+        argv += ["--max-live-games-per-address", str(max_conns)]
+    return ServerProcess(argv, root, env)
+
+
+def _serve_options(root: Path) -> str:
+    """The ``serve`` options of the checkout at ``root`` (an older one may lack some)."""
+    return (root / "server" / "app.py").read_text()
+
+
+def start_echo(loop_kind: str, compression: str) -> ServerProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return ServerProcess([sys.executable, str(Path(__file__).resolve()), "--echo-server", "--echo-loop", loop_kind,
+                          "--echo-compression", compression], ROOT, env)
+
+
+# ----------------------------------------------------------------------------- clients
+@dataclass
+class Window:
+    """The timed window: requests completed inside it count."""
+
+    start: float = 0.0
+    end: float = 0.0
+    rtts: list[float] = field(default_factory=list)
+    failures: int = 0
+    offset: float = 0.0  # time.perf_counter() - loop.time()
+    server_cpu: float = 0.0  # CPU seconds the server spent inside the window
+    client_cpu: float = 0.0  # and this client process
+
+    def record(self, sent: float, done: float) -> None:
+        """``sent`` and ``done`` are ``time.perf_counter()`` readings; start and end loop times."""
+        if self.start <= sent - self.offset and done - self.offset <= self.end:
+            self.rtts.append(done - sent)
+
+
+def _free_cells(board: str) -> list[int]:
+    return [i + 1 for i, c in enumerate(board) if c == "."]
+
+
+async def _connect(url: str) -> Any:
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidHandshake
+
+    for attempt in range(20):  # a busy listener may drop a handshake now and then: retry it
+        try:
+            return await connect(url, max_size=None, ping_interval=None, open_timeout=60, close_timeout=1)
+        except (OSError, asyncio.TimeoutError, InvalidHandshake):
+            await asyncio.sleep(0.05 * (attempt + 1))
+    return await connect(url, max_size=None, ping_interval=None, open_timeout=60, close_timeout=1)
+
+
+class ArenaPlayer:
+    """One connection playing X against the house random bot, game after game."""
+
+    def __init__(self, ws: Any, name: str, rng: random.Random) -> None:
+        self.ws, self.name, self.rng = ws, name, rng
+        self.game_id: str | None = None
+        self.board = "........."
+        self.n = 0
+
+    async def hello(self) -> None:
+        await self.ws.send(orjson.dumps({"type": "hello", "name": self.name}), text=True)
+        reply = orjson.loads(await self.ws.recv())
+        if reply.get("type") != "welcome":
+            raise RuntimeError(f"hello refused: {reply}")
+
+    async def request(self) -> None:
+        """One request (a move, or a challenge when no game is live) until its answer."""
+        self.n += 1
+        if self.game_id is None:
+            frame = {"type": "challenge", "opponent": "random", "side": "X", "id": self.n}
+        else:
+            frame = {"type": "move", "game_id": self.game_id, "cell": self.rng.choice(_free_cells(self.board)), "id": self.n}
+        await self.ws.send(orjson.dumps(frame), text=True)
+        while True:
+            reply = orjson.loads(await self.ws.recv())
+            kind = reply["type"]
+            if kind == "game_over":
+                self.game_id = None
+                return
+            if kind in ("game_start", "state") and reply.get("turn") == "X":
+                self.game_id, self.board = reply["game_id"], reply["board"]
+                return
+            if kind == "error":
+                raise RuntimeError(f"arena refused {frame}: {reply}")
+
+
+class EchoPlayer:
+    """One connection sending a move-shaped frame and waiting for it to come back."""
+
+    def __init__(self, ws: Any, name: str, rng: random.Random) -> None:
+        self.ws, self.rng = ws, rng
+        self.n = 0
+
+    async def hello(self) -> None:
+        return None
+
+    async def request(self) -> None:
+        self.n += 1
+        frame = {"type": "move", "game_id": "0123456789ab", "cell": self.rng.randint(1, 9), "id": self.n}
+        await self.ws.send(orjson.dumps(frame), text=True)
+        orjson.loads(await self.ws.recv())
+
+
+async def _drive(player: Any, window: Window, paced: float | None, ready: asyncio.Event) -> None:
+    await ready.wait()
+    loop = asyncio.get_running_loop()
+    if paced:
+        await asyncio.sleep(player.rng.random() * paced)
+    next_at = loop.time()
+    while True:
+        now = loop.time()
+        if now >= window.end:
+            return
+        if paced:
+            next_at += paced
+        sent = time.perf_counter()  # not loop.time(): uvloop's clock is cached per loop turn, in ms
+        await player.request()
+        window.record(sent, time.perf_counter())
+        if paced:
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+
+
+async def _load(proc: ServerProcess, kind: str, n: int, seconds: float, paced: float | None, seed: int) -> Window:
+    """Open ``n`` connections, then run every one for ``seconds``; return the window."""
+    player_cls = ArenaPlayer if kind == "arena" else EchoPlayer
+    run_id = next(_RUN_IDS)  # names stay taken for the server's grace period after a run
+    sem = asyncio.Semaphore(200)  # handshakes in flight at once
+
+    async def open_one(i: int) -> Any:
+        async with sem:
+            ws = await _connect(proc.url)
+            p = player_cls(ws, f"load{run_id}-{i}", random.Random(seed * 100003 + i))
+            await p.hello()
+            return p
+
+    players = await asyncio.gather(*(open_one(i) for i in range(n)))
+    loop = asyncio.get_running_loop()
+    window = Window(offset=time.perf_counter() - loop.time())
+    ready = asyncio.Event()
+    warmup = min(2.0, seconds / 5)
+    window.start = loop.time() + warmup
+    window.end = window.start + seconds
+    tasks = [asyncio.create_task(_drive(p, window, paced, ready)) for p in players]
+    ready.set()
+    marks: list[tuple[float, float]] = []  # (server CPU, client CPU) at the window's start and end
+    for at in (window.start, window.end):
+        loop.call_at(at, lambda: marks.append((proc.cpu_seconds(), sum(os.times()[:2]))))
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    if len(marks) == 2:
+        window.server_cpu, window.client_cpu = marks[1][0] - marks[0][0], marks[1][1] - marks[0][1]
+    window.failures = sum(1 for r in results if isinstance(r, BaseException))
+    if window.failures:
+        first = next(r for r in results if isinstance(r, BaseException))
+        print(f"  {window.failures} connections failed, first: {first!r}", file=sys.stderr)
+    await asyncio.gather(*(p.ws.close() for p in players), return_exceptions=True)
+    return window
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+@dataclass
+class Run:
+    server: str
+    connections: int
+    paced: bool
+    repeat: int
+    messages_per_s: float
+    p50_ms: float
+    p99_ms: float
+    cpu_us_per_msg: float
+    client_cpu_us_per_msg: float
+    rss_mib: float
+    failures: int
+
+
+def measure(proc: ServerProcess, kind: str, n: int, seconds: float, paced: float | None, seed: int,
+            repeat: int, client_loop: str) -> Run:
+    coro = _load(proc, kind, n, seconds, paced, seed)
+    if client_loop == "uvloop":
+        import uvloop
+
+        window = uvloop.run(coro)
+    else:
+        window = asyncio.run(coro)
+    count = len(window.rtts)
+    return Run(kind, n, paced is not None, repeat, count / seconds, _pct(window.rtts, 0.5) * 1e3,
+               _pct(window.rtts, 0.99) * 1e3, window.server_cpu / max(1, count) * 1e6, window.client_cpu / max(1, count) * 1e6,
+               proc.rss_mib(), window.failures)
+
+
+# ----------------------------------------------------------------------------- report
+def _median(runs: list[Run], attr: str) -> float:
+    return statistics.median(getattr(r, attr) for r in runs)
+
+
+def summarize(runs: list[Run]) -> list[dict[str, Any]]:
+    rows = []
+    keys = sorted({(r.connections, r.paced) for r in runs}, key=lambda k: (k[1], k[0]))
+    for n, paced in keys:
+        a = [r for r in runs if r.server == "arena" and r.connections == n and r.paced == paced]
+        e = [r for r in runs if r.server == "echo" and r.connections == n and r.paced == paced]
+        if not a or not e:
+            continue
+        row = {"connections": n, "paced": paced, "repeats": len(a),
+               "arena_msgs": _median(a, "messages_per_s"), "echo_msgs": _median(e, "messages_per_s"),
+               "arena_p50": _median(a, "p50_ms"), "arena_p99": _median(a, "p99_ms"),
+               "echo_p50": _median(e, "p50_ms"), "echo_p99": _median(e, "p99_ms"),
+               "arena_cpu_us": _median(a, "cpu_us_per_msg"), "echo_cpu_us": _median(e, "cpu_us_per_msg")}
+        row["ratio"] = row["arena_msgs"] / row["echo_msgs"] if row["echo_msgs"] else float("nan")
+        row["cpu_ratio"] = row["arena_cpu_us"] / row["echo_cpu_us"] if row["echo_cpu_us"] else float("nan")
+        rows.append(row)
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="arena vs echo (medians over repeats)")
+    for col in ("connections", "mode", "arena msg/s", "echo msg/s", "ratio", "arena p50/p99 ms",
+                "echo p50/p99 ms", "CPU µs/msg arena/echo"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(f"{r['connections']:,}", "paced 1/s" if r["paced"] else "closed loop",
+                      f"{r['arena_msgs']:,.0f}", f"{r['echo_msgs']:,.0f}", f"{r['ratio']:.2f}",
+                      f"{r['arena_p50']:.1f} / {r['arena_p99']:.1f}", f"{r['echo_p50']:.1f} / {r['echo_p99']:.1f}",
+                      f"{r['arena_cpu_us']:.0f} / {r['echo_cpu_us']:.0f} ({r['cpu_ratio']:.1f}×)")
+    Console(width=150).print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--connections", default="100,1000,5000", help="comma-separated connection counts (closed loop)")
+    ap.add_argument("--seconds", type=float, default=20.0, help="timed window per run")
+    ap.add_argument("--repeats", type=int, default=3, help="runs per server and connection count (medians)")
+    ap.add_argument("--paced", action="store_true", help="also run the human-pace test (a move per second each)")
+    ap.add_argument("--paced-only", action="store_true", help="run only the paced test")
+    ap.add_argument("--paced-connections", type=int, default=1000)
+    ap.add_argument("--paced-seconds", type=float, default=20.0)
+    ap.add_argument("--arena-root", type=Path, default=ROOT, help="checkout whose server is measured")
+    ap.add_argument("--arena-arg", action="append", default=[], help="extra option for 'serve' (repeatable)")
+    ap.add_argument("--echo-loop", choices=("asyncio", "uvloop"), default="asyncio", help="event loop of the echo server")
+    ap.add_argument("--echo-compression", choices=("deflate", "none"), default="deflate",
+                    help="the echo server's per-message deflate: websockets' default (the issue's baseline), or off "
+                         "as the arena has it (like for like)")
+    ap.add_argument("--client-loop", choices=("asyncio", "uvloop"), default="uvloop", help="event loop of the load client")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--json", type=Path, default=None, help="write every run and the summary here")
+    ap.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.echo_server:
+        run_echo_server(args.echo_loop, args.echo_compression)
+        return 0
+
+    counts = [] if args.paced_only else [int(c) for c in args.connections.split(",") if c]
+    plan: list[tuple[int, float | None, float]] = [(n, None, args.seconds) for n in counts]
+    if args.paced or args.paced_only:
+        plan.append((args.paced_connections, 1.0, args.paced_seconds))
+    most = max(n for n, _, _ in plan)
+    limit = raise_open_file_limit(4 * most + 512)  # the servers inherit it; closing and new sockets overlap
+    if limit < most + 64:
+        print(f"error: the open-file limit is {limit}; {most} connections need more (raise the hard limit, ulimit -Hn)",
+              file=sys.stderr)
+        return 2
+    print(f"server_load: arena from {args.arena_root} {' '.join(args.arena_arg)} vs websockets echo "
+          f"({args.echo_loop}, compression {args.echo_compression}); client loop {args.client_loop}; open-file limit {limit}", flush=True)
+    runs: list[Run] = []
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers too (the finally below)
+    with tempfile.TemporaryDirectory() as tmp:
+        arena = start_arena(args.arena_root, str(Path(tmp) / "arena.sqlite3"), most + 64, args.arena_arg)
+        echo = start_echo(args.echo_loop, args.echo_compression)
+        try:
+            print(f"  arena {arena.url}, echo {echo.url}", flush=True)
+            for repeat in range(args.repeats):
+                for n, paced, seconds in plan:
+                    order = [("arena", arena), ("echo", echo)] if repeat % 2 == 0 else [("echo", echo), ("arena", arena)]
+                    for kind, proc in order:
+                        run = measure(proc, kind, n, seconds, paced, args.seed + repeat, repeat, args.client_loop)
+                        runs.append(run)
+                        if kind == "arena":
+                            proc.wait_idle()
+                        else:
+                            time.sleep(1.0)
+                        mode = "paced 1/s" if paced else "closed loop"
+                        print(f"  repeat {repeat + 1}/{args.repeats} {kind:5} {n:>5} conns {mode}: "
+                              f"{run.messages_per_s:8.0f} msg/s  p50 {run.p50_ms:6.1f} ms  p99 {run.p99_ms:6.1f} ms  "
+                              f"cpu {run.cpu_us_per_msg:5.0f} µs/msg (client {run.client_cpu_us_per_msg:4.0f})  rss {run.rss_mib:.0f} MiB"
+                              + (f"  FAILED {run.failures}" if run.failures else ""), flush=True)
+        finally:
+            arena.stop()
+            echo.stop()
+    rows = summarize(runs)
+    print_table(rows)
+    if args.json:
+        args.json.write_text(json.dumps({"runs": [asdict(r) for r in runs], "summary": rows, "argv": sys.argv[1:]}, indent=1))
+    failed = sum(r.failures for r in runs)
+    for r in rows:
+        goal = "p99 ≤ 10 ms" if r["paced"] else "ratio ≥ 0.6"
+        met = r["arena_p99"] <= 10.0 if r["paced"] else r["ratio"] >= 0.6
+        print(f"result: {r['connections']:,} connections {'paced' if r['paced'] else 'closed loop'}: ratio {r['ratio']:.2f}, "
+              f"arena p99 {r['arena_p99']:.1f} ms; goal {goal}: {'met' if met else 'NOT met'}")
+    if failed:
+        print(f"result: {failed} connections failed during the runs (see above)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

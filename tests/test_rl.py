@@ -1,0 +1,284 @@
+"""Learned steering policies (training/rl, bots/llm/learned.py) on the tiny model and SAE:
+PPO through a real server on an ephemeral port, the shipped policy file round trip, exact
+tree walk against sampled games, and that evaluation applies the learned steering."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bots.llm.testing import tiny_language_model, tiny_sae
+from server.game import Board, Seat
+
+FEATURES = [0, 3, 5, 7]
+
+
+@pytest.fixture(scope="module")
+def stack():
+    lm = tiny_language_model()
+    return lm, tiny_sae(lm)
+
+
+def small_config(**kw):
+    from training.rl.ppo import TrainConfig
+
+    base = dict(features=FEATURES, n_envs=8, n_steps=16, batch_size=64, total_steps=384, eval_every=128,
+                warm=False, net_arch=[16], budget_seconds=120.0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def trained(stack, tmp_path_factory):
+    """A few hundred PPO steps through a real server (in-process, free loopback port)."""
+    from training.rl.ppo import train_ppo
+
+    lm, sae = stack
+    out = tmp_path_factory.mktemp("ppo")
+    policy, report = train_ppo(small_config(mode="masked"), lm, sae, out_dir=out, progress=False, log=lambda *_: None)
+    return policy, report, out
+
+
+def test_ppo_runs_through_the_server_and_records_everything(trained) -> None:
+    policy, report, out = trained
+    assert report["steps"] >= 384 and report["games"] > 8
+    assert report["transport"]["via"] == "server" and report["transport"]["frames"] > report["games"]
+    results = report["training_results"]
+    assert sum(sum(v for k, v in r.items() if k != "illegal") for r in results.values()) > 0
+    # weights hashed before and after, both recorded, unchanged by steering
+    assert len(report["weights_before"]["model"]) == 64 and report["weights_before"] == report["weights_after"]
+    assert report["weights_unchanged"] is True
+    assert [r["step"] for r in report["evals"]][0] == 0 and len(report["evals"]) >= 3
+    for name in ("policy.json", "eval.csv", "train.csv", "checkpoint.zip"):
+        assert (out / name).is_file(), name
+    assert report["policy_digest"] == policy.digest
+
+
+def test_saved_policy_reloads_with_the_same_actions_as_sb3(trained, stack) -> None:
+    from stable_baselines3 import PPO
+
+    from bots.llm.policy import load_policy
+    from training.rl.ppo import llm_boards
+
+    policy, report, out = trained
+    loaded = load_policy(out / "policy.json", d_sae=stack[1].d_sae, hook_name=stack[1].hook_name)
+    assert loaded.kind == "learned" and loaded.digest == policy.digest
+    model = PPO.load(out / "checkpoint.zip", device="cpu")
+    boards = llm_boards(Seat.X)[:40] + llm_boards(Seat.O)[:40]
+    obs = loaded.observations(boards)
+    sb3, _ = model.predict(obs, deterministic=True)
+    best_is_last = report["best_step"] == report["steps"]
+    if best_is_last:  # the checkpoint is the last model; the shipped policy is the best one
+        assert np.array_equal(loaded.actions(obs), sb3)
+    assert np.array_equal(loaded.actions(obs), policy.actions(obs))
+    assert loaded.coefficients(boards) == policy.coefficients(boards)
+
+
+def test_exported_net_matches_sb3_exactly(stack) -> None:
+    """The numpy forward of the exported net gives SB3's deterministic actions (sparse and dense)."""
+    from stable_baselines3 import PPO
+
+    from training.rl.env import EnvConfig, LocalTransport, SteeringVecEnv
+    from training.rl.ppo import build_actuator, export_policy, llm_boards
+
+    lm, sae = stack
+    for action in ("sparse", "dense"):
+        cfg = small_config(action=action)
+        act = build_actuator(lm, sae, cfg, FEATURES)
+        env = SteeringVecEnv(act, LocalTransport(), 2, EnvConfig(seed=1))
+        model = PPO("MlpPolicy", env, n_steps=8, batch_size=16, seed=3, device="cpu",
+                    policy_kwargs={"net_arch": {"pi": [16], "vf": [16]}})
+        exported = export_policy(model, act, sae)
+        obs = act.observe(llm_boards(Seat.O)[:50])
+        sb3, _ = model.predict(obs, deterministic=True)
+        assert np.allclose(exported.actions(obs), sb3, atol=1e-5), action
+
+
+def test_check_env_passes_for_every_observation_and_action(stack) -> None:
+    from stable_baselines3.common.env_checker import check_env
+
+    from training.rl.env import EnvConfig, SteeringGameEnv
+    from training.rl.ppo import build_actuator
+
+    lm, sae = stack
+    for obs, action in (("board", "sparse"), ("features", "dense"), ("features", "sparse")):
+        cfg = small_config(obs=obs, action=action)
+        env = SteeringGameEnv(build_actuator(lm, sae, cfg, FEATURES), EnvConfig(seed=2))
+        check_env(env)
+
+
+def test_exact_tree_walk_agrees_with_games_through_the_server(trained, stack) -> None:
+    """For the deterministic learned policy the exact outcome is the truth; sampled games
+    through the server (the bot loading the policy itself) agree with it."""
+    from training.rl.ppo import build_actuator, evaluate_exact, play_server_games
+
+    policy, report, _ = trained
+    lm, sae = stack
+    act = build_actuator(lm, sae, small_config(mode="masked"), FEATURES)
+    exact = evaluate_exact(policy, act)
+    rows = play_server_games(policy, act, 300, seed=5)
+    for row in rows:
+        p = exact[row["seat"]]["draw"]
+        se = max((p * (1 - p) / row["games"]) ** 0.5, 1 / row["games"])
+        assert row["games"] == 300 and row["other"] == 0
+        assert abs(row["draws"] / row["games"] - p) <= 4 * se + 1e-9, (row, exact[row["seat"]])
+        assert row["distinct_games"] <= exact[row["seat"]]["games"]
+
+
+def test_evaluation_applies_the_learned_steering_of_the_shipped_file(trained, stack, tmp_path) -> None:
+    """The bot built from the policy file steers (logits differ from unsteered on the same
+    prompt), and the policy it plays is the file's (digest in every trace)."""
+    import torch
+
+    from bots.llm.bot import LLMBot
+    from bots.llm.learned import LearnedSteeringPolicy
+    from bots.llm.policy import load_policy
+
+    policy, _, out = trained
+    lm, sae = stack
+    data = json.loads((out / "policy.json").read_text())
+    # make sure this policy steers on the empty board: force its feature head off "none"
+    data["layers"][-1]["bias"][0] = -50.0
+    data["layers"][-1]["bias"][2] = 50.0  # feature index 2 of the list
+    path = tmp_path / "steer.json"
+    path.write_text(json.dumps(data))
+    loaded = load_policy(path)
+    assert isinstance(loaded, LearnedSteeringPolicy)
+    bot = LLMBot(lm, sae=sae, policy=loaded, mode="strict", top_k=0)
+    plain = LLMBot(lm, sae=sae, mode="strict", top_k=0)
+    board = Board.empty()
+    steered = bot.play([board])[0]
+    assert steered.trace["policy"] == loaded.digest == load_policy(path).digest
+    assert steered.norm_ratio > 0 and steered.trace["steering"]
+    base = plain.reader.answer([board]).logits
+    logits = bot.reader.answer([board], bot.steering.vectors(torch.tensor(loaded.coefficients([board])))).logits
+    assert not torch.allclose(base, logits)
+
+
+def test_features_observation_reads_the_unsteered_sae_code(stack) -> None:
+    """A features-observing policy gets the SAE activations from the bot (interface
+    extension) and picks the same coefficients as the training actuator's observation."""
+    from bots.llm.bot import LLMBot
+    from bots.llm.learned import MLP, ActionCodec, LearnedSteeringPolicy
+    from training.rl.ppo import build_actuator, obs_observed
+
+    lm, sae = stack
+    observed = obs_observed(sae)
+    rng = np.random.default_rng(0)
+    codec = ActionCodec("dense", len(FEATURES), bound=2.0)
+    net = MLP([(rng.normal(size=(8, len(observed) + 1)), rng.normal(size=8)), (rng.normal(size=(4, 8)), rng.normal(size=4))])
+    policy = LearnedSteeringPolicy(FEATURES, obs="features", codec=codec, net=net, obs_features=observed,
+                                   hook_name=sae.hook_name, d_sae=sae.d_sae)
+    assert policy.needs_features
+    bot = LLMBot(lm, sae=sae, policy=policy, mode="masked", top_k=0)
+    boards = [Board.empty(), Board.from_moves([5]), Board.from_moves([1, 5, 9])]
+    moves = bot.play(boards)
+    act = build_actuator(lm, sae, small_config(obs="features", action="dense", bound=2.0, mode="masked"), FEATURES)
+    acts = policy.actions(act.observe(boards))
+    ref = act.act(boards, acts)
+    assert [m.reading.cell for m in moves] == [r.cell for r in ref]
+    assert [round(m.norm_ratio, 5) for m in moves] == [round(r.norm_ratio, 5) for r in ref]
+    with pytest.raises(ValueError, match="activations"):
+        policy.coefficients(boards)
+
+
+def test_bad_learned_policy_files_are_refused(tmp_path) -> None:
+    from bots.llm.policy import PolicyError, load_policy
+
+    good = {"kind": "learned", "features": [1, 2], "obs": "board", "action": {"kind": "sparse", "strengths": [-1, 1], "slots": 1},
+            "activation": "tanh", "layers": [{"weight": [[0.0] * 28] * 4, "bias": [0.0] * 4},
+                                             {"weight": [[0.0] * 4] * 5, "bias": [0.0] * 5}]}
+    p = tmp_path / "p.json"
+    p.write_text(json.dumps(good))
+    assert load_policy(p).coefficients([Board.empty()]) == [[0.0, 0.0]]
+    for broken, match in (({"layers": [{"weight": [[0.0] * 27] * 4, "bias": [0.0] * 4}]}, "inputs"),
+                          ({"obs": "pixels"}, "observation"),
+                          ({"action": {"kind": "sparse"}}, "action"),
+                          ({"layers": [{"weight": [[float("nan")] * 28] * 5, "bias": [0.0] * 5}]}, "non-finite")):
+        p.write_text(json.dumps({**good, **broken}))
+        with pytest.raises(PolicyError, match=match):
+            load_policy(p)
+
+
+def test_resume_continues_from_the_checkpoint(stack, tmp_path) -> None:
+    from training.rl.ppo import train_ppo
+
+    lm, sae = stack
+    cfg = small_config(total_steps=128, eval_every=128, via="local")
+    _, first = train_ppo(cfg, lm, sae, out_dir=tmp_path, progress=False, log=lambda *_: None)
+    cfg.total_steps = 256
+    _, second = train_ppo(cfg, lm, sae, out_dir=tmp_path, resume=True, progress=False, log=lambda *_: None)
+    assert first["steps"] == 128 and second["steps"] == 256
+    with pytest.raises(ValueError, match="checkpoint"):
+        train_ppo(cfg, lm, sae, out_dir=tmp_path / "empty", resume=True, progress=False, log=lambda *_: None)
+
+
+def test_prompt_store_round_trip_gives_the_same_answers(stack, tmp_path) -> None:
+    import torch
+
+    from training.rl.ppo import build_actuator, llm_boards
+
+    lm, sae = stack
+    boards = llm_boards(Seat.O)[:30]
+    store = tmp_path / "prompts.pt"
+    first = build_actuator(lm, sae, small_config(), FEATURES)
+    info = first.warm(boards, store=store)
+    assert info["computed"] == 30 and info["from_store"] == 0 and store.is_file()
+    second = build_actuator(lm, sae, small_config(), FEATURES)
+    info2 = second.warm(boards, store=store)
+    assert info2["from_store"] == 30 and info2["computed"] == 0
+    vec = second.bot.steering.vectors(torch.ones(len(boards), len(FEATURES)))
+    assert torch.allclose(first.bot.reader.answer(boards, vec).logits, second.bot.reader.answer(boards, vec).logits)
+    store.write_bytes(b"not a store")  # a damaged store is recomputed, never trusted
+    assert build_actuator(lm, sae, small_config(), FEATURES).warm(boards[:3], store=store)["computed"] == 3
+
+
+def test_policy_report_tables_and_heatmap(trained, stack, tmp_path) -> None:
+    from training.rl.ppo import build_actuator
+    from training.rl.report import build_report, plot_heatmap, situations, write_markdown
+
+    assert situations(Board.from_moves([1, 5, 2])) == ["O middle", "must block"]
+    assert situations(Board.from_moves([1, 5, 2, 9])) == ["X middle", "can win"]
+    policy, _, _ = trained
+    lm, sae = stack
+    act = build_actuator(lm, sae, small_config(mode="masked"), FEATURES)
+    rep = build_report(policy, act, {f: f"label {f}" for f in FEATURES})
+    assert rep["boards"] > 0 and rep["mean"].shape == (len(rep["situations"]), len(FEATURES))
+    assert sum(rep["features_per_move"].values()) == rep["boards"] and max(rep["features_per_move"]) <= 1
+    plot_heatmap(rep, tmp_path / "h.png", "t")
+    write_markdown(rep, tmp_path / "P.md", policy, "p.json", "h.png", "cmd", None)
+    text = (tmp_path / "P.md").read_text()
+    assert "Steering budget per move" in text and (tmp_path / "h.png").stat().st_size > 1000
+
+
+def test_digit_mass_full_forward_steers_like_the_cached_path(stack) -> None:
+    import torch
+
+    from training.rl.ppo import build_actuator, llm_boards
+    from training.rl.report import digit_mass
+
+    lm, sae = stack
+    act = build_actuator(lm, sae, small_config(), FEATURES)
+    boards = llm_boards(Seat.X)[:6]
+    added = act.bot.steering.vectors(torch.full((len(boards), len(FEATURES)), 2.0))
+    mass = digit_mass(lm, sae.hook_name, act.bot.reader, boards, added, batch=4)
+    base = digit_mass(lm, sae.hook_name, act.bot.reader, boards, torch.zeros_like(added), batch=4)
+    assert mass.shape == (6,) and np.all((mass > 0) & (mass < 1)) and not np.allclose(mass, base)
+
+
+def test_policy_auto_prefers_the_shipped_learned_policy(trained, tmp_path, monkeypatch) -> None:
+    import shutil
+
+    import bots.llm.sae as sae_mod
+    from bots.llm import cli
+    from bots.llm.policy import FixedSteeringPolicy
+
+    policy, _, out = trained
+    monkeypatch.setattr(sae_mod, "ARTIFACTS_DIR", tmp_path)
+    FixedSteeringPolicy([1, 4], [0.5, -0.5]).save(tmp_path / "policy.json")
+    assert cli.load_policy_arg("auto")[0].kind == "fixed"
+    shutil.copyfile(out / "policy.json", tmp_path / "learned_policy.json")
+    chosen, note = cli.load_policy_arg("auto")
+    assert chosen.kind == "learned" and chosen.digest == policy.digest and "learned_policy.json" in note

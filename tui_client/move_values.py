@@ -1,0 +1,103 @@
+"""The solved-game value of every move, for the move list and the value bar (pure, no I/O).
+
+Tic Tac Toe is solved (:mod:`server.solver`, the same table the minimax bot plays from), so
+each move can be graded exactly, as a chess site grades moves with an engine:
+
+* ``??`` the move throws away a result (a win becomes a loss, or a draw a loss),
+* ``?``  it lets a win become a draw,
+* ``!``  it is the only move that keeps the result, where every other move loses some,
+* ``""`` it keeps the result and other moves did too (most moves), or it was refused.
+
+Values are seen from X: +1 X wins with best play, 0 draw, −1 O wins.
+
+>>> from server.game import Board
+>>> grade(Board.empty(), 5), grade(Board("X........"), 2)
+('', '??')
+>>> grade(Board("XX.OO...."), 3)  # X completes the row; 6 or anything else lets O win
+'!'
+>>> describe_value(Board("XX.OO...."))
+'X wins in 1'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from server.game import Board, IllegalMoveError, Seat
+from server.solver import move_outcomes, solve
+
+
+@dataclass(frozen=True, slots=True)
+class MoveValue:
+    """One move judged by the solved game: its mark and the value (for X) it left."""
+
+    mark: str
+    value_after: int  # +1 X wins, 0 draw, -1 O wins (with best play from the position after the move)
+    depth_after: int  # plies to the end with best play
+
+
+def grade(board: Board, cell: int) -> str:
+    """The mark of playing ``cell`` on ``board`` (see the module doc); ``""`` if it is illegal."""
+    outcomes = move_outcomes(board)
+    if cell not in outcomes:
+        return ""
+    best = max(o.value for o in outcomes.values())
+    got = outcomes[cell].value
+    if got < best:
+        return "??" if got < 0 else "?"
+    keeping = sum(1 for o in outcomes.values() if o.value == best)
+    return "!" if keeping == 1 and len(outcomes) > 1 else ""
+
+
+def value_for_x(board: Board) -> tuple[int, int]:
+    """(value for X, plies to the end) of ``board`` with best play from both sides."""
+    sol = solve()[board.code]
+    value = sol.value if board.turn is Seat.X else -sol.value
+    return value, sol.depth
+
+
+def describe_value(board: Board) -> str:
+    """``'X wins in 3'``, ``'draw with best play'``, ``'O won'``, ``'draw'`` (a finished board)."""
+    if board.is_over:
+        return f"{board.winner.value} won" if board.winner is not None else "draw"
+    value, depth = value_for_x(board)
+    if value == 0:
+        return "draw with best play"
+    winner = "X" if value > 0 else "O"
+    return f"{winner} wins in {(depth + 1) // 2 if (winner == 'X') == (board.turn is Seat.X) else depth // 2}"
+
+
+def value_bar(value: int, width: int) -> str:
+    """A bar from O's side (left) to X's side (right) with the draw in the middle.
+
+    >>> value_bar(0, 9), value_bar(1, 9), value_bar(-1, 9)
+    ('░░░░│░░░░', '░░░░│████', '████│░░░░')
+    """
+    half = max(width // 2, 1)
+    left = "█" * half if value < 0 else "░" * half
+    right = "█" * half if value > 0 else "░" * half
+    return left + "│" + right
+
+
+def judge_moves(cells_and_seats: list[tuple[int, Seat, bool]]) -> list[MoveValue | None]:
+    """Judge each move of a game, given as (cell, seat, illegal); a refused or out-of-turn
+    move (a recorded forfeit) gets ``None`` and leaves the board as it was."""
+    out: list[MoveValue | None] = []
+    board = Board.empty()
+    for cell, seat, illegal in cells_and_seats:
+        if illegal or board.is_over or board.turn is not seat:
+            out.append(None)
+            continue
+        mark = grade(board, cell)
+        try:
+            board = board.play(cell)
+        except IllegalMoveError:
+            out.append(None)
+            continue
+        if board.is_over:
+            value = 0 if board.winner is None else (1 if board.winner is Seat.X else -1)
+            out.append(MoveValue(mark, value, 0))
+        else:
+            value, depth = value_for_x(board)
+            out.append(MoveValue(mark, value, depth))
+    return out
