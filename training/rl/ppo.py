@@ -148,7 +148,7 @@ def llm_boards(seat: Seat) -> list[Board]:
 
 
 # --------------------------------------------------------------------------- build
-def build_actuator(lm: Any, sae: Any, cfg: TrainConfig, features: Sequence[int], cache_boards: int = 1600,
+def build_actuator(lm: Any, sae: Any, cfg: TrainConfig, features: Sequence[int], cache_boards: int = 3000,
                    phrasing: str = "grid") -> Any:
     from bots.llm.bot import LLMBot
     from bots.llm.learned import ActionCodec
