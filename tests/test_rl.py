@@ -282,3 +282,39 @@ def test_policy_auto_prefers_the_shipped_learned_policy(trained, tmp_path, monke
     shutil.copyfile(out / "policy.json", tmp_path / "learned_policy.json")
     chosen, note = cli.load_policy_arg("auto")
     assert chosen.kind == "learned" and chosen.digest == policy.digest and "learned_policy.json" in note
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_shipped_learned_policy_draws_in_strict_reading_with_smollm2() -> None:
+    """The shipped file, played by the bot itself on SmolLM2 (strict reading): the exact
+    outcome vs minimax is the README's (≥ 99 % draws as X and as O, no illegal move), every
+    move's trace names the file's digest, and the weights are unchanged."""
+    import torch
+
+    from bots.llm.bot import LLMBot
+    from bots.llm.cli import find_shipped_policy, load_sae_arg
+    from bots.llm.model import load_model
+    from bots.llm.policy import load_policy
+    from training.vector_search import exact_outcome
+
+    torch.set_num_threads(1)
+    path = find_shipped_policy()
+    assert path is not None and path.name == "learned_policy.json"
+    policy = load_policy(path)
+    lm = load_model("smollm2")
+    sae = load_sae_arg("auto", lm, quiet=True)
+    before = lm.weights_hash()
+    bot = LLMBot(lm, sae=sae, policy=policy, mode="strict", top_k=0, cache_boards=2000)
+    traces = []
+
+    def choose(boards):
+        moves = bot.play(boards)
+        traces.extend(m.trace for m in moves)
+        return [m.reading.cell if m.reading.legal else None for m in moves]
+
+    for seat in Seat:
+        o = exact_outcome(choose, seat)
+        assert o.draw >= 0.99 and o.illegal == 0.0, (seat, o)
+    assert {t["policy"] for t in traces} == {policy.digest}
+    assert lm.weights_hash() == before
