@@ -58,7 +58,7 @@ class LobbyScreen(OfArenaApp, Screen):
         Binding("b", "bot_game", "Bot game"),
         Binding("f", "finished_games", "Finished games"),
         Binding("g", "replay_by_id", "Replay by id"),
-        Binding("r", "refresh", "Refresh"),
+        Binding("r", "refresh", "Refresh", show=False),  # the server pushes the lobby (watch_lobby)
         Binding("q", "app.quit", "Quit"),
     ]
 
@@ -73,7 +73,7 @@ class LobbyScreen(OfArenaApp, Screen):
         yield Static("", id="llm-notice")
         with Horizontal(id="lobby-tables"):
             with Vertical(id="bots-pane"):
-                yield Label("Bots and players online · Enter to play", classes="pane-title")
+                yield Label("Opponents online · Enter to play", classes="pane-title")
                 yield DataTable(id="bots", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="bot-about")
             with Vertical(id="games-pane"):
@@ -413,7 +413,8 @@ probability of those cells most (measured when it was labelled).
 Labels read "fires when …" with [b]P[/b] (precision: when the feature fires, how often the board
 concept holds), [b]R[/b] (recall: of the positions with the concept, how many it fires on) and
 [b]MCC[/b] (Matthews correlation, −1 to 1: 0 is no relation, 1 a perfect detector).
-"no clear board concept" means no concept reached the labelling threshold.
+"no clear board concept" (in rows: "unclear") means no concept reached the labelling threshold;
+"model picks N" reads "fires when the unsteered model would pick cell N".
 
 [b]Steering[/b]: the coefficient the policy added along each steered feature: [green]▲[/green] pushes it up,
 [red]▼[/red] pushes it down. mean|c| is the mean absolute coefficient, ‖Δ‖/‖h‖ the added vector's norm
@@ -638,9 +639,9 @@ class GameScreen(OfArenaApp, Screen):
             text = f"Move {ply} of {len(view.moves)} · shown at {self.arena.paces[self.game_id]:g} s a move (←/→ to step)"
         elif view.replay or (self.view_ply is not None and ply < len(view.moves)):
             text = f"Move {ply} of {len(view.moves)} (←/→ to step)" + (f" · {view.result_line()}" if view.over else "")
-        elif view.deadline is not None and not view.over:
-            left = max(0, int(view.deadline - time.time()))
-            text += f"  ({left} s left)"
+        elif view.my_turn and view.you is not None and view.low_on_time(view.you, time.time()):
+            left = max(0, int(view.deadline - time.time()))  # type: ignore[operator]
+            text += f"  ({left} s left!)"  # the clocks line counts down; this is the warning
         status = self.query_one("#status", Static)
         status.update(text)
         status.set_class(view.over, "over")
