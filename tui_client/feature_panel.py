@@ -126,7 +126,7 @@ def _feature_rows(features: tuple[FeatureActivation, ...], n: int, width: int) -
     fixed = act_w + (dev_w + 1 if dev_w else 0) + (cells_w + 1 if cells_w else 0) + 2
     bar_w = max(4, min(16, width // 8)) if width >= 60 else 0  # narrow: the names matter more than bars
     name_w = max(width - fixed - bar_w, 6)
-    longest = max((len(f.name) for f in shown), default=0)
+    longest = max((len(_short(f.name)) for f in shown), default=0)
     if name_w > longest:  # a wide panel: no gap between the names and the bars
         bar_w = min(bar_w + name_w - longest, 40)
         name_w = max(longest, 12)
