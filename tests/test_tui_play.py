@@ -154,11 +154,11 @@ async def test_bug3_two_quick_digits_send_one_move_and_no_server_error(arena):
             screen.action_play(3)
             screen.action_play(7)  # before the server's answer to 3
             await wait_until(pilot, lambda: len(screen.view.moves) == 1, what="the first move")
-            await pilot.press("8")  # the bot's turn
+            await pilot.press("8")  # the bot's turn: kept as a premove, not sent
             await pilot.pause(0.3)
             moves = [f for f in sent if f["type"] == "move"]
             assert [f["cell"] for f in moves] == [3]
-            assert "Not your turn" in message_text(app)
+            assert "Premove 8" in message_text(app)
         assert not [n for n in notes if "Server error" in n[1]], notes
     finally:
         await bot.close()
@@ -673,3 +673,39 @@ async def test_a_person_in_the_lobby_can_be_challenged_and_accepts(arena):
             await bob.send(dumps({"type": "accept", "challenge_id": frame.challenge_id}))
             await wait_until(pilot, lambda: isinstance(app.screen, GameScreen), what="the game with bob")
             assert app.screen.view.o == "bob" and app.screen.view.you.value == "X"
+
+
+async def test_a_premove_is_played_when_the_turn_comes_and_dropped_if_taken(arena):
+    app = make_app(arena)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.lobby_pushed, what="connected")
+        async with connect(arena.url) as bob:
+            await bob.send(dumps({"type": "hello", "name": "bob"}))
+            await bob.recv()
+            table = app.screen.query_one("#bots", DataTable)
+            await wait_until(pilot, lambda: "bob" in [k.value for k in table.rows], timeout=5, what="bob listed")
+            table.focus()
+            table.move_cursor(row=[k.value for k in table.rows].index("bob"))
+            await pilot.press("enter")
+
+            async def bob_frame(kind: str):
+                while True:
+                    frame = parse_server_frame(await asyncio.wait_for(bob.recv(), 5))
+                    if frame.type == kind:
+                        return frame
+            offer = await bob_frame("challenge")
+            await bob.send(dumps({"type": "accept", "challenge_id": offer.challenge_id}))
+            await wait_until(pilot, lambda: isinstance(app.screen, GameScreen), what="the game with bob")
+            screen = app.screen
+            await pilot.press("5")
+            await wait_until(pilot, lambda: len(screen.view.moves) == 1, what="my move")
+            await pilot.press("1")  # bob's turn: a premove
+            assert "Premove 1" in message_text(app) and screen.query_one("#cell-1").has_class("premove")
+            await bob.send(dumps({"type": "move", "game_id": screen.game_id, "cell": 9}))
+            await wait_until(pilot, lambda: len(screen.view.moves) == 3, what="the premove played at once")
+            assert screen.view.moves[2].cell == 1 and screen.premove is None
+            await pilot.press("3")  # premove 3, then bob takes 3: it is dropped
+            await bob.send(dumps({"type": "move", "game_id": screen.game_id, "cell": 3}))
+            await wait_until(pilot, lambda: len(screen.view.moves) == 4, what="bob's move")
+            await pilot.pause(0.2)
+            assert "Premove 3 dropped" in message_text(app) and len(screen.view.moves) == 4 and screen.view.my_turn

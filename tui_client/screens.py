@@ -535,6 +535,7 @@ class GameScreen(OfArenaApp, Screen):
         self._leave_armed = False
         self._resign_armed = False
         self._pending_notice = False  # the message says a move is on its way
+        self.premove: int | None = None  # a cell chosen during the opponent's turn
         self._pacer: Timer | None = None  # reveals a watched bot game's moves at its pace
         self.show_values = False  # live play: values on request (v)
 
@@ -621,8 +622,11 @@ class GameScreen(OfArenaApp, Screen):
         last = view.moves[ply - 1] if ply else None
         self._update_players()
         self.query_one(BoardGrid).show(board, last_cell=last.cell if last else None, playable=view.my_turn and live,
-                                       illegal_cell=last.cell if last is not None and last.illegal else None)
+                                       illegal_cell=last.cell if last is not None and last.illegal else None,
+                                       premove=self.premove)
         self._update_status()
+        if self.premove is not None and view.my_turn and live:
+            self._play_premove()
         if self._pending_notice and view.pending_move is None:  # the server has answered
             self._pending_notice = False
             self.show_message("")
@@ -742,11 +746,33 @@ class GameScreen(OfArenaApp, Screen):
         if self.view_ply is not None and self.view_ply < len(self.view.moves):
             self.view_ply = None  # back to the live position first
             self.refresh_game()
-        problem = self.view.check_move(cell)
+        view = self.view
+        if (not view.over and view.turn is not None and view.turn is not view.you and view.pending_move is None
+                and view.board[cell] is None):
+            # premove (as on lichess): kept, and played the moment it is our turn if the cell is still free
+            self.premove = None if self.premove == cell else cell
+            self.show_message(f"Premove {cell}: played when it is your turn (press {cell} again to cancel)."
+                              if self.premove else "Premove cancelled.", error=False)
+            self.refresh_game()
+            return
+        problem = view.check_move(cell)
         if problem:
             self.show_message(problem)
-            self._pending_notice = self.view.pending_move is not None
+            self._pending_notice = view.pending_move is not None
             self.app.bell()
+            return
+        self.show_message("")
+        self.premove = None
+        self.arena.send_move(self.game_id, cell)
+
+    def _play_premove(self) -> None:
+        """Our turn has come: play the premove if its cell is still free, else drop it."""
+        view = self.view
+        cell, self.premove = self.premove, None
+        if cell is None or view.over or not view.my_turn or view.pending_move is not None:
+            return
+        if view.board[cell] is not None:
+            self.show_message(f"Premove {cell} dropped: the cell was taken.", error=False)
             return
         self.show_message("")
         self.arena.send_move(self.game_id, cell)
