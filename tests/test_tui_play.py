@@ -709,3 +709,38 @@ async def test_a_premove_is_played_when_the_turn_comes_and_dropped_if_taken(aren
             await wait_until(pilot, lambda: len(screen.view.moves) == 4, what="bob's move")
             await pilot.pause(0.2)
             assert "Premove 3 dropped" in message_text(app) and len(screen.view.moves) == 4 and screen.view.my_turn
+
+
+async def test_tournament_standings_from_its_tagged_games(arena):
+    from tui_client.screens import RecordsScreen
+
+    results = []
+    async with connect(arena.url) as organiser:
+        await organiser.send(dumps({"type": "hello", "name": "cup-organiser"}))
+        await organiser.recv()
+        for x, o in (("minimax", "random"), ("random", "minimax"), ("minimax", "minimax")):
+            await organiser.send(dumps({"type": "arrange", "x": x, "o": o, "tag": "cup-7", "seed": 5}))
+            while True:
+                frame = parse_server_frame(await organiser.recv())
+                if frame.type == "game_over":
+                    results.append((x, o, frame.result))
+                    break
+    expected: dict[str, float] = {}
+    for x, o, result in results:
+        for seat, name in (("X", x), ("O", o)):
+            expected[name] = expected.get(name, 0.0) + (0.5 if result == "draw" else 1.0 if result == seat else 0.0)
+    app = make_app(arena, "viewer")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.is_connected, what="connected")
+        await pilot.press("f")
+        records = app.screen
+        assert isinstance(records, RecordsScreen)
+        table = records.query_one("#records", DataTable)
+        await wait_until(pilot, lambda: table.row_count == 3, what="the tagged games")
+        await pilot.press("T")
+        assert type(app.screen).__name__ == "StandingsScreen"
+        standings = app.screen.query_one("#standings", DataTable)
+        await wait_until(pilot, lambda: standings.row_count == 2, what="the standings")
+        shown = {standings.get_row_at(i)[1]: float(standings.get_row_at(i)[2]) for i in range(2)}
+        assert shown == expected
+        assert "3 finished" in str(app.screen.query_one("#standings-status").render())

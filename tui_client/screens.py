@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from textual import on
@@ -25,7 +26,7 @@ MARK_STYLES = {"??": "b $error", "?": "b $warning", "!": "b $success"}
 MARK_MEANINGS = {"??": "?? loses", "?": "? lets a win go", "!": "! only move"}
 
 if TYPE_CHECKING:
-    from server.protocol import RecordSummary
+    from server.protocol import GameSummary, RecordSummary
     from tui_client.app import ArenaApp
 
 SIDES = ("X", "O", "random")
@@ -257,6 +258,7 @@ class RecordsScreen(OfArenaApp, Screen):
         Binding("m", "toggle_mine", "Only mine"),
         Binding("p", "player_filter", "Player"),
         Binding("e", "cycle_result", "Result"),
+        Binding("T", "standings", "Standings"),
         Binding("r", "refresh", "Refresh"),
         Binding("escape", "app.pop_screen", "Lobby"),
     ]
@@ -314,6 +316,22 @@ class RecordsScreen(OfArenaApp, Screen):
             self.action_refresh()
         self.app.push_screen(TextPrompt("Only games of or against which player? (empty: everyone)", "name"), done)
 
+    def action_standings(self) -> None:
+        """Live standings of the selected game's tournament (its tag), or of a tag typed in."""
+        table = self.query_one("#records", DataTable)
+        tag = None
+        if table.row_count:
+            game_id = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+            tag = next((g.tag for g in self.arena.stored_games if g.game_id == game_id), None)
+        if tag:
+            self.app.push_screen(StandingsScreen(tag))
+            return
+
+        def done(typed: str | None) -> None:
+            if typed:
+                self.app.push_screen(StandingsScreen(typed))
+        self.app.push_screen(TextPrompt("Standings of which tournament? (its tag, e.g. t-1a2b3c)", "tag"), done)
+
     def action_cycle_result(self) -> None:
         self.result = RESULT_FILTERS[(RESULT_FILTERS.index(self.result) + 1) % len(RESULT_FILTERS)]
         if self.result != "all" and not self.opponent:
@@ -359,6 +377,96 @@ class RecordsScreen(OfArenaApp, Screen):
         if self.arena.link_status.state is not LinkState.CONNECTED:  # what the connection bar says
             status += " · not connected"
         self.query_one("#records-status", Static).update(status)
+
+
+@dataclass
+class Standing:
+    """One player's line in a tournament's standings."""
+
+    name: str
+    won: int = 0
+    drawn: int = 0
+    lost: int = 0
+    live: int = 0
+
+    @property
+    def played(self) -> int:
+        return self.won + self.drawn + self.lost
+
+    @property
+    def points(self) -> float:
+        return self.won + 0.5 * self.drawn
+
+
+def standings(finished: list["RecordSummary"], live: list["GameSummary"]) -> list[Standing]:
+    """Points (win 1, draw ½) from finished games, aborted ones left out, and the games
+    still being played; best first.
+
+    >>> from server.protocol import RecordSummary
+    >>> rows = standings([RecordSummary(game_id="a", x="p", o="q", result="X", reason="line", ply=5),
+    ...                   RecordSummary(game_id="b", x="q", o="p", result="draw", reason="full_board", ply=9)], [])
+    >>> [(r.name, r.points, r.won, r.drawn, r.lost) for r in rows]
+    [('p', 1.5, 1, 1, 0), ('q', 0.5, 0, 1, 1)]
+    """
+    table: dict[str, Standing] = {}
+
+    def row(name: str) -> Standing:
+        return table.setdefault(name, Standing(name))
+    for g in finished:
+        if g.result not in ("X", "O", "draw"):
+            continue
+        for seat, name in (("X", g.x), ("O", g.o)):
+            line = row(name)
+            if g.result == "draw":
+                line.drawn += 1
+            elif g.result == seat:
+                line.won += 1
+            else:
+                line.lost += 1
+    for s in live:
+        row(s.x).live += 1
+        row(s.o).live += 1
+    return sorted(table.values(), key=lambda r: (-r.points, r.lost, r.name))
+
+
+class StandingsScreen(OfArenaApp, Screen):
+    """A tournament's standings from its tagged games, updated while it runs."""
+
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back")]
+    REFRESH_SECONDS = 2.0
+
+    def __init__(self, tag: str) -> None:
+        super().__init__()
+        self.tag = tag
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False)
+        yield ConnectionBar(id="connection")
+        yield Label(f"Standings · {self.tag} · win 1, draw ½", classes="pane-title")
+        yield DataTable(id="standings", cursor_type="row", zebra_stripes=True)
+        yield Static("Loading…", id="standings-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#standings", DataTable)
+        for label, key in (("#", "rank"), ("Player", "name"), ("Points", "points"), ("Played", "played"),
+                           ("Won", "won"), ("Drawn", "drawn"), ("Lost", "lost"), ("Playing", "live")):
+            table.add_column(label, key=key)
+        self.sub_title = f"standings {self.tag}"
+        self.refresh_standings()
+        self.arena.request_tagged(self.tag)
+        self.set_interval(self.REFRESH_SECONDS, lambda: self.arena.request_tagged(self.tag))
+
+    def refresh_standings(self) -> None:
+        finished = self.arena.tagged_games.get(self.tag, [])
+        live = [g for g in self.arena.live_games if getattr(g, "tag", None) == self.tag]
+        table = self.query_one("#standings", DataTable)
+        table.clear()
+        for i, line in enumerate(standings(finished, live), 1):
+            table.add_row(str(i), line.name, f"{line.points:g}", str(line.played), str(line.won), str(line.drawn),
+                          str(line.lost), str(line.live) if line.live else "", key=line.name)
+        self.query_one("#standings-status", Static).update(
+            f"{len(finished)} finished, {len(live)} being played · updated every {self.REFRESH_SECONDS:g} s")
 
 
 class TextPrompt(ModalScreen[str | None]):
