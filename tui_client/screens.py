@@ -254,8 +254,8 @@ class RecordsScreen(OfArenaApp, Screen):
     Filters: only mine (m), a player or opponent (p), the result (e)."""
 
     BINDINGS = [
-        Binding("o", "older", "Older games"),
-        Binding("m", "toggle_mine", "Only mine"),
+        Binding("o", "older", "Older"),
+        Binding("m", "toggle_mine", "Mine"),
         Binding("p", "player_filter", "Player"),
         Binding("e", "cycle_result", "Result"),
         Binding("T", "standings", "Standings"),
