@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
@@ -509,7 +509,7 @@ class GameIdPrompt(ModalScreen[str | None]):
         self.dismiss(None)
 
 
-LEGEND = """[b]The feature panel[/b]  (an LLM move's trace; hover the panel for every label in full)
+_LEGEND = """[b]The feature panel[/b]  (an LLM move's trace; hover the panel for every label in full)
 
 [b]Features · furthest from usual[/b]: the SAE features at the model's answer position, the ones
 furthest from their usual level first. [b]act[/b] is the activation here; [b]Δ[/b] is (act − usual) ÷
@@ -532,7 +532,10 @@ unsteered one (0: steering changed nothing).
 [b]Cell probabilities[/b]: the model's probability for each cell; [dim]grey cells[/dim] are taken (their
 mark is shown), ▶ marks the cell the model chose (red: an illegal move, which forfeits).
 
-[b]Moves[/b]: * a move with a trace; ✖ an illegal move.    Esc or ? closes this."""
+[b]Moves[/b]: * a move with a trace; ✖ an illegal move; ?? a move that loses, ? one that lets a win go,
+! the only move that keeps the result (the solved game's judgement, v).    Esc or ? closes this."""
+#: the legend's paragraphs, each one line so that the terminal wraps it at any width
+LEGEND = "\n\n".join(" ".join(p.split("\n")) for p in _LEGEND.split("\n\n"))
 
 
 #: how fast a watched bot game is shown (seconds a move)
@@ -587,7 +590,7 @@ class LegendScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close")]
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="legend"):
+        with VerticalScroll(id="legend"):  # ↑/↓ scroll it in a small terminal
             yield Static(LEGEND, id="legend-text")
 
 
