@@ -744,3 +744,15 @@ async def test_tournament_standings_from_its_tagged_games(arena):
         shown = {standings.get_row_at(i)[1]: float(standings.get_row_at(i)[2]) for i in range(2)}
         assert shown == expected
         assert "3 finished" in str(app.screen.query_one("#standings-status").render())
+
+
+def test_doctests_of_the_new_tui_modules():
+    import doctest
+
+    import bots.llm.bot
+    import tui_client.feature_panel
+    import tui_client.move_values
+    import tui_client.records_screen
+    for module in (tui_client.move_values, tui_client.records_screen, tui_client.feature_panel, bots.llm.bot):
+        result = doctest.testmod(module)
+        assert result.failed == 0 and result.attempted > 0, module.__name__
