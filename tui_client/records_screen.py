@@ -12,6 +12,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Static
 
+from server.tournament import score_for_x
 from tui_client.connection import LinkState
 from tui_client.prompts import TextPrompt
 from tui_client.screen_base import ConnectionBar, OfArenaApp
@@ -226,14 +227,15 @@ def standings(finished: list["RecordSummary"], live: list["GameSummary"]) -> lis
     def row(name: str) -> Standing:
         return table.setdefault(name, Standing(name))
     for g in finished:
-        if g.result not in ("X", "O", "draw"):
+        x_score = score_for_x(g.result)  # the tournament report's scoring (None: aborted)
+        if x_score is None:
             continue
-        for seat, name in (("X", g.x), ("O", g.o)):
+        for score, name in ((x_score, g.x), (1.0 - x_score, g.o)):
             line = row(name)
-            if g.result == "draw":
-                line.drawn += 1
-            elif g.result == seat:
+            if score == 1.0:
                 line.won += 1
+            elif score == 0.5:
+                line.drawn += 1
             else:
                 line.lost += 1
     for s in live:
