@@ -756,6 +756,10 @@ class Arena:
             return None
         session = self.sessions.get(name)
         if session is None or not session.connected or session.role == "spectator":
+            elsewhere = self.remote.bot(name) if self.remote is not None else None
+            if elsewhere is not None:  # listed here, played there: a game lives on the server where it starts
+                raise ProtocolError("unknown_opponent", f"{name!r} plays on server {elsewhere['server']!r}; connect to "
+                                                        f"{elsewhere.get('url')} to challenge it", rid)
             raise ProtocolError("unknown_opponent", f"no bot or player named {name!r} is online; list_bots shows the bots", rid)
         return session
 

@@ -164,10 +164,6 @@ class MqttEvents:
                 self.link.set_status(topic, status)
             await asyncio.sleep(0.1)  # a burst of game starts and ends makes one status, not hundreds
 
-    def poke(self) -> None:
-        """Something in the lobby may have changed (a bot came or went)."""
-        self._changed.set()
-
     # ------------------------------------------------------------------ incoming
     def _on_message(self, topic: str, payload: bytes) -> None:
         if not payload:

@@ -113,8 +113,13 @@ class MqttLink:
         if len(self.queue) >= self.queue_size:
             self.dropped += 1
             return False
-        data = b"" if payload is None else payload if isinstance(payload, bytes) else \
-            json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+        try:
+            data = b"" if payload is None else payload if isinstance(payload, bytes) else \
+                json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+        except (TypeError, ValueError, RecursionError) as exc:  # not JSON: counted, never raised into play
+            self.dropped += 1
+            log.warning("dropped a message for %s that is not JSON: %s", topic, exc)
+            return False
         self.queue.append(Outgoing(topic, data, qos, retain))
         self._ready.set()
         return True
@@ -150,10 +155,10 @@ class MqttLink:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"mqtt-{self.client_id}")
 
     async def stop(self, *, flush_timeout: float = 2.0) -> None:
-        """Send what is queued (for up to ``flush_timeout`` s while connected), then say
-        goodbye (no will) and stop."""
+        """Send what is queued (for up to ``flush_timeout`` s, connecting first if it has to),
+        then say goodbye (no will) and stop."""
         end = time.monotonic() + flush_timeout
-        while (self.queue or self._status_dirty) and self.connected and time.monotonic() < end:
+        while (self.queue or self._status_dirty) and time.monotonic() < end:
             await asyncio.sleep(0.01)
         self._closing = True
         if self._task is not None:

@@ -66,6 +66,10 @@ class RemoteLobby:
                     out.append({**bot, "server": sid, "url": status.get("url")})
         return out
 
+    def bot(self, name: str) -> Frame | None:
+        """The first other server's bot called ``name`` (with its ``server`` and ``url``), or None."""
+        return next((b for b in self.bots() if b.get("name") == name), None)
+
     def games(self) -> list[Frame]:
         return [self.game(gid) for gid in sorted(self._game_server)]  # type: ignore[misc]
 

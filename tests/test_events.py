@@ -172,6 +172,17 @@ def _healthz(port: int) -> dict[str, Any]:
         return json.loads(resp.read())
 
 
+async def test_publish_never_raises_and_counts_what_it_cannot_send() -> None:
+    from server.mqtt import MqttLink
+
+    link = MqttLink("mqtt://127.0.0.1:1", client_id="t", queue_size=2)  # never started: nothing is sent
+    assert link.publish("t/a", {"n": 1}) and link.publish("t/b", None, retain=True)
+    assert not link.publish("t/c", {"n": 3})  # full
+    link.queue.clear()
+    assert not link.publish("t/d", {"p": float("nan")}) and not link.publish("t/e", {"x": object()})
+    assert link.dropped == 3 and link.status()["dropped"] == 3
+
+
 def test_mqtt_urls() -> None:
     assert parse_mqtt_url("mqtt://h:1/x/y") == ("h", 1, "x/y")
     for bad in ("http://h", "mqtt://", "mqtt://h:99999", "mqtt://h/a/#"):
@@ -218,8 +229,9 @@ def test_watch_prints_the_feed(mosquitto: Any) -> None:
         assert watcher.stdout.readline().startswith("watching ")  # printed once subscribed
 
         async def play() -> dict[str, Any]:
-            async with serve_arena(config(), events=MqttEvents(mosquitto.url, "gamma")) as srv, \
-                    WsClient.connect(srv.url, "org") as org:
+            events = MqttEvents(mosquitto.url, "gamma")
+            async with serve_arena(config(), events=events) as srv, WsClient.connect(srv.url, "org") as org:
+                await wait_until(lambda: events.link.connected, what="publisher connected")
                 sent = await org.request(type="arrange", x="minimax", o="minimax", tag="w")
                 return await org.wait_for("game_over", game_id=sent["challenge_id"])
 
@@ -269,6 +281,11 @@ def test_the_arena_relays_a_remote_game_to_its_spectators_sans_io() -> None:
     assert any(b["name"] == "bee" and b["server"] == "b" for b in frames[1][1]["bots"])
     assert frames[1][-1]["type"] == "game_start" and frames[1][-1]["id"] == 2 and frames[1][-1]["server"] == "b"
     assert relays == [RelayGame("g1", watch=True)]  # one subscription for both spectators
+    arena.connect(3, "10.0.0.2", 0.0)
+    arena.receive(3, json.dumps({"type": "hello", "name": "dan"}), 0.0)
+    arena.receive(3, json.dumps({"type": "challenge", "opponent": "bee", "side": "X", "id": 9}), 0.0)
+    pump()
+    assert frames[3][-1]["code"] == "unknown_opponent" and "plays on server 'b'; connect to ws://b" in frames[3][-1]["message"]
     state = {"type": "state", "game_id": "g1", "x": "bob", "o": "bee", "board": "....X....", "turn": "O", "ply": 1,
              "moves": [{"ply": 1, "seat": "X", "cell": 5, "at": 1.0, "trace": None}], "last_move": None,
              "deadline": None, "over": False}
