@@ -26,7 +26,7 @@ sending one request a second at a random phase, p50/p99 round trip.
 
 Run (the figures in docs/PERFORMANCE.md and the README)::
 
-    python bench/server_load.py --connections 100,1000,5000 --seconds 20 --repeats 3 --paced
+    python bench/server_load.py --connections 100,1000,5000 --seconds 15 --repeats 3 --paced --paced-seconds 15
 
 ``--arena-root DIR`` runs the server from another checkout (``git worktree add /tmp/base
 main``: the before/after figures). ``--arena-arg=--event-loop=asyncio`` passes an option
