@@ -144,8 +144,8 @@ def start_arena(root: Path, db: str, max_conns: int, extra: list[str]) -> Server
     options = _serve_options(root)
     if "--max-connections\"" in options:
         argv += ["--max-connections", str(max_conns)]
-    if "--max-live-games-per-address" in options:  # every load connection plays from 127.0.0.1
-        argv += ["--max-live-games-per-address", str(max_conns)]
+    if "--max-live-games-per-address" in options:  # every load connection plays from 127.0.0.1, and the last
+        argv += ["--max-live-games-per-address", "1000000"]  # run's abandoned games last their grace period
     return ServerProcess(argv, root, env)
 
 
