@@ -266,3 +266,19 @@ def test_digit_mass_full_forward_steers_like_the_cached_path(stack) -> None:
     mass = digit_mass(lm, sae.hook_name, act.bot.reader, boards, added, batch=4)
     base = digit_mass(lm, sae.hook_name, act.bot.reader, boards, torch.zeros_like(added), batch=4)
     assert mass.shape == (6,) and np.all((mass > 0) & (mass < 1)) and not np.allclose(mass, base)
+
+
+def test_policy_auto_prefers_the_shipped_learned_policy(trained, tmp_path, monkeypatch) -> None:
+    import shutil
+
+    import bots.llm.sae as sae_mod
+    from bots.llm import cli
+    from bots.llm.policy import FixedSteeringPolicy
+
+    policy, _, out = trained
+    monkeypatch.setattr(sae_mod, "ARTIFACTS_DIR", tmp_path)
+    FixedSteeringPolicy([1, 4], [0.5, -0.5]).save(tmp_path / "policy.json")
+    assert cli.load_policy_arg("auto")[0].kind == "fixed"
+    shutil.copyfile(out / "policy.json", tmp_path / "learned_policy.json")
+    chosen, note = cli.load_policy_arg("auto")
+    assert chosen.kind == "learned" and chosen.digest == policy.digest and "learned_policy.json" in note

@@ -571,3 +571,97 @@ async def test_watching_two_bots_from_the_lobby_at_a_chosen_pace(arena):
         await wait_until(pilot, lambda: screen.view_ply is None, timeout=10, what="the whole game shown")
         assert screen.query_one(BoardGrid).marks == screen.view.board.code
         assert "minimax" in status_text(app) or "Draw" in status_text(app)
+
+
+async def test_bug9_the_server_pushes_lobby_changes_to_a_watch_lobby_subscriber(arena):
+    async with connect(arena.url) as ws:
+        await ws.send(dumps({"type": "hello", "name": "lobby-reader", "role": "spectator"}))
+        await ws.recv()
+        await ws.send(dumps({"type": "watch_lobby", "id": 1}))
+        reply = [parse_server_frame(await ws.recv()) for _ in range(3)]
+        assert [(f.type, f.id) for f in reply] == [("bots", 1), ("games", 1), ("players", 1)]
+        assert reply[1].games == [] and reply[2].players == []  # a spectator is not listed as a player
+        game_id = await arranged_game(arena.url, "minimax", "random")  # a player came, a game started and ended
+        pushed = [parse_server_frame(await asyncio.wait_for(ws.recv(), 2.0)) for _ in range(3)]
+        assert {f.type for f in pushed} == {"bots", "games", "players"} and all(f.id is None for f in pushed)
+        await ws.send(dumps({"type": "watch_lobby", "on": False, "id": 2}))
+        while parse_server_frame(await asyncio.wait_for(ws.recv(), 2.0)).id != 2:  # pushes already on the way
+            pass
+        for _ in range(2):
+            assert parse_server_frame(await ws.recv()).id == 2
+        await arranged_game(arena.url, "random", "random")
+        with pytest.raises(asyncio.TimeoutError):  # no more pushes
+            await asyncio.wait_for(ws.recv(), 0.8)
+        assert game_id
+
+
+async def test_bug9_the_lobby_updates_without_polling(arena):
+    app = ArenaApp(arena.url, "ann", lobby_poll=600.0)  # no poll during the test: only pushes
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.lobby_pushed, what="the lobby subscription")
+        from bots.client import BotClient
+        from bots.house import RandomBot
+
+        client = BotClient(RandomBot(name="late-bot", seed=2), arena.url, max_games=1)
+        task = asyncio.create_task(client.run())
+        try:
+            table = app.screen.query_one("#bots", DataTable)
+            await wait_until(pilot, lambda: "late-bot" in [k.value for k in table.rows], timeout=5,
+                             what="the new bot pushed into the lobby")
+        finally:
+            await client.stop()
+            task.cancel()
+        await wait_until(pilot, lambda: "late-bot" not in [k.value for k in table.rows], timeout=5,
+                         what="the bot gone from the lobby")
+
+
+async def test_game_history_filters_by_player_and_result(arena):
+    from tui_client.screens import RecordsScreen
+
+    app = make_app(arena)
+    async with app.run_test(size=SIZE) as pilot:
+        for bot in ("random", "minimax"):  # ann resigns both: two losses
+            await choose_bot(pilot, app, bot)
+            await leave_game(pilot, app)
+        await arranged_game(arena.url, "minimax", "minimax")  # not ann's
+        await pilot.press("f")
+        screen = app.screen
+        assert isinstance(screen, RecordsScreen)
+        table = screen.query_one("#records", DataTable)
+        await wait_until(pilot, lambda: table.row_count == 3, what="all three games")
+        await pilot.press("m")
+        await wait_until(pilot, lambda: table.row_count == 2, what="ann's games")
+        await pilot.press("e")  # won
+        assert table.row_count == 0 and "won" in str(screen.query_one("#records-status").render())
+        await pilot.press("e")  # lost
+        assert table.row_count == 2
+        await pilot.press("p")
+        await pilot.press(*"random", "enter")
+        await wait_until(pilot, lambda: table.row_count == 1, what="ann's games against random")
+        assert "against random, lost" in str(screen.query_one("#records-status").render())
+        assert set(table.get_row_at(0)[1:3]) == {"ann", "random"}
+
+
+async def test_a_person_in_the_lobby_can_be_challenged_and_accepts(arena):
+    app = make_app(arena)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.lobby_pushed, what="the lobby subscription")
+        async with connect(arena.url) as bob:
+            await bob.send(dumps({"type": "hello", "name": "bob"}))
+            await bob.recv()
+            table = app.screen.query_one("#bots", DataTable)
+            await wait_until(pilot, lambda: "bob" in [k.value for k in table.rows], timeout=5, what="bob listed")
+            assert table.get_row("bob")[1] == "player"
+            table.focus()
+            table.move_cursor(row=[k.value for k in table.rows].index("bob"))
+            await pilot.pause()
+            assert "is a person" in str(app.screen.query_one("#bot-about").render())
+            await pilot.press("enter")
+            while True:
+                frame = parse_server_frame(await asyncio.wait_for(bob.recv(), 5))
+                if frame.type == "challenge":
+                    break
+            assert frame.challenger == "ann" and frame.side == "O"
+            await bob.send(dumps({"type": "accept", "challenge_id": frame.challenge_id}))
+            await wait_until(pilot, lambda: isinstance(app.screen, GameScreen), what="the game with bob")
+            assert app.screen.view.o == "bob" and app.screen.view.you.value == "X"

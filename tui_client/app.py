@@ -18,8 +18,8 @@ from textual.app import App
 from textual.binding import Binding
 
 from server.protocol import (Bots, ChallengeDeclined, ChallengeOffer, ChallengeSent, ErrorMsg, GameOver,
-                             GameRecord, Games, GameStart, GameSummary, Info, Records, RecordSummary, State, Welcome,
-                             BotInfo)
+                             GameRecord, Games, GameStart, GameSummary, Info, PlayerInfo, Players, Records, RecordSummary,
+                             State, Welcome, BotInfo)
 from tui_client.connection import ArenaConnection, LinkState, LinkStatus, NotConnected
 from tui_client.game_view import GameView
 from tui_client.local_arena import LocalArena
@@ -56,6 +56,7 @@ class ArenaApp(App):
                                       detail="" if url else "offline")
         self.bots: list[BotInfo] = []
         self.live_games: list[GameSummary] = []
+        self.players: list[PlayerInfo] = []  # other people online (pushed with watch_lobby)
         self.games: dict[str, GameView] = {}
         self.finished_games: list[GameView] = []
         self.stored_games: list[RecordSummary] = []  # the server's records, newest first (RecordsScreen)
@@ -64,6 +65,7 @@ class ArenaApp(App):
         self.llm_notice: str | None = local_arena.llm_notice if local_arena else None
         self.lobby_status = ""  # see set_lobby_status
         self.paces: dict[str, float] = {}  # game id → seconds a move to show a watched bot game at
+        self.lobby_pushed = False  # the server pushes lobby changes (watch_lobby); else the lobby is polled
         self._watching: set[str] = set()
         self._replaying: set[str] = set()
         self._requests: dict[int, tuple[str, str]] = {}  # request id → (kind, game id or opponent)
@@ -141,7 +143,7 @@ class ArenaApp(App):
             if notice != self.llm_notice:
                 self.llm_notice = notice
                 self._refresh_lobby()
-        if isinstance(self.screen, LobbyScreen):
+        if isinstance(self.screen, LobbyScreen) and not self.lobby_pushed:
             self.request_lobby()
 
     # -- connection status -----------------------------------------------------------
@@ -179,10 +181,18 @@ class ArenaApp(App):
             self._requests[request_id] = (kind, subject)
         return request_id
 
+    def watch_lobby(self) -> None:
+        """Ask the server to push the lobby (``watch_lobby``); until it answers, and against a
+        server without it, the lobby is polled every ``lobby_poll`` seconds."""
+        self.lobby_pushed = False
+        if self.connection is not None and self.connection.connected:
+            self.run_worker(self._send({"type": "watch_lobby"}, "watch_lobby"), group="requests")
+
     def request_lobby(self) -> None:
         if self.connection is not None and self.connection.connected:
             self.run_worker(self._send({"type": "list_bots"}), group="requests")
             self.run_worker(self._send({"type": "list_games"}), group="requests")
+            self.run_worker(self._send({"type": "list_players"}, "list_players"), group="requests")
 
     @property
     def is_connected(self) -> bool:
@@ -264,7 +274,7 @@ class ArenaApp(App):
             self.player_name = frame.name
             self.link_status = LinkStatus(self.link_status.state, self.link_status.url, frame.name)
             self.update_connection_bars()
-            self.request_lobby()
+            self.watch_lobby()  # answered with bots and games
             # On a resumed session the server re-sends game_start and state for every game
             # the session plays or watches, which refreshes the open screens. Games it does
             # not resume ended while we were away (session expired): fetch how they ended.
@@ -272,10 +282,15 @@ class ArenaApp(App):
                 if not view.over and not view.replay and game_id not in frame.resumed and self._screen_for(game_id):
                     self.run_worker(self._send({"type": "get_game", "game_id": game_id}), group="requests")
         elif isinstance(frame, Bots):
+            if isinstance(frame.id, int) and self._requests.pop(frame.id, ("", ""))[0] == "watch_lobby":
+                self.lobby_pushed = True  # the server pushes from now on: no more polling
             self.bots = list(frame.bots)
             self._refresh_lobby()
         elif isinstance(frame, Games):
             self.live_games = list(frame.games)
+            self._refresh_lobby()
+        elif isinstance(frame, Players):
+            self.players = [p for p in frame.players if p.name != self.player_name]
             self._refresh_lobby()
         elif isinstance(frame, Records):
             page = self._requests.pop(frame.id, ("", "first"))[1] if isinstance(frame.id, int) else "first"
@@ -322,6 +337,11 @@ class ArenaApp(App):
             self.notify(frame.message, title="TUI error (please report it)", severity="error", timeout=8)
             return
         kind, subject = self._requests.pop(frame.id, ("", "")) if isinstance(frame.id, int) else ("", "")
+        if kind == "watch_lobby":  # an older server: keep polling, quietly
+            self.request_lobby()
+            return
+        if kind == "list_players":  # an older server lists bots only
+            return
         if kind == "spectate":
             self._watching.discard(subject)
             if frame.code == "game_over":  # it ended before we got there: show its record instead

@@ -22,8 +22,10 @@ from tui_client.move_values import describe_value, value_bar, value_for_x
 
 #: how the move list shows the solved game's judgement of a move
 MARK_STYLES = {"??": "b $error", "?": "b $warning", "!": "b $success"}
+MARK_MEANINGS = {"??": "?? loses", "?": "? lets a win go", "!": "! only move"}
 
 if TYPE_CHECKING:
+    from server.protocol import RecordSummary
     from tui_client.app import ArenaApp
 
 SIDES = ("X", "O", "random")
@@ -71,7 +73,7 @@ class LobbyScreen(OfArenaApp, Screen):
         yield Static("", id="llm-notice")
         with Horizontal(id="lobby-tables"):
             with Vertical(id="bots-pane"):
-                yield Label("Bots online · Enter to play", classes="pane-title")
+                yield Label("Bots and players online · Enter to play", classes="pane-title")
                 yield DataTable(id="bots", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="bot-about")
             with Vertical(id="games-pane"):
@@ -148,6 +150,9 @@ class LobbyScreen(OfArenaApp, Screen):
                 continue
             load = f"{bot.games}/{bot.max_games}" if bot.max_games > 0 else str(bot.games)
             bots.add_row(bot.name, bot.kind, load, key=bot.name)
+        for person in self.arena.players:
+            if person.name not in bots.rows:
+                bots.add_row(person.name, "player", str(person.games), key=person.name)
         if bots.row_count:
             bots.move_cursor(row=min(cursor, bots.row_count - 1))
         self._describe_bot()
@@ -173,6 +178,8 @@ class LobbyScreen(OfArenaApp, Screen):
             info = next((b for b in self.arena.bots if b.name == name), None)
             if info is not None:
                 about = info.description or ("a remote bot" if info.kind == "remote" else "")
+            elif any(p.name == name for p in self.arena.players):
+                about = f"{name} is a person: Enter challenges them, and they accept or decline."
         elif not self.arena.bots:
             about = "No bots online yet."
         self.query_one("#bot-about", Static).update(about.replace("\n", " "))
@@ -209,12 +216,47 @@ def describe_result(result: str, reason: str) -> str:
     return "aborted"
 
 
+RESULT_FILTERS = ("all", "won", "lost", "drawn")
+
+
+def keep_record(game: "RecordSummary", me: str, *, only_mine: bool, opponent: str | None, result: str) -> bool:
+    """Whether a finished game passes the records screen's filters: ``only_mine`` (games
+    ``me`` played), ``opponent`` (games against that name, or of it) and ``result`` (``won``,
+    ``lost``, ``drawn`` by ``me``, or by ``opponent`` when it is not ``me``'s game list).
+
+    >>> from server.protocol import RecordSummary
+    >>> g = RecordSummary(game_id="g", x="ann", o="minimax", result="O", reason="line", ply=6)
+    >>> keep_record(g, "ann", only_mine=True, opponent="minimax", result="lost")
+    True
+    >>> keep_record(g, "ann", only_mine=True, opponent=None, result="won")
+    False
+    """
+    players = (game.x, game.o)
+    if only_mine and me not in players:
+        return False
+    if opponent and opponent not in players:
+        return False
+    if result == "all":
+        return True
+    who = me if (only_mine or me in players) else opponent
+    if who not in players:
+        return False
+    if result == "drawn":
+        return game.result == "draw"
+    won = game.result in ("X", "O") and players["XO".index(game.result)] == who
+    lost = game.result in ("X", "O") and not won
+    return won if result == "won" else lost
+
+
 class RecordsScreen(OfArenaApp, Screen):
-    """Finished games from the server's records, newest first: Enter replays one move by move."""
+    """Finished games from the server's records, newest first: Enter replays one move by move.
+    Filters: only mine (m), a player or opponent (p), the result (e)."""
 
     BINDINGS = [
         Binding("o", "older", "Older games"),
         Binding("m", "toggle_mine", "Only mine"),
+        Binding("p", "player_filter", "Player"),
+        Binding("e", "cycle_result", "Result"),
         Binding("r", "refresh", "Refresh"),
         Binding("escape", "app.pop_screen", "Lobby"),
     ]
@@ -222,6 +264,8 @@ class RecordsScreen(OfArenaApp, Screen):
     def __init__(self) -> None:
         super().__init__(id="records-screen")
         self.only_mine = False
+        self.opponent: str | None = None  # games of (or against) this player only
+        self.result = "all"
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
@@ -262,25 +306,49 @@ class RecordsScreen(OfArenaApp, Screen):
         self.only_mine = not self.only_mine
         self.action_refresh()
 
+    def action_player_filter(self) -> None:
+        def done(name: str | None) -> None:
+            if name is None:  # Esc: keep the filter as it was
+                return
+            self.opponent = name or None
+            self.action_refresh()
+        self.app.push_screen(TextPrompt("Only games of or against which player? (empty: everyone)", "name"), done)
+
+    def action_cycle_result(self) -> None:
+        self.result = RESULT_FILTERS[(RESULT_FILTERS.index(self.result) + 1) % len(RESULT_FILTERS)]
+        if self.result != "all" and not self.opponent:
+            self.only_mine = True  # won/lost by whom: by you, unless a player is chosen
+        self.refresh_records()
+
     @on(DataTable.RowSelected, "#records")
     def row_chosen(self, event: DataTable.RowSelected) -> None:
         self.arena.open_replay(str(event.row_key.value))
 
     def _player(self) -> str | None:
-        return self.arena.player_name if self.only_mine else None
+        """The player the server filters on (the rest is filtered here)."""
+        return self.opponent or (self.arena.player_name if self.only_mine else None)
+
+    def shown_records(self) -> list["RecordSummary"]:
+        return [g for g in self.arena.stored_games
+                if keep_record(g, self.arena.player_name, only_mine=self.only_mine, opponent=self.opponent,
+                               result=self.result)]
 
     def refresh_records(self) -> None:
         table = self.query_one("#records", DataTable)
         cursor = table.cursor_row
         table.clear()
-        for game in self.arena.stored_games:
+        for game in self.shown_records():
             ended = time.strftime("%m-%d %H:%M", time.localtime(game.ended_at)) if game.ended_at else "-"
             table.add_row(ended, game.x, game.o, describe_result(game.result, game.reason),
                           str(game.ply), game.tag or "", game.game_id, key=game.game_id)
         if table.row_count:
             table.move_cursor(row=min(cursor, table.row_count - 1))
         whose = f" of {self.arena.player_name}" if self.only_mine else ""
-        games = self.arena.stored_games
+        if self.opponent:
+            whose += f" {'against' if self.only_mine else 'of'} {self.opponent}"
+        if self.result != "all":
+            whose += f", {self.result}"
+        games = self.shown_records()
         if self.arena.stored_games_loading:
             status = "Loading finished games…"
         elif not games:
@@ -291,6 +359,28 @@ class RecordsScreen(OfArenaApp, Screen):
         if self.arena.link_status.state is not LinkState.CONNECTED:  # what the connection bar says
             status += " · not connected"
         self.query_one("#records-status", Static).update(status)
+
+
+class TextPrompt(ModalScreen[str | None]):
+    """Asks for one line of text (a player's name for a filter)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, question: str, placeholder: str = "") -> None:
+        super().__init__()
+        self.question, self.placeholder = question, placeholder
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="prompt"):
+            yield Label(self.question)
+            yield Input(placeholder=self.placeholder, id="text")
+
+    @on(Input.Submitted)
+    def submit(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip())
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
 
 
 class GameIdPrompt(ModalScreen[str | None]):
@@ -443,6 +533,7 @@ class GameScreen(OfArenaApp, Screen):
         self.view_ply: int | None = None
         self._leave_armed = False
         self._resign_armed = False
+        self._pending_notice = False  # the message says a move is on its way
         self._pacer: Timer | None = None  # reveals a watched bot game's moves at its pace
         self.show_values = False  # live play: values on request (v)
 
@@ -531,6 +622,9 @@ class GameScreen(OfArenaApp, Screen):
         self.query_one(BoardGrid).show(board, last_cell=last.cell if last else None, playable=view.my_turn and live,
                                        illegal_cell=last.cell if last is not None and last.illegal else None)
         self._update_status()
+        if self._pending_notice and view.pending_move is None:  # the server has answered
+            self._pending_notice = False
+            self.show_message("")
         self._update_moves(ply)
         self._update_features(ply)
         self.sub_title = ("replay · " if view.replay else "") + f"game {view.game_id}"
@@ -586,8 +680,9 @@ class GameScreen(OfArenaApp, Screen):
         legend = []
         if any(m.trace for m in view.moves):
             legend.append("* trace")
-        if self.values_shown and any(j is not None and j.mark for j in judged):
-            legend.append("?? loses · ? lets a win go · ! only move")
+        if self.values_shown:
+            marks = {j.mark for j in judged[:len(shown)] if j is not None and j.mark}
+            legend += [MARK_MEANINGS[m] for m in ("??", "?", "!") if m in marks]
         tail = f"   [dim]{' · '.join(legend)}[/dim]" if legend else ""
         self.query_one("#moves", Static).update("Moves: " + " ".join(parts) + tail)
 
@@ -649,6 +744,7 @@ class GameScreen(OfArenaApp, Screen):
         problem = self.view.check_move(cell)
         if problem:
             self.show_message(problem)
+            self._pending_notice = self.view.pending_move is not None
             self.app.bell()
             return
         self.show_message("")

@@ -19,6 +19,9 @@ POLICY_AUTO = "auto"
 POLICY_NONE = "none"
 #: the steering policy shipped with the SAE (``--policy auto`` plays it when present)
 SHIPPED_POLICY_FILE = "policy.json"
+#: ``--policy auto`` prefers the learned (PPO) policy, which beats the fixed vector in strict
+#: reading (README, "Learned steering policy (RL)"), then the fixed vector
+SHIPPED_POLICY_FILES = ("learned_policy.json", SHIPPED_POLICY_FILE)
 #: the move reading of `autosteer-bot run --kind llm` and of the TUI's demo bot: masked, the
 #: reading the shipped steering vector was searched for (docs/LLM_BOT.md has both modes' results;
 #: evaluations report strict as the headline and pass --mode explicitly)
@@ -33,8 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="SAE folder (sae_lens format) or sae_lens registry 'release/sae_id'; 'auto' uses the SAE "
                         "shipped in bots/llm/artifacts if there is one; 'none' plays without SAE (no features, no steering)")
     g.add_argument("--policy", default=POLICY_AUTO,
-                   help="steering policy JSON (e.g. a fixed coefficient vector); 'auto' uses the policy shipped at "
-                        "bots/llm/artifacts/policy.json if there is one (else no steering); 'none' plays unsteered")
+                   help="steering policy JSON (a learned policy or a fixed coefficient vector); 'auto' uses the policy "
+                        "shipped in bots/llm/artifacts (learned_policy.json, else policy.json; else no steering); "
+                        "'none' plays unsteered")
     g.add_argument("--mode", choices=MODES, default=DEFAULT_MODE,
                    help="masked (default for play: the shipped steering vector was searched for it): argmax over the "
                         "legal cells; strict (the honest evaluation reading): argmax over all nine cells, an occupied "
@@ -61,11 +65,14 @@ def find_default_sae() -> Path | None:
 
 
 def find_shipped_policy() -> Path | None:
-    """The steering policy shipped at ``bots/llm/artifacts/policy.json``, if there is one."""
+    """The steering policy shipped in ``bots/llm/artifacts`` (``learned_policy.json``, else
+    ``policy.json``), if there is one."""
     from bots.llm.sae import ARTIFACTS_DIR
 
-    path = ARTIFACTS_DIR / SHIPPED_POLICY_FILE
-    return path if path.is_file() else None
+    for name in SHIPPED_POLICY_FILES:
+        if (ARTIFACTS_DIR / name).is_file():
+            return ARTIFACTS_DIR / name
+    return None
 
 
 def load_policy_arg(value: str | None) -> tuple[Any, str]:
@@ -78,7 +85,7 @@ def load_policy_arg(value: str | None) -> tuple[Any, str]:
     if value == POLICY_AUTO:
         path = find_shipped_policy()
         if path is None:
-            return None, "no steering (--policy auto: no policy shipped at bots/llm/artifacts/policy.json)"
+            return None, "no steering (--policy auto: no policy shipped in bots/llm/artifacts)"
         policy = load_policy(path)
         return policy, f"shipped {policy.kind} policy {path} (digest {policy.digest}, --policy auto)"
     policy = load_policy(value)

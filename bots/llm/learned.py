@@ -12,9 +12,11 @@ action becomes coefficients, so training and play cannot drift apart:
   ``features``: ``log1p`` of the unsteered SAE activations of the labelled features at the
   answer position (the policy reads the model's own representation), then the side bit.
 * **Actions** (``action``):
-  ``sparse``: ``slots`` pairs (feature choice, strength choice); feature choice 0 is
-  "no steering", choice ``k`` steers ``features[k-1]`` with coefficient ``strengths[s]``.
-  At most ``slots`` features per move.
+  ``sparse``: ``slots`` choices, each one categorical over "no steering" (0) and every
+  (feature, strength) pair: choice ``1 + k·S + s`` steers ``features[k]`` with coefficient
+  ``strengths[s]`` (``S`` strengths). At most ``slots`` features per move. One joint choice
+  per slot, not a feature head and a strength head: independent heads' argmaxes can pair a
+  feature with a strength that was only ever good for another feature.
   ``dense``: one number in [-1, 1] per feature, times ``bound``.
 
 The action played is the deterministic one: the argmax of each categorical head (sparse)
@@ -22,8 +24,8 @@ or the clipped mean (dense), exactly what SB3's ``predict(deterministic=True)`` 
 
 >>> import numpy as np
 >>> codec = ActionCodec("sparse", n_features=3, strengths=(-2.0, 2.0), slots=1)
->>> codec.coefficients(np.array([[0, 1], [2, 1]])).tolist()
-[[0.0, 0.0, 0.0], [0.0, 2.0, 0.0]]
+>>> codec.nvec, codec.coefficients(np.array([[0], [4], [5]])).tolist()
+([7], [[0.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, -2.0]])
 >>> board_observation(Board.from_moves([5])).reshape(-1)[12:15].tolist()  # cell 5: theirs (O to move)
 [0.0, 1.0, 0.0]
 """
@@ -83,7 +85,7 @@ class ActionCodec:
     @property
     def nvec(self) -> list[int]:
         """Sizes of the categorical heads (sparse)."""
-        return [self.n_features + 1, len(self.strengths)] * self.slots
+        return [1 + self.n_features * len(self.strengths)] * self.slots
 
     def coefficients(self, actions: np.ndarray) -> np.ndarray:
         """``[B, action]`` → ``[B, n_features]`` float32 coefficients."""
@@ -94,11 +96,11 @@ class ActionCodec:
         if self.kind == "dense":
             return (np.clip(a.astype(np.float32), -1.0, 1.0) * self.bound).astype(np.float32)
         strengths = np.asarray(self.strengths, dtype=np.float32)
+        S = len(self.strengths)
         for slot in range(self.slots):
-            f = a[:, 2 * slot].astype(np.int64)
-            s = a[:, 2 * slot + 1].astype(np.int64)
-            rows = np.nonzero(f > 0)[0]
-            np.add.at(out, (rows, f[rows] - 1), strengths[s[rows]])
+            choice = a[:, slot].astype(np.int64)
+            rows = np.nonzero(choice > 0)[0]
+            np.add.at(out, (rows, (choice[rows] - 1) // S), strengths[(choice[rows] - 1) % S])
         return out
 
     def to_dict(self) -> dict[str, Any]:

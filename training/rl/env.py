@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import json
 import random
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -72,7 +71,7 @@ class EnvConfig:
     seat: str = "both"  # X, O or both (each game's seat drawn, O with probability p_o)
     p_o: float = 0.5
     mode: str = "strict"  # move reading; masked is a named variant
-    push_cost: float = 0.05  # reward cost per move per unit of ||added||/||residual||
+    push_cost: float = 0.01  # reward cost per move per unit of ||added||/||residual||
     shaping: str = "value"  # value: potential-based shaping with the solved game's value; none: result only
     seed: int = 0
 
@@ -276,48 +275,79 @@ class ServerTransport:
             pass
 
 
+def _serve_in_child(seed: int, conn: Any) -> None:
+    """Child process: run an arena server on a free loopback port, send its URL, serve
+    until the parent closes the pipe."""
+    async def main() -> None:
+        from server.app import ServerConfig, serve_arena
+
+        config = ServerConfig(host="127.0.0.1", port=0, db_path=":memory:", seed=seed, minimax_tiebreak="random",
+                              move_clock=3600.0, rate=1e6, burst=100_000, flood_close=100_000, ping_interval=None)
+        async with serve_arena(config) as srv:
+            conn.send(srv.url)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, _wait_closed, conn)
+
+    try:
+        asyncio.run(main())
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        try:
+            conn.send(f"error: {exc}")
+        except OSError:
+            pass
+
+
+def _wait_closed(conn: Any) -> None:
+    try:
+        conn.recv()  # returns or raises EOFError when the parent closes its end
+    except (EOFError, OSError):
+        pass
+
+
 class BackgroundServer:
-    """An arena server on a free loopback port, run in a background thread (for training
-    through the server without starting one by hand). Records are kept in memory."""
+    """An arena server on a free loopback port in a child process (its own interpreter, so
+    the server's frames do not compete with training for one GIL), for training through
+    the server without starting one by hand. Records are kept in memory."""
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
         self.url = ""
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="rl-arena-server", daemon=True)
+        self._proc: Any = None
+        self._conn: Any = None
 
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:  # noqa: BLE001 - reported by start()
-            self._error = exc
-            self._ready.set()
+    def start(self, timeout: float = 60.0) -> "BackgroundServer":
+        import multiprocessing as mp
 
-    async def _main(self) -> None:
-        from server.app import ServerConfig, serve_arena
-
-        config = ServerConfig(host="127.0.0.1", port=0, db_path=":memory:", seed=self.seed, minimax_tiebreak="random",
-                              move_clock=3600.0, rate=1e6, burst=100_000, flood_close=100_000, ping_interval=None)
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        async with serve_arena(config) as srv:
-            self.url = srv.url
-            self._ready.set()
-            await self._stop.wait()
-
-    def start(self, timeout: float = 30.0) -> "BackgroundServer":
-        self._thread.start()
-        if not self._ready.wait(timeout) or self._error is not None:
-            raise RuntimeError(f"the in-process arena server did not start: {self._error}")
+        ctx = mp.get_context("spawn")  # no torch state or threads inherited
+        parent, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_serve_in_child, args=(self.seed, child), name="rl-arena-server", daemon=True)
+        self._proc.start()
+        child.close()
+        self._conn = parent
+        if not parent.poll(timeout):
+            self.stop()
+            raise RuntimeError(f"the arena server did not start within {timeout:.0f} s")
+        url = parent.recv()
+        if not isinstance(url, str) or not url.startswith("ws"):
+            self.stop()
+            raise RuntimeError(f"the arena server did not start: {url}")
+        self.url = url
         return self
 
     def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10.0)
+        if self._conn is not None:
+            try:
+                self._conn.send("stop")
+            except OSError:
+                pass
+            self._conn.close()
+            self._conn = None
+        if self._proc is not None:
+            self._proc.join(10.0)
+            if self._proc.is_alive():
+                self._proc.terminate()
+                self._proc.join(5.0)
+            self._proc = None
 
     def __enter__(self) -> "BackgroundServer":
         return self.start()

@@ -71,7 +71,7 @@ class TrainConfig:
     seat: str = "both"
     p_o: float = 0.6  # share of games as O when seat is both (O is the harder seat)
     mode: str = "strict"
-    push_cost: float = 0.05
+    push_cost: float = 0.01
     shaping: str = "value"  # value (potential-based, the solved game's value) | none (result only)
     n_envs: int = 64
     n_steps: int = 32
@@ -83,7 +83,7 @@ class TrainConfig:
     ent_coef: float = 0.01
     clip_range: float = 0.2
     net_arch: list[int] = field(default_factory=lambda: [64, 64])
-    none_bias: float = 2.0  # added to the "no steering" logit at the start
+    none_bias: float = 3.0  # added to the "no steering" logit at the start
     total_steps: int = 400_000
     budget_seconds: float = 900.0  # wall clock, warm-up included
     eval_every: int = 16_384
@@ -148,14 +148,15 @@ def llm_boards(seat: Seat) -> list[Board]:
 
 
 # --------------------------------------------------------------------------- build
-def build_actuator(lm: Any, sae: Any, cfg: TrainConfig, features: Sequence[int], cache_boards: int = 1600) -> Any:
+def build_actuator(lm: Any, sae: Any, cfg: TrainConfig, features: Sequence[int], cache_boards: int = 1600,
+                   phrasing: str = "grid") -> Any:
     from bots.llm.bot import LLMBot
     from bots.llm.learned import ActionCodec
     from bots.llm.policy import FixedSteeringPolicy
     from training.rl.actuator import LLMActuator
 
     zero = FixedSteeringPolicy(list(features), [0.0] * len(features), hook_name=sae.hook_name, d_sae=sae.d_sae)
-    bot = LLMBot(lm, sae=sae, policy=zero, mode=cfg.mode, top_k=0, cache_boards=cache_boards)
+    bot = LLMBot(lm, sae=sae, policy=zero, mode=cfg.mode, top_k=0, cache_boards=cache_boards, phrasing=phrasing)
     codec = ActionCodec(cfg.action, len(features), strengths=cfg.strengths, slots=cfg.slots, bound=cfg.bound)
     return LLMActuator(bot, codec, cfg.obs, obs_observed(sae) if cfg.obs == "features" else ())
 
@@ -298,7 +299,7 @@ def train_ppo(cfg: TrainConfig, lm: Any, sae: Any, *, out_dir: Path | None = Non
         if cfg.action == "sparse" and cfg.none_bias:
             with torch.no_grad():
                 for slot in range(cfg.slots):  # each slot's "no steering" choice starts likely
-                    model.policy.action_net.bias[slot * (len(features) + 1 + len(cfg.strengths))] += cfg.none_bias
+                    model.policy.action_net.bias[slot * (1 + len(features) * len(cfg.strengths))] += cfg.none_bias
     state: dict[str, Any] = {"best": None, "best_eval": None, "best_step": 0, "evals": [], "train": [],
                              "reached": None, "stop": False}
 
@@ -518,6 +519,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                      "(~/.cache/autosteer-arena/prompts; a pure function of weights and prompts)")
     g("--server-games", type=int, default=0, help="after training, also play this many games per seat vs minimax "
                                                    "and vs random through a server with the best policy")
+    g("--heldout-phrasings", default="", help="after training, also evaluate exactly on these prompt phrasings "
+                                               "(comma list of rows, list: not trained on)")
     g("--threads", type=int, default=1, help="torch CPU threads")
     g("--out", type=Path, default=ROOT / "var" / "rl" / "run", help="folder for the policy, logs, checkpoint and run card")
     g("--resume", action="store_true", help="continue from the checkpoint in --out")
@@ -576,6 +579,12 @@ def run(args: argparse.Namespace) -> int:
     if args.server_games:
         report["server_games"] = [*play_server_games(policy, actuator, args.server_games, cfg.seed, "minimax"),
                                   *play_server_games(policy, actuator, args.server_games, cfg.seed, "random")]
+    for phrasing in [p for p in args.heldout_phrasings.split(",") if p.strip()]:
+        other = build_actuator(lm, sae, cfg, policy.features, cache_boards=800, phrasing=phrasing.strip())
+        report.setdefault("heldout_phrasings", {})[phrasing] = evaluate_exact(policy, other)
+        print(f"[ppo] held-out phrasing {phrasing}: exact draw X "
+              f"{100 * report['heldout_phrasings'][phrasing]['X']['draw']:.1f} %, O "
+              f"{100 * report['heldout_phrasings'][phrasing]['O']['draw']:.1f} %", flush=True)
     report["after_training_seconds"] = round(time.perf_counter() - t, 1)
     report.update(command=command, model=lm.name, sae=_relative(sae.source), hook_name=sae.hook_name,
                   torch=torch.__version__, python=platform.python_version(), cpus=_cpus(),
@@ -644,6 +653,10 @@ def write_card_md(card: dict[str, Any], path: Path) -> None:
             lines.append(f"| {opp} | {seat} | {100 * r['draw']:.2f} % | {100 * r['win']:.2f} % | {100 * r['loss']:.2f} % | "
                          f"{100 * r['illegal']:.2f} % | {r['games']} | {r['mean_push']:.3f} | {r['max_push']:.3f} | "
                          f"{r['mean_kl']:.3f} | {100 * r['steered_share']:.0f} % | {r['max_features_steered']} |")
+    for phrasing, table in (card.get("heldout_phrasings") or {}).items():
+        lines += ["", f"Held out: prompt phrasing `{phrasing}` (not trained on), exact vs minimax: draw "
+                      f"{100 * table['X']['draw']:.1f} % as X, {100 * table['O']['draw']:.1f} % as O; illegal "
+                      f"{100 * table['X']['illegal']:.1f} % / {100 * table['O']['illegal']:.1f} %."]
     if card.get("server_games"):
         lines += ["", "Games through the server (in-process arena, the bot as a remote client, seeded games):", "",
                   "| opponent | seat | games | distinct | wins | draws | losses | illegal | mean push |", "|---|---|---|---|---|---|---|---|---|"]
