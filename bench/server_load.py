@@ -26,7 +26,7 @@ sending one request a second at a random phase, p50/p99 round trip.
 
 Run (the figures in docs/PERFORMANCE.md and the README)::
 
-    python bench/server_load.py --connections 100,1000,5000 --seconds 20 --repeats 3 --paced
+    python bench/server_load.py --connections 100,1000,5000 --seconds 15 --repeats 3 --paced --paced-seconds 15
 
 ``--arena-root DIR`` runs the server from another checkout (``git worktree add /tmp/base
 main``: the before/after figures). ``--arena-arg=--event-loop=asyncio`` passes an option
@@ -42,6 +42,7 @@ import json
 import os
 import random
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -68,26 +69,27 @@ def raise_open_file_limit(wanted: int) -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-async def _echo_main(loop_kind: str) -> None:
+async def _echo_main(compression: str) -> None:
     from websockets.asyncio.server import serve
 
     async def echo(ws: Any) -> None:
         async for message in ws:
             await ws.send(message)
 
-    async with serve(echo, "127.0.0.1", 0, max_size=64 * 1024, ping_interval=None) as server:
+    async with serve(echo, "127.0.0.1", 0, max_size=64 * 1024, ping_interval=None,
+                     compression=None if compression == "none" else "deflate") as server:
         port = server.sockets[0].getsockname()[1]
         print(f"echo listening on ws://127.0.0.1:{port}", flush=True)
         await asyncio.Event().wait()
 
 
-def run_echo_server(loop_kind: str) -> None:
+def run_echo_server(loop_kind: str, compression: str) -> None:
     if loop_kind == "uvloop":
         import uvloop
 
-        uvloop.run(_echo_main(loop_kind))
+        uvloop.run(_echo_main(compression))
     else:
-        asyncio.run(_echo_main(loop_kind))
+        asyncio.run(_echo_main(compression))
 
 
 class ServerProcess:
@@ -114,6 +116,17 @@ class ServerProcess:
                     return int(line.split()[1]) / 1024
         return 0.0
 
+    def wait_idle(self, timeout: float = 60.0) -> None:
+        """Wait until an arena reports no connections (the last run's are all closed)."""
+        import urllib.request
+
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with urllib.request.urlopen(f"http://{self.url[5:]}/healthz", timeout=5) as resp:
+                if json.loads(resp.read())["connections"] == 0:
+                    return
+            time.sleep(0.5)
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -131,8 +144,8 @@ def start_arena(root: Path, db: str, max_conns: int, extra: list[str]) -> Server
     options = _serve_options(root)
     if "--max-connections\"" in options:
         argv += ["--max-connections", str(max_conns)]
-    if "--max-live-games-per-address" in options:  # every load connection plays from 127.0.0.1
-        argv += ["--max-live-games-per-address", str(max_conns)]
+    if "--max-live-games-per-address" in options:  # every load connection plays from 127.0.0.1, and the last
+        argv += ["--max-live-games-per-address", "1000000"]  # run's abandoned games last their grace period
     return ServerProcess(argv, root, env)
 
 
@@ -141,9 +154,10 @@ def _serve_options(root: Path) -> str:
     return (root / "server" / "app.py").read_text()
 
 
-def start_echo(loop_kind: str) -> ServerProcess:
+def start_echo(loop_kind: str, compression: str) -> ServerProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return ServerProcess([sys.executable, str(Path(__file__).resolve()), "--echo-server", "--echo-loop", loop_kind], ROOT, env)
+    return ServerProcess([sys.executable, str(Path(__file__).resolve()), "--echo-server", "--echo-loop", loop_kind,
+                          "--echo-compression", compression], ROOT, env)
 
 
 # ----------------------------------------------------------------------------- clients
@@ -171,11 +185,12 @@ def _free_cells(board: str) -> list[int]:
 
 async def _connect(url: str) -> Any:
     from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidHandshake
 
-    for attempt in range(20):
+    for attempt in range(20):  # a busy listener may drop a handshake now and then: retry it
         try:
             return await connect(url, max_size=None, ping_interval=None, open_timeout=60, close_timeout=1)
-        except (OSError, asyncio.TimeoutError):
+        except (OSError, asyncio.TimeoutError, InvalidHandshake):
             await asyncio.sleep(0.05 * (attempt + 1))
     return await connect(url, max_size=None, ping_interval=None, open_timeout=60, close_timeout=1)
 
@@ -378,13 +393,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--arena-root", type=Path, default=ROOT, help="checkout whose server is measured")
     ap.add_argument("--arena-arg", action="append", default=[], help="extra option for 'serve' (repeatable)")
     ap.add_argument("--echo-loop", choices=("asyncio", "uvloop"), default="asyncio", help="event loop of the echo server")
+    ap.add_argument("--echo-compression", choices=("deflate", "none"), default="deflate",
+                    help="the echo server's per-message deflate: websockets' default (the issue's baseline), or off "
+                         "as the arena has it (like for like)")
     ap.add_argument("--client-loop", choices=("asyncio", "uvloop"), default="uvloop", help="event loop of the load client")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None, help="write every run and the summary here")
     ap.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.echo_server:
-        run_echo_server(args.echo_loop)
+        run_echo_server(args.echo_loop, args.echo_compression)
         return 0
 
     counts = [] if args.paced_only else [int(c) for c in args.connections.split(",") if c]
@@ -392,17 +410,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.paced or args.paced_only:
         plan.append((args.paced_connections, 1.0, args.paced_seconds))
     most = max(n for n, _, _ in plan)
-    limit = raise_open_file_limit(2 * most + 256)
+    limit = raise_open_file_limit(4 * most + 512)  # the servers inherit it; closing and new sockets overlap
     if limit < most + 64:
         print(f"error: the open-file limit is {limit}; {most} connections need more (raise the hard limit, ulimit -Hn)",
               file=sys.stderr)
         return 2
     print(f"server_load: arena from {args.arena_root} {' '.join(args.arena_arg)} vs websockets echo "
-          f"({args.echo_loop}); client loop {args.client_loop}; open-file limit {limit}", flush=True)
+          f"({args.echo_loop}, compression {args.echo_compression}); client loop {args.client_loop}; open-file limit {limit}", flush=True)
     runs: list[Run] = []
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers too (the finally below)
     with tempfile.TemporaryDirectory() as tmp:
         arena = start_arena(args.arena_root, str(Path(tmp) / "arena.sqlite3"), most + 64, args.arena_arg)
-        echo = start_echo(args.echo_loop)
+        echo = start_echo(args.echo_loop, args.echo_compression)
         try:
             print(f"  arena {arena.url}, echo {echo.url}", flush=True)
             for repeat in range(args.repeats):
@@ -411,6 +430,10 @@ def main(argv: list[str] | None = None) -> int:
                     for kind, proc in order:
                         run = measure(proc, kind, n, seconds, paced, args.seed + repeat, repeat, args.client_loop)
                         runs.append(run)
+                        if kind == "arena":
+                            proc.wait_idle()
+                        else:
+                            time.sleep(1.0)
                         mode = "paced 1/s" if paced else "closed loop"
                         print(f"  repeat {repeat + 1}/{args.repeats} {kind:5} {n:>5} conns {mode}: "
                               f"{run.messages_per_s:8.0f} msg/s  p50 {run.p50_ms:6.1f} ms  p99 {run.p99_ms:6.1f} ms  "

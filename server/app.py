@@ -504,8 +504,18 @@ def log_text(text: Any) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii") for c in text)
 
 
+class LogLineFormatter(logging.Formatter):
+    """One log record, one line: the message (which may quote client text, also in the
+    websockets library's records) goes through :func:`log_text`. Tracebacks stay as they are."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return log_text(super().formatMessage(record))
+
+
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(LogLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     events = None
     # Every frame allocates a few dicts; with the default threshold (700) the cyclic GC ran ~40
     # times a second under load and took ~15% of the CPU (docs/PERFORMANCE.md). The server's

@@ -55,6 +55,7 @@ from server.protocol import (
     Hello,
     ListBots,
     ListGames,
+    ListPlayers,
     ListRecords,
     MoveMsg,
     Ping,
@@ -62,6 +63,8 @@ from server.protocol import (
     Resign,
     Spectate,
     Unspectate,
+    WatchLobby,
+    LOBBY_PUSH_SECONDS,
     error_frame,
     parse_client_frame,
     request_id_of,
@@ -337,6 +340,8 @@ class Arena:
         self._opened_per_address: dict[str, int] = {}
         self._timers: list[tuple[float, int, str, str, int]] = []  # (when, seq, kind, key, generation)
         self._seq = itertools.count()
+        self._lobby_watchers: set[str] = set()  # sessions that asked for lobby pushes (watch_lobby)
+        self._lobby_push_due = False
 
     # ------------------------------------------------------------------ public events
     def drain(self) -> list[Effect]:
@@ -390,6 +395,8 @@ class Arena:
         session.conn_id = None
         session.disconnected_at = now
         session.generation += 1
+        if session.role in ("bot", "player"):
+            self._lobby_changed(now)
         for gid in sorted(session.games):
             game = self.games[gid]
             if self._to_move(game) == session.name and game.deadline is not None:
@@ -418,6 +425,8 @@ class Arena:
                 offer = self.offers[key]
                 if offer.expires_at <= now:
                     self._cancel_offer(offer, "no answer in time", None)
+            elif kind == "lobby":
+                self._push_lobby()
 
     def next_deadline(self) -> float | None:
         """Unix time of the next timer (the I/O layer sleeps until then), or None."""
@@ -506,6 +515,8 @@ class Arena:
         if kind == "grace":
             session = self.sessions.get(key)
             return session is not None and not session.connected and session.generation == generation
+        if kind == "lobby":
+            return self._lobby_push_due
         return key in self.offers
 
     def _take_token(self, conn: Connection, now: float, raw: str | bytes) -> bool:
@@ -537,13 +548,19 @@ class Arena:
         if isinstance(msg, Ping):
             self._send(conn.conn_id, self._with_id({"type": "pong", "time": now}, msg.id))
         elif isinstance(msg, ListBots):
-            bots = self._bot_list() + (self.remote.bots() if self.remote is not None else [])
-            self._send(conn.conn_id, self._with_id({"type": "bots", "bots": bots}, msg.id))
+            self._send(conn.conn_id, self._with_id(self._bots_frame(), msg.id))
         elif isinstance(msg, ListGames):
-            games = [self._summary(g) for g in self.games.values()]
-            if self.remote is not None:
-                games += self.remote.games()
-            self._send(conn.conn_id, self._with_id({"type": "games", "games": games}, msg.id))
+            self._send(conn.conn_id, self._with_id(self._games_frame(), msg.id))
+        elif isinstance(msg, ListPlayers):
+            self._send(conn.conn_id, self._with_id(self._players_frame(), msg.id))
+        elif isinstance(msg, WatchLobby):
+            if msg.on:
+                self._lobby_watchers.add(session.name)
+            else:
+                self._lobby_watchers.discard(session.name)
+            self._send(conn.conn_id, self._with_id(self._bots_frame(), msg.id))
+            self._send(conn.conn_id, self._with_id(self._games_frame(), msg.id))
+            self._send(conn.conn_id, self._with_id(self._players_frame(), msg.id))
         elif isinstance(msg, Spectate):
             self._on_spectate(session, msg)
         elif isinstance(msg, Unspectate):
@@ -606,6 +623,8 @@ class Arena:
         self.tokens[session.token] = session
         self._attach(conn, session)
         self._send(conn.conn_id, self._with_id(self._welcome(session, []), msg.id))
+        if session.role in ("bot", "player"):
+            self._lobby_changed(now)
 
     def _attach(self, conn: Connection, session: Session) -> None:
         conn.session = session
@@ -628,6 +647,8 @@ class Arena:
             self._close(old, CLOSE_REPLACED, "session resumed elsewhere")
             self.connections.pop(old, None)
         self._attach(conn, session)
+        if session.role in ("bot", "player"):
+            self._lobby_changed(now)
         session.generation += 1
         if session.role == "bot":
             session.max_games = msg.max_games
@@ -672,8 +693,39 @@ class Arena:
                 self._cancel_offer(offer, f"{session.name} left", session.name)
         self.sessions.pop(session.name, None)
         self.tokens.pop(session.token, None)
+        self._lobby_watchers.discard(session.name)
 
     # ------------------------------------------------------------------ lobby
+    def _bots_frame(self) -> Frame:
+        return {"type": "bots", "bots": self._bot_list() + (self.remote.bots() if self.remote is not None else [])}
+
+    def _games_frame(self) -> Frame:
+        games = [self._summary(g) for g in self.games.values()]
+        if self.remote is not None:
+            games += self.remote.games()
+        return {"type": "games", "games": games}
+
+    def _players_frame(self) -> Frame:
+        return {"type": "players", "players": [{"name": s.name, "games": len(s.games)} for s in self.sessions.values()
+                                               if s.role == "player" and s.connected]}
+
+    def _lobby_changed(self, now: float) -> None:
+        """A bot came or went, or a game started, moved or ended: push the lobby to its
+        watchers soon (one push per LOBBY_PUSH_SECONDS however many changes)."""
+        if self._lobby_watchers and not self._lobby_push_due and not self.shutting_down:
+            self._lobby_push_due = True
+            self._push_timer(now + LOBBY_PUSH_SECONDS, "lobby", "", 0)
+
+    def _push_lobby(self) -> None:
+        self._lobby_push_due = False
+        watchers = [s for s in (self.sessions.get(n) for n in sorted(self._lobby_watchers)) if s is not None and s.connected]
+        if not watchers:
+            return
+        frames = (self._bots_frame(), self._games_frame(), self._players_frame())
+        for session in watchers:
+            for frame in frames:
+                self._send(session.conn_id, frame)
+
     def _bot_list(self) -> list[Frame]:
         bots = [{"name": name, "kind": "house", "description": bot.description,
                  "games": sum(1 for g in self.games.values() if name in (g.x, g.o)),
@@ -877,6 +929,7 @@ class Arena:
                 game.spectators.add(organiser.name)
                 organiser.watching.add(game.game_id)
         self.games[game.game_id] = game
+        self._lobby_changed(now)
         self._effects.append(StoreGame(game.record()))
         self._effects.append(GameEvent("start", self._game_start(game, None)))
         self._arm_clock(game, now)
@@ -1002,6 +1055,7 @@ class Arena:
         seat = game.board.turn
         game.board = game.board.play(cell)
         game.moves.append({"ply": len(game.moves) + 1, "seat": seat.value, "cell": cell, "at": now, "trace": trace})
+        self._lobby_changed(now)
         result = game.board.result
         if result is not None:
             self._finish(game, result.value, "line" if game.board.winner else "full_board", now,
@@ -1041,6 +1095,7 @@ class Arena:
         game.winner = game.x if result == "X" else game.o if result == "O" else None
         self.games.pop(game.game_id, None)
         self._release_opened(game.game_id)
+        self._lobby_changed(now)
         self.finished[game.game_id] = game
         while len(self.finished) > self.config.finished_games_kept:
             self.finished.popitem(last=False)

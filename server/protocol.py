@@ -125,6 +125,12 @@ class ListGames(_Msg):
     type: Literal["list_games"]
 
 
+class ListPlayers(_Msg):
+    """The people connected (role ``player``), whom a player may challenge."""
+
+    type: Literal["list_players"]
+
+
 class Challenge(_Msg):
     """Challenge a bot or a player. ``side`` is the challenger's seat."""
 
@@ -213,13 +219,25 @@ class Ping(_Msg):
     type: Literal["ping"]
 
 
+class WatchLobby(_Msg):
+    """Subscribe (``on``, the default) to lobby pushes: ``bots``, ``games`` and ``players``
+    are sent again whenever a bot or player comes or goes or a game starts, moves or ends
+    (gathered over :data:`LOBBY_PUSH_SECONDS`); ``on: false`` ends it. The reply is the three."""
+
+    type: Literal["watch_lobby"]
+    on: bool = True
+
+
+LOBBY_PUSH_SECONDS = 0.25  # lobby pushes are gathered over this long
+
+
 ClientMessage = Annotated[
-    Union[Hello, ListBots, ListGames, Challenge, Arrange, Accept, Decline, MoveMsg, Resign,
-          Spectate, Unspectate, GetGame, ListRecords, Ping],
+    Union[Hello, ListBots, ListGames, ListPlayers, Challenge, Arrange, Accept, Decline, MoveMsg, Resign,
+          Spectate, Unspectate, GetGame, ListRecords, Ping, WatchLobby],
     Field(discriminator="type"),
 ]
-CLIENT_TYPES = ("hello", "list_bots", "list_games", "challenge", "arrange", "accept", "decline",
-                "move", "resign", "spectate", "unspectate", "get_game", "list_records", "ping")
+CLIENT_TYPES = ("hello", "list_bots", "list_games", "list_players", "challenge", "arrange", "accept", "decline",
+                "move", "resign", "spectate", "unspectate", "get_game", "list_records", "ping", "watch_lobby")
 _client_adapter: TypeAdapter[Any] = TypeAdapter(ClientMessage)
 
 MAX_TRACE_BYTES = 16 * 1024
@@ -408,6 +426,19 @@ class Games(_Out):
     games: list[GameSummary]
 
 
+class PlayerInfo(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    games: int = 0  # live games it plays
+
+
+class Players(_Out):
+    """Reply to list_players (and a watch_lobby push): connected people, by name."""
+
+    type: Literal["players"]
+    players: list[PlayerInfo]
+
+
 class ChallengeOffer(_Out):
     """Sent to a remote bot or player being challenged; answer accept/decline."""
 
@@ -535,7 +566,7 @@ class ErrorMsg(_Out):
 
 
 ServerMessage = Annotated[
-    Union[Welcome, Bots, Games, ChallengeOffer, ChallengeSent, ChallengeDeclined, GameStart, State,
+    Union[Welcome, Bots, Games, Players, ChallengeOffer, ChallengeSent, ChallengeDeclined, GameStart, State,
           GameOver, GameRecord, Records, Pong, Info, ErrorMsg],
     Field(discriminator="type"),
 ]

@@ -87,6 +87,17 @@ def test_client_text_cannot_forge_log_lines_or_reach_the_terminal() -> None:
     line.encode("utf-8")  # no lone surrogate reaches the log
 
 
+def test_log_records_quoting_client_text_stay_one_line() -> None:
+    import logging
+
+    from server.app import LogLineFormatter
+
+    record = logging.LogRecord("autosteer.server", logging.WARNING, __file__, 1, "bad path %s",
+                               ("/x\n2026-01-01 ERROR forged\x1b[2J",), None)
+    line = LogLineFormatter("%(levelname)s %(name)s: %(message)s").format(record)
+    assert "\n" not in line and "\x1b" not in line and line.startswith("WARNING autosteer.server: bad path /x\\n")
+
+
 async def test_the_server_log_line_of_a_tagged_game_is_one_line(capfd: Any) -> None:
     lines: list[str] = []
     async with serve_arena(config(), on_game_over=lambda r: lines.append(format_game_line(r))) as srv:

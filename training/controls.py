@@ -161,15 +161,20 @@ def make_basis(kind: str, sae: Any, policy: Any, seed: int) -> Basis:
 
 
 # --------------------------------------------------------------------------- measuring a fitted policy
-def basis_bot(lm: Any, sae: Any, basis: Basis, policy: Any = None, *, mode: str = "masked", cache_boards: int = 2000) -> Any:
-    """An ``LLMBot`` steering along ``basis`` with ``policy`` (default: zero coefficients)."""
+def basis_bot(lm: Any, sae: Any, basis: Basis, policy: Any = None, *, mode: str = "masked", cache_boards: int = 2000,
+              reader: Any = None) -> Any:
+    """An ``LLMBot`` steering along ``basis`` with ``policy`` (default: zero coefficients),
+    reading through ``reader`` when given (shared, so boards are prefilled once)."""
     from bots.llm.bot import LLMBot
     from bots.llm.policy import FixedSteeringPolicy
 
     policy = policy or FixedSteeringPolicy(basis.features, [0.0] * len(basis.features), hook_name=sae.hook_name,
                                            d_sae=sae.d_sae, source="basis")
-    return LLMBot(lm, sae=sae, policy=policy, mode=mode, top_k=0, cache_boards=cache_boards, digit_mass=True,
-                  directions=basis.directions)
+    bot = LLMBot(lm, sae=sae, policy=policy, mode=mode, top_k=0, cache_boards=1 if reader is not None else cache_boards,
+                 digit_mass=True, directions=basis.directions)
+    if reader is not None:
+        bot.reader = reader
+    return bot
 
 
 def exact_with_budget(bot: Any, seats: Sequence[str] = ("X", "O"), modes: Sequence[str] = ("strict", "masked"),
@@ -205,22 +210,28 @@ def exact_with_budget(bot: Any, seats: Sequence[str] = ("X", "O"), modes: Sequen
 
 def run_controls(lm: Any, sae: Any, policy: Any, fitter: Fitter, *, bases: Sequence[str] = BASES,
                  seeds: Sequence[int] = (0,), heldout: bool = True, positions: bool = False,
-                 cache_boards: int = 2000, progress: Any = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+                 cache_boards: int = 2000, progress: Any = None, log: Callable[[str], None] = print,
+                 on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Fit ``fitter`` on each basis and seed, and measure every fitted policy (and the
-    policy itself, unfitted) the same way. Returns ``{"budget", "rows": [...]}``."""
-    from training.heldout import heldout_report
+    policy itself, unfitted) the same way. Returns ``{"budget", "rows": [...]}``.
+
+    One answer reader per phrasing (caching ``cache_boards`` boards) serves every fit and
+    measurement, so each board's prompt runs once in the whole run. ``on_row(report so far)``
+    is called after each row (the command saves partial results with it)."""
+    from training.heldout import heldout_report, shared_reader
 
     rows: list[dict[str, Any]] = []
+    readers = {p: shared_reader(lm, sae, p, cache_boards) for p in ("grid", "rows", "list")}
+    grid = readers["grid"]
 
     def measure(label: str, basis: Basis, fitted: Any, seed: int | None, seconds: float) -> dict[str, Any]:
-        bot = basis_bot(lm, sae, basis, fitted, cache_boards=cache_boards)
+        bot = basis_bot(lm, sae, basis, fitted, reader=grid)
         row = {"basis": label, "seed": seed, **{k: v for k, v in basis.describe().items() if k != "name"},
                "coefficients": [round(c, 4) for c in fitted.coefficients([_empty()])[0]]
                if hasattr(fitted, "coefs") else None,
                "policy_digest": fitted.digest, "fit_seconds": round(seconds, 1), "in_sample": exact_with_budget(bot)}
-        bot.close()
         if heldout:
-            rep = heldout_report(lm, sae, {label: fitted}, positions=positions, cache_boards=256,
+            rep = heldout_report(lm, sae, {label: fitted}, positions=positions, readers=readers,
                                  directions={label: basis.directions} if basis.directions is not None else None)
             row["heldout"] = {"phrasings": {p: v[label] for p, v in rep["phrasings"].items()},
                               "opponents": rep["opponents"][label], "positions": rep["positions"].get(label)}
@@ -228,18 +239,25 @@ def run_controls(lm: Any, sae: Any, policy: Any, fitter: Fitter, *, bases: Seque
 
     log(f"measuring the policy itself ({policy.digest})")
     rows.append(measure("the policy (as given)", Basis("the policy", list(policy.features)), policy, None, 0.0))
+    if on_row is not None:
+        on_row({"budget": fitter.budget(), "rows": rows, "complete": False})
     for seed in seeds:
         for kind in bases:
             basis = make_basis(kind, sae, policy, seed)
             log(f"fitting on {basis.name} (seed {seed}): {basis.note}")
-            bot = basis_bot(lm, sae, basis, cache_boards=cache_boards)
+            bot = basis_bot(lm, sae, basis, reader=grid)
             t0 = time.perf_counter()
-            fitted = fitter.fit(bot, seed, progress=progress)
+            grid.digit_mass = False  # the fit needs no digit mass: a full unembedding per answer is saved
+            try:
+                fitted = fitter.fit(bot, seed, progress=progress)
+            finally:
+                grid.digit_mass = True
             seconds = time.perf_counter() - t0
-            bot.close()
             rows.append(measure(basis.name, basis, fitted, seed, seconds))
             log(summary_line(rows[-1]))
-    return {"budget": fitter.budget(), "rows": rows}
+            if on_row is not None:
+                on_row({"budget": fitter.budget(), "rows": rows, "complete": False})
+    return {"budget": fitter.budget(), "rows": rows, "complete": True}
 
 
 def _empty() -> Any:
@@ -311,7 +329,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="smollm2", help="model spec")
     parser.add_argument("--sae", default="auto", help="SAE folder or registry id ('auto': the shipped SAE)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--cache-boards", type=int, default=2000, help="boards whose prompt state is cached")
+    parser.add_argument("--cache-boards", type=int, default=5000,
+                        help="boards whose prompt state is kept per phrasing, shared by every fit and measurement "
+                             "(about 0.9 MB a board for SmolLM2)")
     parser.add_argument("--json", dest="json_out", default=None, metavar="PATH", help="write the report as JSON")
 
 
@@ -371,25 +391,30 @@ def run(args: argparse.Namespace) -> int:
         return 2
     fitter = CEMFitter(cfg)
     before = weights_snapshot(lm, sae, policy)
+    meta = {"model": lm.name, "sae": getattr(sae, "source", None), "policy": str(policy.source),
+            "policy_digest": policy.digest, "config": asdict(cfg), "config_from": why, "bases": bases,
+            "seeds": seeds, "weights_before": before, "command": "autosteer-train controls " + " ".join(sys.argv[2:])}
+
+    def save(report: dict[str, Any]) -> None:  # after every row, so a long run keeps what it measured
+        if json_out is not None:
+            json_out.write_text(json.dumps({"meta": meta, **report}, indent=2, default=str) + "\n")
+
     console.print(f"equal-effort controls for {note}: fitter {fitter.name} with {why} "
                   f"({json.dumps(fitter.budget())}); bases {', '.join(bases)}; seeds {', '.join(map(str, seeds))}")
     t0 = time.perf_counter()
     with tqdm(total=len(bases) * len(seeds) * fitter.total(), desc="vectors", unit="vec", file=sys.stderr) as bar:
         report = run_controls(lm, sae, policy, fitter, bases=bases, seeds=seeds, heldout=not args.no_heldout,
                               positions=args.positions, cache_boards=args.cache_boards,
-                              progress=lambda: bar.update(1), log=lambda s: tqdm.write(s, file=sys.stderr))
+                              progress=lambda: bar.update(1), log=lambda s: tqdm.write(s, file=sys.stderr), on_row=save)
     after = weights_snapshot(lm, sae, policy)
     unchanged = snapshots_agree(before, after)
     elapsed = time.perf_counter() - t0
     for line in markdown_table(report):
         console.print(line, markup=False)
     console.print("weights before and after: " + ("identical" if unchanged else "[red]CHANGED[/]"))
+    meta.update({"seconds": round(elapsed, 1), "weights_after": after, "weights_unchanged": unchanged})
     if json_out is not None:
-        meta = {"model": lm.name, "sae": getattr(sae, "source", None), "policy": str(policy.source),
-                "policy_digest": policy.digest, "config": asdict(cfg), "config_from": why, "bases": bases,
-                "seeds": seeds, "seconds": round(elapsed, 1), "weights_before": before, "weights_after": after,
-                "weights_unchanged": unchanged, "command": "autosteer-train controls " + " ".join(sys.argv[2:])}
-        json_out.write_text(json.dumps({"meta": meta, **report}, indent=2, default=str) + "\n")
+        save(report)
         console.print(f"wrote {json_out}")
     console.print(f"done: {len(report['rows']) - 1} equal-effort fits in {elapsed:.0f} s")
     return 0 if unchanged else 1

@@ -134,16 +134,25 @@ def exact_grid(bots: dict[str, Any], modes: Sequence[str], opponents: Sequence[s
     return out
 
 
-def policy_bots(lm: Any, sae: Any, policies: dict[str, Any], *, phrasing: str = "grid", cache_boards: int = 256,
-                directions: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One ``LLMBot`` per policy (None: unsteered), all sharing one answer reader for
-    ``phrasing`` (so each board's prompt runs once). ``directions[name]`` replaces that
-    policy's SAE decoder rows (a control)."""
-    from bots.llm.bot import LLMBot
+def shared_reader(lm: Any, sae: Any, phrasing: str = "grid", cache_boards: int = 5000) -> Any:
+    """An answer reader for ``phrasing`` that measures digit mass, to share among bots: with
+    ``cache_boards`` above the number of boards met (4,520 open positions in all), each
+    board's prompt runs once per process (about 0.9 MB a board for SmolLM2)."""
     from bots.llm.player import make_reader
 
     hook = sae.hook_name if sae is not None else None
-    reader = make_reader(lm, hook, phrasing=phrasing, cache_boards=cache_boards, steerable=True, digit_mass=True)
+    return make_reader(lm, hook, phrasing=phrasing, cache_boards=cache_boards, steerable=True, digit_mass=True)
+
+
+def policy_bots(lm: Any, sae: Any, policies: dict[str, Any], *, phrasing: str = "grid", cache_boards: int = 256,
+                directions: dict[str, Any] | None = None, reader: Any = None) -> dict[str, Any]:
+    """One ``LLMBot`` per policy (None: unsteered), all sharing one answer reader for
+    ``phrasing`` (``reader``, or a new one caching ``cache_boards`` boards), so each board's
+    prompt runs once. ``directions[name]`` replaces that policy's SAE decoder rows (a control)."""
+    from bots.llm.bot import LLMBot
+
+    if reader is None:
+        reader = shared_reader(lm, sae, phrasing, cache_boards)
     out = {}
     for name, policy in policies.items():
         bot = LLMBot(lm, sae=sae if policy is not None else None, policy=policy, mode="masked", top_k=0,
@@ -157,14 +166,17 @@ def policy_bots(lm: Any, sae: Any, policies: dict[str, Any], *, phrasing: str = 
 def heldout_report(lm: Any, sae: Any, policies: dict[str, Any], *, modes: Sequence[str] = ("strict", "masked"),
                    phrasings: Sequence[str] = ("grid", "rows", "list"),
                    opponents: Sequence[str] = HELD_OUT_OPPONENTS, positions: bool = True, chunk: int = 256,
-                   cache_boards: int = 256, directions: dict[str, Any] | None = None,
-                   progress: Any = None) -> dict[str, Any]:
+                   cache_boards: int = 5000, directions: dict[str, Any] | None = None,
+                   progress: Any = None, readers: dict[str, Any] | None = None) -> dict[str, Any]:
     """All three held-out checks for ``policies`` (name → policy or None), as one dict:
     ``{"phrasings": {phrasing: {policy: {mode: {"minimax": {seat: exact}}}}},
-    "opponents": {policy: {mode: {opponent: {seat: exact}}}}, "positions": {policy: …}}``."""
+    "opponents": {policy: {mode: {opponent: {seat: exact}}}}, "positions": {policy: …}}``.
+    ``readers`` (phrasing → :func:`shared_reader`) lets several reports share their boards."""
     out: dict[str, Any] = {"phrasings": {}, "opponents": {}, "positions": {}}
     for phrasing in phrasings:
-        bots = policy_bots(lm, sae, policies, phrasing=phrasing, cache_boards=cache_boards, directions=directions)
+        reader = (readers or {}).get(phrasing)
+        bots = policy_bots(lm, sae, policies, phrasing=phrasing, cache_boards=cache_boards, directions=directions,
+                           reader=reader)
         opps = list(opponents) if phrasing == "grid" else ["minimax"]
         grid = exact_grid(bots, modes, opps)
         out["phrasings"][phrasing] = {n: {m: {"minimax": g[m]["minimax"]} for m in modes} for n, g in grid.items()}
@@ -172,8 +184,9 @@ def heldout_report(lm: Any, sae: Any, policies: dict[str, Any], *, modes: Sequen
             out["opponents"] = grid
             if positions:
                 out["positions"] = position_check(bots, modes, chunk=chunk, progress=progress)
-        for bot in bots.values():
-            bot.close()
+        if reader is None:
+            for bot in bots.values():
+                bot.close()
     return out
 
 
@@ -221,7 +234,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--opponents", default=",".join(HELD_OUT_OPPONENTS),
                         help="comma list of opponents for the exact walk (minimax, random, eps<ε>)")
     parser.add_argument("--no-positions", action="store_true", help="skip the all-positions check (4,520 boards)")
-    parser.add_argument("--chunk", type=int, default=256, help="positions played per chunk (and boards cached)")
+    parser.add_argument("--chunk", type=int, default=256, help="positions played per chunk")
+    parser.add_argument("--cache-boards", type=int, default=5000,
+                        help="boards whose prompt state is kept (5,000 holds every open position: each prompt runs once; "
+                             "about 0.9 MB a board for SmolLM2)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--json", dest="json_out", default=None, metavar="PATH", help="write the report as JSON")
 
@@ -287,7 +303,7 @@ def run(args: argparse.Namespace) -> int:
     with tqdm(total=0 if args.no_positions else len(open_positions()), desc="positions", unit="board",
               file=sys.stderr) as bar:
         report = heldout_report(lm, sae, policies, modes=modes, phrasings=phrasings, opponents=opponents,
-                                positions=not args.no_positions, chunk=args.chunk, cache_boards=args.chunk,
+                                positions=not args.no_positions, chunk=args.chunk, cache_boards=args.cache_boards,
                                 progress=bar.update)
     after = {n: weights_snapshot(lm, sae, p) for n, p in policies.items()}
     unchanged = all(snapshots_agree(before[n], after[n]) for n in policies)

@@ -17,13 +17,14 @@ from typing import Any
 from textual.app import App
 from textual.binding import Binding
 
-from server.protocol import (Bots, ChallengeDeclined, ChallengeOffer, ChallengeSent, ErrorMsg, GameOver,
-                             GameRecord, Games, GameStart, GameSummary, Info, Records, RecordSummary, State, Welcome,
-                             BotInfo)
+from server.protocol import (MAX_RECORDS, Bots, ChallengeDeclined, ChallengeOffer, ChallengeSent, ErrorMsg, GameOver,
+                             GameRecord, Games, GameStart, GameSummary, Info, PlayerInfo, Players, Records, RecordSummary,
+                             State, Welcome, BotInfo)
 from tui_client.connection import ArenaConnection, LinkState, LinkStatus, NotConnected
 from tui_client.game_view import GameView
 from tui_client.local_arena import LocalArena
-from tui_client.screens import ChallengePrompt, ConnectionBar, GameScreen, LobbyScreen, RecordsScreen
+from tui_client.screens import (ChallengePrompt, ConnectionBar, GameScreen, LobbyScreen, RecordsScreen,
+                                StandingsScreen)
 
 MAX_FINISHED = 20
 TERMINAL_CHECK_SECONDS = 1.0  # how often a real terminal is checked for a hang-up
@@ -56,14 +57,17 @@ class ArenaApp(App):
                                       detail="" if url else "offline")
         self.bots: list[BotInfo] = []
         self.live_games: list[GameSummary] = []
+        self.players: list[PlayerInfo] = []  # other people online (pushed with watch_lobby)
         self.games: dict[str, GameView] = {}
         self.finished_games: list[GameView] = []
         self.stored_games: list[RecordSummary] = []  # the server's records, newest first (RecordsScreen)
         self.stored_games_loading = False
         self.stored_games_complete = False  # the last page was short: nothing older
+        self.tagged_games: dict[str, list[RecordSummary]] = {}  # tag → its finished games (standings)
         self.llm_notice: str | None = local_arena.llm_notice if local_arena else None
         self.lobby_status = ""  # see set_lobby_status
         self.paces: dict[str, float] = {}  # game id → seconds a move to show a watched bot game at
+        self.lobby_pushed = False  # the server pushes lobby changes (watch_lobby); else the lobby is polled
         self._watching: set[str] = set()
         self._replaying: set[str] = set()
         self._requests: dict[int, tuple[str, str]] = {}  # request id → (kind, game id or opponent)
@@ -141,7 +145,7 @@ class ArenaApp(App):
             if notice != self.llm_notice:
                 self.llm_notice = notice
                 self._refresh_lobby()
-        if isinstance(self.screen, LobbyScreen):
+        if isinstance(self.screen, LobbyScreen) and not self.lobby_pushed:
             self.request_lobby()
 
     # -- connection status -----------------------------------------------------------
@@ -179,10 +183,18 @@ class ArenaApp(App):
             self._requests[request_id] = (kind, subject)
         return request_id
 
+    def watch_lobby(self) -> None:
+        """Ask the server to push the lobby (``watch_lobby``); until it answers, and against a
+        server without it, the lobby is polled every ``lobby_poll`` seconds."""
+        self.lobby_pushed = False
+        if self.connection is not None and self.connection.connected:
+            self.run_worker(self._send({"type": "watch_lobby"}, "watch_lobby"), group="requests")
+
     def request_lobby(self) -> None:
         if self.connection is not None and self.connection.connected:
             self.run_worker(self._send({"type": "list_bots"}), group="requests")
             self.run_worker(self._send({"type": "list_games"}), group="requests")
+            self.run_worker(self._send({"type": "list_players"}, "list_players"), group="requests")
 
     @property
     def is_connected(self) -> bool:
@@ -202,6 +214,12 @@ class ArenaApp(App):
         self.stored_games_loading = True
         self._refresh_records()
         self.run_worker(self._send_records_request(frame, "more" if before is not None else "first"), group="requests")
+
+    def request_tagged(self, tag: str) -> None:
+        """Ask for the finished games with ``tag`` (a tournament's id) for its standings."""
+        if self.is_connected:
+            frame = {"type": "list_records", "tag": tag, "limit": MAX_RECORDS}
+            self.run_worker(self._send(frame, "standings", tag), group="requests")
 
     async def _send_records_request(self, frame: dict[str, Any], page: str) -> None:
         if await self._send(frame, "records", page) is None:
@@ -264,7 +282,7 @@ class ArenaApp(App):
             self.player_name = frame.name
             self.link_status = LinkStatus(self.link_status.state, self.link_status.url, frame.name)
             self.update_connection_bars()
-            self.request_lobby()
+            self.watch_lobby()  # answered with bots and games
             # On a resumed session the server re-sends game_start and state for every game
             # the session plays or watches, which refreshes the open screens. Games it does
             # not resume ended while we were away (session expired): fetch how they ended.
@@ -272,13 +290,24 @@ class ArenaApp(App):
                 if not view.over and not view.replay and game_id not in frame.resumed and self._screen_for(game_id):
                     self.run_worker(self._send({"type": "get_game", "game_id": game_id}), group="requests")
         elif isinstance(frame, Bots):
+            if isinstance(frame.id, int) and self._requests.pop(frame.id, ("", ""))[0] == "watch_lobby":
+                self.lobby_pushed = True  # the server pushes from now on: no more polling
             self.bots = list(frame.bots)
             self._refresh_lobby()
         elif isinstance(frame, Games):
             self.live_games = list(frame.games)
             self._refresh_lobby()
+        elif isinstance(frame, Players):
+            self.players = [p for p in frame.players if p.name != self.player_name]
+            self._refresh_lobby()
         elif isinstance(frame, Records):
-            page = self._requests.pop(frame.id, ("", "first"))[1] if isinstance(frame.id, int) else "first"
+            kind, page = self._requests.pop(frame.id, ("", "first")) if isinstance(frame.id, int) else ("", "first")
+            if kind == "standings":  # the finished games of one tournament (tag)
+                self.tagged_games[page] = list(frame.games)
+                for screen in self.screen_stack:
+                    if isinstance(screen, StandingsScreen) and screen.is_mounted:
+                        screen.refresh_standings()
+                return
             if page == "more":
                 known = {g.game_id for g in self.stored_games}
                 self.stored_games += [g for g in frame.games if g.game_id not in known]
@@ -322,6 +351,11 @@ class ArenaApp(App):
             self.notify(frame.message, title="TUI error (please report it)", severity="error", timeout=8)
             return
         kind, subject = self._requests.pop(frame.id, ("", "")) if isinstance(frame.id, int) else ("", "")
+        if kind == "watch_lobby":  # an older server: keep polling, quietly
+            self.request_lobby()
+            return
+        if kind == "list_players":  # an older server lists bots only
+            return
         if kind == "spectate":
             self._watching.discard(subject)
             if frame.code == "game_over":  # it ended before we got there: show its record instead
@@ -420,3 +454,5 @@ class ArenaApp(App):
         for screen in self.screen_stack:
             if isinstance(screen, LobbyScreen) and screen.is_mounted:
                 screen.refresh_lobby()
+            elif isinstance(screen, StandingsScreen) and screen.is_mounted:
+                screen.refresh_standings()  # its games being played come with the lobby
