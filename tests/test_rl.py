@@ -138,12 +138,16 @@ def test_evaluation_applies_the_learned_steering_of_the_shipped_file(trained, st
 
     policy, _, out = trained
     lm, sae = stack
-    data = json.loads((out / "policy.json").read_text())
-    # make sure this policy steers on the empty board: force its feature head off "none"
-    data["layers"][-1]["bias"][0] = -50.0
-    data["layers"][-1]["bias"][2] = 50.0  # feature index 2 of the list
+    edited = load_policy(out / "policy.json")
+    # make sure this policy steers on the empty board: its first choice off "none", onto
+    # (feature 0, strength 1)
+    w, b = edited.net.layers[-1]
+    b = b.copy()
+    b[0], b[2] = -50.0, 50.0
+    edited.net.layers[-1] = (w, b)
     path = tmp_path / "steer.json"
-    path.write_text(json.dumps(data))
+    edited.save(path)
+    assert json.loads(path.read_text())["layers"][-1]["shape"] == list(w.shape)
     loaded = load_policy(path)
     assert isinstance(loaded, LearnedSteeringPolicy)
     bot = LLMBot(lm, sae=sae, policy=loaded, mode="strict", top_k=0)
@@ -196,7 +200,9 @@ def test_bad_learned_policy_files_are_refused(tmp_path) -> None:
     for broken, match in (({"layers": [{"weight": [[0.0] * 27] * 4, "bias": [0.0] * 4}]}, "inputs"),
                           ({"obs": "pixels"}, "observation"),
                           ({"action": {"kind": "sparse"}}, "action"),
-                          ({"layers": [{"weight": [[float("nan")] * 28] * 5, "bias": [0.0] * 5}]}, "non-finite")):
+                          ({"layers": [{"weight": [[float("nan")] * 28] * 5, "bias": [0.0] * 5}]}, "non-finite"),
+                          ({"layers": [{"shape": [4, 28], "weight_f32": "not base64!", "bias_f32": ""}]}, "bad layer"),
+                          ({"layers": [{"shape": [5, 28], "weight_f32": "AAAA", "bias_f32": ""}]}, "bad layer")):
         p.write_text(json.dumps({**good, **broken}))
         with pytest.raises(PolicyError, match=match):
             load_policy(p)
