@@ -324,3 +324,27 @@ def test_shipped_learned_policy_draws_in_strict_reading_with_smollm2() -> None:
         assert o.draw >= 0.99 and o.illegal == 0.0, (seat, o)
     assert {t["policy"] for t in traces} == {policy.digest}
     assert lm.weights_hash() == before
+
+
+def test_server_and_local_transports_play_the_same_games(stack) -> None:
+    """With the same seed and actions, games through the server and in-process give the same
+    boards, rewards and ends (minimax draws each game's tie-breaks from the game's seed)."""
+    from training.rl.env import BackgroundServer, EnvConfig, LocalTransport, ServerTransport, SteeringVecEnv
+    from training.rl.ppo import build_actuator
+
+    lm, sae = stack
+    cfg = small_config(mode="masked")
+    rng = np.random.default_rng(4)
+    actions = rng.integers(0, 1 + len(FEATURES) * len(cfg.strengths), size=(40, 6, 1))
+    runs = []
+    with BackgroundServer(seed=9) as srv:
+        for transport in (LocalTransport(), ServerTransport(srv.url, forfeit=False)):
+            env = SteeringVecEnv(build_actuator(lm, sae, cfg, FEATURES), transport, 6, EnvConfig(seed=3, mode="masked"))
+            out = [env.reset().tolist()]
+            for a in actions:
+                obs, rewards, dones, _ = env.step(a)
+                out.append((obs.tolist(), rewards.tolist(), dones.tolist()))
+            runs.append((out, env.log.results))
+            env.close()
+    assert runs[0] == runs[1]
+    assert sum(r["draw"] + r["loss"] + r["win"] for r in runs[0][1].values()) > 10
