@@ -6,7 +6,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean-venv
+.PHONY: setup demo test bench bench-server soak clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/llm_move.py
+
+bench-server: setup
+	$(BIN)/python bench/server_load.py --connections 100,1000,5000 --seconds 15 --repeats 3 --paced --paced-seconds 15
+
+soak: setup
+	$(BIN)/python bench/soak.py --seconds 600
 
 clean-venv:
 	rm -rf $(VENV)

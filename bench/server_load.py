@@ -26,7 +26,7 @@ sending one request a second at a random phase, p50/p99 round trip.
 
 Run (the figures in docs/PERFORMANCE.md and the README)::
 
-    python bench/server_load.py --connections 100,1000,5000 --seconds 20 --repeats 3 --paced
+    python bench/server_load.py --connections 100,1000,5000 --seconds 15 --repeats 3 --paced --paced-seconds 15
 
 ``--arena-root DIR`` runs the server from another checkout (``git worktree add /tmp/base
 main``: the before/after figures). ``--arena-arg=--event-loop=asyncio`` passes an option
@@ -144,8 +144,8 @@ def start_arena(root: Path, db: str, max_conns: int, extra: list[str]) -> Server
     options = _serve_options(root)
     if "--max-connections\"" in options:
         argv += ["--max-connections", str(max_conns)]
-    if "--max-live-games-per-address" in options:  # every load connection plays from 127.0.0.1
-        argv += ["--max-live-games-per-address", str(max_conns)]
+    if "--max-live-games-per-address" in options:  # every load connection plays from 127.0.0.1, and the last
+        argv += ["--max-live-games-per-address", "1000000"]  # run's abandoned games last their grace period
     return ServerProcess(argv, root, env)
 
 

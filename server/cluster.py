@@ -39,14 +39,11 @@ import logging
 import os
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from server.arena import GameEvent, RelayGame
+from server.arena import Arena, GameEvent, RelayGame
 from server.mqtt import MqttLink, topic_part
 from server.relay import RemoteLobby
-
-if TYPE_CHECKING:
-    from server.app import ArenaServer
 
 log = logging.getLogger("autosteer.cluster")
 
@@ -59,6 +56,16 @@ def default_server_id(port: int) -> str:
     return topic_part(f"{socket.gethostname()}-{port}" if port else f"{socket.gethostname()}-{os.getpid()}")
 
 
+class EventHost(Protocol):
+    """What :class:`MqttEvents` uses of the server that hands it effects
+    (``server.app.ArenaServer``): the app depends on this module, not the other way round."""
+
+    arena: Arena | None
+    url: str
+
+    def apply_effects(self) -> None: ...
+
+
 class MqttEvents:
     """Publishes a server's games and status, and follows the other servers; see the module docstring."""
 
@@ -68,7 +75,7 @@ class MqttEvents:
         self.link = MqttLink(url, client_id=f"autosteer-{self.server_id}", queue_size=queue_size,
                              on_message=self._on_message)
         self.prefix = self.link.prefix
-        self.server: ArenaServer | None = None
+        self.server: EventHost | None = None
         self._status_task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self._last_status: str | None = None
@@ -77,7 +84,7 @@ class MqttEvents:
         return "/".join([self.prefix, *(topic_part(p) for p in parts)])
 
     # ------------------------------------------------------------------ life cycle (ArenaServer calls these)
-    async def start(self, server: "ArenaServer") -> None:
+    async def start(self, server: EventHost) -> None:
         self.server = server
         status_topic = self.topic("servers", self.server_id, "status")
         offline = {"type": "server_status", "server_id": self.server_id, "status": "offline", "url": server.url}

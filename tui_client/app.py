@@ -17,13 +17,14 @@ from typing import Any
 from textual.app import App
 from textual.binding import Binding
 
-from server.protocol import (Bots, ChallengeDeclined, ChallengeOffer, ChallengeSent, ErrorMsg, GameOver,
+from server.protocol import (MAX_RECORDS, Bots, ChallengeDeclined, ChallengeOffer, ChallengeSent, ErrorMsg, GameOver,
                              GameRecord, Games, GameStart, GameSummary, Info, PlayerInfo, Players, Records, RecordSummary,
                              State, Welcome, BotInfo)
 from tui_client.connection import ArenaConnection, LinkState, LinkStatus, NotConnected
 from tui_client.game_view import GameView
 from tui_client.local_arena import LocalArena
-from tui_client.screens import ChallengePrompt, ConnectionBar, GameScreen, LobbyScreen, RecordsScreen
+from tui_client.screens import (ChallengePrompt, ConnectionBar, GameScreen, LobbyScreen, RecordsScreen,
+                                StandingsScreen)
 
 MAX_FINISHED = 20
 TERMINAL_CHECK_SECONDS = 1.0  # how often a real terminal is checked for a hang-up
@@ -62,6 +63,7 @@ class ArenaApp(App):
         self.stored_games: list[RecordSummary] = []  # the server's records, newest first (RecordsScreen)
         self.stored_games_loading = False
         self.stored_games_complete = False  # the last page was short: nothing older
+        self.tagged_games: dict[str, list[RecordSummary]] = {}  # tag → its finished games (standings)
         self.llm_notice: str | None = local_arena.llm_notice if local_arena else None
         self.lobby_status = ""  # see set_lobby_status
         self.paces: dict[str, float] = {}  # game id → seconds a move to show a watched bot game at
@@ -213,6 +215,12 @@ class ArenaApp(App):
         self._refresh_records()
         self.run_worker(self._send_records_request(frame, "more" if before is not None else "first"), group="requests")
 
+    def request_tagged(self, tag: str) -> None:
+        """Ask for the finished games with ``tag`` (a tournament's id) for its standings."""
+        if self.is_connected:
+            frame = {"type": "list_records", "tag": tag, "limit": MAX_RECORDS}
+            self.run_worker(self._send(frame, "standings", tag), group="requests")
+
     async def _send_records_request(self, frame: dict[str, Any], page: str) -> None:
         if await self._send(frame, "records", page) is None:
             self.stored_games_loading = False
@@ -293,7 +301,13 @@ class ArenaApp(App):
             self.players = [p for p in frame.players if p.name != self.player_name]
             self._refresh_lobby()
         elif isinstance(frame, Records):
-            page = self._requests.pop(frame.id, ("", "first"))[1] if isinstance(frame.id, int) else "first"
+            kind, page = self._requests.pop(frame.id, ("", "first")) if isinstance(frame.id, int) else ("", "first")
+            if kind == "standings":  # the finished games of one tournament (tag)
+                self.tagged_games[page] = list(frame.games)
+                for screen in self.screen_stack:
+                    if isinstance(screen, StandingsScreen) and screen.is_mounted:
+                        screen.refresh_standings()
+                return
             if page == "more":
                 known = {g.game_id for g in self.stored_games}
                 self.stored_games += [g for g in frame.games if g.game_id not in known]
@@ -440,3 +454,5 @@ class ArenaApp(App):
         for screen in self.screen_stack:
             if isinstance(screen, LobbyScreen) and screen.is_mounted:
                 screen.refresh_lobby()
+            elif isinstance(screen, StandingsScreen) and screen.is_mounted:
+                screen.refresh_standings()  # its games being played come with the lobby

@@ -34,10 +34,12 @@ class BoardCell(Widget):
         self.cell = cell
         self.mark = ""
 
-    def set_mark(self, mark: str, *, last: bool, winning: bool, playable: bool, illegal: bool = False) -> None:
+    def set_mark(self, mark: str, *, last: bool, winning: bool, playable: bool, illegal: bool = False,
+                 premove: bool = False) -> None:
         self.mark = mark
         self.set_class(last, "last-move")
         self.set_class(illegal, "illegal")
+        self.set_class(premove, "premove")
         self.set_class(winning, "winning")
         self.set_class(mark == "X", "mark-x")
         self.set_class(mark == "O", "mark-o")
@@ -73,14 +75,14 @@ class BoardGrid(Grid):
             yield BoardCell(cell)
 
     def show(self, board: Board, last_cell: int | None = None, playable: bool = False,
-             illegal_cell: int | None = None) -> None:
+             illegal_cell: int | None = None, premove: int | None = None) -> None:
         """Draw ``board``; ``illegal_cell`` is a refused move that lost the game (marked red)."""
         line = board.winning_line() or ()
         for cell_widget in self.query(BoardCell):
             seat = board[cell_widget.cell]
             cell_widget.set_mark(seat.value if seat else "", last=cell_widget.cell == last_cell,
                                  winning=cell_widget.cell in line, playable=playable,
-                                 illegal=cell_widget.cell == illegal_cell)
+                                 illegal=cell_widget.cell == illegal_cell, premove=cell_widget.cell == premove)
 
     @property
     def marks(self) -> str:

@@ -86,14 +86,27 @@ OCCUPIED_STYLE = Style(bgcolor="rgb(58,58,58)", color="rgb(150,150,150)")
 ALWAYS_ON_STYLE = Style(dim=True)
 
 
+#: long phrases of the labelling step's labels and their short forms for a panel row (the
+#: tooltip and the ``?`` legend keep and explain the full wording)
+SHORT_FORMS = (
+    (" fires when ", " "),
+    ("the unsteered model would pick cell ", "model picks "),
+    ("the unsteered model would name an occupied cell", "model names a taken cell"),
+    ("no clear board concept (best: ", "unclear (best: "),
+)
+
+
 def _short(name: str) -> str:
-    """A feature's name for a narrow row: labels all start "fires when …", so that goes
-    (the tooltip keeps the label whole).
+    """A feature's name for a panel row, without the labels' long common phrases.
 
     >>> _short("#146 fires when cell 8 is empty (P=0.93, R=0.41)")
     '#146 cell 8 is empty (P=0.93, R=0.41)'
+    >>> _short("#228 fires when the unsteered model would pick cell 3 (P=0.61, R=0.5)")
+    '#228 model picks 3 (P=0.61, R=0.5)'
     """
-    return name.replace(" fires when ", " ", 1)
+    for long, short in SHORT_FORMS:
+        name = name.replace(long, short, 1)
+    return name
 
 
 def _cells_text(cells: tuple[int, ...]) -> str:
@@ -113,7 +126,7 @@ def _feature_rows(features: tuple[FeatureActivation, ...], n: int, width: int) -
     fixed = act_w + (dev_w + 1 if dev_w else 0) + (cells_w + 1 if cells_w else 0) + 2
     bar_w = max(4, min(16, width // 8)) if width >= 60 else 0  # narrow: the names matter more than bars
     name_w = max(width - fixed - bar_w, 6)
-    longest = max((len(f.name) for f in shown), default=0)
+    longest = max((len(_short(f.name)) for f in shown), default=0)
     if name_w > longest:  # a wide panel: no gap between the names and the bars
         bar_w = min(bar_w + name_w - longest, 40)
         name_w = max(longest, 12)

@@ -57,12 +57,12 @@ def value_for_x(board: Board) -> tuple[int, int]:
 
 
 def describe_value(board: Board) -> str:
-    """``'X wins in 3'``, ``'draw with best play'``, ``'O won'``, ``'draw'`` (a finished board)."""
+    """``'X wins in 3'``, ``'draw (best play)'``, ``'O won'``, ``'draw'`` (a finished board)."""
     if board.is_over:
         return f"{board.winner.value} won" if board.winner is not None else "draw"
     value, depth = value_for_x(board)
     if value == 0:
-        return "draw with best play"
+        return "draw (best play)"
     winner = "X" if value > 0 else "O"
     return f"{winner} wins in {(depth + 1) // 2 if (winner == 'X') == (board.turn is Seat.X) else depth // 2}"
 

@@ -1,0 +1,162 @@
+"""The app's small modal screens: replay by id, a line of text, a challenge to answer, a bot game to
+set up, and the feature panel's legend."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Select, Static
+
+
+class TextPrompt(ModalScreen[str | None]):
+    """Asks for one line of text (a player's name for a filter)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, question: str, placeholder: str = "") -> None:
+        super().__init__()
+        self.question, self.placeholder = question, placeholder
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="prompt"):
+            yield Label(self.question)
+            yield Input(placeholder=self.placeholder, id="text")
+
+    @on(Input.Submitted)
+    def submit(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip())
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class GameIdPrompt(ModalScreen[str | None]):
+    """Asks for the id of a finished game to replay."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="prompt"):
+            yield Label("Replay which game? (its id, from the server's records)")
+            yield Input(placeholder="game id", id="game-id")
+
+    @on(Input.Submitted)
+    def submit(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+_LEGEND = """[b]The feature panel[/b]  (an LLM move's trace; hover the panel for every label in full)
+
+[b]Features · furthest from usual[/b]: the SAE features at the model's answer position, the ones
+furthest from their usual level first. [b]act[/b] is the activation here; [b]Δ[/b] is (act − usual) ÷
+the feature's typical activation: +1 means one typical activation above its usual level, −1 that
+a usually active feature is silent. [dim]Dimmed rows[/dim] are always-on features (they fire on ≥ 95 % of
+game prompts, so their presence says little). [b]pushes →5,1[/b]: steering the feature up raised the
+probability of those cells most (measured when it was labelled).
+
+Labels read "fires when …" with [b]P[/b] (precision: when the feature fires, how often the board
+concept holds), [b]R[/b] (recall: of the positions with the concept, how many it fires on) and
+[b]MCC[/b] (Matthews correlation, −1 to 1: 0 is no relation, 1 a perfect detector).
+"no clear board concept" (in rows: "unclear") means no concept reached the labelling threshold;
+"model picks N" reads "fires when the unsteered model would pick cell N".
+
+[b]Steering[/b]: the coefficient the policy added along each steered feature: [green]▲[/green] pushes it up,
+[red]▼[/red] pushes it down. mean|c| is the mean absolute coefficient, ‖Δ‖/‖h‖ the added vector's norm
+relative to the residual stream's, [b]KL[/b] the divergence of the steered move distribution from the
+unsteered one (0: steering changed nothing).
+
+[b]Cell probabilities[/b]: the model's probability for each cell; [dim]grey cells[/dim] are taken (their
+mark is shown), ▶ marks the cell the model chose (red: an illegal move, which forfeits).
+
+[b]Moves[/b]: * a move with a trace; ✖ an illegal move; ?? a move that loses, ? one that lets a win go,
+! the only move that keeps the result (the solved game's judgement, v).    Esc or ? closes this."""
+#: the legend's paragraphs, each one line so that the terminal wraps it at any width
+LEGEND = "\n\n".join(" ".join(p.split("\n")) for p in _LEGEND.split("\n\n"))
+
+
+#: how fast a watched bot game is shown (seconds a move)
+PACES: tuple[float, ...] = (1.0, 2.0, 0.5, 0.0)
+
+
+class BotGamePrompt(ModalScreen["tuple[str, str, float] | None"]):
+    """Pick two bots and a pace to watch them play (the lobby's ``b``)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, bots: list[str]) -> None:
+        super().__init__()
+        self.bots = bots
+
+    def compose(self) -> ComposeResult:
+        llms = [b for b in self.bots if b not in ("minimax", "random")]
+        x_default = llms[0] if llms else self.bots[0]
+        o_default = "minimax" if "minimax" in self.bots else self.bots[-1]
+        options = [(b, b) for b in self.bots]
+        with Vertical(id="prompt"):
+            yield Label("Watch two bots play. X:")
+            yield Select(options, value=x_default, allow_blank=False, id="bot-x")
+            yield Label("O:")
+            yield Select(options, value=o_default, allow_blank=False, id="bot-o")
+            yield Label("Shown at:")
+            yield Select([(f"{p:g} s a move" if p else "full speed", p) for p in PACES], value=PACES[0],
+                         allow_blank=False, id="pace")
+            with Horizontal(id="prompt-buttons"):
+                yield Button("Start (Enter)", id="start", variant="success")
+                yield Button("Cancel (Esc)", id="cancel", variant="error")
+
+    def on_mount(self) -> None:
+        self.query_one("#start", Button).focus()
+
+    @on(Button.Pressed)
+    def pressed(self, event: Button.Pressed) -> None:
+        if event.button.id != "start":
+            self.dismiss(None)
+            return
+        x = str(self.query_one("#bot-x", Select).value)
+        o = str(self.query_one("#bot-o", Select).value)
+        self.dismiss((x, o, float(self.query_one("#pace", Select).value)))  # type: ignore[arg-type]
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class LegendScreen(ModalScreen[None]):
+    """What the feature panel's columns and marks mean (the game screen's ``?``)."""
+
+    BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="legend"):  # ↑/↓ scroll it in a small terminal
+            yield Static(LEGEND, id="legend-text")
+
+
+class ChallengePrompt(ModalScreen[bool]):
+    """Someone challenges the person at the keyboard: accept or decline."""
+
+    BINDINGS = [Binding("y", "answer(True)", "Accept"), Binding("n,escape", "answer(False)", "Decline")]
+
+    def __init__(self, challenger: str, side: str) -> None:
+        super().__init__()
+        self.challenger, self.side = challenger, side
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="prompt"):
+            yield Label(f"[b]{self.challenger}[/b] challenges you; you would play [b]{self.side}[/b].")
+            with Horizontal(id="prompt-buttons"):
+                yield Button("Accept (y)", id="accept", variant="success")
+                yield Button("Decline (n)", id="decline", variant="error")
+
+    @on(Button.Pressed)
+    def pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "accept")
+
+    def action_answer(self, accept: bool) -> None:
+        self.dismiss(accept)
+
+
