@@ -35,6 +35,7 @@ from typing import Any, AsyncIterator, Callable, Protocol
 from server.arena import Arena, Close, GameEnded, GameEvent, RelayGame, Send, ServerConfig, StoreGame
 from server.protocol import encode_frame
 from server.records import GameRecords, RecordsError, describe_target
+from server.waiting import event_or_timeout
 
 __all__ = ["ServerConfig", "ArenaServer", "serve_arena", "add_arguments", "run"]
 
@@ -389,26 +390,14 @@ class ArenaServer:
         assert self.arena is not None
         while True:
             self._armed_for = deadline = self.arena.next_deadline()
-            await _woken_or_due(self._wake, deadline)
+            # not asyncio.wait_for: stop() cancels this task, and wait_for could swallow that (server.waiting)
+            await event_or_timeout(self._wake, None if deadline is None else max(0.0, deadline - time.time()))
             self._wake.clear()
             try:
                 self.arena.tick(time.time())
                 self._apply()
             except Exception:
                 log.exception("arena timer failed")
-
-
-async def _woken_or_due(wake: asyncio.Event, deadline: float | None) -> None:
-    """Wait until ``wake`` is set or unix time ``deadline`` (None: never) has come.
-
-    Not ``asyncio.wait_for``: on Python 3.11 it returns normally when the task is cancelled
-    in the loop turns where ``wake`` is set, so the timer loop went on and
-    :meth:`ArenaServer.stop` waited for it forever. ``asyncio.timeout`` lets the cancellation
-    through."""
-    timeout = None if deadline is None else max(0.0, deadline - time.time())
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(timeout):
-            await wake.wait()
 
 
 @contextlib.asynccontextmanager

@@ -13,6 +13,7 @@ from websockets.asyncio.client import connect
 
 from server.app import ArenaServer, ServerConfig, serve_arena
 from server.game import Board
+from server.waiting import event_or_timeout
 from helpers_ws import WsClient, start_game
 
 pytestmark = pytest.mark.timeout(60)
@@ -305,6 +306,24 @@ async def test_stop_does_not_hang_when_the_timer_wakes_as_it_is_cancelled(turns:
             assert timer.done() and timer.cancelled(), "the timer task swallowed its cancellation"
     finally:
         await asyncio.wait_for(server.stop(), timeout=10.0)
+
+
+@pytest.mark.parametrize("turns", range(6))
+async def test_a_wait_for_an_event_is_cancelled_even_as_the_event_is_set(turns: int) -> None:
+    """The wait the server's timer and the cluster's status announcer use: cancelled 0-5 loop
+    turns after its event is set and before it returned, it must end cancelled."""
+    event = asyncio.Event()
+    waiter = asyncio.create_task(event_or_timeout(event, 60.0))
+    await asyncio.sleep(0)
+    event.set()
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    if waiter.done():  # the wake came through before the cancel: a plain return
+        assert waiter.result() is True
+        return
+    waiter.cancel()
+    await asyncio.wait({waiter}, timeout=2.0)
+    assert waiter.cancelled(), f"the wait returned {waiter.result()!r} after it was cancelled"
 
 
 async def test_other_paths_are_not_websocket_endpoints_for_http(srv: Any) -> None:
