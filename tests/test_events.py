@@ -302,3 +302,30 @@ def test_the_arena_relays_a_remote_game_to_its_spectators_sans_io() -> None:
     arena.receive(1, json.dumps({"type": "spectate", "game_id": "g1", "id": 3}), 0.0)
     pump()
     assert frames[1][-1]["code"] == "unknown_game"  # its server is gone
+
+
+async def test_ppo_publishes_each_exact_evaluation_and_its_summary(mosquitto: Any, monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Any) -> None:
+    """``autosteer-train ppo --mqtt``: every exact evaluation goes out as progress, the result as the summary."""
+    import bots.llm.cli
+    import bots.llm.model
+    from bots.llm.testing import tiny_language_model, tiny_sae
+    from training.cli import main as train_main
+
+    lm = tiny_language_model()
+    monkeypatch.setattr(bots.llm.model, "load_model", lambda spec: lm)
+    monkeypatch.setattr(bots.llm.cli, "load_sae_arg", lambda spec, model: tiny_sae(model))
+    argv = ["ppo", "--features", "0,3,5,7", "--n-envs", "8", "--n-steps", "16", "--batch-size", "64",
+            "--total-steps", "256", "--eval-every", "128", "--net-arch", "16", "--no-warm", "--no-prompt-store",
+            "--mode", "masked", "--via", "local", "--heldout-phrasings", "", "--server-games", "0",
+            "--out", str(tmp_path / "run"), "--plot", str(tmp_path / "curve.png"),
+            "--mqtt", mosquitto.url, "--run-id", "ppo-test"]
+    async with listen(mosquitto.url, f"{P}/training/ppo-test/#") as heard:
+        assert await asyncio.to_thread(train_main, argv) == 0
+        await heard.wait(lambda: any(p and p.get("done") for p in heard.on("/summary")))
+    evals = [p for p in heard.on("/progress") if p and "draw_x" in p]
+    card = json.loads((tmp_path / "run" / "run_card.json").read_text())
+    assert [e["step"] for e in evals] == [row["step"] for row in card["evals"]] and evals
+    final = heard.on("/summary")[-1]
+    assert final["run"] == "ppo-test" and final["weights_unchanged"] is True
+    assert final["final_eval"]["X"]["draw"] == card["final_eval"]["X"]["draw"]

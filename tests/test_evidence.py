@@ -38,7 +38,9 @@ def lm():
 def sae(lm):
     s = tiny_sae(lm)
     # labels with the fields the search's picker reads, on 40 features
-    s.features.labels = {i: {"label": f"feature {i}", "f1": 0.1 * (i % 9), "effect": {"kl": 0.01 * i}} for i in range(40)}
+    s.features.labels = {i: {"label": f"feature {i}", "f1": 0.1 * (i % 9),
+                             "effect": {"kl": 0.01 * i, "mean_delta_prob": [((7 * i + c) % 11 - 5) / 100 for c in range(9)]}}
+                         for i in range(40)}
     return s
 
 
@@ -294,3 +296,23 @@ def test_bot_description_carries_the_run_card_summary(lm, sae, tmp_path):
     assert LLMBot(lm, sae=sae, policy=policy).description.endswith(f"policy {policy.digest}")  # no card: no claim
     (tmp_path / "policy.card.json").write_text(json.dumps({"summary": "in-sample, masked reading only"}))
     assert LLMBot(lm, sae=sae, policy=policy).description.endswith(f"policy {policy.digest}: in-sample, masked reading only")
+
+
+def test_ppo_fitter_plugs_into_the_equal_effort_controls(lm, sae):
+    """The RL trainer is a fitter like the search: same budget and seed on another basis."""
+    from training.controls import BASIS_NAMES, PPOFitter, run_controls
+    from training.rl.ppo import TrainConfig
+
+    policy = _policy(sae, features=(0, 3, 5, 7), coefs=(1.0, -1.0, 0.5, 0.0))
+    cfg = TrainConfig(n_envs=4, n_steps=16, batch_size=32, total_steps=64, eval_every=64, warm=False, net_arch=[8],
+                      budget_seconds=60.0, via="local", mode="masked")
+    fitter = PPOFitter(cfg)
+    report = run_controls(lm, sae, policy, fitter, bases=["features", "labels"], seeds=[0], heldout=False,
+                          log=lambda s: None)
+    rows = report["rows"]
+    assert [r["basis"] for r in rows[1:]] == [BASIS_NAMES["features"], BASIS_NAMES["labels"]]
+    assert report["budget"]["total_steps"] == 64
+    for r in rows[1:]:
+        assert len(r["features"]) == 4 and not set(r["features"]) & set(policy.features) or r["basis"] != BASIS_NAMES["features"]
+        e = r["in_sample"]["masked"]["X"]["exact"]
+        assert e["win"] + e["draw"] + e["loss"] == pytest.approx(1.0)

@@ -138,12 +138,16 @@ def test_evaluation_applies_the_learned_steering_of_the_shipped_file(trained, st
 
     policy, _, out = trained
     lm, sae = stack
-    data = json.loads((out / "policy.json").read_text())
-    # make sure this policy steers on the empty board: force its feature head off "none"
-    data["layers"][-1]["bias"][0] = -50.0
-    data["layers"][-1]["bias"][2] = 50.0  # feature index 2 of the list
+    edited = load_policy(out / "policy.json")
+    # make sure this policy steers on the empty board: its first choice off "none", onto
+    # (feature 0, strength 1)
+    w, b = edited.net.layers[-1]
+    b = b.copy()
+    b[0], b[2] = -50.0, 50.0
+    edited.net.layers[-1] = (w, b)
     path = tmp_path / "steer.json"
-    path.write_text(json.dumps(data))
+    edited.save(path)
+    assert json.loads(path.read_text())["layers"][-1]["shape"] == list(w.shape)
     loaded = load_policy(path)
     assert isinstance(loaded, LearnedSteeringPolicy)
     bot = LLMBot(lm, sae=sae, policy=loaded, mode="strict", top_k=0)
@@ -196,7 +200,9 @@ def test_bad_learned_policy_files_are_refused(tmp_path) -> None:
     for broken, match in (({"layers": [{"weight": [[0.0] * 27] * 4, "bias": [0.0] * 4}]}, "inputs"),
                           ({"obs": "pixels"}, "observation"),
                           ({"action": {"kind": "sparse"}}, "action"),
-                          ({"layers": [{"weight": [[float("nan")] * 28] * 5, "bias": [0.0] * 5}]}, "non-finite")):
+                          ({"layers": [{"weight": [[float("nan")] * 28] * 5, "bias": [0.0] * 5}]}, "non-finite"),
+                          ({"layers": [{"shape": [4, 28], "weight_f32": "not base64!", "bias_f32": ""}]}, "bad layer"),
+                          ({"layers": [{"shape": [5, 28], "weight_f32": "AAAA", "bias_f32": ""}]}, "bad layer")):
         p.write_text(json.dumps({**good, **broken}))
         with pytest.raises(PolicyError, match=match):
             load_policy(p)
@@ -282,3 +288,63 @@ def test_policy_auto_prefers_the_shipped_learned_policy(trained, tmp_path, monke
     shutil.copyfile(out / "policy.json", tmp_path / "learned_policy.json")
     chosen, note = cli.load_policy_arg("auto")
     assert chosen.kind == "learned" and chosen.digest == policy.digest and "learned_policy.json" in note
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_shipped_learned_policy_draws_in_strict_reading_with_smollm2() -> None:
+    """The shipped file, played by the bot itself on SmolLM2 (strict reading): the exact
+    outcome vs minimax is the README's (≥ 99 % draws as X and as O, no illegal move), every
+    move's trace names the file's digest, and the weights are unchanged."""
+    import torch
+
+    from bots.llm.bot import LLMBot
+    from bots.llm.cli import find_shipped_policy, load_sae_arg
+    from bots.llm.model import load_model
+    from bots.llm.policy import load_policy
+    from training.vector_search import exact_outcome
+
+    torch.set_num_threads(1)
+    path = find_shipped_policy()
+    assert path is not None and path.name == "learned_policy.json"
+    policy = load_policy(path)
+    lm = load_model("smollm2")
+    sae = load_sae_arg("auto", lm, quiet=True)
+    before = lm.weights_hash()
+    bot = LLMBot(lm, sae=sae, policy=policy, mode="strict", top_k=0, cache_boards=2000)
+    traces = []
+
+    def choose(boards):
+        moves = bot.play(boards)
+        traces.extend(m.trace for m in moves)
+        return [m.reading.cell if m.reading.legal else None for m in moves]
+
+    for seat in Seat:
+        o = exact_outcome(choose, seat)
+        assert o.draw >= 0.99 and o.illegal == 0.0, (seat, o)
+    assert {t["policy"] for t in traces} == {policy.digest}
+    assert lm.weights_hash() == before
+
+
+def test_server_and_local_transports_play_the_same_games(stack) -> None:
+    """With the same seed and actions, games through the server and in-process give the same
+    boards, rewards and ends (minimax draws each game's tie-breaks from the game's seed)."""
+    from training.rl.env import BackgroundServer, EnvConfig, LocalTransport, ServerTransport, SteeringVecEnv
+    from training.rl.ppo import build_actuator
+
+    lm, sae = stack
+    cfg = small_config(mode="masked")
+    rng = np.random.default_rng(4)
+    actions = rng.integers(0, 1 + len(FEATURES) * len(cfg.strengths), size=(40, 6, 1))
+    runs = []
+    with BackgroundServer(seed=9) as srv:
+        for transport in (LocalTransport(), ServerTransport(srv.url, forfeit=False)):
+            env = SteeringVecEnv(build_actuator(lm, sae, cfg, FEATURES), transport, 6, EnvConfig(seed=3, mode="masked"))
+            out = [env.reset().tolist()]
+            for a in actions:
+                obs, rewards, dones, _ = env.step(a)
+                out.append((obs.tolist(), rewards.tolist(), dones.tolist()))
+            runs.append((out, env.log.results))
+            env.close()
+    assert runs[0] == runs[1]
+    assert sum(r["draw"] + r["loss"] + r["win"] for r in runs[0][1].values()) > 10

@@ -16,8 +16,10 @@ other things to steer with — a :class:`Basis`:
 
 A *fitter* turns (an LLM bot steering along a basis, a seed) into a policy over the basis's
 features (:class:`Fitter`). :class:`CEMFitter` is the cross-entropy search of
-``training/vector_search.py``; a PPO trainer plugs in the same way (an object with ``name``,
-``budget()`` and ``fit(bot, seed, progress)``), see ``docs/EVALUATION.md``.
+``training/vector_search.py``; :class:`PPOFitter` wraps ``training.rl.ppo.train_ppo`` (the
+learned policy's trainer, SAE features only: it builds its own actuator, so the
+random-directions basis is not available to it). Any object with ``name``, ``budget()`` and
+``fit(bot, seed, progress)`` plugs in (``docs/EVALUATION.md``).
 
 Each fitted policy is then measured like any policy: the exact probabilities against
 minimax (the fitting objective: in-sample), the steering budget on the boards it meets, and
@@ -101,6 +103,45 @@ class CEMFitter:
         return self.config.iterations * self.config.population
 
 
+@dataclass
+class PPOFitter:
+    """PPO (``training.rl.ppo.train_ppo``) with the learned policy's config, on the basis's
+    features and the given seed; returns the best policy it found (kind ``learned``)."""
+
+    config: Any  # training.rl.ppo.TrainConfig
+    name: str = "ppo"
+
+    def budget(self) -> dict[str, Any]:
+        c = self.config
+        return {"fitter": "PPO (training/rl/ppo.py)", "total_steps": c.total_steps, "budget_seconds": c.budget_seconds,
+                "n_envs": c.n_envs, "obs": c.obs, "action": c.action, "mode": c.mode, "via": c.via}
+
+    def picker(self, sae: Any, k: int) -> list[int]:
+        """How the trainer picks features by label (for the shuffled-labels basis)."""
+        from dataclasses import replace
+
+        from training.rl.ppo import pick_features
+
+        return pick_features(sae, replace(self.config, features=[], n_features=k))
+
+    def fit(self, bot: Any, seed: int, progress: Callable[[], None] | None = None) -> Any:
+        from dataclasses import replace
+
+        from training.rl.ppo import train_ppo
+
+        if bot.steering is not None and bot.steering.replaced:
+            raise ValueError("the PPO trainer steers SAE features only (it builds its own actuator); "
+                             "leave 'directions' out of --bases")
+        cfg = replace(self.config, seed=seed, features=list(bot.policy.features))
+        policy, _ = train_ppo(cfg, bot.lm, bot.sae, progress=False, log=lambda *_: None)
+        if progress is not None:
+            progress()
+        return policy
+
+    def total(self) -> int:
+        return 1
+
+
 # --------------------------------------------------------------------------- bases
 def random_feature_basis(sae: Any, k: int, seed: int, exclude: Sequence[int] = ()) -> Basis:
     """K SAE features drawn uniformly (seeded) among those not in ``exclude``."""
@@ -147,7 +188,8 @@ def shuffled_label_basis(sae: Any, k: int, seed: int, picker: Callable[[Any, int
                  note=f"labels of {len(keys)} labelled features permuted (seed {seed}), then {k} picked by label")
 
 
-def make_basis(kind: str, sae: Any, policy: Any, seed: int) -> Basis:
+def make_basis(kind: str, sae: Any, policy: Any, seed: int,
+               picker: Callable[[Any, int], list[int]] | None = None) -> Basis:
     features = list(policy.features)
     if kind == "policy":
         return Basis(BASIS_NAMES["policy"], features, note="the policy's own features")
@@ -156,7 +198,7 @@ def make_basis(kind: str, sae: Any, policy: Any, seed: int) -> Basis:
     if kind == "directions":
         return random_direction_basis(sae, features, seed)
     if kind == "labels":
-        return shuffled_label_basis(sae, len(features), seed)
+        return shuffled_label_basis(sae, len(features), seed, picker)
     raise ValueError(f"unknown basis {kind!r}; expected one of {', '.join(BASES)}")
 
 
@@ -181,7 +223,7 @@ def exact_with_budget(bot: Any, seats: Sequence[str] = ("X", "O"), modes: Sequen
                       opponent: str = "minimax") -> dict[str, Any]:
     """Exact probabilities per mode and seat, with the steering budget over the boards met
     (each distinct board once: the tree walk reads every board once)."""
-    from training.evaluate import ArmResult, _Strength, exact_probabilities
+    from training.evaluate import ArmResult, BudgetTally, exact_probabilities
     from training.heldout import BUDGET_KEYS
 
     out: dict[str, Any] = {}
@@ -189,7 +231,7 @@ def exact_with_budget(bot: Any, seats: Sequence[str] = ("X", "O"), modes: Sequen
         bot.set_mode(mode)
         out[mode] = {}
         for seat in seats:
-            strength = _Strength()
+            strength = BudgetTally()
             play = bot.play
 
             def recording(boards: Any, coefficients: Any = None) -> Any:
@@ -243,7 +285,7 @@ def run_controls(lm: Any, sae: Any, policy: Any, fitter: Fitter, *, bases: Seque
         on_row({"budget": fitter.budget(), "rows": rows, "complete": False})
     for seed in seeds:
         for kind in bases:
-            basis = make_basis(kind, sae, policy, seed)
+            basis = make_basis(kind, sae, policy, seed, getattr(fitter, "picker", None))
             log(f"fitting on {basis.name} (seed {seed}): {basis.note}")
             bot = basis_bot(lm, sae, basis, reader=grid)
             t0 = time.perf_counter()
@@ -310,11 +352,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     d = SearchConfig()
     parser.add_argument("--policy", default="auto", help="the policy to control for: a policy file or 'auto' (shipped)")
-    parser.add_argument("--fitter", choices=("cem",), default="cem",
-                        help="how policies are fitted: cem = the fixed-vector search (a PPO fitter plugs in later)")
+    parser.add_argument("--fitter", choices=("auto", "cem", "ppo"), default="auto",
+                        help="how policies are fitted: cem = the fixed-vector search, ppo = training/rl's PPO; "
+                             "auto = ppo for a learned policy, else cem")
     parser.add_argument("--card", default="auto",
-                        help="run card whose search config gives the budget ('auto': <policy>.card.json next to the "
-                             "policy; 'none': the flags below)")
+                        help="run card whose config gives the budget ('auto': <policy>.card.json or run_card.json "
+                             "next to the policy; 'none': the flags below, cem only)")
     parser.add_argument("--bases", default=",".join(BASES),
                         help="comma list: policy (its own features, re-fitted), features (random SAE features), "
                              "directions (random non-SAE directions), labels (labels shuffled, picked by label)")
@@ -335,25 +378,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", dest="json_out", default=None, metavar="PATH", help="write the report as JSON")
 
 
-def search_config(args: argparse.Namespace, policy: Any) -> tuple[Any, str]:
-    """The fitter's config: the policy's run card's when there is one (the same budget the
-    policy had), else the flags; and a sentence saying which."""
-    from training.vector_search import SearchConfig
-
-    card = None
-    if args.card == "auto" and getattr(policy, "source", ""):
-        candidate = Path(policy.source).with_suffix(".card.json")
-        card = candidate if candidate.is_file() else None
-    elif args.card not in ("auto", "none"):
+def find_card(args: argparse.Namespace, policy: Any) -> Path | None:
+    """The policy's run card: ``--card``, else ``<policy>.card.json`` or ``run_card.json``
+    beside the policy file (``autosteer-train search-vector`` / ``ppo`` write them)."""
+    if args.card == "none":
+        return None
+    if args.card != "auto":
         card = Path(args.card)
         if not card.is_file():
             raise ValueError(f"--card {args.card}: no such file")
-    if card is not None:
-        cfg = json.loads(card.read_text()).get("config") or {}
+        return card
+    source = Path(getattr(policy, "source", "") or "")
+    for candidate in (source.with_suffix(".card.json"), source.with_name("run_card.json")):
+        if str(source) and candidate.is_file():
+            return candidate
+    return None
+
+
+def make_fitter(args: argparse.Namespace, policy: Any) -> tuple[Any, str]:
+    """The fitter and its config: the policy's run card's (the same budget the policy had),
+    else the flags (cem only); and a sentence saying which."""
+    from training.vector_search import SearchConfig
+
+    kind = args.fitter if args.fitter != "auto" else ("ppo" if policy.kind == "learned" else "cem")
+    card = find_card(args, policy)
+    cfg = (json.loads(card.read_text()).get("config") or {}) if card is not None else None
+    if kind == "ppo":
+        from training.rl.ppo import TrainConfig
+
+        if cfg is None:
+            raise ValueError("--fitter ppo needs the policy's run card (its PPO config is the budget): pass --card")
+        known = {k: v for k, v in cfg.items() if k in TrainConfig.__dataclass_fields__}
+        return PPOFitter(TrainConfig(**known)), f"the PPO config of the policy's run card {card}"
+    if cfg is not None:
         known = {k: v for k, v in cfg.items() if k in SearchConfig.__dataclass_fields__ and k != "features"}
-        return SearchConfig(**known), f"the budget of the policy's run card {card}"
-    return SearchConfig(n_features=len(policy.features), iterations=args.iterations, population=args.population,
-                        elite=args.elite, bound=args.bound, mode=args.mode), "the budget given by the flags"
+        return CEMFitter(SearchConfig(**known)), f"the budget of the policy's run card {card}"
+    return CEMFitter(SearchConfig(n_features=len(policy.features), iterations=args.iterations, population=args.population,
+                                  elite=args.elite, bound=args.bound, mode=args.mode)), "the budget given by the flags"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -385,14 +446,17 @@ def run(args: argparse.Namespace) -> int:
         if sae is None:
             raise ValueError("the policy needs the SAE whose features it steers (--sae)")
         policy.check_sae(sae.d_sae, sae.hook_name)
-        cfg, why = search_config(args, policy)
+        fitter, why = make_fitter(args, policy)
+        if isinstance(fitter, PPOFitter) and "directions" in bases:
+            bases.remove("directions")
+            console.print("note: the PPO trainer steers SAE features only; the random-directions basis is skipped")
     except (ValueError, OSError) as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2
-    fitter = CEMFitter(cfg)
     before = weights_snapshot(lm, sae, policy)
     meta = {"model": lm.name, "sae": getattr(sae, "source", None), "policy": str(policy.source),
-            "policy_digest": policy.digest, "config": asdict(cfg), "config_from": why, "bases": bases,
+            "policy_digest": policy.digest, "fitter": fitter.name, "config": asdict(fitter.config), "config_from": why,
+            "bases": bases,
             "seeds": seeds, "weights_before": before, "command": "autosteer-train controls " + " ".join(sys.argv[2:])}
 
     def save(report: dict[str, Any]) -> None:  # after every row, so a long run keeps what it measured
@@ -402,7 +466,7 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"equal-effort controls for {note}: fitter {fitter.name} with {why} "
                   f"({json.dumps(fitter.budget())}); bases {', '.join(bases)}; seeds {', '.join(map(str, seeds))}")
     t0 = time.perf_counter()
-    with tqdm(total=len(bases) * len(seeds) * fitter.total(), desc="vectors", unit="vec", file=sys.stderr) as bar:
+    with tqdm(total=len(bases) * len(seeds) * fitter.total(), desc=f"{fitter.name} fits", file=sys.stderr) as bar:
         report = run_controls(lm, sae, policy, fitter, bases=bases, seeds=seeds, heldout=not args.no_heldout,
                               positions=args.positions, cache_boards=args.cache_boards,
                               progress=lambda: bar.update(1), log=lambda s: tqdm.write(s, file=sys.stderr), on_row=save)

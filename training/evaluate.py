@@ -109,8 +109,8 @@ class ArmResult:
             self.intervals[key] = [round(lo, 4), round(hi, 4)]
 
 
-class _Strength:
-    """Running sums of steering strength over LLM moves."""
+class BudgetTally:
+    """Running sums of the steering budget over LLM moves (see ``budget_text`` for the columns)."""
 
     def __init__(self) -> None:
         self.n = 0
@@ -218,7 +218,7 @@ def play_arm_local(bot: Any, arm: ArmResult, n_games: int, seed: int, concurrenc
 
     games = {} if games is None else games
     llm_seat = Seat(arm.seat)
-    strength = _Strength()
+    strength = BudgetTally()
     next_index = 0
     active: list[tuple[Board, Any, list[int]]] = []
 
@@ -267,7 +267,7 @@ def play_arm_local(bot: Any, arm: ArmResult, n_games: int, seed: int, concurrenc
 class _RecordingBot:
     """Wraps the LLM bot for ``BotClient``: same moves, and the steering strength is kept."""
 
-    def __init__(self, bot: Any, strength: _Strength) -> None:
+    def __init__(self, bot: Any, strength: BudgetTally) -> None:
         self.bot = bot
         self.strength = strength
         self.name = bot.name
@@ -307,7 +307,7 @@ async def play_arm_server(bot: Any, arm: ArmResult, n_games: int, seed: int, con
     from bots.client import BotClient
     from server.app import ServerConfig, serve_arena
 
-    strength = _Strength()
+    strength = BudgetTally()
     config = ServerConfig(port=0, db_path=":memory:", seed=seed, minimax_tiebreak="random", move_clock=600.0,
                           rate=1e6, burst=100_000, flood_close=100_000, ping_interval=None)
     llm_name = "llm"

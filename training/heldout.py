@@ -92,11 +92,11 @@ class PositionTally:
 def position_check(bots: dict[str, Any], modes: Sequence[str], chunk: int = 256, progress: Any = None) -> dict[str, Any]:
     """Play every open position with each bot (the side to move is the LLM) and count
     value-preserving moves (:class:`PositionTally`) and the steering budget over them."""
-    from training.evaluate import ArmResult, _Strength
+    from training.evaluate import ArmResult, BudgetTally
 
     boards = open_positions()
     tallies = {name: PositionTally(modes) for name in bots}
-    budgets = {name: _Strength() for name in bots}
+    budgets = {name: BudgetTally() for name in bots}
     for start in range(0, len(boards), chunk):
         part = boards[start:start + chunk]
         for name, bot in bots.items():

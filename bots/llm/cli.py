@@ -40,9 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "shipped in bots/llm/artifacts (learned_policy.json, else policy.json; else no steering); "
                         "'none' plays unsteered")
     g.add_argument("--mode", choices=MODES, default=DEFAULT_MODE,
-                   help="masked (default for play: the shipped steering vector was searched for it): argmax over the "
-                        "legal cells; strict (the honest evaluation reading): argmax over all nine cells, an occupied "
-                        "cell forfeits")
+                   help="masked (the default for play: a person's moves lead off the minimax lines the learned policy "
+                        "was trained on, where strict reading forfeits often): argmax over the legal cells; strict (the "
+                        "reading of every headline figure and of the tournament): argmax over all nine cells, an "
+                        "occupied cell forfeits")
     g.add_argument("--top-k", type=int, default=8, help="SAE features reported in each move's trace")
     g.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest under contention)")
     g.add_argument("--cache-boards", type=int, default=256,

@@ -152,7 +152,27 @@ class MLP:
         return h
 
     def to_list(self) -> list[dict[str, Any]]:
-        return [{"weight": np.round(w, 6).tolist(), "bias": np.round(b, 6).tolist()} for w, b in self.layers]
+        """The layers for JSON: float32 bytes in base64 (exact and compact: a few hundred KB)."""
+        return [{"shape": list(w.shape), "weight_f32": _b64(w), "bias_f32": _b64(b)} for w, b in self.layers]
+
+
+def _b64(a: np.ndarray) -> str:
+    import base64
+
+    return base64.b64encode(np.ascontiguousarray(a, dtype="<f4").tobytes()).decode("ascii")
+
+
+def _layer_arrays(layer: Any) -> tuple[np.ndarray, np.ndarray]:
+    """One layer from JSON: ``{shape, weight_f32, bias_f32}`` (base64 float32) or
+    ``{weight, bias}`` (nested lists)."""
+    import base64
+
+    if "weight_f32" in layer:
+        shape = [int(n) for n in layer["shape"]]
+        w = np.frombuffer(base64.b64decode(layer["weight_f32"], validate=True), dtype="<f4").astype(np.float32)
+        b = np.frombuffer(base64.b64decode(layer["bias_f32"], validate=True), dtype="<f4").astype(np.float32)
+        return w.reshape(shape), b
+    return np.asarray(layer["weight"], dtype=np.float32), np.asarray(layer["bias"], dtype=np.float32)
 
 
 class LearnedSteeringPolicy(SteeringPolicy):
@@ -240,9 +260,8 @@ class LearnedSteeringPolicy(SteeringPolicy):
         if not isinstance(layers, list) or not layers:
             raise PolicyError(f"{source}: 'layers' must be a non-empty list of {{weight, bias}} objects")
         try:
-            arrays = [(np.asarray(layer["weight"], dtype=np.float32), np.asarray(layer["bias"], dtype=np.float32))
-                      for layer in layers]
-        except (KeyError, TypeError, ValueError) as exc:
+            arrays = [_layer_arrays(layer) for layer in layers]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise PolicyError(f"{source}: bad layer in 'layers': {exc}") from None
         for w, b in arrays:
             if not (np.isfinite(w).all() and np.isfinite(b).all()):

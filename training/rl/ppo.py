@@ -43,7 +43,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -148,7 +148,7 @@ def llm_boards(seat: Seat) -> list[Board]:
 
 
 # --------------------------------------------------------------------------- build
-def build_actuator(lm: Any, sae: Any, cfg: TrainConfig, features: Sequence[int], cache_boards: int = 1600,
+def build_actuator(lm: Any, sae: Any, cfg: TrainConfig, features: Sequence[int], cache_boards: int = 3000,
                    phrasing: str = "grid") -> Any:
     from bots.llm.bot import LLMBot
     from bots.llm.learned import ActionCodec
@@ -240,9 +240,12 @@ class Timer:
 
 
 def train_ppo(cfg: TrainConfig, lm: Any, sae: Any, *, out_dir: Path | None = None, resume: bool = False,
-              progress: bool = True, server_url: str | None = None, log: Any = print) -> tuple[Any, dict[str, Any]]:
+              progress: bool = True, server_url: str | None = None, log: Any = print,
+              on_eval: Callable[[dict[str, Any]], None] | None = None) -> tuple[Any, dict[str, Any]]:
     """Train, evaluate exactly, and return ``(best policy, report)``; with ``out_dir`` also
-    write the CSV logs, checkpoint and policy there (see the module docstring)."""
+    write the CSV logs, checkpoint and policy there (see the module docstring). ``on_eval``
+    is handed each exact evaluation's row (step, wall and CPU seconds, draw/illegal/push as X
+    and O) as it is made, e.g. to publish it to an MQTT broker (``--mqtt``)."""
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
@@ -314,6 +317,8 @@ def train_ppo(cfg: TrainConfig, lm: Any, sae: Any, *, out_dir: Path | None = Non
                "push_x": round(ev["X"]["mean_push"], 4), "push_o": round(ev["O"]["mean_push"], 4),
                "steered_x": round(ev["X"]["steered_share"], 4), "steered_o": round(ev["O"]["steered_share"], 4)}
         state["evals"].append(row)
+        if on_eval is not None:
+            on_eval(row)
         if state["best_eval"] is None or _score(ev) > _score(state["best_eval"]):
             state.update(best=policy, best_eval=ev, best_step=step)
         if state["reached"] is None and min(ev["X"]["draw"], ev["O"]["draw"]) >= cfg.target:
@@ -525,6 +530,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g("--out", type=Path, default=ROOT / "var" / "rl" / "run", help="folder for the policy, logs, checkpoint and run card")
     g("--resume", action="store_true", help="continue from the checkpoint in --out")
     g("--plot", type=Path, default=DEFAULT_PLOT, help="learning-curve PNG")
+    g("--mqtt", metavar="URL", default=None,
+      help="publish each exact evaluation and the final summary to this MQTT broker, mqtt://host[:port][/prefix] "
+           "(topics P/training/RUN/progress|summary; 'autosteer-server watch' prints them)")
+    g("--run-id", default=None, help="the run's name on the broker (default: ppo-UNIXTIME)")
     g("--ship", action="store_true", help=f"copy the policy and its run card to bots/llm/artifacts/{SHIPPED_NAME}")
 
 
@@ -568,10 +577,15 @@ def run(args: argparse.Namespace) -> int:
     if sae is None:
         console.print("[red]error:[/] no SAE: train one with `autosteer-train sae` or pass --sae FOLDER")
         return 2
+    from server.progress import progress_publisher
+
+    published = progress_publisher(args.mqtt, run=args.run_id or f"ppo-{int(time.time())}")
     try:
-        policy, report = train_ppo(cfg, lm, sae, out_dir=args.out, resume=args.resume, server_url=args.server)
+        policy, report = train_ppo(cfg, lm, sae, out_dir=args.out, resume=args.resume, server_url=args.server,
+                                   on_eval=lambda row: published.progress(force=True, **row))
     except (ValueError, RuntimeError, OSError) as exc:
         console.print(f"[red]error:[/] {exc}")
+        published.close()
         return 1
     actuator = report.pop("_actuator")
     t = time.perf_counter()
@@ -601,6 +615,13 @@ def run(args: argparse.Namespace) -> int:
         shutil.copyfile(out / "run_card.md", ARTIFACTS / SHIPPED_NAME.replace(".json", ".card.md"))
         console.print(f"shipped {ARTIFACTS / SHIPPED_NAME} (policy {policy.digest})")
     ev = report["final_eval"]
+    published.summary({"policy": policy.digest, "final_eval": ev, "reached": report.get("reached_target"),
+                       "wall_seconds": report["wall_seconds"], "cpu_seconds": report["cpu_seconds"],
+                       "weights_unchanged": report["weights_unchanged"], "done": True})
+    published.close()
+    if published.enabled:
+        console.print(f"published progress to {args.mqtt} as run {published.run} ({published.sent} messages, "
+                      f"{published.dropped} dropped)")
     print(f"done: policy {policy.digest} in {out / 'policy.json'}: exact strict draws vs minimax "
           f"{100 * ev['X']['draw']:.1f} % as X, {100 * ev['O']['draw']:.1f} % as O; training {report['wall_seconds']:.0f} s "
           f"wall, {report['cpu_seconds']:.0f} s CPU; weights unchanged: {report['weights_unchanged']}")
