@@ -35,6 +35,7 @@ from typing import Any, AsyncIterator, Callable, Protocol
 from server.arena import Arena, Close, GameEnded, GameEvent, RelayGame, Send, ServerConfig, StoreGame
 from server.protocol import encode_frame
 from server.records import GameRecords, RecordsError, describe_target
+from server.waiting import event_or_timeout
 
 __all__ = ["ServerConfig", "ArenaServer", "serve_arena", "add_arguments", "run"]
 
@@ -389,9 +390,8 @@ class ArenaServer:
         assert self.arena is not None
         while True:
             self._armed_for = deadline = self.arena.next_deadline()
-            timeout = None if deadline is None else max(0.0, deadline - time.time())
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            # not asyncio.wait_for: stop() cancels this task, and wait_for could swallow that (server.waiting)
+            await event_or_timeout(self._wake, None if deadline is None else max(0.0, deadline - time.time()))
             self._wake.clear()
             try:
                 self.arena.tick(time.time())

@@ -44,6 +44,7 @@ from typing import Any, Protocol
 from server.arena import Arena, GameEvent, RelayGame
 from server.mqtt import MqttLink, topic_part
 from server.relay import RemoteLobby
+from server.waiting import event_or_timeout
 
 log = logging.getLogger("autosteer.cluster")
 
@@ -161,8 +162,7 @@ class MqttEvents:
         topic = self.topic("servers", self.server_id, "status")
         sent_at = time.monotonic()  # start() set the first status
         while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), 0.5)
+            await event_or_timeout(self._changed, 0.5)  # a stop() that cancels here is never lost
             self._changed.clear()
             status = self._status()
             key = json.dumps({k: status[k] for k in ("bots", "games")}, sort_keys=True)

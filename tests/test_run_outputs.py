@@ -71,7 +71,7 @@ def test_sae_defaults_to_a_run_folder_and_ships_only_when_named(runs, monkeypatc
 
 
 def test_label_of_the_shipped_sae_goes_to_a_copy(runs, tmp_path):
-    from training.labels import DEFAULT_SAE, _label_out
+    from training.label_features import DEFAULT_SAE, _label_out
 
     if not (DEFAULT_SAE / "cfg.json").is_file():
         pytest.skip("no shipped SAE")

@@ -11,8 +11,9 @@ from typing import Any, AsyncIterator
 import pytest
 from websockets.asyncio.client import connect
 
-from server.app import ServerConfig, serve_arena
+from server.app import ArenaServer, ServerConfig, serve_arena
 from server.game import Board
+from server.waiting import event_or_timeout
 from helpers_ws import WsClient, start_game
 
 pytestmark = pytest.mark.timeout(60)
@@ -278,6 +279,51 @@ async def test_shutdown_aborts_live_games_and_notifies_clients() -> None:
         closed = await ann.closed()
         assert closed.rcvd is not None and closed.rcvd.code == 1001
         await stopper
+
+
+@pytest.mark.parametrize("turns", range(6))
+async def test_stop_does_not_hang_when_the_timer_wakes_as_it_is_cancelled(turns: int) -> None:
+    """stop() cancels the timer task; a deadline change may wake that task in the same loop
+    turns. The cancellation must still end the task (asyncio.wait_for on Python 3.11 returned
+    the wake instead, the timer loop went on and stop() waited for it forever). The cancel
+    comes 0-5 loop turns after the wake, so one of them lands between the wake reaching the
+    timer and the timer running."""
+    server = ArenaServer(config(move_clock=60.0))
+    await server.start()
+    try:
+        async with WsClient.connect(server.url, "ann") as ann:
+            await ann.request(type="challenge", opponent="minimax", side="X")
+            await ann.wait_for("game_start")
+            assert server.arena is not None and server.arena.next_deadline() is not None  # the timer sleeps with a timeout
+            await asyncio.sleep(0.05)
+            timer = server._timer_task
+            assert timer is not None and not timer.done()
+            server._wake.set()  # what _apply does when the next deadline changed
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            timer.cancel()
+            await asyncio.wait({timer}, timeout=2.0)
+            assert timer.done() and timer.cancelled(), "the timer task swallowed its cancellation"
+    finally:
+        await asyncio.wait_for(server.stop(), timeout=10.0)
+
+
+@pytest.mark.parametrize("turns", range(6))
+async def test_a_wait_for_an_event_is_cancelled_even_as_the_event_is_set(turns: int) -> None:
+    """The wait the server's timer and the cluster's status announcer use: cancelled 0-5 loop
+    turns after its event is set and before it returned, it must end cancelled."""
+    event = asyncio.Event()
+    waiter = asyncio.create_task(event_or_timeout(event, 60.0))
+    await asyncio.sleep(0)
+    event.set()
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    if waiter.done():  # the wake came through before the cancel: a plain return
+        assert waiter.result() is True
+        return
+    waiter.cancel()
+    await asyncio.wait({waiter}, timeout=2.0)
+    assert waiter.cancelled(), f"the wait returned {waiter.result()!r} after it was cancelled"
 
 
 async def test_other_paths_are_not_websocket_endpoints_for_http(srv: Any) -> None:

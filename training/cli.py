@@ -14,7 +14,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("training.evaluate", "play the LLM bot vs minimax and random per seat and mode, with Wilson confidence intervals"),
     "sae": ("training.sae", "collect activations, compare layers, train and ship the SAE (sae_lens)"),
     "search-vector": ("training.vector_search", "search one fixed steering vector that draws more vs minimax (exact objective)"),
-    "label": ("training.labels", "label SAE features by board concepts (precision/recall) and steering effect"),
+    "label": ("training.label_features", "label SAE features by board concepts (precision/recall) and steering effect"),
     "ppo": ("training.rl.ppo", "learn a board-dependent steering policy with PPO against the server's minimax (exact eval)"),
     "rl-report": ("training.rl.report", "what a learned steering policy pushes, where (docs/POLICY.md + heatmap)"),
     "heldout": ("training.heldout", "a policy on phrasings, opponents and positions it was not fitted to (exact)"),

@@ -37,7 +37,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from bots.llm.policy import PolicyError, SteeringPolicy, _common, _feature_list
+from bots.llm.policy_base import PolicyError, SteeringPolicy, common_fields, feature_list
 from server.game import Board, Seat
 
 OBSERVATIONS: tuple[str, ...] = ("board", "features")
@@ -254,7 +254,7 @@ class LearnedSteeringPolicy(SteeringPolicy):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str) -> "LearnedSteeringPolicy":
-        features = _feature_list(data.get("features"), source)
+        features = feature_list(data.get("features"), source)
         codec = ActionCodec.from_dict(data.get("action"), len(features), source)
         layers = data.get("layers")
         if not isinstance(layers, list) or not layers:
@@ -268,6 +268,6 @@ class LearnedSteeringPolicy(SteeringPolicy):
                 raise PolicyError(f"{source}: the weights hold a non-finite number")
         obs_features = data.get("obs_features") or []
         if obs_features:
-            obs_features = _feature_list(obs_features, source)
+            obs_features = feature_list(obs_features, source)
         return cls(features, obs=str(data.get("obs")), codec=codec, net=MLP(arrays, str(data.get("activation", "tanh"))),
-                   obs_features=obs_features, **_common(data, source))
+                   obs_features=obs_features, **common_fields(data, source))

@@ -363,7 +363,7 @@ class HookedAnswerReader(AnswerReader):
         tokens = torch.zeros(B, T, dtype=torch.long)
         for i, x in enumerate(ids):
             tokens[i, : len(x)] = torch.as_tensor(x)
-        from bots.llm.steering import steering_hooks
+        from bots.llm.hooks import steering_hooks
 
         last = lengths - 1
         rows = torch.arange(B)

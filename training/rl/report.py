@@ -108,7 +108,7 @@ def digit_mass(lm: Any, hook_name: str, reader: Any, boards: list[Board], added:
     per board through the TransformerLens model, batched and right-padded."""
     import torch
 
-    from bots.llm.steering import steering_hooks
+    from bots.llm.hooks import steering_hooks
 
     out = []
     for i in range(0, len(boards), batch):

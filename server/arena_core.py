@@ -1,0 +1,182 @@
+"""The ground floor of the arena: its state, the effects it queues, its timers and the
+limits every request passes (rate limit, live-game caps).
+
+:class:`ArenaCore` holds everything the layers above share (:mod:`server.lobby`,
+:mod:`server.play`, :mod:`server.offers`, :mod:`server.sessions`,
+:mod:`server.spectating`, composed by :class:`server.arena.Arena`); each layer only calls
+into the layers below it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from collections import OrderedDict
+from typing import Any
+
+from bots.base import Bot
+from server.arena_state import Connection, Game, Offer, RecordFinder, RecordLister, RecordLoader, Session
+from server.config import ServerConfig
+from server.effects import CLOSE_POLICY, Close, Effect, Frame, Send
+from server.protocol import ProtocolError, error_frame, request_id_of
+from server.relay import RemoteLobby
+
+
+class ArenaCore:
+    """State, effects out, timers and limits; see the module docstring."""
+
+    def __init__(self, config: ServerConfig | None = None, *, house_bots: dict[str, Bot] | None = None,
+                 load_record: RecordLoader | None = None, list_records: RecordLister | None = None,
+                 find_records: RecordFinder | None = None,
+                 remote: "RemoteLobby | None" = None) -> None:
+        """``load_record``, ``list_records`` and ``find_records`` read the game store; without them
+        ``get_game`` and ``list_records`` answer from the finished games kept in memory. ``remote``
+        holds what other servers of a cluster announce: their bots and live games are listed
+        here too, and spectating one of their games is relayed (:meth:`relay`)."""
+        self.config = config or ServerConfig()
+        self.rng = random.Random(self.config.seed)
+        if house_bots is None:
+            house_bots = default_house_bots(self.config) if self.config.house_bots else {}
+        self.house: dict[str, Bot] = dict(house_bots)
+        self.load_record = load_record
+        self.list_records = list_records
+        self.find_records = find_records
+        self.remote = remote
+        self.connections: dict[int, Connection] = {}
+        self.sessions: dict[str, Session] = {}  # by name
+        self.tokens: dict[str, Session] = {}
+        self.offers: dict[str, Offer] = {}
+        self.games: dict[str, Game] = {}  # live
+        self.finished: OrderedDict[str, Game] = OrderedDict()
+        self.games_finished = 0
+        self.shutting_down = False
+        self._effects: list[Effect] = []
+        # offers and games opened by challenge/arrange, pending or live: id → (session name, address)
+        self._opened: dict[str, tuple[str, str]] = {}
+        self._opened_per_address: dict[str, int] = {}
+        self._timers: list[tuple[float, int, str, str, int]] = []  # (when, seq, kind, key, generation)
+        self._seq = itertools.count()
+        self._lobby_watchers: set[str] = set()  # sessions that asked for lobby pushes (watch_lobby)
+        self._lobby_push_due = False
+
+    def drain(self) -> list[Effect]:
+        """Effects produced since the last call, in order."""
+        out, self._effects = self._effects, []
+        return out
+
+    # ------------------------------------------------------------------ plumbing
+    def _send(self, conn_id: int | None, frame: Frame) -> None:
+        if conn_id is not None:
+            self._effects.append(Send(conn_id, frame))
+
+    def _send_to(self, name: str, frame: Frame) -> None:
+        session = self.sessions.get(name)
+        if session is not None and session.conn_id is not None:
+            self._send(session.conn_id, frame)
+
+    def _close(self, conn_id: int, code: int, reason: str) -> None:
+        conn = self.connections.get(conn_id)
+        if conn is not None:
+            conn.closing = True
+        self._effects.append(Close(conn_id, code, reason))
+
+    def _refuse(self, conn_id: int, code: str, message: str, close_code: int) -> None:
+        self._send(conn_id, error_frame(code, message))
+        self._effects.append(Close(conn_id, close_code, code))
+
+    @staticmethod
+    def _with_id(frame: Frame, rid: Any) -> Frame:
+        if rid is not None:
+            frame = dict(frame)
+            frame["id"] = rid
+        return frame
+
+    def _push_timer(self, when: float, kind: str, key: str, generation: int) -> None:
+        heapq.heappush(self._timers, (when, next(self._seq), kind, key, generation))
+        # Every move arms a clock timer and the one it replaces stays queued until it is due:
+        # with many fast games that is move_clock x moves/s stale entries. Drop them now and then.
+        if len(self._timers) > 1024 + 8 * (len(self.games) + len(self.sessions) + len(self.offers)):
+            self._timers = [t for t in self._timers if self._timer_current(t)]
+            heapq.heapify(self._timers)
+
+    def _timer_current(self, timer: tuple[float, int, str, str, int]) -> bool:
+        """False for a timer that :meth:`tick` would ignore (its game, pause, session or offer moved on)."""
+        _, _, kind, key, generation = timer
+        if kind == "clock":
+            game = self.games.get(key)
+            return game is not None and game.deadline is not None and len(game.moves) == generation
+        if kind == "pause":
+            game = self.games.get(key)
+            return game is not None and game.paused and game.pauses == generation
+        if kind == "grace":
+            session = self.sessions.get(key)
+            return session is not None and not session.connected and session.generation == generation
+        if kind == "lobby":
+            return self._lobby_push_due
+        return key in self.offers
+
+    # ------------------------------------------------------------------ limits
+    def _take_token(self, conn: Connection, now: float, raw: str | bytes) -> bool:
+        cfg = self.config
+        conn.tokens = min(float(cfg.burst), conn.tokens + max(0.0, now - conn.refilled_at) * cfg.rate)
+        conn.refilled_at = now
+        if conn.tokens >= 1.0:
+            conn.tokens -= 1.0
+            conn.refusals_in_a_row = 0
+            return True
+        conn.refusals_in_a_row += 1
+        rid = request_id_of(raw)  # a pipelining client must learn which request was dropped
+        if conn.refusals_in_a_row >= cfg.flood_close:
+            self._send(conn.conn_id, error_frame("rate_limited", f"{conn.refusals_in_a_row} messages over the rate limit in a row; closing", rid))
+            self._close(conn.conn_id, CLOSE_POLICY, "message flood")
+        else:
+            self._send(conn.conn_id, error_frame(
+                "rate_limited", f"more than {cfg.rate:g} messages/s (burst {cfg.burst}); this message was dropped", rid))
+        return False
+
+    def _check_opened(self, session: Session, rid: Any) -> str:
+        """Refuse a new challenge/arrange over the live-game caps; return the sender's address."""
+        conn = self.connections.get(session.conn_id) if session.conn_id is not None else None
+        address = conn.address if conn is not None else "unknown"
+        cfg = self.config
+        if len(session.opened) >= cfg.max_live_games_per_session:
+            raise ProtocolError("too_many_games", f"you have {len(session.opened)} live games and challenges open; the limit is "
+                                                  f"{cfg.max_live_games_per_session} (welcome.limits): finish some first", rid)
+        if self._opened_per_address.get(address, 0) >= cfg.max_live_games_per_address:
+            raise ProtocolError("too_many_games", f"your address has {self._opened_per_address[address]} live games and challenges "
+                                                  f"open; the limit is {cfg.max_live_games_per_address} (welcome.limits)", rid)
+        return address
+
+    def _hold_opened(self, offer_id: str, session: Session, address: str) -> None:
+        self._opened[offer_id] = (session.name, address)
+        session.opened.add(offer_id)
+        self._opened_per_address[address] = self._opened_per_address.get(address, 0) + 1
+
+    def _release_opened(self, offer_id: str) -> None:
+        """An offer or game stopped counting against its opener (declined, expired, over)."""
+        held = self._opened.pop(offer_id, None)
+        if held is None:
+            return
+        name, address = held
+        session = self.sessions.get(name)
+        if session is not None:
+            session.opened.discard(offer_id)
+        left = self._opened_per_address.get(address, 0) - 1
+        if left > 0:
+            self._opened_per_address[address] = left
+        else:
+            self._opened_per_address.pop(address, None)
+
+
+def default_house_bots(config: ServerConfig) -> dict[str, Bot]:
+    """The in-process bots: ``minimax`` (optimal) and ``random``, seeded from the config."""
+    from bots.house import MinimaxBot, RandomBot
+    from server.solver import solve
+
+    solve()  # build the table now, not during the first game
+    seed = config.seed
+    return {
+        "minimax": MinimaxBot("minimax", seed=seed, tiebreak=config.minimax_tiebreak),  # type: ignore[arg-type]
+        "random": RandomBot("random", seed=None if seed is None else seed + 1),
+    }

@@ -1,0 +1,248 @@
+"""Games in play: starting a game, moves (house bots answer inline), resignations, the
+move clocks with their pauses while a player is away, and the end of a game (announced,
+stored, published)."""
+
+from __future__ import annotations
+
+import logging
+import random
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from bots.base import Bot, MoveRequest
+from server.arena_state import Game, Offer, Session
+from server.effects import Frame, GameEnded, GameEvent, StoreGame
+from server.game import IllegalMoveError, Seat
+from server.lobby import Lobby
+from server.protocol import MoveMsg, ProtocolError, Resign
+
+log = logging.getLogger("autosteer.arena")
+
+
+class GamesInPlay(Lobby):
+    """Games, moves and clocks on top of :class:`~server.lobby.Lobby`."""
+
+    def _start_game(self, offer: Offer, now: float, accepter: str | None = None, rid: Any = None) -> None:
+        game = Game(offer.offer_id, offer.x, offer.o, self._kind(offer.x), self._kind(offer.o), offer.clock, now, tag=offer.tag,
+                    seed=offer.seed)
+        if offer.seed is not None:
+            for seat in (Seat.X, Seat.O):
+                if game.name_of(seat) in self.house:
+                    game.house_rngs[seat] = random.Random(offer.seed)
+        for name in (offer.x, offer.o):
+            session = self.sessions.get(name)
+            if session is not None:
+                session.games.add(game.game_id)
+        if offer.arranged:
+            organiser = self.sessions.get(offer.origin)
+            if organiser is not None and organiser.name not in (offer.x, offer.o):
+                game.spectators.add(organiser.name)
+                organiser.watching.add(game.game_id)
+        self.games[game.game_id] = game
+        self._lobby_changed(now)
+        self._effects.append(StoreGame(game.record()))
+        self._effects.append(GameEvent("start", self._game_start(game, None)))
+        self._arm_clock(game, now)
+        for name in dict.fromkeys((game.x, game.o)):
+            seats = game.seats_of(name)
+            frame = self._game_start(game, seats[0].value if len(seats) == 1 else None)
+            self._send_to(name, self._with_id(frame, rid) if name == accepter else frame)
+        for name in game.spectators:
+            self._send_to(name, self._game_start(game, None))
+        self._play_house_moves(game, now)
+
+    def _game_start(self, game: Game, you: str | None) -> Frame:
+        turn = game.turn
+        return {"type": "game_start", "game_id": game.game_id, "x": game.x, "o": game.o, "you": you,
+                "clock": game.clock, "board": game.board.code, "turn": turn.value if turn else game.board.turn.value,
+                "ply": len(game.moves), "deadline": game.deadline, "tag": game.tag}
+
+    def _state(self, game: Game) -> Frame:
+        turn = game.turn
+        return {"type": "state", "game_id": game.game_id, "x": game.x, "o": game.o, "board": game.board.code,
+                "turn": turn.value if turn else None, "ply": len(game.moves), "moves": list(game.moves),
+                "last_move": game.moves[-1] if game.moves else None, "deadline": game.deadline, "over": not game.live}
+
+    def _audience(self, game: Game) -> list[str]:
+        return list(dict.fromkeys([game.x, game.o, *sorted(game.spectators)]))
+
+    def _broadcast(self, game: Game, frame: Frame, *, reply_to: str | None = None, rid: Any = None) -> None:
+        for name in self._audience(game):
+            self._send_to(name, self._with_id(frame, rid) if name == reply_to else frame)
+
+    def _tell_opponents(self, game: Game, name: str, message: str) -> None:
+        for other in self._audience(game):
+            if other != name:
+                self._send_to(other, {"type": "info", "message": message, "game_id": game.game_id})
+
+    @staticmethod
+    def _to_move(game: Game) -> str | None:
+        turn = game.turn
+        return None if turn is None else game.name_of(turn)
+
+    # ------------------------------------------------------------------ clocks
+    def _arm_clock(self, game: Game, now: float, time_left: float | None = None) -> None:
+        """Start the clock of the side to move with ``time_left`` (default: a full move clock);
+        paused instead while that side is offline; none for house bots."""
+        game.clock_left = game.paused_at = None
+        turn = game.turn
+        if turn is None or game.name_of(turn) in self.house:
+            game.deadline = None
+            return
+        left = game.clock if time_left is None else time_left
+        mover = self.sessions.get(game.name_of(turn))
+        if mover is None or not mover.connected:
+            self._pause_clock(game, left, now)
+            return
+        game.deadline = now + left
+        self._push_timer(game.deadline, "clock", game.game_id, len(game.moves))
+
+    def _pause_clock(self, game: Game, time_left: float, now: float) -> None:
+        """The mover is offline: stop its clock with ``time_left`` on it, unless its pause
+        allowance for this game is spent (then the clock runs on)."""
+        turn = game.turn
+        assert turn is not None
+        allowance = game.pause_allowance.setdefault(turn, float(self.config.grace))
+        if allowance <= 0:
+            game.clock_left = game.paused_at = None
+            game.deadline = now + time_left
+            self._push_timer(game.deadline, "clock", game.game_id, len(game.moves))
+            return
+        game.deadline = None
+        game.clock_left, game.paused_at = time_left, now
+        game.pauses += 1
+        self._push_timer(now + allowance, "pause", game.game_id, game.pauses)
+
+    def _restart_clock(self, game: Game, now: float, *, announce: bool = False) -> None:
+        """End a pause: charge it to the mover's allowance and run the clock with the time
+        that was left. ``announce`` sends everyone the new deadline (the player is still away)."""
+        turn = game.turn
+        assert turn is not None and game.paused_at is not None and game.clock_left is not None
+        used = max(0.0, now - game.paused_at)
+        left = 0.0 if announce else game.pause_allowance.get(turn, float(self.config.grace)) - used
+        game.pause_allowance[turn] = max(0.0, left)
+        self._arm_clock(game, now, time_left=game.clock_left)
+        if announce:
+            self._broadcast(game, self._state(game))
+
+    # ------------------------------------------------------------------ moves
+    def _find_game(self, game_id: str, rid: Any) -> Game:
+        game = self.games.get(game_id) or self.finished.get(game_id)
+        if game is not None:
+            return game
+        if self.load_record is not None and self.load_record(game_id) is not None:
+            raise ProtocolError("game_over", f"game {game_id} is over; get_game returns its record", rid)
+        raise ProtocolError("unknown_game", f"no game has the id {game_id!r}", rid)
+
+    def _own_live_game(self, session: Session, game_id: str, rid: Any) -> tuple[Game, list[Seat]]:
+        """The live game ``game_id`` and the seats ``session`` plays in it, or the refusal a
+        move or resignation gets (unknown game, not a player, game over)."""
+        game = self._find_game(game_id, rid)
+        seats = game.seats_of(session.name)
+        if not seats:
+            raise ProtocolError("not_a_player", f"you are not a player in game {game.game_id}", rid)
+        if not game.live:
+            raise ProtocolError("game_over", f"game {game.game_id} is over ({game.result}, {game.reason})", rid)
+        return game, seats
+
+    def _on_move(self, session: Session, msg: MoveMsg, now: float) -> None:
+        game, seats = self._own_live_game(session, msg.game_id, msg.id)
+        turn = game.board.turn
+        if turn not in seats:
+            raise ProtocolError("not_your_turn", f"it is {turn.value}'s turn in game {game.game_id}; you play {seats[0].value}", msg.id)
+        try:
+            cell = game.board.check(msg.cell)
+        except IllegalMoveError as exc:
+            if msg.on_illegal == "forfeit":
+                game.illegal_move = {"ply": len(game.moves) + 1, "seat": turn.value, "cell": msg.cell, "at": now,
+                                     "trace": msg.trace, "code": exc.code}
+                self._finish(game, turn.other.value, "illegal_move", now, reply_to=session.name, rid=msg.id)
+                return
+            raise ProtocolError(exc.code, f"{exc}; game {game.game_id} goes on, it is still your move", msg.id) from None
+        self._apply_move(game, cell, msg.trace, now, reply_to=session.name, rid=msg.id)
+        self._play_house_moves(game, now)
+
+    def _apply_move(self, game: Game, cell: int, trace: Frame | None, now: float, *,
+                    reply_to: str | None = None, rid: Any = None) -> None:
+        seat = game.board.turn
+        game.board = game.board.play(cell)
+        game.moves.append({"ply": len(game.moves) + 1, "seat": seat.value, "cell": cell, "at": now, "trace": trace})
+        self._lobby_changed(now)
+        result = game.board.result
+        if result is not None:
+            self._finish(game, result.value, "line" if game.board.winner else "full_board", now,
+                         moved=True, reply_to=reply_to, rid=rid)
+            return
+        self._arm_clock(game, now)
+        state = self._state(game)
+        self._effects.append(StoreGame(game.record()))  # stored as played: a killed server keeps the moves
+        self._effects.append(GameEvent("move", state))
+        self._broadcast(game, state, reply_to=reply_to, rid=rid)
+
+    def _play_house_moves(self, game: Game, now: float) -> None:
+        while game.live and game.turn is not None and game.name_of(game.turn) in self.house:
+            bot = self.house[game.name_of(game.turn)]
+            seat = game.turn
+            try:
+                with _lend_rng(bot, game.house_rngs.get(seat)):
+                    decision = bot.choose(MoveRequest(game.game_id, game.board, game.name_of(seat.other)))
+                cell = game.board.check(decision.cell)
+            except Exception:
+                log.exception("house bot %s failed in game %s", bot.name, game.game_id)
+                self._finish(game, "aborted", "aborted", now)
+                return
+            self._apply_move(game, cell, decision.trace, now)
+
+    def _on_resign(self, session: Session, msg: Resign, now: float) -> None:
+        game, seats = self._own_live_game(session, msg.game_id, msg.id)
+        loser = game.turn if len(seats) == 2 and game.turn is not None else seats[0]
+        self._finish(game, loser.other.value, "resign", now, reply_to=session.name, rid=msg.id)
+
+    def _finish(self, game: Game, result: str, reason: str, now: float, *, moved: bool = False,
+                reply_to: str | None = None, rid: Any = None) -> None:
+        """End ``game``: announce (a last ``state`` when a move ended it, then ``game_over``) and store."""
+        if not game.live:
+            return
+        game.result, game.reason, game.ended_at, game.deadline = result, reason, now, None
+        game.winner = game.x if result == "X" else game.o if result == "O" else None
+        self.games.pop(game.game_id, None)
+        self._release_opened(game.game_id)
+        self._lobby_changed(now)
+        self.finished[game.game_id] = game
+        while len(self.finished) > self.config.finished_games_kept:
+            self.finished.popitem(last=False)
+        self.games_finished += 1
+        if moved:
+            state = self._state(game)
+            self._effects.append(GameEvent("move", state))
+            self._broadcast(game, state, reply_to=reply_to, rid=rid)
+        over = {"type": "game_over", "game_id": game.game_id, "x": game.x, "o": game.o, "result": result,
+                "reason": reason, "winner": game.winner, "board": game.board.code, "moves": list(game.moves),
+                "illegal_move": game.illegal_move, "tag": game.tag}
+        self._broadcast(game, over, reply_to=reply_to, rid=rid)
+        self._effects.append(GameEvent("over", over))
+        for name in self._audience(game):
+            session = self.sessions.get(name)
+            if session is not None:
+                session.games.discard(game.game_id)
+                session.watching.discard(game.game_id)
+        game.spectators.clear()
+        record = game.record()
+        self._effects.append(StoreGame(record))
+        self._effects.append(GameEnded(record))
+
+
+@contextmanager
+def _lend_rng(bot: Bot, rng: random.Random | None) -> Iterator[None]:
+    """Let ``bot`` draw from a seeded game's own generator for one move.
+
+    House bots keep their generator in ``bot.rng``; a bot without one is left as it is."""
+    if rng is None or not isinstance(getattr(bot, "rng", None), random.Random):
+        yield
+        return
+    own = bot.rng  # type: ignore[attr-defined]
+    bot.rng = rng  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        bot.rng = own  # type: ignore[attr-defined]

@@ -1,0 +1,170 @@
+"""Sessions: connections opening and closing, ``hello`` (new or resumed with a token),
+the grace period of a disconnected session and what expires with it."""
+
+from __future__ import annotations
+
+import secrets
+
+from server import __version__
+from server.arena_state import Connection, Session
+from server.effects import CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_REPLACED, Frame, RelayGame
+from server.offers import Offers
+from server.protocol import PROTOCOL_VERSION, Hello, ProtocolError
+
+SERVER_NAME = f"autosteer-arena/{__version__}"
+
+
+class Sessions(Offers):
+    """Connections and sessions on top of :class:`~server.offers.Offers`."""
+
+    def connect(self, conn_id: int, address: str, now: float) -> bool:
+        """A connection opened. Returns False (and queues an error and a close) when refused."""
+        if self.shutting_down:
+            self._refuse(conn_id, "server_shutting_down", "the server is stopping", CLOSE_GOING_AWAY)
+            return False
+        same = sum(1 for c in self.connections.values() if c.address == address)
+        if same >= self.config.max_connections_per_address:
+            self._refuse(conn_id, "too_many_connections",
+                         f"{same} connections from {address} already; the limit is {self.config.max_connections_per_address}",
+                         CLOSE_POLICY)
+            return False
+        if len(self.connections) >= self.config.max_connections:
+            self._refuse(conn_id, "too_many_connections", "the server is full; try again later", CLOSE_POLICY)
+            return False
+        self.connections[conn_id] = Connection(conn_id, address, tokens=float(self.config.burst), refilled_at=now)
+        return True
+
+    def disconnect(self, conn_id: int, now: float) -> None:
+        """The connection is gone. Its session, if any, enters its grace period."""
+        conn = self.connections.pop(conn_id, None)
+        if conn is None or conn.session is None:
+            return
+        session = conn.session
+        if session.conn_id != conn_id:
+            return  # replaced by a newer connection already
+        session.conn_id = None
+        session.disconnected_at = now
+        session.generation += 1
+        if session.role in ("bot", "player"):
+            self._lobby_changed(now)
+        for gid in sorted(session.games):
+            game = self.games[gid]
+            if self._to_move(game) == session.name and game.deadline is not None:
+                self._pause_clock(game, max(0.0, game.deadline - now), now)  # stale clock timers are ignored
+            self._tell_opponents(game, session.name, f"{session.name} disconnected; they have {self.config.grace:g} s to return")
+        self._push_timer(now + self.config.grace, "grace", session.name, session.generation)
+
+    def _on_hello(self, conn: Connection, msg: Hello, now: float) -> None:
+        if conn.session is not None:
+            raise ProtocolError("already_hello", f"this connection is already {conn.session.name!r}", msg.id)
+        if self.shutting_down:
+            raise ProtocolError("server_shutting_down", "the server is stopping", msg.id)
+        if msg.protocol != PROTOCOL_VERSION:
+            raise ProtocolError("invalid_message", f"protocol {msg.protocol} is not supported; this server speaks {PROTOCOL_VERSION}", msg.id)
+        if msg.token is not None:
+            session = self.tokens.get(msg.token)
+            if session is None:
+                raise ProtocolError("bad_token", "unknown or expired session token; send hello without a token to start a new session", msg.id)
+            if session.name != msg.name:
+                raise ProtocolError("bad_token", f"this token belongs to another name, not {msg.name!r}", msg.id)
+            if session.role != msg.role:
+                raise ProtocolError("forbidden", f"session {session.name!r} was started with role {session.role!r}; resume it "
+                                                 f"with role {session.role!r}, or send hello without the token for a new session", msg.id)
+            self._resume(conn, session, msg, now)
+            return
+        if msg.name in self.house or msg.name in self.sessions:
+            raise ProtocolError("name_taken", f"the name {msg.name!r} is in use; pick another (or resume with your token)", msg.id)
+        lookalike = next((h for h in self.house if name_skeleton(h) == name_skeleton(msg.name)), None)
+        if lookalike is not None:
+            raise ProtocolError("name_taken", f"the name {msg.name!r} looks like the house bot {lookalike!r}; pick another", msg.id)
+        session = Session(msg.name, msg.role, secrets.token_urlsafe(18), max_games=msg.max_games,
+                          description=" ".join((msg.description or "").split()))
+        self.sessions[session.name] = session
+        self.tokens[session.token] = session
+        self._attach(conn, session)
+        self._send(conn.conn_id, self._with_id(self._welcome(session, []), msg.id))
+        if session.role in ("bot", "player"):
+            self._lobby_changed(now)
+
+    def _attach(self, conn: Connection, session: Session) -> None:
+        conn.session = session
+        session.conn_id = conn.conn_id
+        session.disconnected_at = None
+
+    def _welcome(self, session: Session, resumed: list[str]) -> Frame:
+        return {"type": "welcome", "name": session.name, "role": session.role, "token": session.token,
+                "protocol": PROTOCOL_VERSION, "server": SERVER_NAME, "resumed": resumed,
+                "grace": float(self.config.grace), "move_clock": float(self.config.move_clock),
+                "limits": {"rate": float(self.config.rate), "burst": int(self.config.burst),
+                           "max_frame_bytes": int(self.config.max_frame_bytes),
+                           "max_live_games_per_session": int(self.config.max_live_games_per_session),
+                           "max_live_games_per_address": int(self.config.max_live_games_per_address)}}
+
+    def _resume(self, conn: Connection, session: Session, msg: Hello, now: float) -> None:
+        if session.conn_id is not None:  # the old connection is still open: the new one wins
+            old = session.conn_id
+            self._send(old, {"type": "info", "message": "this session was resumed on another connection"})
+            self._close(old, CLOSE_REPLACED, "session resumed elsewhere")
+            self.connections.pop(old, None)
+        self._attach(conn, session)
+        if session.role in ("bot", "player"):
+            self._lobby_changed(now)
+        session.generation += 1
+        if session.role == "bot":
+            session.max_games = msg.max_games
+            if msg.description is not None:
+                session.description = " ".join(msg.description.split())
+        resumed = sorted(session.games)
+        self._send(conn.conn_id, self._with_id(self._welcome(session, resumed), msg.id))
+        for gid in resumed:
+            game = self.games[gid]
+            if self._to_move(game) == session.name and game.paused:
+                self._restart_clock(game, now)  # the time that was left, not a fresh clock
+            seats = game.seats_of(session.name)
+            self._send(conn.conn_id, self._game_start(game, seats[0].value if seats else None))
+            self._send(conn.conn_id, self._state(game))
+            self._tell_opponents(game, session.name, f"{session.name} is back")
+        for gid in sorted(session.watching):
+            game = self.games.get(gid)
+            if game is not None:
+                self._send(conn.conn_id, self._game_start(game, None))
+                self._send(conn.conn_id, self._state(game))
+        for oid in sorted(session.offers):
+            offer = self.offers.get(oid)
+            if offer is not None and session.name in offer.awaiting:
+                self._send(conn.conn_id, self._offer_frame(offer, session.name, now))
+
+    def _expire_session(self, session: Session, now: float) -> None:
+        for gid in sorted(session.games):
+            game = self.games.get(gid)
+            if game is None:
+                continue
+            seats = game.seats_of(session.name)
+            winner = seats[0].other.value if len(seats) == 1 else "aborted"
+            self._finish(game, winner, "disconnect" if winner != "aborted" else "aborted", now)
+        for gid in list(session.watching):
+            game = self.games.get(gid)
+            if game is not None:
+                game.spectators.discard(session.name)
+        for gid in self.remote.forget(session.name) if self.remote is not None else []:
+            self._effects.append(RelayGame(gid, watch=False))
+        for offer in list(self.offers.values()):
+            if offer.origin == session.name or session.name in (offer.x, offer.o):
+                self._cancel_offer(offer, f"{session.name} left", session.name)
+        self.sessions.pop(session.name, None)
+        self.tokens.pop(session.token, None)
+        self._lobby_watchers.discard(session.name)
+
+
+_CONFUSABLE = str.maketrans({"0": "o", "1": "l", "i": "l", "|": "l", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b",
+                             "_": None, "-": None, ".": None})
+
+
+def name_skeleton(name: str) -> str:
+    """What a name looks like, case and look-alike characters folded: remote clients may not
+    pass for a house bot (``Minimax``, ``m1nimax``, ``random_``).
+
+    >>> name_skeleton("M1n-iMax") == name_skeleton("minimax"), name_skeleton("ann") == name_skeleton("anna")
+    (True, False)
+    """
+    return name.lower().translate(_CONFUSABLE)
