@@ -235,12 +235,15 @@ def feature_panel_text(trace: MoveTrace | None, width: int, height: int, board: 
     if trace.steering:
         if roomy:
             lines.append(Text(""))
-        shown_s = trace.steering[:n_steer]
+        # the features actually pushed on this move, strongest first (a sparse policy leaves most at 0)
+        active = sorted((d for d in trace.steering if d.coefficient), key=lambda d: -abs(d.coefficient))
+        shown_s = active[:n_steer]
         head = Text("Steering", style="bold")
-        if len(shown_s) < len(trace.steering):
-            head.append(f" {len(shown_s)}/{len(trace.steering)}", style="dim")
+        head.append(f" {len(active)} of {len(trace.steering)} features", style="dim")
         head.append("  " + steering_summary(trace), style="dim")
         lines.append(head)
+        if not active:
+            lines.append(Text(_fit("no feature steered on this move", width), style="italic dim"))
         top_c = max((abs(s.coefficient) for s in shown_s), default=1.0) or 1.0
         cbar_w = max(4, min(16, width // 6))
         for delta in shown_s:
