@@ -246,11 +246,7 @@ class LearnedSteeringPolicy(SteeringPolicy):
                                "layers": self.net.to_list()}
         if self.obs_features:
             out["obs_features"] = list(self.obs_features)
-        if self.hook_name is not None:
-            out["hook_name"] = self.hook_name
-        if self.d_sae is not None:
-            out["d_sae"] = self.d_sae
-        return out
+        return out | self.sae_fields()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str) -> "LearnedSteeringPolicy":

@@ -50,11 +50,7 @@ class FixedSteeringPolicy(SteeringPolicy):
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "features": list(self.features), "coefficients": self.coefs}
-        if self.hook_name is not None:
-            out["hook_name"] = self.hook_name
-        if self.d_sae is not None:
-            out["d_sae"] = self.d_sae
-        return out
+        return out | self.sae_fields()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str) -> "FixedSteeringPolicy":

@@ -62,6 +62,15 @@ class SteeringPolicy(abc.ABC):
             if not 0 <= f < d_sae:
                 raise PolicyError(f"{where}: feature index {f} is out of range; the SAE has features 0..{d_sae - 1}")
 
+    def sae_fields(self) -> dict[str, Any]:
+        """The optional ``hook_name``/``d_sae`` of the policy's JSON (what :func:`common_fields` reads)."""
+        out: dict[str, Any] = {}
+        if self.hook_name is not None:
+            out["hook_name"] = self.hook_name
+        if self.d_sae is not None:
+            out["d_sae"] = self.d_sae
+        return out
+
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
