@@ -15,15 +15,9 @@ from server.game import Board, Seat
 from training.evaluate import ArmResult, exact_arm, play_arm_local
 from training.evidence import distinct_counts, llm_boards
 
+from tests.test_llm_evaluate import _Bar
+
 pytestmark = pytest.mark.timeout(180)
-
-
-class _Bar:
-    def __init__(self) -> None:
-        self.n = 0
-
-    def update(self, k: int) -> None:
-        self.n += k
 
 
 @pytest.fixture(scope="module")

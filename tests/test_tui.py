@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -61,18 +62,37 @@ def make_app(srv, name: str = "ann") -> ArenaApp:
     return ArenaApp(srv.url, name, lobby_poll=0.3)
 
 
-async def choose_bot(pilot, app: ArenaApp, bot: str) -> None:
-    """Wait for ``bot`` in the lobby, move the cursor onto it and press Enter."""
+async def select_in_lobby(pilot, app: ArenaApp, name: str, **wait: Any) -> DataTable:
+    """Wait for ``name`` (a bot or a person) in the lobby's list and move the cursor onto it."""
     def row_of():
         table = app.screen.query_one("#bots", DataTable)
         keys = [k.value for k in table.rows]
-        return keys.index(bot) if bot in keys else None
-    await wait_until(pilot, lambda: isinstance(app.screen, LobbyScreen) and row_of() is not None, what=f"{bot} in lobby")
+        return keys.index(name) if name in keys else None
+    await wait_until(pilot, lambda: isinstance(app.screen, LobbyScreen) and row_of() is not None,
+                     what=f"{name} in lobby", **wait)
     table = app.screen.query_one("#bots", DataTable)
     table.focus()
     table.move_cursor(row=row_of())
+    return table
+
+
+async def choose_bot(pilot, app: ArenaApp, bot: str) -> None:
+    """Wait for ``bot`` in the lobby, move the cursor onto it and press Enter."""
+    await select_in_lobby(pilot, app, bot)
     await pilot.press("enter")
     await wait_until(pilot, lambda: isinstance(app.screen, GameScreen), what="the game screen")
+
+
+def record_notes(app: ArenaApp) -> list[tuple[str, str]]:
+    """Every toast the app shows, as (severity, "title: message")."""
+    notes: list[tuple[str, str]] = []
+    original = app.notify
+
+    def record(message, *, title="", severity="information", **kw):
+        notes.append((severity, f"{title}: {message}"))
+        return original(message, title=title, severity=severity, **kw)
+    app.notify = record  # type: ignore[method-assign]
+    return notes
 
 
 def status_text(app: ArenaApp) -> str:
@@ -385,13 +405,7 @@ async def test_a_game_lost_while_disconnected_past_the_grace_period_is_shown_as_
 
 async def test_server_errors_are_notified_not_fatal(arena):
     app = make_app(arena)
-    notes: list[tuple[str, str]] = []
-    original = app.notify
-
-    def record(message, *, title="", severity="information", **kw):
-        notes.append((severity, f"{title}: {message}"))
-        return original(message, title=title, severity=severity, **kw)
-    app.notify = record  # type: ignore[method-assign]
+    notes = record_notes(app)
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: app.link_status.state is LinkState.CONNECTED, what="connected")
         await pilot.press("g")

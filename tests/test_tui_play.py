@@ -11,7 +11,8 @@ from websockets.asyncio.client import connect
 
 from server.app import ServerConfig, serve_arena
 from server.protocol import dumps, parse_server_frame
-from tests.test_tui import SIZE, choose_bot, make_app, message_text, status_text, wait_until
+from tests.test_tui import (SIZE, TRACES, arena, choose_bot, make_app, message_text,  # noqa: F401 (arena: the fixture)
+                            record_notes, select_in_lobby, status_text, wait_until)
 from textual.widgets import DataTable
 from tui_client.app import ArenaApp
 from tui_client.board_widget import BoardGrid
@@ -19,29 +20,7 @@ from tui_client.connection import LinkState
 from tui_client.screens import GameScreen, LobbyScreen
 from tui_client.trace_replay_bot import TraceReplayBot
 
-from tests.test_tui import TRACES
-
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-async def arena():
-    config = ServerConfig(host="127.0.0.1", port=0, db_path=":memory:", move_clock=30.0, grace=15.0,
-                          house_bots=True, seed=0)
-    async with serve_arena(config) as srv:
-        yield srv
-
-
-def record_notes(app: ArenaApp) -> list[tuple[str, str]]:
-    """Every toast the app shows, as (severity, "title: message")."""
-    notes: list[tuple[str, str]] = []
-    original = app.notify
-
-    def record(message, *, title="", severity="information", **kw):
-        notes.append((severity, f"{title}: {message}"))
-        return original(message, title=title, severity=severity, **kw)
-    app.notify = record  # type: ignore[method-assign]
-    return notes
 
 
 def record_sent(app: ArenaApp) -> list[dict]:
@@ -657,11 +636,8 @@ async def test_a_person_in_the_lobby_can_be_challenged_and_accepts(arena):
         async with connect(arena.url) as bob:
             await bob.send(dumps({"type": "hello", "name": "bob"}))
             await bob.recv()
-            table = app.screen.query_one("#bots", DataTable)
-            await wait_until(pilot, lambda: "bob" in [k.value for k in table.rows], timeout=5, what="bob listed")
+            table = await select_in_lobby(pilot, app, "bob", timeout=5)
             assert table.get_row("bob")[1] == "player"
-            table.focus()
-            table.move_cursor(row=[k.value for k in table.rows].index("bob"))
             await pilot.pause()
             assert "is a person" in str(app.screen.query_one("#bot-about").render())
             await pilot.press("enter")
@@ -682,10 +658,7 @@ async def test_a_premove_is_played_when_the_turn_comes_and_dropped_if_taken(aren
         async with connect(arena.url) as bob:
             await bob.send(dumps({"type": "hello", "name": "bob"}))
             await bob.recv()
-            table = app.screen.query_one("#bots", DataTable)
-            await wait_until(pilot, lambda: "bob" in [k.value for k in table.rows], timeout=5, what="bob listed")
-            table.focus()
-            table.move_cursor(row=[k.value for k in table.rows].index("bob"))
+            await select_in_lobby(pilot, app, "bob", timeout=5)
             await pilot.press("enter")
 
             async def bob_frame(kind: str):
