@@ -3,8 +3,9 @@
 All game logic lives in :class:`server.arena.Arena`; this module only moves frames
 between sockets and the arena, runs the timer that fires move clocks and grace periods,
 writes records, and answers ``GET /healthz`` on the same port. Each connection has its
-own outgoing queue and sender task, so a slow client never stalls anyone else; one that
-falls ``send_queue_bytes`` behind is disconnected.
+own outgoing queue, written straight to its socket at the end of a loop turn (one write for
+all the frames it is due), so a slow client never stalls anyone else; one that falls
+``send_queue_bytes`` behind is disconnected.
 
 >>> import asyncio
 >>> async def demo():
@@ -36,6 +37,9 @@ from server.arena import Arena, Close, GameEnded, GameEvent, RelayGame, Send, Se
 from server.protocol import encode_frame
 from server.records import GameRecords, RecordsError, describe_target
 from server.waiting import event_or_timeout
+from websockets.protocol import State
+
+_OPEN = State.OPEN
 
 __all__ = ["ServerConfig", "ArenaServer", "serve_arena", "add_arguments", "run"]
 
@@ -58,22 +62,28 @@ class EventSink(Protocol):
 
 
 class _Peer:
-    """One connection's outgoing queue and the task that drains it in order.
+    """One connection's outgoing frames, written in order straight to its socket.
 
+    Frames are written from the loop's own callbacks, not by a task per connection: all
+    frames a connection is due in one loop turn go out in **one** socket write (two or
+    more WebSocket frames in one TCP segment — a move and the house bot's reply, say).
     A frame pushed ``after`` a records commit (a future) waits for it, and so does every
-    frame queued behind it: no client hears of a game that is not stored yet."""
+    frame queued behind it: no client hears of a game that is not stored yet. A client
+    that lets ``limit_bytes`` pile up unread (in this queue and the socket's buffer) is
+    closed with 1008."""
 
     def __init__(self, ws: Any, limit_bytes: int) -> None:
         self.ws = ws
         self.limit_bytes = limit_bytes
         self.queued_bytes = 0
         self.queue: collections.deque[bytes | Close | asyncio.Future[None]] = collections.deque()
-        self.ready = asyncio.Event()
-        self.closed = False
-        self.task: asyncio.Task[None] | None = None
+        self.closed = False  # nothing more is queued
+        self.drained: asyncio.Future[None] = asyncio.get_running_loop().create_future()  # closed and all written
+        self._closing: asyncio.Task[None] | None = None
         self._barrier: asyncio.Future[None] | None = None  # the last commit queued
 
     def push(self, item: bytes | Close, after: asyncio.Future[None] | None = None) -> None:
+        """Queue ``item`` (written by the next :meth:`deliver`)."""
         if self.closed:
             return
         if after is not None and after is not self._barrier and not after.done():
@@ -81,7 +91,7 @@ class _Peer:
             self.queue.append(after)
         if isinstance(item, Close):
             self.closed = True
-        elif self.queued_bytes + len(item) > self.limit_bytes:  # the client does not read: drop it
+        elif self.queued_bytes + len(item) + _buffered(self.ws) > self.limit_bytes:  # the client does not read
             self.queue.clear()
             self.queued_bytes = 0
             item = Close(0, 1008, "not reading its frames")
@@ -89,33 +99,60 @@ class _Peer:
         else:
             self.queued_bytes += len(item)
         self.queue.append(item)
-        self.ready.set()
 
     def stop(self) -> None:
+        """Nothing more will be queued: the peer is drained once what is queued is written."""
         self.closed = True
-        self.ready.set()
+        self.deliver()
 
-    async def run(self) -> None:
-        from websockets.exceptions import ConnectionClosed
+    def deliver(self) -> None:
+        """Write every queued frame up to the first commit not yet made, in one socket write."""
+        protocol = getattr(self.ws, "protocol", None)
+        wrote = False
+        queue = self.queue
+        while queue:
+            item = queue[0]
+            if isinstance(item, asyncio.Future):
+                if not item.done():
+                    break  # the records these frames speak of are not committed yet
+                queue.popleft()
+                continue
+            queue.popleft()
+            if isinstance(item, Close):
+                queue.clear()
+                self._closing = asyncio.ensure_future(self._close(item))
+                break
+            self.queued_bytes -= len(item)
+            if protocol is not None and protocol.state is _OPEN:
+                protocol.send_text(item)  # UTF-8 JSON, sent as a text frame
+                wrote = True
+        if wrote:
+            try:
+                self.ws.transport.write(b"".join(protocol.data_to_send()))
+            except Exception:  # the socket failed: websockets sees the connection lost
+                log.debug("writing to a connection failed", exc_info=True)
+        if self.closed and not queue and self._closing is None and not self.drained.done():
+            self.drained.set_result(None)
 
+    async def _close(self, item: Close) -> None:
         try:
-            while True:
-                while self.queue:
-                    item = self.queue.popleft()
-                    if isinstance(item, asyncio.Future):
-                        await item  # the records this frame speaks of are committed first
-                        continue
-                    if isinstance(item, Close):
-                        await self.ws.close(item.code, item.reason)
-                        return
-                    self.queued_bytes -= len(item)
-                    await self.ws.send(item, text=True)  # UTF-8 JSON, sent as a text frame
-                if self.closed:
-                    return
-                self.ready.clear()
-                await self.ready.wait()
-        except ConnectionClosed:
-            return
+            await self.ws.close(item.code, item.reason)
+        except Exception:
+            log.debug("closing a connection failed", exc_info=True)
+        finally:
+            if not self.drained.done():
+                self.drained.set_result(None)
+
+
+def _deliver(peers: list[_Peer]) -> None:
+    for peer in peers:
+        peer.deliver()
+
+
+def _buffered(ws: Any) -> int:
+    """Bytes the socket has not taken yet (the kernel's buffer is full)."""
+    transport = getattr(ws, "transport", None)
+    return transport.get_write_buffer_size() if transport is not None else 0
 
 
 class _RecordWriter:
@@ -263,11 +300,11 @@ class ArenaServer:
         self._ws_server.server.close()  # no new TCP connections
         self.arena.shutdown(time.time())
         self._apply(now=True)
-        senders = [p.task for p in self._peers.values() if p.task is not None]
-        for p in list(self._peers.values()):
+        peers = list(self._peers.values())
+        for p in peers:
             p.stop()
-        if senders:  # let every connection flush its game_over / shutdown frames and close (1001)
-            await asyncio.wait(senders, timeout=3.0)
+        if peers:  # let every connection flush its game_over / shutdown frames and close (1001)
+            await asyncio.wait([p.drained for p in peers], timeout=3.0)
         self._ws_server.close()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._ws_server.wait_closed(), timeout=5.0)
@@ -310,7 +347,6 @@ class ArenaServer:
         address = ws.remote_address[0] if ws.remote_address else "unknown"
         peer = _Peer(ws, self.config.send_queue_bytes)
         self._peers[conn_id] = peer
-        sender = peer.task = asyncio.create_task(peer.run(), name=f"send-{conn_id}")
         try:
             accepted = arena.connect(conn_id, address, time.time())
             self._apply()
@@ -326,7 +362,7 @@ class ArenaServer:
                 self._apply(now=True)  # this connection's last frames (a refusal, its close) before it stops
             peer.stop()
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(sender, timeout=3.0)
+                await asyncio.wait_for(asyncio.shield(peer.drained), timeout=3.0)
             self._peers.pop(conn_id, None)
 
     def apply_effects(self) -> None:
@@ -362,6 +398,7 @@ class ArenaServer:
             assert self.records is not None
             store_records(self.records, owned)
         encoded: dict[int, bytes] = {}  # a broadcast frame is encoded once for all its recipients
+        touched: dict[int, _Peer] = {}  # the peers with frames to write: each gets one socket write
         for effect in effects:
             if isinstance(effect, Send):
                 peer = self._peers.get(effect.conn_id)
@@ -370,10 +407,12 @@ class ArenaServer:
                     if data is None:
                         data = encoded[id(effect.frame)] = encode_frame(effect.frame)
                     peer.push(data, committed)
+                    touched[id(peer)] = peer
             elif isinstance(effect, Close):
                 peer = self._peers.get(effect.conn_id)
                 if peer is not None:
                     peer.push(effect, committed)
+                    touched[id(peer)] = peer
             elif isinstance(effect, (GameEvent, RelayGame)):
                 if self.events is not None:
                     try:
@@ -385,6 +424,12 @@ class ArenaServer:
                     self.on_game_over(effect.record)
                 except Exception:
                     log.exception("on_game_over hook failed")
+        if touched:
+            peers = list(touched.values())
+            if committed is None:
+                _deliver(peers)
+            else:  # written once the records are committed (commits resolve in order)
+                committed.add_done_callback(lambda _: _deliver(peers))
 
     async def _timer(self) -> None:
         assert self.arena is not None
