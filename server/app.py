@@ -208,6 +208,7 @@ def store_records(store: GameRecords, records: list[dict[str, Any]]) -> None:
     """Save ``records`` in one transaction; if that fails (a bad record such as NaN, or the
     database dropped the connection), each record on its own: one that cannot be stored is
     logged, the others are kept."""
+    records = list({record["game_id"]: record for record in records}.values())  # each a whole snapshot: the latest wins
     try:
         with store.transaction():
             for record in records:
