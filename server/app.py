@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import contextlib
 import gc
 import http
@@ -36,10 +35,8 @@ from typing import Any, AsyncIterator, Callable, Protocol
 from server.arena import Arena, Close, GameEnded, GameEvent, RelayGame, Send, ServerConfig, StoreGame
 from server.protocol import encode_frame
 from server.records import GameRecords, RecordsError, describe_target
+from server.connection import ArenaConnection, Peer, deliver
 from server.waiting import event_or_timeout
-from websockets.protocol import State
-
-_OPEN = State.OPEN
 
 __all__ = ["ServerConfig", "ArenaServer", "serve_arena", "add_arguments", "run"]
 
@@ -59,100 +56,6 @@ class EventSink(Protocol):
     def handle(self, effect: Any) -> None: ...
     def status(self) -> dict[str, Any]: ...
     async def stop(self) -> None: ...
-
-
-class _Peer:
-    """One connection's outgoing frames, written in order straight to its socket.
-
-    Frames are written from the loop's own callbacks, not by a task per connection: all
-    frames a connection is due in one loop turn go out in **one** socket write (two or
-    more WebSocket frames in one TCP segment — a move and the house bot's reply, say).
-    A frame pushed ``after`` a records commit (a future) waits for it, and so does every
-    frame queued behind it: no client hears of a game that is not stored yet. A client
-    that lets ``limit_bytes`` pile up unread (in this queue and the socket's buffer) is
-    closed with 1008."""
-
-    def __init__(self, ws: Any, limit_bytes: int) -> None:
-        self.ws = ws
-        self.limit_bytes = limit_bytes
-        self.queued_bytes = 0
-        self.queue: collections.deque[bytes | Close | asyncio.Future[None]] = collections.deque()
-        self.closed = False  # nothing more is queued
-        self.drained: asyncio.Future[None] = asyncio.get_running_loop().create_future()  # closed and all written
-        self._closing: asyncio.Task[None] | None = None
-        self._barrier: asyncio.Future[None] | None = None  # the last commit queued
-
-    def push(self, item: bytes | Close, after: asyncio.Future[None] | None = None) -> None:
-        """Queue ``item`` (written by the next :meth:`deliver`)."""
-        if self.closed:
-            return
-        if after is not None and after is not self._barrier and not after.done():
-            self._barrier = after
-            self.queue.append(after)
-        if isinstance(item, Close):
-            self.closed = True
-        elif self.queued_bytes + len(item) + _buffered(self.ws) > self.limit_bytes:  # the client does not read
-            self.queue.clear()
-            self.queued_bytes = 0
-            item = Close(0, 1008, "not reading its frames")
-            self.closed = True
-        else:
-            self.queued_bytes += len(item)
-        self.queue.append(item)
-
-    def stop(self) -> None:
-        """Nothing more will be queued: the peer is drained once what is queued is written."""
-        self.closed = True
-        self.deliver()
-
-    def deliver(self) -> None:
-        """Write every queued frame up to the first commit not yet made, in one socket write."""
-        protocol = getattr(self.ws, "protocol", None)
-        wrote = False
-        queue = self.queue
-        while queue:
-            item = queue[0]
-            if isinstance(item, asyncio.Future):
-                if not item.done():
-                    break  # the records these frames speak of are not committed yet
-                queue.popleft()
-                continue
-            queue.popleft()
-            if isinstance(item, Close):
-                queue.clear()
-                self._closing = asyncio.ensure_future(self._close(item))
-                break
-            self.queued_bytes -= len(item)
-            if protocol is not None and protocol.state is _OPEN:
-                protocol.send_text(item)  # UTF-8 JSON, sent as a text frame
-                wrote = True
-        if wrote:
-            try:
-                self.ws.transport.write(b"".join(protocol.data_to_send()))
-            except Exception:  # the socket failed: websockets sees the connection lost
-                log.debug("writing to a connection failed", exc_info=True)
-        if self.closed and not queue and self._closing is None and not self.drained.done():
-            self.drained.set_result(None)
-
-    async def _close(self, item: Close) -> None:
-        try:
-            await self.ws.close(item.code, item.reason)
-        except Exception:
-            log.debug("closing a connection failed", exc_info=True)
-        finally:
-            if not self.drained.done():
-                self.drained.set_result(None)
-
-
-def _deliver(peers: list[_Peer]) -> None:
-    for peer in peers:
-        peer.deliver()
-
-
-def _buffered(ws: Any) -> int:
-    """Bytes the socket has not taken yet (the kernel's buffer is full)."""
-    transport = getattr(ws, "transport", None)
-    return transport.get_write_buffer_size() if transport is not None else 0
 
 
 class _RecordWriter:
@@ -239,7 +142,7 @@ class ArenaServer:
         self.arena: Arena | None = None
         self.port: int = config.port
         self.aborted_at_start = 0
-        self._peers: dict[int, _Peer] = {}
+        self._peers: dict[int, Peer] = {}
         self._ids = itertools.count(1)
         self._ws_server: Any = None
         self._timer_task: asyncio.Task[None] | None = None
@@ -281,6 +184,7 @@ class ArenaServer:
                 close_timeout=2.0,
                 compression=None,  # frames are small: deflate cost more CPU than it saved bytes (docs/PERFORMANCE.md)
                 server_header="autosteer-arena",
+                create_connection=ArenaConnection,  # messages handed to the arena as they are parsed
             )
         except BaseException:  # e.g. the port is taken: leave nothing open
             if self._writer is not None:
@@ -346,15 +250,20 @@ class ArenaServer:
         assert arena is not None
         conn_id = next(self._ids)
         address = ws.remote_address[0] if ws.remote_address else "unknown"
-        peer = _Peer(ws, self.config.send_queue_bytes)
+        peer = Peer(ws, self.config.send_queue_bytes)
         self._peers[conn_id] = peer
         try:
             accepted = arena.connect(conn_id, address, time.time())
             self._apply()
             if accepted:
-                async for message in ws:
+                def on_message(message: str | bytes) -> None:
                     arena.receive(conn_id, message, time.time())
                     self._apply()
+
+                if isinstance(ws, ArenaConnection):
+                    await ws.receive_inline(on_message)
+                async for message in ws:  # what the library assembles (fragments, binary frames), in order
+                    on_message(message)
         except ConnectionClosed:
             pass
         finally:
@@ -399,7 +308,7 @@ class ArenaServer:
             assert self.records is not None
             store_records(self.records, owned)
         encoded: dict[int, bytes] = {}  # a broadcast frame is encoded once for all its recipients
-        touched: dict[int, _Peer] = {}  # the peers with frames to write: each gets one socket write
+        touched: dict[int, Peer] = {}  # the peers with frames to write: each gets one socket write
         for effect in effects:
             if isinstance(effect, Send):
                 peer = self._peers.get(effect.conn_id)
@@ -428,9 +337,9 @@ class ArenaServer:
         if touched:
             peers = list(touched.values())
             if committed is None:
-                _deliver(peers)
+                deliver(peers)
             else:  # written once the records are committed (commits resolve in order)
-                committed.add_done_callback(lambda _: _deliver(peers))
+                committed.add_done_callback(lambda _: deliver(peers))
 
     async def _timer(self) -> None:
         assert self.arena is not None

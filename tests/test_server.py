@@ -358,7 +358,7 @@ async def test_file_records_survive_restart_and_live_games_are_aborted(tmp_path:
 
 async def test_slow_reader_is_disconnected_without_hurting_others() -> None:
     """The per-connection send queue is bounded; a client that stops reading is dropped (1008)."""
-    from server.app import _Peer
+    from server.connection import Peer as _Peer
     from server.arena import Close
     from websockets.protocol import State
 
@@ -406,7 +406,7 @@ async def test_slow_reader_is_disconnected_without_hurting_others() -> None:
 
 async def test_frames_wait_for_their_records_commit() -> None:
     """A frame queued after a commit is written once the commit is made, never before."""
-    from server.app import _Peer
+    from server.connection import Peer as _Peer
 
     written: list[bytes] = []
 
