@@ -62,39 +62,47 @@ class _RecordWriter:
     """Stores game records on a thread of its own, with its own database connection, so a
     slow disk (a commit can stall for tens of ms) never stalls the event loop. Each batch
     resolves a future on the loop once it is committed; batches queued meanwhile share one
-    transaction."""
+    transaction. The thread is woken only when it is idle (a busy one takes what piled up
+    when it is done), and one call back into the loop resolves every batch of a commit."""
+
+    _WAKE, _STOP = 0, 1
 
     def __init__(self, path: str, loop: asyncio.AbstractEventLoop) -> None:
         self.records = GameRecords(path)
         self.loop = loop
-        self.jobs: queue.SimpleQueue[tuple[list[dict[str, Any]], asyncio.Future[None]] | None] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.pending: list[tuple[list[dict[str, Any]], asyncio.Future[None]]] = []
+        self.idle = False  # waiting for a token: the next submit sends one
+        self.tokens: queue.SimpleQueue[int] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="arena-records", daemon=True)
         self.thread.start()
 
     def submit(self, records: list[dict[str, Any]]) -> asyncio.Future[None]:
         done: asyncio.Future[None] = self.loop.create_future()
-        self.jobs.put((records, done))
+        with self.lock:
+            self.pending.append((records, done))
+            wake, self.idle = self.idle, False
+        if wake:
+            self.tokens.put(self._WAKE)
         return done
 
     def close(self) -> None:
         """Store everything submitted so far, then stop."""
-        self.jobs.put(None)
+        self.tokens.put(self._STOP)
         self.thread.join()
 
     def _run(self) -> None:
         stopping = False
-        while not stopping:
-            job = self.jobs.get()
-            batch = []
-            while job is not None:
-                batch.append(job)
-                try:
-                    job = self.jobs.get_nowait()
-                except queue.Empty:
-                    break
-            stopping = job is None
+        while True:
+            with self.lock:
+                batch, self.pending = self.pending, []
+                self.idle = not batch
             if batch:
                 self._store(batch)
+            elif stopping:
+                break
+            else:
+                stopping = self.tokens.get() == self._STOP
         self.records.close()
 
     def _store(self, batch: list[tuple[list[dict[str, Any]], asyncio.Future[None]]]) -> None:
@@ -102,9 +110,8 @@ class _RecordWriter:
             store_records(self.records, [record for records, _ in batch for record in records])
         except Exception:
             log.exception("could not commit %d game records", sum(len(r) for r, _ in batch))
-        for _, done in batch:
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-                self.loop.call_soon_threadsafe(_resolve, done)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            self.loop.call_soon_threadsafe(_resolve, [done for _, done in batch])
 
 
 def store_records(store: GameRecords, records: list[dict[str, Any]]) -> None:
@@ -124,9 +131,10 @@ def store_records(store: GameRecords, records: list[dict[str, Any]]) -> None:
                 log.exception("could not store game %s", record.get("game_id"))
 
 
-def _resolve(done: asyncio.Future[None]) -> None:
-    if not done.done():
-        done.set_result(None)
+def _resolve(batch: list[asyncio.Future[None]]) -> None:
+    for done in batch:
+        if not done.done():
+            done.set_result(None)
 
 
 class ArenaServer:
