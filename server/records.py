@@ -30,12 +30,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sqlite3
 import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
+
+import orjson
 
 _TABLE = """
 CREATE TABLE IF NOT EXISTS games (
@@ -79,6 +82,19 @@ _UPSERT = (f"INSERT INTO games ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for
 
 _PROGRESS = "UPDATE games SET board = ?, moves = ? WHERE game_id = ? AND status = 'live'"
 _MOVES_AT, _ILLEGAL_AT = COLUMNS.index("moves"), COLUMNS.index("illegal_move")
+
+
+def _moves_json(moves: list[dict[str, Any]]) -> str:
+    """The ``moves`` column. Moves without traces hold only integers, strings and
+    ``time.time()`` readings: orjson (~8x faster). A trace may hold anything a client sent,
+    so those go through ``json.dumps(allow_nan=False)``, which refuses NaN and infinities
+    (orjson would write them as null)."""
+    if all(m.get("trace") is None and math.isfinite(m.get("at") or 0.0) for m in moves):
+        try:
+            return orjson.dumps(moves).decode()
+        except TypeError:  # an integer beyond 64 bits
+            pass
+    return json.dumps(moves, separators=(",", ":"), allow_nan=False)
 
 
 class RecordsError(RuntimeError):
@@ -141,7 +157,7 @@ class GameRecords:
         again (an ``UPDATE`` of two columns touches no index: ~3 µs against ~23 µs for the
         whole row in SQLite); its start and its end write the whole row."""
         game_id, live = record.get("game_id"), record.get("status") == "live"
-        moves = json.dumps(record.get("moves") or [], separators=(",", ":"), allow_nan=False)
+        moves = _moves_json(record.get("moves") or [])
         if live and game_id in self._live_rows:
             if self.execute(_PROGRESS, (record.get("board"), moves, game_id)).rowcount == 1:
                 return
