@@ -121,7 +121,8 @@ def store_records(store: GameRecords, records: list[dict[str, Any]]) -> None:
     records = list({record["game_id"]: record for record in records}.values())  # each a whole snapshot: the latest wins
     try:
         with store.transaction():
-            store.save_many(records)
+            for record in records:
+                store.save(record)
     except Exception:
         for record in records:
             try:
