@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import signal
 import sqlite3
 import subprocess
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 
 from helpers_ws import WsClient
-from server.app import ServerConfig, serve_arena
+from server.app import ServerConfig, read_banner_url, serve_arena
 from server.cli import main as server_main
 from server.records import GameRecords, SqliteRecords
 
@@ -140,11 +139,7 @@ def test_sigterm_on_a_real_server_loses_no_finished_game(tmp_path: Path) -> None
                                    "--grace", "30"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        match = re.search(r"listening on (ws://\S+)", first)
-        assert match, f"unexpected first line {first!r}; stderr: {proc.stderr.read() if proc.poll() is not None else ''}"
-        url = match.group(1)
+        url = read_banner_url(proc)
 
         async def play() -> tuple[list[str], str]:
             async with WsClient.connect(url, "org") as org:
@@ -173,7 +168,7 @@ def test_sigterm_on_a_real_server_loses_no_finished_game(tmp_path: Path) -> None
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err
-    lines = (first + out).splitlines()
+    lines = out.splitlines()  # after the banner line
     assert sum(1 for line in lines if line.startswith("game ")) == 13  # 12 finished + 1 aborted
     assert "stopped cleanly after 13 games" in lines[-1]
     con = sqlite3.connect(db)
@@ -391,8 +386,7 @@ def test_kill_9_keeps_the_moves_played(tmp_path: Path) -> None:
     proc = subprocess.Popen(cmd + ["serve", "--host", "127.0.0.1", "--port", "0", "--db", str(db), "--seed", "4"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert proc.stdout is not None
-        url = re.search(r"listening on (ws://\S+)", proc.stdout.readline()).group(1)  # type: ignore[union-attr]
+        url = read_banner_url(proc)
 
         async def play() -> str:
             async with WsClient.connect(url, "ann") as ann:
