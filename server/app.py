@@ -25,17 +25,16 @@ import http
 import itertools
 import json
 import logging
-import queue
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from typing import Any, AsyncIterator, Callable, Protocol
 
 from server.arena import Arena, Close, GameEnded, GameEvent, RelayGame, Send, ServerConfig, StoreGame
 from server.protocol import encode_frame
+from server.record_writer import RecordWriter, store_records
 from server.records import GameRecords, RecordsError, describe_target
 from server.connection import ArenaConnection, Peer, deliver
 from server.waiting import event_or_timeout
@@ -60,85 +59,6 @@ class EventSink(Protocol):
     async def stop(self) -> None: ...
 
 
-class _RecordWriter:
-    """Stores game records on a thread of its own, with its own database connection, so a
-    slow disk (a commit can stall for tens of ms) never stalls the event loop. Each batch
-    resolves a future on the loop once it is committed; batches queued meanwhile share one
-    transaction. The thread is woken only when it is idle (a busy one takes what piled up
-    when it is done), and one call back into the loop resolves every batch of a commit."""
-
-    _WAKE, _STOP = 0, 1
-
-    def __init__(self, path: str, loop: asyncio.AbstractEventLoop) -> None:
-        self.records = GameRecords(path)
-        self.loop = loop
-        self.lock = threading.Lock()
-        self.pending: list[tuple[list[dict[str, Any]], asyncio.Future[None]]] = []
-        self.idle = False  # waiting for a token: the next submit sends one
-        self.tokens: queue.SimpleQueue[int] = queue.SimpleQueue()
-        self.thread = threading.Thread(target=self._run, name="arena-records", daemon=True)
-        self.thread.start()
-
-    def submit(self, records: list[dict[str, Any]]) -> asyncio.Future[None]:
-        done: asyncio.Future[None] = self.loop.create_future()
-        with self.lock:
-            self.pending.append((records, done))
-            wake, self.idle = self.idle, False
-        if wake:
-            self.tokens.put(self._WAKE)
-        return done
-
-    def close(self) -> None:
-        """Store everything submitted so far, then stop."""
-        self.tokens.put(self._STOP)
-        self.thread.join()
-
-    def _run(self) -> None:
-        stopping = False
-        while True:
-            with self.lock:
-                batch, self.pending = self.pending, []
-                self.idle = not batch
-            if batch:
-                self._store(batch)
-            elif stopping:
-                break
-            else:
-                stopping = self.tokens.get() == self._STOP
-        self.records.close()
-
-    def _store(self, batch: list[tuple[list[dict[str, Any]], asyncio.Future[None]]]) -> None:
-        try:
-            store_records(self.records, [record for records, _ in batch for record in records])
-        except Exception:
-            log.exception("could not commit %d game records", sum(len(r) for r, _ in batch))
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-            self.loop.call_soon_threadsafe(_resolve, [done for _, done in batch])
-
-
-def store_records(store: GameRecords, records: list[dict[str, Any]]) -> None:
-    """Save ``records`` in one transaction; if that fails (a bad record such as NaN, or the
-    database dropped the connection), each record on its own: one that cannot be stored is
-    logged, the others are kept."""
-    records = list({record["game_id"]: record for record in records}.values())  # each a whole snapshot: the latest wins
-    try:
-        with store.transaction():
-            for record in records:
-                store.save(record)
-    except Exception:
-        for record in records:
-            try:
-                store.save(record)
-            except Exception:  # the game goes on; the failure is logged loudly
-                log.exception("could not store game %s", record.get("game_id"))
-
-
-def _resolve(batch: list[asyncio.Future[None]]) -> None:
-    for done in batch:
-        if not done.done():
-            done.set_result(None)
-
-
 class ArenaServer:
     """A running server: ``port``, ``url``, ``records`` and ``arena`` for callers and tests."""
 
@@ -161,7 +81,7 @@ class ArenaServer:
         self._stopped = False
         self._pending: list[Any] = []  # effects taken from the arena, carried out once per loop turn
         self._flush_handle: asyncio.Handle | None = None
-        self._writer: _RecordWriter | None = None  # records are written on a thread (file databases)
+        self._writer: RecordWriter | None = None  # records are written by a child process (file databases, PostgreSQL)
 
     @property
     def url(self) -> str:
@@ -183,7 +103,8 @@ class ArenaServer:
                            find_records=self.records.find,
                            remote=self.events.remote if self.events is not None else None)
         if self.config.db_path != ":memory:":  # a second connection to ":memory:" would be another database
-            self._writer = _RecordWriter(self.config.db_path, asyncio.get_running_loop())
+            self._writer = RecordWriter(self.config.db_path, asyncio.get_running_loop(),
+                                        process=self.config.records_process)
         try:
             self._ws_server = await serve(
                 self._handle, self.config.host, self.config.port,
@@ -244,6 +165,8 @@ class ArenaServer:
                 response.headers["Allow"] = "GET"
                 return response
             body = self.arena.status()
+            if self._writer is not None:
+                body["records_writer"] = self._writer.status()
             if self.events is not None:
                 body["mqtt"] = self.events.status()
             response = connection.respond(http.HTTPStatus.OK, json.dumps(body) + "\n")
@@ -410,6 +333,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: HOSTNAME-PORT; set it when --port is 0)")
     parser.add_argument("--mqtt-queue", type=int, default=10_000,
                         help="messages held for the broker while it is away; more are dropped (counted in /healthz)")
+    parser.add_argument("--records-writer", choices=("process", "thread"), default="process",
+                        help="store game records from a child process (beside the event loop) or a thread of the server's")
     parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop",
                         help="uvloop (libuv) serves more messages per CPU second; asyncio is the standard loop")
 
@@ -423,6 +348,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_connections_per_address=args.max_connections_per_address, max_spectators=args.max_spectators,
         max_connections=args.max_connections, max_live_games_per_session=args.max_live_games_per_session,
         max_live_games_per_address=args.max_live_games_per_address,
+        records_process=args.records_writer == "process",
     )
 
 
