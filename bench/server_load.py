@@ -105,16 +105,20 @@ class ServerProcess:
         self.url = "ws://" + line.split("ws://", 1)[1].split()[0].rstrip(";")
 
     def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / SRC_CLK
+        """CPU seconds of the server and of every process it started (the arena's records
+        writer runs in a child process): user + system time."""
+        return sum(_cpu_of(pid) for pid in _process_tree(self.proc.pid))
 
     def rss_mib(self) -> float:
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        return 0.0
+        """Resident memory of the server and its child processes (MiB)."""
+        total = 0.0
+        for pid in _process_tree(self.proc.pid):
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    total += next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0) / 1024
+            except OSError:
+                continue
+        return total
 
     def wait_idle(self, timeout: float = 60.0) -> None:
         """Wait until an arena reports no connections (the last run's are all closed)."""
@@ -134,6 +138,30 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def _cpu_of(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:  # it ended
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / SRC_CLK
+
+
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (``/proc/PID/task/TID/children``)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except OSError:
+            continue
+    return out
 
 
 def start_arena(root: Path, db: str, max_conns: int, extra: list[str]) -> ServerProcess:
