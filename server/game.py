@@ -174,15 +174,19 @@ class Board:
         return _facts(self.code)[0]
 
     @property
+    def to_move(self) -> Seat | None:
+        """The seat to move, or None once the game is over."""
+        facts = _facts(self.code)
+        return None if facts[2] else facts[0]
+
+    @property
     def ply(self) -> int:
         """Number of moves played so far."""
         return 9 - self.code.count(EMPTY)
 
     def legal_cells(self) -> tuple[int, ...]:
         """Empty cells, in order; empty when the game is over."""
-        if self.is_over:
-            return ()
-        return tuple(i + 1 for i, c in enumerate(self.code) if c == EMPTY)
+        return _legal(self.code)
 
     def empty_cells(self) -> tuple[int, ...]:
         return tuple(i + 1 for i, c in enumerate(self.code) if c == EMPTY)
@@ -198,12 +202,7 @@ class Board:
     @property
     def result(self) -> Result | None:
         """``Result`` of a finished game, ``None`` while it goes on."""
-        w = self.winner
-        if w is not None:
-            return Result.win_for(w)
-        if EMPTY not in self.code:
-            return Result.DRAW
-        return None
+        return _facts(self.code)[3]
 
     def winning_line(self) -> tuple[int, int, int] | None:
         """The completed line as 1-based cells, if any."""
@@ -216,6 +215,8 @@ class Board:
     # -- moves ----------------------------------------------------------------
     def check(self, cell: object) -> int:
         """Return ``cell`` if it is a legal move here, else raise :class:`IllegalMoveError`."""
+        if type(cell) is int and (self.code, cell) in _PLAYED:  # a move played before: legal
+            return cell
         cell = _check_cell(cell)
         if self.is_over:
             raise IllegalMoveError(cell, "game_over", "the game is already over")
@@ -225,9 +226,14 @@ class Board:
 
     def play(self, cell: int) -> "Board":
         """The board after the side to move takes ``cell``."""
+        if type(cell) is int:  # not bool: True == 1 would find cell 1's entry
+            after = _PLAYED.get((self.code, cell))
+            if after is not None:
+                return after
         cell = self.check(cell)
         i = cell - 1
-        return Board(self.code[:i] + self.turn.value + self.code[i + 1:])
+        after = _PLAYED[(self.code, cell)] = Board(self.code[:i] + self.turn.value + self.code[i + 1:])
+        return after
 
     def children(self) -> Iterator[tuple[int, "Board"]]:
         for cell in self.legal_cells():
@@ -249,10 +255,23 @@ def _has_line(code: str, piece: str) -> bool:
     return any(code[a] == code[b] == code[c] == piece for a, b, c in LINES)
 
 
+# (position code, cell) → the board after that legal move: the server plays every move
+# through here, so each of the (at most 3**9 x 9) moves builds its Board once. Boards are
+# immutable, so sharing them is safe.
+_PLAYED: dict[tuple[str, int], Board] = {}
+
+
+@functools.cache  # valid positions only: the game-over check raises for the others
+def _legal(code: str) -> tuple[int, ...]:
+    if _facts(code)[2]:
+        return ()
+    return tuple(i + 1 for i, c in enumerate(code) if c == EMPTY)
+
+
 @functools.cache  # valid positions only (a refused code raises and is not kept): at most 3**9
-def _facts(code: str) -> tuple[Seat, Seat | None, bool]:
-    """Check ``code`` is a reachable-looking position; return (side to move, winner, game over).
-    The server asks these for every move, so each position is worked out once."""
+def _facts(code: str) -> tuple[Seat, Seat | None, bool, Result | None]:
+    """Check ``code`` is a reachable-looking position; return (side to move, winner, game
+    over, result). The server asks these for every move, so each position is worked out once."""
     if len(code) != 9 or any(c not in "XO." for c in code):
         raise InvalidBoardError(f"a board is nine characters of X, O or '.', got {code!r}")
     nx, no = code.count("X"), code.count("O")
@@ -264,7 +283,8 @@ def _facts(code: str) -> tuple[Seat, Seat | None, bool]:
     if (wx and nx != no + 1) or (wo and nx != no):
         raise InvalidBoardError(f"play continued after a win in {code!r}")
     winner = Seat.X if wx else Seat.O if wo else None
-    return (Seat.X if nx == no else Seat.O), winner, winner is not None or EMPTY not in code
+    result = Result.win_for(winner) if winner is not None else Result.DRAW if EMPTY not in code else None
+    return (Seat.X if nx == no else Seat.O), winner, result is not None, result
 
 
 def reachable_positions() -> list[Board]:

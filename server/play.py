@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import logging
 import random
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
-from bots.base import Bot, MoveRequest
+from bots.base import Bot, Decision, MoveRequest
 from server.arena_state import Game, Offer, Session
 from server.effects import Frame, GameEnded, GameEvent, StoreGame
 from server.game import IllegalMoveError, Seat
@@ -64,6 +63,8 @@ class GamesInPlay(Lobby):
                 "last_move": game.moves[-1] if game.moves else None, "deadline": game.deadline, "over": not game.live}
 
     def _audience(self, game: Game) -> list[str]:
+        if not game.spectators:  # the common case, on every move
+            return [game.x] if game.x == game.o else [game.x, game.o]
         return list(dict.fromkeys([game.x, game.o, *sorted(game.spectators)]))
 
     def _broadcast(self, game: Game, frame: Frame, *, reply_to: str | None = None, rid: Any = None) -> None:
@@ -164,28 +165,33 @@ class GamesInPlay(Lobby):
 
     def _apply_move(self, game: Game, cell: int, trace: Frame | None, now: float, *,
                     reply_to: str | None = None, rid: Any = None) -> None:
-        seat = game.board.turn
-        game.board = game.board.play(cell)
+        """Play ``cell`` (checked legal) for the side to move and tell everyone. A house bot
+        to move next answers in this same step (:meth:`_play_house_moves`), which stores
+        the game then, with both moves: one record per step, not one per move."""
+        board = game.board
+        seat = board.turn
+        game.board = board = board.play(cell)
         game.moves.append({"ply": len(game.moves) + 1, "seat": seat.value, "cell": cell, "at": now, "trace": trace})
         self._lobby_changed(now)
-        result = game.board.result
+        result = board.result
         if result is not None:
-            self._finish(game, result.value, "line" if game.board.winner else "full_board", now,
+            self._finish(game, result.value, "line" if board.winner else "full_board", now,
                          moved=True, reply_to=reply_to, rid=rid)
             return
         self._arm_clock(game, now)
         state = self._state(game)
-        self._effects.append(StoreGame(game.record()))  # stored as played: a killed server keeps the moves
+        if game.name_of(seat.other) not in self.house:
+            self._effects.append(StoreGame(game.record()))  # stored as played: a killed server keeps the moves
         self._effects.append(GameEvent("move", state))
         self._broadcast(game, state, reply_to=reply_to, rid=rid)
 
     def _play_house_moves(self, game: Game, now: float) -> None:
-        while game.live and game.turn is not None and game.name_of(game.turn) in self.house:
-            bot = self.house[game.name_of(game.turn)]
-            seat = game.turn
+        """Let house bots answer while it is their turn; a game they leave live is stored."""
+        house = self.house
+        while (seat := game.turn) is not None and (bot := house.get(game.name_of(seat))) is not None:
             try:
-                with _lend_rng(bot, game.house_rngs.get(seat)):
-                    decision = bot.choose(MoveRequest(game.game_id, game.board, game.name_of(seat.other)))
+                decision = _choose(bot, MoveRequest(game.game_id, game.board, game.name_of(seat.other)),
+                                   game.house_rngs.get(seat) if game.house_rngs else None)
                 cell = game.board.check(decision.cell)
             except Exception:
                 log.exception("house bot %s failed in game %s", bot.name, game.game_id)
@@ -232,17 +238,15 @@ class GamesInPlay(Lobby):
         self._effects.append(GameEnded(record))
 
 
-@contextmanager
-def _lend_rng(bot: Bot, rng: random.Random | None) -> Iterator[None]:
-    """Let ``bot`` draw from a seeded game's own generator for one move.
+def _choose(bot: Bot, request: MoveRequest, rng: random.Random | None) -> Decision:
+    """``bot``'s move, drawn from a seeded game's own generator ``rng`` when there is one.
 
     House bots keep their generator in ``bot.rng``; a bot without one is left as it is."""
     if rng is None or not isinstance(getattr(bot, "rng", None), random.Random):
-        yield
-        return
+        return bot.choose(request)
     own = bot.rng  # type: ignore[attr-defined]
     bot.rng = rng  # type: ignore[attr-defined]
     try:
-        yield
+        return bot.choose(request)
     finally:
         bot.rng = own  # type: ignore[attr-defined]
