@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import enum
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 CELLS = tuple(range(1, 10))
@@ -130,11 +130,13 @@ class Board:
     """An immutable position. Build one with :meth:`empty`, :meth:`parse` or :meth:`play`."""
 
     code: str
+    # (side to move, winner, over, result, to_move, legal cells): see _facts
+    _info: tuple = field(init=False, repr=False, compare=False)  # type: ignore[type-arg]
 
     def __post_init__(self) -> None:
         if not isinstance(self.code, str):
             raise InvalidBoardError(f"a board is nine characters of X, O or '.', got {self.code!r}")
-        _facts(self.code)  # validates (and remembers) the position
+        object.__setattr__(self, "_info", _facts(self.code))  # validates the position
 
     # -- construction ---------------------------------------------------------
     @classmethod
@@ -171,13 +173,12 @@ class Board:
     @property
     def turn(self) -> Seat:
         """The seat to move (X when the counts are equal). Meaningless once the game is over."""
-        return _facts(self.code)[0]
+        return self._info[0]
 
     @property
     def to_move(self) -> Seat | None:
         """The seat to move, or None once the game is over."""
-        facts = _facts(self.code)
-        return None if facts[2] else facts[0]
+        return self._info[4]
 
     @property
     def ply(self) -> int:
@@ -186,23 +187,23 @@ class Board:
 
     def legal_cells(self) -> tuple[int, ...]:
         """Empty cells, in order; empty when the game is over."""
-        return _legal(self.code)
+        return self._info[5]
 
     def empty_cells(self) -> tuple[int, ...]:
         return tuple(i + 1 for i, c in enumerate(self.code) if c == EMPTY)
 
     @property
     def winner(self) -> Seat | None:
-        return _facts(self.code)[1]
+        return self._info[1]
 
     @property
     def is_over(self) -> bool:
-        return _facts(self.code)[2]
+        return self._info[2]
 
     @property
     def result(self) -> Result | None:
         """``Result`` of a finished game, ``None`` while it goes on."""
-        return _facts(self.code)[3]
+        return self._info[3]
 
     def winning_line(self) -> tuple[int, int, int] | None:
         """The completed line as 1-based cells, if any."""
@@ -261,17 +262,11 @@ def _has_line(code: str, piece: str) -> bool:
 _PLAYED: dict[tuple[str, int], Board] = {}
 
 
-@functools.cache  # valid positions only: the game-over check raises for the others
-def _legal(code: str) -> tuple[int, ...]:
-    if _facts(code)[2]:
-        return ()
-    return tuple(i + 1 for i, c in enumerate(code) if c == EMPTY)
-
-
 @functools.cache  # valid positions only (a refused code raises and is not kept): at most 3**9
-def _facts(code: str) -> tuple[Seat, Seat | None, bool, Result | None]:
+def _facts(code: str) -> tuple[Seat, Seat | None, bool, Result | None, Seat | None, tuple[int, ...]]:
     """Check ``code`` is a reachable-looking position; return (side to move, winner, game
-    over, result). The server asks these for every move, so each position is worked out once."""
+    over, result, side to move or None when over, legal cells). The server asks these for
+    every move, so each position is worked out once (and each Board keeps its own)."""
     if len(code) != 9 or any(c not in "XO." for c in code):
         raise InvalidBoardError(f"a board is nine characters of X, O or '.', got {code!r}")
     nx, no = code.count("X"), code.count("O")
@@ -284,7 +279,10 @@ def _facts(code: str) -> tuple[Seat, Seat | None, bool, Result | None]:
         raise InvalidBoardError(f"play continued after a win in {code!r}")
     winner = Seat.X if wx else Seat.O if wo else None
     result = Result.win_for(winner) if winner is not None else Result.DRAW if EMPTY not in code else None
-    return (Seat.X if nx == no else Seat.O), winner, result is not None, result
+    turn = Seat.X if nx == no else Seat.O
+    over = result is not None
+    legal = () if over else tuple(i + 1 for i, c in enumerate(code) if c == EMPTY)
+    return turn, winner, over, result, None if over else turn, legal
 
 
 def reachable_positions() -> list[Board]:

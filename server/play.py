@@ -11,7 +11,7 @@ from typing import Any
 from bots.base import Bot, Decision, MoveRequest
 from server.arena_state import Game, Offer, Session
 from server.effects import Frame, GameEnded, GameEvent, StoreGame
-from server.game import IllegalMoveError, Seat
+from server.game import Board, IllegalMoveError, Seat
 from server.lobby import Lobby
 from server.protocol import MoveMsg, ProtocolError, Resign
 
@@ -152,7 +152,7 @@ class GamesInPlay(Lobby):
         if turn not in seats:
             raise ProtocolError("not_your_turn", f"it is {turn.value}'s turn in game {game.game_id}; you play {seats[0].value}", msg.id)
         try:
-            cell = game.board.check(msg.cell)
+            after = game.board.play(msg.cell)
         except IllegalMoveError as exc:
             if msg.on_illegal == "forfeit":
                 game.illegal_move = {"ply": len(game.moves) + 1, "seat": turn.value, "cell": msg.cell, "at": now,
@@ -160,17 +160,16 @@ class GamesInPlay(Lobby):
                 self._finish(game, turn.other.value, "illegal_move", now, reply_to=session.name, rid=msg.id)
                 return
             raise ProtocolError(exc.code, f"{exc}; game {game.game_id} goes on, it is still your move", msg.id) from None
-        self._apply_move(game, cell, msg.trace, now, reply_to=session.name, rid=msg.id)
+        self._apply_move(game, msg.cell, after, msg.trace, now, reply_to=session.name, rid=msg.id)
         self._play_house_moves(game, now)
 
-    def _apply_move(self, game: Game, cell: int, trace: Frame | None, now: float, *,
+    def _apply_move(self, game: Game, cell: int, after: Board, trace: Frame | None, now: float, *,
                     reply_to: str | None = None, rid: Any = None) -> None:
-        """Play ``cell`` (checked legal) for the side to move and tell everyone. A house bot
+        """The side to move played ``cell``, which led to ``after``: tell everyone. A house bot
         to move next answers in this same step (:meth:`_play_house_moves`), which stores
         the game then, with both moves: one record per step, not one per move."""
-        board = game.board
-        seat = board.turn
-        game.board = board = board.play(cell)
+        seat = game.board.turn
+        game.board = board = after
         game.moves.append({"ply": len(game.moves) + 1, "seat": seat.value, "cell": cell, "at": now, "trace": trace})
         self._lobby_changed(now)
         result = board.result
@@ -192,12 +191,12 @@ class GamesInPlay(Lobby):
             try:
                 decision = _choose(bot, MoveRequest(game.game_id, game.board, game.name_of(seat.other)),
                                    game.house_rngs.get(seat) if game.house_rngs else None)
-                cell = game.board.check(decision.cell)
+                after = game.board.play(decision.cell)
             except Exception:
                 log.exception("house bot %s failed in game %s", bot.name, game.game_id)
                 self._finish(game, "aborted", "aborted", now)
                 return
-            self._apply_move(game, cell, decision.trace, now)
+            self._apply_move(game, decision.cell, after, decision.trace, now)
 
     def _on_resign(self, session: Session, msg: Resign, now: float) -> None:
         game, seats = self._own_live_game(session, msg.game_id, msg.id)
