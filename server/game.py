@@ -130,7 +130,7 @@ class Board:
     """An immutable position. Build one with :meth:`empty`, :meth:`parse` or :meth:`play`."""
 
     code: str
-    # (side to move, winner, over, result, to_move, legal cells): see _facts
+    # (side to move, winner, over, result, to_move, legal cells, boards after each move): see _facts
     _info: tuple = field(init=False, repr=False, compare=False)  # type: ignore[type-arg]
 
     def __post_init__(self) -> None:
@@ -141,7 +141,7 @@ class Board:
     # -- construction ---------------------------------------------------------
     @classmethod
     def empty(cls) -> "Board":
-        return cls(EMPTY * 9)
+        return _EMPTY_BOARD if cls is Board else cls(EMPTY * 9)
 
     @classmethod
     def parse(cls, text: str) -> "Board":
@@ -216,7 +216,7 @@ class Board:
     # -- moves ----------------------------------------------------------------
     def check(self, cell: object) -> int:
         """Return ``cell`` if it is a legal move here, else raise :class:`IllegalMoveError`."""
-        if type(cell) is int and (self.code, cell) in _PLAYED:  # a move played before: legal
+        if type(cell) is int and 0 < cell < 10 and self._info[6][cell] is not None:  # played before: legal
             return cell
         cell = _check_cell(cell)
         if self.is_over:
@@ -227,13 +227,13 @@ class Board:
 
     def play(self, cell: int) -> "Board":
         """The board after the side to move takes ``cell``."""
-        if type(cell) is int:  # not bool: True == 1 would find cell 1's entry
-            after = _PLAYED.get((self.code, cell))
+        if type(cell) is int and 0 < cell < 10:  # not a bool: True would find cell 1's board
+            after = self._info[6][cell]
             if after is not None:
                 return after
         cell = self.check(cell)
         i = cell - 1
-        after = _PLAYED[(self.code, cell)] = Board(self.code[:i] + self.turn.value + self.code[i + 1:])
+        after = self._info[6][cell] = Board(self.code[:i] + self.turn.value + self.code[i + 1:])
         return after
 
     def children(self) -> Iterator[tuple[int, "Board"]]:
@@ -256,17 +256,14 @@ def _has_line(code: str, piece: str) -> bool:
     return any(code[a] == code[b] == code[c] == piece for a, b, c in LINES)
 
 
-# (position code, cell) → the board after that legal move: the server plays every move
-# through here, so each of the (at most 3**9 x 9) moves builds its Board once. Boards are
-# immutable, so sharing them is safe.
-_PLAYED: dict[tuple[str, int], Board] = {}
-
-
 @functools.cache  # valid positions only (a refused code raises and is not kept): at most 3**9
-def _facts(code: str) -> tuple[Seat, Seat | None, bool, Result | None, Seat | None, tuple[int, ...]]:
+def _facts(code: str) -> tuple[Seat, Seat | None, bool, Result | None, Seat | None, tuple[int, ...], list[Board | None]]:
     """Check ``code`` is a reachable-looking position; return (side to move, winner, game
-    over, result, side to move or None when over, legal cells). The server asks these for
-    every move, so each position is worked out once (and each Board keeps its own)."""
+    over, result, side to move or None when over, legal cells, the board after each move).
+    The server asks these for every move, so each position is worked out once (and each
+    Board keeps its own). The last is filled by :meth:`Board.play` (index: the cell), so
+    each legal move of a position builds its Board once: boards are immutable, sharing them
+    is safe."""
     if len(code) != 9 or any(c not in "XO." for c in code):
         raise InvalidBoardError(f"a board is nine characters of X, O or '.', got {code!r}")
     nx, no = code.count("X"), code.count("O")
@@ -282,7 +279,10 @@ def _facts(code: str) -> tuple[Seat, Seat | None, bool, Result | None, Seat | No
     turn = Seat.X if nx == no else Seat.O
     over = result is not None
     legal = () if over else tuple(i + 1 for i, c in enumerate(code) if c == EMPTY)
-    return turn, winner, over, result, None if over else turn, legal
+    return turn, winner, over, result, None if over else turn, legal, [None] * 10
+
+
+_EMPTY_BOARD = Board(EMPTY * 9)
 
 
 def reachable_positions() -> list[Board]:
