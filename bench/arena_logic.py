@@ -7,7 +7,8 @@ traffic: every session says ``hello``, challenges the house ``random`` bot playi
 random legal moves (each answered by the server's ``state`` frames: after the move and
 after the bot's reply) and challenges again at ``game_over``. Sessions take turns, one
 request each, like N clients in a closed loop. Only ``receive`` + ``drain`` is timed
-(``perf_counter_ns`` around each request); the fake clients' own bookkeeping is not.
+(``perf_counter_ns`` around each request); the fake clients' own bookkeeping is not. The
+cyclic GC runs with the threshold ``serve`` sets (``--gc-threshold``, 10,000).
 
 ``--baseline-root DIR`` measures another checkout in the same run: the same driver runs
 in a child process with ``PYTHONPATH=DIR`` (``git worktree add /tmp/logic-base main``
@@ -27,6 +28,7 @@ Run (the figures in docs/PERFORMANCE.md, "Game logic per request")::
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import os
@@ -85,10 +87,12 @@ class FakeClient:
             raise RuntimeError(f"the arena refused a request of {self.name}: {frame}")
 
 
-def drive(connections: int, requests: int, repeats: int, seed: int, digest: bool) -> dict[str, Any]:
+def drive(connections: int, requests: int, repeats: int, seed: int, digest: bool, gc_threshold: int = 10_000) -> dict[str, Any]:
     """Run the traffic ``repeats`` times on fresh arenas; µs per request of each repeat."""
     from server.arena import Arena, Send, ServerConfig
     from server.protocol import encode_frame
+
+    gc.set_threshold(gc_threshold, 20, 20)  # as server.app's run() does
 
     per_request: list[float] = []
     sha = hashlib.sha256()
@@ -136,7 +140,8 @@ def _child(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Run :func:`drive` in a child process on the checkout at ``root``; its JSON result."""
     env = dict(os.environ, PYTHONPATH=str(root))
     argv = [sys.executable, str(Path(__file__).resolve()), "--child", "--connections", str(args.connections),
-            "--requests", str(args.requests), "--repeats", str(args.repeats), "--seed", str(args.seed)]
+            "--requests", str(args.requests), "--repeats", str(args.repeats), "--seed", str(args.seed),
+            "--gc-threshold", str(args.gc_threshold)]
     out = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"the driver failed on {root}:\n{out.stderr[-3000:]}")
@@ -150,11 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=1, help="repeats inside each child process")
     ap.add_argument("--rounds", type=int, default=5, help="child processes per checkout (alternating)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--gc-threshold", type=int, default=10_000, help="cyclic GC threshold (generation 0), as 'serve' sets it")
     ap.add_argument("--baseline-root", type=Path, default=None, help="another checkout measured in the same run")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        print(json.dumps(drive(args.connections, args.requests, args.repeats, args.seed, digest=True)))
+        print(json.dumps(drive(args.connections, args.requests, args.repeats, args.seed, digest=True,
+                               gc_threshold=args.gc_threshold)))
         return 0
 
     roots = [("current", ROOT)] + ([("baseline", args.baseline_root.resolve())] if args.baseline_root else [])
