@@ -3,8 +3,9 @@
 All game logic lives in :class:`server.arena.Arena`; this module only moves frames
 between sockets and the arena, runs the timer that fires move clocks and grace periods,
 writes records, and answers ``GET /healthz`` on the same port. Each connection has its
-own outgoing queue and sender task, so a slow client never stalls anyone else; one that
-falls ``send_queue_bytes`` behind is disconnected.
+own outgoing queue, written straight to its socket at the end of a loop turn (one write for
+all the frames it is due), so a slow client never stalls anyone else; one that falls
+``send_queue_bytes`` behind is disconnected.
 
 >>> import asyncio
 >>> async def demo():
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import contextlib
 import gc
 import http
@@ -35,6 +35,7 @@ from typing import Any, AsyncIterator, Callable, Protocol
 from server.arena import Arena, Close, GameEnded, GameEvent, RelayGame, Send, ServerConfig, StoreGame
 from server.protocol import encode_frame
 from server.records import GameRecords, RecordsError, describe_target
+from server.connection import ArenaConnection, Peer, deliver
 from server.waiting import event_or_timeout
 
 __all__ = ["ServerConfig", "ArenaServer", "serve_arena", "add_arguments", "run"]
@@ -57,104 +58,51 @@ class EventSink(Protocol):
     async def stop(self) -> None: ...
 
 
-class _Peer:
-    """One connection's outgoing queue and the task that drains it in order.
-
-    A frame pushed ``after`` a records commit (a future) waits for it, and so does every
-    frame queued behind it: no client hears of a game that is not stored yet."""
-
-    def __init__(self, ws: Any, limit_bytes: int) -> None:
-        self.ws = ws
-        self.limit_bytes = limit_bytes
-        self.queued_bytes = 0
-        self.queue: collections.deque[bytes | Close | asyncio.Future[None]] = collections.deque()
-        self.ready = asyncio.Event()
-        self.closed = False
-        self.task: asyncio.Task[None] | None = None
-        self._barrier: asyncio.Future[None] | None = None  # the last commit queued
-
-    def push(self, item: bytes | Close, after: asyncio.Future[None] | None = None) -> None:
-        if self.closed:
-            return
-        if after is not None and after is not self._barrier and not after.done():
-            self._barrier = after
-            self.queue.append(after)
-        if isinstance(item, Close):
-            self.closed = True
-        elif self.queued_bytes + len(item) > self.limit_bytes:  # the client does not read: drop it
-            self.queue.clear()
-            self.queued_bytes = 0
-            item = Close(0, 1008, "not reading its frames")
-            self.closed = True
-        else:
-            self.queued_bytes += len(item)
-        self.queue.append(item)
-        self.ready.set()
-
-    def stop(self) -> None:
-        self.closed = True
-        self.ready.set()
-
-    async def run(self) -> None:
-        from websockets.exceptions import ConnectionClosed
-
-        try:
-            while True:
-                while self.queue:
-                    item = self.queue.popleft()
-                    if isinstance(item, asyncio.Future):
-                        await item  # the records this frame speaks of are committed first
-                        continue
-                    if isinstance(item, Close):
-                        await self.ws.close(item.code, item.reason)
-                        return
-                    self.queued_bytes -= len(item)
-                    await self.ws.send(item, text=True)  # UTF-8 JSON, sent as a text frame
-                if self.closed:
-                    return
-                self.ready.clear()
-                await self.ready.wait()
-        except ConnectionClosed:
-            return
-
-
 class _RecordWriter:
     """Stores game records on a thread of its own, with its own database connection, so a
     slow disk (a commit can stall for tens of ms) never stalls the event loop. Each batch
     resolves a future on the loop once it is committed; batches queued meanwhile share one
-    transaction."""
+    transaction. The thread is woken only when it is idle (a busy one takes what piled up
+    when it is done), and one call back into the loop resolves every batch of a commit."""
+
+    _WAKE, _STOP = 0, 1
 
     def __init__(self, path: str, loop: asyncio.AbstractEventLoop) -> None:
         self.records = GameRecords(path)
         self.loop = loop
-        self.jobs: queue.SimpleQueue[tuple[list[dict[str, Any]], asyncio.Future[None]] | None] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.pending: list[tuple[list[dict[str, Any]], asyncio.Future[None]]] = []
+        self.idle = False  # waiting for a token: the next submit sends one
+        self.tokens: queue.SimpleQueue[int] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="arena-records", daemon=True)
         self.thread.start()
 
     def submit(self, records: list[dict[str, Any]]) -> asyncio.Future[None]:
         done: asyncio.Future[None] = self.loop.create_future()
-        self.jobs.put((records, done))
+        with self.lock:
+            self.pending.append((records, done))
+            wake, self.idle = self.idle, False
+        if wake:
+            self.tokens.put(self._WAKE)
         return done
 
     def close(self) -> None:
         """Store everything submitted so far, then stop."""
-        self.jobs.put(None)
+        self.tokens.put(self._STOP)
         self.thread.join()
 
     def _run(self) -> None:
         stopping = False
-        while not stopping:
-            job = self.jobs.get()
-            batch = []
-            while job is not None:
-                batch.append(job)
-                try:
-                    job = self.jobs.get_nowait()
-                except queue.Empty:
-                    break
-            stopping = job is None
+        while True:
+            with self.lock:
+                batch, self.pending = self.pending, []
+                self.idle = not batch
             if batch:
                 self._store(batch)
+            elif stopping:
+                break
+            else:
+                stopping = self.tokens.get() == self._STOP
         self.records.close()
 
     def _store(self, batch: list[tuple[list[dict[str, Any]], asyncio.Future[None]]]) -> None:
@@ -162,15 +110,15 @@ class _RecordWriter:
             store_records(self.records, [record for records, _ in batch for record in records])
         except Exception:
             log.exception("could not commit %d game records", sum(len(r) for r, _ in batch))
-        for _, done in batch:
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-                self.loop.call_soon_threadsafe(_resolve, done)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            self.loop.call_soon_threadsafe(_resolve, [done for _, done in batch])
 
 
 def store_records(store: GameRecords, records: list[dict[str, Any]]) -> None:
     """Save ``records`` in one transaction; if that fails (a bad record such as NaN, or the
     database dropped the connection), each record on its own: one that cannot be stored is
     logged, the others are kept."""
+    records = list({record["game_id"]: record for record in records}.values())  # each a whole snapshot: the latest wins
     try:
         with store.transaction():
             for record in records:
@@ -183,9 +131,10 @@ def store_records(store: GameRecords, records: list[dict[str, Any]]) -> None:
                 log.exception("could not store game %s", record.get("game_id"))
 
 
-def _resolve(done: asyncio.Future[None]) -> None:
-    if not done.done():
-        done.set_result(None)
+def _resolve(batch: list[asyncio.Future[None]]) -> None:
+    for done in batch:
+        if not done.done():
+            done.set_result(None)
 
 
 class ArenaServer:
@@ -201,7 +150,7 @@ class ArenaServer:
         self.arena: Arena | None = None
         self.port: int = config.port
         self.aborted_at_start = 0
-        self._peers: dict[int, _Peer] = {}
+        self._peers: dict[int, Peer] = {}
         self._ids = itertools.count(1)
         self._ws_server: Any = None
         self._timer_task: asyncio.Task[None] | None = None
@@ -243,6 +192,7 @@ class ArenaServer:
                 close_timeout=2.0,
                 compression=None,  # frames are small: deflate cost more CPU than it saved bytes (docs/PERFORMANCE.md)
                 server_header="autosteer-arena",
+                create_connection=ArenaConnection,  # messages handed to the arena as they are parsed
             )
         except BaseException:  # e.g. the port is taken: leave nothing open
             if self._writer is not None:
@@ -263,11 +213,11 @@ class ArenaServer:
         self._ws_server.server.close()  # no new TCP connections
         self.arena.shutdown(time.time())
         self._apply(now=True)
-        senders = [p.task for p in self._peers.values() if p.task is not None]
-        for p in list(self._peers.values()):
+        peers = list(self._peers.values())
+        for p in peers:
             p.stop()
-        if senders:  # let every connection flush its game_over / shutdown frames and close (1001)
-            await asyncio.wait(senders, timeout=3.0)
+        if peers:  # let every connection flush its game_over / shutdown frames and close (1001)
+            await asyncio.wait([p.drained for p in peers], timeout=3.0)
         self._ws_server.close()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._ws_server.wait_closed(), timeout=5.0)
@@ -308,16 +258,20 @@ class ArenaServer:
         assert arena is not None
         conn_id = next(self._ids)
         address = ws.remote_address[0] if ws.remote_address else "unknown"
-        peer = _Peer(ws, self.config.send_queue_bytes)
+        peer = Peer(ws, self.config.send_queue_bytes)
         self._peers[conn_id] = peer
-        sender = peer.task = asyncio.create_task(peer.run(), name=f"send-{conn_id}")
         try:
             accepted = arena.connect(conn_id, address, time.time())
             self._apply()
             if accepted:
-                async for message in ws:
+                def on_message(message: str | bytes) -> None:
                     arena.receive(conn_id, message, time.time())
                     self._apply()
+
+                if isinstance(ws, ArenaConnection):
+                    await ws.receive_inline(on_message)
+                async for message in ws:  # what the library assembles (fragments, binary frames), in order
+                    on_message(message)
         except ConnectionClosed:
             pass
         finally:
@@ -326,7 +280,7 @@ class ArenaServer:
                 self._apply(now=True)  # this connection's last frames (a refusal, its close) before it stops
             peer.stop()
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(sender, timeout=3.0)
+                await asyncio.wait_for(asyncio.shield(peer.drained), timeout=3.0)
             self._peers.pop(conn_id, None)
 
     def apply_effects(self) -> None:
@@ -362,6 +316,7 @@ class ArenaServer:
             assert self.records is not None
             store_records(self.records, owned)
         encoded: dict[int, bytes] = {}  # a broadcast frame is encoded once for all its recipients
+        touched: dict[int, Peer] = {}  # the peers with frames to write: each gets one socket write
         for effect in effects:
             if isinstance(effect, Send):
                 peer = self._peers.get(effect.conn_id)
@@ -370,10 +325,12 @@ class ArenaServer:
                     if data is None:
                         data = encoded[id(effect.frame)] = encode_frame(effect.frame)
                     peer.push(data, committed)
+                    touched[id(peer)] = peer
             elif isinstance(effect, Close):
                 peer = self._peers.get(effect.conn_id)
                 if peer is not None:
                     peer.push(effect, committed)
+                    touched[id(peer)] = peer
             elif isinstance(effect, (GameEvent, RelayGame)):
                 if self.events is not None:
                     try:
@@ -385,6 +342,12 @@ class ArenaServer:
                     self.on_game_over(effect.record)
                 except Exception:
                     log.exception("on_game_over hook failed")
+        if touched:
+            peers = list(touched.values())
+            if committed is None:
+                deliver(peers)
+            else:  # written once the records are committed (commits resolve in order)
+                committed.add_done_callback(lambda _: deliver(peers))
 
     async def _timer(self) -> None:
         assert self.arena is not None

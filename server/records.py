@@ -3,9 +3,10 @@
 Every game is inserted when it starts (status ``live``), updated after every move (so a
 server killed with ``kill -9`` leaves its games' moves on disk) and when it ends, with
 players, their kinds, every move (seat, cell, unix time, trace), result, reason, the tag
-an arranged game carries, its move clock and the id of the server that played it. Each
-write is one short transaction on the event loop's thread (well under a millisecond in
-SQLite's WAL mode with ``synchronous=NORMAL``). A server that crashed leaves games
+an arranged game carries, its move clock and the id of the server that played it. The
+server writes on a thread of its own, one transaction for all the writes of a loop turn
+(well under a millisecond in SQLite's WAL mode with ``synchronous=NORMAL``); after a game's
+first write only its board and moves are rewritten, until it ends. A server that crashed leaves games
 ``live``; :meth:`GameRecords.abort_live` (run at every start) marks them ``aborted`` —
 all of them, or only the ones a given server played when several servers share one
 database.
@@ -76,6 +77,10 @@ _UPSERT = (f"INSERT INTO games ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for
            f"ON CONFLICT (game_id) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:]))
 
 
+_PROGRESS = "UPDATE games SET board = ?, moves = ? WHERE game_id = ? AND status = 'live'"
+_MOVES_AT, _ILLEGAL_AT = COLUMNS.index("moves"), COLUMNS.index("illegal_move")
+
+
 class RecordsError(RuntimeError):
     """The records database cannot be opened or read."""
 
@@ -115,6 +120,10 @@ class GameRecords:
 
     db: Any
     path: str
+    _live_rows: set[str]  # games this store wrote as live (their later moves update two columns)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._live_rows = set()
 
     # ------------------------------------------------------------------ backend hooks
     def execute(self, sql: str, args: Any = ()) -> Any:
@@ -126,13 +135,26 @@ class GameRecords:
 
     # ------------------------------------------------------------------ writes
     def save(self, record: dict[str, Any]) -> None:
-        """Insert or update one game (at its start, after each move and at its end)."""
+        """Insert or update one game (at its start, after each move and at its end).
+
+        A live game this store already wrote as live has only its board and moves written
+        again (an ``UPDATE`` of two columns touches no index: ~3 µs against ~23 µs for the
+        whole row in SQLite); its start and its end write the whole row."""
+        game_id, live = record.get("game_id"), record.get("status") == "live"
+        moves = json.dumps(record.get("moves") or [], separators=(",", ":"), allow_nan=False)
+        if live and game_id in self._live_rows:
+            if self.execute(_PROGRESS, (record.get("board"), moves, game_id)).rowcount == 1:
+                return
         row = [record.get(c) for c in COLUMNS]
         # allow_nan=False: NaN/Infinity are not JSON; a record holding one is refused, never stored
-        row[COLUMNS.index("moves")] = json.dumps(record.get("moves") or [], separators=(",", ":"), allow_nan=False)
-        row[COLUMNS.index("illegal_move")] = (None if record.get("illegal_move") is None else
-                                              json.dumps(record["illegal_move"], separators=(",", ":"), allow_nan=False))
+        row[_MOVES_AT] = moves
+        row[_ILLEGAL_AT] = (None if record.get("illegal_move") is None else
+                            json.dumps(record["illegal_move"], separators=(",", ":"), allow_nan=False))
         self.execute(_UPSERT, row)
+        if live:
+            self._live_rows.add(game_id)
+        else:
+            self._live_rows.discard(game_id)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -239,6 +261,7 @@ class SqliteRecords(GameRecords):
     """The embedded default: one SQLite file in WAL mode (or ``":memory:"``)."""
 
     def __init__(self, path: str | os.PathLike[str] = ":memory:", *, create: bool = True) -> None:
+        super().__init__()
         self.path = str(path)
         if self.path != ":memory:":
             p = Path(self.path)
@@ -283,6 +306,7 @@ class PostgresRecords(GameRecords):
         import psycopg
         from psycopg.rows import dict_row
 
+        super().__init__()
         self.errors = (psycopg.Error,)
         self.path = url
         try:

@@ -1,0 +1,182 @@
+"""The WebSocket side of one connection: whole text messages handed to the arena as they
+are parsed, and outgoing frames written in one socket write per loop turn.
+
+Both sit on websockets' own connection (``websockets.asyncio.server.ServerConnection``)
+and its Sans-I/O protocol object: the handshake, framing, limits, pings and the closing
+handshake stay the library's. What changes is the path of a message:
+
+* in: :class:`ArenaConnection` hands each complete, valid UTF-8 text frame to the arena
+  from ``data_received`` itself, instead of queueing it for a task that awaits ``recv()``
+  (one task switch less per message). Anything else (a fragmented or binary message,
+  invalid UTF-8) goes to the library's queue from then on, so order is kept and the
+  library answers it as it always did (1007 for invalid UTF-8, ...);
+* out: :class:`Peer` queues a connection's frames and writes all it is due at the end of a
+  loop turn in one ``transport.write`` (a move's ``state`` and the house bot's reply go out
+  in one TCP segment), after the records they speak of are committed.
+
+docs/PERFORMANCE.md has the measurements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from typing import Any, Callable
+
+from websockets.asyncio.server import ServerConnection
+from websockets.frames import DATA_OPCODES, TEXT, Frame
+from websockets.protocol import State
+
+from server.effects import Close
+
+__all__ = ["ArenaConnection", "Peer", "deliver"]
+
+log = logging.getLogger("autosteer.server")
+_OPEN = State.OPEN
+
+
+class ArenaConnection(ServerConnection):
+    """A server connection that hands whole text messages to ``on_text`` as they arrive.
+
+    Messages that arrive before the handler registers (:meth:`receive_inline`) are kept
+    and handed over first."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.inline = True  # whole text frames go straight to on_text
+        self._on_text: Callable[[str], None] | None = None
+        self._early: list[str] = []
+        self._inline_over: asyncio.Future[None] = self.loop.create_future()
+
+    def process_event(self, event: Any) -> None:
+        if self.inline and self.request is not None and isinstance(event, Frame) and event.opcode is TEXT and event.fin:
+            try:
+                text = bytes(event.data).decode()
+            except UnicodeDecodeError:
+                pass  # the library's path answers it (1007)
+            else:
+                if self._on_text is None:
+                    self._early.append(text)
+                    return
+                try:
+                    self._on_text(text)
+                except Exception:  # a bug in the handler: the connection ends as a failed handler's would
+                    log.exception("handling a message failed")
+                    self._stop_inline()
+                    asyncio.ensure_future(self.close(1011, "internal error"))
+                return
+        if self.request is not None and isinstance(event, Frame) and event.opcode in DATA_OPCODES:
+            self._stop_inline()  # from here on the library assembles messages, in order
+        super().process_event(event)
+
+    def _stop_inline(self) -> None:
+        self.inline = False
+        if not self._inline_over.done():
+            self._inline_over.set_result(None)
+
+    async def receive_inline(self, on_text: Callable[[str], None]) -> None:
+        """Hand every message to ``on_text`` while this connection can: returns when it
+        closes, or when a message needs the library's assembler (then ``async for`` over
+        the connection goes on with the rest, in order)."""
+        early, self._early = self._early, []
+        for text in early:
+            on_text(text)
+        self._on_text = on_text
+        if self.inline:
+            await asyncio.wait([self._inline_over, self.connection_lost_waiter], return_when=asyncio.FIRST_COMPLETED)
+        self._on_text = None
+
+
+class Peer:
+    """One connection's outgoing frames, written in order straight to its socket.
+
+    Frames are written from the loop's own callbacks, not by a task per connection: all
+    frames a connection is due in one loop turn go out in **one** socket write (two or
+    more WebSocket frames in one TCP segment — a move and the house bot's reply, say).
+    A frame pushed ``after`` a records commit (a future) waits for it, and so does every
+    frame queued behind it: no client hears of a game that is not stored yet. A client
+    that lets ``limit_bytes`` pile up unread (in this queue and the socket's buffer) is
+    closed with 1008."""
+
+    def __init__(self, ws: Any, limit_bytes: int) -> None:
+        self.ws = ws
+        self.limit_bytes = limit_bytes
+        self.queued_bytes = 0
+        self.queue: collections.deque[bytes | Close | asyncio.Future[None]] = collections.deque()
+        self.closed = False  # nothing more is queued
+        self.drained: asyncio.Future[None] = asyncio.get_running_loop().create_future()  # closed and all written
+        self._closing: asyncio.Task[None] | None = None
+        self._barrier: asyncio.Future[None] | None = None  # the last commit queued
+
+    def push(self, item: bytes | Close, after: asyncio.Future[None] | None = None) -> None:
+        """Queue ``item`` (written by the next :meth:`deliver`)."""
+        if self.closed:
+            return
+        if after is not None and after is not self._barrier and not after.done():
+            self._barrier = after
+            self.queue.append(after)
+        if isinstance(item, Close):
+            self.closed = True
+        elif self.queued_bytes + len(item) + _buffered(self.ws) > self.limit_bytes:  # the client does not read
+            self.queue.clear()
+            self.queued_bytes = 0
+            item = Close(0, 1008, "not reading its frames")
+            self.closed = True
+        else:
+            self.queued_bytes += len(item)
+        self.queue.append(item)
+
+    def stop(self) -> None:
+        """Nothing more will be queued: the peer is drained once what is queued is written."""
+        self.closed = True
+        self.deliver()
+
+    def deliver(self) -> None:
+        """Write every queued frame up to the first commit not yet made, in one socket write."""
+        protocol = getattr(self.ws, "protocol", None)
+        wrote = False
+        queue = self.queue
+        while queue:
+            item = queue[0]
+            if isinstance(item, asyncio.Future):
+                if not item.done():
+                    break  # the records these frames speak of are not committed yet
+                queue.popleft()
+                continue
+            queue.popleft()
+            if isinstance(item, Close):
+                queue.clear()
+                self._closing = asyncio.ensure_future(self._close(item))
+                break
+            self.queued_bytes -= len(item)
+            if protocol is not None and protocol.state is _OPEN:
+                protocol.send_text(item)  # UTF-8 JSON, sent as a text frame
+                wrote = True
+        if wrote:
+            try:
+                self.ws.transport.write(b"".join(protocol.data_to_send()))
+            except Exception:  # the socket failed: websockets sees the connection lost
+                log.debug("writing to a connection failed", exc_info=True)
+        if self.closed and not queue and self._closing is None and not self.drained.done():
+            self.drained.set_result(None)
+
+    async def _close(self, item: Close) -> None:
+        try:
+            await self.ws.close(item.code, item.reason)
+        except Exception:
+            log.debug("closing a connection failed", exc_info=True)
+        finally:
+            if not self.drained.done():
+                self.drained.set_result(None)
+
+
+def deliver(peers: list[Peer]) -> None:
+    for peer in peers:
+        peer.deliver()
+
+
+def _buffered(ws: Any) -> int:
+    """Bytes the socket has not taken yet (the kernel's buffer is full)."""
+    transport = getattr(ws, "transport", None)
+    return transport.get_write_buffer_size() if transport is not None else 0
