@@ -121,8 +121,7 @@ def store_records(store: GameRecords, records: list[dict[str, Any]]) -> None:
     records = list({record["game_id"]: record for record in records}.values())  # each a whole snapshot: the latest wins
     try:
         with store.transaction():
-            for record in records:
-                store.save(record)
+            store.save_many(records)
     except Exception:
         for record in records:
             try:

@@ -426,3 +426,28 @@ def test_show_json_of_a_deep_trace(db_target: str, capsys: pytest.CaptureFixture
     assert json.loads(capsys.readouterr().out)["moves"] == deep["moves"]
     assert server_main(["games", "--db", str(db_target), "show", "deep"]) == 0
     assert "game deep:" in capsys.readouterr().out
+
+
+def test_batched_saves_write_progress_and_whole_rows(db_target: str) -> None:
+    """``save_many``: live games' later moves go in one multi-row update, starts and ends
+    in multi-row upserts; a live row that is gone or no longer live gets its whole row."""
+    rec = GameRecords(db_target)
+    live = {"status": "live", "result": None, "reason": None, "winner": None, "ended_at": None}
+    games = [record(f"b{i:04d}", **live, moves=[], board=".........") for i in range(450)]  # > one chunk
+    rec.save_many(games)
+    played = [record(g["game_id"], **live, board="X........",
+                     moves=[{"ply": 1, "seat": "X", "cell": 1, "at": 11.5, "trace": None}]) for g in games]
+    rec.abort_live(now=12.0)  # as a restart would: the next progress write finds b0000.. not live
+    rec.save_many(played[:3])
+    for g in played[:3]:
+        assert rec.get(g["game_id"]) == g  # written whole again
+    rec.execute("UPDATE games SET status = 'live' WHERE substr(game_id, 1, 1) = 'b'")
+    rec.save_many(played[3:])  # 447 progress updates: two statements
+    for g in played[3:]:
+        got = rec.get(g["game_id"])
+        assert got["board"] == "X........" and got["moves"] == g["moves"] and got["status"] == "live"
+    ended = [dict(g, status="finished", result="draw", reason="full_board", ended_at=20.0) for g in played]
+    rec.save_many(ended)
+    assert rec.count("finished") == 450 and rec.count("live") == 0
+    assert rec.get("b0100") == ended[100]
+    rec.close()
