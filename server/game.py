@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import enum
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator
 
 CELLS = tuple(range(1, 10))
@@ -125,18 +125,22 @@ def _check_cell(cell: object) -> int:
     return cell
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Board:
     """An immutable position. Build one with :meth:`empty`, :meth:`parse` or :meth:`play`."""
 
+    # ``_info`` is the position's facts (see _facts), boards after each move included: a slot,
+    # not a dataclass field, so eq, hash, repr, asdict and copies see only the code.
+    __slots__ = ("code", "_info")
     code: str
-    # (side to move, winner, over, result, to_move, legal cells, boards after each move): see _facts
-    _info: tuple = field(init=False, repr=False, compare=False)  # type: ignore[type-arg]
 
     def __post_init__(self) -> None:
         if not isinstance(self.code, str):
             raise InvalidBoardError(f"a board is nine characters of X, O or '.', got {self.code!r}")
         object.__setattr__(self, "_info", _facts(self.code))  # validates the position
+
+    def __reduce__(self) -> tuple[type["Board"], tuple[str]]:
+        return Board, (self.code,)  # pickled and copied as its code alone
 
     # -- construction ---------------------------------------------------------
     @classmethod
