@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from helpers_ws import WsClient  # noqa: E402
+from server.app import read_banner_url  # noqa: E402
 from services import Mosquitto, Postgres, mosquitto_binary, postgres_bin_dir  # noqa: E402
 
 FAST = ["--rate", "1000000", "--burst", "1000000", "--flood-close", "1000000", "--quiet"]
@@ -43,13 +43,7 @@ def start_server(db: str, mqtt: str | None, server_id: str) -> tuple[subprocess.
         cmd += ["--mqtt", mqtt, "--server-id", server_id, "--mqtt-queue", "100000"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    match = re.search(r"listening on (ws://\S+)", line)
-    if not match:
-        proc.kill()
-        raise RuntimeError(f"server did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}")
-    return proc, match.group(1)
+    return proc, read_banner_url(proc)
 
 
 def healthz(url: str) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from bots.base import Bot, Decision, MoveRequest
 from server.game import Board, InvalidBoardError, Seat
 from server.protocol import PROTOCOL_VERSION, ProtocolError, dumps, parse_server_frame, replace_non_finite
+from server.waiting import event_or_timeout
 
 log = logging.getLogger("autosteer.bot")
 
@@ -262,10 +263,7 @@ class BotClient:
                 break
             delay = self.backoff.next()
             log.info("%s: reconnecting in %.1f s (attempt %d)", self.name, delay, self.backoff.attempts)
-            try:
-                await asyncio.wait_for(self._stop_event.wait(), delay)
-            except asyncio.TimeoutError:
-                pass
+            await event_or_timeout(self._stop_event, delay)  # stop() ends the wait; a cancellation is never lost
         self._connected.clear()
 
     async def stop(self, *, drain: bool = False, timeout: float = 60.0) -> None:
@@ -275,9 +273,7 @@ class BotClient:
         if drain and self.connected:
             self._draining = True
             log.info("%s: draining: %d game(s) in progress, declining new offers", self.name, len(self.games))
-            try:
-                await asyncio.wait_for(self._idle.wait(), timeout)
-            except asyncio.TimeoutError:
+            if not await event_or_timeout(self._idle, timeout):
                 log.warning("%s: %d game(s) still running after %.0f s; closing anyway", self.name, len(self.games), timeout)
         self._stopping = True
         if self._stop_event is None:

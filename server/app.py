@@ -26,7 +26,9 @@ import itertools
 import json
 import logging
 import queue
+import re
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -121,7 +123,8 @@ def store_records(store: GameRecords, records: list[dict[str, Any]]) -> None:
     records = list({record["game_id"]: record for record in records}.values())  # each a whole snapshot: the latest wins
     try:
         with store.transaction():
-            store.save_many(records)
+            for record in records:
+                store.save(record)
     except Exception:
         for record in records:
             try:
@@ -507,6 +510,19 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+
+
+def read_banner_url(proc: "subprocess.Popen[str]", what: str = "server") -> str:
+    """The URL in the first line a ``serve`` process prints ("… listening on ws://HOST:PORT …"),
+    for scripts and tests that start one; a process that printed something else is killed
+    and its error output raised."""
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    match = re.search(r"listening on (ws://[^\s;]+)", line)
+    if match is None:
+        proc.kill()
+        raise RuntimeError(f"{what} did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}")
+    return match.group(1)
 
 
 async def _serve_until_signal(config: ServerConfig, *, quiet: bool, events: EventSink | None = None) -> int:

@@ -76,26 +76,12 @@ COLUMNS = ("game_id", "x", "o", "x_kind", "o_kind", "status", "result", "reason"
            "moves", "illegal_move", "tag", "clock", "started_at", "ended_at", "seed", "server_id")
 MAX_SUMMARIES = 200
 _JSON_COLUMNS = ("moves", "illegal_move")
+_UPSERT = (f"INSERT INTO games ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)}) "
+           f"ON CONFLICT (game_id) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:]))
 
 
-_MOVES_AT, _ILLEGAL_AT, _STATUS_AT = COLUMNS.index("moves"), COLUMNS.index("illegal_move"), COLUMNS.index("status")
-
-
-def _progress_sql(n: int) -> str:
-    """Board and moves of ``n`` live games, one statement (SQLite >= 3.33 and PostgreSQL)."""
-    return ("WITH v(game_id, board, moves) AS (VALUES " + ", ".join("(?, ?, ?)" for _ in range(n)) + ") "
-            "UPDATE games SET board = v.board, moves = v.moves FROM v WHERE games.game_id = v.game_id AND games.status = 'live'")
-
-
-def _upsert_sql(n: int) -> str:
-    row = "(" + ", ".join("?" for _ in COLUMNS) + ")"
-    return (f"INSERT INTO games ({', '.join(COLUMNS)}) VALUES " + ", ".join(row for _ in range(n)) +
-            " ON CONFLICT (game_id) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:]))
-
-
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
+_PROGRESS = "UPDATE games SET board = ?, moves = ? WHERE game_id = ? AND status = 'live'"
+_MOVES_AT, _ILLEGAL_AT = COLUMNS.index("moves"), COLUMNS.index("illegal_move")
 
 
 def _moves_json(moves: list[dict[str, Any]]) -> str:
@@ -170,38 +156,21 @@ class GameRecords:
         A live game this store already wrote as live has only its board and moves written
         again (an ``UPDATE`` of two columns touches no index: ~3 µs against ~23 µs for the
         whole row in SQLite); its start and its end write the whole row."""
-        self.save_many([record])
-
-    def save_many(self, records: list[dict[str, Any]]) -> None:
-        """Save ``records`` (at most one per game) in a few multi-row statements: one for the
-        live games' progress, one per 200 whole rows. A writer thread pays for the
-        interpreter lock once per statement, not once per record."""
-        progress: list[tuple[Any, ...]] = []
-        whole: list[list[Any]] = []
-        for record in records:
-            game_id = record.get("game_id")
-            moves = _moves_json(record.get("moves") or [])  # NaN/Infinity refused: the record is never stored
-            if record.get("status") == "live" and game_id in self._live_rows:
-                progress.append((game_id, record.get("board"), moves))
-                continue
-            row = [record.get(c) for c in COLUMNS]
-            row[_MOVES_AT] = moves
-            row[_ILLEGAL_AT] = (None if record.get("illegal_move") is None else
-                                json.dumps(record["illegal_move"], separators=(",", ":"), allow_nan=False))
-            whole.append(row)
-        for chunk in _chunks(progress, 300):
-            if self.execute(_progress_sql(len(chunk)), [v for row in chunk for v in row]).rowcount != len(chunk):
-                # some game's row is gone or no longer live (a rolled-back insert, an abort): whole rows
-                ids = {row[0] for row in chunk}
-                self._live_rows -= ids
-                self.save_many([r for r in records if r.get("game_id") in ids])
-        for chunk in _chunks(whole, 200):
-            self.execute(_upsert_sql(len(chunk)), [v for row in chunk for v in row])
-            for row in chunk:
-                if row[_STATUS_AT] == "live":
-                    self._live_rows.add(row[0])
-                else:
-                    self._live_rows.discard(row[0])
+        game_id, live = record.get("game_id"), record.get("status") == "live"
+        moves = _moves_json(record.get("moves") or [])
+        if live and game_id in self._live_rows:
+            if self.execute(_PROGRESS, (record.get("board"), moves, game_id)).rowcount == 1:
+                return
+        row = [record.get(c) for c in COLUMNS]
+        # allow_nan=False: NaN/Infinity are not JSON; a record holding one is refused, never stored
+        row[_MOVES_AT] = moves
+        row[_ILLEGAL_AT] = (None if record.get("illegal_move") is None else
+                            json.dumps(record["illegal_move"], separators=(",", ":"), allow_nan=False))
+        self.execute(_UPSERT, row)
+        if live:
+            self._live_rows.add(game_id)
+        else:
+            self._live_rows.discard(game_id)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:

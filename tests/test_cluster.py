@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import psycopg
 import pytest
 
 from helpers_ws import WsClient, play_moves
-from server.app import ServerConfig, serve_arena
+from server.app import ServerConfig, read_banner_url, serve_arena
 from server.cli import main as server_main
 from server.cluster import MqttEvents
 
@@ -34,13 +33,7 @@ def start_server_b(mqtt_url: str, db_url: str) -> tuple[subprocess.Popen[str], s
     proc = subprocess.Popen(cmd + ["serve", "--host", "127.0.0.1", "--port", "0", "--db", db_url, "--seed", "9",
                                    "--mqtt", mqtt_url, "--server-id", "b", "--grace", "30"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    first = proc.stdout.readline()
-    match = re.search(r"listening on (ws://\S+)", first)
-    if not match:
-        proc.kill()
-        raise AssertionError(f"server B did not start: {first!r} {proc.stderr.read() if proc.stderr else ''}")
-    return proc, match.group(1)
+    return proc, read_banner_url(proc, "server B")
 
 
 async def poll(client: WsClient, kind: str, predicate: Any, timeout: float = 10.0) -> list[dict[str, Any]]:
