@@ -232,3 +232,30 @@ async def test_nan_and_infinity_are_bad_json_and_never_relayed_or_stored(tmp_pat
 
     stored = GameRecords(tmp_path / "arena.sqlite3").get(gid)
     assert [m["trace"] for m in stored["moves"]] == [{"p": 1e308, "q": -0.0}]
+
+
+async def test_fragmented_messages_and_invalid_utf8_after_whole_ones() -> None:
+    """Whole text frames reach the arena as they are parsed; a fragmented message (which
+    the library assembles) and whatever follows it are answered in order all the same, and
+    a text frame that is not UTF-8 closes the connection with 1007, as websockets does."""
+    async with serve_arena(config()) as srv:
+        async with connect(srv.url, ping_interval=None) as ws:
+            await ws.send(json.dumps({"type": "hello", "name": "frag"}))
+            assert json.loads(await ws.recv())["type"] == "welcome"
+            await ws.send(json.dumps({"type": "ping", "id": 1}))
+            await ws.send(iter(['{"type": "pi', 'ng", "id": 2}']))  # one message in two fragments
+            await ws.send(json.dumps({"type": "ping", "id": 3}))
+            await ws.send(b'{"type": "ping", "id": 4}')  # a binary frame: the library passes it on, in order
+            await ws.send(json.dumps({"type": "ping", "id": 5}))
+            replies = [json.loads(await ws.recv()) for _ in range(5)]
+            assert [(r["type"], r.get("id"), r.get("code")) for r in replies] == [
+                ("pong", 1, None), ("pong", 2, None), ("pong", 3, None), ("pong", 4, None), ("pong", 5, None)]
+        async with connect(srv.url, ping_interval=None) as ws:
+            await ws.send(json.dumps({"type": "hello", "name": "utf"}))
+            await ws.recv()
+            await ws.send(b'{"type": "ping", "id": "\xff"}', text=True)  # a text frame with invalid UTF-8
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
+        async with WsClient.connect(srv.url, "after") as c:  # the server is fine
+            await still_usable(c)

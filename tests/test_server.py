@@ -356,44 +356,48 @@ async def test_file_records_survive_restart_and_live_games_are_aborted(tmp_path:
             assert err["code"] == "game_over"
 
 
+class FakeConnection:
+    """What :class:`server.connection.Peer` uses of a websockets connection: its protocol
+    (frames to bytes), its transport (the socket write) and close."""
+
+    def __init__(self) -> None:
+        from websockets.protocol import State
+
+        self.protocol = self.transport = self
+        self.state = State.OPEN
+        self.out: list[bytes] = []
+        self.written: list[bytes] = []  # one entry per socket write
+        self.closed_with: tuple[int, str] | None = None
+
+    def send_text(self, data: bytes) -> None:
+        self.out.append(data)
+
+    def data_to_send(self) -> list[bytes]:
+        out, self.out = self.out, []
+        return out
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed_with = (code, reason)
+
+
 async def test_slow_reader_is_disconnected_without_hurting_others() -> None:
     """The per-connection send queue is bounded; a client that stops reading is dropped (1008)."""
-    from server.connection import Peer as _Peer
     from server.arena import Close
-    from websockets.protocol import State
+    from server.connection import Peer
 
-    class FakeWs:
-        def __init__(self) -> None:
-            self.sent: list[bytes] = []
-            self.closed_with: tuple[int, str] | None = None
-            self.protocol = self
-            self.transport = self
-            self.state = State.OPEN
-            self.out: list[bytes] = []
-
-        def send_text(self, data: bytes) -> None:
-            self.out.append(data)
-
-        def data_to_send(self) -> list[bytes]:
-            out, self.out = self.out, []
-            return out
-
-        def write(self, data: bytes) -> None:
-            self.sent.append(data)
-
-        def get_write_buffer_size(self) -> int:
-            return 0
-
-        async def close(self, code: int, reason: str) -> None:
-            self.closed_with = (code, reason)
-
-    ws = FakeWs()
-    peer = _Peer(ws, limit_bytes=100)
+    ws = FakeConnection()
+    peer = Peer(ws, limit_bytes=100)
     for i in range(3):
         peer.push(b"x" * 30)
     assert peer.queued_bytes == 90 and not peer.closed
     peer.deliver()  # the three frames go out in one write
-    assert ws.sent == [b"x" * 90] and peer.queued_bytes == 0
+    assert ws.written == [b"x" * 90] and peer.queued_bytes == 0
     for i in range(3):
         peer.push(b"x" * 30)
     peer.push(b"y" * 30)  # over the limit: queue dropped, connection closed
@@ -401,46 +405,24 @@ async def test_slow_reader_is_disconnected_without_hurting_others() -> None:
     peer.push(b"z")  # ignored after closing
     peer.deliver()
     await asyncio.wait_for(peer.drained, 1)
-    assert ws.sent == [b"x" * 90] and ws.closed_with == (1008, "not reading its frames")
+    assert ws.written == [b"x" * 90] and ws.closed_with == (1008, "not reading its frames")
 
 
 async def test_frames_wait_for_their_records_commit() -> None:
     """A frame queued after a commit is written once the commit is made, never before."""
-    from server.connection import Peer as _Peer
+    from server.connection import Peer
 
-    written: list[bytes] = []
-
-    class FakeWs:
-        from websockets.protocol import State
-        state = State.OPEN
-
-        def __init__(self) -> None:
-            self.protocol = self.transport = self
-            self.out: list[bytes] = []
-
-        def send_text(self, data: bytes) -> None:
-            self.out.append(data)
-
-        def data_to_send(self) -> list[bytes]:
-            out, self.out = self.out, []
-            return out
-
-        def write(self, data: bytes) -> None:
-            written.append(data)
-
-        def get_write_buffer_size(self) -> int:
-            return 0
-
-    peer = _Peer(FakeWs(), limit_bytes=1000)
+    ws = FakeConnection()
+    peer = Peer(ws, limit_bytes=1000)
     commit = asyncio.get_running_loop().create_future()
     peer.push(b"a")
     peer.push(b"b", commit)
     peer.push(b"c", commit)
     peer.deliver()
-    assert written == [b"a"]
+    assert ws.written == [b"a"]
     commit.set_result(None)
     peer.deliver()
-    assert written == [b"a", b"bc"]
+    assert ws.written == [b"a", b"bc"]
 
 
 async def test_reconnecting_keeps_the_time_left_on_the_clock() -> None:
