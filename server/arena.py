@@ -171,10 +171,13 @@ class Arena(Sessions, Spectating):
 
     # ------------------------------------------------------------------ dispatch
     def _dispatch(self, conn: Connection, msg: Any, now: float) -> None:
+        session = conn.session
+        if type(msg) is MoveMsg and session is not None and session.role != "spectator":
+            self._on_move(session, msg, now)  # most requests: straight there
+            return
         if isinstance(msg, Hello):
             self._on_hello(conn, msg, now)
             return
-        session = conn.session
         if session is None:
             raise ProtocolError("hello_required", "send 'hello' first: {\"type\": \"hello\", \"name\": ..., \"role\": ...}", msg.id)
         if isinstance(msg, Ping):

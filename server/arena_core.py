@@ -36,6 +36,7 @@ class ArenaCore:
         here too, and spectating one of their games is relayed (:meth:`relay`)."""
         self.config = config or ServerConfig()
         self.rng = random.Random(self.config.seed)
+        self.id_rng = random.Random()  # game ids (Offers._new_id): seeded from the OS, never from config.seed
         if house_bots is None:
             house_bots = default_house_bots(self.config) if self.config.house_bots else {}
         self.house: dict[str, Bot] = dict(house_bots)

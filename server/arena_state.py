@@ -102,11 +102,13 @@ class Game:
         return self.x if seat is Seat.X else self.o
 
     def seats_of(self, name: str) -> list[Seat]:
-        return [s for s in (Seat.X, Seat.O) if self.name_of(s) == name]
+        if name == self.x:
+            return [Seat.X, Seat.O] if name == self.o else [Seat.X]
+        return [Seat.O] if name == self.o else []
 
     @property
     def turn(self) -> Seat | None:
-        return None if not self.live or self.board.is_over else self.board.turn
+        return None if self.result is not None else self.board.to_move
 
     def record(self) -> Frame:
         """The stored form (also the body of ``game_record`` and the export)."""

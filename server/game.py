@@ -125,21 +125,27 @@ def _check_cell(cell: object) -> int:
     return cell
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Board:
     """An immutable position. Build one with :meth:`empty`, :meth:`parse` or :meth:`play`."""
 
+    # ``_info`` is the position's facts (see _facts), boards after each move included: a slot,
+    # not a dataclass field, so eq, hash, repr, asdict and copies see only the code.
+    __slots__ = ("code", "_info")
     code: str
 
     def __post_init__(self) -> None:
         if not isinstance(self.code, str):
             raise InvalidBoardError(f"a board is nine characters of X, O or '.', got {self.code!r}")
-        _facts(self.code)  # validates (and remembers) the position
+        object.__setattr__(self, "_info", _facts(self.code))  # validates the position
+
+    def __reduce__(self) -> tuple[type["Board"], tuple[str]]:
+        return Board, (self.code,)  # pickled and copied as its code alone
 
     # -- construction ---------------------------------------------------------
     @classmethod
     def empty(cls) -> "Board":
-        return cls(EMPTY * 9)
+        return _EMPTY_BOARD if cls is Board else cls(EMPTY * 9)
 
     @classmethod
     def parse(cls, text: str) -> "Board":
@@ -171,7 +177,12 @@ class Board:
     @property
     def turn(self) -> Seat:
         """The seat to move (X when the counts are equal). Meaningless once the game is over."""
-        return _facts(self.code)[0]
+        return self._info[0]
+
+    @property
+    def to_move(self) -> Seat | None:
+        """The seat to move, or None once the game is over."""
+        return self._info[4]
 
     @property
     def ply(self) -> int:
@@ -180,30 +191,23 @@ class Board:
 
     def legal_cells(self) -> tuple[int, ...]:
         """Empty cells, in order; empty when the game is over."""
-        if self.is_over:
-            return ()
-        return tuple(i + 1 for i, c in enumerate(self.code) if c == EMPTY)
+        return self._info[5]
 
     def empty_cells(self) -> tuple[int, ...]:
         return tuple(i + 1 for i, c in enumerate(self.code) if c == EMPTY)
 
     @property
     def winner(self) -> Seat | None:
-        return _facts(self.code)[1]
+        return self._info[1]
 
     @property
     def is_over(self) -> bool:
-        return _facts(self.code)[2]
+        return self._info[2]
 
     @property
     def result(self) -> Result | None:
         """``Result`` of a finished game, ``None`` while it goes on."""
-        w = self.winner
-        if w is not None:
-            return Result.win_for(w)
-        if EMPTY not in self.code:
-            return Result.DRAW
-        return None
+        return self._info[3]
 
     def winning_line(self) -> tuple[int, int, int] | None:
         """The completed line as 1-based cells, if any."""
@@ -216,6 +220,8 @@ class Board:
     # -- moves ----------------------------------------------------------------
     def check(self, cell: object) -> int:
         """Return ``cell`` if it is a legal move here, else raise :class:`IllegalMoveError`."""
+        if type(cell) is int and 0 < cell < 10 and self._info[6][cell] is not None:  # played before: legal
+            return cell
         cell = _check_cell(cell)
         if self.is_over:
             raise IllegalMoveError(cell, "game_over", "the game is already over")
@@ -225,9 +231,14 @@ class Board:
 
     def play(self, cell: int) -> "Board":
         """The board after the side to move takes ``cell``."""
+        if type(cell) is int and 0 < cell < 10:  # not a bool: True would find cell 1's board
+            after = self._info[6][cell]
+            if after is not None:
+                return after
         cell = self.check(cell)
         i = cell - 1
-        return Board(self.code[:i] + self.turn.value + self.code[i + 1:])
+        after = self._info[6][cell] = Board(self.code[:i] + self.turn.value + self.code[i + 1:])
+        return after
 
     def children(self) -> Iterator[tuple[int, "Board"]]:
         for cell in self.legal_cells():
@@ -250,9 +261,13 @@ def _has_line(code: str, piece: str) -> bool:
 
 
 @functools.cache  # valid positions only (a refused code raises and is not kept): at most 3**9
-def _facts(code: str) -> tuple[Seat, Seat | None, bool]:
-    """Check ``code`` is a reachable-looking position; return (side to move, winner, game over).
-    The server asks these for every move, so each position is worked out once."""
+def _facts(code: str) -> tuple[Seat, Seat | None, bool, Result | None, Seat | None, tuple[int, ...], list[Board | None]]:
+    """Check ``code`` is a reachable-looking position; return (side to move, winner, game
+    over, result, side to move or None when over, legal cells, the board after each move).
+    The server asks these for every move, so each position is worked out once (and each
+    Board keeps its own). The last is filled by :meth:`Board.play` (index: the cell), so
+    each legal move of a position builds its Board once: boards are immutable, sharing them
+    is safe."""
     if len(code) != 9 or any(c not in "XO." for c in code):
         raise InvalidBoardError(f"a board is nine characters of X, O or '.', got {code!r}")
     nx, no = code.count("X"), code.count("O")
@@ -264,7 +279,14 @@ def _facts(code: str) -> tuple[Seat, Seat | None, bool]:
     if (wx and nx != no + 1) or (wo and nx != no):
         raise InvalidBoardError(f"play continued after a win in {code!r}")
     winner = Seat.X if wx else Seat.O if wo else None
-    return (Seat.X if nx == no else Seat.O), winner, winner is not None or EMPTY not in code
+    result = Result.win_for(winner) if winner is not None else Result.DRAW if EMPTY not in code else None
+    turn = Seat.X if nx == no else Seat.O
+    over = result is not None
+    legal = () if over else tuple(i + 1 for i, c in enumerate(code) if c == EMPTY)
+    return turn, winner, over, result, None if over else turn, legal, [None] * 10
+
+
+_EMPTY_BOARD = Board(EMPTY * 9)
 
 
 def reachable_positions() -> list[Board]:

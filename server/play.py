@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import logging
 import random
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
-from bots.base import Bot, MoveRequest
+from bots.base import Bot, Decision, MoveRequest
 from server.arena_state import Game, Offer, Session
 from server.effects import Frame, GameEnded, GameEvent, StoreGame
-from server.game import IllegalMoveError, Seat
+from server.game import Board, IllegalMoveError, Seat
 from server.lobby import Lobby
 from server.protocol import MoveMsg, ProtocolError, Resign
 
@@ -64,6 +63,8 @@ class GamesInPlay(Lobby):
                 "last_move": game.moves[-1] if game.moves else None, "deadline": game.deadline, "over": not game.live}
 
     def _audience(self, game: Game) -> list[str]:
+        if not game.spectators:  # the common case, on every move
+            return [game.x] if game.x == game.o else [game.x, game.o]
         return list(dict.fromkeys([game.x, game.o, *sorted(game.spectators)]))
 
     def _broadcast(self, game: Game, frame: Frame, *, reply_to: str | None = None, rid: Any = None) -> None:
@@ -151,7 +152,7 @@ class GamesInPlay(Lobby):
         if turn not in seats:
             raise ProtocolError("not_your_turn", f"it is {turn.value}'s turn in game {game.game_id}; you play {seats[0].value}", msg.id)
         try:
-            cell = game.board.check(msg.cell)
+            after = game.board.play(msg.cell)
         except IllegalMoveError as exc:
             if msg.on_illegal == "forfeit":
                 game.illegal_move = {"ply": len(game.moves) + 1, "seat": turn.value, "cell": msg.cell, "at": now,
@@ -159,39 +160,43 @@ class GamesInPlay(Lobby):
                 self._finish(game, turn.other.value, "illegal_move", now, reply_to=session.name, rid=msg.id)
                 return
             raise ProtocolError(exc.code, f"{exc}; game {game.game_id} goes on, it is still your move", msg.id) from None
-        self._apply_move(game, cell, msg.trace, now, reply_to=session.name, rid=msg.id)
+        self._apply_move(game, msg.cell, after, msg.trace, now, reply_to=session.name, rid=msg.id)
         self._play_house_moves(game, now)
 
-    def _apply_move(self, game: Game, cell: int, trace: Frame | None, now: float, *,
+    def _apply_move(self, game: Game, cell: int, after: Board, trace: Frame | None, now: float, *,
                     reply_to: str | None = None, rid: Any = None) -> None:
+        """The side to move played ``cell``, which led to ``after``: tell everyone. A house bot
+        to move next answers in this same step (:meth:`_play_house_moves`), which stores
+        the game then, with both moves: one record per step, not one per move."""
         seat = game.board.turn
-        game.board = game.board.play(cell)
+        game.board = board = after
         game.moves.append({"ply": len(game.moves) + 1, "seat": seat.value, "cell": cell, "at": now, "trace": trace})
         self._lobby_changed(now)
-        result = game.board.result
+        result = board.result
         if result is not None:
-            self._finish(game, result.value, "line" if game.board.winner else "full_board", now,
+            self._finish(game, result.value, "line" if board.winner else "full_board", now,
                          moved=True, reply_to=reply_to, rid=rid)
             return
         self._arm_clock(game, now)
         state = self._state(game)
-        self._effects.append(StoreGame(game.record()))  # stored as played: a killed server keeps the moves
+        if game.name_of(seat.other) not in self.house:
+            self._effects.append(StoreGame(game.record()))  # stored as played: a killed server keeps the moves
         self._effects.append(GameEvent("move", state))
         self._broadcast(game, state, reply_to=reply_to, rid=rid)
 
     def _play_house_moves(self, game: Game, now: float) -> None:
-        while game.live and game.turn is not None and game.name_of(game.turn) in self.house:
-            bot = self.house[game.name_of(game.turn)]
-            seat = game.turn
+        """Let house bots answer while it is their turn; a game they leave live is stored."""
+        house = self.house
+        while (seat := game.turn) is not None and (bot := house.get(game.name_of(seat))) is not None:
             try:
-                with _lend_rng(bot, game.house_rngs.get(seat)):
-                    decision = bot.choose(MoveRequest(game.game_id, game.board, game.name_of(seat.other)))
-                cell = game.board.check(decision.cell)
+                decision = _choose(bot, MoveRequest(game.game_id, game.board, game.name_of(seat.other)),
+                                   game.house_rngs.get(seat) if game.house_rngs else None)
+                after = game.board.play(decision.cell)
             except Exception:
                 log.exception("house bot %s failed in game %s", bot.name, game.game_id)
                 self._finish(game, "aborted", "aborted", now)
                 return
-            self._apply_move(game, cell, decision.trace, now)
+            self._apply_move(game, decision.cell, after, decision.trace, now)
 
     def _on_resign(self, session: Session, msg: Resign, now: float) -> None:
         game, seats = self._own_live_game(session, msg.game_id, msg.id)
@@ -232,17 +237,15 @@ class GamesInPlay(Lobby):
         self._effects.append(GameEnded(record))
 
 
-@contextmanager
-def _lend_rng(bot: Bot, rng: random.Random | None) -> Iterator[None]:
-    """Let ``bot`` draw from a seeded game's own generator for one move.
+def _choose(bot: Bot, request: MoveRequest, rng: random.Random | None) -> Decision:
+    """``bot``'s move, drawn from a seeded game's own generator ``rng`` when there is one.
 
     House bots keep their generator in ``bot.rng``; a bot without one is left as it is."""
     if rng is None or not isinstance(getattr(bot, "rng", None), random.Random):
-        yield
-        return
+        return bot.choose(request)
     own = bot.rng  # type: ignore[attr-defined]
     bot.rng = rng  # type: ignore[attr-defined]
     try:
-        yield
+        return bot.choose(request)
     finally:
         bot.rng = own  # type: ignore[attr-defined]
