@@ -103,6 +103,7 @@ class Peer:
         self.ws = ws
         self.limit_bytes = limit_bytes
         self.queued_bytes = 0
+        self.buffered = 0  # bytes the socket had not taken after the last write
         self.queue: collections.deque[bytes | Close | asyncio.Future[None]] = collections.deque()
         self.closed = False  # nothing more is queued
         self.drained: asyncio.Future[None] = asyncio.get_running_loop().create_future()  # closed and all written
@@ -118,7 +119,7 @@ class Peer:
             self.queue.append(after)
         if isinstance(item, Close):
             self.closed = True
-        elif self.queued_bytes + len(item) + _buffered(self.ws) > self.limit_bytes:  # the client does not read
+        elif self.queued_bytes + len(item) + self.buffered > self.limit_bytes:  # the client does not read
             self.queue.clear()
             self.queued_bytes = 0
             item = Close(0, 1008, "not reading its frames")
@@ -156,6 +157,7 @@ class Peer:
         if wrote:
             try:
                 self.ws.transport.write(b"".join(protocol.data_to_send()))
+                self.buffered = _buffered(self.ws)
             except Exception:  # the socket failed: websockets sees the connection lost
                 log.debug("writing to a connection failed", exc_info=True)
         if self.closed and not queue and self._closing is None and not self.drained.done():
