@@ -34,6 +34,7 @@ __all__ = ["ArenaConnection", "Peer", "deliver"]
 
 log = logging.getLogger("autosteer.server")
 _OPEN = State.OPEN
+_EARLY_MAX = 64  # messages kept before the connection's handler starts
 
 
 class ArenaConnection(ServerConnection):
@@ -57,7 +58,11 @@ class ArenaConnection(ServerConnection):
                 pass  # the library's path answers it (1007)
             else:
                 if self._on_text is None:
-                    self._early.append(text)
+                    if len(self._early) < _EARLY_MAX:
+                        self._early.append(text)
+                        return
+                    self._stop_inline()  # a burst before the handler started: the library's queue (and its flow control)
+                    super().process_event(event)
                     return
                 try:
                     self._on_text(text)

@@ -259,3 +259,31 @@ async def test_fragmented_messages_and_invalid_utf8_after_whole_ones() -> None:
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
         async with WsClient.connect(srv.url, "after") as c:  # the server is fine
             await still_usable(c)
+
+
+async def test_messages_sent_with_the_handshake_are_answered_in_order() -> None:
+    """A client that writes its upgrade request and 100 messages in one go (before the
+    server's handler has started): every message is answered, in order, both the ones kept
+    for the handler and the ones past that allowance (the library's queue)."""
+    from websockets.client import ClientProtocol
+    from websockets.frames import Frame, Opcode
+    from websockets.uri import parse_uri
+
+    async with serve_arena(config(rate=1000, burst=1000, flood_close=1000)) as srv:
+        proto = ClientProtocol(parse_uri(srv.url))
+        proto.send_request(proto.connect())
+        messages = [{"type": "hello", "name": "eager"}] + [{"type": "ping", "id": i} for i in range(1, 100)]
+        frames_out = [Frame(Opcode.TEXT, json.dumps(m).encode()).serialize(mask=True) for m in messages]
+        host, port = srv.url[5:].rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"".join(proto.data_to_send()) + b"".join(frames_out))  # the request and the messages at once
+        await writer.drain()
+        frames: list[dict[str, Any]] = []
+        while len(frames) < 100:
+            data = await asyncio.wait_for(reader.read(65536), 10)
+            assert data, "connection closed early"
+            proto.receive_data(data)
+            frames += [json.loads(e.data) for e in proto.events_received() if getattr(e, "opcode", None) is not None]
+        writer.close()
+    assert frames[0]["type"] == "welcome"
+    assert [(f["type"], f["id"]) for f in frames[1:]] == [("pong", i) for i in range(1, 100)]
