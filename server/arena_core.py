@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from typing import Any
 
 from bots.base import Bot
@@ -45,6 +45,7 @@ class ArenaCore:
         self.find_records = find_records
         self.remote = remote
         self.connections: dict[int, Connection] = {}
+        self.connections_from: Counter[str] = Counter()  # open connections per client address
         self.sessions: dict[str, Session] = {}  # by name
         self.tokens: dict[str, Session] = {}
         self.offers: dict[str, Offer] = {}

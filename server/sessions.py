@@ -22,7 +22,7 @@ class Sessions(Offers):
         if self.shutting_down:
             self._refuse(conn_id, "server_shutting_down", "the server is stopping", CLOSE_GOING_AWAY)
             return False
-        same = sum(1 for c in self.connections.values() if c.address == address)
+        same = self.connections_from[address]
         if same >= self.config.max_connections_per_address:
             self._refuse(conn_id, "too_many_connections",
                          f"{same} connections from {address} already; the limit is {self.config.max_connections_per_address}",
@@ -32,11 +32,20 @@ class Sessions(Offers):
             self._refuse(conn_id, "too_many_connections", "the server is full; try again later", CLOSE_POLICY)
             return False
         self.connections[conn_id] = Connection(conn_id, address, tokens=float(self.config.burst), refilled_at=now)
+        self.connections_from[address] += 1
         return True
+
+    def _drop_connection(self, conn_id: int) -> Connection | None:
+        conn = self.connections.pop(conn_id, None)
+        if conn is not None:
+            self.connections_from[conn.address] -= 1
+            if not self.connections_from[conn.address]:
+                del self.connections_from[conn.address]
+        return conn
 
     def disconnect(self, conn_id: int, now: float) -> None:
         """The connection is gone. Its session, if any, enters its grace period."""
-        conn = self.connections.pop(conn_id, None)
+        conn = self._drop_connection(conn_id)
         if conn is None or conn.session is None:
             return
         session = conn.session
@@ -105,7 +114,7 @@ class Sessions(Offers):
             old = session.conn_id
             self._send(old, {"type": "info", "message": "this session was resumed on another connection"})
             self._close(old, CLOSE_REPLACED, "session resumed elsewhere")
-            self.connections.pop(old, None)
+            self._drop_connection(old)
         self._attach(conn, session)
         if session.role in ("bot", "player"):
             self._lobby_changed(now)
