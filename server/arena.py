@@ -122,10 +122,13 @@ class Arena(Sessions, Spectating):
             _, _, kind, key, _ = timer
             if kind == "clock":
                 game = self.games[key]
+                game.clock_timer_at = None
                 if game.deadline is not None and game.deadline <= now:
                     loser = game.turn
                     assert loser is not None
                     self._finish(game, loser.other.value, "timeout", now)
+                elif game.deadline is not None:  # moves since it was queued moved the deadline on
+                    self._arm_clock_timer(game)
             elif kind == "pause":
                 self._restart_clock(self.games[key], now, announce=True)  # pause allowance spent
             elif kind == "grace":

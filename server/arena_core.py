@@ -96,18 +96,28 @@ class ArenaCore:
 
     def _push_timer(self, when: float, kind: str, key: str, generation: int) -> None:
         heapq.heappush(self._timers, (when, next(self._seq), kind, key, generation))
-        # Every move arms a clock timer and the one it replaces stays queued until it is due:
-        # with many fast games that is move_clock x moves/s stale entries. Drop them now and then.
+        # Timers whose game, session or offer moved on stay queued until they are due (a clock
+        # timer is queued about once per move clock per game): drop them now and then.
         if len(self._timers) > 1024 + 8 * (len(self.games) + len(self.sessions) + len(self.offers)):
             self._timers = [t for t in self._timers if self._timer_current(t)]
             heapq.heapify(self._timers)
+
+    def _arm_clock_timer(self, game: Game) -> None:
+        """Have a clock timer fire no later than ``game.deadline``. One is queued per game:
+        a move that moves the deadline later leaves it queued, and when it fires before the
+        deadline it queues itself again for the deadline then (:meth:`tick`), so a game
+        queues about one timer per move clock instead of one per move."""
+        assert game.deadline is not None
+        if game.clock_timer_at is None or game.clock_timer_at > game.deadline:
+            game.clock_timer_at = game.deadline
+            self._push_timer(game.deadline, "clock", game.game_id, 0)
 
     def _timer_current(self, timer: tuple[float, int, str, str, int]) -> bool:
         """False for a timer that :meth:`tick` would ignore (its game, pause, session or offer moved on)."""
         _, _, kind, key, generation = timer
         if kind == "clock":
             game = self.games.get(key)
-            return game is not None and game.deadline is not None and len(game.moves) == generation
+            return game is not None and game.clock_timer_at == timer[0]
         if kind == "pause":
             game = self.games.get(key)
             return game is not None and game.paused and game.pauses == generation

@@ -96,7 +96,7 @@ class GamesInPlay(Lobby):
             self._pause_clock(game, left, now)
             return
         game.deadline = now + left
-        self._push_timer(game.deadline, "clock", game.game_id, len(game.moves))
+        self._arm_clock_timer(game)
 
     def _pause_clock(self, game: Game, time_left: float, now: float) -> None:
         """The mover is offline: stop its clock with ``time_left`` on it, unless its pause
@@ -107,7 +107,7 @@ class GamesInPlay(Lobby):
         if allowance <= 0:
             game.clock_left = game.paused_at = None
             game.deadline = now + time_left
-            self._push_timer(game.deadline, "clock", game.game_id, len(game.moves))
+            self._arm_clock_timer(game)
             return
         game.deadline = None
         game.clock_left, game.paused_at = time_left, now

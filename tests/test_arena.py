@@ -195,6 +195,28 @@ def test_timeout_loses_and_clock_resets_each_move() -> None:
     assert over["result"] == "X" and over["reason"] == "timeout"
 
 
+def test_one_clock_timer_per_game_however_many_moves() -> None:
+    """Moves that push the deadline on leave the game's one queued clock timer; when it fires
+    early it queues itself for the deadline then, and the timeout still comes exactly then."""
+    net = Net(move_clock=10.0)
+    ann, bob, gid = start_pvp(net)
+    cells = iter([1, 2, 3, 5, 4, 6])  # X: 1 3 4, O: 2 5 6 — no line yet
+    for mover in (ann, bob, ann, bob, ann, bob):
+        net.advance(1.0)
+        net.send(mover, type="move", game_id=gid, cell=next(cells))
+    clock_timers = [t for t in net.arena._timers if t[2] == "clock" and t[3] == gid]
+    assert len(clock_timers) == 1  # six moves, one timer
+    game = net.arena.games[gid]
+    assert game.clock_timer_at is not None and game.clock_timer_at < game.deadline
+    net.advance(game.clock_timer_at - net.now)  # the early timer fires: re-queued for the deadline
+    assert gid in net.arena.games and game.clock_timer_at == game.deadline
+    net.advance(game.deadline - net.now - 0.01)
+    assert gid in net.arena.games
+    net.advance(0.02)
+    over = net.last(ann, "game_over")
+    assert over["reason"] == "timeout" and over["result"] == "O"
+
+
 def test_challenge_clock_overrides_default() -> None:
     net = Net(move_clock=10.0)
     ann, bob = net.join("ann"), net.join("bob")
