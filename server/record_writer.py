@@ -30,6 +30,7 @@ import contextlib
 import fcntl
 import json
 import logging
+import operator
 import os
 import subprocess
 import sys
@@ -42,6 +43,7 @@ from server.records import GameRecords
 __all__ = ["RecordWriter", "store_records", "encode_batch"]
 
 log = logging.getLogger("autosteer.server")
+_trace = operator.itemgetter("trace")
 _PIPE_BYTES = 1 << 20  # F_SETPIPE_SZ: a larger pipe, so a burst of writes rarely waits
 _F_SETPIPE_SZ = 1031
 
@@ -70,11 +72,12 @@ def encode_batch(records: list[dict[str, Any]]) -> bytes:
     parts = []
     for record in records:
         try:
-            if record.get("illegal_move") is None and all(m.get("trace") is None for m in record.get("moves") or ()):
+            # NaN is truthy, so moves whose traces are all falsy (None, {}, 0...) hold none
+            if record.get("illegal_move") is None and not any(map(_trace, record.get("moves") or ())):
                 parts.append(orjson.dumps(record))
             else:
                 parts.append(json.dumps(record, separators=(",", ":"), allow_nan=False).encode())
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, KeyError):  # a big integer, NaN, a move without a trace key
             try:
                 parts.append(json.dumps(record, separators=(",", ":"), allow_nan=False).encode())
             except (TypeError, ValueError):
