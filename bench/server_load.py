@@ -28,7 +28,8 @@ Run (the figures in docs/PERFORMANCE.md and the README)::
 
     python bench/server_load.py --connections 100,1000,5000 --seconds 15 --repeats 3 --paced --paced-seconds 15
 
-``--arena-root DIR`` runs the server from another checkout (``git worktree add /tmp/base
+``--baseline-root DIR`` measures the arena of another checkout in place of the echo server
+(an A/B of two versions, same traffic, alternating). ``--arena-root DIR`` runs the server from another checkout (``git worktree add /tmp/base
 main``: the before/after figures). ``--arena-arg=--event-loop=asyncio`` passes an option
 to ``serve``. ``--json FILE`` writes every measurement. Loopback only.
 """
@@ -354,8 +355,10 @@ class Run:
 
 
 def measure(proc: ServerProcess, kind: str, n: int, seconds: float, paced: float | None, seed: int,
-            repeat: int, client_loop: str) -> Run:
-    coro = _load(proc, kind, n, seconds, paced, seed)
+            repeat: int, client_loop: str, players: str | None = None) -> Run:
+    """One run against ``proc``, recorded as ``kind``; ``players`` ("arena" or "echo",
+    default ``kind``) is the traffic."""
+    coro = _load(proc, players or kind, n, seconds, paced, seed)
     if client_loop == "uvloop":
         import uvloop
 
@@ -392,13 +395,13 @@ def summarize(runs: list[Run]) -> list[dict[str, Any]]:
     return rows
 
 
-def print_table(rows: list[dict[str, Any]]) -> None:
+def print_table(rows: list[dict[str, Any]], other: str = "echo") -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="arena vs echo (medians over repeats)")
-    for col in ("connections", "mode", "arena msg/s", "echo msg/s", "ratio", "arena p50/p99 ms",
-                "echo p50/p99 ms", "CPU µs/msg arena/echo"):
+    table = Table(title=f"arena vs {other} (medians over repeats)")
+    for col in ("connections", "mode", "arena msg/s", f"{other} msg/s", "ratio", "arena p50/p99 ms",
+                f"{other} p50/p99 ms", f"CPU µs/msg arena/{other}"):
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(f"{r['connections']:,}", "paced 1/s" if r["paced"] else "closed loop",
@@ -420,6 +423,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--paced-seconds", type=float, default=20.0)
     ap.add_argument("--arena-root", type=Path, default=ROOT, help="checkout whose server is measured")
     ap.add_argument("--arena-arg", action="append", default=[], help="extra option for 'serve' (repeatable)")
+    ap.add_argument("--baseline-root", type=Path, default=None,
+                    help="instead of the echo server, measure the arena of this checkout (an A/B of two versions: "
+                         "the ratio is arena / baseline, same traffic)")
     ap.add_argument("--echo-loop", choices=("asyncio", "uvloop"), default="asyncio", help="event loop of the echo server")
     ap.add_argument("--echo-compression", choices=("deflate", "none"), default="deflate",
                     help="the echo server's per-message deflate: websockets' default (the issue's baseline), or off "
@@ -449,21 +455,25 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers too (the finally below)
     with tempfile.TemporaryDirectory() as tmp:
         arena = start_arena(args.arena_root, str(Path(tmp) / "arena.sqlite3"), most + 64, args.arena_arg)
-        echo = start_echo(args.echo_loop, args.echo_compression)
+        other = "baseline" if args.baseline_root else "echo"
+        echo = (start_arena(args.baseline_root, str(Path(tmp) / "baseline.sqlite3"), most + 64, args.arena_arg)
+                if args.baseline_root else start_echo(args.echo_loop, args.echo_compression))
         try:
-            print(f"  arena {arena.url}, echo {echo.url}", flush=True)
+            print(f"  arena {arena.url}, {other} {echo.url}" + (f" from {args.baseline_root}" if args.baseline_root else ""),
+                  flush=True)
             for repeat in range(args.repeats):
                 for n, paced, seconds in plan:
                     order = [("arena", arena), ("echo", echo)] if repeat % 2 == 0 else [("echo", echo), ("arena", arena)]
                     for kind, proc in order:
-                        run = measure(proc, kind, n, seconds, paced, args.seed + repeat, repeat, args.client_loop)
+                        players = "arena" if args.baseline_root else kind
+                        run = measure(proc, kind, n, seconds, paced, args.seed + repeat, repeat, args.client_loop, players)
                         runs.append(run)
-                        if kind == "arena":
+                        if players == "arena":
                             proc.wait_idle()
                         else:
                             time.sleep(1.0)
                         mode = "paced 1/s" if paced else "closed loop"
-                        print(f"  repeat {repeat + 1}/{args.repeats} {kind:5} {n:>5} conns {mode}: "
+                        print(f"  repeat {repeat + 1}/{args.repeats} {kind if kind == 'arena' else other:8} {n:>5} conns {mode}: "
                               f"{run.messages_per_s:8.0f} msg/s  p50 {run.p50_ms:6.1f} ms  p99 {run.p99_ms:6.1f} ms  "
                               f"cpu {run.cpu_us_per_msg:5.0f} µs/msg (client {run.client_cpu_us_per_msg:4.0f})  rss {run.rss_mib:.0f} MiB"
                               + (f"  FAILED {run.failures}" if run.failures else ""), flush=True)
@@ -471,11 +481,15 @@ def main(argv: list[str] | None = None) -> int:
             arena.stop()
             echo.stop()
     rows = summarize(runs)
-    print_table(rows)
+    print_table(rows, other)
     if args.json:
         args.json.write_text(json.dumps({"runs": [asdict(r) for r in runs], "summary": rows, "argv": sys.argv[1:]}, indent=1))
     failed = sum(r.failures for r in runs)
     for r in rows:
+        if args.baseline_root:
+            print(f"result: {r['connections']:,} connections {'paced' if r['paced'] else 'closed loop'}: arena / baseline "
+                  f"{r['ratio']:.2f} requests/s, {r['cpu_ratio']:.2f} CPU per request, p99 {r['arena_p99']:.1f} / {r['echo_p99']:.1f} ms")
+            continue
         goal = "p99 ≤ 10 ms" if r["paced"] else "ratio ≥ 0.6"
         met = r["arena_p99"] <= 10.0 if r["paced"] else r["ratio"] >= 0.6
         print(f"result: {r['connections']:,} connections {'paced' if r['paced'] else 'closed loop'}: ratio {r['ratio']:.2f}, "
