@@ -4,28 +4,18 @@ same refusals with the same messages."""
 
 from __future__ import annotations
 
-import json
-import math
 from typing import Any
 
 import pytest
 
 from server.arena import Arena, Send, ServerConfig
-from server.protocol import MoveMsg, ProtocolError, loads_strict, parse_client_frame
+from server.protocol import MoveMsg, ProtocolError, _strict_decoder, loads_strict, parse_client_frame
 
 
 def _reference(raw: str) -> Any:
-    """The strict decoder as it was: json, refusing NaN, infinities and overflowing floats."""
-    def reject(name: str) -> Any:
-        raise ValueError(f"{name} is not a JSON number")
-
-    def finite(text: str) -> float:
-        value = float(text)
-        if math.isinf(value):
-            raise ValueError(f"{text[:20]} does not fit a 64-bit float")
-        return value
-
-    return json.JSONDecoder(parse_constant=reject, parse_float=finite).decode(raw)
+    """The strict decoder the fast path must agree with: json, refusing NaN, infinities and
+    overflowing floats (the module's own fallback)."""
+    return _strict_decoder.decode(raw)
 
 
 ACCEPTED = [
