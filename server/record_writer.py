@@ -19,7 +19,10 @@ killed) it stores what it has and exits. The server keeps each batch until it is
 acknowledged; if the child dies, the server stores the unacknowledged batches itself and
 from then on writes on its own thread (:class:`RecordWriter` does both).
 
-``python -m server.record_writer TARGET`` runs the child (the server starts it).
+``python -m server.record_writer`` runs the child (the server starts it, with the records
+target in ``AUTOSTEER_RECORDS_TARGET``: a PostgreSQL URL may hold a password, which the
+command line would show to every user of the machine; ``python -m server.record_writer TARGET``
+also works by hand).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ __all__ = ["RecordWriter", "store_records", "encode_batch"]
 
 log = logging.getLogger("autosteer.server")
 _trace = operator.itemgetter("trace")
+_TARGET_ENV = "AUTOSTEER_RECORDS_TARGET"
 _PIPE_BYTES = 1 << 20  # F_SETPIPE_SZ: a larger pipe, so a burst of writes rarely waits
 _F_SETPIPE_SZ = 1031
 
@@ -157,8 +161,9 @@ class RecordWriter:
 
     # ------------------------------------------------------------------ the pipes
     def _start_process(self) -> None:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-        self.proc = subprocess.Popen([sys.executable, "-m", "server.record_writer", self.target],
+        # the target goes in the environment, not the command line: a PostgreSQL URL may hold a password
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p), **{_TARGET_ENV: self.target})
+        self.proc = subprocess.Popen([sys.executable, "-m", "server.record_writer"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True,
                                      start_new_session=True)  # a Ctrl-C in the terminal is the server's to handle
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -326,4 +331,4 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(child_main(sys.argv[1]))
+    sys.exit(child_main(os.environ.get(_TARGET_ENV) or sys.argv[1]))

@@ -90,3 +90,15 @@ async def test_a_server_with_the_thread_writer_stores_games(tmp_path: Path) -> N
         over = await ann.wait_for("game_over")
         assert over["game_id"] == sent["challenge_id"]
     assert GameRecords(db).get(sent["challenge_id"])["status"] == "finished"
+
+
+async def test_the_target_is_not_on_the_childs_command_line(tmp_path: Path) -> None:
+    """A PostgreSQL URL may hold a password: the child gets it through its environment."""
+    db = str(tmp_path / "secret-name.sqlite3")
+    writer = RecordWriter(db, asyncio.get_running_loop())
+    assert writer.proc is not None
+    cmdline = Path(f"/proc/{writer.proc.pid}/cmdline").read_bytes()
+    assert b"secret-name" not in cmdline and b"server.record_writer" in cmdline
+    await writer.submit([record("g")])
+    writer.close()
+    assert GameRecords(db).get("g") is not None
