@@ -96,9 +96,9 @@ async def test_the_target_is_not_on_the_childs_command_line(tmp_path: Path) -> N
     """A PostgreSQL URL may hold a password: the child gets it through its environment."""
     db = str(tmp_path / "secret-name.sqlite3")
     writer = RecordWriter(db, asyncio.get_running_loop())
+    await writer.submit([record("g")])  # confirmed: the child runs (its command line is set once exec is done)
     assert writer.proc is not None
     cmdline = Path(f"/proc/{writer.proc.pid}/cmdline").read_bytes()
     assert b"secret-name" not in cmdline and b"server.record_writer" in cmdline
-    await writer.submit([record("g")])
     writer.close()
     assert GameRecords(db).get("g") is not None
