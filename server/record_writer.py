@@ -33,7 +33,6 @@ import contextlib
 import fcntl
 import json
 import logging
-import operator
 import os
 import subprocess
 import sys
@@ -41,12 +40,11 @@ from typing import Any
 
 import orjson
 
-from server.records import GameRecords
+from server.records import GameRecords, json_bytes
 
 __all__ = ["RecordWriter", "store_records", "encode_batch"]
 
 log = logging.getLogger("autosteer.server")
-_trace = operator.itemgetter("trace")
 _TARGET_ENV = "AUTOSTEER_RECORDS_TARGET"
 _PIPE_BYTES = 1 << 20  # F_SETPIPE_SZ: a larger pipe, so a burst of writes rarely waits
 _F_SETPIPE_SZ = 1031
@@ -70,22 +68,16 @@ def store_records(store: GameRecords, records: list[dict[str, Any]]) -> None:
 
 
 def encode_batch(records: list[dict[str, Any]]) -> bytes:
-    """One batch as a line of JSON. Records whose moves carry traces go through
-    ``json.dumps(allow_nan=False)`` (a trace may hold anything a client sent; NaN is refused,
-    where orjson would write null): a record that cannot be encoded is logged and left out."""
+    """One batch as a line of JSON (:func:`server.records.json_bytes`: NaN is refused, where
+    orjson would write null): a record that cannot be encoded is logged and left out."""
     parts = []
     for record in records:
+        moves = record.get("moves") or []
+        illegal = record.get("illegal_move")
         try:
-            # NaN is truthy, so moves whose traces are all falsy (None, {}, 0...) hold none
-            if record.get("illegal_move") is None and not any(map(_trace, record.get("moves") or ())):
-                parts.append(orjson.dumps(record))
-            else:
-                parts.append(json.dumps(record, separators=(",", ":"), allow_nan=False).encode())
-        except (TypeError, ValueError, KeyError):  # a big integer, NaN, a move without a trace key
-            try:
-                parts.append(json.dumps(record, separators=(",", ":"), allow_nan=False).encode())
-            except (TypeError, ValueError):
-                log.exception("could not store game %s", record.get("game_id"))
+            parts.append(json_bytes(record, [*moves, illegal] if illegal else moves))  # the attempt has a trace too
+        except (TypeError, ValueError):
+            log.exception("could not store game %s", record.get("game_id"))
     return b"[" + b",".join(parts) + b"]\n"
 
 

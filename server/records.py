@@ -4,7 +4,8 @@ Every game is inserted when it starts (status ``live``), updated after every mov
 server killed with ``kill -9`` leaves its games' moves on disk) and when it ends, with
 players, their kinds, every move (seat, cell, unix time, trace), result, reason, the tag
 an arranged game carries, its move clock and the id of the server that played it. The
-server writes on a thread of its own, one transaction for all the writes of a loop turn
+server writes from a child process of its own (``server/record_writer.py``), one
+transaction for all the writes of a loop turn
 (well under a millisecond in SQLite's WAL mode with ``synchronous=NORMAL``); after a game's
 first write only its board and moves are rewritten, until it ends. A server that crashed leaves games
 ``live``; :meth:`GameRecords.abort_live` (run at every start) marks them ``aborted`` —
@@ -31,6 +32,7 @@ import argparse
 import contextlib
 import json
 import math
+import operator
 import os
 import sqlite3
 import sys
@@ -88,17 +90,26 @@ _END = ("UPDATE games SET status = ?, result = ?, reason = ?, winner = ?, board 
 _MOVES_AT, _ILLEGAL_AT = COLUMNS.index("moves"), COLUMNS.index("illegal_move")
 
 
+_TRACE, _AT = operator.itemgetter("trace"), operator.itemgetter("at")
+
+
+def json_bytes(value: Any, moves: list[dict[str, Any]]) -> bytes:
+    """``value`` (which holds ``moves``) as compact JSON, refusing NaN and infinities
+    (``ValueError``). Moves without traces hold only integers, strings and ``time.time()``
+    readings: orjson (~8x faster). A trace may hold anything a client sent, so moves with
+    one go through ``json.dumps(allow_nan=False)``, which refuses NaN where orjson would
+    write null (NaN is truthy: moves whose traces are all falsy hold none)."""
+    try:
+        if not any(map(_TRACE, moves)) and all(map(math.isfinite, map(_AT, moves))):
+            return orjson.dumps(value)
+    except (TypeError, KeyError):  # an integer beyond 64 bits; a move without a trace or a time
+        pass
+    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+
+
 def _moves_json(moves: list[dict[str, Any]]) -> str:
-    """The ``moves`` column. Moves without traces hold only integers, strings and
-    ``time.time()`` readings: orjson (~8x faster). A trace may hold anything a client sent,
-    so those go through ``json.dumps(allow_nan=False)``, which refuses NaN and infinities
-    (orjson would write them as null)."""
-    if all(m.get("trace") is None and math.isfinite(m.get("at") or 0.0) for m in moves):
-        try:
-            return orjson.dumps(moves).decode()
-        except TypeError:  # an integer beyond 64 bits
-            pass
-    return json.dumps(moves, separators=(",", ":"), allow_nan=False)
+    """The ``moves`` column."""
+    return json_bytes(moves, moves).decode()
 
 
 class RecordsError(RuntimeError):
