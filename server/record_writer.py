@@ -95,8 +95,7 @@ class RecordWriter:
         self._out = bytearray()  # encoded batches the pipe has not taken yet
         self._acks = b""
         self.proc: subprocess.Popen[bytes] | None = None
-        self._thread: Any = None  # the fallback: a _ThreadWriter
-        self._closing = False
+        self._thread: _ThreadWriter | None = None  # the fallback
         if process:
             try:
                 self._start_process()
@@ -104,12 +103,12 @@ class RecordWriter:
                 log.warning("records writer process did not start (%s); writing on a thread", exc)
                 self.proc = None
         if self.proc is None:
-            self._thread = _ThreadWriter(target, loop)
+            self._to_thread()
 
     # ------------------------------------------------------------------ the server's side
     def submit(self, records: list[dict[str, Any]]) -> asyncio.Future[None]:
         done: asyncio.Future[None] = self.loop.create_future()
-        if self.proc is None:
+        if self._thread is not None:
             self._thread.submit(records, done)
             return done
         self.unacked.append((records, done))
@@ -119,7 +118,6 @@ class RecordWriter:
 
     def close(self) -> None:
         """Store everything submitted so far, then stop (blocks until the child is done)."""
-        self._closing = True
         if self.proc is not None:
             proc = self.proc
             with contextlib.suppress(Exception):
@@ -142,9 +140,9 @@ class RecordWriter:
             self._on_acks(rest)
             self.proc = None
             if code != 0 or self.unacked:
-                if code != 0:
-                    log.error("records writer process exited with %s; storing %d batches here", code, len(self.unacked))
-                self._store_here()
+                log.error("records writer process exited with %s and %d batches unconfirmed; storing them here",
+                          code, len(self.unacked))
+                self._to_thread()
         if self._thread is not None:
             self._thread.close()
 
@@ -214,24 +212,18 @@ class RecordWriter:
         with contextlib.suppress(Exception):
             self.loop.remove_reader(proc.stdout.fileno())
             self.loop.remove_writer(proc.stdin.fileno())  # type: ignore[union-attr]
-        code = proc.poll()
         log.error("records writer process ended (exit code %s) with %d batches unconfirmed; storing them "
-                  "and every later record on a thread", code, len(self.unacked))
+                  "and every later record on a thread", proc.poll(), len(self.unacked))
         self._out.clear()
+        self._to_thread()
+
+    def _to_thread(self) -> None:
+        """Store from now on on a thread, starting with the unconfirmed batches: stored again,
+        whole, in order (saves are idempotent)."""
         self._thread = _ThreadWriter(self.target, self.loop)
-        while self.unacked:  # stored again, whole, in order (saves are idempotent)
+        while self.unacked:
             records, done = self.unacked.popleft()
             self._thread.submit(records, done)
-
-    def _store_here(self) -> None:
-        store = GameRecords(self.target)
-        try:
-            while self.unacked:
-                records, done = self.unacked.popleft()
-                store_records(store, records)
-                _resolve([done])
-        finally:
-            store.close()
 
 
 class _ThreadWriter:

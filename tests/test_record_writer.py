@@ -102,3 +102,18 @@ async def test_the_target_is_not_on_the_childs_command_line(tmp_path: Path) -> N
     assert b"secret-name" not in cmdline and b"server.record_writer" in cmdline
     writer.close()
     assert GameRecords(db).get("g") is not None
+
+
+async def test_a_child_killed_before_close_loses_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    db = str(tmp_path / "r.sqlite3")
+    writer = RecordWriter(db, asyncio.get_running_loop())
+    await writer.submit([record("first")])
+    assert writer.proc is not None
+    os.kill(writer.proc.pid, signal.SIGSTOP)
+    for i in range(10):
+        writer.submit([record(f"k{i}", "finished", moves=9)])
+    os.kill(writer.proc.pid, signal.SIGKILL)
+    with caplog.at_level(logging.ERROR, logger="autosteer.server"):
+        writer.close()  # before the loop saw the child go: close stores the unconfirmed batches itself
+    assert "10 batches unconfirmed" in caplog.text
+    assert GameRecords(db).count("finished") == 10
