@@ -51,29 +51,34 @@ class ArenaConnection(ServerConnection):
         self._inline_over: asyncio.Future[None] = self.loop.create_future()
 
     def process_event(self, event: Any) -> None:
-        if self.inline and self.request is not None and isinstance(event, Frame) and event.opcode is TEXT and event.fin:
-            try:
-                text = bytes(event.data).decode()
-            except UnicodeDecodeError:
-                pass  # the library's path answers it (1007)
-            else:
-                if self._on_text is None:
-                    if len(self._early) < _EARLY_MAX:
-                        self._early.append(text)
-                        return
-                    self._stop_inline()  # a burst before the handler started: the library's queue (and its flow control)
-                    super().process_event(event)
-                    return
-                try:
-                    self._on_text(text)
-                except Exception:  # a bug in the handler: the connection ends as a failed handler's would
-                    log.exception("handling a message failed")
-                    self._stop_inline()
-                    asyncio.ensure_future(self.close(1011, "internal error"))
+        if self.inline and self.request is not None and isinstance(event, Frame) and event.opcode in DATA_OPCODES:
+            if self._take_inline(event):
                 return
-        if self.request is not None and isinstance(event, Frame) and event.opcode in DATA_OPCODES:
             self._stop_inline()  # from here on the library assembles messages, in order
         super().process_event(event)
+
+    def _take_inline(self, frame: Frame) -> bool:
+        """Hand on a whole, valid UTF-8 text frame (or keep it for the handler); False: it
+        needs the library's path (a fragment, binary, invalid UTF-8 — answered with 1007 —,
+        or a burst before the handler started, which the library's queue flow-controls)."""
+        if frame.opcode is not TEXT or not frame.fin:
+            return False
+        try:
+            text = bytes(frame.data).decode()
+        except UnicodeDecodeError:
+            return False
+        if self._on_text is None:
+            if len(self._early) >= _EARLY_MAX:
+                return False
+            self._early.append(text)
+            return True
+        try:
+            self._on_text(text)
+        except Exception:  # a bug in the handler: the connection ends as a failed handler's would
+            log.exception("handling a message failed")
+            self._stop_inline()
+            asyncio.ensure_future(self.close(1011, "internal error"))
+        return True
 
     def _stop_inline(self) -> None:
         self.inline = False
@@ -140,7 +145,7 @@ class Peer:
 
     def deliver(self) -> None:
         """Write every queued frame up to the first commit not yet made, in one socket write."""
-        protocol = getattr(self.ws, "protocol", None)
+        protocol = self.ws.protocol
         wrote = False
         queue = self.queue
         while queue:
@@ -156,13 +161,13 @@ class Peer:
                 self._closing = asyncio.ensure_future(self._close(item))
                 break
             self.queued_bytes -= len(item)
-            if protocol is not None and protocol.state is _OPEN:
+            if protocol.state is _OPEN:
                 protocol.send_text(item)  # UTF-8 JSON, sent as a text frame
                 wrote = True
         if wrote:
             try:
                 self.ws.transport.write(b"".join(protocol.data_to_send()))
-                self.buffered = _buffered(self.ws)
+                self.buffered = self.ws.transport.get_write_buffer_size()  # what the kernel did not take
             except Exception:  # the socket failed: websockets sees the connection lost
                 log.debug("writing to a connection failed", exc_info=True)
         if self.closed and not queue and self._closing is None and not self.drained.done():
@@ -181,9 +186,3 @@ class Peer:
 def deliver(peers: list[Peer]) -> None:
     for peer in peers:
         peer.deliver()
-
-
-def _buffered(ws: Any) -> int:
-    """Bytes the socket has not taken yet (the kernel's buffer is full)."""
-    transport = getattr(ws, "transport", None)
-    return transport.get_write_buffer_size() if transport is not None else 0
