@@ -33,10 +33,10 @@ import time
 from typing import Any, AsyncIterator, Callable, Protocol
 
 from server.arena import Arena, Close, GameEnded, GameEvent, RelayGame, Send, ServerConfig, StoreGame
+from server.connection import ArenaConnection, Peer, deliver
 from server.protocol import encode_frame
 from server.record_writer import RecordWriter, store_records
 from server.records import GameRecords, RecordsError, describe_target
-from server.connection import ArenaConnection, Peer, deliver
 from server.waiting import event_or_timeout
 
 __all__ = ["ServerConfig", "ArenaServer", "serve_arena", "add_arguments", "run"]
@@ -241,7 +241,7 @@ class ArenaServer:
             assert self.records is not None
             store_records(self.records, owned)
         encoded: dict[int, bytes] = {}  # a broadcast frame is encoded once for all its recipients
-        touched: dict[int, Peer] = {}  # the peers with frames to write: each gets one socket write
+        touched: dict[Peer, None] = {}  # the peers with frames to write, in order: each gets one socket write
         for effect in effects:
             if isinstance(effect, Send):
                 peer = self._peers.get(effect.conn_id)
@@ -250,12 +250,12 @@ class ArenaServer:
                     if data is None:
                         data = encoded[id(effect.frame)] = encode_frame(effect.frame)
                     peer.push(data, committed)
-                    touched[id(peer)] = peer
+                    touched[peer] = None
             elif isinstance(effect, Close):
                 peer = self._peers.get(effect.conn_id)
                 if peer is not None:
                     peer.push(effect, committed)
-                    touched[id(peer)] = peer
+                    touched[peer] = None
             elif isinstance(effect, (GameEvent, RelayGame)):
                 if self.events is not None:
                     try:
@@ -268,7 +268,7 @@ class ArenaServer:
                 except Exception:
                     log.exception("on_game_over hook failed")
         if touched:
-            peers = list(touched.values())
+            peers = list(touched)
             if committed is None:
                 deliver(peers)
             else:  # written once the records are committed (commits resolve in order)
