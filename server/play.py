@@ -160,14 +160,21 @@ class GamesInPlay(Lobby):
                 self._finish(game, turn.other.value, "illegal_move", now, reply_to=session.name, rid=msg.id)
                 return
             raise ProtocolError(exc.code, f"{exc}; game {game.game_id} goes on, it is still your move", msg.id) from None
-        self._apply_move(game, msg.cell, after, msg.trace, now, reply_to=session.name, rid=msg.id)
-        self._play_house_moves(game, now)
+        # A house bot to move next answers in this same step: the players and spectators get one
+        # `state` holding both moves (and this request's id), not one per move (docs/PROTOCOL.md)
+        answered_inline = game.name_of(turn.other) in self.house
+        self._apply_move(game, msg.cell, after, msg.trace, now, reply_to=session.name, rid=msg.id,
+                         announce=not answered_inline)
+        if answered_inline:
+            self._play_house_moves(game, now, reply_to=session.name, rid=msg.id)
 
     def _apply_move(self, game: Game, cell: int, after: Board, trace: Frame | None, now: float, *,
-                    reply_to: str | None = None, rid: Any = None) -> None:
-        """The side to move played ``cell``, which led to ``after``: tell everyone. A house bot
-        to move next answers in this same step (:meth:`_play_house_moves`), which stores
-        the game then, with both moves: one record per step, not one per move."""
+                    reply_to: str | None = None, rid: Any = None, announce: bool = True) -> None:
+        """The side to move played ``cell``, which led to ``after``: tell everyone (unless
+        ``announce`` is false: a house bot answers in this same step and its ``state`` carries
+        both moves; a move that ends the game is always announced). The house bot's answer
+        (:meth:`_play_house_moves`) also stores the game, with both moves: one record per
+        step, not one per move."""
         seat = game.board.turn
         game.board = board = after
         game.moves.append({"ply": len(game.moves) + 1, "seat": seat.value, "cell": cell, "at": now, "trace": trace})
@@ -181,11 +188,14 @@ class GamesInPlay(Lobby):
         state = self._state(game)
         if game.name_of(seat.other) not in self.house:
             self._effects.append(StoreGame(game.record()))  # stored as played: a killed server keeps the moves
-        self._effects.append(GameEvent("move", state))
-        self._broadcast(game, state, reply_to=reply_to, rid=rid)
+        self._effects.append(GameEvent("move", state))  # every move is published, announced or not
+        if announce:
+            self._broadcast(game, state, reply_to=reply_to, rid=rid)
 
-    def _play_house_moves(self, game: Game, now: float) -> None:
-        """Let house bots answer while it is their turn; a game they leave live is stored."""
+    def _play_house_moves(self, game: Game, now: float, *, reply_to: str | None = None, rid: Any = None) -> None:
+        """Let house bots answer while it is their turn; a game they leave live is stored.
+        The first answer's ``state`` (or the ``game_over``) is the reply to ``reply_to``'s
+        request ``rid``, the move it answers."""
         house = self.house
         while (seat := game.turn) is not None and (bot := house.get(game.name_of(seat))) is not None:
             try:
@@ -194,9 +204,10 @@ class GamesInPlay(Lobby):
                 after = game.board.play(decision.cell)
             except Exception:
                 log.exception("house bot %s failed in game %s", bot.name, game.game_id)
-                self._finish(game, "aborted", "aborted", now)
+                self._finish(game, "aborted", "aborted", now, reply_to=reply_to, rid=rid)
                 return
-            self._apply_move(game, decision.cell, after, decision.trace, now)
+            self._apply_move(game, decision.cell, after, decision.trace, now, reply_to=reply_to, rid=rid)
+            reply_to = rid = None
 
     def _on_resign(self, session: Session, msg: Resign, now: float) -> None:
         game, seats = self._own_live_game(session, msg.game_id, msg.id)

@@ -392,8 +392,8 @@ def test_kill_9_keeps_the_moves_played(tmp_path: Path) -> None:
             async with WsClient.connect(url, "ann") as ann:
                 gid = (await ann.request(type="challenge", opponent="minimax", side="X"))["challenge_id"]
                 await ann.wait_for("game_start", game_id=gid)
-                await ann.request(type="move", game_id=gid, cell=5)
-                await ann.wait_for(lambda f: f.get("type") == "state" and f.get("ply") == 2, game_id=gid)
+                state = await ann.request(type="move", game_id=gid, cell=5)  # minimax's answer in the same state
+                assert state["type"] == "state" and state["ply"] == 2
                 os.kill(proc.pid, signal.SIGKILL)
                 return gid
 

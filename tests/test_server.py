@@ -91,6 +91,53 @@ async def test_human_vs_minimax_full_game(srv: Any) -> None:
     assert record["status"] == "finished" and record["o_kind"] == "house" and len(record["moves"]) == len(over["moves"])
 
 
+async def test_a_house_answer_comes_in_the_state_of_the_move_it_answers(srv: Any) -> None:
+    """A house bot answers in the same step as the move it answers: the mover and the
+    spectators get one ``state`` holding both moves, and that state (then the
+    ``game_over``) carries the move's request id. Both moves are stored and published."""
+    async with WsClient.connect(srv.url, "ann") as ann, WsClient.connect(srv.url, "spy", "spectator") as spy:
+        await ann.request(type="challenge", opponent="minimax", side="X")
+        start = await ann.wait_for("game_start")
+        gid, board, ply = start["game_id"], start["board"], 0
+        await spy.request(type="spectate", game_id=gid)
+        await spy.wait_for("state", game_id=gid, ply=0)
+        while True:
+            cell = first_free(board)
+            reply = await ann.request(type="move", game_id=gid, cell=cell)
+            assert reply["type"] == "state" and reply["game_id"] == gid
+            assert reply["moves"][ply]["cell"] == cell and reply["moves"][ply]["seat"] == "X"
+            if reply["over"]:  # ended by ann's move (ply + 1) or by minimax's answer (ply + 2)
+                assert reply["ply"] in (ply + 1, ply + 2)
+                over = await ann.wait_for("game_over", game_id=gid)
+                assert over["id"] == reply["id"] and over["moves"] == reply["moves"]
+                break
+            assert reply["ply"] == ply + 2 and reply["turn"] == "X" and reply["last_move"]["seat"] == "O"
+            board, ply = reply["board"], reply["ply"]
+        await spy.wait_for("game_over", game_id=gid)
+    ann_plies = [f["ply"] for f in ann.seen if f["type"] == "state" and f["game_id"] == gid]
+    spy_plies = [f["ply"] for f in spy.seen if f["type"] == "state" and f["game_id"] == gid]
+    assert spy_plies == [0, *ann_plies], "the spectator sees the same states"
+    assert all(p % 2 == 0 for p in ann_plies[:-1]), "no state between a move and its answer"
+    assert len(srv.records.get(gid)["moves"]) == len(over["moves"])
+
+
+async def test_a_failing_house_bot_aborts_the_game_in_reply_to_the_move(srv: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A house bot that raises aborts its game: the move it failed to answer gets the
+    ``game_over`` (with the request id and the move), the server goes on."""
+    async with WsClient.connect(srv.url, "ann") as ann:
+        await ann.request(type="challenge", opponent="random", side="X")
+        gid = (await ann.wait_for("game_start"))["game_id"]
+
+        def broken(request: Any) -> Any:
+            raise RuntimeError("the bot broke")
+
+        monkeypatch.setattr(srv.arena.house["random"], "choose", broken)
+        over = await ann.request(type="move", game_id=gid, cell=5)
+        assert over["type"] == "game_over" and over["reason"] == "aborted" and [m["cell"] for m in over["moves"]] == [5]
+        assert (await ann.request(type="ping"))["type"] == "pong"
+    assert srv.records.get(gid)["status"] == "aborted"
+
+
 async def test_player_vs_player(srv: Any) -> None:
     async with WsClient.connect(srv.url, "ann") as ann, WsClient.connect(srv.url, "bob") as bob:
         await ann.request(type="challenge", opponent="bob", side="O")
