@@ -25,8 +25,9 @@ import logging
 from typing import Any, Callable
 
 from websockets.asyncio.server import ServerConnection
-from websockets.frames import DATA_OPCODES, TEXT, Frame
-from websockets.protocol import State
+from websockets.frames import DATA_OPCODES, TEXT, Frame, apply_mask
+from websockets.protocol import Protocol, State
+from websockets.streams import StreamReader
 
 from server.effects import Close
 
@@ -35,6 +36,9 @@ __all__ = ["ArenaConnection", "Peer", "deliver"]
 log = logging.getLogger("autosteer.server")
 _OPEN = State.OPEN
 _EARLY_MAX = 64  # messages kept before the connection's handler starts
+_PARSE_CODE = Protocol.parse.__code__  # the library's frame parser (a generator)
+_AT_EOF_CODE = StreamReader.at_eof.__code__  # where it waits between two frames
+_TEXT_FIN = 0x81  # first header byte of a whole text frame: FIN, no RSV bits, opcode 1
 
 
 class ArenaConnection(ServerConnection):
@@ -49,6 +53,44 @@ class ArenaConnection(ServerConnection):
         self._on_text: Callable[[str], None] | None = None
         self._early: list[str] = []
         self._inline_over: asyncio.Future[None] = self.loop.create_future()
+
+    def data_received(self, data: bytes) -> None:
+        """Whole, masked text frames are cut from ``data`` here; the rest goes to the library.
+
+        websockets parses frames with a generator-based coroutine per connection
+        (:meth:`Protocol.parse`), which costs more than the rest of a small message's way
+        in. When that parser waits between two frames with nothing buffered, it is
+        equivalent to cut the whole text frames at the start of ``data`` here and hand
+        them to :meth:`process_event`, as the parser would (for such a frame its
+        ``recv_frame`` only queues the frame). Anything else — a control, binary or
+        fragmented frame, one over the size limit, unmasked or with RSV bits, an incomplete
+        frame — and everything after it is fed to the library's parser, which finds it at
+        a frame's start and answers it as it always does (pongs, 1002, 1009, ...)."""
+        protocol = self.protocol
+        if protocol.state is not _OPEN or protocol.debug or not _between_frames(protocol):
+            super().data_received(data)
+            return
+        limit = protocol.max_message_size
+        if protocol.max_fragment_size is not None and (limit is None or protocol.max_fragment_size < limit):
+            limit = protocol.max_fragment_size
+        pos, end = 0, len(data)
+        while end - pos >= 6 and data[pos] == _TEXT_FIN:
+            length = data[pos + 1] ^ 0x80  # the mask bit must be set: then this is the length field
+            at = pos + 2
+            if length == 126:
+                length = int.from_bytes(data[at:at + 2], "big")
+                at += 2
+            elif length > 126:  # 127 (a 64-bit length) or an unmasked frame (mask bit clear)
+                break
+            if (limit is not None and length > limit) or at + 4 + length > end:
+                break
+            payload = apply_mask(data[at + 4:at + 4 + length], data[at:at + 4])
+            pos = at + 4 + length
+            self.process_event(Frame(TEXT, payload))
+            if protocol.state is not _OPEN:  # the handler closed the connection
+                break
+        if pos < end:
+            super().data_received(data[pos:] if pos else data)
 
     def process_event(self, event: Any) -> None:
         if self.inline and self.request is not None and isinstance(event, Frame) and event.opcode in DATA_OPCODES:
@@ -96,6 +138,22 @@ class ArenaConnection(ServerConnection):
         if self.inline:
             await asyncio.wait([self._inline_over, self.connection_lost_waiter], return_when=asyncio.FIRST_COMPLETED)
         self._on_text = None
+
+
+def _between_frames(protocol: Protocol) -> bool:
+    """True when ``protocol``'s parser waits for the first byte of a frame: nothing of a
+    frame or a fragmented message is buffered or half parsed."""
+    if protocol.reader.buffer or protocol.current_size is not None or protocol.reader.eof:
+        return False
+    gen = protocol.parser  # the server's parse(), which delegates to Protocol.parse() once open
+    for _ in range(3):
+        code = getattr(gen, "gi_code", None)
+        if code is None:
+            return False
+        if code is _PARSE_CODE:
+            return getattr(gen.gi_yieldfrom, "gi_code", None) is _AT_EOF_CODE
+        gen = gen.gi_yieldfrom
+    return False
 
 
 class Peer:
