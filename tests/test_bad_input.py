@@ -287,3 +287,113 @@ async def test_messages_sent_with_the_handshake_are_answered_in_order() -> None:
         writer.close()
     assert frames[0]["type"] == "welcome"
     assert [(f["type"], f["id"]) for f in frames[1:]] == [("pong", i) for i in range(1, 100)]
+
+
+async def _raw_open(url: str) -> tuple[Any, asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw TCP connection that has done the WebSocket handshake: (client protocol, reader, writer)."""
+    from websockets.client import ClientProtocol
+    from websockets.uri import parse_uri
+
+    proto = ClientProtocol(parse_uri(url))
+    proto.send_request(proto.connect())
+    host, port = url[5:].rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"".join(proto.data_to_send()))
+    while not proto.handshake_exc and proto.state.name == "CONNECTING":
+        proto.receive_data(await asyncio.wait_for(reader.read(65536), 10))
+    assert proto.state.name == "OPEN"
+    proto.events_received()
+    return proto, reader, writer
+
+
+async def _raw_events(proto: Any, reader: asyncio.StreamReader, count: int) -> list[Any]:
+    """The next ``count`` frames from the server (or fewer if it closes)."""
+    events: list[Any] = []
+    while len(events) < count:
+        data = await asyncio.wait_for(reader.read(65536), 10)
+        if not data:
+            break
+        proto.receive_data(data)
+        events += proto.events_received()
+    return events
+
+
+async def test_frames_cut_anywhere_and_control_frames_between_whole_ones() -> None:
+    """The server cuts whole text frames from the socket's data itself and leaves anything
+    else to websockets: frames split at every byte, several in one write, a ping between
+    them (answered with its pong), a frame with a 2-byte length, all answered in order."""
+    from websockets.frames import Frame, Opcode
+
+    def text(message: dict[str, Any]) -> bytes:
+        return Frame(Opcode.TEXT, json.dumps(message).encode()).serialize(mask=True)
+
+    async with serve_arena(config(rate=1000, burst=1000)) as srv:
+        proto, reader, writer = await _raw_open(srv.url)
+        hello = text({"type": "hello", "name": "cut"})
+        for i in range(len(hello)):  # one byte per write: every cut of a header and a payload
+            writer.write(hello[i:i + 1])
+            await writer.drain()
+            await asyncio.sleep(0.002)
+        welcome = await _raw_events(proto, reader, 1)
+        assert json.loads(welcome[0].data)["type"] == "welcome"
+        pings = [text({"type": "ping", "id": i}) for i in range(1, 5)]
+        long = text({"type": "ping", "id": 5, "pad": "x" * 300})  # 126: a 2-byte length field
+        control = Frame(Opcode.PING, b"keepalive").serialize(mask=True)
+        stream = pings[0] + pings[1][:3] + pings[1][3:] + control + pings[2] + long + pings[3]
+        for part in (stream[:40], stream[40:41], stream[41:90], stream[90:]):  # arbitrary cuts
+            writer.write(part)
+            await writer.drain()
+            await asyncio.sleep(0.01)
+        events = await _raw_events(proto, reader, 6)
+        replies = [json.loads(e.data)["id"] for e in events if e.opcode is Opcode.TEXT]
+        assert replies == [1, 2, 3, 5, 4], "answered in the order sent"
+        assert [e.data for e in events if e.opcode is Opcode.PONG] == [b"keepalive"]  # the library's (at once)
+        writer.close()
+
+
+@pytest.mark.parametrize("first_byte, masked, code", [(0xC1, True, 1002), (0x81, False, 1002)],
+                         ids=["rsv1-set", "unmasked"])
+async def test_broken_frame_headers_close_1002(first_byte: int, masked: bool, code: int) -> None:
+    """A text frame with an RSV bit (no extension was negotiated) or without a mask is a
+    protocol error (1002)."""
+    from websockets.frames import Frame, Opcode
+
+    async with serve_arena(config()) as srv:
+        proto, reader, writer = await _raw_open(srv.url)
+        good = Frame(Opcode.TEXT, json.dumps({"type": "hello", "name": "hdr"}).encode()).serialize(mask=True)
+        payload = json.dumps({"type": "ping"}).encode()
+        bad = bytes([first_byte, (0x80 if masked else 0) | len(payload)]) + (b"\0\0\0\0" if masked else b"") + payload
+        writer.write(good)
+        assert json.loads((await _raw_events(proto, reader, 1))[0].data)["type"] == "welcome"
+        writer.write(bad)
+        events = await _raw_events(proto, reader, 1)
+        assert events[0].opcode is Opcode.CLOSE and int.from_bytes(events[0].data[:2], "big") == code
+        writer.close()
+
+
+def test_the_frame_cutter_knows_when_the_library_parser_is_between_frames() -> None:
+    """``_between_frames`` reads websockets' parser state (a generator): true once open and
+    idle, false inside a frame or a fragmented message, true again after. If a websockets
+    upgrade changes its parser, this fails rather than the fast path silently going unused."""
+    from websockets.client import ClientProtocol
+    from websockets.frames import Frame, Opcode
+    from websockets.server import ServerProtocol
+    from websockets.uri import parse_uri
+
+    from server.connection import _between_frames
+
+    client, server = ClientProtocol(parse_uri("ws://127.0.0.1:1/")), ServerProtocol()
+    client.send_request(client.connect())
+    server.receive_data(b"".join(client.data_to_send()))
+    server.send_response(server.accept(server.events_received()[0]))
+    assert not _between_frames(ServerProtocol())  # still in the handshake
+    assert _between_frames(server)
+    frame = Frame(Opcode.TEXT, b'{"type": "ping"}').serialize(mask=True)
+    server.receive_data(frame[:3])
+    assert not _between_frames(server)  # half a header parsed
+    server.receive_data(frame[3:])
+    assert _between_frames(server) and [e.data for e in server.events_received()] == [b'{"type": "ping"}']
+    server.receive_data(Frame(Opcode.TEXT, b'{"a":', fin=False).serialize(mask=True))
+    assert not _between_frames(server)  # a fragmented message has begun
+    server.receive_data(Frame(Opcode.CONT, b' 1}').serialize(mask=True))
+    assert _between_frames(server)
