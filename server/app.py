@@ -101,7 +101,8 @@ class ArenaServer:
             log.warning("marked %d games left live by an earlier run as aborted", self.aborted_at_start)
         self.arena = Arena(self.config, load_record=self.records.get, list_records=self.records.summaries,
                            find_records=self.records.find,
-                           remote=self.events.remote if self.events is not None else None)
+                           remote=self.events.remote if self.events is not None else None,
+                           publish_events=self.events is not None)
         if self.config.db_path != ":memory:":  # a second connection to ":memory:" would be another database
             self._writer = RecordWriter(self.config.db_path, asyncio.get_running_loop(),
                                         process=self.config.records_process)

@@ -29,11 +29,13 @@ class ArenaCore:
     def __init__(self, config: ServerConfig | None = None, *, house_bots: dict[str, Bot] | None = None,
                  load_record: RecordLoader | None = None, list_records: RecordLister | None = None,
                  find_records: RecordFinder | None = None,
-                 remote: "RemoteLobby | None" = None) -> None:
+                 remote: "RemoteLobby | None" = None, publish_events: bool = True) -> None:
         """``load_record``, ``list_records`` and ``find_records`` read the game store; without them
         ``get_game`` and ``list_records`` answer from the finished games kept in memory. ``remote``
         holds what other servers of a cluster announce: their bots and live games are listed
-        here too, and spectating one of their games is relayed (:meth:`relay`)."""
+        here too, and spectating one of their games is relayed (:meth:`relay`).
+        ``publish_events=False``: no :class:`~server.effects.GameEvent` effects (the server has
+        no event transport to hand them to)."""
         self.config = config or ServerConfig()
         self.rng = random.Random(self.config.seed)
         self.id_rng = random.Random()  # game ids (Offers._new_id): seeded from the OS, never from config.seed
@@ -44,6 +46,7 @@ class ArenaCore:
         self.list_records = list_records
         self.find_records = find_records
         self.remote = remote
+        self.publish_events = publish_events
         self.connections: dict[int, Connection] = {}
         self.connections_from: Counter[str] = Counter()  # open connections per client address
         self.sessions: dict[str, Session] = {}  # by name

@@ -40,7 +40,8 @@ class GamesInPlay(Lobby):
         self.games[game.game_id] = game
         self._lobby_changed(now)
         self._effects.append(StoreGame(game.record()))
-        self._effects.append(GameEvent("start", self._game_start(game, None)))
+        if self.publish_events:
+            self._effects.append(GameEvent("start", self._game_start(game, None)))
         self._arm_clock(game, now)
         for name in dict.fromkeys((game.x, game.o)):
             seats = game.seats_of(name)
@@ -185,12 +186,14 @@ class GamesInPlay(Lobby):
                          moved=True, reply_to=reply_to, rid=rid)
             return
         self._arm_clock(game, now)
-        state = self._state(game)
         if game.name_of(seat.other) not in self.house:
             self._effects.append(StoreGame(game.record()))  # stored as played: a killed server keeps the moves
-        self._effects.append(GameEvent("move", state))  # every move is published, announced or not
-        if announce:
-            self._broadcast(game, state, reply_to=reply_to, rid=rid)
+        if announce or self.publish_events:
+            state = self._state(game)
+            if self.publish_events:
+                self._effects.append(GameEvent("move", state))  # every move is published, announced or not
+            if announce:
+                self._broadcast(game, state, reply_to=reply_to, rid=rid)
 
     def _play_house_moves(self, game: Game, now: float, *, reply_to: str | None = None, rid: Any = None) -> None:
         """Let house bots answer while it is their turn; a game they leave live is stored.
@@ -230,13 +233,15 @@ class GamesInPlay(Lobby):
         self.games_finished += 1
         if moved:
             state = self._state(game)
-            self._effects.append(GameEvent("move", state))
+            if self.publish_events:
+                self._effects.append(GameEvent("move", state))
             self._broadcast(game, state, reply_to=reply_to, rid=rid)
         over = {"type": "game_over", "game_id": game.game_id, "x": game.x, "o": game.o, "result": result,
                 "reason": reason, "winner": game.winner, "board": game.board.code, "moves": list(game.moves),
                 "illegal_move": game.illegal_move, "tag": game.tag}
         self._broadcast(game, over, reply_to=reply_to, rid=rid)
-        self._effects.append(GameEvent("over", over))
+        if self.publish_events:
+            self._effects.append(GameEvent("over", over))
         for name in self._audience(game):
             session = self.sessions.get(name)
             if session is not None:

@@ -9,7 +9,7 @@ import pytest
 
 from bots.house import MinimaxBot, RandomBot
 from server.protocol import parse_server_frame
-from server.arena import CLOSE_POLICY, CLOSE_REPLACED, Arena, Close, GameEnded, Send, ServerConfig, StoreGame
+from server.arena import CLOSE_POLICY, CLOSE_REPLACED, Arena, Close, GameEnded, GameEvent, Send, ServerConfig, StoreGame
 
 
 class Net:
@@ -138,6 +138,32 @@ def test_player_beats_nobody_minimax_game_is_recorded() -> None:
     assert net.stored[0]["status"] == "live" and net.stored[-1]["status"] == "finished"
     assert [m["cell"] for m in net.stored[-1]["moves"]] == [m["cell"] for m in over["moves"]]
     assert net.arena.games == {}
+
+
+def test_game_events_each_move_once_and_none_when_nothing_publishes() -> None:
+    """Every move is a ``move`` event, in order, also the moves whose ``state`` is not sent
+    on its own (a house bot answers in the same step); an arena with no event transport
+    (``publish_events=False``) makes none, and its players see the same frames."""
+    seen: dict[bool, tuple[list[GameEvent], list[tuple[str, Any]]]] = {}
+    for publish in (True, False):
+        net = Net()
+        net.arena.publish_events = publish
+        events: list[GameEvent] = []
+        drain = net.arena.drain
+        net.arena.drain = lambda: [e for e in drain() if not isinstance(e, GameEvent) or events.append(e) or True]
+        ann = net.join("ann")
+        net.send(ann, type="challenge", opponent="minimax", side="X")
+        gid = net.last(ann, "game_start")["game_id"]
+        while not net.ended:
+            board = net.last(ann, "state")["board"] if any(f["type"] == "state" for f in net.inbox[ann]) else "........."
+            net.send(ann, type="move", game_id=gid, cell=board.index(".") + 1)
+        seen[publish] = events, [(f["type"], f.get("ply")) for f in net.inbox[ann] if f["type"] != "welcome"]
+    events, frames = seen[True]
+    moves = net.last(ann, "game_over")["moves"]
+    assert [e.kind for e in events] == ["start", *["move"] * len(moves), "over"]
+    assert [e.frame["ply"] for e in events if e.kind == "move"] == list(range(1, len(moves) + 1))
+    assert seen[False][0] == [] and seen[False][1] == frames
+    assert all(p is None or p % 2 == 0 or p == len(moves) for _, p in frames), "no state between a move and its answer"
 
 
 def test_move_errors_keep_the_game_intact() -> None:
