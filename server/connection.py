@@ -143,13 +143,11 @@ class ArenaConnection(ServerConnection):
 def _between_frames(protocol: Protocol) -> bool:
     """True when ``protocol``'s parser waits for the first byte of a frame: nothing of a
     frame or a fragmented message is buffered or half parsed."""
-    if protocol.reader.buffer or protocol.current_size is not None or protocol.reader.eof:
+    reader = protocol.reader
+    if reader.buffer or reader.eof or protocol.current_size is not None:
         return False
     gen = protocol.parser  # the server's parse(), which delegates to Protocol.parse() once open
-    for _ in range(3):
-        code = getattr(gen, "gi_code", None)
-        if code is None:
-            return False
+    while (code := getattr(gen, "gi_code", None)) is not None:
         if code is _PARSE_CODE:
             return getattr(gen.gi_yieldfrom, "gi_code", None) is _AT_EOF_CODE
         gen = gen.gi_yieldfrom
@@ -204,6 +202,7 @@ class Peer:
     def deliver(self) -> None:
         """Write every queued frame up to the first commit not yet made, in one socket write."""
         protocol = self.ws.protocol
+        is_open = protocol.state is _OPEN  # no frame written below changes it
         wrote = False
         queue = self.queue
         while queue:
@@ -219,7 +218,7 @@ class Peer:
                 self._closing = asyncio.ensure_future(self._close(item))
                 break
             self.queued_bytes -= len(item)
-            if protocol.state is _OPEN:
+            if is_open:
                 protocol.send_text(item)  # UTF-8 JSON, sent as a text frame
                 wrote = True
         if wrote:
