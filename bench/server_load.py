@@ -19,7 +19,9 @@ figures are medians over the repeats:
 
 * messages/s: requests answered per second, and the ratio arena / echo;
 * p50 / p99 round trip (ms) as the client sees it;
-* server CPU per request (µs, from ``/proc/PID/stat``), and the ratio.
+* server CPU per request (µs, from ``/proc/PID/stat``), and the ratio;
+* the ratio of each repeat (the two servers of a repeat ran back to back): on a small
+  machine the echo server's own rate can swing between repeats, and this shows it.
 
 ``--paced`` adds the human-pace run: ``--paced-connections`` (1,000) connections, each
 sending one request a second at a random phase, p50/p99 round trip.
@@ -31,7 +33,9 @@ Run (the figures in docs/PERFORMANCE.md and the README)::
 ``--baseline-root DIR`` measures the arena of another checkout in place of the echo server
 (an A/B of two versions, same traffic, alternating). ``--arena-root DIR`` runs the server from another checkout (``git worktree add /tmp/base
 main``: the before/after figures). ``--arena-arg=--event-loop=asyncio`` passes an option
-to ``serve``. ``--json FILE`` writes every measurement. Loopback only.
+to ``serve``. ``--json FILE`` writes every measurement, ``--plot FILE.png`` draws each
+repeat's rates and ratio, and ``--replot FILE.json`` prints (and with ``--plot`` draws) a
+saved run again without measuring. Loopback only.
 """
 
 from __future__ import annotations
@@ -390,6 +394,9 @@ def summarize(runs: list[Run]) -> list[dict[str, Any]]:
                "echo_p50": _median(e, "p50_ms"), "echo_p99": _median(e, "p99_ms"),
                "arena_cpu_us": _median(a, "cpu_us_per_msg"), "echo_cpu_us": _median(e, "cpu_us_per_msg")}
         row["ratio"] = row["arena_msgs"] / row["echo_msgs"] if row["echo_msgs"] else float("nan")
+        # the two servers of one repeat ran back to back: their ratio, repeat by repeat, shows the spread
+        row["ratios_per_repeat"] = [ar.messages_per_s / er.messages_per_s if er.messages_per_s else float("nan")
+                                    for ar, er in zip(sorted(a, key=lambda r: r.repeat), sorted(e, key=lambda r: r.repeat))]
         row["cpu_ratio"] = row["arena_cpu_us"] / row["echo_cpu_us"] if row["echo_cpu_us"] else float("nan")
         rows.append(row)
     return rows
@@ -409,6 +416,73 @@ def print_table(rows: list[dict[str, Any]], other: str = "echo") -> None:
                       f"{r['arena_p50']:.1f} / {r['arena_p99']:.1f}", f"{r['echo_p50']:.1f} / {r['echo_p99']:.1f}",
                       f"{r['arena_cpu_us']:.0f} / {r['echo_cpu_us']:.0f} ({r['cpu_ratio']:.1f}×)")
     Console(width=150).print(table)
+
+
+def plot_runs(runs: list[Run], path: Path, other: str = "echo") -> None:
+    """One panel per closed-loop connection count: requests/s of each repeat for the arena
+    and the other server, 0.6x the other's median (the issue's goal) dashed, and the ratio
+    of each repeat written above it. The paced runs are left out (both serve the same rate)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = sorted({r.connections for r in runs if not r.paced})
+    fig, axes = plt.subplots(1, len(counts), figsize=(4.2 * len(counts), 3.8), squeeze=False, sharey=True)
+    for ax, n in zip(axes[0], counts):
+        a = sorted((r for r in runs if r.server == "arena" and r.connections == n and not r.paced), key=lambda r: r.repeat)
+        e = sorted((r for r in runs if r.server == "echo" and r.connections == n and not r.paced), key=lambda r: r.repeat)
+        xs = [r.repeat + 1 for r in a]
+        ax.plot(xs, [r.messages_per_s for r in a], "o-", color="tab:blue", label="arena")
+        ax.plot([r.repeat + 1 for r in e], [r.messages_per_s for r in e], "s-", color="tab:orange", label=other)
+        if e:
+            goal = 0.6 * statistics.median(r.messages_per_s for r in e)
+            ax.axhline(goal, color="gray", linestyle="--", linewidth=1, label=f"0.6 x {other} median")
+        for ar, er in zip(a, e):
+            ax.annotate(f"{ar.messages_per_s / er.messages_per_s:.2f}", (ar.repeat + 1, ar.messages_per_s),
+                        textcoords="offset points", xytext=(0, -14), ha="center", fontsize=8, color="tab:blue")
+        ratio = (statistics.median(r.messages_per_s for r in a) / statistics.median(r.messages_per_s for r in e)
+                 if a and e else float("nan"))
+        ax.set_title(f"{n:,} connections: ratio {ratio:.2f}", fontsize=10)
+        ax.set_xlabel("repeat (ratio of the repeat under each point)")
+        ax.set_xticks(xs)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("requests/s")
+    axes[0][0].set_ylim(bottom=0)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=9, frameon=False)
+    fig.suptitle(f"bench/server_load.py: arena vs {other}, each repeat", fontsize=11)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def report(runs: list[Run], other: str, baseline: bool, json_path: Path | None, plot_path: Path | None,
+           argv: list[str]) -> int:
+    """The table, the JSON and the plot of ``runs``, and a result line per row; 1 if a connection failed."""
+    rows = summarize(runs)
+    print_table(rows, other)
+    if json_path:
+        json_path.write_text(json.dumps({"runs": [asdict(r) for r in runs], "summary": rows, "argv": argv}, indent=1))
+    if plot_path:
+        plot_runs(runs, plot_path, other)
+        print(f"plot: {plot_path}")
+    failed = sum(r.failures for r in runs)
+    for r in rows:
+        per_repeat = ", ".join(f"{x:.2f}" for x in r["ratios_per_repeat"])
+        if baseline:
+            print(f"result: {r['connections']:,} connections {'paced' if r['paced'] else 'closed loop'}: arena / baseline "
+                  f"{r['ratio']:.2f} requests/s (per repeat {per_repeat}), {r['cpu_ratio']:.2f} CPU per request, "
+                  f"p99 {r['arena_p99']:.1f} / {r['echo_p99']:.1f} ms")
+            continue
+        goal = "p99 ≤ 10 ms" if r["paced"] else "ratio ≥ 0.6"
+        met = r["arena_p99"] <= 10.0 if r["paced"] else r["ratio"] >= 0.6
+        print(f"result: {r['connections']:,} connections {'paced' if r['paced'] else 'closed loop'}: ratio {r['ratio']:.2f} "
+              f"(per repeat {per_repeat}), arena p99 {r['arena_p99']:.1f} ms; goal {goal}: {'met' if met else 'NOT met'}")
+    if failed:
+        print(f"result: {failed} connections failed during the runs (see above)")
+    return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -433,11 +507,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--client-loop", choices=("asyncio", "uvloop"), default="uvloop", help="event loop of the load client")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None, help="write every run and the summary here")
+    ap.add_argument("--plot", type=Path, default=None, help="draw each repeat's requests/s and ratio into this PNG")
+    ap.add_argument("--replot", type=Path, default=None, metavar="JSON",
+                    help="measure nothing: print the summary of a JSON written by --json (and --plot it)")
     ap.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.echo_server:
         run_echo_server(args.echo_loop, args.echo_compression)
         return 0
+    if args.replot:
+        saved = json.loads(args.replot.read_text())
+        old_runs = [Run(**r) for r in saved["runs"]]
+        baseline = "--baseline-root" in " ".join(saved.get("argv", []))
+        return report(old_runs, "baseline" if baseline else "echo", baseline, None, args.plot, saved.get("argv", []))
 
     counts = [] if args.paced_only else [int(c) for c in args.connections.split(",") if c]
     plan: list[tuple[int, float | None, float]] = [(n, None, args.seconds) for n in counts]
@@ -480,23 +562,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             arena.stop()
             echo.stop()
-    rows = summarize(runs)
-    print_table(rows, other)
-    if args.json:
-        args.json.write_text(json.dumps({"runs": [asdict(r) for r in runs], "summary": rows, "argv": sys.argv[1:]}, indent=1))
-    failed = sum(r.failures for r in runs)
-    for r in rows:
-        if args.baseline_root:
-            print(f"result: {r['connections']:,} connections {'paced' if r['paced'] else 'closed loop'}: arena / baseline "
-                  f"{r['ratio']:.2f} requests/s, {r['cpu_ratio']:.2f} CPU per request, p99 {r['arena_p99']:.1f} / {r['echo_p99']:.1f} ms")
-            continue
-        goal = "p99 ≤ 10 ms" if r["paced"] else "ratio ≥ 0.6"
-        met = r["arena_p99"] <= 10.0 if r["paced"] else r["ratio"] >= 0.6
-        print(f"result: {r['connections']:,} connections {'paced' if r['paced'] else 'closed loop'}: ratio {r['ratio']:.2f}, "
-              f"arena p99 {r['arena_p99']:.1f} ms; goal {goal}: {'met' if met else 'NOT met'}")
-    if failed:
-        print(f"result: {failed} connections failed during the runs (see above)")
-    return 1 if failed else 0
+    return report(runs, other, args.baseline_root is not None, args.json, args.plot, sys.argv[1:])
 
 
 if __name__ == "__main__":
