@@ -3,9 +3,9 @@
 It builds an :class:`server.arena.Arena` the way ``server.app`` does (house bots, limits
 lifted as ``bench/server_load.py`` lifts them), connects N fake sessions and drives
 ``arena.receive(conn, frame_text, now)`` + ``arena.drain()`` with the load bench's
-traffic: every session says ``hello``, challenges the house ``random`` bot playing X, plays
-random legal moves (each answered by the server's ``state`` frames: after the move and
-after the bot's reply) and challenges again at ``game_over``. Sessions take turns, one
+traffic (``server_load.LoadTraffic``): every session says ``hello``, challenges the house
+``random`` bot playing X, plays random legal moves (each answered by one ``state`` holding
+the move and the bot's answer) and challenges again at ``game_over``. Sessions take turns, one
 request each, like N clients in a closed loop. Only ``receive`` + ``drain`` is timed
 (``perf_counter_ns`` around each request); the fake clients' own bookkeeping is not. The
 cyclic GC runs with the threshold ``serve`` sets (``--gc-threshold``, 10,000).
@@ -40,6 +40,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from server_load import LoadTraffic  # this folder: the load bench's traffic, shared
+
 ROOT = Path(__file__).resolve().parents[1]
 _RANDOM_KEYS = ("game_id", "challenge_id", "token")  # values that differ from run to run
 
@@ -59,34 +61,6 @@ def _normalise(frame: Any, seen: dict[str, str]) -> Any:
     return frame
 
 
-class FakeClient:
-    """One session's side of the load bench's traffic: what it sends next, from what it got."""
-
-    def __init__(self, conn_id: int, name: str, rng: random.Random) -> None:
-        self.conn_id, self.name, self.rng = conn_id, name, rng
-        self.game_id: str | None = None
-        self.board = "........."
-        self.n = 0
-
-    def next_frame(self) -> str:
-        self.n += 1
-        if self.game_id is None:
-            frame: dict[str, Any] = {"type": "challenge", "opponent": "random", "side": "X", "id": self.n}
-        else:
-            cells = [i + 1 for i, c in enumerate(self.board) if c == "."]
-            frame = {"type": "move", "game_id": self.game_id, "cell": self.rng.choice(cells), "id": self.n}
-        return json.dumps(frame)
-
-    def got(self, frame: dict[str, Any]) -> None:
-        kind = frame["type"]
-        if kind == "game_over":
-            self.game_id = None
-        elif kind in ("game_start", "state") and frame.get("turn") == "X":
-            self.game_id, self.board = frame["game_id"], frame["board"]
-        elif kind == "error":
-            raise RuntimeError(f"the arena refused a request of {self.name}: {frame}")
-
-
 def drive(connections: int, requests: int, repeats: int, seed: int, digest: bool, gc_threshold: int = 10_000) -> dict[str, Any]:
     """Run the traffic ``repeats`` times on fresh arenas; µs per request of each repeat."""
     from server.arena import Arena, Send, ServerConfig
@@ -104,28 +78,27 @@ def drive(connections: int, requests: int, repeats: int, seed: int, digest: bool
         arena = Arena(config)
         rng = random.Random(seed)
         now = 1_000_000.0
-        clients: dict[int, FakeClient] = {}
+        clients: dict[int, LoadTraffic] = {}
         for i in range(1, connections + 1):
             arena.connect(i, "127.0.0.1", now)
-            client = clients[i] = FakeClient(i, f"p{i}", rng)
-            arena.receive(i, json.dumps({"type": "hello", "name": client.name}), now)
+            clients[i] = LoadTraffic(rng)
+            arena.receive(i, json.dumps({"type": "hello", "name": f"p{i}"}), now)
         arena.drain()
         seen: dict[str, str] = {}
-        order = list(clients.values())
         elapsed_ns = 0
         done = 0
         perf = time.perf_counter_ns
         while done < requests:
-            for client in order:
-                raw = client.next_frame()
+            for conn_id, client in clients.items():
+                raw = json.dumps(client.next_request())
                 now += 0.0001
                 t0 = perf()
-                arena.receive(client.conn_id, raw, now)
+                arena.receive(conn_id, raw, now)
                 effects = arena.drain()
                 elapsed_ns += perf() - t0
                 for effect in effects:
                     if isinstance(effect, Send):
-                        clients[effect.conn_id].got(effect.frame)
+                        clients[effect.conn_id].answered(effect.frame)
                         if digest and rep == 0:
                             sha.update(encode_frame(_normalise(effect.frame, seen)))
                             frames_sent += 1

@@ -101,13 +101,12 @@ class ServerProcess:
     """A server child process: its URL (read from its first line) and its CPU time."""
 
     def __init__(self, argv: list[str], cwd: Path, env: dict[str, str]) -> None:
+        # imported here, not at the top: bench/arena_logic.py imports this module in a child
+        # whose ``server`` package may be another checkout's (--baseline-root)
+        from server.app import read_banner_url
+
         self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if "ws://" not in line:
-            self.proc.kill()
-            raise RuntimeError(f"server did not start: {line!r} {self.proc.stderr.read() if self.proc.stderr else ''}")
-        self.url = "ws://" + line.split("ws://", 1)[1].split()[0].rstrip(";")
+        self.url = read_banner_url(self.proc)
 
     def cpu_seconds(self) -> float:
         """CPU seconds of the server and of every process it started (the arena's records
@@ -212,8 +211,39 @@ class Window:
             self.rtts.append(done - sent)
 
 
-def _free_cells(board: str) -> list[int]:
-    return [i + 1 for i, c in enumerate(board) if c == "."]
+class LoadTraffic:
+    """One connection's side of the arena traffic, without I/O: challenge the house
+    ``random`` bot playing X, random legal moves, a new challenge at ``game_over``.
+    :class:`ArenaPlayer` sends it over a socket; ``bench/arena_logic.py`` feeds it to an
+    in-process arena."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.game_id: str | None = None
+        self.board = "........."
+        self.n = 0
+
+    def next_request(self) -> dict[str, Any]:
+        """The next request: a move, or a challenge when no game is live."""
+        self.n += 1
+        if self.game_id is None:
+            return {"type": "challenge", "opponent": "random", "side": "X", "id": self.n}
+        cells = [i + 1 for i, c in enumerate(self.board) if c == "."]
+        return {"type": "move", "game_id": self.game_id, "cell": self.rng.choice(cells), "id": self.n}
+
+    def answered(self, frame: dict[str, Any]) -> bool:
+        """Take a server frame; True when it ends the request in flight (``game_over``, or
+        the turn is back). An ``error`` is raised: the traffic is always legal."""
+        kind = frame["type"]
+        if kind == "game_over":
+            self.game_id = None
+            return True
+        if kind in ("game_start", "state") and frame.get("turn") == "X":
+            self.game_id, self.board = frame["game_id"], frame["board"]
+            return True
+        if kind == "error":
+            raise RuntimeError(f"the arena refused a request: {frame}")
+        return False
 
 
 async def _connect(url: str) -> Any:
@@ -233,9 +263,7 @@ class ArenaPlayer:
 
     def __init__(self, ws: Any, name: str, rng: random.Random) -> None:
         self.ws, self.name, self.rng = ws, name, rng
-        self.game_id: str | None = None
-        self.board = "........."
-        self.n = 0
+        self.traffic = LoadTraffic(rng)
 
     async def hello(self) -> None:
         await self.ws.send(orjson.dumps({"type": "hello", "name": self.name}), text=True)
@@ -245,23 +273,9 @@ class ArenaPlayer:
 
     async def request(self) -> None:
         """One request (a move, or a challenge when no game is live) until its answer."""
-        self.n += 1
-        if self.game_id is None:
-            frame = {"type": "challenge", "opponent": "random", "side": "X", "id": self.n}
-        else:
-            frame = {"type": "move", "game_id": self.game_id, "cell": self.rng.choice(_free_cells(self.board)), "id": self.n}
-        await self.ws.send(orjson.dumps(frame), text=True)
-        while True:
-            reply = orjson.loads(await self.ws.recv())
-            kind = reply["type"]
-            if kind == "game_over":
-                self.game_id = None
-                return
-            if kind in ("game_start", "state") and reply.get("turn") == "X":
-                self.game_id, self.board = reply["game_id"], reply["board"]
-                return
-            if kind == "error":
-                raise RuntimeError(f"arena refused {frame}: {reply}")
+        await self.ws.send(orjson.dumps(self.traffic.next_request()), text=True)
+        while not self.traffic.answered(orjson.loads(await self.ws.recv())):
+            pass
 
 
 class EchoPlayer:
