@@ -53,6 +53,10 @@ class ArenaConnection(ServerConnection):
         self._on_text: Callable[[str], None] | None = None
         self._early: list[str] = []
         self._inline_over: asyncio.Future[None] = self.loop.create_future()
+        # the largest frame data_received cuts itself: the parser's own limit for a frame
+        # that starts a message (message and fragment limits are fixed at construction)
+        sizes = [n for n in (self.protocol.max_message_size, self.protocol.max_fragment_size) if n is not None]
+        self._frame_limit: int | None = min(sizes) if sizes else None
 
     def data_received(self, data: bytes) -> None:
         """Whole, masked text frames are cut from ``data`` here; the rest goes to the library.
@@ -70,9 +74,7 @@ class ArenaConnection(ServerConnection):
         if protocol.state is not _OPEN or protocol.debug or not _between_frames(protocol):
             super().data_received(data)
             return
-        limit = protocol.max_message_size
-        if protocol.max_fragment_size is not None and (limit is None or protocol.max_fragment_size < limit):
-            limit = protocol.max_fragment_size
+        limit = self._frame_limit
         pos, end = 0, len(data)
         while end - pos >= 6 and data[pos] == _TEXT_FIN:
             length = data[pos + 1] ^ 0x80  # the mask bit must be set: then this is the length field

@@ -278,12 +278,8 @@ async def test_messages_sent_with_the_handshake_are_answered_in_order() -> None:
         reader, writer = await asyncio.open_connection(host, int(port))
         writer.write(b"".join(proto.data_to_send()) + b"".join(frames_out))  # the request and the messages at once
         await writer.drain()
-        frames: list[dict[str, Any]] = []
-        while len(frames) < 100:
-            data = await asyncio.wait_for(reader.read(65536), 10)
-            assert data, "connection closed early"
-            proto.receive_data(data)
-            frames += [json.loads(e.data) for e in proto.events_received() if getattr(e, "opcode", None) is not None]
+        events = await _raw_events(proto, reader, 101)  # the handshake response, then the frames
+        frames = [json.loads(e.data) for e in events if getattr(e, "opcode", None) is not None]
         writer.close()
     assert frames[0]["type"] == "welcome"
     assert [(f["type"], f["id"]) for f in frames[1:]] == [("pong", i) for i in range(1, 100)]
