@@ -23,6 +23,15 @@ figures are medians over the repeats:
 * the ratio of each repeat (the two servers of a repeat ran back to back): on a small
   machine the echo server's own rate can swing between repeats, and this shows it.
 
+Warm-up: before the repeats, each server gets ``--warmup`` seconds (5) of unmeasured load
+at each connection count. A cold process can be far slower than the same process a run
+later: the echo server (asyncio's transport reads into a new 256 KiB buffer each time,
+above glibc's initial 128 KiB ``mmap`` threshold, which glibc raises only as such blocks
+are freed) served 100 connections at ~30,000 requests/s and 34 µs of CPU each in its first
+5 s, then ~55,000 at 18 µs; with ``MALLOC_MMAP_THRESHOLD_=4194304`` its first run was as
+fast as the later ones. Without the warm-up the first repeat compared the arena with a cold
+echo server.
+
 ``--paced`` adds the human-pace run: ``--paced-connections`` (1,000) connections, each
 sending one request a second at a random phase, p50/p99 round trip.
 
@@ -111,7 +120,12 @@ class ServerProcess:
     def cpu_seconds(self) -> float:
         """CPU seconds of the server and of every process it started (the arena's records
         writer runs in a child process): user + system time."""
-        return sum(_cpu_of(pid) for pid in _process_tree(self.proc.pid))
+        return sum(self.cpu_split())
+
+    def cpu_split(self) -> tuple[float, float]:
+        """CPU seconds of the server's own process (its event loop) and of its child processes."""
+        main, *children = _process_tree(self.proc.pid)
+        return _cpu_of(main), sum(_cpu_of(pid) for pid in children)
 
     def rss_mib(self) -> float:
         """Resident memory of the server and its child processes (MiB)."""
@@ -203,6 +217,7 @@ class Window:
     failures: int = 0
     offset: float = 0.0  # time.perf_counter() - loop.time()
     server_cpu: float = 0.0  # CPU seconds the server spent inside the window
+    server_main_cpu: float = 0.0  # of which its own process (the event loop's), not its children
     client_cpu: float = 0.0  # and this client process
 
     def record(self, sent: float, done: float) -> None:
@@ -336,12 +351,13 @@ async def _load(proc: ServerProcess, kind: str, n: int, seconds: float, paced: f
     window.end = window.start + seconds
     tasks = [asyncio.create_task(_drive(p, window, paced, ready)) for p in players]
     ready.set()
-    marks: list[tuple[float, float]] = []  # (server CPU, client CPU) at the window's start and end
+    marks: list[tuple[float, float, float]] = []  # (server main, server children, client) CPU at the window's start and end
     for at in (window.start, window.end):
-        loop.call_at(at, lambda: marks.append((proc.cpu_seconds(), sum(os.times()[:2]))))
+        loop.call_at(at, lambda: marks.append((*proc.cpu_split(), sum(os.times()[:2]))))
     results = await asyncio.gather(*tasks, return_exceptions=True)
     if len(marks) == 2:
-        window.server_cpu, window.client_cpu = marks[1][0] - marks[0][0], marks[1][1] - marks[0][1]
+        main, children, client = (end - start for start, end in zip(*marks))
+        window.server_cpu, window.server_main_cpu, window.client_cpu = main + children, main, client
     window.failures = sum(1 for r in results if isinstance(r, BaseException))
     if window.failures:
         first = next(r for r in results if isinstance(r, BaseException))
@@ -370,6 +386,10 @@ class Run:
     client_cpu_us_per_msg: float
     rss_mib: float
     failures: int
+    # the server's own process (its event loop; the arena's records writer is a child): CPU per
+    # request and the share of one core it used (None in JSON written before they were measured)
+    main_cpu_us_per_msg: float | None = None
+    main_busy: float | None = None
 
 
 def measure(proc: ServerProcess, kind: str, n: int, seconds: float, paced: float | None, seed: int,
@@ -386,7 +406,8 @@ def measure(proc: ServerProcess, kind: str, n: int, seconds: float, paced: float
     count = len(window.rtts)
     return Run(kind, n, paced is not None, repeat, count / seconds, _pct(window.rtts, 0.5) * 1e3,
                _pct(window.rtts, 0.99) * 1e3, window.server_cpu / max(1, count) * 1e6, window.client_cpu / max(1, count) * 1e6,
-               proc.rss_mib(), window.failures)
+               proc.rss_mib(), window.failures, window.server_main_cpu / max(1, count) * 1e6,
+               window.server_main_cpu / seconds)
 
 
 # ----------------------------------------------------------------------------- report
@@ -412,6 +433,11 @@ def summarize(runs: list[Run]) -> list[dict[str, Any]]:
         row["ratios_per_repeat"] = [ar.messages_per_s / er.messages_per_s if er.messages_per_s else float("nan")
                                     for ar, er in zip(sorted(a, key=lambda r: r.repeat), sorted(e, key=lambda r: r.repeat))]
         row["cpu_ratio"] = row["arena_cpu_us"] / row["echo_cpu_us"] if row["echo_cpu_us"] else float("nan")
+        measured = [r for r in a if r.main_cpu_us_per_msg]
+        if measured:  # the arena's event loop: one thread, so 1 / (its CPU per request) bounds the rate
+            row["arena_main_cpu_us"] = _median(measured, "main_cpu_us_per_msg")
+            row["arena_main_busy"] = _median(measured, "main_busy")
+            row["arena_main_bound"] = 1e6 / row["arena_main_cpu_us"]
         rows.append(row)
     return rows
 
@@ -494,6 +520,10 @@ def report(runs: list[Run], other: str, baseline: bool, json_path: Path | None, 
         met = r["arena_p99"] <= 10.0 if r["paced"] else r["ratio"] >= 0.6
         print(f"result: {r['connections']:,} connections {'paced' if r['paced'] else 'closed loop'}: ratio {r['ratio']:.2f} "
               f"(per repeat {per_repeat}), arena p99 {r['arena_p99']:.1f} ms; goal {goal}: {'met' if met else 'NOT met'}")
+        if not r["paced"] and "arena_main_cpu_us" in r:
+            print(f"        the arena's event-loop process spent {r['arena_main_cpu_us']:.1f} µs per request and was "
+                  f"{r['arena_main_busy']:.0%} busy: on its one thread it cannot serve more than "
+                  f"{r['arena_main_bound']:,.0f} requests/s; the goal needs {0.6 * r['echo_msgs']:,.0f}")
     if failed:
         print(f"result: {failed} connections failed during the runs (see above)")
     return 1 if failed else 0
@@ -519,6 +549,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="the echo server's per-message deflate: websockets' default (the issue's baseline), or off "
                          "as the arena has it (like for like)")
     ap.add_argument("--client-loop", choices=("asyncio", "uvloop"), default="uvloop", help="event loop of the load client")
+    ap.add_argument("--warmup", type=float, default=5.0,
+                    help="seconds of unmeasured load on each server at each connection count before the repeats "
+                         "(0: none); see 'Warm-up' above")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None, help="write every run and the summary here")
     ap.add_argument("--plot", type=Path, default=None, help="draw each repeat's requests/s and ratio into this PNG")
@@ -557,6 +590,17 @@ def main(argv: list[str] | None = None) -> int:
         try:
             print(f"  arena {arena.url}, {other} {echo.url}" + (f" from {args.baseline_root}" if args.baseline_root else ""),
                   flush=True)
+            if args.warmup > 0:
+                for n, paced, _ in plan:
+                    for kind, proc in (("arena", arena), ("echo", echo)):
+                        players = "arena" if args.baseline_root else kind
+                        run = measure(proc, kind, n, args.warmup, paced, args.seed - 1, -1, args.client_loop, players)
+                        if players == "arena":
+                            proc.wait_idle()
+                        else:
+                            time.sleep(1.0)
+                        print(f"  warm-up  {kind if kind == 'arena' else other:8} {n:>5} conns: {run.messages_per_s:8.0f} msg/s "
+                              f"(not counted)", flush=True)
             for repeat in range(args.repeats):
                 for n, paced, seconds in plan:
                     order = [("arena", arena), ("echo", echo)] if repeat % 2 == 0 else [("echo", echo), ("arena", arena)]
@@ -571,7 +615,8 @@ def main(argv: list[str] | None = None) -> int:
                         mode = "paced 1/s" if paced else "closed loop"
                         print(f"  repeat {repeat + 1}/{args.repeats} {kind if kind == 'arena' else other:8} {n:>5} conns {mode}: "
                               f"{run.messages_per_s:8.0f} msg/s  p50 {run.p50_ms:6.1f} ms  p99 {run.p99_ms:6.1f} ms  "
-                              f"cpu {run.cpu_us_per_msg:5.0f} µs/msg (client {run.client_cpu_us_per_msg:4.0f})  rss {run.rss_mib:.0f} MiB"
+                              f"cpu {run.cpu_us_per_msg:5.0f} µs/msg (main process {run.main_cpu_us_per_msg:4.0f}, "
+                              f"{run.main_busy:4.0%} busy; client {run.client_cpu_us_per_msg:4.0f})  rss {run.rss_mib:.0f} MiB"
                               + (f"  FAILED {run.failures}" if run.failures else ""), flush=True)
         finally:
             arena.stop()
