@@ -22,6 +22,10 @@ figures are medians over the repeats:
 * server CPU per request (µs, from ``/proc/PID/stat``), and the ratio;
 * the ratio of each repeat (the two servers of a repeat ran back to back): on a small
   machine the echo server's own rate can swing between repeats, and this shows it.
+* the arena's event-loop process apart from its records child: its CPU per request, how
+  busy it was, and the rate its one thread could serve 100 % busy at that cost;
+* the rate the machine's cores could serve at the arena's and its client's CPU per request
+  together (client and servers share the machine): a bound whatever the server's processes.
 
 Warm-up: before the repeats, each server gets ``--warmup`` seconds (5) of unmeasured load
 at each connection count. A cold process can be far slower than the same process a run
@@ -415,7 +419,7 @@ def _median(runs: list[Run], attr: str) -> float:
     return statistics.median(getattr(r, attr) for r in runs)
 
 
-def summarize(runs: list[Run]) -> list[dict[str, Any]]:
+def summarize(runs: list[Run], cores: int | None = None) -> list[dict[str, Any]]:
     rows = []
     keys = sorted({(r.connections, r.paced) for r in runs}, key=lambda k: (k[1], k[0]))
     for n, paced in keys:
@@ -438,6 +442,9 @@ def summarize(runs: list[Run]) -> list[dict[str, Any]]:
             row["arena_main_cpu_us"] = _median(measured, "main_cpu_us_per_msg")
             row["arena_main_busy"] = _median(measured, "main_busy")
             row["arena_main_bound"] = 1e6 / row["arena_main_cpu_us"]
+        if cores:  # client and server share the machine: its cores at their CPU per request
+            row["arena_client_cpu_us"] = _median(a, "client_cpu_us_per_msg")
+            row["machine_bound"] = cores * 1e6 / (row["arena_cpu_us"] + row["arena_client_cpu_us"])
         rows.append(row)
     return rows
 
@@ -460,8 +467,9 @@ def print_table(rows: list[dict[str, Any]], other: str = "echo") -> None:
 
 def plot_runs(runs: list[Run], path: Path, other: str = "echo") -> None:
     """One panel per closed-loop connection count: requests/s of each repeat for the arena
-    and the other server, 0.6x the other's median (the issue's goal) dashed, and the ratio
-    of each repeat written above it. The paced runs are left out (both serve the same rate)."""
+    and the other server, 0.6x the other's median (the issue's goal) dashed, the rate the
+    arena's event-loop process could serve 100 % busy dotted, and the ratio of each repeat
+    written under its point. The paced runs are left out (both serve the same rate)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -478,6 +486,10 @@ def plot_runs(runs: list[Run], path: Path, other: str = "echo") -> None:
         if e:
             goal = 0.6 * statistics.median(r.messages_per_s for r in e)
             ax.axhline(goal, color="gray", linestyle="--", linewidth=1, label=f"0.6 x {other} median")
+        measured = [r.main_cpu_us_per_msg for r in a if r.main_cpu_us_per_msg]
+        if measured:  # the most the arena's event-loop thread could serve at its CPU per request
+            ax.axhline(1e6 / statistics.median(measured), color="tab:blue", linestyle=":", linewidth=1.2,
+                       label="arena event loop 100 % busy")
         for ar, er in zip(a, e):
             ax.annotate(f"{ar.messages_per_s / er.messages_per_s:.2f}", (ar.repeat + 1, ar.messages_per_s),
                         textcoords="offset points", xytext=(0, -14), ha="center", fontsize=8, color="tab:blue")
@@ -490,7 +502,7 @@ def plot_runs(runs: list[Run], path: Path, other: str = "echo") -> None:
     axes[0][0].set_ylabel("requests/s")
     axes[0][0].set_ylim(bottom=0)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=9, frameon=False)
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=9, frameon=False)
     fig.suptitle(f"bench/server_load.py: arena vs {other}, each repeat", fontsize=11)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -499,12 +511,12 @@ def plot_runs(runs: list[Run], path: Path, other: str = "echo") -> None:
 
 
 def report(runs: list[Run], other: str, baseline: bool, json_path: Path | None, plot_path: Path | None,
-           argv: list[str]) -> int:
+           argv: list[str], cores: int | None = None) -> int:
     """The table, the JSON and the plot of ``runs``, and a result line per row; 1 if a connection failed."""
-    rows = summarize(runs)
+    rows = summarize(runs, cores)
     print_table(rows, other)
     if json_path:
-        json_path.write_text(json.dumps({"runs": [asdict(r) for r in runs], "summary": rows, "argv": argv}, indent=1))
+        json_path.write_text(json.dumps({"runs": [asdict(r) for r in runs], "summary": rows, "argv": argv, "cores": cores}, indent=1))
     if plot_path:
         plot_runs(runs, plot_path, other)
         print(f"plot: {plot_path}")
@@ -524,6 +536,10 @@ def report(runs: list[Run], other: str, baseline: bool, json_path: Path | None, 
             print(f"        the arena's event-loop process spent {r['arena_main_cpu_us']:.1f} µs per request and was "
                   f"{r['arena_main_busy']:.0%} busy: on its one thread it cannot serve more than "
                   f"{r['arena_main_bound']:,.0f} requests/s; the goal needs {0.6 * r['echo_msgs']:,.0f}")
+        if not r["paced"] and "machine_bound" in r:
+            print(f"        the arena and its client spent {r['arena_cpu_us']:.0f} + {r['arena_client_cpu_us']:.0f} µs "
+                  f"per request: however its work were spread, this machine's {cores} cores could serve at most "
+                  f"{r['machine_bound']:,.0f} requests/s")
     if failed:
         print(f"result: {failed} connections failed during the runs (see above)")
     return 1 if failed else 0
@@ -566,7 +582,8 @@ def main(argv: list[str] | None = None) -> int:
         saved = json.loads(args.replot.read_text())
         old_runs = [Run(**r) for r in saved["runs"]]
         baseline = "--baseline-root" in " ".join(saved.get("argv", []))
-        return report(old_runs, "baseline" if baseline else "echo", baseline, None, args.plot, saved.get("argv", []))
+        return report(old_runs, "baseline" if baseline else "echo", baseline, None, args.plot, saved.get("argv", []),
+                      saved.get("cores"))
 
     counts = [] if args.paced_only else [int(c) for c in args.connections.split(",") if c]
     plan: list[tuple[int, float | None, float]] = [(n, None, args.seconds) for n in counts]
@@ -621,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             arena.stop()
             echo.stop()
-    return report(runs, other, args.baseline_root is not None, args.json, args.plot, sys.argv[1:])
+    return report(runs, other, args.baseline_root is not None, args.json, args.plot, sys.argv[1:], os.cpu_count())
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ plot, from a saved JSON (``--replot``), without starting a server."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -37,7 +38,8 @@ def test_replot_prints_each_repeats_ratio_and_draws_the_plot(tmp_path: Path, cap
 def test_the_report_bounds_the_rate_by_the_event_loops_cpu_per_request(tmp_path: Path,
                                                                         capsys: pytest.CaptureFixture[str]) -> None:
     """The arena's event loop is one thread: at 40 µs per request it cannot serve more than
-    25,000 requests/s, which the result line sets beside what the goal needs (0.6 × echo)."""
+    25,000 requests/s, which the result line sets beside what the goal needs (0.6 × echo);
+    and the machine's cores, shared with the client, bound the rate whatever the processes."""
     from server_load import Run, main
 
     runs = []
@@ -46,11 +48,14 @@ def test_the_report_bounds_the_rate_by_the_event_loops_cpu_per_request(tmp_path:
                         main_cpu_us_per_msg=40.0, main_busy=busy))
         runs.append(Run("echo", 100, False, repeat, echo, 2.0, 3.0, 19.0, 19.0, 40.0, 0))
     saved = tmp_path / "load.json"
-    saved.write_text(json.dumps({"runs": [asdict(r) for r in runs], "summary": [], "argv": []}))
+    saved.write_text(json.dumps({"runs": [asdict(r) for r in runs], "summary": [], "argv": [], "cores": 2}))
     assert main(["--replot", str(saved)]) == 0
     out = capsys.readouterr().out
     assert ("the arena's event-loop process spent 40.0 µs per request and was 80% busy: on its one thread it cannot "
             "serve more than 25,000 requests/s; the goal needs 31,200") in out
+    # server (60 µs, its records child included) and client (22 µs) share the 2 cores: 2 / 82 µs
+    assert ("the arena and its client spent 60 + 22 µs per request: however its work were spread, this machine's "
+            "2 cores could serve at most 24,390 requests/s") in out
 
 
 @pytest.mark.timeout(120)
@@ -67,6 +72,8 @@ def test_a_short_run_warms_both_servers_up_and_counts_only_the_repeats(tmp_path:
     out = capsys.readouterr().out
     assert "warm-up  arena       20 conns" in out and "warm-up  echo        20 conns" in out
     assert "20 connections closed loop: ratio" in out and "the arena's event-loop process spent" in out
+    assert "cores could serve at most" in out
+    assert json.loads(saved.read_text())["cores"] == os.cpu_count()
     runs = json.loads(saved.read_text())["runs"]
     assert sorted(r["server"] for r in runs) == ["arena", "echo"] and all(r["repeat"] == 0 for r in runs)
     arena = next(r for r in runs if r["server"] == "arena")
