@@ -607,28 +607,29 @@ def main(argv: list[str] | None = None) -> int:
         try:
             print(f"  arena {arena.url}, {other} {echo.url}" + (f" from {args.baseline_root}" if args.baseline_root else ""),
                   flush=True)
+            def run_once(kind: str, proc: ServerProcess, n: int, seconds: float, paced: float | None, seed: int,
+                         repeat: int) -> Run:
+                """One run; then wait until the server is idle again (the arena's closed connections gone)."""
+                players = "arena" if args.baseline_root else kind
+                run = measure(proc, kind, n, seconds, paced, seed, repeat, args.client_loop, players)
+                if players == "arena":
+                    proc.wait_idle()
+                else:
+                    time.sleep(1.0)
+                return run
+
             if args.warmup > 0:
                 for n, paced, _ in plan:
                     for kind, proc in (("arena", arena), ("echo", echo)):
-                        players = "arena" if args.baseline_root else kind
-                        run = measure(proc, kind, n, args.warmup, paced, args.seed - 1, -1, args.client_loop, players)
-                        if players == "arena":
-                            proc.wait_idle()
-                        else:
-                            time.sleep(1.0)
+                        run = run_once(kind, proc, n, args.warmup, paced, args.seed - 1, -1)
                         print(f"  warm-up  {kind if kind == 'arena' else other:8} {n:>5} conns: {run.messages_per_s:8.0f} msg/s "
                               f"(not counted)", flush=True)
             for repeat in range(args.repeats):
                 for n, paced, seconds in plan:
                     order = [("arena", arena), ("echo", echo)] if repeat % 2 == 0 else [("echo", echo), ("arena", arena)]
                     for kind, proc in order:
-                        players = "arena" if args.baseline_root else kind
-                        run = measure(proc, kind, n, seconds, paced, args.seed + repeat, repeat, args.client_loop, players)
+                        run = run_once(kind, proc, n, seconds, paced, args.seed + repeat, repeat)
                         runs.append(run)
-                        if players == "arena":
-                            proc.wait_idle()
-                        else:
-                            time.sleep(1.0)
                         mode = "paced 1/s" if paced else "closed loop"
                         print(f"  repeat {repeat + 1}/{args.repeats} {kind if kind == 'arena' else other:8} {n:>5} conns {mode}: "
                               f"{run.messages_per_s:8.0f} msg/s  p50 {run.p50_ms:6.1f} ms  p99 {run.p99_ms:6.1f} ms  "
