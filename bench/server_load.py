@@ -121,13 +121,9 @@ class ServerProcess:
         self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.url = read_banner_url(self.proc)
 
-    def cpu_seconds(self) -> float:
-        """CPU seconds of the server and of every process it started (the arena's records
-        writer runs in a child process): user + system time."""
-        return sum(self.cpu_split())
-
     def cpu_split(self) -> tuple[float, float]:
-        """CPU seconds of the server's own process (its event loop) and of its child processes."""
+        """CPU seconds (user + system) of the server's own process (its event loop) and of
+        every process it started (the arena's records writer runs in a child process)."""
         main, *children = _process_tree(self.proc.pid)
         return _cpu_of(main), sum(_cpu_of(pid) for pid in children)
 
