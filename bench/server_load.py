@@ -415,6 +415,13 @@ def _median(runs: list[Run], attr: str) -> float:
     return statistics.median(getattr(r, attr) for r in runs)
 
 
+def _event_loop_cpu(arena_runs: list[Run]) -> float | None:
+    """Median CPU per request (µs) of the arena's event-loop process, None where it was not
+    measured: one thread, so 1e6 / this bounds the requests/s it can serve."""
+    measured = [r.main_cpu_us_per_msg for r in arena_runs if r.main_cpu_us_per_msg]
+    return statistics.median(measured) if measured else None
+
+
 def summarize(runs: list[Run], cores: int | None = None) -> list[dict[str, Any]]:
     rows = []
     keys = sorted({(r.connections, r.paced) for r in runs}, key=lambda k: (k[1], k[0]))
@@ -433,11 +440,11 @@ def summarize(runs: list[Run], cores: int | None = None) -> list[dict[str, Any]]
         row["ratios_per_repeat"] = [ar.messages_per_s / er.messages_per_s if er.messages_per_s else float("nan")
                                     for ar, er in zip(sorted(a, key=lambda r: r.repeat), sorted(e, key=lambda r: r.repeat))]
         row["cpu_ratio"] = row["arena_cpu_us"] / row["echo_cpu_us"] if row["echo_cpu_us"] else float("nan")
-        measured = [r for r in a if r.main_cpu_us_per_msg]
-        if measured:  # the arena's event loop: one thread, so 1 / (its CPU per request) bounds the rate
-            row["arena_main_cpu_us"] = _median(measured, "main_cpu_us_per_msg")
-            row["arena_main_busy"] = _median(measured, "main_busy")
-            row["arena_main_bound"] = 1e6 / row["arena_main_cpu_us"]
+        loop_cpu = _event_loop_cpu(a)
+        if loop_cpu is not None:
+            row["arena_main_cpu_us"] = loop_cpu
+            row["arena_main_busy"] = _median([r for r in a if r.main_cpu_us_per_msg], "main_busy")
+            row["arena_main_bound"] = 1e6 / loop_cpu
         if cores:  # client and server share the machine: its cores at their CPU per request
             row["arena_client_cpu_us"] = _median(a, "client_cpu_us_per_msg")
             row["machine_bound"] = cores * 1e6 / (row["arena_cpu_us"] + row["arena_client_cpu_us"])
@@ -482,10 +489,9 @@ def plot_runs(runs: list[Run], path: Path, other: str = "echo") -> None:
         if e:
             goal = 0.6 * statistics.median(r.messages_per_s for r in e)
             ax.axhline(goal, color="gray", linestyle="--", linewidth=1, label=f"0.6 x {other} median")
-        measured = [r.main_cpu_us_per_msg for r in a if r.main_cpu_us_per_msg]
-        if measured:  # the most the arena's event-loop thread could serve at its CPU per request
-            ax.axhline(1e6 / statistics.median(measured), color="tab:blue", linestyle=":", linewidth=1.2,
-                       label="arena event loop 100 % busy")
+        loop_cpu = _event_loop_cpu(a)
+        if loop_cpu is not None:  # the most the arena's event-loop thread could serve at its CPU per request
+            ax.axhline(1e6 / loop_cpu, color="tab:blue", linestyle=":", linewidth=1.2, label="arena event loop 100 % busy")
         for ar, er in zip(a, e):
             ax.annotate(f"{ar.messages_per_s / er.messages_per_s:.2f}", (ar.repeat + 1, ar.messages_per_s),
                         textcoords="offset points", xytext=(0, -14), ha="center", fontsize=8, color="tab:blue")
