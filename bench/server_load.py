@@ -30,8 +30,7 @@ figures are medians over the repeats:
 Warm-up: before the repeats, each server gets ``--warmup`` seconds (5) of unmeasured load
 at each connection count. A cold process can be far slower than the same process a run
 later: the echo server (asyncio's transport reads into a new 256 KiB buffer each time,
-above glibc's initial 128 KiB ``mmap`` threshold, which glibc raises only as such blocks
-are freed) served 100 connections at ~30,000 requests/s and 34 µs of CPU each in its first
+above glibc's initial 128 KiB ``mmap`` threshold) served 100 connections at ~30,000 requests/s and 34 µs of CPU each in its first
 5 s, then ~55,000 at 18 µs; with ``MALLOC_MMAP_THRESHOLD_=4194304`` its first run was as
 fast as the later ones. Without the warm-up the first repeat compared the arena with a cold
 echo server.
