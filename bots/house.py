@@ -77,6 +77,12 @@ class EpsilonMinimaxBot(Bot):
 
 HOUSE_KINDS = {"minimax": MinimaxBot, "random": RandomBot, "epsilon": EpsilonMinimaxBot}
 
+#: The graded house bots a server hosts beside ``minimax`` and ``random``, weakest first:
+#: name -> ε of an :class:`EpsilonMinimaxBot` (the chance of a uniformly random move). The
+#: lobby offers them as levels, and steering policies train against them so that the LLM
+#: meets every position of the game, not only minimax's tree.
+HOUSE_LEVELS: dict[str, float] = {"easy": 0.6, "medium": 0.3, "hard": 0.1}
+
 
 def make_house_bot(kind: str, name: str | None = None, seed: int | None = None, **options: object) -> Bot:
     """Build a house bot by kind name (``minimax``, ``random`` or ``epsilon``)."""

@@ -312,7 +312,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grace", type=float, default=d.grace, help="seconds a disconnected player has to resume")
     parser.add_argument("--challenge-timeout", type=float, default=d.challenge_timeout, help="seconds before an unanswered offer is declined")
     parser.add_argument("--seed", type=int, default=None, help="seed for house bots and random seats (reproducible games)")
-    parser.add_argument("--no-house-bots", action="store_true", help="do not serve the in-process minimax and random bots")
+    parser.add_argument("--no-house-bots", action="store_true", help="do not serve the in-process house bots (minimax, random, easy, medium, hard)")
     parser.add_argument("--minimax-tiebreak", choices=("random", "first", "exploit"), default=d.minimax_tiebreak,
                         help="how the house minimax bot picks among equally good moves")
     parser.add_argument("--max-frame-bytes", type=int, default=d.max_frame_bytes, help="larger frames close the connection (1009)")

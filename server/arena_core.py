@@ -185,13 +185,17 @@ class ArenaCore:
 
 
 def default_house_bots(config: ServerConfig) -> dict[str, Bot]:
-    """The in-process bots: ``minimax`` (optimal) and ``random``, seeded from the config."""
-    from bots.house import MinimaxBot, RandomBot
+    """The in-process bots, seeded from the config: ``minimax`` (optimal), ``random``, and the
+    graded levels of :data:`bots.house.HOUSE_LEVELS` (minimax with a random move at chance ε)."""
+    from bots.house import HOUSE_LEVELS, EpsilonMinimaxBot, MinimaxBot, RandomBot
     from server.solver import solve
 
     solve()  # build the table now, not during the first game
     seed = config.seed
-    return {
+    bots: dict[str, Bot] = {
         "minimax": MinimaxBot("minimax", seed=seed, tiebreak=config.minimax_tiebreak),  # type: ignore[arg-type]
         "random": RandomBot("random", seed=None if seed is None else seed + 1),
     }
+    for i, (name, epsilon) in enumerate(HOUSE_LEVELS.items()):
+        bots[name] = EpsilonMinimaxBot(name, seed=None if seed is None else seed + 2 + i, epsilon=epsilon)
+    return bots

@@ -18,7 +18,7 @@ class ServerConfig:
     db_path: str = "var/arena.sqlite3"
     move_clock: float = 30.0  # default seconds per move; a challenge may set its own
     grace: float = 15.0  # seconds a disconnected session may take to resume
-    house_bots: bool = True  # serve the in-process "minimax" and "random" bots
+    house_bots: bool = True  # serve the in-process house bots (minimax, random and the graded levels)
     seed: int | None = None  # seeds house bots and random seat draws (reproducible games)
     minimax_tiebreak: str = "random"
     challenge_timeout: float = 30.0  # an offer unanswered this long is declined

@@ -184,7 +184,7 @@ async def test_spectator_may_only_watch() -> None:
             reply = await spy.request(**frame)
             assert reply["code"] == "forbidden", reply
         bots = await spy.request(type="list_bots")
-        assert {b["name"] for b in bots["bots"]} == {"minimax", "random"}
+        assert {b["name"] for b in bots["bots"]} == {"minimax", "random", "easy", "medium", "hard"}
 
 
 async def test_wrongly_typed_cells_are_invalid_messages_and_play_nothing() -> None:
