@@ -82,6 +82,8 @@ HOUSE_KINDS = {"minimax": MinimaxBot, "random": RandomBot, "epsilon": EpsilonMin
 #: lobby offers them as levels, and steering policies train against them so that the LLM
 #: meets every position of the game, not only minimax's tree.
 HOUSE_LEVELS: dict[str, float] = {"easy": 0.6, "medium": 0.3, "hard": 0.1}
+#: every house bot a server hosts, strongest first
+HOUSE_NAMES: tuple[str, ...] = ("minimax", *sorted(HOUSE_LEVELS, key=HOUSE_LEVELS.get), "random")
 
 
 def make_house_bot(kind: str, name: str | None = None, seed: int | None = None, **options: object) -> Bot:

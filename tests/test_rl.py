@@ -25,7 +25,7 @@ def small_config(**kw):
     from training.rl.ppo import TrainConfig
 
     base = dict(features=FEATURES, n_envs=8, n_steps=16, batch_size=64, total_steps=384, eval_every=128,
-                warm=False, net_arch=[16], budget_seconds=120.0)
+                warm=False, net_arch=[16], budget_seconds=120.0, n_epochs=2)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -47,6 +47,13 @@ def test_ppo_runs_through_the_server_and_records_everything(trained) -> None:
     assert report["transport"]["via"] == "server" and report["transport"]["frames"] > report["games"]
     results = report["training_results"]
     assert sum(sum(v for k, v in r.items() if k != "illegal") for r in results.values()) > 0
+    # the whole game: every house bot as an opponent, random openings, both training phrasings
+    assert set(report["training_results_by_opponent"]) == {"minimax", "hard", "medium", "easy", "random"}
+    assert report["random_opening_moves"] > 0 and report["boards_seen"] > 100
+    assert {"kept_grid_x", "kept_grid_o", "kept_rows_x", "kept_rows_o", "draw_x", "draw_o"} <= set(report["final_eval"])
+    # the policy returned is the final one, evaluated last
+    assert report["policy_step"] == report["steps"] == report["evals"][-1]["step"]
+    assert report["stopped_by"] == "the step budget"
     # weights hashed before and after, both recorded, unchanged by steering
     assert len(report["weights_before"]["model"]) == 64 and report["weights_before"] == report["weights_after"]
     assert report["weights_unchanged"] is True
@@ -69,9 +76,7 @@ def test_saved_policy_reloads_with_the_same_actions_as_sb3(trained, stack) -> No
     boards = llm_boards(Seat.X)[:40] + llm_boards(Seat.O)[:40]
     obs = loaded.observations(boards)
     sb3, _ = model.predict(obs, deterministic=True)
-    best_is_last = report["best_step"] == report["steps"]
-    if best_is_last:  # the checkpoint is the last model; the shipped policy is the best one
-        assert np.array_equal(loaded.actions(obs), sb3)
+    assert np.array_equal(loaded.actions(obs), sb3)  # the checkpoint is the final model, the policy too
     assert np.array_equal(loaded.actions(obs), policy.actions(obs))
     assert loaded.coefficients(boards) == policy.coefficients(boards)
 
@@ -252,7 +257,7 @@ def test_policy_report_tables_and_heatmap(trained, stack, tmp_path) -> None:
     act = build_actuator(lm, sae, small_config(mode="masked"), FEATURES)
     rep = build_report(policy, act, {f: f"label {f}" for f in FEATURES})
     assert rep["boards"] > 0 and rep["mean"].shape == (len(rep["situations"]), len(FEATURES))
-    assert sum(rep["features_per_move"].values()) == rep["boards"] and max(rep["features_per_move"]) <= 1
+    assert sum(rep["features_per_move"].values()) == rep["boards"] and max(rep["features_per_move"]) <= 2
     plot_heatmap(rep, tmp_path / "h.png", "t")
     write_markdown(rep, tmp_path / "P.md", policy, "p.json", "h.png", "cmd", None)
     text = (tmp_path / "P.md").read_text()
@@ -335,16 +340,18 @@ def test_server_and_local_transports_play_the_same_games(stack) -> None:
     lm, sae = stack
     cfg = small_config(mode="masked")
     rng = np.random.default_rng(4)
-    actions = rng.integers(0, 1 + len(FEATURES) * len(cfg.strengths), size=(40, 6, 1))
+    actions = rng.integers(0, 1 + len(FEATURES) * len(cfg.strengths), size=(40, 6, cfg.slots))
     runs = []
     with BackgroundServer(seed=9) as srv:
         for transport in (LocalTransport(), ServerTransport(srv.url, forfeit=False)):
-            env = SteeringVecEnv(build_actuator(lm, sae, cfg, FEATURES), transport, 6, EnvConfig(seed=3, mode="masked"))
+            env = SteeringVecEnv(build_actuator(lm, sae, cfg, FEATURES), transport, 6,
+                                 EnvConfig(seed=3, mode="masked", random_openings=0.5))
             out = [env.reset().tolist()]
             for a in actions:
                 obs, rewards, dones, _ = env.step(a)
                 out.append((obs.tolist(), rewards.tolist(), dones.tolist()))
-            runs.append((out, env.log.results))
+            runs.append((out, env.log.results, env.log.by_opponent, env.random_moves))
             env.close()
     assert runs[0] == runs[1]
     assert sum(r["draw"] + r["loss"] + r["win"] for r in runs[0][1].values()) > 10
+    assert len(runs[0][2]) >= 4 and runs[0][3] > 0  # several house bots, random openings played

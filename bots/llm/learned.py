@@ -14,7 +14,9 @@ action becomes coefficients, so training and play cannot drift apart:
 * **Actions** (``action``):
   ``sparse``: ``slots`` choices, each one categorical over "no steering" (0) and every
   (feature, strength) pair: choice ``1 + k·S + s`` steers ``features[k]`` with coefficient
-  ``strengths[s]`` (``S`` strengths). At most ``slots`` features per move. One joint choice
+  ``strengths[s]`` (``S`` strengths). At most ``slots`` distinct features per move: a later
+  slot that names a feature an earlier slot already steers is dropped, so every
+  coefficient applied is one of ``strengths``. One joint choice
   per slot, not a feature head and a strength head: independent heads' argmaxes can pair a
   feature with a strength that was only ever good for another feature.
   ``dense``: one number in [-1, 1] per feature, times ``bound``.
@@ -26,6 +28,9 @@ or the clipped mean (dense), exactly what SB3's ``predict(deterministic=True)`` 
 >>> codec = ActionCodec("sparse", n_features=3, strengths=(-2.0, 2.0), slots=1)
 >>> codec.nvec, codec.coefficients(np.array([[0], [4], [5]])).tolist()
 ([7], [[0.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, -2.0]])
+>>> two = ActionCodec("sparse", n_features=3, strengths=(-2.0, 2.0), slots=2)
+>>> two.coefficients(np.array([[4, 3], [4, 1]])).tolist()  # the same feature twice: the second slot is dropped
+[[0.0, 2.0, 0.0], [-2.0, 2.0, 0.0]]
 >>> board_observation(Board.from_moves([5])).reshape(-1)[12:15].tolist()  # cell 5: theirs (O to move)
 [0.0, 1.0, 0.0]
 """
@@ -100,7 +105,9 @@ class ActionCodec:
         for slot in range(self.slots):
             choice = a[:, slot].astype(np.int64)
             rows = np.nonzero(choice > 0)[0]
-            np.add.at(out, (rows, (choice[rows] - 1) // S), strengths[(choice[rows] - 1) % S])
+            feats = (choice[rows] - 1) // S
+            free = out[rows, feats] == 0.0  # distinct features: a repeated one is dropped
+            out[rows[free], feats[free]] = strengths[(choice[rows[free]] - 1) % S]
         return out
 
     def to_dict(self) -> dict[str, Any]:

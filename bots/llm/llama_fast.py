@@ -282,7 +282,7 @@ class LlamaAnswerPath:
         key = tuple(int(t) for t in prefix)
         kv = self._prefixes.get(key)
         if kv is None:
-            kv = self._run([list(key)], None, want_all_kv=True)[0]
+            kv = self._run([list(key)], None, want_all_kv=True)[0][0].contiguous()  # type: ignore[index]
             self._prefixes[key] = kv
             while len(self._prefixes) > 16:
                 self._prefixes.pop(next(iter(self._prefixes)))
@@ -310,14 +310,78 @@ class LlamaAnswerPath:
             return self._run(prompts, self.prefix_kv(head))[1]
         return self._run(prompts, None)[1]
 
+    @torch.no_grad()
+    def prefill_tree(self, prompts: Sequence[Sequence[int]], shared_prefix: int = 0, step: int = 8,
+                     batch: int = 64, progress: Callable[[int], None] | None = None) -> list[BoardEntry]:
+        """:meth:`prefill` for many prompts that also share longer openings, in prefix-tree order.
+
+        Prompts of boards that agree on their first cells agree on more tokens than the
+        common opening. The prompts are cut into a tree every ``step`` tokens after the
+        first ``shared_prefix``: the keys and values of a stretch that two or more prompts
+        share are computed once (siblings batched) and every prompt runs only the tokens
+        after its longest shared stretch, in batches of ``batch`` rows whose prefixes have
+        the same length. The entries are the same numbers as :meth:`prefill`'s (causal
+        attention: a token's keys and values depend only on the tokens before it).
+        ``progress(n)`` is told each time ``n`` more entries are done."""
+        n = len(prompts)
+        if n == 0:
+            return []
+        if min(len(p) for p in prompts) < 1:
+            raise ValueError("empty prompt")
+        K0 = int(shared_prefix)
+        if K0:
+            head = list(prompts[0][:K0])
+            if any(list(p[:K0]) != head for p in prompts[1:]) or K0 >= min(len(p) for p in prompts):
+                raise ValueError(f"the prompts do not share their first {K0} tokens (or one is no longer)")
+        out: list[BoardEntry | None] = [None] * n
+        buckets: dict[int, list[tuple[int, Tensor | None]]] = {}  # prefix length -> (prompt, prefix kv)
+
+        def flush(K: int) -> None:
+            rows = buckets.pop(K, [])
+            for i in range(0, len(rows), batch):
+                chunk = rows[i:i + batch]
+                kv = None if K == 0 else torch.stack([r[1] for r in chunk])  # type: ignore[misc]
+                done = self._run([prompts[j] for j, _ in chunk], kv)[1]
+                for (j, _), e in zip(chunk, done):
+                    out[j] = e
+                if progress is not None:
+                    progress(len(chunk))
+
+        stack: list[tuple[int, Tensor | None, list[int]]] = [(K0, self.prefix_kv(prompts[0][:K0]) if K0 else None,
+                                                              list(range(n)))]
+        while stack:
+            K, kv, members = stack.pop()
+            parts: dict[tuple[int, ...], list[int]] = {}
+            for j in members:
+                if len(prompts[j]) > K + step:
+                    parts.setdefault(tuple(int(t) for t in prompts[j][K:K + step]), []).append(j)
+            shared = [p for p in parts.values() if len(p) > 1]
+            alone = set(members) - {j for p in shared for j in p}
+            for j in sorted(alone):
+                buckets.setdefault(K, []).append((j, kv))
+            if len(buckets.get(K, ())) >= batch:
+                flush(K)
+            for i in range(0, len(shared), batch):
+                group = shared[i:i + batch]
+                new = self._run([prompts[p[0]][:K + step] for p in group], kv, want_all_kv=True)[0]
+                for p, rows in zip(group, new):  # rows: [n_layers, 2, Hk, step, dh]
+                    full = rows if kv is None else torch.cat([kv, rows], dim=3)
+                    stack.append((K + step, full.contiguous(), p))
+        for K in sorted(buckets):
+            flush(K)
+        return out  # type: ignore[return-value]
+
     def _run(self, prompts: Sequence[Sequence[int]], prefix: Tensor | None,
              want_all_kv: bool = False) -> tuple[Tensor | None, list[BoardEntry]]:
-        """The batched forward: ``prefix`` (``[n_layers, 2, Hk, K, dh]``) holds the keys and
-        values of the first ``K`` tokens of every prompt, which are then not run again.
-        ``want_all_kv``: return the keys/values of one prompt at every layer (for a prefix)."""
+        """The batched forward: ``prefix`` holds the keys and values of the first ``K`` tokens
+        of every prompt, which are then not run again: ``[n_layers, 2, Hk, K, dh]`` shared by
+        every row, or ``[B, n_layers, 2, Hk, K, dh]`` one per row. ``want_all_kv``: return
+        the keys/values of the rows' own tokens at every layer, ``[B, n_layers, 2, Hk, T, dh]``
+        (for longer prefixes)."""
         w = self.w
         B = len(prompts)
-        K = 0 if prefix is None else int(prefix.shape[3])
+        K = 0 if prefix is None else int(prefix.shape[-2])
+        per_row = prefix is not None and prefix.dim() == 6
         lengths = [len(p) for p in prompts]
         T = max(lengths) - K  # tokens run per row
         tokens = torch.zeros(B, T, dtype=torch.long)
@@ -344,8 +408,11 @@ class LlamaAnswerPath:
             q = _rotate(q, cos, sin, w.rotary_dim)
             k = _rotate(k, cos, sin, w.rotary_dim)
             if want_all_kv:
-                all_kv.append(torch.stack([k[0], v[0]]))  # [2, Hk, T, dh]
-            if prefix is not None:
+                all_kv.append(torch.stack([k, v], dim=1))  # [B, 2, Hk, T, dh]
+            if per_row:
+                k = torch.cat([prefix[:, li, 0], k], dim=2)  # type: ignore[index]
+                v = torch.cat([prefix[:, li, 1], v], dim=2)  # type: ignore[index]
+            elif prefix is not None:
                 k = torch.cat([prefix[li, 0].expand(B, Hk, K, dh), k], dim=2)
                 v = torch.cat([prefix[li, 1].expand(B, Hk, K, dh), v], dim=2)
             if li >= self.start_layer and self.keep_kv:
@@ -357,7 +424,7 @@ class LlamaAnswerPath:
             if li + 1 == self.start_layer:
                 resid_at_start = x[rows, last].clone()
         if want_all_kv:
-            return torch.stack(all_kv).contiguous(), []
+            return torch.stack(all_kv, dim=1), []  # [B, n_layers, 2, Hk, T, dh]
         logits = self._digits(x[rows, last])
         masses = self.log_digit_mass(x[rows, last])
         entries = []

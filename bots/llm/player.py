@@ -267,7 +267,10 @@ class CachedAnswerReader(AnswerReader):
         K = len(known)
         return K if 0 < K < len(ids) and tuple(ids[:K]) == known else 0
 
-    def entries(self, boards: Sequence[Board]) -> list[Any]:
+    def entries(self, boards: Sequence[Board], progress: Any = None) -> list[Any]:
+        """The cache entries of ``boards``; the missing ones are computed in one prefix tree
+        (:meth:`~bots.llm.llama_fast.LlamaAnswerPath.prefill_tree`), ``progress(n)`` told as
+        they are done."""
         out: list[Any] = [None] * len(boards)
         missing: dict[str, list[int]] = {}
         for i, b in enumerate(boards):
@@ -287,7 +290,7 @@ class CachedAnswerReader(AnswerReader):
                 groups.setdefault(tuple(ids[:K]), []).append((code, ids))
             fresh: dict[str, Any] = {}
             for head, group in groups.items():
-                done = self.path.prefill([ids for _, ids in group], shared_prefix=len(head))
+                done = self.path.prefill_tree([ids for _, ids in group], shared_prefix=len(head), progress=progress)
                 fresh.update((code, e) for (code, _), e in zip(group, done))
             for code, rows in missing.items():  # cached in the order the boards came
                 self.cache.put(code, fresh[code])

@@ -1,27 +1,45 @@
-"""Environments in which a policy steers the LLM, one step per LLM move, against minimax.
+"""Environments in which a policy steers the LLM, one step per LLM move, over the whole game.
 
 * :class:`SteeringVecEnv`, an SB3 ``VecEnv``: N games at once, one batched LLM call per
   step. Its games are played through a *transport*:
 
   - :class:`ServerTransport` (the headline): ONE protocol connection to an arena server
-    (``docs/PROTOCOL.md``); each game is a ``challenge`` to the server's house ``minimax``
-    (random tie-breaks, the game's ``seed`` sent with it), each LLM move a ``move`` frame
-    with ``on_illegal: "forfeit"`` in strict reading, so an illegal move loses on the
-    server. :class:`BackgroundServer` runs an in-process server on a free loopback port
-    for it when no ``--server`` URL is given.
-  - :class:`LocalTransport`: the same house bot class in-process, each game seeded the
+    (``docs/PROTOCOL.md``); each game is a ``challenge`` to one of the server's house bots
+    (the game's ``seed`` sent with it), each LLM move a ``move`` frame with
+    ``on_illegal: "forfeit"`` in strict reading, so an illegal move loses on the server.
+    :class:`BackgroundServer` runs an in-process server on a free loopback port for it
+    when no ``--server`` URL is given.
+  - :class:`LocalTransport`: the same house bot classes in-process, each game seeded the
     same way: a fast path for tests and sweeps, never the headline.
 
 * :class:`SteeringGameEnv`, a ``gymnasium.Env`` for one game (in-process; ``check_env``
   passes), built on the same pieces.
 
-The LLM plays X, O, or either (``seat="both"``: each game's seat drawn with
-``p_o`` for O); the side is part of the observation. Reward, from the LLM's side, at the
-end of a game: win ``+1``, draw ``0`` (the best possible against minimax), loss ``-1``
-(an illegal move is a loss); and on every move ``-push_cost × ‖added‖/‖residual‖`` (the
-steering cost; ``0`` turns it off). ``shaping="value"`` (default) pays the same total per
-game, move by move, as potential-based shaping with the solved game's value (see
-:func:`potential`); ``"none"`` pays the result on the last move only. Observations and actions: :mod:`bots.llm.learned`.
+**The whole game.** A policy trained against minimax alone sees only minimax's tree. Here
+each game draws its opponent from ``opponents`` (a fixed mix, by weight, of the house bots:
+``minimax``, the graded levels ``hard`` / ``medium`` / ``easy`` of
+:data:`bots.house.HOUSE_LEVELS`, and ``random``), its prompt phrasing from ``phrasings``
+(the observation does not say which: the policy must pick steering that works in each), and
+with probability ``random_openings`` the game opens with 1 to ``max_random_moves``
+uniformly random moves of the LLM's side that the environment plays itself (through the
+transport, like any move) before the policy takes over. Together they put every open
+position within reach.
+
+The LLM plays X, O, or either (``seat="both"``: each game's seat drawn with ``p_o`` for O);
+the side is part of the observation. Rewards, from the LLM's side:
+
+* ``shaping="value"`` (default): each move is paid the change of the solved game's value
+  that the move itself makes, Φ(board after the LLM's move) − Φ(board before it) with Φ
+  the game-theoretic value for the LLM (+1 / 0 / −1; an illegal move: −1). A move that
+  keeps the value earns 0, one that throws a draw away −1, a win away −1 or −2. The
+  opponent's moves are not credited to the policy (a random opponent's blunder is no merit
+  of the LLM's move). With γ = 0 (the recipe) PPO is then a contextual bandit over
+  positions with the solved game as the judge of each move.
+* ``shaping="none"``: the game's result only, on the last move (win +1, draw 0, loss −1,
+  an illegal move a loss): no solver in the reward; it needs γ > 0.
+
+Every move also costs ``push_cost × ‖added‖/‖residual‖`` (the steering cost; ``0`` turns
+it off). Observations and actions: :mod:`bots.llm.learned`.
 """
 
 from __future__ import annotations
@@ -32,12 +50,13 @@ import json
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
+from bots.house import HOUSE_NAMES
 from bots.llm.player import check_mode
 from server.game import Board, Seat
 from training.rl.actuator import LLMActuator, MoveOutcome
@@ -45,6 +64,36 @@ from training.rl.actuator import LLMActuator, MoveOutcome
 SEATS = ("X", "O", "both")
 SHAPINGS = ("value", "none")
 REWARD = {"win": 1.0, "draw": 0.0, "loss": -1.0}
+#: the default opponent mix of training games (equal weights): every house bot a server hosts
+DEFAULT_OPPONENTS = ",".join(HOUSE_NAMES)
+
+
+def parse_opponents(spec: str) -> dict[str, float]:
+    """``"minimax,random:2"`` → ``{"minimax": 1.0, "random": 2.0}`` (weights, default 1),
+    checked against the house bots (``minimax``, ``random`` and :data:`bots.house.HOUSE_LEVELS`).
+
+    >>> parse_opponents("minimax, random:3")
+    {'minimax': 1.0, 'random': 3.0}
+    """
+    known = HOUSE_NAMES
+    out: dict[str, float] = {}
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        name, _, weight = part.partition(":")
+        name = name.strip()
+        if name not in known:
+            raise ValueError(f"unknown opponent {name!r}; expected house bots among {', '.join(known)}")
+        try:
+            w = float(weight) if weight.strip() else 1.0
+        except ValueError:
+            raise ValueError(f"bad weight {weight!r} for opponent {name!r}") from None
+        if not (w > 0 and w < float("inf")):
+            raise ValueError(f"the weight of opponent {name!r} must be positive, got {weight}")
+        out[name] = w
+    if not out:
+        raise ValueError("no opponents: name at least one house bot")
+    return out
 
 
 def potential(board: Board, seat: Seat, illegal: bool = False) -> float:
@@ -72,10 +121,18 @@ class EnvConfig:
     p_o: float = 0.5
     mode: str = "strict"  # move reading; masked is a named variant
     push_cost: float = 0.01  # reward cost per move per unit of ||added||/||residual||
-    shaping: str = "value"  # value: potential-based shaping with the solved game's value; none: result only
+    shaping: str = "value"  # value: the change of the solved value the LLM's move makes; none: result only
     seed: int = 0
+    opponents: str = DEFAULT_OPPONENTS  # house bots the games are drawn against, name[:weight], comma-separated
+    random_openings: float = 0.0  # chance that a game opens with random moves of the LLM's side
+    max_random_moves: int = 3  # such an opening has 1..this many of them
 
     def __post_init__(self) -> None:
+        self.opponent_weights = parse_opponents(self.opponents)
+        if not 0.0 <= self.random_openings <= 1.0:
+            raise ValueError(f"random_openings must be in [0, 1], got {self.random_openings}")
+        if self.max_random_moves < 1:
+            raise ValueError(f"max_random_moves must be at least 1, got {self.max_random_moves}")
         if self.seat not in SEATS:
             raise ValueError(f"unknown seat {self.seat!r}; expected one of {', '.join(SEATS)}")
         check_mode(self.mode)
@@ -97,6 +154,20 @@ class GameState:
     game_id: str = ""
 
 
+def move_reward(before: Board, cell: int, seat: Seat, illegal: bool) -> float:
+    """The value shaping's reward of one LLM move: Φ(after the move) − Φ(before it).
+
+    >>> move_reward(Board.from_moves([1, 2, 4]), 7, Seat.X, False)  # completes 1-4-7: a win kept
+    0.0
+    >>> move_reward(Board.from_moves([1, 5]), 9, Seat.X, False), move_reward(Board.from_moves([1, 5]), 5, Seat.X, True)
+    (0.0, -1.0)
+    >>> move_reward(Board.from_moves([1, 5, 9]), 3, Seat.O, False)  # O must not take a corner here
+    -1.0
+    """
+    after = -1.0 if illegal else potential(before.play(cell), seat)
+    return after - potential(before, seat)
+
+
 def result_of(seat: Seat, state: GameState) -> str:
     """``win`` / ``draw`` / ``loss`` for the LLM playing ``seat`` in a finished game."""
     if state.illegal:
@@ -107,7 +178,7 @@ def result_of(seat: Seat, state: GameState) -> str:
 
 # --------------------------------------------------------------------------- transports
 class LocalTransport:
-    """Games against the house minimax in-process (no sockets), each seeded like the server's."""
+    """Games against the house bots in-process (no sockets), each seeded like the server's."""
 
     name = "local"
 
@@ -125,12 +196,18 @@ class LocalTransport:
         state.over = state.board.is_over
         return state
 
-    def start(self, games: Sequence[tuple[int, Seat, int]]) -> dict[int, GameState]:
-        from bots.house import MinimaxBot
+    def start(self, games: Sequence[tuple[int, Seat, int, str]]) -> dict[int, GameState]:
+        from bots.house import HOUSE_LEVELS, EpsilonMinimaxBot, MinimaxBot, RandomBot
 
         out = {}
-        for env, seat, seed in games:
-            self.games[env] = (MinimaxBot(seed=seed, tiebreak=self.tiebreak), GameState(Board.empty()), seat)  # type: ignore[arg-type]
+        for env, seat, seed, opponent in games:
+            if opponent == "minimax":
+                bot: Any = MinimaxBot(seed=seed, tiebreak=self.tiebreak)  # type: ignore[arg-type]
+            elif opponent == "random":
+                bot = RandomBot(seed=seed)
+            else:
+                bot = EpsilonMinimaxBot(opponent, seed=seed, epsilon=HOUSE_LEVELS[opponent])
+            self.games[env] = (bot, GameState(Board.empty()), seat)
             out[env] = self._reply(env)
         return out
 
@@ -151,9 +228,9 @@ class LocalTransport:
 
 
 class ServerTransport:
-    """Games against the server's house minimax through one WebSocket connection.
+    """Games against the server's house bots through one WebSocket connection.
 
-    Every game is a ``challenge`` (``opponent: minimax``, the LLM's ``side``, the game's
+    Every game is a ``challenge`` (the house bot, the LLM's ``side``, the game's
     ``seed``, a long move clock so that a PPO update never times a game out); every move a
     ``move`` frame (``on_illegal: "forfeit"`` when ``forfeit``). Frames are matched to
     games by ``game_id`` (the challenge's id, echoed by ``challenge_sent``)."""
@@ -245,18 +322,18 @@ class ServerTransport:
                     raise RuntimeError(f"game {gid} ended by {f.get('reason')!r}, not by play")
         return {e: self.state[e] for e in envs}
 
-    def start(self, games: Sequence[tuple[int, Seat, int]]) -> dict[int, GameState]:
-        for env, seat, seed in games:
+    def start(self, games: Sequence[tuple[int, Seat, int, str]]) -> dict[int, GameState]:
+        for env, seat, seed, opponent in games:
             old = self.game_of.pop(env, None)
             if old is not None:
                 self.env_of.pop(old, None)
             self.state.pop(env, None)
             self.seat[env] = seat
             self._min_ply[env] = 0
-            self._request({"type": "challenge", "opponent": "minimax", "side": seat.value, "clock": self.clock,
+            self._request({"type": "challenge", "opponent": opponent, "side": seat.value, "clock": self.clock,
                            "seed": seed})
             self._challenge_env[f"r{self._n}"] = env
-        return self._pump([env for env, _, _ in games])
+        return self._pump([env for env, _, _, _ in games])
 
     def move(self, moves: Sequence[tuple[int, int]]) -> dict[int, GameState]:
         for env, cell in moves:
@@ -363,74 +440,157 @@ class EpisodeLog:
 
     results: dict[str, dict[str, int]] = field(default_factory=lambda: {s: {"win": 0, "draw": 0, "loss": 0, "illegal": 0}
                                                                        for s in ("X", "O")})
-    recent: list[tuple[str, str]] = field(default_factory=list)  # (seat, result) of the last games
+    by_opponent: dict[str, dict[str, int]] = field(default_factory=dict)  # opponent -> result -> games
+    recent: list[tuple[str, str, str]] = field(default_factory=list)  # (seat, result, opponent) of the last games
     moves: int = 0
     push: float = 0.0
     steered: int = 0
 
-    def add(self, seat: Seat, result: str, illegal: bool) -> None:
+    def add(self, seat: Seat, result: str, illegal: bool, opponent: str = "minimax") -> None:
         r = self.results[seat.value]
         r[result] += 1
         r["illegal"] += int(illegal)
-        self.recent.append((seat.value, result))
-        del self.recent[:-1000]
+        o = self.by_opponent.setdefault(opponent, {"win": 0, "draw": 0, "loss": 0, "illegal": 0})
+        o[result] += 1
+        o["illegal"] += int(illegal)
+        self.recent.append((seat.value, result, opponent))
+        del self.recent[:-2000]
+
+    def recent_rate(self, seat: str, result: str = "draw", opponent: str | None = None) -> float:
+        games = [r for s, r, o in self.recent if s == seat and (opponent is None or o == opponent)]
+        return sum(r == result for r in games) / len(games) if games else float("nan")
 
     def recent_draw_rate(self, seat: str) -> float:
-        games = [r for s, r in self.recent if s == seat]
-        return sum(r == "draw" for r in games) / len(games) if games else float("nan")
+        """Draws of the last games as ``seat`` against minimax."""
+        return self.recent_rate(seat, "draw", "minimax")
+
+    def recent_loss_rate(self, seat: str) -> float:
+        """Losses (illegal moves included) of the last games as ``seat``, all opponents."""
+        return self.recent_rate(seat, "loss")
 
 
 class SteeringVecEnv(VecEnv):
-    """``n_envs`` games at once against minimax through ``transport``; one batched LLM call
-    per step (see the module docstring for rewards and seats)."""
+    """``n_envs`` games at once through ``transport``; one batched LLM call per step (see the
+    module docstring for opponents, phrasings, random openings and rewards).
 
-    def __init__(self, actuator: LLMActuator, transport: Any, n_envs: int, config: EnvConfig) -> None:
+    ``actuator``: one :class:`LLMActuator`, or a mapping phrasing → actuator (the same
+    features and action codec, one answer reader per phrasing); each game draws its
+    phrasing uniformly from the mapping."""
+
+    def __init__(self, actuator: "LLMActuator | Mapping[str, LLMActuator]", transport: Any, n_envs: int,
+                 config: EnvConfig) -> None:
         from gymnasium import spaces
 
-        obs_space = spaces.Box(low=-1.0, high=np.inf if actuator.obs == "features" else 1.0,
-                               shape=(actuator.obs_size,), dtype=np.float32)
-        if actuator.codec.kind == "sparse":
-            act_space: Any = spaces.MultiDiscrete(actuator.codec.nvec)
+        actuators = dict(actuator) if isinstance(actuator, Mapping) else {getattr(actuator.bot, "phrasing", "grid"): actuator}
+        if not actuators:
+            raise ValueError("the environment needs at least one actuator")
+        first = next(iter(actuators.values()))
+        if any(a.obs != first.obs or a.codec.nvec != first.codec.nvec or a.codec.kind != first.codec.kind
+               for a in actuators.values()):
+            raise ValueError("every phrasing's actuator must have the same observation and action")
+        obs_space = spaces.Box(low=-1.0, high=np.inf if first.obs == "features" else 1.0,
+                               shape=(first.obs_size,), dtype=np.float32)
+        if first.codec.kind == "sparse":
+            act_space: Any = spaces.MultiDiscrete(first.codec.nvec)
         else:
-            act_space = spaces.Box(low=-1.0, high=1.0, shape=(actuator.codec.n_features,), dtype=np.float32)
+            act_space = spaces.Box(low=-1.0, high=1.0, shape=(first.codec.n_features,), dtype=np.float32)
         self.render_mode = None
         super().__init__(n_envs, obs_space, act_space)
-        self.actuator = actuator
+        self.actuators = actuators
+        self.actuator = first
+        self.phrasing_names = list(actuators)
         self.transport = transport
         self.config = config
         self.rng = random.Random(config.seed)
+        self._opponents = list(config.opponent_weights)
+        self._weights = list(config.opponent_weights.values())
         self.boards: list[Board] = [Board.empty()] * n_envs
         self.seats: list[Seat] = [Seat.X] * n_envs
+        self.opponent: list[str] = [self._opponents[0]] * n_envs
+        self.phrasing: list[str] = [self.phrasing_names[0]] * n_envs
+        self._random_left = [0] * n_envs
         self.returns = np.zeros(n_envs, dtype=np.float64)
         self.lengths = np.zeros(n_envs, dtype=np.int64)
         self.log = EpisodeLog()
         self.games_started = 0
+        self.random_moves = 0  # moves the environment played itself (random openings)
+        self.boards_seen: set[str] = set()  # distinct boards the policy was asked to steer
         self._actions: np.ndarray | None = None
         self.seconds = {"llm": 0.0, "transport": 0.0}
 
+    def _draw(self, e: int) -> tuple[int, Seat, int, str]:
+        cfg = self.config
+        seat = (Seat.O if self.rng.random() < cfg.p_o else Seat.X) if cfg.seat == "both" else Seat(cfg.seat)
+        self.seats[e] = seat
+        self.opponent[e] = self.rng.choices(self._opponents, self._weights)[0]
+        self.phrasing[e] = self.rng.choice(self.phrasing_names)
+        opening = self.rng.random() < cfg.random_openings
+        self._random_left[e] = self.rng.randint(1, cfg.max_random_moves) if opening else 0
+        self.games_started += 1
+        return (e, seat, self.rng.randrange(2 ** 62), self.opponent[e])
+
     def _new_games(self, envs: Sequence[int]) -> None:
-        specs = []
-        for e in envs:
-            if self.config.seat == "both":
-                seat = Seat.O if self.rng.random() < self.config.p_o else Seat.X
-            else:
-                seat = Seat(self.config.seat)
-            self.seats[e] = seat
-            specs.append((e, seat, self.rng.randrange(2 ** 62)))
-            self.games_started += 1
-        t = time.perf_counter()
-        states = self.transport.start(specs)
-        self.seconds["transport"] += time.perf_counter() - t
-        for e in envs:
-            if states[e].over:  # cannot happen against minimax (the LLM always gets a move)
-                raise RuntimeError(f"a game of env {e} ended before the LLM moved")
-            self.boards[e] = states[e].board
+        """Start a game in each of ``envs`` and play its random opening; a game that ends
+        during its opening is replaced by a new one."""
+        todo = list(envs)
+        while todo:
+            specs = [self._draw(e) for e in todo]
+            t = time.perf_counter()
+            states = self.transport.start(specs)
+            self.seconds["transport"] += time.perf_counter() - t
+            for e in todo:
+                if states[e].over:  # cannot happen: the LLM always gets a move
+                    raise RuntimeError(f"a game of env {e} ended before the LLM moved")
+                self.boards[e] = states[e].board
+            todo = self._random_opening(todo)
+
+    def _random_opening(self, envs: Sequence[int]) -> list[int]:
+        """Play the pending random moves of ``envs``; returns the games that ended meanwhile."""
+        ended: list[int] = []
+        pending = [e for e in envs if self._random_left[e] > 0]
+        while pending:
+            moves = [(e, self.rng.choice(self.boards[e].legal_cells())) for e in pending]
+            t = time.perf_counter()
+            states = self.transport.move(moves)
+            self.seconds["transport"] += time.perf_counter() - t
+            self.random_moves += len(moves)
+            for e in pending:
+                self._random_left[e] -= 1
+                if states[e].over:
+                    self._random_left[e] = 0
+                    ended.append(e)
+                else:
+                    self.boards[e] = states[e].board
+            pending = [e for e in pending if self._random_left[e] > 0]
+        return ended
+
+    def observe(self) -> np.ndarray:
+        """The current observation of every game (grouped by phrasing for the features one)."""
+        for b in self.boards:
+            self.boards_seen.add(b.code)
+        if self.actuator.obs == "board" or len(self.actuators) == 1:
+            return self.actuator.observe(self.boards)
+        out = np.zeros((self.num_envs, self.actuator.obs_size), dtype=np.float32)
+        for name, act in self.actuators.items():
+            idx = [e for e in range(self.num_envs) if self.phrasing[e] == name]
+            if idx:
+                out[idx] = act.observe([self.boards[e] for e in idx])
+        return out
+
+    def _act(self, actions: np.ndarray) -> list[MoveOutcome]:
+        outs: list[MoveOutcome | None] = [None] * self.num_envs
+        for name, act in self.actuators.items():
+            idx = [e for e in range(self.num_envs) if self.phrasing[e] == name]
+            if idx:
+                for e, o in zip(idx, act.act([self.boards[e] for e in idx], actions[idx])):
+                    outs[e] = o
+        return outs  # type: ignore[return-value]
 
     def reset(self) -> np.ndarray:
         self._new_games(range(self.num_envs))
         self.returns[:] = 0
         self.lengths[:] = 0
-        return self.actuator.observe(self.boards)
+        return self.observe()
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = np.asarray(actions)
@@ -438,7 +598,7 @@ class SteeringVecEnv(VecEnv):
     def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
         assert self._actions is not None, "step_async first"
         t = time.perf_counter()
-        outs: list[MoveOutcome] = self.actuator.act(self.boards, self._actions)
+        outs = self._act(self._actions)
         self.seconds["llm"] += time.perf_counter() - t
         t = time.perf_counter()
         states = self.transport.move([(e, o.cell) for e, o in enumerate(outs)])
@@ -447,7 +607,7 @@ class SteeringVecEnv(VecEnv):
         dones = np.zeros(self.num_envs, dtype=bool)
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         finished = []
-        last_obs = self.actuator.observe(self.boards)
+        last_obs = self.observe()
         for e, o in enumerate(outs):
             self.log.moves += 1
             self.log.push += o.norm_ratio
@@ -455,16 +615,16 @@ class SteeringVecEnv(VecEnv):
             rewards[e] = -self.config.push_cost * o.norm_ratio
             s = states[e]
             if self.config.shaping == "value":
-                rewards[e] += potential(s.board, self.seats[e], s.illegal) - potential(self.boards[e], self.seats[e])
+                rewards[e] += move_reward(self.boards[e], o.cell, self.seats[e], s.illegal)
             if s.over:
                 result = result_of(self.seats[e], s)
                 if self.config.shaping == "none":
                     rewards[e] += REWARD[result]
                 dones[e] = True
-                self.log.add(self.seats[e], result, s.illegal)
+                self.log.add(self.seats[e], result, s.illegal, self.opponent[e])
                 infos[e] = {"terminal_observation": last_obs[e], "result": result, "seat": self.seats[e].value,
-                            "illegal": s.illegal, "episode": {"r": float(self.returns[e] + rewards[e]),
-                                                             "l": int(self.lengths[e] + 1), "t": 0.0}}
+                            "opponent": self.opponent[e], "phrasing": self.phrasing[e], "illegal": s.illegal,
+                            "episode": {"r": float(self.returns[e] + rewards[e]), "l": int(self.lengths[e] + 1), "t": 0.0}}
                 finished.append(e)
             else:
                 self.boards[e] = s.board
@@ -474,7 +634,7 @@ class SteeringVecEnv(VecEnv):
             self._new_games(finished)
             self.returns[finished] = 0
             self.lengths[finished] = 0
-        return self.actuator.observe(self.boards), rewards, dones, infos
+        return self.observe(), rewards, dones, infos
 
     def close(self) -> None:
         self.transport.close()
