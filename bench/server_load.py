@@ -38,7 +38,7 @@ echo server.
 ``--paced`` adds the human-pace run: ``--paced-connections`` (1,000) connections, each
 sending one request a second at a random phase, p50/p99 round trip.
 
-Run (the figures in docs/PERFORMANCE.md and the README)::
+Run (the figures in docs/PERFORMANCE.md and docs/RESULTS.md)::
 
     python bench/server_load.py --connections 100,1000,5000 --seconds 15 --repeats 3 --paced --paced-seconds 15
 
