@@ -394,7 +394,7 @@ def headline_rows(root: Path = ROOT) -> list[list[str]]:
         closed = [s for s in load["summary"] if not s["paced"]]
         paced = next((s for s in load["summary"] if s["paced"]), None)
         figure = " / ".join(f"{s['ratio']:.2f}" for s in closed)
-        what = "server: requests/s against a websockets echo server at " + " / ".join(
+        what = "server: requests/s as a share of a websockets echo server's, at " + " / ".join(
             f"{s['connections']:,}" for s in closed) + " connections"
         if paced:
             what += f"; p99 at {paced['connections']:,} paced"
