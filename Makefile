@@ -1,12 +1,13 @@
 # Quick start:   make demo   (set up, then run the demo)
-#                make test   (set up, then run the whole test suite)
+#                make test   (set up, lint with ruff, then run the whole test suite)
+#                make test-fast (set up, lint, then the tests not marked slow)
 # Both create or reuse the virtualenv in $(VENV) and install the pinned dependencies.
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench bench-server soak clean-venv
+.PHONY: setup demo lint test test-fast results bench bench-server soak clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,10 +24,21 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/autosteer-tui
 
-test: setup
+lint: setup
+	$(BIN)/ruff check .
+
+test: lint
 	# Mosquitto and PostgreSQL for the event and cluster tests (installed with apt when missing; no service started)
 	scripts/ensure-services.sh
 	$(BIN)/python -m pytest
+
+test-fast: lint
+	scripts/ensure-services.sh
+	$(BIN)/python -m pytest -m "not slow"
+
+# docs/RESULTS.md and the README's headline table, from docs/results/*.json and the run cards
+results: setup
+	$(BIN)/autosteer-train report --results-md docs/RESULTS.md --readme README.md
 
 bench: setup
 	$(BIN)/python bench/llm_move.py

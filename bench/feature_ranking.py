@@ -1,5 +1,5 @@
-"""How informative the trace's feature list is: ranked by activation (before issue 13) or by
-distance from each feature's usual level (``bots.llm.bot.usual_levels``, now).
+"""How informative the trace's feature list is: ranked by activation, or by
+distance from each feature's usual level (``bots.llm.bot.usual_levels``, what the trace uses).
 
 On random reachable boards (not over, fixed seed), the real SmolLM2 bot with the shipped SAE
 and ``features.json`` reports its top-k features twice per board, once with each ranking.

@@ -38,7 +38,7 @@ echo server.
 ``--paced`` adds the human-pace run: ``--paced-connections`` (1,000) connections, each
 sending one request a second at a random phase, p50/p99 round trip.
 
-Run (the figures in docs/PERFORMANCE.md and the README)::
+Run (the figures in docs/PERFORMANCE.md and docs/RESULTS.md)::
 
     python bench/server_load.py --connections 100,1000,5000 --seconds 15 --repeats 3 --paced --paced-seconds 15
 
@@ -469,7 +469,7 @@ def print_table(rows: list[dict[str, Any]], other: str = "echo") -> None:
 
 def plot_runs(runs: list[Run], path: Path, other: str = "echo") -> None:
     """One panel per closed-loop connection count: requests/s of each repeat for the arena
-    and the other server, 0.6x the other's median (the issue's goal) dashed, the rate the
+    and the other server, 0.6x the other's median (the goal) dashed, the rate the
     arena's event-loop process could serve 100 % busy dotted, and the ratio of each repeat
     written under its point. The paced runs are left out (both serve the same rate)."""
     import matplotlib
@@ -563,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
                          "the ratio is arena / baseline, same traffic)")
     ap.add_argument("--echo-loop", choices=("asyncio", "uvloop"), default="asyncio", help="event loop of the echo server")
     ap.add_argument("--echo-compression", choices=("deflate", "none"), default="deflate",
-                    help="the echo server's per-message deflate: websockets' default (the issue's baseline), or off "
+                    help="the echo server's per-message deflate: websockets' default, or off "
                          "as the arena has it (like for like)")
     ap.add_argument("--client-loop", choices=("asyncio", "uvloop"), default="uvloop", help="event loop of the load client")
     ap.add_argument("--warmup", type=float, default=5.0,

@@ -1,4 +1,4 @@
-"""Every kind of bad input from issue 2 over real sockets: each gets its documented error (or a
+"""Every kind of bad input over real sockets: each gets its documented error (or a
 clean close), the connection stays usable where documented, others are unaffected and no
 game state is corrupted."""
 

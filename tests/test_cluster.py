@@ -56,7 +56,7 @@ async def test_two_servers_share_lobby_records_and_spectating(mosquitto: Any, po
         config = ServerConfig(host="127.0.0.1", port=0, db_path=postgres_url, seed=1, ping_interval=None)
         async with serve_arena(config, events=MqttEvents(mosquitto.url, "a")) as a, \
                 WsClient.connect(a.url, "ann", role="spectator") as ann, \
-                WsClient.connect(b_url, "bee", role="bot", max_games=4) as bee, \
+                WsClient.connect(b_url, "bee", role="bot", max_games=4), \
                 WsClient.connect(b_url, "bob") as bob, \
                 WsClient.connect(a.url, "org") as org:
             # A's lobby lists B's bots, marked with their server and its address

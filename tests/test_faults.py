@@ -1,4 +1,4 @@
-"""Faults as automated short tests (issue 14): the server killed with SIGKILL mid-play loses no
+"""Faults as automated short tests: the server killed with SIGKILL mid-play loses no
 finished game; a client that stops reading is cut off at the 16 MiB send queue over a real
 socket while others play on; and the 30 s soak (bench/soak.py) passes."""
 

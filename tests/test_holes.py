@@ -1,4 +1,4 @@
-"""The holes issue 14 found, each closed: a hostile client's trace, tags, ids, clocks, names,
+"""A hostile client's trace, tags, ids, clocks, names,
 floods and game counts, over real sockets where a socket is involved."""
 
 from __future__ import annotations

@@ -352,7 +352,7 @@ def test_export_survives_any_stored_row_and_stays_compact(db_target: str, tmp_pa
     rec = GameRecords(db_target)
     rec.save(record("plain", started_at=1.0))
     deep = record("deep600", started_at=2.0)
-    deep["moves"][0]["trace"] = {"nest": _nested(600), "pad": "x" * 5000}  # ~7 KB stored, as in issue 14
+    deep["moves"][0]["trace"] = {"nest": _nested(600), "pad": "x" * 5000}  # ~7 KB stored: a hostile client's trace
     rec.save(deep)
     rec.save(record("deeper", started_at=3.0))
     # an older server stored a trace nested far deeper than any JSON reader goes

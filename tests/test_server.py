@@ -204,7 +204,7 @@ async def test_remote_bot_accepts_challenges_and_plays_several_games(srv: Any) -
             assert busy["type"] == "error" and busy["code"] == "busy"
             overs = {}
             for gid in ids:
-                start = await ann.wait_for("game_start", game_id=gid)
+                await ann.wait_for("game_start", game_id=gid)
                 await ann.send(type="move", game_id=gid, cell=5)
             pending = set(ids)
             while pending:

@@ -1,5 +1,5 @@
-"""The TUI as people play it (issue 13): the bugs a new user hit, driven with Pilot against a
-real server on an ephemeral port. Each test reproduces one reported bug."""
+"""The TUI as people play it, driven with Pilot against a real server on an ephemeral port:
+each test plays through one thing a new user does and checks what they see."""
 
 from __future__ import annotations
 
@@ -62,8 +62,8 @@ async def leave_game(pilot, app: ArenaApp) -> None:
     await wait_until(pilot, lambda: isinstance(app.screen, LobbyScreen), what="the lobby")
 
 
-# --------------------------------------------------------------------------- bug 1
-async def test_bug1_playing_o_after_a_first_game_shows_no_client_error(arena):
+# --------------------------------------------------------------------------- a game as O after a first game
+async def test_playing_o_after_a_first_game_shows_no_client_error(arena):
     """Lobby → minimax → s (play O) → Enter, after a first game: no "NoMatches('#players')" toast."""
     app = make_app(arena)
     notes = record_notes(app)
@@ -82,7 +82,7 @@ async def test_bug1_playing_o_after_a_first_game_shows_no_client_error(arena):
     assert errors == [], errors
 
 
-async def test_bug1_a_frame_for_a_game_screen_not_yet_mounted_is_kept_for_its_mount():
+async def test_a_frame_for_a_game_screen_not_yet_mounted_is_kept_for_its_mount():
     """The frames of a new game can arrive in one burst, before its screen is mounted."""
     app = ArenaApp(None, "ann")
     async with app.run_test(size=SIZE) as pilot:
@@ -97,8 +97,8 @@ async def test_bug1_a_frame_for_a_game_screen_not_yet_mounted_is_kept_for_its_mo
         assert app.screen.query_one(BoardGrid).marks == "X........"
 
 
-# --------------------------------------------------------------------------- bug 2
-async def test_bug2_your_own_clock_shows_before_your_first_move():
+# --------------------------------------------------------------------------- clocks
+async def test_your_own_clock_shows_before_your_first_move():
     config = ServerConfig(host="127.0.0.1", port=0, db_path=":memory:", move_clock=8.0, grace=15.0,
                           house_bots=True, seed=0)
     async with serve_arena(config) as srv:
@@ -116,8 +116,8 @@ async def test_bug2_your_own_clock_shows_before_your_first_move():
             assert app.screen.view.moves == []  # before my first move
 
 
-# --------------------------------------------------------------------------- bug 3
-async def test_bug3_two_quick_digits_send_one_move_and_no_server_error(arena):
+# --------------------------------------------------------------------------- quick digits and refused moves
+async def test_two_quick_digits_send_one_move_and_no_server_error(arena):
     gate = asyncio.Event()  # the bot does not reply: the turn stays with it
     bot = TraceReplayBot(arena.url, TRACES, name="smol-llm", gate=gate)
     task = asyncio.create_task(bot.run())
@@ -144,7 +144,7 @@ async def test_bug3_two_quick_digits_send_one_move_and_no_server_error(arena):
         task.cancel()
 
 
-async def test_bug3_a_refused_move_is_not_a_server_error(arena):
+async def test_a_refused_move_is_not_a_server_error(arena):
     app = make_app(arena)
     notes = record_notes(app)
     async with app.run_test(size=SIZE) as pilot:
@@ -157,8 +157,8 @@ async def test_bug3_a_refused_move_is_not_a_server_error(arena):
     assert not [n for n in notes if "Server error" in n[1]], notes
 
 
-# --------------------------------------------------------------------------- bug 4
-async def test_bug4_replay_by_the_short_id_the_lobby_shows(arena):
+# --------------------------------------------------------------------------- replay by a short id
+async def test_replay_by_the_short_id_the_lobby_shows(arena):
     game_id = await arranged_game(arena.url, "minimax", "random")
     app = make_app(arena, "watcher")
     notes = record_notes(app)
@@ -171,7 +171,7 @@ async def test_bug4_replay_by_the_short_id_the_lobby_shows(arena):
         assert app.screen.game_id == game_id and app.screen.view.replay
 
 
-async def test_bug4_server_get_game_accepts_a_unique_prefix_and_names_an_ambiguous_one(arena):
+async def test_server_get_game_accepts_a_unique_prefix_and_names_an_ambiguous_one(arena):
     first = await arranged_game(arena.url, "minimax", "random")
     async with connect(arena.url) as ws:
         await ws.send(dumps({"type": "hello", "name": "reader"}))
@@ -194,12 +194,12 @@ async def test_bug4_server_get_game_accepts_a_unique_prefix_and_names_an_ambiguo
             assert first in reply.message and second in reply.message
 
 
-# --------------------------------------------------------------------------- bug 5
+# --------------------------------------------------------------------------- replays, rematch and the footer's keys
 def shown_keys(app: ArenaApp) -> set[str]:
     return {b.binding.action for b in app.screen.active_bindings.values() if b.binding.show}
 
 
-async def test_bug5_in_a_replay_digits_do_nothing_and_the_footer_shows_only_what_works(arena):
+async def test_in_a_replay_digits_do_nothing_and_the_footer_shows_only_what_works(arena):
     game_id = await arranged_game(arena.url, "minimax", "random")
     app = make_app(arena, "watcher")
     async with app.run_test(size=SIZE) as pilot:
@@ -217,7 +217,7 @@ async def test_bug5_in_a_replay_digits_do_nothing_and_the_footer_shows_only_what
         assert "step(-1)" in keys and "leave" in keys
 
 
-async def test_bug5_rematch_from_your_own_finished_game_and_keys_while_playing(arena):
+async def test_rematch_from_your_own_finished_game_and_keys_while_playing(arena):
     app = make_app(arena)
     async with app.run_test(size=SIZE) as pilot:
         await choose_bot(pilot, app, "minimax")
@@ -252,8 +252,8 @@ def test_clocks_of_both_players_and_the_low_time_warning():
     assert not view.low_on_time(Seat.O, 999.0)  # not its turn: its clock is not running
 
 
-# --------------------------------------------------------------------------- bug 6
-async def test_bug6_a_remote_bot_describes_itself_in_hello_and_the_lobby_shows_it(arena):
+# --------------------------------------------------------------------------- remote bots describe themselves
+async def test_a_remote_bot_describes_itself_in_hello_and_the_lobby_shows_it(arena):
     from bots.client import BotClient
     from bots.house import RandomBot
 
@@ -277,7 +277,7 @@ async def test_bug6_a_remote_bot_describes_itself_in_hello_and_the_lobby_shows_i
         task.cancel()
 
 
-def test_bug6_one_default_move_reading_for_the_llm_bot_and_the_demo():
+def test_one_default_move_reading_for_the_llm_bot_and_the_demo():
     import argparse
 
     pytest.importorskip("bots.llm.cli")
@@ -290,8 +290,8 @@ def test_bug6_one_default_move_reading_for_the_llm_bot_and_the_demo():
     assert "--mode" not in DEMO_LLM_ARGS  # the demo runs the command's own default
 
 
-# --------------------------------------------------------------------------- bug 7
-async def test_bug7_an_llm_forfeit_shows_the_cell_it_named_and_its_trace():
+# --------------------------------------------------------------------------- an LLM's forfeit
+async def test_an_llm_forfeit_shows_the_cell_it_named_and_its_trace():
     from tests.test_tui import FIXTURE
     from tui_client.feature_panel import FeaturePanel
 
@@ -320,7 +320,7 @@ async def test_bug7_an_llm_forfeit_shows_the_cell_it_named_and_its_trace():
         assert screen.query_one(BoardGrid).marks == "X........"  # the refused move changed nothing
 
 
-# --------------------------------------------------------------------------- bug 8 and the panel
+# --------------------------------------------------------------------------- the feature panel
 LONG = "no clear board concept (best: cell 1 is a best move (in minimax's choice set), P=0.93, R=0.04, MCC=0.17)"
 
 
@@ -336,7 +336,7 @@ def ranked_trace() -> dict:
     return trace
 
 
-def test_bug8_panel_cuts_labels_with_an_ellipsis_keeps_the_count_and_has_no_gap():
+def test_panel_cuts_labels_with_an_ellipsis_keeps_the_count_and_has_no_gap():
     import re
 
     from server.game import Board
@@ -458,8 +458,8 @@ async def test_values_on_request_in_live_play():
         assert "X wins in" in str(value.render())
 
 
-# --------------------------------------------------------------------------- bug 9
-async def test_bug9_challenges_leave_no_toasts_and_a_pending_one_shows_in_the_lobby(arena):
+# --------------------------------------------------------------------------- challenges and the pushed lobby
+async def test_challenges_leave_no_toasts_and_a_pending_one_shows_in_the_lobby(arena):
     app = make_app(arena)
     notes = record_notes(app)
     async with app.run_test(size=SIZE) as pilot:
@@ -479,7 +479,7 @@ async def test_bug9_challenges_leave_no_toasts_and_a_pending_one_shows_in_the_lo
 
 
 @pytest.mark.parametrize("both", [False, True], ids=["stdout-piped", "stdout-and-stderr-piped"])
-def test_bug9_a_bot_piped_to_head_stops_on_one_sigterm(tmp_path, both):
+def test_a_bot_piped_to_head_stops_on_one_sigterm(tmp_path, both):
     """``autosteer-bot run … | head -1`` (and ``2>&1 | head -1``): one SIGTERM ends it, cleanly."""
     import signal
     import subprocess
@@ -560,7 +560,7 @@ async def test_watching_two_bots_from_the_lobby_at_a_chosen_pace(arena):
         assert "minimax" in status_text(app) or "Draw" in status_text(app)
 
 
-async def test_bug9_the_server_pushes_lobby_changes_to_a_watch_lobby_subscriber(arena):
+async def test_the_server_pushes_lobby_changes_to_a_watch_lobby_subscriber(arena):
     async with connect(arena.url) as ws:
         await ws.send(dumps({"type": "hello", "name": "lobby-reader", "role": "spectator"}))
         await ws.recv()
@@ -582,7 +582,7 @@ async def test_bug9_the_server_pushes_lobby_changes_to_a_watch_lobby_subscriber(
         assert game_id
 
 
-async def test_bug9_the_lobby_updates_without_polling(arena):
+async def test_the_lobby_updates_without_polling(arena):
     app = ArenaApp(arena.url, "ann", lobby_poll=600.0)  # no poll during the test: only pushes
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: app.lobby_pushed, what="the lobby subscription")

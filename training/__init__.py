@@ -1,5 +1,5 @@
 """Training and evaluation: the SAE, feature labels, evaluation against the house bots
-(and, in a later issue, steering policies learned with RL by playing on the server).
+and steering policies learned with RL by playing on the server (:mod:`training.rl`).
 
 May import :mod:`bots` and :mod:`server`; neither imports this package.
 """

@@ -397,7 +397,6 @@ def move_shift(log_probs: Any) -> dict[str, Any]:
     """How far each steered row moved the move distribution from row 0 (unsteered):
     ``kl`` (KL(steered || unsteered) per row, nats), ``argmax_changed`` (bool per row) and
     ``delta_prob`` ([B, 9] change of each cell's probability)."""
-    import torch
 
     base = log_probs[0:1]
     steered = log_probs[1:]

@@ -19,7 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "rl-report": ("training.rl.report", "what a learned steering policy pushes, where (docs/POLICY.md + heatmap)"),
     "heldout": ("training.heldout", "a policy on phrasings, opponents and positions it was not fitted to (exact)"),
     "controls": ("training.controls", "equal-effort controls: the same search on random features, directions, shuffled labels"),
-    "report": ("training.report", "markdown tables from evaluate/heldout/controls result JSON"),
+    "report": ("training.report", "docs/RESULTS.md, and markdown tables from evaluate/heldout/controls result JSON"),
 }
 
 

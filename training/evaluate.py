@@ -38,7 +38,6 @@ import asyncio
 import itertools
 import json
 import math
-import random
 import sys
 import time
 from dataclasses import asdict, dataclass, field

@@ -28,7 +28,6 @@ import json
 import math
 import sys
 import time
-from pathlib import Path
 from typing import Any, Sequence
 
 from server.game import Board

@@ -1,6 +1,8 @@
 """``autosteer-train report``: markdown tables from result JSON files (``evaluate``,
 ``heldout``, ``controls``), so that the tables in README.md and docs/ are regenerated from
-measurements, never typed. Every row carries its mode, games, distinct games and boards,
+measurements, never typed. ``--results-md docs/RESULTS.md --readme README.md`` writes the
+whole results document and the README's headline table (``training/results_md.py``).
+Every row carries its mode, games, distinct games and boards,
 the exact value where one exists, the steering budget and the held-out results
 (``docs/EVALUATION.md``).
 """
@@ -125,6 +127,10 @@ def compact_table(evaluations: Sequence[dict[str, Any]], opponent: str = "minima
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results-md", type=Path, default=None, metavar="PATH",
+                        help="write the results document (docs/RESULTS.md) from docs/results/*.json and the run cards")
+    parser.add_argument("--readme", type=Path, default=None, metavar="PATH",
+                        help="rewrite the headline table between the markers in this README (README.md)")
     parser.add_argument("--evaluate", action="append", default=[], metavar="JSON",
                         help="result of `autosteer-train evaluate` (repeatable; one row group each)")
     parser.add_argument("--heldout", default=None, metavar="JSON", help="result of `autosteer-train heldout`")
@@ -139,6 +145,12 @@ def run(args: argparse.Namespace) -> int:
     from training.controls import markdown_table
     from training.heldout import markdown_summary
 
+    if args.results_md is not None or args.readme is not None:
+        from training.results_md import write
+
+        status = write(args.results_md, args.readme)
+        if status or not (args.evaluate or args.heldout or args.controls):
+            return status
     try:
         evaluations = [json.loads(Path(p).read_text()) for p in args.evaluate]
         held = json.loads(Path(args.heldout).read_text()) if args.heldout else None

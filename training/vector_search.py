@@ -1,7 +1,7 @@
 """``autosteer-train search-vector``: find one fixed steering vector that makes the LLM bot
 draw more often against minimax, by the cross-entropy method over labelled SAE features.
 
-This is *not* the RL of a later issue: the vector is the same on every board (a
+This is *not* the RL of :mod:`training.rl`: the vector is the same on every board (a
 ``FixedSteeringPolicy``), found by black-box search. It exists so that the demo's bot is a
 steered one whose effect is measured, and as a baseline for learned, board-dependent
 policies.

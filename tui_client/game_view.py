@@ -243,7 +243,7 @@ class GameView:
             name = self.player(seat)
             if markup:
                 name = name.replace("[", "\\[")
-                mark = f"[b $secondary]X[/]" if seat is Seat.X else f"[b $warning]O[/]"
+                mark = "[b $secondary]X[/]" if seat is Seat.X else "[b $warning]O[/]"
                 return f"{mark} {name}" + (" [i](you)[/i]" if self.you is seat else "")
             return f"{seat.value} {name}" + (" (you)" if self.you is seat else "")
         if markup:

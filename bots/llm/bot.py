@@ -217,7 +217,6 @@ class LLMBot(Bot):
         """The vectors to add, the coefficients applied and the steering they are over:
         the policy's, or a control's (see ``CONTROLS``). For ``random`` the coefficients
         reported are the policy's, whose norm the random direction takes."""
-        import torch
 
         assert self.steering is not None
         if self.control == "zero":

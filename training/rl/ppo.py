@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import platform
 import random
 import shutil
@@ -56,7 +55,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 
 from server.game import Board, Seat
 from bots.house import HOUSE_NAMES

@@ -174,7 +174,7 @@ def write_markdown(rep: dict[str, Any], path: Path, policy: Any, source: str, he
               f"- Boards the policy meets against minimax (its own tree, X and O): {rep['boards']}; illegal moves on them: {rep['illegal']}",
               f"- Moves it steers at all: {100 * rep['steered_share']:.1f} %; moves whose cell the steering changes: "
               f"{100 * rep['changed_share']:.1f} %",
-              f"- Features steered per move: " + ", ".join(f"{k}: {v} boards" for k, v in rep["features_per_move"].items()),
+              "- Features steered per move: " + ", ".join(f"{k}: {v} boards" for k, v in rep["features_per_move"].items()),
               f"- Push ‖added‖/‖residual‖ per move: mean {rep['push_mean']:.3f}, 90th percentile {rep['push_p90']:.3f}, "
               f"max {rep['push_max']:.3f} (unweighted over boards)"]
     if rep.get("digit_mass"):
