@@ -137,17 +137,23 @@ class LegendScreen(ModalScreen[None]):
 
 
 class ChallengePrompt(ModalScreen[bool]):
-    """Someone challenges the person at the keyboard: accept or decline."""
+    """Someone challenges the person at the keyboard (or offers a rematch): accept or decline.
+    It says the clock the game would be played with."""
 
     BINDINGS = [Binding("y", "answer(True)", "Accept"), Binding("n,escape", "answer(False)", "Decline")]
 
-    def __init__(self, challenger: str, side: str) -> None:
+    def __init__(self, challenger: str, side: str, clock: str = "", *, rematch: bool = False) -> None:
         super().__init__()
-        self.challenger, self.side = challenger, side
+        self.challenger, self.side, self.clock, self.rematch = challenger, side, clock, rematch
 
     def compose(self) -> ComposeResult:
         with Vertical(id="prompt"):
-            yield Label(f"[b]{self.challenger}[/b] challenges you; you would play [b]{self.side}[/b].")
+            if self.rematch:
+                yield Label(f"[b]{self.challenger}[/b] offers a rematch (sides swapped, same time control"
+                            f"{': ' + self.clock if self.clock else ''}): you would play [b]{self.side}[/b]. y / n")
+            else:
+                clock = f" at [b]{self.clock}[/b]" if self.clock else ""
+                yield Label(f"[b]{self.challenger}[/b] challenges you{clock}; you would play [b]{self.side}[/b].")
             with Horizontal(id="prompt-buttons"):
                 yield Button("Accept (y)", id="accept", variant="success")
                 yield Button("Decline (n)", id="decline", variant="error")
@@ -160,3 +166,33 @@ class ChallengePrompt(ModalScreen[bool]):
         self.dismiss(accept)
 
 
+
+
+class QuitPrompt(ModalScreen[bool]):
+    """Quitting during a live game: asked first, with what it costs."""
+
+    BINDINGS = [Binding("y", "answer(True)", "Quit"), Binding("n,escape", "answer(False)", "Stay")]
+
+    def __init__(self, opponents: list[str]) -> None:
+        super().__init__()
+        self.opponents = opponents
+
+    def compose(self) -> ComposeResult:
+        games = (f"your game against [b]{self.opponents[0]}[/b]" if len(self.opponents) == 1
+                 else f"your {len(self.opponents)} games (against {', '.join(self.opponents)})")
+        with Vertical(id="prompt"):
+            yield Label(f"Quit now? It resigns {games}: you lose {'it' if len(self.opponents) == 1 else 'them'}.",
+                        id="quit-question")
+            with Horizontal(id="prompt-buttons"):
+                yield Button("Quit and resign (y)", id="quit", variant="error")
+                yield Button("Keep playing (n)", id="stay", variant="success")
+
+    def on_mount(self) -> None:
+        self.query_one("#stay", Button).focus()
+
+    @on(Button.Pressed)
+    def pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "quit")
+
+    def action_answer(self, quit_: bool) -> None:
+        self.dismiss(quit_)
