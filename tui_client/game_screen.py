@@ -53,6 +53,7 @@ class GameScreen(OfArenaApp, Screen):
         self.view_ply: int | None = None
         self._leave_armed = False
         self._resign_armed = False
+        self._asking = False  # the message line asks to confirm resigning or leaving
         self._pending_notice = False  # the message says a move is on its way
         self.premove: int | None = None  # a cell chosen during the opponent's turn
         self._pacer: Timer | None = None  # reveals a watched bot game's moves at its pace
@@ -139,8 +140,8 @@ class GameScreen(OfArenaApp, Screen):
 
     def refresh_game(self) -> None:
         view = self.view
-        if view.over and (self._resign_armed or self._leave_armed):  # the question is moot now
-            self._resign_armed = self._leave_armed = False
+        if view.over and self._asking:  # "Resign?" or "Leave?" is moot once the game is over
+            self._asking = self._resign_armed = self._leave_armed = False
             self.show_message("")
         ply = self.shown_ply()
         live = self.view_ply is None or ply == len(view.moves)
@@ -395,7 +396,7 @@ class GameScreen(OfArenaApp, Screen):
             self.show_message("Only a player can resign a running game.")
             return
         if not self._resign_armed:  # as Esc does: a second press confirms
-            self._resign_armed = True
+            self._resign_armed = self._asking = True
             self.show_message("Resign? Press R again to resign.")
             return
         self._resign_armed = False
@@ -404,7 +405,7 @@ class GameScreen(OfArenaApp, Screen):
     def action_leave(self) -> None:
         view = self.view
         if view.you is not None and not view.over and not self._leave_armed:
-            self._leave_armed = True
+            self._leave_armed = self._asking = True
             self.show_message("The game is still on: press Esc again to resign and leave.")
             return
         if view.you is not None and not view.over:
