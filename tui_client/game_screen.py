@@ -271,12 +271,15 @@ class GameScreen(OfArenaApp, Screen):
         view = self.view
         panel = self.query_one(FeaturePanel)
         live = self.view_ply is None
-        move = view.last_traced_move(ply) if live else (view.moves[ply - 1] if ply else None)
+        # live or stepped, the panel shows the last traced move up to the position on show
+        move = view.last_traced_move(ply)
         if move is None or move.trace is None:
-            note = "No trace for this move." if (not live and ply) else ""
+            note = "No trace up to this move." if (not live and ply) else ""
             panel.show(None, heading=f"move {ply}" if not live and ply else "", note=note)
             return
         heading = f"move {move.ply} · {view.player(move.seat)} ({move.seat.value}) → {move.cell}"
+        if not live and move.ply != ply:
+            heading = f"move {ply} has no trace · {heading}"
         panel.show(move.trace, heading=heading, board=view.board_at(move.ply - 1))
 
     def show_message(self, text: str, error: bool = True) -> None:

@@ -74,6 +74,7 @@ class LobbyScreen(OfArenaApp, Screen):
         super().__init__(id="lobby")
         self.side = "X"
         self.clock: float | TimeControl | None = None
+        self.last_bot_game: tuple[str, str, float] | None = None  # (x, o, pace) the bot-game dialog offers again
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
@@ -129,8 +130,10 @@ class LobbyScreen(OfArenaApp, Screen):
 
         def done(choice: tuple[str, str, float] | None) -> None:
             if choice:
+                self.last_bot_game = choice  # offered again next time
                 self.arena.arrange_game(*choice, clock=self.clock if not isinstance(self.clock, TimeControl) else None)
-        self.app.push_screen(BotGamePrompt(names), done)
+        house = [b.name for b in self.arena.bots if b.kind == "house"]
+        self.app.push_screen(BotGamePrompt(names, house, self.last_bot_game), done)
 
     def action_finished_games(self) -> None:
         self.app.push_screen(RecordsScreen())
