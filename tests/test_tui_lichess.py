@@ -284,7 +284,7 @@ async def test_the_lobby_shows_each_level_with_its_scores(arena):
         table = await select_in_lobby(pilot, app, "medium")
         assert isinstance(table, DataTable)
         row = table.get_row("medium")
-        assert row[2] == "30% · 82%"
+        assert row[2] == "30%·82%"
 
         def about() -> str:
             return str(app.screen.query_one("#bot-about").render())

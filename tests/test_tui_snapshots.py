@@ -27,8 +27,11 @@ def lobby_frames() -> list[dict]:
     return [
         {"type": "bots", "bots": [
             {"name": "minimax", "kind": "house", "description": "optimal play from the solved game", "games": 1,
-             "max_games": 0},
-            {"name": "random", "kind": "house", "description": "uniform over legal cells", "games": 0, "max_games": 0},
+             "max_games": 0, "level": {"epsilon": 0.0, "vs_minimax": 0.5, "vs_random": 0.9363}},
+            {"name": "random", "kind": "house", "description": "uniform over legal cells", "games": 0, "max_games": 0,
+             "level": {"epsilon": 1.0, "vs_minimax": 0.0637, "vs_random": 0.5}},
+            {"name": "medium", "kind": "house", "description": "minimax, but a uniformly random move with probability 0.3",
+             "games": 0, "max_games": 0, "level": {"epsilon": 0.3, "vs_minimax": 0.2961, "vs_random": 0.822}},
             {"name": "smol-llm", "kind": "remote", "description": "", "games": 1, "max_games": 8},
             {"name": "ann", "kind": "remote", "description": "", "games": 0, "max_games": 1}]},
         {"type": "games", "games": [

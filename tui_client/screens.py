@@ -96,7 +96,7 @@ class LobbyScreen(OfArenaApp, Screen):
         bots = self.query_one("#bots", DataTable)
         bots.add_column("Opponent", key="name")
         bots.add_column("Kind", key="kind")
-        bots.add_column("vs minimax · random", key="level")
+        bots.add_column("Score", key="level")  # against minimax · against random (the line below says so)
         bots.add_column("Playing", key="games")
         games = self.query_one("#games", DataTable)
         games.add_column("Game", key="game")
@@ -225,11 +225,11 @@ class LobbyScreen(OfArenaApp, Screen):
 
 
 def _strength(bot: BotInfo) -> str:
-    """The lobby's Strength column: ``30 % · 82 %`` (score against minimax · against random)."""
+    """The lobby's Score column: ``30%·82%`` (score against minimax · against random)."""
     level = getattr(bot, "level", None)
     if not isinstance(level, dict):
         return ""
     try:
-        return f"{float(level['vs_minimax']):.0%} · {float(level['vs_random']):.0%}"
+        return f"{float(level['vs_minimax']):.0%}·{float(level['vs_random']):.0%}"
     except (KeyError, TypeError, ValueError):
         return ""
