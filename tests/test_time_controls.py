@@ -5,7 +5,6 @@ player leaves, and the house levels with their exact scores."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest

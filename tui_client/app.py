@@ -496,7 +496,7 @@ class ArenaApp(App):
             return
         followed = (isinstance(frame, GameStart) and frame.rematch_of is not None
                     and self._screen_for(frame.rematch_of) is not None)
-        if followed:  # a rematch of the game on screen: follow it, as a player or as a spectator
+        if followed and frame.you is None:  # a spectator of the game on screen follows its rematch
             self._watching.add(game_id)
         wanted = (
             (isinstance(frame, GameStart) and frame.you is not None)
