@@ -188,7 +188,7 @@ def default_house_bots(config: ServerConfig) -> dict[str, Bot]:
     """The in-process bots, seeded from the config: ``minimax`` (optimal), ``random``, and the
     graded levels of :data:`bots.house.HOUSE_LEVELS` (minimax with a random move at chance ε)."""
     from bots.house import HOUSE_LEVELS, EpsilonMinimaxBot, MinimaxBot, RandomBot
-    from server.solver import solve
+    from server.solver import level_score, solve
 
     solve()  # build the table now, not during the first game
     seed = config.seed
@@ -198,4 +198,5 @@ def default_house_bots(config: ServerConfig) -> dict[str, Bot]:
     }
     for i, (name, epsilon) in enumerate(HOUSE_LEVELS.items()):
         bots[name] = EpsilonMinimaxBot(name, seed=None if seed is None else seed + 2 + i, epsilon=epsilon)
+        level_score(epsilon)  # the lobby shows each level's exact score: computed now, once per process
     return bots

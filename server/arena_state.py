@@ -61,6 +61,8 @@ class Offer:
     tag: str | None = None
     arranged: bool = False
     seed: int | None = None
+    time_control: tuple[float, float] | None = None  # (base, increment) seconds; None: the move clock
+    rematch_of: str | None = None  # the finished game this offer follows
 
 
 @dataclass
@@ -90,6 +92,12 @@ class Game:
     paused_at: float | None = None
     pause_allowance: dict[Seat, float] = field(default_factory=dict)  # seconds of pause left per seat
     pauses: int = 0  # pauses so far; a pause timer only ends the pause it was set for
+    # A time control (base, increment): each seat's time for the whole game, kept in
+    # ``remaining`` (the mover's as it was when its clock started); None: a fresh move clock per move.
+    time_control: tuple[float, float] | None = None
+    remaining: dict[Seat, float] = field(default_factory=dict)
+    rematch_of: str | None = None
+    followers: set[str] = field(default_factory=set)  # spectators when it ended: a rematch takes them along
 
     @property
     def paused(self) -> bool:
@@ -120,7 +128,19 @@ class Game:
             "board": self.board.code, "moves": list(self.moves), "tag": self.tag,
             "clock": self.clock, "started_at": self.started_at, "ended_at": self.ended_at,
             "illegal_move": self.illegal_move, "seed": self.seed,
+            "time_control": self.time_control_frame(), "rematch_of": self.rematch_of,
         }
+
+    def time_control_frame(self) -> Frame | None:
+        if self.time_control is None:
+            return None
+        return {"base": self.time_control[0], "increment": self.time_control[1]}
+
+    def clocks_frame(self) -> Frame | None:
+        """Seconds left per seat in a time-control game (the mover's as its clock started)."""
+        if self.time_control is None:
+            return None
+        return {seat.value: round(self.remaining.get(seat, self.time_control[0]), 3) for seat in (Seat.X, Seat.O)}
 
 
 RecordLoader = Callable[[str], "Frame | None"]

@@ -9,6 +9,7 @@ from server.arena_core import ArenaCore
 from server.arena_state import Game, Session
 from server.effects import Frame
 from server.protocol import LOBBY_PUSH_SECONDS, ProtocolError
+from server.solver import level_score
 
 
 class Lobby(ArenaCore):
@@ -47,7 +48,7 @@ class Lobby(ArenaCore):
     def _bot_list(self) -> list[Frame]:
         bots = [{"name": name, "kind": "house", "description": bot.description,
                  "games": sum(1 for g in self.games.values() if name in (g.x, g.o)),
-                 "max_games": 0, "unlimited": True} for name, bot in self.house.items()]
+                 "max_games": 0, "unlimited": True, **_level(bot)} for name, bot in self.house.items()]
         for s in self.sessions.values():
             if s.role == "bot" and s.connected:
                 bots.append({"name": s.name, "kind": "remote", "description": s.description,
@@ -60,7 +61,7 @@ class Lobby(ArenaCore):
         return {"game_id": game.game_id, "x": game.x, "o": game.o, "board": game.board.code,
                 "turn": turn.value if turn else None, "ply": len(game.moves),
                 "spectators": len(game.spectators), "clock": game.clock, "tag": game.tag,
-                "started_at": game.started_at}
+                "started_at": game.started_at, "time_control": game.time_control_frame()}
 
     def _kind(self, name: str) -> str:
         if name in self.house:
@@ -85,3 +86,22 @@ class Lobby(ArenaCore):
         if session.role == "bot" and len(session.games) + len(session.offers) + extra > session.max_games:
             raise ProtocolError("busy", f"{session.name} plays {len(session.games)} games and has {len(session.offers)} offers pending; "
                                         f"its limit is {session.max_games}", rid)
+
+
+def _level(bot: object) -> Frame:
+    """``{"level": {epsilon, vs_minimax, vs_random}}`` for a house bot that plays minimax with
+    a random move at chance ε (the random bot is ε = 1, minimax with random tie-breaks ε = 0):
+    its exact expected score against minimax and against random, so a person can pick an
+    opponent of their strength. Empty for other bots."""
+    from bots.house import EpsilonMinimaxBot, MinimaxBot, RandomBot
+
+    if isinstance(bot, EpsilonMinimaxBot):
+        epsilon = bot.epsilon
+    elif isinstance(bot, RandomBot):
+        epsilon = 1.0
+    elif isinstance(bot, MinimaxBot) and bot.tiebreak == "random":
+        epsilon = 0.0
+    else:
+        return {}
+    score = level_score(float(epsilon))
+    return {"level": {"epsilon": score.epsilon, "vs_minimax": score.vs_minimax, "vs_random": score.vs_random}}

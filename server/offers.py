@@ -32,20 +32,51 @@ class Offers(GamesInPlay):
         opponent = self._lookup_party(msg.opponent, msg.id)
         if opponent is not None:
             self._check_capacity(opponent, msg.id)
+            if opponent.role == "player":
+                self._check_no_pending_challenge(session, opponent.name, msg.id)
+        if msg.rematch_of is not None:
+            self._check_rematch(session, msg.opponent, msg.rematch_of, msg.id)
         if msg.side != "random":
             side = Seat(msg.side)
         else:  # a seeded game draws its seats from the seed too, so it repeats exactly
             side = (random.Random(f"seats-{msg.seed}") if msg.seed is not None else self.rng).choice((Seat.X, Seat.O))
         x, o = (session.name, msg.opponent) if side is Seat.X else (msg.opponent, session.name)
         address = self._check_opened(session, msg.id)
-        clock = float(msg.clock or self.config.move_clock)
+        time_control = None if msg.time_control is None else (float(msg.time_control.base), float(msg.time_control.increment))
+        # a time-control game's `clock` is its base time (what a client that knows only move clocks shows)
+        clock = time_control[0] if time_control is not None else float(msg.clock or self.config.move_clock)
         offer_id = self._new_id()
-        self._send(session.conn_id, self._with_id(
-            {"type": "challenge_sent", "challenge_id": offer_id, "opponent": msg.opponent, "side": side.value, "clock": clock}, msg.id))
+        sent = {"type": "challenge_sent", "challenge_id": offer_id, "opponent": msg.opponent, "side": side.value, "clock": clock}
+        if msg.time_control is not None:
+            sent["time_control"] = msg.time_control.frame()
+        if msg.rematch_of is not None:
+            sent["rematch_of"] = msg.rematch_of
+        self._send(session.conn_id, self._with_id(sent, msg.id))
         awaiting = {} if opponent is None else {opponent.name: side.other}
-        offer = Offer(offer_id, session.name, x, o, clock, now + self.config.challenge_timeout, awaiting, seed=msg.seed)
+        offer = Offer(offer_id, session.name, x, o, clock, now + self.config.challenge_timeout, awaiting, seed=msg.seed,
+                      time_control=time_control, rematch_of=msg.rematch_of)
         self._hold_opened(offer_id, session, address)
         self._open_offer(offer, now)
+
+    def _check_no_pending_challenge(self, session: Session, opponent: str, rid: Any) -> None:
+        """A person challenges another person once at a time: a second challenge while the
+        first waits for an answer is refused (bots may be challenged to many games at once)."""
+        for offer_id in sorted(session.opened):
+            offer = self.offers.get(offer_id)
+            if offer is not None and offer.origin == session.name and opponent in offer.awaiting:
+                raise ProtocolError("challenge_pending", f"your challenge {offer_id} to {opponent} is waiting for an answer; "
+                                                         f"it expires in {self.config.challenge_timeout:g} s at most", rid)
+
+    def _check_rematch(self, session: Session, opponent: str, game_id: str, rid: Any) -> None:
+        """``rematch_of`` must name a finished game between the challenger and ``opponent``."""
+        if game_id in self.games:
+            raise ProtocolError("invalid_message", f"game {game_id} is still being played; a rematch follows a finished game", rid)
+        before = self.finished.get(game_id)
+        if before is None:
+            raise ProtocolError("unknown_game", f"no finished game {game_id!r} is kept on this server to rematch", rid)
+        if {before.x, before.o} != {session.name, opponent}:
+            raise ProtocolError("invalid_message", f"game {game_id} was not played by you and {opponent}; "
+                                                   "a rematch is between the same two players", rid)
 
     def _on_arrange(self, session: Session, msg: Arrange, now: float) -> None:
         parties = {}
@@ -87,9 +118,14 @@ class Offers(GamesInPlay):
 
     def _offer_frame(self, offer: Offer, name: str, now: float) -> Frame:
         seat = offer.awaiting[name]
-        return {"type": "challenge", "challenge_id": offer.offer_id, "challenger": offer.origin, "side": seat.value,
-                "clock": offer.clock, "opponent": offer.o if seat is Seat.X else offer.x, "arranged": offer.arranged,
-                "tag": offer.tag, "expires_in": max(0.0, round(offer.expires_at - now, 3))}
+        frame = {"type": "challenge", "challenge_id": offer.offer_id, "challenger": offer.origin, "side": seat.value,
+                 "clock": offer.clock, "opponent": offer.o if seat is Seat.X else offer.x, "arranged": offer.arranged,
+                 "tag": offer.tag, "expires_in": max(0.0, round(offer.expires_at - now, 3))}
+        if offer.time_control is not None:
+            frame["time_control"] = {"base": offer.time_control[0], "increment": offer.time_control[1]}
+        if offer.rematch_of is not None:
+            frame["rematch_of"] = offer.rematch_of
+        return frame
 
     def _pending_offer(self, session: Session, offer_id: str, rid: Any) -> Offer:
         offer = self.offers.get(offer_id)

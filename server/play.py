@@ -23,7 +23,9 @@ class GamesInPlay(Lobby):
 
     def _start_game(self, offer: Offer, now: float, accepter: str | None = None, rid: Any = None) -> None:
         game = Game(offer.offer_id, offer.x, offer.o, self._kind(offer.x), self._kind(offer.o), offer.clock, now, tag=offer.tag,
-                    seed=offer.seed)
+                    seed=offer.seed, time_control=offer.time_control, rematch_of=offer.rematch_of)
+        if offer.time_control is not None:
+            game.remaining = {Seat.X: offer.time_control[0], Seat.O: offer.time_control[0]}
         if offer.seed is not None:
             for seat in (Seat.X, Seat.O):
                 if game.name_of(seat) in self.house:
@@ -37,6 +39,7 @@ class GamesInPlay(Lobby):
             if organiser is not None and organiser.name not in (offer.x, offer.o):
                 game.spectators.add(organiser.name)
                 organiser.watching.add(game.game_id)
+        self._take_followers(game)
         self.games[game.game_id] = game
         self._lobby_changed(now)
         self._effects.append(StoreGame(game.record()))
@@ -51,17 +54,37 @@ class GamesInPlay(Lobby):
             self._send_to(name, self._game_start(game, None))
         self._play_house_moves(game, now)
 
+    def _take_followers(self, game: Game) -> None:
+        """A rematch: who watched the game it follows until the end watches this one too."""
+        before = self.finished.get(game.rematch_of) if game.rematch_of is not None else None
+        if before is None:
+            return
+        for name in sorted(before.followers):
+            session = self.sessions.get(name)
+            if session is not None and session.connected and name not in (game.x, game.o):
+                game.spectators.add(name)
+                session.watching.add(game.game_id)
+
     def _game_start(self, game: Game, you: str | None) -> Frame:
         turn = game.turn
-        return {"type": "game_start", "game_id": game.game_id, "x": game.x, "o": game.o, "you": you,
-                "clock": game.clock, "board": game.board.code, "turn": turn.value if turn else game.board.turn.value,
-                "ply": len(game.moves), "deadline": game.deadline, "tag": game.tag}
+        frame = {"type": "game_start", "game_id": game.game_id, "x": game.x, "o": game.o, "you": you,
+                 "clock": game.clock, "board": game.board.code, "turn": turn.value if turn else game.board.turn.value,
+                 "ply": len(game.moves), "deadline": game.deadline, "tag": game.tag}
+        if game.time_control is not None:
+            frame["time_control"] = game.time_control_frame()
+            frame["clocks"] = game.clocks_frame()
+        if game.rematch_of is not None:
+            frame["rematch_of"] = game.rematch_of
+        return frame
 
     def _state(self, game: Game) -> Frame:
         turn = game.turn
-        return {"type": "state", "game_id": game.game_id, "x": game.x, "o": game.o, "board": game.board.code,
-                "turn": turn.value if turn else None, "ply": len(game.moves), "moves": list(game.moves),
-                "last_move": game.moves[-1] if game.moves else None, "deadline": game.deadline, "over": not game.live}
+        frame = {"type": "state", "game_id": game.game_id, "x": game.x, "o": game.o, "board": game.board.code,
+                 "turn": turn.value if turn else None, "ply": len(game.moves), "moves": list(game.moves),
+                 "last_move": game.moves[-1] if game.moves else None, "deadline": game.deadline, "over": not game.live}
+        if game.time_control is not None:
+            frame["clocks"] = game.clocks_frame()
+        return frame
 
     def _audience(self, game: Game) -> list[str]:
         if not game.spectators:  # the common case, on every move
@@ -77,6 +100,26 @@ class GamesInPlay(Lobby):
             if other != name:
                 self._send_to(other, {"type": "info", "message": message, "game_id": game.game_id})
 
+    def _tell_away(self, game: Game, name: str, back_by: float | None, now: float) -> None:
+        """Tell everyone else in ``game`` at once that its player ``name`` left (``back_by``:
+        the unix time its grace ends and it loses) or, with ``back_by`` None, came back."""
+        seats = game.seats_of(name)
+        if len(seats) != 1:
+            return
+        winner = game.name_of(seats[0].other)
+        for other in self._audience(game):
+            if other == name:
+                continue
+            if back_by is None:
+                frame = {"type": "info", "message": f"{name} is back", "game_id": game.game_id,
+                         "event": "player_back", "player": name}
+            else:
+                who = "you win" if other == winner else f"{winner} wins"
+                frame = {"type": "info", "game_id": game.game_id, "event": "player_left", "player": name,
+                         "back_by": back_by,
+                         "message": f"{name} left: {who} in {max(0.0, back_by - now):.0f} s unless {name} returns"}
+            self._send_to(other, frame)
+
     @staticmethod
     def _to_move(game: Game) -> str | None:
         turn = game.turn
@@ -91,7 +134,12 @@ class GamesInPlay(Lobby):
         if turn is None or game.name_of(turn) in self.house:
             game.deadline = None
             return
-        left = game.clock if time_left is None else time_left
+        if time_left is not None:
+            left = time_left
+        elif game.time_control is not None:
+            left = game.remaining.get(turn, game.time_control[0])
+        else:
+            left = game.clock
         mover = self.sessions.get(game.name_of(turn))
         if mover is None or not mover.connected:
             self._pause_clock(game, left, now)
@@ -177,6 +225,8 @@ class GamesInPlay(Lobby):
         (:meth:`_play_house_moves`) also stores the game, with both moves: one record per
         step, not one per move."""
         seat = game.board.turn
+        if game.time_control is not None and game.deadline is not None:  # the mover's clock stops, with the increment
+            game.remaining[seat] = max(0.0, game.deadline - now) + game.time_control[1]
         game.board = board = after
         game.moves.append({"ply": len(game.moves) + 1, "seat": seat.value, "cell": cell, "at": now, "trace": trace})
         self._lobby_changed(now)
@@ -222,6 +272,10 @@ class GamesInPlay(Lobby):
         """End ``game``: announce (a last ``state`` when a move ended it, then ``game_over``) and store."""
         if not game.live:
             return
+        if game.time_control is not None and game.deadline is not None and game.turn is not None:
+            game.remaining[game.turn] = max(0.0, game.deadline - now)  # the mover's clock stops where it is
+        elif game.time_control is not None and game.paused and game.turn is not None and game.clock_left is not None:
+            game.remaining[game.turn] = game.clock_left
         game.result, game.reason, game.ended_at, game.deadline = result, reason, now, None
         game.winner = game.x if result == "X" else game.o if result == "O" else None
         self.games.pop(game.game_id, None)
@@ -239,6 +293,8 @@ class GamesInPlay(Lobby):
         over = {"type": "game_over", "game_id": game.game_id, "x": game.x, "o": game.o, "result": result,
                 "reason": reason, "winner": game.winner, "board": game.board.code, "moves": list(game.moves),
                 "illegal_move": game.illegal_move, "tag": game.tag}
+        if game.time_control is not None:
+            over["clocks"] = game.clocks_frame()
         self._broadcast(game, over, reply_to=reply_to, rid=rid)
         if self.publish_events:
             self._effects.append(GameEvent("over", over))
@@ -247,6 +303,7 @@ class GamesInPlay(Lobby):
             if session is not None:
                 session.games.discard(game.game_id)
                 session.watching.discard(game.game_id)
+        game.followers = set(game.spectators)
         game.spectators.clear()
         record = game.record()
         self._effects.append(StoreGame(record))

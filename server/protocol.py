@@ -41,6 +41,7 @@ TagText = Annotated[str, Field(max_length=64)]
 MIN_CLOCK = 1.0
 MAX_CLOCK = 3600.0
 Clock = Annotated[float, Field(ge=MIN_CLOCK, le=MAX_CLOCK)]
+MAX_INCREMENT = 60.0  # seconds a time control adds per move at most
 MAX_RECORDS = 200  # the most games one list_records reply holds
 
 # --------------------------------------------------------------------------- errors
@@ -59,6 +60,7 @@ ERROR_CODES: dict[str, str] = {
     "ambiguous_game": "several games have ids starting with the prefix given to get_game",
     "unknown_opponent": "no bot or player with this name is online",
     "unknown_challenge": "no pending challenge has this id",
+    "challenge_pending": "you have a challenge to this player waiting for an answer already",
     "not_a_player": "you are not a player in this game (spectators cannot move)",
     "not_your_turn": "it is the other seat's turn",
     "game_over": "the game is already over",
@@ -131,14 +133,32 @@ class ListPlayers(_Msg):
     type: Literal["list_players"]
 
 
+class TimeControl(BaseModel):
+    """A game clock as on lichess: ``base`` seconds for each side's whole game, plus
+    ``increment`` seconds added after each of its moves (``3+2`` is base 180, increment 2)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    base: Clock
+    increment: Annotated[float, Field(ge=0.0, le=MAX_INCREMENT)] = 0.0
+
+    def frame(self) -> dict[str, float]:
+        return {"base": float(self.base), "increment": float(self.increment)}
+
+
 class Challenge(_Msg):
-    """Challenge a bot or a player. ``side`` is the challenger's seat."""
+    """Challenge a bot or a player. ``side`` is the challenger's seat.
+
+    The game's clock is either ``clock`` (seconds per move, fresh every move) or
+    ``time_control`` (base + increment per game); not both. ``rematch_of`` names the
+    finished game between the same two players this one follows."""
 
     type: Literal["challenge"]
     opponent: Name
     side: SeatChoice = "random"
     clock: Clock | None = None  # seconds per move
     seed: GameSeed | None = None  # house bots in this game draw from their own Random(seed)
+    time_control: TimeControl | None = None
+    rematch_of: GameId | None = None
 
 
 class Arrange(_Msg):
@@ -387,6 +407,8 @@ def parse_client_object(data: Any) -> Any:
         msg = _client_adapter.validate_python(data)
     except ValidationError as exc:
         raise ProtocolError("invalid_message", f"invalid {mtype!r} message: {_describe(exc)}", rid) from None
+    if isinstance(msg, Challenge) and msg.clock is not None and msg.time_control is not None:
+        raise ProtocolError("invalid_message", "give clock (seconds per move) or time_control (base + increment), not both", rid)
     if isinstance(msg, ListRecords) and msg.before is not None and not math.isfinite(msg.before):
         raise ProtocolError("invalid_message", "before must be a finite unix time", rid)
     if isinstance(msg, MoveMsg) and msg.trace is not None:
@@ -496,6 +518,8 @@ class ChallengeOffer(_Out):
     challenger: str
     side: Literal["X", "O"]  # the seat *you* would play
     clock: float
+    time_control: dict[str, float] | None = None  # {base, increment} when the game has one
+    rematch_of: str | None = None  # the finished game this one follows (sides swapped)
 
 
 class ChallengeSent(_Out):
@@ -529,6 +553,9 @@ class GameStart(_Out):
     board: str
     turn: Literal["X", "O"]
     deadline: float | None = None  # unix time by which the side to move must move (its clock runs from the start)
+    time_control: dict[str, float] | None = None  # {base, increment} when the game has one
+    clocks: dict[str, float] | None = None  # time-control games: seconds left per seat (the mover's when its clock started)
+    rematch_of: str | None = None
 
 
 class State(_Out):
@@ -545,6 +572,7 @@ class State(_Out):
     last_move: MoveRecord | None = None
     deadline: float | None = None  # unix time by which the side to move must move
     over: bool = False
+    clocks: dict[str, float] | None = None  # time-control games: seconds left per seat (the mover's when its clock started)
 
 
 class GameOver(_Out):
@@ -557,6 +585,7 @@ class GameOver(_Out):
     winner: str | None
     board: str
     moves: list[MoveRecord]
+    clocks: dict[str, float] | None = None  # time-control games: seconds left per seat at the end
 
 
 class GameRecord(_Out):
@@ -606,6 +635,11 @@ class Info(_Out):
     type: Literal["info"]
     message: str
     game_id: str | None = None
+    # a player of the game left or came back: "player_left" (with back_by, the unix time its
+    # grace ends and it loses) or "player_back"; absent on other notices
+    event: str | None = None
+    player: str | None = None
+    back_by: float | None = None
 
 
 class ErrorMsg(_Out):

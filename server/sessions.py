@@ -60,7 +60,7 @@ class Sessions(Offers):
             game = self.games[gid]
             if self._to_move(game) == session.name and game.deadline is not None:
                 self._pause_clock(game, max(0.0, game.deadline - now), now)  # stale clock timers are ignored
-            self._tell_opponents(game, session.name, f"{session.name} disconnected; they have {self.config.grace:g} s to return")
+            self._tell_away(game, session.name, now + self.config.grace, now)
         self._push_timer(now + self.config.grace, "grace", session.name, session.generation)
 
     def _on_hello(self, conn: Connection, msg: Hello, now: float) -> None:
@@ -132,7 +132,7 @@ class Sessions(Offers):
             seats = game.seats_of(session.name)
             self._send(conn.conn_id, self._game_start(game, seats[0].value if seats else None))
             self._send(conn.conn_id, self._state(game))
-            self._tell_opponents(game, session.name, f"{session.name} is back")
+            self._tell_away(game, session.name, None, now)
         for gid in sorted(session.watching):
             game = self.games.get(gid)
             if game is not None:

@@ -183,3 +183,60 @@ def exact_outcomes_vs_random(minimax_seat: Seat, tiebreak: TieBreak = "random") 
 
     w, d, l = dist(Board.empty().code)
     return {"win": w, "draw": d, "loss": l}
+
+
+def epsilon_match(x_epsilon: float, o_epsilon: float) -> tuple[float, float, float]:
+    """Exact probabilities (X wins, draw, O wins) of a game between two ε-greedy minimax
+    players (:func:`epsilon_minimax_cells`): ``0`` is the minimax bot with random
+    tie-breaks, ``1`` the random bot. An expectation over the whole game tree, no sampling.
+
+    >>> [round(p, 4) for p in epsilon_match(0.0, 0.0)]  # minimax against itself: always a draw
+    [0.0, 1.0, 0.0]
+    >>> [round(p, 4) for p in epsilon_match(0.0, 1.0)]  # minimax (X) against random
+    [0.9678, 0.0322, 0.0]
+    """
+    memo: dict[str, tuple[float, float, float]] = {}
+
+    def dist(board: Board) -> tuple[float, float, float]:
+        known = memo.get(board.code)
+        if known is not None:
+            return known
+        if board.is_over:
+            out = (float(board.winner is Seat.X), float(board.winner is None), float(board.winner is Seat.O))
+        else:
+            cells = epsilon_minimax_cells(board, x_epsilon if board.turn is Seat.X else o_epsilon)
+            x = d = o = 0.0
+            for cell, p in cells.items():
+                cx, cd, co = dist(board.play(cell))
+                x, d, o = x + p * cx, d + p * cd, o + p * co
+            out = (x, d, o)
+        memo[board.code] = out
+        return out
+
+    return dist(Board.empty())
+
+
+@dataclass(frozen=True, slots=True)
+class LevelScore:
+    """How strong an ε-greedy minimax player is: its expected score (a win 1, a draw ½, a
+    loss 0) against the minimax bot and against the random bot, the mean of its games as X
+    and as O."""
+
+    epsilon: float
+    vs_minimax: float
+    vs_random: float
+
+
+@functools.cache
+def level_score(epsilon: float) -> LevelScore:
+    """The exact :class:`LevelScore` of the ε-greedy minimax player with this ``epsilon``.
+
+    >>> level_score(0.0)
+    LevelScore(epsilon=0.0, vs_minimax=0.5, vs_random=0.9363)
+    """
+    def score(opponent: float) -> float:
+        x_win, x_draw, _ = epsilon_match(epsilon, opponent)
+        _, o_draw, o_win = epsilon_match(opponent, epsilon)
+        return round(((x_win + x_draw / 2) + (o_win + o_draw / 2)) / 2, 4)
+
+    return LevelScore(float(epsilon), score(0.0), score(1.0))

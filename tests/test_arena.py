@@ -258,7 +258,7 @@ def test_disconnect_pauses_clock_and_resume_restores_game() -> None:
     ann, bob, gid = start_pvp(net)
     token = net.last(ann, "welcome")["token"]
     net.drop(ann)
-    assert "disconnected" in net.last(bob, "info")["message"]
+    assert net.last(bob, "info")["event"] == "player_left" and "ann left: you win in 5 s" in net.last(bob, "info")["message"]
     net.advance(4.0)  # past the move clock, within grace: paused, no timeout
     assert gid in net.arena.games
     ann2 = net.open()

@@ -249,7 +249,7 @@ async def test_reconnect_within_grace_resumes_the_game() -> None:
                 gid = await start_game(ann, bob)
                 await ann.wait_for("game_start")
             info = await bob.wait_for("info")
-            assert "disconnected" in info["message"]
+            assert info["event"] == "player_left" and "left: you win in" in info["message"]
             await asyncio.sleep(1.7)  # longer than the move clock: ann's clock is paused while away
             async with WsClient.connect(srv.url) as ann2:
                 welcome = await ann2.hello("ann", token=token)

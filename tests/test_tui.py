@@ -281,8 +281,9 @@ async def test_spectating_a_bot_vs_bot_game_and_replaying_it(arena):
                 assert replay.query_one(BoardGrid).marks == Board.empty().play(first.cell).code
                 assert "Move 1 of" in status_text(app)
                 assert f"chose {first.cell}" in replay.query_one(FeaturePanel).plain
-                await pilot.press("right")  # minimax's move: no trace
-                assert "No trace for this move" in replay.query_one(FeaturePanel).plain
+                await pilot.press("right")  # minimax's move: no trace, the LLM's last one stays on show
+                assert f"chose {first.cell}" in replay.query_one(FeaturePanel).plain
+                assert replay.query_one(FeaturePanel).border_title.startswith("LLM features · move 2 has no trace · move 1")
     finally:
         await bot.close()
         task.cancel()

@@ -523,7 +523,7 @@ async def test_the_lobby_offers_a_choice_of_time_control_and_a_rematch_keeps_it(
         await wait_until(pilot, lambda: app.is_connected, what="connected")
         await pilot.press("t", "t")  # server default → 10 s → 30 s
         assert "30 s a move" in str(app.screen.query_one("#side").render())
-        await pilot.press("t", "t", "t", "t")  # 60 → 300 → default → 10
+        await pilot.press("t", "t", "t", "t", "t", "t")  # 1+0 → 3+2 → 5+3 → 10+5 → default → 10
         assert "10 s a move" in str(app.screen.query_one("#side").render())
         await choose_bot(pilot, app, "random")
         first = app.screen
@@ -637,7 +637,7 @@ async def test_a_person_in_the_lobby_can_be_challenged_and_accepts(arena):
             await bob.send(dumps({"type": "hello", "name": "bob"}))
             await bob.recv()
             table = await select_in_lobby(pilot, app, "bob", timeout=5)
-            assert table.get_row("bob")[1] == "player"
+            assert table.get_row("bob")[1] == "person"
             await pilot.pause()
             assert "is a person" in str(app.screen.query_one("#bot-about").render())
             await pilot.press("enter")

@@ -1,4 +1,5 @@
-"""Snapshot tests: what a person sees in the lobby, in a game with the feature panel, and at the end.
+"""Snapshot tests: what a person sees in the lobby, in a game with the feature panel, in a game
+against a house bot (moves and clocks beside the board), and at the end.
 
 The app runs offline (``url=None``) and is fed recorded server frames, so every snapshot is
 deterministic: fixed names and game ids, traces from ``tests/data/llm_traces.json``, no
@@ -26,8 +27,11 @@ def lobby_frames() -> list[dict]:
     return [
         {"type": "bots", "bots": [
             {"name": "minimax", "kind": "house", "description": "optimal play from the solved game", "games": 1,
-             "max_games": 0},
-            {"name": "random", "kind": "house", "description": "uniform over legal cells", "games": 0, "max_games": 0},
+             "max_games": 0, "level": {"epsilon": 0.0, "vs_minimax": 0.5, "vs_random": 0.9363}},
+            {"name": "random", "kind": "house", "description": "uniform over legal cells", "games": 0, "max_games": 0,
+             "level": {"epsilon": 1.0, "vs_minimax": 0.0637, "vs_random": 0.5}},
+            {"name": "medium", "kind": "house", "description": "minimax, but a uniformly random move with probability 0.3",
+             "games": 0, "max_games": 0, "level": {"epsilon": 0.3, "vs_minimax": 0.2961, "vs_random": 0.822}},
             {"name": "smol-llm", "kind": "remote", "description": "", "games": 1, "max_games": 8},
             {"name": "ann", "kind": "remote", "description": "", "games": 0, "max_games": 1}]},
         {"type": "games", "games": [
@@ -104,6 +108,29 @@ SIZES = [(80, 24), (120, 36), (200, 50)]
 def test_game_in_progress_with_feature_panel(snap_compare, size):
     # ann (X) 1, smol-llm 5, ann 9, smol-llm 3 (a losing corner) → ann to move
     app, feed = offline_app(game_frames([1, 5, 9, 3]))
+    assert snap_compare(app, terminal_size=size, run_before=feed)
+
+
+def house_game_frames(cells: list[int]) -> list[dict]:
+    """ann (X) against the minimax bot at 3+2: no traces, so the side panel holds the moves.
+    No deadline (the clocks stand still): the snapshot does not depend on the time."""
+    from server.game import Board
+    board = Board.from_moves(cells)
+    ms = [{"ply": i + 1, "seat": "X" if i % 2 == 0 else "O", "cell": c, "at": 1_700_000_000.0 + i} for i, c in enumerate(cells)]
+    tc = {"base": 180.0, "increment": 2.0}
+    return [
+        {"type": "game_start", "game_id": "5b8e0f3d2c61", "x": "ann", "o": "minimax", "you": "X", "clock": 180.0,
+         "board": ".........", "turn": "X", "time_control": tc, "clocks": {"X": 180.0, "O": 180.0}},
+        {"type": "state", "game_id": "5b8e0f3d2c61", "x": "ann", "o": "minimax", "board": board.code,
+         "turn": board.turn.value, "ply": len(cells), "moves": ms, "last_move": ms[-1], "deadline": None, "over": False,
+         "clocks": {"X": 171.4, "O": 180.0}},
+    ]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_game_against_a_house_bot_shows_moves_and_clocks_beside_the_board(snap_compare, size):
+    # ann (X) 5, minimax 1, ann 9, minimax 3 → ann to move, at 3+2
+    app, feed = offline_app(house_game_frames([5, 1, 9, 3]))
     assert snap_compare(app, terminal_size=size, run_before=feed)
 
 

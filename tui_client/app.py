@@ -21,9 +21,9 @@ from server.protocol import (MAX_RECORDS, Bots, ChallengeDeclined, ChallengeOffe
                              GameRecord, Games, GameStart, GameSummary, Info, PlayerInfo, Players, Records, RecordSummary,
                              State, Welcome, BotInfo)
 from tui_client.connection import ArenaConnection, LinkState, LinkStatus, NotConnected
-from tui_client.game_view import GameView
+from tui_client.game_view import GameView, TimeControl
 from tui_client.local_arena import LocalArena
-from tui_client.screens import (ChallengePrompt, ConnectionBar, GameScreen, LobbyScreen, RecordsScreen,
+from tui_client.screens import (ChallengePrompt, ConnectionBar, GameScreen, LobbyScreen, QuitPrompt, RecordsScreen,
                                 StandingsScreen)
 
 MAX_FINISHED = 20
@@ -71,6 +71,10 @@ class ArenaApp(App):
         self._watching: set[str] = set()
         self._replaying: set[str] = set()
         self._requests: dict[int, tuple[str, str]] = {}  # request id → (kind, game id or opponent)
+        #: challenges sent and not yet answered: opponent → challenge id (None until the server confirms)
+        self.pending_challenges: dict[str, str | None] = {}
+        #: rematches offered from a finished game's screen: challenge id → that game's id
+        self.rematch_offers: dict[str, str] = {}
         #: the signal that ended the app (SIGHUP also stands for a terminal that went away), if any
         self.exit_signal: int | None = None
         self._signal_loop: asyncio.AbstractEventLoop | None = None
@@ -93,6 +97,31 @@ class ArenaApp(App):
     async def on_unmount(self) -> None:
         if self.connection is not None:
             await self.connection.close()
+
+    # -- quitting ---------------------------------------------------------------------
+    def live_games_played(self) -> list[GameView]:
+        """The games this person is playing now (quitting would lose them)."""
+        return [v for v in self.games.values() if v.you is not None and not v.over and not v.replay]
+
+    async def action_quit(self) -> None:
+        """Quit (q, Ctrl+Q); during a live game ask first and say what it costs."""
+        playing = self.live_games_played()
+        if not playing or isinstance(self.screen, QuitPrompt):
+            self.exit()
+            return
+
+        def answer(quit_: bool | None) -> None:
+            if quit_:
+                self.run_worker(self._resign_and_exit(playing), group="requests")
+        self.push_screen(QuitPrompt([v.opponent or "?" for v in playing]), answer)
+
+    async def _resign_and_exit(self, playing: list[GameView]) -> None:
+        """Resign the games being played (the opponents learn the result at once, not after
+        the grace period), then leave."""
+        for view in playing:
+            if not view.over:
+                await self._send({"type": "resign", "game_id": view.game_id})
+        self.exit()
 
     # -- leaving on a signal or a lost terminal ---------------------------------------
     def exit_on_signal(self, signum: int) -> None:
@@ -226,15 +255,48 @@ class ArenaApp(App):
             self.stored_games_loading = False
             self._refresh_records()
 
-    def start_challenge(self, opponent: str, side: str, clock: float | None = None) -> None:
-        """Challenge ``opponent``; ``clock`` seconds per move (``None``: the server's default).
+    def start_challenge(self, opponent: str, side: str, clock: float | None = None, *,
+                        time_control: TimeControl | None = None, rematch_of: str | None = None) -> bool:
+        """Challenge ``opponent``; ``clock`` seconds per move (``None``: the server's default)
+        or a ``time_control``; ``rematch_of`` the finished game this one follows. One
+        challenge at a time per opponent: while one is pending, or a game with ``opponent``
+        is being played, nothing is sent (the lobby says why, or that game is shown) and
+        the answer is False.
 
         No toast: a house bot's game opens at once, and toasts would pile up over the feature
         panel; a challenge that waits for an answer is said on the lobby's status line."""
+        if opponent in self.pending_challenges:
+            self.set_lobby_status(f"Your challenge to {opponent} is pending: waiting for "
+                                  f"{'the game to start' if self.pending_challenges[opponent] is None else 'an answer'}…")
+            return False
+        playing = next((v for v in self.live_games_played() if v.opponent == opponent), None)
+        if playing is not None:
+            self.set_lobby_status(f"You are playing {opponent} already: finish that game first.")
+            if self._screen_for(playing.game_id) is None:
+                self._open_game(playing.game_id)
+            return False
         frame: dict[str, Any] = {"type": "challenge", "opponent": opponent, "side": side}
-        if clock is not None:
+        if time_control is not None:
+            frame["time_control"] = time_control.frame()
+        elif clock is not None:
             frame["clock"] = clock
-        self.run_worker(self._send(frame, "challenge", opponent), group="requests")
+        if rematch_of is not None:
+            frame["rematch_of"] = rematch_of
+        self.pending_challenges[opponent] = None
+        self.run_worker(self._send_challenge(frame, opponent), group="requests")
+        return True
+
+    async def _send_challenge(self, frame: dict[str, Any], opponent: str) -> None:
+        if await self._send(frame, "challenge", opponent) is None:
+            self.pending_challenges.pop(opponent, None)  # not sent: the person may try again
+
+    def _challenge_answered(self, challenge_id: str) -> str | None:
+        """A challenge was declined or withdrawn: forget it; the opponent's name, if it was ours."""
+        for opponent, pending in list(self.pending_challenges.items()):
+            if pending == challenge_id:
+                del self.pending_challenges[opponent]
+                return opponent
+        return None
 
     def arrange_game(self, x: str, o: str, pace: float, clock: float | None = None) -> None:
         """Start a game between two bots and watch it, shown at ``pace`` seconds a move
@@ -321,7 +383,9 @@ class ArenaApp(App):
         elif isinstance(frame, ChallengeOffer):
             def answer(accept: bool | None) -> None:
                 self.answer_challenge(frame.challenge_id, bool(accept))
-            self.push_screen(ChallengePrompt(frame.challenger, frame.side), answer)
+            time_control = TimeControl.parse(frame.time_control)
+            clock = str(time_control) if time_control is not None else f"{frame.clock:g} s a move"
+            self.push_screen(ChallengePrompt(frame.challenger, frame.side, clock, rematch=frame.rematch_of is not None), answer)
         elif isinstance(frame, ChallengeSent):
             kind, subject = self._requests.pop(frame.id, ("", "")) if isinstance(frame.id, int) else ("", "")
             if kind == "arrange":  # a bot game we asked for: watch it, at the pace chosen
@@ -330,11 +394,31 @@ class ArenaApp(App):
                 if frame.challenge_id not in self.games:
                     self.set_lobby_status(f"Bot game {frame.opponent}: waiting for the bots to accept…")
             elif frame.challenge_id not in self.games:  # a house bot's game has started already
+                if subject in self.pending_challenges:
+                    self.pending_challenges[subject] = frame.challenge_id
+                rematch_of = getattr(frame, "rematch_of", None)
+                if rematch_of is not None:
+                    self.rematch_offers[frame.challenge_id] = rematch_of
+                    screen = self._screen_for(rematch_of)
+                    if screen is not None and screen.is_mounted:
+                        screen.show_message(f"Rematch offered to {frame.opponent}, waiting for an answer…", error=False)
                 self.set_lobby_status(f"Challenge sent to {frame.opponent}; waiting for an answer…")
         elif isinstance(frame, ChallengeDeclined):
             reason = f": {frame.reason}" if frame.reason else ""
+            self._challenge_answered(frame.challenge_id)
             self.set_lobby_status("")
+            rematch_of = self.rematch_offers.pop(frame.challenge_id, None)
+            screen = self._screen_for(rematch_of) if rematch_of is not None else None
+            if screen is not None and screen.is_mounted:
+                screen.show_message(f"Rematch declined{reason}")
+                return
             self.notify(f"Challenge declined{reason}", severity="warning")
+        elif isinstance(frame, Info) and frame.event in ("player_left", "player_back") and frame.game_id in self.games:
+            view = self.games[frame.game_id]
+            view.away = (frame.player or "?", frame.back_by or 0.0) if frame.event == "player_left" else None
+            screen = self._screen_for(frame.game_id)
+            if screen is not None and screen.is_mounted:
+                screen.refresh_game()  # the status line says it and counts the grace down
         elif isinstance(frame, Info):
             kind = self._requests.pop(frame.id, ("", ""))[0] if isinstance(frame.id, int) else ""
             if kind != "unspectate":  # the reply to leaving a game needs no notice
@@ -363,6 +447,8 @@ class ArenaApp(App):
                 return
         if kind == "replay":
             self._replaying.discard(subject)
+        if kind == "challenge":
+            self.pending_challenges.pop(subject, None)
         if kind == "records":
             self.stored_games_loading = False
             self._refresh_records()
@@ -382,6 +468,9 @@ class ArenaApp(App):
 
     def _game_frame(self, frame: Any) -> None:
         game_id = frame.game_id
+        if isinstance(frame, GameStart) and frame.you is not None:
+            self.pending_challenges.pop(frame.o if frame.you == "X" else frame.x, None)
+            self.rematch_offers.pop(game_id, None)
         kind, subject = self._requests.pop(frame.id, ("", "")) if isinstance(frame.id, int) else ("", "")
         if kind == "replay":  # asked by a prefix of the id, perhaps: the answer names the game in full
             self._replaying.discard(subject)
@@ -405,8 +494,13 @@ class ArenaApp(App):
             if screen.is_mounted:
                 screen.refresh_game()
             return
+        followed = (isinstance(frame, GameStart) and frame.rematch_of is not None
+                    and self._screen_for(frame.rematch_of) is not None)
+        if followed and frame.you is None:  # a spectator of the game on screen follows its rematch
+            self._watching.add(game_id)
         wanted = (
             (isinstance(frame, GameStart) and frame.you is not None)
+            or followed
             or (game_id in self._watching)
             or (isinstance(frame, GameRecord) and game_id in self._replaying)
         )

@@ -26,6 +26,13 @@ GLYPHS = {
 }
 
 
+# Five-line marks for the bigger cells of a roomy terminal.
+LARGE_GLYPHS = {
+    "X": ("\\   /", " \\ / ", "  X  ", " / \\ ", "/   \\"),
+    "O": ("╭───╮", "│   │", "│   │", "│   │", "╰───╯"),
+}
+
+
 class BoardCell(Widget):
     """One cell: its number in the corner while empty, the mark in the middle once taken."""
 
@@ -49,10 +56,11 @@ class BoardCell(Widget):
     def render(self) -> Text:
         width = self.content_size.width or 7
         height = self.content_size.height or 3
-        glyph = GLYPHS.get(self.mark) if height >= 3 and width >= 5 else None
+        glyph = (LARGE_GLYPHS.get(self.mark) if height >= 5 and width >= 9
+                 else GLYPHS.get(self.mark) if height >= 3 and width >= 5 else None)
         rows = [""] * height
         if glyph:
-            top = (height - 3) // 2
+            top = (height - len(glyph)) // 2
             for i, line in enumerate(glyph):
                 rows[top + i] = line.center(width)
         elif self.mark:

@@ -35,9 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="autosteer-tui",
         description="Play and watch Tic Tac Toe on an arena server, with the LLM bot's live SAE features.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        epilog="Keys: in the lobby Enter plays the selected bot or watches/replays the selected game, "
-               "s changes your side; in a game 1-9 or a click plays a cell, ←/→ step through the moves, "
-               "r offers a rematch, Esc goes back. Without --server a local server is started.")
+        epilog="Keys: in the lobby Enter plays the selected opponent or watches/replays the selected game, "
+               "s changes your side, t the clock (seconds a move, or a time control such as 3+2); in a game "
+               "1-9 or a click plays a cell, ←/→ step through the moves, r offers a rematch, Esc goes back, "
+               "q quits (during a game it asks first: quitting resigns). Without --server a local server is started.")
     parser.add_argument("--server", metavar="URL", default=None,
                         help="arena server to connect to (ws://host:port); default: start a local one")
     parser.add_argument("--name", default=default_name(), help="your name in the lobby (letters, digits, _ . -)")

@@ -16,8 +16,8 @@ from textual.widgets import Footer, Header, Static
 from server.game import Seat
 from tui_client.board_widget import BoardGrid, CellChosen
 from tui_client.feature_panel import FeaturePanel
-from tui_client.game_view import GameView
-from tui_client.move_values import describe_value, value_bar, value_for_x
+from tui_client.game_view import REASONS, GameView
+from tui_client.move_values import ending_value, value_bar
 from tui_client.prompts import LegendScreen
 from tui_client.screen_base import ConnectionBar, OfArenaApp
 
@@ -44,6 +44,7 @@ class GameScreen(OfArenaApp, Screen):
         Binding("v", "toggle_values", "Values"),
         Binding("question_mark", "legend", "Legend", key_display="?"),
         Binding("escape", "leave", "Lobby"),
+        Binding("q", "app.quit", "Quit"),
     ]
 
     def __init__(self, game_id: str) -> None:
@@ -52,6 +53,7 @@ class GameScreen(OfArenaApp, Screen):
         self.view_ply: int | None = None
         self._leave_armed = False
         self._resign_armed = False
+        self._asking = False  # the message line asks to confirm resigning or leaving
         self._pending_notice = False  # the message says a move is on its way
         self.premove: int | None = None  # a cell chosen during the opponent's turn
         self._pacer: Timer | None = None  # reveals a watched bot game's moves at its pace
@@ -73,6 +75,7 @@ class GameScreen(OfArenaApp, Screen):
                 yield Static("", id="value")
                 yield Static("", id="moves")
             yield FeaturePanel(id="features")
+            yield Static("", id="record")  # the move list, one move pair a line, in games without traces
         yield Footer()
 
     def on_mount(self) -> None:
@@ -104,27 +107,30 @@ class GameScreen(OfArenaApp, Screen):
             self.view_ply = None
 
     def on_resize(self) -> None:
-        # a bigger board when the terminal has room for it (the feature panel grows by itself)
-        self.set_class(self.size.width >= 110 and self.size.height >= 32, "roomy")
+        # the board grows with the terminal (the side panel takes the rest)
+        large = self.size.width >= 160 and self.size.height >= 44
+        self.set_class(large, "large")
+        self.set_class(not large and self.size.width >= 110 and self.size.height >= 32, "roomy")
 
     def _tick(self) -> None:
-        if self.view.deadline is not None and not self.view.over:
+        if (self.view.deadline is not None or self.view.away is not None) and not self.view.over:
             self._update_players()
             self._update_status()
 
     def _update_players(self) -> None:
         """Both players with their clocks: the side to move counts down, red when time runs low."""
         view = self.view
+        now = time.time()
         lines = view.title(markup=True).split("\n")
         for i, seat in enumerate((Seat.X, Seat.O)):
-            left = view.time_left(seat, time.time())
-            if left is None:
+            shown = view.clock_text(seat, now)
+            if shown is None:
                 continue
-            if view.turn is seat and view.deadline is not None:
-                style = "b $error" if view.low_on_time(seat, time.time()) else "b"
-                lines[i] += f"  [{style} reverse] {left:.0f} s [/]"
+            if view.turn is seat and view.deadline is not None and not view.over:
+                style = "b $error" if view.low_on_time(seat, now) else "b"
+                lines[i] += f"  [{style} reverse] {shown} [/]"
             else:
-                lines[i] += f"  [dim]{left:.0f} s[/dim]"
+                lines[i] += f"  [dim]{shown}[/dim]"
         self.query_one("#players", Static).update("\n".join(lines))
 
     # -- drawing ---------------------------------------------------------------------
@@ -134,6 +140,9 @@ class GameScreen(OfArenaApp, Screen):
 
     def refresh_game(self) -> None:
         view = self.view
+        if view.over and self._asking:  # "Resign?" or "Leave?" is moot once the game is over
+            self._asking = self._resign_armed = self._leave_armed = False
+            self.show_message("")
         ply = self.shown_ply()
         live = self.view_ply is None or ply == len(view.moves)
         board = view.board if live else view.board_at(ply)
@@ -161,6 +170,8 @@ class GameScreen(OfArenaApp, Screen):
             text = f"Move {ply} of {len(view.moves)} · shown at {self.arena.paces[self.game_id]:g} s a move (←/→ to step)"
         elif view.replay or (self.view_ply is not None and ply < len(view.moves)):
             text = f"Move {ply} of {len(view.moves)} (←/→ to step)" + (f" · {view.result_line()}" if view.over else "")
+        elif view.away is not None:
+            text = view.away_line(time.time())
         elif view.my_turn and view.you is not None and view.low_on_time(view.you, time.time()):
             left = max(0, int(view.deadline - time.time()))  # type: ignore[operator]
             text += f"  ({left} s left!)"  # the clocks line counts down; this is the warning
@@ -179,15 +190,16 @@ class GameScreen(OfArenaApp, Screen):
         view = self.view
         value_line = self.query_one("#value", Static)
         value_line.display = self.values_shown
+        at_end = view.over and ply == len(view.moves)
         if self.values_shown:
             board = view.board_at(ply)
-            value, _ = (0, 0) if board.is_over else value_for_x(board)
-            if board.is_over and board.winner is not None:
-                value = 1 if board.winner is Seat.X else -1
+            # at the end of a game lost on time, by resignation, abandonment or forfeit, the bar shows that result
+            value, words = ending_value(board, view.result if at_end else None, view.reason if at_end else None)
             colour = "$secondary" if value > 0 else "$warning" if value < 0 else "$text-muted"
-            value_line.update(f"[{colour}]{value_bar(value, 6)}[/] {describe_value(board)}")
+            value_line.update(f"[{colour}]{value_bar(value, 6)}[/] {words}")
+        self._update_record(ply)
         if not view.moves:
-            self.query_one("#moves", Static).update("[dim]No moves yet.[/dim]")
+            self.query_one("#moves", Static).update("[dim]No moves yet.[/dim]" + (f" {view.result_line()}" if view.over else ""))
             return
         judged = view.move_values() if self.values_shown else [None] * len(view.moves)
         shown = view.moves[:ply] if self._pacer is not None else view.moves  # a paced game: no moves ahead
@@ -207,18 +219,67 @@ class GameScreen(OfArenaApp, Screen):
             marks = {j.mark for j in judged[:len(shown)] if j is not None and j.mark}
             legend += [MARK_MEANINGS[m] for m in ("??", "?", "!") if m in marks]
         tail = f"   [dim]{' · '.join(legend)}[/dim]" if legend else ""
-        self.query_one("#moves", Static).update("Moves: " + " ".join(parts) + tail)
+        ending = f" [b]{self._ending()}[/b]" if view.over and self._ending() else ""
+        self.query_one("#moves", Static).update("Moves: " + " ".join(parts) + ending + tail)
+
+    def _ending(self) -> str:
+        """How the game ended when not on the board: ``O resigned``, ``X ran out of time``, …"""
+        view = self.view
+        if view.reason in ("resign", "timeout", "disconnect") and view.result in ("X", "O"):
+            loser = Seat(view.result).other
+            return f"{loser.value} {REASONS[view.reason]}"
+        if view.reason == "aborted":
+            return "aborted"
+        return ""
+
+    def _update_record(self, ply: int) -> None:
+        """The side panel of a game without traces: the clock and the moves, a pair a line."""
+        view = self.view
+        traced = any(m.trace for m in view.moves)
+        record = self.query_one("#record", Static)
+        self.query_one(FeaturePanel).display = traced
+        record.display = not traced
+        self.query_one("#moves", Static).display = traced
+        if traced:
+            return
+        record.border_title = "Moves" + (f" · {view.clock_name()}" if view.clock_name() else "")
+        judged = view.move_values() if self.values_shown else [None] * len(view.moves)
+        shown = view.moves[:ply] if self._pacer is not None else view.moves
+        lines = []
+        for i in range(0, len(shown), 2):
+            cells = []
+            for j in (i, i + 1):
+                if j >= len(shown):
+                    break
+                label = str(shown[j])
+                mark = judged[j].mark if j < len(judged) and judged[j] is not None else ""
+                if mark:
+                    label += f"[{MARK_STYLES[mark]}]{mark}[/]"
+                cells.append(f"[reverse]{label}[/reverse]" if j == ply - 1 else label)
+            lines.append(f"{i // 2 + 1:>2}. " + "  ".join(cells))
+        if not lines:
+            lines.append("[dim]No moves yet.[/dim]")
+        if view.over:
+            lines += ["", f"[b]{view.result_line()}[/b]"]
+        if self.values_shown:
+            marks = {j.mark for j in judged[:len(shown)] if j is not None and j.mark}
+            if marks:
+                lines += ["", "[dim]" + " · ".join(MARK_MEANINGS[m] for m in ("??", "?", "!") if m in marks) + "[/dim]"]
+        record.update("\n".join(lines))
 
     def _update_features(self, ply: int) -> None:
         view = self.view
         panel = self.query_one(FeaturePanel)
         live = self.view_ply is None
-        move = view.last_traced_move(ply) if live else (view.moves[ply - 1] if ply else None)
+        # live or stepped, the panel shows the last traced move up to the position on show
+        move = view.last_traced_move(ply)
         if move is None or move.trace is None:
-            note = "No trace for this move." if (not live and ply) else ""
+            note = "No trace up to this move." if (not live and ply) else ""
             panel.show(None, heading=f"move {ply}" if not live and ply else "", note=note)
             return
         heading = f"move {move.ply} · {view.player(move.seat)} ({move.seat.value}) → {move.cell}"
+        if not live and move.ply != ply:
+            heading = f"move {ply} has no trace · {heading}"
         panel.show(move.trace, heading=heading, board=view.board_at(move.ply - 1))
 
     def show_message(self, text: str, error: bool = True) -> None:
@@ -318,11 +379,19 @@ class GameScreen(OfArenaApp, Screen):
         self.refresh_game()
 
     def action_rematch(self) -> None:
-        rematch = self.rematch() if self.view.over else None
+        view = self.view
+        rematch = self.rematch() if view.over else None
         if rematch is None:
             self.show_message("Rematch is offered when a game you played is over.")
             return
-        self.arena.start_challenge(*rematch, clock=self.view.clock)  # the same time control
+        opponent, side = rematch
+        # the same time control, sides swapped; a pending offer is not sent twice (start_challenge says so)
+        if view.time_control is not None:
+            sent = self.arena.start_challenge(opponent, side, time_control=view.time_control, rematch_of=view.game_id)
+        else:
+            sent = self.arena.start_challenge(opponent, side, view.clock, rematch_of=view.game_id)
+        self.show_message(f"Rematch offered to {opponent}, waiting…" if sent
+                          else f"Rematch already offered to {opponent}, waiting for an answer…", error=False)
 
     def action_resign(self) -> None:
         view = self.view
@@ -330,7 +399,7 @@ class GameScreen(OfArenaApp, Screen):
             self.show_message("Only a player can resign a running game.")
             return
         if not self._resign_armed:  # as Esc does: a second press confirms
-            self._resign_armed = True
+            self._resign_armed = self._asking = True
             self.show_message("Resign? Press R again to resign.")
             return
         self._resign_armed = False
@@ -339,7 +408,7 @@ class GameScreen(OfArenaApp, Screen):
     def action_leave(self) -> None:
         view = self.view
         if view.you is not None and not view.over and not self._leave_armed:
-            self._leave_armed = True
+            self._leave_armed = self._asking = True
             self.show_message("The game is still on: press Esc again to resign and leave.")
             return
         if view.you is not None and not view.over:

@@ -41,6 +41,49 @@ LOW_TIME = 10.0  # seconds: a running clock below this (and a quarter of the clo
 
 
 @dataclass(frozen=True, slots=True)
+class TimeControl:
+    """A game clock as on lichess: ``base`` seconds for each side's whole game plus
+    ``increment`` seconds after each of its moves.
+
+    >>> str(TimeControl(180, 2)), str(TimeControl(60, 0)), str(TimeControl(90, 0.5))
+    ('3+2', '1+0', '1.5+0.5')
+    """
+
+    base: float
+    increment: float = 0.0
+
+    def __str__(self) -> str:
+        return f"{self.base / 60:g}+{self.increment:g}"
+
+    def frame(self) -> dict[str, float]:
+        return {"base": self.base, "increment": self.increment}
+
+    @classmethod
+    def parse(cls, raw: Any) -> "TimeControl | None":
+        """From a frame's ``time_control`` (``{base, increment}``); ``None`` if absent or unreadable."""
+        if not isinstance(raw, dict):
+            return None
+        try:
+            return cls(float(raw["base"]), float(raw.get("increment", 0.0)))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def format_clock(seconds: float, time_control: bool) -> str:
+    """``2:58`` on a time-control clock, ``7.4`` under ten seconds; ``30 s`` on a move clock.
+
+    >>> format_clock(178.2, True), format_clock(7.44, True), format_clock(29.6, False)
+    ('2:58', '7.4', '30 s')
+    """
+    if not time_control:
+        return f"{seconds:.0f} s"
+    if seconds < 10:
+        return f"{max(0.0, seconds):.1f}"
+    whole = int(seconds)
+    return f"{whole // 60}:{whole % 60:02d}"
+
+
+@dataclass(frozen=True, slots=True)
 class PlayedMove:
     """A move of the game with the trace its bot attached (if any)."""
 
@@ -104,6 +147,12 @@ class GameView:
     tag: str | None = None
     #: a move sent and not yet answered by the server: no second move goes out meanwhile
     pending_move: int | None = None
+    time_control: TimeControl | None = None
+    #: time-control games: seconds left per seat (the mover's as its clock started; it runs to ``deadline``)
+    clocks: dict[Seat, float] = field(default_factory=dict)
+    #: a player who left the game: (name, unix time its grace ends and it loses)
+    away: tuple[str, float] | None = None
+    rematch_of: str | None = None
     _judged: tuple[tuple[Any, ...], list[MoveValue | None]] | None = field(default=None, repr=False, compare=False)
 
     # -- updates ---------------------------------------------------------------
@@ -117,18 +166,23 @@ class GameView:
             self.board = _board(frame.board) or Board.empty()
             self.turn = Seat(frame.turn)
             self.deadline = frame.deadline  # the first mover's clock runs from the start
+            self.time_control = TimeControl.parse(frame.time_control)
+            self.rematch_of = frame.rematch_of
+            self._set_clocks(frame.clocks)
         elif isinstance(frame, State):
             self.x, self.o = frame.x, frame.o
             self.moves = _moves(frame.moves)
             self.board = _board(frame.board) or self.board_at(len(self.moves))
             self.turn = Seat(frame.turn) if frame.turn else None
             self.deadline = frame.deadline
+            self._set_clocks(frame.clocks)
         elif isinstance(frame, GameOver):
             self.x, self.o = frame.x, frame.o
             if frame.moves:
                 self.moves = _moves(frame.moves)
             self._add_forfeit(frame)
             self.board = _board(frame.board) or self.board_at(len(self.moves))
+            self._set_clocks(frame.clocks)
             self._finish(frame.result, frame.reason, frame.winner)
         elif isinstance(frame, GameRecord):
             self.x, self.o, self.tag = frame.x, frame.o, frame.tag
@@ -139,6 +193,10 @@ class GameView:
                 self._finish(frame.result, frame.reason, None)
             else:  # get_game on a live game may answer with a record-like frame
                 self.turn = self.board.turn if not self.board.is_over else None
+
+    def _set_clocks(self, raw: dict[str, float] | None) -> None:
+        if raw:
+            self.clocks = {Seat(k): float(v) for k, v in raw.items() if k in ("X", "O")}
 
     def _add_forfeit(self, frame: Any) -> None:
         """Show the refused move that lost the game as the last move, with its trace."""
@@ -158,6 +216,7 @@ class GameView:
         self.winner = winner
         self.turn = None
         self.deadline = None
+        self.away = None
 
     # -- queries ---------------------------------------------------------------
     @property
@@ -175,8 +234,13 @@ class GameView:
         return self.o if self.you is Seat.X else self.x
 
     def time_left(self, seat: Seat, now: float) -> float | None:
-        """Seconds left on ``seat``'s clock: counting down for the side to move, the full
-        per-move clock for the other; ``None`` when the game has no clock or is over."""
+        """Seconds left on ``seat``'s clock: counting down for the side to move; for the
+        other its game time (time control) or the full per-move clock. ``None`` when the
+        game has no clock, or it is over without a time control."""
+        if self.time_control is not None:
+            if self.turn is seat and self.deadline is not None and not self.over:
+                return max(0.0, self.deadline - now)
+            return self.clocks.get(seat, self.time_control.base)
         if self.over or self.clock is None:
             return None
         if self.turn is seat and self.deadline is not None:
@@ -186,9 +250,31 @@ class GameView:
     def low_on_time(self, seat: Seat, now: float) -> bool:
         """The side to move has under a quarter of its clock (and at most ``LOW_TIME`` s) left."""
         left = self.time_left(seat, now)
-        if left is None or self.turn is not seat or self.deadline is None or self.clock is None:
+        if left is None or self.over or self.turn is not seat or self.deadline is None:
             return False
-        return left <= min(LOW_TIME, self.clock / 4)
+        full = self.time_control.base if self.time_control is not None else self.clock
+        return full is not None and left <= min(LOW_TIME, full / 4)
+
+    def clock_text(self, seat: Seat, now: float) -> str | None:
+        """``seat``'s clock as shown beside its name, or ``None`` when there is none."""
+        left = self.time_left(seat, now)
+        return None if left is None else format_clock(left, self.time_control is not None)
+
+    def clock_name(self) -> str:
+        """``3+2`` (a time control) or ``30 s a move``."""
+        if self.time_control is not None:
+            return str(self.time_control)
+        return f"{self.clock:g} s a move" if self.clock is not None else ""
+
+    def away_line(self, now: float) -> str:
+        """``bob left: you win in 12 s unless bob returns`` while a player is away, else ``""``."""
+        if self.away is None or self.over:
+            return ""
+        name, back_by = self.away
+        seat = Seat.X if self.x == name else Seat.O
+        winner = self.player(seat.other)
+        who = "you win" if self.you is seat.other else f"{winner} wins"
+        return f"{name} left: {who} in {max(0.0, back_by - now):.0f} s unless {name} returns"
 
     def player(self, seat: Seat) -> str:
         return self.x if seat is Seat.X else self.o

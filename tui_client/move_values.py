@@ -101,3 +101,32 @@ def judge_moves(cells_and_seats: list[tuple[int, Seat, bool]]) -> list[MoveValue
             value, depth = value_for_x(board)
             out.append(MoveValue(mark, value, depth))
     return out
+
+
+#: how a game ended other than on the board, as the value bar says it
+ENDINGS = {"timeout": "on time", "resign": "by resignation", "disconnect": "by abandonment",
+           "illegal_move": "by forfeit (illegal move)"}
+
+
+def ending_value(board: Board, result: str | None, reason: str | None) -> tuple[int, str]:
+    """The value bar at the end of a game: (+1 X won, −1 O won, 0 drawn or aborted, for X)
+    and its words. A game won on time, by resignation, abandonment or forfeit ends with
+    that result whatever the board held; the words say both.
+
+    >>> ending_value(Board.from_moves([5, 1]), "O", "timeout")
+    (-1, 'O won on time (the board: draw (best play))')
+    >>> ending_value(Board.from_moves([1, 4, 2, 5, 3]), "X", "line")
+    (1, 'X won')
+    >>> ending_value(Board.from_moves([5]), "aborted", "aborted")
+    (0, 'aborted (the board: draw (best play))')
+    """
+    on_board = describe_value(board)
+    if result in ("X", "O"):
+        value = 1 if result == "X" else -1
+        how = ENDINGS.get(reason or "")
+        if how is None or board.is_over:
+            return value, on_board if board.is_over else f"{result} won"
+        return value, f"{result} won {how} (the board: {on_board})"
+    if result == "aborted":
+        return 0, f"aborted (the board: {on_board})" if not board.is_over else "aborted"
+    return (0 if board.winner is None else 1 if board.winner is Seat.X else -1), on_board

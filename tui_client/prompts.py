@@ -81,22 +81,32 @@ LEGEND = "\n\n".join(" ".join(p.split("\n")) for p in _LEGEND.split("\n\n"))
 
 
 #: how fast a watched bot game is shown (seconds a move)
-PACES: tuple[float, ...] = (1.0, 2.0, 0.5, 0.0)
+PACES: tuple[float, ...] = (0.5, 1.0, 2.0, 0.0)
 
 
 class BotGamePrompt(ModalScreen["tuple[str, str, float] | None"]):
-    """Pick two bots and a pace to watch them play (the lobby's ``b``)."""
+    """Pick two bots and a pace to watch them play (the lobby's ``b``). ``last`` is the
+    choice made the time before (x, o, pace), offered again; a remote bot (one not in
+    ``house``) cannot play itself, so that pair is refused here, before it is sent."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, bots: list[str]) -> None:
+    def __init__(self, bots: list[str], house: list[str] | None = None,
+                 last: "tuple[str, str, float] | None" = None) -> None:
         super().__init__()
         self.bots = bots
+        self.house = set(house if house is not None else ("minimax", "random"))
+        self.last = last
 
     def compose(self) -> ComposeResult:
-        llms = [b for b in self.bots if b not in ("minimax", "random")]
-        x_default = llms[0] if llms else self.bots[0]
+        remote = [b for b in self.bots if b not in self.house]
+        x_default = remote[0] if remote else self.bots[0]
         o_default = "minimax" if "minimax" in self.bots else self.bots[-1]
+        pace = 1.0
+        if self.last is not None:
+            x_default = self.last[0] if self.last[0] in self.bots else x_default
+            o_default = self.last[1] if self.last[1] in self.bots else o_default
+            pace = self.last[2] if self.last[2] in PACES else pace
         options = [(b, b) for b in self.bots]
         with Vertical(id="prompt"):
             yield Label("Watch two bots play. X:")
@@ -104,8 +114,9 @@ class BotGamePrompt(ModalScreen["tuple[str, str, float] | None"]):
             yield Label("O:")
             yield Select(options, value=o_default, allow_blank=False, id="bot-o")
             yield Label("Shown at:")
-            yield Select([(f"{p:g} s a move" if p else "full speed", p) for p in PACES], value=PACES[0],
+            yield Select([(f"{p:g} s a move" if p else "full speed", p) for p in PACES], value=pace,
                          allow_blank=False, id="pace")
+            yield Label("", id="bot-game-problem")
             with Horizontal(id="prompt-buttons"):
                 yield Button("Start (Enter)", id="start", variant="success")
                 yield Button("Cancel (Esc)", id="cancel", variant="error")
@@ -120,6 +131,10 @@ class BotGamePrompt(ModalScreen["tuple[str, str, float] | None"]):
             return
         x = str(self.query_one("#bot-x", Select).value)
         o = str(self.query_one("#bot-o", Select).value)
+        if x == o and x not in self.house:
+            self.query_one("#bot-game-problem", Label).update(
+                f"[b $error]{x} is a remote bot: it cannot play itself. Pick another bot for one side.[/]")
+            return
         self.dismiss((x, o, float(self.query_one("#pace", Select).value)))  # type: ignore[arg-type]
 
     def action_cancel(self) -> None:
@@ -137,17 +152,23 @@ class LegendScreen(ModalScreen[None]):
 
 
 class ChallengePrompt(ModalScreen[bool]):
-    """Someone challenges the person at the keyboard: accept or decline."""
+    """Someone challenges the person at the keyboard (or offers a rematch): accept or decline.
+    It says the clock the game would be played with."""
 
     BINDINGS = [Binding("y", "answer(True)", "Accept"), Binding("n,escape", "answer(False)", "Decline")]
 
-    def __init__(self, challenger: str, side: str) -> None:
+    def __init__(self, challenger: str, side: str, clock: str = "", *, rematch: bool = False) -> None:
         super().__init__()
-        self.challenger, self.side = challenger, side
+        self.challenger, self.side, self.clock, self.rematch = challenger, side, clock, rematch
 
     def compose(self) -> ComposeResult:
         with Vertical(id="prompt"):
-            yield Label(f"[b]{self.challenger}[/b] challenges you; you would play [b]{self.side}[/b].")
+            if self.rematch:
+                yield Label(f"[b]{self.challenger}[/b] offers a rematch (sides swapped, same time control"
+                            f"{': ' + self.clock if self.clock else ''}): you would play [b]{self.side}[/b]. y / n")
+            else:
+                clock = f" at [b]{self.clock}[/b]" if self.clock else ""
+                yield Label(f"[b]{self.challenger}[/b] challenges you{clock}; you would play [b]{self.side}[/b].")
             with Horizontal(id="prompt-buttons"):
                 yield Button("Accept (y)", id="accept", variant="success")
                 yield Button("Decline (n)", id="decline", variant="error")
@@ -160,3 +181,33 @@ class ChallengePrompt(ModalScreen[bool]):
         self.dismiss(accept)
 
 
+
+
+class QuitPrompt(ModalScreen[bool]):
+    """Quitting during a live game: asked first, with what it costs."""
+
+    BINDINGS = [Binding("y", "answer(True)", "Quit"), Binding("n,escape", "answer(False)", "Stay")]
+
+    def __init__(self, opponents: list[str]) -> None:
+        super().__init__()
+        self.opponents = opponents
+
+    def compose(self) -> ComposeResult:
+        games = (f"your game against [b]{self.opponents[0]}[/b]" if len(self.opponents) == 1
+                 else f"your {len(self.opponents)} games (against {', '.join(self.opponents)})")
+        with Vertical(id="prompt"):
+            yield Label(f"Quit now? It resigns {games}: you lose {'it' if len(self.opponents) == 1 else 'them'}.",
+                        id="quit-question")
+            with Horizontal(id="prompt-buttons"):
+                yield Button("Quit and resign (y)", id="quit", variant="error")
+                yield Button("Keep playing (n)", id="stay", variant="success")
+
+    def on_mount(self) -> None:
+        self.query_one("#stay", Button).focus()
+
+    @on(Button.Pressed)
+    def pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "quit")
+
+    def action_answer(self, quit_: bool) -> None:
+        self.dismiss(quit_)

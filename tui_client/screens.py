@@ -13,21 +13,47 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Static
 
+from server.protocol import BotInfo
 from tui_client.game_screen import MARK_MEANINGS, MARK_STYLES, GameScreen
+from tui_client.game_view import TimeControl
 from tui_client.prompts import (LEGEND, PACES, BotGamePrompt, ChallengePrompt, GameIdPrompt, LegendScreen,
-                                TextPrompt)
+                                QuitPrompt, TextPrompt)
 from tui_client.records_screen import (RESULT_FILTERS, RecordsScreen, Standing, StandingsScreen, describe_result,
                                        keep_record, standings)
 from tui_client.screen_base import ConnectionBar, OfArenaApp
 
 __all__ = ["BotGamePrompt", "ChallengePrompt", "ConnectionBar", "GameIdPrompt", "GameScreen", "LEGEND",
-           "LegendScreen", "LobbyScreen", "MARK_MEANINGS", "MARK_STYLES", "OfArenaApp", "PACES", "RESULT_FILTERS",
-           "RecordsScreen", "Standing", "StandingsScreen", "TextPrompt", "describe_result", "keep_record",
+           "LegendScreen", "LobbyScreen", "MARK_MEANINGS", "MARK_STYLES", "OfArenaApp", "PACES", "QuitPrompt",
+           "RESULT_FILTERS", "RecordsScreen", "Standing", "StandingsScreen", "TextPrompt", "describe_result", "keep_record",
            "standings"]
 
 SIDES = ("X", "O", "random")
-#: the time controls the lobby offers (seconds per move; None: the server's default)
-CLOCKS: tuple[float | None, ...] = (None, 10.0, 30.0, 60.0, 300.0)
+#: the clocks the lobby offers: seconds per move (None: the server's default) or a time
+#: control of base + increment for the whole game, as on lichess
+CLOCKS: tuple[float | TimeControl | None, ...] = (None, 10.0, 30.0, TimeControl(60, 0), TimeControl(180, 2),
+                                                  TimeControl(300, 3), TimeControl(600, 5))
+
+
+def describe_clock(clock: float | TimeControl | None) -> str:
+    """``server default``, ``30 s a move`` or ``3+2 (3 min + 2 s a move)``."""
+    if clock is None:
+        return "server default"
+    if isinstance(clock, TimeControl):
+        return f"{clock} ({clock.base / 60:g} min + {clock.increment:g} s a move)"
+    return f"{clock:g} s a move"
+
+
+def describe_level(bot: BotInfo) -> str:
+    """A house level's strength, from its exact scores (``level`` in the lobby's bot list):
+    ``scores 30 % against minimax, 82 % against random``; ``""`` for other bots."""
+    level = getattr(bot, "level", None)
+    if not isinstance(level, dict):
+        return ""
+    try:
+        vs_minimax, vs_random = float(level["vs_minimax"]), float(level["vs_random"])
+    except (KeyError, TypeError, ValueError):
+        return ""
+    return f"scores {vs_minimax:.0%} against minimax, {vs_random:.0%} against random"
 
 
 # --------------------------------------------------------------------------- lobby
@@ -47,7 +73,8 @@ class LobbyScreen(OfArenaApp, Screen):
     def __init__(self) -> None:
         super().__init__(id="lobby")
         self.side = "X"
-        self.clock: float | None = None
+        self.clock: float | TimeControl | None = None
+        self.last_bot_game: tuple[str, str, float] | None = None  # (x, o, pace) the bot-game dialog offers again
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
@@ -67,9 +94,10 @@ class LobbyScreen(OfArenaApp, Screen):
 
     def on_mount(self) -> None:
         bots = self.query_one("#bots", DataTable)
-        bots.add_column("Bot", key="name")
+        bots.add_column("Opponent", key="name")
         bots.add_column("Kind", key="kind")
-        bots.add_column("Games", key="games")
+        bots.add_column("Score", key="level")  # against minimax · against random (the line below says so)
+        bots.add_column("Playing", key="games")
         games = self.query_one("#games", DataTable)
         games.add_column("Game", key="game")
         games.add_column("X", key="x")
@@ -81,8 +109,7 @@ class LobbyScreen(OfArenaApp, Screen):
 
     def update_side(self) -> None:
         label = {"X": "X (you move first)", "O": "O (the bot moves first)", "random": "random"}[self.side]
-        clock = "server default" if self.clock is None else f"{self.clock:g} s a move"
-        self.query_one("#side", Static).update(f"You play: [b]{label}[/b] (s)   Clock: [b]{clock}[/b] (t)")
+        self.query_one("#side", Static).update(f"You play: [b]{label}[/b] (s)   Clock: [b]{describe_clock(self.clock)}[/b] (t)")
 
     def action_cycle_clock(self) -> None:
         self.clock = CLOCKS[(CLOCKS.index(self.clock) + 1) % len(CLOCKS)]
@@ -103,8 +130,10 @@ class LobbyScreen(OfArenaApp, Screen):
 
         def done(choice: tuple[str, str, float] | None) -> None:
             if choice:
-                self.arena.arrange_game(*choice, clock=self.clock)
-        self.app.push_screen(BotGamePrompt(names), done)
+                self.last_bot_game = choice  # offered again next time
+                self.arena.arrange_game(*choice, clock=self.clock if not isinstance(self.clock, TimeControl) else None)
+        house = [b.name for b in self.arena.bots if b.kind == "house"]
+        self.app.push_screen(BotGamePrompt(names, house, self.last_bot_game), done)
 
     def action_finished_games(self) -> None:
         self.app.push_screen(RecordsScreen())
@@ -130,11 +159,11 @@ class LobbyScreen(OfArenaApp, Screen):
         for bot in self.arena.bots:
             if bot.name == self.arena.player_name:
                 continue
-            load = f"{bot.games}/{bot.max_games}" if bot.max_games > 0 else str(bot.games)
-            bots.add_row(bot.name, bot.kind, load, key=bot.name)
+            load = f"{bot.games} of {bot.max_games}" if bot.max_games > 0 else str(bot.games)
+            bots.add_row(bot.name, bot.kind, _strength(bot), load, key=bot.name)
         for person in self.arena.players:
             if person.name not in bots.rows:
-                bots.add_row(person.name, "player", str(person.games), key=person.name)
+                bots.add_row(person.name, "person", "", str(person.games), key=person.name)
         if bots.row_count:
             bots.move_cursor(row=min(cursor, bots.row_count - 1))
         self._describe_bot()
@@ -160,6 +189,9 @@ class LobbyScreen(OfArenaApp, Screen):
             info = next((b for b in self.arena.bots if b.name == name), None)
             if info is not None:
                 about = info.description or ("a remote bot" if info.kind == "remote" else "")
+                level = describe_level(info)
+                if level:
+                    about = f"{level} (win 1, draw ½, as X and O) · {about}"
             elif any(p.name == name for p in self.arena.players):
                 about = f"{name} is a person: Enter challenges them, and they accept or decline."
         elif not self.arena.bots:
@@ -173,7 +205,10 @@ class LobbyScreen(OfArenaApp, Screen):
     @on(DataTable.RowSelected, "#bots")
     def challenge_bot(self, event: DataTable.RowSelected) -> None:
         opponent = str(event.row_key.value)
-        self.arena.start_challenge(opponent, self.side, self.clock)
+        if isinstance(self.clock, TimeControl):
+            self.arena.start_challenge(opponent, self.side, time_control=self.clock)
+        else:
+            self.arena.start_challenge(opponent, self.side, self.clock)
 
     @on(DataTable.RowSelected, "#games")
     def open_game(self, event: DataTable.RowSelected) -> None:
@@ -187,3 +222,14 @@ class LobbyScreen(OfArenaApp, Screen):
             self.arena.open_replay(game_id)
 
 
+
+
+def _strength(bot: BotInfo) -> str:
+    """The lobby's Score column: ``30%·82%`` (score against minimax · against random)."""
+    level = getattr(bot, "level", None)
+    if not isinstance(level, dict):
+        return ""
+    try:
+        return f"{float(level['vs_minimax']):.0%}·{float(level['vs_random']):.0%}"
+    except (KeyError, TypeError, ValueError):
+        return ""
