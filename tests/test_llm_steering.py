@@ -329,3 +329,36 @@ def test_steering_controls(lm, sae, control):
             assert m_ctl.reading.probs != m_real.reading.probs
     with pytest.raises(ValueError, match="needs a policy"):
         LLMBot(lm, sae=sae, control=control)
+
+
+def test_prefix_tree_prefill_gives_the_entries_of_the_plain_prefill() -> None:
+    """Prompts that share longer openings (cut into a prefix tree every few tokens, siblings
+    batched, leaves with per-row prefixes) give the same cache entries as one plain batch."""
+    import random
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from bots.llm.llama_fast import LlamaAnswerPath, llama_weights
+
+    torch.manual_seed(1)
+    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
+                      num_key_value_heads=2, max_position_embeddings=128, rope_theta=100000.0, tie_word_embeddings=True)
+    hf = LlamaForCausalLM(cfg).eval()
+    rng = random.Random(3)
+    opening = [5, 6, 7, 8, 9]
+    # a few shared middles, varying tails and lengths: every level of the tree is used
+    middles = [[rng.randrange(20, 60) for _ in range(rng.choice((3, 6, 9)))] for _ in range(4)]
+    prompts = [opening + middles[i % 4] + [rng.randrange(20, 60) for _ in range(rng.randrange(1, 7))] for i in range(23)]
+    prompts.append(list(prompts[0]))  # a duplicate
+    path = LlamaAnswerPath(llama_weights(hf), 2, list(range(10, 19)))
+    plain = path.prefill(prompts, shared_prefix=len(opening))
+    seen: list[int] = []
+    tree = path.prefill_tree(prompts, shared_prefix=len(opening), step=3, batch=5, progress=seen.append)
+    assert sum(seen) == len(prompts)
+    for a, b in zip(plain, tree):
+        assert a.length == b.length and a.kv.shape == b.kv.shape
+        assert torch.allclose(a.resid, b.resid, atol=1e-5) and torch.allclose(a.kv, b.kv, atol=1e-5)
+        assert torch.allclose(a.digit_logits, b.digit_logits, atol=1e-5)
+    with pytest.raises(ValueError, match="do not share"):
+        path.prefill_tree([[1, 2, 3], [2, 2, 3]], shared_prefix=1)

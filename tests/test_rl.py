@@ -299,8 +299,9 @@ def test_policy_auto_prefers_the_shipped_learned_policy(trained, tmp_path, monke
 @pytest.mark.timeout(900)
 def test_shipped_learned_policy_draws_in_strict_reading_with_smollm2() -> None:
     """The shipped file, played by the bot itself on SmolLM2 (strict reading): the exact
-    outcome vs minimax is the README's (≥ 99 % draws as X and as O, no illegal move), every
-    move's trace names the file's digest, and the weights are unchanged."""
+    outcome vs minimax is ≥ 99 % draws as X and as O with no illegal move, no illegal move
+    on 300 open positions drawn off the tree (seeded), every move's trace names the file's
+    digest, and the weights are unchanged."""
     import torch
 
     from bots.llm.bot import LLMBot
@@ -327,6 +328,15 @@ def test_shipped_learned_policy_draws_in_strict_reading_with_smollm2() -> None:
     for seat in Seat:
         o = exact_outcome(choose, seat)
         assert o.draw >= 0.99 and o.illegal == 0.0, (seat, o)
+    # off the minimax tree: a seeded sample of open positions, the LLM to move, strict reading
+    import random
+
+    from training.heldout import open_positions
+
+    sample = random.Random(2026).sample(open_positions(), 300)
+    moves = [m for i in range(0, len(sample), 100) for m in bot.play(sample[i:i + 100])]
+    illegal = [m.board.code for m in moves if not m.reading.legal]
+    assert illegal == [], illegal
     assert {t["policy"] for t in traces} == {policy.digest}
     assert lm.weights_hash() == before
 
@@ -355,3 +365,96 @@ def test_server_and_local_transports_play_the_same_games(stack) -> None:
     assert runs[0] == runs[1]
     assert sum(r["draw"] + r["loss"] + r["win"] for r in runs[0][1].values()) > 10
     assert len(runs[0][2]) >= 4 and runs[0][3] > 0  # several house bots, random openings played
+
+
+def test_opponent_mix_is_checked_and_parsed() -> None:
+    from training.rl.env import EnvConfig, parse_opponents
+
+    assert parse_opponents("minimax,hard:2") == {"minimax": 1.0, "hard": 2.0}
+    for bad, match in (("stockfish", "unknown opponent"), ("random:-1", "positive"), ("random:x", "bad weight"),
+                       ("", "no opponents")):
+        with pytest.raises(ValueError, match=match):
+            parse_opponents(bad)
+    with pytest.raises(ValueError, match="random_openings"):
+        EnvConfig(random_openings=1.5)
+
+
+def test_value_reward_pays_the_change_of_the_solved_value_the_move_makes() -> None:
+    from server.solver import value_preserving_cells
+    from training.heldout import open_positions
+    from training.rl.env import move_reward, potential
+
+    for board in open_positions()[::97]:
+        keep = set(value_preserving_cells(board))
+        for cell in board.legal_cells():
+            r = move_reward(board, cell, board.turn, False)
+            assert (r == 0.0) == (cell in keep) and r <= 0.0
+        assert move_reward(board, board.legal_cells()[0], board.turn, True) == -1.0 - potential(board, board.turn)
+
+
+def test_random_openings_reach_positions_off_every_house_bots_tree(stack) -> None:
+    """With random openings and the mixed opponents the policy is asked to steer boards that
+    no game against minimax reaches."""
+    from training.rl.env import EnvConfig, LocalTransport, SteeringVecEnv
+    from training.rl.ppo import build_actuator, llm_boards
+
+    lm, sae = stack
+    cfg = small_config(mode="masked")
+    env = SteeringVecEnv(build_actuator(lm, sae, cfg, FEATURES), LocalTransport(), 16,
+                         EnvConfig(seed=5, mode="masked", random_openings=1.0))
+    env.reset()
+    for _ in range(30):
+        env.step(np.zeros((16, cfg.slots), dtype=np.int64))
+    tree = {b.code for b in llm_boards(Seat.X) + llm_boards(Seat.O)}
+    assert env.random_moves > 0 and len(env.boards_seen - tree) > 50
+    env.close()
+
+
+def test_position_evaluation_counts_kept_values_and_illegal_moves(stack) -> None:
+    """The evaluation over open positions agrees with the solver board by board, and a run
+    stops on the stability rule only when the last evaluations all meet the target."""
+    from bots.llm.policy import FixedSteeringPolicy
+    from server.solver import value_preserving_cells
+    from training.rl.ppo import build_actuator, evaluate_positions, meets, policy_moves
+
+    lm, sae = stack
+    act = build_actuator(lm, sae, small_config(), FEATURES)
+    zero = FixedSteeringPolicy(FEATURES, [0.0] * len(FEATURES))
+
+    class Zero:  # the "no steering" action everywhere
+        digest = "zero"
+
+        def actions(self, obs):
+            return np.zeros((len(obs), 2), dtype=np.int64)
+
+    from training.heldout import open_positions
+
+    boards = open_positions()[::37]
+    ev = evaluate_positions(Zero(), act, boards)
+    moves = policy_moves(Zero(), act, boards)
+    for seat in ("X", "O"):
+        idx = [i for i, b in enumerate(boards) if b.turn.value == seat]
+        assert ev[seat]["positions"] == len(idx)
+        assert ev[seat]["kept"] == sum(moves[i].legal and moves[i].cell in value_preserving_cells(boards[i]) for i in idx)
+        assert ev[seat]["illegal"] == sum(not moves[i].legal for i in idx)
+        assert ev[seat]["mean_push"] == 0.0 and ev[seat]["max_features_steered"] == 0
+    assert zero.kind == "fixed"
+    assert meets({"kept_grid_x": 0.995, "kept_grid_o": 0.99, "draw_x": 1.0, "draw_o": 0.99}, 0.99)
+    assert not meets({"kept_grid_x": 0.995, "kept_grid_o": 0.98, "draw_x": 1.0, "draw_o": 1.0}, 0.99)
+
+
+def test_summary_gives_mean_and_spread_over_seeds() -> None:
+    from training.rl.ppo import summarize
+
+    def card(seed, kept):
+        side = {"kept_share": kept, "illegal": 0, "mean_push": 0.1, "mean_features_steered": 1.0}
+        exact = {"draw": 1.0, "win": 0.5, "illegal": 0.0, "games": 10}
+        return {"config": {"seed": seed}, "policy_digest": f"p{seed}", "steps": 100, "stopped_by": "the step budget",
+                "wall_seconds": 1.0, "stable_target": None, "reached_target": None,
+                "positions": {"grid": {"X": side, "O": side}}, "vs_minimax_exact": {"X": exact, "O": exact},
+                "vs_random_exact": {"X": exact, "O": exact}}
+
+    s = summarize([card(0, 0.9), card(1, 1.0), card(2, 0.95)])
+    assert s["seeds"] == [0, 1, 2]
+    k = s["over_seeds"]["kept_grid_X"]
+    assert abs(k["mean"] - 0.95) < 1e-12 and k["min"] == 0.9 and k["max"] == 1.0 and abs(k["sd"] - 0.05) < 1e-12

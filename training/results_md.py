@@ -218,6 +218,75 @@ def learned_policy_features_observation(f: Files) -> list[str]:
             f"`{RESULTS}/ppo_features_obs.run_card.md`."]
 
 
+WHOLE_GAME = f"{RESULTS}/ppo_whole_game.json"
+WHOLE_GAME_RUNS = (("the recipe (labelled features)", WHOLE_GAME),
+                   ("result-only reward (`--shaping none --gamma 0.95 --gae-lambda 0.95`)", f"{RESULTS}/ppo_result_only.json"),
+                   ("control: 27 random SAE features (`--pick random`)", f"{RESULTS}/ppo_control_random_features.json"),
+                   ("control: shuffled labels (`--pick shuffled`)", f"{RESULTS}/ppo_control_shuffled_labels.json"),
+                   ("control: random residual directions (`--basis directions`)", f"{RESULTS}/ppo_control_directions.json"))
+
+
+def _over(st: dict[str, Any], key: str, pct: bool = True, fmt: str = ".2f") -> str:
+    """``mean [min–max]`` over seeds of one figure of a ``--summary`` JSON."""
+    v = st.get(key)
+    if v is None:
+        return "—"
+    if pct:
+        one = f"{100 * v['mean']:.1f}"
+        return one if v["min"] == v["max"] else f"{one} [{100 * v['min']:.1f}–{100 * v['max']:.1f}]"
+    one = format(v["mean"], fmt)
+    return one if v["min"] == v["max"] else f"{one} [{format(v['min'], fmt)}–{format(v['max'], fmt)}]"
+
+
+def _pair(st: dict[str, Any], a: str, b: str, pct: bool = True, fmt: str = ".2f") -> str:
+    return f"{_over(st, a, pct, fmt)} / {_over(st, b, pct, fmt)}"
+
+
+def whole_game_policies(f: Files) -> list[str]:
+    """The learned policies trained over the whole game (``--summary`` JSONs): the recipe
+    over three seeds, the result-only reward and the equal-step controls, each figure the
+    mean [min–max] over seeds of the final policies."""
+    head = f[WHOLE_GAME]
+    train = head["config"]["phrasings"]
+    held = sorted({k.split("_")[2] for k in head["over_seeds"] if k.startswith("heldout_kept_")})
+    cols = ["run", "seeds", "steps", *[f"value kept `{p}` X / O (%)" for p in train],
+            *[f"**held out** `{p}`: value kept X / O (%)" for p in held], "illegal moves (all phrasings)",
+            f"vs minimax draws X / O (%, `{train[0]}`)", "vs random wins X / O (%)", "push ‖Δ‖/‖h‖ X / O",
+            "features per move X / O", "min digit mass"]
+    rows = []
+    for name, path in WHOLE_GAME_RUNS:
+        data = f.get(path)
+        if data is None:
+            continue
+        st = data["over_seeds"]
+        illegal = sum(v["mean"] for k, v in st.items() if "illegal" in k and "random" not in k)
+        rows.append([name, ", ".join(map(str, data["seeds"])), _over(st, "steps", False, ",.0f"),
+                     *[_pair(st, f"kept_{p}_X", f"kept_{p}_O") for p in train],
+                     *[_pair(st, f"heldout_kept_{p}_X", f"heldout_kept_{p}_O") for p in held],
+                     f"{illegal:.1f}", _pair(st, "draw_minimax_X", "draw_minimax_O"),
+                     _pair(st, "win_random_X", "win_random_O"),
+                     _pair(st, f"push_{train[0]}_X", f"push_{train[0]}_O", False),
+                     _pair(st, f"features_{train[0]}_X", f"features_{train[0]}_O", False),
+                     _over(st, "digit_mass_min", False, ".3f")])
+    runs = head["runs"]
+    per_seed = [[str(r["seed"]), r["policy_digest"], f"{r['steps']:,}", r["stopped_by"], f"{r['wall_seconds']:.0f}",
+                 *[f"{100 * r[f'kept_{p}_X']:.1f} / {100 * r[f'kept_{p}_O']:.1f}" for p in train],
+                 *[f"{100 * r[f'heldout_kept_{p}_X']:.1f} / {100 * r[f'heldout_kept_{p}_O']:.1f}" for p in held],
+                 f"{100 * r['draw_minimax_X']:.1f} / {100 * r['draw_minimax_O']:.1f}",
+                 f"{100 * r['win_random_X']:.2f} / {100 * r['win_random_O']:.2f}"] for r in runs]
+    return [f"Command: `{head['command']}`. Strict reading (an occupied cell loses). Every figure is exact: value kept "
+            f"= the share of all 4,520 open positions (per side to move) where the steered move keeps the solved "
+            f"game's value; draws / wins = the policy walked over the whole game tree against minimax (uniform "
+            f"tie-breaks) / a uniform random player. Final policies (no snapshot selection); mean [min–max] over "
+            f"seeds. Training phrasings {', '.join(f'`{p}`' for p in train)}; held out: "
+            f"{', '.join(f'`{p}`' for p in held) or 'none'}. Model and SAE weights "
+            f"{'identical' if head['weights_unchanged'] else 'CHANGED'} before and after every run (sha256 in the "
+            f"JSON). Reference: house minimax wins 96.78 % / 77.75 % against random as X / O.", ""
+            ] + _table(cols, rows) + ["", "Each seed of the recipe:", ""] + _table(
+        ["seed", "policy", "steps", "stopped by", "wall s", *[f"kept `{p}` X / O" for p in train],
+         *[f"held out `{p}` X / O" for p in held], "vs minimax draws X / O", "vs random wins X / O"], per_seed)
+
+
 # Learned steering policies: a new result goes here, as one more function above this line
 # and one more Section in SECTIONS below (in the block marked "learned steering policies").
 
@@ -314,6 +383,8 @@ SECTIONS: list[Section] = [
             fixed_vector_equal_effort_controls),
     Section("Fixed vector: held out", (f"{RESULTS}/heldout_fixed.json",), fixed_vector_heldout),
     # learned steering policies (RL): add new sections in this block
+    Section("Learned steering policies over the whole game (RL)", (WHOLE_GAME,), whole_game_policies,
+            optional=tuple(p for _, p in WHOLE_GAME_RUNS[1:])),
     Section("Learned steering policy (RL)", (LEARNED_CARD,), learned_policy),
     Section("Learned policy: the evaluation protocol", (f"{RESULTS}/llm_learned.json",), learned_policy_evaluation),
     Section("Learned policy: held out", (f"{RESULTS}/heldout_learned.json",), learned_policy_heldout),

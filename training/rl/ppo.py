@@ -72,7 +72,8 @@ class TrainConfig:
 
     seed: int = 0
     features: list[int] = field(default_factory=list)  # explicit features to steer (else picked)
-    pick: str = "labels"  # labels | random
+    pick: str = "labels"  # labels | random | shuffled
+    basis: str = "sae"  # sae: the features' decoder rows | directions: seeded random residual directions (a control)
     n_features: int = 27
     obs: str = "board"  # board | features
     action: str = "sparse"  # sparse | dense
@@ -176,7 +177,15 @@ def build_actuator(lm: Any, sae: Any, cfg: TrainConfig, features: Sequence[int],
     from training.rl.actuator import LLMActuator
 
     zero = FixedSteeringPolicy(list(features), [0.0] * len(features), hook_name=sae.hook_name, d_sae=sae.d_sae)
-    bot = LLMBot(lm, sae=sae, policy=zero, mode=cfg.mode, top_k=0, cache_boards=cache_boards, phrasing=phrasing)
+    directions = None
+    if cfg.basis == "directions":  # the non-SAE control: random directions with the features' decoder norms
+        from training.controls import random_direction_basis
+
+        directions = random_direction_basis(sae, features, cfg.seed).directions
+    elif cfg.basis != "sae":
+        raise ValueError(f"unknown steering basis {cfg.basis!r}; expected sae or directions")
+    bot = LLMBot(lm, sae=sae, policy=zero, mode=cfg.mode, top_k=0, cache_boards=cache_boards, phrasing=phrasing,
+                 directions=directions)
     codec = ActionCodec(cfg.action, len(features), strengths=cfg.strengths, slots=cfg.slots, bound=cfg.bound)
     return LLMActuator(bot, codec, cfg.obs, obs_observed(sae) if cfg.obs == "features" else ())
 
@@ -642,6 +651,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g("--pick", choices=("labels", "random", "shuffled"), default=d.pick,
       help="how features are picked when --features is not given (random, shuffled: equal-effort controls)")
     g("--n-features", type=int, default=d.n_features, help="features to steer when picking")
+    g("--basis", choices=("sae", "directions"), default=d.basis,
+      help="sae: steer along the features' decoder rows; directions: seeded random residual directions of the same "
+           "norms instead (the non-SAE control; the policy is then not shippable)")
     g("--obs", choices=("board", "features"), default=d.obs, help="observation: the board, or the SAE activations of the labelled features")
     g("--action", choices=("sparse", "dense"), default=d.action, help="sparse: feature+strength per slot; dense: a coefficient per feature")
     g("--strengths", default=",".join(f"{s:g}" for s in d.strengths), help="sparse: the signed coefficients a slot can apply")
@@ -704,7 +716,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         return [float(x) for x in text.split(",") if x.strip()]
 
     return TrainConfig(seed=args.seed, features=[int(x) for x in args.features.split(",") if x.strip()], pick=args.pick,
-                       n_features=args.n_features, obs=args.obs, action=args.action, strengths=floats(args.strengths),
+                       n_features=args.n_features, basis=args.basis, obs=args.obs, action=args.action, strengths=floats(args.strengths),
                        slots=args.slots, bound=args.bound, seat=args.seat, p_o=args.p_o, mode=args.mode,
                        push_cost=args.push_cost, shaping=args.shaping, n_envs=args.n_envs, n_steps=args.n_steps, batch_size=args.batch_size,
                        n_epochs=args.n_epochs, learning_rate=args.lr, gamma=args.gamma, gae_lambda=args.gae_lambda,
@@ -882,6 +894,9 @@ def run(args: argparse.Namespace) -> int:
     if args.summary is not None:
         args.summary.parent.mkdir(parents=True, exist_ok=True)
         args.summary.write_text(json.dumps(summary, indent=2) + "\n")
+    if args.ship and cfg.basis != "sae":
+        console.print("[red]error:[/] a policy over random directions cannot be shipped (the bot steers SAE features)")
+        return 2
     if args.ship:
         first = out_root / f"seed-{seeds[0]}" if len(seeds) > 1 else out_root
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
