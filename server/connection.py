@@ -19,8 +19,8 @@ handshake stay the library's. What changes is the path of a message:
   the close back until they are written. Bytes that come with the upgrade request wait for
   the handler, and so does an end of stream, so they are answered too;
 * out: :class:`Peer` queues a connection's frames and writes all it is due at the end of a
-  loop turn in one ``transport.write`` (a move's ``state`` and a spectator's copy go out in
-  one TCP segment), after the records they speak of are committed.
+  loop turn in one ``transport.write`` (a move's ``state`` and the ``game_over`` it brings go
+  out in one TCP segment), after the records they speak of are committed.
 
 docs/PERFORMANCE.md has the measurements.
 """
