@@ -83,22 +83,30 @@ class ArenaConnection(ServerConnection):
         # that starts a message (message and fragment limits are fixed at construction)
         sizes = [n for n in (self.protocol.max_message_size, self.protocol.max_fragment_size) if n is not None]
         self._frame_limit: int | None = min(sizes) if sizes else None
-        # Every close frame and end of stream the protocol sends passes here first
+        # The three ways an open protocol ends (a close frame sent, echoed, or the connection
+        # failed, with or without a close frame) pass here first
         protocol = self.protocol
-        send_frame, send_eof = protocol.send_frame, protocol.send_eof
+        send_close, fail, recv_frame = protocol.send_close, protocol.fail, protocol.recv_frame
 
-        def send_frame_after_replies(frame: Frame) -> None:
-            if frame.opcode is CLOSE and protocol.state is _OPEN:
+        def send_close_after_replies(code: int | None = None, reason: str = "") -> None:
+            if protocol.state is _OPEN:
                 self._before_ending()
-            send_frame(frame)
+            send_close(code, reason)
 
-        def send_eof_after_replies() -> None:
-            if protocol.state is _OPEN:  # the stream ends without a close frame (the client's ended)
+        def fail_after_replies(code: int, reason: str = "") -> None:
+            if protocol.state is _OPEN:  # a violation, or the client's stream ended (1006: no close frame)
                 self._before_ending()
-            send_eof()
+            fail(code, reason)
 
-        protocol.send_frame = send_frame_after_replies  # type: ignore[method-assign]  # one protocol object per connection
-        protocol.send_eof = send_eof_after_replies  # type: ignore[method-assign]
+        def recv_frame_after_replies(frame: Frame) -> None:
+            if frame.opcode is CLOSE and protocol.state is _OPEN:  # the client's close frame: echoed at once
+                self._before_ending()
+            recv_frame(frame)
+
+        # one protocol object per connection: its methods are this connection's
+        protocol.send_close = send_close_after_replies  # type: ignore[method-assign]
+        protocol.fail = fail_after_replies  # type: ignore[method-assign]
+        protocol.recv_frame = recv_frame_after_replies  # type: ignore[method-assign]
 
     # ------------------------------------------------------------------ in
     def data_received(self, data: bytes) -> None:
