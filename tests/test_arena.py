@@ -201,6 +201,20 @@ def test_hello_refuses_a_protocol_version_the_server_does_not_serve(version: Any
     assert net.last(conn)["type"] == "welcome" and net.last(conn)["protocol"] == 2
 
 
+def test_a_resumed_session_speaks_the_version_of_its_new_hello() -> None:
+    net = Net(grace=5.0)
+    ann = net.join("ann")
+    net.send(ann, type="challenge", opponent="minimax", side="X")
+    gid = net.last(ann, "game_start")["game_id"]
+    token = net.last(ann, "welcome")["token"]
+    net.drop(ann)
+    again = net.open()
+    net.send(again, type="hello", name="ann", token=token, protocol=2)
+    assert net.last(again, "welcome")["protocol"] == 2
+    net.send(again, type="move", game_id=gid, cell=5, id="m")
+    assert [(f["ply"], f.get("id")) for f in net.take(again) if f["type"] == "state"][-1:] == [(2, "m")]
+
+
 def test_move_errors_keep_the_game_intact() -> None:
     net = Net()
     ann, bob, gid = start_pvp(net)
