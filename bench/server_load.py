@@ -280,7 +280,8 @@ class ArenaPlayer:
         self.traffic = LoadTraffic(rng)
 
     async def hello(self) -> None:
-        await self.ws.send(orjson.dumps({"type": "hello", "name": self.name}), text=True)
+        hello = {"type": "hello", "name": self.name, "protocol": 2}  # a house bot's answer in the move's state
+        await self.ws.send(orjson.dumps(hello), text=True)
         reply = orjson.loads(await self.ws.recv())
         if reply.get("type") != "welcome":
             raise RuntimeError(f"hello refused: {reply}")

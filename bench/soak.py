@@ -86,7 +86,7 @@ class Client:
 
         client = cls(await connect(url, open_timeout=10, close_timeout=1, ping_interval=None), seen)
         if name is not None:
-            hello: dict[str, Any] = {"type": "hello", "name": name}
+            hello: dict[str, Any] = {"type": "hello", "name": name, "protocol": 2}  # a house answer in the move's state
             if token:
                 hello["token"] = token
             await client.send(hello)

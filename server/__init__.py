@@ -5,4 +5,3 @@ The server is the authority on the rules; clients import :mod:`server.game` and
 """
 
 __version__ = "0.1.0"
-PROTOCOL_VERSION = 1

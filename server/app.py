@@ -195,9 +195,11 @@ class ArenaServer:
                     self._apply()
 
                 if isinstance(ws, ArenaConnection):
-                    await ws.receive_inline(on_message)
-                async for message in ws:  # what the library assembles (fragments, binary frames), in order
-                    on_message(message)
+                    ws.before_close = lambda: self._write_replies(peer)
+                    await ws.receive(on_message)
+                else:
+                    async for message in ws:
+                        on_message(message)
         except ConnectionClosed:
             pass
         finally:
@@ -207,7 +209,16 @@ class ArenaServer:
             peer.stop()
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(peer.drained), timeout=3.0)
+            if isinstance(ws, ArenaConnection):
+                ws.release_output()  # a close held for replies that never came (a commit that failed to end)
             self._peers.pop(conn_id, None)
+
+    def _write_replies(self, peer: Peer) -> bool:
+        """The connection of ``peer`` is about to close: carry out the arena's effects now
+        and write its frames. True while some wait for a records commit."""
+        self._apply(now=True)
+        peer.deliver()
+        return bool(peer.queue)
 
     def apply_effects(self) -> None:
         """Carry out what the arena produced since the last call (for event transports that
@@ -220,6 +231,8 @@ class ArenaServer:
         assert self.arena is not None
         self._pending.extend(self.arena.drain())
         if now:
+            if self._flush_handle is not None:
+                self._flush_handle.cancel()
             self._flush()
         elif self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)

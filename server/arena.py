@@ -50,7 +50,8 @@ from server.config import ServerConfig
 from server.effects import (CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_REPLACED, Close, Effect, Frame, GameEnded, GameEvent,
                             RelayGame, Send, StoreGame)
 from server.protocol import (
-    PROTOCOL_VERSION,
+    DEFAULT_PROTOCOL,
+    PROTOCOL_VERSIONS,
     Accept,
     Arrange,
     Challenge,
@@ -169,7 +170,8 @@ class Arena(Sessions, Spectating):
             "connections": len(self.connections),
             "bots": len(self._bot_list()),
             "version": __version__,
-            "protocol": PROTOCOL_VERSION,
+            "protocol": DEFAULT_PROTOCOL,  # what a hello without "protocol" speaks
+            "protocols": list(PROTOCOL_VERSIONS),
         }
 
     # ------------------------------------------------------------------ dispatch

@@ -10,6 +10,7 @@ from typing import Callable, Literal
 
 from server.effects import Frame
 from server.game import Board, Seat
+from server.protocol import DEFAULT_PROTOCOL
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Session:
     opened: set[str] = field(default_factory=set)  # its challenges/arranged games, pending or live
     generation: int = 0  # bumps on every disconnect; stale grace timers are ignored
     description: str = ""  # what a bot said about itself in hello (list_bots shows it)
+    protocol: int = DEFAULT_PROTOCOL  # the version its connection speaks (hello.protocol)
 
     @property
     def connected(self) -> bool:

@@ -91,9 +91,16 @@ class GamesInPlay(Lobby):
             return [game.x] if game.x == game.o else [game.x, game.o]
         return list(dict.fromkeys([game.x, game.o, *sorted(game.spectators)]))
 
-    def _broadcast(self, game: Game, frame: Frame, *, reply_to: str | None = None, rid: Any = None) -> None:
-        for name in self._audience(game):
+    def _broadcast(self, game: Game, frame: Frame, *, reply_to: str | None = None, rid: Any = None,
+                   audience: list[str] | None = None) -> None:
+        for name in self._audience(game) if audience is None else audience:
             self._send_to(name, self._with_id(frame, rid) if name == reply_to else frame)
+
+    def _per_move_audience(self, game: Game) -> list[str]:
+        """The players and spectators of ``game`` that speak protocol 1: a ``state`` for
+        every move, also for the one a house bot answers in the same step."""
+        sessions = self.sessions
+        return [name for name in self._audience(game) if (s := sessions.get(name)) is not None and s.protocol == 1]
 
     def _tell_opponents(self, game: Game, name: str, message: str) -> None:
         for other in self._audience(game):
@@ -209,21 +216,24 @@ class GamesInPlay(Lobby):
                 self._finish(game, turn.other.value, "illegal_move", now, reply_to=session.name, rid=msg.id)
                 return
             raise ProtocolError(exc.code, f"{exc}; game {game.game_id} goes on, it is still your move", msg.id) from None
-        # A house bot to move next answers in this same step: the players and spectators get one
-        # `state` holding both moves (and this request's id), not one per move (docs/PROTOCOL.md)
+        # A house bot to move next answers in this same step: protocol 2 gets one `state` holding
+        # both moves (and this request's id), protocol 1 a `state` per move (docs/PROTOCOL.md)
         answered_inline = game.name_of(turn.other) in self.house
         self._apply_move(game, msg.cell, after, msg.trace, now, reply_to=session.name, rid=msg.id,
                          announce=not answered_inline)
         if answered_inline:
-            self._play_house_moves(game, now, reply_to=session.name, rid=msg.id)
+            if session.protocol == 1:  # its reply was the move's own state
+                self._play_house_moves(game, now)
+            else:
+                self._play_house_moves(game, now, reply_to=session.name, rid=msg.id)
 
     def _apply_move(self, game: Game, cell: int, after: Board, trace: Frame | None, now: float, *,
                     reply_to: str | None = None, rid: Any = None, announce: bool = True) -> None:
         """The side to move played ``cell``, which led to ``after``: tell everyone (unless
         ``announce`` is false: a house bot answers in this same step and its ``state`` carries
-        both moves; a move that ends the game is always announced). The house bot's answer
-        (:meth:`_play_house_moves`) also stores the game, with both moves: one record per
-        step, not one per move."""
+        both moves, so only protocol 1 gets a ``state`` of this move alone; a move that ends
+        the game is always announced). The house bot's answer (:meth:`_play_house_moves`)
+        also stores the game, with both moves: one record per step, not one per move."""
         seat = game.board.turn
         if game.time_control is not None and game.deadline is not None:  # the mover's clock stops, with the increment
             game.remaining[seat] = max(0.0, game.deadline - now) + game.time_control[1]
@@ -238,12 +248,13 @@ class GamesInPlay(Lobby):
         self._arm_clock(game, now)
         if game.name_of(seat.other) not in self.house:
             self._effects.append(StoreGame(game.record()))  # stored as played: a killed server keeps the moves
-        if announce or self.publish_events:
+        per_move = None if announce else self._per_move_audience(game)
+        if announce or per_move or self.publish_events:
             state = self._state(game)
             if self.publish_events:
                 self._effects.append(GameEvent("move", state))  # every move is published, announced or not
-            if announce:
-                self._broadcast(game, state, reply_to=reply_to, rid=rid)
+            if announce or per_move:
+                self._broadcast(game, state, reply_to=reply_to, rid=rid, audience=per_move)
 
     def _play_house_moves(self, game: Game, now: float, *, reply_to: str | None = None, rid: Any = None) -> None:
         """Let house bots answer while it is their turn; a game they leave live is stored.

@@ -24,7 +24,12 @@ from typing import Annotated, Any, Literal, Union
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError
 
-PROTOCOL_VERSION = 1
+#: The protocol versions served. Version 2 is version 1 with one change: a house bot's
+#: answer comes in the ``state`` that answers the move (one ``state`` with both moves);
+#: version 1 gets a ``state`` per move. A client picks one with ``hello.protocol``.
+PROTOCOL_VERSIONS = (1, 2)
+PROTOCOL_VERSION = PROTOCOL_VERSIONS[-1]  # the newest, which this repository's clients speak
+DEFAULT_PROTOCOL = 1  # a hello without ``protocol``
 
 # A request id is a string (≤ 64 characters) or an integer; absent means none. An explicit
 # ``"id": null`` is refused (invalid_message): None is only the default, never validated.
@@ -114,7 +119,7 @@ class Hello(_Msg):
     role: Role = "player"
     token: Annotated[str, Field(max_length=128)] | None = None
     max_games: Annotated[int, Field(ge=1, le=1024)] = 1  # bots: games played at once
-    protocol: int = PROTOCOL_VERSION
+    protocol: int = DEFAULT_PROTOCOL  # one of PROTOCOL_VERSIONS
     #: bots: one line about how it plays, shown by list_bots (e.g. the LLM bot's reading mode and policy)
     description: Annotated[str, Field(max_length=200)] | None = None
 

@@ -9,7 +9,7 @@ from server import __version__
 from server.arena_state import Connection, Session
 from server.effects import CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_REPLACED, Frame, RelayGame
 from server.offers import Offers
-from server.protocol import PROTOCOL_VERSION, Hello, ProtocolError
+from server.protocol import PROTOCOL_VERSIONS, Hello, ProtocolError
 
 SERVER_NAME = f"autosteer-arena/{__version__}"
 
@@ -68,8 +68,9 @@ class Sessions(Offers):
             raise ProtocolError("already_hello", f"this connection is already {conn.session.name!r}", msg.id)
         if self.shutting_down:
             raise ProtocolError("server_shutting_down", "the server is stopping", msg.id)
-        if msg.protocol != PROTOCOL_VERSION:
-            raise ProtocolError("invalid_message", f"protocol {msg.protocol} is not supported; this server speaks {PROTOCOL_VERSION}", msg.id)
+        if msg.protocol not in PROTOCOL_VERSIONS:
+            served = " and ".join(str(v) for v in PROTOCOL_VERSIONS)
+            raise ProtocolError("invalid_message", f"protocol {msg.protocol} is not supported; this server speaks {served}", msg.id)
         if msg.token is not None:
             session = self.tokens.get(msg.token)
             if session is None:
@@ -87,7 +88,7 @@ class Sessions(Offers):
         if lookalike is not None:
             raise ProtocolError("name_taken", f"the name {msg.name!r} looks like the house bot {lookalike!r}; pick another", msg.id)
         session = Session(msg.name, msg.role, secrets.token_urlsafe(18), max_games=msg.max_games,
-                          description=" ".join((msg.description or "").split()))
+                          description=" ".join((msg.description or "").split()), protocol=msg.protocol)
         self.sessions[session.name] = session
         self.tokens[session.token] = session
         self._attach(conn, session)
@@ -102,7 +103,7 @@ class Sessions(Offers):
 
     def _welcome(self, session: Session, resumed: list[str]) -> Frame:
         return {"type": "welcome", "name": session.name, "role": session.role, "token": session.token,
-                "protocol": PROTOCOL_VERSION, "server": SERVER_NAME, "resumed": resumed,
+                "protocol": session.protocol, "server": SERVER_NAME, "resumed": resumed,
                 "grace": float(self.config.grace), "move_clock": float(self.config.move_clock),
                 "limits": {"rate": float(self.config.rate), "burst": int(self.config.burst),
                            "max_frame_bytes": int(self.config.max_frame_bytes),
@@ -116,6 +117,7 @@ class Sessions(Offers):
             self._close(old, CLOSE_REPLACED, "session resumed elsewhere")
             self._drop_connection(old)
         self._attach(conn, session)
+        session.protocol = msg.protocol  # the version the new connection speaks
         if session.role in ("bot", "player"):
             self._lobby_changed(now)
         session.generation += 1

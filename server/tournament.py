@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from server.protocol import PROTOCOL_VERSION
 from server.seeding import game_seed
 
 log = logging.getLogger("autosteer.tournament")
@@ -154,7 +155,7 @@ class Organizer:
         except Exception as exc:  # websockets' handshake and URI errors
             raise TournamentError(f"cannot connect to {self.url}: {type(exc).__name__}: {exc}") from None
         self._reader = asyncio.create_task(self._read(), name="organizer-reader")
-        welcome = await self.request({"type": "hello", "name": self.name, "role": "player"})
+        welcome = await self.request({"type": "hello", "name": self.name, "role": "player", "protocol": PROTOCOL_VERSION})
         if welcome.get("type") == "error":
             await self.__aexit__(None, None, None)
             raise TournamentError(f"the server refused the organiser: [{welcome.get('code')}] {welcome.get('message')}")

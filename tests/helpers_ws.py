@@ -22,7 +22,7 @@ from typing import Any, AsyncIterator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from server.protocol import parse_server_frame
+from server.protocol import PROTOCOL_VERSION, parse_server_frame
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -41,13 +41,13 @@ class WsClient:
     @classmethod
     @contextlib.asynccontextmanager
     async def connect(cls, url: str, name: str | None = None, role: str = "player", *,
-                      token: str | None = None, max_games: int | None = None,
+                      token: str | None = None, max_games: int | None = None, protocol: int | None = PROTOCOL_VERSION,
                       **connect_kwargs: Any) -> AsyncIterator["WsClient"]:
         """Connect and, when ``name`` is given, say hello (raises if not welcomed)."""
         async with connect(url, open_timeout=DEFAULT_TIMEOUT, close_timeout=1, **connect_kwargs) as ws:
             client = cls(ws)
             if name is not None:
-                await client.hello(name, role, token=token, max_games=max_games)
+                await client.hello(name, role, token=token, max_games=max_games, protocol=protocol)
             yield client
 
     @property
@@ -56,8 +56,11 @@ class WsClient:
         return self.welcome["token"]
 
     async def hello(self, name: str, role: str = "player", *, token: str | None = None,
-                    max_games: int | None = None) -> dict[str, Any]:
+                    max_games: int | None = None, protocol: int | None = PROTOCOL_VERSION) -> dict[str, Any]:
+        """Say hello, speaking ``protocol`` (None: leave the field out, as a version 1 client does)."""
         frame: dict[str, Any] = {"type": "hello", "name": name, "role": role}
+        if protocol is not None:
+            frame["protocol"] = protocol
         if token is not None:
             frame["token"] = token
         if max_games is not None:

@@ -102,8 +102,8 @@ def test_hello_welcome_and_name_rules() -> None:
         assert net.last(other)["code"] == "name_taken"
     net.send(other, type="hello", name="zed", token="nope")
     assert net.last(other)["code"] == "bad_token"
-    net.send(other, type="hello", name="zed", protocol=2)
-    assert net.last(other)["code"] == "invalid_message"
+    net.send(other, type="hello", name="zed", protocol=3)
+    assert net.last(other)["code"] == "invalid_message" and "speaks 1 and 2" in net.last(other)["message"]
     net.send(other, type="hello", name="zed")  # still usable after every refusal
     assert net.last(other)["type"] == "welcome"
 
@@ -142,7 +142,7 @@ def test_player_beats_nobody_minimax_game_is_recorded() -> None:
 
 def test_game_events_each_move_once_and_none_when_nothing_publishes() -> None:
     """Every move is a ``move`` event, in order, also the moves whose ``state`` is not sent
-    on its own (a house bot answers in the same step); an arena with no event transport
+    on its own (a house bot answers in the same step, protocol 2); an arena with no event transport
     (``publish_events=False``) makes none, and its players see the same frames."""
     seen: dict[bool, tuple[list[GameEvent], list[tuple[str, Any]]]] = {}
     for publish in (True, False):
@@ -151,7 +151,7 @@ def test_game_events_each_move_once_and_none_when_nothing_publishes() -> None:
         events: list[GameEvent] = []
         drain = net.arena.drain
         net.arena.drain = lambda: [e for e in drain() if not isinstance(e, GameEvent) or events.append(e) or True]
-        ann = net.join("ann")
+        ann = net.join("ann", protocol=2)
         net.send(ann, type="challenge", opponent="minimax", side="X")
         gid = net.last(ann, "game_start")["game_id"]
         while not net.ended:
@@ -164,6 +164,55 @@ def test_game_events_each_move_once_and_none_when_nothing_publishes() -> None:
     assert [e.frame["ply"] for e in events if e.kind == "move"] == list(range(1, len(moves) + 1))
     assert seen[False][0] == [] and seen[False][1] == frames
     assert all(p is None or p % 2 == 0 or p == len(moves) for _, p in frames), "no state between a move and its answer"
+
+
+@pytest.mark.parametrize("protocol", [1, 2])
+def test_a_house_answer_comes_in_its_own_state_for_protocol_1_and_in_the_moves_state_for_2(protocol: int) -> None:
+    """The mover and each spectator get what their own protocol says: version 1 a ``state``
+    per move (the move's carries the request id), version 2 one ``state`` per step with
+    both moves and the id. The welcome names the version spoken."""
+    net = Net()
+    ann = net.open()
+    net.send(ann, type="hello", name="ann", **({} if protocol == 1 else {"protocol": protocol}))
+    assert net.last(ann)["protocol"] == protocol
+    watchers = {version: net.join(f"spy{version}", role="spectator", protocol=version) for version in (1, 2)}
+    net.send(ann, type="challenge", opponent="minimax", side="X", seed=3)
+    gid = net.last(ann, "game_start")["game_id"]
+    for spy in watchers.values():
+        net.send(spy, type="spectate", game_id=gid)
+        net.inbox[spy].clear()
+    net.inbox[ann].clear()
+    net.send(ann, type="move", game_id=gid, cell=5, id="m")
+    seen = {name: [(f["ply"], f.get("id")) for f in net.inbox[conn] if f["type"] == "state"]
+            for name, conn in [("ann", ann), ("spy1", watchers[1]), ("spy2", watchers[2])]}
+    assert seen["ann"] == ([(1, "m"), (2, None)] if protocol == 1 else [(2, "m")])
+    assert seen["spy1"] == [(1, None), (2, None)] and seen["spy2"] == [(2, None)]
+
+
+@pytest.mark.parametrize("version", [0, 3, -1, "2", 2.0, True, None, [2]])
+def test_hello_refuses_a_protocol_version_the_server_does_not_serve(version: Any) -> None:
+    net = Net()
+    conn = net.open()
+    net.send(conn, type="hello", name="ann", protocol=version, id="h")
+    refusal = net.last(conn)
+    assert refusal["type"] == "error" and refusal["code"] == "invalid_message" and refusal["id"] == "h"
+    assert "protocol" in refusal["message"]
+    net.send(conn, type="hello", name="ann", protocol=2)
+    assert net.last(conn)["type"] == "welcome" and net.last(conn)["protocol"] == 2
+
+
+def test_a_resumed_session_speaks_the_version_of_its_new_hello() -> None:
+    net = Net(grace=5.0)
+    ann = net.join("ann")
+    net.send(ann, type="challenge", opponent="minimax", side="X")
+    gid = net.last(ann, "game_start")["game_id"]
+    token = net.last(ann, "welcome")["token"]
+    net.drop(ann)
+    again = net.open()
+    net.send(again, type="hello", name="ann", token=token, protocol=2)
+    assert net.last(again, "welcome")["protocol"] == 2
+    net.send(again, type="move", game_id=gid, cell=5, id="m")
+    assert [(f["ply"], f.get("id")) for f in net.take(again) if f["type"] == "state"][-1:] == [(2, "m")]
 
 
 def test_move_errors_keep_the_game_intact() -> None:

@@ -263,8 +263,8 @@ async def test_fragmented_messages_and_invalid_utf8_after_whole_ones() -> None:
 
 async def test_messages_sent_with_the_handshake_are_answered_in_order() -> None:
     """A client that writes its upgrade request and 100 messages in one go (before the
-    server's handler has started): every message is answered, in order, both the ones kept
-    for the handler and the ones past that allowance (the library's queue)."""
+    server's handler has started): every message is kept for the handler and answered, in
+    order."""
     from websockets.client import ClientProtocol
     from websockets.frames import Frame, Opcode
     from websockets.uri import parse_uri

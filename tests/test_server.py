@@ -303,7 +303,8 @@ async def test_healthz(srv: Any) -> None:
         status, ctype, body = await asyncio.to_thread(fetch)
     assert status == 200 and ctype == "application/json"
     assert body["status"] == "ok" and body["games_live"] == 1 and body["connections"] == 1
-    assert body["bots"] == 5 and body["version"]  # minimax, random and the three levels
+    assert body["bots"] == len(srv.arena.house) and body["version"]
+    assert body["protocols"] == [1, 2] and body["protocol"] == 1  # served; what a hello without "protocol" speaks
 
 
 async def test_shutdown_aborts_live_games_and_notifies_clients() -> None:

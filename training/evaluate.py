@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from server.game import Board, Seat
+from server.protocol import PROTOCOL_VERSION
 from server.seeding import game_seed
 from training.evidence import distinct_counts, snapshots_agree, weights_snapshot
 
@@ -319,7 +320,8 @@ async def play_arm_server(bot: Any, arm: ArmResult, n_games: int, seed: int, con
         try:
             await client.wait_connected(30.0)
             async with connect(srv.url, max_size=1 << 22) as ws:
-                await ws.send(json.dumps({"type": "hello", "name": "evaluator", "role": "player"}))
+                await ws.send(json.dumps({"type": "hello", "name": "evaluator", "role": "player",
+                                          "protocol": PROTOCOL_VERSION}))
                 welcome = json.loads(await ws.recv())
                 if welcome.get("type") != "welcome":
                     raise RuntimeError(f"the server refused the evaluator: {welcome}")

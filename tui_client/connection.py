@@ -18,7 +18,7 @@ from typing import Any, Callable
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from server.protocol import ErrorMsg, ProtocolError, Welcome, dumps, parse_server_frame
+from server.protocol import PROTOCOL_VERSION, ErrorMsg, ProtocolError, Welcome, dumps, parse_server_frame
 
 
 class LinkState(str, enum.Enum):
@@ -173,7 +173,7 @@ class ArenaConnection:
     async def _hello(self, ws: ClientConnection) -> Welcome:
         """Say hello (resuming with the token when there is one); adjust a taken name once or twice."""
         for tries in range(6):
-            hello: dict[str, Any] = {"type": "hello", "name": self.name, "role": self.role}
+            hello: dict[str, Any] = {"type": "hello", "name": self.name, "role": self.role, "protocol": PROTOCOL_VERSION}
             if self.token:
                 hello["token"] = self.token
             await ws.send(dumps(hello))

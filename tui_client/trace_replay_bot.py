@@ -18,7 +18,7 @@ from typing import Any
 from websockets.asyncio.client import connect
 
 from server.game import Board, Seat
-from server.protocol import dumps
+from server.protocol import PROTOCOL_VERSION, dumps
 
 
 def load_traces(path: str | Path) -> list[dict[str, Any]]:
@@ -74,7 +74,8 @@ class TraceReplayBot:
     async def run(self) -> None:
         async with connect(self.url) as ws:
             self._ws = ws
-            await ws.send(dumps({"type": "hello", "name": self.name, "role": "bot", "max_games": self.max_games}))
+            await ws.send(dumps({"type": "hello", "name": self.name, "role": "bot", "max_games": self.max_games,
+                                 "protocol": PROTOCOL_VERSION}))
             async for raw in ws:
                 frame = json.loads(raw)
                 kind = frame.get("type")

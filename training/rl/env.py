@@ -248,7 +248,7 @@ class ServerTransport:
         self._exit = contextlib.ExitStack()
         self.ws = self._exit.enter_context(connect(url, max_size=1 << 22, open_timeout=timeout))
         self.frames = 0
-        self._send({"type": "hello", "name": name, "role": "player"})
+        self._send({"type": "hello", "name": name, "role": "player", "protocol": 2})  # a house answer in the move's state
         welcome = self._recv()
         if welcome.get("type") != "welcome":
             raise RuntimeError(f"the server at {url} refused the trainer: {welcome}")
