@@ -203,9 +203,12 @@ class LLMBot(Bot):
 
     def _policy_coefficients(self, boards: Sequence[Board]) -> list[list[float]]:
         """The policy's coefficients; a policy that reads the model's representation
-        (``needs_features``) gets the boards' unsteered SAE activations at the hook (the
-        reader caches them per board, so this costs no extra forward on a known board)."""
+        (``needs_features``) gets the boards' unsteered SAE activations at the hook, one that
+        reads the model's own move (``needs_model``) the unsteered cell logits (the reader
+        caches both per board, so this costs no extra forward on a known board)."""
         assert self.policy is not None and self.sae is not None
+        if getattr(self.policy, "needs_model", False):  # reads the model's own unsteered move (cached per board)
+            return self.policy.coefficients(boards, cell_logits=self.reader.answer(boards).base_logits)  # type: ignore[call-arg]
         if not self.policy.needs_features:
             return self.policy.coefficients(boards)
         acts = self.reader.answer(boards).hook_acts

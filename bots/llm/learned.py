@@ -11,6 +11,9 @@ action becomes coefficients, so training and play cannot drift apart:
   then 1.0 if the side to move is X else 0.0 (28 in all).
   ``features``: ``log1p`` of the unsteered SAE activations of the labelled features at the
   answer position (the policy reads the model's own representation), then the side bit.
+  ``board+model``: the board's 28, then the model's own unsteered move distribution over
+  the nine cells (softmax of the cell digits' logits): what the model would play if left
+  alone, in whatever phrasing it was asked (37 in all).
 * **Actions** (``action``):
   ``sparse``: ``slots`` choices, each one categorical over "no steering" (0) and every
   (feature, strength) pair: choice ``1 + k·S + s`` steers ``features[k]`` with coefficient
@@ -45,9 +48,10 @@ import numpy as np
 from bots.llm.policy_base import PolicyError, SteeringPolicy, common_fields, feature_list
 from server.game import Board, Seat
 
-OBSERVATIONS: tuple[str, ...] = ("board", "features")
+OBSERVATIONS: tuple[str, ...] = ("board", "features", "board+model")
 ACTIONS: tuple[str, ...] = ("sparse", "dense")
 BOARD_OBS_SIZE = 28
+MODEL_OBS_SIZE = BOARD_OBS_SIZE + 9
 ACTIVATIONS = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0)}
 
 
@@ -60,6 +64,20 @@ def board_observation(board: Board) -> np.ndarray:
         out[3 * (cell - 1) + (2 if piece is None else 0 if piece is me else 1)] = 1.0
     out[27] = 1.0 if me is Seat.X else 0.0
     return out
+
+
+def board_model_observation(board: Board, cell_logits: Sequence[float]) -> np.ndarray:
+    """``[37]`` float32: :func:`board_observation`, then the softmax of the nine cell logits.
+
+    >>> obs = board_model_observation(Board.empty(), [0.0] * 8 + [np.log(2.0)])
+    >>> obs.shape, round(float(obs[28:].sum()), 6), round(float(obs[-1]), 3)
+    ((37,), 1.0, 0.2)
+    """
+    z = np.asarray(cell_logits, dtype=np.float64).reshape(-1)
+    if z.shape != (9,):
+        raise PolicyError(f"the model observation needs the nine cell logits, got {z.shape[0]} numbers")
+    p = np.exp(z - z.max())
+    return np.concatenate([board_observation(board), (p / p.sum()).astype(np.float32)]).astype(np.float32)
 
 
 def feature_observation(board: Board, activations: np.ndarray) -> np.ndarray:
@@ -199,7 +217,7 @@ class LearnedSteeringPolicy(SteeringPolicy):
         self.codec = codec
         self.net = net
         self.obs_features = tuple(int(f) for f in obs_features)
-        n_in = BOARD_OBS_SIZE if obs == "board" else len(self.obs_features) + 1
+        n_in = {"board": BOARD_OBS_SIZE, "board+model": MODEL_OBS_SIZE}.get(obs, len(self.obs_features) + 1)
         if obs == "features" and not self.obs_features:
             raise PolicyError(f"{self.source or 'policy'}: a features observation needs 'obs_features'")
         if net.n_inputs != n_in:
@@ -214,17 +232,29 @@ class LearnedSteeringPolicy(SteeringPolicy):
     def needs_features(self) -> bool:
         return self.obs == "features"
 
+    @property
+    def needs_model(self) -> bool:
+        """True for the ``board+model`` observation: the bot then passes the boards' unsteered
+        cell logits to :meth:`coefficients` (``cell_logits``)."""
+        return self.obs == "board+model"
+
     def check_sae(self, d_sae: int, hook_name: str) -> None:
         super().check_sae(d_sae, hook_name)
         for f in self.obs_features:
             if not 0 <= f < d_sae:
                 raise PolicyError(f"{self.source or 'policy'}: observed feature {f} is out of range 0..{d_sae - 1}")
 
-    def observations(self, boards: Sequence[Board], activations: Any = None) -> np.ndarray:
+    def observations(self, boards: Sequence[Board], activations: Any = None, cell_logits: Any = None) -> np.ndarray:
         """``[B, n_in]``: what the net reads for each board (``activations``: ``[B, d_sae]``
-        unsteered SAE activations, needed by the ``features`` observation)."""
+        unsteered SAE activations, needed by the ``features`` observation; ``cell_logits``:
+        ``[B, 9]`` unsteered cell logits, needed by ``board+model``)."""
         if self.obs == "board":
             return np.stack([board_observation(b) for b in boards])
+        if self.obs == "board+model":
+            if cell_logits is None:
+                raise PolicyError(f"{self.source or 'policy'} observes the model's move: pass the unsteered cell logits")
+            z = np.asarray(cell_logits.detach().cpu() if hasattr(cell_logits, "detach") else cell_logits, dtype=np.float32)
+            return np.stack([board_model_observation(b, z[i]) for i, b in enumerate(boards)])
         if activations is None:
             raise PolicyError(f"{self.source or 'policy'} observes SAE features: pass the unsteered activations")
         acts = np.asarray(activations.detach().cpu() if hasattr(activations, "detach") else activations, dtype=np.float32)
@@ -242,10 +272,10 @@ class LearnedSteeringPolicy(SteeringPolicy):
             start += n
         return np.stack(heads, axis=1)
 
-    def coefficients(self, boards: Sequence[Board], features: Any = None) -> list[list[float]]:
+    def coefficients(self, boards: Sequence[Board], features: Any = None, cell_logits: Any = None) -> list[list[float]]:
         if not boards:
             return []
-        return self.codec.coefficients(self.actions(self.observations(boards, features))).tolist()
+        return self.codec.coefficients(self.actions(self.observations(boards, features, cell_logits))).tolist()
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "features": list(self.features), "obs": self.obs,

@@ -308,7 +308,7 @@ class CachedAnswerReader(AnswerReader):
         mass = base_mass if added is None else None
         if added is None:
             logits = base
-        elif self.digit_mass and base_mass is not None:
+        elif self.digit_mass and self.path.w.unembed_all is not None:
             def with_mass(idx: list[int], vec: "torch.Tensor") -> "torch.Tensor":
                 lg, lm_ = self.path.answer_logits_and_mass([ents[i] for i in idx], vec)
                 return torch.cat([lg, lm_[:, None]], dim=1)

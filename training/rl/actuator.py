@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from bots.llm.learned import ActionCodec, BOARD_OBS_SIZE, board_observation, feature_observation
+from bots.llm.learned import (BOARD_OBS_SIZE, MODEL_OBS_SIZE, ActionCodec, board_model_observation, board_observation,
+                               feature_observation)
 from server.game import Board
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ class LLMActuator:
 
     @property
     def obs_size(self) -> int:
-        return BOARD_OBS_SIZE if self.obs == "board" else len(self.obs_features) + 1
+        return {"board": BOARD_OBS_SIZE, "board+model": MODEL_OBS_SIZE}.get(self.obs, len(self.obs_features) + 1)
 
     def warm(self, boards: Sequence[Board], batch: int = 32, progress: Any = None, store: "Path | None" = None) -> dict[str, Any]:
         """Run the prompts of ``boards`` once (the per-board cache) and keep their
@@ -78,7 +79,7 @@ class LLMActuator:
             progress(loaded)
         todo = [b for b in boards if b.code not in self.bot.reader.cache._entries] if loaded else list(boards)
         self._prefill(todo, batch, progress)
-        if self.obs == "features":
+        if self.obs != "board":
             self.observe(list(boards))
         if store is not None and todo:
             save_prompt_store(self.bot.reader, store)
@@ -99,9 +100,14 @@ class LLMActuator:
         missing = list(dict.fromkeys(b.code for b in boards if b.code not in self._feature_obs))
         if missing:
             batch = self.bot.reader.answer([Board(c) for c in missing])
-            acts = self.bot.sae.encode(batch.hook_acts)[:, self.obs_features].numpy()  # type: ignore[union-attr]
-            for j, code in enumerate(missing):
-                self._feature_obs[code] = feature_observation(Board(code), acts[j])
+            if self.obs == "board+model":
+                logits = batch.base_logits.numpy()
+                for j, code in enumerate(missing):
+                    self._feature_obs[code] = board_model_observation(Board(code), logits[j])
+            else:
+                acts = self.bot.sae.encode(batch.hook_acts)[:, self.obs_features].numpy()  # type: ignore[union-attr]
+                for j, code in enumerate(missing):
+                    self._feature_obs[code] = feature_observation(Board(code), acts[j])
         return np.stack([self._feature_obs[b.code] for b in boards]) if boards else np.zeros((0, self.obs_size), np.float32)
 
     def act(self, boards: Sequence[Board], actions: np.ndarray) -> list[MoveOutcome]:
@@ -151,7 +157,8 @@ def prompt_store_path(lm: Any, reader: Any, weights_hash: str) -> Path | None:
 def save_prompt_store(reader: Any, path: Path) -> None:
     import torch
 
-    entries = {code: {"length": e.length, "resid": e.resid, "kv": e.kv, "digit_logits": e.digit_logits}
+    entries = {code: {"length": e.length, "resid": e.resid, "kv": e.kv, "digit_logits": e.digit_logits,
+                      **({"log_digit_mass": e.log_digit_mass} if e.log_digit_mass is not None else {})}
                for code, e in reader.cache._entries.items()}
     prompts = {code: list(reader.prompt_ids(Board(code))) for code in entries}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -181,6 +188,6 @@ def load_prompt_store(reader: Any, path: Path, boards: Sequence[Board]) -> int:
         if e is None or data["prompts"].get(b.code) != list(reader.prompt_ids(b)):
             continue
         reader.cache.put(b.code, BoardEntry(length=int(e["length"]), resid=e["resid"], kv=e["kv"],
-                                            digit_logits=e["digit_logits"]))
+                                            digit_logits=e["digit_logits"], log_digit_mass=e.get("log_digit_mass")))
         n += 1
     return n

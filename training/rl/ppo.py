@@ -654,7 +654,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g("--basis", choices=("sae", "directions"), default=d.basis,
       help="sae: steer along the features' decoder rows; directions: seeded random residual directions of the same "
            "norms instead (the non-SAE control; the policy is then not shippable)")
-    g("--obs", choices=("board", "features"), default=d.obs, help="observation: the board, or the SAE activations of the labelled features")
+    g("--obs", choices=("board", "board+model", "features"), default=d.obs,
+      help="observation: the board; the board and the model's own unsteered move distribution; or the SAE activations "
+           "of the labelled features")
     g("--action", choices=("sparse", "dense"), default=d.action, help="sparse: feature+strength per slot; dense: a coefficient per feature")
     g("--strengths", default=",".join(f"{s:g}" for s in d.strengths), help="sparse: the signed coefficients a slot can apply")
     g("--slots", type=int, default=d.slots, help="sparse: distinct features steered per move at most")
@@ -753,9 +755,9 @@ def _check(cfg: TrainConfig, args: argparse.Namespace) -> list[int]:
     return seeds
 
 
-def after_training(policy: Any, report: dict[str, Any], lm: Any, sae: Any, cfg: TrainConfig, args: argparse.Namespace,
-                   readers: dict[str, Any], progress: bool = True) -> None:
-    """The final policy on what it was and was not trained on (every figure exact)."""
+def after_training(policy: Any, report: dict[str, Any], cfg: TrainConfig, args: argparse.Namespace) -> None:
+    """The final policy on what it was trained on, and on the random player (every figure
+    exact); the held-out phrasings come later (:func:`heldout_phrasings`)."""
     from training.heldout import open_positions
 
     actuators = report.pop("_actuators")
@@ -765,19 +767,29 @@ def after_training(policy: Any, report: dict[str, Any], lm: Any, sae: Any, cfg: 
     report["vs_minimax_exact"] = evaluate_exact(policy, first)
     report["vs_random_exact"] = evaluate_exact(policy, first, opponent="random")
     report["digit_mass"] = digit_mass_check(policy, first, open_positions())
-    held = [p.strip() for p in args.heldout_phrasings.split(",") if p.strip()]
-    if held:
-        others = build_actuators(lm, sae, cfg, policy.features, phrasings=held, readers=readers)
-        if cfg.warm:
-            warm_actuators(others, lm, report["weights_before"]["model"], store=cfg.prompt_store, progress=progress)
-        readers.update({p: a.bot.reader for p, a in others.items()})
-        for p, act in others.items():
-            report.setdefault("heldout_phrasings", {})[p] = {"positions": evaluate_positions(policy, act),
-                                                            "vs_minimax_exact": evaluate_exact(policy, act)}
     if args.server_games:
         report["server_games"] = [*play_server_games(policy, first, args.server_games, cfg.seed, "minimax"),
                                   *play_server_games(policy, first, args.server_games, cfg.seed, "random")]
     report["after_training_seconds"] = round(time.perf_counter() - t, 1)
+
+
+def heldout_phrasings(runs: list[tuple[Any, dict[str, Any], TrainConfig]], phrasings: Sequence[str], lm: Any,
+                      sae: Any, progress: bool = True) -> None:
+    """Each run's final policy on the prompt phrasings it was not trained on: value kept on
+    every open position and the exact walk against minimax. One phrasing's prompt cache at a
+    time (about 4 GB for SmolLM2), shared by the runs."""
+    for phrasing in phrasings:
+        reader = None
+        for policy, report, cfg in runs:
+            act = build_actuators(lm, sae, cfg, policy.features, phrasings=[phrasing],
+                                  readers={phrasing: reader} if reader is not None else None)[phrasing]
+            if reader is None and cfg.warm:
+                warm_actuators({phrasing: act}, lm, report["weights_before"]["model"], store=cfg.prompt_store,
+                               progress=progress)
+            reader = act.bot.reader
+            report.setdefault("heldout_phrasings", {})[phrasing] = {"positions": evaluate_positions(policy, act),
+                                                                   "vs_minimax_exact": evaluate_exact(policy, act)}
+        del reader
 
 
 def summarize(cards: list[dict[str, Any]]) -> dict[str, Any]:
@@ -845,7 +857,7 @@ def run(args: argparse.Namespace) -> int:
 
     out_root = Path(args.out)
     readers: dict[str, Any] = {}
-    cards: list[dict[str, Any]] = []
+    runs: list[tuple[Any, dict[str, Any], TrainConfig]] = []
     curves: dict[str, list[dict[str, Any]]] = {}
     weights_hash = lm.weights_hash()
     for seed in seeds:
@@ -866,13 +878,11 @@ def run(args: argparse.Namespace) -> int:
             return 1
         if run_cfg.warm:
             report["warm_up"] = warm
-        after_training(policy, report, lm, sae, run_cfg, args, readers)
+        after_training(policy, report, run_cfg, args)
         report.update(command=command, model=lm.name, sae=_relative(sae.source), hook_name=sae.hook_name,
                       torch=torch.__version__, python=platform.python_version(), cpus=_cpus(),
-                      date=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
-        (out / "run_card.json").write_text(json.dumps(report, indent=2) + "\n")
-        write_card_md(report, out / "run_card.md")
-        cards.append(report)
+                      date=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), out=str(out))
+        runs.append((policy, report, run_cfg))
         curves[f"seed {seed}"] = report["evals"]
         published.summary({"policy": policy.digest, "final_eval": report["final_eval"], "stopped_by": report["stopped_by"],
                            "wall_seconds": report["wall_seconds"], "weights_unchanged": report["weights_unchanged"],
@@ -884,6 +894,14 @@ def run(args: argparse.Namespace) -> int:
                                   for p, v in pos.items())
                       + f"; vs minimax draws {100 * report['vs_minimax_exact']['X']['draw']:.1f} / "
                         f"{100 * report['vs_minimax_exact']['O']['draw']:.1f} %")
+        del actuators
+    readers.clear()  # the training phrasings' prompt caches: free them before the held-out ones
+    heldout_phrasings(runs, [p.strip() for p in args.heldout_phrasings.split(",") if p.strip()], lm, sae)
+    cards = [report for _, report, _ in runs]
+    for report in cards:
+        out = Path(report.pop("out"))
+        (out / "run_card.json").write_text(json.dumps(report, indent=2) + "\n")
+        write_card_md(report, out / "run_card.md")
     plot_learning_curve(curves, args.plot, f"{lm.name}: PPO steering policy, {cfg.obs} obs, {cfg.action} action "
                         f"({cfg.slots} slots), {cfg.mode} reading, via {cfg.via}, phrasings {','.join(cfg.phrasings)}, "
                         f"seeds {','.join(map(str, seeds))}")
