@@ -75,7 +75,7 @@ class TrainConfig:
     pick: str = "labels"  # labels | random | shuffled
     basis: str = "sae"  # sae: the features' decoder rows | directions: seeded random residual directions (a control)
     n_features: int = 27
-    obs: str = "board"  # board | features
+    obs: str = "board+model"  # board | board+model | features
     action: str = "sparse"  # sparse | dense
     strengths: list[float] = field(default_factory=lambda: [-8.0, -4.0, -2.0, -1.0, 1.0, 2.0, 4.0, 8.0])
     slots: int = 2  # sparse: at most this many distinct features per move
@@ -83,7 +83,7 @@ class TrainConfig:
     seat: str = "both"
     p_o: float = 0.5  # share of games as O when seat is both
     mode: str = "strict"
-    push_cost: float = 0.02
+    push_cost: float = 0.1
     shaping: str = "value"  # value (the change of the solved value a move makes) | none (result only)
     opponents: str = ",".join(HOUSE_NAMES)  # house bots the games are drawn against, name[:weight]
     random_openings: float = 0.5  # chance a game opens with 1..max_random_moves random moves of the LLM's side
@@ -96,12 +96,12 @@ class TrainConfig:
     learning_rate: float = 3e-3
     gamma: float = 0.0
     gae_lambda: float = 0.0
-    ent_coef: float = 0.001
+    ent_coef: float = 0.003
     clip_range: float = 0.2
     net_arch: list[int] = field(default_factory=lambda: [256, 256])
-    none_bias: float = 3.0  # added to each slot's "no steering" logit at the start
-    total_steps: int = 600_000
-    budget_seconds: float = 3600.0  # wall clock, warm-up included
+    none_bias: list[float] = field(default_factory=lambda: [3.0, 6.0])  # added to each slot's "no steering" logit at the start
+    total_steps: int = 262_144  # 128 PPO updates of 64 games x 32 moves
+    budget_seconds: float = 7200.0  # wall clock (a safety stop; runs are compared at equal steps)
     eval_every: int = 32_768
     target: float = 0.99  # value kept (both sides, every training phrasing) and draws vs minimax
     stable_evals: int = 5  # stop once this many evaluations in a row meet the target
@@ -372,8 +372,8 @@ def _new_model(cfg: TrainConfig, env: Any, n_choices: int) -> Any:
                 policy_kwargs={"net_arch": {"pi": list(cfg.net_arch), "vf": list(cfg.net_arch)}})
     if cfg.action == "sparse" and cfg.none_bias:
         with torch.no_grad():
-            for slot in range(cfg.slots):  # each slot's "no steering" choice starts likely
-                model.policy.action_net.bias[slot * n_choices] += cfg.none_bias
+            for slot in range(cfg.slots):  # each slot's "no steering" choice starts likely (a later slot more so)
+                model.policy.action_net.bias[slot * n_choices] += cfg.none_bias[min(slot, len(cfg.none_bias) - 1)]
     return model
 
 
@@ -682,7 +682,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g("--ent-coef", type=float, default=d.ent_coef, help="entropy bonus")
     g("--clip-range", type=float, default=d.clip_range, help="PPO clip range")
     g("--net-arch", default=",".join(str(n) for n in d.net_arch), help="hidden layer sizes of the policy and value nets")
-    g("--none-bias", type=float, default=d.none_bias, help="sparse: added to the 'no steering' logit at the start")
+    g("--none-bias", default=",".join(f"{b:g}" for b in d.none_bias),
+      help="sparse: added to each slot's 'no steering' logit at the start (comma list, one per slot; the last repeats)")
     g("--total-steps", type=int, default=d.total_steps, help="PPO steps (LLM moves) at most")
     g("--budget-seconds", type=float, default=d.budget_seconds, help="wall-clock budget, warm-up included")
     g("--eval-every", type=int, default=d.eval_every, help="steps between exact evaluations")
@@ -723,7 +724,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                        push_cost=args.push_cost, shaping=args.shaping, n_envs=args.n_envs, n_steps=args.n_steps, batch_size=args.batch_size,
                        n_epochs=args.n_epochs, learning_rate=args.lr, gamma=args.gamma, gae_lambda=args.gae_lambda,
                        ent_coef=args.ent_coef, clip_range=args.clip_range,
-                       net_arch=[int(x) for x in args.net_arch.split(",") if x.strip()], none_bias=args.none_bias,
+                       net_arch=[int(x) for x in args.net_arch.split(",") if x.strip()], none_bias=floats(args.none_bias) or [0.0],
                        total_steps=args.total_steps, budget_seconds=args.budget_seconds, eval_every=args.eval_every,
                        target=args.target, via=args.via, warm=not args.no_warm,
                        prompt_store=not args.no_prompt_store, opponents=args.opponents,

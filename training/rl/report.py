@@ -1,7 +1,7 @@
 """``autosteer-train rl-report``: what a learned steering policy does, in game terms.
 
-On every board the policy meets when it plays minimax (its own game tree, as X and as O,
-minimax any optimal move), it records the coefficients it applies and the push they make.
+On every open position (4,520; the LLM playing the side to move) it records the
+coefficients the policy applies and the push they make.
 Boards are grouped into *situations* (seat × phase, and the board concepts "I can win",
 "I must block", "centre empty"); the report gives, per situation, the mean coefficient of
 each steered feature (a heatmap, rows labelled from ``features.json``), how often the policy
@@ -50,35 +50,23 @@ def situations(board: Board) -> list[str]:
     return out
 
 
-def policy_tree(policy: Any, actuator: Any, seat: Seat) -> list[tuple[Board, Any, Any]]:
-    """(board, coefficient row, move outcome) on every board of the policy's tree vs minimax."""
-    from server.solver import optimal_cells
+def position_rows(policy: Any, actuator: Any, boards: list[Board] | None = None) -> list[tuple[Board, Any, Any]]:
+    """(board, coefficients, move) for every open position (or ``boards``), the LLM to move."""
+    from training.heldout import open_positions
 
-    out = []
-    frontier = {Board.empty().code}
-    seen: set[str] = set()
-    while frontier:
-        boards = [Board(c) for c in sorted(frontier) if c not in seen and not Board(c).is_over]
-        seen |= frontier
-        mine = [b for b in boards if b.turn is seat]
-        nxt: set[str] = set()
-        if mine:
-            acts = policy.actions(actuator.observe(mine))
-            coefs = actuator.codec.coefficients(acts)
-            moves = actuator.act(mine, acts)
-            for b, row, m in zip(mine, coefs, moves):
-                out.append((b, row, m))
-                if m.legal:
-                    nxt.add(b.play(m.cell).code)
-        for b in boards:
-            if b.turn is not seat:
-                nxt |= {b.play(c).code for c in optimal_cells(b)}
-        frontier = nxt
+    boards = list(boards) if boards is not None else open_positions()
+    out: list[tuple[Board, Any, Any]] = []
+    for i in range(0, len(boards), 512):
+        part = boards[i:i + 512]
+        acts = policy.actions(actuator.observe(part))
+        out += list(zip(part, actuator.codec.coefficients(acts), actuator.act(part, acts)))
     return out
 
 
-def build_report(policy: Any, actuator: Any, labels: dict[int, str]) -> dict[str, Any]:
-    rows = policy_tree(policy, actuator, Seat.X) + policy_tree(policy, actuator, Seat.O)
+def build_report(policy: Any, actuator: Any, labels: dict[int, str], boards: list[Board] | None = None) -> dict[str, Any]:
+    """What the policy does on every open position (or ``boards``): mean coefficient per
+    feature and situation, and its steering budget."""
+    rows = position_rows(policy, actuator, boards)
     feats = list(policy.features)
     groups: dict[str, list[np.ndarray]] = {}
     for b, row, _ in rows:
@@ -164,14 +152,8 @@ def write_markdown(rep: dict[str, Any], path: Path, policy: Any, source: str, he
                 lines.append(f"| {opp} | {seat} | {100 * r['draw']:.2f} % | {100 * r['win']:.2f} % | {100 * r['loss']:.2f} % | "
                              f"{100 * r['illegal']:.2f} % | {r['games']} | {r['mean_push']:.3f} | {r['mean_kl']:.3f} |")
         lines.append("")
-    elif card:
-        ev = card.get("final_eval") or {}
-        if ev:
-            lines += [f"Exact strict outcome vs minimax (run card): draw {100 * ev['X']['draw']:.1f} % as X, "
-                      f"{100 * ev['O']['draw']:.1f} % as O; illegal {100 * ev['X']['illegal']:.1f} % / "
-                      f"{100 * ev['O']['illegal']:.1f} %.", ""]
     lines += ["## Steering budget per move", "",
-              f"- Boards the policy meets against minimax (its own tree, X and O): {rep['boards']}; illegal moves on them: {rep['illegal']}",
+              f"- Open positions (the LLM to move, X and O): {rep['boards']}; illegal moves on them: {rep['illegal']}",
               f"- Moves it steers at all: {100 * rep['steered_share']:.1f} %; moves whose cell the steering changes: "
               f"{100 * rep['changed_share']:.1f} %",
               "- Features steered per move: " + ", ".join(f"{k}: {v} boards" for k, v in rep["features_per_move"].items()),
@@ -179,7 +161,7 @@ def write_markdown(rep: dict[str, Any], path: Path, policy: Any, source: str, he
               f"max {rep['push_max']:.3f} (unweighted over boards)"]
     if rep.get("digit_mass"):
         d = rep["digit_mass"]
-        lines.append(f"- Digits' share of the full next-token distribution (full forward, {d['boards']} boards of the tree): "
+        lines.append(f"- Digits' share of the full next-token distribution (full forward, {d['boards']} open positions, seeded sample): "
                      f"steered mean {d['steered_mean']:.3f} (min {d['steered_min']:.3f}); unsteered mean "
                      f"{d['unsteered_mean']:.3f} (min {d['unsteered_min']:.3f})")
     lines += ["",
@@ -197,7 +179,7 @@ def write_markdown(rep: dict[str, Any], path: Path, policy: Any, source: str, he
         lines.append(f"| {f} | {(rep['labels'].get(f) or '—')[:70]} | {rep['use_counts'][f]} | {cells} |")
     unused = [rep["features"][i] for i in range(len(rep["features"])) if i not in rep["used"]]
     if unused:
-        lines += ["", f"Never steered on its tree: {', '.join(map(str, unused))}."]
+        lines += ["", f"Never steered on any open position: {', '.join(map(str, unused))}."]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
 
@@ -213,7 +195,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-digit-mass", dest="digit_mass", action="store_false",
                         help="skip the full forwards that measure the digits' share of the next-token distribution")
     parser.add_argument("--digit-mass-boards", type=int, default=200,
-                        help="boards (a seeded sample of the policy's tree) whose full next-token distribution is measured")
+                        help="open positions (a seeded sample) whose full next-token distribution is measured")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -226,7 +208,8 @@ def run(args: argparse.Namespace) -> int:
     from bots.llm.model import load_model
     from bots.llm.policy import PolicyError, load_policy
     from training.rl.actuator import prompt_store_path
-    from training.rl.ppo import TrainConfig, build_actuator, llm_boards
+    from training.heldout import open_positions
+    from training.rl.ppo import TrainConfig, build_actuator
 
     torch.set_num_threads(max(1, args.threads))
     try:
@@ -250,14 +233,14 @@ def run(args: argparse.Namespace) -> int:
     actuator = build_actuator(lm, sae, cfg, policy.features)
     store = prompt_store_path(lm, actuator.bot.reader, lm.weights_hash())
     if store is not None:
-        actuator.warm(llm_boards(Seat.X) + llm_boards(Seat.O), store=store)
+        actuator.warm(open_positions(), store=store)
     labels = {f: sae.label(f) or "" for f in policy.features}
     rep = build_report(policy, actuator, labels)
     from training.rl.ppo import evaluate_exact
 
     rep["exact"] = {"minimax": evaluate_exact(policy, actuator), "random": evaluate_exact(policy, actuator, "random")}
     if args.digit_mass:
-        rows = policy_tree(policy, actuator, Seat.X) + policy_tree(policy, actuator, Seat.O)
+        rows = position_rows(policy, actuator)
         if len(rows) > args.digit_mass_boards:  # a seeded sample keeps the full forwards bounded
             import random
 
