@@ -458,3 +458,33 @@ def test_summary_gives_mean_and_spread_over_seeds() -> None:
     assert s["seeds"] == [0, 1, 2]
     k = s["over_seeds"]["kept_grid_X"]
     assert abs(k["mean"] - 0.95) < 1e-12 and k["min"] == 0.9 and k["max"] == 1.0 and abs(k["sd"] - 0.05) < 1e-12
+
+
+def test_a_policy_that_reads_the_models_move_plays_through_the_bot_as_in_training(stack, tmp_path) -> None:
+    """``board+model``: the bot hands the policy the unsteered cell logits, and the saved file
+    steers each board exactly as the training actuator did."""
+    from stable_baselines3 import PPO
+
+    from bots.llm.bot import LLMBot
+    from bots.llm.policy import load_policy
+    from training.rl.env import EnvConfig, LocalTransport, SteeringVecEnv
+    from training.rl.ppo import build_actuator, export_policy, llm_boards
+
+    lm, sae = stack
+    cfg = small_config(obs="board+model")
+    act = build_actuator(lm, sae, cfg, FEATURES)
+    env = SteeringVecEnv(act, LocalTransport(), 2, EnvConfig(seed=1))
+    model = PPO("MlpPolicy", env, n_steps=8, batch_size=16, seed=4, device="cpu",
+                policy_kwargs={"net_arch": {"pi": [16], "vf": [16]}})
+    policy = export_policy(model, act, sae)
+    policy.save(tmp_path / "p.json")
+    loaded = load_policy(tmp_path / "p.json", d_sae=sae.d_sae, hook_name=sae.hook_name)
+    assert loaded.needs_model and loaded.digest == policy.digest
+    boards = llm_boards(Seat.O)[:12]
+    obs = act.observe(boards)
+    assert obs.shape == (12, 37) and np.allclose(obs[:, 28:].sum(axis=1), 1.0, atol=1e-5)
+    bot = LLMBot(lm, sae=sae, policy=loaded, mode="masked", top_k=0)
+    moves = bot.play(boards)
+    expected = act.act(boards, policy.actions(obs))
+    assert [m.reading.cell for m in moves] == [e.cell for e in expected]
+    assert {m.trace["policy"] for m in moves} == {policy.digest}
