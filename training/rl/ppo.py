@@ -100,7 +100,7 @@ class TrainConfig:
     clip_range: float = 0.2
     net_arch: list[int] = field(default_factory=lambda: [256, 256])
     none_bias: list[float] = field(default_factory=lambda: [3.0, 6.0])  # added to each slot's "no steering" logit at the start
-    total_steps: int = 262_144  # 128 PPO updates of 64 games x 32 moves
+    total_steps: int = 393_216  # 192 PPO updates of 64 games x 32 moves
     budget_seconds: float = 7200.0  # wall clock (a safety stop; runs are compared at equal steps)
     eval_every: int = 32_768
     target: float = 0.99  # value kept (both sides, every training phrasing) and draws vs minimax
@@ -205,20 +205,28 @@ def build_actuators(lm: Any, sae: Any, cfg: TrainConfig, features: Sequence[int]
 
 
 def warm_actuators(actuators: dict[str, Any], lm: Any, weights_hash: str, *, store: bool = True,
-                   progress: bool = True, boards: Sequence[Board] | None = None) -> dict[str, Any]:
+                   progress: bool = True, boards: Sequence[Board] | None = None, threads: int = 2) -> dict[str, Any]:
     """Run (or load from the prompt store) the prompt of every open position in each
-    actuator's phrasing; returns what was done per phrasing."""
+    actuator's phrasing, with ``threads`` torch threads (the prefill is large matrix work:
+    both cores pay; training's small steps run best on one); returns what was done per phrasing."""
+    import torch
+
     from training.heldout import open_positions
     from training.rl.actuator import prompt_store_path
 
     boards = list(boards) if boards is not None else open_positions()
     out: dict[str, Any] = {}
-    for name, act in actuators.items():
-        path = prompt_store_path(lm, act.bot.reader, weights_hash) if store else None
-        info: dict[str, Any] = {}
-        _with_bar(progress, len(boards), f"warm-up: prompts of every open position ({name})",
-                  lambda step: info.update(act.warm(boards, progress=step, store=path)))
-        out[name] = info
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads))
+    try:
+        for name, act in actuators.items():
+            path = prompt_store_path(lm, act.bot.reader, weights_hash) if store else None
+            info: dict[str, Any] = {}
+            _with_bar(progress, len(boards), f"warm-up: prompts of every open position ({name})",
+                      lambda step: info.update(act.warm(boards, progress=step, store=path)))
+            out[name] = {**info, "threads": threads}
+    finally:
+        torch.set_num_threads(before)
     return out
 
 
@@ -703,7 +711,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                    "and vs random through a server with the final policy")
     g("--heldout-phrasings", default="list", help="after training, also evaluate exactly on these prompt phrasings "
                                                   "(comma list; not trained on)")
-    g("--threads", type=int, default=2, help="torch CPU threads (the warm-up uses them all)")
+    g("--threads", type=int, default=1, help="torch CPU threads for training (1 is fastest: small steps, a server beside)")
+    g("--warm-threads", type=int, default=2, help="torch CPU threads for the warm-up's prefill (large matrix work)")
     g("--out", type=Path, default=ROOT / "var" / "rl" / "run", help="folder for the policy, logs, checkpoint and run card")
     g("--resume", action="store_true", help="continue from the checkpoint in --out")
     g("--plot", type=Path, default=DEFAULT_PLOT, help="learning-curve PNG")
@@ -775,7 +784,7 @@ def after_training(policy: Any, report: dict[str, Any], cfg: TrainConfig, args: 
 
 
 def heldout_phrasings(runs: list[tuple[Any, dict[str, Any], TrainConfig]], phrasings: Sequence[str], lm: Any,
-                      sae: Any, progress: bool = True) -> None:
+                      sae: Any, progress: bool = True, threads: int = 2) -> None:
     """Each run's final policy on the prompt phrasings it was not trained on: value kept on
     every open position and the exact walk against minimax. One phrasing's prompt cache at a
     time (about 4 GB for SmolLM2), shared by the runs."""
@@ -786,7 +795,7 @@ def heldout_phrasings(runs: list[tuple[Any, dict[str, Any], TrainConfig]], phras
                                   readers={phrasing: reader} if reader is not None else None)[phrasing]
             if reader is None and cfg.warm:
                 warm_actuators({phrasing: act}, lm, report["weights_before"]["model"], store=cfg.prompt_store,
-                               progress=progress)
+                               progress=progress, threads=threads)
             reader = act.bot.reader
             report.setdefault("heldout_phrasings", {})[phrasing] = {"positions": evaluate_positions(policy, act),
                                                                    "vs_minimax_exact": evaluate_exact(policy, act)}
@@ -867,7 +876,7 @@ def run(args: argparse.Namespace) -> int:
         features = pick_features(sae, run_cfg)
         actuators = build_actuators(lm, sae, run_cfg, features, readers=readers)
         if run_cfg.warm:
-            warm = warm_actuators(actuators, lm, weights_hash, store=run_cfg.prompt_store)
+            warm = warm_actuators(actuators, lm, weights_hash, store=run_cfg.prompt_store, threads=args.warm_threads)
         readers.update({p: a.bot.reader for p, a in actuators.items()})
         published = progress_publisher(args.mqtt, run=(args.run_id or f"ppo-{int(time.time())}") + f"-seed{seed}")
         try:
@@ -897,7 +906,8 @@ def run(args: argparse.Namespace) -> int:
                         f"{100 * report['vs_minimax_exact']['O']['draw']:.1f} %")
         del actuators
     readers.clear()  # the training phrasings' prompt caches: free them before the held-out ones
-    heldout_phrasings(runs, [p.strip() for p in args.heldout_phrasings.split(",") if p.strip()], lm, sae)
+    heldout_phrasings(runs, [p.strip() for p in args.heldout_phrasings.split(",") if p.strip()], lm, sae,
+                      threads=args.warm_threads)
     cards = [report for _, report, _ in runs]
     for report in cards:
         out = Path(report.pop("out"))
