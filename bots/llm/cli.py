@@ -22,9 +22,10 @@ SHIPPED_POLICY_FILE = "policy.json"
 #: ``--policy auto`` prefers the learned (PPO) policy, which beats the fixed vector in strict
 #: reading (README, "Learned steering policy (RL)"), then the fixed vector
 SHIPPED_POLICY_FILES = ("learned_policy.json", SHIPPED_POLICY_FILE)
-#: the move reading of `autosteer-bot run --kind llm` and of the TUI's demo bot: masked, the
-#: reading the shipped steering vector was searched for (docs/LLM_BOT.md has both modes' results;
-#: evaluations report strict as the headline and pass --mode explicitly)
+#: the move reading of `autosteer-bot run --kind llm` and of the TUI's demo bot: masked, because
+#: the shipped learned policy still names an occupied cell on some open positions in strict
+#: reading (its run card counts them); strict becomes the default once that count is 0.
+#: Evaluations report strict as the headline and pass --mode explicitly.
 DEFAULT_MODE = "masked"
 
 
@@ -40,10 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "shipped in bots/llm/artifacts (learned_policy.json, else policy.json; else no steering); "
                         "'none' plays unsteered")
     g.add_argument("--mode", choices=MODES, default=DEFAULT_MODE,
-                   help="masked (the default for play: a person's moves lead off the minimax lines the learned policy "
-                        "was trained on, where strict reading forfeits often): argmax over the legal cells; strict (the "
-                        "reading of every headline figure and of the tournament): argmax over all nine cells, an "
-                        "occupied cell forfeits")
+                   help="masked (the default for play: the shipped policy still names an occupied cell on a few open "
+                        "positions in strict reading): argmax over the legal cells; strict (the reading of every headline "
+                        "figure and of the tournament): argmax over all nine cells, an occupied cell forfeits")
     g.add_argument("--top-k", type=int, default=8, help="SAE features reported in each move's trace")
     g.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest under contention)")
     g.add_argument("--cache-boards", type=int, default=256,

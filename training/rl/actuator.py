@@ -74,6 +74,10 @@ class LLMActuator:
         pure function of the model's weights, the hook layer and the prompt, which the
         file's name and content pin (see :func:`prompt_store_path`)."""
         t = time.perf_counter()
+        held = self.bot.reader.cache._entries
+        if all(b.code in held for b in boards):  # a shared reader already warm: nothing to load or run
+            return {"boards": len(boards), "from_store": 0, "computed": 0, "already_cached": len(boards),
+                    "seconds": round(time.perf_counter() - t, 1), "store": str(store) if store else None}
         loaded = load_prompt_store(self.bot.reader, store, boards) if store is not None else 0
         if progress is not None and loaded:
             progress(loaded)

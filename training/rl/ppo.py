@@ -438,7 +438,8 @@ def train_ppo(cfg: TrainConfig, lm: Any, sae: Any, *, out_dir: Path | None = Non
 
     def evaluate(step: int) -> None:
         t = time.perf_counter()
-        row = {"step": step, **evaluation_row(export_policy(model, actuator, sae), actuators)}
+        policy = export_policy(model, actuator, sae)
+        row = {"step": step, "policy": policy.digest, **evaluation_row(policy, actuators)}
         timer.add("evaluations (every open position, tree walks)", time.perf_counter() - t)
         row.update(wall_s=round(timer.wall, 1), cpu_s=round(timer.cpu, 1))
         state["evals"].append(row)
@@ -513,8 +514,8 @@ def train_ppo(cfg: TrainConfig, lm: Any, sae: Any, *, out_dir: Path | None = Non
         if not state["stop"]:
             model.learn(total_timesteps=max(0, cfg.total_steps - model.num_timesteps), callback=Callback(),
                         reset_num_timesteps=not resume, progress_bar=False)
-        if state["evals"][-1]["step"] != model.num_timesteps:
-            evaluate(model.num_timesteps)  # the final policy is the one returned: always evaluated
+        if state["evals"][-1]["policy"] != export_policy(model, actuator, sae).digest:
+            evaluate(model.num_timesteps)  # the final policy (after the update that follows the last rollout)
     finally:
         env.close()
         if server is not None:
@@ -797,8 +798,10 @@ def heldout_phrasings(runs: list[tuple[Any, dict[str, Any], TrainConfig]], phras
                 warm_actuators({phrasing: act}, lm, report["weights_before"]["model"], store=cfg.prompt_store,
                                progress=progress, threads=threads)
             reader = act.bot.reader
+            t = time.perf_counter()
             report.setdefault("heldout_phrasings", {})[phrasing] = {"positions": evaluate_positions(policy, act),
                                                                    "vs_minimax_exact": evaluate_exact(policy, act)}
+            report["heldout_seconds"] = round(report.get("heldout_seconds", 0.0) + time.perf_counter() - t, 1)
         del reader
 
 
@@ -893,6 +896,7 @@ def run(args: argparse.Namespace) -> int:
                       torch=torch.__version__, python=platform.python_version(), cpus=_cpus(),
                       date=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), out=str(out))
         runs.append((policy, report, run_cfg))
+        (out / "run_card.json").write_text(json.dumps(report, indent=2) + "\n")  # again with the held-out figures
         curves[f"seed {seed}"] = report["evals"]
         published.summary({"policy": policy.digest, "final_eval": report["final_eval"], "stopped_by": report["stopped_by"],
                            "wall_seconds": report["wall_seconds"], "weights_unchanged": report["weights_unchanged"],
@@ -911,6 +915,7 @@ def run(args: argparse.Namespace) -> int:
     cards = [report for _, report, _ in runs]
     for report in cards:
         out = Path(report.pop("out"))
+        report["time"]["held-out phrasings"] = report.pop("heldout_seconds", 0.0)
         (out / "run_card.json").write_text(json.dumps(report, indent=2) + "\n")
         write_card_md(report, out / "run_card.md")
     plot_learning_curve(curves, args.plot, f"{lm.name}: PPO steering policy, {cfg.obs} obs, {cfg.action} action "
