@@ -67,18 +67,21 @@ def test_saved_policy_reloads_with_the_same_actions_as_sb3(trained, stack) -> No
     from stable_baselines3 import PPO
 
     from bots.llm.policy import load_policy
-    from training.rl.ppo import llm_boards
+    from training.rl.ppo import build_actuator, llm_boards
 
     policy, report, out = trained
     loaded = load_policy(out / "policy.json", d_sae=stack[1].d_sae, hook_name=stack[1].hook_name)
     assert loaded.kind == "learned" and loaded.digest == policy.digest
     model = PPO.load(out / "checkpoint.zip", device="cpu")
     boards = llm_boards(Seat.X)[:40] + llm_boards(Seat.O)[:40]
-    obs = loaded.observations(boards)
+    act = build_actuator(stack[0], stack[1], small_config(mode="masked"), FEATURES)
+    logits = act.bot.reader.answer(boards).base_logits  # the recipe's policy reads the model's own move
+    obs = loaded.observations(boards, cell_logits=logits)
+    assert np.array_equal(obs, act.observe(boards))
     sb3, _ = model.predict(obs, deterministic=True)
     assert np.array_equal(loaded.actions(obs), sb3)  # the checkpoint is the final model, the policy too
     assert np.array_equal(loaded.actions(obs), policy.actions(obs))
-    assert loaded.coefficients(boards) == policy.coefficients(boards)
+    assert loaded.coefficients(boards, cell_logits=logits) == policy.coefficients(boards, cell_logits=logits)
 
 
 def test_exported_net_matches_sb3_exactly(stack) -> None:
@@ -162,7 +165,8 @@ def test_evaluation_applies_the_learned_steering_of_the_shipped_file(trained, st
     assert steered.trace["policy"] == loaded.digest == load_policy(path).digest
     assert steered.norm_ratio > 0 and steered.trace["steering"]
     base = plain.reader.answer([board]).logits
-    logits = bot.reader.answer([board], bot.steering.vectors(torch.tensor(loaded.coefficients([board])))).logits
+    coefs = loaded.coefficients([board], cell_logits=plain.reader.answer([board]).base_logits)
+    logits = bot.reader.answer([board], bot.steering.vectors(torch.tensor(coefs))).logits
     assert not torch.allclose(base, logits)
 
 

@@ -30,6 +30,12 @@ from typing import Any, Callable
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = "docs/results"
 LEARNED_CARD = "bots/llm/artifacts/learned_policy.card.json"
+WHOLE_GAME = f"{RESULTS}/ppo_whole_game.json"
+WHOLE_GAME_RUNS = (("the recipe (labelled features)", WHOLE_GAME),
+                   ("result-only reward (`--shaping none --gamma 0.95 --gae-lambda 0.95`)", f"{RESULTS}/ppo_result_only.json"),
+                   ("control: 27 random SAE features (`--pick random`)", f"{RESULTS}/ppo_control_random_features.json"),
+                   ("control: shuffled labels (`--pick shuffled`)", f"{RESULTS}/ppo_control_shuffled_labels.json"),
+                   ("control: random residual directions (`--basis directions`)", f"{RESULTS}/ppo_control_directions.json"))
 SAE_CARD = "bots/llm/artifacts/sae/RUN_CARD.json"
 SERVER_LOAD = f"{RESULTS}/server_load_2026-11-29.json"
 SERVER_LOAD_NO_STORING = f"{RESULTS}/server_load_no_storing_2026-11-29.json"
@@ -126,104 +132,44 @@ def _outcome(e: dict[str, Any]) -> str:
 
 
 def learned_policy(f: Files) -> list[str]:
-    """The shipped learned policy, from its run card: exact tree walks and 1,000 server games per row."""
+    """The shipped learned policy, from its run card: every open position per phrasing, the
+    exact tree walks, and games through the server."""
     card = f[LEARNED_CARD]
-    games = {(g["opponent"], g["seat"]): g for g in card.get("server_games", [])}
+    cfg = card["config"]
     rows = []
-    for opponent, exact in (("minimax", card["final_eval"]), ("random (held out)", card.get("vs_random_exact") or {})):
+    tables = [(p, "yes", v) for p, v in card["positions"].items()]
+    tables += [(p, "**held out**", v["positions"]) for p, v in card.get("heldout_phrasings", {}).items()]
+    for p, trained, table in tables:
+        x, o = table["X"], table["O"]
+        rows.append([f"`{p}`", trained, f"{_pct(x['kept_share'])} / {_pct(o['kept_share'])}",
+                     f"{x['illegal']} / {o['illegal']}", f"{_num(x['mean_push'])} / {_num(o['mean_push'])}",
+                     f"{x['mean_features_steered']:.2f} / {o['mean_features_steered']:.2f}"])
+    walks = [(cfg["phrasings"][0], "minimax", card["vs_minimax_exact"]), (cfg["phrasings"][0], "random", card["vs_random_exact"])]
+    walks += [(p, "minimax", v["vs_minimax_exact"]) for p, v in card.get("heldout_phrasings", {}).items()]
+    games = {(g["opponent"], g["seat"]): g for g in card.get("server_games", [])}
+    wrows = []
+    for p, opp, table in walks:
         for seat in ("X", "O"):
-            e = exact.get(seat)
-            if not e:
-                continue
-            g = games.get((opponent.split(" ")[0], seat))
-            played = (f"{g['draws']} / {g['wins']} / {g['losses']} ({g['illegal']})", str(g["distinct_games"])) if g \
-                else ("—", "—")
-            rows.append([opponent, seat, _outcome(e), str(e["games"]), *played, _num(e["mean_push"]),
-                         _num(e["mean_kl"]), f"{e['mean_features_steered']:.1f} (max {e['max_features_steered']})"])
-    for phrasing, seats in card.get("heldout_phrasings", {}).items():
-        x, o = seats["X"], seats["O"]
-        rows.append([f"minimax, phrasing `{phrasing}` (held out)", "X / O",
-                     f"draw {_pct(x['draw'])} / {_pct(o['draw'])} (illegal {_pct(x['illegal'])} / {_pct(o['illegal'])})",
-                     f"{x['games']} / {o['games']}", "—", "—", f"{_num(x['mean_push'])} / {_num(o['mean_push'])}",
-                     f"{_num(x['mean_kl'])} / {_num(o['mean_kl'])}", "—"])
-    head = ["opponent", "LLM seat", "exact: draw / win / loss (illegal)", "distinct games (exact tree)",
-            "games: draws / wins / losses (illegal)", "distinct games (played)", "push", "KL",
-            "features steered per move"]
-    first = next((e for e in card.get("evals", []) if min(e["draw_x"], e["draw_o"]) >= 0.99), None)
-    reached = "" if first is None else (f" Exact draws first reached ≥ 99 % as X and as O at step {first['step']:,} "
-                                        f"({first['wall_s']:.0f} s wall).")
-    return [f"`bots/llm/artifacts/learned_policy.json`, strict reading (an occupied cell loses). Command: "
-            f"`{card['command']}`.", "",
-            f"Exact = the policy walked over the whole game tree; games = seeded games through an in-process server, "
-            f"the bot a remote client; push = mean ‖added‖/‖residual‖ at the answer position. Best snapshot at step "
-            f"{card['best_step']:,} of {card['steps']:,} ({card['games']:,} training games, "
-            f"{card['wall_seconds']:.0f} s wall, {card['cpu_seconds']:.0f} s CPU).{reached} Model and SAE weights "
-            f"{'identical' if card['weights_unchanged'] else 'CHANGED'} before and after (sha256 in the card).", ""
-            ] + _table(head, rows)
-
-
-def learned_policy_evaluation(f: Files) -> list[str]:
-    from training.report import headline_table, random_table
-
-    data = f[f"{RESULTS}/llm_learned.json"]
-    return ["The same file through the evaluation protocol (`autosteer-train evaluate --policy "
-            "bots/llm/artifacts/learned_policy.json --games 1000 --seed 0 --cache-boards 3000`); no held-out "
-            "columns here (see the next section).", "", "**Against minimax**", ""
-            ] + headline_table([data], None) + ["", "**Against a uniformly random player**", ""] + random_table([data])
-
-
-def learned_policy_heldout(f: Files) -> list[str]:
-    from training.heldout import markdown_summary
-
-    held = f[f"{RESULTS}/heldout_learned.json"]
-    lines = ["`autosteer-train heldout --policy bots/llm/artifacts/learned_policy.json` (exact)."]
-    for mode in held["meta"]["modes"]:
-        lines += ["", f"**{mode.capitalize()} reading**", ""] + markdown_summary(held, mode)
-    return lines
-
-
-def learned_policy_equal_effort_controls(f: Files) -> list[str]:
-    """The policy's PPO config, budget and seed, with only the steered features changed."""
-    rows: list[list[str]] = []
-    seen_policy = False
-    for name, label in (("controls_learned_features.json", "27 random SAE features"),
-                        ("controls_learned_labels.json", "27 picked by the same rule from shuffled labels")):
-        for r in f[f"{RESULTS}/{name}"]["rows"]:
-            if r["seed"] is None:  # the policy itself, in both files
-                if seen_policy:
-                    continue
-                seen_policy, shown = True, "the 27 picked by their labelled steering effect (shipped)"
-            else:
-                shown = f"{label} (seed {r['seed']})"
-            s = r["in_sample"]["strict"]
-            x, o = s["X"], s["O"]
-            rows.append([shown, f"{100 * x['exact']['draw']:.1f} / {100 * o['exact']['draw']:.1f} %",
-                         f"{_num(x['budget']['mean_norm_ratio'])} / {_num(o['budget']['mean_norm_ratio'])}",
-                         f"{_num(x['budget']['mean_kl'])} / {_num(o['budget']['mean_kl'])}",
-                         f"{_num(x['budget']['min_digit_mass'])} / {_num(o['budget']['min_digit_mass'])}"])
-    return ["`autosteer-train controls --policy auto --bases features|labels --seeds 0 --no-heldout`; exact strict "
-            "draws against minimax.", ""] + _table(
-        ["steered features", "draw X / O", "push ‖Δ‖/‖h‖ X / O", "KL X / O", "min digit mass X / O"], rows)
-
-
-def learned_policy_features_observation(f: Files) -> list[str]:
-    card = f[f"{RESULTS}/ppo_features_obs.run_card.json"]
-    e = card["final_eval"]
-    return [f"`{card['command']}`", "",
-            f"The policy reads log1p of the unsteered SAE code of {card['obs_features']} labelled features instead "
-            f"of the board. Best snapshot at step {card['best_step']:,} of {card['steps']:,} "
-            f"({card['wall_seconds']:.0f} s wall, {card['cpu_seconds']:.0f} s CPU): exact strict draws against "
-            f"minimax **{_pct(e['X']['draw'])} as X, {_pct(e['O']['draw'])} as O**; push "
-            f"{_num(e['X']['mean_push'])} / {_num(e['O']['mean_push'])}. Run card: "
-            f"`{RESULTS}/ppo_features_obs.run_card.md`."]
-
-
-WHOLE_GAME = f"{RESULTS}/ppo_whole_game.json"
-WHOLE_GAME_RUNS = (("the recipe (labelled features)", WHOLE_GAME),
-                   ("result-only reward (`--shaping none --gamma 0.95 --gae-lambda 0.95`)", f"{RESULTS}/ppo_result_only.json"),
-                   ("control: 27 random SAE features (`--pick random`)", f"{RESULTS}/ppo_control_random_features.json"),
-                   ("control: shuffled labels (`--pick shuffled`)", f"{RESULTS}/ppo_control_shuffled_labels.json"),
-                   ("control: random residual directions (`--basis directions`)", f"{RESULTS}/ppo_control_directions.json"))
+            e = table[seat]
+            g = games.get((opp, seat)) if p == cfg["phrasings"][0] else None
+            played = (f"{g['games']:,}: {g['draws']} / {g['wins']} / {g['losses']} ({g['illegal']})", str(g["distinct_games"])) \
+                if g else ("—", "—")
+            wrows.append([f"`{p}`", opp, seat, _outcome(e), str(e["games"]), *played])
+    dm = card.get("digit_mass") or {}
+    return [f"`bots/llm/artifacts/learned_policy.json` (policy `{card['policy_digest']}`), the final policy of "
+            f"`{card['command']}` with seed {cfg['seed']} ({card['steps']:,} PPO steps, {card['games']:,} training games "
+            f"through the server, {card['wall_seconds']:.0f} s wall; stopped by {card['stopped_by']}). Observation "
+            f"`{cfg['obs']}`, {cfg['slots']} distinct features per move at most from {len(card['features'])}, strict "
+            f"reading. Model and SAE weights {'identical' if card['weights_unchanged'] else 'CHANGED'} before and after.",
+            "", "Every open position (4,520), the LLM playing the side to move:", ""
+            ] + _table(["phrasing", "trained on", "value kept X / O", "illegal moves X / O", "push ‖Δ‖/‖h‖ X / O",
+                        "features per move X / O"], rows) + [
+            "", "Exact outcome (the policy walked over the whole game tree) and games through an in-process server "
+                "(the bot a remote client, seeded games):", ""] + _table(
+        ["phrasing", "opponent", "LLM seat", "exact: draw / win / loss (illegal)", "distinct games (exact)",
+         "games: draws / wins / losses (illegal)", "distinct games (played)"], wrows) + (
+        ["", f"Digits' share of the next-token distribution under its steering, every open position: mean "
+              f"{dm['mean']:.3f}, min {dm['min']:.3f}."] if dm.get("boards") else [])
 
 
 def _over(st: dict[str, Any], key: str, pct: bool = True, fmt: str = ".2f") -> str:
@@ -385,14 +331,7 @@ SECTIONS: list[Section] = [
     # learned steering policies (RL): add new sections in this block
     Section("Learned steering policies over the whole game (RL)", (WHOLE_GAME,), whole_game_policies,
             optional=tuple(p for _, p in WHOLE_GAME_RUNS[1:])),
-    Section("Learned steering policy (RL)", (LEARNED_CARD,), learned_policy),
-    Section("Learned policy: the evaluation protocol", (f"{RESULTS}/llm_learned.json",), learned_policy_evaluation),
-    Section("Learned policy: held out", (f"{RESULTS}/heldout_learned.json",), learned_policy_heldout),
-    Section("Learned policy: equal-effort controls", (
-        f"{RESULTS}/controls_learned_features.json", f"{RESULTS}/controls_learned_labels.json"),
-        learned_policy_equal_effort_controls),
-    Section("Learned policy ablation: the features observation", (f"{RESULTS}/ppo_features_obs.run_card.json",),
-            learned_policy_features_observation),
+    Section("The shipped learned policy", (LEARNED_CARD,), learned_policy),
     # end of the learned-policy block
     Section("Tournament: minimax, random and three LLM bots", (TOURNAMENT_LLM,), tournament_llm),
     Section("The SAE", (SAE_CARD,), sae),
@@ -430,25 +369,24 @@ def headline_rows(root: Path = ROOT) -> list[list[str]]:
     if fixed and (m := _exact_draws(fixed, "masked")) and (s := _exact_draws(fixed, "strict")):
         rows.append(["fixed steering vector vs minimax: exact draw X / O (masked; strict)", f"{m}; {s}",
                      link.format("the-llm-bot-unsteered-and-with-the-fixed-vector")])
-    card = _load(root, LEARNED_CARD)
-    if card:
-        e = card["final_eval"]
-        rows.append(["learned steering policy (PPO) vs minimax: exact draw X / O (strict), illegal",
-                     f"**{_pct(e['X']['draw'])} / {_pct(e['O']['draw'])}**, "
-                     f"{_pct(e['X']['illegal'])} / {_pct(e['O']['illegal'])}", link.format("learned-steering-policy-rl")])
+    whole = _load(root, WHOLE_GAME)
+    if whole:
+        st = whole["over_seeds"]
+        train = whole["config"]["phrasings"]
+        anchor = link.format("learned-steering-policies-over-the-whole-game-rl")
+        n = len(whole["seeds"])
+        rows.append([f"learned steering policy (PPO, {n} seeds, final policies): value kept on all 4,520 open positions "
+                     f"X / O, `{train[0]}` (strict; goal ≥ 99 %)",
+                     f"**{_pair(st, f'kept_{train[0]}_X', f'kept_{train[0]}_O')} %**", anchor])
+        held = sorted({k.split("_")[2] for k in st if k.startswith("heldout_kept_")})
+        for p in held:
+            rows.append([f"learned policy on the **held-out** phrasing `{p}`: value kept X / O (goal ≥ 90 %)",
+                         f"{_pair(st, f'heldout_kept_{p}_X', f'heldout_kept_{p}_O')} %", anchor])
+        rows.append(["learned policy, exact: draws vs minimax X / O; wins vs random X / O (house minimax 96.8 / 77.8)",
+                     f"{_pair(st, 'draw_minimax_X', 'draw_minimax_O')} %; {_pair(st, 'win_random_X', 'win_random_O')} %",
+                     anchor])
         rows.append(["learned policy: push ‖Δ‖/‖h‖ X / O (goal ≤ 0.15)",
-                     f"{_num(e['X']['mean_push'])} / {_num(e['O']['mean_push'])}",
-                     link.format("learned-steering-policy-rl")])
-    labels = _load(root, f"{RESULTS}/controls_learned_labels.json")
-    feats = _load(root, f"{RESULTS}/controls_learned_features.json")
-    if labels and feats:
-        def ctl(report: dict[str, Any]) -> str:
-            r = next(r for r in report["rows"] if r["seed"] is not None)
-            s = r["in_sample"]["strict"]
-            return f"{100 * s['X']['exact']['draw']:.1f} / {100 * s['O']['exact']['draw']:.1f} %"
-
-        rows.append(["equal-effort controls of the learned policy: draw X / O with random features; shuffled labels",
-                     f"{ctl(feats)}; {ctl(labels)}", link.format("learned-policy-equal-effort-controls")])
+                     _pair(st, f"push_{train[0]}_X", f"push_{train[0]}_O", False), anchor])
     t = _load(root, TOURNAMENT_LLM)
     if t:
         ranked = sorted(t["ratings"]["ratings"], key=lambda r: -r["elo"])
