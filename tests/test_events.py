@@ -328,4 +328,4 @@ async def test_ppo_publishes_each_exact_evaluation_and_its_summary(mosquitto: An
     assert [e["step"] for e in evals] == [row["step"] for row in card["evals"]] and evals
     final = heard.on("/summary")[-1]
     assert final["run"] == "ppo-test" and final["weights_unchanged"] is True
-    assert final["final_eval"]["X"]["draw"] == card["final_eval"]["X"]["draw"]
+    assert final["final_eval"]["draw_x"] == card["final_eval"]["draw_x"] and final["stopped_by"] == card["stopped_by"]

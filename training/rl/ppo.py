@@ -720,7 +720,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g("--mqtt", metavar="URL", default=None,
       help="publish each exact evaluation and the final summary to this MQTT broker, mqtt://host[:port][/prefix] "
            "(topics P/training/RUN/progress|summary; 'autosteer-server watch' prints them)")
-    g("--run-id", default=None, help="the run's name on the broker (default: ppo-UNIXTIME)")
+    g("--run-id", default=None, help="the run's name on the broker (default: ppo-UNIXTIME; -seedN added with several seeds)")
     g("--ship", action="store_true", help=f"copy the policy and its run card to bots/llm/artifacts/{SHIPPED_NAME}")
 
 
@@ -881,7 +881,8 @@ def run(args: argparse.Namespace) -> int:
         if run_cfg.warm:
             warm = warm_actuators(actuators, lm, weights_hash, store=run_cfg.prompt_store, threads=args.warm_threads)
         readers.update({p: a.bot.reader for p, a in actuators.items()})
-        published = progress_publisher(args.mqtt, run=(args.run_id or f"ppo-{int(time.time())}") + f"-seed{seed}")
+        run_id = args.run_id or f"ppo-{int(time.time())}"
+        published = progress_publisher(args.mqtt, run=run_id + (f"-seed{seed}" if len(seeds) > 1 else ""))
         try:
             policy, report = train_ppo(run_cfg, lm, sae, out_dir=out, resume=args.resume, server_url=args.server,
                                        on_eval=lambda row: published.progress(force=True, **row), actuators=actuators)
