@@ -165,7 +165,7 @@ def move_reward(before: Board, cell: int, seat: Seat, illegal: bool) -> float:
     -1.0
     """
     after = -1.0 if illegal else potential(before.play(cell), seat)
-    return after - potential(before, seat)
+    return after - potential(before, seat) + 0.0  # + 0.0: no -0.0
 
 
 def result_of(seat: Seat, state: GameState) -> str:
