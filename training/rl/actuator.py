@@ -91,6 +91,10 @@ class LLMActuator:
                 "seconds": round(time.perf_counter() - t, 1), "store": str(store) if store else None}
 
     def _prefill(self, boards: Sequence[Board], batch: int, progress: Any) -> None:
+        entries = getattr(self.bot.reader, "entries", None)
+        if entries is not None:  # the cached reader: one prefix tree over all boards (chunks would each be a small tree)
+            entries(list(boards), progress=progress)
+            return
         for i in range(0, len(boards), batch):
             chunk = list(boards[i:i + batch])
             self.bot.reader.answer(chunk)
