@@ -98,6 +98,7 @@ class TrainConfig:
     gae_lambda: float = 0.0
     ent_coef: float = 0.003
     clip_range: float = 0.2
+    baseline: str = "state"  # state: SB3's learned V(board) | constant: one learned scalar, the same on every board
     net_arch: list[int] = field(default_factory=lambda: [256, 256])
     none_bias: list[float] = field(default_factory=lambda: [3.0, 6.0])  # added to each slot's "no steering" logit at the start
     total_steps: int = 393_216  # 192 PPO updates of 64 games x 32 moves
@@ -377,12 +378,31 @@ def _new_model(cfg: TrainConfig, env: Any, n_choices: int) -> Any:
     model = PPO("MlpPolicy", env, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
                 learning_rate=cfg.learning_rate, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, ent_coef=cfg.ent_coef,
                 clip_range=cfg.clip_range, seed=cfg.seed, device="cpu", verbose=0,
-                policy_kwargs={"net_arch": {"pi": list(cfg.net_arch), "vf": list(cfg.net_arch)}})
+                policy_kwargs={"net_arch": {"pi": list(cfg.net_arch),
+                                            "vf": list(cfg.net_arch) if cfg.baseline == "state" else []}})
     if cfg.action == "sparse" and cfg.none_bias:
         with torch.no_grad():
             for slot in range(cfg.slots):  # each slot's "no steering" choice starts likely (a later slot more so)
                 model.policy.action_net.bias[slot * n_choices] += cfg.none_bias[min(slot, len(cfg.none_bias) - 1)]
+    if cfg.baseline == "constant":
+        constant_baseline(model)
+    elif cfg.baseline != "state":
+        raise ValueError(f"unknown baseline {cfg.baseline!r}; expected state or constant")
     return model
+
+
+def constant_baseline(model: Any) -> None:
+    """Make the critic a single learned number, the same on every board: its input weights
+    are zero and frozen, its bias learns the mean reward. With γ = 0 every step is a bandit
+    pull, and a learned V(board) that has learned "this board loses" (V ≈ −1) leaves the
+    losing action there an advantage of ≈ 0: nothing pushes the policy off it. Against a
+    board-independent baseline that action keeps a negative advantage until another one
+    works. (Called again after a checkpoint is loaded: loading resets the freeze.)"""
+    import torch
+
+    with torch.no_grad():
+        model.policy.value_net.weight.zero_()
+    model.policy.value_net.weight.requires_grad_(False)
 
 
 def train_ppo(cfg: TrainConfig, lm: Any, sae: Any, *, out_dir: Path | None = None, resume: bool = False,
@@ -431,6 +451,8 @@ def train_ppo(cfg: TrainConfig, lm: Any, sae: Any, *, out_dir: Path | None = Non
         if ckpt is None or not ckpt.is_file():
             raise ValueError(f"--resume: no checkpoint at {ckpt}; train without --resume first")
         model = PPO.load(ckpt, env=env, device="cpu")
+        if cfg.baseline == "constant":
+            constant_baseline(model)
         log(f"[ppo] resumed from {ckpt} at step {model.num_timesteps}")
     else:
         model = _new_model(cfg, env, actuator.codec.nvec[0] if cfg.action == "sparse" else 0)
@@ -690,6 +712,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g("--gae-lambda", type=float, default=d.gae_lambda, help="GAE lambda")
     g("--ent-coef", type=float, default=d.ent_coef, help="entropy bonus")
     g("--clip-range", type=float, default=d.clip_range, help="PPO clip range")
+    g("--baseline", choices=("state", "constant"), default=d.baseline,
+      help="the advantage's baseline: state (a learned V(board)) or constant (one learned number for every board)")
     g("--net-arch", default=",".join(str(n) for n in d.net_arch), help="hidden layer sizes of the policy and value nets")
     g("--none-bias", default=",".join(f"{b:g}" for b in d.none_bias),
       help="sparse: added to each slot's 'no steering' logit at the start (comma list, one per slot; the last repeats)")
@@ -733,7 +757,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                        slots=args.slots, bound=args.bound, seat=args.seat, p_o=args.p_o, mode=args.mode,
                        push_cost=args.push_cost, shaping=args.shaping, n_envs=args.n_envs, n_steps=args.n_steps, batch_size=args.batch_size,
                        n_epochs=args.n_epochs, learning_rate=args.lr, gamma=args.gamma, gae_lambda=args.gae_lambda,
-                       ent_coef=args.ent_coef, clip_range=args.clip_range,
+                       ent_coef=args.ent_coef, clip_range=args.clip_range, baseline=args.baseline,
                        net_arch=[int(x) for x in args.net_arch.split(",") if x.strip()], none_bias=floats(args.none_bias) or [0.0],
                        total_steps=args.total_steps, budget_seconds=args.budget_seconds, eval_every=args.eval_every,
                        target=args.target, via=args.via, warm=not args.no_warm,
@@ -975,7 +999,7 @@ def write_card_md(card: dict[str, Any], path: Path) -> None:
         f"the result only), minus {cfg['push_cost']} × ‖added‖/‖residual‖ per move",
         f"- PPO: n_envs {cfg['n_envs']}, n_steps {cfg['n_steps']}, batch {cfg['batch_size']}, epochs {cfg['n_epochs']}, "
         f"lr {cfg['learning_rate']}, gamma {cfg['gamma']}, GAE λ {cfg['gae_lambda']}, entropy {cfg['ent_coef']}, "
-        f"clip {cfg['clip_range']}, net {cfg['net_arch']}, none bias {cfg['none_bias']}",
+        f"clip {cfg['clip_range']}, net {cfg['net_arch']}, none bias {cfg['none_bias']}, baseline {cfg.get('baseline', 'state')}",
         f"- Steps {card['steps']} ({card['games']} games, {card['boards_seen']} distinct boards steered); stopped by "
         f"{card['stopped_by']}; the policy is the final one (step {card['policy_step']}); target {cfg['target']} first "
         f"met: {card['reached_target'] or 'no'}",
