@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from bots.base import MoveRequest
+    from server.players.base import MoveRequest
     from bots.llm.bot import LLMBot
     from bots.llm.cli import load_sae_arg
     from bots.llm.model import load_model

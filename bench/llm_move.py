@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from bots.base import MoveRequest
+    from server.players.base import MoveRequest
     from bots.llm.bot import LLMBot
     from bots.llm.cli import find_default_sae
     from bots.llm.model import load_model

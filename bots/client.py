@@ -1,4 +1,4 @@
-"""The bot client: connects any :class:`bots.base.Bot` to an arena server as a remote bot.
+"""The bot client: connects any :class:`server.players.base.Bot` to an arena server as a remote bot.
 
 It says ``hello`` with role ``bot``, accepts challenge offers up to ``max_games`` games at
 once (declining beyond with reason ``busy``), tracks each game's board, and whenever it is
@@ -16,7 +16,7 @@ is asked again (up to ``illegal_retries`` times) and then the client resigns tha
 logging why — there is no silent fallback to another move.
 
 >>> import asyncio
->>> from bots.house import RandomBot
+>>> from server.players.house import RandomBot
 >>> client = BotClient(RandomBot(seed=1), "ws://127.0.0.1:8765", max_games=4)
 >>> client.name, client.stats.games_finished
 ('random', 0)
@@ -39,7 +39,7 @@ from typing import Any, Awaitable, Callable, Sequence
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from bots.base import Bot, Decision, MoveRequest
+from server.players.base import Bot, Decision, MoveRequest
 from server.game import Board, InvalidBoardError, Seat
 from server.protocol import PROTOCOL_VERSION, ProtocolError, dumps, parse_server_frame, replace_non_finite
 from server.waiting import event_or_timeout

@@ -18,7 +18,7 @@ import sys
 from types import ModuleType
 from typing import Any
 
-from bots.base import Bot
+from server.players.base import Bot
 
 KINDS = ("minimax", "random", "llm")
 DEFAULT_SERVER = "ws://127.0.0.1:8765"
@@ -64,7 +64,7 @@ def build_bot(args: argparse.Namespace) -> Bot:
             raise SystemExit(f"error: --kind llm is not available in this installation ({why or 'bots.llm.cli has no build_bot'}); "
                              "use --kind minimax or --kind random")
         return llm.build_bot(args)
-    from bots.house import make_house_bot
+    from server.players.house import make_house_bot
 
     options: dict[str, Any] = {"tiebreak": args.tiebreak} if args.kind == "minimax" else {}
     return make_house_bot(args.kind, name=args.name, seed=args.seed, **options)

@@ -15,7 +15,7 @@ live-game caps), :mod:`server.lobby`, :mod:`server.play` (games, moves, clocks),
 they share are below all of them: :mod:`server.config`, :mod:`server.effects`,
 :mod:`server.arena_state`. Every name other modules import from here is re-exported.
 
-House bots (minimax, random) are plain :class:`bots.base.Bot` objects played inline: they
+House bots (minimax, random) are plain :class:`server.players.base.Bot` objects played inline: they
 answer in microseconds, so a house bot's reply is part of the same step as the move that
 gave it the turn.
 

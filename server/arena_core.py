@@ -15,7 +15,7 @@ import random
 from collections import Counter, OrderedDict
 from typing import Any
 
-from bots.base import Bot
+from server.players.base import Bot
 from server.arena_state import Connection, Game, Offer, RecordFinder, RecordLister, RecordLoader, Session
 from server.config import ServerConfig
 from server.effects import CLOSE_POLICY, Close, Effect, Frame, Send
@@ -186,8 +186,8 @@ class ArenaCore:
 
 def default_house_bots(config: ServerConfig) -> dict[str, Bot]:
     """The in-process bots, seeded from the config: ``minimax`` (optimal), ``random``, and the
-    graded levels of :data:`bots.house.HOUSE_LEVELS` (minimax with a random move at chance ε)."""
-    from bots.house import HOUSE_LEVELS, EpsilonMinimaxBot, MinimaxBot, RandomBot
+    graded levels of :data:`server.players.house.HOUSE_LEVELS` (minimax with a random move at chance ε)."""
+    from server.players.house import HOUSE_LEVELS, EpsilonMinimaxBot, MinimaxBot, RandomBot
     from server.solver import level_score, solve
 
     solve()  # build the table now, not during the first game

@@ -96,6 +96,11 @@ class Result(str, enum.Enum):
         return self.value
 
 
+def score_for_x(result: str) -> float | None:
+    """X's points for a game result (``X``, ``O``, ``draw``), None for an aborted game."""
+    return {"X": 1.0, "O": 0.0, "draw": 0.5}.get(result)
+
+
 @dataclass(frozen=True, slots=True)
 class Move:
     """A move: the seat that plays and the cell (1-9) it takes."""

@@ -93,7 +93,7 @@ def _level(bot: object) -> Frame:
     a random move at chance ε (the random bot is ε = 1, minimax with random tie-breaks ε = 0):
     its exact expected score against minimax and against random, so a person can pick an
     opponent of their strength. Empty for other bots."""
-    from bots.house import EpsilonMinimaxBot, MinimaxBot, RandomBot
+    from server.players.house import EpsilonMinimaxBot, MinimaxBot, RandomBot
 
     if isinstance(bot, EpsilonMinimaxBot):
         epsilon = bot.epsilon

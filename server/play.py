@@ -8,7 +8,7 @@ import logging
 import random
 from typing import Any
 
-from bots.base import Bot, Decision, MoveRequest
+from server.players.base import Bot, Decision, MoveRequest
 from server.arena_state import Game, Offer, Session
 from server.effects import Frame, GameEnded, GameEvent, StoreGame
 from server.game import Board, IllegalMoveError, Seat

@@ -101,7 +101,7 @@ def value_preserving_cells(board: Board) -> tuple[int, ...]:
 
 
 def epsilon_minimax_cells(board: Board, epsilon: float) -> dict[int, float]:
-    """The move distribution of an ε-greedy minimax player (``bots.house.EpsilonMinimaxBot``):
+    """The move distribution of an ε-greedy minimax player (``server.players.house.EpsilonMinimaxBot``):
     a uniformly random legal move with probability ``epsilon``, else uniform over
     :func:`optimal_cells`. ``epsilon=0`` is the minimax bot (random tie-breaks), ``1`` the
     random bot.

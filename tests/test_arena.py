@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bots.house import MinimaxBot, RandomBot
+from server.players.house import MinimaxBot, RandomBot
 from server.protocol import parse_server_frame
 from server.arena import CLOSE_POLICY, CLOSE_REPLACED, Arena, Close, GameEnded, GameEvent, Send, ServerConfig, StoreGame
 

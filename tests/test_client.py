@@ -11,12 +11,12 @@ from typing import Any, Sequence
 
 import pytest
 
-from bots.base import Bot, Decision, MoveRequest
+from server.players.base import Bot, Decision, MoveRequest
 from bots.client import Backoff, BotClient, BotClientError, FinishedGame
-from bots.house import RandomBot
+from server.players.house import RandomBot
 from server.app import ServerConfig, serve_arena
 from server.game import Board
-from server.tournament import Organizer
+from bots.tournament.organizer import Organizer
 
 pytestmark = pytest.mark.timeout(60)
 

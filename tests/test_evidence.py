@@ -123,8 +123,8 @@ def test_random_control_is_one_fixed_direction(lm, sae):
 
 
 def test_epsilon_house_bot_and_exact_opponents():
-    from bots.base import MoveRequest
-    from bots.house import make_house_bot
+    from server.players.base import MoveRequest
+    from server.players.house import make_house_bot
     from server.solver import choose_cell, exact_outcomes_vs_random, optimal_cells
     from training.vector_search import exact_outcome
 

@@ -55,7 +55,7 @@ async def test_full_game_through_the_server_keeps_weights(lm, sae):
     from bots.llm.bot import LLMBot
     from bots.llm.policy import FixedSteeringPolicy
     from server.app import ServerConfig, serve_arena
-    from server.tournament import Organizer
+    from bots.tournament.organizer import Organizer
 
     model_hash, sae_hash = lm.weights_hash(), sae.weights_hash()
     policy = FixedSteeringPolicy([0, 1, 2], [0.5, -0.5, 0.25])

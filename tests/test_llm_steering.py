@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from bots.base import MoveRequest
+from server.players.base import MoveRequest
 from bots.llm.bot import LLMBot
 from bots.llm.llama_fast import BoardCache, FastPathUnsupported, start_layer_for_hook
 from bots.llm.player import CachedAnswerReader, HookedAnswerReader, make_reader, read_move

@@ -1,4 +1,4 @@
-"""Tests of server/ratings.py: the maximum-likelihood Elo fit, anchoring, the prior that
+"""Tests of bots/tournament/ratings.py: the maximum-likelihood Elo fit, anchoring, the prior that
 keeps perfect scores finite, bootstrap intervals and input checks."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.ratings import GameScore, RatingError, expected_score, fit_elo, rate
+from bots.tournament.ratings import GameScore, RatingError, expected_score, fit_elo, rate
 
 
 def series(a: str, b: str, wins: int, draws: int, losses: int) -> list[GameScore]:

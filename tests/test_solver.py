@@ -18,8 +18,8 @@ from fractions import Fraction
 
 import pytest
 
-from bots.base import MoveRequest
-from bots.house import MinimaxBot, RandomBot, make_house_bot
+from server.players.base import MoveRequest
+from server.players.house import MinimaxBot, RandomBot, make_house_bot
 from server.game import Board, Result, Seat, reachable_positions
 from server.solver import (
     TIE_BREAKS,
@@ -306,7 +306,7 @@ async def test_the_served_minimax_is_the_solved_one(tiebreak: str) -> None:
 
     from bots.client import BotClient
     from server.app import ServerConfig, serve_arena
-    from server.tournament import Organizer
+    from bots.tournament.organizer import Organizer
 
     fast = dict(send_rate=10_000.0, send_burst=10_000)
     n = 200

@@ -1,4 +1,4 @@
-"""Tournaments (server/tournament.py): the schedule, the summary and report files, a full
+"""Tournaments (bots/tournament/): the schedule, the summary and report files, a full
 round robin through a real server with a remote bot, and the CLI."""
 
 from __future__ import annotations
@@ -10,18 +10,13 @@ from pathlib import Path
 import pytest
 
 from bots.client import BotClient
-from bots.house import MinimaxBot, RandomBot
+from server.players.house import MinimaxBot, RandomBot
 from server.app import ServerConfig, serve_arena
 from server.cli import main as server_main
-from server.tournament import (
-    TournamentConfig,
-    TournamentError,
-    TournamentIncomplete,
-    render_markdown,
-    run_tournament,
-    summarise,
-    write_report,
-)
+from bots.tournament.organizer import run_tournament
+from bots.tournament.report import render_markdown, write_report
+from bots.tournament.results import summarise
+from bots.tournament.schedule import TournamentConfig, TournamentError, TournamentIncomplete
 
 FAST = dict(send_rate=10_000.0, send_burst=10_000)
 

@@ -255,7 +255,7 @@ def test_clocks_of_both_players_and_the_low_time_warning():
 # --------------------------------------------------------------------------- remote bots describe themselves
 async def test_a_remote_bot_describes_itself_in_hello_and_the_lobby_shows_it(arena):
     from bots.client import BotClient
-    from bots.house import RandomBot
+    from server.players.house import RandomBot
 
     bot = RandomBot(name="far-random", seed=1)
     bot.description = "SmolLM2-135M-Instruct, masked move reading, steered by fixed policy 3f0c9a1d"
@@ -587,7 +587,7 @@ async def test_the_lobby_updates_without_polling(arena):
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: app.lobby_pushed, what="the lobby subscription")
         from bots.client import BotClient
-        from bots.house import RandomBot
+        from server.players.house import RandomBot
 
         client = BotClient(RandomBot(name="late-bot", seed=2), arena.url, max_games=1)
         task = asyncio.create_task(client.run())

@@ -27,7 +27,7 @@ An illegal move (strict mode, occupied cell) loses the game and is also counted 
 * the hashes of the model, SAE and policy taken before and after the run.
 
 Opponents: ``minimax``, ``random`` (the server's house bots) and ``eps0.1``/``eps0.3``
-(ε-greedy minimax, ``bots.house.EpsilonMinimaxBot``; not in the server's roster, so
+(ε-greedy minimax, ``server.players.house.EpsilonMinimaxBot``; not in the server's roster, so
 ``--via local`` only).
 """
 
@@ -159,7 +159,7 @@ def _game_seed(seed: int, arm: ArmResult, index: int) -> int:
 
 def house_opponent(name: str, seed: int) -> Any:
     """The in-process opponent ``name`` (``minimax``, ``random``, ``eps<ε>``) seeded with ``seed``."""
-    from bots.house import make_house_bot
+    from server.players.house import make_house_bot
 
     if name.startswith("eps"):
         return make_house_bot("epsilon", name=name, seed=seed, epsilon=float(name[3:]))
@@ -214,7 +214,7 @@ def play_arm_local(bot: Any, arm: ArmResult, n_games: int, seed: int, concurrenc
     the seed the server path sends with ``arrange``. With ``games`` given, each game's legal
     cells in play order are stored under its tag (``"<arm>#<i>"``, as through the server).
     The arm's distinct games and boards are counted from the same records."""
-    from bots.base import MoveRequest
+    from server.players.base import MoveRequest
 
     games = {} if games is None else games
     llm_seat = Seat(arm.seat)
@@ -279,7 +279,7 @@ class _RecordingBot:
         return self.choose_batch([request])[0]
 
     def choose_batch(self, requests: Any) -> list[Any]:
-        from bots.base import Decision
+        from server.players.base import Decision
 
         moves = self.bot.play([r.board for r in requests])
         self.strength.add(moves)

@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Static
 
-from server.tournament import score_for_x
+from server.game import score_for_x
 from tui_client.connection import LinkState
 from tui_client.prompts import TextPrompt
 from tui_client.screen_base import ConnectionBar, OfArenaApp
@@ -227,7 +227,7 @@ def standings(finished: list["RecordSummary"], live: list["GameSummary"]) -> lis
     def row(name: str) -> Standing:
         return table.setdefault(name, Standing(name))
     for g in finished:
-        x_score = score_for_x(g.result)  # the tournament report's scoring (None: aborted)
+        x_score = score_for_x(g.result)  # as a tournament scores it (None: aborted)
         if x_score is None:
             continue
         for score, name in ((x_score, g.x), (1.0 - x_score, g.o)):

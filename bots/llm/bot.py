@@ -20,7 +20,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
-from bots.base import Bot, Decision, MoveRequest
+from server.players.base import Bot, Decision, MoveRequest
 from bots.llm.player import MoveReading, check_mode, make_reader, read_move
 from server.game import Board
 

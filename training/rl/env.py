@@ -56,7 +56,7 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
-from bots.house import HOUSE_NAMES
+from server.players.house import HOUSE_NAMES
 from bots.llm.player import check_mode
 from server.game import Board, Seat
 from training.rl.actuator import LLMActuator, MoveOutcome
@@ -188,7 +188,7 @@ class LocalTransport:
         self.frames = 0
 
     def _reply(self, env: int) -> GameState:
-        from bots.base import MoveRequest
+        from server.players.base import MoveRequest
 
         opp, state, seat = self.games[env]
         while not state.board.is_over and state.board.turn is not seat:
@@ -197,7 +197,7 @@ class LocalTransport:
         return state
 
     def start(self, games: Sequence[tuple[int, Seat, int, str]]) -> dict[int, GameState]:
-        from bots.house import HOUSE_LEVELS, EpsilonMinimaxBot, MinimaxBot, RandomBot
+        from server.players.house import HOUSE_LEVELS, EpsilonMinimaxBot, MinimaxBot, RandomBot
 
         out = {}
         for env, seat, seed, opponent in games:

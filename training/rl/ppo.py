@@ -57,7 +57,7 @@ from typing import Any, Callable, Sequence
 
 
 from server.game import Board, Seat
-from bots.house import HOUSE_NAMES
+from server.players.house import HOUSE_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 ARTIFACTS = ROOT / "bots" / "llm" / "artifacts"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from bots.base import Bot, Decision, MoveRequest
+from server.players.base import Bot, Decision, MoveRequest
 from server.solver import TIE_BREAKS, TieBreak, choose_cell, move_outcomes
 
 
