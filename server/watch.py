@@ -1,7 +1,7 @@
 """``autosteer-server watch --mqtt URL``: the live event feed of every server on a broker, one line per event.
 
-Subscribes to the topics :mod:`server.cluster` publishes (and training runs, see
-:mod:`server.progress`) and prints servers coming and going, games starting, every move
+Subscribes to the topics :mod:`server.cluster` publishes (and the ``training/{run}/…``
+topics of training runs, docs/MQTT.md) and prints servers coming and going, games starting, every move
 with the LLM's top features when its bot attached a trace, and results. Stops after
 ``--count`` events or ``--seconds``, or on Ctrl-C, with a summary line.
 

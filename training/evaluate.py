@@ -480,7 +480,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from tqdm import tqdm
 
-    from server.progress import progress_publisher
+    from training.progress import progress_publisher
 
     progress = progress_publisher(args.mqtt, run=args.run_id or f"evaluate-{int(time.time())}")
     arms = [ArmResult(opponent=o, seat=s, mode=m) for o, s, m in itertools.product(args.opponent, args.seat, args.mode)]

@@ -890,7 +890,7 @@ def run(args: argparse.Namespace) -> int:
     if sae is None:
         console.print("[red]error:[/] no SAE: train one with `autosteer-train sae` or pass --sae FOLDER")
         return 2
-    from server.progress import progress_publisher
+    from training.progress import progress_publisher
 
     out_root = Path(args.out)
     readers: dict[str, Any] = {}
