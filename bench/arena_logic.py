@@ -1,6 +1,6 @@
 """Benchmark: the arena's game logic per request, in-process (no sockets, no event loop).
 
-It builds an :class:`server.arena.Arena` the way ``server.app`` does (house bots, limits
+It builds an :class:`server.arena.arena.Arena` the way ``server.app`` does (house bots, limits
 lifted as ``bench/server_load.py`` lifts them), connects N fake sessions and drives
 ``arena.receive(conn, frame_text, now)`` + ``arena.drain()`` with the load bench's
 traffic (``server_load.LoadTraffic``): every session says ``hello``, challenges the house
@@ -63,7 +63,7 @@ def _normalise(frame: Any, seen: dict[str, str]) -> Any:
 
 def drive(connections: int, requests: int, repeats: int, seed: int, digest: bool, gc_threshold: int = 10_000) -> dict[str, Any]:
     """Run the traffic ``repeats`` times on fresh arenas; µs per request of each repeat."""
-    from server.arena import Arena, Send, ServerConfig
+    from server.arena.arena import Arena, Send, ServerConfig
     from server.protocol import encode_frame
 
     gc.set_threshold(gc_threshold, 20, 20)  # as server.app's run() does

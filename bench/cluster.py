@@ -113,7 +113,7 @@ async def one_run(servers: list[str], games: int, clients: int, window: int, mqt
 
 def measure_writes(label: str, target: str, n: int) -> tuple[str, float, float]:
     """Median and 90th percentile of one ``save`` (what the server does after every move)."""
-    from server.records import GameRecords
+    from server.records.store import GameRecords
 
     rec = GameRecords(target)
     moves = []

@@ -1,6 +1,6 @@
 """The game server's I/O layer: websockets in, frames out, records on disk; ``autosteer-server serve``.
 
-All game logic lives in :class:`server.arena.Arena`; this module only moves frames
+All game logic lives in :class:`server.arena.arena.Arena`; this module only moves frames
 between sockets and the arena, runs the timer that fires move clocks and grace periods,
 writes records, and answers ``GET /healthz`` on the same port. Each connection has its
 own outgoing queue, written straight to its socket at the end of a loop turn (one write for
@@ -32,11 +32,12 @@ import sys
 import time
 from typing import Any, AsyncIterator, Callable, Protocol
 
-from server.arena import Arena, Close, GameEnded, GameEvent, RelayGame, Send, ServerConfig, StoreGame
+from server.arena.arena import Arena, Close, GameEnded, GameEvent, RelayGame, Send, ServerConfig, StoreGame
 from server.connection import ArenaConnection, Peer, deliver
+from server.log_lines import LogLineFormatter, format_game_line
 from server.protocol import encode_frame
-from server.record_writer import RecordWriter, store_records
-from server.records import GameRecords, RecordsError, describe_target
+from server.records.writer import RecordWriter, store_records
+from server.records.store import GameRecords, RecordsError, describe_target
 from server.waiting import event_or_timeout
 
 __all__ = ["ServerConfig", "ArenaServer", "serve_arena", "add_arguments", "run"]
@@ -47,11 +48,11 @@ GameOverHook = Callable[[dict[str, Any]], None]
 
 
 class EventSink(Protocol):
-    """A transport for the arena's game events (:class:`server.cluster.MqttEvents`): it is
+    """A transport for the arena's game events (:class:`server.events.cluster.MqttEvents`): it is
     handed every :class:`GameEvent` and :class:`RelayGame` effect, in order, and never blocks."""
 
     server_id: str
-    remote: Any  # server.relay.RemoteLobby | None
+    remote: Any  # server.arena.relay.RemoteLobby | None
 
     async def start(self, server: "ArenaServer") -> None: ...
     def handle(self, effect: Any) -> None: ...
@@ -366,57 +367,6 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     )
 
 
-_REASON_TEXT = {"line": "three in a row", "full_board": "full board", "resign": "resignation", "timeout": "timeout",
-                "disconnect": "disconnect", "illegal_move": "illegal move"}
-
-
-def format_game_line(record: dict[str, Any]) -> str:
-    """The server's one line per finished game.
-
-    >>> format_game_line({"game_id": "g1", "x": "ann", "o": "minimax", "result": "O", "reason": "line",
-    ...                   "winner": "minimax", "moves": [{"cell": 1}, {"cell": 5}], "tag": None})
-    'game g1: ann (X) vs minimax (O) -> minimax (O) won by three in a row, moves 15'
-    >>> format_game_line({"game_id": "g2", "x": "a", "o": "b", "result": "aborted", "reason": "aborted", "moves": []})
-    'game g2: a (X) vs b (O) -> aborted (server stopped), moves -'
-    """
-    cells = "".join(str(m["cell"]) for m in record["moves"])
-    result, reason = record.get("result"), record.get("reason")
-    why = _REASON_TEXT.get(reason or "", reason or "unknown reason")
-    if result == "aborted":
-        outcome = "aborted (server stopped)" if reason in (None, "aborted") else f"aborted ({why})"
-    elif result == "draw":
-        outcome = f"draw by {why}"
-    else:
-        winner = record.get("winner") or (record["x"] if result == "X" else record["o"])
-        outcome = f"{winner} ({result}) won by {why}"
-    tag = f" [{log_text(record['tag'])}]" if record.get("tag") else ""
-    seed = f" seed {record['seed']}" if record.get("seed") is not None else ""
-    return (f"game {record['game_id']}: {log_text(record['x'])} (X) vs {log_text(record['o'])} (O) -> "
-            f"{log_text(outcome)}, moves {cells or '-'}{tag}{seed}")
-
-
-def log_text(text: Any) -> str:
-    """Client text made safe for a log line or a terminal: every character that is not
-    printable (newlines, escape codes, lone surrogates…) is written as its escape, so a
-    client cannot forge log lines or drive the operator's terminal.
-
-    >>> log_text("ok [x]"), log_text("a\\ngame g9: forged"), log_text("\\x1b[31mred")
-    ('ok [x]', 'a\\\\ngame g9: forged', '\\\\x1b[31mred')
-    """
-    text = str(text)
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii") for c in text)
-
-
-class LogLineFormatter(logging.Formatter):
-    """One log record, one line: the message (which may quote client text, also in the
-    websockets library's records) goes through :func:`log_text`. Tracebacks stay as they are."""
-
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        return log_text(super().formatMessage(record))
-
-
 def run(args: argparse.Namespace) -> int:
     handler = logging.StreamHandler()
     handler.setFormatter(LogLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -429,7 +379,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
         if args.mqtt:
-            from server.cluster import MqttEvents, default_server_id
+            from server.events.cluster import MqttEvents, default_server_id
 
             if args.mqtt_queue < 1:
                 raise ValueError("--mqtt-queue must be at least 1")

@@ -13,9 +13,9 @@ import sys
 
 SUBCOMMANDS = {
     "serve": ("server.app", "run the game server (WebSocket + GET /healthz on one port)"),
-    "games": ("server.records", "list, show or export stored games"),
+    "games": ("server.records.store", "list, show or export stored games"),
     "tournament": ("bots.tournament.cli", "round-robin tournament between bots, played through a server"),
-    "watch": ("server.watch", "print the live event feed (games, moves, top features, results) from an MQTT broker"),
+    "watch": ("server.events.watch", "print the live event feed (games, moves, top features, results) from an MQTT broker"),
 }
 
 

@@ -37,7 +37,7 @@ class ServerConfig:
     ping_interval: float | None = 20.0  # websocket keepalive
     send_queue_bytes: int = 16 * 1024 * 1024  # a client that falls this far behind reading is disconnected
     finished_games_kept: int = 2048  # finished games remembered in memory (older: from records)
-    records_process: bool = True  # store records from a child process (else a thread); server/record_writer.py
+    records_process: bool = True  # store records from a child process (else a thread); server/records/writer.py
 
     def __post_init__(self) -> None:
         checks = [

@@ -38,7 +38,7 @@ from websockets.frames import CLOSE, CONT, DATA_OPCODES, TEXT, Frame, apply_mask
 from websockets.protocol import Protocol, State
 from websockets.streams import StreamReader
 
-from server.effects import Close
+from server.arena.effects import Close
 
 __all__ = ["ArenaConnection", "Peer", "deliver"]
 

@@ -9,7 +9,7 @@ import pytest
 
 from server.players.house import MinimaxBot, RandomBot
 from server.protocol import parse_server_frame
-from server.arena import CLOSE_POLICY, CLOSE_REPLACED, Arena, Close, GameEnded, GameEvent, Send, ServerConfig, StoreGame
+from server.arena.arena import CLOSE_POLICY, CLOSE_REPLACED, Arena, Close, GameEnded, GameEvent, Send, ServerConfig, StoreGame
 
 
 class Net:

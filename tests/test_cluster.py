@@ -19,7 +19,7 @@ import pytest
 from helpers_ws import WsClient, play_moves
 from server.app import ServerConfig, read_banner_url, serve_arena
 from server.cli import main as server_main
-from server.cluster import MqttEvents
+from server.events.cluster import MqttEvents
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -14,8 +14,8 @@ import pytest
 
 from helpers_ws import WsClient
 from server.app import ServerConfig, serve_arena
-from server.cluster import MqttEvents
-from server.mqtt import MqttUrlError, parse_mqtt_url
+from server.events.cluster import MqttEvents
+from server.events.mqtt import MqttUrlError, parse_mqtt_url
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -112,7 +112,7 @@ async def test_a_game_arrives_on_the_broker_complete_in_order_with_traces(mosqui
 
 
 def expected_messages(record: dict[str, Any]) -> int:
-    """What one finished game publishes (see server/cluster.py): start; per move a move, a
+    """What one finished game publishes (see server/events/cluster.py): start; per move a move, a
     state and a trace when it has one; the result, the tournament copy when tagged, and
     the two clears of the retained start and state."""
     per_move = sum(2 + (m.get("trace") is not None) for m in record["moves"])
@@ -173,7 +173,7 @@ def _healthz(port: int) -> dict[str, Any]:
 
 
 async def test_publish_never_raises_and_counts_what_it_cannot_send() -> None:
-    from server.mqtt import MqttLink
+    from server.events.mqtt import MqttLink
 
     link = MqttLink("mqtt://127.0.0.1:1", client_id="t", queue_size=2)  # never started: nothing is sent
     assert link.publish("t/a", {"n": 1}) and link.publish("t/b", None, retain=True)
@@ -251,9 +251,9 @@ def test_watch_prints_the_feed(mosquitto: Any) -> None:
 def test_the_arena_relays_a_remote_game_to_its_spectators_sans_io() -> None:
     """Spectating a game another server announced: a game_start now, relayed frames after,
     and the relay ends with the game, with the last spectator, or with its server."""
-    from server.arena import Arena, RelayGame, Send
+    from server.arena.arena import Arena, RelayGame, Send
     from server.protocol import parse_server_frame
-    from server.relay import RemoteLobby
+    from server.arena.relay import RemoteLobby
 
     remote = RemoteLobby("a")
     arena = Arena(ServerConfig(seed=1), remote=remote)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from helpers_ws import WsClient
 from server.app import ServerConfig, serve_arena
-from server.arena import Arena, Send
+from server.arena.arena import Arena, Send
 from server.game import Board
 from server.protocol import ERROR_CODES, loads_strict
 

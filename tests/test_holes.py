@@ -12,7 +12,8 @@ import pytest
 from websockets.asyncio.client import connect
 
 from helpers_ws import WsClient
-from server.app import ServerConfig, format_game_line, serve_arena
+from server.app import ServerConfig, serve_arena
+from server.log_lines import format_game_line
 from server.protocol import MAX_TRACE_DEPTH, MIN_CLOCK
 
 pytestmark = pytest.mark.timeout(60)
@@ -49,7 +50,7 @@ async def test_a_deeply_nested_trace_is_refused_and_never_stored(tmp_path: Any) 
         over = await ann.request(type="move", game_id=gid, cell=2, trace=nested(MAX_TRACE_DEPTH + 1))
         assert over["code"] == "invalid_message"
         await ann.request(type="resign", game_id=gid)
-    from server.records import GameRecords
+    from server.records.store import GameRecords
 
     rec = GameRecords(db).get(gid)
     assert rec is not None and rec["moves"][0]["trace"] == nested(MAX_TRACE_DEPTH)
@@ -58,7 +59,7 @@ async def test_a_deeply_nested_trace_is_refused_and_never_stored(tmp_path: Any) 
 
 # ----------------------------------------------------------------------------- 2: markup in games list
 async def test_games_list_prints_client_markup_as_text(tmp_path: Any, capsys: Any, monkeypatch: Any) -> None:
-    from server import records
+    from server.records import store as records
 
     monkeypatch.setenv("COLUMNS", "200")  # wide enough that no cell is cut
 
@@ -90,7 +91,7 @@ def test_client_text_cannot_forge_log_lines_or_reach_the_terminal() -> None:
 def test_log_records_quoting_client_text_stay_one_line() -> None:
     import logging
 
-    from server.app import LogLineFormatter
+    from server.log_lines import LogLineFormatter
 
     record = logging.LogRecord("autosteer.server", logging.WARNING, __file__, 1, "bad path %s",
                                ("/x\n2026-01-01 ERROR forged\x1b[2J",), None)

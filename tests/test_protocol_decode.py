@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from server.arena import Arena, Send, ServerConfig
+from server.arena.arena import Arena, Send, ServerConfig
 from server.protocol import MoveMsg, ProtocolError, _strict_decoder, loads_strict, parse_client_frame
 
 

@@ -1,4 +1,4 @@
-"""The records writer (server/record_writer.py): a child process stores the server's
+"""The records writer (server/records/writer.py): a child process stores the server's
 records; batches are confirmed in order; if the child dies the server stores what it had
 not confirmed and goes on on a thread; closing stores everything."""
 
@@ -15,8 +15,8 @@ import pytest
 
 from helpers_ws import WsClient
 from server.app import ServerConfig, serve_arena
-from server.record_writer import RecordWriter, encode_batch
-from server.records import GameRecords
+from server.records.writer import RecordWriter, encode_batch
+from server.records.store import GameRecords
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -99,7 +99,7 @@ async def test_the_target_is_not_on_the_childs_command_line(tmp_path: Path) -> N
     await writer.submit([record("g")])  # confirmed: the child runs (its command line is set once exec is done)
     assert writer.proc is not None
     cmdline = Path(f"/proc/{writer.proc.pid}/cmdline").read_bytes()
-    assert b"secret-name" not in cmdline and b"server.record_writer" in cmdline
+    assert b"secret-name" not in cmdline and b"server.records.writer" in cmdline
     writer.close()
     assert GameRecords(db).get("g") is not None
 

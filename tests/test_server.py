@@ -436,7 +436,7 @@ class FakeConnection:
 
 async def test_slow_reader_is_disconnected_without_hurting_others() -> None:
     """The per-connection send queue is bounded; a client that stops reading is dropped (1008)."""
-    from server.arena import Close
+    from server.arena.arena import Close
     from server.connection import Peer
 
     ws = FakeConnection()

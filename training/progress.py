@@ -23,7 +23,7 @@ import logging
 import time
 from typing import Any
 
-from server.mqtt import parse_mqtt_url, topic_part
+from server.events.mqtt import parse_mqtt_url, topic_part
 
 log = logging.getLogger("autosteer.progress")
 

@@ -8,12 +8,12 @@ with the current unix time, and then drains the *effects* it produced: frames to
 rule (turns, clocks, grace, rate limits, offers) is tested directly with a fake time.
 
 The arena is built in layers, each a module whose class extends the one below and calls
-only downwards: :mod:`server.arena_core` (state, effects out, timers, rate limit and
-live-game caps), :mod:`server.lobby`, :mod:`server.play` (games, moves, clocks), then
-:mod:`server.offers` with :mod:`server.sessions`, and :mod:`server.spectating`;
+only downwards: :mod:`server.arena.core` (state, effects out, timers, rate limit and
+live-game caps), :mod:`server.arena.lobby`, :mod:`server.arena.play` (games, moves, clocks), then
+:mod:`server.arena.offers` with :mod:`server.arena.sessions`, and :mod:`server.arena.spectating`;
 :class:`Arena` here composes them and adds the public events and the dispatch. The types
-they share are below all of them: :mod:`server.config`, :mod:`server.effects`,
-:mod:`server.arena_state`. Every name other modules import from here is re-exported.
+they share are below all of them: :mod:`server.config`, :mod:`server.arena.effects`,
+:mod:`server.arena.state`. Every name other modules import from here is re-exported.
 
 House bots (minimax, random) are plain :class:`server.players.base.Bot` objects played inline: they
 answer in microseconds, so a house bot's reply is part of the same step as the move that
@@ -44,10 +44,10 @@ import logging
 from typing import Any
 
 from server import __version__
-from server.arena_core import default_house_bots
-from server.arena_state import Connection, Game, Offer, Session
+from server.arena.core import default_house_bots
+from server.arena.state import Connection, Game, Offer, Session
 from server.config import ServerConfig
-from server.effects import (CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_REPLACED, Close, Effect, Frame, GameEnded, GameEvent,
+from server.arena.effects import (CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_REPLACED, Close, Effect, Frame, GameEnded, GameEvent,
                             RelayGame, Send, StoreGame)
 from server.protocol import (
     DEFAULT_PROTOCOL,
@@ -72,8 +72,8 @@ from server.protocol import (
     error_frame,
     parse_client_frame,
 )
-from server.sessions import SERVER_NAME, Sessions, name_skeleton
-from server.spectating import Spectating, record_frame, record_summary
+from server.arena.sessions import SERVER_NAME, Sessions, name_skeleton
+from server.arena.spectating import Spectating, record_frame, record_summary
 
 __all__ = [
     "Arena", "ServerConfig", "Frame", "Effect", "Send", "Close", "StoreGame", "GameEnded", "GameEvent", "RelayGame",
@@ -87,11 +87,11 @@ log = logging.getLogger("autosteer.arena")
 class Arena(Sessions, Spectating):
     """The whole lobby and every game, driven by events; see the module docstring.
 
-    Its layers, each built on the ones below it: :class:`~server.arena_core.ArenaCore`
-    (state, effects, timers, limits), :class:`~server.lobby.Lobby`,
-    :class:`~server.play.GamesInPlay` (games and clocks), then :class:`~server.offers.Offers`
-    and :class:`~server.sessions.Sessions` on one side and
-    :class:`~server.spectating.Spectating` on the other. This class adds the public events
+    Its layers, each built on the ones below it: :class:`~server.arena.core.ArenaCore`
+    (state, effects, timers, limits), :class:`~server.arena.lobby.Lobby`,
+    :class:`~server.arena.play.GamesInPlay` (games and clocks), then :class:`~server.arena.offers.Offers`
+    and :class:`~server.arena.sessions.Sessions` on one side and
+    :class:`~server.arena.spectating.Spectating` on the other. This class adds the public events
     (:meth:`receive`, :meth:`tick`, :meth:`shutdown`), the dispatch of client messages and
     the status reports."""
 

@@ -1,9 +1,9 @@
 """The ground floor of the arena: its state, the effects it queues, its timers and the
 limits every request passes (rate limit, live-game caps).
 
-:class:`ArenaCore` holds everything the layers above share (:mod:`server.lobby`,
-:mod:`server.play`, :mod:`server.offers`, :mod:`server.sessions`,
-:mod:`server.spectating`, composed by :class:`server.arena.Arena`); each layer only calls
+:class:`ArenaCore` holds everything the layers above share (:mod:`server.arena.lobby`,
+:mod:`server.arena.play`, :mod:`server.arena.offers`, :mod:`server.arena.sessions`,
+:mod:`server.arena.spectating`, composed by :class:`server.arena.arena.Arena`); each layer only calls
 into the layers below it.
 """
 
@@ -16,11 +16,11 @@ from collections import Counter, OrderedDict
 from typing import Any
 
 from server.players.base import Bot
-from server.arena_state import Connection, Game, Offer, RecordFinder, RecordLister, RecordLoader, Session
+from server.arena.state import Connection, Game, Offer, RecordFinder, RecordLister, RecordLoader, Session
 from server.config import ServerConfig
-from server.effects import CLOSE_POLICY, Close, Effect, Frame, Send
+from server.arena.effects import CLOSE_POLICY, Close, Effect, Frame, Send
 from server.protocol import ProtocolError, error_frame, request_id_of
-from server.relay import RemoteLobby
+from server.arena.relay import RemoteLobby
 
 
 class ArenaCore:
@@ -34,7 +34,7 @@ class ArenaCore:
         ``get_game`` and ``list_records`` answer from the finished games kept in memory. ``remote``
         holds what other servers of a cluster announce: their bots and live games are listed
         here too, and spectating one of their games is relayed (:meth:`relay`).
-        ``publish_events=False``: no :class:`~server.effects.GameEvent` effects (the server has
+        ``publish_events=False``: no :class:`~server.arena.effects.GameEvent` effects (the server has
         no event transport to hand them to)."""
         self.config = config or ServerConfig()
         self.rng = random.Random(self.config.seed)

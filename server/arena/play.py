@@ -9,17 +9,17 @@ import random
 from typing import Any
 
 from server.players.base import Bot, Decision, MoveRequest
-from server.arena_state import Game, Offer, Session
-from server.effects import Frame, GameEnded, GameEvent, StoreGame
+from server.arena.state import Game, Offer, Session
+from server.arena.effects import Frame, GameEnded, GameEvent, StoreGame
 from server.game import Board, IllegalMoveError, Seat
-from server.lobby import Lobby
+from server.arena.lobby import Lobby
 from server.protocol import MoveMsg, ProtocolError, Resign
 
 log = logging.getLogger("autosteer.arena")
 
 
 class GamesInPlay(Lobby):
-    """Games, moves and clocks on top of :class:`~server.lobby.Lobby`."""
+    """Games, moves and clocks on top of :class:`~server.arena.lobby.Lobby`."""
 
     def _start_game(self, offer: Offer, now: float, accepter: str | None = None, rid: Any = None) -> None:
         game = Game(offer.offer_id, offer.x, offer.o, self._kind(offer.x), self._kind(offer.o), offer.clock, now, tag=offer.tag,

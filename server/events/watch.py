@@ -1,6 +1,6 @@
 """``autosteer-server watch --mqtt URL``: the live event feed of every server on a broker, one line per event.
 
-Subscribes to the topics :mod:`server.cluster` publishes (and the ``training/{run}/…``
+Subscribes to the topics :mod:`server.events.cluster` publishes (and the ``training/{run}/…``
 topics of training runs, docs/MQTT.md) and prints servers coming and going, games starting, every move
 with the LLM's top features when its bot attached a trace, and results. Stops after
 ``--count`` events or ``--seconds``, or on Ctrl-C, with a summary line.
@@ -25,7 +25,7 @@ import sys
 import time
 from typing import Any
 
-from server.mqtt import MqttUrlError, parse_mqtt_url, topic_part
+from server.events.mqtt import MqttUrlError, parse_mqtt_url, topic_part
 
 
 def _features(trace: dict[str, Any]) -> str:
@@ -49,7 +49,7 @@ def _features(trace: dict[str, Any]) -> str:
 
 def describe(topic: str, event: dict[str, Any]) -> str | None:
     """One line for one event, or None for events the feed does not show (duplicates)."""
-    from server.app import format_game_line
+    from server.log_lines import format_game_line
 
     parts = topic.split("/")
     kind = parts[-1]

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.arena_state import Connection, Session
-from server.effects import Frame, RelayGame
-from server.play import GamesInPlay
+from server.arena.state import Connection, Session
+from server.arena.effects import Frame, RelayGame
+from server.arena.play import GamesInPlay
 from server.protocol import GetGame, ListRecords, ProtocolError, Spectate, Unspectate
 
 
 class Spectating(GamesInPlay):
-    """Spectators, relays and records on top of :class:`~server.play.GamesInPlay`."""
+    """Spectators, relays and records on top of :class:`~server.arena.play.GamesInPlay`."""
 
     def relay(self, game_id: str, frame: Frame | None) -> None:
         """A frame of a game on another server (from the broker) for its spectators here;

@@ -8,7 +8,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
-from server.effects import Frame
+from server.arena.effects import Frame
 from server.game import Board, Seat
 from server.protocol import DEFAULT_PROTOCOL
 

@@ -1,6 +1,6 @@
 """One MQTT connection for a server: a bounded outgoing queue, reconnects with backoff, subscriptions.
 
-:class:`MqttLink` is what the cluster layer (:mod:`server.cluster`) publishes through. A
+:class:`MqttLink` is what the cluster layer (:mod:`server.events.cluster`) publishes through. A
 publish never waits and never raises: it appends to a queue of at most ``queue_size``
 messages; when the queue is full (the broker is away, or slower than the games) the new
 message is dropped and counted. One task drains the queue in order: a message leaves the

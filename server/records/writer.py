@@ -19,9 +19,9 @@ killed) it stores what it has and exits. The server keeps each batch until it is
 acknowledged; if the child dies, the server stores the unacknowledged batches itself and
 from then on writes on its own thread (:class:`RecordWriter` does both).
 
-``python -m server.record_writer`` runs the child (the server starts it, with the records
+``python -m server.records.writer`` runs the child (the server starts it, with the records
 target in ``AUTOSTEER_RECORDS_TARGET``: a PostgreSQL URL may hold a password, which the
-command line would show to every user of the machine; ``python -m server.record_writer TARGET``
+command line would show to every user of the machine; ``python -m server.records.writer TARGET``
 also works by hand).
 """
 
@@ -40,7 +40,7 @@ from typing import Any
 
 import orjson
 
-from server.records import GameRecords, json_bytes
+from server.records.store import GameRecords, json_bytes
 
 __all__ = ["RecordWriter", "store_records", "encode_batch"]
 
@@ -68,7 +68,7 @@ def store_records(store: GameRecords, records: list[dict[str, Any]]) -> None:
 
 
 def encode_batch(records: list[dict[str, Any]]) -> bytes:
-    """One batch as a line of JSON (:func:`server.records.json_bytes`: NaN is refused, where
+    """One batch as a line of JSON (:func:`server.records.store.json_bytes`: NaN is refused, where
     orjson would write null): a record that cannot be encoded is logged and left out."""
     parts = []
     for record in records:
@@ -153,7 +153,7 @@ class RecordWriter:
     def _start_process(self) -> None:
         # the target goes in the environment, not the command line: a PostgreSQL URL may hold a password
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p), **{_TARGET_ENV: self.target})
-        self.proc = subprocess.Popen([sys.executable, "-m", "server.record_writer"],
+        self.proc = subprocess.Popen([sys.executable, "-m", "server.records.writer"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True,
                                      start_new_session=True)  # a Ctrl-C in the terminal is the server's to handle
         assert self.proc.stdin is not None and self.proc.stdout is not None

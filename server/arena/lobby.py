@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.arena_core import ArenaCore
-from server.arena_state import Game, Session
-from server.effects import Frame
+from server.arena.core import ArenaCore
+from server.arena.state import Game, Session
+from server.arena.effects import Frame
 from server.protocol import LOBBY_PUSH_SECONDS, ProtocolError
 from server.solver import level_score
 
 
 class Lobby(ArenaCore):
-    """Lobby lists and pushes on top of :class:`~server.arena_core.ArenaCore`."""
+    """Lobby lists and pushes on top of :class:`~server.arena.core.ArenaCore`."""
 
     def _bots_frame(self) -> Frame:
         return {"type": "bots", "bots": self._bot_list() + (self.remote.bots() if self.remote is not None else [])}

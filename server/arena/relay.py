@@ -4,7 +4,7 @@ Each server publishes a retained status (``autosteer/v1/servers/{id}/status``: i
 live games, or ``offline`` through its last will). :class:`RemoteLobby` keeps the latest
 status of every *other* server; the arena lists their bots and games beside its own and,
 when a client spectates one of their games, records the watcher here so the I/O layer can
-subscribe to that game's topics and feed its frames back (:meth:`server.arena.Arena.relay`).
+subscribe to that game's topics and feed its frames back (:meth:`server.arena.arena.Arena.relay`).
 Nothing here touches the network.
 
 >>> lobby = RemoteLobby("a")

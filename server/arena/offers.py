@@ -6,15 +6,15 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from server.arena_state import Offer, Session
-from server.effects import Frame
+from server.arena.state import Offer, Session
+from server.arena.effects import Frame
 from server.game import Seat
-from server.play import GamesInPlay
+from server.arena.play import GamesInPlay
 from server.protocol import Accept, Arrange, Challenge, Decline, ProtocolError
 
 
 class Offers(GamesInPlay):
-    """Challenges and arranged games on top of :class:`~server.play.GamesInPlay`."""
+    """Challenges and arranged games on top of :class:`~server.arena.play.GamesInPlay`."""
 
     def _new_id(self) -> str:
         """A fresh game (and challenge) id: 12 hex digits from :attr:`id_rng`. Ids are public

@@ -1,8 +1,8 @@
 """Game events over MQTT, and several servers sharing one broker: ``serve --mqtt``.
 
 :class:`MqttEvents` consumes the arena's effects as :mod:`server.app` hands them over —
-:class:`~server.arena.GameEvent` (start, move, over) and :class:`~server.arena.RelayGame` —
-and never reads the arena's state, except its public :meth:`~server.arena.Arena.lobby`
+:class:`~server.arena.arena.GameEvent` (start, move, over) and :class:`~server.arena.arena.RelayGame` —
+and never reads the arena's state, except its public :meth:`~server.arena.arena.Arena.lobby`
 for the status it announces. Topics (``P`` is the prefix, default ``autosteer/v1``;
 docs/MQTT.md has payload examples):
 
@@ -25,7 +25,7 @@ reconnect, so every payload carries ids to drop duplicates by (``event_id`` on r
 ``game_id`` + ``ply`` on moves and traces).
 
 Several servers: each publishes its status (retained, with a last will saying
-``offline``) and subscribes to everyone's; :class:`server.relay.RemoteLobby` turns those
+``offline``) and subscribes to everyone's; :class:`server.arena.relay.RemoteLobby` turns those
 into the bots and live games a lobby lists, and a spectator here of a game played there
 gets that game's frames relayed from the broker.
 """
@@ -41,9 +41,9 @@ import socket
 import time
 from typing import Any, Protocol
 
-from server.arena import Arena, GameEvent, RelayGame
-from server.mqtt import MqttLink, topic_part
-from server.relay import RemoteLobby
+from server.arena.arena import Arena, GameEvent, RelayGame
+from server.events.mqtt import MqttLink, topic_part
+from server.arena.relay import RemoteLobby
 from server.waiting import event_or_timeout
 
 log = logging.getLogger("autosteer.cluster")

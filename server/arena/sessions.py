@@ -6,16 +6,16 @@ from __future__ import annotations
 import secrets
 
 from server import __version__
-from server.arena_state import Connection, Session
-from server.effects import CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_REPLACED, Frame, RelayGame
-from server.offers import Offers
+from server.arena.state import Connection, Session
+from server.arena.effects import CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_REPLACED, Frame, RelayGame
+from server.arena.offers import Offers
 from server.protocol import PROTOCOL_VERSIONS, Hello, ProtocolError
 
 SERVER_NAME = f"autosteer-arena/{__version__}"
 
 
 class Sessions(Offers):
-    """Connections and sessions on top of :class:`~server.offers.Offers`."""
+    """Connections and sessions on top of :class:`~server.arena.offers.Offers`."""
 
     def connect(self, conn_id: int, address: str, now: float) -> bool:
         """A connection opened. Returns False (and queues an error and a close) when refused."""

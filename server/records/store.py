@@ -4,7 +4,7 @@ Every game is inserted when it starts (status ``live``), updated after every mov
 server killed with ``kill -9`` leaves its games' moves on disk) and when it ends, with
 players, their kinds, every move (seat, cell, unix time, trace), result, reason, the tag
 an arranged game carries, its move clock and the id of the server that played it. The
-server writes from a child process of its own (``server/record_writer.py``), one
+server writes from a child process of its own (``server/records/writer.py``), one
 transaction for all the writes of a loop turn
 (well under a millisecond in SQLite's WAL mode with ``synchronous=NORMAL``); after a game's
 first write only its board and moves are rewritten, until it ends. A server that crashed leaves games
