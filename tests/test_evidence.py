@@ -227,7 +227,8 @@ def test_heldout_report_on_phrasings_and_opponents(lm, sae):
 def test_equal_effort_controls_run_end_to_end(lm, sae):
     import torch
 
-    from training.controls import BASIS_NAMES, CEMFitter, basis_bot, make_basis, markdown_table, run_controls
+    from training.bases import BASIS_NAMES, make_basis
+    from training.controls import CEMFitter, basis_bot, markdown_table, run_controls
     from training.vector_search import SearchConfig
 
     policy = _policy(sae)
@@ -294,7 +295,8 @@ def test_bot_description_carries_the_run_card_summary(lm, sae, tmp_path):
 
 def test_ppo_fitter_plugs_into_the_equal_effort_controls(lm, sae):
     """The RL trainer is a fitter like the search: same budget and seed on another basis."""
-    from training.controls import BASIS_NAMES, PPOFitter, run_controls
+    from training.bases import BASIS_NAMES
+    from training.controls import PPOFitter, run_controls
     from training.rl.ppo import TrainConfig
 
     policy = _policy(sae, features=(0, 3, 5, 7), coefs=(1.0, -1.0, 0.5, 0.0))

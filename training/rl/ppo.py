@@ -180,7 +180,7 @@ def build_actuator(lm: Any, sae: Any, cfg: TrainConfig, features: Sequence[int],
     zero = FixedSteeringPolicy(list(features), [0.0] * len(features), hook_name=sae.hook_name, d_sae=sae.d_sae)
     directions = None
     if cfg.basis == "directions":  # the non-SAE control: random directions with the features' decoder norms
-        from training.controls import random_direction_basis
+        from training.bases import random_direction_basis
 
         directions = random_direction_basis(sae, features, cfg.seed).directions
     elif cfg.basis != "sae":
