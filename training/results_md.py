@@ -79,7 +79,7 @@ def _sources(paths: tuple[str, ...]) -> str:
 # --------------------------------------------------------------------------- sections
 def fixed_vector_vs_minimax_and_random(f: Files) -> list[str]:
     """The unsteered model and the shipped fixed vector, 1,000 games per arm, with held-out cells."""
-    from training.report import headline_table, random_table
+    from training.evaluation_tables import headline_table, random_table
 
     evaluations = [f[f"{RESULTS}/llm_baseline_unsteered.json"], f[f"{RESULTS}/llm_steered_fixed.json"]]
     held = f.get(f"{RESULTS}/heldout_fixed.json")
@@ -96,7 +96,7 @@ def fixed_vector_vs_minimax_and_random(f: Files) -> list[str]:
 
 
 def fixed_vector_unoptimised_controls(f: Files) -> list[str]:
-    from training.report import compact_table
+    from training.evaluation_tables import compact_table
 
     order = ["llm_steered_fixed", "llm_control_zero", "llm_control_negate", "llm_control_shuffle", "llm_control_random"]
     return ["The vector's coefficients zeroed, negated, put on other random features, or one fixed random "
