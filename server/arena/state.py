@@ -80,7 +80,7 @@ class Game:
     board: Board = field(default_factory=Board.empty)
     moves: list[Frame] = field(default_factory=list)
     deadline: float | None = None
-    clock_timer_at: float | None = None  # when the one clock timer queued for this game fires (arena_core)
+    clock_timer_at: float | None = None  # when the one clock timer queued for this game fires (server.arena.core)
     spectators: set[str] = field(default_factory=set)  # session names
     result: str | None = None
     reason: str | None = None
