@@ -621,6 +621,18 @@ def plot_learning_curve(runs: dict[str, list[dict[str, Any]]], path: Path, title
     plt.close(fig)
 
 
+def curve_title(model: str, cfg: dict[str, Any], seeds: Sequence[int]) -> str:
+    """The learning-curve plot's title: the recipe's knobs that tell runs apart."""
+    return (f"{model}: PPO steering policy, {cfg['obs']} obs, {cfg['action']} action ({cfg['slots']} slots), "
+            f"{cfg['mode']} reading, via {cfg['via']}, phrasings {','.join(cfg['phrasings'])}, seeds {','.join(map(str, seeds))}")
+
+
+def kept_line(over_seeds: dict[str, Any]) -> str:
+    """``grid_X 82.7 % [82.0–83.5], ...``: value kept, mean [min–max] over seeds."""
+    return ", ".join(f"{k[5:]} {100 * v['mean']:.1f} % [{100 * v['min']:.1f}–{100 * v['max']:.1f}]"
+                     for k, v in over_seeds.items() if k.startswith("kept_"))
+
+
 def digit_mass_check(policy: Any, actuator: Any, boards: Sequence[Board], chunk: int = 256) -> dict[str, float]:
     """The digits' share of the full next-token distribution under the policy's steering
     on ``boards`` (a full unembedding per answer): mean and min."""
@@ -943,9 +955,7 @@ def run(args: argparse.Namespace) -> int:
         report["time"]["held-out phrasings"] = report.pop("heldout_seconds", 0.0)
         (out / "run_card.json").write_text(json.dumps(report, indent=2) + "\n")
         write_card_md(report, out / "run_card.md")
-    plot_learning_curve(curves, args.plot, f"{lm.name}: PPO steering policy, {cfg.obs} obs, {cfg.action} action "
-                        f"({cfg.slots} slots), {cfg.mode} reading, via {cfg.via}, phrasings {','.join(cfg.phrasings)}, "
-                        f"seeds {','.join(map(str, seeds))}")
+    plot_learning_curve(curves, args.plot, curve_title(lm.name, asdict(cfg), seeds))
     summary = {"command": command, "config": asdict(cfg), "model": lm.name, "hook_name": sae.hook_name,
                "weights_unchanged": all(c["weights_unchanged"] for c in cards),
                "weights_before": cards[0]["weights_before"], "weights_after": cards[-1]["weights_after"],
@@ -964,10 +974,7 @@ def run(args: argparse.Namespace) -> int:
         shutil.copyfile(first / "run_card.md", ARTIFACTS / SHIPPED_NAME.replace(".json", ".card.md"))
         console.print(f"shipped {ARTIFACTS / SHIPPED_NAME} (policy {cards[0]['policy_digest']}, seed {seeds[0]}, final)")
     st = summary["over_seeds"]
-    kept = [k for k in st if k.startswith("kept_")]
-    print("done: " + ", ".join(f"{k[5:]} {100 * st[k]['mean']:.1f} % [{100 * st[k]['min']:.1f}–{100 * st[k]['max']:.1f}]"
-                               for k in kept) + f" value kept over {len(seeds)} seed(s); weights unchanged: "
-          f"{summary['weights_unchanged']}")
+    print(f"done: {kept_line(st)} value kept over {len(seeds)} seed(s); weights unchanged: {summary['weights_unchanged']}")
     return 0
 
 
