@@ -34,13 +34,20 @@ def gather(cards: list[dict[str, Any]]) -> dict[str, Any]:
     ...
     ValueError: the runs differ in more than the seed: lr
     """
-    from training.rl.ppo import summarize
+    from dataclasses import asdict
+
+    from training.rl.ppo import TrainConfig, summarize
 
     if not cards:
         raise ValueError("no run cards")
-    first = {k: v for k, v in cards[0]["config"].items() if k != "seed"}
+    defaults = asdict(TrainConfig())  # a knob a card does not name ran at its default
+
+    def knobs(card: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in {**defaults, **card["config"]}.items() if k != "seed"}
+
+    first = knobs(cards[0])
     for card in cards[1:]:
-        other = {k: v for k, v in card["config"].items() if k != "seed"}
+        other = knobs(card)
         differ = sorted(k for k in first.keys() | other.keys() if first.get(k) != other.get(k))
         if differ:
             raise ValueError(f"the runs differ in more than the seed: {', '.join(differ)}")
