@@ -217,7 +217,8 @@ class Board:
         for line in LINES:
             a, b, c = (self.code[i] for i in line)
             if a != EMPTY and a == b == c:
-                return tuple(i + 1 for i in line)  # type: ignore[return-value]
+                i, j, k = line
+                return i + 1, j + 1, k + 1
         return None
 
     # -- moves ----------------------------------------------------------------

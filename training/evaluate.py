@@ -44,6 +44,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bots.base import Bot
 from server.game import Board, Seat
 from server.protocol import PROTOCOL_VERSION
 from server.seeding import game_seed
@@ -264,7 +265,7 @@ def play_arm_local(bot: Any, arm: ArmResult, n_games: int, seed: int, concurrenc
 
 
 # --------------------------------------------------------------------------- through a server
-class _RecordingBot:
+class _RecordingBot(Bot):
     """Wraps the LLM bot for ``BotClient``: same moves, and the steering strength is kept."""
 
     def __init__(self, bot: Any, strength: BudgetTally) -> None:
