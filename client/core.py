@@ -157,10 +157,8 @@ class Welcomed(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class SessionExpired(Event):
-    """The token was no longer good (``bad_token``): the games are given up (``lost``);
-    send :meth:`ClientCore.hello` again for a new session."""
-
-    lost: tuple[GameView, ...]
+    """The token was no longer good (``bad_token``): send :meth:`ClientCore.hello` again for
+    a new session (its :class:`Welcomed` gives up the games)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -278,6 +276,7 @@ class ClientCore:
         self.token = token
         self.id_prefix = id_prefix
         self.welcome: Frame | None = None  # the present connection's welcome
+        self.greeting = False  # a hello is on its way, not answered yet
         self.games: dict[str, GameView] = {}
         self.pending: dict[Any, Frame] = {}  # request id -> the request, until its reply
         self.offers: dict[str, Offer] = {}  # offered to this client, not answered yet
@@ -305,11 +304,12 @@ class ClientCore:
             frame["description"] = about
         if self.token:
             frame["token"] = self.token
+        self.greeting = True
         return frame
 
     def connection_lost(self) -> list[Frame]:
         """The connection ended: return the requests that will get no reply (they are forgotten)."""
-        self.welcome = None
+        self.welcome, self.greeting = None, False
         lost = list(self.pending.values())
         self.pending.clear()
         return lost
@@ -422,7 +422,7 @@ class ClientCore:
         resumed = tuple(frame.get("resumed") or ())
         new_session = frame["token"] != self.token
         lost = tuple(self.games.pop(gid) for gid in list(self.games) if new_session or gid not in resumed)
-        self.token, self.name, self.welcome = frame["token"], frame["name"], frame
+        self.token, self.name, self.welcome, self.greeting = frame["token"], frame["name"], frame, False
         self.protocol = frame.get("protocol", self.protocol)
         for game in self.games.values():
             game.asked_at_ply = -1  # the server sends each resumed game's state again
@@ -436,13 +436,12 @@ class ClientCore:
             if request.get("type") == "move" and request.get("game_id") in self.games:
                 self.games[request["game_id"]].asked_at_ply = -1  # the move was not made
             return [RequestFailed(frame=frame, request=request, code=code, message=message)]
-        if self.welcome is not None:
+        if not self.greeting:
             return [ServerError(frame=frame, code=code, message=message)]
+        self.greeting = False
         if code == "bad_token" and self.token:
-            lost = tuple(self.games.values())
-            self.games.clear()
             self.token = None
-            return [SessionExpired(frame=frame, lost=lost)]
+            return [SessionExpired(frame=frame)]
         return [HelloRefused(frame=frame, code=code, message=message, retryable=code in RETRYABLE_HELLO_ERRORS)]
 
     def _on_offer(self, frame: Frame, request: Frame | None) -> list[Event]:

@@ -65,6 +65,7 @@ def test_a_refused_hello_says_whether_to_try_later() -> None:
     core.hello()
     (ev,) = core.receive({"type": "error", "code": "name_taken", "message": "taken"})
     assert isinstance(ev, HelloRefused) and ev.code == "name_taken" and not ev.retryable
+    core.hello()
     (ev,) = core.receive({"type": "error", "code": "server_shutting_down", "message": "bye"})
     assert isinstance(ev, HelloRefused) and ev.retryable
 
@@ -194,10 +195,19 @@ def test_an_expired_token_gives_up_every_game_and_hellos_afresh() -> None:
     core.connection_lost()
     core.hello()
     (ev,) = core.receive({"type": "error", "code": "bad_token", "message": "expired"})
-    assert isinstance(ev, SessionExpired) and [g.game_id for g in ev.lost] == ["g1"] and core.games == {}
+    assert isinstance(ev, SessionExpired) and core.token is None
     assert "token" not in core.hello()
     (ev,) = core.receive(welcome(token="t2"))
-    assert ev.new_session and core.token == "t2"
+    assert ev.new_session and [g.game_id for g in ev.lost] == ["g1"] and core.games == {} and core.token == "t2"
+
+
+def test_an_error_with_no_hello_waiting_is_a_server_error() -> None:
+    core = ClientCore("ann")
+    (ev,) = core.receive({"type": "error", "code": "internal_error", "message": "boom"})
+    assert isinstance(ev, ServerError)
+    core.hello()
+    (ev,) = core.receive({"type": "error", "code": "internal_error", "message": "boom"})
+    assert isinstance(ev, HelloRefused) and ev.retryable
 
 
 # --------------------------------------------------------------------------- against the arena
