@@ -91,13 +91,19 @@ class ArenaClient:
 
     ``on_event`` (sync or async) gets every event in order, awaited before the next frame
     is read; ``pacer`` paces :meth:`send` (None: unpaced); ``open_timeout`` bounds the
-    connection's opening and the wait for ``welcome``; ``max_size`` is the largest frame read."""
+    connection's opening and the wait for ``welcome``; ``max_size`` is the largest frame read;
+    ``retry_hello`` decides on a refused ``hello``: True (after changing the core, e.g. its
+    name) sends it again on the same connection; ``connect_options`` go to websockets' ``connect``."""
 
     def __init__(self, url: str, core: ClientCore, *, on_event: EventHandler | None = None,
-                 pacer: SendPacer | None = None, open_timeout: float = 10.0, max_size: int = 1 << 22) -> None:
+                 pacer: SendPacer | None = None, open_timeout: float = 10.0, max_size: int = 1 << 22,
+                 retry_hello: Callable[[HelloRefused], bool] | None = None,
+                 connect_options: dict[str, Any] | None = None) -> None:
         self.url, self.core = url, core
         self.on_event, self.pacer = on_event, pacer
         self.open_timeout, self.max_size = open_timeout, max_size
+        self.retry_hello = retry_hello
+        self.connect_options = dict(connect_options or {})
         self.ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._waiting: dict[Any, asyncio.Future[Event]] = {}  # request id -> its reply
@@ -117,7 +123,7 @@ class ArenaClient:
         """Open the connection, say hello (a new hello after an expired token) and start
         reading. Raises :class:`HelloError` on a refusal, and websockets' and the OS's
         errors (``OSError``, ``TimeoutError``, ``InvalidHandshake``, ``InvalidURI``) as they come."""
-        ws = await connect(self.url, open_timeout=self.open_timeout, max_size=self.max_size)
+        ws = await connect(self.url, open_timeout=self.open_timeout, max_size=self.max_size, **self.connect_options)
         try:
             welcomed = await self._handshake(ws)
         except BaseException:
@@ -133,12 +139,13 @@ class ArenaClient:
         while True:
             raw = await asyncio.wait_for(ws.recv(), self.open_timeout)
             for event in self.core.receive(raw):
-                if isinstance(event, HelloRefused):
+                if isinstance(event, HelloRefused) and not (self.retry_hello and self.retry_hello(event)):
                     raise HelloError(event)
-                await self._deliver(event)
+                if not isinstance(event, HelloRefused):
+                    await self._deliver(event)
                 if isinstance(event, Welcomed):
                     return event
-                if isinstance(event, SessionExpired):
+                if isinstance(event, (SessionExpired, HelloRefused)):
                     await ws.send(dumps(self.core.hello()))
 
     @property

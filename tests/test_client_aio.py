@@ -85,3 +85,17 @@ async def test_a_dropped_connection_resumes_the_session_and_its_game() -> None:
         assert [e.resumed for e in restarted] == [False, True]
         assert sum(isinstance(e, Welcomed) for e in events) == 2
         await arena.close()
+
+
+async def test_a_refused_hello_may_go_again_on_the_same_connection() -> None:
+    async with serve_arena(config()) as srv:
+        core = ClientCore("ann")
+        tries: list[str] = []
+
+        def rename(refused: Any) -> bool:
+            tries.append(refused.code)
+            core.name = "ann-2"
+            return refused.code == "name_taken" and len(tries) == 1
+
+        async with ArenaClient(srv.url, ClientCore("ann")), ArenaClient(srv.url, core, retry_hello=rename) as second:
+            assert second.core.welcome["name"] == "ann-2" and tries == ["name_taken"]
