@@ -158,13 +158,16 @@ class ArenaClient:
             await asyncio.shield(self._reader)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close the connection (a closing handshake) and wait for the reader to finish."""
-        ws = self.ws
+        """Close the connection (a closing handshake) and let the reader finish; a reader
+        still held by an event handler a second later is cancelled."""
+        ws, reader = self.ws, self._reader
         if ws is not None:
             await ws.close(code, reason)
-        if self._reader is not None:
+        if reader is not None and reader is not asyncio.current_task():
+            await asyncio.wait({reader}, timeout=1.0)
+            reader.cancel()
             try:
-                await self._reader
+                await reader
             except asyncio.CancelledError:
                 pass
 
