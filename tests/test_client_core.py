@@ -260,6 +260,18 @@ def test_against_the_arena_a_player_beats_nothing_against_minimax() -> None:
     assert ann.games == {} and ann.pending == {}
 
 
+def test_against_the_arena_protocol_1_gets_the_house_answer_in_a_state_of_its_own() -> None:
+    net = InProcess()
+    ann = ClientCore("ann", protocol=1)
+    conn = net.connect(ann)
+    assert ann.welcome["protocol"] == 1
+    gid = net.send(conn, ann.challenge("minimax", side="X"))[0].frame["challenge_id"]
+    events = net.send(conn, ann.move(gid, 5))
+    assert kinds(events) == ["Reply", "GameUpdated", "GameUpdated", "YourTurn"]
+    assert events[0].frame["ply"] == 1 and events[0].frame["turn"] == "O" and "id" not in events[2].frame
+    assert ann.games[gid].board.ply == 2 and ann.games[gid].to_move
+
+
 def test_against_the_arena_a_remote_bot_is_offered_an_arranged_game_and_plays_it() -> None:
     net = InProcess()
     org, rb = ClientCore("org"), ClientCore("rb", role="bot", max_games=2)
