@@ -281,7 +281,8 @@ class ArenaClient:
             _resolve(self._waiting.get(rid), event)
         elif isinstance(event, GameEnded) or isinstance(event, ChallengeDeclined) and not event.offered:
             gid = event.frame.get("game_id") or event.frame.get("challenge_id")
-            _resolve(self._ends.get(gid), event)
+            if isinstance(gid, str):
+                _resolve(self._ends.get(gid), event)
 
     async def _deliver(self, event: Event) -> None:
         if self._queue is not None:
