@@ -1,15 +1,16 @@
 """The bot client: connects any :class:`server.players.base.Bot` to an arena server as a remote bot.
 
 It says ``hello`` with role ``bot``, accepts challenge offers up to ``max_games`` games at
-once (declining beyond with reason ``busy``), tracks each game's board, and whenever it is
-to move in one or more games gathers them for a short batching window and asks the bot
-for all of them in one ``choose_batch`` call, run in a worker thread so the event loop
-keeps serving frames. Each move carries the bot's ``trace`` and
-``on_illegal = "forfeit" if bot.forfeit_on_illegal else "error"``.
+once (declining beyond with reason ``busy``), and whenever it is to move in one or more
+games gathers them for a short batching window and asks the bot for all of them in one
+``choose_batch`` call, run in a worker thread so the event loop keeps serving frames. Each
+move carries the bot's ``trace`` and ``on_illegal = "forfeit" if bot.forfeit_on_illegal else "error"``.
 
-When the connection drops it reconnects with jittered exponential backoff and resumes the
-session with its token, so games in progress go on (the server keeps them for its grace
-period). Error frames are logged and counted, never raised.
+The protocol is :mod:`client.core`'s (the session, offers, games, whose turn, requests and
+their replies) and the connection :mod:`client.aio`'s; this module is the bot's policy
+over them. When the connection drops it reconnects with jittered exponential backoff and
+resumes the session with its token, so games in progress go on (the server keeps them for
+its grace period). Error frames are logged and counted, never raised.
 
 An illegal choice by a bot that does not forfeit on illegal moves is never sent: the bot
 is asked again (up to ``illegal_retries`` times) and then the client resigns that game,
@@ -26,28 +27,26 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import itertools
-import json
 import logging
 import random
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Sequence
 
-from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from client.aio import ArenaClient, HelloError, SendPacer
+from client.core import (BadFrame, ChallengeDeclined, ClientCore, Event, GameEnded, GameStarted, GameView, Notice,
+                         OfferReceived, RequestFailed, ServerError, SessionExpired, Welcomed, YourTurn)
 from server.players.base import Bot, Decision, MoveRequest
-from server.game import Board, InvalidBoardError, Seat
-from server.protocol import PROTOCOL_VERSION, ProtocolError, dumps, parse_server_frame, replace_non_finite
+from server.game import Seat
+from server.protocol import dumps, replace_non_finite
 from server.waiting import event_or_timeout
 
+__all__ = ["Backoff", "BotClient", "BotClientError", "ClientStats", "FinishedGame", "SendPacer"]
+
 log = logging.getLogger("autosteer.bot")
-
-
-_RETRYABLE_HELLO_ERRORS = frozenset({"too_many_connections", "server_shutting_down", "rate_limited", "internal_error"})
 
 
 class BotClientError(RuntimeError):
@@ -82,28 +81,6 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempts = 0
-
-
-class SendPacer:
-    """A token bucket that keeps the client under the server's per-connection message
-    rate (the server's defaults: 20 messages/s, bursts of 40)."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        if rate <= 0 or burst < 1:
-            raise ValueError(f"send rate must be > 0 and burst >= 1, got {rate} and {burst}")
-        self.rate, self.burst = rate, float(burst)
-        self.tokens = float(burst)
-        self.at = time.monotonic()
-
-    async def take(self) -> None:
-        while True:
-            now = time.monotonic()
-            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-            self.at = now
-            if self.tokens >= 1.0:
-                self.tokens -= 1.0
-                return
-            await asyncio.sleep((1.0 - self.tokens) / self.rate)
 
 
 @dataclass
@@ -156,26 +133,6 @@ class FinishedGame:
     tag: str | None = None
 
 
-@dataclass
-class _Game:
-    game_id: str
-    x: str
-    o: str
-    you: Seat
-    board: Board
-    tag: str | None = None
-    asked_at_ply: int = -1  # the ply for which the bot was last asked (no double moves)
-    illegal_tries: int = 0
-
-    @property
-    def opponent(self) -> str:
-        return self.o if self.you is Seat.X else self.x
-
-    @property
-    def to_move(self) -> bool:
-        return not self.board.is_over and self.board.turn is self.you and self.asked_at_ply != self.board.ply
-
-
 GameOverCallback = Callable[[FinishedGame], "Awaitable[None] | None"]
 
 
@@ -202,7 +159,6 @@ class BotClient:
             raise BotClientError(f"max_games must be 1-1024, got {max_games}")
         self.bot = bot
         self.url = url
-        self.name = name or bot.name
         self.max_games = max_games
         self.reconnect = reconnect
         self.backoff = Backoff(*backoff, rng=random.Random(seed))
@@ -212,11 +168,12 @@ class BotClient:
         self.illegal_retries = illegal_retries
         self.open_timeout = open_timeout
         self.stats = ClientStats()
-        self.token: str | None = None
-        self.games: dict[str, _Game] = {}
-        self._accepted: set[str] = set()  # offers accepted, game not started yet
-        self._ws: ClientConnection | None = None
+        self.core = ClientCore(name or bot.name, role="bot", max_games=max_games,
+                               description=getattr(bot, "description", None), id_prefix="m")
+        self._link = ArenaClient(url, self.core, on_event=self._on_link_event, open_timeout=open_timeout,
+                                 max_size=1 << 20)
         self._pacer = SendPacer(send_rate, send_burst)
+        self._illegal: Counter[str] = Counter()  # illegal choices per game
         self._wake = asyncio.Event()
         self._stopping = False
         self._draining = False
@@ -224,11 +181,27 @@ class BotClient:
         self._connected = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._ids = itertools.count(1)
-        self._pending_moves: dict[str, dict[str, Any]] = {}  # request id → move frame
         self._bot_lock = threading.Lock()
 
     # ------------------------------------------------------------------ public API
+    @property
+    def name(self) -> str:
+        return self.core.name
+
+    @property
+    def token(self) -> str | None:
+        """The session's token (None before the first welcome)."""
+        return self.core.token
+
+    @property
+    def games(self) -> dict[str, GameView]:
+        """The games this bot plays now, by id."""
+        return {gid: g for gid, g in self.core.games.items() if g.playing}
+
+    @property
+    def _pending_moves(self) -> dict[Any, dict[str, Any]]:
+        return self.core.pending  # moves sent, by request id, until their reply
+
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
@@ -280,269 +253,179 @@ class BotClient:
             self._stop_event = asyncio.Event()
         self._stop_event.set()
         self._wake.set()
-        ws = self._ws
+        ws = self._link.ws
         if ws is not None:
             await ws.close(1000, "bot stopping")
 
     async def drop_connection(self) -> None:
         """Abort the connection without a closing handshake, as a network failure would
         (for tests and chaos drills); the client then reconnects and resumes."""
-        ws = self._ws
-        if ws is not None:
-            ws.transport.abort()
+        self._link.abort()
 
     # ------------------------------------------------------------------ one connection
     async def _connect_once(self) -> None:
-        async with connect(self.url, open_timeout=self.open_timeout, max_size=1 << 20) as ws:
-            self._ws = ws
+        try:
+            await self._link.connect()
+        except HelloError as exc:
+            if exc.event.retryable:  # the server is full or restarting: try again later
+                raise ConnectionError(f"the server refused hello: {exc}") from None
+            raise BotClientError(f"the server refused hello as {self.name!r}: {exc}") from None
+        ws = self._link.ws
+        mover = asyncio.create_task(self._mover(ws), name=f"{self.name}-mover")
+        try:
+            await self._link.wait_closed()
+        finally:
+            mover.cancel()
             try:
-                await self._hello(ws)
-                mover = asyncio.create_task(self._mover(ws), name=f"{self.name}-mover")
-                try:
-                    async for raw in ws:
-                        await self._on_frame(ws, raw)
-                finally:
-                    mover.cancel()
-                    try:
-                        await mover
-                    except (asyncio.CancelledError, ConnectionClosed):
-                        pass
-            finally:
-                self._ws = None
-                self._connected.clear()
-                if not self._stopping:
-                    log.warning("%s: disconnected from %s (%s)", self.name, self.url,
-                                ws.close_reason or ws.close_code or "connection lost")
+                await mover
+            except (asyncio.CancelledError, ConnectionClosed):
+                pass
+            self._connected.clear()
+            if not self._stopping and ws is not None:
+                log.warning("%s: disconnected from %s (%s)", self.name, self.url,
+                            ws.close_reason or ws.close_code or "connection lost")
 
-    async def _hello(self, ws: ClientConnection) -> None:
-        hello: dict[str, Any] = {"type": "hello", "name": self.name, "role": "bot", "max_games": self.max_games,
-                                 "protocol": PROTOCOL_VERSION}
-        about = " ".join(str(getattr(self.bot, "description", "") or "").split())[:200]
-        if about:  # the lobby shows it (the LLM bot: model, move reading, steering)
-            hello["description"] = about
-        if self.token:
-            hello["token"] = self.token
-        await ws.send(dumps(hello))
-        while True:
-            raw = await asyncio.wait_for(ws.recv(), self.open_timeout)
-            frame = _loads(raw)
-            if frame is None:
-                continue
-            kind = frame.get("type")
-            if kind == "welcome":
-                break
-            if kind == "error":
-                code = frame.get("code")
-                if code == "bad_token" and self.token:
-                    log.warning("%s: session expired (%s); starting a new session", self.name, frame.get("message"))
-                    self._lose_all_games()
-                    self.token = None
-                    hello.pop("token", None)
-                    await ws.send(dumps(hello))
-                    continue
-                if code in _RETRYABLE_HELLO_ERRORS:  # the server is full or restarting: try again later
-                    raise ConnectionError(f"the server refused hello: [{code}] {frame.get('message')}")
-                raise BotClientError(f"the server refused hello as {self.name!r}: [{code}] {frame.get('message')}")
-            log.debug("%s: ignoring %s before welcome", self.name, kind)
-        resumed = set(frame.get("resumed") or [])
-        fresh_session = frame.get("token") != self.token
-        self.token = frame.get("token")
-        self.stats.connections += 1
-        self.backoff.reset()
-        limits = frame.get("limits") or {}
-        try:  # pace to what this server allows, with a margin
-            rate = float(limits.get("rate", self.send_rate)) * 0.9
-            burst = max(1, int(int(limits.get("burst", self.send_burst)) * 0.9))
-            self._pacer = SendPacer(rate, burst)
-        except (TypeError, ValueError):
-            self._pacer = SendPacer(self.send_rate, self.send_burst)
-        self._pending_moves.clear()
-        # Games not resumed ended while we were away (or the session is new).
-        for gid in [g for g in self.games if fresh_session or g not in resumed]:
-            log.warning("%s: game %s was lost while disconnected", self.name, gid)
-            self.games.pop(gid)
-            self.stats.games_lost_track += 1
-        for g in self.games.values():
-            g.asked_at_ply = -1  # the server re-sends each resumed game's state
-        self._accepted.clear()
-        self._update_idle()
-        self._connected.set()
-        what = f"resumed {len(resumed)} game(s)" if resumed else "ready for challenges"
-        log.info("%s: connected to %s as a bot (max %d games); %s", self.name, self.url, self.max_games, what)
-
-    def _lose_all_games(self) -> None:
-        self.stats.games_lost_track += len(self.games)
-        self.games.clear()
-        self._update_idle()
-
-    async def _send(self, ws: ClientConnection, frame: dict[str, Any]) -> None:
+    async def _send(self, ws: Any, frame: dict[str, Any]) -> None:
         await self._pacer.take()
         await ws.send(dumps(frame))
 
-    # ------------------------------------------------------------------ incoming frames
-    async def _on_frame(self, ws: ClientConnection, raw: str | bytes) -> None:
-        frame = _loads(raw)
-        if frame is None:
-            log.warning("%s: ignoring a frame that is not a JSON object: %.80r", self.name, raw)
-            return
+    # ------------------------------------------------------------------ events
+    async def _on_link_event(self, event: Event) -> None:
+        await self._on_event(self._link.ws, event)
+
+    async def _on_frame(self, ws: Any, raw: str | bytes) -> None:
+        """Handle one server frame as the connection's reader does (sends go to ``ws``)."""
+        for event in self.core.receive(raw):
+            await self._on_event(ws, event)
+
+    async def _on_event(self, ws: Any, event: Event) -> None:
         try:
-            msg = parse_server_frame(frame)
-        except ProtocolError as exc:
-            log.warning("%s: ignoring a malformed %r frame: %s", self.name, frame.get("type"), exc.message)
-            return
-        kind = frame["type"]
-        try:
-            if kind == "challenge":
-                await self._on_offer(ws, msg)
-            elif kind == "game_start":
-                self._on_game_start(frame)
-            elif kind == "state":
-                self._on_state(frame)
-            elif kind == "game_over":
-                await self._on_game_over(frame)
-            elif kind == "challenge_declined":
-                self._accepted.discard(frame["challenge_id"])
-                self._update_idle()
-            elif kind == "error":
-                await self._on_error(ws, frame)
-            elif kind == "game_record":
-                await self._on_game_record(frame)
-            elif kind == "info":
-                log.info("%s: server: %s", self.name, frame.get("message"))
+            if isinstance(event, YourTurn):
+                self._wake.set()
+            elif isinstance(event, OfferReceived):
+                await self._on_offer(ws, event.offer)
+            elif isinstance(event, GameStarted):
+                self._on_game_start(event)
+            elif isinstance(event, GameEnded):
+                await self._on_game_over(event)
+            elif isinstance(event, RequestFailed):
+                await self._on_refused(ws, event)
+            elif isinstance(event, Welcomed):
+                self._on_welcome(event)
+            else:
+                self._on_notice(event)
         except ConnectionClosed:
             raise
-        except (ValueError, KeyError, TypeError, InvalidBoardError) as exc:  # a frame we cannot make sense of
-            log.warning("%s: could not handle a %s frame: %s", self.name, kind, exc)
         except Exception:  # a bug here must cost one frame, not the bot
-            log.exception("%s: failed on a %s frame", self.name, kind)
+            log.exception("%s: failed on a %s frame", self.name, event.frame.get("type"))
 
-    async def _on_offer(self, ws: ClientConnection, offer: Any) -> None:
-        busy = len(self.games) + len(self._accepted)
+    def _on_welcome(self, event: Welcomed) -> None:
+        self.stats.connections += 1
+        self.backoff.reset()
+        self._pacer = SendPacer.for_server(event.frame.get("limits"), self.send_rate, self.send_burst)
+        for game in event.lost:  # ended while we were away, or the session is new
+            if game.playing:
+                log.warning("%s: game %s was lost while disconnected", self.name, game.game_id)
+                self.stats.games_lost_track += 1
+                self._illegal.pop(game.game_id, None)
+        self._update_idle()
+        self._connected.set()
+        what = f"resumed {len(event.resumed)} game(s)" if event.resumed else "ready for challenges"
+        log.info("%s: connected to %s as a bot (max %d games); %s", self.name, self.url, self.max_games, what)
+
+    def _on_notice(self, event: Event) -> None:
+        if isinstance(event, ServerError):
+            self.stats.errors[event.code] += 1
+            log.warning("%s: server error [%s] %s", self.name, event.code, event.message)
+        elif isinstance(event, SessionExpired):
+            log.warning("%s: session expired (%s); starting a new session", self.name, event.frame.get("message"))
+        elif isinstance(event, ChallengeDeclined):
+            self._update_idle()
+        elif isinstance(event, Notice):
+            log.info("%s: server: %s", self.name, event.message)
+        elif isinstance(event, BadFrame):
+            log.warning("%s: ignoring a frame it cannot use (%s): %.80r", self.name, event.reason, event.raw)
+
+    async def _on_offer(self, ws: Any, offer: Any) -> None:
+        busy = len(self.games) + len(self.core.accepted)
         if self._draining or self._stopping:
-            reply = {"type": "decline", "challenge_id": offer.challenge_id, "reason": "shutting down"}
+            reply = self.core.decline(offer.challenge_id, "shutting down", track=False)
             self.stats.offers_declined += 1
         elif busy >= self.max_games:
-            reply = {"type": "decline", "challenge_id": offer.challenge_id, "reason": "busy"}
+            reply = self.core.decline(offer.challenge_id, "busy", track=False)
             self.stats.offers_declined += 1
             log.info("%s: declined %s from %s: busy (%d/%d games)", self.name, offer.challenge_id, offer.challenger,
                      busy, self.max_games)
         else:
-            reply = {"type": "accept", "challenge_id": offer.challenge_id}
-            self._accepted.add(offer.challenge_id)
+            reply = self.core.accept(offer.challenge_id, track=False)
             self.stats.offers_accepted += 1
             log.debug("%s: accepted %s from %s as %s", self.name, offer.challenge_id, offer.challenger, offer.side)
         self._update_idle()
         await self._send(ws, reply)
 
-    def _on_game_start(self, frame: dict[str, Any]) -> None:
-        gid = frame["game_id"]
-        you = frame.get("you")
-        self._accepted.discard(gid)
-        if you is None:  # watching, not playing
-            return
-        board = Board(frame["board"])
-        game = self.games.get(gid)
-        if game is None:
-            game = _Game(gid, frame["x"], frame["o"], Seat(you), board, tag=frame.get("tag"))
-            self.games[gid] = game
-            if board.ply == 0:
-                self.stats.games_started += 1
-                log.info("%s: game %s started: %s (X) vs %s (O)", self.name, gid, game.x, game.o)
-        else:
-            game.board = board
+    def _on_game_start(self, event: GameStarted) -> None:
+        game = event.game
+        if game.playing and not event.resumed and game.board.ply == 0:
+            self.stats.games_started += 1
+            log.info("%s: game %s started: %s (X) vs %s (O)", self.name, game.game_id, game.x, game.o)
         self._update_idle()
-        self._maybe_wake(game)
 
-    def _on_state(self, frame: dict[str, Any]) -> None:
-        self._pending_moves.pop(frame.get("id"), None)  # our move was applied
-        game = self.games.get(frame["game_id"])
-        if game is None:
+    async def _on_game_over(self, event: GameEnded) -> None:
+        game = event.game
+        if game is None or not game.playing:
             return
-        board = Board(frame["board"])
-        if board.ply >= game.board.ply:
-            game.board = board
-        self._maybe_wake(game)
-
-    async def _on_game_over(self, frame: dict[str, Any]) -> None:
-        self._pending_moves.pop(frame.get("id"), None)
-        game = self.games.pop(frame["game_id"], None)
-        if game is None:
-            return
+        self._illegal.pop(game.game_id, None)
         self._update_idle()
-        await self._finish(game, frame)
-
-    async def _on_game_record(self, frame: dict[str, Any]) -> None:
-        """Reply to our resync request: the game ended without us seeing game_over."""
-        game = self.games.get(frame["game_id"])
-        if game is not None and frame.get("result"):
-            await self._on_game_over(frame)
-
-    async def _finish(self, game: _Game, frame: dict[str, Any]) -> None:
-        result, reason = str(frame.get("result")), str(frame.get("reason"))
-        if result == "aborted":
-            outcome = "aborted"
-            self.stats.aborted += 1
-        elif result == "draw":
-            outcome = "draw"
-            self.stats.draws += 1
-        elif result == game.you.value:
-            outcome = "win"
-            self.stats.wins += 1
-        else:
-            outcome = "loss"
-            self.stats.losses += 1
+        outcome, frame = str(event.outcome), event.frame
         self.stats.games_finished += 1
-        self.stats.reasons[reason] += 1
-        log.info("%s: game %s vs %s over: %s (%s, %s)", self.name, game.game_id, game.opponent, outcome, result, reason)
-        if self.on_game_over is not None:
-            finished = FinishedGame(game.game_id, game.x, game.o, game.you, outcome, result, reason,
-                                    str(frame.get("board", "")), list(frame.get("moves") or []), frame.get("tag"))
-            try:
-                out = self.on_game_over(finished)
-                if inspect.isawaitable(out):
-                    await out
-            except Exception:
-                log.exception("%s: the on_game_over callback failed", self.name)
+        tally = {"win": "wins", "draw": "draws", "loss": "losses"}.get(outcome, "aborted")
+        setattr(self.stats, tally, getattr(self.stats, tally) + 1)
+        self.stats.reasons[str(game.reason)] += 1
+        log.info("%s: game %s vs %s over: %s (%s, %s)", self.name, game.game_id, game.opponent, outcome,
+                 game.result, game.reason)
+        if self.on_game_over is None:
+            return
+        assert game.you is not None
+        finished = FinishedGame(game.game_id, game.x, game.o, game.you, outcome, str(game.result), str(game.reason),
+                                str(frame.get("board", "")), list(frame.get("moves") or []), frame.get("tag"))
+        try:
+            out = self.on_game_over(finished)
+            if inspect.isawaitable(out):
+                await out
+        except Exception:
+            log.exception("%s: the on_game_over callback failed", self.name)
 
-    async def _on_error(self, ws: ClientConnection, frame: dict[str, Any]) -> None:
-        code, message, rid = frame.get("code"), frame.get("message"), frame.get("id")
-        self.stats.errors[str(code)] += 1
-        move = self._pending_moves.pop(rid, None) if isinstance(rid, str) else None
-        if move is None:
-            log.warning("%s: server error [%s] %s", self.name, code, message)
+    async def _on_refused(self, ws: Any, event: RequestFailed) -> None:
+        code, move = event.code, event.request
+        self.stats.errors[code] += 1
+        if move.get("type") != "move":
+            log.warning("%s: server error [%s] %s", self.name, code, event.message)
             return
         gid = move["game_id"]
-        game = self.games.get(gid)
         if code == "rate_limited":
             log.info("%s: move in %s was rate limited; resending", self.name, gid)
             await asyncio.sleep(1.0 / self.send_rate)
-            self._pending_moves[rid] = move
-            await self._send(ws, move)
+            await self._send(ws, self.core.retry(move))
             return
-        log.warning("%s: move %s in game %s refused: [%s] %s", self.name, move.get("cell"), gid, code, message)
-        if game is None:
+        log.warning("%s: move %s in game %s refused: [%s] %s", self.name, move.get("cell"), gid, code, event.message)
+        if gid not in self.games:
             return
-        if code in ("unknown_game",):
-            self.games.pop(gid, None)
+        if code == "unknown_game":
+            self.core.forget(gid)
             self.stats.games_lost_track += 1
             self._update_idle()
             return
         # Our view of the game is out of date: ask for the truth (a state or a record).
-        game.asked_at_ply = -1
-        await self._send(ws, {"type": "get_game", "game_id": gid})
-
-    def _maybe_wake(self, game: _Game) -> None:
-        if game.to_move:
-            self._wake.set()
+        await self._send(ws, self.core.get_game(gid, track=False))
 
     def _update_idle(self) -> None:
-        if self.games or self._accepted:
+        if self.games or self.core.accepted:
             self._idle.clear()
         else:
             self._idle.set()
 
     # ------------------------------------------------------------------ choosing and sending moves
-    async def _mover(self, ws: ClientConnection) -> None:
+    async def _mover(self, ws: Any) -> None:
         """Whenever games wait on us, batch them and ask the bot (one call at a time)."""
         while True:
             await self._wake.wait()
@@ -561,11 +444,11 @@ class BotClient:
                 except Exception:  # keep moving in the other games
                     log.exception("%s: failed while playing a batch", self.name)
 
-    async def _play_batch(self, ws: ClientConnection, games: Sequence[_Game]) -> None:
+    async def _play_batch(self, ws: Any, games: Sequence[GameView]) -> None:
         requests = []
         for g in games:
-            g.asked_at_ply = g.board.ply
-            requests.append(MoveRequest(g.game_id, g.board, g.opponent))
+            self.core.mark_asked(g.game_id)
+            requests.append(MoveRequest(g.game_id, g.board, str(g.opponent)))
         self.stats.batches += 1
         self.stats.largest_batch = max(self.stats.largest_batch, len(requests))
         try:
@@ -577,7 +460,7 @@ class BotClient:
             log.exception("%s: the bot failed on a batch of %d; resigning those games", self.name, len(requests))
             for r in requests:
                 if r.game_id in self.games:
-                    await self._send(ws, {"type": "resign", "game_id": r.game_id})
+                    await self._send(ws, self.core.resign(r.game_id, track=False))
             return
         for request, decision in zip(requests, decisions):
             await self._send_decision(ws, request, decision)
@@ -588,7 +471,7 @@ class BotClient:
         with self._bot_lock:
             return list(self.bot.choose_batch(requests))
 
-    async def _send_decision(self, ws: ClientConnection, request: MoveRequest, decision: Decision) -> None:
+    async def _send_decision(self, ws: Any, request: MoveRequest, decision: Decision) -> None:
         game = self.games.get(request.game_id)
         if game is None or game.board != request.board:
             return  # the game ended or moved on while the bot was thinking
@@ -597,39 +480,33 @@ class BotClient:
         if not legal:
             self.stats.illegal_choices += 1
             if not self.bot.forfeit_on_illegal:
-                game.illegal_tries += 1
-                if game.illegal_tries <= self.illegal_retries:
-                    log.warning("%s: bot chose illegal cell %r in %s (board %s); asking again", self.name, cell,
-                                game.game_id, request.board.code)
-                    game.asked_at_ply = -1
-                    self._wake.set()
-                else:
-                    log.error("%s: bot chose illegal cell %r in %s %d times; resigning the game", self.name, cell,
-                              game.game_id, game.illegal_tries)
-                    await self._send(ws, {"type": "resign", "game_id": game.game_id})
+                await self._illegal_choice(ws, game, cell)
                 return
             log.info("%s: bot chose illegal cell %r in %s; sending it (forfeits)", self.name, cell, game.game_id)
-        rid = f"m{next(self._ids)}"
-        move: dict[str, Any] = {"type": "move", "id": rid, "game_id": game.game_id, "cell": cell,
-                                "on_illegal": "forfeit" if self.bot.forfeit_on_illegal else "error"}
+        trace = None
         if decision.trace is not None:
             trace, replaced = replace_non_finite(decision.trace)  # the protocol carries finite JSON only
             if replaced:
                 log.warning("%s: %d NaN/infinite values in the trace of %s sent as null", self.name, replaced, game.game_id)
-            move["trace"] = trace
         if not isinstance(cell, int) or isinstance(cell, bool):
-            move["cell"] = -1  # not a cell: the schema wants an int, and True must not become cell 1
-        self._pending_moves[rid] = move  # cleared by the reply: our state/game_over or an error
-        await self._send(ws, move)
+            cell = -1  # not a cell: the schema wants an int, and True must not become cell 1
+        on_illegal = "forfeit" if self.bot.forfeit_on_illegal else "error"
+        await self._send(ws, self.core.move(game.game_id, cell, trace=trace, on_illegal=on_illegal))
         self.stats.moves_sent += 1
 
-
-def _loads(raw: str | bytes) -> dict[str, Any] | None:
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return data if isinstance(data, dict) and isinstance(data.get("type"), str) else None
+    async def _illegal_choice(self, ws: Any, game: GameView, cell: Any) -> None:
+        """The bot named an illegal cell and does not forfeit: ask again, or resign after too many."""
+        self._illegal[game.game_id] += 1
+        tries = self._illegal[game.game_id]
+        if tries <= self.illegal_retries:
+            log.warning("%s: bot chose illegal cell %r in %s (board %s); asking again", self.name, cell,
+                        game.game_id, game.board.code)
+            game.asked_at_ply = -1
+            self._wake.set()
+        else:
+            log.error("%s: bot chose illegal cell %r in %s %d times; resigning the game", self.name, cell,
+                      game.game_id, tries)
+            await self._send(ws, self.core.resign(game.game_id, track=False))
 
 
 def _describe(exc: BaseException) -> str:

@@ -19,20 +19,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def fetch_lobby(url: str, timeout: float = 10.0) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(bots, live games) as the server lists them."""
-    from websockets.asyncio.client import connect
+    from client.aio import ArenaClient
+    from client.core import ClientCore, RequestFailed
 
-    async with connect(url, open_timeout=timeout) as ws:
-        await ws.send(json.dumps({"type": "hello", "name": f"lobby-{secrets.token_hex(3)}", "role": "spectator"}))
-        await ws.send(json.dumps({"type": "list_bots", "id": "bots"}))
-        await ws.send(json.dumps({"type": "list_games", "id": "games"}))
-        got: dict[str, Any] = {}
-        while len(got) < 2:
-            frame = json.loads(await asyncio.wait_for(ws.recv(), timeout))
-            if frame.get("type") == "error":
-                raise RuntimeError(f"[{frame.get('code')}] {frame.get('message')}")
-            if frame.get("id") in ("bots", "games"):
-                got[frame["id"]] = frame
-        return got["bots"]["bots"], got["games"]["games"]
+    core = ClientCore(f"lobby-{secrets.token_hex(3)}", role="spectator")
+    async with ArenaClient(url, core, open_timeout=timeout) as arena:
+        bots, games = await asyncio.gather(arena.request(core.list_bots(), timeout),
+                                           arena.request(core.list_games(), timeout))
+    for reply in (bots, games):
+        if isinstance(reply, RequestFailed):
+            raise RuntimeError(f"[{reply.code}] {reply.message}")
+    return bots.frame["bots"], games.frame["games"]
 
 
 def run(args: argparse.Namespace) -> int:

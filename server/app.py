@@ -30,7 +30,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any, AsyncIterator, Callable, Protocol
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Protocol
 
 from server.arena.arena import Arena, Close, GameEnded, GameEvent, RelayGame, Send, ServerConfig, StoreGame
 from server.connection import ArenaConnection, Peer, deliver
@@ -39,6 +39,9 @@ from server.protocol import encode_frame
 from server.records.writer import RecordWriter, store_records
 from server.records.store import GameRecords, RecordsError, describe_target
 from server.waiting import event_or_timeout
+
+if TYPE_CHECKING:
+    from server.events.cluster import MqttEvents
 
 __all__ = ["ServerConfig", "ArenaServer", "serve_arena", "add_arguments", "run"]
 
@@ -415,7 +418,7 @@ def read_banner_url(proc: "subprocess.Popen[str]", what: str = "server") -> str:
     return match.group(1)
 
 
-async def _serve_until_signal(config: ServerConfig, *, quiet: bool, events: EventSink | None = None) -> int:
+async def _serve_until_signal(config: ServerConfig, *, quiet: bool, events: MqttEvents | None = None) -> int:
     finished = 0
 
     def on_game_over(record: dict[str, Any]) -> None:
@@ -430,7 +433,7 @@ async def _serve_until_signal(config: ServerConfig, *, quiet: bool, events: Even
         loop.add_signal_handler(sig, stop.set)
     async with serve_arena(config, on_game_over=on_game_over, events=events) as server:
         house = ", ".join(server.arena.house) if server.arena and server.arena.house else "none"
-        mqtt = (f"; events to {events.link.url} as server {events.server_id}"  # type: ignore[attr-defined]
+        mqtt = (f"; events to {events.link.url} as server {events.server_id}"
                 if events is not None else "")
         print(f"autosteer-arena listening on {server.url} (healthz: http://{server.url[5:]}/healthz); "
               f"records in {describe_target(config.db_path)}; house bots: {house}{mqtt}", flush=True)

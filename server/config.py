@@ -4,6 +4,10 @@ defaults are the command line's defaults, checked when it is made."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from server.solver import TieBreak
 
 
 @dataclass
@@ -20,7 +24,7 @@ class ServerConfig:
     grace: float = 15.0  # seconds a disconnected session may take to resume
     house_bots: bool = True  # serve the in-process house bots (minimax, random and the graded levels)
     seed: int | None = None  # seeds house bots and random seat draws (reproducible games)
-    minimax_tiebreak: str = "random"
+    minimax_tiebreak: TieBreak = "random"
     challenge_timeout: float = 30.0  # an offer unanswered this long is declined
     max_frame_bytes: int = 64 * 1024  # larger frames close the connection with 1009
     # A bot playing 64 games at once answers them in one burst, so the bucket is large.

@@ -104,9 +104,9 @@ class ArenaConnection(ServerConnection):
             recv_frame(frame)
 
         # one protocol object per connection: its methods are this connection's
-        protocol.send_close = send_close_after_replies  # type: ignore[method-assign]
-        protocol.fail = fail_after_replies  # type: ignore[method-assign]
-        protocol.recv_frame = recv_frame_after_replies  # type: ignore[method-assign]
+        protocol.send_close = send_close_after_replies  # type: ignore[method-assign]  # wraps this one protocol object's method
+        protocol.fail = fail_after_replies  # type: ignore[method-assign]  # wraps this one protocol object's method
+        protocol.recv_frame = recv_frame_after_replies  # type: ignore[method-assign]  # wraps this one protocol object's method
 
     # ------------------------------------------------------------------ in
     def data_received(self, data: bytes) -> None:
@@ -170,7 +170,7 @@ class ArenaConnection(ServerConnection):
             self.transport.pause_reading()
         return data
 
-    def eof_received(self) -> bool | None:
+    def eof_received(self) -> bool | None:  # type: ignore[override]  # asyncio lets eof_received return True; websockets types it None
         if self._early is not None and self.protocol.state is _OPEN:  # kept for the handler, as the bytes before it
             self._early_eof = True
             return True
@@ -292,11 +292,11 @@ def _between_frames(protocol: Protocol) -> bool:
     reader = protocol.reader
     if reader.buffer or reader.eof or protocol.current_size is not None:
         return False
-    gen = protocol.parser  # the server's parse(), which delegates to Protocol.parse() once open
+    gen: object = protocol.parser  # the server's parse(), which delegates to Protocol.parse() once open
     while (code := getattr(gen, "gi_code", None)) is not None:
         if code is _PARSE_CODE:
-            return getattr(gen.gi_yieldfrom, "gi_code", None) is _AT_EOF_CODE
-        gen = gen.gi_yieldfrom
+            return getattr(getattr(gen, "gi_yieldfrom", None), "gi_code", None) is _AT_EOF_CODE
+        gen = getattr(gen, "gi_yieldfrom", None)
     return False
 
 

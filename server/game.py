@@ -27,7 +27,7 @@ from __future__ import annotations
 import enum
 import functools
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 CELLS = tuple(range(1, 10))
 EMPTY = "."
@@ -138,6 +138,9 @@ class Board:
     # not a dataclass field, so eq, hash, repr, asdict and copies see only the code.
     __slots__ = ("code", "_info")
     code: str
+    if TYPE_CHECKING:  # the slot's type, for the checker only (an annotation would make it a dataclass field)
+        @property
+        def _info(self) -> "_Facts": ...
 
     def __post_init__(self) -> None:
         if not isinstance(self.code, str):
@@ -219,7 +222,8 @@ class Board:
         for line in LINES:
             a, b, c = (self.code[i] for i in line)
             if a != EMPTY and a == b == c:
-                return tuple(i + 1 for i in line)  # type: ignore[return-value]
+                i, j, k = line
+                return i + 1, j + 1, k + 1
         return None
 
     # -- moves ----------------------------------------------------------------
@@ -265,8 +269,11 @@ def _has_line(code: str, piece: str) -> bool:
     return any(code[a] == code[b] == code[c] == piece for a, b, c in LINES)
 
 
+_Facts = tuple[Seat, Seat | None, bool, "Result | None", Seat | None, tuple[int, ...], list["Board | None"]]
+
+
 @functools.cache  # valid positions only (a refused code raises and is not kept): at most 3**9
-def _facts(code: str) -> tuple[Seat, Seat | None, bool, Result | None, Seat | None, tuple[int, ...], list[Board | None]]:
+def _facts(code: str) -> _Facts:
     """Check ``code`` is a reachable-looking position; return (side to move, winner, game
     over, result, side to move or None when over, legal cells, the board after each move).
     The server asks these for every move, so each position is worked out once (and each

@@ -108,7 +108,7 @@ def error_frame(code: str, message: str, id: Any = None) -> dict[str, Any]:
 # --------------------------------------------------------------------------- client → server
 class _Msg(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-    id: RequestId = None  # type: ignore[assignment]  # absent: no id; null is refused
+    id: RequestId = None  # type: ignore[assignment]  # absent: no id; null is refused (pydantic leaves defaults unvalidated)
 
 
 class Hello(_Msg):

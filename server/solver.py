@@ -42,6 +42,7 @@ def solve() -> dict[str, Solution]:
         hit = table.get(board.code)
         if hit is not None:
             return hit
+        sol: Solution | None
         if board.is_over:
             # The side to move has just been beaten, or the board is full.
             sol = Solution(-1 if board.winner is not None else 0, 0)
@@ -54,8 +55,9 @@ def solve() -> dict[str, Solution]:
                 key = move_key(cand)
                 if best_key is None or key > best_key:
                     best_key, sol = key, cand
-        table[board.code] = sol  # type: ignore[assignment]
-        return sol  # type: ignore[return-value]
+        assert sol is not None  # a board that is not over has a child
+        table[board.code] = sol
+        return sol
 
     visit(Board.empty())
     return table
@@ -179,7 +181,8 @@ def exact_outcomes_vs_random(minimax_seat: Seat, tiebreak: TieBreak = "random") 
             cells = board.legal_cells()
         parts = [dist(board.play(c).code) for c in cells]
         n = len(parts)
-        return tuple(sum((p[i] for p in parts), Fraction(0)) / n for i in range(3))  # type: ignore[return-value]
+        win, draw, loss = (sum((p[i] for p in parts), Fraction(0)) / n for i in range(3))
+        return win, draw, loss
 
     w, d, l = dist(Board.empty().code)
     return {"win": w, "draw": d, "loss": l}

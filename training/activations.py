@@ -187,7 +187,7 @@ def collect_activations(lm: Any, records: Sequence[PromptRecord], hook_names: Se
 
     model, tokenizer = lm.model, lm.tokenizer
     layers = [hook_layer(h, lm.n_layers) for h in hook_names]
-    stop = max(layers) + 1
+    stop: int | None = max(layers) + 1
     token_ids = tokenize(tokenizer, [r.text for r in records])
     lengths = [len(t) for t in token_ids]
     if not lengths or min(lengths) < 1:
@@ -361,6 +361,7 @@ class LastTokenSteering:
         import torch
 
         hf = self._hf
+        assert hf is not None  # cell_log_probs runs this path only with the HF model
         prefix = torch.tensor([token_ids[:-1]])
         last = token_ids[-1]
         out = hf(input_ids=prefix, use_cache=True)
@@ -427,7 +428,8 @@ def make_tiny_llama(folder: str | Path, *, n_layers: int = 4, d_model: int = 64,
                          "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
     cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=d_model, intermediate_size=2 * d_model,
                       num_hidden_layers=n_layers, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=2048, tie_word_embeddings=True, rope_theta=10000.0)
+                      max_position_embeddings=2048, tie_word_embeddings=True,
+                      rope_parameters={"rope_theta": 10000.0, "rope_type": "default"})
     torch.manual_seed(seed)
     model = LlamaForCausalLM(cfg)
     folder.mkdir(parents=True, exist_ok=True)

@@ -44,8 +44,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from server.players.base import Bot
 from server.game import Board, Seat
-from server.protocol import PROTOCOL_VERSION
 from server.seeding import game_seed
 from training.evidence import distinct_counts, snapshots_agree, weights_snapshot
 
@@ -264,7 +264,7 @@ def play_arm_local(bot: Any, arm: ArmResult, n_games: int, seed: int, concurrenc
 
 
 # --------------------------------------------------------------------------- through a server
-class _RecordingBot:
+class _RecordingBot(Bot):
     """Wraps the LLM bot for ``BotClient``: same moves, and the steering strength is kept."""
 
     def __init__(self, bot: Any, strength: BudgetTally) -> None:
@@ -292,19 +292,20 @@ class _RecordingBot:
 async def play_arm_server(bot: Any, arm: ArmResult, n_games: int, seed: int, concurrency: int, progress: Any,
                           games: dict[str, list[int]] | None = None) -> None:
     """Play ``n_games`` through an in-process server: the LLM bot as a remote ``BotClient``,
-    the opponent the server's house bot, the games arranged by an organiser connection.
+    the opponent the server's house bot, the games arranged by an organiser connection
+    (:meth:`client.aio.ArenaClient.play_arranged`, ``concurrency`` games at once).
 
     Game ``i`` of the arm is arranged with the per-game seed ``_game_seed(seed, arm, i)``
     (the protocol's ``seed`` on ``arrange``), so the house bot draws that game's choices
     from its own generator: the games are the same whatever order they finish in. With
     ``games`` given, each game's cells in play order are stored under its tag."""
-    from websockets.asyncio.client import connect
-
     if arm.opponent not in SERVER_OPPONENTS:
         raise RuntimeError(f"the server has no house bot {arm.opponent!r} (it has {', '.join(SERVER_OPPONENTS)}); "
                            "play it with --via local")
     games = {} if games is None else games
     from bots.client import BotClient
+    from client.aio import ArenaClient, ClientError
+    from client.core import ClientCore
     from server.app import ServerConfig, serve_arena
 
     strength = BudgetTally()
@@ -312,53 +313,31 @@ async def play_arm_server(bot: Any, arm: ArmResult, n_games: int, seed: int, con
                           rate=1e6, burst=100_000, flood_close=100_000, ping_interval=None)
     llm_name = "llm"
     x, o = (llm_name, arm.opponent) if arm.seat == "X" else (arm.opponent, llm_name)
-    llm_seat = Seat(arm.seat)
     async with serve_arena(config) as srv:
         client = BotClient(_RecordingBot(bot, strength), srv.url, name=llm_name, max_games=min(1024, concurrency),
                            reconnect=False, batch_window=0.002, send_rate=1e6, send_burst=100_000)
         runner = asyncio.create_task(client.run())
         try:
             await client.wait_connected(30.0)
-            async with connect(srv.url, max_size=1 << 22) as ws:
-                await ws.send(json.dumps({"type": "hello", "name": "evaluator", "role": "player",
-                                          "protocol": PROTOCOL_VERSION}))
-                welcome = json.loads(await ws.recv())
-                if welcome.get("type") != "welcome":
-                    raise RuntimeError(f"the server refused the evaluator: {welcome}")
-                arranged = finished = 0
+            async with ArenaClient(srv.url, ClientCore("evaluator")) as arena:
+                slots = asyncio.Semaphore(concurrency)
 
-                async def arrange() -> None:
-                    nonlocal arranged
-                    await ws.send(json.dumps({"type": "arrange", "x": x, "o": o, "tag": f"{arm.name}#{arranged}",
-                                              "seed": _game_seed(seed, arm, arranged)}))
-                    arranged += 1
-
-                for _ in range(min(concurrency, n_games)):
-                    await arrange()
-                while finished < n_games:
-                    frame = json.loads(await asyncio.wait_for(ws.recv(), 600))
-                    kind = frame.get("type")
-                    if kind == "error" and frame.get("code") in ("busy", "rate_limited"):
-                        arranged -= 1  # the bot's slots were still counted busy: ask again shortly
-                        await asyncio.sleep(0.05)
-                        await arrange()
-                        continue
-                    if kind == "error" or kind == "challenge_declined":
-                        raise RuntimeError(f"the server refused a game: [{frame.get('code', kind)}] {frame.get('message') or frame.get('reason')}")
-                    if kind != "game_over":
-                        continue
-                    finished += 1
-                    games[str(frame.get("tag"))] = [int(m["cell"]) for m in frame.get("moves", [])]
-                    result, reason = frame["result"], frame["reason"]
-                    board = Board(frame["board"])
-                    if result == "aborted" or reason in ("timeout", "disconnect", "resign", "aborted"):
-                        arm.games += 1
-                        arm.other += 1  # not a played-out game; kept out of wins/draws/losses
-                    else:
-                        _score(arm, board, llm_seat, illegal=reason == "illegal_move")
+                async def one(i: int) -> None:
+                    async with slots:
+                        over = await arena.play_arranged(x, o, tag=f"{arm.name}#{i}", seed=_game_seed(seed, arm, i),
+                                                         game_timeout=config.move_clock * 9 + 30.0, retry_for=600.0)
+                    _tally_server_game(arm, games, over, Seat(arm.seat))
                     progress.update(1)
-                    if arranged < n_games:
-                        await arrange()
+
+                tasks = [asyncio.create_task(one(i)) for i in range(n_games)]
+                try:
+                    await asyncio.gather(*tasks)
+                finally:  # the first failure ends the arm: the other games are not waited for
+                    for task in tasks:
+                        task.cancel()
+                    await asyncio.gather(*tasks, return_exceptions=True)
+        except ClientError as exc:
+            raise RuntimeError(f"the server refused a game: {exc}") from None
         finally:
             await client.stop()
             runner.cancel()
@@ -368,6 +347,18 @@ async def play_arm_server(bot: Any, arm: ArmResult, n_games: int, seed: int, con
                 pass
     strength.into(arm)
     _count_distinct(arm, {k: v for k, v in games.items() if k.startswith(arm.name + "#")})
+
+
+def _tally_server_game(arm: ArmResult, games: dict[str, list[int]], over: dict[str, Any], llm_seat: Seat) -> None:
+    """Count one ``game_over`` of the arm; a game not played out (timeout, disconnect,
+    resign, aborted) is counted as ``other``, kept out of wins, draws and losses."""
+    games[str(over.get("tag"))] = [int(m["cell"]) for m in over.get("moves", [])]
+    result, reason = over["result"], over["reason"]
+    if result == "aborted" or reason in ("timeout", "disconnect", "resign", "aborted"):
+        arm.games += 1
+        arm.other += 1
+    else:
+        _score(arm, Board(over["board"]), llm_seat, illegal=reason == "illegal_move")
 
 
 # --------------------------------------------------------------------------- CLI

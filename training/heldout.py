@@ -78,6 +78,7 @@ class PositionTally:
         for mode, sides in self.counts.items():
             out[mode] = {}
             for side, phases in sides.items():
+                rows: dict[str, dict[str, Any]]
                 rows = {p: {"positions": n, "preserving": ok, "illegal": bad, "share": round(ok / n, 4) if n else None}
                         for p, (n, ok, bad) in phases.items()}
                 n = sum(r["positions"] for r in rows.values())
@@ -199,7 +200,8 @@ def markdown_summary(report: dict[str, Any], mode: str = "masked") -> list[str]:
         return "—" if not e else f"{100 * (e['win'] + e['draw']):.1f}"
 
     phrasings = list(report["phrasings"])
-    opponents = [o for o in next(iter(report["opponents"].values()), {}).get(mode, {}) if o != "minimax"]
+    first: dict[str, Any] = next(iter(report["opponents"].values()), {})
+    opponents = [o for o in first.get(mode, {}) if o != "minimax"]
     head = (["policy"] + [f"{p} vs minimax: draw X / O" for p in phrasings]
             + [f"vs {o}: not lost X / O" for o in opponents] + ["value-preserving, all positions: X / O"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

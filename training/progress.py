@@ -48,7 +48,7 @@ class ProgressPublisher:
         self._mqtt = mqtt
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"autosteer-train-{self.run}-{time.time_ns() % 10**6}")
         client.max_queued_messages_set(queue_size)
-        client.reconnect_delay_set(0.1, 5)
+        client.reconnect_delay_set(0.1, 5)  # type: ignore[arg-type]  # paho takes a float delay; its stub says int
         client.connect_async(host, port, keepalive=15)
         client.loop_start()
         self._client = client

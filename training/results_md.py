@@ -60,6 +60,13 @@ def _pct(x: float | None, digits: int = 1) -> str:
     return "—" if x is None else f"{100 * x:.{digits}f} %"
 
 
+def _commands(command: str | list[str]) -> str:
+    """``Command: `a``` or, for runs made one seed at a time, ``Commands: `a`; `b```."""
+    if isinstance(command, str):
+        return f"Command: `{command}`"
+    return "Commands: " + "; ".join(f"`{c}`" for c in command)
+
+
 def _num(x: float | None, fmt: str = ".2f") -> str:
     return "—" if x is None else format(x, fmt)
 
@@ -218,7 +225,7 @@ def whole_game_policies(f: Files) -> list[str]:
                  *[f"{100 * r[f'heldout_kept_{p}_X']:.1f} / {100 * r[f'heldout_kept_{p}_O']:.1f}" for p in held],
                  f"{100 * r['draw_minimax_X']:.1f} / {100 * r['draw_minimax_O']:.1f}",
                  f"{100 * r['win_random_X']:.2f} / {100 * r['win_random_O']:.2f}"] for r in runs]
-    return [f"Command: `{head['command']}`. Strict reading (an occupied cell loses). Every figure is exact: value kept "
+    return [f"{_commands(head['command'])}. Strict reading (an occupied cell loses). Every figure is exact: value kept "
             f"= the share of all 4,520 open positions (per side to move) where the steered move keeps the solved "
             f"game's value; draws / wins = the policy walked over the whole game tree against minimax (uniform "
             f"tie-breaks) / a uniform random player. Final policies (no snapshot selection); mean [min–max] over "

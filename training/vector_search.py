@@ -197,9 +197,9 @@ def run_search(bot: Any, cfg: SearchConfig, progress: Any = None) -> dict[str, A
 
     zero = [0.0] * n
     best_score, bx, bo = evaluate(zero)
-    best = {"coefficients": zero, "score": best_score, "x": asdict(bx), "o": asdict(bo)}
+    best: dict[str, Any] = {"coefficients": zero, "score": best_score, "x": asdict(bx), "o": asdict(bo)}
     baseline = dict(best)
-    history = [{"iteration": 0, "best_score": best_score, "mean_score": best_score}]
+    history: list[dict[str, Any]] = [{"iteration": 0, "best_score": best_score, "mean_score": best_score}]
     mean = torch.zeros(n)
     std = torch.full((n,), cfg.init_std)
     for it in range(1, cfg.iterations + 1):

@@ -366,9 +366,9 @@ class ArenaApp(App):
             kind, page = self._requests.pop(frame.id, ("", "first")) if isinstance(frame.id, int) else ("", "first")
             if kind == "standings":  # the finished games of one tournament (tag)
                 self.tagged_games[page] = list(frame.games)
-                for screen in self.screen_stack:
-                    if isinstance(screen, StandingsScreen) and screen.is_mounted:
-                        screen.refresh_standings()
+                for shown in self.screen_stack:
+                    if isinstance(shown, StandingsScreen) and shown.is_mounted:
+                        shown.refresh_standings()
                 return
             if page == "more":
                 known = {g.game_id for g in self.stored_games}

@@ -1,24 +1,26 @@
 """The client's WebSocket session with an arena server: hello, frames in and out, reconnect.
 
-A thin I/O layer over :mod:`server.protocol`. It keeps the session token from ``welcome``
-and, when the connection drops, reconnects with it so the server resumes the session's
-games (within its grace period). It reports every change of state through ``on_status`` and
-every parsed server frame through ``on_frame``; it never raises into the caller's loop.
+A thin layer over :mod:`client.aio`: the session (its token, request ids) is a
+:class:`client.core.ClientCore`, each connection an :class:`client.aio.ArenaClient`. When
+the connection drops it reconnects with the token so the server resumes the session's
+games (within its grace period); a taken name becomes ``ann-2``, ``ann-3``... It reports
+every change of state through ``on_status`` and every parsed server frame through
+``on_frame``; it never raises into the caller's loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
-import itertools
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import websockets
-from websockets.asyncio.client import ClientConnection, connect
 
-from server.protocol import PROTOCOL_VERSION, ErrorMsg, ProtocolError, Welcome, dumps, parse_server_frame
+from client.aio import ArenaClient, ConnectionLost, HelloError
+from client.core import BadFrame, ClientCore, Event, HelloRefused, Welcomed
+from server.protocol import ErrorMsg, parse_server_frame
 
 
 class LinkState(str, enum.Enum):
@@ -70,7 +72,8 @@ class ArenaConnection:
 
     ``on_frame`` receives parsed server frames (pydantic models from
     :mod:`server.protocol`), ``on_status`` each :class:`LinkStatus`. Both are called on
-    the connection's event loop and must not block.
+    the connection's event loop and must not block. The session (its token, request ids)
+    is a :class:`client.core.ClientCore`, each connection a :class:`client.aio.ArenaClient`.
     """
 
     def __init__(
@@ -85,47 +88,56 @@ class ArenaConnection:
         open_timeout: float = 5.0,
     ) -> None:
         self.url = url
-        self.name = name
-        self.role = role
-        self.token: str | None = None
+        self.core = ClientCore(name, role=role, id_prefix=None)
         self.retry_delays = retry_delays
         self.open_timeout = open_timeout
         self._on_frame = on_frame
         self._on_status = on_status
-        self._ws: ClientConnection | None = None
+        self._arena: ArenaClient | None = None
         self._closing = False
-        self._ids = itertools.count(1)
+        self._renames = 0
+        self._last_frame: dict[str, Any] | None = None
         self.status = LinkStatus(LinkState.CONNECTING, url, name)
         self.lost_at: float | None = None
 
     # -- public ------------------------------------------------------------------
     @property
+    def name(self) -> str:
+        return self.core.name
+
+    @property
+    def role(self) -> str:
+        return self.core.role
+
+    @property
+    def token(self) -> str | None:
+        return self.core.token
+
+    @property
     def connected(self) -> bool:
-        return self._ws is not None and self.status.state is LinkState.CONNECTED
+        return self._arena is not None and self._arena.connected and self.status.state is LinkState.CONNECTED
 
     async def send(self, frame: dict[str, Any]) -> int:
         """Send a request with a fresh ``id``; return the id. Raises :class:`NotConnected`."""
-        ws = self._ws
-        if ws is None or self.status.state is not LinkState.CONNECTED:
+        arena = self._arena
+        if arena is None or not self.connected:
             raise NotConnected(self.status.describe(show_url=False))
-        request_id = next(self._ids)
+        request = self.core.request(frame["type"], **{k: v for k, v in frame.items() if k != "type"})
         try:
-            await ws.send(dumps({**frame, "id": request_id}))
-        except websockets.ConnectionClosed as exc:
+            await arena.send(request)
+        except (websockets.ConnectionClosed, ConnectionLost) as exc:
             raise NotConnected(f"connection closed ({exc})") from None
-        return request_id
+        return request["id"]
 
     async def close(self) -> None:
         self._closing = True
-        ws = self._ws
-        if ws is not None:
-            await ws.close()
+        if self._arena is not None and self._arena.ws is not None:
+            await self._arena.ws.close()
 
     def drop(self) -> None:
         """Cut the network link abruptly, as a lost connection would (tests, diagnostics)."""
-        ws = self._ws
-        if ws is not None:
-            ws.transport.abort()
+        if self._arena is not None:
+            self._arena.abort()
 
     async def run(self) -> None:
         """Connect and read frames until :meth:`close`; reconnect whenever the link drops."""
@@ -143,8 +155,6 @@ class ArenaConnection:
                 return
             except _NETWORK_ERRORS as exc:
                 detail = _brief(exc)
-            finally:
-                self._ws = None
             if self._closing:
                 break
             if self.lost_at is None:
@@ -156,46 +166,40 @@ class ArenaConnection:
 
     # -- internals -----------------------------------------------------------------
     async def _session(self) -> None:
-        async with connect(self.url, open_timeout=self.open_timeout, max_size=1 << 20,
-                           ping_interval=10, ping_timeout=10) as ws:
-            welcome = await self._hello(ws)
-            self._ws = ws
-            self.lost_at = None
-            self._set_status(LinkState.CONNECTED)
-            self._emit(welcome)
-            async for raw in ws:
-                try:
-                    frame = parse_server_frame(raw)
-                except (ProtocolError, ValueError) as exc:
-                    frame = ErrorMsg(type="error", code="bad_server_frame", message=f"unreadable server frame: {exc}")
-                self._emit(frame)
+        self._renames = 0
+        arena = ArenaClient(self.url, self.core, on_event=self._on_event, open_timeout=self.open_timeout,
+                            max_size=1 << 20, retry_hello=self._rename,
+                            connect_options={"ping_interval": 10, "ping_timeout": 10})
+        try:
+            welcomed = await arena.connect()
+        except HelloError as exc:
+            raise FatalConnectionError(f"server refused hello: {exc}") from None
+        self._arena = arena
+        self.lost_at = None
+        self._set_status(LinkState.CONNECTED)
+        self._emit(parse_server_frame(welcomed.frame))
+        try:
+            await arena.wait_closed()
+        finally:
+            self._arena = None
 
-    async def _hello(self, ws: ClientConnection) -> Welcome:
-        """Say hello (resuming with the token when there is one); adjust a taken name once or twice."""
-        for tries in range(6):
-            hello: dict[str, Any] = {"type": "hello", "name": self.name, "role": self.role, "protocol": PROTOCOL_VERSION}
-            if self.token:
-                hello["token"] = self.token
-            await ws.send(dumps(hello))
-            raw = await asyncio.wait_for(ws.recv(), timeout=10)
-            try:
-                frame = parse_server_frame(raw)
-            except ProtocolError as exc:
-                raise FatalConnectionError(f"the server's reply to hello is not protocol v1: {exc}") from None
-            if isinstance(frame, Welcome):
-                self.token = frame.token
-                self.name = frame.name
-                return frame
-            if isinstance(frame, ErrorMsg):
-                if frame.code == "bad_token":  # session expired: start a new one
-                    self.token = None
-                    self._emit(frame)
-                    continue
-                if frame.code == "name_taken" and not self.token:
-                    self.name = _next_name(self.name, tries + 2)
-                    continue
-                raise FatalConnectionError(f"server refused hello: [{frame.code}] {frame.message}")
-        raise FatalConnectionError("server kept refusing hello")
+    def _rename(self, refused: HelloRefused) -> bool:
+        """A taken name becomes ``ann-2``, ``ann-3``... (a new session only, five times at most)."""
+        if refused.code != "name_taken" or self.core.token or self._renames >= 5:
+            return False
+        self._renames += 1
+        self.core.name = _next_name(self.core.name, self._renames + 1)
+        return True
+
+    def _on_event(self, event: Event) -> None:
+        """Pass each server frame on once, parsed (several events may come from one frame)."""
+        if isinstance(event, Welcomed) or event.frame is self._last_frame:
+            return  # the welcome is passed on once the status says connected
+        self._last_frame = event.frame
+        if isinstance(event, BadFrame):
+            self._emit(ErrorMsg(type="error", code="bad_server_frame", message=f"unreadable server frame: {event.reason}"))
+        else:
+            self._emit(parse_server_frame(event.frame))
 
     def _emit(self, frame: Any) -> None:
         try:

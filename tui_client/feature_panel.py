@@ -162,8 +162,9 @@ def _prob_cell(trace: MoveTrace, cell: int, board: Board | None, cell_w: int) ->
     """One cell of the probability grid: occupied cells grey with their mark, the chosen
     cell marked ▶ (red when the move was illegal), the others heat-coloured."""
     p = trace.cell_probs.get(cell, 0.0)
-    taken = board is not None and board[cell] is not None
-    mark = board[cell].value if taken else str(cell)  # type: ignore[union-attr]
+    piece = None if board is None else board[cell]
+    taken = piece is not None
+    mark = piece.value if piece is not None else str(cell)
     chosen = cell == trace.chosen
     lead = "▶" if chosen else " "
     label = f"{lead}{mark} {percent(p)} " if cell_w == 9 else f"{lead if chosen else ''}{mark}{percent(p)}"

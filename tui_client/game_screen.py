@@ -172,8 +172,9 @@ class GameScreen(OfArenaApp, Screen):
             text = f"Move {ply} of {len(view.moves)} (←/→ to step)" + (f" · {view.result_line()}" if view.over else "")
         elif view.away is not None:
             text = view.away_line(time.time())
-        elif view.my_turn and view.you is not None and view.low_on_time(view.you, time.time()):
-            left = max(0, int(view.deadline - time.time()))  # type: ignore[operator]
+        elif (view.my_turn and view.you is not None and view.deadline is not None  # low on time: it has a deadline
+              and view.low_on_time(view.you, time.time())):
+            left = max(0, int(view.deadline - time.time()))
             text += f"  ({left} s left!)"  # the clocks line counts down; this is the warning
         status = self.query_one("#status", Static)
         status.update(text)
@@ -252,7 +253,8 @@ class GameScreen(OfArenaApp, Screen):
                 if j >= len(shown):
                     break
                 label = str(shown[j])
-                mark = judged[j].mark if j < len(judged) and judged[j] is not None else ""
+                judgement = judged[j] if j < len(judged) else None
+                mark = judgement.mark if judgement is not None else ""
                 if mark:
                     label += f"[{MARK_STYLES[mark]}]{mark}[/]"
                 cells.append(f"[reverse]{label}[/reverse]" if j == ply - 1 else label)

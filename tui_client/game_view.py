@@ -112,8 +112,8 @@ def _forfeit(frame: Any) -> PlayedMove | None:
     if not isinstance(raw, dict):
         return None
     try:
-        seat, cell, ply = Seat(raw.get("seat")), int(raw.get("cell")), int(raw.get("ply"))
-    except (TypeError, ValueError):
+        seat, cell, ply = Seat(raw.get("seat")), int(raw["cell"]), int(raw["ply"])
+    except (KeyError, TypeError, ValueError):
         return None
     return PlayedMove(ply, seat, cell, parse_trace(raw.get("trace")), illegal=True)
 

@@ -9,6 +9,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
+from textual.widgets.select import NoSelection
 
 
 class TextPrompt(ModalScreen[str | None]):
@@ -135,7 +136,9 @@ class BotGamePrompt(ModalScreen["tuple[str, str, float] | None"]):
             self.query_one("#bot-game-problem", Label).update(
                 f"[b $error]{x} is a remote bot: it cannot play itself. Pick another bot for one side.[/]")
             return
-        self.dismiss((x, o, float(self.query_one("#pace", Select).value)))  # type: ignore[arg-type]
+        pace = self.query_one("#pace", Select).value
+        assert not isinstance(pace, NoSelection)  # allow_blank=False: a pace is always chosen
+        self.dismiss((x, o, float(pace)))
 
     def action_cancel(self) -> None:
         self.dismiss(None)

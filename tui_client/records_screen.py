@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.coordinate import Coordinate
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Static
 
@@ -135,7 +136,7 @@ class RecordsScreen(OfArenaApp, Screen):
         table = self.query_one("#records", DataTable)
         tag = None
         if table.row_count:
-            game_id = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+            game_id = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
             tag = next((g.tag for g in self.arena.stored_games if g.game_id == game_id), None)
         if tag:
             self.app.push_screen(StandingsScreen(tag))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from textual.widgets import Static
 
@@ -47,12 +47,19 @@ class ArenaClient(Protocol):
     def send_resign(self, game_id: str) -> None: ...
 
 
+class _HasApp(Protocol):
+    """The Textual widget or screen that :class:`OfArenaApp` is mixed into."""
+
+    @property
+    def app(self) -> Any: ...
+
+
 class OfArenaApp:
     """Typed access to the running app (an :class:`ArenaClient`) for its screens and widgets."""
 
     @property
-    def arena(self) -> ArenaClient:
-        return self.app  # type: ignore[attr-defined,no-any-return]
+    def arena(self: _HasApp) -> ArenaClient:
+        return self.app  # the running ArenaApp, which provides ArenaClient
 
 
 class ConnectionBar(OfArenaApp, Static):

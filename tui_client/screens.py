@@ -10,6 +10,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.coordinate import Coordinate
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Static
 
@@ -185,7 +186,7 @@ class LobbyScreen(OfArenaApp, Screen):
         bots = self.query_one("#bots", DataTable)
         about = ""
         if bots.row_count:
-            name = bots.coordinate_to_cell_key((bots.cursor_row, 0)).row_key.value
+            name = bots.coordinate_to_cell_key(Coordinate(bots.cursor_row, 0)).row_key.value
             info = next((b for b in self.arena.bots if b.name == name), None)
             if info is not None:
                 about = info.description or ("a remote bot" if info.kind == "remote" else "")

@@ -95,10 +95,12 @@ async def take(args: argparse.Namespace, url: str) -> tuple[Path, str]:
                 return next((b.name for b in app.bots if b.kind == "remote" and b.name != app.player_name), None)
             await until(lambda: opponent() is not None, f"bot {args.opponent or '(any remote)'} in the lobby")
             name = opponent()
+            assert name is not None  # until() has just seen it in the lobby
             print(f"playing {name} as {args.side}…", file=sys.stderr)
             app.start_challenge(name, args.side)
             await until(lambda: isinstance(app.screen, GameScreen), "the game to start")
             screen = app.screen
+            assert isinstance(screen, GameScreen)  # until() has just seen it, with no await since
             while True:
                 view = screen.view
                 traced = view.moves and view.moves[-1].trace is not None
@@ -120,6 +122,7 @@ async def take(args: argparse.Namespace, url: str) -> tuple[Path, str]:
     finally:
         if replay_bot is not None:
             await replay_bot.close()
+        if task is not None:  # started with replay_bot
             task.cancel()
 
 

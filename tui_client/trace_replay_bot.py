@@ -15,10 +15,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from websockets.asyncio.client import connect
-
-from server.game import Board, Seat
-from server.protocol import PROTOCOL_VERSION, dumps
+from client.aio import ArenaClient
+from client.core import ClientCore, Event, GameView, OfferReceived, YourTurn
+from server.game import Board
 
 
 def load_traces(path: str | Path) -> list[dict[str, Any]]:
@@ -61,54 +60,42 @@ class TraceReplayBot:
         self.url = url
         self.traces = traces
         self.name = name
-        self.max_games = max_games
         self.gate = gate
         self.move_delay = move_delay
         self.ready = asyncio.Event()
         self.moves_sent: list[tuple[str, int, dict[str, Any]]] = []  # (game id, cell, trace)
-        self._seats: dict[str, Seat] = {}
-        self._answered: dict[str, str] = {}  # game id → board code we last moved on
+        self.core = ClientCore(name, role="bot", max_games=max_games)
+        self._arena = ArenaClient(url, self.core, on_event=self._on_event)
         self._count: dict[str, int] = {}
-        self._ws: Any = None
+
+    @property
+    def max_games(self) -> int:
+        return int(self.core.max_games or 1)
 
     async def run(self) -> None:
-        async with connect(self.url) as ws:
-            self._ws = ws
-            await ws.send(dumps({"type": "hello", "name": self.name, "role": "bot", "max_games": self.max_games,
-                                 "protocol": PROTOCOL_VERSION}))
-            async for raw in ws:
-                frame = json.loads(raw)
-                kind = frame.get("type")
-                if kind == "welcome":
-                    self.ready.set()
-                elif kind == "challenge":
-                    await ws.send(dumps({"type": "accept", "challenge_id": frame["challenge_id"]}))
-                elif kind == "game_start" and frame.get("you"):
-                    self._seats[frame["game_id"]] = Seat(frame["you"])
-                    await self._maybe_move(frame["game_id"], frame["board"], frame.get("turn"))
-                elif kind == "state" and not frame.get("over"):
-                    await self._maybe_move(frame["game_id"], frame["board"], frame.get("turn"))
-                elif kind == "game_over":
-                    self._seats.pop(frame["game_id"], None)
+        await self._arena.connect()
+        self.ready.set()
+        await self._arena.wait_closed()
 
-    async def _maybe_move(self, game_id: str, code: str, turn: str | None) -> None:
-        seat = self._seats.get(game_id)
-        if seat is None or turn != seat.value or self._answered.get(game_id) == code:
-            return
-        self._answered[game_id] = code
+    async def _on_event(self, event: Event) -> None:
+        if isinstance(event, OfferReceived):
+            await self._arena.send(self.core.accept(event.offer.challenge_id, track=False))
+        elif isinstance(event, YourTurn):
+            await self._move(event.game)
+
+    async def _move(self, game: GameView) -> None:
+        self.core.mark_asked(game.game_id)
         if self.gate is not None:
             await self.gate.wait()
         if self.move_delay:
             await asyncio.sleep(self.move_delay)
-        board = Board(code)
-        n = self._count.get(game_id, 0)
-        self._count[game_id] = n + 1
+        n = self._count.get(game.game_id, 0)
+        self._count[game.game_id] = n + 1
         recorded = self.traces[n % len(self.traces)]
-        cell = pick_cell(board, recorded)
+        cell = pick_cell(game.board, recorded)
         trace = retarget(recorded, cell)
-        self.moves_sent.append((game_id, cell, trace))
-        await self._ws.send(dumps({"type": "move", "game_id": game_id, "cell": cell, "trace": trace}))
+        self.moves_sent.append((game.game_id, cell, trace))
+        await self._arena.send(self.core.move(game.game_id, cell, trace=trace, track=False))
 
     async def close(self) -> None:
-        if self._ws is not None:
-            await self._ws.close()
+        await self._arena.close()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence, cast
 
 from server.players.base import Bot, Decision, MoveRequest
 from bots.llm.player import MoveReading, check_mode, make_reader, read_move
@@ -83,7 +83,8 @@ class LLMBot(Bot):
         if sae is not None:
             check_compatible(sae, lm)
         if policy is not None:
-            policy.check_sae(sae.d_sae, sae.hook_name)  # type: ignore[union-attr]
+            assert sae is not None  # a policy without its SAE is refused above
+            policy.check_sae(sae.d_sae, sae.hook_name)
         self.sae = sae
         self.policy = policy
         self._policy_digest = policy.digest if policy is not None else None  # traces carry it on every move
@@ -96,10 +97,11 @@ class LLMBot(Bot):
                                   digit_mass=digit_mass)
         self.steering = None
         if policy is not None:
-            scales = feature_scales(sae, self.reader)  # type: ignore[arg-type]
+            assert sae is not None  # a policy without its SAE is refused above
+            scales = feature_scales(sae, self.reader)
             if verbose and "calibrated" in scales.source:
                 print(f"[llm] feature scales {scales.source}", flush=True)
-            self.steering = Steering(sae, policy.features, scales, directions=directions)  # type: ignore[arg-type]
+            self.steering = Steering(sae, policy.features, scales, directions=directions)
         elif directions is not None:
             raise ValueError("replacement directions need a policy whose features they replace")
         if control not in CONTROLS:
@@ -120,12 +122,13 @@ class LLMBot(Bot):
         if control == "shuffle":
             import torch
 
-            others = [i for i in range(sae.d_sae) if i not in set(policy.features)]  # type: ignore[union-attr]
-            pick = torch.randperm(len(others), generator=self._control_rng)[: len(policy.features)].tolist()  # type: ignore[union-attr]
-            self._shuffled = Steering(sae, [others[i] for i in pick], scales)  # type: ignore[arg-type]
+            assert policy is not None and sae is not None  # a control needs a policy, a policy its SAE (refused above)
+            others = [i for i in range(sae.d_sae) if i not in set(policy.features)]
+            pick = torch.randperm(len(others), generator=self._control_rng)[: len(policy.features)].tolist()
+            self._shuffled = Steering(sae, [others[i] for i in pick], scales)
 
-    @property  # type: ignore[override]
-    def description(self) -> str:
+    @property
+    def description(self) -> str:  # type: ignore[override]  # read-only: it follows the policy and the mode
         steering = (f"steered by {self.policy.kind} policy {self.policy.digest}" + _card_summary(self.policy)
                     if self.policy else "unsteered")
         return f"{self.lm.name}, {self.mode} move reading, {steering}"
@@ -170,7 +173,8 @@ class LLMBot(Bot):
             from bots.llm.steering import kl_divergence
 
             kls = kl_divergence(batch.logits, batch.base_logits).tolist()
-            ratios = (added.norm(dim=-1) / batch.hook_acts.norm(dim=-1).clamp(min=1e-9)).tolist()  # type: ignore[union-attr]
+            assert batch.hook_acts is not None  # a steered reader reads the hook it steers
+            ratios = (added.norm(dim=-1) / batch.hook_acts.norm(dim=-1).clamp(min=1e-9)).tolist()
         mass = batch.digit_mass.tolist() if batch.digit_mass is not None else None
         base_mass = batch.base_digit_mass.tolist() if batch.base_digit_mass is not None else None
         moves = []
@@ -207,8 +211,10 @@ class LLMBot(Bot):
         reads the model's own move (``needs_model``) the unsteered cell logits (the reader
         caches both per board, so this costs no extra forward on a known board)."""
         assert self.policy is not None and self.sae is not None
-        if getattr(self.policy, "needs_model", False):  # reads the model's own unsteered move (cached per board)
-            return self.policy.coefficients(boards, cell_logits=self.reader.answer(boards).base_logits)  # type: ignore[call-arg]
+        from bots.llm.learned import LearnedSteeringPolicy
+
+        if isinstance(self.policy, LearnedSteeringPolicy) and self.policy.needs_model:  # reads the model's own unsteered move (cached per board)
+            return self.policy.coefficients(boards, cell_logits=self.reader.answer(boards).base_logits)
         if not self.policy.needs_features:
             return self.policy.coefficients(boards)
         acts = self.reader.answer(boards).hook_acts
@@ -227,10 +233,12 @@ class LLMBot(Bot):
         elif self.control == "negate":
             coefs = -coefs
         elif self.control == "shuffle":
-            return self._shuffled.vectors(coefs, check=False), coefs, self._shuffled  # type: ignore[union-attr]
+            assert self._shuffled is not None  # made in __init__ for this control
+            return self._shuffled.vectors(coefs, check=False), coefs, self._shuffled
         vec = self.steering.vectors(coefs, check=False)  # checked in play()
         if self.control == "random":
-            vec = self._random_direction[None, :] * vec.norm(dim=-1, keepdim=True)  # type: ignore[index]
+            assert self._random_direction is not None  # made in __init__ for this control
+            vec = self._random_direction[None, :] * vec.norm(dim=-1, keepdim=True)
         return vec, coefs, self.steering
 
     def _describe(self, steering: Any, row: list[float]) -> list[dict[str, Any]]:
@@ -254,11 +262,11 @@ class LLMBot(Bot):
         if missing:
             feats = self.sae.encode(hook_acts[missing])
             for j, i in enumerate(missing):
-                found[i] = self._top_features(feats[j])
-                self._top_cache[boards[i].code] = found[i]  # type: ignore[assignment]
+                found[i] = top = self._top_features(feats[j])
+                self._top_cache[boards[i].code] = top
             while len(self._top_cache) > self._top_cache_size:
                 self._top_cache.popitem(last=False)
-        return found  # type: ignore[return-value]
+        return cast(list[list[dict[str, Any]]], found)  # cast: every None was filled in above
 
     def _top_features(self, acts: Any) -> list[dict[str, Any]]:
         """The trace's features of one activation row: with ``features.json``'s typical
@@ -289,7 +297,9 @@ class LLMBot(Bot):
                     item["label"] = str(entry["label"])[:MAX_LABEL]
                 if isinstance(entry.get("fire_rate"), (int, float)) and entry["fire_rate"] >= ALWAYS_ON_RATE:
                     item["always_on"] = True
-                effect = entry.get("effect") if isinstance(entry.get("effect"), dict) else {}
+                effect = entry.get("effect")
+                if not isinstance(effect, dict):
+                    effect = {}
                 for key in ("promotes", "suppresses"):
                     cells = [c for c in effect.get(key) or [] if isinstance(c, int) and 1 <= c <= 9]
                     if cells:

@@ -41,7 +41,7 @@ or the clipped mean (dense), exactly what SB3's ``predict(deterministic=True)`` 
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -52,7 +52,7 @@ OBSERVATIONS: tuple[str, ...] = ("board", "features", "board+model")
 ACTIONS: tuple[str, ...] = ("sparse", "dense")
 BOARD_OBS_SIZE = 28
 MODEL_OBS_SIZE = BOARD_OBS_SIZE + 9
-ACTIVATIONS = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0)}
+ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0)}
 
 
 def board_observation(board: Board) -> np.ndarray:

@@ -27,7 +27,7 @@ import math
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, cast
 
 import torch
 import torch.nn.functional as F
@@ -282,7 +282,9 @@ class LlamaAnswerPath:
         key = tuple(int(t) for t in prefix)
         kv = self._prefixes.get(key)
         if kv is None:
-            kv = self._run([list(key)], None, want_all_kv=True)[0][0].contiguous()  # type: ignore[index]
+            all_kv = self._run([list(key)], None, want_all_kv=True)[0]
+            assert all_kv is not None  # want_all_kv
+            kv = all_kv[0].contiguous()
             self._prefixes[key] = kv
             while len(self._prefixes) > 16:
                 self._prefixes.pop(next(iter(self._prefixes)))
@@ -340,7 +342,8 @@ class LlamaAnswerPath:
             rows = buckets.pop(K, [])
             for i in range(0, len(rows), batch):
                 chunk = rows[i:i + batch]
-                kv = None if K == 0 else torch.stack([r[1] for r in chunk])  # type: ignore[misc]
+                # cast: a prefix of K > 0 tokens always has its keys and values
+                kv = None if K == 0 else torch.stack([cast(Tensor, r[1]) for r in chunk])
                 done = self._run([prompts[j] for j, _ in chunk], kv)[1]
                 for (j, _), e in zip(chunk, done):
                     out[j] = e
@@ -364,12 +367,13 @@ class LlamaAnswerPath:
             for i in range(0, len(shared), batch):
                 group = shared[i:i + batch]
                 new = self._run([prompts[p[0]][:K + step] for p in group], kv, want_all_kv=True)[0]
+                assert new is not None  # want_all_kv
                 for p, rows in zip(group, new):  # rows: [n_layers, 2, Hk, step, dh]
                     full = rows if kv is None else torch.cat([kv, rows], dim=3)
                     stack.append((K + step, full.contiguous(), p))
         for K in sorted(buckets):
             flush(K)
-        return out  # type: ignore[return-value]
+        return cast(list[BoardEntry], out)  # cast: every prompt was flushed into out
 
     def _run(self, prompts: Sequence[Sequence[int]], prefix: Tensor | None,
              want_all_kv: bool = False) -> tuple[Tensor | None, list[BoardEntry]]:
@@ -409,9 +413,9 @@ class LlamaAnswerPath:
             k = _rotate(k, cos, sin, w.rotary_dim)
             if want_all_kv:
                 all_kv.append(torch.stack([k, v], dim=1))  # [B, 2, Hk, T, dh]
-            if per_row:
-                k = torch.cat([prefix[:, li, 0], k], dim=2)  # type: ignore[index]
-                v = torch.cat([prefix[:, li, 1], v], dim=2)  # type: ignore[index]
+            if prefix is not None and per_row:
+                k = torch.cat([prefix[:, li, 0], k], dim=2)
+                v = torch.cat([prefix[:, li, 1], v], dim=2)
             elif prefix is not None:
                 k = torch.cat([prefix[li, 0].expand(B, Hk, K, dh), k], dim=2)
                 v = torch.cat([prefix[li, 1].expand(B, Hk, K, dh), v], dim=2)
@@ -427,6 +431,7 @@ class LlamaAnswerPath:
             return torch.stack(all_kv, dim=1), []  # [B, n_layers, 2, Hk, T, dh]
         logits = self._digits(x[rows, last])
         masses = self.log_digit_mass(x[rows, last])
+        assert resid_at_start is not None  # start_layer <= n_layers: taken at or before the last layer
         entries = []
         for i, n in enumerate(lengths):
             if kept:

@@ -131,7 +131,7 @@ def _convert_smollm2(cache_dir: Path, log: Any) -> Path:
     tok = AutoTokenizer.from_pretrained(str(src), gguf_file=SMOLLM2_GGUF)
     hf = AutoModelForCausalLM.from_pretrained(str(src), gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
     # The weights are now plain float32 tensors; drop the GGUF quantizer so they can be saved.
-    hf.hf_quantizer = None
+    hf.hf_quantizer = None  # type: ignore[assignment]  # transformers sets it at load but declares it nowhere on PreTrainedModel
     if hasattr(hf.config, "quantization_config"):
         del hf.config.quantization_config
     cache_dir.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ import abc
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence, cast
 
 from server.game import Board
 
@@ -174,9 +174,9 @@ def steered_with_memo(memo: SteeredLogitsMemo, boards: Sequence[Board], added: "
     if missing:
         fresh = compute(missing, added[missing])
         for j, i in enumerate(missing):
-            found[i] = fresh[j].clone()
-            memo.put(keys[i], found[i])  # type: ignore[arg-type]
-    return torch.stack(found)  # type: ignore[arg-type]
+            found[i] = row = fresh[j].clone()
+            memo.put(keys[i], row)
+    return torch.stack(cast(list[torch.Tensor], found))  # cast: every None was filled in above
 
 
 class AnswerReader(abc.ABC):
@@ -311,6 +311,7 @@ class CachedAnswerReader(AnswerReader):
         elif self.digit_mass and self.path.w.unembed_all is not None:
             def with_mass(idx: list[int], vec: "torch.Tensor") -> "torch.Tensor":
                 lg, lm_ = self.path.answer_logits_and_mass([ents[i] for i in idx], vec)
+                assert lm_ is not None  # unembed_all is set: the mass is computed
                 return torch.cat([lg, lm_[:, None]], dim=1)
 
             both = steered_with_memo(self.mass_memo, boards, added, with_mass)
@@ -406,9 +407,11 @@ class HookedAnswerReader(AnswerReader):
             while len(self._base) > self.max_boards:
                 self._base.popitem(last=False)
             found = [f if f is not None else fresh[b.code] for b, f in zip(boards, found)]
-        base = torch.stack([f[0] for f in found])  # type: ignore[index]
-        acts_rows = [f[1] for f in found]  # type: ignore[index]
-        acts_out = None if any(a is None for a in acts_rows) else torch.stack(acts_rows)  # type: ignore[arg-type]
+        rows = cast(list[tuple[torch.Tensor, torch.Tensor | None]], found)  # cast: every None was filled in above
+        base = torch.stack([f[0] for f in rows])
+        acts_rows = [f[1] for f in rows]
+        acts_present = [a for a in acts_rows if a is not None]
+        acts_out = torch.stack(acts_present) if len(acts_present) == len(acts_rows) else None
         return base, acts_out
 
     def answer(self, boards: Sequence[Board], added: "torch.Tensor | None" = None) -> AnswerBatch:

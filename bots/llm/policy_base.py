@@ -33,9 +33,11 @@ class SteeringPolicy(abc.ABC):
         self.hook_name = hook_name
         self.d_sae = d_sae
 
-    #: True when :meth:`coefficients` reads the model's own representation: the bot then
-    #: passes ``features``, the unsteered SAE activations ``[B, d_sae]`` of the boards
-    needs_features: bool = False
+    @property
+    def needs_features(self) -> bool:
+        """True when :meth:`coefficients` reads the model's own representation: the bot then
+        passes ``features``, the unsteered SAE activations ``[B, d_sae]`` of the boards."""
+        return False
 
     @abc.abstractmethod
     def coefficients(self, boards: Sequence[Board], features: Any = None) -> list[list[float]]:

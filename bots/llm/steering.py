@@ -78,6 +78,7 @@ def feature_scales(sae: "LoadedSAE", reader: "AnswerReader | None" = None, n_boa
     acts = []
     for i in range(0, len(sample), 8):
         batch = reader.answer(sample[i:i + 8])
+        assert batch.hook_acts is not None  # the reader reads at the SAE's hook
         acts.append(sae.encode(batch.hook_acts))
     a = torch.cat(acts)
     active = a > 0
@@ -116,7 +117,7 @@ class Steering:
     def n_features(self) -> int:
         return len(self.features)
 
-    def check_coefficients(self, coefs: torch.Tensor) -> torch.Tensor:
+    def check_coefficients(self, coefs: torch.Tensor | Sequence[Sequence[float]]) -> torch.Tensor:
         coefs = torch.as_tensor(coefs, dtype=torch.float32)
         if coefs.ndim == 1:
             coefs = coefs[None]

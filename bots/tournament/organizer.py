@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import json
-import logging
 import time
 from dataclasses import replace
 from typing import Any, Callable, Sequence
@@ -16,66 +13,48 @@ from typing import Any, Callable, Sequence
 from bots.tournament.results import summarise
 from bots.tournament.schedule import (ScheduledGame, TournamentConfig, TournamentError, TournamentIncomplete,
                                       new_tournament_id)
-from server.protocol import PROTOCOL_VERSION
-
-log = logging.getLogger("autosteer.tournament")
 
 
 class Organizer:
-    """A player connection that arranges bot-vs-bot games and waits for their results."""
+    """A player connection that arranges bot-vs-bot games and waits for their results: a
+    :class:`client.aio.ArenaClient` whose failures are :class:`TournamentError`."""
 
     def __init__(self, url: str, name: str, *, send_rate: float = 20.0, send_burst: int = 40,
                  open_timeout: float = 10.0) -> None:
         self.url, self.name = url, name
         self.send_rate, self.send_burst, self.open_timeout = send_rate, send_burst, open_timeout
-        self._ws: Any = None
-        self._reader: asyncio.Task[None] | None = None
-        self._replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self._games: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self._early: dict[str, dict[str, Any]] = {}  # game_over that beat our bookkeeping
-        self._ids = itertools.count(1)
-        self._pacer: Any = None
+        self._arena: Any = None
 
     async def __aenter__(self) -> "Organizer":
-        from websockets.asyncio.client import connect
+        from client.aio import ArenaClient, HelloError, SendPacer
+        from client.core import ClientCore
 
-        from bots.client import SendPacer
-
-        self._pacer = SendPacer(self.send_rate, self.send_burst)
+        self._arena = ArenaClient(self.url, ClientCore(self.name, id_prefix="t"), open_timeout=self.open_timeout,
+                                  pacer=SendPacer(self.send_rate, self.send_burst), max_size=4 << 20)
         try:
-            self._ws = await connect(self.url, open_timeout=self.open_timeout, max_size=4 << 20)
+            await self._arena.connect()
+        except HelloError as exc:
+            raise TournamentError(f"the server refused the organiser: {exc}") from None
         except (OSError, asyncio.TimeoutError) as exc:
             raise TournamentError(f"cannot reach the server at {self.url}: {exc}") from None
         except Exception as exc:  # websockets' handshake and URI errors
             raise TournamentError(f"cannot connect to {self.url}: {type(exc).__name__}: {exc}") from None
-        self._reader = asyncio.create_task(self._read(), name="organizer-reader")
-        welcome = await self.request({"type": "hello", "name": self.name, "role": "player", "protocol": PROTOCOL_VERSION})
-        if welcome.get("type") == "error":
-            await self.__aexit__(None, None, None)
-            raise TournamentError(f"the server refused the organiser: [{welcome.get('code')}] {welcome.get('message')}")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._ws is not None:
-            await self._ws.close()
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader
+        if self._arena is not None:
+            await self._arena.close()
 
     async def request(self, frame: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
         """Send ``frame`` with a fresh id; return the reply carrying that id (or the error)."""
-        rid = f"t{next(self._ids)}"
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._replies[rid] = fut
-        await self._pacer.take()
+        from client.aio import ClientError
+
+        fields = {k: v for k, v in frame.items() if k != "type"}
         try:
-            await self._ws.send(json.dumps({**frame, "id": rid}))
-            return await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
-            raise TournamentError(f"no answer from the server to {frame['type']!r} in {timeout:.0f} s") from None
-        finally:
-            self._replies.pop(rid, None)
+            event = await self._arena.request(self._arena.core.request(frame["type"], **fields), timeout)
+        except ClientError as exc:
+            raise TournamentError(str(exc)) from None
+        return event.frame
 
     async def list_bots(self) -> list[dict[str, Any]]:
         reply = await self.request({"type": "list_bots"})
@@ -86,78 +65,13 @@ class Organizer:
         """Arrange ``x`` vs ``o`` (with the per-game ``seed`` for house bots, if given) and
         return its ``game_over`` frame. A busy or declining bot is retried with growing
         pauses for up to ``retry_for`` seconds."""
-        frame: dict[str, Any] = {"type": "arrange", "x": x, "o": o, "tag": tag}
-        if clock is not None:
-            frame["clock"] = clock
-        if seed is not None:
-            frame["seed"] = seed
-        deadline = time.monotonic() + retry_for
-        pause = 0.05
-        while True:
-            reply = await self.request(frame)
-            if reply.get("type") == "challenge_sent":
-                gid = reply["challenge_id"]
-                fut = self._games.get(gid) or asyncio.get_running_loop().create_future()
-                self._games[gid] = fut
-                early = self._early.pop(gid, None)
-                if early is not None and not fut.done():
-                    fut.set_result(early)
-                try:
-                    over = await asyncio.wait_for(fut, game_timeout)
-                except asyncio.TimeoutError:
-                    raise TournamentError(f"game {gid} ({x} vs {o}) did not finish in {game_timeout:.0f} s") from None
-                finally:
-                    self._games.pop(gid, None)
-                if over.get("type") == "game_over":
-                    return over
-                why = over.get("reason", "declined")  # challenge_declined
-            elif reply.get("type") == "error" and reply.get("code") in ("busy", "rate_limited"):
-                why = reply.get("message", "busy")
-            elif reply.get("type") == "error":
-                raise TournamentError(f"the server refused {x} vs {o}: [{reply.get('code')}] {reply.get('message')}")
-            else:
-                raise TournamentError(f"unexpected reply to arrange: {reply}")
-            if time.monotonic() > deadline:
-                raise TournamentError(f"{x} vs {o} could not be started for {retry_for:.0f} s: {why}")
-            log.debug("%s vs %s not started (%s); retrying in %.2f s", x, o, why, pause)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 2.0)
-
-    async def _read(self) -> None:
-        from websockets.exceptions import ConnectionClosed
+        from client.aio import ClientError
 
         try:
-            async for raw in self._ws:
-                try:
-                    frame = json.loads(raw)
-                except ValueError:
-                    continue
-                if not isinstance(frame, dict):
-                    continue
-                rid = frame.get("id")
-                fut = self._replies.get(rid) if isinstance(rid, str) else None
-                if fut is not None and not fut.done() and frame.get("type") != "state":
-                    fut.set_result(frame)
-                    if frame.get("type") not in ("game_over", "challenge_declined"):
-                        continue
-                kind = frame.get("type")
-                if kind in ("game_over", "challenge_declined"):
-                    gid = frame.get("game_id") or frame.get("challenge_id")
-                    gfut = self._games.get(gid)
-                    if gfut is not None and not gfut.done():
-                        gfut.set_result(frame)
-                    elif gfut is None:
-                        self._early[gid] = frame
-                elif kind == "error" and rid is None:
-                    log.warning("server: [%s] %s", frame.get("code"), frame.get("message"))
-        except ConnectionClosed:
-            pass
-        finally:
-            exc = TournamentError(f"the connection to {self.url} closed")
-            for fut in [*self._replies.values(), *self._games.values()]:
-                if not fut.done():
-                    fut.set_exception(exc)
-
+            return await self._arena.play_arranged(x, o, clock=clock, tag=tag, seed=seed, game_timeout=game_timeout,
+                                                   retry_for=retry_for)
+        except ClientError as exc:
+            raise TournamentError(str(exc)) from None
 
 
 ProgressHook = Callable[[dict[str, Any]], None]

@@ -193,7 +193,7 @@ def default_house_bots(config: ServerConfig) -> dict[str, Bot]:
     solve()  # build the table now, not during the first game
     seed = config.seed
     bots: dict[str, Bot] = {
-        "minimax": MinimaxBot("minimax", seed=seed, tiebreak=config.minimax_tiebreak),  # type: ignore[arg-type]
+        "minimax": MinimaxBot("minimax", seed=seed, tiebreak=config.minimax_tiebreak),
         "random": RandomBot("random", seed=None if seed is None else seed + 1),
     }
     for i, (name, epsilon) in enumerate(HOUSE_LEVELS.items()):

@@ -46,7 +46,7 @@ class Offers(GamesInPlay):
         # a time-control game's `clock` is its base time (what a client that knows only move clocks shows)
         clock = time_control[0] if time_control is not None else float(msg.clock or self.config.move_clock)
         offer_id = self._new_id()
-        sent = {"type": "challenge_sent", "challenge_id": offer_id, "opponent": msg.opponent, "side": side.value, "clock": clock}
+        sent: Frame = {"type": "challenge_sent", "challenge_id": offer_id, "opponent": msg.opponent, "side": side.value, "clock": clock}
         if msg.time_control is not None:
             sent["time_control"] = msg.time_control.frame()
         if msg.rematch_of is not None:
@@ -118,7 +118,7 @@ class Offers(GamesInPlay):
 
     def _offer_frame(self, offer: Offer, name: str, now: float) -> Frame:
         seat = offer.awaiting[name]
-        frame = {"type": "challenge", "challenge_id": offer.offer_id, "challenger": offer.origin, "side": seat.value,
+        frame: Frame = {"type": "challenge", "challenge_id": offer.offer_id, "challenger": offer.origin, "side": seat.value,
                  "clock": offer.clock, "opponent": offer.o if seat is Seat.X else offer.x, "arranged": offer.arranged,
                  "tag": offer.tag, "expires_in": max(0.0, round(offer.expires_at - now, 3))}
         if offer.time_control is not None:

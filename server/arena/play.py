@@ -67,7 +67,7 @@ class GamesInPlay(Lobby):
 
     def _game_start(self, game: Game, you: str | None) -> Frame:
         turn = game.turn
-        frame = {"type": "game_start", "game_id": game.game_id, "x": game.x, "o": game.o, "you": you,
+        frame: Frame = {"type": "game_start", "game_id": game.game_id, "x": game.x, "o": game.o, "you": you,
                  "clock": game.clock, "board": game.board.code, "turn": turn.value if turn else game.board.turn.value,
                  "ply": len(game.moves), "deadline": game.deadline, "tag": game.tag}
         if game.time_control is not None:
@@ -118,7 +118,7 @@ class GamesInPlay(Lobby):
             if other == name:
                 continue
             if back_by is None:
-                frame = {"type": "info", "message": f"{name} is back", "game_id": game.game_id,
+                frame: Frame = {"type": "info", "message": f"{name} is back", "game_id": game.game_id,
                          "event": "player_back", "player": name}
             else:
                 who = "you win" if other == winner else f"{winner} wins"
@@ -325,11 +325,11 @@ def _choose(bot: Bot, request: MoveRequest, rng: random.Random | None) -> Decisi
     """``bot``'s move, drawn from a seeded game's own generator ``rng`` when there is one.
 
     House bots keep their generator in ``bot.rng``; a bot without one is left as it is."""
-    if rng is None or not isinstance(getattr(bot, "rng", None), random.Random):
+    own = getattr(bot, "rng", None)  # Bot declares no rng: house bots add their own
+    if rng is None or not isinstance(own, random.Random):
         return bot.choose(request)
-    own = bot.rng  # type: ignore[attr-defined]
-    bot.rng = rng  # type: ignore[attr-defined]
+    setattr(bot, "rng", rng)
     try:
         return bot.choose(request)
     finally:
-        bot.rng = own  # type: ignore[attr-defined]
+        setattr(bot, "rng", own)

@@ -71,7 +71,8 @@ class RemoteLobby:
         return next((b for b in self.bots() if b.get("name") == name), None)
 
     def games(self) -> list[Frame]:
-        return [self.game(gid) for gid in sorted(self._game_server)]  # type: ignore[misc]
+        # every id in _game_server is one of its server's games: none is None
+        return [game for gid in sorted(self._game_server) if (game := self.game(gid)) is not None]
 
     def game(self, game_id: str) -> Frame | None:
         sid = self._game_server.get(game_id)

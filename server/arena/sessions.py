@@ -136,10 +136,10 @@ class Sessions(Offers):
             self._send(conn.conn_id, self._state(game))
             self._tell_away(game, session.name, None, now)
         for gid in sorted(session.watching):
-            game = self.games.get(gid)
-            if game is not None:
-                self._send(conn.conn_id, self._game_start(game, None))
-                self._send(conn.conn_id, self._state(game))
+            watched = self.games.get(gid)
+            if watched is not None:
+                self._send(conn.conn_id, self._game_start(watched, None))
+                self._send(conn.conn_id, self._state(watched))
         for oid in sorted(session.offers):
             offer = self.offers.get(oid)
             if offer is not None and session.name in offer.awaiting:

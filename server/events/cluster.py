@@ -62,7 +62,9 @@ class EventHost(Protocol):
     (``server.app.ArenaServer``): the app depends on this module, not the other way round."""
 
     arena: Arena | None
-    url: str
+
+    @property
+    def url(self) -> str: ...
 
     def apply_effects(self) -> None: ...
 

@@ -83,7 +83,7 @@ HOUSE_KINDS = {"minimax": MinimaxBot, "random": RandomBot, "epsilon": EpsilonMin
 #: meets every position of the game, not only minimax's tree.
 HOUSE_LEVELS: dict[str, float] = {"easy": 0.6, "medium": 0.3, "hard": 0.1}
 #: every house bot a server hosts, strongest first
-HOUSE_NAMES: tuple[str, ...] = ("minimax", *sorted(HOUSE_LEVELS, key=HOUSE_LEVELS.get), "random")
+HOUSE_NAMES: tuple[str, ...] = ("minimax", *sorted(HOUSE_LEVELS, key=HOUSE_LEVELS.__getitem__), "random")
 
 
 def make_house_bot(kind: str, name: str | None = None, seed: int | None = None, **options: object) -> Bot:
@@ -92,4 +92,4 @@ def make_house_bot(kind: str, name: str | None = None, seed: int | None = None, 
         cls = HOUSE_KINDS[kind]
     except KeyError:
         raise ValueError(f"unknown house bot kind {kind!r}; expected one of {', '.join(HOUSE_KINDS)}") from None
-    return cls(name=name or kind, seed=seed, **options)  # type: ignore[arg-type]
+    return cls(name=name or kind, seed=seed, **options)

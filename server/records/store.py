@@ -29,6 +29,7 @@ together). Both backends run the same SQL except for the few lines each class ov
 from __future__ import annotations
 
 import argparse
+import builtins
 import contextlib
 import json
 import math
@@ -38,7 +39,7 @@ import sqlite3
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, cast
 
 import orjson
 
@@ -172,7 +173,8 @@ class GameRecords:
         after each move (an ``UPDATE`` of two columns touches no index: ~5 µs against ~18 µs
         for the whole row in SQLite), and at its end the columns an end changes (~7 µs); its
         start writes the whole row."""
-        game_id, live = record.get("game_id"), record.get("status") == "live"
+        # cast: every record carries its game_id (Game.record)
+        game_id, live = cast(str, record.get("game_id")), record.get("status") == "live"
         moves = _moves_json(record.get("moves") or [])
         # allow_nan=False: NaN/Infinity are not JSON; a record holding one is refused, never stored
         illegal = (None if record.get("illegal_move") is None else
@@ -253,7 +255,7 @@ class GameRecords:
             args.append(limit)
         return [self._row(r) for r in self.execute(sql, args)]
 
-    def find(self, prefix: str) -> list[str]:
+    def find(self, prefix: str) -> builtins.list[str]:  # builtins: list here is the method above
         """Ids of the games whose id is ``prefix`` or starts with it (at most 10)."""
         exact = self.execute("SELECT game_id FROM games WHERE game_id = ?", (prefix,)).fetchone()
         if exact is not None:
@@ -263,7 +265,7 @@ class GameRecords:
         return [r["game_id"] for r in rows]
 
     def summaries(self, limit: int = 50, player: str | None = None, tag: str | None = None,
-                  before: float | None = None) -> list[dict[str, Any]]:
+                  before: float | None = None) -> builtins.list[dict[str, Any]]:
         """Finished and aborted games, newest end first, as ``records`` lines (protocol
         ``list_records``): game_id, x, o, result, reason, ended_at, ply, tag."""
         where, args = _player_tag_filter(player, tag)

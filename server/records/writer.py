@@ -121,8 +121,9 @@ class RecordWriter:
         if self.proc is not None:
             proc = self.proc
             with contextlib.suppress(Exception):
-                self.loop.remove_writer(proc.stdin.fileno())  # type: ignore[union-attr]
-                self.loop.remove_reader(proc.stdout.fileno())  # type: ignore[union-attr]
+                assert proc.stdin is not None and proc.stdout is not None  # both pipes (_start_process)
+                self.loop.remove_writer(proc.stdin.fileno())
+                self.loop.remove_reader(proc.stdout.fileno())
             try:
                 assert proc.stdin is not None and proc.stdout is not None
                 os.set_blocking(proc.stdin.fileno(), True)
@@ -211,7 +212,8 @@ class RecordWriter:
         assert proc is not None and proc.stdout is not None
         with contextlib.suppress(Exception):
             self.loop.remove_reader(proc.stdout.fileno())
-            self.loop.remove_writer(proc.stdin.fileno())  # type: ignore[union-attr]
+            assert proc.stdin is not None  # a pipe (_start_process)
+            self.loop.remove_writer(proc.stdin.fileno())
         log.error("records writer process ended (exit code %s) with %d batches unconfirmed; storing them "
                   "and every later record on a thread", proc.poll(), len(self.unacked))
         self._out.clear()

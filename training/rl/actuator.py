@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence, cast
 
 import numpy as np
 
@@ -73,15 +73,19 @@ class LLMActuator:
         computed, and the file is rewritten when boards had to be computed. An entry is a
         pure function of the model's weights, the hook layer and the prompt, which the
         file's name and content pin (see :func:`prompt_store_path`)."""
+        from bots.llm.player import CachedAnswerReader
+
         t = time.perf_counter()
-        held = self.bot.reader.cache._entries
+        reader = self.bot.reader
+        assert isinstance(reader, CachedAnswerReader)  # warm-up fills the per-board cache, which only it has
+        held = reader.cache._entries
         if all(b.code in held for b in boards):  # a shared reader already warm: nothing to load or run
             return {"boards": len(boards), "from_store": 0, "computed": 0, "already_cached": len(boards),
                     "seconds": round(time.perf_counter() - t, 1), "store": str(store) if store else None}
         loaded = load_prompt_store(self.bot.reader, store, boards) if store is not None else 0
         if progress is not None and loaded:
             progress(loaded)
-        todo = [b for b in boards if b.code not in self.bot.reader.cache._entries] if loaded else list(boards)
+        todo = [b for b in boards if b.code not in reader.cache._entries] if loaded else list(boards)
         self._prefill(todo, batch, progress)
         if self.obs != "board":
             self.observe(list(boards))
@@ -113,7 +117,9 @@ class LLMActuator:
                 for j, code in enumerate(missing):
                     self._feature_obs[code] = board_model_observation(Board(code), logits[j])
             else:
-                acts = self.bot.sae.encode(batch.hook_acts)[:, self.obs_features].numpy()  # type: ignore[union-attr]
+                sae, hook_acts = self.bot.sae, batch.hook_acts
+                assert sae is not None and hook_acts is not None  # a features observation: the bot's SAE, read at its hook
+                acts = sae.encode(hook_acts)[:, self.obs_features].numpy()
                 for j, code in enumerate(missing):
                     self._feature_obs[code] = feature_observation(Board(code), acts[j])
         return np.stack([self._feature_obs[b.code] for b in boards]) if boards else np.zeros((0, self.obs_size), np.float32)
@@ -140,7 +146,7 @@ class LLMActuator:
                                 changed=bool(m.changed))
                 self.memo[keys[i]] = o
                 out[i] = o
-        return out  # type: ignore[return-value]
+        return cast(list[MoveOutcome], out)  # cast: every None was filled in above
 
     def stats(self) -> dict[str, Any]:
         return {"llm_calls": self.llm_calls, "llm_boards": self.llm_boards, "lookups": self.lookups,

@@ -50,7 +50,7 @@ import json
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence, cast
 
 import gymnasium as gym
 import numpy as np
@@ -60,6 +60,9 @@ from server.players.house import HOUSE_NAMES
 from bots.llm.player import check_mode
 from server.game import Board, Seat
 from training.rl.actuator import LLMActuator, MoveOutcome
+
+if TYPE_CHECKING:
+    from server.solver import TieBreak
 
 SEATS = ("X", "O", "both")
 SHAPINGS = ("value", "none")
@@ -182,7 +185,7 @@ class LocalTransport:
 
     name = "local"
 
-    def __init__(self, tiebreak: str = "random") -> None:
+    def __init__(self, tiebreak: "TieBreak" = "random") -> None:
         self.tiebreak = tiebreak
         self.games: dict[int, tuple[Any, GameState, Seat]] = {}
         self.frames = 0
@@ -202,7 +205,7 @@ class LocalTransport:
         out = {}
         for env, seat, seed, opponent in games:
             if opponent == "minimax":
-                bot: Any = MinimaxBot(seed=seed, tiebreak=self.tiebreak)  # type: ignore[arg-type]
+                bot: Any = MinimaxBot(seed=seed, tiebreak=self.tiebreak)
             elif opponent == "random":
                 bot = RandomBot(seed=seed)
             else:
@@ -307,8 +310,8 @@ class ServerTransport:
             if kind == "challenge_declined":
                 raise RuntimeError(f"the server declined a game: {f.get('reason')}")
             gid = f.get("game_id")
-            env = self.env_of.get(gid) if gid is not None else None
-            if env is None:
+            env = self.env_of.get(gid) if isinstance(gid, str) else None
+            if env is None or not isinstance(gid, str):
                 continue
             if kind in ("game_start", "state"):
                 board = Board(f["board"])
@@ -584,7 +587,7 @@ class SteeringVecEnv(VecEnv):
             if idx:
                 for e, o in zip(idx, act.act([self.boards[e] for e in idx], actions[idx])):
                     outs[e] = o
-        return outs  # type: ignore[return-value]
+        return cast(list[MoveOutcome], outs)  # every game is in one phrasing: each slot was filled
 
     def reset(self) -> np.ndarray:
         self._new_games(range(self.num_envs))

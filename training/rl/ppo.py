@@ -53,7 +53,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, cast
 
 
 from server.game import Board, Seat
@@ -383,7 +383,8 @@ def _new_model(cfg: TrainConfig, env: Any, n_choices: int) -> Any:
     if cfg.action == "sparse" and cfg.none_bias:
         with torch.no_grad():
             for slot in range(cfg.slots):  # each slot's "no steering" choice starts likely (a later slot more so)
-                model.policy.action_net.bias[slot * n_choices] += cfg.none_bias[min(slot, len(cfg.none_bias) - 1)]
+                head = cast(torch.nn.Linear, model.policy.action_net)  # MlpPolicy's action head over a MultiDiscrete space
+                head.bias[slot * n_choices] += cfg.none_bias[min(slot, len(cfg.none_bias) - 1)]
     if cfg.baseline == "constant":
         constant_baseline(model)
     elif cfg.baseline != "state":
@@ -431,7 +432,8 @@ def train_ppo(cfg: TrainConfig, lm: Any, sae: Any, *, out_dir: Path | None = Non
             timer.add("warm-up (prompt cache of every open position)", time.perf_counter() - t)
             for name, w in warm.items():
                 log(f"[ppo] warm-up {name}: {w['computed']} prompts run, {w['from_store']} loaded in {w['seconds']} s")
-    for act in actuators.values():
+    phrasings: dict[str, Any] = actuators
+    for act in phrasings.values():
         if list(act.bot.steering.features) != list(features):
             raise ValueError("the given actuators steer other features than this run picks")
         act.memo.clear()
@@ -477,7 +479,7 @@ def train_ppo(cfg: TrainConfig, lm: Any, sae: Any, *, out_dir: Path | None = Non
         kept = " ".join(f"{k[5:]} {100 * v:.1f}" for k, v in row.items() if k.startswith("kept_"))
         log(f"[ppo] step {step:>7}: value kept % {kept}; exact draw vs minimax X {100 * row['draw_x']:.1f} % "
             f"O {100 * row['draw_o']:.1f} %; {timer.wall:.0f} s")
-        if out_dir is not None:
+        if out_dir is not None and ckpt is not None:
             _write_csv(out_dir / "eval.csv", state["evals"])
             model.save(ckpt)
 
@@ -515,7 +517,7 @@ def train_ppo(cfg: TrainConfig, lm: Any, sae: Any, *, out_dir: Path | None = Non
                                    "recent_loss_o": round(lg.recent_loss_rate("O"), 4),
                                    "mean_push": round(lg.push / max(1, lg.moves), 4),
                                    "boards_seen": len(env.boards_seen),
-                                   "llm_boards": sum(a.llm_boards for a in actuators.values())})
+                                   "llm_boards": sum(a.llm_boards for a in phrasings.values())})
             if self.bar is not None:
                 self.bar.update(model.num_timesteps - self.bar.n)
                 self.bar.set_postfix(loss_x=f"{lg.recent_loss_rate('X'):.2f}", loss_o=f"{lg.recent_loss_rate('O'):.2f}",
@@ -619,6 +621,18 @@ def plot_learning_curve(runs: dict[str, list[dict[str, Any]]], path: Path, title
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
+
+
+def curve_title(model: str, cfg: dict[str, Any], seeds: Sequence[int]) -> str:
+    """The learning-curve plot's title: the recipe's knobs that tell runs apart."""
+    return (f"{model}: PPO steering policy, {cfg['obs']} obs, {cfg['action']} action ({cfg['slots']} slots), "
+            f"{cfg['mode']} reading, via {cfg['via']}, phrasings {','.join(cfg['phrasings'])}, seeds {','.join(map(str, seeds))}")
+
+
+def kept_line(over_seeds: dict[str, Any]) -> str:
+    """``grid_X 82.7 % [82.0–83.5], ...``: value kept, mean [min–max] over seeds."""
+    return ", ".join(f"{k[5:]} {100 * v['mean']:.1f} % [{100 * v['min']:.1f}–{100 * v['max']:.1f}]"
+                     for k, v in over_seeds.items() if k.startswith("kept_"))
 
 
 def digit_mass_check(policy: Any, actuator: Any, boards: Sequence[Board], chunk: int = 256) -> dict[str, float]:
@@ -863,9 +877,10 @@ def summarize(cards: list[dict[str, Any]]) -> dict[str, Any]:
     stats: dict[str, Any] = {}
     for key in rows[0] if rows else []:
         vals = [r.get(key) for r in rows]
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals) and key != "seed":
-            stats[key] = {"mean": statistics.fmean(vals), "min": min(vals), "max": max(vals),
-                          "sd": statistics.stdev(vals) if len(vals) > 1 else 0.0}
+        nums = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if len(nums) == len(vals) and key != "seed":
+            stats[key] = {"mean": statistics.fmean(nums), "min": min(nums), "max": max(nums),
+                          "sd": statistics.stdev(nums) if len(nums) > 1 else 0.0}
     return {"seeds": [r["seed"] for r in rows], "runs": rows, "over_seeds": stats}
 
 
@@ -909,7 +924,8 @@ def run(args: argparse.Namespace) -> int:
         published = progress_publisher(args.mqtt, run=run_id + (f"-seed{seed}" if len(seeds) > 1 else ""))
         try:
             policy, report = train_ppo(run_cfg, lm, sae, out_dir=out, resume=args.resume, server_url=args.server,
-                                       on_eval=lambda row: published.progress(force=True, **row), actuators=actuators)
+                                       on_eval=lambda row: None if published.progress(force=True, **row) else None,
+                                       actuators=actuators)
         except (ValueError, RuntimeError, OSError) as exc:
             console.print(f"[red]error:[/] {exc}")
             published.close()
@@ -943,9 +959,7 @@ def run(args: argparse.Namespace) -> int:
         report["time"]["held-out phrasings"] = report.pop("heldout_seconds", 0.0)
         (out / "run_card.json").write_text(json.dumps(report, indent=2) + "\n")
         write_card_md(report, out / "run_card.md")
-    plot_learning_curve(curves, args.plot, f"{lm.name}: PPO steering policy, {cfg.obs} obs, {cfg.action} action "
-                        f"({cfg.slots} slots), {cfg.mode} reading, via {cfg.via}, phrasings {','.join(cfg.phrasings)}, "
-                        f"seeds {','.join(map(str, seeds))}")
+    plot_learning_curve(curves, args.plot, curve_title(lm.name, asdict(cfg), seeds))
     summary = {"command": command, "config": asdict(cfg), "model": lm.name, "hook_name": sae.hook_name,
                "weights_unchanged": all(c["weights_unchanged"] for c in cards),
                "weights_before": cards[0]["weights_before"], "weights_after": cards[-1]["weights_after"],
@@ -964,10 +978,7 @@ def run(args: argparse.Namespace) -> int:
         shutil.copyfile(first / "run_card.md", ARTIFACTS / SHIPPED_NAME.replace(".json", ".card.md"))
         console.print(f"shipped {ARTIFACTS / SHIPPED_NAME} (policy {cards[0]['policy_digest']}, seed {seeds[0]}, final)")
     st = summary["over_seeds"]
-    kept = [k for k in st if k.startswith("kept_")]
-    print("done: " + ", ".join(f"{k[5:]} {100 * st[k]['mean']:.1f} % [{100 * st[k]['min']:.1f}–{100 * st[k]['max']:.1f}]"
-                               for k in kept) + f" value kept over {len(seeds)} seed(s); weights unchanged: "
-          f"{summary['weights_unchanged']}")
+    print(f"done: {kept_line(st)} value kept over {len(seeds)} seed(s); weights unchanged: {summary['weights_unchanged']}")
     return 0
 
 
