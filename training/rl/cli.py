@@ -26,7 +26,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from training.rl.cards import curve_title, kept_line, plot_learning_curve, summarize, write_card_md
 from training.rl.evaluation import digit_mass_check, evaluate_exact, evaluate_positions, play_server_games
@@ -38,8 +38,18 @@ DEFAULT_PLOT = ROOT / "docs" / "rl_learning_curve.png"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags; each knob's default is the recipe's (:class:`TrainConfig`)."""
     d = TrainConfig()
     g = parser.add_argument
+    _add_steering_flags(g, d)
+    _add_game_flags(g, d)
+    _add_ppo_flags(g, d)
+    _add_stop_flags(g, d)
+    _add_run_flags(g, d)
+
+
+def _add_steering_flags(g: Callable[..., Any], d: TrainConfig) -> None:
+    """Flags of the model, the SAE, the features steered and the action space."""
     g("--model", default="smollm2", help="model to steer (see autosteer-bot run --help)")
     g("--sae", default="auto", help="SAE folder, registry id, or 'auto' (the shipped one)")
     g("--features", default="", help="comma-separated feature indices to steer (default: picked, see --pick)")
@@ -56,6 +66,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g("--strengths", default=",".join(f"{s:g}" for s in d.strengths), help="sparse: the signed coefficients a slot can apply")
     g("--slots", type=int, default=d.slots, help="sparse: distinct features steered per move at most")
     g("--bound", type=float, default=d.bound, help="dense: coefficients lie in [-bound, bound]")
+
+
+def _add_game_flags(g: Callable[..., Any], d: TrainConfig) -> None:
+    """Flags of the training games: seats, reading, reward, opponents, openings, phrasings."""
     g("--seat", choices=("X", "O", "both"), default=d.seat, help="the LLM's seat in training games")
     g("--p-o", type=float, default=d.p_o, help="share of training games as O when --seat both")
     g("--mode", choices=("strict", "masked"), default=d.mode, help="move reading (strict is the headline)")
@@ -67,6 +81,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       help="chance that a game opens with random moves of the LLM's side (played by the environment)")
     g("--max-random-moves", type=int, default=d.max_random_moves, help="such an opening has 1..this many random moves")
     g("--phrasings", default=",".join(d.phrasings), help="training prompt phrasings (comma list of grid, rows, list)")
+
+
+def _add_ppo_flags(g: Callable[..., Any], d: TrainConfig) -> None:
+    """Flags of PPO's hyper-parameters and networks."""
     g("--n-envs", type=int, default=d.n_envs, help="games played at once (one batched LLM call per step)")
     g("--n-steps", type=int, default=d.n_steps, help="PPO rollout length per game slot")
     g("--batch-size", type=int, default=d.batch_size, help="PPO minibatch size")
@@ -81,12 +99,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g("--net-arch", default=",".join(str(n) for n in d.net_arch), help="hidden layer sizes of the policy and value nets")
     g("--none-bias", default=",".join(f"{b:g}" for b in d.none_bias),
       help="sparse: added to each slot's 'no steering' logit at the start (comma list, one per slot; the last repeats)")
+
+
+def _add_stop_flags(g: Callable[..., Any], d: TrainConfig) -> None:
+    """Flags of the step budget, evaluations and the stopping rule."""
     g("--total-steps", type=int, default=d.total_steps, help="PPO steps (LLM moves) at most")
     g("--budget-seconds", type=float, default=d.budget_seconds, help="wall-clock budget, warm-up included")
     g("--eval-every", type=int, default=d.eval_every, help="steps between exact evaluations")
     g("--target", type=float, default=d.target,
       help="goal of an evaluation: value kept on both sides in every training phrasing, and draws vs minimax")
     g("--stable-evals", type=int, default=d.stable_evals, help="stop once this many evaluations in a row meet --target")
+
+
+def _add_run_flags(g: Callable[..., Any], d: TrainConfig) -> None:
+    """Flags of seeds, the server, warm-up, after-training evaluation, outputs, MQTT and shipping."""
     g("--seeds", default="", help="comma-separated seeds: one run each (in --out/seed-N, sharing the prompt cache); "
                                   "default: --seed alone")
     g("--summary", type=Path, default=None, help="JSON gathering the runs' final evaluations (mean and spread over seeds)")
