@@ -284,6 +284,8 @@ def _new_model(cfg: TrainConfig, env: Any, n_choices: int) -> Any:
     import torch
     from stable_baselines3 import PPO
 
+    if cfg.baseline not in ("state", "constant"):
+        raise ValueError(f"unknown baseline {cfg.baseline!r}; expected state or constant")
     model = PPO("MlpPolicy", env, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
                 learning_rate=cfg.learning_rate, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, ent_coef=cfg.ent_coef,
                 clip_range=cfg.clip_range, seed=cfg.seed, device="cpu", verbose=0,
@@ -296,8 +298,6 @@ def _new_model(cfg: TrainConfig, env: Any, n_choices: int) -> Any:
                 head.bias[slot * n_choices] += cfg.none_bias[min(slot, len(cfg.none_bias) - 1)]
     if cfg.baseline == "constant":
         constant_baseline(model)
-    elif cfg.baseline != "state":
-        raise ValueError(f"unknown baseline {cfg.baseline!r}; expected state or constant")
     return model
 
 
