@@ -22,7 +22,8 @@ from bots.llm.model import load_model
 from server.game import Board
 from server.solver import value_preserving_cells
 from training.heldout import open_positions
-from training.rl.ppo import TrainConfig, build_actuators, policy_moves, warm_actuators
+from training.rl.evaluation import policy_moves
+from training.rl.ppo import TrainConfig, build_actuators, warm_actuators
 
 
 def keeps(board: Board, move: object) -> bool:

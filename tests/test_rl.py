@@ -120,7 +120,8 @@ def test_check_env_passes_for_every_observation_and_action(stack) -> None:
 def test_exact_tree_walk_agrees_with_games_through_the_server(trained, stack) -> None:
     """For the deterministic learned policy the exact outcome is the truth; sampled games
     through the server (the bot loading the policy itself) agree with it."""
-    from training.rl.ppo import build_actuator, evaluate_exact, play_server_games
+    from training.rl.evaluation import evaluate_exact, play_server_games
+    from training.rl.ppo import build_actuator
 
     policy, report, _ = trained
     lm, sae = stack
@@ -421,7 +422,8 @@ def test_position_evaluation_counts_kept_values_and_illegal_moves(stack) -> None
     stops on the stability rule only when the last evaluations all meet the target."""
     from bots.llm.policy import FixedSteeringPolicy
     from server.solver import value_preserving_cells
-    from training.rl.ppo import build_actuator, evaluate_positions, meets, policy_moves
+    from training.rl.evaluation import evaluate_positions, meets, policy_moves
+    from training.rl.ppo import build_actuator
 
     lm, sae = stack
     act = build_actuator(lm, sae, small_config(), FEATURES)
@@ -450,7 +452,7 @@ def test_position_evaluation_counts_kept_values_and_illegal_moves(stack) -> None
 
 
 def test_summary_gives_mean_and_spread_over_seeds() -> None:
-    from training.rl.ppo import summarize
+    from training.rl.cards import summarize
 
     def card(seed, kept):
         side = {"kept_share": kept, "illegal": 0, "mean_push": 0.1, "mean_features_steered": 1.0}
