@@ -62,3 +62,21 @@ def postgres_url(postgres_server: "object") -> str:
     """The URL of an empty records database on the session's PostgreSQL."""
     postgres_server.reset()  # type: ignore[attr-defined]
     return postgres_server.url  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- small random models
+@pytest.fixture(scope="module")
+def lm() -> "object":
+    """A tiny random TransformerLens language model with the chat template and digit tokens of
+    the real one (``bots.llm.testing``); a module that needs another model overrides ``lm``."""
+    from bots.llm.testing import tiny_language_model
+
+    return tiny_language_model()
+
+
+@pytest.fixture(scope="module")
+def sae(lm: "object", tmp_path_factory: pytest.TempPathFactory) -> "object":
+    """A tiny random SAE on ``lm``, saved in sae_lens's format in a temporary folder."""
+    from bots.llm.testing import tiny_sae
+
+    return tiny_sae(lm, folder=tmp_path_factory.mktemp("sae"))

@@ -6,7 +6,7 @@ import pytest
 
 from bots.llm.bot import LLMBot
 from bots.llm.policy import FixedSteeringPolicy
-from bots.llm.testing import tiny_language_model, tiny_sae
+from bots.llm.testing import tiny_sae
 from training.evaluate import ArmResult, play_arm_local, play_arm_server, wilson_interval
 
 pytestmark = pytest.mark.timeout(120)
@@ -18,11 +18,6 @@ class _Bar:
 
     def update(self, k: int) -> None:
         self.n += k
-
-
-@pytest.fixture(scope="module")
-def lm():
-    return tiny_language_model()
 
 
 def test_wilson_interval_known_values():

@@ -12,11 +12,6 @@ from bots.llm.testing import tiny_language_model, tiny_sae
 from server.game import Board
 
 
-@pytest.fixture(scope="module")
-def lm():
-    return tiny_language_model()
-
-
 @pytest.fixture()
 def sae_dir(lm, tmp_path):
     tiny_sae(lm, folder=tmp_path / "sae")

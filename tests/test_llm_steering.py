@@ -13,20 +13,10 @@ from bots.llm.llama_fast import BoardCache, FastPathUnsupported, start_layer_for
 from bots.llm.player import CachedAnswerReader, HookedAnswerReader, make_reader, read_move
 from bots.llm.policy import FixedSteeringPolicy
 from bots.llm.steering import FeatureScales, Steering, SteeringError, feature_scales, kl_divergence, steering_hooks
-from bots.llm.testing import tiny_language_model, tiny_sae
+from bots.llm.testing import tiny_sae
 from server.game import Board
 
 BOARDS = [Board.empty(), Board.from_moves([5]), Board.from_moves([1, 2, 3, 4]), Board.from_moves([9, 5, 1])]
-
-
-@pytest.fixture(scope="module")
-def lm():
-    return tiny_language_model()
-
-
-@pytest.fixture(scope="module")
-def sae(lm, tmp_path_factory):
-    return tiny_sae(lm, folder=tmp_path_factory.mktemp("sae"))
 
 
 def _added(n: int, d: int, scale: float = 3.0, seed: int = 1) -> torch.Tensor:

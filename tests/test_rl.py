@@ -120,7 +120,8 @@ def test_check_env_passes_for_every_observation_and_action(stack) -> None:
 def test_exact_tree_walk_agrees_with_games_through_the_server(trained, stack) -> None:
     """For the deterministic learned policy the exact outcome is the truth; sampled games
     through the server (the bot loading the policy itself) agree with it."""
-    from training.rl.ppo import build_actuator, evaluate_exact, play_server_games
+    from training.rl.evaluation import evaluate_exact, play_server_games
+    from training.rl.ppo import build_actuator
 
     policy, report, _ = trained
     lm, sae = stack
@@ -421,7 +422,8 @@ def test_position_evaluation_counts_kept_values_and_illegal_moves(stack) -> None
     stops on the stability rule only when the last evaluations all meet the target."""
     from bots.llm.policy import FixedSteeringPolicy
     from server.solver import value_preserving_cells
-    from training.rl.ppo import build_actuator, evaluate_positions, meets, policy_moves
+    from training.rl.evaluation import evaluate_positions, meets, policy_moves
+    from training.rl.ppo import build_actuator
 
     lm, sae = stack
     act = build_actuator(lm, sae, small_config(), FEATURES)
@@ -450,7 +452,7 @@ def test_position_evaluation_counts_kept_values_and_illegal_moves(stack) -> None
 
 
 def test_summary_gives_mean_and_spread_over_seeds() -> None:
-    from training.rl.ppo import summarize
+    from training.rl.cards import summarize
 
     def card(seed, kept):
         side = {"kept_share": kept, "illegal": 0, "mean_push": 0.1, "mean_features_steered": 1.0}
@@ -494,3 +496,62 @@ def test_a_policy_that_reads_the_models_move_plays_through_the_bot_as_in_trainin
     expected = act.act(boards, policy.actions(obs))
     assert [m.reading.cell for m in moves] == [e.cell for e in expected]
     assert {m.trace["policy"] for m in moves} == {policy.digest}
+
+
+def test_constant_baseline_gives_every_board_one_value_through_training_and_resume(stack, tmp_path) -> None:
+    from stable_baselines3 import PPO
+
+    from training.rl.ppo import train_ppo
+
+    lm, sae = stack
+    cfg = small_config(total_steps=128, eval_every=128, via="local", baseline="constant")
+    train_ppo(cfg, lm, sae, out_dir=tmp_path, progress=False, log=lambda *_: None)
+    cfg.total_steps = 256
+    train_ppo(cfg, lm, sae, out_dir=tmp_path, resume=True, progress=False, log=lambda *_: None)
+    model = PPO.load(tmp_path / "checkpoint.zip", device="cpu")
+    assert float(model.policy.value_net.weight.detach().abs().max()) == 0.0  # frozen through both runs
+    boards = np.stack([np.random.default_rng(s).normal(size=model.observation_space.shape).astype(np.float32)
+                       for s in range(3)])
+    import torch
+
+    with torch.no_grad():
+        values = model.policy.predict_values(torch.as_tensor(boards)).flatten().tolist()
+    assert values[0] == values[1] == values[2]
+    with pytest.raises(ValueError, match="baseline"):
+        from training.rl.ppo import TrainConfig, _new_model
+
+        _new_model(TrainConfig(baseline="board"), None, 0)
+
+
+def test_ppo_summary_gathers_one_recipes_seeds_and_refuses_mixed_recipes(tmp_path) -> None:
+    from training.rl.summary import add_arguments, gather, run
+
+    def card(seed, kept, lr=3e-3):
+        side = {"kept_share": kept, "illegal": 0, "mean_push": 0.1, "mean_features_steered": 1.0}
+        exact = {"draw": 1.0, "win": 0.5, "illegal": 0.0, "games": 10}
+        return {"config": {"seed": seed, "learning_rate": lr}, "policy_digest": f"p{seed}", "steps": 100,
+                "stopped_by": "the step budget", "wall_seconds": 1.0, "stable_target": None, "reached_target": None,
+                "positions": {"grid": {"X": side, "O": side}}, "vs_minimax_exact": {"X": exact, "O": exact},
+                "vs_random_exact": {"X": exact, "O": exact}, "command": f"autosteer-train ppo --seeds {seed}",
+                "model": "tiny", "hook_name": "h", "weights_unchanged": True, "weights_before": "a",
+                "weights_after": "a", "evals": [{"step": 0, "kept_grid_x": kept, "kept_grid_o": kept,
+                                                  "draw_x": 1.0, "draw_o": 1.0}]}
+
+    s = gather([card(0, 0.9), card(1, 1.0)])
+    assert s["seeds"] == [0, 1] and s["command"] == ["autosteer-train ppo --seeds 0", "autosteer-train ppo --seeds 1"]
+    assert abs(s["over_seeds"]["kept_grid_X"]["mean"] - 0.95) < 1e-12
+    with pytest.raises(ValueError, match="learning_rate"):
+        gather([card(0, 0.9), card(1, 1.0, lr=1e-3)])
+    with pytest.raises(ValueError, match="twice"):
+        gather([card(0, 0.9), card(0, 1.0)])
+    paths = []
+    for seed in (1, 0):
+        paths.append(tmp_path / f"card{seed}.json")
+        paths[-1].write_text(json.dumps(card(seed, 0.9 + seed / 10)))
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args([*map(str, paths), "--summary", str(tmp_path / "s.json"), "--plot", str(tmp_path / "c.png")])
+    assert run(args) == 0
+    assert json.loads((tmp_path / "s.json").read_text())["seeds"] == [0, 1] and (tmp_path / "c.png").stat().st_size > 0

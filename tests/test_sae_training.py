@@ -26,7 +26,8 @@ from training.activations import (  # noqa: E402
 )
 from training.corpus import chat_texts, stdlib_docstrings  # noqa: E402
 from training.labels import validate_features  # noqa: E402
-from training.sae import SAETrainingError, choose_layer, parse_layers  # noqa: E402
+from training.sae import parse_layers  # noqa: E402
+from training.sae_training import SAETrainingError, choose_layer  # noqa: E402
 
 SHIPPED = Path(__file__).resolve().parent.parent / "bots" / "llm" / "artifacts" / "sae"
 
@@ -241,7 +242,7 @@ def test_shipped_sae_on_the_real_model():
     if not (SHIPPED / "cfg.json").is_file():
         pytest.skip("no shipped SAE yet")
     from bots.llm.model import load_model
-    from training.sae import evaluate_sae, load_shipped_sae
+    from training.sae_training import evaluate_sae, load_shipped_sae
 
     lm = load_model(verbose=False)
     sae = load_shipped_sae(SHIPPED)

@@ -15,7 +15,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "sae": ("training.sae", "collect activations, compare layers, train and ship the SAE (sae_lens)"),
     "search-vector": ("training.vector_search", "search one fixed steering vector that draws more vs minimax (exact objective)"),
     "label": ("training.label_features", "label SAE features by board concepts (precision/recall) and steering effect"),
-    "ppo": ("training.rl.ppo", "learn a board-dependent steering policy with PPO against the server's minimax (exact eval)"),
+    "ppo": ("training.rl.cli", "learn a board-dependent steering policy with PPO against the server's minimax (exact eval)"),
     "ppo-summary": ("training.rl.summary", "gather the run cards of one PPO recipe, one seed each, into one summary over seeds"),
     "rl-report": ("training.rl.report", "what a learned steering policy pushes, where (docs/POLICY.md + heatmap)"),
     "heldout": ("training.heldout", "a policy on phrasings, opponents and positions it was not fitted to (exact)"),

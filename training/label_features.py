@@ -64,7 +64,7 @@ def _run(args: argparse.Namespace) -> int:
     from bots.llm.model import ModelLoadError, load_model
     from training.activations import ActivationError, ActivationSet, LastTokenSteering, move_shift, tokenize
     from training.outputs import docs_folder
-    from training.sae import SAETrainingError, load_shipped_sae
+    from training.sae_training import SAETrainingError, load_shipped_sae
 
     console = Console(stderr=True)
     torch.set_num_threads(args.threads)

@@ -33,7 +33,14 @@ LEARNED_CARD = "bots/llm/artifacts/learned_policy.card.json"
 WHOLE_GAME = f"{RESULTS}/ppo_whole_game.json"
 WHOLE_GAME_RUNS = (("the recipe (labelled features)", WHOLE_GAME),
                    ("result-only reward (`--shaping none --gamma 0.95 --gae-lambda 0.95`)", f"{RESULTS}/ppo_result_only.json"),
-                   ("control: 27 random SAE features (`--pick random`)", f"{RESULTS}/ppo_control_random_features.json"))
+                   ("control: 27 random SAE features (`--pick random`)", f"{RESULTS}/ppo_control_random_features.json"),
+                   ("control: shuffled labels (`--pick shuffled`)", f"{RESULTS}/ppo_control_shuffled.json"),
+                   ("control: 27 random directions, not SAE features (`--basis directions`)",
+                    f"{RESULTS}/ppo_control_directions.json"),
+                   ("ablation: broader coverage (`--opponents minimax,hard,medium,easy,random:3 --random-openings 0.75 "
+                    "--max-random-moves 4`)", f"{RESULTS}/ppo_ablation_coverage.json"),
+                   ("ablation: a board-independent baseline (`--baseline constant`, 131,072 steps)",
+                    f"{RESULTS}/ppo_ablation_constant_baseline.json"))
 SAE_CARD = "bots/llm/artifacts/sae/RUN_CARD.json"
 SERVER_LOAD = f"{RESULTS}/server_load_2026-11-29.json"
 SERVER_LOAD_NO_STORING = f"{RESULTS}/server_load_no_storing_2026-11-29.json"
@@ -64,7 +71,7 @@ def _commands(command: str | list[str]) -> str:
     """``Command: `a``` or, for runs made one seed at a time, ``Commands: `a`; `b```."""
     if isinstance(command, str):
         return f"Command: `{command}`"
-    return "Commands: " + "; ".join(f"`{c}`" for c in command)
+    return "Commands: " + "; ".join(f"`{c}`" for c in dict.fromkeys(command))  # seeds of one command: once
 
 
 def _num(x: float | None, fmt: str = ".2f") -> str:

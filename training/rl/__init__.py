@@ -1,2 +1,4 @@
-"""Learned steering policies: the environment that plays on the server, PPO training,
-exact evaluation and the policy report (``autosteer-train ppo`` / ``rl-report``)."""
+"""Learned steering policies: the environment that plays on the server (``env``), the
+LLM actuator (``actuator``), the PPO method (``ppo``), exact evaluation (``evaluation``),
+the ``autosteer-train ppo`` command (``cli``), run cards and summaries over seeds
+(``cards``, ``summary``) and the policy report (``report``, ``autosteer-train rl-report``)."""

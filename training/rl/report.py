@@ -236,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
         actuator.warm(open_positions(), store=store)
     labels = {f: sae.label(f) or "" for f in policy.features}
     rep = build_report(policy, actuator, labels)
-    from training.rl.ppo import evaluate_exact
+    from training.rl.evaluation import evaluate_exact
 
     rep["exact"] = {"minimax": evaluate_exact(policy, actuator), "random": evaluate_exact(policy, actuator, "random")}
     if args.digit_mass:

@@ -36,7 +36,8 @@ def gather(cards: list[dict[str, Any]]) -> dict[str, Any]:
     """
     from dataclasses import asdict
 
-    from training.rl.ppo import TrainConfig, summarize
+    from training.rl.cards import summarize
+    from training.rl.ppo import TrainConfig
 
     if not cards:
         raise ValueError("no run cards")
@@ -63,7 +64,7 @@ def gather(cards: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.rl.ppo import curve_title, kept_line, plot_learning_curve
+    from training.rl.cards import curve_title, kept_line, plot_learning_curve
 
     try:
         cards = [json.loads(p.read_text()) for p in args.cards]
