@@ -18,7 +18,7 @@
 **The whole game.** A policy trained against minimax alone sees only minimax's tree. Here
 each game draws its opponent from ``opponents`` (a fixed mix, by weight, of the house bots:
 ``minimax``, the graded levels ``hard`` / ``medium`` / ``easy`` of
-:data:`bots.house.HOUSE_LEVELS`, and ``random``), its prompt phrasing from ``phrasings``
+:data:`server.players.house.HOUSE_LEVELS`, and ``random``), its prompt phrasing from ``phrasings``
 (the observation does not say which: the policy must pick steering that works in each), and
 with probability ``random_openings`` the game opens with 1 to ``max_random_moves``
 uniformly random moves of the LLM's side that the environment plays itself (through the
@@ -73,7 +73,7 @@ DEFAULT_OPPONENTS = ",".join(HOUSE_NAMES)
 
 def parse_opponents(spec: str) -> dict[str, float]:
     """``"minimax,random:2"`` → ``{"minimax": 1.0, "random": 2.0}`` (weights, default 1),
-    checked against the house bots (``minimax``, ``random`` and :data:`bots.house.HOUSE_LEVELS`).
+    checked against the house bots (``minimax``, ``random`` and :data:`server.players.house.HOUSE_LEVELS`).
 
     >>> parse_opponents("minimax, random:3")
     {'minimax': 1.0, 'random': 3.0}
