@@ -279,7 +279,7 @@ def test_one_clock_timer_per_game_however_many_moves() -> None:
     for mover in (ann, bob, ann, bob, ann, bob):
         net.advance(1.0)
         net.send(mover, type="move", game_id=gid, cell=next(cells))
-    clock_timers = [t for t in net.arena._timers if t[2] == "clock" and t[3] == gid]
+    clock_timers = [t for t in net.arena.state.timers if t[2] == "clock" and t[3] == gid]
     assert len(clock_timers) == 1  # six moves, one timer
     game = net.arena.games[gid]
     assert game.clock_timer_at is not None and game.clock_timer_at < game.deadline
@@ -507,7 +507,7 @@ def test_shutdown_aborts_live_games_and_closes_everyone() -> None:
 def test_internal_error_costs_one_request_only(monkeypatch: pytest.MonkeyPatch) -> None:
     net = Net()
     ann = net.join("ann")
-    monkeypatch.setattr(net.arena, "_bot_list", lambda: 1 / 0)
+    monkeypatch.setattr(net.arena._lobby, "bot_list", lambda: 1 / 0)
     net.send(ann, type="list_bots", id=4)
     assert net.last(ann)["code"] == "internal_error" and net.last(ann)["id"] == 4
     net.send(ann, type="ping")

@@ -7,12 +7,15 @@ with the current unix time, and then drains the *effects* it produced: frames to
 (:class:`StoreGame`). Nothing here touches a socket, a file or the system clock, so every
 rule (turns, clocks, grace, rate limits, offers) is tested directly with a fake time.
 
-The arena is built in layers, each a module whose class extends the one below and calls
-only downwards: :mod:`server.arena.core` (state, effects out, timers, rate limit and
-live-game caps), :mod:`server.arena.lobby`, :mod:`server.arena.play` (games, moves, clocks), then
-:mod:`server.arena.offers` with :mod:`server.arena.sessions`, and :mod:`server.arena.spectating`;
-:class:`Arena` here composes them and adds the public events and the dispatch. The types
-they share are below all of them: :mod:`server.config`, :mod:`server.arena.effects`,
+The arena is composed of parts, each a plain class in its own module that reads alone:
+:mod:`server.arena.lobby` (lists, pushes, checks on opponents), :mod:`server.arena.play`
+(games, moves, clocks), :mod:`server.arena.offers` (challenges, arranged games),
+:mod:`server.arena.sessions` (connections, hello, grace) and :mod:`server.arena.spectating`
+(spectators, relays, records). They share one :class:`~server.arena.core.ArenaState`
+(every connection, session, offer and game, the effects queued, the timers, the limits),
+which :class:`Arena` builds and hands to each; a part that needs another is given it when
+it is built. :class:`Arena` here owns them all and adds the public events and the dispatch.
+The types they share are below all of them: :mod:`server.config`, :mod:`server.arena.effects`,
 :mod:`server.arena.state`. Every name other modules import from here is re-exported.
 
 House bots (minimax, random) are plain :class:`server.players.base.Bot` objects played inline: they
@@ -41,11 +44,17 @@ from __future__ import annotations
 
 import heapq
 import logging
+from collections import OrderedDict
 from typing import Any
 
 from server import __version__
-from server.arena.core import default_house_bots
-from server.arena.state import Connection, Game, Offer, Session
+from server.arena.core import ArenaState, default_house_bots, with_id
+from server.arena.lobby import Lobby
+from server.arena.offers import Offers
+from server.arena.play import GamesInPlay
+from server.arena.relay import RemoteLobby
+from server.arena.state import Connection, Game, Offer, RecordFinder, RecordLister, RecordLoader, Session
+from server.players.base import Bot
 from server.config import ServerConfig
 from server.arena.effects import (CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_REPLACED, Close, Effect, Frame, GameEnded, GameEvent,
                             RelayGame, Send, StoreGame)
@@ -84,24 +93,86 @@ __all__ = [
 log = logging.getLogger("autosteer.arena")
 
 
-class Arena(Sessions, Spectating):
+class Arena:
     """The whole lobby and every game, driven by events; see the module docstring.
 
-    Its layers, each built on the ones below it: :class:`~server.arena.core.ArenaCore`
-    (state, effects, timers, limits), :class:`~server.arena.lobby.Lobby`,
-    :class:`~server.arena.play.GamesInPlay` (games and clocks), then :class:`~server.arena.offers.Offers`
-    and :class:`~server.arena.sessions.Sessions` on one side and
-    :class:`~server.arena.spectating.Spectating` on the other. This class adds the public events
-    (:meth:`receive`, :meth:`tick`, :meth:`shutdown`), the dispatch of client messages and
-    the status reports."""
+    It owns the shared :attr:`state` and the parts that work on it, and adds the public
+    events (:meth:`connect`, :meth:`receive`, :meth:`disconnect`, :meth:`tick`,
+    :meth:`shutdown`, :meth:`relay`), the dispatch of client messages and the status
+    reports. The state's collections are readable here too (:attr:`games`, :attr:`sessions`, ...)."""
+
+    def __init__(self, config: ServerConfig | None = None, *, house_bots: dict[str, Bot] | None = None,
+                 load_record: RecordLoader | None = None, list_records: RecordLister | None = None,
+                 find_records: RecordFinder | None = None,
+                 remote: RemoteLobby | None = None, publish_events: bool = True) -> None:
+        """The arguments are those of :class:`~server.arena.core.ArenaState`."""
+        self.state = ArenaState(config, house_bots=house_bots, load_record=load_record, list_records=list_records,
+                                find_records=find_records, remote=remote, publish_events=publish_events)
+        self._lobby = Lobby(self.state)
+        self._play = GamesInPlay(self.state, self._lobby)
+        self._offers = Offers(self.state, self._lobby, self._play)
+        self._sessions = Sessions(self.state, self._lobby, self._play, self._offers)
+        self._spectating = Spectating(self.state, self._play)
+
+    # ------------------------------------------------------------------ the shared state, read here
+    @property
+    def house(self) -> dict[str, Bot]:
+        return self.state.house
+
+    @property
+    def connections(self) -> dict[int, Connection]:
+        return self.state.connections
+
+    @property
+    def sessions(self) -> dict[str, Session]:
+        return self.state.sessions
+
+    @property
+    def offers(self) -> dict[str, Offer]:
+        return self.state.offers
+
+    @property
+    def games(self) -> dict[str, Game]:
+        """The live games, by id."""
+        return self.state.games
+
+    @property
+    def finished(self) -> OrderedDict[str, Game]:
+        """The finished games kept in memory, oldest first."""
+        return self.state.finished
+
+    @property
+    def publish_events(self) -> bool:
+        return self.state.publish_events
+
+    @publish_events.setter
+    def publish_events(self, on: bool) -> None:
+        self.state.publish_events = on
+
+    def drain(self) -> list[Effect]:
+        """Effects produced since the last call, in order."""
+        return self.state.drain()
 
     # ------------------------------------------------------------------ public events
+    def connect(self, conn_id: int, address: str, now: float) -> bool:
+        """A connection opened. Returns False (and queues an error and a close) when refused."""
+        return self._sessions.connect(conn_id, address, now)
+
+    def disconnect(self, conn_id: int, now: float) -> None:
+        """The connection is gone. Its session, if any, enters its grace period."""
+        self._sessions.disconnect(conn_id, now)
+
+    def relay(self, game_id: str, frame: Frame | None) -> None:
+        """A frame of a game on another server (from the broker) for its spectators here;
+        ``None`` (its server went away) or a ``game_over`` frame ends the relay."""
+        self._spectating.relay(game_id, frame)
+
     def receive(self, conn_id: int, raw: str | bytes, now: float) -> None:
         """A frame arrived on ``conn_id``. Never raises: failures become error frames."""
-        conn = self.connections.get(conn_id)
+        conn = self.state.connections.get(conn_id)
         if conn is None or conn.closing:
             return
-        if not self._take_token(conn, now, raw):
+        if not self.state.take_token(conn, now, raw):
             return
         rid = None
         try:
@@ -109,66 +180,66 @@ class Arena(Sessions, Spectating):
             rid = msg.id
             self._dispatch(conn, msg, now)
         except ProtocolError as exc:
-            self._send(conn_id, error_frame(exc.code, exc.message, exc.id if exc.id is not None else rid))
+            self.state.send(conn_id, error_frame(exc.code, exc.message, exc.id if exc.id is not None else rid))
         except Exception:  # a bug must cost one request, not the server
             log.exception("internal error on a frame from connection %s", conn_id)
-            self._send(conn_id, error_frame("internal_error", "the server failed on this request; it has been logged", rid))
+            self.state.send(conn_id, error_frame("internal_error", "the server failed on this request; it has been logged", rid))
 
     def tick(self, now: float) -> None:
         """Fire every timer due at ``now``: move clocks, grace periods, offer timeouts."""
-        while self._timers and self._timers[0][0] <= now:
-            timer = heapq.heappop(self._timers)
-            if not self._timer_current(timer):
+        while self.state.timers and self.state.timers[0][0] <= now:
+            timer = heapq.heappop(self.state.timers)
+            if not self.state.timer_current(timer):
                 continue  # its game moved on, its session came back, its offer was answered
             _, _, kind, key, _ = timer
             if kind == "clock":
-                game = self.games[key]
+                game = self.state.games[key]
                 game.clock_timer_at = None
                 if game.deadline is not None and game.deadline <= now:
                     loser = game.turn
                     assert loser is not None
-                    self._finish(game, loser.other.value, "timeout", now)
+                    self._play.finish(game, loser.other.value, "timeout", now)
                 elif game.deadline is not None:  # moves since it was queued moved the deadline on
-                    self._arm_clock_timer(game)
+                    self.state.arm_clock_timer(game)
             elif kind == "pause":
-                self._restart_clock(self.games[key], now, announce=True)  # pause allowance spent
+                self._play.restart_clock(self.state.games[key], now, announce=True)  # pause allowance spent
             elif kind == "grace":
-                self._expire_session(self.sessions[key], now)
+                self._sessions.expire_session(self.state.sessions[key], now)
             elif kind == "offer":
-                offer = self.offers[key]
+                offer = self.state.offers[key]
                 if offer.expires_at <= now:
-                    self._cancel_offer(offer, "no answer in time", None)
+                    self._offers.cancel_offer(offer, "no answer in time", None)
             elif kind == "lobby":
-                self._push_lobby()
+                self._lobby.push()
 
     def next_deadline(self) -> float | None:
         """Unix time of the next timer (the I/O layer sleeps until then), or None."""
-        return self._timers[0][0] if self._timers else None
+        return self.state.timers[0][0] if self.state.timers else None
 
     def shutdown(self, now: float) -> None:
         """Stop: abort every live game (stored, announced), tell and close every connection."""
-        self.shutting_down = True
-        for offer in list(self.offers.values()):
-            self._cancel_offer(offer, "the server is stopping", None)
-        for game in list(self.games.values()):
-            self._finish(game, "aborted", "aborted", now)
-        for conn in list(self.connections.values()):
-            self._send(conn.conn_id, error_frame("server_shutting_down", "the server is stopping; your finished games are stored"))
-            self._close(conn.conn_id, CLOSE_GOING_AWAY, "server shutting down")
+        self.state.shutting_down = True
+        for offer in list(self.state.offers.values()):
+            self._offers.cancel_offer(offer, "the server is stopping", None)
+        for game in list(self.state.games.values()):
+            self._play.finish(game, "aborted", "aborted", now)
+        for conn in list(self.state.connections.values()):
+            self.state.send(conn.conn_id, error_frame("server_shutting_down", "the server is stopping; your finished games are stored"))
+            self.state.close(conn.conn_id, CLOSE_GOING_AWAY, "server shutting down")
 
     # ------------------------------------------------------------------ status
     def lobby(self) -> Frame:
         """This server's own bots and live games (what it announces to a cluster)."""
-        return {"bots": self._bot_list(), "games": [self._summary(g) for g in self.games.values()]}
+        return {"bots": self._lobby.bot_list(), "games": [self._lobby.summary(g) for g in self.state.games.values()]}
 
     def status(self) -> Frame:
         """The body of ``GET /healthz``."""
         return {
-            "status": "stopping" if self.shutting_down else "ok",
-            "games_live": len(self.games),
-            "games_finished": self.games_finished,
-            "connections": len(self.connections),
-            "bots": len(self._bot_list()),
+            "status": "stopping" if self.state.shutting_down else "ok",
+            "games_live": len(self.state.games),
+            "games_finished": self.state.games_finished,
+            "connections": len(self.state.connections),
+            "bots": len(self._lobby.bot_list()),
             "version": __version__,
             "protocol": DEFAULT_PROTOCOL,  # what a hello without "protocol" speaks
             "protocols": list(PROTOCOL_VERSIONS),
@@ -178,50 +249,44 @@ class Arena(Sessions, Spectating):
     def _dispatch(self, conn: Connection, msg: Any, now: float) -> None:
         session = conn.session
         if type(msg) is MoveMsg and session is not None and session.role != "spectator":
-            self._on_move(session, msg, now)  # most requests: straight there
+            self._play.on_move(session, msg, now)  # most requests: straight there
             return
         if isinstance(msg, Hello):
-            self._on_hello(conn, msg, now)
+            self._sessions.on_hello(conn, msg, now)
             return
         if session is None:
             raise ProtocolError("hello_required", "send 'hello' first: {\"type\": \"hello\", \"name\": ..., \"role\": ...}", msg.id)
         if isinstance(msg, Ping):
-            self._send(conn.conn_id, self._with_id({"type": "pong", "time": now}, msg.id))
+            self.state.send(conn.conn_id, with_id({"type": "pong", "time": now}, msg.id))
         elif isinstance(msg, ListBots):
-            self._send(conn.conn_id, self._with_id(self._bots_frame(), msg.id))
+            self.state.send(conn.conn_id, with_id(self._lobby.bots_frame(), msg.id))
         elif isinstance(msg, ListGames):
-            self._send(conn.conn_id, self._with_id(self._games_frame(), msg.id))
+            self.state.send(conn.conn_id, with_id(self._lobby.games_frame(), msg.id))
         elif isinstance(msg, ListPlayers):
-            self._send(conn.conn_id, self._with_id(self._players_frame(), msg.id))
+            self.state.send(conn.conn_id, with_id(self._lobby.players_frame(), msg.id))
         elif isinstance(msg, WatchLobby):
-            if msg.on:
-                self._lobby_watchers.add(session.name)
-            else:
-                self._lobby_watchers.discard(session.name)
-            self._send(conn.conn_id, self._with_id(self._bots_frame(), msg.id))
-            self._send(conn.conn_id, self._with_id(self._games_frame(), msg.id))
-            self._send(conn.conn_id, self._with_id(self._players_frame(), msg.id))
+            self._lobby.watch(session, msg.on, msg.id)
         elif isinstance(msg, Spectate):
-            self._on_spectate(session, msg)
+            self._spectating.on_spectate(session, msg)
         elif isinstance(msg, Unspectate):
-            self._on_unspectate(session, msg)
+            self._spectating.on_unspectate(session, msg)
         elif isinstance(msg, GetGame):
-            self._on_get_game(conn, msg)
+            self._spectating.on_get_game(conn, msg)
         elif isinstance(msg, ListRecords):
-            self._on_list_records(conn, msg)
+            self._spectating.on_list_records(conn, msg)
         elif session.role == "spectator":
             raise ProtocolError("forbidden", f"spectators may not send {msg.type!r}; they may list, spectate, get_game, list_records and ping", msg.id)
         elif isinstance(msg, MoveMsg):
-            self._on_move(session, msg, now)
+            self._play.on_move(session, msg, now)
         elif isinstance(msg, Resign):
-            self._on_resign(session, msg, now)
+            self._play.on_resign(session, msg, now)
         elif isinstance(msg, Challenge):
-            self._on_challenge(session, msg, now)
+            self._offers.on_challenge(session, msg, now)
         elif isinstance(msg, Arrange):
-            self._on_arrange(session, msg, now)
+            self._offers.on_arrange(session, msg, now)
         elif isinstance(msg, Accept):
-            self._on_accept(session, msg, now)
+            self._offers.on_accept(session, msg, now)
         elif isinstance(msg, Decline):
-            self._on_decline(session, msg, now)
+            self._offers.on_decline(session, msg, now)
         else:  # pragma: no cover - parse_client_frame knows only the types above
             raise ProtocolError("unknown_type", f"unhandled message type {msg.type!r}", msg.id)

@@ -1,88 +1,102 @@
 """The arena's lobby: who can be played (house bots, remote bots, players online), the
-live games listed, pushes to lobby watchers, and the checks a new opponent must pass."""
+live games listed, pushes to lobby watchers, and the checks a new opponent must pass.
+
+:class:`Lobby` reads the shared :class:`~server.arena.core.ArenaState` and needs no other part."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from server.arena.core import ArenaCore
+from server.arena.core import ArenaState, with_id
 from server.arena.state import Game, Session
 from server.arena.effects import Frame
 from server.protocol import LOBBY_PUSH_SECONDS, ProtocolError
 from server.solver import level_score
 
 
-class Lobby(ArenaCore):
-    """Lobby lists and pushes on top of :class:`~server.arena.core.ArenaCore`."""
+class Lobby:
+    """The lobby lists, the pushes to their watchers and the checks on a new opponent."""
 
-    def _bots_frame(self) -> Frame:
-        return {"type": "bots", "bots": self._bot_list() + (self.remote.bots() if self.remote is not None else [])}
+    def __init__(self, state: ArenaState) -> None:
+        self.state = state
 
-    def _games_frame(self) -> Frame:
-        games = [self._summary(g) for g in self.games.values()]
-        if self.remote is not None:
-            games += self.remote.games()
+    def bots_frame(self) -> Frame:
+        return {"type": "bots", "bots": self.bot_list() + (self.state.remote.bots() if self.state.remote is not None else [])}
+
+    def games_frame(self) -> Frame:
+        games = [self.summary(g) for g in self.state.games.values()]
+        if self.state.remote is not None:
+            games += self.state.remote.games()
         return {"type": "games", "games": games}
 
-    def _players_frame(self) -> Frame:
-        return {"type": "players", "players": [{"name": s.name, "games": len(s.games)} for s in self.sessions.values()
+    def players_frame(self) -> Frame:
+        return {"type": "players", "players": [{"name": s.name, "games": len(s.games)} for s in self.state.sessions.values()
                                                if s.role == "player" and s.connected]}
 
-    def _lobby_changed(self, now: float) -> None:
+    def watch(self, session: Session, on: bool, rid: Any) -> None:
+        """``watch_lobby``: start or stop pushes to ``session``; either way, the lobby now."""
+        if on:
+            self.state.lobby_watchers.add(session.name)
+        else:
+            self.state.lobby_watchers.discard(session.name)
+        for frame in (self.bots_frame(), self.games_frame(), self.players_frame()):
+            self.state.send(session.conn_id, with_id(frame, rid))
+
+    def changed(self, now: float) -> None:
         """A bot came or went, or a game started, moved or ended: push the lobby to its
         watchers soon (one push per LOBBY_PUSH_SECONDS however many changes)."""
-        if self._lobby_watchers and not self._lobby_push_due and not self.shutting_down:
-            self._lobby_push_due = True
-            self._push_timer(now + LOBBY_PUSH_SECONDS, "lobby", "", 0)
+        if self.state.lobby_watchers and not self.state.lobby_push_due and not self.state.shutting_down:
+            self.state.lobby_push_due = True
+            self.state.push_timer(now + LOBBY_PUSH_SECONDS, "lobby", "", 0)
 
-    def _push_lobby(self) -> None:
-        self._lobby_push_due = False
-        watchers = [s for s in (self.sessions.get(n) for n in sorted(self._lobby_watchers)) if s is not None and s.connected]
+    def push(self) -> None:
+        self.state.lobby_push_due = False
+        watchers = [s for s in (self.state.sessions.get(n) for n in sorted(self.state.lobby_watchers)) if s is not None and s.connected]
         if not watchers:
             return
-        frames = (self._bots_frame(), self._games_frame(), self._players_frame())
+        frames = (self.bots_frame(), self.games_frame(), self.players_frame())
         for session in watchers:
             for frame in frames:
-                self._send(session.conn_id, frame)
+                self.state.send(session.conn_id, frame)
 
-    def _bot_list(self) -> list[Frame]:
+    def bot_list(self) -> list[Frame]:
         bots = [{"name": name, "kind": "house", "description": bot.description,
-                 "games": sum(1 for g in self.games.values() if name in (g.x, g.o)),
-                 "max_games": 0, "unlimited": True, **_level(bot)} for name, bot in self.house.items()]
-        for s in self.sessions.values():
+                 "games": sum(1 for g in self.state.games.values() if name in (g.x, g.o)),
+                 "max_games": 0, "unlimited": True, **_level(bot)} for name, bot in self.state.house.items()]
+        for s in self.state.sessions.values():
             if s.role == "bot" and s.connected:
                 bots.append({"name": s.name, "kind": "remote", "description": s.description,
                              "games": len(s.games), "max_games": s.max_games,
                              "pending": len(s.offers)})
         return bots
 
-    def _summary(self, game: Game) -> Frame:
+    def summary(self, game: Game) -> Frame:
         turn = game.turn
         return {"game_id": game.game_id, "x": game.x, "o": game.o, "board": game.board.code,
                 "turn": turn.value if turn else None, "ply": len(game.moves),
                 "spectators": len(game.spectators), "clock": game.clock, "tag": game.tag,
                 "started_at": game.started_at, "time_control": game.time_control_frame()}
 
-    def _kind(self, name: str) -> str:
-        if name in self.house:
+    def kind(self, name: str) -> str:
+        if name in self.state.house:
             return "house"
-        session = self.sessions.get(name)
+        session = self.state.sessions.get(name)
         return "remote" if session is not None and session.role == "bot" else "player"
 
-    def _lookup_party(self, name: str, rid: Any) -> Session | None:
+    def lookup_party(self, name: str, rid: Any) -> Session | None:
         """None for a house bot, the session for an online player or bot; raises otherwise."""
-        if name in self.house:
+        if name in self.state.house:
             return None
-        session = self.sessions.get(name)
+        session = self.state.sessions.get(name)
         if session is None or not session.connected or session.role == "spectator":
-            elsewhere = self.remote.bot(name) if self.remote is not None else None
+            elsewhere = self.state.remote.bot(name) if self.state.remote is not None else None
             if elsewhere is not None:  # listed here, played there: a game lives on the server where it starts
                 raise ProtocolError("unknown_opponent", f"{name!r} plays on server {elsewhere['server']!r}; connect to "
                                                         f"{elsewhere.get('url')} to challenge it", rid)
             raise ProtocolError("unknown_opponent", f"no bot or player named {name!r} is online; list_bots shows the bots", rid)
         return session
 
-    def _check_capacity(self, session: Session, rid: Any, extra: int = 1) -> None:
+    def check_capacity(self, session: Session, rid: Any, extra: int = 1) -> None:
         if session.role == "bot" and len(session.games) + len(session.offers) + extra > session.max_games:
             raise ProtocolError("busy", f"{session.name} plays {len(session.games)} games and has {len(session.offers)} offers pending; "
                                         f"its limit is {session.max_games}", rid)

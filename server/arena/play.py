@@ -1,6 +1,9 @@
 """Games in play: starting a game, moves (house bots answer inline), resignations, the
 move clocks with their pauses while a player is away, and the end of a game (announced,
-stored, published)."""
+stored, published).
+
+:class:`GamesInPlay` works on the shared :class:`~server.arena.core.ArenaState` and asks the
+:class:`~server.arena.lobby.Lobby` what kind each player is and to push its changes."""
 
 from __future__ import annotations
 
@@ -12,60 +15,65 @@ from server.players.base import Bot, Decision, MoveRequest
 from server.arena.state import Game, Offer, Session
 from server.arena.effects import Frame, GameEnded, GameEvent, StoreGame
 from server.game import Board, IllegalMoveError, Seat
+from server.arena.core import ArenaState, with_id
 from server.arena.lobby import Lobby
 from server.protocol import MoveMsg, ProtocolError, Resign
 
 log = logging.getLogger("autosteer.arena")
 
 
-class GamesInPlay(Lobby):
-    """Games, moves and clocks on top of :class:`~server.arena.lobby.Lobby`."""
+class GamesInPlay:
+    """Live games: their start, moves, clocks and end."""
 
-    def _start_game(self, offer: Offer, now: float, accepter: str | None = None, rid: Any = None) -> None:
-        game = Game(offer.offer_id, offer.x, offer.o, self._kind(offer.x), self._kind(offer.o), offer.clock, now, tag=offer.tag,
+    def __init__(self, state: ArenaState, lobby: Lobby) -> None:
+        self.state = state
+        self.lobby = lobby
+
+    def start_game(self, offer: Offer, now: float, accepter: str | None = None, rid: Any = None) -> None:
+        game = Game(offer.offer_id, offer.x, offer.o, self.lobby.kind(offer.x), self.lobby.kind(offer.o), offer.clock, now, tag=offer.tag,
                     seed=offer.seed, time_control=offer.time_control, rematch_of=offer.rematch_of)
         if offer.time_control is not None:
             game.remaining = {Seat.X: offer.time_control[0], Seat.O: offer.time_control[0]}
         if offer.seed is not None:
             for seat in (Seat.X, Seat.O):
-                if game.name_of(seat) in self.house:
+                if game.name_of(seat) in self.state.house:
                     game.house_rngs[seat] = random.Random(offer.seed)
         for name in (offer.x, offer.o):
-            session = self.sessions.get(name)
+            session = self.state.sessions.get(name)
             if session is not None:
                 session.games.add(game.game_id)
         if offer.arranged:
-            organiser = self.sessions.get(offer.origin)
+            organiser = self.state.sessions.get(offer.origin)
             if organiser is not None and organiser.name not in (offer.x, offer.o):
                 game.spectators.add(organiser.name)
                 organiser.watching.add(game.game_id)
         self._take_followers(game)
-        self.games[game.game_id] = game
-        self._lobby_changed(now)
-        self._effects.append(StoreGame(game.record()))
-        if self.publish_events:
-            self._effects.append(GameEvent("start", self._game_start(game, None)))
-        self._arm_clock(game, now)
+        self.state.games[game.game_id] = game
+        self.lobby.changed(now)
+        self.state.effects.append(StoreGame(game.record()))
+        if self.state.publish_events:
+            self.state.effects.append(GameEvent("start", self.game_start(game, None)))
+        self.arm_clock(game, now)
         for name in dict.fromkeys((game.x, game.o)):
             seats = game.seats_of(name)
-            frame = self._game_start(game, seats[0].value if len(seats) == 1 else None)
-            self._send_to(name, self._with_id(frame, rid) if name == accepter else frame)
+            frame = self.game_start(game, seats[0].value if len(seats) == 1 else None)
+            self.state.send_to(name, with_id(frame, rid) if name == accepter else frame)
         for name in game.spectators:
-            self._send_to(name, self._game_start(game, None))
+            self.state.send_to(name, self.game_start(game, None))
         self._play_house_moves(game, now)
 
     def _take_followers(self, game: Game) -> None:
         """A rematch: who watched the game it follows until the end watches this one too."""
-        before = self.finished.get(game.rematch_of) if game.rematch_of is not None else None
+        before = self.state.finished.get(game.rematch_of) if game.rematch_of is not None else None
         if before is None:
             return
         for name in sorted(before.followers):
-            session = self.sessions.get(name)
+            session = self.state.sessions.get(name)
             if session is not None and session.connected and name not in (game.x, game.o):
                 game.spectators.add(name)
                 session.watching.add(game.game_id)
 
-    def _game_start(self, game: Game, you: str | None) -> Frame:
+    def game_start(self, game: Game, you: str | None) -> Frame:
         turn = game.turn
         frame: Frame = {"type": "game_start", "game_id": game.game_id, "x": game.x, "o": game.o, "you": you,
                  "clock": game.clock, "board": game.board.code, "turn": turn.value if turn else game.board.turn.value,
@@ -77,7 +85,7 @@ class GamesInPlay(Lobby):
             frame["rematch_of"] = game.rematch_of
         return frame
 
-    def _state(self, game: Game) -> Frame:
+    def state_frame(self, game: Game) -> Frame:
         turn = game.turn
         frame = {"type": "state", "game_id": game.game_id, "x": game.x, "o": game.o, "board": game.board.code,
                  "turn": turn.value if turn else None, "ply": len(game.moves), "moves": list(game.moves),
@@ -86,35 +94,30 @@ class GamesInPlay(Lobby):
             frame["clocks"] = game.clocks_frame()
         return frame
 
-    def _audience(self, game: Game) -> list[str]:
+    def audience(self, game: Game) -> list[str]:
         if not game.spectators:  # the common case, on every move
             return [game.x] if game.x == game.o else [game.x, game.o]
         return list(dict.fromkeys([game.x, game.o, *sorted(game.spectators)]))
 
-    def _broadcast(self, game: Game, frame: Frame, *, reply_to: str | None = None, rid: Any = None,
+    def broadcast(self, game: Game, frame: Frame, *, reply_to: str | None = None, rid: Any = None,
                    audience: list[str] | None = None) -> None:
-        for name in self._audience(game) if audience is None else audience:
-            self._send_to(name, self._with_id(frame, rid) if name == reply_to else frame)
+        for name in self.audience(game) if audience is None else audience:
+            self.state.send_to(name, with_id(frame, rid) if name == reply_to else frame)
 
     def _per_move_audience(self, game: Game) -> list[str]:
         """The players and spectators of ``game`` that speak protocol 1: a ``state`` for
         every move, also for the one a house bot answers in the same step."""
-        sessions = self.sessions
-        return [name for name in self._audience(game) if (s := sessions.get(name)) is not None and s.protocol == 1]
+        sessions = self.state.sessions
+        return [name for name in self.audience(game) if (s := sessions.get(name)) is not None and s.protocol == 1]
 
-    def _tell_opponents(self, game: Game, name: str, message: str) -> None:
-        for other in self._audience(game):
-            if other != name:
-                self._send_to(other, {"type": "info", "message": message, "game_id": game.game_id})
-
-    def _tell_away(self, game: Game, name: str, back_by: float | None, now: float) -> None:
+    def tell_away(self, game: Game, name: str, back_by: float | None, now: float) -> None:
         """Tell everyone else in ``game`` at once that its player ``name`` left (``back_by``:
         the unix time its grace ends and it loses) or, with ``back_by`` None, came back."""
         seats = game.seats_of(name)
         if len(seats) != 1:
             return
         winner = game.name_of(seats[0].other)
-        for other in self._audience(game):
+        for other in self.audience(game):
             if other == name:
                 continue
             if back_by is None:
@@ -125,20 +128,20 @@ class GamesInPlay(Lobby):
                 frame = {"type": "info", "game_id": game.game_id, "event": "player_left", "player": name,
                          "back_by": back_by,
                          "message": f"{name} left: {who} in {max(0.0, back_by - now):.0f} s unless {name} returns"}
-            self._send_to(other, frame)
+            self.state.send_to(other, frame)
 
     @staticmethod
-    def _to_move(game: Game) -> str | None:
+    def to_move(game: Game) -> str | None:
         turn = game.turn
         return None if turn is None else game.name_of(turn)
 
     # ------------------------------------------------------------------ clocks
-    def _arm_clock(self, game: Game, now: float, time_left: float | None = None) -> None:
+    def arm_clock(self, game: Game, now: float, time_left: float | None = None) -> None:
         """Start the clock of the side to move with ``time_left`` (default: a full move clock);
         paused instead while that side is offline; none for house bots."""
         game.clock_left = game.paused_at = None
         turn = game.turn
-        if turn is None or game.name_of(turn) in self.house:
+        if turn is None or game.name_of(turn) in self.state.house:
             game.deadline = None
             return
         if time_left is not None:
@@ -147,54 +150,54 @@ class GamesInPlay(Lobby):
             left = game.remaining.get(turn, game.time_control[0])
         else:
             left = game.clock
-        mover = self.sessions.get(game.name_of(turn))
+        mover = self.state.sessions.get(game.name_of(turn))
         if mover is None or not mover.connected:
-            self._pause_clock(game, left, now)
+            self.pause_clock(game, left, now)
             return
         game.deadline = now + left
-        self._arm_clock_timer(game)
+        self.state.arm_clock_timer(game)
 
-    def _pause_clock(self, game: Game, time_left: float, now: float) -> None:
+    def pause_clock(self, game: Game, time_left: float, now: float) -> None:
         """The mover is offline: stop its clock with ``time_left`` on it, unless its pause
         allowance for this game is spent (then the clock runs on)."""
         turn = game.turn
         assert turn is not None
-        allowance = game.pause_allowance.setdefault(turn, float(self.config.grace))
+        allowance = game.pause_allowance.setdefault(turn, float(self.state.config.grace))
         if allowance <= 0:
             game.clock_left = game.paused_at = None
             game.deadline = now + time_left
-            self._arm_clock_timer(game)
+            self.state.arm_clock_timer(game)
             return
         game.deadline = None
         game.clock_left, game.paused_at = time_left, now
         game.pauses += 1
-        self._push_timer(now + allowance, "pause", game.game_id, game.pauses)
+        self.state.push_timer(now + allowance, "pause", game.game_id, game.pauses)
 
-    def _restart_clock(self, game: Game, now: float, *, announce: bool = False) -> None:
+    def restart_clock(self, game: Game, now: float, *, announce: bool = False) -> None:
         """End a pause: charge it to the mover's allowance and run the clock with the time
         that was left. ``announce`` sends everyone the new deadline (the player is still away)."""
         turn = game.turn
         assert turn is not None and game.paused_at is not None and game.clock_left is not None
         used = max(0.0, now - game.paused_at)
-        left = 0.0 if announce else game.pause_allowance.get(turn, float(self.config.grace)) - used
+        left = 0.0 if announce else game.pause_allowance.get(turn, float(self.state.config.grace)) - used
         game.pause_allowance[turn] = max(0.0, left)
-        self._arm_clock(game, now, time_left=game.clock_left)
+        self.arm_clock(game, now, time_left=game.clock_left)
         if announce:
-            self._broadcast(game, self._state(game))
+            self.broadcast(game, self.state_frame(game))
 
     # ------------------------------------------------------------------ moves
-    def _find_game(self, game_id: str, rid: Any) -> Game:
-        game = self.games.get(game_id) or self.finished.get(game_id)
+    def find_game(self, game_id: str, rid: Any) -> Game:
+        game = self.state.games.get(game_id) or self.state.finished.get(game_id)
         if game is not None:
             return game
-        if self.load_record is not None and self.load_record(game_id) is not None:
+        if self.state.load_record is not None and self.state.load_record(game_id) is not None:
             raise ProtocolError("game_over", f"game {game_id} is over; get_game returns its record", rid)
         raise ProtocolError("unknown_game", f"no game has the id {game_id!r}", rid)
 
     def _own_live_game(self, session: Session, game_id: str, rid: Any) -> tuple[Game, list[Seat]]:
         """The live game ``game_id`` and the seats ``session`` plays in it, or the refusal a
         move or resignation gets (unknown game, not a player, game over)."""
-        game = self._find_game(game_id, rid)
+        game = self.find_game(game_id, rid)
         seats = game.seats_of(session.name)
         if not seats:
             raise ProtocolError("not_a_player", f"you are not a player in game {game.game_id}", rid)
@@ -202,7 +205,7 @@ class GamesInPlay(Lobby):
             raise ProtocolError("game_over", f"game {game.game_id} is over ({game.result}, {game.reason})", rid)
         return game, seats
 
-    def _on_move(self, session: Session, msg: MoveMsg, now: float) -> None:
+    def on_move(self, session: Session, msg: MoveMsg, now: float) -> None:
         game, seats = self._own_live_game(session, msg.game_id, msg.id)
         turn = game.board.turn
         if turn not in seats:
@@ -213,12 +216,12 @@ class GamesInPlay(Lobby):
             if msg.on_illegal == "forfeit":
                 game.illegal_move = {"ply": len(game.moves) + 1, "seat": turn.value, "cell": msg.cell, "at": now,
                                      "trace": msg.trace, "code": exc.code}
-                self._finish(game, turn.other.value, "illegal_move", now, reply_to=session.name, rid=msg.id)
+                self.finish(game, turn.other.value, "illegal_move", now, reply_to=session.name, rid=msg.id)
                 return
             raise ProtocolError(exc.code, f"{exc}; game {game.game_id} goes on, it is still your move", msg.id) from None
         # A house bot to move next answers in this same step: protocol 2 gets one `state` holding
         # both moves (and this request's id), protocol 1 a `state` per move (docs/PROTOCOL.md)
-        answered_inline = game.name_of(turn.other) in self.house
+        answered_inline = game.name_of(turn.other) in self.state.house
         self._apply_move(game, msg.cell, after, msg.trace, now, reply_to=session.name, rid=msg.id,
                          announce=not answered_inline)
         if answered_inline:
@@ -239,28 +242,28 @@ class GamesInPlay(Lobby):
             game.remaining[seat] = max(0.0, game.deadline - now) + game.time_control[1]
         game.board = board = after
         game.moves.append({"ply": len(game.moves) + 1, "seat": seat.value, "cell": cell, "at": now, "trace": trace})
-        self._lobby_changed(now)
+        self.lobby.changed(now)
         result = board.result
         if result is not None:
-            self._finish(game, result.value, "line" if board.winner else "full_board", now,
+            self.finish(game, result.value, "line" if board.winner else "full_board", now,
                          moved=True, reply_to=reply_to, rid=rid)
             return
-        self._arm_clock(game, now)
-        if game.name_of(seat.other) not in self.house:
-            self._effects.append(StoreGame(game.record()))  # stored as played: a killed server keeps the moves
+        self.arm_clock(game, now)
+        if game.name_of(seat.other) not in self.state.house:
+            self.state.effects.append(StoreGame(game.record()))  # stored as played: a killed server keeps the moves
         per_move = None if announce else self._per_move_audience(game)
-        if announce or per_move or self.publish_events:
-            state = self._state(game)
-            if self.publish_events:
-                self._effects.append(GameEvent("move", state))  # every move is published, announced or not
+        if announce or per_move or self.state.publish_events:
+            state = self.state_frame(game)
+            if self.state.publish_events:
+                self.state.effects.append(GameEvent("move", state))  # every move is published, announced or not
             if announce or per_move:
-                self._broadcast(game, state, reply_to=reply_to, rid=rid, audience=per_move)
+                self.broadcast(game, state, reply_to=reply_to, rid=rid, audience=per_move)
 
     def _play_house_moves(self, game: Game, now: float, *, reply_to: str | None = None, rid: Any = None) -> None:
         """Let house bots answer while it is their turn; a game they leave live is stored.
         The first answer's ``state`` (or the ``game_over``) is the reply to ``reply_to``'s
         request ``rid``, the move it answers."""
-        house = self.house
+        house = self.state.house
         while (seat := game.turn) is not None and (bot := house.get(game.name_of(seat))) is not None:
             try:
                 decision = _choose(bot, MoveRequest(game.game_id, game.board, game.name_of(seat.other)),
@@ -268,17 +271,17 @@ class GamesInPlay(Lobby):
                 after = game.board.play(decision.cell)
             except Exception:
                 log.exception("house bot %s failed in game %s", bot.name, game.game_id)
-                self._finish(game, "aborted", "aborted", now, reply_to=reply_to, rid=rid)
+                self.finish(game, "aborted", "aborted", now, reply_to=reply_to, rid=rid)
                 return
             self._apply_move(game, decision.cell, after, decision.trace, now, reply_to=reply_to, rid=rid)
             reply_to = rid = None
 
-    def _on_resign(self, session: Session, msg: Resign, now: float) -> None:
+    def on_resign(self, session: Session, msg: Resign, now: float) -> None:
         game, seats = self._own_live_game(session, msg.game_id, msg.id)
         loser = game.turn if len(seats) == 2 and game.turn is not None else seats[0]
-        self._finish(game, loser.other.value, "resign", now, reply_to=session.name, rid=msg.id)
+        self.finish(game, loser.other.value, "resign", now, reply_to=session.name, rid=msg.id)
 
-    def _finish(self, game: Game, result: str, reason: str, now: float, *, moved: bool = False,
+    def finish(self, game: Game, result: str, reason: str, now: float, *, moved: bool = False,
                 reply_to: str | None = None, rid: Any = None) -> None:
         """End ``game``: announce (a last ``state`` when a move ended it, then ``game_over``) and store."""
         if not game.live:
@@ -289,36 +292,36 @@ class GamesInPlay(Lobby):
             game.remaining[game.turn] = game.clock_left
         game.result, game.reason, game.ended_at, game.deadline = result, reason, now, None
         game.winner = game.x if result == "X" else game.o if result == "O" else None
-        self.games.pop(game.game_id, None)
-        self._release_opened(game.game_id)
-        self._lobby_changed(now)
-        self.finished[game.game_id] = game
-        while len(self.finished) > self.config.finished_games_kept:
-            self.finished.popitem(last=False)
-        self.games_finished += 1
+        self.state.games.pop(game.game_id, None)
+        self.state.release_opened(game.game_id)
+        self.lobby.changed(now)
+        self.state.finished[game.game_id] = game
+        while len(self.state.finished) > self.state.config.finished_games_kept:
+            self.state.finished.popitem(last=False)
+        self.state.games_finished += 1
         if moved:
-            state = self._state(game)
-            if self.publish_events:
-                self._effects.append(GameEvent("move", state))
-            self._broadcast(game, state, reply_to=reply_to, rid=rid)
+            state = self.state_frame(game)
+            if self.state.publish_events:
+                self.state.effects.append(GameEvent("move", state))
+            self.broadcast(game, state, reply_to=reply_to, rid=rid)
         over = {"type": "game_over", "game_id": game.game_id, "x": game.x, "o": game.o, "result": result,
                 "reason": reason, "winner": game.winner, "board": game.board.code, "moves": list(game.moves),
                 "illegal_move": game.illegal_move, "tag": game.tag}
         if game.time_control is not None:
             over["clocks"] = game.clocks_frame()
-        self._broadcast(game, over, reply_to=reply_to, rid=rid)
-        if self.publish_events:
-            self._effects.append(GameEvent("over", over))
-        for name in self._audience(game):
-            session = self.sessions.get(name)
+        self.broadcast(game, over, reply_to=reply_to, rid=rid)
+        if self.state.publish_events:
+            self.state.effects.append(GameEvent("over", over))
+        for name in self.audience(game):
+            session = self.state.sessions.get(name)
             if session is not None:
                 session.games.discard(game.game_id)
                 session.watching.discard(game.game_id)
         game.followers = set(game.spectators)
         game.spectators.clear()
         record = game.record()
-        self._effects.append(StoreGame(record))
-        self._effects.append(GameEnded(record))
+        self.state.effects.append(StoreGame(record))
+        self.state.effects.append(GameEnded(record))
 
 
 def _choose(bot: Bot, request: MoveRequest, rng: random.Random | None) -> Decision:

@@ -1,6 +1,6 @@
 """The arena's state records: a connection, a session (a named client), a pending offer
 and a game with its clock, plus the signatures of the record-store readers the arena is
-given. Plain dataclasses; the rules that change them live in the arena's layers."""
+given. Plain dataclasses; the rules that change them live in the arena's parts."""
 
 from __future__ import annotations
 
