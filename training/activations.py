@@ -216,10 +216,7 @@ def collect_activations(lm: Any, records: Sequence[PromptRecord], hook_names: Se
             width = lengths[batch[0]]
             toks = _padded_batch(batch, token_ids, lengths, pid)
             captured.clear()
-            try:
-                model.run_with_hooks(toks, fwd_hooks=hooks, stop_at_layer=stop, return_type=None)
-            except _StopForward:
-                pass
+            _run_hooked(model, toks, hooks, stop)
             if w_cells is not None:
                 cell_logits[batch] = _answer_cell_logits(captured[_FINAL], batch, lengths, w_cells, b_cells)
             for h in hook_names:
@@ -249,6 +246,15 @@ def _capture_hooks(lm: Any, hook_names: Sequence[str], captured: dict[str, Any])
         if h not in lm.model.hook_dict:
             raise ActivationError(f"{getattr(lm, 'name', 'the model')} has no hook {h!r}")
     return [(h, capture_as(h)) for h in hook_names]
+
+
+def _run_hooked(model: Any, toks: Any, hooks: list[tuple[str, Any]], stop: int | None) -> None:
+    """One forward with the capture hooks, stopped at layer ``stop`` or by the unembedding's
+    input hook (:class:`_StopForward`)."""
+    try:
+        model.run_with_hooks(toks, fwd_hooks=hooks, stop_at_layer=stop, return_type=None)
+    except _StopForward:
+        pass
 
 
 def _answer_cell_logits(final: Any, batch: Sequence[int], lengths: Sequence[int], w_cells: Any, b_cells: Any) -> np.ndarray:
