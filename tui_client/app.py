@@ -438,15 +438,6 @@ class ArenaApp(App):
         if kind != "unspectate":  # the reply to leaving a game needs no notice
             self.notify(frame.message, title="Server")
 
-    _FRAME_HANDLERS: ClassVar[dict[type, Callable[[Any, Any], None]]] = {
-        Welcome: _on_welcome, Bots: _on_bots, Games: _on_games, Players: _on_players, Records: _on_records,
-        GameStart: lambda app, frame: app._game_frame(frame), State: lambda app, frame: app._game_frame(frame),
-        GameOver: lambda app, frame: app._game_frame(frame), GameRecord: lambda app, frame: app._game_frame(frame),
-        ChallengeOffer: _on_challenge_offer, ChallengeSent: _on_challenge_sent,
-        ChallengeDeclined: _on_challenge_declined, Info: _on_info, ErrorMsg: lambda app, frame: app._error(frame),
-    }
-    """The handler of each server frame type."""
-
     def _error(self, frame: ErrorMsg) -> None:
         if frame.code == "bad_token":  # the connection layer starts a new session by itself
             self.notify("The session expired while the connection was down; a new one is starting. "
@@ -531,6 +522,14 @@ class ArenaApp(App):
         if view.replay:
             view.you = None
         self._open_game(game_id)
+
+    _FRAME_HANDLERS: ClassVar[dict[type, Callable[[Any, Any], None]]] = {
+        Welcome: _on_welcome, Bots: _on_bots, Games: _on_games, Players: _on_players, Records: _on_records,
+        GameStart: _game_frame, State: _game_frame, GameOver: _game_frame, GameRecord: _game_frame,
+        ChallengeOffer: _on_challenge_offer, ChallengeSent: _on_challenge_sent,
+        ChallengeDeclined: _on_challenge_declined, Info: _on_info, ErrorMsg: _error,
+    }
+    """The handler of each server frame type (:meth:`handle_frame`)."""
 
     def set_lobby_status(self, text: str) -> None:
         """One line under the lobby's tables (a pending challenge, …); empty hides it."""
