@@ -198,17 +198,7 @@ def collect_activations(lm: Any, records: Sequence[PromptRecord], hook_names: Se
               for n in lengths]
     pid = pad_id(tokenizer)
     captured: dict[str, torch.Tensor] = {}
-
-    def capture_as(name: str) -> Any:
-        def capture(x: torch.Tensor, hook: Any) -> torch.Tensor:
-            captured[name] = x.detach()
-            return x
-        return capture
-
-    for h in hook_names:
-        if h not in model.hook_dict:
-            raise ActivationError(f"{getattr(lm, 'name', 'the model')} has no hook {h!r}")
-    hooks = [(h, capture_as(h)) for h in hook_names]
+    hooks = _capture_hooks(lm, hook_names, captured)
     w_cells = None
     if answer_logits:
         w_cells, b_cells = _cell_unembedding(lm)
@@ -216,10 +206,7 @@ def collect_activations(lm: Any, records: Sequence[PromptRecord], hook_names: Se
         stop = None
     cell_logits = np.full((len(records), 9), np.nan, dtype=np.float32)
 
-    out_acts: dict[str, list[torch.Tensor]] = {h: [] for h in hook_names}
-    out_pi: list[np.ndarray] = []
-    out_pos: list[np.ndarray] = []
-    out_ans: list[np.ndarray] = []
+    kept = _KeptPositions(hook_names)
     n_run = 0
     t0 = time.perf_counter()
     batches = length_batches(lengths, max_batch_tokens)
@@ -227,43 +214,102 @@ def collect_activations(lm: Any, records: Sequence[PromptRecord], hook_names: Se
     with torch.no_grad():
         for batch in batches:
             width = lengths[batch[0]]
-            toks = torch.full((len(batch), width), pid, dtype=torch.long)
-            for row, i in enumerate(batch):
-                toks[row, :lengths[i]] = torch.tensor(token_ids[i])
+            toks = _padded_batch(batch, token_ids, lengths, pid)
             captured.clear()
-            try:
-                model.run_with_hooks(toks, fwd_hooks=hooks, stop_at_layer=stop, return_type=None)
-            except _StopForward:
-                pass
+            _run_hooked(model, toks, hooks, stop)
             if w_cells is not None:
-                final = captured[_FINAL]
-                last = final[torch.arange(len(batch)), torch.tensor([lengths[i] - 1 for i in batch])].float()
-                cell_logits[batch] = (last @ w_cells + b_cells).numpy()
+                cell_logits[batch] = _answer_cell_logits(captured[_FINAL], batch, lengths, w_cells, b_cells)
             for h in hook_names:
                 if h not in captured:
                     raise ActivationError(f"hook {h!r} did not fire on {getattr(lm, 'name', 'the model')}")
-            rows = torch.cat([torch.full((len(chosen[i]),), row) for row, i in enumerate(batch)])
-            cols = torch.cat([torch.from_numpy(chosen[i]) for i in batch])
-            for h in hook_names:
-                out_acts[h].append(captured[h][rows, cols].to(torch.float16))
-            for i in batch:
-                out_pi.append(np.full(len(chosen[i]), i, dtype=np.int32))
-                out_pos.append(chosen[i].astype(np.int32))
-                out_ans.append(chosen[i] == lengths[i] - 1)
+            kept.add(captured, batch, chosen, lengths)
             n_run += len(batch) * width
             bar.update(sum(lengths[i] for i in batch))
     bar.close()
-    # restore prompt order so the set is the same whatever the batching
-    pi = np.concatenate(out_pi)
-    pos = np.concatenate(out_pos)
-    order = np.lexsort((pos, pi))
-    acts = {h: torch.cat(v)[torch.from_numpy(order)] for h, v in out_acts.items()}
-    return ActivationSet(hook_names=list(hook_names), acts=acts, prompt_index=pi[order], position=pos[order],
-                         is_answer=np.concatenate(out_ans)[order], records=list(records), n_tokens_run=n_run,
-                         seconds=time.perf_counter() - t0,
-                         meta={"tail": tail, "other_fraction": other_fraction, "seed": seed, "skip_first": skip_first,
-                               "n_tokens": int(sum(lengths))},
-                         answer_cell_logits=cell_logits if answer_logits else None)
+    return kept.activation_set(records, n_tokens_run=n_run, seconds=time.perf_counter() - t0,
+                               meta={"tail": tail, "other_fraction": other_fraction, "seed": seed,
+                                     "skip_first": skip_first, "n_tokens": int(sum(lengths))},
+                               answer_cell_logits=cell_logits if answer_logits else None)
+
+
+def _capture_hooks(lm: Any, hook_names: Sequence[str], captured: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Forward hooks that store each named hook's output in ``captured``; an
+    :class:`ActivationError` if the model lacks one of them."""
+
+    def capture_as(name: str) -> Any:
+        def capture(x: Any, hook: Any) -> Any:
+            captured[name] = x.detach()
+            return x
+        return capture
+
+    for h in hook_names:
+        if h not in lm.model.hook_dict:
+            raise ActivationError(f"{getattr(lm, 'name', 'the model')} has no hook {h!r}")
+    return [(h, capture_as(h)) for h in hook_names]
+
+
+def _run_hooked(model: Any, toks: Any, hooks: list[tuple[str, Any]], stop: int | None) -> None:
+    """One forward with the capture hooks, stopped at layer ``stop`` or by the unembedding's
+    input hook (:class:`_StopForward`)."""
+    try:
+        model.run_with_hooks(toks, fwd_hooks=hooks, stop_at_layer=stop, return_type=None)
+    except _StopForward:
+        pass
+
+
+def _answer_cell_logits(final: Any, batch: Sequence[int], lengths: Sequence[int], w_cells: Any, b_cells: Any) -> np.ndarray:
+    """The nine cell digits' logits at each prompt's last (answer) position, from the final
+    normed residual."""
+    import torch
+
+    last = final[torch.arange(len(batch)), torch.tensor([lengths[i] - 1 for i in batch])].float()
+    return (last @ w_cells + b_cells).numpy()
+
+
+def _padded_batch(batch: Sequence[int], token_ids: Sequence[Sequence[int]], lengths: Sequence[int], pid: int) -> Any:
+    """The batch's prompts as one ``[len(batch), longest]`` tensor, right-padded with ``pid``."""
+    import torch
+
+    toks = torch.full((len(batch), lengths[batch[0]]), pid, dtype=torch.long)
+    for row, i in enumerate(batch):
+        toks[row, :lengths[i]] = torch.tensor(token_ids[i])
+    return toks
+
+
+class _KeptPositions:
+    """The chosen positions' activations, gathered batch by batch, and where they came from."""
+
+    def __init__(self, hook_names: Sequence[str]) -> None:
+        self.hook_names = list(hook_names)
+        self.acts: dict[str, list[Any]] = {h: [] for h in hook_names}
+        self.prompt_index: list[np.ndarray] = []
+        self.position: list[np.ndarray] = []
+        self.is_answer: list[np.ndarray] = []
+
+    def add(self, captured: dict[str, Any], batch: Sequence[int], chosen: Sequence[np.ndarray],
+            lengths: Sequence[int]) -> None:
+        """Keep the chosen positions of one batch's captured activations (as float16)."""
+        import torch
+
+        rows = torch.cat([torch.full((len(chosen[i]),), row) for row, i in enumerate(batch)])
+        cols = torch.cat([torch.from_numpy(chosen[i]) for i in batch])
+        for h in self.hook_names:
+            self.acts[h].append(captured[h][rows, cols].to(torch.float16))
+        for i in batch:
+            self.prompt_index.append(np.full(len(chosen[i]), i, dtype=np.int32))
+            self.position.append(chosen[i].astype(np.int32))
+            self.is_answer.append(chosen[i] == lengths[i] - 1)
+
+    def activation_set(self, records: Sequence[PromptRecord], **kwargs: Any) -> ActivationSet:
+        """The kept positions in prompt order, so the set is the same whatever the batching."""
+        import torch
+
+        pi = np.concatenate(self.prompt_index)
+        pos = np.concatenate(self.position)
+        order = np.lexsort((pos, pi))
+        acts = {h: torch.cat(v)[torch.from_numpy(order)] for h, v in self.acts.items()}
+        return ActivationSet(hook_names=list(self.hook_names), acts=acts, prompt_index=pi[order], position=pos[order],
+                             is_answer=np.concatenate(self.is_answer)[order], records=list(records), **kwargs)
 
 
 _FINAL = "__final_normed_residual__"

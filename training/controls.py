@@ -346,13 +346,7 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console() if sys.stdout.isatty() else Console(width=200)
     try:
-        bases = [b.strip() for b in args.bases.split(",") if b.strip()]
-        for b in bases:
-            if b not in BASES:
-                raise ValueError(f"unknown basis {b!r}; expected a comma list of {', '.join(BASES)}")
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-        if not seeds:
-            raise ValueError("--seeds is empty")
+        bases, seeds = _bases_and_seeds(args.bases, args.seeds)
         json_out = prepare_json_out(args.json_out) if args.json_out else None
         policy, note = load_policy_arg(args.policy)
         if policy is None:
@@ -373,8 +367,8 @@ def run(args: argparse.Namespace) -> int:
     before = weights_snapshot(lm, sae, policy)
     meta = {"model": lm.name, "sae": getattr(sae, "source", None), "policy": str(policy.source),
             "policy_digest": policy.digest, "fitter": fitter.name, "config": asdict(fitter.config), "config_from": why,
-            "bases": bases,
-            "seeds": seeds, "weights_before": before, "command": "autosteer-train controls " + " ".join(sys.argv[2:])}
+            "bases": bases, "seeds": seeds, "weights_before": before,
+            "command": "autosteer-train controls " + " ".join(sys.argv[2:])}
 
     def save(report: dict[str, Any]) -> None:  # after every row, so a long run keeps what it measured
         if json_out is not None:
@@ -399,3 +393,16 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"wrote {json_out}")
     console.print(f"done: {len(report['rows']) - 1} equal-effort fits in {elapsed:.0f} s")
     return 0 if unchanged else 1
+
+
+def _bases_and_seeds(bases_arg: str, seeds_arg: str) -> tuple[list[str], list[int]]:
+    """``--bases`` and ``--seeds`` as lists; a ``ValueError`` for an unknown basis, a seed
+    that is not an integer or no seed at all."""
+    bases = [b.strip() for b in bases_arg.split(",") if b.strip()]
+    for b in bases:
+        if b not in BASES:
+            raise ValueError(f"unknown basis {b!r}; expected a comma list of {', '.join(BASES)}")
+    seeds = [int(s) for s in seeds_arg.split(",") if s.strip()]
+    if not seeds:
+        raise ValueError("--seeds is empty")
+    return bases, seeds

@@ -448,18 +448,9 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     console = Console() if sys.stdout.isatty() else Console(width=200)
-    if args.games < 1:
-        console.print("[red]error:[/] --games must be at least 1")
-        return 2
-    if args.concurrency < 1 or args.concurrency > 1024:
-        console.print("[red]error:[/] --concurrency must be 1..1024")
-        return 2
-    if args.control != "none" and args.policy in (None, "", "none"):
-        console.print("[red]error:[/] --control needs --policy (the steering to control for)")
-        return 2
-    if args.via == "server" and any(o not in SERVER_OPPONENTS for o in args.opponent):
-        console.print(f"[red]error:[/] the server's house bots are {', '.join(SERVER_OPPONENTS)}; "
-                      "play eps0.1/eps0.3 with --via local (or see `autosteer-train heldout` for exact values)")
+    problem = _argument_problem(args)
+    if problem:
+        console.print(f"[red]error:[/] {problem}")
         return 2
     try:
         json_out = prepare_json_out(args.json_out) if args.json_out else None  # before hours of games
@@ -469,8 +460,6 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2
-    from tqdm import tqdm
-
     from training.progress import progress_publisher
 
     progress = progress_publisher(args.mqtt, run=args.run_id or f"evaluate-{int(time.time())}")
@@ -478,24 +467,9 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"evaluating {meta['model']} ({meta['steering']}): {len(arms)} arms × {args.games} games, via {args.via}, seed {args.seed}")
     t_all = time.perf_counter()
     for arm in arms:
-        bot.set_mode(arm.mode)
-        t0 = time.perf_counter()
-        with tqdm(total=args.games, desc=arm.name, unit="game", file=sys.stderr, leave=True) as tqdm_bar:
-            bar = _Published(tqdm_bar, progress, arm)
-            try:
-                if args.via == "local":
-                    play_arm_local(bot, arm, args.games, args.seed, args.concurrency, bar)
-                else:
-                    asyncio.run(play_arm_server(bot, arm, args.games, args.seed, args.concurrency, bar))
-            except (RuntimeError, OSError) as exc:  # server refusals, BotClientError, sockets
-                console.print(f"[red]error:[/] arm {arm.name} failed: {exc}")
-                progress.close()
-                return 1
-        if not args.no_exact:
-            arm.exact = exact_arm(bot, arm)
-        arm.seconds = round(time.perf_counter() - t0, 1)
-        arm.finish()
-        progress.summary({"arm": arm.name, **asdict(arm)})
+        if not _run_arm(bot, arm, args, console, progress):
+            progress.close()
+            return 1
     elapsed = time.perf_counter() - t_all
     meta["weights_after"] = weights_snapshot(bot.lm, bot.sae, bot.policy)
     meta["weights_unchanged"] = snapshots_agree(meta["weights_before"], meta["weights_after"])
@@ -504,11 +478,7 @@ def run(args: argparse.Namespace) -> int:
     console.print("weights before and after the run: " + ("identical" if meta["weights_unchanged"] else
                                                           "[red]CHANGED[/] — this run's results are not valid"))
     if json_out is not None:
-        out = {"meta": {**meta, "via": args.via, "seed": args.seed, "games_per_arm": args.games,
-                        "concurrency": args.concurrency, "seconds": round(elapsed, 1),
-                        "command": "autosteer-train evaluate " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else ""},
-               "arms": [asdict(a) | {"name": a.name} for a in arms]}
-        json_out.write_text(json.dumps(out, indent=2) + "\n")
+        _write_json(json_out, meta, arms, args, elapsed)
         console.print(f"wrote {json_out}")
     progress.summary({"arms": [asdict(a) | {"name": a.name} for a in arms], "seconds": round(elapsed, 1), "done": True})
     progress.close()
@@ -518,6 +488,55 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"done: {sum(a.games for a in arms)} games "
                   f"({sum(a.distinct_games for a in arms)} distinct game records) in {elapsed:.0f} s")
     return 0 if meta["weights_unchanged"] else 1
+
+
+def _argument_problem(args: argparse.Namespace) -> str:
+    """What is wrong with the command line's arguments, or ``""``."""
+    if args.games < 1:
+        return "--games must be at least 1"
+    if args.concurrency < 1 or args.concurrency > 1024:
+        return "--concurrency must be 1..1024"
+    if args.control != "none" and args.policy in (None, "", "none"):
+        return "--control needs --policy (the steering to control for)"
+    if args.via == "server" and any(o not in SERVER_OPPONENTS for o in args.opponent):
+        return (f"the server's house bots are {', '.join(SERVER_OPPONENTS)}; "
+                "play eps0.1/eps0.3 with --via local (or see `autosteer-train heldout` for exact values)")
+    return ""
+
+
+def _run_arm(bot: Any, arm: ArmResult, args: argparse.Namespace, console: Any, progress: Any) -> bool:
+    """Play one arm's games (with a progress bar), then its exact values unless ``--no-exact``;
+    False, with the error printed, when the games failed."""
+    from tqdm import tqdm
+
+    bot.set_mode(arm.mode)
+    t0 = time.perf_counter()
+    with tqdm(total=args.games, desc=arm.name, unit="game", file=sys.stderr, leave=True) as tqdm_bar:
+        bar = _Published(tqdm_bar, progress, arm)
+        try:
+            if args.via == "local":
+                play_arm_local(bot, arm, args.games, args.seed, args.concurrency, bar)
+            else:
+                asyncio.run(play_arm_server(bot, arm, args.games, args.seed, args.concurrency, bar))
+        except (RuntimeError, OSError) as exc:  # server refusals, BotClientError, sockets
+            console.print(f"[red]error:[/] arm {arm.name} failed: {exc}")
+            return False
+    if not args.no_exact:
+        arm.exact = exact_arm(bot, arm)
+    arm.seconds = round(time.perf_counter() - t0, 1)
+    arm.finish()
+    progress.summary({"arm": arm.name, **asdict(arm)})
+    return True
+
+
+def _write_json(json_out: Path, meta: dict[str, Any], arms: list[ArmResult], args: argparse.Namespace,
+                elapsed: float) -> None:
+    """The run's meta and every arm's results as JSON (``--json-out``)."""
+    out = {"meta": {**meta, "via": args.via, "seed": args.seed, "games_per_arm": args.games,
+                    "concurrency": args.concurrency, "seconds": round(elapsed, 1),
+                    "command": "autosteer-train evaluate " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else ""},
+           "arms": [asdict(a) | {"name": a.name} for a in arms]}
+    json_out.write_text(json.dumps(out, indent=2) + "\n")
 
 
 class _Published:

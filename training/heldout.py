@@ -265,29 +265,15 @@ def run(args: argparse.Namespace) -> int:
 
     from bots.llm.cli import load_sae_arg
     from bots.llm.model import load_model
-    from bots.llm.player import MODES
-    from bots.llm.prompt import PHRASINGS
     from training.evaluate import prepare_json_out
     from training.evidence import snapshots_agree, weights_snapshot
-    from training.vector_search import opponent_distribution
 
     console = Console() if sys.stdout.isatty() else Console(width=200)
     modes = [m.strip() for m in args.mode.split(",") if m.strip()]
     phrasings = [p.strip() for p in args.phrasings.split(",") if p.strip()]
     opponents = [o.strip() for o in args.opponents.split(",") if o.strip()]
     try:
-        for m in modes:
-            if m not in MODES:
-                raise ValueError(f"unknown mode {m!r}; expected {', '.join(MODES)}")
-        for p in phrasings:
-            if p not in PHRASINGS:
-                raise ValueError(f"unknown phrasing {p!r}; expected {', '.join(PHRASINGS)}")
-        if "grid" not in phrasings:
-            raise ValueError("--phrasings must include grid (the phrasing play uses; opponents and positions use it)")
-        for o in opponents:
-            opponent_distribution(o)
-        if args.chunk < 1:
-            raise ValueError("--chunk must be at least 1")
+        _check_choices(modes, phrasings, opponents, args.chunk)
         json_out = prepare_json_out(args.json_out) if args.json_out else None
         torch.set_num_threads(max(1, args.threads))
         lm = load_model(args.model)
@@ -315,8 +301,8 @@ def run(args: argparse.Namespace) -> int:
             console.print(line, markup=False)
     console.print("weights before and after: " + ("identical" if unchanged else "[red]CHANGED[/]"))
     if json_out is not None:
-        meta = {"model": lm.name, "sae": getattr(sae, "source", None), "policies": {n: (p.digest if p else None)
-                                                                                       for n, p in policies.items()},
+        meta = {"model": lm.name, "sae": getattr(sae, "source", None),
+                "policies": {n: (p.digest if p else None) for n, p in policies.items()},
                 "modes": modes, "phrasings": phrasings, "opponents": opponents, "seconds": round(elapsed, 1),
                 "weights_before": before, "weights_after": after, "weights_unchanged": unchanged,
                 "command": "autosteer-train heldout " + " ".join(sys.argv[2:])}
@@ -324,3 +310,24 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"wrote {json_out}")
     console.print(f"done: held-out checks of {len(policies)} policies in {elapsed:.0f} s")
     return 0 if unchanged else 1
+
+
+def _check_choices(modes: Sequence[str], phrasings: Sequence[str], opponents: Sequence[str], chunk: int) -> None:
+    """A ``ValueError`` naming the first unknown mode, phrasing or opponent, a missing grid
+    phrasing or a ``--chunk`` below 1."""
+    from bots.llm.player import MODES
+    from bots.llm.prompt import PHRASINGS
+    from training.vector_search import opponent_distribution
+
+    for m in modes:
+        if m not in MODES:
+            raise ValueError(f"unknown mode {m!r}; expected {', '.join(MODES)}")
+    for p in phrasings:
+        if p not in PHRASINGS:
+            raise ValueError(f"unknown phrasing {p!r}; expected {', '.join(PHRASINGS)}")
+    if "grid" not in phrasings:
+        raise ValueError("--phrasings must include grid (the phrasing play uses; opponents and positions use it)")
+    for o in opponents:
+        opponent_distribution(o)
+    if chunk < 1:
+        raise ValueError("--chunk must be at least 1")

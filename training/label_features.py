@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -56,13 +57,23 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
+@dataclass
+class _Effects:
+    """Each live feature's steering effect on the sampled boards, and how it was pushed."""
+
+    chosen: list[int]
+    push: float
+    resid_norm: float
+    coef_equiv: list[float]
+    dprob: np.ndarray
+    kl: np.ndarray
+    changed: np.ndarray
+
+
 def _run(args: argparse.Namespace) -> int:
     import torch
     from rich.console import Console
-    from tqdm.auto import tqdm
 
-    from bots.llm.model import ModelLoadError, load_model
-    from training.activations import ActivationError, ActivationSet, LastTokenSteering, move_shift, tokenize
     from training.outputs import docs_folder
     from training.sae_training import SAETrainingError, load_shipped_sae
 
@@ -78,19 +89,7 @@ def _run(args: argparse.Namespace) -> int:
     card = json.loads(card_path.read_text()) if card_path.is_file() else {}
     features = load_features(folder / "features.json", d_sae=sae.cfg.d_sae)
     hook = features["hook_name"]
-    act_path = args.activations or card.get("activation_cache", "")
-    if not act_path:
-        raise LabelError(f"no --activations given and {card_path} names none; run `autosteer-train sae` first")
-    try:
-        acts = ActivationSet.load(act_path)
-    except ActivationError as exc:
-        raise LabelError(str(exc)) from None
-    if hook not in acts.acts:
-        raise LabelError(f"{act_path} holds {acts.hook_names}, not the SAE's hook {hook!r}")
-    is_game = np.array([r.kind == "game" for r in acts.records])
-    rows = np.nonzero(acts.is_answer & is_game[acts.prompt_index])[0]
-    if rows.size == 0:
-        raise LabelError(f"{act_path} has no answer positions of game prompts")
+    acts, rows = _answer_activations(args, card, card_path, hook)
     boards = [Board(acts.records[i].board) for i in acts.prompt_index[rows]]
     console.print(f"[bold]detectors[/]: {len(boards)} answer positions, {len(CONCEPT_NAMES)} concepts, d_sae {sae.cfg.d_sae}")
     x = acts.acts[hook][torch.from_numpy(rows)].float()
@@ -105,6 +104,52 @@ def _run(args: argparse.Namespace) -> int:
     scores = detector_scores(fires, concepts)
     ranked = best_concepts(scores, min_fires=args.min_fires)
     live = [f for f, _, _ in ranked]
+
+    effects = _steering_effects(args, card, console, sae, features, hook, acts, rows, x, live)
+    labels = _feature_labels(args, ranked, names, scores, effects, n_boards=len(boards))
+    features["labels"] = labels
+    features["labelling"] = _labelling_record(args, names, boards, model_cells, scores, acts, effects)
+    validate_features(features, d_sae=sae.cfg.d_sae)
+    out = _label_out(folder, args.out)
+    (out / "features.json").write_text(json.dumps(features) + "\n")
+    docs = docs_folder(out, DEFAULT_SAE, args.docs)
+    docs.mkdir(parents=True, exist_ok=True)
+    (docs / "FEATURES.md").write_text(render_features_doc(features, scores, args.top, names))
+    console.print(f"[bold green]done[/]: {len(labels)} features labelled in {time.perf_counter() - t0:.0f} s; "
+                  f"wrote {out / 'features.json'} and {docs / 'FEATURES.md'}")
+    return 0
+
+
+def _answer_activations(args: argparse.Namespace, card: dict[str, Any], card_path: Path, hook: str) -> tuple[Any, np.ndarray]:
+    """The cached activations (``--activations``, else the run card's cache) and the rows of
+    their answer positions of game prompts."""
+    from training.activations import ActivationError, ActivationSet
+
+    act_path = args.activations or card.get("activation_cache", "")
+    if not act_path:
+        raise LabelError(f"no --activations given and {card_path} names none; run `autosteer-train sae` first")
+    try:
+        acts = ActivationSet.load(act_path)
+    except ActivationError as exc:
+        raise LabelError(str(exc)) from None
+    if hook not in acts.acts:
+        raise LabelError(f"{act_path} holds {acts.hook_names}, not the SAE's hook {hook!r}")
+    is_game = np.array([r.kind == "game" for r in acts.records])
+    rows = np.nonzero(acts.is_answer & is_game[acts.prompt_index])[0]
+    if rows.size == 0:
+        raise LabelError(f"{act_path} has no answer positions of game prompts")
+    return acts, rows
+
+
+def _steering_effects(args: argparse.Namespace, card: dict[str, Any], console: Any, sae: Any, features: dict[str, Any],
+                      hook: str, acts: Any, rows: np.ndarray, x: Any, live: list[int]) -> _Effects:
+    """Load the model and push each live feature's decoder direction into the answer residual
+    of a sample of (grid) boards, recording how the model's cell distribution shifts."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from bots.llm.model import ModelLoadError, load_model
+    from training.activations import LastTokenSteering, move_shift, tokenize
 
     model_name = args.model or card.get("config", {}).get("model") or "smollm2"
     try:
@@ -137,43 +182,44 @@ def _run(args: argparse.Namespace) -> int:
         dprob[b] = shift["delta_prob"].numpy()
         kl[b] = shift["kl"].numpy()
         changed[b] = shift["argmax_changed"].numpy()
+    return _Effects(chosen, push, resid_norm, coef_equiv, dprob, kl, changed)
 
+
+def _feature_labels(args: argparse.Namespace, ranked: list[tuple[int, int, float]], names: Sequence[str],
+                    scores: DetectorScores, effects: _Effects, *, n_boards: int) -> dict[str, Any]:
+    """``features.json``'s ``labels``: each ranked feature's best concept, detector scores and effect."""
     labels: dict[str, Any] = {}
     for j, (f, c, mcc) in enumerate(ranked):
         concept = names[c]
         p, r, f1 = float(scores.precision[f, c]), float(scores.recall[f, c]), float(scores.f1[f, c])
-        eff = cell_effect(dprob[:, j], kl[:, j], threshold=args.effect_threshold)
-        eff["argmax_changed"] = round(float(changed[:, j].mean()), 4)
-        eff["coefficient_equivalent"] = round(float(coef_equiv[j]), 3)
+        eff = cell_effect(effects.dprob[:, j], effects.kl[:, j], threshold=args.effect_threshold)
+        eff["argmax_changed"] = round(float(effects.changed[:, j].mean()), 4)
+        eff["coefficient_equivalent"] = round(float(effects.coef_equiv[j]), 3)
         top3 = np.argsort(-scores.mcc[f], kind="stable")[:3]
         labels[str(f)] = {
             "label": label_text(concept, p, r, mcc), "concept": concept,
             "precision": round(p, 4), "recall": round(r, 4), "f1": round(f1, 4), "mcc": round(mcc, 4),
-            "fires": int(scores.fires[f]), "fire_rate": round(float(scores.fires[f]) / len(boards), 4),
+            "fires": int(scores.fires[f]), "fire_rate": round(float(scores.fires[f]) / n_boards, 4),
             "other_concepts": [{"concept": names[int(i)], "mcc": round(float(scores.mcc[f, int(i)]), 4),
                                 "f1": round(float(scores.f1[f, int(i)]), 4)} for i in top3[1:]],
             "effect": eff,
         }
-    features["labels"] = labels
-    features["labelling"] = {
+    return labels
+
+
+def _labelling_record(args: argparse.Namespace, names: Sequence[str], boards: list[Board], model_cells: list[int] | None,
+                      scores: DetectorScores, acts: Any, effects: _Effects) -> dict[str, Any]:
+    """``features.json``'s ``labelling``: how the labels were made."""
+    return {
         "answer_positions": len(boards), "concepts": {n: CONCEPTS[n] for n in names}, "min_fires": args.min_fires,
         "unsteered_model_illegal_rate": (round(float(np.mean([b.code[c - 1] != "." for b, c in zip(boards, model_cells)])), 4)
                                          if model_cells is not None else None),
-        "effect_boards": [acts.records[i].board for i in chosen], "effect_push_norm": round(push, 3),
-        "effect_push_in_residual_norms": args.effect_push, "answer_residual_norm": round(resid_norm, 3),
+        "effect_boards": [acts.records[i].board for i in effects.chosen], "effect_push_norm": round(effects.push, 3),
+        "effect_push_in_residual_norms": args.effect_push, "answer_residual_norm": round(effects.resid_norm, 3),
         "effect_threshold": args.effect_threshold, "mean_best_f1": round(mean_best_f1(scores), 4),
         "mean_best_mcc": round(mean_best_mcc(scores), 4), "min_mcc_for_a_name": MIN_MCC,
         "command": f"autosteer-train label --sae {args.sae}" if Path(args.sae).resolve() != DEFAULT_SAE.resolve() else "autosteer-train label",
     }
-    validate_features(features, d_sae=sae.cfg.d_sae)
-    out = _label_out(folder, args.out)
-    (out / "features.json").write_text(json.dumps(features) + "\n")
-    docs = docs_folder(out, DEFAULT_SAE, args.docs)
-    docs.mkdir(parents=True, exist_ok=True)
-    (docs / "FEATURES.md").write_text(render_features_doc(features, scores, args.top, names))
-    console.print(f"[bold green]done[/]: {len(labels)} features labelled in {time.perf_counter() - t0:.0f} s; "
-                  f"wrote {out / 'features.json'} and {docs / 'FEATURES.md'}")
-    return 0
 
 
 def _label_out(folder: Path, out_arg: str) -> Path:

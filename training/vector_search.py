@@ -295,7 +295,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from bots.llm.bot import LLMBot
     from bots.llm.cli import load_sae_arg
@@ -334,19 +333,40 @@ def run(args: argparse.Namespace) -> int:
     bot = LLMBot(lm, sae=sae, policy=seed_policy, mode=cfg.mode, top_k=0, cache_boards=args.cache_boards)
     console.print(f"searching a fixed vector over {len(features)} features of {sae.hook_name} "
                   f"({cfg.mode} move reading, {cfg.iterations}×{cfg.population} vectors, exact outcomes vs minimax)")
-    total = cfg.iterations * cfg.population
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console) as bar:
-        task = bar.add_task("vectors", total=total)
-        result = run_search(bot, cfg, progress=lambda: bar.advance(task))
+    result = _search_with_progress(bot, cfg, console)
     best = result["best"]
     curve = budget_curve(result["evaluate"], best["coefficients"])
     policy = FixedSteeringPolicy(features, best["coefficients"], hook_name=sae.hook_name, d_sae=sae.d_sae)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     policy.save(args.out)
     elapsed = time.time() - started
+    card = _search_card(lm, sae, cfg, result, curve, policy, elapsed, torch_version=torch.__version__)
+    card_path = args.out.with_suffix(".card.json")
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    _write_card_md(card, args.out.with_suffix(".card.md"))
+    plot_budget(curve, args.plot, f"{lm.name}, fixed vector {policy.digest}, {cfg.mode} reading")
+    _print_draws(console, result, n_features=len(features))
+    print(f"wrote {args.out} (policy {policy.digest}), {card_path}, {args.plot} in {elapsed:.0f} s")
+    return 0
+
+
+def _search_with_progress(bot: Any, cfg: SearchConfig, console: Any) -> dict[str, Any]:
+    """:func:`run_search` with a progress bar over the vectors evaluated."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    total = cfg.iterations * cfg.population
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as bar:
+        task = bar.add_task("vectors", total=total)
+        return run_search(bot, cfg, progress=lambda: bar.advance(task))
+
+
+def _search_card(lm: Any, sae: Any, cfg: SearchConfig, result: dict[str, Any], curve: list[dict[str, float]],
+                 policy: Any, elapsed: float, *, torch_version: str) -> dict[str, Any]:
+    """The run card of a search: what was searched, how, and what it found."""
+    features = cfg.features
     labels = {i: sae.label(i) or "" for i in features}
-    card = {
+    return {
         "what": "fixed steering vector found by the cross-entropy method (not RL)",
         "summary": f"one vector on every board, searched in-sample against minimax for {cfg.mode} reading; "
                    "not yet checked with equal-effort controls or held out (docs/EVALUATION.md)",
@@ -355,21 +375,20 @@ def run(args: argparse.Namespace) -> int:
         "objective": "mean exact draw probability vs minimax (uniform over optimal moves) as X and O "
                      f"minus {cfg.l1} × mean |coefficient|",
         "data": "every board the LLM reaches against minimax from the empty board, both seats (exact tree walk)",
-        "baseline_zero_steering": result["baseline"], "best": best, "history": result["history"],
+        "baseline_zero_steering": result["baseline"], "best": result["best"], "history": result["history"],
         "budget_curve": curve, "policy_digest": policy.digest, "features": [{"index": i, "label": labels[i]} for i in features],
-        "seconds": round(elapsed, 1), "torch": torch.__version__, "python": platform.python_version(),
+        "seconds": round(elapsed, 1), "torch": torch_version, "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
-    card_path = args.out.with_suffix(".card.json")
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
-    _write_card_md(card, args.out.with_suffix(".card.md"))
-    plot_budget(curve, args.plot, f"{lm.name}, fixed vector {policy.digest}, {cfg.mode} reading")
+
+
+def _print_draws(console: Any, result: dict[str, Any], *, n_features: int) -> None:
+    """The draw probabilities without steering and with the best vector."""
+    best = result["best"]
     bx, bo, zx, zo = best["x"], best["o"], result["baseline"]["x"], result["baseline"]["o"]
     console.print(f"zero steering: draw {100 * zx['draw']:.1f} % as X, {100 * zo['draw']:.1f} % as O")
     console.print(f"best vector:   draw {100 * bx['draw']:.1f} % as X, {100 * bo['draw']:.1f} % as O "
-                  f"(mean |coef| {sum(abs(c) for c in best['coefficients']) / len(features):.2f})")
-    print(f"wrote {args.out} (policy {policy.digest}), {card_path}, {args.plot} in {elapsed:.0f} s")
-    return 0
+                  f"(mean |coef| {sum(abs(c) for c in best['coefficients']) / n_features:.2f})")
 
 
 def _relative(path: Any) -> str:

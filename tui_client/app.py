@@ -12,7 +12,7 @@ import asyncio
 import os
 import signal
 import sys
-from typing import Any
+from typing import Any, Callable, ClassVar
 
 from textual.app import App
 from textual.binding import Binding
@@ -339,92 +339,104 @@ class ArenaApp(App):
 
     # -- frames from the server ------------------------------------------------------
     def handle_frame(self, frame: Any) -> None:
-        """Apply one parsed server frame to the app's state and screens."""
-        if isinstance(frame, Welcome):
-            self.player_name = frame.name
-            self.link_status = LinkStatus(self.link_status.state, self.link_status.url, frame.name)
-            self.update_connection_bars()
-            self.watch_lobby()  # answered with bots and games
-            # On a resumed session the server re-sends game_start and state for every game
-            # the session plays or watches, which refreshes the open screens. Games it does
-            # not resume ended while we were away (session expired): fetch how they ended.
-            for game_id, view in self.games.items():
-                if not view.over and not view.replay and game_id not in frame.resumed and self._screen_for(game_id):
-                    self.run_worker(self._send({"type": "get_game", "game_id": game_id}), group="requests")
-        elif isinstance(frame, Bots):
-            if isinstance(frame.id, int) and self._requests.pop(frame.id, ("", ""))[0] == "watch_lobby":
-                self.lobby_pushed = True  # the server pushes from now on: no more polling
-            self.bots = list(frame.bots)
-            self._refresh_lobby()
-        elif isinstance(frame, Games):
-            self.live_games = list(frame.games)
-            self._refresh_lobby()
-        elif isinstance(frame, Players):
-            self.players = [p for p in frame.players if p.name != self.player_name]
-            self._refresh_lobby()
-        elif isinstance(frame, Records):
-            kind, page = self._requests.pop(frame.id, ("", "first")) if isinstance(frame.id, int) else ("", "first")
-            if kind == "standings":  # the finished games of one tournament (tag)
-                self.tagged_games[page] = list(frame.games)
-                for shown in self.screen_stack:
-                    if isinstance(shown, StandingsScreen) and shown.is_mounted:
-                        shown.refresh_standings()
+        """Apply one parsed server frame to the app's state and screens (frame types without
+        a handler in :attr:`_FRAME_HANDLERS` are ignored)."""
+        for cls in type(frame).__mro__:
+            handler = self._FRAME_HANDLERS.get(cls)
+            if handler is not None:
+                handler(self, frame)
                 return
-            if page == "more":
-                known = {g.game_id for g in self.stored_games}
-                self.stored_games += [g for g in frame.games if g.game_id not in known]
-            else:
-                self.stored_games = list(frame.games)
-            self.stored_games_loading = False
-            self.stored_games_complete = len(frame.games) < RECORDS_PAGE
-            self._refresh_records()
-        elif isinstance(frame, (GameStart, State, GameOver, GameRecord)):
-            self._game_frame(frame)
-        elif isinstance(frame, ChallengeOffer):
-            def answer(accept: bool | None) -> None:
-                self.answer_challenge(frame.challenge_id, bool(accept))
-            time_control = TimeControl.parse(frame.time_control)
-            clock = str(time_control) if time_control is not None else f"{frame.clock:g} s a move"
-            self.push_screen(ChallengePrompt(frame.challenger, frame.side, clock, rematch=frame.rematch_of is not None), answer)
-        elif isinstance(frame, ChallengeSent):
-            kind, subject = self._requests.pop(frame.id, ("", "")) if isinstance(frame.id, int) else ("", "")
-            if kind == "arrange":  # a bot game we asked for: watch it, at the pace chosen
-                self._watching.add(frame.challenge_id)
-                self.paces[frame.challenge_id] = float(subject or 0)
-                if frame.challenge_id not in self.games:
-                    self.set_lobby_status(f"Bot game {frame.opponent}: waiting for the bots to accept…")
-            elif frame.challenge_id not in self.games:  # a house bot's game has started already
-                if subject in self.pending_challenges:
-                    self.pending_challenges[subject] = frame.challenge_id
-                rematch_of = getattr(frame, "rematch_of", None)
-                if rematch_of is not None:
-                    self.rematch_offers[frame.challenge_id] = rematch_of
-                    screen = self._screen_for(rematch_of)
-                    if screen is not None and screen.is_mounted:
-                        screen.show_message(f"Rematch offered to {frame.opponent}, waiting for an answer…", error=False)
-                self.set_lobby_status(f"Challenge sent to {frame.opponent}; waiting for an answer…")
-        elif isinstance(frame, ChallengeDeclined):
-            reason = f": {frame.reason}" if frame.reason else ""
-            self._challenge_answered(frame.challenge_id)
-            self.set_lobby_status("")
-            rematch_of = self.rematch_offers.pop(frame.challenge_id, None)
-            screen = self._screen_for(rematch_of) if rematch_of is not None else None
-            if screen is not None and screen.is_mounted:
-                screen.show_message(f"Rematch declined{reason}")
-                return
-            self.notify(f"Challenge declined{reason}", severity="warning")
-        elif isinstance(frame, Info) and frame.event in ("player_left", "player_back") and frame.game_id in self.games:
+
+    def _on_welcome(self, frame: Welcome) -> None:
+        self.player_name = frame.name
+        self.link_status = LinkStatus(self.link_status.state, self.link_status.url, frame.name)
+        self.update_connection_bars()
+        self.watch_lobby()  # answered with bots and games
+        # On a resumed session the server re-sends game_start and state for every game
+        # the session plays or watches, which refreshes the open screens. Games it does
+        # not resume ended while we were away (session expired): fetch how they ended.
+        for game_id, view in self.games.items():
+            if not view.over and not view.replay and game_id not in frame.resumed and self._screen_for(game_id):
+                self.run_worker(self._send({"type": "get_game", "game_id": game_id}), group="requests")
+
+    def _on_bots(self, frame: Bots) -> None:
+        if isinstance(frame.id, int) and self._requests.pop(frame.id, ("", ""))[0] == "watch_lobby":
+            self.lobby_pushed = True  # the server pushes from now on: no more polling
+        self.bots = list(frame.bots)
+        self._refresh_lobby()
+
+    def _on_games(self, frame: Games) -> None:
+        self.live_games = list(frame.games)
+        self._refresh_lobby()
+
+    def _on_players(self, frame: Players) -> None:
+        self.players = [p for p in frame.players if p.name != self.player_name]
+        self._refresh_lobby()
+
+    def _on_records(self, frame: Records) -> None:
+        kind, page = self._requests.pop(frame.id, ("", "first")) if isinstance(frame.id, int) else ("", "first")
+        if kind == "standings":  # the finished games of one tournament (tag)
+            self.tagged_games[page] = list(frame.games)
+            for shown in self.screen_stack:
+                if isinstance(shown, StandingsScreen) and shown.is_mounted:
+                    shown.refresh_standings()
+            return
+        if page == "more":
+            known = {g.game_id for g in self.stored_games}
+            self.stored_games += [g for g in frame.games if g.game_id not in known]
+        else:
+            self.stored_games = list(frame.games)
+        self.stored_games_loading = False
+        self.stored_games_complete = len(frame.games) < RECORDS_PAGE
+        self._refresh_records()
+
+    def _on_challenge_offer(self, frame: ChallengeOffer) -> None:
+        def answer(accept: bool | None) -> None:
+            self.answer_challenge(frame.challenge_id, bool(accept))
+        time_control = TimeControl.parse(frame.time_control)
+        clock = str(time_control) if time_control is not None else f"{frame.clock:g} s a move"
+        self.push_screen(ChallengePrompt(frame.challenger, frame.side, clock, rematch=frame.rematch_of is not None), answer)
+
+    def _on_challenge_sent(self, frame: ChallengeSent) -> None:
+        kind, subject = self._requests.pop(frame.id, ("", "")) if isinstance(frame.id, int) else ("", "")
+        if kind == "arrange":  # a bot game we asked for: watch it, at the pace chosen
+            self._watching.add(frame.challenge_id)
+            self.paces[frame.challenge_id] = float(subject or 0)
+            if frame.challenge_id not in self.games:
+                self.set_lobby_status(f"Bot game {frame.opponent}: waiting for the bots to accept…")
+        elif frame.challenge_id not in self.games:  # a house bot's game has started already
+            if subject in self.pending_challenges:
+                self.pending_challenges[subject] = frame.challenge_id
+            rematch_of = getattr(frame, "rematch_of", None)
+            if rematch_of is not None:
+                self.rematch_offers[frame.challenge_id] = rematch_of
+                screen = self._screen_for(rematch_of)
+                if screen is not None and screen.is_mounted:
+                    screen.show_message(f"Rematch offered to {frame.opponent}, waiting for an answer…", error=False)
+            self.set_lobby_status(f"Challenge sent to {frame.opponent}; waiting for an answer…")
+
+    def _on_challenge_declined(self, frame: ChallengeDeclined) -> None:
+        reason = f": {frame.reason}" if frame.reason else ""
+        self._challenge_answered(frame.challenge_id)
+        self.set_lobby_status("")
+        rematch_of = self.rematch_offers.pop(frame.challenge_id, None)
+        screen = self._screen_for(rematch_of) if rematch_of is not None else None
+        if screen is not None and screen.is_mounted:
+            screen.show_message(f"Rematch declined{reason}")
+            return
+        self.notify(f"Challenge declined{reason}", severity="warning")
+
+    def _on_info(self, frame: Info) -> None:
+        if frame.event in ("player_left", "player_back") and frame.game_id in self.games:
             view = self.games[frame.game_id]
             view.away = (frame.player or "?", frame.back_by or 0.0) if frame.event == "player_left" else None
             screen = self._screen_for(frame.game_id)
             if screen is not None and screen.is_mounted:
                 screen.refresh_game()  # the status line says it and counts the grace down
-        elif isinstance(frame, Info):
-            kind = self._requests.pop(frame.id, ("", ""))[0] if isinstance(frame.id, int) else ""
-            if kind != "unspectate":  # the reply to leaving a game needs no notice
-                self.notify(frame.message, title="Server")
-        elif isinstance(frame, ErrorMsg):
-            self._error(frame)
+            return
+        kind = self._requests.pop(frame.id, ("", ""))[0] if isinstance(frame.id, int) else ""
+        if kind != "unspectate":  # the reply to leaving a game needs no notice
+            self.notify(frame.message, title="Server")
 
     def _error(self, frame: ErrorMsg) -> None:
         if frame.code == "bad_token":  # the connection layer starts a new session by itself
@@ -510,6 +522,14 @@ class ArenaApp(App):
         if view.replay:
             view.you = None
         self._open_game(game_id)
+
+    _FRAME_HANDLERS: ClassVar[dict[type, Callable[[Any, Any], None]]] = {
+        Welcome: _on_welcome, Bots: _on_bots, Games: _on_games, Players: _on_players, Records: _on_records,
+        GameStart: _game_frame, State: _game_frame, GameOver: _game_frame, GameRecord: _game_frame,
+        ChallengeOffer: _on_challenge_offer, ChallengeSent: _on_challenge_sent,
+        ChallengeDeclined: _on_challenge_declined, Info: _on_info, ErrorMsg: _error,
+    }
+    """The handler of each server frame type (:meth:`handle_frame`)."""
 
     def set_lobby_status(self, text: str) -> None:
         """One line under the lobby's tables (a pending challenge, …); empty hides it."""

@@ -202,13 +202,47 @@ def feature_panel_text(trace: MoveTrace | None, width: int, height: int, board: 
     """Lay ``trace`` out in ``width`` × ``height`` cells. ``board`` is the position the
     model saw (its marks are drawn in the probability grid)."""
     width = max(width, 1)
-    out = Text(no_wrap=True, overflow="ellipsis")
     if trace is None:
-        out.append(note or "No LLM trace yet.", style="italic")
-        out.append("\n\nTraces appear when a bot that sends them\n(the steered LLM bot) moves: its top SAE\n"
-                   "features, the steering it applied and its\nprobability for each cell.", style="dim")
-        return out
+        return _no_trace_text(note)
 
+    lines = _header_lines(trace, note, width)
+    has_probs = bool(trace.cell_probs)
+    fixed = (len(lines) + (1 if trace.top_features else 0) + (1 if trace.steering else 0) + (4 if has_probs else 0)
+             + (0 if trace.top_features or trace.steering else 1))
+    n_feat, n_steer = _section_rows(trace, max(height - fixed, 0))
+    roomy = height >= fixed + n_feat + n_steer + 3  # blank lines between sections when they fit
+
+    if trace.top_features:
+        if roomy and lines:
+            lines.append(Text(""))
+        lines.extend(_feature_rows(trace.top_features, n_feat, width))
+    if trace.steering:
+        if roomy:
+            lines.append(Text(""))
+        lines.extend(_steering_rows(trace, n_steer, width))
+    if not trace.top_features and not trace.steering:
+        lines.append(Text(_fit("No SAE features or steering in this trace.", width), style="italic dim"))
+    if has_probs:
+        if roomy:
+            lines.append(Text(""))
+        lines.extend(_probability_rows(trace, board, width))
+    lines = lines[: max(height, 1)]
+    for line in lines:
+        line.truncate(width, overflow="ellipsis")
+    return Text("\n").join(lines)
+
+
+def _no_trace_text(note: str) -> Text:
+    """The panel before any trace arrived: ``note``, else what will show up here."""
+    out = Text(no_wrap=True, overflow="ellipsis")
+    out.append(note or "No LLM trace yet.", style="italic")
+    out.append("\n\nTraces appear when a bot that sends them\n(the steered LLM bot) moves: its top SAE\n"
+               "features, the steering it applied and its\nprobability for each cell.", style="dim")
+    return out
+
+
+def _header_lines(trace: MoveTrace, note: str, width: int) -> list[Text]:
+    """The model, mode, hook and policy line, then ``note``, each when there is one."""
     lines: list[Text] = []
     policy = f"policy {trace.policy}" if trace.policy else ""
     meta = " · ".join(p for p in (trace.model, trace.mode, short_hook(trace.hook), policy) if p)
@@ -216,70 +250,62 @@ def feature_panel_text(trace: MoveTrace | None, width: int, height: int, board: 
         lines.append(Text(_fit(meta, width), style="dim"))
     if note:
         lines.append(Text(_fit(note, width), style="italic"))
+    return lines
 
-    has_probs = bool(trace.cell_probs)
-    fixed = (len(lines) + (1 if trace.top_features else 0) + (1 if trace.steering else 0) + (4 if has_probs else 0)
-             + (0 if trace.top_features or trace.steering else 1))
-    spare = max(height - fixed, 0)
+
+def _section_rows(trace: MoveTrace, spare: int) -> tuple[int, int]:
+    """How many feature rows and steering rows fit in ``spare`` lines: a third for the
+    steering, the rest for the features, one of each at least when there are any."""
     n_steer = min(len(trace.steering), max(1, spare // 3) if trace.steering else 0)
     n_feat = min(len(trace.top_features), max(spare - n_steer, 1 if trace.top_features else 0))
     if n_feat < len(trace.top_features) and n_steer > 1 and spare - n_steer < 3:
         n_steer = max(1, n_steer - 1)
         n_feat = min(len(trace.top_features), spare - n_steer)
-    roomy = height >= fixed + n_feat + n_steer + 3  # blank lines between sections when they fit
+    return n_feat, n_steer
 
-    if trace.top_features:
-        if roomy and lines:
-            lines.append(Text(""))
-        lines.extend(_feature_rows(trace.top_features, n_feat, width))
 
-    if trace.steering:
-        if roomy:
-            lines.append(Text(""))
-        # the features actually pushed on this move, strongest first (a sparse policy leaves most at 0)
-        active = sorted((d for d in trace.steering if d.coefficient), key=lambda d: -abs(d.coefficient))
-        shown_s = active[:n_steer]
-        head = Text("Steering", style="bold")
-        head.append(f" {len(active)} of {len(trace.steering)} features", style="dim")
-        head.append("  " + steering_summary(trace), style="dim")
-        lines.append(head)
-        if not active:
-            lines.append(Text(_fit("no feature steered on this move", width), style="italic dim"))
-        top_c = max((abs(s.coefficient) for s in shown_s), default=1.0) or 1.0
-        cbar_w = max(4, min(16, width // 6))
-        for delta in shown_s:
-            style = UP_STYLE if delta.coefficient > 0 else DOWN_STYLE if delta.coefficient < 0 else ZERO_STYLE
-            row = Text()
-            row.append(f"{delta.sign_symbol} {delta.coefficient:+6.2f} ", style=style)
-            row.append(bar(abs(delta.coefficient) / top_c, cbar_w), style=style)
-            row.append(" " + _fit(_short(delta.name), width - cbar_w - 11))
-            lines.append(row)
+def _steering_rows(trace: MoveTrace, n_steer: int, width: int) -> list[Text]:
+    """The steering section: a heading, then the ``n_steer`` features pushed hardest on this move."""
+    lines: list[Text] = []
+    # the features actually pushed on this move, strongest first (a sparse policy leaves most at 0)
+    active = sorted((d for d in trace.steering if d.coefficient), key=lambda d: -abs(d.coefficient))
+    shown_s = active[:n_steer]
+    head = Text("Steering", style="bold")
+    head.append(f" {len(active)} of {len(trace.steering)} features", style="dim")
+    head.append("  " + steering_summary(trace), style="dim")
+    lines.append(head)
+    if not active:
+        lines.append(Text(_fit("no feature steered on this move", width), style="italic dim"))
+    top_c = max((abs(s.coefficient) for s in shown_s), default=1.0) or 1.0
+    cbar_w = max(4, min(16, width // 6))
+    for delta in shown_s:
+        style = UP_STYLE if delta.coefficient > 0 else DOWN_STYLE if delta.coefficient < 0 else ZERO_STYLE
+        row = Text()
+        row.append(f"{delta.sign_symbol} {delta.coefficient:+6.2f} ", style=style)
+        row.append(bar(abs(delta.coefficient) / top_c, cbar_w), style=style)
+        row.append(" " + _fit(_short(delta.name), width - cbar_w - 11))
+        lines.append(row)
+    return lines
 
-    if not trace.top_features and not trace.steering:
-        lines.append(Text(_fit("No SAE features or steering in this trace.", width), style="italic dim"))
 
-    if has_probs:
-        if roomy:
-            lines.append(Text(""))
-        head = Text("Cell probabilities", style="bold")
-        if trace.chosen is not None:
-            head.append(f"  chose {trace.chosen}", style="bold")
-            if trace.legal is False:
-                head.append("  ✖ illegal", style="bold red")
-        lines.append(head)
-        cell_w = 9 if width >= 30 else 7 if width >= 24 else 5
-        for r in range(3):
-            row = Text(" ")
-            for c in range(3):
-                cell = r * 3 + c + 1
-                row.append(_prob_cell(trace, cell, board, cell_w))
-                if c < 2:
-                    row.append(" ")
-            lines.append(row)
-    lines = lines[: max(height, 1)]
-    for line in lines:
-        line.truncate(width, overflow="ellipsis")
-    return Text("\n").join(lines)
+def _probability_rows(trace: MoveTrace, board: Board | None, width: int) -> list[Text]:
+    """The cell-probability section: a heading with the cell chosen, then a 3 × 3 grid."""
+    head = Text("Cell probabilities", style="bold")
+    if trace.chosen is not None:
+        head.append(f"  chose {trace.chosen}", style="bold")
+        if trace.legal is False:
+            head.append("  ✖ illegal", style="bold red")
+    lines = [head]
+    cell_w = 9 if width >= 30 else 7 if width >= 24 else 5
+    for r in range(3):
+        row = Text(" ")
+        for c in range(3):
+            cell = r * 3 + c + 1
+            row.append(_prob_cell(trace, cell, board, cell_w))
+            if c < 2:
+                row.append(" ")
+        lines.append(row)
+    return lines
 
 
 class FeaturePanel(Widget):

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from bots.llm.model import LanguageModel
     from bots.llm.policy import SteeringPolicy
     from bots.llm.sae import LoadedSAE
+    from bots.llm.steering import Steering
 
 
 #: controls that show whether steering causes a change: the policy's coefficients set to
@@ -67,9 +68,6 @@ class LLMBot(Bot):
                  cache_boards: int = 256, positions: str = "last", name: str = "llm", max_batch: int = 64,
                  control: str = "none", control_seed: int = 0, verbose: bool = False, digit_mass: bool = False,
                  directions: Any = None) -> None:
-        from bots.llm.sae import check_compatible
-        from bots.llm.steering import Steering, feature_scales
-
         self.lm = lm
         self.mode = check_mode(mode)
         self.name = name
@@ -78,13 +76,7 @@ class LLMBot(Bot):
         if top_k < 0 or top_k > 64:
             raise ValueError(f"top_k must be 0..64, got {top_k}")
         self.top_k = top_k if sae is not None else 0
-        if policy is not None and sae is None:
-            raise ValueError("a steering policy needs the SAE whose features it steers (--sae)")
-        if sae is not None:
-            check_compatible(sae, lm)
-        if policy is not None:
-            assert sae is not None  # a policy without its SAE is refused above
-            policy.check_sae(sae.d_sae, sae.hook_name)
+        _check_sae_and_policy(lm, sae, policy)
         self.sae = sae
         self.policy = policy
         self._policy_digest = policy.digest if policy is not None else None  # traces carry it on every move
@@ -95,18 +87,32 @@ class LLMBot(Bot):
         self.reader = make_reader(lm, sae.hook_name if sae else None, reader=reader, phrasing=phrasing,
                                   cache_boards=cache_boards, positions=positions, steerable=policy is not None,
                                   digit_mass=digit_mass)
-        self.steering = None
-        if policy is not None:
-            assert sae is not None  # a policy without its SAE is refused above
-            scales = feature_scales(sae, self.reader)
+        self.steering, scales = self._make_steering(directions, verbose)
+        self._set_up_control(control, control_seed, scales)
+
+    def _make_steering(self, directions: Any, verbose: bool) -> tuple[Steering | None, Any]:
+        """The policy's steering (None without a policy) and the feature scales it uses."""
+        from bots.llm.steering import Steering, feature_scales
+
+        steering, scales = None, None
+        if self.policy is not None:
+            assert self.sae is not None  # a policy without its SAE is refused in __init__
+            scales = feature_scales(self.sae, self.reader)
             if verbose and "calibrated" in scales.source:
                 print(f"[llm] feature scales {scales.source}", flush=True)
-            self.steering = Steering(sae, policy.features, scales, directions=directions)
+            steering = Steering(self.sae, self.policy.features, scales, directions=directions)
         elif directions is not None:
             raise ValueError("replacement directions need a policy whose features they replace")
+        return steering, scales
+
+    def _set_up_control(self, control: str, control_seed: int, scales: Any) -> None:
+        """The steering control: ``random`` draws one random direction, ``shuffle`` steers as
+        many other SAE features, both from ``control_seed``."""
+        from bots.llm.steering import Steering
+
         if control not in CONTROLS:
             raise ValueError(f"unknown steering control {control!r}; expected one of {', '.join(CONTROLS)}")
-        if control != "none" and policy is None:
+        if control != "none" and self.policy is None:
             raise ValueError(f"the steering control {control!r} needs a policy to control for")
         self.control = control
         self._control_rng = None
@@ -117,11 +123,10 @@ class LLMBot(Bot):
 
             self._control_rng = torch.Generator().manual_seed(control_seed)
         if control == "random":
-            d = torch.randn(lm.d_model, generator=self._control_rng)
+            d = torch.randn(self.lm.d_model, generator=self._control_rng)
             self._random_direction = d / d.norm()
         if control == "shuffle":
-            import torch
-
+            policy, sae = self.policy, self.sae
             assert policy is not None and sae is not None  # a control needs a policy, a policy its SAE (refused above)
             others = [i for i in range(sae.d_sae) if i not in set(policy.features)]
             pick = torch.randperm(len(others), generator=self._control_rng)[: len(policy.features)].tolist()
@@ -358,6 +363,20 @@ def usual_levels(info: Any, d_sae: int, k: int | None) -> tuple[list[float], lis
         rate = float(rate) if isinstance(rate, (int, float)) and 0 <= rate <= 1 else prior
         usual.append(t * rate)
     return usual, list(typical)
+
+
+def _check_sae_and_policy(lm: "LanguageModel", sae: "LoadedSAE | None", policy: "SteeringPolicy | None") -> None:
+    """A ``ValueError`` for a policy without its SAE, or an SAE or policy that does not fit
+    the model."""
+    from bots.llm.sae import check_compatible
+
+    if policy is not None and sae is None:
+        raise ValueError("a steering policy needs the SAE whose features it steers (--sae)")
+    if sae is not None:
+        check_compatible(sae, lm)
+    if policy is not None:
+        assert sae is not None  # a policy without its SAE is refused above
+        policy.check_sae(sae.d_sae, sae.hook_name)
 
 
 def _card_summary(policy: "SteeringPolicy") -> str:

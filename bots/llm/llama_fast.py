@@ -331,10 +331,7 @@ class LlamaAnswerPath:
         if min(len(p) for p in prompts) < 1:
             raise ValueError("empty prompt")
         K0 = int(shared_prefix)
-        if K0:
-            head = list(prompts[0][:K0])
-            if any(list(p[:K0]) != head for p in prompts[1:]) or K0 >= min(len(p) for p in prompts):
-                raise ValueError(f"the prompts do not share their first {K0} tokens (or one is no longer)")
+        _check_shared_prefix(prompts, K0)
         out: list[BoardEntry | None] = [None] * n
         buckets: dict[int, list[tuple[int, Tensor | None]]] = {}  # prefix length -> (prompt, prefix kv)
 
@@ -354,13 +351,8 @@ class LlamaAnswerPath:
                                                               list(range(n)))]
         while stack:
             K, kv, members = stack.pop()
-            parts: dict[tuple[int, ...], list[int]] = {}
-            for j in members:
-                if len(prompts[j]) > K + step:
-                    parts.setdefault(tuple(int(t) for t in prompts[j][K:K + step]), []).append(j)
-            shared = [p for p in parts.values() if len(p) > 1]
-            alone = set(members) - {j for p in shared for j in p}
-            for j in sorted(alone):
+            shared, alone = _split_by_stretch(prompts, members, K, step)
+            for j in alone:
                 buckets.setdefault(K, []).append((j, kv))
             if len(buckets.get(K, ())) >= batch:
                 flush(K)
@@ -388,21 +380,14 @@ class LlamaAnswerPath:
         per_row = prefix is not None and prefix.dim() == 6
         lengths = [len(p) for p in prompts]
         T = max(lengths) - K  # tokens run per row
-        tokens = torch.zeros(B, T, dtype=torch.long)
-        for i, p in enumerate(prompts):
-            tokens[i, : len(p) - K] = torch.as_tensor(list(p[K:]), dtype=torch.long)
-        x = w.embed[tokens]
+        x = w.embed[_tokens_after(prompts, K, T)]
         cos, sin = w.rope(torch.arange(K, K + T))
         H, Hk, dh = w.n_heads, w.n_kv_heads, w.d_head
         last = torch.tensor(lengths) - 1 - K
         rows = torch.arange(B)
         kept: list[Tensor] = []
         all_kv: list[Tensor] = []
-        # causal within the rows' own tokens, everything in the prefix visible
-        mask = None
-        if K:
-            mask = torch.ones(T, K + T, dtype=torch.bool)
-            mask[:, K:] = torch.ones(T, T, dtype=torch.bool).tril()
+        mask = _prefix_mask(T, K)
         resid_at_start = x[rows, last].clone() if self.start_layer == 0 else None
         for li, lw in enumerate(w.layers):
             h = _rms(x, lw.ln1, w.eps)
@@ -432,16 +417,7 @@ class LlamaAnswerPath:
         logits = self._digits(x[rows, last])
         masses = self.log_digit_mass(x[rows, last])
         assert resid_at_start is not None  # start_layer <= n_layers: taken at or before the last layer
-        entries = []
-        for i, n in enumerate(lengths):
-            if kept:
-                kv = torch.stack([t[i, :, :, : n - 1] for t in kept]).contiguous()
-            else:
-                kv = torch.empty(0, 2, Hk, n - 1, dh)
-            entries.append(BoardEntry(length=n, resid=resid_at_start[i].contiguous(), kv=kv,
-                                      digit_logits=logits[i].clone(),
-                                      log_digit_mass=None if masses is None else masses[i].clone()))
-        return None, entries
+        return None, _board_entries(lengths, kept, resid_at_start, logits, masses, Hk, dh)
 
     @torch.no_grad()
     def answer_logits(self, entries: Sequence[BoardEntry], added: Tensor | None = None) -> Tensor:
@@ -497,6 +473,62 @@ class LlamaAnswerPath:
             x = x + F.linear(att.transpose(1, 2).reshape(B, 1, H * dh), lw.o, lw.bo)
             x = x + _mlp(x, lw, w.eps)
         return x[:, 0]
+
+
+def _check_shared_prefix(prompts: Sequence[Sequence[int]], K0: int) -> None:
+    """A ``ValueError`` unless every prompt starts with the same ``K0`` tokens and is longer."""
+    if K0:
+        head = list(prompts[0][:K0])
+        if any(list(p[:K0]) != head for p in prompts[1:]) or K0 >= min(len(p) for p in prompts):
+            raise ValueError(f"the prompts do not share their first {K0} tokens (or one is no longer)")
+
+
+def _split_by_stretch(prompts: Sequence[Sequence[int]], members: list[int], K: int,
+                      step: int) -> tuple[list[list[int]], list[int]]:
+    """One level of :meth:`LlamaAnswerPath.prefill_tree`'s tree: the groups of ``members``
+    (two or more) whose prompts agree on tokens ``K .. K + step`` and go on after them, and
+    the other members, sorted (they run from ``K`` on)."""
+    parts: dict[tuple[int, ...], list[int]] = {}
+    for j in members:
+        if len(prompts[j]) > K + step:
+            parts.setdefault(tuple(int(t) for t in prompts[j][K:K + step]), []).append(j)
+    shared = [p for p in parts.values() if len(p) > 1]
+    alone = set(members) - {j for p in shared for j in p}
+    return shared, sorted(alone)
+
+
+def _tokens_after(prompts: Sequence[Sequence[int]], K: int, T: int) -> Tensor:
+    """``[B, T]`` token ids of each prompt after its first ``K``, right-padded with 0."""
+    tokens = torch.zeros(len(prompts), T, dtype=torch.long)
+    for i, p in enumerate(prompts):
+        tokens[i, : len(p) - K] = torch.as_tensor(list(p[K:]), dtype=torch.long)
+    return tokens
+
+
+def _prefix_mask(T: int, K: int) -> Tensor | None:
+    """Attention mask of ``T`` new tokens after a ``K``-token prefix: causal within the new
+    tokens, everything in the prefix visible (None without a prefix: plain causal)."""
+    if not K:
+        return None
+    mask = torch.ones(T, K + T, dtype=torch.bool)
+    mask[:, K:] = torch.ones(T, T, dtype=torch.bool).tril()
+    return mask
+
+
+def _board_entries(lengths: Sequence[int], kept: list[Tensor], resid_at_start: Tensor, logits: Tensor,
+                   masses: Tensor | None, Hk: int, dh: int) -> list[BoardEntry]:
+    """One :class:`BoardEntry` per row: its residual at the start layer, the keys and values
+    kept (all but the last token's), and its digit logits and mass."""
+    entries = []
+    for i, n in enumerate(lengths):
+        if kept:
+            kv = torch.stack([t[i, :, :, : n - 1] for t in kept]).contiguous()
+        else:
+            kv = torch.empty(0, 2, Hk, n - 1, dh)
+        entries.append(BoardEntry(length=n, resid=resid_at_start[i].contiguous(), kv=kv,
+                                  digit_logits=logits[i].clone(),
+                                  log_digit_mass=None if masses is None else masses[i].clone()))
+    return entries
 
 
 class BoardCache:

@@ -162,24 +162,36 @@ def load_model(spec: str = DEFAULT_MODEL, *, cache_dir: str | Path | None = None
 
     t0 = time.perf_counter()
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    folder, name = _resolve_spec(spec, cache, log)
+    model, tokenizer = _boot_bridge(spec, folder, device, allow_download)
+    cell_ids = _cell_token_ids(tokenizer, name)
+    dt = time.perf_counter() - t0
+    log(f"loaded {name} ({model.cfg.n_layers} layers, d_model {model.cfg.d_model}) in {dt:.1f} s")
+    return LanguageModel(model=model, tokenizer=tokenizer, name=name, source=str(folder or spec),
+                         cell_token_ids=cell_ids, load_seconds=dt)
+
+
+def _resolve_spec(spec: str, cache: Path, log: Any) -> tuple[Path | None, str]:
+    """The local model folder ``spec`` names (None for a TransformerLens model name) and the
+    model's name; converts SmolLM2 into ``cache`` on first use."""
     if spec in (DEFAULT_MODEL, SMOLLM2_NAME, f"HuggingFaceTB/{SMOLLM2_NAME}"):
-        folder = _convert_smollm2(cache / "models", log)
-        name = SMOLLM2_NAME
-    elif Path(spec).expanduser().is_dir():
-        folder = Path(spec).expanduser()
+        return _convert_smollm2(cache / "models", log), SMOLLM2_NAME
+    folder = Path(spec).expanduser()
+    if folder.is_dir():
         if not (folder / "config.json").is_file():
             raise ModelLoadError(f"{folder} is not a Hugging Face model folder (no config.json)")
-        name = folder.name
-    elif Path(spec).expanduser().exists():
+        return folder, folder.name
+    if folder.exists():
         raise ModelLoadError(f"--model {spec}: that is a file; give a Hugging Face model folder "
                              "(with config.json), 'smollm2', or a TransformerLens model name")
-    elif _looks_like_path(spec):
+    if _looks_like_path(spec):
         raise ModelLoadError(f"--model {spec}: no such folder (give an existing Hugging Face model folder, "
                              "'smollm2', or a TransformerLens model name)")
-    else:
-        folder = None
-        name = spec
+    return None, spec
 
+
+def _boot_bridge(spec: str, folder: Path | None, device: str, allow_download: bool) -> tuple[Any, Any]:
+    """The model wrapped in a TransformerBridge (eval mode, no gradients) and its tokenizer."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformer_lens.model_bridge import TransformerBridge
@@ -203,14 +215,15 @@ def load_model(spec: str = DEFAULT_MODEL, *, cache_dir: str | Path | None = None
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
+    return model, tokenizer
 
+
+def _cell_token_ids(tokenizer: Any, name: str) -> list[int]:
+    """The token ids of the digits 1-9; a :class:`ModelLoadError` unless each is one token."""
     cell_ids = []
     for d in "123456789":
         ids = tokenizer.encode(d, add_special_tokens=False)
         if len(ids) != 1:
             raise ModelLoadError(f"{name}: the digit {d!r} is not a single token ({ids}); this model cannot be read as a player")
         cell_ids.append(ids[0])
-    dt = time.perf_counter() - t0
-    log(f"loaded {name} ({model.cfg.n_layers} layers, d_model {model.cfg.d_model}) in {dt:.1f} s")
-    return LanguageModel(model=model, tokenizer=tokenizer, name=name, source=str(folder or spec),
-                         cell_token_ids=cell_ids, load_seconds=dt)
+    return cell_ids

@@ -199,17 +199,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
     import torch
 
     from bots.llm.cli import load_sae_arg
     from bots.llm.learned import LearnedSteeringPolicy
     from bots.llm.model import load_model
     from bots.llm.policy import PolicyError, load_policy
-    from training.rl.actuator import prompt_store_path
-    from training.heldout import open_positions
-    from training.rl.ppo import TrainConfig, build_actuator
 
     torch.set_num_threads(max(1, args.threads))
     try:
@@ -227,6 +222,28 @@ def run(args: argparse.Namespace) -> int:
         print("error: no SAE; pass --sae", file=sys.stderr)
         return 2
     policy.check_sae(sae.d_sae, sae.hook_name)
+    actuator = _policy_actuator(lm, sae, policy)
+    labels = {f: sae.label(f) or "" for f in policy.features}
+    rep = build_report(policy, actuator, labels)
+    from training.rl.evaluation import evaluate_exact
+
+    rep["exact"] = {"minimax": evaluate_exact(policy, actuator), "random": evaluate_exact(policy, actuator, "random")}
+    if args.digit_mass:
+        rep["digit_mass"] = _digit_mass_summary(lm, sae, policy, actuator, args.digit_mass_boards)
+    plot_heatmap(rep, args.heatmap, f"policy {policy.digest}: mean coefficient per situation")
+    _write_report_markdown(args, rep, policy)
+    print(f"done: {args.out} and {args.heatmap} ({rep['boards']} boards, steers {100 * rep['steered_share']:.0f} % "
+          f"of moves, mean push {rep['push_mean']:.3f}) in {time.perf_counter() - t:.0f} s")
+    return 0
+
+
+def _policy_actuator(lm: Any, sae: Any, policy: Any) -> Any:
+    """The actuator the learned policy was trained with (its features, observation and
+    action codec), warmed on every open position when a prompt store is at hand."""
+    from training.heldout import open_positions
+    from training.rl.actuator import prompt_store_path
+    from training.rl.ppo import TrainConfig, build_actuator
+
     c = policy.codec
     cfg = TrainConfig(features=list(policy.features), obs=policy.obs, action=c.kind, strengths=list(c.strengths),
                       slots=c.slots, bound=c.bound)
@@ -234,25 +251,32 @@ def run(args: argparse.Namespace) -> int:
     store = prompt_store_path(lm, actuator.bot.reader, lm.weights_hash())
     if store is not None:
         actuator.warm(open_positions(), store=store)
-    labels = {f: sae.label(f) or "" for f in policy.features}
-    rep = build_report(policy, actuator, labels)
-    from training.rl.evaluation import evaluate_exact
+    return actuator
 
-    rep["exact"] = {"minimax": evaluate_exact(policy, actuator), "random": evaluate_exact(policy, actuator, "random")}
-    if args.digit_mass:
-        rows = position_rows(policy, actuator)
-        if len(rows) > args.digit_mass_boards:  # a seeded sample keeps the full forwards bounded
-            import random
 
-            rows = random.Random(0).sample(rows, args.digit_mass_boards)
-        boards = [b for b, _, _ in rows]
-        added = actuator.bot.steering.vectors(torch.tensor(np.stack([r for _, r, _ in rows])))
-        mass = digit_mass(lm, sae.hook_name, actuator.bot.reader, boards, added)
-        base = digit_mass(lm, sae.hook_name, actuator.bot.reader, boards, torch.zeros_like(added))
-        rep["digit_mass"] = {"steered_mean": float(mass.mean()), "steered_min": float(mass.min()),
-                             "unsteered_mean": float(base.mean()), "unsteered_min": float(base.min()),
-                             "boards": len(boards)}
-    plot_heatmap(rep, args.heatmap, f"policy {policy.digest}: mean coefficient per situation")
+def _digit_mass_summary(lm: Any, sae: Any, policy: Any, actuator: Any, max_boards: int) -> dict[str, Any]:
+    """The digits' share of the next-token distribution with and without the policy's
+    steering, on (a seeded sample of at most ``max_boards``) positions it reaches."""
+    import torch
+
+    rows = position_rows(policy, actuator)
+    if len(rows) > max_boards:  # a seeded sample keeps the full forwards bounded
+        import random
+
+        rows = random.Random(0).sample(rows, max_boards)
+    boards = [b for b, _, _ in rows]
+    added = actuator.bot.steering.vectors(torch.tensor(np.stack([r for _, r, _ in rows])))
+    mass = digit_mass(lm, sae.hook_name, actuator.bot.reader, boards, added)
+    base = digit_mass(lm, sae.hook_name, actuator.bot.reader, boards, torch.zeros_like(added))
+    return {"steered_mean": float(mass.mean()), "steered_min": float(mass.min()),
+            "unsteered_mean": float(base.mean()), "unsteered_min": float(base.min()),
+            "boards": len(boards)}
+
+
+def _write_report_markdown(args: argparse.Namespace, rep: dict[str, Any], policy: Any) -> None:
+    """The report's markdown at ``--out``, with the policy's run card when it has one."""
+    import json
+
     card_path = Path(args.policy).with_name(Path(args.policy).stem + ".card.json")
     card = json.loads(card_path.read_text()) if card_path.is_file() else None
     try:
@@ -261,9 +285,6 @@ def run(args: argparse.Namespace) -> int:
         heat_rel = str(args.heatmap)
     command = "autosteer-train rl-report " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "autosteer-train rl-report"
     write_markdown(rep, args.out, policy, _rel(args.policy), heat_rel, command, card)
-    print(f"done: {args.out} and {args.heatmap} ({rep['boards']} boards, steers {100 * rep['steered_share']:.0f} % "
-          f"of moves, mean push {rep['push_mean']:.3f}) in {time.perf_counter() - t:.0f} s")
-    return 0
 
 
 def _rel(path: str) -> str:
