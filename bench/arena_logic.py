@@ -61,7 +61,9 @@ def _normalise(frame: Any, seen: dict[str, str]) -> Any:
     return frame
 
 
-def drive(connections: int, requests: int, repeats: int, seed: int, digest: bool, gc_threshold: int = 10_000) -> dict[str, Any]:
+def drive(
+    connections: int, requests: int, repeats: int, seed: int, digest: bool, gc_threshold: int = 10_000
+) -> dict[str, Any]:
     """Run the traffic ``repeats`` times on fresh arenas; µs per request of each repeat."""
     from server.arena.arena import Arena, Send, ServerConfig
     from server.protocol import encode_frame
@@ -72,9 +74,17 @@ def drive(connections: int, requests: int, repeats: int, seed: int, digest: bool
     sha = hashlib.sha256()
     frames_sent = 0
     for rep in range(repeats):
-        config = ServerConfig(seed=seed, rate=1e6, burst=10**6, flood_close=10**6, move_clock=600.0,
-                              max_connections=connections + 1, max_connections_per_address=connections + 1,
-                              max_live_games_per_address=10**6, db_path=":memory:")
+        config = ServerConfig(
+            seed=seed,
+            rate=1e6,
+            burst=10**6,
+            flood_close=10**6,
+            move_clock=600.0,
+            max_connections=connections + 1,
+            max_connections_per_address=connections + 1,
+            max_live_games_per_address=10**6,
+            db_path=":memory:",
+        )
         arena = Arena(config)
         rng = random.Random(seed)
         now = 1_000_000.0
@@ -112,9 +122,21 @@ def drive(connections: int, requests: int, repeats: int, seed: int, digest: bool
 def _child(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Run :func:`drive` in a child process on the checkout at ``root``; its JSON result."""
     env = dict(os.environ, PYTHONPATH=str(root))
-    argv = [sys.executable, str(Path(__file__).resolve()), "--child", "--connections", str(args.connections),
-            "--requests", str(args.requests), "--repeats", str(args.repeats), "--seed", str(args.seed),
-            "--gc-threshold", str(args.gc_threshold)]
+    argv = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        "--connections",
+        str(args.connections),
+        "--requests",
+        str(args.requests),
+        "--repeats",
+        str(args.repeats),
+        "--seed",
+        str(args.seed),
+        "--gc-threshold",
+        str(args.gc_threshold),
+    ]
     out = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"the driver failed on {root}:\n{out.stderr[-3000:]}")
@@ -122,33 +144,54 @@ def _child(root: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     ap.add_argument("--connections", type=int, default=100, help="sessions playing at once")
     ap.add_argument("--requests", type=int, default=20000, help="requests timed per repeat")
     ap.add_argument("--repeats", type=int, default=1, help="repeats inside each child process")
     ap.add_argument("--rounds", type=int, default=5, help="child processes per checkout (alternating)")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--gc-threshold", type=int, default=10_000, help="cyclic GC threshold (generation 0), as 'serve' sets it")
+    ap.add_argument(
+        "--gc-threshold", type=int, default=10_000, help="cyclic GC threshold (generation 0), as 'serve' sets it"
+    )
     ap.add_argument("--baseline-root", type=Path, default=None, help="another checkout measured in the same run")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        print(json.dumps(drive(args.connections, args.requests, args.repeats, args.seed, digest=True,
-                               gc_threshold=args.gc_threshold)))
+        print(
+            json.dumps(
+                drive(
+                    args.connections,
+                    args.requests,
+                    args.repeats,
+                    args.seed,
+                    digest=True,
+                    gc_threshold=args.gc_threshold,
+                )
+            )
+        )
         return 0
 
     roots = [("current", ROOT)] + ([("baseline", args.baseline_root.resolve())] if args.baseline_root else [])
-    print(f"arena logic: {args.connections} sessions vs the house random bot, {args.requests} requests x "
-          f"{args.repeats} per child, {args.rounds} rounds; checkouts: " + ", ".join(f"{n} {r}" for n, r in roots), flush=True)
+    print(
+        f"arena logic: {args.connections} sessions vs the house random bot, {args.requests} requests x "
+        f"{args.repeats} per child, {args.rounds} rounds; checkouts: " + ", ".join(f"{n} {r}" for n, r in roots),
+        flush=True,
+    )
     results: dict[str, list[float]] = {name: [] for name, _ in roots}
     digests: dict[str, set[str]] = {name: set() for name, _ in roots}
     for rnd in range(args.rounds):
-        for name, root in (roots if rnd % 2 == 0 else roots[::-1]):
+        for name, root in roots if rnd % 2 == 0 else roots[::-1]:
             res = _child(root, args)
             results[name] += res["us_per_request"]
             digests[name].add(f"{res['digest']} ({res['frames']} frames)")
-            print(f"  round {rnd + 1}/{args.rounds} {name:8s} " + " ".join(f"{v:.1f}" for v in res["us_per_request"])
-                  + " µs/request", flush=True)
+            print(
+                f"  round {rnd + 1}/{args.rounds} {name:8s} "
+                + " ".join(f"{v:.1f}" for v in res["us_per_request"])
+                + " µs/request",
+                flush=True,
+            )
     medians = {name: statistics.median(v) for name, v in results.items()}
     print()
     print("| checkout | µs/request (median) | min | max | frames digest |")
@@ -159,8 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline_root:
         ratio = medians["baseline"] / medians["current"]
         same = digests["current"] == digests["baseline"]
-        print(f"\nresult: current {medians['current']:.1f} µs/request, baseline {medians['baseline']:.1f}: "
-              f"{ratio:.2f}x as fast; frames {'identical' if same else 'DIFFER'} (normalised digest)")
+        print(
+            f"\nresult: current {medians['current']:.1f} µs/request, baseline {medians['baseline']:.1f}: "
+            f"{ratio:.2f}x as fast; frames {'identical' if same else 'DIFFER'} (normalised digest)"
+        )
     else:
         print(f"\nresult: {medians['current']:.1f} µs/request (median of {len(results['current'])})")
     return 0

@@ -41,8 +41,14 @@ def start_server(db: str, mqtt: str | None, server_id: str) -> tuple[subprocess.
     cmd = [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", "0", "--db", db, *FAST]
     if mqtt:
         cmd += ["--mqtt", mqtt, "--server-id", server_id, "--mqtt-queue", "100000"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     return proc, read_banner_url(proc)
 
 
@@ -93,7 +99,9 @@ async def count_results(mqtt: Mosquitto, seen: dict[str, Any], stop: asyncio.Eve
         reader.cancel()
 
 
-async def one_run(servers: list[str], games: int, clients: int, window: int, mqtt: Mosquitto | None) -> tuple[float, dict[str, int]]:
+async def one_run(
+    servers: list[str], games: int, clients: int, window: int, mqtt: Mosquitto | None
+) -> tuple[float, dict[str, int]]:
     seen: dict[str, int] = {}
     stop = asyncio.Event()
     counter = asyncio.create_task(count_results(mqtt, seen, stop, games)) if mqtt else None
@@ -101,7 +109,9 @@ async def one_run(servers: list[str], games: int, clients: int, window: int, mqt
         await asyncio.sleep(0.01)
     per = [games // clients + (1 if i < games % clients else 0) for i in range(clients)]
     t0 = time.perf_counter()
-    ended = await asyncio.gather(*(organise(servers[i % len(servers)], f"org{i}", n, window) for i, n in enumerate(per)))
+    ended = await asyncio.gather(
+        *(organise(servers[i % len(servers)], f"org{i}", n, window) for i, n in enumerate(per))
+    )
     seconds = time.perf_counter() - t0
     stop.set()
     if counter is not None:
@@ -121,10 +131,25 @@ def measure_writes(label: str, target: str, n: int) -> tuple[str, float, float]:
     for i in range(n):
         gid = f"w{i // 9}"
         moves = [] if i % 9 == 0 else moves
-        moves.append({"ply": len(moves) + 1, "seat": "XO"[len(moves) % 2], "cell": len(moves) + 1, "at": 1.0,
-                      "trace": {"top_features": [{"index": 12, "activation": 2.5}]}})
-        record = {"game_id": gid, "x": "a", "o": "b", "status": "live", "board": ".........", "moves": moves,
-                  "clock": 30.0, "started_at": 1.0}
+        moves.append(
+            {
+                "ply": len(moves) + 1,
+                "seat": "XO"[len(moves) % 2],
+                "cell": len(moves) + 1,
+                "at": 1.0,
+                "trace": {"top_features": [{"index": 12, "activation": 2.5}]},
+            }
+        )
+        record = {
+            "game_id": gid,
+            "x": "a",
+            "o": "b",
+            "status": "live",
+            "board": ".........",
+            "moves": moves,
+            "clock": 30.0,
+            "started_at": 1.0,
+        }
         t0 = time.perf_counter()
         rec.save(record)
         times.append((time.perf_counter() - t0) * 1e6)
@@ -145,8 +170,12 @@ def main() -> int:
     if mosquitto_binary() is None or postgres_bin_dir() is None:
         print("error: needs mosquitto and postgresql (scripts/ensure-services.sh installs them)", file=sys.stderr)
         return 2
-    configs = [("1 server, SQLite", 1, "sqlite", False), ("1 server, SQLite + MQTT", 1, "sqlite", True),
-               ("1 server, PostgreSQL + MQTT", 1, "pg", True), ("2 servers, PostgreSQL + MQTT", 2, "pg", True)]
+    configs = [
+        ("1 server, SQLite", 1, "sqlite", False),
+        ("1 server, SQLite + MQTT", 1, "sqlite", True),
+        ("1 server, PostgreSQL + MQTT", 1, "pg", True),
+        ("2 servers, PostgreSQL + MQTT", 2, "pg", True),
+    ]
     wanted = {int(c) for c in args.configs.split(",")}
     configs = [c for i, c in enumerate(configs, 1) if i in wanted]
     rows = []
@@ -159,19 +188,33 @@ def main() -> int:
         broker.start()
         pg = Postgres(folder / "pg", postgres_bin_dir())  # type: ignore[arg-type]
         pg.start()
-        print(f"mosquitto on {broker.url}, postgresql on port {pg.port}; {args.games} games × {args.repeat} runs per "
-              f"configuration, {args.clients} clients × {args.window} in flight", flush=True)
+        print(
+            f"mosquitto on {broker.url}, postgresql on port {pg.port}; {args.games} games × {args.repeat} runs per "
+            f"configuration, {args.clients} clients × {args.window} in flight",
+            flush=True,
+        )
         try:
             for label, n_servers, store, use_mqtt in configs:
                 rates = []
                 for rep in range(args.repeat):
                     pg.reset()
-                    dbs = [pg.url] * n_servers if store == "pg" else [str(folder / f"r{rep}-{i}.sqlite3") for i in range(n_servers)]
+                    dbs = (
+                        [pg.url] * n_servers
+                        if store == "pg"
+                        else [str(folder / f"r{rep}-{i}.sqlite3") for i in range(n_servers)]
+                    )
                     procs = [start_server(dbs[i], broker.url if use_mqtt else None, f"s{i}") for i in range(n_servers)]
                     try:
                         time.sleep(0.5)
-                        seconds, seen = asyncio.run(one_run([u for _, u in procs], args.games, args.clients, args.window,
-                                                            broker if use_mqtt else None))
+                        seconds, seen = asyncio.run(
+                            one_run(
+                                [u for _, u in procs],
+                                args.games,
+                                args.clients,
+                                args.window,
+                                broker if use_mqtt else None,
+                            )
+                        )
                         health = [healthz(u) for _, u in procs]
                     finally:
                         for p, _ in procs:
@@ -183,25 +226,33 @@ def main() -> int:
                         dropped = sum(h["mqtt"]["dropped"] for h in health)
                         drain = seen.pop("drain_s", 0.0)
                         published = sum(h["mqtt"]["published"] for h in health)
-                        checks.append(f"results on broker {len(seen)}/{args.games} (last {drain:.2f} s after the last "
-                                      f"game), duplicates {sum(v - 1 for v in seen.values())}, dropped {dropped}; "
-                                      f"{published} messages published, {published / (seconds + drain):.0f}/s")
+                        checks.append(
+                            f"results on broker {len(seen)}/{args.games} (last {drain:.2f} s after the last "
+                            f"game), duplicates {sum(v - 1 for v in seen.values())}, dropped {dropped}; "
+                            f"{published} messages published, {published / (seconds + drain):.0f}/s"
+                        )
                     if store == "pg":
                         import psycopg
 
                         with psycopg.connect(pg.url) as con:
-                            n, distinct = con.execute("SELECT COUNT(*), COUNT(DISTINCT game_id) FROM games "
-                                                      "WHERE status = 'finished'").fetchone()
+                            n, distinct = con.execute(
+                                "SELECT COUNT(*), COUNT(DISTINCT game_id) FROM games WHERE status = 'finished'"
+                            ).fetchone()
                         checks.append(f"stored {n} rows, {distinct} distinct")
                     rate = args.games / seconds
                     rates.append(rate)
-                    print(f"  {label:32s} run {rep + 1}: {args.games} games in {seconds:.2f} s = {rate:.0f} games/s; "
-                          + "; ".join(checks), flush=True)
+                    print(
+                        f"  {label:32s} run {rep + 1}: {args.games} games in {seconds:.2f} s = {rate:.0f} games/s; "
+                        + "; ".join(checks),
+                        flush=True,
+                    )
                 rows.append((label, statistics.median(rates), min(rates), max(rates)))
             print(f"\none records write (a move's upsert), {args.writes} writes per store:", flush=True)
             pg.reset()
-            write_rows = [measure_writes("SQLite file (WAL)", str(folder / "writes.sqlite3"), args.writes),
-                          measure_writes("PostgreSQL (loopback)", pg.url, args.writes)]
+            write_rows = [
+                measure_writes("SQLite file (WAL)", str(folder / "writes.sqlite3"), args.writes),
+                measure_writes("PostgreSQL (loopback)", pg.url, args.writes),
+            ]
         finally:
             pg.stop()
             broker.stop()

@@ -33,9 +33,11 @@ def summarise(name: str, traces: list[list[dict]], info) -> str:
     unclear = sum(1 for f in rows if str(f.get("label", "")).startswith("no clear board concept"))
     firsts = collections.Counter(t[0]["index"] for t in traces if t)
     top, count = firsts.most_common(1)[0]
-    return (f"{name:<22} rows {len(rows):>5}  always-on {100 * always / len(rows):5.1f} %  "
-            f"'no clear board concept' {100 * unclear / len(rows):5.1f} %  distinct first features {len(firsts):>3}  "
-            f"most frequent first #{top} on {100 * count / len(traces):5.1f} % of boards")
+    return (
+        f"{name:<22} rows {len(rows):>5}  always-on {100 * always / len(rows):5.1f} %  "
+        f"'no clear board concept' {100 * unclear / len(rows):5.1f} %  distinct first features {len(firsts):>3}  "
+        f"most frequent first #{top} on {100 * count / len(traces):5.1f} % of boards"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

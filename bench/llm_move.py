@@ -62,12 +62,20 @@ def _random_sae(lm: Any, hook: str, d_sae: int = 2048) -> Any:
     torch.manual_seed(0)
     sae = StandardSAE(StandardSAEConfig(d_in=lm.d_model, d_sae=d_sae, metadata=SAEMetadata(hook_name=hook)))
     info = FeatureInfo(hook_name=hook, d_sae=d_sae, typical_activation=[5.0] * d_sae)
-    return LoadedSAE(sae=sae, hook_name=hook, d_in=lm.d_model, d_sae=d_sae, source="random (bench)",
-                     architecture="standard", features=info)
+    return LoadedSAE(
+        sae=sae,
+        hook_name=hook,
+        d_in=lm.d_model,
+        d_sae=d_sae,
+        source="random (bench)",
+        architecture="standard",
+        features=info,
+    )
 
 
-def positions_study(lm: Any, hook: str, boards: list[Any], scales: tuple[float, ...] = (0.5, 1.0, 2.0),
-                    directions: int = 2) -> list[dict[str, Any]]:
+def positions_study(
+    lm: Any, hook: str, boards: list[Any], scales: tuple[float, ...] = (0.5, 1.0, 2.0), directions: int = 2
+) -> list[dict[str, Any]]:
     """Random unit directions scaled to k × the residual norm at the answer position, added
     at the last position vs at every position: how often the argmax cell changes, mean KL."""
     import torch
@@ -93,13 +101,16 @@ def positions_study(lm: Any, hook: str, boards: list[Any], scales: tuple[float, 
                 s[1] += float(kl_divergence(out.logits, base.base_logits).sum())
                 s[2] += len(boards)
         for name, (changed, kl, n) in stats.items():
-            rows.append({"scale": k, "positions": name, "argmax_changed": round(changed / n, 3), "mean_kl": round(kl / n, 3)})
+            rows.append(
+                {"scale": k, "positions": name, "argmax_changed": round(changed / n, 3), "mean_kl": round(kl / n, 3)}
+            )
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--reps", type=int, default=30, help="repetitions per measurement")
     parser.add_argument("--batch", type=int, default=16, help="concurrent games in the batched measurement")
     parser.add_argument("--sae", default="auto", help="SAE folder ('auto': the shipped one, else a random SAE)")
@@ -140,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         def go() -> None:  # a fresh cache each time: the first move on these boards
             bot.close()
             bot.choose_batch(reqs[:n])
+
         return go
 
     # the steered bot with the prompt's shared opening run for every board again (as before
@@ -149,21 +161,27 @@ def main(argv: list[str] | None = None) -> int:
     cold_ms: dict[str, list[float]] = {f"{k}{n}": [] for k in ("steer", "plain", "unshared") for n in ("1", "B")}
     cold_trio = [("steer", steered), ("plain", plain), ("unshared", unshared)]
     for rep in range(max(4, args.reps // 3)):
-        for key, bot in (cold_trio if rep % 2 == 0 else cold_trio[::-1]):  # alternate the order
+        for key, bot in cold_trio if rep % 2 == 0 else cold_trio[::-1]:  # alternate the order
             cold_ms[key + "1"].append(_median_ms(cold(bot, 1), 1, 1))
     for rep in range(max(2, args.reps // 6)):
-        for key, bot in (cold_trio if rep % 2 == 0 else cold_trio[::-1]):
+        for key, bot in cold_trio if rep % 2 == 0 else cold_trio[::-1]:
             cold_ms[key + "B"].append(_median_ms(cold(bot, args.batch), 1, args.batch))
     cmed = {k: statistics.median(v) for k, v in cold_ms.items()}
     unshared.close()
     for bot in (steered, zero, steered_nomemo, zero_nomemo, plain):
         bot.choose_batch(reqs)  # warm the caches
-    configs = [("plain", plain), ("steer", steered), ("zero", zero), ("steer_c", steered_nomemo), ("zero_c", zero_nomemo)]
+    configs = [
+        ("plain", plain),
+        ("steer", steered),
+        ("zero", zero),
+        ("steer_c", steered_nomemo),
+        ("zero_c", zero_nomemo),
+    ]
     results: dict[str, list[float]] = {f"{k}{n}": [] for k, _ in configs for n in ("1", "B")}
     inner = 10  # warm moves are sub-millisecond: each sample times 10 calls, so the timer and one
     # context switch do not dominate
     for rep in range(args.reps):  # interleaved (order alternating) so that contention hits all alike
-        for key, bot in (configs if rep % 2 == 0 else configs[::-1]):
+        for key, bot in configs if rep % 2 == 0 else configs[::-1]:
             for suffix, n in (("1", 1), ("B", args.batch)):
                 t = time.perf_counter()
                 for _ in range(inner):
@@ -189,14 +207,16 @@ def main(argv: list[str] | None = None) -> int:
     B = args.batch
     print(f"\nmedian latency per move (ms), {args.reps} reps (warm: 10 calls per rep), batch = {B} concurrent games")
     print(f"{'':52}{'single':>10}{'batched':>10}")
-    rows = [("cold, plain unsteered bot (first time a board is seen)", cmed["plain1"], cmed["plainB"]),
-            ("cold, steered bot", cmed["steer1"], cmed["steerB"]),
-            ("cold, steered bot, prompt opening not shared", cmed["unshared1"], cmed["unsharedB"]),
-            ("warm, plain unsteered bot (no SAE, no steering)", med["plain1"], med["plainB"]),
-            ("warm, steered bot (as it plays: memo hit)", med["steer1"], med["steerB"]),
-            ("warm, zero-steered bot (memo hit)", med["zero1"], med["zeroB"]),
-            ("warm, steered, memo off (answer token computed)", med["steer_c1"], med["steer_cB"]),
-            ("warm, zero-steered, memo off (same compute)", med["zero_c1"], med["zero_cB"])]
+    rows = [
+        ("cold, plain unsteered bot (first time a board is seen)", cmed["plain1"], cmed["plainB"]),
+        ("cold, steered bot", cmed["steer1"], cmed["steerB"]),
+        ("cold, steered bot, prompt opening not shared", cmed["unshared1"], cmed["unsharedB"]),
+        ("warm, plain unsteered bot (no SAE, no steering)", med["plain1"], med["plainB"]),
+        ("warm, steered bot (as it plays: memo hit)", med["steer1"], med["steerB"]),
+        ("warm, zero-steered bot (memo hit)", med["zero1"], med["zeroB"]),
+        ("warm, steered, memo off (answer token computed)", med["steer_c1"], med["steer_cB"]),
+        ("warm, zero-steered, memo off (same compute)", med["zero_c1"], med["zero_cB"]),
+    ]
     for label, a, b in rows:
         print(f"{label:52}{a:10.2f}{b:10.2f}")
     print(f"{'hooked full forward, no hook':52}{h_plain:10.1f}")
@@ -218,22 +238,30 @@ def main(argv: list[str] | None = None) -> int:
     rh = statistics.median(x / y for x, y in zip(hs, hp))
     print(f"    hooked full forward, with / without hook: {rh:.3f} ({verdict(rh)} it)")
     print("(b) steered bot / plain unsteered bot (no SAE, no steering work) (target <= 1.10):")
-    for label, data, a, b in (("warm board (seen before)", results, "steer", "plain"),
-                              ("cold board (first time seen)", cold_ms, "steer", "plain"),
-                              ("warm, memo off (new steering vector)", results, "steer_c", "plain")):
+    for label, data, a, b in (
+        ("warm board (seen before)", results, "steer", "plain"),
+        ("cold board (first time seen)", cold_ms, "steer", "plain"),
+        ("warm, memo off (new steering vector)", results, "steer_c", "plain"),
+    ):
         r1, rb = paired(data, a + "1", b + "1"), paired(data, a + "B", b + "B")
         print(f"    {label:36} single {r1:.3f}, batched {rb:.3f} ({verdict(max(r1, rb))} it)")
     r1, rb = paired(cold_ms, "unshared1", "steer1"), paired(cold_ms, "unsharedB", "steerB")
     print(f"cold steered move, prompt opening not shared / shared: single {r1:.2f}, batched {rb:.2f}")
     print("batched steered move vs the 40 ms target:")
-    for label, v in (("warm (memo hit)", med["steerB"]), ("warm, memo off", med["steer_cB"]), ("cold board", cmed["steerB"])):
+    for label, v in (
+        ("warm (memo hit)", med["steerB"]),
+        ("warm, memo off", med["steer_cB"]),
+        ("cold board", cmed["steerB"]),
+    ):
         print(f"    {label:36} {v:8.2f} ms ({'meets' if v <= 40 else 'misses'} it)")
     print(f"cache: {steered.reader.stats()}")
     if args.positions:
         print("\nlast vs all positions, random directions at k × residual norm (8 boards, 2 directions each):")
         for row in positions_study(lm, sae.hook_name, boards[:8]):
-            print(f"  k={row['scale']:<4} {row['positions']:>4}: argmax changed {100 * row['argmax_changed']:5.1f} %, "
-                  f"mean KL {row['mean_kl']:.3f}")
+            print(
+                f"  k={row['scale']:<4} {row['positions']:>4}: argmax changed {100 * row['argmax_changed']:5.1f} %, "
+                f"mean KL {row['mean_kl']:.3f}"
+            )
     return 0
 
 

@@ -27,8 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--hook", default="blocks.24.hook_resid_post", help="steering hook (sets the cached layers)")
     parser.add_argument("--phrasing", default="grid")
@@ -55,8 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     by_side: dict[str, list[list[int]]] = {}
     for b in boards:
         by_side.setdefault(b.turn.value, []).append(reader.prompt_ids(b))
-    heads = {side: reader.shared_prefix(next(b for b in boards if b.turn.value == side), prompts[0])  # type: ignore[attr-defined]
-             for side, prompts in by_side.items()}
+    heads = {
+        side: reader.shared_prefix(next(b for b in boards if b.turn.value == side), prompts[0])  # type: ignore[attr-defined]
+        for side, prompts in by_side.items()
+    }
     for side, prompts in by_side.items():  # the openings' keys and values, outside the timing
         path.prefill(prompts[:1], shared_prefix=heads[side])
 
@@ -64,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         out = []
         for side, prompts in by_side.items():
             for i in range(0, len(prompts), args.batch):
-                out += path.prefill(prompts[i:i + args.batch], shared_prefix=heads[side])
+                out += path.prefill(prompts[i : i + args.batch], shared_prefix=heads[side])
         return out
 
     def tree() -> list:
@@ -76,19 +79,29 @@ def main(argv: list[str] | None = None) -> int:
     times: dict[str, list[float]] = {"opening": [], "tree": []}
     results = {}
     for r in range(args.repeats):
-        for name, fn in (("opening", opening), ("tree", tree)) if r % 2 == 0 else (("tree", tree), ("opening", opening)):
+        for name, fn in (
+            (("opening", opening), ("tree", tree)) if r % 2 == 0 else (("tree", tree), ("opening", opening))
+        ):
             t = time.perf_counter()
             results[name] = fn()
             times[name].append((time.perf_counter() - t) / len(boards) * 1000)
             print(f"repeat {r + 1} {name:>7}: {times[name][-1]:.1f} ms/board", flush=True)
-    diff = max(max(float((a.resid - b.resid).abs().max()), float((a.kv - b.kv).abs().max()),
-                   float((a.digit_logits - b.digit_logits).abs().max())) for a, b in zip(results["opening"], results["tree"]))
+    diff = max(
+        max(
+            float((a.resid - b.resid).abs().max()),
+            float((a.kv - b.kv).abs().max()),
+            float((a.digit_logits - b.digit_logits).abs().max()),
+        )
+        for a, b in zip(results["opening"], results["tree"])
+    )
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"{len(boards)} open positions ({args.phrasing}), {args.threads} threads, batch {args.batch}: "
-          f"opening {med['opening']:.1f} ms/board, tree {med['tree']:.1f} ms/board (median of {args.repeats}); "
-          f"tree/opening {med['tree'] / med['opening']:.2f}; all {len(every)} open positions: "
-          f"{len(every) * med['tree'] / 60000:.1f} min (tree) vs {len(every) * med['opening'] / 60000:.1f} min; "
-          f"max |difference| {diff:.2e}")
+    print(
+        f"{len(boards)} open positions ({args.phrasing}), {args.threads} threads, batch {args.batch}: "
+        f"opening {med['opening']:.1f} ms/board, tree {med['tree']:.1f} ms/board (median of {args.repeats}); "
+        f"tree/opening {med['tree'] / med['opening']:.2f}; all {len(every)} open positions: "
+        f"{len(every) * med['tree'] / 60000:.1f} min (tree) vs {len(every) * med['opening'] / 60000:.1f} min; "
+        f"max |difference| {diff:.2e}"
+    )
     return 0
 
 

@@ -98,8 +98,10 @@ def main() -> int:
         print(" | ".join(f"{row[c]:>24}" if isinstance(row[c], str) else f"{row[c]:>24.2f}" for c in cols))
     move = rows[0]
     saved = move["parse_client_frame"] - move.get("msgspec decode+validate", move["orjson.loads"])
-    print(f"result: the server's parse costs {move['parse_client_frame']:.1f} µs per move frame; the fastest "
-          f"candidate would save about {saved:.1f} µs of it")
+    print(
+        f"result: the server's parse costs {move['parse_client_frame']:.1f} µs per move frame; the fastest "
+        f"candidate would save about {saved:.1f} µs of it"
+    )
     return 0
 
 

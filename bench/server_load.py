@@ -93,8 +93,14 @@ async def _echo_main(compression: str) -> None:
         async for message in ws:
             await ws.send(message)
 
-    async with serve(echo, "127.0.0.1", 0, max_size=64 * 1024, ping_interval=None,
-                     compression=None if compression == "none" else "deflate") as server:
+    async with serve(
+        echo,
+        "127.0.0.1",
+        0,
+        max_size=64 * 1024,
+        ping_interval=None,
+        compression=None if compression == "none" else "deflate",
+    ) as server:
         port = server.sockets[0].getsockname()[1]
         print(f"echo listening on ws://127.0.0.1:{port}", flush=True)
         await asyncio.Event().wait()
@@ -183,11 +189,30 @@ def _process_tree(pid: int) -> list[int]:
 
 def start_arena(root: Path, db: str, max_conns: int, extra: list[str]) -> ServerProcess:
     env = dict(os.environ, PYTHONPATH=str(root))
-    argv = [sys.executable, "-m", "server.cli", "serve", "--port", "0", "--db", db, "--quiet",
-            "--rate", "1000000", "--burst", "1000000", "--flood-close", "1000000",
-            "--max-connections-per-address", str(max_conns), "--move-clock", "600", *extra]
+    argv = [
+        sys.executable,
+        "-m",
+        "server.cli",
+        "serve",
+        "--port",
+        "0",
+        "--db",
+        db,
+        "--quiet",
+        "--rate",
+        "1000000",
+        "--burst",
+        "1000000",
+        "--flood-close",
+        "1000000",
+        "--max-connections-per-address",
+        str(max_conns),
+        "--move-clock",
+        "600",
+        *extra,
+    ]
     options = _serve_options(root)
-    if "--max-connections\"" in options:
+    if '--max-connections"' in options:
         argv += ["--max-connections", str(max_conns)]
     if "--max-live-games-per-address" in options:  # every load connection plays from 127.0.0.1, and the last
         argv += ["--max-live-games-per-address", "1000000"]  # run's abandoned games last their grace period
@@ -201,8 +226,19 @@ def _serve_options(root: Path) -> str:
 
 def start_echo(loop_kind: str, compression: str) -> ServerProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return ServerProcess([sys.executable, str(Path(__file__).resolve()), "--echo-server", "--echo-loop", loop_kind,
-                          "--echo-compression", compression], ROOT, env)
+    return ServerProcess(
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--echo-server",
+            "--echo-loop",
+            loop_kind,
+            "--echo-compression",
+            compression,
+        ],
+        ROOT,
+        env,
+    )
 
 
 # ----------------------------------------------------------------------------- clients
@@ -351,7 +387,9 @@ async def _load(proc: ServerProcess, kind: str, n: int, seconds: float, paced: f
     window.end = window.start + seconds
     tasks = [asyncio.create_task(_drive(p, window, paced, ready)) for p in players]
     ready.set()
-    marks: list[tuple[float, float, float]] = []  # (server main, server children, client) CPU at the window's start and end
+    marks: list[
+        tuple[float, float, float]
+    ] = []  # (server main, server children, client) CPU at the window's start and end
     for at in (window.start, window.end):
         loop.call_at(at, lambda: marks.append((*proc.cpu_split(), sum(os.times()[:2]))))
     results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -392,8 +430,17 @@ class Run:
     main_busy: float | None = None
 
 
-def measure(proc: ServerProcess, kind: str, n: int, seconds: float, paced: float | None, seed: int,
-            repeat: int, client_loop: str, players: str | None = None) -> Run:
+def measure(
+    proc: ServerProcess,
+    kind: str,
+    n: int,
+    seconds: float,
+    paced: float | None,
+    seed: int,
+    repeat: int,
+    client_loop: str,
+    players: str | None = None,
+) -> Run:
     """One run against ``proc``, recorded as ``kind``; ``players`` ("arena" or "echo",
     default ``kind``) is the traffic."""
     coro = _load(proc, players or kind, n, seconds, paced, seed)
@@ -404,10 +451,21 @@ def measure(proc: ServerProcess, kind: str, n: int, seconds: float, paced: float
     else:
         window = asyncio.run(coro)
     count = len(window.rtts)
-    return Run(kind, n, paced is not None, repeat, count / seconds, _pct(window.rtts, 0.5) * 1e3,
-               _pct(window.rtts, 0.99) * 1e3, window.server_cpu / max(1, count) * 1e6, window.client_cpu / max(1, count) * 1e6,
-               proc.rss_mib(), window.failures, window.server_main_cpu / max(1, count) * 1e6,
-               window.server_main_cpu / seconds)
+    return Run(
+        kind,
+        n,
+        paced is not None,
+        repeat,
+        count / seconds,
+        _pct(window.rtts, 0.5) * 1e3,
+        _pct(window.rtts, 0.99) * 1e3,
+        window.server_cpu / max(1, count) * 1e6,
+        window.client_cpu / max(1, count) * 1e6,
+        proc.rss_mib(),
+        window.failures,
+        window.server_main_cpu / max(1, count) * 1e6,
+        window.server_main_cpu / seconds,
+    )
 
 
 # ----------------------------------------------------------------------------- report
@@ -430,15 +488,25 @@ def summarize(runs: list[Run], cores: int | None = None) -> list[dict[str, Any]]
         e = [r for r in runs if r.server == "echo" and r.connections == n and r.paced == paced]
         if not a or not e:
             continue
-        row = {"connections": n, "paced": paced, "repeats": len(a),
-               "arena_msgs": _median(a, "messages_per_s"), "echo_msgs": _median(e, "messages_per_s"),
-               "arena_p50": _median(a, "p50_ms"), "arena_p99": _median(a, "p99_ms"),
-               "echo_p50": _median(e, "p50_ms"), "echo_p99": _median(e, "p99_ms"),
-               "arena_cpu_us": _median(a, "cpu_us_per_msg"), "echo_cpu_us": _median(e, "cpu_us_per_msg")}
+        row = {
+            "connections": n,
+            "paced": paced,
+            "repeats": len(a),
+            "arena_msgs": _median(a, "messages_per_s"),
+            "echo_msgs": _median(e, "messages_per_s"),
+            "arena_p50": _median(a, "p50_ms"),
+            "arena_p99": _median(a, "p99_ms"),
+            "echo_p50": _median(e, "p50_ms"),
+            "echo_p99": _median(e, "p99_ms"),
+            "arena_cpu_us": _median(a, "cpu_us_per_msg"),
+            "echo_cpu_us": _median(e, "cpu_us_per_msg"),
+        }
         row["ratio"] = row["arena_msgs"] / row["echo_msgs"] if row["echo_msgs"] else float("nan")
         # the two servers of one repeat ran back to back: their ratio, repeat by repeat, shows the spread
-        row["ratios_per_repeat"] = [ar.messages_per_s / er.messages_per_s if er.messages_per_s else float("nan")
-                                    for ar, er in zip(sorted(a, key=lambda r: r.repeat), sorted(e, key=lambda r: r.repeat))]
+        row["ratios_per_repeat"] = [
+            ar.messages_per_s / er.messages_per_s if er.messages_per_s else float("nan")
+            for ar, er in zip(sorted(a, key=lambda r: r.repeat), sorted(e, key=lambda r: r.repeat))
+        ]
         row["cpu_ratio"] = row["arena_cpu_us"] / row["echo_cpu_us"] if row["echo_cpu_us"] else float("nan")
         loop_cpu = _event_loop_cpu(a)
         if loop_cpu is not None:
@@ -457,14 +525,28 @@ def print_table(rows: list[dict[str, Any]], other: str = "echo") -> None:
     from rich.table import Table
 
     table = Table(title=f"arena vs {other} (medians over repeats)")
-    for col in ("connections", "mode", "arena msg/s", f"{other} msg/s", "ratio", "arena p50/p99 ms",
-                f"{other} p50/p99 ms", f"CPU µs/msg arena/{other}"):
+    for col in (
+        "connections",
+        "mode",
+        "arena msg/s",
+        f"{other} msg/s",
+        "ratio",
+        "arena p50/p99 ms",
+        f"{other} p50/p99 ms",
+        f"CPU µs/msg arena/{other}",
+    ):
         table.add_column(col, justify="right")
     for r in rows:
-        table.add_row(f"{r['connections']:,}", "paced 1/s" if r["paced"] else "closed loop",
-                      f"{r['arena_msgs']:,.0f}", f"{r['echo_msgs']:,.0f}", f"{r['ratio']:.2f}",
-                      f"{r['arena_p50']:.1f} / {r['arena_p99']:.1f}", f"{r['echo_p50']:.1f} / {r['echo_p99']:.1f}",
-                      f"{r['arena_cpu_us']:.0f} / {r['echo_cpu_us']:.0f} ({r['cpu_ratio']:.1f}×)")
+        table.add_row(
+            f"{r['connections']:,}",
+            "paced 1/s" if r["paced"] else "closed loop",
+            f"{r['arena_msgs']:,.0f}",
+            f"{r['echo_msgs']:,.0f}",
+            f"{r['ratio']:.2f}",
+            f"{r['arena_p50']:.1f} / {r['arena_p99']:.1f}",
+            f"{r['echo_p50']:.1f} / {r['echo_p99']:.1f}",
+            f"{r['arena_cpu_us']:.0f} / {r['echo_cpu_us']:.0f} ({r['cpu_ratio']:.1f}×)",
+        )
     Console(width=150).print(table)
 
 
@@ -481,8 +563,12 @@ def plot_runs(runs: list[Run], path: Path, other: str = "echo") -> None:
     counts = sorted({r.connections for r in runs if not r.paced})
     fig, axes = plt.subplots(1, len(counts), figsize=(4.2 * len(counts), 3.8), squeeze=False, sharey=True)
     for ax, n in zip(axes[0], counts):
-        a = sorted((r for r in runs if r.server == "arena" and r.connections == n and not r.paced), key=lambda r: r.repeat)
-        e = sorted((r for r in runs if r.server == "echo" and r.connections == n and not r.paced), key=lambda r: r.repeat)
+        a = sorted(
+            (r for r in runs if r.server == "arena" and r.connections == n and not r.paced), key=lambda r: r.repeat
+        )
+        e = sorted(
+            (r for r in runs if r.server == "echo" and r.connections == n and not r.paced), key=lambda r: r.repeat
+        )
         xs = [r.repeat + 1 for r in a]
         ax.plot(xs, [r.messages_per_s for r in a], "o-", color="tab:blue", label="arena")
         ax.plot([r.repeat + 1 for r in e], [r.messages_per_s for r in e], "s-", color="tab:orange", label=other)
@@ -491,12 +577,24 @@ def plot_runs(runs: list[Run], path: Path, other: str = "echo") -> None:
             ax.axhline(goal, color="gray", linestyle="--", linewidth=1, label=f"0.6 x {other} median")
         loop_cpu = _event_loop_cpu(a)
         if loop_cpu is not None:  # the most the arena's event-loop thread could serve at its CPU per request
-            ax.axhline(1e6 / loop_cpu, color="tab:blue", linestyle=":", linewidth=1.2, label="arena event loop 100 % busy")
+            ax.axhline(
+                1e6 / loop_cpu, color="tab:blue", linestyle=":", linewidth=1.2, label="arena event loop 100 % busy"
+            )
         for ar, er in zip(a, e):
-            ax.annotate(f"{ar.messages_per_s / er.messages_per_s:.2f}", (ar.repeat + 1, ar.messages_per_s),
-                        textcoords="offset points", xytext=(0, -14), ha="center", fontsize=8, color="tab:blue")
-        ratio = (statistics.median(r.messages_per_s for r in a) / statistics.median(r.messages_per_s for r in e)
-                 if a and e else float("nan"))
+            ax.annotate(
+                f"{ar.messages_per_s / er.messages_per_s:.2f}",
+                (ar.repeat + 1, ar.messages_per_s),
+                textcoords="offset points",
+                xytext=(0, -14),
+                ha="center",
+                fontsize=8,
+                color="tab:blue",
+            )
+        ratio = (
+            statistics.median(r.messages_per_s for r in a) / statistics.median(r.messages_per_s for r in e)
+            if a and e
+            else float("nan")
+        )
         ax.set_title(f"{n:,} connections: ratio {ratio:.2f}", fontsize=10)
         ax.set_xlabel("repeat (ratio of the repeat under each point)")
         ax.set_xticks(xs)
@@ -512,13 +610,22 @@ def plot_runs(runs: list[Run], path: Path, other: str = "echo") -> None:
     plt.close(fig)
 
 
-def report(runs: list[Run], other: str, baseline: bool, json_path: Path | None, plot_path: Path | None,
-           argv: list[str], cores: int | None = None) -> int:
+def report(
+    runs: list[Run],
+    other: str,
+    baseline: bool,
+    json_path: Path | None,
+    plot_path: Path | None,
+    argv: list[str],
+    cores: int | None = None,
+) -> int:
     """The table, the JSON and the plot of ``runs``, and a result line per row; 1 if a connection failed."""
     rows = summarize(runs, cores)
     print_table(rows, other)
     if json_path:
-        json_path.write_text(json.dumps({"runs": [asdict(r) for r in runs], "summary": rows, "argv": argv, "cores": cores}, indent=1))
+        json_path.write_text(
+            json.dumps({"runs": [asdict(r) for r in runs], "summary": rows, "argv": argv, "cores": cores}, indent=1)
+        )
     if plot_path:
         plot_runs(runs, plot_path, other)
         print(f"plot: {plot_path}")
@@ -526,30 +633,39 @@ def report(runs: list[Run], other: str, baseline: bool, json_path: Path | None, 
     for r in rows:
         per_repeat = ", ".join(f"{x:.2f}" for x in r["ratios_per_repeat"])
         if baseline:
-            print(f"result: {r['connections']:,} connections {'paced' if r['paced'] else 'closed loop'}: arena / baseline "
-                  f"{r['ratio']:.2f} requests/s (per repeat {per_repeat}), {r['cpu_ratio']:.2f} CPU per request, "
-                  f"p99 {r['arena_p99']:.1f} / {r['echo_p99']:.1f} ms")
+            print(
+                f"result: {r['connections']:,} connections {'paced' if r['paced'] else 'closed loop'}: arena / baseline "
+                f"{r['ratio']:.2f} requests/s (per repeat {per_repeat}), {r['cpu_ratio']:.2f} CPU per request, "
+                f"p99 {r['arena_p99']:.1f} / {r['echo_p99']:.1f} ms"
+            )
             continue
         goal = "p99 ≤ 10 ms" if r["paced"] else "ratio ≥ 0.6"
         met = r["arena_p99"] <= 10.0 if r["paced"] else r["ratio"] >= 0.6
-        print(f"result: {r['connections']:,} connections {'paced' if r['paced'] else 'closed loop'}: ratio {r['ratio']:.2f} "
-              f"(per repeat {per_repeat}), arena p99 {r['arena_p99']:.1f} ms; goal {goal}: {'met' if met else 'NOT met'}")
+        print(
+            f"result: {r['connections']:,} connections {'paced' if r['paced'] else 'closed loop'}: ratio {r['ratio']:.2f} "
+            f"(per repeat {per_repeat}), arena p99 {r['arena_p99']:.1f} ms; goal {goal}: {'met' if met else 'NOT met'}"
+        )
         if not r["paced"] and "arena_main_cpu_us" in r:
-            print(f"        the arena's event-loop process spent {r['arena_main_cpu_us']:.1f} µs per request and was "
-                  f"{r['arena_main_busy']:.0%} busy: on its one thread it cannot serve more than "
-                  f"{r['arena_main_bound']:,.0f} requests/s; the goal needs {0.6 * r['echo_msgs']:,.0f}")
+            print(
+                f"        the arena's event-loop process spent {r['arena_main_cpu_us']:.1f} µs per request and was "
+                f"{r['arena_main_busy']:.0%} busy: on its one thread it cannot serve more than "
+                f"{r['arena_main_bound']:,.0f} requests/s; the goal needs {0.6 * r['echo_msgs']:,.0f}"
+            )
         if not r["paced"] and "machine_bound" in r:
-            print(f"        the arena and its client spent {r['arena_cpu_us']:.0f} + {r['arena_client_cpu_us']:.0f} µs "
-                  f"per request: however its work were spread, this machine's {cores} cores could serve at most "
-                  f"{r['machine_bound']:,.0f} requests/s")
+            print(
+                f"        the arena and its client spent {r['arena_cpu_us']:.0f} + {r['arena_client_cpu_us']:.0f} µs "
+                f"per request: however its work were spread, this machine's {cores} cores could serve at most "
+                f"{r['machine_bound']:,.0f} requests/s"
+            )
     if failed:
         print(f"result: {failed} connections failed during the runs (see above)")
     return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     ap.add_argument("--connections", default="100,1000,5000", help="comma-separated connection counts (closed loop)")
     ap.add_argument("--seconds", type=float, default=20.0, help="timed window per run")
     ap.add_argument("--repeats", type=int, default=3, help="runs per server and connection count (medians)")
@@ -559,22 +675,42 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--paced-seconds", type=float, default=20.0)
     ap.add_argument("--arena-root", type=Path, default=ROOT, help="checkout whose server is measured")
     ap.add_argument("--arena-arg", action="append", default=[], help="extra option for 'serve' (repeatable)")
-    ap.add_argument("--baseline-root", type=Path, default=None,
-                    help="instead of the echo server, measure the arena of this checkout (an A/B of two versions: "
-                         "the ratio is arena / baseline, same traffic)")
-    ap.add_argument("--echo-loop", choices=("asyncio", "uvloop"), default="asyncio", help="event loop of the echo server")
-    ap.add_argument("--echo-compression", choices=("deflate", "none"), default="deflate",
-                    help="the echo server's per-message deflate: websockets' default, or off "
-                         "as the arena has it (like for like)")
-    ap.add_argument("--client-loop", choices=("asyncio", "uvloop"), default="uvloop", help="event loop of the load client")
-    ap.add_argument("--warmup", type=float, default=5.0,
-                    help="seconds of unmeasured load on each server at each connection count before the repeats "
-                         "(0: none); see 'Warm-up' above")
+    ap.add_argument(
+        "--baseline-root",
+        type=Path,
+        default=None,
+        help="instead of the echo server, measure the arena of this checkout (an A/B of two versions: "
+        "the ratio is arena / baseline, same traffic)",
+    )
+    ap.add_argument(
+        "--echo-loop", choices=("asyncio", "uvloop"), default="asyncio", help="event loop of the echo server"
+    )
+    ap.add_argument(
+        "--echo-compression",
+        choices=("deflate", "none"),
+        default="deflate",
+        help="the echo server's per-message deflate: websockets' default, or off as the arena has it (like for like)",
+    )
+    ap.add_argument(
+        "--client-loop", choices=("asyncio", "uvloop"), default="uvloop", help="event loop of the load client"
+    )
+    ap.add_argument(
+        "--warmup",
+        type=float,
+        default=5.0,
+        help="seconds of unmeasured load on each server at each connection count before the repeats "
+        "(0: none); see 'Warm-up' above",
+    )
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None, help="write every run and the summary here")
     ap.add_argument("--plot", type=Path, default=None, help="draw each repeat's requests/s and ratio into this PNG")
-    ap.add_argument("--replot", type=Path, default=None, metavar="JSON",
-                    help="measure nothing: print the summary of a JSON written by --json (and --plot it)")
+    ap.add_argument(
+        "--replot",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="measure nothing: print the summary of a JSON written by --json (and --plot it)",
+    )
     ap.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.echo_server:
@@ -584,8 +720,15 @@ def main(argv: list[str] | None = None) -> int:
         saved = json.loads(args.replot.read_text())
         old_runs = [Run(**r) for r in saved["runs"]]
         baseline = "--baseline-root" in " ".join(saved.get("argv", []))
-        return report(old_runs, "baseline" if baseline else "echo", baseline, None, args.plot, saved.get("argv", []),
-                      saved.get("cores"))
+        return report(
+            old_runs,
+            "baseline" if baseline else "echo",
+            baseline,
+            None,
+            args.plot,
+            saved.get("argv", []),
+            saved.get("cores"),
+        )
 
     counts = [] if args.paced_only else [int(c) for c in args.connections.split(",") if c]
     plan: list[tuple[int, float | None, float]] = [(n, None, args.seconds) for n in counts]
@@ -594,23 +737,36 @@ def main(argv: list[str] | None = None) -> int:
     most = max(n for n, _, _ in plan)
     limit = raise_open_file_limit(4 * most + 512)  # the servers inherit it; closing and new sockets overlap
     if limit < most + 64:
-        print(f"error: the open-file limit is {limit}; {most} connections need more (raise the hard limit, ulimit -Hn)",
-              file=sys.stderr)
+        print(
+            f"error: the open-file limit is {limit}; {most} connections need more (raise the hard limit, ulimit -Hn)",
+            file=sys.stderr,
+        )
         return 2
-    print(f"server_load: arena from {args.arena_root} {' '.join(args.arena_arg)} vs websockets echo "
-          f"({args.echo_loop}, compression {args.echo_compression}); client loop {args.client_loop}; open-file limit {limit}", flush=True)
+    print(
+        f"server_load: arena from {args.arena_root} {' '.join(args.arena_arg)} vs websockets echo "
+        f"({args.echo_loop}, compression {args.echo_compression}); client loop {args.client_loop}; open-file limit {limit}",
+        flush=True,
+    )
     runs: list[Run] = []
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers too (the finally below)
     with tempfile.TemporaryDirectory() as tmp:
         arena = start_arena(args.arena_root, str(Path(tmp) / "arena.sqlite3"), most + 64, args.arena_arg)
         other = "baseline" if args.baseline_root else "echo"
-        echo = (start_arena(args.baseline_root, str(Path(tmp) / "baseline.sqlite3"), most + 64, args.arena_arg)
-                if args.baseline_root else start_echo(args.echo_loop, args.echo_compression))
+        echo = (
+            start_arena(args.baseline_root, str(Path(tmp) / "baseline.sqlite3"), most + 64, args.arena_arg)
+            if args.baseline_root
+            else start_echo(args.echo_loop, args.echo_compression)
+        )
         try:
-            print(f"  arena {arena.url}, {other} {echo.url}" + (f" from {args.baseline_root}" if args.baseline_root else ""),
-                  flush=True)
-            def run_once(kind: str, proc: ServerProcess, n: int, seconds: float, paced: float | None, seed: int,
-                         repeat: int) -> Run:
+            print(
+                f"  arena {arena.url}, {other} {echo.url}"
+                + (f" from {args.baseline_root}" if args.baseline_root else ""),
+                flush=True,
+            )
+
+            def run_once(
+                kind: str, proc: ServerProcess, n: int, seconds: float, paced: float | None, seed: int, repeat: int
+            ) -> Run:
                 """One run; then wait until the server is idle again (the arena's closed connections gone)."""
                 players = "arena" if args.baseline_root else kind
                 run = measure(proc, kind, n, seconds, paced, seed, repeat, args.client_loop, players)
@@ -624,20 +780,28 @@ def main(argv: list[str] | None = None) -> int:
                 for n, paced, _ in plan:
                     for kind, proc in (("arena", arena), ("echo", echo)):
                         run = run_once(kind, proc, n, args.warmup, paced, args.seed - 1, -1)
-                        print(f"  warm-up  {kind if kind == 'arena' else other:8} {n:>5} conns: {run.messages_per_s:8.0f} msg/s "
-                              f"(not counted)", flush=True)
+                        print(
+                            f"  warm-up  {kind if kind == 'arena' else other:8} {n:>5} conns: {run.messages_per_s:8.0f} msg/s "
+                            f"(not counted)",
+                            flush=True,
+                        )
             for repeat in range(args.repeats):
                 for n, paced, seconds in plan:
-                    order = [("arena", arena), ("echo", echo)] if repeat % 2 == 0 else [("echo", echo), ("arena", arena)]
+                    order = (
+                        [("arena", arena), ("echo", echo)] if repeat % 2 == 0 else [("echo", echo), ("arena", arena)]
+                    )
                     for kind, proc in order:
                         run = run_once(kind, proc, n, seconds, paced, args.seed + repeat, repeat)
                         runs.append(run)
                         mode = "paced 1/s" if paced else "closed loop"
-                        print(f"  repeat {repeat + 1}/{args.repeats} {kind if kind == 'arena' else other:8} {n:>5} conns {mode}: "
-                              f"{run.messages_per_s:8.0f} msg/s  p50 {run.p50_ms:6.1f} ms  p99 {run.p99_ms:6.1f} ms  "
-                              f"cpu {run.cpu_us_per_msg:5.0f} µs/msg (main process {run.main_cpu_us_per_msg:4.0f}, "
-                              f"{run.main_busy:4.0%} busy; client {run.client_cpu_us_per_msg:4.0f})  rss {run.rss_mib:.0f} MiB"
-                              + (f"  FAILED {run.failures}" if run.failures else ""), flush=True)
+                        print(
+                            f"  repeat {repeat + 1}/{args.repeats} {kind if kind == 'arena' else other:8} {n:>5} conns {mode}: "
+                            f"{run.messages_per_s:8.0f} msg/s  p50 {run.p50_ms:6.1f} ms  p99 {run.p99_ms:6.1f} ms  "
+                            f"cpu {run.cpu_us_per_msg:5.0f} µs/msg (main process {run.main_cpu_us_per_msg:4.0f}, "
+                            f"{run.main_busy:4.0%} busy; client {run.client_cpu_us_per_msg:4.0f})  rss {run.rss_mib:.0f} MiB"
+                            + (f"  FAILED {run.failures}" if run.failures else ""),
+                            flush=True,
+                        )
         finally:
             arena.stop()
             echo.stop()

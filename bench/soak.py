@@ -69,7 +69,9 @@ class Seen:
     def game_over(self, frame: dict[str, Any]) -> None:
         old = self.over.get(frame["game_id"])
         if old is not None and (old["result"], old["reason"]) != (frame["result"], frame["reason"]):
-            self.problems.append(f"game {frame['game_id']} ended twice differently: {old['result']} and {frame['result']}")
+            self.problems.append(
+                f"game {frame['game_id']} ended twice differently: {old['result']} and {frame['result']}"
+            )
         self.over[frame["game_id"]] = frame
 
 
@@ -115,8 +117,14 @@ class Client:
         await self.ws.close()
 
 
-async def play_out(c: Client, game_id: str, seat: str, rng: random.Random, frame: dict[str, Any] | None = None,
-                   moves: int | None = None) -> dict[str, Any] | None:
+async def play_out(
+    c: Client,
+    game_id: str,
+    seat: str,
+    rng: random.Random,
+    frame: dict[str, Any] | None = None,
+    moves: int | None = None,
+) -> dict[str, Any] | None:
     """Play random legal moves in ``game_id`` until it ends (its game_over) or ``moves`` were made."""
     made = 0
     while True:
@@ -168,9 +176,21 @@ async def quitter(url: str, seen: Seen, name: str, stop: float, rng: random.Rand
             await back.close()
 
 
-GARBAGE = ["{not json", "", "[1,2]", "null", '{"type": 5}', '{"type": "teleport"}', '{"type": "move", "game_id": 1}',
-           '{"type": "ping", "id": null}', '{"type": "ping", "id": "\\ud800"}', '{"type": "move", "game_id": "g", "cell": "5"}',
-           '{"type": "challenge", "opponent": "minimax", "clock": 1e-300}', "[" * 5000 + "]" * 5000, '{"a": NaN}']
+GARBAGE = [
+    "{not json",
+    "",
+    "[1,2]",
+    "null",
+    '{"type": 5}',
+    '{"type": "teleport"}',
+    '{"type": "move", "game_id": 1}',
+    '{"type": "ping", "id": null}',
+    '{"type": "ping", "id": "\\ud800"}',
+    '{"type": "move", "game_id": "g", "cell": "5"}',
+    '{"type": "challenge", "opponent": "minimax", "clock": 1e-300}',
+    "[" * 5000 + "]" * 5000,
+    '{"a": NaN}',
+]
 
 
 async def garbage(url: str, seen: Seen, name: str, stop: float, rng: random.Random) -> None:
@@ -271,8 +291,25 @@ def soak(seconds: float, *, scale: int = 1, seed: int = 1, rss_growth: float = 8
     with tempfile.TemporaryDirectory() as tmp:
         db = str(Path(tmp) / "soak.sqlite3")
         env = dict(os.environ, PYTHONPATH=str(ROOT))
-        server = ServerProcess([sys.executable, "-m", "server.cli", "serve", "--port", "0", "--db", db, "--quiet",
-                                "--grace", str(GRACE), "--move-clock", str(MOVE_CLOCK)], ROOT, env)
+        server = ServerProcess(
+            [
+                sys.executable,
+                "-m",
+                "server.cli",
+                "serve",
+                "--port",
+                "0",
+                "--db",
+                db,
+                "--quiet",
+                "--grace",
+                str(GRACE),
+                "--move-clock",
+                str(MOVE_CLOCK),
+            ],
+            ROOT,
+            env,
+        )
         port = int(server.url.rsplit(":", 1)[1])
         say(f"soak: server {server.url}, clients for {seconds:g} s (scale {scale}), records in {db}")
 
@@ -321,14 +358,20 @@ def soak(seconds: float, *, scale: int = 1, seed: int = 1, rss_growth: float = 8
     reasons.extend(seen.problems[:10])
     if len(rss) >= 8:
         q = len(rss) // 4
-        early, late = statistics.median(rss[q:2 * q]), statistics.median(rss[3 * q:])
-        say(f"  server memory (RSS, MiB) over the run: {' '.join(f'{r:.0f}' for r in rss[::max(1, len(rss) // 20)])}")
-        say(f"  second-quarter median {early:.1f} MiB, last-quarter median {late:.1f} MiB: growth {late - early:+.1f} MiB")
+        early, late = statistics.median(rss[q : 2 * q]), statistics.median(rss[3 * q :])
+        say(f"  server memory (RSS, MiB) over the run: {' '.join(f'{r:.0f}' for r in rss[:: max(1, len(rss) // 20)])}")
+        say(
+            f"  second-quarter median {early:.1f} MiB, last-quarter median {late:.1f} MiB: growth {late - early:+.1f} MiB"
+        )
         if late - early > rss_growth:
-            reasons.append(f"server memory grew {late - early:.1f} MiB from the second to the last quarter (limit {rss_growth:g})")
-    say(f"  games: {seen.games_started} started by clients, {len(seen.over)} seen ending, {len(by_id)} stored; "
+            reasons.append(
+                f"server memory grew {late - early:.1f} MiB from the second to the last quarter (limit {rss_growth:g})"
+            )
+    say(
+        f"  games: {seen.games_started} started by clients, {len(seen.over)} seen ending, {len(by_id)} stored; "
         f"{seen.dropped_mid_game} dropped mid-game ({seen.resumed} resumed); {seen.errors_answered} garbage frames answered; "
-        f"{seen.floods_closed} flooders closed with 1008")
+        f"{seen.floods_closed} flooders closed with 1008"
+    )
     if seen.floods_closed == 0:
         reasons.append("no flooder was closed with 1008")
     if not seen.over:
@@ -344,15 +387,21 @@ async def _tick(progress: Any, bar: Any, seconds: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     ap.add_argument("--seconds", type=float, default=600.0, help="how long the clients run")
     ap.add_argument("--scale", type=int, default=1, help="multiply the number of clients of each kind")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--rss-growth", type=float, default=8.0, help="MiB the server may grow from the second to the last quarter")
+    ap.add_argument(
+        "--rss-growth", type=float, default=8.0, help="MiB the server may grow from the second to the last quarter"
+    )
     args = ap.parse_args(argv)
     report = soak(args.seconds, scale=args.scale, seed=args.seed, rss_growth=args.rss_growth)
     if report.ok:
-        print(f"result: soak passed: {len(report.seen.over)} games seen ending, all stored once; none stuck; memory flat")
+        print(
+            f"result: soak passed: {len(report.seen.over)} games seen ending, all stored once; none stuck; memory flat"
+        )
         return 0
     print("result: soak FAILED:\n  " + "\n  ".join(report.reasons))
     return 1

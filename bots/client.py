@@ -37,8 +37,22 @@ from typing import Any, Awaitable, Callable, Sequence
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from client.aio import ArenaClient, HelloError, SendPacer
-from client.core import (BadFrame, ChallengeDeclined, ClientCore, Event, GameEnded, GameStarted, GameView, Notice,
-                         OfferReceived, RequestFailed, ServerError, SessionExpired, Welcomed, YourTurn)
+from client.core import (
+    BadFrame,
+    ChallengeDeclined,
+    ClientCore,
+    Event,
+    GameEnded,
+    GameStarted,
+    GameView,
+    Notice,
+    OfferReceived,
+    RequestFailed,
+    ServerError,
+    SessionExpired,
+    Welcomed,
+    YourTurn,
+)
 from server.players.base import Bot, Decision, MoveRequest
 from server.game import Seat
 from server.protocol import dumps, replace_non_finite
@@ -66,8 +80,9 @@ class Backoff:
     0
     """
 
-    def __init__(self, initial: float = 0.5, maximum: float = 30.0, *, factor: float = 2.0,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self, initial: float = 0.5, maximum: float = 30.0, *, factor: float = 2.0, rng: random.Random | None = None
+    ) -> None:
         if not 0 < initial <= maximum:
             raise ValueError(f"backoff needs 0 < initial <= maximum, got {initial} and {maximum}")
         self.initial, self.maximum, self.factor = initial, maximum, factor
@@ -75,7 +90,7 @@ class Backoff:
         self.attempts = 0
 
     def next(self) -> float:
-        ceiling = min(self.maximum, self.initial * self.factor ** self.attempts)
+        ceiling = min(self.maximum, self.initial * self.factor**self.attempts)
         self.attempts += 1
         return self.rng.uniform(ceiling / 2, ceiling)
 
@@ -148,11 +163,23 @@ class BotClient:
     [2], ``open_timeout`` [10] s, ``seed`` [None] for the backoff jitter.
     """
 
-    def __init__(self, bot: Bot, url: str, *, name: str | None = None, max_games: int = 8,
-                 reconnect: bool = True, backoff: tuple[float, float] = (0.5, 30.0),
-                 batch_window: float = 0.005, on_game_over: GameOverCallback | None = None,
-                 send_rate: float = 20.0, send_burst: int = 40, illegal_retries: int = 2,
-                 open_timeout: float = 10.0, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        bot: Bot,
+        url: str,
+        *,
+        name: str | None = None,
+        max_games: int = 8,
+        reconnect: bool = True,
+        backoff: tuple[float, float] = (0.5, 30.0),
+        batch_window: float = 0.005,
+        on_game_over: GameOverCallback | None = None,
+        send_rate: float = 20.0,
+        send_burst: int = 40,
+        illegal_retries: int = 2,
+        open_timeout: float = 10.0,
+        seed: int | None = None,
+    ) -> None:
         if not url.startswith(("ws://", "wss://")):
             raise BotClientError(f"server URL must start with ws:// or wss://, got {url!r}")
         if not 1 <= max_games <= 1024:
@@ -168,10 +195,16 @@ class BotClient:
         self.illegal_retries = illegal_retries
         self.open_timeout = open_timeout
         self.stats = ClientStats()
-        self.core = ClientCore(name or bot.name, role="bot", max_games=max_games,
-                               description=getattr(bot, "description", None), id_prefix="m")
-        self._link = ArenaClient(url, self.core, on_event=self._on_link_event, open_timeout=open_timeout,
-                                 max_size=1 << 20)
+        self.core = ClientCore(
+            name or bot.name,
+            role="bot",
+            max_games=max_games,
+            description=getattr(bot, "description", None),
+            id_prefix="m",
+        )
+        self._link = ArenaClient(
+            url, self.core, on_event=self._on_link_event, open_timeout=open_timeout, max_size=1 << 20
+        )
         self._pacer = SendPacer(send_rate, send_burst)
         self._illegal: Counter[str] = Counter()  # illegal choices per game
         self._wake = asyncio.Event()
@@ -247,7 +280,9 @@ class BotClient:
             self._draining = True
             log.info("%s: draining: %d game(s) in progress, declining new offers", self.name, len(self.games))
             if not await event_or_timeout(self._idle, timeout):
-                log.warning("%s: %d game(s) still running after %.0f s; closing anyway", self.name, len(self.games), timeout)
+                log.warning(
+                    "%s: %d game(s) still running after %.0f s; closing anyway", self.name, len(self.games), timeout
+                )
         self._stopping = True
         if self._stop_event is None:
             self._stop_event = asyncio.Event()
@@ -282,8 +317,12 @@ class BotClient:
                 pass
             self._connected.clear()
             if not self._stopping and ws is not None:
-                log.warning("%s: disconnected from %s (%s)", self.name, self.url,
-                            ws.close_reason or ws.close_code or "connection lost")
+                log.warning(
+                    "%s: disconnected from %s (%s)",
+                    self.name,
+                    self.url,
+                    ws.close_reason or ws.close_code or "connection lost",
+                )
 
     async def _send(self, ws: Any, frame: dict[str, Any]) -> None:
         await self._pacer.take()
@@ -354,8 +393,14 @@ class BotClient:
         elif busy >= self.max_games:
             reply = self.core.decline(offer.challenge_id, "busy", track=False)
             self.stats.offers_declined += 1
-            log.info("%s: declined %s from %s: busy (%d/%d games)", self.name, offer.challenge_id, offer.challenger,
-                     busy, self.max_games)
+            log.info(
+                "%s: declined %s from %s: busy (%d/%d games)",
+                self.name,
+                offer.challenge_id,
+                offer.challenger,
+                busy,
+                self.max_games,
+            )
         else:
             reply = self.core.accept(offer.challenge_id, track=False)
             self.stats.offers_accepted += 1
@@ -381,13 +426,30 @@ class BotClient:
         tally = {"win": "wins", "draw": "draws", "loss": "losses"}.get(outcome, "aborted")
         setattr(self.stats, tally, getattr(self.stats, tally) + 1)
         self.stats.reasons[str(game.reason)] += 1
-        log.info("%s: game %s vs %s over: %s (%s, %s)", self.name, game.game_id, game.opponent, outcome,
-                 game.result, game.reason)
+        log.info(
+            "%s: game %s vs %s over: %s (%s, %s)",
+            self.name,
+            game.game_id,
+            game.opponent,
+            outcome,
+            game.result,
+            game.reason,
+        )
         if self.on_game_over is None:
             return
         assert game.you is not None
-        finished = FinishedGame(game.game_id, game.x, game.o, game.you, outcome, str(game.result), str(game.reason),
-                                str(frame.get("board", "")), list(frame.get("moves") or []), frame.get("tag"))
+        finished = FinishedGame(
+            game.game_id,
+            game.x,
+            game.o,
+            game.you,
+            outcome,
+            str(game.result),
+            str(game.reason),
+            str(frame.get("board", "")),
+            list(frame.get("moves") or []),
+            frame.get("tag"),
+        )
         try:
             out = self.on_game_over(finished)
             if inspect.isawaitable(out):
@@ -438,7 +500,7 @@ class BotClient:
             size = max(1, self.bot.max_batch)
             for start in range(0, len(waiting), size):
                 try:
-                    await self._play_batch(ws, waiting[start:start + size])
+                    await self._play_batch(ws, waiting[start : start + size])
                 except ConnectionClosed:
                     return
                 except Exception:  # keep moving in the other games
@@ -487,7 +549,9 @@ class BotClient:
         if decision.trace is not None:
             trace, replaced = replace_non_finite(decision.trace)  # the protocol carries finite JSON only
             if replaced:
-                log.warning("%s: %d NaN/infinite values in the trace of %s sent as null", self.name, replaced, game.game_id)
+                log.warning(
+                    "%s: %d NaN/infinite values in the trace of %s sent as null", self.name, replaced, game.game_id
+                )
         if not isinstance(cell, int) or isinstance(cell, bool):
             cell = -1  # not a cell: the schema wants an int, and True must not become cell 1
         on_illegal = "forfeit" if self.bot.forfeit_on_illegal else "error"
@@ -499,13 +563,19 @@ class BotClient:
         self._illegal[game.game_id] += 1
         tries = self._illegal[game.game_id]
         if tries <= self.illegal_retries:
-            log.warning("%s: bot chose illegal cell %r in %s (board %s); asking again", self.name, cell,
-                        game.game_id, game.board.code)
+            log.warning(
+                "%s: bot chose illegal cell %r in %s (board %s); asking again",
+                self.name,
+                cell,
+                game.game_id,
+                game.board.code,
+            )
             game.asked_at_ply = -1
             self._wake.set()
         else:
-            log.error("%s: bot chose illegal cell %r in %s %d times; resigning the game", self.name, cell,
-                      game.game_id, tries)
+            log.error(
+                "%s: bot chose illegal cell %r in %s %d times; resigning the game", self.name, cell, game.game_id, tries
+            )
             await self._send(ws, self.core.resign(game.game_id, track=False))
 
 

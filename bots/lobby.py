@@ -24,8 +24,9 @@ async def fetch_lobby(url: str, timeout: float = 10.0) -> tuple[list[dict[str, A
 
     core = ClientCore(f"lobby-{secrets.token_hex(3)}", role="spectator")
     async with ArenaClient(url, core, open_timeout=timeout) as arena:
-        bots, games = await asyncio.gather(arena.request(core.list_bots(), timeout),
-                                           arena.request(core.list_games(), timeout))
+        bots, games = await asyncio.gather(
+            arena.request(core.list_bots(), timeout), arena.request(core.list_games(), timeout)
+        )
     for reply in (bots, games):
         if isinstance(reply, RequestFailed):
             raise RuntimeError(f"[{reply.code}] {reply.message}")
@@ -62,8 +63,16 @@ def run(args: argparse.Namespace) -> int:
     for col in ("game", "X", "O", "board", "turn", "ply", "spectators", "tag"):
         g.add_column(col)
     for s in games:
-        g.add_row(s["game_id"], s["x"], s["o"], s["board"], str(s.get("turn") or "-"), str(s["ply"]),
-                  str(s.get("spectators", 0)), str(s.get("tag") or ""))
+        g.add_row(
+            s["game_id"],
+            s["x"],
+            s["o"],
+            s["board"],
+            str(s.get("turn") or "-"),
+            str(s["ply"]),
+            str(s.get("spectators", 0)),
+            str(s.get("tag") or ""),
+        )
     console.print(g)
     print(f"{len(bots)} bots, {len(games)} live games")
     return 0

@@ -40,13 +40,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=None, help="name in the lobby (None: the kind)")
     parser.add_argument("--max-games", type=int, default=8, help="games played at once; more offers are declined")
     parser.add_argument("--seed", type=int, default=None, help="seed of the bot's random choices (reproducible play)")
-    parser.add_argument("--tiebreak", choices=("random", "first", "exploit"), default="random",
-                        help="minimax: how to choose among equally good moves")
+    parser.add_argument(
+        "--tiebreak",
+        choices=("random", "first", "exploit"),
+        default="random",
+        help="minimax: how to choose among equally good moves",
+    )
     parser.add_argument("--stop-after", type=int, default=None, metavar="N", help="stop after N finished games")
-    parser.add_argument("--no-reconnect", action="store_true", help="exit when the connection drops instead of reconnecting")
+    parser.add_argument(
+        "--no-reconnect", action="store_true", help="exit when the connection drops instead of reconnecting"
+    )
     parser.add_argument("--batch-window", type=float, default=0.005, help="seconds to gather moves into one batch")
-    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-                        help="logging detail on stderr")
+    parser.add_argument(
+        "--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="logging detail on stderr"
+    )
     llm, why = _llm_cli()
     if llm is not None and hasattr(llm, "add_arguments"):
         group = parser.add_argument_group("LLM bot options (--kind llm)")
@@ -61,8 +68,10 @@ def build_bot(args: argparse.Namespace) -> Bot:
     if args.kind == "llm":
         llm, why = _llm_cli()
         if llm is None or not hasattr(llm, "build_bot"):
-            raise SystemExit(f"error: --kind llm is not available in this installation ({why or 'bots.llm.cli has no build_bot'}); "
-                             "use --kind minimax or --kind random")
+            raise SystemExit(
+                f"error: --kind llm is not available in this installation ({why or 'bots.llm.cli has no build_bot'}); "
+                "use --kind minimax or --kind random"
+            )
         return llm.build_bot(args)
     from server.players.house import make_house_bot
 
@@ -71,8 +80,9 @@ def build_bot(args: argparse.Namespace) -> Bot:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=getattr(logging, args.log_level), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, args.log_level), stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
+    )
     logging.getLogger("websockets").setLevel(logging.WARNING)
     from bots.client import BotClient, BotClientError
 
@@ -88,9 +98,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: cannot build the {args.kind} bot: {exc}", file=sys.stderr)
         return 2
     try:
-        client = BotClient(bot, args.server, name=args.name or getattr(bot, "name", None) or args.kind,
-                           max_games=args.max_games, reconnect=not args.no_reconnect,
-                           batch_window=args.batch_window, seed=args.seed)
+        client = BotClient(
+            bot,
+            args.server,
+            name=args.name or getattr(bot, "name", None) or args.kind,
+            max_games=args.max_games,
+            reconnect=not args.no_reconnect,
+            batch_window=args.batch_window,
+            seed=args.seed,
+        )
     except BotClientError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -131,8 +147,10 @@ async def _play(client: Any, stop_after: int | None) -> int:
             # stop first: a message that cannot be written (stderr piped to a reader that has
             # gone) must not keep the first signal from stopping the bot
             asyncio.ensure_future(client.stop(drain=True))
-            _say(f"stopping: finishing {len(client.games)} game(s) in progress (interrupt again to quit now)",
-                 stream="stderr")
+            _say(
+                f"stopping: finishing {len(client.games)} game(s) in progress (interrupt again to quit now)",
+                stream="stderr",
+            )
         else:
             asyncio.ensure_future(client.stop())
 
@@ -140,9 +158,11 @@ async def _play(client: Any, stop_after: int | None) -> int:
         loop.add_signal_handler(sig, on_signal)
 
     if stop_after is not None:
+
         def on_game_over(_finished: Any) -> None:
             if client.stats.games_finished >= stop_after:
                 asyncio.ensure_future(client.stop(drain=True))
+
         client.on_game_over = on_game_over
 
     _say(f"{client.name}: connecting to {client.url} (max {client.max_games} games at once)")
@@ -150,7 +170,9 @@ async def _play(client: Any, stop_after: int | None) -> int:
         await client.run()
     finally:
         s = client.stats
-        _say(f"{client.name}: stopped after {s.games_finished} games: {s.wins} won, {s.draws} drawn, {s.losses} lost"
-              f"{f', {s.aborted} aborted' if s.aborted else ''}; {s.moves_sent} moves sent, "
-              f"{s.reconnects} reconnects")
+        _say(
+            f"{client.name}: stopped after {s.games_finished} games: {s.wins} won, {s.draws} drawn, {s.losses} lost"
+            f"{f', {s.aborted} aborted' if s.aborted else ''}; {s.moves_sent} moves sent, "
+            f"{s.reconnects} reconnects"
+        )
     return 0

@@ -31,8 +31,18 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from client.core import (ChallengeDeclined, ClientCore, Event, Frame, GameEnded, HelloRefused, Reply, RequestFailed,
-                         SessionExpired, Welcomed)
+from client.core import (
+    ChallengeDeclined,
+    ClientCore,
+    Event,
+    Frame,
+    GameEnded,
+    HelloRefused,
+    Reply,
+    RequestFailed,
+    SessionExpired,
+    Welcomed,
+)
 from server.protocol import dumps
 
 log = logging.getLogger("autosteer.client")
@@ -95,10 +105,18 @@ class ArenaClient:
     ``retry_hello`` decides on a refused ``hello``: True (after changing the core, e.g. its
     name) sends it again on the same connection; ``connect_options`` go to websockets' ``connect``."""
 
-    def __init__(self, url: str, core: ClientCore, *, on_event: EventHandler | None = None,
-                 pacer: SendPacer | None = None, open_timeout: float = 10.0, max_size: int = 1 << 22,
-                 retry_hello: Callable[[HelloRefused], bool] | None = None,
-                 connect_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        core: ClientCore,
+        *,
+        on_event: EventHandler | None = None,
+        pacer: SendPacer | None = None,
+        open_timeout: float = 10.0,
+        max_size: int = 1 << 22,
+        retry_hello: Callable[[HelloRefused], bool] | None = None,
+        connect_options: dict[str, Any] | None = None,
+    ) -> None:
         self.url, self.core = url, core
         self.on_event, self.pacer = on_event, pacer
         self.open_timeout, self.max_size = open_timeout, max_size
@@ -206,8 +224,17 @@ class ArenaClient:
         assert isinstance(event, (Reply, RequestFailed))
         return event
 
-    async def play_arranged(self, x: str, o: str, *, game_timeout: float, clock: float | None = None,
-                            tag: str | None = None, seed: int | None = None, retry_for: float = 120.0) -> Frame:
+    async def play_arranged(
+        self,
+        x: str,
+        o: str,
+        *,
+        game_timeout: float,
+        clock: float | None = None,
+        tag: str | None = None,
+        seed: int | None = None,
+        retry_for: float = 120.0,
+    ) -> Frame:
         """Arrange ``x`` vs ``o`` and return its ``game_over`` frame. A busy or declining bot
         is asked again with growing pauses for up to ``retry_for`` s; any other refusal,
         and a game not over in ``game_timeout`` s, raises :class:`ClientError`."""

@@ -268,9 +268,17 @@ class ClientCore:
     """One client's protocol state. ``max_games`` and ``description`` go into a bot's
     ``hello``; ``id_prefix`` starts the request ids (None: integer ids)."""
 
-    def __init__(self, name: str, *, role: str = "player", protocol: int = PROTOCOL_VERSION,
-                 max_games: int | None = None, description: str | None = None, token: str | None = None,
-                 id_prefix: str | None = "r") -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        role: str = "player",
+        protocol: int = PROTOCOL_VERSION,
+        max_games: int | None = None,
+        description: str | None = None,
+        token: str | None = None,
+        id_prefix: str | None = "r",
+    ) -> None:
         self.name, self.role, self.protocol = name, role, protocol
         self.max_games, self.description = max_games, description
         self.token = token
@@ -283,9 +291,15 @@ class ClientCore:
         self.accepted: set[str] = set()  # offers accepted whose game has not started yet
         self._ids = itertools.count(1)
         self._handlers: dict[str, Callable[[Frame, Frame | None], list[Event]]] = {
-            "welcome": self._on_welcome, "error": self._on_error, "challenge": self._on_offer,
-            "challenge_declined": self._on_declined, "game_start": self._on_game_start, "state": self._on_state,
-            "game_over": self._on_game_over, "game_record": self._on_game_record, "info": self._on_info,
+            "welcome": self._on_welcome,
+            "error": self._on_error,
+            "challenge": self._on_offer,
+            "challenge_declined": self._on_declined,
+            "game_start": self._on_game_start,
+            "state": self._on_state,
+            "game_over": self._on_game_over,
+            "game_record": self._on_game_record,
+            "info": self._on_info,
         }
 
     # ------------------------------------------------------------------ session
@@ -352,14 +366,38 @@ class ClientCore:
     def ping(self) -> Frame:
         return self.request("ping")
 
-    def challenge(self, opponent: str, *, side: str | None = None, clock: float | None = None,
-                  time_control: dict[str, float] | None = None, seed: int | None = None,
-                  rematch_of: str | None = None, track: bool = True) -> Frame:
-        return self.request("challenge", track=track, opponent=opponent, side=side, clock=clock,
-                            time_control=time_control, seed=seed, rematch_of=rematch_of)
+    def challenge(
+        self,
+        opponent: str,
+        *,
+        side: str | None = None,
+        clock: float | None = None,
+        time_control: dict[str, float] | None = None,
+        seed: int | None = None,
+        rematch_of: str | None = None,
+        track: bool = True,
+    ) -> Frame:
+        return self.request(
+            "challenge",
+            track=track,
+            opponent=opponent,
+            side=side,
+            clock=clock,
+            time_control=time_control,
+            seed=seed,
+            rematch_of=rematch_of,
+        )
 
-    def arrange(self, x: str, o: str, *, clock: float | None = None, tag: str | None = None,
-                seed: int | None = None, track: bool = True) -> Frame:
+    def arrange(
+        self,
+        x: str,
+        o: str,
+        *,
+        clock: float | None = None,
+        tag: str | None = None,
+        seed: int | None = None,
+        track: bool = True,
+    ) -> Frame:
         return self.request("arrange", track=track, x=x, o=o, clock=clock, tag=tag, seed=seed)
 
     def accept(self, challenge_id: str, *, track: bool = True) -> Frame:
@@ -371,8 +409,9 @@ class ClientCore:
         self.offers.pop(challenge_id, None)
         return self.request("decline", track=track, challenge_id=challenge_id, reason=reason)
 
-    def move(self, game_id: str, cell: int, *, trace: Frame | None = None, on_illegal: str | None = None,
-             track: bool = True) -> Frame:
+    def move(
+        self, game_id: str, cell: int, *, trace: Frame | None = None, on_illegal: str | None = None, track: bool = True
+    ) -> Frame:
         self.mark_asked(game_id)
         return self.request("move", track=track, game_id=game_id, cell=cell, trace=trace, on_illegal=on_illegal)
 
@@ -445,9 +484,17 @@ class ClientCore:
         return [HelloRefused(frame=frame, code=code, message=message, retryable=code in RETRYABLE_HELLO_ERRORS)]
 
     def _on_offer(self, frame: Frame, request: Frame | None) -> list[Event]:
-        offer = Offer(frame["challenge_id"], frame["challenger"], Seat(frame["side"]), float(frame["clock"]),
-                      bool(frame.get("arranged")), frame.get("tag"), frame.get("time_control"),
-                      frame.get("rematch_of"), frame.get("expires_in"))
+        offer = Offer(
+            frame["challenge_id"],
+            frame["challenger"],
+            Seat(frame["side"]),
+            float(frame["clock"]),
+            bool(frame.get("arranged")),
+            frame.get("tag"),
+            frame.get("time_control"),
+            frame.get("rematch_of"),
+            frame.get("expires_in"),
+        )
         self.offers[offer.challenge_id] = offer
         return [OfferReceived(frame=frame, offer=offer)]
 
@@ -467,9 +514,17 @@ class ClientCore:
         resumed = game is not None
         if game is None:
             you = Seat(frame["you"]) if frame.get("you") else None
-            game = GameView(gid, frame["x"], frame["o"], you, board, clock=frame.get("clock"),
-                            time_control=frame.get("time_control"), tag=frame.get("tag"),
-                            rematch_of=frame.get("rematch_of"))
+            game = GameView(
+                gid,
+                frame["x"],
+                frame["o"],
+                you,
+                board,
+                clock=frame.get("clock"),
+                time_control=frame.get("time_control"),
+                tag=frame.get("tag"),
+                rematch_of=frame.get("rematch_of"),
+            )
             self.games[gid] = game
         game.board = board
         _take_clocks(game, frame)
@@ -505,8 +560,14 @@ class ClientCore:
         return [ServerFrame(frame=frame)]
 
     def _on_info(self, frame: Frame, request: Frame | None) -> list[Event]:
-        return [Notice(frame=frame, message=str(frame.get("message", "")), game_id=frame.get("game_id"),
-                       kind=frame.get("event"))]
+        return [
+            Notice(
+                frame=frame,
+                message=str(frame.get("message", "")),
+                game_id=frame.get("game_id"),
+                kind=frame.get("event"),
+            )
+        ]
 
     @staticmethod
     def _turn(game: GameView, frame: Frame) -> list[Event]:
@@ -531,4 +592,3 @@ def _decode(raw: Frame | str | bytes) -> tuple[Frame | None, str]:
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
         return None, "not a JSON object with a string 'type'"
     return frame, ""
-

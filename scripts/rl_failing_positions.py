@@ -50,14 +50,23 @@ def main() -> None:
         if all(kept[p][i] for p in kept):
             continue
         failing += 1
-        works = {p: np.array([keeps(board, m) for m in act.act([board] * n_actions, single)]) for p, act in actuators.items()}
+        works = {
+            p: np.array([keeps(board, m) for m in act.act([board] * n_actions, single)]) for p, act in actuators.items()
+        }
         both = works["grid"] & works["rows"]
         fixable += bool(both.any())
-        print(board.code, board.turn.value, *(f"{p} {'ok' if kept[p][i] else 'FAIL'}" for p in kept),
-              f"single actions that keep the value: grid {int(works['grid'].sum())}, rows {int(works['rows'].sum())}, "
-              f"both {int(both.sum())}", flush=True)
-    print(f"{len(boards)} positions; the policy fails on {failing}; one single action keeps the value in both "
-          f"phrasings on {fixable} of them")
+        print(
+            board.code,
+            board.turn.value,
+            *(f"{p} {'ok' if kept[p][i] else 'FAIL'}" for p in kept),
+            f"single actions that keep the value: grid {int(works['grid'].sum())}, rows {int(works['rows'].sum())}, "
+            f"both {int(both.sum())}",
+            flush=True,
+        )
+    print(
+        f"{len(boards)} positions; the policy fails on {failing}; one single action keeps the value in both "
+        f"phrasings on {fixable} of them"
+    )
 
 
 if __name__ == "__main__":

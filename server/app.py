@@ -66,8 +66,9 @@ class EventSink(Protocol):
 class ArenaServer:
     """A running server: ``port``, ``url``, ``records`` and ``arena`` for callers and tests."""
 
-    def __init__(self, config: ServerConfig, *, on_game_over: GameOverHook | None = None,
-                 events: EventSink | None = None) -> None:
+    def __init__(
+        self, config: ServerConfig, *, on_game_over: GameOverHook | None = None, events: EventSink | None = None
+    ) -> None:
         self.config = config
         self.on_game_over = on_game_over
         self.events = events
@@ -103,16 +104,23 @@ class ArenaServer:
         self.aborted_at_start = self.records.abort_live(server_id=self.server_id)
         if self.aborted_at_start:
             log.warning("marked %d games left live by an earlier run as aborted", self.aborted_at_start)
-        self.arena = Arena(self.config, load_record=self.records.get, list_records=self.records.summaries,
-                           find_records=self.records.find,
-                           remote=self.events.remote if self.events is not None else None,
-                           publish_events=self.events is not None)
+        self.arena = Arena(
+            self.config,
+            load_record=self.records.get,
+            list_records=self.records.summaries,
+            find_records=self.records.find,
+            remote=self.events.remote if self.events is not None else None,
+            publish_events=self.events is not None,
+        )
         if self.config.db_path != ":memory:":  # a second connection to ":memory:" would be another database
-            self._writer = RecordWriter(self.config.db_path, asyncio.get_running_loop(),
-                                        process=self.config.records_process)
+            self._writer = RecordWriter(
+                self.config.db_path, asyncio.get_running_loop(), process=self.config.records_process
+            )
         try:
             self._ws_server = await serve(
-                self._handle, self.config.host, self.config.port,
+                self._handle,
+                self.config.host,
+                self.config.port,
                 process_request=self._process_request,
                 max_size=self.config.max_frame_bytes,
                 ping_interval=self.config.ping_interval,
@@ -194,6 +202,7 @@ class ArenaServer:
             accepted = arena.connect(conn_id, address, time.time())
             self._apply()
             if accepted:
+
                 def on_message(message: str | bytes) -> None:
                     arena.receive(conn_id, message, time.time())
                     self._apply()
@@ -307,8 +316,9 @@ class ArenaServer:
 
 
 @contextlib.asynccontextmanager
-async def serve_arena(config: ServerConfig | None = None, *, on_game_over: GameOverHook | None = None,
-                      events: EventSink | None = None) -> AsyncIterator[ArenaServer]:
+async def serve_arena(
+    config: ServerConfig | None = None, *, on_game_over: GameOverHook | None = None, events: EventSink | None = None
+) -> AsyncIterator[ArenaServer]:
     """Run a server for the ``async with`` body; leaving it shuts down cleanly (as SIGTERM does)."""
     server = ArenaServer(config or ServerConfig(), on_game_over=on_game_over, events=events)
     await server.start()
@@ -323,48 +333,115 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = ServerConfig()
     parser.add_argument("--host", default=d.host, help="address to listen on")
     parser.add_argument("--port", type=int, default=d.port, help="TCP port (0 picks a free one)")
-    parser.add_argument("--db", default=d.db_path, help="game records: a SQLite file (':memory:' keeps none) or a "
-                        "postgresql://user@host:port/dbname URL (several servers may share it)")
+    parser.add_argument(
+        "--db",
+        default=d.db_path,
+        help="game records: a SQLite file (':memory:' keeps none) or a "
+        "postgresql://user@host:port/dbname URL (several servers may share it)",
+    )
     parser.add_argument("--move-clock", type=float, default=d.move_clock, help="default seconds per move")
     parser.add_argument("--grace", type=float, default=d.grace, help="seconds a disconnected player has to resume")
-    parser.add_argument("--challenge-timeout", type=float, default=d.challenge_timeout, help="seconds before an unanswered offer is declined")
-    parser.add_argument("--seed", type=int, default=None, help="seed for house bots and random seats (reproducible games)")
-    parser.add_argument("--no-house-bots", action="store_true", help="do not serve the in-process house bots (minimax, random, easy, medium, hard)")
-    parser.add_argument("--minimax-tiebreak", choices=("random", "first", "exploit"), default=d.minimax_tiebreak,
-                        help="how the house minimax bot picks among equally good moves")
-    parser.add_argument("--max-frame-bytes", type=int, default=d.max_frame_bytes, help="larger frames close the connection (1009)")
+    parser.add_argument(
+        "--challenge-timeout",
+        type=float,
+        default=d.challenge_timeout,
+        help="seconds before an unanswered offer is declined",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, help="seed for house bots and random seats (reproducible games)"
+    )
+    parser.add_argument(
+        "--no-house-bots",
+        action="store_true",
+        help="do not serve the in-process house bots (minimax, random, easy, medium, hard)",
+    )
+    parser.add_argument(
+        "--minimax-tiebreak",
+        choices=("random", "first", "exploit"),
+        default=d.minimax_tiebreak,
+        help="how the house minimax bot picks among equally good moves",
+    )
+    parser.add_argument(
+        "--max-frame-bytes", type=int, default=d.max_frame_bytes, help="larger frames close the connection (1009)"
+    )
     parser.add_argument("--rate", type=float, default=d.rate, help="messages per second allowed per connection")
     parser.add_argument("--burst", type=int, default=d.burst, help="messages a connection may send at once")
-    parser.add_argument("--flood-close", type=int, default=d.flood_close, help="rate-limited messages in a row before closing (1008)")
-    parser.add_argument("--max-connections-per-address", type=int, default=d.max_connections_per_address, help="per client address")
-    parser.add_argument("--max-connections", type=int, default=d.max_connections, help="connections in all (raise the open-file limit to match)")
+    parser.add_argument(
+        "--flood-close", type=int, default=d.flood_close, help="rate-limited messages in a row before closing (1008)"
+    )
+    parser.add_argument(
+        "--max-connections-per-address", type=int, default=d.max_connections_per_address, help="per client address"
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=d.max_connections,
+        help="connections in all (raise the open-file limit to match)",
+    )
     parser.add_argument("--max-spectators", type=int, default=d.max_spectators, help="spectators per game")
-    parser.add_argument("--max-live-games-per-session", type=int, default=d.max_live_games_per_session,
-                        help="live games and open challenges one session may have opened (challenge, arrange)")
-    parser.add_argument("--max-live-games-per-address", type=int, default=d.max_live_games_per_address,
-                        help="the same, for all sessions from one client address together")
+    parser.add_argument(
+        "--max-live-games-per-session",
+        type=int,
+        default=d.max_live_games_per_session,
+        help="live games and open challenges one session may have opened (challenge, arrange)",
+    )
+    parser.add_argument(
+        "--max-live-games-per-address",
+        type=int,
+        default=d.max_live_games_per_address,
+        help="the same, for all sessions from one client address together",
+    )
     parser.add_argument("--quiet", action="store_true", help="do not print a line per finished game")
-    parser.add_argument("--mqtt", metavar="URL", help="publish game events and this server's status to an MQTT broker, "
-                        "mqtt://host[:port][/prefix] (default prefix autosteer/v1); servers on one broker list each "
-                        "other's bots and games (docs/MQTT.md)")
-    parser.add_argument("--server-id", help="this server's name on the broker and in shared records "
-                        "(default: HOSTNAME-PORT; set it when --port is 0)")
-    parser.add_argument("--mqtt-queue", type=int, default=10_000,
-                        help="messages held for the broker while it is away; more are dropped (counted in /healthz)")
-    parser.add_argument("--records-writer", choices=("process", "thread"), default="process",
-                        help="store game records from a child process (beside the event loop) or a thread of the server's")
-    parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop",
-                        help="uvloop (libuv) serves more messages per CPU second; asyncio is the standard loop")
+    parser.add_argument(
+        "--mqtt",
+        metavar="URL",
+        help="publish game events and this server's status to an MQTT broker, "
+        "mqtt://host[:port][/prefix] (default prefix autosteer/v1); servers on one broker list each "
+        "other's bots and games (docs/MQTT.md)",
+    )
+    parser.add_argument(
+        "--server-id",
+        help="this server's name on the broker and in shared records (default: HOSTNAME-PORT; set it when --port is 0)",
+    )
+    parser.add_argument(
+        "--mqtt-queue",
+        type=int,
+        default=10_000,
+        help="messages held for the broker while it is away; more are dropped (counted in /healthz)",
+    )
+    parser.add_argument(
+        "--records-writer",
+        choices=("process", "thread"),
+        default="process",
+        help="store game records from a child process (beside the event loop) or a thread of the server's",
+    )
+    parser.add_argument(
+        "--event-loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="uvloop (libuv) serves more messages per CPU second; asyncio is the standard loop",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
-        host=args.host, port=args.port, db_path=args.db, move_clock=args.move_clock, grace=args.grace,
-        challenge_timeout=args.challenge_timeout, seed=args.seed, house_bots=not args.no_house_bots,
-        minimax_tiebreak=args.minimax_tiebreak, max_frame_bytes=args.max_frame_bytes, rate=args.rate,
-        burst=args.burst, flood_close=args.flood_close,
-        max_connections_per_address=args.max_connections_per_address, max_spectators=args.max_spectators,
-        max_connections=args.max_connections, max_live_games_per_session=args.max_live_games_per_session,
+        host=args.host,
+        port=args.port,
+        db_path=args.db,
+        move_clock=args.move_clock,
+        grace=args.grace,
+        challenge_timeout=args.challenge_timeout,
+        seed=args.seed,
+        house_bots=not args.no_house_bots,
+        minimax_tiebreak=args.minimax_tiebreak,
+        max_frame_bytes=args.max_frame_bytes,
+        rate=args.rate,
+        burst=args.burst,
+        flood_close=args.flood_close,
+        max_connections_per_address=args.max_connections_per_address,
+        max_spectators=args.max_spectators,
+        max_connections=args.max_connections,
+        max_live_games_per_session=args.max_live_games_per_session,
         max_live_games_per_address=args.max_live_games_per_address,
         records_process=args.records_writer == "process",
     )
@@ -433,10 +510,12 @@ async def _serve_until_signal(config: ServerConfig, *, quiet: bool, events: Mqtt
         loop.add_signal_handler(sig, stop.set)
     async with serve_arena(config, on_game_over=on_game_over, events=events) as server:
         house = ", ".join(server.arena.house) if server.arena and server.arena.house else "none"
-        mqtt = (f"; events to {events.link.url} as server {events.server_id}"
-                if events is not None else "")
-        print(f"autosteer-arena listening on {server.url} (healthz: http://{server.url[5:]}/healthz); "
-              f"records in {describe_target(config.db_path)}; house bots: {house}{mqtt}", flush=True)
+        mqtt = f"; events to {events.link.url} as server {events.server_id}" if events is not None else ""
+        print(
+            f"autosteer-arena listening on {server.url} (healthz: http://{server.url[5:]}/healthz); "
+            f"records in {describe_target(config.db_path)}; house bots: {house}{mqtt}",
+            flush=True,
+        )
         if server.aborted_at_start:
             print(f"marked {server.aborted_at_start} games left live by an earlier run as aborted", flush=True)
         await stop.wait()

@@ -15,17 +15,22 @@ SUBCOMMANDS = {
     "serve": ("server.app", "run the game server (WebSocket + GET /healthz on one port)"),
     "games": ("server.records.store", "list, show or export stored games"),
     "tournament": ("bots.tournament.cli", "round-robin tournament between bots, played through a server"),
-    "watch": ("server.events.watch", "print the live event feed (games, moves, top features, results) from an MQTT broker"),
+    "watch": (
+        "server.events.watch",
+        "print the live event feed (games, moves, top features, results) from an MQTT broker",
+    ),
 }
 
 
 def build_parser(prog: str, subcommands: dict[str, tuple[str, str]], description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=description,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_text) in subcommands.items():
-        p = sub.add_parser(name, help=help_text, description=help_text,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p = sub.add_parser(
+            name, help=help_text, description=help_text, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        )
         p.set_defaults(_module=module)
         mod = importlib.import_module(module)
         mod.add_arguments(p)

@@ -135,13 +135,13 @@ class ArenaConnection(ServerConnection):
             length = data[pos + 1] ^ 0x80  # the mask bit must be set: then this is the length field
             at = pos + 2
             if length == 126:
-                length = int.from_bytes(data[at:at + 2], "big")
+                length = int.from_bytes(data[at : at + 2], "big")
                 at += 2
             elif length > 126:  # 127 (a 64-bit length) or an unmasked frame (mask bit clear)
                 break
             if (limit is not None and length > limit) or at + 4 + length > end:
                 break
-            payload = apply_mask(data[at + 4:at + 4 + length], data[at:at + 4])
+            payload = apply_mask(data[at + 4 : at + 4 + length], data[at : at + 4])
             pos = at + 4 + length
             self._take(TEXT, payload)
             if protocol.state is not _OPEN:  # the message was refused, or the handler closed the connection

@@ -34,9 +34,14 @@ EMPTY = "."
 
 # Every line of three, as 0-based indexes into the nine cells.
 LINES: tuple[tuple[int, int, int], ...] = (
-    (0, 1, 2), (3, 4, 5), (6, 7, 8),
-    (0, 3, 6), (1, 4, 7), (2, 5, 8),
-    (0, 4, 8), (2, 4, 6),
+    (0, 1, 2),
+    (3, 4, 5),
+    (6, 7, 8),
+    (0, 3, 6),
+    (1, 4, 7),
+    (2, 5, 8),
+    (0, 4, 8),
+    (2, 4, 6),
 )
 
 
@@ -139,6 +144,7 @@ class Board:
     __slots__ = ("code", "_info")
     code: str
     if TYPE_CHECKING:  # the slot's type, for the checker only (an annotation would make it a dataclass field)
+
         @property
         def _info(self) -> "_Facts": ...
 
@@ -246,7 +252,7 @@ class Board:
                 return after
         cell = self.check(cell)
         i = cell - 1
-        after = self._info[6][cell] = Board(self.code[:i] + self.turn.value + self.code[i + 1:])
+        after = self._info[6][cell] = Board(self.code[:i] + self.turn.value + self.code[i + 1 :])
         return after
 
     def children(self) -> Iterator[tuple[int, "Board"]]:
@@ -255,13 +261,13 @@ class Board:
 
     # -- formatting -----------------------------------------------------------
     def __str__(self) -> str:
-        rows = [self.code[r * 3:(r + 1) * 3] for r in range(3)]
+        rows = [self.code[r * 3 : (r + 1) * 3] for r in range(3)]
         return "\n".join(" ".join(row) for row in rows)
 
     def grid(self, numbered: bool = True) -> str:
         """A grid with ``|`` separators; empty cells show their number when ``numbered``."""
         cells = [c if c != EMPTY else (str(i + 1) if numbered else " ") for i, c in enumerate(self.code)]
-        rows = [" " + " | ".join(cells[r * 3:(r + 1) * 3]) for r in range(3)]
+        rows = [" " + " | ".join(cells[r * 3 : (r + 1) * 3]) for r in range(3)]
         return "\n---+---+---\n".join(rows)
 
 

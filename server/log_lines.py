@@ -8,8 +8,14 @@ import logging
 from typing import Any
 
 
-_REASON_TEXT = {"line": "three in a row", "full_board": "full board", "resign": "resignation", "timeout": "timeout",
-                "disconnect": "disconnect", "illegal_move": "illegal move"}
+_REASON_TEXT = {
+    "line": "three in a row",
+    "full_board": "full board",
+    "resign": "resignation",
+    "timeout": "timeout",
+    "disconnect": "disconnect",
+    "illegal_move": "illegal move",
+}
 
 
 def format_game_line(record: dict[str, Any]) -> str:
@@ -33,8 +39,10 @@ def format_game_line(record: dict[str, Any]) -> str:
         outcome = f"{winner} ({result}) won by {why}"
     tag = f" [{log_text(record['tag'])}]" if record.get("tag") else ""
     seed = f" seed {record['seed']}" if record.get("seed") is not None else ""
-    return (f"game {record['game_id']}: {log_text(record['x'])} (X) vs {log_text(record['o'])} (O) -> "
-            f"{log_text(outcome)}, moves {cells or '-'}{tag}{seed}")
+    return (
+        f"game {record['game_id']}: {log_text(record['x'])} (X) vs {log_text(record['o'])} (O) -> "
+        f"{log_text(outcome)}, moves {cells or '-'}{tag}{seed}"
+    )
 
 
 def log_text(text: Any) -> str:
@@ -48,7 +56,9 @@ def log_text(text: Any) -> str:
     text = str(text)
     if text.isprintable():
         return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii") for c in text)
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii") for c in text
+    )
 
 
 class LogLineFormatter(logging.Formatter):

@@ -257,12 +257,44 @@ LOBBY_PUSH_SECONDS = 0.25  # lobby pushes are gathered over this long
 
 
 ClientMessage = Annotated[
-    Union[Hello, ListBots, ListGames, ListPlayers, Challenge, Arrange, Accept, Decline, MoveMsg, Resign,
-          Spectate, Unspectate, GetGame, ListRecords, Ping, WatchLobby],
+    Union[
+        Hello,
+        ListBots,
+        ListGames,
+        ListPlayers,
+        Challenge,
+        Arrange,
+        Accept,
+        Decline,
+        MoveMsg,
+        Resign,
+        Spectate,
+        Unspectate,
+        GetGame,
+        ListRecords,
+        Ping,
+        WatchLobby,
+    ],
     Field(discriminator="type"),
 ]
-CLIENT_TYPES = ("hello", "list_bots", "list_games", "list_players", "challenge", "arrange", "accept", "decline",
-                "move", "resign", "spectate", "unspectate", "get_game", "list_records", "ping", "watch_lobby")
+CLIENT_TYPES = (
+    "hello",
+    "list_bots",
+    "list_games",
+    "list_players",
+    "challenge",
+    "arrange",
+    "accept",
+    "decline",
+    "move",
+    "resign",
+    "spectate",
+    "unspectate",
+    "get_game",
+    "list_records",
+    "ping",
+    "watch_lobby",
+)
 _client_adapter: TypeAdapter[Any] = TypeAdapter(ClientMessage)
 
 MAX_TRACE_BYTES = 16 * 1024
@@ -407,13 +439,17 @@ def parse_client_object(data: Any) -> Any:
     if not isinstance(mtype, str):
         raise ProtocolError("missing_type", "the frame needs a string field 'type'", rid)
     if mtype not in CLIENT_TYPES:
-        raise ProtocolError("unknown_type", f"unknown message type {mtype[:40]!r}; expected one of {', '.join(CLIENT_TYPES)}", rid)
+        raise ProtocolError(
+            "unknown_type", f"unknown message type {mtype[:40]!r}; expected one of {', '.join(CLIENT_TYPES)}", rid
+        )
     try:
         msg = _client_adapter.validate_python(data)
     except ValidationError as exc:
         raise ProtocolError("invalid_message", f"invalid {mtype!r} message: {_describe(exc)}", rid) from None
     if isinstance(msg, Challenge) and msg.clock is not None and msg.time_control is not None:
-        raise ProtocolError("invalid_message", "give clock (seconds per move) or time_control (base + increment), not both", rid)
+        raise ProtocolError(
+            "invalid_message", "give clock (seconds per move) or time_control (base + increment), not both", rid
+        )
     if isinstance(msg, ListRecords) and msg.before is not None and not math.isfinite(msg.before):
         raise ProtocolError("invalid_message", "before must be a finite unix time", rid)
     if isinstance(msg, MoveMsg) and msg.trace is not None:
@@ -559,7 +595,9 @@ class GameStart(_Out):
     turn: Literal["X", "O"]
     deadline: float | None = None  # unix time by which the side to move must move (its clock runs from the start)
     time_control: dict[str, float] | None = None  # {base, increment} when the game has one
-    clocks: dict[str, float] | None = None  # time-control games: seconds left per seat (the mover's when its clock started)
+    clocks: dict[str, float] | None = (
+        None  # time-control games: seconds left per seat (the mover's when its clock started)
+    )
     rematch_of: str | None = None
 
 
@@ -577,7 +615,9 @@ class State(_Out):
     last_move: MoveRecord | None = None
     deadline: float | None = None  # unix time by which the side to move must move
     over: bool = False
-    clocks: dict[str, float] | None = None  # time-control games: seconds left per seat (the mover's when its clock started)
+    clocks: dict[str, float] | None = (
+        None  # time-control games: seconds left per seat (the mover's when its clock started)
+    )
 
 
 class GameOver(_Out):
@@ -654,8 +694,23 @@ class ErrorMsg(_Out):
 
 
 ServerMessage = Annotated[
-    Union[Welcome, Bots, Games, Players, ChallengeOffer, ChallengeSent, ChallengeDeclined, GameStart, State,
-          GameOver, GameRecord, Records, Pong, Info, ErrorMsg],
+    Union[
+        Welcome,
+        Bots,
+        Games,
+        Players,
+        ChallengeOffer,
+        ChallengeSent,
+        ChallengeDeclined,
+        GameStart,
+        State,
+        GameOver,
+        GameRecord,
+        Records,
+        Pong,
+        Info,
+        ErrorMsg,
+    ],
     Field(discriminator="type"),
 ]
 _server_adapter: TypeAdapter[Any] = TypeAdapter(ServerMessage)

@@ -167,7 +167,11 @@ def exact_outcomes_vs_random(minimax_seat: Seat, tiebreak: TieBreak = "random") 
             r = board.result
             if r is Result.DRAW:
                 return (Fraction(0), Fraction(1), Fraction(0))
-            return (Fraction(1), Fraction(0), Fraction(0)) if r is Result.win_for(minimax_seat) else (Fraction(0), Fraction(0), Fraction(1))
+            return (
+                (Fraction(1), Fraction(0), Fraction(0))
+                if r is Result.win_for(minimax_seat)
+                else (Fraction(0), Fraction(0), Fraction(1))
+            )
         if board.turn is minimax_seat:
             if tiebreak == "first":
                 cells: tuple[int, ...] = (optimal_cells(board)[0],)
@@ -237,6 +241,7 @@ def level_score(epsilon: float) -> LevelScore:
     >>> level_score(0.0)
     LevelScore(epsilon=0.0, vs_minimax=0.5, vs_random=0.9363)
     """
+
     def score(opponent: float) -> float:
         x_win, x_draw, _ = epsilon_match(epsilon, opponent)
         _, o_draw, o_win = epsilon_match(opponent, epsilon)

@@ -40,9 +40,17 @@ class WsClient:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def connect(cls, url: str, name: str | None = None, role: str = "player", *,
-                      token: str | None = None, max_games: int | None = None, protocol: int | None = PROTOCOL_VERSION,
-                      **connect_kwargs: Any) -> AsyncIterator["WsClient"]:
+    async def connect(
+        cls,
+        url: str,
+        name: str | None = None,
+        role: str = "player",
+        *,
+        token: str | None = None,
+        max_games: int | None = None,
+        protocol: int | None = PROTOCOL_VERSION,
+        **connect_kwargs: Any,
+    ) -> AsyncIterator["WsClient"]:
         """Connect and, when ``name`` is given, say hello (raises if not welcomed)."""
         async with connect(url, open_timeout=DEFAULT_TIMEOUT, close_timeout=1, **connect_kwargs) as ws:
             client = cls(ws)
@@ -55,8 +63,15 @@ class WsClient:
         assert self.welcome is not None, "hello first"
         return self.welcome["token"]
 
-    async def hello(self, name: str, role: str = "player", *, token: str | None = None,
-                    max_games: int | None = None, protocol: int | None = PROTOCOL_VERSION) -> dict[str, Any]:
+    async def hello(
+        self,
+        name: str,
+        role: str = "player",
+        *,
+        token: str | None = None,
+        max_games: int | None = None,
+        protocol: int | None = PROTOCOL_VERSION,
+    ) -> dict[str, Any]:
         """Say hello, speaking ``protocol`` (None: leave the field out, as a version 1 client does)."""
         frame: dict[str, Any] = {"type": "hello", "name": name, "role": role}
         if protocol is not None:
@@ -121,7 +136,9 @@ class WsClient:
                     raise asyncio.TimeoutError
                 frame = await self._read(left)
             except asyncio.TimeoutError:
-                raise TimeoutError(f"no {what!r} {fields or ''} within {timeout} s; last frames: {self.seen[-5:]}") from None
+                raise TimeoutError(
+                    f"no {what!r} {fields or ''} within {timeout} s; last frames: {self.seen[-5:]}"
+                ) from None
             if matches(frame):
                 return frame
             self.backlog.append(frame)

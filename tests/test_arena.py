@@ -9,7 +9,17 @@ import pytest
 
 from server.players.house import MinimaxBot, RandomBot
 from server.protocol import parse_server_frame
-from server.arena.arena import CLOSE_POLICY, CLOSE_REPLACED, Arena, Close, GameEnded, GameEvent, Send, ServerConfig, StoreGame
+from server.arena.arena import (
+    CLOSE_POLICY,
+    CLOSE_REPLACED,
+    Arena,
+    Close,
+    GameEnded,
+    GameEvent,
+    Send,
+    ServerConfig,
+    StoreGame,
+)
 
 
 class Net:
@@ -93,7 +103,9 @@ def test_hello_welcome_and_name_rules() -> None:
     assert net.last(ann) == {"type": "error", "code": "hello_required", "message": net.last(ann)["message"], "id": 3}
     net.send(ann, type="hello", name="ann", id="h")
     welcome = net.last(ann)
-    assert welcome["type"] == "welcome" and welcome["id"] == "h" and welcome["protocol"] == 1 and welcome["resumed"] == []
+    assert (
+        welcome["type"] == "welcome" and welcome["id"] == "h" and welcome["protocol"] == 1 and welcome["resumed"] == []
+    )
     net.send(ann, type="hello", name="ann")
     assert net.last(ann)["code"] == "already_hello"
     other = net.open()
@@ -155,7 +167,9 @@ def test_game_events_each_move_once_and_none_when_nothing_publishes() -> None:
         net.send(ann, type="challenge", opponent="minimax", side="X")
         gid = net.last(ann, "game_start")["game_id"]
         while not net.ended:
-            board = net.last(ann, "state")["board"] if any(f["type"] == "state" for f in net.inbox[ann]) else "........."
+            board = (
+                net.last(ann, "state")["board"] if any(f["type"] == "state" for f in net.inbox[ann]) else "........."
+            )
             net.send(ann, type="move", game_id=gid, cell=board.index(".") + 1)
         seen[publish] = events, [(f["type"], f.get("ply")) for f in net.inbox[ann] if f["type"] != "welcome"]
     events, frames = seen[True]
@@ -183,8 +197,10 @@ def test_a_house_answer_comes_in_its_own_state_for_protocol_1_and_in_the_moves_s
         net.inbox[spy].clear()
     net.inbox[ann].clear()
     net.send(ann, type="move", game_id=gid, cell=5, id="m")
-    seen = {name: [(f["ply"], f.get("id")) for f in net.inbox[conn] if f["type"] == "state"]
-            for name, conn in [("ann", ann), ("spy1", watchers[1]), ("spy2", watchers[2])]}
+    seen = {
+        name: [(f["ply"], f.get("id")) for f in net.inbox[conn] if f["type"] == "state"]
+        for name, conn in [("ann", ann), ("spy1", watchers[1]), ("spy2", watchers[2])]
+    }
     assert seen["ann"] == ([(1, "m"), (2, None)] if protocol == 1 else [(2, "m")])
     assert seen["spy1"] == [(1, None), (2, None)] and seen["spy2"] == [(2, None)]
 
@@ -240,7 +256,11 @@ def test_forfeit_on_illegal_records_the_attempt() -> None:
     net.send(bob, type="move", game_id=gid, cell=5, on_illegal="forfeit", trace={"why": "x"}, id=9)
     over = net.last(bob, "game_over")
     assert over["id"] == 9 and over["result"] == "X" and over["reason"] == "illegal_move" and over["winner"] == "ann"
-    assert over["illegal_move"]["cell"] == 5 and over["illegal_move"]["seat"] == "O" and over["illegal_move"]["code"] == "occupied"
+    assert (
+        over["illegal_move"]["cell"] == 5
+        and over["illegal_move"]["seat"] == "O"
+        and over["illegal_move"]["code"] == "occupied"
+    )
     assert net.ended[-1]["illegal_move"]["trace"] == {"why": "x"}
     net.send(ann, type="move", game_id=gid, cell=1)
     assert net.last(ann)["code"] == "game_over"
@@ -307,7 +327,10 @@ def test_disconnect_pauses_clock_and_resume_restores_game() -> None:
     ann, bob, gid = start_pvp(net)
     token = net.last(ann, "welcome")["token"]
     net.drop(ann)
-    assert net.last(bob, "info")["event"] == "player_left" and "ann left: you win in 5 s" in net.last(bob, "info")["message"]
+    assert (
+        net.last(bob, "info")["event"] == "player_left"
+        and "ann left: you win in 5 s" in net.last(bob, "info")["message"]
+    )
     net.advance(4.0)  # past the move clock, within grace: paused, no timeout
     assert gid in net.arena.games
     ann2 = net.open()
@@ -375,8 +398,11 @@ def test_spectator_sees_every_state_and_may_not_move() -> None:
     assert [s["ply"] for s in states] == [0, 1, 2, 3, 4, 5]
     assert states[-1]["last_move"]["trace"] == {"cell": 3}
     assert net.last(spy, "game_over")["winner"] == "ann"
-    for frame in ({"type": "move", "game_id": gid, "cell": 4}, {"type": "challenge", "opponent": "minimax"},
-                  {"type": "resign", "game_id": gid}):
+    for frame in (
+        {"type": "move", "game_id": gid, "cell": 4},
+        {"type": "challenge", "opponent": "minimax"},
+        {"type": "resign", "game_id": gid},
+    ):
         net.send(spy, **frame)
         assert net.last(spy)["code"] == "forbidden"
 

@@ -87,9 +87,13 @@ async def test_malformed_frames_get_errors_and_connection_stays_usable() -> None
 
 
 async def test_illegal_moves_in_a_live_game_do_not_corrupt_it() -> None:
-    async with serve_arena(config()) as srv, WsClient.connect(srv.url, "ann") as ann, \
-            WsClient.connect(srv.url, "bob") as bob, WsClient.connect(srv.url, "eve") as eve, \
-            WsClient.connect(srv.url, "spy", role="spectator") as spy:
+    async with (
+        serve_arena(config()) as srv,
+        WsClient.connect(srv.url, "ann") as ann,
+        WsClient.connect(srv.url, "bob") as bob,
+        WsClient.connect(srv.url, "eve") as eve,
+        WsClient.connect(srv.url, "spy", role="spectator") as spy,
+    ):
         gid = await start_game(ann, bob)
         await spy.request(type="spectate", game_id=gid)
         bad = [
@@ -138,7 +142,10 @@ async def test_oversize_frame_closes_1009_and_others_keep_playing() -> None:
 
 
 async def test_flood_is_rate_limited_then_closed_1008() -> None:
-    async with serve_arena(config(rate=1.0, burst=10, flood_close=30)) as srv, WsClient.connect(srv.url, "calm") as calm:
+    async with (
+        serve_arena(config(rate=1.0, burst=10, flood_close=30)) as srv,
+        WsClient.connect(srv.url, "calm") as calm,
+    ):
         async with WsClient.connect(srv.url, "flood") as flood:
             loop = asyncio.get_running_loop()
             began = loop.time()
@@ -179,8 +186,12 @@ async def test_too_many_connections_from_one_address() -> None:
 
 async def test_spectator_may_only_watch() -> None:
     async with serve_arena(config()) as srv, WsClient.connect(srv.url, "spy", role="spectator") as spy:
-        for frame in ({"type": "challenge", "opponent": "minimax"}, {"type": "arrange", "x": "minimax", "o": "random"},
-                      {"type": "resign", "game_id": "g"}, {"type": "accept", "challenge_id": "c"}):
+        for frame in (
+            {"type": "challenge", "opponent": "minimax"},
+            {"type": "arrange", "x": "minimax", "o": "random"},
+            {"type": "resign", "game_id": "g"},
+            {"type": "accept", "challenge_id": "c"},
+        ):
             reply = await spy.request(**frame)
             assert reply["code"] == "forbidden", reply
         bots = await spy.request(type="list_bots")
@@ -189,8 +200,11 @@ async def test_spectator_may_only_watch() -> None:
 
 async def test_wrongly_typed_cells_are_invalid_messages_and_play_nothing() -> None:
     """``"cell": true`` once played cell 1, and ``"5"`` / ``5.0`` were accepted: the cell must be a JSON integer."""
-    async with serve_arena(config()) as srv, WsClient.connect(srv.url, "ann") as ann, \
-            WsClient.connect(srv.url, "bob") as bob:
+    async with (
+        serve_arena(config()) as srv,
+        WsClient.connect(srv.url, "ann") as ann,
+        WsClient.connect(srv.url, "bob") as bob,
+    ):
         gid = await start_game(ann, bob)
         for cell in ("5", True, False, 5.0, 1.0, None, "1", [1], {"cell": 1}):
             for on_illegal in ("error", "forfeit"):  # not even a forfeit: the frame is malformed, not the move
@@ -206,8 +220,11 @@ async def test_wrongly_typed_cells_are_invalid_messages_and_play_nothing() -> No
 
 
 async def test_nan_and_infinity_are_bad_json_and_never_relayed_or_stored(tmp_path: Any) -> None:
-    async with serve_arena(config(db_path=str(tmp_path / "arena.sqlite3"))) as srv, \
-            WsClient.connect(srv.url, "ann") as ann, WsClient.connect(srv.url, "bob") as bob:
+    async with (
+        serve_arena(config(db_path=str(tmp_path / "arena.sqlite3"))) as srv,
+        WsClient.connect(srv.url, "ann") as ann,
+        WsClient.connect(srv.url, "bob") as bob,
+    ):
         gid = await start_game(ann, bob)
         texts = [
             f'{{"type": "move", "game_id": "{gid}", "cell": 5, "trace": {{"p": NaN}}, "id": 1}}',
@@ -249,7 +266,12 @@ async def test_fragmented_messages_and_invalid_utf8_after_whole_ones() -> None:
             await ws.send(json.dumps({"type": "ping", "id": 5}))
             replies = [json.loads(await ws.recv()) for _ in range(5)]
             assert [(r["type"], r.get("id"), r.get("code")) for r in replies] == [
-                ("pong", 1, None), ("pong", 2, None), ("pong", 3, None), ("pong", 4, None), ("pong", 5, None)]
+                ("pong", 1, None),
+                ("pong", 2, None),
+                ("pong", 3, None),
+                ("pong", 4, None),
+                ("pong", 5, None),
+            ]
         async with connect(srv.url, ping_interval=None) as ws:
             await ws.send(json.dumps({"type": "hello", "name": "utf"}))
             await ws.recv()
@@ -327,7 +349,7 @@ async def test_frames_cut_anywhere_and_control_frames_between_whole_ones() -> No
         proto, reader, writer = await _raw_open(srv.url)
         hello = text({"type": "hello", "name": "cut"})
         for i in range(len(hello)):  # one byte per write: every cut of a header and a payload
-            writer.write(hello[i:i + 1])
+            writer.write(hello[i : i + 1])
             await writer.drain()
             await asyncio.sleep(0.002)
         welcome = await _raw_events(proto, reader, 1)
@@ -347,8 +369,9 @@ async def test_frames_cut_anywhere_and_control_frames_between_whole_ones() -> No
         writer.close()
 
 
-@pytest.mark.parametrize("first_byte, masked, code", [(0xC1, True, 1002), (0x81, False, 1002)],
-                         ids=["rsv1-set", "unmasked"])
+@pytest.mark.parametrize(
+    "first_byte, masked, code", [(0xC1, True, 1002), (0x81, False, 1002)], ids=["rsv1-set", "unmasked"]
+)
 async def test_broken_frame_headers_close_1002(first_byte: int, masked: bool, code: int) -> None:
     """A text frame with an RSV bit (no extension was negotiated) or without a mask is a
     protocol error (1002)."""
@@ -391,5 +414,5 @@ def test_the_frame_cutter_knows_when_the_library_parser_is_between_frames() -> N
     assert _between_frames(server) and [e.data for e in server.events_received()] == [b'{"type": "ping"}']
     server.receive_data(Frame(Opcode.TEXT, b'{"a":', fin=False).serialize(mask=True))
     assert not _between_frames(server)  # a fragmented message has begun
-    server.receive_data(Frame(Opcode.CONT, b' 1}').serialize(mask=True))
+    server.receive_data(Frame(Opcode.CONT, b" 1}").serialize(mask=True))
     assert _between_frames(server)

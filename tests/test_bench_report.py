@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 
-def test_replot_prints_each_repeats_ratio_and_draws_the_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_replot_prints_each_repeats_ratio_and_draws_the_plot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from server_load import Run, main
 
     runs = []
@@ -35,8 +37,9 @@ def test_replot_prints_each_repeats_ratio_and_draws_the_plot(tmp_path: Path, cap
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
-def test_the_report_bounds_the_rate_by_the_event_loops_cpu_per_request(tmp_path: Path,
-                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_report_bounds_the_rate_by_the_event_loops_cpu_per_request(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The arena's event loop is one thread: at 40 µs per request it cannot serve more than
     25,000 requests/s, which the result line sets beside what the goal needs (0.6 × echo);
     and the machine's cores, shared with the client, bound the rate whatever the processes."""
@@ -44,31 +47,52 @@ def test_the_report_bounds_the_rate_by_the_event_loops_cpu_per_request(tmp_path:
 
     runs = []
     for repeat, (busy, echo) in enumerate([(0.70, 50000), (0.80, 52000), (0.90, 54000)]):
-        runs.append(Run("arena", 100, False, repeat, 20000, 4.5, 10.0, 60.0, 22.0, 80.0, 0,
-                        main_cpu_us_per_msg=40.0, main_busy=busy))
+        runs.append(
+            Run(
+                "arena",
+                100,
+                False,
+                repeat,
+                20000,
+                4.5,
+                10.0,
+                60.0,
+                22.0,
+                80.0,
+                0,
+                main_cpu_us_per_msg=40.0,
+                main_busy=busy,
+            )
+        )
         runs.append(Run("echo", 100, False, repeat, echo, 2.0, 3.0, 19.0, 19.0, 40.0, 0))
     saved = tmp_path / "load.json"
     saved.write_text(json.dumps({"runs": [asdict(r) for r in runs], "summary": [], "argv": [], "cores": 2}))
     assert main(["--replot", str(saved)]) == 0
     out = capsys.readouterr().out
-    assert ("the arena's event-loop process spent 40.0 µs per request and was 80% busy: on its one thread it cannot "
-            "serve more than 25,000 requests/s; the goal needs 31,200") in out
+    assert (
+        "the arena's event-loop process spent 40.0 µs per request and was 80% busy: on its one thread it cannot "
+        "serve more than 25,000 requests/s; the goal needs 31,200"
+    ) in out
     # server (60 µs, its records child included) and client (22 µs) share the 2 cores: 2 / 82 µs
-    assert ("the arena and its client spent 60 + 22 µs per request: however its work were spread, this machine's "
-            "2 cores could serve at most 24,390 requests/s") in out
+    assert (
+        "the arena and its client spent 60 + 22 µs per request: however its work were spread, this machine's "
+        "2 cores could serve at most 24,390 requests/s"
+    ) in out
 
 
 @pytest.mark.timeout(120)
-def test_a_short_run_warms_both_servers_up_and_counts_only_the_repeats(tmp_path: Path,
-                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_short_run_warms_both_servers_up_and_counts_only_the_repeats(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The bench end to end, small: it starts the arena and the echo server, loads each once
     unmeasured (the warm-up), then measures; the JSON holds the measured runs only, with the
     arena's event-loop process measured apart from its records child."""
     from server_load import main
 
     saved = tmp_path / "load.json"
-    assert main(["--connections", "20", "--seconds", "1", "--repeats", "1", "--warmup", "0.5",
-                 "--json", str(saved)]) == 0
+    assert (
+        main(["--connections", "20", "--seconds", "1", "--repeats", "1", "--warmup", "0.5", "--json", str(saved)]) == 0
+    )
     out = capsys.readouterr().out
     assert "warm-up  arena       20 conns" in out and "warm-up  echo        20 conns" in out
     assert "20 connections closed loop: ratio" in out and "the arena's event-loop process spent" in out

@@ -24,8 +24,18 @@ FAST = dict(send_rate=10_000.0, send_burst=10_000)
 
 
 def config(**overrides: Any) -> ServerConfig:
-    base = dict(host="127.0.0.1", port=0, db_path=":memory:", move_clock=30.0, grace=15.0, house_bots=True,
-                seed=0, rate=10_000.0, burst=10_000, flood_close=10_000)
+    base = dict(
+        host="127.0.0.1",
+        port=0,
+        db_path=":memory:",
+        move_clock=30.0,
+        grace=15.0,
+        house_bots=True,
+        seed=0,
+        rate=10_000.0,
+        burst=10_000,
+        flood_close=10_000,
+    )
     base.update(overrides)
     return ServerConfig(**base)  # type: ignore[arg-type]
 
@@ -112,7 +122,8 @@ async def test_bot_client_plays_games_and_counts_results() -> None:
         stored = srv.records.list(tag="t1", limit=None)
         assert len(stored) == 10 and all(r["status"] == "finished" for r in stored)
         assert client.stats.moves_sent == sum(
-            sum(1 for m in r["moves"] if (r["x"] == "rnd") == (m["seat"] == "X")) for r in stored)
+            sum(1 for m in r["moves"] if (r["x"] == "rnd") == (m["seat"] == "X")) for r in stored
+        )
         assert client.stats.errors == {}
 
 
@@ -121,8 +132,10 @@ async def test_several_games_at_once_are_batched_and_traces_are_relayed() -> Non
     async with serve_arena(config()) as srv:
         client = BotClient(bot, srv.url, max_games=4, **FAST)
         async with running(client), Organizer(srv.url, "org", **FAST) as org:
-            games = [asyncio.create_task(org.play("tracer", "random", clock=None, tag="b", game_timeout=20))
-                     for _ in range(4)]
+            games = [
+                asyncio.create_task(org.play("tracer", "random", clock=None, tag="b", game_timeout=20))
+                for _ in range(4)
+            ]
             await until(lambda: len(client.games) == 4, what="four games in progress")
             # a fifth game is refused while four are in progress (the bot said max_games=4)
             refusal = await org.request({"type": "arrange", "x": "tracer", "o": "random"})
@@ -248,8 +261,9 @@ async def test_offers_beyond_max_games_are_declined_as_busy() -> None:
     client = BotClient(RandomBot(), "ws://127.0.0.1:1", max_games=2, **FAST)
     ws = FakeWS()
     for i in range(3):
-        offer = parse_server_frame({"type": "challenge", "challenge_id": f"c{i}", "challenger": "alice",
-                                    "side": "X", "clock": 30.0})
+        offer = parse_server_frame(
+            {"type": "challenge", "challenge_id": f"c{i}", "challenger": "alice", "side": "X", "clock": 30.0}
+        )
         await client._on_offer(ws, offer)  # type: ignore[arg-type]
     replies = [json.loads(s) for s in ws.sent]
     assert [r["type"] for r in replies] == ["accept", "accept", "decline"]
@@ -262,21 +276,39 @@ async def test_junk_and_error_frames_never_crash_the_client(caplog) -> None:
 
     client = BotClient(TraceBot(), "ws://127.0.0.1:1", **FAST)
     ws = FakeWS()
-    junk = ["not json", "[1, 2]", '{"no": "type"}', '{"type": "mystery"}',
-            '{"type": "game_start", "game_id": "g1", "x": "a", "o": "tracer", "you": "O", "clock": 1, '
-            '"board": "XXXXXXXXX", "turn": "O"}',
-            '{"type": "state", "game_id": "unknown", "x": "a", "o": "b", "board": ".........", "turn": "X", '
-            '"ply": 0, "moves": []}',
-            '{"type": "error", "code": "internal_error", "message": "boom"}',
-            '{"type": "game_over", "game_id": "nope", "x": "a", "o": "b", "result": "X", "reason": "line", '
-            '"winner": "a", "board": "XXX......", "moves": []}']
+    junk = [
+        "not json",
+        "[1, 2]",
+        '{"no": "type"}',
+        '{"type": "mystery"}',
+        '{"type": "game_start", "game_id": "g1", "x": "a", "o": "tracer", "you": "O", "clock": 1, '
+        '"board": "XXXXXXXXX", "turn": "O"}',
+        '{"type": "state", "game_id": "unknown", "x": "a", "o": "b", "board": ".........", "turn": "X", '
+        '"ply": 0, "moves": []}',
+        '{"type": "error", "code": "internal_error", "message": "boom"}',
+        '{"type": "game_over", "game_id": "nope", "x": "a", "o": "b", "result": "X", "reason": "line", '
+        '"winner": "a", "board": "XXX......", "moves": []}',
+    ]
     for raw in junk:
         await client._on_frame(ws, raw)  # type: ignore[arg-type]
     assert client.games == {} and ws.sent == []
     assert client.stats.errors == {"internal_error": 1}
     # a refused move makes the client ask the server for the game's true state
-    await client._on_frame(ws, json.dumps({"type": "game_start", "game_id": "g2", "x": "a", "o": "tracer",  # type: ignore[arg-type]
-                                           "you": "O", "clock": 30, "board": "X........", "turn": "O"}))
+    await client._on_frame(
+        ws,
+        json.dumps(
+            {
+                "type": "game_start",
+                "game_id": "g2",
+                "x": "a",
+                "o": "tracer",  # type: ignore[arg-type]
+                "you": "O",
+                "clock": 30,
+                "board": "X........",
+                "turn": "O",
+            }
+        ),
+    )
     client._pending_moves["m1"] = {"type": "move", "id": "m1", "game_id": "g2", "cell": 1}
     await client._on_frame(ws, json.dumps({"type": "error", "code": "occupied", "message": "taken", "id": "m1"}))  # type: ignore[arg-type]
     assert json.loads(ws.sent[-1]) == {"type": "get_game", "game_id": "g2"}
@@ -327,7 +359,7 @@ def test_backoff_grows_is_jittered_and_capped() -> None:
 
     b = Backoff(0.5, 30.0, rng=random.Random(1))
     delays = [b.next() for _ in range(12)]
-    ceilings = [min(30.0, 0.5 * 2 ** i) for i in range(12)]
+    ceilings = [min(30.0, 0.5 * 2**i) for i in range(12)]
     assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings))
     assert max(delays) <= 30.0 and len(set(delays)) == 12
     b.reset()
@@ -341,9 +373,27 @@ async def test_autosteer_bot_run_and_list_end_to_end() -> None:
 
     async with serve_arena(config()) as srv:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bots.cli", "run", "--kind", "minimax", "--server", srv.url, "--name", "mm2",
-            "--stop-after", "3", "--seed", "1", "--tiebreak", "first", "--log-level", "WARNING",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            sys.executable,
+            "-m",
+            "bots.cli",
+            "run",
+            "--kind",
+            "minimax",
+            "--server",
+            srv.url,
+            "--name",
+            "mm2",
+            "--stop-after",
+            "3",
+            "--seed",
+            "1",
+            "--tiebreak",
+            "first",
+            "--log-level",
+            "WARNING",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         try:
             async with Organizer(srv.url, "org", **FAST) as org:
                 for _ in range(300):
@@ -353,8 +403,16 @@ async def test_autosteer_bot_run_and_list_end_to_end() -> None:
                 else:
                     raise AssertionError("the bot never connected")
                 lister = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "bots.cli", "list", "--server", srv.url, "--json",
-                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+                    sys.executable,
+                    "-m",
+                    "bots.cli",
+                    "list",
+                    "--server",
+                    srv.url,
+                    "--json",
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                )
                 listed, _ = await asyncio.wait_for(lister.communicate(), 30)
                 assert lister.returncode == 0
                 import json
@@ -378,8 +436,19 @@ async def test_autosteer_bot_run_stops_cleanly_on_sigint() -> None:
 
     async with serve_arena(config()) as srv:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bots.cli", "run", "--kind", "random", "--server", srv.url, "--name", "sig",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            sys.executable,
+            "-m",
+            "bots.cli",
+            "run",
+            "--kind",
+            "random",
+            "--server",
+            srv.url,
+            "--name",
+            "sig",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         try:
             async with Organizer(srv.url, "org", **FAST) as org:
                 for _ in range(300):
@@ -404,8 +473,19 @@ async def test_autosteer_bot_run_reports_a_taken_name() -> None:
 
     async with serve_arena(config()) as srv:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bots.cli", "run", "--kind", "random", "--server", srv.url, "--name", "minimax",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            sys.executable,
+            "-m",
+            "bots.cli",
+            "run",
+            "--kind",
+            "random",
+            "--server",
+            srv.url,
+            "--name",
+            "minimax",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         out, err = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 1
     assert "name_taken" in err.decode() and "Traceback" not in err.decode()
@@ -415,15 +495,17 @@ def test_cli_help_is_light_and_llm_kind_is_guarded() -> None:
     import subprocess
     import sys
 
-    code = ("import sys\n"
-            "from bots.cli import main\n"
-            "for argv in (['--help'], ['run', '--help'], ['list', '--help']):\n"
-            "    try:\n"
-            "        main(argv)\n"
-            "    except SystemExit as e:\n"
-            "        assert e.code == 0, argv\n"
-            "assert 'torch' not in sys.modules, 'help imported torch'\n"
-            "print('ok')\n")
+    code = (
+        "import sys\n"
+        "from bots.cli import main\n"
+        "for argv in (['--help'], ['run', '--help'], ['list', '--help']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit as e:\n"
+        "        assert e.code == 0, argv\n"
+        "assert 'torch' not in sys.modules, 'help imported torch'\n"
+        "print('ok')\n"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr
     assert "--kind {minimax,random,llm}" in done.stdout
@@ -431,7 +513,11 @@ def test_cli_help_is_light_and_llm_kind_is_guarded() -> None:
     import importlib.util
 
     if importlib.util.find_spec("bots.llm.cli") is None:
-        done = subprocess.run([sys.executable, "-m", "bots.cli", "run", "--kind", "llm", "--server", "ws://127.0.0.1:9"],
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-m", "bots.cli", "run", "--kind", "llm", "--server", "ws://127.0.0.1:9"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 2
         assert "--kind llm is not available" in done.stderr and "Traceback" not in done.stderr

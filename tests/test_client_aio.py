@@ -17,8 +17,17 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def config(**overrides: Any) -> ServerConfig:
-    base = dict(host="127.0.0.1", port=0, db_path=":memory:", move_clock=30.0, grace=15.0, seed=0,
-                rate=10_000.0, burst=10_000, flood_close=10_000)
+    base = dict(
+        host="127.0.0.1",
+        port=0,
+        db_path=":memory:",
+        move_clock=30.0,
+        grace=15.0,
+        seed=0,
+        rate=10_000.0,
+        burst=10_000,
+        flood_close=10_000,
+    )
     return ServerConfig(**{**base, **overrides})  # type: ignore[arg-type]
 
 
@@ -38,7 +47,11 @@ async def test_a_player_connects_asks_plays_through_events_and_closes() -> None:
                     await arena.send(arena.core.move(gid, event.game.board.legal_cells()[0]))
                 elif isinstance(event, GameEnded):
                     break
-            assert seen[:3] == ["Reply", "GameStarted", "YourTurn"] and event.outcome in ("loss", "draw") and arena.core.pending == {}
+            assert (
+                seen[:3] == ["Reply", "GameStarted", "YourTurn"]
+                and event.outcome in ("loss", "draw")
+                and arena.core.pending == {}
+            )
         assert not arena.connected
 
 
@@ -56,8 +69,9 @@ async def test_a_refusal_comes_back_with_its_request_and_a_taken_name_is_a_hello
 async def test_play_arranged_returns_the_game_over_and_refusals_raise() -> None:
     async with serve_arena(config()) as srv:
         async with ArenaClient(srv.url, ClientCore("org")) as arena:
-            games = await asyncio.gather(*(arena.play_arranged("minimax", "random", tag="cup", seed=i, game_timeout=20)
-                                           for i in range(4)))
+            games = await asyncio.gather(
+                *(arena.play_arranged("minimax", "random", tag="cup", seed=i, game_timeout=20) for i in range(4))
+            )
             assert [g["tag"] for g in games] == ["cup"] * 4 and all(g["result"] in ("X", "draw") for g in games)
             with pytest.raises(ClientError, match="unknown_opponent"):
                 await arena.play_arranged("minimax", "nobody", game_timeout=5)

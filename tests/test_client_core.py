@@ -9,32 +9,85 @@ from typing import Any
 
 import pytest
 
-from client.core import (BadFrame, ChallengeDeclined, ClientCore, GameEnded, GameStarted, GameUpdated, HelloRefused,
-                         Notice, OfferReceived, Reply, RequestFailed, ServerError, ServerFrame, SessionExpired,
-                         Welcomed, YourTurn)
+from client.core import (
+    BadFrame,
+    ChallengeDeclined,
+    ClientCore,
+    GameEnded,
+    GameStarted,
+    GameUpdated,
+    HelloRefused,
+    Notice,
+    OfferReceived,
+    Reply,
+    RequestFailed,
+    ServerError,
+    ServerFrame,
+    SessionExpired,
+    Welcomed,
+    YourTurn,
+)
 from server.arena.arena import Arena, Close, Send, ServerConfig
 from server.game import Board, Seat
 
 
 def welcome(name: str = "ann", token: str = "t1", resumed: tuple[str, ...] = ()) -> dict[str, Any]:
-    return {"type": "welcome", "name": name, "role": "player", "token": token, "protocol": 2, "server": "arena",
-            "resumed": list(resumed)}
+    return {
+        "type": "welcome",
+        "name": name,
+        "role": "player",
+        "token": token,
+        "protocol": 2,
+        "server": "arena",
+        "resumed": list(resumed),
+    }
 
 
 def start(gid: str = "g1", you: str | None = "X", board: str = ".........", **extra: Any) -> dict[str, Any]:
-    return {"type": "game_start", "game_id": gid, "x": "ann", "o": "bob", "you": you, "clock": 30.0,
-            "board": board, "turn": Board(board).turn.value, "ply": Board(board).ply, "deadline": 1030.0, **extra}
+    return {
+        "type": "game_start",
+        "game_id": gid,
+        "x": "ann",
+        "o": "bob",
+        "you": you,
+        "clock": 30.0,
+        "board": board,
+        "turn": Board(board).turn.value,
+        "ply": Board(board).ply,
+        "deadline": 1030.0,
+        **extra,
+    }
 
 
 def state(gid: str, board: str, **extra: Any) -> dict[str, Any]:
     b = Board(board)
-    return {"type": "state", "game_id": gid, "x": "ann", "o": "bob", "board": board,
-            "turn": None if b.is_over else b.turn.value, "ply": b.ply, "moves": [], "over": b.is_over, **extra}
+    return {
+        "type": "state",
+        "game_id": gid,
+        "x": "ann",
+        "o": "bob",
+        "board": board,
+        "turn": None if b.is_over else b.turn.value,
+        "ply": b.ply,
+        "moves": [],
+        "over": b.is_over,
+        **extra,
+    }
 
 
 def over(gid: str, board: str, result: str, reason: str = "line", **extra: Any) -> dict[str, Any]:
-    return {"type": "game_over", "game_id": gid, "x": "ann", "o": "bob", "result": result, "reason": reason,
-            "winner": None, "board": board, "moves": [], **extra}
+    return {
+        "type": "game_over",
+        "game_id": gid,
+        "x": "ann",
+        "o": "bob",
+        "result": result,
+        "reason": reason,
+        "winner": None,
+        "board": board,
+        "moves": [],
+        **extra,
+    }
 
 
 def kinds(events: list[Any]) -> list[str]:
@@ -51,8 +104,14 @@ def welcomed(name: str = "ann", **options: Any) -> ClientCore:
 # --------------------------------------------------------------------------- frames only
 def test_hello_carries_name_role_version_bot_fields_and_token_after_a_welcome() -> None:
     core = ClientCore("rb", role="bot", max_games=4, description="  plays   the lowest cell ")
-    assert core.hello() == {"type": "hello", "name": "rb", "role": "bot", "protocol": 2, "max_games": 4,
-                            "description": "plays the lowest cell"}
+    assert core.hello() == {
+        "type": "hello",
+        "name": "rb",
+        "role": "bot",
+        "protocol": 2,
+        "max_games": 4,
+        "description": "plays the lowest cell",
+    }
     assert not core.welcomed
     (ev,) = core.receive(json.dumps(welcome("rb", token="tok")))
     assert isinstance(ev, Welcomed) and ev.new_session and ev.lost == () and core.welcomed
@@ -91,8 +150,14 @@ def test_retry_puts_a_dropped_request_back_under_its_id() -> None:
     core = welcomed()
     core.receive(start())
     move = core.move("g1", 5, trace={"why": "centre"}, on_illegal="forfeit")
-    assert move == {"type": "move", "game_id": "g1", "cell": 5, "trace": {"why": "centre"}, "on_illegal": "forfeit",
-                    "id": "r1"}
+    assert move == {
+        "type": "move",
+        "game_id": "g1",
+        "cell": 5,
+        "trace": {"why": "centre"},
+        "on_illegal": "forfeit",
+        "id": "r1",
+    }
     (ev,) = core.receive({"type": "error", "code": "rate_limited", "message": "slow", "id": "r1"})
     assert isinstance(ev, RequestFailed) and core.games["g1"].to_move  # the move was not made
     assert core.retry(ev.request) is move and core.pending == {"r1": move} and not core.games["g1"].to_move
@@ -118,9 +183,10 @@ def test_a_game_is_tracked_from_start_through_turns_to_the_end() -> None:
     assert core.games == {}
 
 
-@pytest.mark.parametrize(("you", "result", "outcome"),
-                         [("X", "X", "win"), ("O", "X", "loss"), ("O", "draw", "draw"), ("X", "aborted", "aborted"),
-                          (None, "X", None)])
+@pytest.mark.parametrize(
+    ("you", "result", "outcome"),
+    [("X", "X", "win"), ("O", "X", "loss"), ("O", "draw", "draw"), ("X", "aborted", "aborted"), (None, "X", None)],
+)
 def test_outcome_is_the_players_and_none_for_a_spectator(you: str | None, result: str, outcome: str | None) -> None:
     core = welcomed()
     core.receive(start(you=you))
@@ -140,8 +206,16 @@ def test_a_record_ends_a_tracked_game_and_is_a_plain_reply_otherwise() -> None:
 
 def test_offers_accept_decline_and_withdrawal() -> None:
     core = welcomed("rb", role="bot", max_games=2)
-    offer = {"type": "challenge", "challenge_id": "c1", "challenger": "ann", "side": "O", "clock": 30.0,
-             "arranged": True, "tag": "cup", "expires_in": 30.0}
+    offer = {
+        "type": "challenge",
+        "challenge_id": "c1",
+        "challenger": "ann",
+        "side": "O",
+        "clock": 30.0,
+        "arranged": True,
+        "tag": "cup",
+        "expires_in": 30.0,
+    }
     (ev,) = core.receive(offer)
     assert isinstance(ev, OfferReceived) and ev.offer.side is Seat.O and ev.offer.arranged and ev.offer.tag == "cup"
     assert core.accept("c1", track=False) == {"type": "accept", "challenge_id": "c1"}
@@ -160,14 +234,32 @@ def test_offers_accept_decline_and_withdrawal() -> None:
 
 def test_notices_carry_their_event() -> None:
     core = welcomed()
-    (ev,) = core.receive({"type": "info", "message": "bob left", "game_id": "g1", "event": "player_left",
-                          "player": "bob", "back_by": 5.0})
+    (ev,) = core.receive(
+        {
+            "type": "info",
+            "message": "bob left",
+            "game_id": "g1",
+            "event": "player_left",
+            "player": "bob",
+            "back_by": 5.0,
+        }
+    )
     assert isinstance(ev, Notice) and (ev.kind, ev.game_id) == ("player_left", "g1")
 
 
-@pytest.mark.parametrize("raw", ["not json", "[1, 2]", '{"no": "type"}', '{"type": "mystery"}', "[NaN]",
-                                 json.dumps({**start(), "board": "XXXXXXXXX"}), b"\xff",
-                                 '{"type": "state", "game_id": "g1"}'])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "not json",
+        "[1, 2]",
+        '{"no": "type"}',
+        '{"type": "mystery"}',
+        "[NaN]",
+        json.dumps({**start(), "board": "XXXXXXXXX"}),
+        b"\xff",
+        '{"type": "state", "game_id": "g1"}',
+    ],
+)
 def test_bad_frames_change_nothing(raw: Any) -> None:
     core = welcomed()
     (ev,) = core.receive(raw)

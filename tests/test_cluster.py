@@ -30,9 +30,31 @@ def start_server_b(mqtt_url: str, db_url: str) -> tuple[subprocess.Popen[str], s
     exe = Path(sys.executable).parent / "autosteer-server"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "server.cli"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(cmd + ["serve", "--host", "127.0.0.1", "--port", "0", "--db", db_url, "--seed", "9",
-                                   "--mqtt", mqtt_url, "--server-id", "b", "--grace", "30"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd
+        + [
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--db",
+            db_url,
+            "--seed",
+            "9",
+            "--mqtt",
+            mqtt_url,
+            "--server-id",
+            "b",
+            "--grace",
+            "30",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     return proc, read_banner_url(proc, "server B")
 
 
@@ -49,16 +71,19 @@ async def poll(client: WsClient, kind: str, predicate: Any, timeout: float = 10.
         await asyncio.sleep(0.1)
 
 
-async def test_two_servers_share_lobby_records_and_spectating(mosquitto: Any, postgres_url: str,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+async def test_two_servers_share_lobby_records_and_spectating(
+    mosquitto: Any, postgres_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     proc, b_url = start_server_b(mosquitto.url, postgres_url)
     try:
         config = ServerConfig(host="127.0.0.1", port=0, db_path=postgres_url, seed=1, ping_interval=None)
-        async with serve_arena(config, events=MqttEvents(mosquitto.url, "a")) as a, \
-                WsClient.connect(a.url, "ann", role="spectator") as ann, \
-                WsClient.connect(b_url, "bee", role="bot", max_games=4), \
-                WsClient.connect(b_url, "bob") as bob, \
-                WsClient.connect(a.url, "org") as org:
+        async with (
+            serve_arena(config, events=MqttEvents(mosquitto.url, "a")) as a,
+            WsClient.connect(a.url, "ann", role="spectator") as ann,
+            WsClient.connect(b_url, "bee", role="bot", max_games=4),
+            WsClient.connect(b_url, "bob") as bob,
+            WsClient.connect(a.url, "org") as org,
+        ):
             # A's lobby lists B's bots, marked with their server and its address
             bots = await poll(ann, "list_bots", lambda bs: any(b["name"] == "bee" for b in bs))
             bee_entry = next(b for b in bots if b["name"] == "bee")

@@ -85,8 +85,12 @@ async def test_a_game_arrives_on_the_broker_complete_in_order_with_traces(mosqui
             gid = frame["game_id"]
             while frame["type"] != "game_over":
                 if frame.get("turn") == "X" and frame["type"] in ("state", "game_start"):
-                    await ann.send(type="move", game_id=gid, cell=frame["board"].index(".") + 1,
-                                   trace={"top": [{"feature": 7, "act": 1.5}], "ply": frame["ply"] + 1})
+                    await ann.send(
+                        type="move",
+                        game_id=gid,
+                        cell=frame["board"].index(".") + 1,
+                        trace={"top": [{"feature": 7, "act": 1.5}], "ply": frame["ply"] + 1},
+                    )
                 frame = await ann.recv()
             over = frame
         await heard.wait(lambda: len(heard.on("/result", gid)) == 1)
@@ -153,8 +157,9 @@ async def test_a_broker_outage_never_stops_play_and_drops_are_counted(mosquitto:
 
             mosquitto.start()  # same port: the publisher reconnects and sends what it kept
             async with listen(mosquitto.url, f"{P}/games/#") as heard:
-                await wait_until(lambda: events.link.connected and not events.link.queue, timeout=15,
-                                 what="reconnected and drained")
+                await wait_until(
+                    lambda: events.link.connected and not events.link.queue, timeout=15, what="reconnected and drained"
+                )
                 assert events.link.published == published_before + events.link.queue_size
                 assert events.link.connects >= 2
                 sent = await org.request(type="arrange", x="minimax", o="random", tag="after")
@@ -190,8 +195,9 @@ def test_mqtt_urls() -> None:
             parse_mqtt_url(bad)
 
 
-async def test_evaluate_publishes_progress_and_summaries(mosquitto: Any, monkeypatch: pytest.MonkeyPatch,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+async def test_evaluate_publishes_progress_and_summaries(
+    mosquitto: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import training.evaluate
     from bots.llm.bot import LLMBot
     from bots.llm.testing import tiny_language_model
@@ -202,8 +208,25 @@ async def test_evaluate_publishes_progress_and_summaries(mosquitto: Any, monkeyp
 
     monkeypatch.setattr(training.evaluate, "build_evaluation_bot", tiny_bot)
     async with listen(mosquitto.url, f"{P}/training/#") as heard:
-        argv = ["evaluate", "--games", "6", "--opponent", "random", "--seat", "X,O", "--mode", "strict",
-                "--via", "local", "--concurrency", "2", "--mqtt", mosquitto.url, "--run-id", "eval-test"]
+        argv = [
+            "evaluate",
+            "--games",
+            "6",
+            "--opponent",
+            "random",
+            "--seat",
+            "X,O",
+            "--mode",
+            "strict",
+            "--via",
+            "local",
+            "--concurrency",
+            "2",
+            "--mqtt",
+            mosquitto.url,
+            "--run-id",
+            "eval-test",
+        ]
         assert await asyncio.to_thread(train_main, argv) == 0
         await heard.wait(lambda: any(p and p.get("done") for p in heard.on("/training/eval-test/summary")))
     arms = [p for p in heard.on("/summary") if p and "arm" in p]
@@ -222,8 +245,13 @@ def test_watch_prints_the_feed(mosquitto: Any) -> None:
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    watcher = subprocess.Popen([sys.executable, "-m", "server.cli", "watch", "--mqtt", mosquitto.url, "--seconds", "20",
-                                "--count", "12"], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "watch", "--mqtt", mosquitto.url, "--seconds", "20", "--count", "12"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert watcher.stdout is not None
         assert watcher.stdout.readline().startswith("watching ")  # printed once subscribed
@@ -257,9 +285,28 @@ def test_the_arena_relays_a_remote_game_to_its_spectators_sans_io() -> None:
 
     remote = RemoteLobby("a")
     arena = Arena(ServerConfig(seed=1), remote=remote)
-    remote.update({"server_id": "b", "status": "online", "url": "ws://b", "bots": [{"name": "bee", "kind": "remote"}],
-                   "games": [{"game_id": "g1", "x": "bob", "o": "bee", "board": ".........", "turn": "X", "ply": 0,
-                              "spectators": 0, "clock": 30.0, "tag": None, "started_at": 1.0}]})
+    remote.update(
+        {
+            "server_id": "b",
+            "status": "online",
+            "url": "ws://b",
+            "bots": [{"name": "bee", "kind": "remote"}],
+            "games": [
+                {
+                    "game_id": "g1",
+                    "x": "bob",
+                    "o": "bee",
+                    "board": ".........",
+                    "turn": "X",
+                    "ply": 0,
+                    "spectators": 0,
+                    "clock": 30.0,
+                    "tag": None,
+                    "started_at": 1.0,
+                }
+            ],
+        }
+    )
     frames: dict[int, list[dict[str, Any]]] = {}
     relays: list[RelayGame] = []
 
@@ -285,10 +332,23 @@ def test_the_arena_relays_a_remote_game_to_its_spectators_sans_io() -> None:
     arena.receive(3, json.dumps({"type": "hello", "name": "dan"}), 0.0)
     arena.receive(3, json.dumps({"type": "challenge", "opponent": "bee", "side": "X", "id": 9}), 0.0)
     pump()
-    assert frames[3][-1]["code"] == "unknown_opponent" and "plays on server 'b'; connect to ws://b" in frames[3][-1]["message"]
-    state = {"type": "state", "game_id": "g1", "x": "bob", "o": "bee", "board": "....X....", "turn": "O", "ply": 1,
-             "moves": [{"ply": 1, "seat": "X", "cell": 5, "at": 1.0, "trace": None}], "last_move": None,
-             "deadline": None, "over": False}
+    assert (
+        frames[3][-1]["code"] == "unknown_opponent"
+        and "plays on server 'b'; connect to ws://b" in frames[3][-1]["message"]
+    )
+    state = {
+        "type": "state",
+        "game_id": "g1",
+        "x": "bob",
+        "o": "bee",
+        "board": "....X....",
+        "turn": "O",
+        "ply": 1,
+        "moves": [{"ply": 1, "seat": "X", "cell": 5, "at": 1.0, "trace": None}],
+        "last_move": None,
+        "deadline": None,
+        "over": False,
+    }
     arena.relay("g1", state)
     pump()
     assert frames[1][-1] == state and frames[2][-1] == state
@@ -304,8 +364,9 @@ def test_the_arena_relays_a_remote_game_to_its_spectators_sans_io() -> None:
     assert frames[1][-1]["code"] == "unknown_game"  # its server is gone
 
 
-async def test_ppo_publishes_each_exact_evaluation_and_its_summary(mosquitto: Any, monkeypatch: pytest.MonkeyPatch,
-                                                                   tmp_path: Any) -> None:
+async def test_ppo_publishes_each_exact_evaluation_and_its_summary(
+    mosquitto: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
     """``autosteer-train ppo --mqtt``: every exact evaluation goes out as progress, the result as the summary."""
     import bots.llm.cli
     import bots.llm.model
@@ -315,11 +376,41 @@ async def test_ppo_publishes_each_exact_evaluation_and_its_summary(mosquitto: An
     lm = tiny_language_model()
     monkeypatch.setattr(bots.llm.model, "load_model", lambda spec: lm)
     monkeypatch.setattr(bots.llm.cli, "load_sae_arg", lambda spec, model: tiny_sae(model))
-    argv = ["ppo", "--features", "0,3,5,7", "--n-envs", "8", "--n-steps", "16", "--batch-size", "64",
-            "--total-steps", "256", "--eval-every", "128", "--net-arch", "16", "--no-warm", "--no-prompt-store",
-            "--mode", "masked", "--via", "local", "--heldout-phrasings", "", "--server-games", "0",
-            "--out", str(tmp_path / "run"), "--plot", str(tmp_path / "curve.png"),
-            "--mqtt", mosquitto.url, "--run-id", "ppo-test"]
+    argv = [
+        "ppo",
+        "--features",
+        "0,3,5,7",
+        "--n-envs",
+        "8",
+        "--n-steps",
+        "16",
+        "--batch-size",
+        "64",
+        "--total-steps",
+        "256",
+        "--eval-every",
+        "128",
+        "--net-arch",
+        "16",
+        "--no-warm",
+        "--no-prompt-store",
+        "--mode",
+        "masked",
+        "--via",
+        "local",
+        "--heldout-phrasings",
+        "",
+        "--server-games",
+        "0",
+        "--out",
+        str(tmp_path / "run"),
+        "--plot",
+        str(tmp_path / "curve.png"),
+        "--mqtt",
+        mosquitto.url,
+        "--run-id",
+        "ppo-test",
+    ]
     async with listen(mosquitto.url, f"{P}/training/ppo-test/#") as heard:
         assert await asyncio.to_thread(train_main, argv) == 0
         await heard.wait(lambda: any(p and p.get("done") for p in heard.on("/summary")))

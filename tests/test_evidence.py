@@ -32,9 +32,14 @@ def lm():
 def sae(lm):
     s = tiny_sae(lm)
     # labels with the fields the search's picker reads, on 40 features
-    s.features.labels = {i: {"label": f"feature {i}", "f1": 0.1 * (i % 9),
-                             "effect": {"kl": 0.01 * i, "mean_delta_prob": [((7 * i + c) % 11 - 5) / 100 for c in range(9)]}}
-                         for i in range(40)}
+    s.features.labels = {
+        i: {
+            "label": f"feature {i}",
+            "f1": 0.1 * (i % 9),
+            "effect": {"kl": 0.01 * i, "mean_delta_prob": [((7 * i + c) % 11 - 5) / 100 for c in range(9)]},
+        }
+        for i in range(40)
+    }
     return s
 
 
@@ -43,8 +48,9 @@ def _policy(sae, features=(1, 2, 3), coefs=(0.5, -1.0, 0.3)):
 
 
 # --------------------------------------------------------------------------- distinct games and boards
-@pytest.mark.parametrize("opponent, seat, mode", [("minimax", "X", "masked"), ("minimax", "O", "masked"),
-                                                  ("random", "X", "strict")])
+@pytest.mark.parametrize(
+    "opponent, seat, mode", [("minimax", "X", "masked"), ("minimax", "O", "masked"), ("random", "X", "strict")]
+)
 def test_distinct_counts_equal_a_hand_count(lm, opponent, seat, mode):
     games: dict[str, list[int]] = {}
     arm = ArmResult(opponent, seat, mode)
@@ -154,8 +160,27 @@ def test_evaluate_json_carries_hashes_before_and_after(lm, sae, tmp_path, monkey
     policy_file = tmp_path / "policy.json"
     _policy(sae).save(policy_file)
     out = tmp_path / "r.json"
-    rc = main(["evaluate", "--games", "6", "--via", "local", "--opponent", "minimax,eps0.1", "--seat", "X",
-               "--mode", "masked", "--policy", str(policy_file), "--sae", str(folder), "--json", str(out)])
+    rc = main(
+        [
+            "evaluate",
+            "--games",
+            "6",
+            "--via",
+            "local",
+            "--opponent",
+            "minimax,eps0.1",
+            "--seat",
+            "X",
+            "--mode",
+            "masked",
+            "--policy",
+            str(policy_file),
+            "--sae",
+            str(folder),
+            "--json",
+            str(out),
+        ]
+    )
     assert rc == 0
     data = json.loads(out.read_text())
     meta = data["meta"]
@@ -175,7 +200,10 @@ def test_evaluate_json_carries_hashes_before_and_after(lm, sae, tmp_path, monkey
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| policy ")]
     assert len(rows) == 1 and "| X | masked | 6 |" in rows[0]
     arm = next(a for a in data["arms"] if a["opponent"] == "minimax")
-    assert f"{arm['distinct_games']} / {arm['distinct_boards']}" in rows[0] and f"{100 * arm['exact']['draw']:.1f} %" in rows[0]
+    assert (
+        f"{arm['distinct_games']} / {arm['distinct_boards']}" in rows[0]
+        and f"{100 * arm['exact']['draw']:.1f} %" in rows[0]
+    )
 
 
 # --------------------------------------------------------------------------- held-out checks
@@ -191,9 +219,23 @@ def test_position_check_counts_every_open_position():
                 cell = value_preserving_cells(b)[0]
                 probs = tuple(1.0 if c == cell else 0.0 for c in range(1, 10))
                 reading = MoveReading("masked", probs, cell, True)
-                out.append(type("M", (), {"board": b, "reading": reading, "mean_abs_coef": 0.0, "norm_ratio": 0.0,
-                                          "kl": 0.0, "changed": False, "features_active": 0, "digit_mass": None,
-                                          "base_digit_mass": None})())
+                out.append(
+                    type(
+                        "M",
+                        (),
+                        {
+                            "board": b,
+                            "reading": reading,
+                            "mean_abs_coef": 0.0,
+                            "norm_ratio": 0.0,
+                            "kl": 0.0,
+                            "changed": False,
+                            "features_active": 0,
+                            "digit_mass": None,
+                            "base_digit_mass": None,
+                        },
+                    )()
+                )
             return out
 
     boards = open_positions()
@@ -211,8 +253,15 @@ def test_position_check_counts_every_open_position():
 def test_heldout_report_on_phrasings_and_opponents(lm, sae):
     from training.heldout import heldout_report, markdown_summary
 
-    rep = heldout_report(lm, sae, {"fixed": _policy(sae), "none": None}, modes=["masked"], phrasings=["grid", "list"],
-                         opponents=["minimax", "eps0.3"], positions=False)
+    rep = heldout_report(
+        lm,
+        sae,
+        {"fixed": _policy(sae), "none": None},
+        modes=["masked"],
+        phrasings=["grid", "list"],
+        opponents=["minimax", "eps0.3"],
+        positions=False,
+    )
     for p in ("grid", "list"):
         for name in ("fixed", "none"):
             for seat in ("X", "O"):
@@ -234,11 +283,13 @@ def test_equal_effort_controls_run_end_to_end(lm, sae):
     policy = _policy(sae)
     fitter = CEMFitter(SearchConfig(n_features=3, iterations=1, population=3, elite=2))
     calls = []
-    report = run_controls(lm, sae, policy, fitter, seeds=[0], heldout=False, progress=lambda: calls.append(1),
-                          log=lambda s: None)
+    report = run_controls(
+        lm, sae, policy, fitter, seeds=[0], heldout=False, progress=lambda: calls.append(1), log=lambda s: None
+    )
     rows = report["rows"]
-    assert [r["basis"] for r in rows] == ["the policy (as given)"] + [BASIS_NAMES[k] for k in
-                                                                       ("policy", "features", "directions", "labels")]
+    assert [r["basis"] for r in rows] == ["the policy (as given)"] + [
+        BASIS_NAMES[k] for k in ("policy", "features", "directions", "labels")
+    ]
     assert len(calls) == 4 * 3  # the same budget on every basis: iterations × population each
     assert report["budget"]["vectors_scored"] == 1 * 3 + 31
     for r in rows:
@@ -273,8 +324,28 @@ def test_controls_command_writes_json_with_hashes(lm, tmp_path, monkeypatch):
     policy_file = tmp_path / "policy.json"
     _policy(s).save(policy_file)
     out = tmp_path / "c.json"
-    rc = main(["controls", "--policy", str(policy_file), "--sae", str(folder), "--card", "none", "--iterations", "1",
-               "--population", "2", "--elite", "2", "--bases", "features,labels", "--no-heldout", "--json", str(out)])
+    rc = main(
+        [
+            "controls",
+            "--policy",
+            str(policy_file),
+            "--sae",
+            str(folder),
+            "--card",
+            "none",
+            "--iterations",
+            "1",
+            "--population",
+            "2",
+            "--elite",
+            "2",
+            "--bases",
+            "features,labels",
+            "--no-heldout",
+            "--json",
+            str(out),
+        ]
+    )
     assert rc == 0
     data = json.loads(out.read_text())
     assert data["meta"]["weights_unchanged"] is True and data["meta"]["weights_before"]["model"]
@@ -290,7 +361,9 @@ def test_bot_description_carries_the_run_card_summary(lm, sae, tmp_path):
     policy = load_policy(path)
     assert LLMBot(lm, sae=sae, policy=policy).description.endswith(f"policy {policy.digest}")  # no card: no claim
     (tmp_path / "policy.card.json").write_text(json.dumps({"summary": "in-sample, masked reading only"}))
-    assert LLMBot(lm, sae=sae, policy=policy).description.endswith(f"policy {policy.digest}: in-sample, masked reading only")
+    assert LLMBot(lm, sae=sae, policy=policy).description.endswith(
+        f"policy {policy.digest}: in-sample, masked reading only"
+    )
 
 
 def test_ppo_fitter_plugs_into_the_equal_effort_controls(lm, sae):
@@ -300,15 +373,30 @@ def test_ppo_fitter_plugs_into_the_equal_effort_controls(lm, sae):
     from training.rl.ppo import TrainConfig
 
     policy = _policy(sae, features=(0, 3, 5, 7), coefs=(1.0, -1.0, 0.5, 0.0))
-    cfg = TrainConfig(n_envs=4, n_steps=16, batch_size=32, total_steps=64, eval_every=64, warm=False, net_arch=[8],
-                      budget_seconds=60.0, via="local", mode="masked")
+    cfg = TrainConfig(
+        n_envs=4,
+        n_steps=16,
+        batch_size=32,
+        total_steps=64,
+        eval_every=64,
+        warm=False,
+        net_arch=[8],
+        budget_seconds=60.0,
+        via="local",
+        mode="masked",
+    )
     fitter = PPOFitter(cfg)
-    report = run_controls(lm, sae, policy, fitter, bases=["features", "labels"], seeds=[0], heldout=False,
-                          log=lambda s: None)
+    report = run_controls(
+        lm, sae, policy, fitter, bases=["features", "labels"], seeds=[0], heldout=False, log=lambda s: None
+    )
     rows = report["rows"]
     assert [r["basis"] for r in rows[1:]] == [BASIS_NAMES["features"], BASIS_NAMES["labels"]]
     assert report["budget"]["total_steps"] == 64
     for r in rows[1:]:
-        assert len(r["features"]) == 4 and not set(r["features"]) & set(policy.features) or r["basis"] != BASIS_NAMES["features"]
+        assert (
+            len(r["features"]) == 4
+            and not set(r["features"]) & set(policy.features)
+            or r["basis"] != BASIS_NAMES["features"]
+        )
         e = r["in_sample"]["masked"]["X"]["exact"]
         assert e["win"] + e["draw"] + e["loss"] == pytest.approx(1.0)

@@ -31,8 +31,9 @@ def spawn_server(db: str) -> Any:
     from server_load import ServerProcess
 
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return ServerProcess([sys.executable, "-m", "server.cli", "serve", "--port", "0", "--db", db, "--quiet", "--grace", "30"],
-                         ROOT, env)
+    return ServerProcess(
+        [sys.executable, "-m", "server.cli", "serve", "--port", "0", "--db", db, "--quiet", "--grace", "30"], ROOT, env
+    )
 
 
 async def test_kill_9_mid_play_loses_no_finished_game(tmp_path: Any) -> None:
@@ -82,7 +83,11 @@ async def test_a_client_that_stops_reading_is_cut_off_at_16_mib_over_a_real_sock
         gid, frame = start["game_id"], start
         pad = "x" * (MAX_TRACE_BYTES - 100)
         while frame.get("type") != "game_over":
-            if frame.get("game_id") == gid and frame.get("type") in ("state", "game_start") and frame.get("turn") == "X":
+            if (
+                frame.get("game_id") == gid
+                and frame.get("type") in ("state", "game_start")
+                and frame.get("turn") == "X"
+            ):
                 await ann.send(type="move", game_id=gid, cell=frame["board"].index(".") + 1, trace={"pad": pad})
             frame = await ann.recv()
         async with connect(srv.url, max_queue=1, ping_interval=None) as slow:  # reads nothing after hello

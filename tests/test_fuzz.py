@@ -23,15 +23,20 @@ pytestmark = pytest.mark.timeout(120)
 
 VALID_SHAPES: list[dict[str, Any]] = [
     {"type": "hello", "name": "fz", "role": "player"},
-    {"type": "list_bots"}, {"type": "list_games"}, {"type": "ping"},
+    {"type": "list_bots"},
+    {"type": "list_games"},
+    {"type": "ping"},
     {"type": "challenge", "opponent": "minimax", "side": "X", "clock": 5},
     {"type": "challenge", "opponent": "bob", "side": "random"},
     {"type": "arrange", "x": "minimax", "o": "random", "tag": "fz"},
-    {"type": "accept", "challenge_id": "GAME"}, {"type": "decline", "challenge_id": "GAME", "reason": "no"},
+    {"type": "accept", "challenge_id": "GAME"},
+    {"type": "decline", "challenge_id": "GAME", "reason": "no"},
     {"type": "move", "game_id": "GAME", "cell": 5, "trace": {"a": [1, 2]}, "on_illegal": "error"},
     {"type": "move", "game_id": "GAME", "cell": 1, "on_illegal": "forfeit"},
-    {"type": "resign", "game_id": "GAME"}, {"type": "spectate", "game_id": "GAME"},
-    {"type": "unspectate", "game_id": "GAME"}, {"type": "get_game", "game_id": "GAME"},
+    {"type": "resign", "game_id": "GAME"},
+    {"type": "spectate", "game_id": "GAME"},
+    {"type": "unspectate", "game_id": "GAME"},
+    {"type": "get_game", "game_id": "GAME"},
 ]
 
 
@@ -42,15 +47,19 @@ def random_json(rng: random.Random, depth: int = 0) -> Any:
     if kind == 1:
         return rng.choice([True, False])
     if kind == 2:
-        return rng.choice([0, -1, 5, 9, 10, 2**63, rng.randint(-10**9, 10**9), 1.5, float("1e308"), float("nan"), float("inf")])
+        return rng.choice(
+            [0, -1, 5, 9, 10, 2**63, rng.randint(-(10**9), 10**9), 1.5, float("1e308"), float("nan"), float("inf")]
+        )
     if kind == 3:
         return "".join(rng.choice(string.printable + "é☃\u0000") for _ in range(rng.randrange(12)))
     if kind == 4:
         return rng.choice(["hello", "move", "X", "O", "random", "player", "bot", "spectator", "minimax"])
     if kind == 5:
         return [random_json(rng, depth + 1) for _ in range(rng.randrange(4))]
-    return {rng.choice(["type", "id", "cell", "game_id", "name", "x", "o", "trace", "zz"]): random_json(rng, depth + 1)
-            for _ in range(rng.randrange(5))}
+    return {
+        rng.choice(["type", "id", "cell", "game_id", "name", "x", "o", "trace", "zz"]): random_json(rng, depth + 1)
+        for _ in range(rng.randrange(5))
+    }
 
 
 def mutate(rng: random.Random, frame: dict[str, Any], game_ids: list[str]) -> dict[str, Any]:
@@ -83,7 +92,7 @@ def random_frame(rng: random.Random, game_ids: list[str]) -> str | bytes:
     if r < 0.4:  # truncated or corrupted JSON text
         text = json.dumps(rng.choice(VALID_SHAPES))
         cut = rng.randrange(len(text))
-        return text[:cut] + rng.choice(["", "}", "\"", "\\", "\x00"])
+        return text[:cut] + rng.choice(["", "}", '"', "\\", "\x00"])
     frame = mutate(rng, rng.choice(VALID_SHAPES), game_ids) if r < 0.85 else dict(rng.choice(VALID_SHAPES))
     if "game_id" in frame and frame["game_id"] == "GAME":
         frame["game_id"] = rng.choice(game_ids) if game_ids else "nope"
@@ -121,11 +130,24 @@ def check_game_consistent(game: Any) -> None:
 
 async def test_fuzz_3000_frames_then_a_normal_game() -> None:
     rng = random.Random(20241125)
-    cfg = ServerConfig(port=0, db_path=":memory:", seed=3, rate=1e6, burst=10**6, flood_close=10**6,
-                       move_clock=60.0, grace=0.5, ping_interval=None)
-    async with serve_arena(cfg) as srv, WsClient.connect(srv.url, "bob") as bob, \
-            WsClient.connect(srv.url, "fuzzer") as fuzzer, WsClient.connect(srv.url) as anon, \
-            WsClient.connect(srv.url, "watcher", role="spectator") as watcher:
+    cfg = ServerConfig(
+        port=0,
+        db_path=":memory:",
+        seed=3,
+        rate=1e6,
+        burst=10**6,
+        flood_close=10**6,
+        move_clock=60.0,
+        grace=0.5,
+        ping_interval=None,
+    )
+    async with (
+        serve_arena(cfg) as srv,
+        WsClient.connect(srv.url, "bob") as bob,
+        WsClient.connect(srv.url, "fuzzer") as fuzzer,
+        WsClient.connect(srv.url) as anon,
+        WsClient.connect(srv.url, "watcher", role="spectator") as watcher,
+    ):
         # a live game the fuzzer plays, so moves and resigns reach real game logic
         await fuzzer.request(type="challenge", opponent="bob", side="X")
         offer = await bob.wait_for("challenge")
@@ -151,7 +173,11 @@ async def test_fuzz_3000_frames_then_a_normal_game() -> None:
             start = await after.wait_for("game_start")
             frame: dict[str, Any] = start
             while frame["type"] != "game_over":
-                if frame["type"] in ("state", "game_start") and frame.get("turn") == "X" and frame["game_id"] == start["game_id"]:
+                if (
+                    frame["type"] in ("state", "game_start")
+                    and frame.get("turn") == "X"
+                    and frame["game_id"] == start["game_id"]
+                ):
                     await after.send(type="move", game_id=start["game_id"], cell=frame["board"].index(".") + 1)
                 frame = await after.recv()
             assert frame["result"] in ("O", "draw")
@@ -178,8 +204,11 @@ async def test_fuzz_random_bytes_and_text_over_the_wire() -> None:
 def test_arena_fuzz_keeps_invariants(seed: int, n: int) -> None:
     """The sans-I/O core under random frames from several sessions with fake time."""
     rng = random.Random(seed)
-    arena = Arena(ServerConfig(seed=seed, rate=1e6, burst=10**6, flood_close=10**6, move_clock=3.0, grace=2.0,
-                               challenge_timeout=2.0))
+    arena = Arena(
+        ServerConfig(
+            seed=seed, rate=1e6, burst=10**6, flood_close=10**6, move_clock=3.0, grace=2.0, challenge_timeout=2.0
+        )
+    )
     now = 100.0
     conns = []
     for i, (name, role) in enumerate((("p1", "player"), ("p2", "player"), ("b1", "bot"), ("s1", "spectator"))):
@@ -207,8 +236,11 @@ def test_arena_fuzz_keeps_invariants(seed: int, n: int) -> None:
             arena.disconnect(c, now)
             if session is not None and session.name in arena.sessions:
                 arena.connect(c, "1.2.3.4", now)
-                arena.receive(c, json.dumps({"type": "hello", "name": session.name, "role": session.role,
-                                             "token": session.token}), now)
+                arena.receive(
+                    c,
+                    json.dumps({"type": "hello", "name": session.name, "role": session.role, "token": session.token}),
+                    now,
+                )
         effects = arena.drain()
         for e in effects:
             if isinstance(e, Send):
@@ -226,9 +258,17 @@ def test_arena_fuzz_keeps_invariants(seed: int, n: int) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(cell=st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
-                         | st.text(max_size=5), lambda inner: st.lists(inner, max_size=3)
-                         | st.dictionaries(st.text(max_size=3), inner, max_size=3), max_leaves=5))
+@given(
+    cell=st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(max_size=5),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+        max_leaves=5,
+    )
+)
 def test_any_json_cell_gets_the_reply_its_type_implies(cell: Any) -> None:
     """An integer cell is a move the rules judge (a state, or out_of_range); anything else is invalid_message."""
     arena = Arena(ServerConfig(seed=1))

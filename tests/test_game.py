@@ -24,9 +24,14 @@ from server.game import (
 
 # The eight lines written out by hand (1-based), independent of game.LINES.
 ORACLE_LINES = [
-    {1, 2, 3}, {4, 5, 6}, {7, 8, 9},
-    {1, 4, 7}, {2, 5, 8}, {3, 6, 9},
-    {1, 5, 9}, {3, 5, 7},
+    {1, 2, 3},
+    {4, 5, 6},
+    {7, 8, 9},
+    {1, 4, 7},
+    {2, 5, 8},
+    {3, 6, 9},
+    {1, 5, 9},
+    {3, 5, 7},
 ]
 
 
@@ -64,7 +69,7 @@ def test_code_and_text_round_trip(board: Board) -> None:
     assert Board.parse(board.code.lower()) == board
     # the pretty form is three rows of three pieces
     rows = str(board).splitlines()
-    assert [r.replace(" ", "") for r in rows] == [board.code[i:i + 3] for i in (0, 3, 6)]
+    assert [r.replace(" ", "") for r in rows] == [board.code[i : i + 3] for i in (0, 3, 6)]
 
 
 @given(boards)
@@ -193,13 +198,16 @@ def _pairs_without_line(cells: list[int], k: int):
 
 
 # --------------------------------------------------------------------------- illegal moves
-@given(games(), st.one_of(
-    st.integers().filter(lambda c: not 1 <= c <= 9),
-    st.floats(allow_nan=True),
-    st.text(max_size=3),
-    st.booleans(),
-    st.none(),
-))
+@given(
+    games(),
+    st.one_of(
+        st.integers().filter(lambda c: not 1 <= c <= 9),
+        st.floats(allow_nan=True),
+        st.text(max_size=3),
+        st.booleans(),
+        st.none(),
+    ),
+)
 def test_out_of_range_cells_raise_out_of_range(moves: list[int], cell: object) -> None:
     board = Board.from_moves(moves)
     with pytest.raises(IllegalMoveError) as info:
@@ -241,16 +249,19 @@ def test_finished_game_examples() -> None:
         assert info.value.code == "game_over"
 
 
-@pytest.mark.parametrize("code, why", [
-    ("", "nine characters"),
-    ("X" * 10, "nine characters"),
-    ("XO.XO.XOZ", "nine characters"),
-    ("OO.......", "impossible piece counts"),
-    ("XXX......", "impossible piece counts"),
-    ("XXXOOO...", "both sides"),
-    ("XXXOO.O..", "play continued after a win"),
-    ("OOOXX.X.X", "play continued after a win"),
-])
+@pytest.mark.parametrize(
+    "code, why",
+    [
+        ("", "nine characters"),
+        ("X" * 10, "nine characters"),
+        ("XO.XO.XOZ", "nine characters"),
+        ("OO.......", "impossible piece counts"),
+        ("XXX......", "impossible piece counts"),
+        ("XXXOOO...", "both sides"),
+        ("XXXOO.O..", "play continued after a win"),
+        ("OOOXX.X.X", "play continued after a win"),
+    ],
+)
 def test_impossible_boards_are_rejected(code: str, why: str) -> None:
     with pytest.raises(InvalidBoardError, match=why) as info:
         Board(code)
@@ -287,7 +298,16 @@ def test_5478_reachable_positions() -> None:
     # the well-known counts of finished games' final positions
     assert terminal == {"X": 626, "O": 316, "draw": 16}
     assert Counter(p.ply for p in positions) == {
-        0: 1, 1: 9, 2: 72, 3: 252, 4: 756, 5: 1260, 6: 1520, 7: 1140, 8: 390, 9: 78,
+        0: 1,
+        1: 9,
+        2: 72,
+        3: 252,
+        4: 756,
+        5: 1260,
+        6: 1520,
+        7: 1140,
+        8: 390,
+        9: 78,
     }
 
 

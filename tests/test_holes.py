@@ -80,8 +80,16 @@ async def test_games_list_prints_client_markup_as_text(tmp_path: Any, capsys: An
 
 # ----------------------------------------------------------------------------- 3: client text in logs
 def test_client_text_cannot_forge_log_lines_or_reach_the_terminal() -> None:
-    record = {"game_id": "g1", "x": "ann", "o": "minimax", "result": "O", "reason": "line", "winner": "minimax",
-              "moves": [{"cell": 1}], "tag": "t\ngame g2: ann (X) vs bob (O) -> forged\x1b[2J\x07\ud800"}
+    record = {
+        "game_id": "g1",
+        "x": "ann",
+        "o": "minimax",
+        "result": "O",
+        "reason": "line",
+        "winner": "minimax",
+        "moves": [{"cell": 1}],
+        "tag": "t\ngame g2: ann (X) vs bob (O) -> forged\x1b[2J\x07\ud800",
+    }
     line = format_game_line(record)
     assert "\n" not in line and "\x1b" not in line and "\x07" not in line
     assert "\\n" in line and "\\x1b" in line
@@ -93,8 +101,9 @@ def test_log_records_quoting_client_text_stay_one_line() -> None:
 
     from server.log_lines import LogLineFormatter
 
-    record = logging.LogRecord("autosteer.server", logging.WARNING, __file__, 1, "bad path %s",
-                               ("/x\n2026-01-01 ERROR forged\x1b[2J",), None)
+    record = logging.LogRecord(
+        "autosteer.server", logging.WARNING, __file__, 1, "bad path %s", ("/x\n2026-01-01 ERROR forged\x1b[2J",), None
+    )
     line = LogLineFormatter("%(levelname)s %(name)s: %(message)s").format(record)
     assert "\n" not in line and "\x1b" not in line and line.startswith("WARNING autosteer.server: bad path /x\\n")
 
@@ -126,7 +135,11 @@ async def test_rate_limited_errors_carry_the_request_id() -> None:
 # ----------------------------------------------------------------------------- 6: live games capped
 async def test_live_games_are_capped_per_session_and_per_address() -> None:
     cfg = config(max_live_games_per_session=2, max_live_games_per_address=3)
-    async with serve_arena(cfg) as srv, WsClient.connect(srv.url, "ann") as ann, WsClient.connect(srv.url, "bob") as bob:
+    async with (
+        serve_arena(cfg) as srv,
+        WsClient.connect(srv.url, "ann") as ann,
+        WsClient.connect(srv.url, "bob") as bob,
+    ):
         assert ann.welcome["limits"]["max_live_games_per_session"] == 2
         assert ann.welcome["limits"]["max_live_games_per_address"] == 3
         games = []
@@ -159,7 +172,7 @@ async def test_null_id_is_invalid_and_a_lone_surrogate_id_is_never_echoed() -> N
         assert err["code"] == "bad_json" and "id" not in err
         await ws.send('{"type": "hello", "name": "ann", "id": "ok \\ud83d\\ude00"}')  # a real pair is fine
         welcome = json.loads(await ws.recv())
-        assert welcome["type"] == "welcome" and welcome["id"] == "ok \U0001F600"
+        assert welcome["type"] == "welcome" and welcome["id"] == "ok \U0001f600"
 
 
 async def test_a_client_clock_has_a_sane_minimum() -> None:

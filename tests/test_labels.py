@@ -40,8 +40,14 @@ def test_concepts_are_seen_from_the_side_to_move():
 
 def test_can_win_overrides_must_block():
     # X: 1, 2; O: 4, 5; X to move wins at 3 although O threatens 6
-    assert concepts_true([1, 4, 2, 5]) == {"can_win", "opponent_threatens", "plays_x", "centre_taken",
-                                             "position_won", "optimal_3"}
+    assert concepts_true([1, 4, 2, 5]) == {
+        "can_win",
+        "opponent_threatens",
+        "plays_x",
+        "centre_taken",
+        "position_won",
+        "optimal_3",
+    }
 
 
 def test_fork_and_opening():
@@ -70,7 +76,9 @@ def test_model_concepts():
     m = concept_matrix(boards, model_cells=[1, 3])
     names = concept_names(True)
     row = dict(zip(names, m[0]))
-    assert not row["model_move_illegal"] and row["model_picks_1"] and row["model_move_optimal"]  # a corner vs centre draws
+    assert (
+        not row["model_move_illegal"] and row["model_picks_1"] and row["model_move_optimal"]
+    )  # a corner vs centre draws
     row = dict(zip(names, m[1]))
     assert row["model_picks_3"] and not row["model_move_illegal"] and row["model_move_optimal"]
     assert dict(zip(names, concept_matrix(boards, [2, 1])[1]))["model_move_illegal"]
@@ -117,7 +125,8 @@ def test_mcc_does_not_flatter_a_feature_that_always_fires():
 
 def test_label_text_and_cell_effect():
     assert label_text("must_block", 0.912, 0.64) == (
-        "fires when I must block the opponent's line (and cannot win at once) (P=0.91, R=0.64)")
+        "fires when I must block the opponent's line (and cannot win at once) (P=0.91, R=0.64)"
+    )
     dp = np.array([[0.10, -0.05, 0, 0, 0, 0, 0, 0, -0.05], [0.30, -0.15, 0.01, 0, 0, 0, 0, 0, -0.16]])
     e = cell_effect(dp, np.array([0.1, 0.3]))
     assert e["promotes"] == [1] and e["suppresses"] == [9, 2] and e["kl"] == pytest.approx(0.2)
@@ -125,9 +134,21 @@ def test_label_text_and_cell_effect():
 
 
 def _doc(n=4, **over):
-    doc = {"hook_name": "blocks.12.hook_resid_post", "d_sae": n, "typical_activation": [1.0] * n,
-           "labels": {"2": {"label": "x", "concept": "can_win", "precision": 0.5, "recall": 0.5, "f1": 0.5,
-                            "effect": {"promotes": [5], "suppresses": [], "kl": 0.1}}}}
+    doc = {
+        "hook_name": "blocks.12.hook_resid_post",
+        "d_sae": n,
+        "typical_activation": [1.0] * n,
+        "labels": {
+            "2": {
+                "label": "x",
+                "concept": "can_win",
+                "precision": 0.5,
+                "recall": 0.5,
+                "f1": 0.5,
+                "effect": {"promotes": [5], "suppresses": [], "kl": 0.1},
+            }
+        },
+    }
     doc.update(over)
     return doc
 
@@ -159,8 +180,22 @@ def quick_sae(tmp_path_factory):
     root = tmp_path_factory.mktemp("label")
     folder = make_tiny_llama(root / "model")
     out = root / "sae"
-    rc = cli.main(["sae", "--quick", "--model", str(folder), "--layers", "2", "--out", str(out),
-                   "--docs", str(root / "docs"), "--cache-dir", str(root / "cache")])
+    rc = cli.main(
+        [
+            "sae",
+            "--quick",
+            "--model",
+            str(folder),
+            "--layers",
+            "2",
+            "--out",
+            str(out),
+            "--docs",
+            str(root / "docs"),
+            "--cache-dir",
+            str(root / "cache"),
+        ]
+    )
     assert rc == 0
     return out
 
@@ -168,8 +203,9 @@ def quick_sae(tmp_path_factory):
 def test_label_command_writes_labels_and_table(quick_sae, tmp_path):
     from training import cli
 
-    rc = cli.main(["label", "--sae", str(quick_sae), "--docs", str(tmp_path), "--min-fires", "2",
-                   "--effect-boards", "3"])
+    rc = cli.main(
+        ["label", "--sae", str(quick_sae), "--docs", str(tmp_path), "--min-fires", "2", "--effect-boards", "3"]
+    )
     assert rc == 0
     doc = load_features(quick_sae / "features.json", d_sae=128)
     assert doc["labels"], "some feature fires on two answer positions"

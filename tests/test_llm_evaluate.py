@@ -28,8 +28,9 @@ def test_wilson_interval_known_values():
     assert hi == 1.0 and 0.996 < lo < 0.997
 
 
-@pytest.mark.parametrize("opponent, seat, mode", [("minimax", "X", "strict"), ("random", "O", "masked"),
-                                                  ("random", "X", "strict")])
+@pytest.mark.parametrize(
+    "opponent, seat, mode", [("minimax", "X", "strict"), ("random", "O", "masked"), ("random", "X", "strict")]
+)
 def test_local_arm_counts_and_is_reproducible(lm, opponent, seat, mode):
     results = []
     for _ in range(2):
@@ -82,8 +83,9 @@ async def test_server_arm_is_exactly_reproducible_with_per_game_seeds(lm, oppone
     for seed in (5, 5, 6):
         games: dict[str, list[int]] = {}
         arm = ArmResult(opponent, "O", "masked")
-        await play_arm_server(LLMBot(lm, mode="masked"), arm, 16, seed=seed, concurrency=8, progress=_Bar(),
-                              games=games)
+        await play_arm_server(
+            LLMBot(lm, mode="masked"), arm, 16, seed=seed, concurrency=8, progress=_Bar(), games=games
+        )
         assert len(games) == 16 and all(games.values())
         assert set(games) == {f"{arm.name}#{i}" for i in range(16)}
         runs.append((games, (arm.wins, arm.draws, arm.losses)))
@@ -109,5 +111,9 @@ async def test_local_and_server_play_the_same_games(lm, opponent, seat, mode):
     play_arm_local(LLMBot(lm, mode=mode), a_local, 16, seed=11, concurrency=8, progress=_Bar(), games=local)
     await play_arm_server(LLMBot(lm, mode=mode), a_server, 16, seed=11, concurrency=8, progress=_Bar(), games=served)
     assert local == served
-    assert (a_local.wins, a_local.draws, a_local.losses, a_local.illegal) == \
-        (a_server.wins, a_server.draws, a_server.losses, a_server.illegal)
+    assert (a_local.wins, a_local.draws, a_local.losses, a_local.illegal) == (
+        a_server.wins,
+        a_server.draws,
+        a_server.losses,
+        a_server.illegal,
+    )

@@ -114,19 +114,22 @@ def test_fixed_policy_round_trip(tmp_path):
     assert load_policy(tmp_path / "plain.json").kind == "fixed"
 
 
-@pytest.mark.parametrize("content, message", [
-    ("{oops", "is not valid JSON"),
-    ("[1, 2]", "must hold a JSON object"),
-    (json.dumps({"kind": "neural", "features": [1]}), "unknown policy kind 'neural'"),
-    (json.dumps({"features": [], "coefficients": []}), "non-empty list"),
-    (json.dumps({"features": [1, 2], "coefficients": [0.5]}), "2 features but 1 coefficients"),
-    (json.dumps({"features": [1, 1], "coefficients": [0.5, 0.5]}), "repeat"),
-    (json.dumps({"features": [-3], "coefficients": [0.5]}), "negative"),
-    (json.dumps({"features": [1.5], "coefficients": [0.5]}), "not an integer"),
-    (json.dumps({"features": [1], "coefficients": ["big"]}), "not a finite number"),
-    (json.dumps({"features": [1], "coefficients": 0.5}), "must be a list"),
-    (json.dumps({"features": [1], "coefficients": [0.5], "d_sae": 0}), "'d_sae' must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{oops", "is not valid JSON"),
+        ("[1, 2]", "must hold a JSON object"),
+        (json.dumps({"kind": "neural", "features": [1]}), "unknown policy kind 'neural'"),
+        (json.dumps({"features": [], "coefficients": []}), "non-empty list"),
+        (json.dumps({"features": [1, 2], "coefficients": [0.5]}), "2 features but 1 coefficients"),
+        (json.dumps({"features": [1, 1], "coefficients": [0.5, 0.5]}), "repeat"),
+        (json.dumps({"features": [-3], "coefficients": [0.5]}), "negative"),
+        (json.dumps({"features": [1.5], "coefficients": [0.5]}), "not an integer"),
+        (json.dumps({"features": [1], "coefficients": ["big"]}), "not a finite number"),
+        (json.dumps({"features": [1], "coefficients": 0.5}), "must be a list"),
+        (json.dumps({"features": [1], "coefficients": [0.5], "d_sae": 0}), "'d_sae' must be a positive integer"),
+    ],
+)
 def test_malformed_policy_files(tmp_path, content, message):
     path = tmp_path / "policy.json"
     path.write_text(content)
@@ -179,9 +182,11 @@ def test_cli_modules_import_without_torch():
     import subprocess
     import sys
 
-    code = ("import sys, argparse; import bots.llm.cli as c, training.evaluate as e, bots.llm.policy, bots.llm.player; "
-            "p = argparse.ArgumentParser(); c.add_arguments(p); e.add_arguments(argparse.ArgumentParser()); "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys, argparse; import bots.llm.cli as c, training.evaluate as e, bots.llm.policy, bots.llm.player; "
+        "p = argparse.ArgumentParser(); c.add_arguments(p); e.add_arguments(argparse.ArgumentParser()); "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -287,7 +292,10 @@ def test_build_bot_with_policy_auto_logs_and_traces_the_choice(artifacts, monkey
     bot = cli.build_bot(parser.parse_args([]))
     assert bot.policy is not None and bot.policy.digest == shipped.digest
     assert bot.play([board])[0].trace["policy"] == shipped.digest
-    assert f"steering: shipped fixed policy {artifacts / 'policy.json'} (digest {shipped.digest}" in capsys.readouterr().out
+    assert (
+        f"steering: shipped fixed policy {artifacts / 'policy.json'} (digest {shipped.digest}"
+        in capsys.readouterr().out
+    )
 
     bot = cli.build_bot(parser.parse_args(["--sae", "none"]))  # shipped policy, but no SAE: unsteered, said so
     assert bot.policy is None

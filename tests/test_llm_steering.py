@@ -23,8 +23,10 @@ def _added(n: int, d: int, scale: float = 3.0, seed: int = 1) -> torch.Tensor:
     return torch.randn(n, d, generator=torch.Generator().manual_seed(seed)) * scale
 
 
-@pytest.mark.parametrize("hook", ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre",
-                                  "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"])
+@pytest.mark.parametrize(
+    "hook",
+    ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre", "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"],
+)
 def test_cached_equals_uncached(lm, hook):
     cached, hooked = make_reader(lm, hook, reader="cached"), make_reader(lm, hook, reader="hooked")
     assert isinstance(cached, CachedAnswerReader) and isinstance(hooked, HookedAnswerReader)
@@ -66,7 +68,7 @@ def test_rows_get_their_own_coefficients(lm, sae):
     coefs = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, -2.0]])
     batch = reader.answer(board, steering.vectors(coefs))
     for i in range(3):
-        alone = reader.answer([board[0]], steering.vectors(coefs[i:i + 1]))
+        alone = reader.answer([board[0]], steering.vectors(coefs[i : i + 1]))
         assert torch.allclose(batch.logits[i], alone.logits[0], atol=1e-5)
     assert not torch.allclose(batch.logits[1], batch.logits[2], atol=1e-3)
 
@@ -188,8 +190,10 @@ def test_bot_trace_contents_and_size(lm, sae):
         for f in t["top_features"]:
             typical = sae.features.typical_activation[f["index"]]
             assert abs(f["deviation"] - (f["activation"] - f["usual"]) / typical) < 2e-3
-        assert t["steering"] == [{"index": 0, "coefficient": 0.5, "label": "feature zero"},
-                                 {"index": 3, "coefficient": -0.5, "label": "cell 5 occupied by me"}]
+        assert t["steering"] == [
+            {"index": 0, "coefficient": 0.5, "label": "feature zero"},
+            {"index": 3, "coefficient": -0.5, "label": "cell 5 occupied by me"},
+        ]
         assert t["policy"] == policy.digest
         assert t["strength"]["norm_ratio"] > 0
         assert len(json.dumps(t)) < 4096
@@ -257,8 +261,17 @@ def test_fast_path_reads_a_hugging_face_llama():
     from bots.llm.llama_fast import LlamaAnswerPath, llama_weights
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
-                      num_key_value_heads=2, max_position_embeddings=128, rope_theta=100000.0, tie_word_embeddings=True)
+    cfg = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        rope_theta=100000.0,
+        tie_word_embeddings=True,
+    )
     hf = LlamaForCausalLM(cfg).eval()
     prompts = [[1, 5, 9, 12, 40, 3], [7, 7, 2, 50], [4, 8, 15, 16, 23, 42, 11]]
     digits = list(range(10, 19))
@@ -267,6 +280,7 @@ def test_fast_path_reads_a_hugging_face_llama():
     added = _added(3, 32, scale=2.0)
     steered = path.answer_logits(entries, added)
     for i, p in enumerate(prompts):
+
         def pre_hook(module, args, kwargs, i=i):
             h = args[0].clone() if args else kwargs["hidden_states"].clone()
             h[:, -1] += added[i]
@@ -332,14 +346,25 @@ def test_prefix_tree_prefill_gives_the_entries_of_the_plain_prefill() -> None:
     from bots.llm.llama_fast import LlamaAnswerPath, llama_weights
 
     torch.manual_seed(1)
-    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
-                      num_key_value_heads=2, max_position_embeddings=128, rope_theta=100000.0, tie_word_embeddings=True)
+    cfg = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        rope_theta=100000.0,
+        tie_word_embeddings=True,
+    )
     hf = LlamaForCausalLM(cfg).eval()
     rng = random.Random(3)
     opening = [5, 6, 7, 8, 9]
     # a few shared middles, varying tails and lengths: every level of the tree is used
     middles = [[rng.randrange(20, 60) for _ in range(rng.choice((3, 6, 9)))] for _ in range(4)]
-    prompts = [opening + middles[i % 4] + [rng.randrange(20, 60) for _ in range(rng.randrange(1, 7))] for i in range(23)]
+    prompts = [
+        opening + middles[i % 4] + [rng.randrange(20, 60) for _ in range(rng.randrange(1, 7))] for i in range(23)
+    ]
     prompts.append(list(prompts[0]))  # a duplicate
     path = LlamaAnswerPath(llama_weights(hf), 2, list(range(10, 19)))
     plain = path.prefill(prompts, shared_prefix=len(opening))

@@ -23,8 +23,7 @@ from tui_client import cli
 from tui_client.app import ArenaApp
 from tui_client.local_arena import LocalArena, die_with_parent, parent_death_signal_available
 
-linux_only = pytest.mark.skipif(not parent_death_signal_available(),
-                                reason="PR_SET_PDEATHSIG is Linux only")
+linux_only = pytest.mark.skipif(not parent_death_signal_available(), reason="PR_SET_PDEATHSIG is Linux only")
 needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 
 
@@ -35,7 +34,7 @@ def _stat(pid: int) -> tuple[str, int, int] | None:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = text[text.rindex(")") + 2:].split()  # after "pid (comm) "
+    fields = text[text.rindex(")") + 2 :].split()  # after "pid (comm) "
     return fields[0], int(fields[1]), int(fields[3])
 
 
@@ -86,7 +85,9 @@ class TuiInPty:
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # pragma: no cover - the child becomes the app
             os.environ.update(TERM="xterm-256color", COLUMNS="80", LINES="24")
-            os.execv(sys.executable, [sys.executable, "-m", "tui_client.cli", "--no-llm", "--name", "pty-user", "--forget"])
+            os.execv(
+                sys.executable, [sys.executable, "-m", "tui_client.cli", "--no-llm", "--name", "pty-user", "--forget"]
+            )
         self.out = b""
         self.status: int | None = None
         self.server_pids: list[int] = []
@@ -185,10 +186,16 @@ def test_the_server_dies_with_a_killed_tui(tui):
 def test_a_child_asks_for_sigterm_when_its_parent_dies():
     read_death_signal = (
         "import ctypes; libc = ctypes.CDLL(None); sig = ctypes.c_int(0); "
-        "libc.prctl(2, ctypes.byref(sig), 0, 0, 0); print(sig.value)")  # 2: PR_GET_PDEATHSIG
+        "libc.prctl(2, ctypes.byref(sig), 0, 0, 0); print(sig.value)"
+    )  # 2: PR_GET_PDEATHSIG
     plain = subprocess.run([sys.executable, "-c", read_death_signal], capture_output=True, text=True, timeout=30)
-    tied = subprocess.run([sys.executable, "-c", read_death_signal], capture_output=True, text=True, timeout=30,
-                          preexec_fn=die_with_parent(os.getpid()))
+    tied = subprocess.run(
+        [sys.executable, "-c", read_death_signal],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        preexec_fn=die_with_parent(os.getpid()),
+    )
     assert plain.stdout.strip() == "0"
     assert tied.stdout.strip() == str(int(signal.SIGTERM))
 
@@ -198,14 +205,20 @@ def test_a_child_whose_parent_died_before_prctl_exits_at_once():
     # The race: the parent dies between fork and prctl, so no signal will ever come. The child
     # sees another parent than the one it was started by and must not run the command.
     not_the_parent = os.getppid()  # any live pid other than ours stands for "the parent was replaced"
-    child = subprocess.run([sys.executable, "-c", "print('ran')"], capture_output=True, text=True, timeout=30,
-                           preexec_fn=die_with_parent(not_the_parent))
+    child = subprocess.run(
+        [sys.executable, "-c", "print('ran')"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        preexec_fn=die_with_parent(not_the_parent),
+    )
     assert child.returncode == 128 + signal.SIGTERM
     assert "ran" not in child.stdout
 
 
 def test_die_with_parent_is_a_no_op_without_prctl(monkeypatch):
     import tui_client.local_arena as local_arena
+
     monkeypatch.setattr(local_arena, "_PRCTL", None)
     assert local_arena.die_with_parent(os.getpid()) is None
     assert not local_arena.parent_death_signal_available()
@@ -222,9 +235,11 @@ def test_the_server_child_of_a_killed_python_parent_dies_with_it(tmp_path):
         "arena = LocalArena(with_llm=False, startup_timeout=60)\n"
         "arena.start()\n"
         "print(arena.pids[0], flush=True)\n"
-        "time.sleep(120)\n")
-    holder = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
-                              cwd=Path(__file__).resolve().parents[1])
+        "time.sleep(120)\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1]
+    )
     server = workdir = None
     try:
         server = int(holder.stdout.readline())
@@ -250,9 +265,9 @@ def test_stop_is_idempotent_and_kills_a_child_that_ignores_sigterm(tmp_path):
         "import http.server, signal, sys\n"
         "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
         "port = int(sys.argv[sys.argv.index('--port') + 1])\n"
-        "http.server.HTTPServer(('127.0.0.1', port), http.server.BaseHTTPRequestHandler).serve_forever()\n")
-    arena = LocalArena(with_llm=False, workdir=tmp_path, startup_timeout=30,
-                       server_cmd=[sys.executable, str(stubborn)])
+        "http.server.HTTPServer(('127.0.0.1', port), http.server.BaseHTTPRequestHandler).serve_forever()\n"
+    )
+    arena = LocalArena(with_llm=False, workdir=tmp_path, startup_timeout=30, server_cmd=[sys.executable, str(stubborn)])
     arena.start()
     server = arena._server
     assert server is not None
@@ -325,4 +340,3 @@ def test_a_terminal_that_hung_up_ends_the_app(monkeypatch):
     app._check_terminal()
     app._check_terminal()  # reported once
     assert seen == [signal.SIGHUP]
-

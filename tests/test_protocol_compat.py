@@ -67,8 +67,9 @@ class Replay:
             for i, (r, a) in enumerate(zip(recorded, actual)):
                 self.check(r, a, f"{where}[{i}]")
         elif where.rsplit(".", 1)[-1] in TIMES:
-            assert (recorded is None) == (actual is None) and (actual is None or isinstance(actual, float)), \
+            assert (recorded is None) == (actual is None) and (actual is None or isinstance(actual, float)), (
                 f"{where}: {actual!r}"
+            )
         elif where.endswith(".token"):
             assert isinstance(actual, str) and actual, f"{where}: {actual!r}"
         elif where.rsplit(".", 1)[-1] in IDS:

@@ -30,7 +30,7 @@ ACCEPTED = [
     '{"id": "\\ud800"}',  # a lone surrogate escape: json decodes it (parse_client_frame refuses it)
     '{"\\udc00": 1}',
     '{"s": "\\ud83d\\ude00 \\u0000"}',
-    '[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]',
+    "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
 ]
 
 
@@ -42,8 +42,23 @@ def test_decodes_what_json_decodes_with_the_same_types(raw: str) -> None:
     assert repr(loads_strict(raw.encode("utf-8"))) == repr(expected)
 
 
-@pytest.mark.parametrize("raw", ['[NaN]', '{"p": Infinity}', '{"p": -Infinity}', '{"p": 1e999}', '{"a": 1,}', '{"a" 1}',
-                                 '{"a": 1}x', '[01]', "{'a': 1}", '"\t"', '\ufeff{}', ''])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "[NaN]",
+        '{"p": Infinity}',
+        '{"p": -Infinity}',
+        '{"p": 1e999}',
+        '{"a": 1,}',
+        '{"a" 1}',
+        '{"a": 1}x',
+        "[01]",
+        "{'a': 1}",
+        '"\t"',
+        "\ufeff{}",
+        "",
+    ],
+)
 def test_refuses_what_json_refuses_with_its_message(raw: str) -> None:
     with pytest.raises(ValueError) as expected:
         _reference(raw)

@@ -14,8 +14,7 @@ from bots.tournament.ratings import GameScore, RatingError, expected_score, fit_
 
 
 def series(a: str, b: str, wins: int, draws: int, losses: int) -> list[GameScore]:
-    return ([GameScore(a, b, 1.0)] * wins + [GameScore(a, b, 0.5)] * draws
-            + [GameScore(b, a, 1.0)] * losses)
+    return [GameScore(a, b, 1.0)] * wins + [GameScore(a, b, 0.5)] * draws + [GameScore(b, a, 1.0)] * losses
 
 
 def test_two_players_gap_is_the_logit_of_the_score() -> None:
@@ -66,8 +65,9 @@ def test_the_prior_fades_as_games_add_up() -> None:
 
 def test_ranking_follows_strength_in_a_round_robin() -> None:
     # strong beats medium beats weak, with sides mixed and draws
-    games = (series("strong", "medium", 30, 15, 5) + series("medium", "weak", 30, 15, 5)
-             + series("strong", "weak", 45, 5, 0))
+    games = (
+        series("strong", "medium", 30, 15, 5) + series("medium", "weak", 30, 15, 5) + series("strong", "weak", 45, 5, 0)
+    )
     table = rate(games, bootstrap=300, seed=1)
     assert [r.name for r in table.ratings] == ["strong", "medium", "weak"]
     assert not table["strong"].overlaps(table["weak"])
@@ -76,9 +76,14 @@ def test_ranking_follows_strength_in_a_round_robin() -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from("abcd"), st.sampled_from("abcd"), st.sampled_from([0.0, 0.5, 1.0])),
-                min_size=1, max_size=60),
-       st.floats(min_value=0.25, max_value=4))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("abcd"), st.sampled_from("abcd"), st.sampled_from([0.0, 0.5, 1.0])),
+        min_size=1,
+        max_size=60,
+    ),
+    st.floats(min_value=0.25, max_value=4),
+)
 def test_the_fit_is_a_maximum_likelihood_solution(raw: list, prior: float) -> None:
     """At the MLE every player's expected points (prior included) equal its actual points."""
     games = [GameScore(a, b, s) for a, b, s in raw if a != b]
@@ -92,8 +97,11 @@ def test_the_fit_is_a_maximum_likelihood_solution(raw: list, prior: float) -> No
     met = {frozenset((g.first, g.second)) for g in games}
     for player in elo:
         actual = sum(g.score if g.first == player else 1 - g.score for g in games if player in (g.first, g.second))
-        expected = sum(expected_score(elo[player], elo[g.second if g.first == player else g.first])
-                       for g in games if player in (g.first, g.second))
+        expected = sum(
+            expected_score(elo[player], elo[g.second if g.first == player else g.first])
+            for g in games
+            if player in (g.first, g.second)
+        )
         for pair in met:
             if player in pair:
                 (other,) = pair - {player}
@@ -134,15 +142,18 @@ def test_to_dict_is_json_ready() -> None:
     assert set(d["ratings"][0]) >= {"name", "elo", "low", "high", "games", "points", "score_rate"}
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: GameScore("a", "b", 0.3), "score must be 1, 0.5 or 0"),
-    (lambda: GameScore("a", "a", 1.0), "cannot play itself"),
-    (lambda: rate([]), "no games"),
-    (lambda: rate(series("a", "b", 1, 0, 1) + series("c", "d", 1, 0, 1)), "c, d"),
-    (lambda: rate(series("a", "b", 1, 0, 1), prior_draws=-1), "prior_draws"),
-    (lambda: rate(series("a", "b", 1, 0, 1), confidence=1.5), "confidence"),
-    (lambda: rate(series("a", "b", 1, 0, 1), bootstrap=-1), "bootstrap"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: GameScore("a", "b", 0.3), "score must be 1, 0.5 or 0"),
+        (lambda: GameScore("a", "a", 1.0), "cannot play itself"),
+        (lambda: rate([]), "no games"),
+        (lambda: rate(series("a", "b", 1, 0, 1) + series("c", "d", 1, 0, 1)), "c, d"),
+        (lambda: rate(series("a", "b", 1, 0, 1), prior_draws=-1), "prior_draws"),
+        (lambda: rate(series("a", "b", 1, 0, 1), confidence=1.5), "confidence"),
+        (lambda: rate(series("a", "b", 1, 0, 1), bootstrap=-1), "bootstrap"),
+    ],
+)
 def test_bad_input_gives_clear_errors(call, message: str) -> None:
     with pytest.raises(RatingError, match=message):
         call()

@@ -20,7 +20,7 @@ SCRIPTS: dict[str, str] = tomllib.loads((ROOT / "pyproject.toml").read_text())["
 def _section(text: str, title: str) -> str:
     start = text.index(f"\n## {title}\n")
     end = text.find("\n## ", start + 1)
-    return text[start:end if end != -1 else None]
+    return text[start : end if end != -1 else None]
 
 
 def readme_commands(section: str = "Workflow") -> list[list[str]]:
@@ -61,8 +61,13 @@ def test_the_workflow_names_every_console_script() -> None:
 def test_a_workflow_command_runs_with_help_and_knows_its_options(words: list[str]) -> None:
     module, func = SCRIPTS[words[0]].split(":")
     code = f"import sys; sys.argv[0] = {words[0]!r}; from {module} import {func}; sys.exit({func}())"
-    proc = subprocess.run([sys.executable, "-c", code, *_subcommands(words), "--help"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *_subcommands(words), "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "usage:" in proc.stdout
     for option in (w.split("=", 1)[0] for w in words if w.startswith("--")):

@@ -22,11 +22,26 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def record(game_id: str, status: str = "live", moves: int = 0, trace: Any = None) -> dict[str, Any]:
-    return {"game_id": game_id, "x": "ann", "o": "random", "x_kind": "player", "o_kind": "house", "status": status,
-            "result": None if status == "live" else "draw", "reason": None if status == "live" else "full_board",
-            "winner": None, "board": ".........", "tag": None, "clock": 30.0, "started_at": 1.0,
-            "ended_at": None if status == "live" else 2.0, "illegal_move": None, "seed": None, "server_id": None,
-            "moves": [{"ply": i + 1, "seat": "XO"[i % 2], "cell": i + 1, "at": 1.5, "trace": trace} for i in range(moves)]}
+    return {
+        "game_id": game_id,
+        "x": "ann",
+        "o": "random",
+        "x_kind": "player",
+        "o_kind": "house",
+        "status": status,
+        "result": None if status == "live" else "draw",
+        "reason": None if status == "live" else "full_board",
+        "winner": None,
+        "board": ".........",
+        "tag": None,
+        "clock": 30.0,
+        "started_at": 1.0,
+        "ended_at": None if status == "live" else 2.0,
+        "illegal_move": None,
+        "seed": None,
+        "server_id": None,
+        "moves": [{"ply": i + 1, "seat": "XO"[i % 2], "cell": i + 1, "at": 1.5, "trace": trace} for i in range(moves)],
+    }
 
 
 async def test_batches_are_committed_in_order_by_the_child(tmp_path: Path) -> None:
@@ -75,9 +90,16 @@ async def test_close_stores_everything_submitted(tmp_path: Path) -> None:
 
 def test_a_record_that_cannot_be_encoded_is_logged_and_left_out(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.ERROR, logger="autosteer.server"):
-        line = encode_batch([record("ok", moves=1), record("nan", moves=1, trace={"p": float("nan")}),
-                             record("big", moves=1, trace={"n": 10**30})])
-    assert line.endswith(b"\n") and b'"ok"' in line and b'"nan"' not in line and b"1000000000000000000000000000000" in line
+        line = encode_batch(
+            [
+                record("ok", moves=1),
+                record("nan", moves=1, trace={"p": float("nan")}),
+                record("big", moves=1, trace={"n": 10**30}),
+            ]
+        )
+    assert (
+        line.endswith(b"\n") and b'"ok"' in line and b'"nan"' not in line and b"1000000000000000000000000000000" in line
+    )
     assert "could not store game nan" in caplog.text
 
 

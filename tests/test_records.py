@@ -35,12 +35,29 @@ def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def record(game_id: str, **extra: Any) -> dict[str, Any]:
-    base = {"game_id": game_id, "x": "ann", "o": "minimax", "x_kind": "player", "o_kind": "house",
-            "status": "finished", "result": "O", "reason": "line", "winner": "minimax", "board": "XX.OOO.X.",
-            "moves": [{"ply": i + 1, "seat": "XO"[i % 2], "cell": c, "at": 10.0 + i, "trace": {"i": i}}
-                      for i, c in enumerate([1, 4, 2, 5, 8, 6])],
-            "tag": None, "clock": 30.0, "started_at": 10.0, "ended_at": 16.0, "illegal_move": None, "seed": None,
-            "server_id": None}
+    base = {
+        "game_id": game_id,
+        "x": "ann",
+        "o": "minimax",
+        "x_kind": "player",
+        "o_kind": "house",
+        "status": "finished",
+        "result": "O",
+        "reason": "line",
+        "winner": "minimax",
+        "board": "XX.OOO.X.",
+        "moves": [
+            {"ply": i + 1, "seat": "XO"[i % 2], "cell": c, "at": 10.0 + i, "trace": {"i": i}}
+            for i, c in enumerate([1, 4, 2, 5, 8, 6])
+        ],
+        "tag": None,
+        "clock": 30.0,
+        "started_at": 10.0,
+        "ended_at": 16.0,
+        "illegal_move": None,
+        "seed": None,
+        "server_id": None,
+    }
     base.update(extra)
     return base
 
@@ -70,7 +87,15 @@ def test_games_cli_list_show_export(db_target: str, tmp_path: Path, capsys: pyte
     db = db_target
     rec = GameRecords(db)
     rec.save(record("g1"))
-    rec.save(record("g2", x="bob", started_at=20.0, tag="cup", illegal_move={"ply": 7, "seat": "X", "cell": 4, "at": 17.0, "trace": None, "code": "occupied"}))
+    rec.save(
+        record(
+            "g2",
+            x="bob",
+            started_at=20.0,
+            tag="cup",
+            illegal_move={"ply": 7, "seat": "X", "cell": 4, "at": 17.0, "trace": None, "code": "occupied"},
+        )
+    )
     rec.close()
     assert server_main(["games", "--db", str(db), "list"]) == 0
     out = capsys.readouterr().out
@@ -118,8 +143,12 @@ async def test_server_stores_games_with_moves_and_traces(db_target: str) -> None
             frame: dict[str, Any] = start
             while frame["type"] != "game_over":
                 if frame.get("turn") == "X" and frame["type"] in ("state", "game_start"):
-                    await ann.send(type="move", game_id=gid, cell=frame["board"].index(".") + 1,
-                                   trace={"note": f"ply {frame['ply'] + 1}"})
+                    await ann.send(
+                        type="move",
+                        game_id=gid,
+                        cell=frame["board"].index(".") + 1,
+                        trace={"note": f"ply {frame['ply'] + 1}"},
+                    )
                 frame = await ann.recv()
     rec = GameRecords(db)
     stored = rec.get(gid)
@@ -135,9 +164,13 @@ def test_sigterm_on_a_real_server_loses_no_finished_game(tmp_path: Path) -> None
     db = tmp_path / "arena.sqlite3"
     exe = Path(sys.executable).parent / "autosteer-server"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "server.cli"]
-    proc = subprocess.Popen(cmd + ["serve", "--host", "127.0.0.1", "--port", "0", "--db", str(db), "--seed", "4",
-                                   "--grace", "30"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd + ["serve", "--host", "127.0.0.1", "--port", "0", "--db", str(db), "--seed", "4", "--grace", "30"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = read_banner_url(proc)
 
@@ -182,8 +215,13 @@ def test_serve_cli_help_and_bad_arguments() -> None:
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "server.cli"]
     help_out = subprocess.run(cmd + ["serve", "--help"], capture_output=True, text=True, cwd=ROOT, timeout=30)
     assert help_out.returncode == 0 and "--move-clock" in help_out.stdout and "(default: 30.0)" in help_out.stdout
-    bad = subprocess.run(cmd + ["serve", "--port", "0", "--db", ":memory:", "--move-clock", "-1"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=30)
+    bad = subprocess.run(
+        cmd + ["serve", "--port", "0", "--db", ":memory:", "--move-clock", "-1"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+    )
     assert bad.returncode == 2 and "move_clock must be > 0" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -198,8 +236,9 @@ def _three_games(db: Path) -> None:
     rec.close()
 
 
-def test_games_list_never_cuts_ids_even_on_a_narrow_terminal(db_target: str, capsys: pytest.CaptureFixture[str],
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_games_list_never_cuts_ids_even_on_a_narrow_terminal(
+    db_target: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     db = db_target
     _three_games(db)
     monkeypatch.setenv("COLUMNS", "40")
@@ -243,8 +282,9 @@ class _ClosedPipe:
 
 
 @pytest.mark.parametrize("argv", [["export"], ["show", "a1b2"], ["show", "a1b2", "--json"], ["list", "--json"]])
-def test_a_closed_pipe_ends_quietly(db_target: str, monkeypatch: pytest.MonkeyPatch,
-                                    capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+def test_a_closed_pipe_ends_quietly(
+    db_target: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
     db = db_target
     _three_games(db)
     monkeypatch.setattr(sys, "stdout", _ClosedPipe())
@@ -259,8 +299,11 @@ def test_export_through_head_prints_no_traceback(db_target: str) -> None:
         rec.save(record(f"g{i:04d}", started_at=float(i)))
     rec.close()
     exe = Path(sys.executable).parent / "autosteer-server"
-    cmd = f"'{exe}' games --db '{db}' export | head -c 200" if exe.exists() else \
-        f"'{sys.executable}' -m server.cli games --db '{db}' export | head -c 200"
+    cmd = (
+        f"'{exe}' games --db '{db}' export | head -c 200"
+        if exe.exists()
+        else f"'{sys.executable}' -m server.cli games --db '{db}' export | head -c 200"
+    )
     done = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.stdout.startswith("{") and len(done.stdout) == 200
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
@@ -276,8 +319,10 @@ def test_no_nan_or_infinity_is_stored_or_exported(db_target: str, capsys: pytest
     assert rec.get("nan1") is None
     # a record written by an older server, with NaN/Infinity in its JSON text
     rec.save(record("old1"))
-    rec.execute("UPDATE games SET moves = ? WHERE game_id = 'old1'",
-                   ('[{"ply":1,"seat":"X","cell":5,"at":1.0,"trace":{"p":NaN,"q":[Infinity,-Infinity,0.5]}}]',))
+    rec.execute(
+        "UPDATE games SET moves = ? WHERE game_id = 'old1'",
+        ('[{"ply":1,"seat":"X","cell":5,"at":1.0,"trace":{"p":NaN,"q":[Infinity,-Infinity,0.5]}}]',),
+    )
     rec.close()
 
     def strict(text: str) -> Any:
@@ -300,8 +345,16 @@ def test_summaries_page_back_by_end_time_and_skip_live_games(db_target: str) -> 
     rec.save(record("crash", status="aborted", result=None, reason=None, winner=None, started_at=98.0, ended_at=None))
     rows = rec.summaries(limit=3)
     assert [r["game_id"] for r in rows] == ["g5", "g4", "g3"]
-    assert rows[0] == {"game_id": "g5", "x": "bob", "o": "minimax", "result": "O", "reason": "line",
-                       "ended_at": 55.0, "ply": 6, "tag": None}
+    assert rows[0] == {
+        "game_id": "g5",
+        "x": "bob",
+        "o": "minimax",
+        "result": "O",
+        "reason": "line",
+        "ended_at": 55.0,
+        "ply": 6,
+        "tag": None,
+    }
     assert [r["game_id"] for r in rec.summaries(limit=3, before=rows[-1]["ended_at"])] == ["g2", "g1", "g0"]
     assert [r["game_id"] for r in rec.summaries(player="bob")] == ["g5", "g3", "g1"]
     every = [r["game_id"] for r in rec.summaries(limit=500)]
@@ -313,12 +366,16 @@ def test_summaries_page_back_by_end_time_and_skip_live_games(db_target: str) -> 
 def test_an_older_database_gains_the_seed_column(tmp_path: Path) -> None:
     db = tmp_path / "old.sqlite3"
     con = sqlite3.connect(db)
-    old_schema = "CREATE TABLE games (game_id TEXT PRIMARY KEY, x TEXT NOT NULL, o TEXT NOT NULL, x_kind TEXT, " \
-                 "o_kind TEXT, status TEXT NOT NULL, result TEXT, reason TEXT, winner TEXT, board TEXT NOT NULL, " \
-                 "moves TEXT NOT NULL, illegal_move TEXT, tag TEXT, clock REAL, started_at REAL NOT NULL, ended_at REAL)"
+    old_schema = (
+        "CREATE TABLE games (game_id TEXT PRIMARY KEY, x TEXT NOT NULL, o TEXT NOT NULL, x_kind TEXT, "
+        "o_kind TEXT, status TEXT NOT NULL, result TEXT, reason TEXT, winner TEXT, board TEXT NOT NULL, "
+        "moves TEXT NOT NULL, illegal_move TEXT, tag TEXT, clock REAL, started_at REAL NOT NULL, ended_at REAL)"
+    )
     con.execute(old_schema)
-    con.execute("INSERT INTO games VALUES ('g1','ann','minimax','player','house','finished','O','line','minimax',"
-                "'.........','[]',NULL,NULL,30.0,1.0,2.0)")
+    con.execute(
+        "INSERT INTO games VALUES ('g1','ann','minimax','player','house','finished','O','line','minimax',"
+        "'.........','[]',NULL,NULL,30.0,1.0,2.0)"
+    )
     con.commit()
     con.close()
     rec = GameRecords(db)
@@ -347,8 +404,9 @@ def _nested(depth: int) -> Any:
     return value
 
 
-def test_export_survives_any_stored_row_and_stays_compact(db_target: str, tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_survives_any_stored_row_and_stays_compact(
+    db_target: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     rec = GameRecords(db_target)
     rec.save(record("plain", started_at=1.0))
     deep = record("deep600", started_at=2.0)
@@ -383,8 +441,13 @@ def test_kill_9_keeps_the_moves_played(tmp_path: Path) -> None:
     db = tmp_path / "arena.sqlite3"
     exe = Path(sys.executable).parent / "autosteer-server"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "server.cli"]
-    proc = subprocess.Popen(cmd + ["serve", "--host", "127.0.0.1", "--port", "0", "--db", str(db), "--seed", "4"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd + ["serve", "--host", "127.0.0.1", "--port", "0", "--db", str(db), "--seed", "4"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = read_banner_url(proc)
 
@@ -430,8 +493,15 @@ def test_live_games_progress_and_a_row_no_longer_live(db_target: str) -> None:
     games = [record(f"b{i:04d}", **live, moves=[], board=".........") for i in range(50)]
     for g in games:
         rec.save(g)
-    played = [record(g["game_id"], **live, board="X........",
-                     moves=[{"ply": 1, "seat": "X", "cell": 1, "at": 11.5, "trace": None}]) for g in games]
+    played = [
+        record(
+            g["game_id"],
+            **live,
+            board="X........",
+            moves=[{"ply": 1, "seat": "X", "cell": 1, "at": 11.5, "trace": None}],
+        )
+        for g in games
+    ]
     rec.abort_live(now=12.0)  # as a restart would: the next progress write finds b0000.. not live
     for g in played[:3]:
         rec.save(g)

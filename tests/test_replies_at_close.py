@@ -23,7 +23,8 @@ pytestmark = pytest.mark.timeout(60)
 HELLO_BINARY_PING_BAD_UTF8 = bytes.fromhex(
     "81a5000000007b2274797065223a2268656c6c6f222c226e616d65223a226131222c226964223a2268227d"
     "8299000000007b2274797065223a2270696e67222c226964223a226231227d"
-    "818100000000ff")
+    "818100000000ff"
+)
 HELLO_BINARY_PING = HELLO_BINARY_PING_BAD_UTF8[:-7]
 
 
@@ -103,10 +104,14 @@ def too_many_fragments() -> bytes:
 
 
 @pytest.mark.parametrize("with_handshake", [False, True], ids=["after-handshake", "with-handshake"])
-@pytest.mark.parametrize("violation, code", [(b"\x81\x81\0\0\0\0\xff", 1007), (too_many_fragments(), 1009)],
-                         ids=["invalid-utf8", "too-many-fragments"])
-async def test_replies_to_requests_before_a_violation_precede_its_close(with_handshake: bool, violation: bytes,
-                                                                        code: int) -> None:
+@pytest.mark.parametrize(
+    "violation, code",
+    [(b"\x81\x81\0\0\0\0\xff", 1007), (too_many_fragments(), 1009)],
+    ids=["invalid-utf8", "too-many-fragments"],
+)
+async def test_replies_to_requests_before_a_violation_precede_its_close(
+    with_handshake: bool, violation: bytes, code: int
+) -> None:
     """hello, a binary ping, then a message the library refuses: welcome and pong, then
     the violation's close code, nothing after it."""
     async with serve_arena(config()) as srv:
@@ -162,8 +167,10 @@ async def test_a_stored_move_is_answered_before_the_connection_ends(tmp_path: An
     async with serve_arena(config(db_path=str(tmp_path / "games.sqlite3"), records_process=False)) as srv:
         client = RawClient(srv.url)
         await client.open()
-        await client.write(text({"type": "hello", "name": "mover"}) +
-                           text({"type": "challenge", "opponent": "minimax", "side": "X", "id": "c"}))
+        await client.write(
+            text({"type": "hello", "name": "mover"})
+            + text({"type": "challenge", "opponent": "minimax", "side": "X", "id": "c"})
+        )
         while not any(r["type"] == "game_start" for r in client.replies):
             client.proto.receive_data(await asyncio.wait_for(client.reader.read(65536), 10))
             client.events += [e for e in client.proto.events_received() if isinstance(e, Frame)]

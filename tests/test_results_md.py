@@ -48,8 +48,11 @@ def test_a_section_whose_file_is_absent_is_left_out_and_named(tmp_path: Path) ->
 def test_a_new_section_is_one_registry_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "docs" / "results").mkdir(parents=True)
     (tmp_path / "docs" / "results" / "new.json").write_text('{"draw": 0.5}')
-    section = results_md.Section("A new result", ("docs/results/new.json",),
-                                 lambda f: [f"draw {results_md._pct(f['docs/results/new.json']['draw'])}"])
+    section = results_md.Section(
+        "A new result",
+        ("docs/results/new.json",),
+        lambda f: [f"draw {results_md._pct(f['docs/results/new.json']['draw'])}"],
+    )
     monkeypatch.setattr(results_md, "SECTIONS", [section])
     text = results_md.render(tmp_path)
     assert "## A new result\n\nSource: `docs/results/new.json`\n\ndraw 50.0 %\n" in text

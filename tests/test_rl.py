@@ -24,8 +24,18 @@ def stack():
 def small_config(**kw):
     from training.rl.ppo import TrainConfig
 
-    base = dict(features=FEATURES, n_envs=8, n_steps=16, batch_size=64, total_steps=384, eval_every=128,
-                warm=False, net_arch=[16], budget_seconds=120.0, n_epochs=2)
+    base = dict(
+        features=FEATURES,
+        n_envs=8,
+        n_steps=16,
+        batch_size=64,
+        total_steps=384,
+        eval_every=128,
+        warm=False,
+        net_arch=[16],
+        budget_seconds=120.0,
+        n_epochs=2,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -96,8 +106,15 @@ def test_exported_net_matches_sb3_exactly(stack) -> None:
         cfg = small_config(action=action)
         act = build_actuator(lm, sae, cfg, FEATURES)
         env = SteeringVecEnv(act, LocalTransport(), 2, EnvConfig(seed=1))
-        model = PPO("MlpPolicy", env, n_steps=8, batch_size=16, seed=3, device="cpu",
-                    policy_kwargs={"net_arch": {"pi": [16], "vf": [16]}})
+        model = PPO(
+            "MlpPolicy",
+            env,
+            n_steps=8,
+            batch_size=16,
+            seed=3,
+            device="cpu",
+            policy_kwargs={"net_arch": {"pi": [16], "vf": [16]}},
+        )
         exported = export_policy(model, act, sae)
         obs = act.observe(llm_boards(Seat.O)[:50])
         sb3, _ = model.predict(obs, deterministic=True)
@@ -182,9 +199,12 @@ def test_features_observation_reads_the_unsteered_sae_code(stack) -> None:
     observed = obs_observed(sae)
     rng = np.random.default_rng(0)
     codec = ActionCodec("dense", len(FEATURES), bound=2.0)
-    net = MLP([(rng.normal(size=(8, len(observed) + 1)), rng.normal(size=8)), (rng.normal(size=(4, 8)), rng.normal(size=4))])
-    policy = LearnedSteeringPolicy(FEATURES, obs="features", codec=codec, net=net, obs_features=observed,
-                                   hook_name=sae.hook_name, d_sae=sae.d_sae)
+    net = MLP(
+        [(rng.normal(size=(8, len(observed) + 1)), rng.normal(size=8)), (rng.normal(size=(4, 8)), rng.normal(size=4))]
+    )
+    policy = LearnedSteeringPolicy(
+        FEATURES, obs="features", codec=codec, net=net, obs_features=observed, hook_name=sae.hook_name, d_sae=sae.d_sae
+    )
     assert policy.needs_features
     bot = LLMBot(lm, sae=sae, policy=policy, mode="masked", top_k=0)
     boards = [Board.empty(), Board.from_moves([5]), Board.from_moves([1, 5, 9])]
@@ -201,18 +221,25 @@ def test_features_observation_reads_the_unsteered_sae_code(stack) -> None:
 def test_bad_learned_policy_files_are_refused(tmp_path) -> None:
     from bots.llm.policy import PolicyError, load_policy
 
-    good = {"kind": "learned", "features": [1, 2], "obs": "board", "action": {"kind": "sparse", "strengths": [-1, 1], "slots": 1},
-            "activation": "tanh", "layers": [{"weight": [[0.0] * 28] * 4, "bias": [0.0] * 4},
-                                             {"weight": [[0.0] * 4] * 5, "bias": [0.0] * 5}]}
+    good = {
+        "kind": "learned",
+        "features": [1, 2],
+        "obs": "board",
+        "action": {"kind": "sparse", "strengths": [-1, 1], "slots": 1},
+        "activation": "tanh",
+        "layers": [{"weight": [[0.0] * 28] * 4, "bias": [0.0] * 4}, {"weight": [[0.0] * 4] * 5, "bias": [0.0] * 5}],
+    }
     p = tmp_path / "p.json"
     p.write_text(json.dumps(good))
     assert load_policy(p).coefficients([Board.empty()]) == [[0.0, 0.0]]
-    for broken, match in (({"layers": [{"weight": [[0.0] * 27] * 4, "bias": [0.0] * 4}]}, "inputs"),
-                          ({"obs": "pixels"}, "observation"),
-                          ({"action": {"kind": "sparse"}}, "action"),
-                          ({"layers": [{"weight": [[float("nan")] * 28] * 5, "bias": [0.0] * 5}]}, "non-finite"),
-                          ({"layers": [{"shape": [4, 28], "weight_f32": "not base64!", "bias_f32": ""}]}, "bad layer"),
-                          ({"layers": [{"shape": [5, 28], "weight_f32": "AAAA", "bias_f32": ""}]}, "bad layer")):
+    for broken, match in (
+        ({"layers": [{"weight": [[0.0] * 27] * 4, "bias": [0.0] * 4}]}, "inputs"),
+        ({"obs": "pixels"}, "observation"),
+        ({"action": {"kind": "sparse"}}, "action"),
+        ({"layers": [{"weight": [[float("nan")] * 28] * 5, "bias": [0.0] * 5}]}, "non-finite"),
+        ({"layers": [{"shape": [4, 28], "weight_f32": "not base64!", "bias_f32": ""}]}, "bad layer"),
+        ({"layers": [{"shape": [5, 28], "weight_f32": "AAAA", "bias_f32": ""}]}, "bad layer"),
+    ):
         p.write_text(json.dumps({**good, **broken}))
         with pytest.raises(PolicyError, match=match):
             load_policy(p)
@@ -341,7 +368,7 @@ def test_shipped_learned_policy_plays_as_its_run_card_says_with_smollm2() -> Non
         want = card["vs_minimax_exact"][seat.value]
         assert abs(o.draw - want["draw"]) < 1e-9 and abs(o.illegal - want["illegal"]) < 1e-9, (seat, o, want)
     sample = random.Random(2026).sample(open_positions(), 300)
-    moves = [m for i in range(0, len(sample), 100) for m in bot.play(sample[i:i + 100])]
+    moves = [m for i in range(0, len(sample), 100) for m in bot.play(sample[i : i + 100])]
     illegal = [m.board.code for m in moves if not m.reading.legal]
     assert len(illegal) <= 6, illegal
     assert {t["policy"] for t in traces} == {policy.digest}
@@ -361,8 +388,12 @@ def test_server_and_local_transports_play_the_same_games(stack) -> None:
     runs = []
     with BackgroundServer(seed=9) as srv:
         for transport in (LocalTransport(), ServerTransport(srv.url, forfeit=False)):
-            env = SteeringVecEnv(build_actuator(lm, sae, cfg, FEATURES), transport, 6,
-                                 EnvConfig(seed=3, mode="masked", random_openings=0.5))
+            env = SteeringVecEnv(
+                build_actuator(lm, sae, cfg, FEATURES),
+                transport,
+                6,
+                EnvConfig(seed=3, mode="masked", random_openings=0.5),
+            )
             out = [env.reset().tolist()]
             for a in actions:
                 obs, rewards, dones, _ = env.step(a)
@@ -378,8 +409,12 @@ def test_opponent_mix_is_checked_and_parsed() -> None:
     from training.rl.env import EnvConfig, parse_opponents
 
     assert parse_opponents("minimax,hard:2") == {"minimax": 1.0, "hard": 2.0}
-    for bad, match in (("stockfish", "unknown opponent"), ("random:-1", "positive"), ("random:x", "bad weight"),
-                       ("", "no opponents")):
+    for bad, match in (
+        ("stockfish", "unknown opponent"),
+        ("random:-1", "positive"),
+        ("random:x", "bad weight"),
+        ("", "no opponents"),
+    ):
         with pytest.raises(ValueError, match=match):
             parse_opponents(bad)
     with pytest.raises(ValueError, match="random_openings"):
@@ -407,8 +442,12 @@ def test_random_openings_reach_positions_off_every_house_bots_tree(stack) -> Non
 
     lm, sae = stack
     cfg = small_config(mode="masked")
-    env = SteeringVecEnv(build_actuator(lm, sae, cfg, FEATURES), LocalTransport(), 16,
-                         EnvConfig(seed=5, mode="masked", random_openings=1.0))
+    env = SteeringVecEnv(
+        build_actuator(lm, sae, cfg, FEATURES),
+        LocalTransport(),
+        16,
+        EnvConfig(seed=5, mode="masked", random_openings=1.0),
+    )
     env.reset()
     for _ in range(30):
         env.step(np.zeros((16, cfg.slots), dtype=np.int64))
@@ -443,7 +482,9 @@ def test_position_evaluation_counts_kept_values_and_illegal_moves(stack) -> None
     for seat in ("X", "O"):
         idx = [i for i, b in enumerate(boards) if b.turn.value == seat]
         assert ev[seat]["positions"] == len(idx)
-        assert ev[seat]["kept"] == sum(moves[i].legal and moves[i].cell in value_preserving_cells(boards[i]) for i in idx)
+        assert ev[seat]["kept"] == sum(
+            moves[i].legal and moves[i].cell in value_preserving_cells(boards[i]) for i in idx
+        )
         assert ev[seat]["illegal"] == sum(not moves[i].legal for i in idx)
         assert ev[seat]["mean_push"] == 0.0 and ev[seat]["max_features_steered"] == 0
     assert zero.kind == "fixed"
@@ -457,10 +498,18 @@ def test_summary_gives_mean_and_spread_over_seeds() -> None:
     def card(seed, kept):
         side = {"kept_share": kept, "illegal": 0, "mean_push": 0.1, "mean_features_steered": 1.0}
         exact = {"draw": 1.0, "win": 0.5, "illegal": 0.0, "games": 10}
-        return {"config": {"seed": seed}, "policy_digest": f"p{seed}", "steps": 100, "stopped_by": "the step budget",
-                "wall_seconds": 1.0, "stable_target": None, "reached_target": None,
-                "positions": {"grid": {"X": side, "O": side}}, "vs_minimax_exact": {"X": exact, "O": exact},
-                "vs_random_exact": {"X": exact, "O": exact}}
+        return {
+            "config": {"seed": seed},
+            "policy_digest": f"p{seed}",
+            "steps": 100,
+            "stopped_by": "the step budget",
+            "wall_seconds": 1.0,
+            "stable_target": None,
+            "reached_target": None,
+            "positions": {"grid": {"X": side, "O": side}},
+            "vs_minimax_exact": {"X": exact, "O": exact},
+            "vs_random_exact": {"X": exact, "O": exact},
+        }
 
     s = summarize([card(0, 0.9), card(1, 1.0), card(2, 0.95)])
     assert s["seeds"] == [0, 1, 2]
@@ -482,8 +531,15 @@ def test_a_policy_that_reads_the_models_move_plays_through_the_bot_as_in_trainin
     cfg = small_config(obs="board+model")
     act = build_actuator(lm, sae, cfg, FEATURES)
     env = SteeringVecEnv(act, LocalTransport(), 2, EnvConfig(seed=1))
-    model = PPO("MlpPolicy", env, n_steps=8, batch_size=16, seed=4, device="cpu",
-                policy_kwargs={"net_arch": {"pi": [16], "vf": [16]}})
+    model = PPO(
+        "MlpPolicy",
+        env,
+        n_steps=8,
+        batch_size=16,
+        seed=4,
+        device="cpu",
+        policy_kwargs={"net_arch": {"pi": [16], "vf": [16]}},
+    )
     policy = export_policy(model, act, sae)
     policy.save(tmp_path / "p.json")
     loaded = load_policy(tmp_path / "p.json", d_sae=sae.d_sae, hook_name=sae.hook_name)
@@ -510,8 +566,9 @@ def test_constant_baseline_gives_every_board_one_value_through_training_and_resu
     train_ppo(cfg, lm, sae, out_dir=tmp_path, resume=True, progress=False, log=lambda *_: None)
     model = PPO.load(tmp_path / "checkpoint.zip", device="cpu")
     assert float(model.policy.value_net.weight.detach().abs().max()) == 0.0  # frozen through both runs
-    boards = np.stack([np.random.default_rng(s).normal(size=model.observation_space.shape).astype(np.float32)
-                       for s in range(3)])
+    boards = np.stack(
+        [np.random.default_rng(s).normal(size=model.observation_space.shape).astype(np.float32) for s in range(3)]
+    )
     import torch
 
     with torch.no_grad():
@@ -529,13 +586,25 @@ def test_ppo_summary_gathers_one_recipes_seeds_and_refuses_mixed_recipes(tmp_pat
     def card(seed, kept, lr=3e-3):
         side = {"kept_share": kept, "illegal": 0, "mean_push": 0.1, "mean_features_steered": 1.0}
         exact = {"draw": 1.0, "win": 0.5, "illegal": 0.0, "games": 10}
-        return {"config": {"seed": seed, "learning_rate": lr}, "policy_digest": f"p{seed}", "steps": 100,
-                "stopped_by": "the step budget", "wall_seconds": 1.0, "stable_target": None, "reached_target": None,
-                "positions": {"grid": {"X": side, "O": side}}, "vs_minimax_exact": {"X": exact, "O": exact},
-                "vs_random_exact": {"X": exact, "O": exact}, "command": f"autosteer-train ppo --seeds {seed}",
-                "model": "tiny", "hook_name": "h", "weights_unchanged": True, "weights_before": "a",
-                "weights_after": "a", "evals": [{"step": 0, "kept_grid_x": kept, "kept_grid_o": kept,
-                                                  "draw_x": 1.0, "draw_o": 1.0}]}
+        return {
+            "config": {"seed": seed, "learning_rate": lr},
+            "policy_digest": f"p{seed}",
+            "steps": 100,
+            "stopped_by": "the step budget",
+            "wall_seconds": 1.0,
+            "stable_target": None,
+            "reached_target": None,
+            "positions": {"grid": {"X": side, "O": side}},
+            "vs_minimax_exact": {"X": exact, "O": exact},
+            "vs_random_exact": {"X": exact, "O": exact},
+            "command": f"autosteer-train ppo --seeds {seed}",
+            "model": "tiny",
+            "hook_name": "h",
+            "weights_unchanged": True,
+            "weights_before": "a",
+            "weights_after": "a",
+            "evals": [{"step": 0, "kept_grid_x": kept, "kept_grid_o": kept, "draw_x": 1.0, "draw_o": 1.0}],
+        }
 
     s = gather([card(0, 0.9), card(1, 1.0)])
     assert s["seeds"] == [0, 1] and s["command"] == ["autosteer-train ppo --seeds 0", "autosteer-train ppo --seeds 1"]
@@ -552,6 +621,8 @@ def test_ppo_summary_gathers_one_recipes_seeds_and_refuses_mixed_recipes(tmp_pat
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    args = parser.parse_args([*map(str, paths), "--summary", str(tmp_path / "s.json"), "--plot", str(tmp_path / "c.png")])
+    args = parser.parse_args(
+        [*map(str, paths), "--summary", str(tmp_path / "s.json"), "--plot", str(tmp_path / "c.png")]
+    )
     assert run(args) == 0
     assert json.loads((tmp_path / "s.json").read_text())["seeds"] == [0, 1] and (tmp_path / "c.png").stat().st_size > 0

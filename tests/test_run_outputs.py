@@ -10,9 +10,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHIPPED = [REPO / "bots" / "llm" / "artifacts" / "policy.json", REPO / "bots" / "llm" / "artifacts" / "policy.card.md",
-           REPO / "docs" / "steering_budget.png", REPO / "docs" / "SAE.md", REPO / "docs" / "FEATURES.md",
-           REPO / "bots" / "llm" / "artifacts" / "sae" / "features.json"]
+SHIPPED = [
+    REPO / "bots" / "llm" / "artifacts" / "policy.json",
+    REPO / "bots" / "llm" / "artifacts" / "policy.card.md",
+    REPO / "docs" / "steering_budget.png",
+    REPO / "docs" / "SAE.md",
+    REPO / "docs" / "FEATURES.md",
+    REPO / "bots" / "llm" / "artifacts" / "sae" / "features.json",
+]
 
 
 def _digests() -> dict[Path, str | None]:
@@ -47,13 +52,31 @@ def test_search_vector_writes_a_run_folder_by_default(runs, tmp_path, monkeypatc
     monkeypatch.setattr(model_mod, "load_model", lambda *a, **k: lm)
     tiny_sae(lm, folder=tmp_path / "sae")
     before = _digests()
-    rc = main(["search-vector", "--sae", str(tmp_path / "sae"), "--features", "1,2", "--iterations", "1",
-               "--population", "2", "--elite", "2"])
+    rc = main(
+        [
+            "search-vector",
+            "--sae",
+            str(tmp_path / "sae"),
+            "--features",
+            "1,2",
+            "--iterations",
+            "1",
+            "--population",
+            "2",
+            "--elite",
+            "2",
+        ]
+    )
     assert rc == 0
     assert _digests() == before  # nothing shipped was touched
     (folder,) = list(runs.iterdir())
     assert folder.name.endswith("-search-vector")
-    assert {p.name for p in folder.iterdir()} >= {"policy.json", "policy.card.json", "policy.card.md", "steering_budget.png"}
+    assert {p.name for p in folder.iterdir()} >= {
+        "policy.json",
+        "policy.card.json",
+        "policy.card.md",
+        "steering_budget.png",
+    }
     assert json.loads((folder / "policy.json").read_text())["features"] == [1, 2]
 
 

@@ -83,7 +83,9 @@ def test_activation_set_round_trip_and_bad_file(tiny_lm, tmp_path):
     s = collect_activations(tiny_lm, _records(tiny_lm, BOARDS[:2]), ["blocks.0.hook_resid_post"], progress=False)
     s.save(tmp_path / "a.pt")
     back = ActivationSet.load(tmp_path / "a.pt")
-    assert back.records == s.records and torch.equal(back.acts["blocks.0.hook_resid_post"], s.acts["blocks.0.hook_resid_post"])
+    assert back.records == s.records and torch.equal(
+        back.acts["blocks.0.hook_resid_post"], s.acts["blocks.0.hook_resid_post"]
+    )
     (tmp_path / "bad.pt").write_bytes(b"not a torch file")
     with pytest.raises(ActivationError, match="bad.pt"):
         ActivationSet.load(tmp_path / "bad.pt")
@@ -137,17 +139,35 @@ def test_chat_corpus_is_seeded_and_mixed(tiny_lm):
 
 
 def test_choose_layer_rule():
-    rows = [{"layer": 6, "ev": 0.95, "dead": 0.0, "concept_mcc": 0.4, "steer_kl": 0.01},
-            {"layer": 12, "ev": 0.85, "dead": 0.1, "concept_mcc": 0.6, "steer_kl": 0.03},
-            {"layer": 18, "ev": 0.5, "dead": 0.1, "concept_mcc": 0.9, "steer_kl": 0.9}]
+    rows = [
+        {"layer": 6, "ev": 0.95, "dead": 0.0, "concept_mcc": 0.4, "steer_kl": 0.01},
+        {"layer": 12, "ev": 0.85, "dead": 0.1, "concept_mcc": 0.6, "steer_kl": 0.03},
+        {"layer": 18, "ev": 0.5, "dead": 0.1, "concept_mcc": 0.9, "steer_kl": 0.9},
+    ]
     assert choose_layer(rows)[0] == 12  # 18 fails the reconstruction bar
     assert choose_layer([dict(r, ev=0.1) for r in rows])[0] == 6  # nobody passes: highest EV
 
 
 def _run_quick(folder, out_root: Path, seed: int = 0) -> Path:
     out = out_root / "sae"
-    rc = cli.main(["sae", "--quick", "--model", str(folder), "--layers", "1,2", "--out", str(out),
-                   "--docs", str(out_root / "docs"), "--cache-dir", str(out_root / "cache"), "--seed", str(seed)])
+    rc = cli.main(
+        [
+            "sae",
+            "--quick",
+            "--model",
+            str(folder),
+            "--layers",
+            "1,2",
+            "--out",
+            str(out),
+            "--docs",
+            str(out_root / "docs"),
+            "--cache-dir",
+            str(out_root / "cache"),
+            "--seed",
+            str(seed),
+        ]
+    )
     assert rc == 0
     return out
 
@@ -203,8 +223,22 @@ def test_quick_run_is_reproducible(quick_run, tiny_folder, tmp_path):
 
 
 def test_cli_bad_layer_is_a_clear_error(tiny_folder, tmp_path, capsys):
-    rc = cli.main(["sae", "--quick", "--model", str(tiny_folder), "--layers", "1,9", "--out", str(tmp_path / "o"),
-                   "--docs", str(tmp_path / "d"), "--cache-dir", str(tmp_path / "c")])
+    rc = cli.main(
+        [
+            "sae",
+            "--quick",
+            "--model",
+            str(tiny_folder),
+            "--layers",
+            "1,9",
+            "--out",
+            str(tmp_path / "o"),
+            "--docs",
+            str(tmp_path / "d"),
+            "--cache-dir",
+            str(tmp_path / "c"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "--layers [9]" in err and "Traceback" not in err
 
@@ -225,8 +259,9 @@ def test_shipped_sae_matches_its_features_file():
 
 def test_answer_cell_logits_equal_the_full_forward(tiny_lm):
     recs = _records(tiny_lm, BOARDS, ("grid",))
-    s = collect_activations(tiny_lm, recs, ["blocks.1.hook_resid_post"], answer_logits=True, progress=False,
-                            max_batch_tokens=100_000)
+    s = collect_activations(
+        tiny_lm, recs, ["blocks.1.hook_resid_post"], answer_logits=True, progress=False, max_batch_tokens=100_000
+    )
     plain = collect_activations(tiny_lm, recs, ["blocks.1.hook_resid_post"], progress=False)
     assert plain.answer_cell_logits is None
     assert torch.equal(s.acts["blocks.1.hook_resid_post"], plain.acts["blocks.1.hook_resid_post"])

@@ -35,8 +35,9 @@ def first_free(board: str) -> int:
     return board.index(".") + 1
 
 
-async def raw_bot(url: str, name: str, *, max_games: int = 4, stop: asyncio.Event | None = None,
-                  trace: bool = False) -> list[dict[str, Any]]:
+async def raw_bot(
+    url: str, name: str, *, max_games: int = 4, stop: asyncio.Event | None = None, trace: bool = False
+) -> list[dict[str, Any]]:
     """A minimal remote bot over a raw websocket: accepts every offer, plays the first free
     cell in every game where it is to move. Returns the game_over frames it saw."""
     overs: list[dict[str, Any]] = []
@@ -65,7 +66,9 @@ async def raw_bot(url: str, name: str, *, max_games: int = 4, stop: asyncio.Even
     return overs
 
 
-async def play_until_over(client: WsClient, game_id: str, seat: str, first_state: dict[str, Any] | None = None) -> dict[str, Any]:
+async def play_until_over(
+    client: WsClient, game_id: str, seat: str, first_state: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Play the first free cell whenever it is ``seat``'s turn; return the game_over frame."""
     frame = first_state
     while True:
@@ -121,7 +124,9 @@ async def test_a_house_answer_comes_in_the_state_of_the_move_it_answers(srv: Any
     assert len(srv.records.get(gid)["moves"]) == len(over["moves"])
 
 
-async def test_a_failing_house_bot_aborts_the_game_in_reply_to_the_move(srv: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_failing_house_bot_aborts_the_game_in_reply_to_the_move(
+    srv: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A house bot that raises aborts its game: the move it failed to answer gets the
     ``game_over`` (with the request id and the move), the server goes on."""
     async with WsClient.connect(srv.url, "ann") as ann:
@@ -159,8 +164,11 @@ async def test_player_vs_player(srv: Any) -> None:
 
 
 async def test_spectator_receives_every_state_and_trace(srv: Any) -> None:
-    async with WsClient.connect(srv.url, "ann") as ann, WsClient.connect(srv.url, "bob") as bob, \
-            WsClient.connect(srv.url, "spy", role="spectator") as spy:
+    async with (
+        WsClient.connect(srv.url, "ann") as ann,
+        WsClient.connect(srv.url, "bob") as bob,
+        WsClient.connect(srv.url, "spy", role="spectator") as spy,
+    ):
         gid = await start_game(ann, bob)
         games = await spy.request(type="list_games")
         assert [g["game_id"] for g in games["games"]] == [gid]
@@ -342,7 +350,9 @@ async def test_stop_does_not_hang_when_the_timer_wakes_as_it_is_cancelled(turns:
         async with WsClient.connect(server.url, "ann") as ann:
             await ann.request(type="challenge", opponent="minimax", side="X")
             await ann.wait_for("game_start")
-            assert server.arena is not None and server.arena.next_deadline() is not None  # the timer sleeps with a timeout
+            assert (
+                server.arena is not None and server.arena.next_deadline() is not None
+            )  # the timer sleeps with a timeout
             await asyncio.sleep(0.05)
             timer = server._timer_task
             assert timer is not None and not timer.done()
@@ -391,8 +401,18 @@ async def test_file_records_survive_restart_and_live_games_are_aborted(tmp_path:
         async with WsClient.connect(srv.url, "ann") as ann:
             sent = await ann.request(type="arrange", x="minimax", o="minimax", tag="keep")
             await ann.wait_for("game_over")
-        srv.records.save({"game_id": "crashed", "x": "a", "o": "b", "status": "live", "board": ".........",
-                          "moves": [], "clock": 5.0, "started_at": 1.0})  # as a crash would leave it
+        srv.records.save(
+            {
+                "game_id": "crashed",
+                "x": "a",
+                "o": "b",
+                "status": "live",
+                "board": ".........",
+                "moves": [],
+                "clock": 5.0,
+                "started_at": 1.0,
+            }
+        )  # as a crash would leave it
     async with serve_arena(config(db_path=db)) as srv2:
         assert srv2.aborted_at_start == 1
         assert srv2.records.get("crashed")["reason"] == "aborted"

@@ -253,7 +253,8 @@ def assert_within_binomial_bound(counts: Counter, n: int, exact: dict[str, Fract
             assert observed == 0, f"{key}: observed {observed} but the exact rate is 0"
         else:
             assert abs(observed - expected) <= sigmas * sd, (
-                f"{key}: observed {observed}/{n}, expected {expected:.1f} ± {sigmas}·{sd:.1f}")
+                f"{key}: observed {observed}/{n}, expected {expected:.1f} ± {sigmas}·{sd:.1f}"
+            )
 
 
 def tally(result: Result, minimax_seat: Seat) -> str:
@@ -310,8 +311,16 @@ async def test_the_served_minimax_is_the_solved_one(tiebreak: str) -> None:
 
     fast = dict(send_rate=10_000.0, send_burst=10_000)
     n = 200
-    config = ServerConfig(host="127.0.0.1", port=0, db_path=":memory:", seed=7, minimax_tiebreak=tiebreak,
-                          rate=10_000.0, burst=10_000, flood_close=10_000)
+    config = ServerConfig(
+        host="127.0.0.1",
+        port=0,
+        db_path=":memory:",
+        seed=7,
+        minimax_tiebreak=tiebreak,
+        rate=10_000.0,
+        burst=10_000,
+        flood_close=10_000,
+    )
     async with serve_arena(config) as srv:
         client = BotClient(RandomBot("remote-random", seed=99), srv.url, max_games=32, **fast)
         task = asyncio.create_task(client.run())
@@ -339,9 +348,9 @@ async def test_the_served_minimax_is_the_solved_one(tiebreak: str) -> None:
                     best = optimal_cells(board)
                     assert move["cell"] in best, (over["game_id"], board.code, move["cell"])
                     if tiebreak == "exploit":
-                        assert move["cell"] == choose_cell(board, random.Random(0), "exploit") or \
-                            _max_win_chance(board.play(move["cell"]).code, seat) == \
-                            max(_max_win_chance(board.play(c).code, seat) for c in best)
+                        assert move["cell"] == choose_cell(board, random.Random(0), "exploit") or _max_win_chance(
+                            board.play(move["cell"]).code, seat
+                        ) == max(_max_win_chance(board.play(c).code, seat) for c in best)
                 board = board.play(move["cell"])
             assert str(board.result) == over["result"]
             counts[tally(board.result, seat)] += 1  # type: ignore[arg-type]

@@ -26,8 +26,9 @@ def config(**kw) -> ServerConfig:
 async def test_time_control_game_ends_on_a_flag_fall_with_the_increment_applied():
     async with serve_arena(config()) as srv:
         async with WsClient.connect(srv.url, "ann") as ann, WsClient.connect(srv.url, "bob") as bob:
-            sent = await ann.request(type="challenge", opponent="bob", side="X",
-                                     time_control={"base": 1.5, "increment": 1.0})
+            sent = await ann.request(
+                type="challenge", opponent="bob", side="X", time_control={"base": 1.5, "increment": 1.0}
+            )
             assert sent["time_control"] == {"base": 1.5, "increment": 1.0}
             offer = await bob.wait_for("challenge")
             assert offer["time_control"] == {"base": 1.5, "increment": 1.0}  # the challenged sees the clock
@@ -66,15 +67,18 @@ async def test_time_control_against_a_house_bot_keeps_only_the_persons_clock():
             assert games["games"][0]["time_control"] == {"base": 60.0, "increment": 2.0}
 
 
-@pytest.mark.parametrize("bad", [
-    {"time_control": {"base": 0.1}},
-    {"time_control": {"base": 60, "increment": -1}},
-    {"time_control": {"base": 60, "increment": 1000}},
-    {"time_control": {"base": "3+2"}},
-    {"time_control": {"base": 60, "extra": 1}},
-    {"time_control": [180, 2]},
-    {"time_control": {"base": 60}, "clock": 10},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"time_control": {"base": 0.1}},
+        {"time_control": {"base": 60, "increment": -1}},
+        {"time_control": {"base": 60, "increment": 1000}},
+        {"time_control": {"base": "3+2"}},
+        {"time_control": {"base": 60, "extra": 1}},
+        {"time_control": [180, 2]},
+        {"time_control": {"base": 60}, "clock": 10},
+    ],
+)
 async def test_malformed_time_control_gets_a_clear_error(bad):
     async with serve_arena(config()) as srv:
         async with WsClient.connect(srv.url, "ann") as ann:
@@ -103,7 +107,9 @@ async def test_many_games_at_once_against_a_house_bot_still_start():
     async with serve_arena(config()) as srv:
         async with WsClient.connect(srv.url, "trainer") as trainer:
             for _ in range(4):
-                assert (await trainer.request(type="challenge", opponent="minimax", side="X"))["type"] == "challenge_sent"
+                assert (await trainer.request(type="challenge", opponent="minimax", side="X"))[
+                    "type"
+                ] == "challenge_sent"
             starts = [await trainer.wait_for("game_start") for _ in range(4)]
             assert len({s["game_id"] for s in starts}) == 4
 
@@ -135,8 +141,11 @@ async def test_the_opponent_is_told_at_once_when_a_player_leaves_with_the_grace_
 # --------------------------------------------------------------------------- rematch
 async def test_a_rematch_offer_says_so_and_the_spectators_follow_it():
     async with serve_arena(config()) as srv:
-        async with (WsClient.connect(srv.url, "ann") as ann, WsClient.connect(srv.url, "bob") as bob,
-                    WsClient.connect(srv.url, "watcher") as watcher):
+        async with (
+            WsClient.connect(srv.url, "ann") as ann,
+            WsClient.connect(srv.url, "bob") as bob,
+            WsClient.connect(srv.url, "watcher") as watcher,
+        ):
             await ann.request(type="challenge", opponent="bob", side="X", time_control={"base": 180, "increment": 2})
             offer = await bob.wait_for("challenge")
             await bob.request(type="accept", challenge_id=offer["challenge_id"])
@@ -144,8 +153,13 @@ async def test_a_rematch_offer_says_so_and_the_spectators_follow_it():
             await watcher.request(type="spectate", game_id=game_id)
             await ann.request(type="resign", game_id=game_id)
             await watcher.wait_for("game_over")
-            sent = await bob.request(type="challenge", opponent="ann", side="X", rematch_of=game_id,
-                                     time_control={"base": 180, "increment": 2})
+            sent = await bob.request(
+                type="challenge",
+                opponent="ann",
+                side="X",
+                rematch_of=game_id,
+                time_control={"base": 180, "increment": 2},
+            )
             assert sent["rematch_of"] == game_id
             rematch = await ann.wait_for("challenge")
             assert rematch["rematch_of"] == game_id and rematch["side"] == "O"

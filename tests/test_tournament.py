@@ -33,13 +33,16 @@ def test_schedule_alternates_sides_and_covers_every_pairing() -> None:
     assert {frozenset(g) for g in games[:3]} == {frozenset(p) for p in (("a", "b"), ("a", "c"), ("b", "c"))}
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(bots=("a",)), "at least two bots"),
-    (dict(bots=("a", "a", "b")), "repeated: a"),
-    (dict(bots=("a", "b"), games=0), "--games"),
-    (dict(bots=("a", "b"), anchor="z"), "anchor 'z'"),
-    (dict(bots=("a", "b"), tournament_id="no spaces"), "tournament id"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(bots=("a",)), "at least two bots"),
+        (dict(bots=("a", "a", "b")), "repeated: a"),
+        (dict(bots=("a", "b"), games=0), "--games"),
+        (dict(bots=("a", "b"), anchor="z"), "anchor 'z'"),
+        (dict(bots=("a", "b"), tournament_id="no spaces"), "tournament id"),
+    ],
+)
 def test_bad_configuration_is_refused(kwargs, message: str) -> None:
     with pytest.raises(TournamentError, match=message):
         TournamentConfig(**kwargs)
@@ -47,14 +50,25 @@ def test_bad_configuration_is_refused(kwargs, message: str) -> None:
 
 def _over(x: str, o: str, result: str, reason: str = "line", gid: str = "g") -> dict:
     winner = x if result == "X" else o if result == "O" else None
-    return {"game_id": gid, "x": x, "o": o, "result": result, "reason": reason, "winner": winner,
-            "moves": [{"cell": 5}, {"cell": 1}]}
+    return {
+        "game_id": gid,
+        "x": x,
+        "o": o,
+        "result": result,
+        "reason": reason,
+        "winner": winner,
+        "moves": [{"cell": 5}, {"cell": 1}],
+    }
 
 
 def test_summary_counts_pairings_cross_table_and_excludes_aborted_games(tmp_path: Path) -> None:
     cfg = TournamentConfig(bots=("m", "r"), games=4, bootstrap=100, tournament_id="tX")
-    games = [_over("m", "r", "X"), _over("r", "m", "O"), _over("m", "r", "draw", "full_board"),
-             _over("r", "m", "aborted", "aborted")]
+    games = [
+        _over("m", "r", "X"),
+        _over("r", "m", "O"),
+        _over("m", "r", "draw", "full_board"),
+        _over("r", "m", "aborted", "aborted"),
+    ]
     report = summarise(cfg, games)
     (p,) = report["pairings"]
     assert (p["a"], p["b"], p["wins"], p["draws"], p["losses"], p["aborted"]) == ("m", "r", 2, 1, 0, 1)
@@ -74,8 +88,18 @@ def test_summary_counts_pairings_cross_table_and_excludes_aborted_games(tmp_path
 
 async def test_round_robin_with_a_remote_bot_ranks_minimax_first() -> None:
     """minimax and random (house bots) and random2 (a remote bot through BotClient)."""
-    config = ServerConfig(host="127.0.0.1", port=0, db_path=":memory:", move_clock=30.0, grace=15.0,
-                          house_bots=True, seed=0, rate=10_000.0, burst=10_000, flood_close=10_000)
+    config = ServerConfig(
+        host="127.0.0.1",
+        port=0,
+        db_path=":memory:",
+        move_clock=30.0,
+        grace=15.0,
+        house_bots=True,
+        seed=0,
+        rate=10_000.0,
+        burst=10_000,
+        flood_close=10_000,
+    )
     seen: list[dict] = []
     async with serve_arena(config) as srv:
         remote = BotClient(RandomBot("random2", seed=11), srv.url, max_games=16, **FAST)
@@ -83,8 +107,7 @@ async def test_round_robin_with_a_remote_bot_ranks_minimax_first() -> None:
         try:
             await remote.wait_connected()
             cfg = TournamentConfig(bots=("minimax", "random", "random2"), games=30, seed=0, tournament_id="t-test")
-            report = await asyncio.wait_for(
-                run_tournament(srv.url, cfg, on_game=seen.append, **FAST), 120)
+            report = await asyncio.wait_for(run_tournament(srv.url, cfg, on_game=seen.append, **FAST), 120)
         finally:
             await remote.stop()
             await task
@@ -105,8 +128,9 @@ async def test_round_robin_with_a_remote_bot_ranks_minimax_first() -> None:
 
 
 async def test_a_bot_leaving_mid_tournament_leaves_a_partial_report() -> None:
-    config = ServerConfig(host="127.0.0.1", port=0, db_path=":memory:", grace=0.3, seed=0,
-                          rate=10_000.0, burst=10_000, flood_close=10_000)
+    config = ServerConfig(
+        host="127.0.0.1", port=0, db_path=":memory:", grace=0.3, seed=0, rate=10_000.0, burst=10_000, flood_close=10_000
+    )
     async with serve_arena(config) as srv:
         remote = BotClient(RandomBot("leaver", seed=1), srv.url, max_games=2, **FAST)
         task = asyncio.create_task(remote.run())
@@ -118,7 +142,9 @@ async def test_a_bot_leaving_mid_tournament_leaves_a_partial_report() -> None:
             if len(seen) == 6:
                 asyncio.ensure_future(remote.stop())
 
-        cfg = TournamentConfig(bots=("minimax", "leaver"), games=40, concurrency=2, bootstrap=100, tournament_id="t-left")
+        cfg = TournamentConfig(
+            bots=("minimax", "leaver"), games=40, concurrency=2, bootstrap=100, tournament_id="t-left"
+        )
         with pytest.raises(TournamentIncomplete, match="stopped after") as info:
             await asyncio.wait_for(run_tournament(srv.url, cfg, on_game=on_game, **FAST), 60)
         await task
@@ -152,15 +178,29 @@ async def _seeded_tournament(seed: int, server_seed: int, concurrency: int, tid:
     interleave differently from run to run (unseeded they would draw in that order);
     house-vs-house games are played at once on ``arrange``. Returns the report and the
     stored records."""
-    config = ServerConfig(host="127.0.0.1", port=0, db_path=":memory:", move_clock=30.0, seed=server_seed,
-                          rate=10_000.0, burst=10_000, flood_close=10_000)
+    config = ServerConfig(
+        host="127.0.0.1",
+        port=0,
+        db_path=":memory:",
+        move_clock=30.0,
+        seed=server_seed,
+        rate=10_000.0,
+        burst=10_000,
+        flood_close=10_000,
+    )
     async with serve_arena(config) as srv:
         remote = BotClient(MinimaxBot("perfect", tiebreak="first"), srv.url, max_games=16, **FAST)
         task = asyncio.create_task(remote.run())
         try:
             await remote.wait_connected()
-            cfg = TournamentConfig(bots=("minimax", "random", "perfect"), games=20, seed=seed,
-                                   concurrency=concurrency, bootstrap=200, tournament_id=tid)
+            cfg = TournamentConfig(
+                bots=("minimax", "random", "perfect"),
+                games=20,
+                seed=seed,
+                concurrency=concurrency,
+                bootstrap=200,
+                tournament_id=tid,
+            )
             report = await asyncio.wait_for(run_tournament(srv.url, cfg, **FAST), 60)
         finally:
             await remote.stop()
@@ -200,9 +240,26 @@ async def test_same_seed_gives_identical_games_at_any_concurrency_and_another_se
 
 def test_cli_runs_an_in_process_tournament_and_writes_reports(tmp_path: Path, capsys) -> None:
     out = tmp_path / "t"
-    rc = server_main(["tournament", "--bots", "minimax,random,random2", "--spawn", "random2=random",
-                      "--games", "6", "--out", str(out), "--quiet", "--bootstrap", "200", "--id", "cli-test",
-                      "--anchor", "random=1000"])
+    rc = server_main(
+        [
+            "tournament",
+            "--bots",
+            "minimax,random,random2",
+            "--spawn",
+            "random2=random",
+            "--games",
+            "6",
+            "--out",
+            str(out),
+            "--quiet",
+            "--bootstrap",
+            "200",
+            "--id",
+            "cli-test",
+            "--anchor",
+            "random=1000",
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0, text
     report = json.loads((out / "tournament.json").read_text())
@@ -223,14 +280,17 @@ def test_cli_runs_an_in_process_tournament_and_writes_reports(tmp_path: Path, ca
     assert len(stored) == 18 and {g["game_id"] for g in stored} == {g["game_id"] for g in report["games"]}
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--bots", "minimax"], "at least two bots"),
-    (["--bots", "minimax,nobody", "--games", "1"], "not on the server: nobody"),
-    (["--bots", "minimax,random", "--anchor", "random"], "BOT=ELO"),
-    (["--bots", "minimax,random", "--spawn", "x=llm"], "--spawn"),
-    (["--bots", "minimax,random", "--server", "localhost:1"], "ws://"),
-    (["--bots", "minimax,random", "--server", "ws://127.0.0.1:9"], "cannot reach"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--bots", "minimax"], "at least two bots"),
+        (["--bots", "minimax,nobody", "--games", "1"], "not on the server: nobody"),
+        (["--bots", "minimax,random", "--anchor", "random"], "BOT=ELO"),
+        (["--bots", "minimax,random", "--spawn", "x=llm"], "--spawn"),
+        (["--bots", "minimax,random", "--server", "localhost:1"], "ws://"),
+        (["--bots", "minimax,random", "--server", "ws://127.0.0.1:9"], "cannot reach"),
+    ],
+)
 def test_cli_errors_are_clear(argv, message: str, tmp_path: Path, capsys) -> None:
     rc = server_main(["tournament", *argv, "--out", str(tmp_path / "o"), "--quiet"])
     err = capsys.readouterr().err

@@ -43,8 +43,9 @@ pytestmark = pytest.mark.timeout(60)
 # --------------------------------------------------------------------------- helpers
 @pytest.fixture
 async def arena():
-    config = ServerConfig(host="127.0.0.1", port=0, db_path=":memory:", move_clock=30.0, grace=15.0,
-                          house_bots=True, seed=0)
+    config = ServerConfig(
+        host="127.0.0.1", port=0, db_path=":memory:", move_clock=30.0, grace=15.0, house_bots=True, seed=0
+    )
     async with serve_arena(config) as srv:
         yield srv
 
@@ -64,12 +65,15 @@ def make_app(srv, name: str = "ann") -> ArenaApp:
 
 async def select_in_lobby(pilot, app: ArenaApp, name: str, **wait: Any) -> DataTable:
     """Wait for ``name`` (a bot or a person) in the lobby's list and move the cursor onto it."""
+
     def row_of():
         table = app.screen.query_one("#bots", DataTable)
         keys = [k.value for k in table.rows]
         return keys.index(name) if name in keys else None
-    await wait_until(pilot, lambda: isinstance(app.screen, LobbyScreen) and row_of() is not None,
-                     what=f"{name} in lobby", **wait)
+
+    await wait_until(
+        pilot, lambda: isinstance(app.screen, LobbyScreen) and row_of() is not None, what=f"{name} in lobby", **wait
+    )
     table = app.screen.query_one("#bots", DataTable)
     table.focus()
     table.move_cursor(row=row_of())
@@ -91,6 +95,7 @@ def record_notes(app: ArenaApp) -> list[tuple[str, str]]:
     def record(message, *, title="", severity="information", **kw):
         notes.append((severity, f"{title}: {message}"))
         return original(message, title=title, severity=severity, **kw)
+
     app.notify = record  # type: ignore[method-assign]
     return notes
 
@@ -141,8 +146,9 @@ async def test_full_game_against_minimax_by_keys(arena):
         assert screen.query_one(f"#cell-{last}").has_class("last-move")
         # rematch starts a new game against the same bot, sides swapped (as lichess does)
         await pilot.press("r")
-        await wait_until(pilot, lambda: isinstance(app.screen, GameScreen) and app.screen.game_id != view.game_id,
-                         what="the rematch")
+        await wait_until(
+            pilot, lambda: isinstance(app.screen, GameScreen) and app.screen.game_id != view.game_id, what="the rematch"
+        )
         assert app.screen.view.you.value == "O" and app.screen.view.x == "minimax"
 
 
@@ -238,9 +244,12 @@ async def test_spectating_a_bot_vs_bot_game_and_replaying_it(arena):
             game_id = sent.challenge_id
             app = make_app(arena, "watcher")
             async with app.run_test(size=SIZE) as pilot:
+
                 def game_listed():
                     return isinstance(app.screen, LobbyScreen) and game_id in [
-                        k.value for k in app.screen.query_one("#games", DataTable).rows]
+                        k.value for k in app.screen.query_one("#games", DataTable).rows
+                    ]
+
                 await wait_until(pilot, game_listed, what="the arranged game in the lobby")
                 table = app.screen.query_one("#games", DataTable)
                 table.focus()
@@ -283,7 +292,9 @@ async def test_spectating_a_bot_vs_bot_game_and_replaying_it(arena):
                 assert f"chose {first.cell}" in replay.query_one(FeaturePanel).plain
                 await pilot.press("right")  # minimax's move: no trace, the LLM's last one stays on show
                 assert f"chose {first.cell}" in replay.query_one(FeaturePanel).plain
-                assert replay.query_one(FeaturePanel).border_title.startswith("LLM features · move 2 has no trace · move 1")
+                assert replay.query_one(FeaturePanel).border_title.startswith(
+                    "LLM features · move 2 has no trace · move 1"
+                )
     finally:
         await bot.close()
         task.cancel()
@@ -369,6 +380,7 @@ async def test_reconnects_and_resumes_the_game_after_a_lost_connection(arena):
     def record(status):
         seen.append(status.state)
         original(status)
+
     app.set_link_status = record  # type: ignore[method-assign]
     async with app.run_test(size=SIZE) as pilot:
         await choose_bot(pilot, app, "minimax")
@@ -386,8 +398,9 @@ async def test_reconnects_and_resumes_the_game_after_a_lost_connection(arena):
 
 
 async def test_a_game_lost_while_disconnected_past_the_grace_period_is_shown_as_lost():
-    config = ServerConfig(host="127.0.0.1", port=0, db_path=":memory:", move_clock=30.0, grace=0.3,
-                          house_bots=True, seed=0)
+    config = ServerConfig(
+        host="127.0.0.1", port=0, db_path=":memory:", move_clock=30.0, grace=0.3, house_bots=True, seed=0
+    )
     async with serve_arena(config) as srv:
         app = make_app(srv)
         async with app.run_test(size=SIZE) as pilot:
@@ -416,8 +429,11 @@ async def test_server_errors_are_notified_not_fatal(arena):
         assert ("warning", "Replay: no game has the id 'nosuchgame'") in notes
         assert isinstance(app.screen, LobbyScreen) and app.is_running
         app.start_challenge("nobody-here", "X")
-        await wait_until(pilot, lambda: any(n.startswith("Challenge: no bot or player named") for _, n in notes),
-                         what="the challenge error")
+        await wait_until(
+            pilot,
+            lambda: any(n.startswith("Challenge: no bot or player named") for _, n in notes),
+            what="the challenge error",
+        )
 
 
 async def test_resign_and_leave_with_keys(arena):
@@ -458,6 +474,7 @@ async def test_lobby_says_when_the_llm_bot_is_not_available():
 
         def poll_llm(self):
             return self.llm_notice
+
     app = ArenaApp(None, "ann", local_arena=FakeArena())  # type: ignore[arg-type]
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
@@ -488,15 +505,25 @@ def test_parse_trace_reads_the_fixture_and_survives_odd_values():
     assert parse_trace({}) is None and parse_trace(None) is None and parse_trace({"steering": "x"}) is None
 
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-                           lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=12), kids, max_size=4),
-                           max_leaves=20)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=12), kids, max_size=4),
+    max_leaves=20,
+)
 
 
 @settings(max_examples=150, deadline=None)
-@given(raw=st.dictionaries(st.sampled_from(["model", "mode", "hook", "top_features", "steering", "cell_probs",
-                                            "chosen", "legal", "extra"]), json_values, max_size=8),
-       width=st.integers(1, 160), height=st.integers(1, 60))
+@given(
+    raw=st.dictionaries(
+        st.sampled_from(
+            ["model", "mode", "hook", "top_features", "steering", "cell_probs", "chosen", "legal", "extra"]
+        ),
+        json_values,
+        max_size=8,
+    ),
+    width=st.integers(1, 160),
+    height=st.integers(1, 60),
+)
 def test_any_trace_renders_within_the_panel(raw, width, height):
     text = feature_panel_text(parse_trace(raw), width, height).plain
     assert isinstance(text, str)
@@ -526,18 +553,39 @@ def test_panel_layout_at_80x24_and_larger():
 
 
 def test_game_view_results_and_forfeit_replay():
-    frame = parse_server_frame({"type": "game_over", "game_id": "g", "x": "ann", "o": "bot", "result": "X",
-                                "reason": "illegal_move", "winner": "ann", "board": "XO.......",
-                                "moves": [{"ply": 1, "seat": "X", "cell": 1, "at": 0},
-                                          {"ply": 2, "seat": "O", "cell": 2, "at": 0}]})
+    frame = parse_server_frame(
+        {
+            "type": "game_over",
+            "game_id": "g",
+            "x": "ann",
+            "o": "bot",
+            "result": "X",
+            "reason": "illegal_move",
+            "winner": "ann",
+            "board": "XO.......",
+            "moves": [{"ply": 1, "seat": "X", "cell": 1, "at": 0}, {"ply": 2, "seat": "O", "cell": 2, "at": 0}],
+        }
+    )
     view = GameView("g", you=None)
     view.apply(frame)
     assert view.result_line() == "ann (X) wins: bot illegal move (forfeit)"
     view.you = view.you or None
     assert view.board_at(1).code == "X........" and view.move_list() == "1. X1 O2"
     mine = GameView("g")
-    mine.apply(parse_server_frame({"type": "game_start", "game_id": "g", "x": "ann", "o": "bot", "you": "O",
-                                   "clock": 30.0, "board": ".........", "turn": "X"}))
+    mine.apply(
+        parse_server_frame(
+            {
+                "type": "game_start",
+                "game_id": "g",
+                "x": "ann",
+                "o": "bot",
+                "you": "O",
+                "clock": 30.0,
+                "board": ".........",
+                "turn": "X",
+            }
+        )
+    )
     assert mine.check_move(5) == "Not your turn: waiting for ann (X)."
     mine.apply(frame)
     assert mine.result_line() == "ann wins: bot illegal move (forfeit)"
@@ -597,6 +645,7 @@ def test_local_arena_starts_and_stops_a_server():
             async with connect(url) as ws:
                 await ws.send(dumps({"type": "hello", "name": "probe"}))
                 return json.loads(await ws.recv())["type"]
+
         assert asyncio.run(hello()) == "welcome"
     finally:
         arena.stop()
@@ -618,6 +667,7 @@ def test_tui_client_doctests():
     import tui_client.feature_panel
     import tui_client.game_view
     import tui_client.trace
+
     for module in (tui_client.trace, tui_client.feature_panel, tui_client.game_view):
         result = doctest.testmod(module)
         assert result.failed == 0 and result.attempted > 0, module.__name__
@@ -625,6 +675,7 @@ def test_tui_client_doctests():
 
 def test_rule_player_of_the_screenshot_script():
     from tui_client.screenshot import rule_player
+
     assert rule_player(Board("XX.OO...X")) == 6  # O wins rather than block 3
     assert rule_player(Board("XX.O.....")) == 3  # else block
     assert rule_player(Board.empty()) == 5
@@ -639,8 +690,19 @@ def test_autosteer_tui_starts_a_local_arena_and_stops_it_on_quit(tmp_path):
     pid, fd = pty.fork()
     if pid == 0:  # pragma: no cover - the child becomes the app
         os.environ.update(TERM="xterm-256color", COLUMNS="80", LINES="24")
-        os.execv(sys.executable, [sys.executable, "-m", "tui_client.cli", "--no-llm", "--name", "pty-user",
-                                   "--data-dir", str(tmp_path / "data")])
+        os.execv(
+            sys.executable,
+            [
+                sys.executable,
+                "-m",
+                "tui_client.cli",
+                "--no-llm",
+                "--name",
+                "pty-user",
+                "--data-dir",
+                str(tmp_path / "data"),
+            ],
+        )
     out = b""
 
     def read_until(needle: bytes, timeout: float) -> bool:
@@ -654,6 +716,7 @@ def test_autosteer_tui_starts_a_local_arena_and_stops_it_on_quit(tmp_path):
                 except OSError:
                     break
         return needle in out
+
     try:
         assert read_until(b"connected as pty-user", 40), out.decode(errors="replace")[-2000:]
         assert read_until(b"minimax", 10)

@@ -13,8 +13,16 @@ import pytest
 from server.app import ServerConfig, serve_arena
 from server.protocol import parse_server_frame
 from tests.helpers_ws import WsClient
-from tests.test_tui import (SIZE, arena, choose_bot, make_app, message_text,  # noqa: F401 (arena: the fixture)
-                            select_in_lobby, status_text, wait_until)
+from tests.test_tui import (
+    SIZE,
+    arena,  # noqa: F401 (the fixture)
+    choose_bot,
+    make_app,
+    message_text,
+    select_in_lobby,
+    status_text,
+    wait_until,
+)
 from tests.test_tui_play import record_sent
 from textual.widgets import DataTable
 from tui_client.app import ArenaApp
@@ -120,7 +128,9 @@ async def test_the_resign_question_is_cleared_once_the_game_ends(arena):
 
 # --------------------------------------------------------------------------- the opponent leaves
 async def test_the_opponent_sees_at_once_that_a_player_left_with_the_grace_counting_down():
-    config = ServerConfig(host="127.0.0.1", port=0, db_path=":memory:", move_clock=30.0, grace=20.0, house_bots=True, seed=0)
+    config = ServerConfig(
+        host="127.0.0.1", port=0, db_path=":memory:", move_clock=30.0, grace=20.0, house_bots=True, seed=0
+    )
     async with serve_arena(config) as srv:
         app = make_app(srv)
         async with app.run_test(size=SIZE) as pilot:
@@ -157,7 +167,9 @@ async def test_a_time_control_chosen_in_the_lobby_shows_on_both_clocks(arena):
         await pilot.press("5")
         await wait_until(pilot, lambda: len(app.screen.view.moves) == 2, what="minimax's answer")
         x_clock = app.screen.view.clocks[app.screen.view.you]
-        assert deadline - time.time() + 2 - 0.1 <= x_clock <= deadline - before + 2 + 0.1  # the increment, added by the server
+        assert (
+            deadline - time.time() + 2 - 0.1 <= x_clock <= deadline - before + 2 + 0.1
+        )  # the increment, added by the server
 
 
 async def test_the_challenged_person_sees_the_time_control(arena):
@@ -173,15 +185,31 @@ async def test_a_running_clock_low_on_time_turns_red():
     app = ArenaApp(None, "ann")
     async with app.run_test(size=SIZE) as pilot:
         now = time.time()
-        app.handle_frame(parse_server_frame({
-            "type": "game_start", "game_id": "g1", "x": "ann", "o": "bob", "you": "X", "clock": 60.0, "board": ".........",
-            "turn": "X", "deadline": now + 6.0, "time_control": {"base": 60, "increment": 0}, "clocks": {"X": 6.0, "O": 42.0}}))
+        app.handle_frame(
+            parse_server_frame(
+                {
+                    "type": "game_start",
+                    "game_id": "g1",
+                    "x": "ann",
+                    "o": "bob",
+                    "you": "X",
+                    "clock": 60.0,
+                    "board": ".........",
+                    "turn": "X",
+                    "deadline": now + 6.0,
+                    "time_control": {"base": 60, "increment": 0},
+                    "clocks": {"X": 6.0, "O": 42.0},
+                }
+            )
+        )
         await wait_until(pilot, lambda: isinstance(app.screen, GameScreen), what="the game")
         await pilot.pause(0.1)
         assert app.screen.query_one("#status").has_class("low-time")
         assert "s left!" in status_text(app)
         players = str(app.screen.query_one("#players").render())
-        shown = re.search(r"ann \(you\)\s+(\d\.\d)", players)  # tenths under 10 s; how many depends on the machine's speed
+        shown = re.search(
+            r"ann \(you\)\s+(\d\.\d)", players
+        )  # tenths under 10 s; how many depends on the machine's speed
         assert shown and 0.0 < float(shown.group(1)) <= 6.0 and "bob  0:42" in players, players
 
 
@@ -218,32 +246,45 @@ async def test_a_rematch_offered_to_you_says_sides_swapped_and_the_time_control(
         await bob.request(type="challenge", opponent="ann", side=mine, clock=30, rematch_of=screen.game_id)
         await wait_until(pilot, lambda: isinstance(app.screen, ChallengePrompt), what="the rematch offer")
         other = "O" if mine == "X" else "X"
-        assert (f"bob offers a rematch (sides swapped, same time control: 30 s a move): you would play {other}. y / n"
-                in prompt_text(app))
+        assert (
+            f"bob offers a rematch (sides swapped, same time control: 30 s a move): you would play {other}. y / n"
+            in prompt_text(app)
+        )
         await pilot.press("y")
-        await wait_until(pilot, lambda: isinstance(app.screen, GameScreen) and app.screen.game_id != screen.game_id,
-                         what="the rematch")
+        await wait_until(
+            pilot,
+            lambda: isinstance(app.screen, GameScreen) and app.screen.game_id != screen.game_id,
+            what="the rematch",
+        )
         assert app.screen.view.you.value == other
 
 
 async def test_a_spectator_follows_the_rematch(arena):
     app = make_app(arena, "watcher")
-    async with (app.run_test(size=SIZE) as pilot, WsClient.connect(arena.url, "ann") as ann,
-                WsClient.connect(arena.url, "bob") as bob):
+    async with (
+        app.run_test(size=SIZE) as pilot,
+        WsClient.connect(arena.url, "ann") as ann,
+        WsClient.connect(arena.url, "bob") as bob,
+    ):
         await connected(pilot, app)
         await ann.request(type="challenge", opponent="bob", side="X")
         offer = await bob.wait_for("challenge")
         await bob.request(type="accept", challenge_id=offer["challenge_id"])
         first = offer["challenge_id"]
         app.start_watching(first)
-        await wait_until(pilot, lambda: isinstance(app.screen, GameScreen) and app.screen.game_id == first, what="watching")
+        await wait_until(
+            pilot, lambda: isinstance(app.screen, GameScreen) and app.screen.game_id == first, what="watching"
+        )
         await ann.request(type="resign", game_id=first)
         await wait_until(pilot, lambda: app.screen.view.over, what="the end")
         await bob.request(type="challenge", opponent="ann", side="X", rematch_of=first)
         rematch = await ann.wait_for("challenge")
         await ann.request(type="accept", challenge_id=rematch["challenge_id"])
-        await wait_until(pilot, lambda: isinstance(app.screen, GameScreen) and app.screen.game_id == rematch["challenge_id"],
-                         what="the spectator on the rematch")
+        await wait_until(
+            pilot,
+            lambda: isinstance(app.screen, GameScreen) and app.screen.game_id == rematch["challenge_id"],
+            what="the spectator on the rematch",
+        )
         assert app.screen.view.x == "bob" and app.screen.view.you is None
 
 
@@ -252,10 +293,35 @@ async def test_the_value_bar_says_the_game_was_lost_on_time():
     app = ArenaApp(None, "ann")
     async with app.run_test(size=SIZE) as pilot:
         moves = [{"ply": 1, "seat": "X", "cell": 5, "at": 1.0}, {"ply": 2, "seat": "O", "cell": 1, "at": 2.0}]
-        app.handle_frame(parse_server_frame({"type": "game_start", "game_id": "g1", "x": "ann", "o": "bob", "you": "X",
-                                             "clock": 30.0, "board": ".........", "turn": "X"}))
-        app.handle_frame(parse_server_frame({"type": "game_over", "game_id": "g1", "x": "ann", "o": "bob", "result": "O",
-                                             "reason": "timeout", "winner": "bob", "board": "O...X....", "moves": moves}))
+        app.handle_frame(
+            parse_server_frame(
+                {
+                    "type": "game_start",
+                    "game_id": "g1",
+                    "x": "ann",
+                    "o": "bob",
+                    "you": "X",
+                    "clock": 30.0,
+                    "board": ".........",
+                    "turn": "X",
+                }
+            )
+        )
+        app.handle_frame(
+            parse_server_frame(
+                {
+                    "type": "game_over",
+                    "game_id": "g1",
+                    "x": "ann",
+                    "o": "bob",
+                    "result": "O",
+                    "reason": "timeout",
+                    "winner": "bob",
+                    "board": "O...X....",
+                    "moves": moves,
+                }
+            )
+        )
         await wait_until(pilot, lambda: isinstance(app.screen, GameScreen), what="the game")
         await pilot.pause(0.1)
         value = str(app.screen.query_one("#value").render())
@@ -267,14 +333,41 @@ async def test_the_value_bar_says_the_game_was_lost_on_time():
         assert "won on time" not in str(app.screen.query_one("#value").render())
 
 
-@pytest.mark.parametrize(("reason", "words"), [("resign", "X won by resignation"), ("disconnect", "X won by abandonment")])
+@pytest.mark.parametrize(
+    ("reason", "words"), [("resign", "X won by resignation"), ("disconnect", "X won by abandonment")]
+)
 async def test_the_value_bar_says_how_a_game_was_won_off_the_board(reason, words):
     app = ArenaApp(None, "ann")
     async with app.run_test(size=SIZE) as pilot:
-        app.handle_frame(parse_server_frame({"type": "game_start", "game_id": "g1", "x": "ann", "o": "bob", "you": "X",
-                                             "clock": 30.0, "board": ".........", "turn": "X"}))
-        app.handle_frame(parse_server_frame({"type": "game_over", "game_id": "g1", "x": "ann", "o": "bob", "result": "X",
-                                             "reason": reason, "winner": "ann", "board": ".........", "moves": []}))
+        app.handle_frame(
+            parse_server_frame(
+                {
+                    "type": "game_start",
+                    "game_id": "g1",
+                    "x": "ann",
+                    "o": "bob",
+                    "you": "X",
+                    "clock": 30.0,
+                    "board": ".........",
+                    "turn": "X",
+                }
+            )
+        )
+        app.handle_frame(
+            parse_server_frame(
+                {
+                    "type": "game_over",
+                    "game_id": "g1",
+                    "x": "ann",
+                    "o": "bob",
+                    "result": "X",
+                    "reason": reason,
+                    "winner": "ann",
+                    "board": ".........",
+                    "moves": [],
+                }
+            )
+        )
         await wait_until(pilot, lambda: isinstance(app.screen, GameScreen), what="the game")
         await pilot.pause(0.1)
         assert words in str(app.screen.query_one("#value").render())
@@ -292,5 +385,6 @@ async def test_the_lobby_shows_each_level_with_its_scores(arena):
 
         def about() -> str:
             return str(app.screen.query_one("#bot-about").render())
+
         await wait_until(pilot, lambda: "medium" in about() or "30%" in about(), what="the level described")
         assert "scores 30% against minimax, 82% against random" in about()

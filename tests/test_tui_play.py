@@ -11,8 +11,18 @@ from websockets.asyncio.client import connect
 
 from server.app import ServerConfig, serve_arena
 from server.protocol import dumps, parse_server_frame
-from tests.test_tui import (SIZE, TRACES, arena, choose_bot, make_app, message_text,  # noqa: F401 (arena: the fixture)
-                            record_notes, select_in_lobby, status_text, wait_until)
+from tests.test_tui import (
+    SIZE,
+    TRACES,
+    arena,  # noqa: F401 (the fixture)
+    choose_bot,
+    make_app,
+    message_text,
+    record_notes,
+    select_in_lobby,
+    status_text,
+    wait_until,
+)
 from textual.widgets import DataTable
 from tui_client.app import ArenaApp
 from tui_client.board_widget import BoardGrid
@@ -33,6 +43,7 @@ def record_sent(app: ArenaApp) -> list[dict]:
     async def send(frame):
         sent.append(frame)
         return await original(frame)
+
     connection.send = send  # type: ignore[method-assign]
     return sent
 
@@ -86,10 +97,27 @@ async def test_a_frame_for_a_game_screen_not_yet_mounted_is_kept_for_its_mount()
     """The frames of a new game can arrive in one burst, before its screen is mounted."""
     app = ArenaApp(None, "ann")
     async with app.run_test(size=SIZE) as pilot:
-        start = {"type": "game_start", "game_id": "g1", "x": "minimax", "o": "ann", "you": "O", "clock": 30.0,
-                 "board": ".........", "turn": "X"}
-        state = {"type": "state", "game_id": "g1", "x": "minimax", "o": "ann", "board": "X........", "turn": "O",
-                 "ply": 1, "moves": [{"ply": 1, "seat": "X", "cell": 1, "at": 0.0}], "deadline": None}
+        start = {
+            "type": "game_start",
+            "game_id": "g1",
+            "x": "minimax",
+            "o": "ann",
+            "you": "O",
+            "clock": 30.0,
+            "board": ".........",
+            "turn": "X",
+        }
+        state = {
+            "type": "state",
+            "game_id": "g1",
+            "x": "minimax",
+            "o": "ann",
+            "board": "X........",
+            "turn": "O",
+            "ply": 1,
+            "moves": [{"ply": 1, "seat": "X", "cell": 1, "at": 0.0}],
+            "deadline": None,
+        }
         app.handle_frame(parse_server_frame(start))
         app.handle_frame(parse_server_frame(state))  # raised NoMatches before the fix
         await pilot.pause()
@@ -99,8 +127,9 @@ async def test_a_frame_for_a_game_screen_not_yet_mounted_is_kept_for_its_mount()
 
 # --------------------------------------------------------------------------- clocks
 async def test_your_own_clock_shows_before_your_first_move():
-    config = ServerConfig(host="127.0.0.1", port=0, db_path=":memory:", move_clock=8.0, grace=15.0,
-                          house_bots=True, seed=0)
+    config = ServerConfig(
+        host="127.0.0.1", port=0, db_path=":memory:", move_clock=8.0, grace=15.0, house_bots=True, seed=0
+    )
     async with serve_arena(config) as srv:
         app = make_app(srv)
         async with app.run_test(size=SIZE) as pilot:
@@ -110,6 +139,7 @@ async def test_your_own_clock_shows_before_your_first_move():
             def my_clock() -> int:
                 line = str(app.screen.query_one("#players").render()).split("\n")[0]  # X ann (you)  8 s
                 return int(re.findall(r"(\d+) s", line)[-1])
+
             first = my_clock()
             assert first <= 8
             await wait_until(pilot, lambda: my_clock() < first, timeout=3, what="my clock counting down")
@@ -235,8 +265,11 @@ async def test_rematch_from_your_own_finished_game_and_keys_while_playing(arena)
         replay = app.screen
         assert "rematch" in shown_keys(app) and "play(1)" not in shown_keys(app)
         await pilot.press("r")
-        await wait_until(pilot, lambda: isinstance(app.screen, GameScreen) and app.screen is not replay
-                         and not app.screen.view.replay, what="the rematch")
+        await wait_until(
+            pilot,
+            lambda: isinstance(app.screen, GameScreen) and app.screen is not replay and not app.screen.view.replay,
+            what="the rematch",
+        )
         assert app.screen.view.opponent == "minimax"
         assert app.link_status.state is LinkState.CONNECTED
 
@@ -244,9 +277,23 @@ async def test_rematch_from_your_own_finished_game_and_keys_while_playing(arena)
 def test_clocks_of_both_players_and_the_low_time_warning():
     from server.game import Seat
     from tui_client.game_view import GameView
+
     view = GameView("g")
-    view.apply(parse_server_frame({"type": "game_start", "game_id": "g", "x": "ann", "o": "bot", "you": "X",
-                                   "clock": 8.0, "board": ".........", "turn": "X", "deadline": 1000.0}))
+    view.apply(
+        parse_server_frame(
+            {
+                "type": "game_start",
+                "game_id": "g",
+                "x": "ann",
+                "o": "bot",
+                "you": "X",
+                "clock": 8.0,
+                "board": ".........",
+                "turn": "X",
+                "deadline": 1000.0,
+            }
+        )
+    )
     assert view.time_left(Seat.X, 995.0) == 5.0 and view.time_left(Seat.O, 995.0) == 8.0
     assert not view.low_on_time(Seat.X, 993.0) and view.low_on_time(Seat.X, 998.5)
     assert not view.low_on_time(Seat.O, 999.0)  # not its turn: its clock is not running
@@ -298,13 +345,38 @@ async def test_an_llm_forfeit_shows_the_cell_it_named_and_its_trace():
     trace = FIXTURE["special"]["unsteered_illegal"]  # chose 1, which X holds
     moves = [{"ply": 1, "seat": "X", "cell": 1, "at": 0.0}]
     frames = [
-        {"type": "game_start", "game_id": "g7", "x": "ann", "o": "smol-llm", "you": "X", "clock": 30.0,
-         "board": ".........", "turn": "X"},
-        {"type": "state", "game_id": "g7", "x": "ann", "o": "smol-llm", "board": "X........", "turn": "O", "ply": 1,
-         "moves": moves},
-        {"type": "game_over", "game_id": "g7", "x": "ann", "o": "smol-llm", "result": "X", "reason": "illegal_move",
-         "winner": "ann", "board": "X........", "moves": moves,
-         "illegal_move": {"ply": 2, "seat": "O", "cell": 1, "at": 1.0, "trace": trace, "code": "occupied"}},
+        {
+            "type": "game_start",
+            "game_id": "g7",
+            "x": "ann",
+            "o": "smol-llm",
+            "you": "X",
+            "clock": 30.0,
+            "board": ".........",
+            "turn": "X",
+        },
+        {
+            "type": "state",
+            "game_id": "g7",
+            "x": "ann",
+            "o": "smol-llm",
+            "board": "X........",
+            "turn": "O",
+            "ply": 1,
+            "moves": moves,
+        },
+        {
+            "type": "game_over",
+            "game_id": "g7",
+            "x": "ann",
+            "o": "smol-llm",
+            "result": "X",
+            "reason": "illegal_move",
+            "winner": "ann",
+            "board": "X........",
+            "moves": moves,
+            "illegal_move": {"ply": 2, "seat": "O", "cell": 1, "at": 1.0, "trace": trace, "code": "occupied"},
+        },
     ]
     app = ArenaApp(None, "ann")
     async with app.run_test(size=SIZE) as pilot:
@@ -330,8 +402,16 @@ def ranked_trace() -> dict:
     feats = []
     for i, f in enumerate(trace["top_features"]):
         usual = 7.5 if i == 0 else 0.1
-        feats.append(dict(f, usual=usual, deviation=round((f["activation"] - usual) / 7.5, 3), promotes=[5, 1][: 1 + i % 2],
-                          always_on=i == 0, label=LONG if i == 1 else f["label"]))
+        feats.append(
+            dict(
+                f,
+                usual=usual,
+                deviation=round((f["activation"] - usual) / 7.5, 3),
+                promotes=[5, 1][: 1 + i % 2],
+                always_on=i == 0,
+                label=LONG if i == 1 else f["label"],
+            )
+        )
     trace["top_features"] = feats
     return trace
 
@@ -355,7 +435,7 @@ def test_panel_cuts_labels_with_an_ellipsis_keeps_the_count_and_has_no_gap():
     short = LONG.replace("no clear board concept (best: ", "unclear (best: ")  # the row's short form
     assert any(short in line for line in wide)  # the whole label fits
     longest = next(line for line in wide if short in line)
-    after = longest[longest.index(short) + len(short):]
+    after = longest[longest.index(short) + len(short) :]
     assert re.match(r" [█▏▎▍▌▋▊▉]", after), after  # the bars start right after the longest name: no gap
 
 
@@ -376,7 +456,7 @@ def test_panel_ranks_by_distance_from_the_usual_level_dims_always_on_and_greys_t
     assert "Features · furthest from usual" in plain and "→5,1" in plain
     row_start = plain.index(f"#{always.index} ")
     assert any(span.start <= row_start < span.end and Style.parse(str(span.style)).dim for span in text.spans)
-    grid = plain[plain.index("Cell probabilities"):]
+    grid = plain[plain.index("Cell probabilities") :]
     assert "chose 5" in grid and "▶O" in grid  # the chosen cell is marked (here the fixture's cell 5)
     x_at = plain.index(" X ", plain.index("Cell probabilities"))
     assert any(span.start <= x_at + 1 < span.end and span.style == OCCUPIED_STYLE for span in text.spans)
@@ -411,9 +491,21 @@ def record_frames(cells: list[int], game_id: str = "c0ffee123456") -> list[dict]
     board = Board.from_moves(cells)
     moves = [{"ply": i + 1, "seat": "XO"[i % 2], "cell": c, "at": 1_700_000_000.0 + i} for i, c in enumerate(cells)]
     result = board.winner.value if board.winner is not None else "draw"
-    return [{"type": "game_record", "game_id": game_id, "x": "ann", "o": "smol-llm", "result": result,
-             "reason": "line" if board.winner is not None else "full_board", "board": board.code, "moves": moves,
-             "started_at": 1_700_000_000.0, "ended_at": 1_700_000_010.0, "tag": None}]
+    return [
+        {
+            "type": "game_record",
+            "game_id": game_id,
+            "x": "ann",
+            "o": "smol-llm",
+            "result": result,
+            "reason": "line" if board.winner is not None else "full_board",
+            "board": board.code,
+            "moves": moves,
+            "started_at": 1_700_000_000.0,
+            "ended_at": 1_700_000_010.0,
+            "tag": None,
+        }
+    ]
 
 
 async def test_a_replay_shows_every_moves_value_and_a_value_bar():
@@ -489,15 +581,31 @@ def test_a_bot_piped_to_head_stops_on_one_sigterm(tmp_path, both):
     from tui_client.local_arena import free_port
 
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--db", ":memory:"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--db", ":memory:"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         time.sleep(1.5)
         err_path = tmp_path / "err.txt"
         with open(err_path, "wb") as err:
-            bot = subprocess.Popen([sys.executable, "-m", "bots.cli", "run", "--kind", "random", "--name", "piped",
-                                    "--server", f"ws://127.0.0.1:{port}"],
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT if both else err)
+            bot = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "bots.cli",
+                    "run",
+                    "--kind",
+                    "random",
+                    "--name",
+                    "piped",
+                    "--server",
+                    f"ws://127.0.0.1:{port}",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT if both else err,
+            )
             first = bot.stdout.readline()  # head -1: read one line, then go away
             bot.stdout.close()
             assert first, "the bot printed nothing"
@@ -533,7 +641,9 @@ async def test_the_lobby_offers_a_choice_of_time_control_and_a_rematch_keeps_it(
         await pilot.press("R", "R")
         await wait_until(pilot, lambda: first.view.over, what="the resignation")
         await pilot.press("r")
-        await wait_until(pilot, lambda: isinstance(app.screen, GameScreen) and app.screen is not first, what="the rematch")
+        await wait_until(
+            pilot, lambda: isinstance(app.screen, GameScreen) and app.screen is not first, what="the rematch"
+        )
         assert app.screen.view.clock == 10.0 and app.screen.view.you.value == "O"
 
 
@@ -544,6 +654,7 @@ async def test_watching_two_bots_from_the_lobby_at_a_chosen_pace(arena):
         await pilot.press("b")
         assert type(app.screen).__name__ == "BotGamePrompt"
         from textual.widgets import Select
+
         app.screen.query_one("#bot-x", Select).value = "random"
         app.screen.query_one("#pace", Select).value = 0.5
         await pilot.click("#start")
@@ -593,13 +704,21 @@ async def test_the_lobby_updates_without_polling(arena):
         task = asyncio.create_task(client.run())
         try:
             table = app.screen.query_one("#bots", DataTable)
-            await wait_until(pilot, lambda: "late-bot" in [k.value for k in table.rows], timeout=5,
-                             what="the new bot pushed into the lobby")
+            await wait_until(
+                pilot,
+                lambda: "late-bot" in [k.value for k in table.rows],
+                timeout=5,
+                what="the new bot pushed into the lobby",
+            )
         finally:
             await client.stop()
             task.cancel()
-        await wait_until(pilot, lambda: "late-bot" not in [k.value for k in table.rows], timeout=5,
-                         what="the bot gone from the lobby")
+        await wait_until(
+            pilot,
+            lambda: "late-bot" not in [k.value for k in table.rows],
+            timeout=5,
+            what="the bot gone from the lobby",
+        )
 
 
 async def test_game_history_filters_by_player_and_result(arena):
@@ -666,6 +785,7 @@ async def test_a_premove_is_played_when_the_turn_comes_and_dropped_if_taken(aren
                     frame = parse_server_frame(await asyncio.wait_for(bob.recv(), 5))
                     if frame.type == kind:
                         return frame
+
             offer = await bob_frame("challenge")
             await bob.send(dumps({"type": "accept", "challenge_id": offer.challenge_id}))
             await wait_until(pilot, lambda: isinstance(app.screen, GameScreen), what="the game with bob")
@@ -726,6 +846,7 @@ def test_doctests_of_the_new_tui_modules():
     import tui_client.feature_panel
     import tui_client.move_values
     import tui_client.records_screen
+
     for module in (tui_client.move_values, tui_client.records_screen, tui_client.feature_panel, bots.llm.bot):
         result = doctest.testmod(module)
         assert result.failed == 0 and result.attempted > 0, module.__name__

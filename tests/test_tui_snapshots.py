@@ -25,19 +25,52 @@ URL = "ws://arena.example:8765"
 
 def lobby_frames() -> list[dict]:
     return [
-        {"type": "bots", "bots": [
-            {"name": "minimax", "kind": "house", "description": "optimal play from the solved game", "games": 1,
-             "max_games": 0, "level": {"epsilon": 0.0, "vs_minimax": 0.5, "vs_random": 0.9363}},
-            {"name": "random", "kind": "house", "description": "uniform over legal cells", "games": 0, "max_games": 0,
-             "level": {"epsilon": 1.0, "vs_minimax": 0.0637, "vs_random": 0.5}},
-            {"name": "medium", "kind": "house", "description": "minimax, but a uniformly random move with probability 0.3",
-             "games": 0, "max_games": 0, "level": {"epsilon": 0.3, "vs_minimax": 0.2961, "vs_random": 0.822}},
-            {"name": "smol-llm", "kind": "remote", "description": "", "games": 1, "max_games": 8},
-            {"name": "ann", "kind": "remote", "description": "", "games": 0, "max_games": 1}]},
-        {"type": "games", "games": [
-            {"game_id": "4f1c2a9e0b7d", "x": "smol-llm", "o": "minimax", "board": "X...O....", "turn": "X", "ply": 2,
-             "spectators": 1},
-            {"game_id": "9a3b77c1d2e4", "x": "random", "o": "minimax", "board": "X.O.X.O..", "turn": "X", "ply": 4}]},
+        {
+            "type": "bots",
+            "bots": [
+                {
+                    "name": "minimax",
+                    "kind": "house",
+                    "description": "optimal play from the solved game",
+                    "games": 1,
+                    "max_games": 0,
+                    "level": {"epsilon": 0.0, "vs_minimax": 0.5, "vs_random": 0.9363},
+                },
+                {
+                    "name": "random",
+                    "kind": "house",
+                    "description": "uniform over legal cells",
+                    "games": 0,
+                    "max_games": 0,
+                    "level": {"epsilon": 1.0, "vs_minimax": 0.0637, "vs_random": 0.5},
+                },
+                {
+                    "name": "medium",
+                    "kind": "house",
+                    "description": "minimax, but a uniformly random move with probability 0.3",
+                    "games": 0,
+                    "max_games": 0,
+                    "level": {"epsilon": 0.3, "vs_minimax": 0.2961, "vs_random": 0.822},
+                },
+                {"name": "smol-llm", "kind": "remote", "description": "", "games": 1, "max_games": 8},
+                {"name": "ann", "kind": "remote", "description": "", "games": 0, "max_games": 1},
+            ],
+        },
+        {
+            "type": "games",
+            "games": [
+                {
+                    "game_id": "4f1c2a9e0b7d",
+                    "x": "smol-llm",
+                    "o": "minimax",
+                    "board": "X...O....",
+                    "turn": "X",
+                    "ply": 2,
+                    "spectators": 1,
+                },
+                {"game_id": "9a3b77c1d2e4", "x": "random", "o": "minimax", "board": "X.O.X.O..", "turn": "X", "ply": 4},
+            ],
+        },
     ]
 
 
@@ -49,8 +82,15 @@ def with_levels(trace: dict) -> dict:
     feats = []
     for i, f in enumerate(trace.get("top_features", [])):
         usual = round(f["activation"] * (0.9 if i % 3 == 0 else 0.1), 3)
-        feats.append(dict(f, usual=usual, deviation=round((f["activation"] - usual) / max(f["activation"], 1.0), 3),
-                          always_on=i % 3 == 0, promotes=[(i * 4) % 9 + 1, (i * 7) % 9 + 1]))
+        feats.append(
+            dict(
+                f,
+                usual=usual,
+                deviation=round((f["activation"] - usual) / max(f["activation"], 1.0), 3),
+                always_on=i % 3 == 0,
+                promotes=[(i * 4) % 9 + 1, (i * 7) % 9 + 1],
+            )
+        )
     out["top_features"] = feats
     return out
 
@@ -69,18 +109,46 @@ def moves(cells: list[int], traced_seat: str) -> list[dict]:
 
 def game_frames(cells: list[int], over: dict | None = None) -> list[dict]:
     from server.game import Board
+
     board = Board.from_moves(cells)
     ms = moves(cells, "O")
     frames = [
-        {"type": "game_start", "game_id": "7e2d91c4aa10", "x": "ann", "o": "smol-llm", "you": "X", "clock": 30.0,
-         "board": ".........", "turn": "X"},
-        {"type": "state", "game_id": "7e2d91c4aa10", "x": "ann", "o": "smol-llm", "board": board.code,
-         "turn": None if board.is_over else board.turn.value, "ply": len(cells), "moves": ms,
-         "last_move": ms[-1] if ms else None, "deadline": None, "over": board.is_over},
+        {
+            "type": "game_start",
+            "game_id": "7e2d91c4aa10",
+            "x": "ann",
+            "o": "smol-llm",
+            "you": "X",
+            "clock": 30.0,
+            "board": ".........",
+            "turn": "X",
+        },
+        {
+            "type": "state",
+            "game_id": "7e2d91c4aa10",
+            "x": "ann",
+            "o": "smol-llm",
+            "board": board.code,
+            "turn": None if board.is_over else board.turn.value,
+            "ply": len(cells),
+            "moves": ms,
+            "last_move": ms[-1] if ms else None,
+            "deadline": None,
+            "over": board.is_over,
+        },
     ]
     if over:
-        frames.append({"type": "game_over", "game_id": "7e2d91c4aa10", "x": "ann", "o": "smol-llm",
-                       "board": board.code, "moves": ms, **over})
+        frames.append(
+            {
+                "type": "game_over",
+                "game_id": "7e2d91c4aa10",
+                "x": "ann",
+                "o": "smol-llm",
+                "board": board.code,
+                "moves": ms,
+                **over,
+            }
+        )
     return frames
 
 
@@ -93,6 +161,7 @@ def offline_app(frames: list[dict]):
             app.handle_frame(parse_server_frame(frame))
             await pilot.pause()
         await pilot.pause()
+
     return app, feed
 
 
@@ -115,15 +184,40 @@ def house_game_frames(cells: list[int]) -> list[dict]:
     """ann (X) against the minimax bot at 3+2: no traces, so the side panel holds the moves.
     No deadline (the clocks stand still): the snapshot does not depend on the time."""
     from server.game import Board
+
     board = Board.from_moves(cells)
-    ms = [{"ply": i + 1, "seat": "X" if i % 2 == 0 else "O", "cell": c, "at": 1_700_000_000.0 + i} for i, c in enumerate(cells)]
+    ms = [
+        {"ply": i + 1, "seat": "X" if i % 2 == 0 else "O", "cell": c, "at": 1_700_000_000.0 + i}
+        for i, c in enumerate(cells)
+    ]
     tc = {"base": 180.0, "increment": 2.0}
     return [
-        {"type": "game_start", "game_id": "5b8e0f3d2c61", "x": "ann", "o": "minimax", "you": "X", "clock": 180.0,
-         "board": ".........", "turn": "X", "time_control": tc, "clocks": {"X": 180.0, "O": 180.0}},
-        {"type": "state", "game_id": "5b8e0f3d2c61", "x": "ann", "o": "minimax", "board": board.code,
-         "turn": board.turn.value, "ply": len(cells), "moves": ms, "last_move": ms[-1], "deadline": None, "over": False,
-         "clocks": {"X": 171.4, "O": 180.0}},
+        {
+            "type": "game_start",
+            "game_id": "5b8e0f3d2c61",
+            "x": "ann",
+            "o": "minimax",
+            "you": "X",
+            "clock": 180.0,
+            "board": ".........",
+            "turn": "X",
+            "time_control": tc,
+            "clocks": {"X": 180.0, "O": 180.0},
+        },
+        {
+            "type": "state",
+            "game_id": "5b8e0f3d2c61",
+            "x": "ann",
+            "o": "minimax",
+            "board": board.code,
+            "turn": board.turn.value,
+            "ply": len(cells),
+            "moves": ms,
+            "last_move": ms[-1],
+            "deadline": None,
+            "over": False,
+            "clocks": {"X": 171.4, "O": 180.0},
+        },
     ]
 
 
@@ -136,11 +230,21 @@ def test_game_against_a_house_bot_shows_moves_and_clocks_beside_the_board(snap_c
 
 def record_frame(cells: list[int]) -> dict:
     from server.game import Board
+
     board = Board.from_moves(cells)
-    return {"type": "game_record", "game_id": "c0ffee123456", "x": "ann", "o": "smol-llm",
-            "result": board.winner.value if board.winner else "draw", "reason": "line" if board.winner else "full_board",
-            "board": board.code, "moves": moves(cells, "O"), "started_at": 1_700_000_000.0,
-            "ended_at": 1_700_000_010.0, "tag": None}
+    return {
+        "type": "game_record",
+        "game_id": "c0ffee123456",
+        "x": "ann",
+        "o": "smol-llm",
+        "result": board.winner.value if board.winner else "draw",
+        "reason": "line" if board.winner else "full_board",
+        "board": board.code,
+        "moves": moves(cells, "O"),
+        "started_at": 1_700_000_000.0,
+        "ended_at": 1_700_000_010.0,
+        "tag": None,
+    }
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
@@ -155,13 +259,15 @@ def test_replay_with_move_values(snap_compare, size):
         await pilot.pause()
         await pilot.press("home", "right", "right")  # just after the blunder
         await pilot.pause()
+
     assert snap_compare(app, terminal_size=size, run_before=replay)
 
 
 def test_finished_game(snap_compare):
     # smol-llm (O) completes the 3-5-7 diagonal
-    app, feed = offline_app(game_frames([1, 5, 9, 3, 2, 7],
-                                        over={"result": "O", "reason": "line", "winner": "smol-llm"}))
+    app, feed = offline_app(
+        game_frames([1, 5, 9, 3, 2, 7], over={"result": "O", "reason": "line", "winner": "smol-llm"})
+    )
     assert snap_compare(app, terminal_size=(80, 24), run_before=feed)
 
 
@@ -170,15 +276,51 @@ def test_finished_games_from_the_records(snap_compare, monkeypatch):
 
     monkeypatch.setenv("TZ", "UTC")  # the "Ended" column is local time
     time.tzset()
-    records = {"type": "records", "games": [
-        {"game_id": "c0ffee123456", "x": "smol-llm", "o": "minimax", "result": "O", "reason": "line",
-         "ended_at": 1_700_000_900.0, "ply": 6, "tag": None},
-        {"game_id": "7e2d91c4aa10", "x": "ann", "o": "smol-llm", "result": "draw", "reason": "full_board",
-         "ended_at": 1_700_000_600.0, "ply": 9, "tag": None},
-        {"game_id": "4f1c2a9e0b7d", "x": "random", "o": "minimax", "result": "X", "reason": "timeout",
-         "ended_at": 1_700_000_300.0, "ply": 3, "tag": "cup-2"},
-        {"game_id": "9a3b77c1d2e4", "x": "minimax", "o": "random", "result": "aborted", "reason": "aborted",
-         "ended_at": None, "ply": 1, "tag": "cup-1"}]}
+    records = {
+        "type": "records",
+        "games": [
+            {
+                "game_id": "c0ffee123456",
+                "x": "smol-llm",
+                "o": "minimax",
+                "result": "O",
+                "reason": "line",
+                "ended_at": 1_700_000_900.0,
+                "ply": 6,
+                "tag": None,
+            },
+            {
+                "game_id": "7e2d91c4aa10",
+                "x": "ann",
+                "o": "smol-llm",
+                "result": "draw",
+                "reason": "full_board",
+                "ended_at": 1_700_000_600.0,
+                "ply": 9,
+                "tag": None,
+            },
+            {
+                "game_id": "4f1c2a9e0b7d",
+                "x": "random",
+                "o": "minimax",
+                "result": "X",
+                "reason": "timeout",
+                "ended_at": 1_700_000_300.0,
+                "ply": 3,
+                "tag": "cup-2",
+            },
+            {
+                "game_id": "9a3b77c1d2e4",
+                "x": "minimax",
+                "o": "random",
+                "result": "aborted",
+                "reason": "aborted",
+                "ended_at": None,
+                "ply": 1,
+                "tag": "cup-1",
+            },
+        ],
+    }
     app, feed = offline_app([])
 
     async def open_records(pilot) -> None:

@@ -94,12 +94,21 @@ class ActivationSet:
         import torch
 
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        torch.save({
-            "hook_names": self.hook_names, "acts": self.acts, "prompt_index": self.prompt_index,
-            "position": self.position, "is_answer": self.is_answer,
-            "records": [r.__dict__ for r in self.records], "n_tokens_run": self.n_tokens_run,
-            "seconds": self.seconds, "meta": self.meta, "answer_cell_logits": self.answer_cell_logits,
-        }, str(path))
+        torch.save(
+            {
+                "hook_names": self.hook_names,
+                "acts": self.acts,
+                "prompt_index": self.prompt_index,
+                "position": self.position,
+                "is_answer": self.is_answer,
+                "records": [r.__dict__ for r in self.records],
+                "n_tokens_run": self.n_tokens_run,
+                "seconds": self.seconds,
+                "meta": self.meta,
+                "answer_cell_logits": self.answer_cell_logits,
+            },
+            str(path),
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> "ActivationSet":
@@ -110,17 +119,25 @@ class ActivationSet:
             raise ActivationError(f"no activation file at {p}; run `autosteer-train sae` first")
         try:
             d = torch.load(str(p), weights_only=False)
-            return cls(hook_names=d["hook_names"], acts=d["acts"], prompt_index=d["prompt_index"],
-                       position=d["position"], is_answer=d["is_answer"],
-                       records=[PromptRecord(**r) for r in d["records"]], n_tokens_run=d["n_tokens_run"],
-                       seconds=d["seconds"], meta=d.get("meta", {}),
-                       answer_cell_logits=d.get("answer_cell_logits"))
+            return cls(
+                hook_names=d["hook_names"],
+                acts=d["acts"],
+                prompt_index=d["prompt_index"],
+                position=d["position"],
+                is_answer=d["is_answer"],
+                records=[PromptRecord(**r) for r in d["records"]],
+                n_tokens_run=d["n_tokens_run"],
+                seconds=d["seconds"],
+                meta=d.get("meta", {}),
+                answer_cell_logits=d.get("answer_cell_logits"),
+            )
         except (KeyError, TypeError, RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
             raise ActivationError(f"{p} is not an activation file written by autosteer-train sae ({exc})") from None
 
 
-def choose_positions(n_tokens: int, rng: np.random.Generator, *, tail: int, other_fraction: float,
-                     skip_first: int = 1) -> np.ndarray:
+def choose_positions(
+    n_tokens: int, rng: np.random.Generator, *, tail: int, other_fraction: float, skip_first: int = 1
+) -> np.ndarray:
     """Positions kept from a prompt of ``n_tokens``: the last ``tail`` (the answer position
     is the very last) and a random ``other_fraction`` of the rest, sorted. The first
     ``skip_first`` positions are never kept: in SmolLM2 the opening ``<|im_start|>`` is an
@@ -171,10 +188,20 @@ def length_batches(lengths: Sequence[int], max_batch_tokens: int) -> list[list[i
     return batches
 
 
-def collect_activations(lm: Any, records: Sequence[PromptRecord], hook_names: Sequence[str], *,
-                        tail: int = 6, other_fraction: float = 0.15, seed: int = 0, skip_first: int = 1,
-                        max_batch_tokens: int = 2048, progress: bool = True, answer_logits: bool = False,
-                        desc: str = "activations") -> ActivationSet:
+def collect_activations(
+    lm: Any,
+    records: Sequence[PromptRecord],
+    hook_names: Sequence[str],
+    *,
+    tail: int = 6,
+    other_fraction: float = 0.15,
+    seed: int = 0,
+    skip_first: int = 1,
+    max_batch_tokens: int = 2048,
+    progress: bool = True,
+    answer_logits: bool = False,
+    desc: str = "activations",
+) -> ActivationSet:
     """Run every prompt up to the deepest hook and keep the chosen positions' activations.
 
     With ``answer_logits`` the prompts run through every layer and the unsteered logits of
@@ -194,8 +221,9 @@ def collect_activations(lm: Any, records: Sequence[PromptRecord], hook_names: Se
         raise ActivationError("every prompt needs at least one token")
     rng = np.random.default_rng(seed)
     # positions are drawn in prompt order, so the sample does not depend on batching
-    chosen = [choose_positions(n, rng, tail=tail, other_fraction=other_fraction, skip_first=skip_first)
-              for n in lengths]
+    chosen = [
+        choose_positions(n, rng, tail=tail, other_fraction=other_fraction, skip_first=skip_first) for n in lengths
+    ]
     pid = pad_id(tokenizer)
     captured: dict[str, torch.Tensor] = {}
     hooks = _capture_hooks(lm, hook_names, captured)
@@ -226,10 +254,19 @@ def collect_activations(lm: Any, records: Sequence[PromptRecord], hook_names: Se
             n_run += len(batch) * width
             bar.update(sum(lengths[i] for i in batch))
     bar.close()
-    return kept.activation_set(records, n_tokens_run=n_run, seconds=time.perf_counter() - t0,
-                               meta={"tail": tail, "other_fraction": other_fraction, "seed": seed,
-                                     "skip_first": skip_first, "n_tokens": int(sum(lengths))},
-                               answer_cell_logits=cell_logits if answer_logits else None)
+    return kept.activation_set(
+        records,
+        n_tokens_run=n_run,
+        seconds=time.perf_counter() - t0,
+        meta={
+            "tail": tail,
+            "other_fraction": other_fraction,
+            "seed": seed,
+            "skip_first": skip_first,
+            "n_tokens": int(sum(lengths)),
+        },
+        answer_cell_logits=cell_logits if answer_logits else None,
+    )
 
 
 def _capture_hooks(lm: Any, hook_names: Sequence[str], captured: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -240,6 +277,7 @@ def _capture_hooks(lm: Any, hook_names: Sequence[str], captured: dict[str, Any])
         def capture(x: Any, hook: Any) -> Any:
             captured[name] = x.detach()
             return x
+
         return capture
 
     for h in hook_names:
@@ -257,7 +295,9 @@ def _run_hooked(model: Any, toks: Any, hooks: list[tuple[str, Any]], stop: int |
         pass
 
 
-def _answer_cell_logits(final: Any, batch: Sequence[int], lengths: Sequence[int], w_cells: Any, b_cells: Any) -> np.ndarray:
+def _answer_cell_logits(
+    final: Any, batch: Sequence[int], lengths: Sequence[int], w_cells: Any, b_cells: Any
+) -> np.ndarray:
     """The nine cell digits' logits at each prompt's last (answer) position, from the final
     normed residual."""
     import torch
@@ -272,7 +312,7 @@ def _padded_batch(batch: Sequence[int], token_ids: Sequence[Sequence[int]], leng
 
     toks = torch.full((len(batch), lengths[batch[0]]), pid, dtype=torch.long)
     for row, i in enumerate(batch):
-        toks[row, :lengths[i]] = torch.tensor(token_ids[i])
+        toks[row, : lengths[i]] = torch.tensor(token_ids[i])
     return toks
 
 
@@ -286,8 +326,9 @@ class _KeptPositions:
         self.position: list[np.ndarray] = []
         self.is_answer: list[np.ndarray] = []
 
-    def add(self, captured: dict[str, Any], batch: Sequence[int], chosen: Sequence[np.ndarray],
-            lengths: Sequence[int]) -> None:
+    def add(
+        self, captured: dict[str, Any], batch: Sequence[int], chosen: Sequence[np.ndarray], lengths: Sequence[int]
+    ) -> None:
         """Keep the chosen positions of one batch's captured activations (as float16)."""
         import torch
 
@@ -308,8 +349,15 @@ class _KeptPositions:
         pos = np.concatenate(self.position)
         order = np.lexsort((pos, pi))
         acts = {h: torch.cat(v)[torch.from_numpy(order)] for h, v in self.acts.items()}
-        return ActivationSet(hook_names=list(self.hook_names), acts=acts, prompt_index=pi[order], position=pos[order],
-                             is_answer=np.concatenate(self.is_answer)[order], records=list(records), **kwargs)
+        return ActivationSet(
+            hook_names=list(self.hook_names),
+            acts=acts,
+            prompt_index=pi[order],
+            position=pos[order],
+            is_answer=np.concatenate(self.is_answer)[order],
+            records=list(records),
+            **kwargs,
+        )
 
 
 _FINAL = "__final_normed_residual__"
@@ -324,6 +372,7 @@ def _capture_and_stop(captured: dict[str, Any]) -> Any:
     def hook(x: Any, hook: Any) -> Any:
         captured[_FINAL] = x.detach()
         raise _StopForward
+
     return hook
 
 
@@ -391,7 +440,7 @@ class LastTokenSteering:
         all_d = torch.cat([zero, deltas])
         outs = []
         for s in range(0, all_d.shape[0], max(1, self.max_batch // 8)):
-            chunk = all_d[s:s + max(1, self.max_batch // 8)]
+            chunk = all_d[s : s + max(1, self.max_batch // 8)]
             toks = torch.tensor([token_ids] * chunk.shape[0])
 
             def add(x: torch.Tensor, hook: Any, chunk: torch.Tensor = chunk) -> torch.Tensor:
@@ -427,13 +476,17 @@ class LastTokenSteering:
         outs = []
         try:
             for s in range(0, all_d.shape[0], self.max_batch):
-                chunk = all_d[s:s + self.max_batch]
+                chunk = all_d[s : s + self.max_batch]
                 b = chunk.shape[0]
                 cache = copy.deepcopy(base_cache)
                 cache.batch_repeat_interleave(b)
                 current["d"] = chunk
-                res = hf(input_ids=torch.full((b, 1), last, dtype=torch.long), past_key_values=cache,
-                         position_ids=torch.full((b, 1), n_prefix, dtype=torch.long), use_cache=True)
+                res = hf(
+                    input_ids=torch.full((b, 1), last, dtype=torch.long),
+                    past_key_values=cache,
+                    position_ids=torch.full((b, 1), n_prefix, dtype=torch.long),
+                    use_cache=True,
+                )
                 outs.append(cell_log_probs(res.logits[:, -1, :], self.lm.cell_token_ids))
         finally:
             handle.remove()
@@ -467,15 +520,25 @@ def make_tiny_llama(folder: str | Path, *, n_layers: int = 4, d_model: int = 64,
     tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="?"))
     tk.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
     tk.decoder = decoders.Fuse()
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<|im_start|>", eos_token="<|im_end|>",
-                                  pad_token="<|endoftext|>", unk_token="?")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token="?"
+    )
     tok.add_special_tokens({"additional_special_tokens": special})
-    tok.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
-                         "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-    cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=d_model, intermediate_size=2 * d_model,
-                      num_hidden_layers=n_layers, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=2048, tie_word_embeddings=True,
-                      rope_parameters={"rope_theta": 10000.0, "rope_type": "default"})
+    tok.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    cfg = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=d_model,
+        intermediate_size=2 * d_model,
+        num_hidden_layers=n_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        rope_parameters={"rope_theta": 10000.0, "rope_type": "default"},
+    )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(cfg)
     folder.mkdir(parents=True, exist_ok=True)

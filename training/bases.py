@@ -18,8 +18,12 @@ from types import SimpleNamespace
 from typing import Any, Callable, Sequence
 
 BASES = ("policy", "features", "directions", "labels")
-BASIS_NAMES = {"policy": "policy features", "features": "random SAE features", "directions": "random directions",
-               "labels": "shuffled labels"}
+BASIS_NAMES = {
+    "policy": "policy features",
+    "features": "random SAE features",
+    "directions": "random directions",
+    "labels": "shuffled labels",
+}
 
 
 @dataclass
@@ -32,9 +36,12 @@ class Basis:
     note: str = ""
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "features": list(self.features), "directions": self.directions is not None,
-                "note": self.note}
-
+        return {
+            "name": self.name,
+            "features": list(self.features),
+            "directions": self.directions is not None,
+            "note": self.note,
+        }
 
 
 def random_feature_basis(sae: Any, k: int, seed: int, exclude: Sequence[int] = ()) -> Basis:
@@ -42,8 +49,11 @@ def random_feature_basis(sae: Any, k: int, seed: int, exclude: Sequence[int] = (
     pool = [i for i in range(sae.d_sae) if i not in set(exclude)]
     if len(pool) < k:
         raise ValueError(f"the SAE has {len(pool)} features outside the policy's, fewer than the {k} needed")
-    return Basis(BASIS_NAMES["features"], random.Random(f"features-{seed}").sample(pool, k),
-                 note=f"{k} of {len(pool)} SAE features outside the policy's, drawn with seed {seed}")
+    return Basis(
+        BASIS_NAMES["features"],
+        random.Random(f"features-{seed}").sample(pool, k),
+        note=f"{k} of {len(pool)} SAE features outside the policy's, drawn with seed {seed}",
+    )
 
 
 def random_direction_basis(sae: Any, features: Sequence[int], seed: int) -> Basis:
@@ -57,9 +67,13 @@ def random_direction_basis(sae: Any, features: Sequence[int], seed: int) -> Basi
     d = torch.randn(len(features), W.shape[1], generator=gen)
     d = d / d.norm(dim=-1, keepdim=True) * rows.norm(dim=-1, keepdim=True)
     cos = (torch.nn.functional.normalize(d, dim=-1) @ torch.nn.functional.normalize(W, dim=-1).T).abs().max()
-    return Basis(BASIS_NAMES["directions"], list(features), directions=d,
-                 note=f"{len(features)} Gaussian directions (seed {seed}), norms of the policy features' decoder rows; "
-                      f"max |cos| with any of the {W.shape[0]} SAE decoder rows {float(cos):.3f}")
+    return Basis(
+        BASIS_NAMES["directions"],
+        list(features),
+        directions=d,
+        note=f"{len(features)} Gaussian directions (seed {seed}), norms of the policy features' decoder rows; "
+        f"max |cos| with any of the {W.shape[0]} SAE decoder rows {float(cos):.3f}",
+    )
 
 
 def shuffled_label_basis(sae: Any, k: int, seed: int, picker: Callable[[Any, int], list[int]] | None = None) -> Basis:
@@ -75,15 +89,21 @@ def shuffled_label_basis(sae: Any, k: int, seed: int, picker: Callable[[Any, int
     moved = keys[:]
     random.Random(f"labels-{seed}").shuffle(moved)
     shuffled = {new: labels[old] for old, new in zip(keys, moved)}
-    view = SimpleNamespace(features=SimpleNamespace(labels=shuffled, typical_activation=getattr(info, "typical_activation", None)),
-                           d_sae=sae.d_sae)
+    view = SimpleNamespace(
+        features=SimpleNamespace(labels=shuffled, typical_activation=getattr(info, "typical_activation", None)),
+        d_sae=sae.d_sae,
+    )
     picked = (picker or pick_features)(view, k)
-    return Basis(BASIS_NAMES["labels"], picked,
-                 note=f"labels of {len(keys)} labelled features permuted (seed {seed}), then {k} picked by label")
+    return Basis(
+        BASIS_NAMES["labels"],
+        picked,
+        note=f"labels of {len(keys)} labelled features permuted (seed {seed}), then {k} picked by label",
+    )
 
 
-def make_basis(kind: str, sae: Any, policy: Any, seed: int,
-               picker: Callable[[Any, int], list[int]] | None = None) -> Basis:
+def make_basis(
+    kind: str, sae: Any, policy: Any, seed: int, picker: Callable[[Any, int], list[int]] | None = None
+) -> Basis:
     features = list(policy.features)
     if kind == "policy":
         return Basis(BASIS_NAMES["policy"], features, note="the policy's own features")

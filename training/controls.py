@@ -57,10 +57,18 @@ class CEMFitter:
 
     def budget(self) -> dict[str, Any]:
         c = self.config
-        return {"fitter": "cross-entropy method (exact objective vs minimax)", "iterations": c.iterations,
-                "population": c.population, "elite": c.elite, "bound": c.bound, "init_std": c.init_std,
-                "l1": c.l1, "mode": c.mode, "line_search": "30 scales of the best vector",
-                "vectors_scored": c.iterations * c.population + 31}
+        return {
+            "fitter": "cross-entropy method (exact objective vs minimax)",
+            "iterations": c.iterations,
+            "population": c.population,
+            "elite": c.elite,
+            "bound": c.bound,
+            "init_std": c.init_std,
+            "l1": c.l1,
+            "mode": c.mode,
+            "line_search": "30 scales of the best vector",
+            "vectors_scored": c.iterations * c.population + 31,
+        }
 
     def fit(self, bot: Any, seed: int, progress: Callable[[], None] | None = None) -> Any:
         from dataclasses import replace
@@ -72,8 +80,13 @@ class CEMFitter:
         bot.set_mode(cfg.mode)
         result = run_search(bot, cfg, progress=progress)
         self.last = {"best": result["best"], "history": result["history"]}
-        return FixedSteeringPolicy(list(bot.policy.features), result["best"]["coefficients"],
-                                   hook_name=bot.sae.hook_name, d_sae=bot.sae.d_sae, source=f"{self.name} fit, seed {seed}")
+        return FixedSteeringPolicy(
+            list(bot.policy.features),
+            result["best"]["coefficients"],
+            hook_name=bot.sae.hook_name,
+            d_sae=bot.sae.d_sae,
+            source=f"{self.name} fit, seed {seed}",
+        )
 
     def total(self) -> int:
         return self.config.iterations * self.config.population
@@ -89,8 +102,16 @@ class PPOFitter:
 
     def budget(self) -> dict[str, Any]:
         c = self.config
-        return {"fitter": "PPO (training/rl/ppo.py)", "total_steps": c.total_steps, "budget_seconds": c.budget_seconds,
-                "n_envs": c.n_envs, "obs": c.obs, "action": c.action, "mode": c.mode, "via": c.via}
+        return {
+            "fitter": "PPO (training/rl/ppo.py)",
+            "total_steps": c.total_steps,
+            "budget_seconds": c.budget_seconds,
+            "n_envs": c.n_envs,
+            "obs": c.obs,
+            "action": c.action,
+            "mode": c.mode,
+            "via": c.via,
+        }
 
     def picker(self, sae: Any, k: int) -> list[int]:
         """How the trainer picks features by label (for the shuffled-labels basis)."""
@@ -106,8 +127,10 @@ class PPOFitter:
         from training.rl.ppo import train_ppo
 
         if bot.steering is not None and bot.steering.replaced:
-            raise ValueError("the PPO trainer steers SAE features only (it builds its own actuator); "
-                             "leave 'directions' out of --bases")
+            raise ValueError(
+                "the PPO trainer steers SAE features only (it builds its own actuator); "
+                "leave 'directions' out of --bases"
+            )
         cfg = replace(self.config, seed=seed, features=list(bot.policy.features))
         policy, _ = train_ppo(cfg, bot.lm, bot.sae, progress=False, log=lambda *_: None)
         if progress is not None:
@@ -118,26 +141,43 @@ class PPOFitter:
         return 1
 
 
-
 # --------------------------------------------------------------------------- measuring a fitted policy
-def basis_bot(lm: Any, sae: Any, basis: Basis, policy: Any = None, *, mode: str = "masked", cache_boards: int = 2000,
-              reader: Any = None) -> Any:
+def basis_bot(
+    lm: Any,
+    sae: Any,
+    basis: Basis,
+    policy: Any = None,
+    *,
+    mode: str = "masked",
+    cache_boards: int = 2000,
+    reader: Any = None,
+) -> Any:
     """An ``LLMBot`` steering along ``basis`` with ``policy`` (default: zero coefficients),
     reading through ``reader`` when given (shared, so boards are prefilled once)."""
     from bots.llm.bot import LLMBot
     from bots.llm.policy import FixedSteeringPolicy
 
-    policy = policy or FixedSteeringPolicy(basis.features, [0.0] * len(basis.features), hook_name=sae.hook_name,
-                                           d_sae=sae.d_sae, source="basis")
-    bot = LLMBot(lm, sae=sae, policy=policy, mode=mode, top_k=0, cache_boards=1 if reader is not None else cache_boards,
-                 digit_mass=True, directions=basis.directions)
+    policy = policy or FixedSteeringPolicy(
+        basis.features, [0.0] * len(basis.features), hook_name=sae.hook_name, d_sae=sae.d_sae, source="basis"
+    )
+    bot = LLMBot(
+        lm,
+        sae=sae,
+        policy=policy,
+        mode=mode,
+        top_k=0,
+        cache_boards=1 if reader is not None else cache_boards,
+        digit_mass=True,
+        directions=basis.directions,
+    )
     if reader is not None:
         bot.reader = reader
     return bot
 
 
-def exact_with_budget(bot: Any, seats: Sequence[str] = ("X", "O"), modes: Sequence[str] = ("strict", "masked"),
-                      opponent: str = "minimax") -> dict[str, Any]:
+def exact_with_budget(
+    bot: Any, seats: Sequence[str] = ("X", "O"), modes: Sequence[str] = ("strict", "masked"), opponent: str = "minimax"
+) -> dict[str, Any]:
     """Exact probabilities per mode and seat, with the steering budget over the boards met
     (each distinct board once: the tree walk reads every board once)."""
     from training.evaluate import ArmResult, BudgetTally, exact_probabilities
@@ -167,10 +207,21 @@ def exact_with_budget(bot: Any, seats: Sequence[str] = ("X", "O"), modes: Sequen
     return out
 
 
-def run_controls(lm: Any, sae: Any, policy: Any, fitter: Fitter, *, bases: Sequence[str] = BASES,
-                 seeds: Sequence[int] = (0,), heldout: bool = True, positions: bool = False,
-                 cache_boards: int = 2000, progress: Any = None, log: Callable[[str], None] = print,
-                 on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+def run_controls(
+    lm: Any,
+    sae: Any,
+    policy: Any,
+    fitter: Fitter,
+    *,
+    bases: Sequence[str] = BASES,
+    seeds: Sequence[int] = (0,),
+    heldout: bool = True,
+    positions: bool = False,
+    cache_boards: int = 2000,
+    progress: Any = None,
+    log: Callable[[str], None] = print,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     """Fit ``fitter`` on each basis and seed, and measure every fitted policy (and the
     policy itself, unfitted) the same way. Returns ``{"budget", "rows": [...]}``.
 
@@ -185,15 +236,31 @@ def run_controls(lm: Any, sae: Any, policy: Any, fitter: Fitter, *, bases: Seque
 
     def measure(label: str, basis: Basis, fitted: Any, seed: int | None, seconds: float) -> dict[str, Any]:
         bot = basis_bot(lm, sae, basis, fitted, reader=grid)
-        row = {"basis": label, "seed": seed, **{k: v for k, v in basis.describe().items() if k != "name"},
-               "coefficients": [round(c, 4) for c in fitted.coefficients([_empty()])[0]]
-               if hasattr(fitted, "coefs") else None,
-               "policy_digest": fitted.digest, "fit_seconds": round(seconds, 1), "in_sample": exact_with_budget(bot)}
+        row = {
+            "basis": label,
+            "seed": seed,
+            **{k: v for k, v in basis.describe().items() if k != "name"},
+            "coefficients": [round(c, 4) for c in fitted.coefficients([_empty()])[0]]
+            if hasattr(fitted, "coefs")
+            else None,
+            "policy_digest": fitted.digest,
+            "fit_seconds": round(seconds, 1),
+            "in_sample": exact_with_budget(bot),
+        }
         if heldout:
-            rep = heldout_report(lm, sae, {label: fitted}, positions=positions, readers=readers,
-                                 directions={label: basis.directions} if basis.directions is not None else None)
-            row["heldout"] = {"phrasings": {p: v[label] for p, v in rep["phrasings"].items()},
-                              "opponents": rep["opponents"][label], "positions": rep["positions"].get(label)}
+            rep = heldout_report(
+                lm,
+                sae,
+                {label: fitted},
+                positions=positions,
+                readers=readers,
+                directions={label: basis.directions} if basis.directions is not None else None,
+            )
+            row["heldout"] = {
+                "phrasings": {p: v[label] for p, v in rep["phrasings"].items()},
+                "opponents": rep["opponents"][label],
+                "positions": rep["positions"].get(label),
+            }
         return row
 
     log(f"measuring the policy itself ({policy.digest})")
@@ -228,19 +295,24 @@ def _empty() -> Any:
 def summary_line(row: dict[str, Any], mode: str = "masked") -> str:
     e = row["in_sample"][mode]
     x, o = e["X"]["exact"], e["O"]["exact"]
-    return (f"{row['basis']} (seed {row['seed']}): exact draw vs minimax {100 * x['draw']:.1f} % as X, "
-            f"{100 * o['draw']:.1f} % as O ({mode}); ‖Δ‖/‖h‖ {e['X']['budget']['mean_norm_ratio']:.2f}/"
-            f"{e['O']['budget']['mean_norm_ratio']:.2f}, KL {e['X']['budget']['mean_kl']:.2f}/{e['O']['budget']['mean_kl']:.2f}")
+    return (
+        f"{row['basis']} (seed {row['seed']}): exact draw vs minimax {100 * x['draw']:.1f} % as X, "
+        f"{100 * o['draw']:.1f} % as O ({mode}); ‖Δ‖/‖h‖ {e['X']['budget']['mean_norm_ratio']:.2f}/"
+        f"{e['O']['budget']['mean_norm_ratio']:.2f}, KL {e['X']['budget']['mean_kl']:.2f}/{e['O']['budget']['mean_kl']:.2f}"
+    )
 
 
 def markdown_table(report: dict[str, Any], mode: str = "masked") -> list[str]:
     """Per row: exact in-sample draws as X / O (both modes), budget, held-out draws."""
+
     def pct(e: Any) -> str:
         return "—" if not e else f"{100 * e['draw']:.1f}"
 
-    lines = ["| steered with | seed | in-sample draw vs minimax X / O (masked) | (strict) | ‖Δ‖/‖h‖ X / O | KL X / O "
-             "| digit mass min X / O | rows, list phrasings: draw X / O | vs eps0.1: not lost X / O |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| steered with | seed | in-sample draw vs minimax X / O (masked) | (strict) | ‖Δ‖/‖h‖ X / O | KL X / O "
+        "| digit mass min X / O | rows, list phrasings: draw X / O | vs eps0.1: not lost X / O |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in report["rows"]:
         m, s = r["in_sample"]["masked"], r["in_sample"].get("strict")
         b = {seat: m[seat]["budget"] for seat in ("X", "O")}
@@ -251,15 +323,27 @@ def markdown_table(report: dict[str, Any], mode: str = "masked") -> list[str]:
 
         held = r.get("heldout") or {}
         phr = held.get("phrasings", {})
-        other = " · ".join(f"{pct(phr[p][mode]['minimax']['X'])} / {pct(phr[p][mode]['minimax']['O'])}"
-                           for p in ("rows", "list") if p in phr) or "—"
+        other = (
+            " · ".join(
+                f"{pct(phr[p][mode]['minimax']['X'])} / {pct(phr[p][mode]['minimax']['O'])}"
+                for p in ("rows", "list")
+                if p in phr
+            )
+            or "—"
+        )
         opp = held.get("opponents", {}).get(mode, {}).get("eps0.1")
-        eps = "—" if not opp else f"{100 * (opp['X']['win'] + opp['X']['draw']):.1f} / {100 * (opp['O']['win'] + opp['O']['draw']):.1f}"
-        lines.append(f"| {r['basis']} | {r['seed'] if r['seed'] is not None else '—'} | {pct(m['X']['exact'])} / "
-                     f"{pct(m['O']['exact'])} % | "
-                     + (f"{pct(s['X']['exact'])} / {pct(s['O']['exact'])} %" if s else "—")
-                     + f" | {b['X']['mean_norm_ratio']:.2f} / {b['O']['mean_norm_ratio']:.2f} | "
-                     f"{b['X']['mean_kl']:.2f} / {b['O']['mean_kl']:.2f} | {mass('X')} / {mass('O')} | {other} | {eps} |")
+        eps = (
+            "—"
+            if not opp
+            else f"{100 * (opp['X']['win'] + opp['X']['draw']):.1f} / {100 * (opp['O']['win'] + opp['O']['draw']):.1f}"
+        )
+        lines.append(
+            f"| {r['basis']} | {r['seed'] if r['seed'] is not None else '—'} | {pct(m['X']['exact'])} / "
+            f"{pct(m['O']['exact'])} % | "
+            + (f"{pct(s['X']['exact'])} / {pct(s['O']['exact'])} %" if s else "—")
+            + f" | {b['X']['mean_norm_ratio']:.2f} / {b['O']['mean_norm_ratio']:.2f} | "
+            f"{b['X']['mean_kl']:.2f} / {b['O']['mean_kl']:.2f} | {mass('X')} / {mass('O')} | {other} | {eps} |"
+        )
     return lines
 
 
@@ -269,15 +353,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     d = SearchConfig()
     parser.add_argument("--policy", default="auto", help="the policy to control for: a policy file or 'auto' (shipped)")
-    parser.add_argument("--fitter", choices=("auto", "cem", "ppo"), default="auto",
-                        help="how policies are fitted: cem = the fixed-vector search, ppo = training/rl's PPO; "
-                             "auto = ppo for a learned policy, else cem")
-    parser.add_argument("--card", default="auto",
-                        help="run card whose config gives the budget ('auto': <policy>.card.json or run_card.json "
-                             "next to the policy; 'none': the flags below, cem only)")
-    parser.add_argument("--bases", default=",".join(BASES),
-                        help="comma list: policy (its own features, re-fitted), features (random SAE features), "
-                             "directions (random non-SAE directions), labels (labels shuffled, picked by label)")
+    parser.add_argument(
+        "--fitter",
+        choices=("auto", "cem", "ppo"),
+        default="auto",
+        help="how policies are fitted: cem = the fixed-vector search, ppo = training/rl's PPO; "
+        "auto = ppo for a learned policy, else cem",
+    )
+    parser.add_argument(
+        "--card",
+        default="auto",
+        help="run card whose config gives the budget ('auto': <policy>.card.json or run_card.json "
+        "next to the policy; 'none': the flags below, cem only)",
+    )
+    parser.add_argument(
+        "--bases",
+        default=",".join(BASES),
+        help="comma list: policy (its own features, re-fitted), features (random SAE features), "
+        "directions (random non-SAE directions), labels (labels shuffled, picked by label)",
+    )
     parser.add_argument("--seeds", default="0", help="comma list of seeds (each draws the bases and seeds the fit)")
     parser.add_argument("--iterations", type=int, default=d.iterations, help="CEM iterations (when no run card)")
     parser.add_argument("--population", type=int, default=d.population, help="CEM vectors per iteration (no run card)")
@@ -285,13 +379,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bound", type=float, default=d.bound, help="coefficient bound (no run card)")
     parser.add_argument("--mode", choices=("strict", "masked"), default=d.mode, help="fitting mode (no run card)")
     parser.add_argument("--no-heldout", action="store_true", help="skip the held-out phrasings and opponents")
-    parser.add_argument("--positions", action="store_true", help="also check every open position (slow on a real model)")
+    parser.add_argument(
+        "--positions", action="store_true", help="also check every open position (slow on a real model)"
+    )
     parser.add_argument("--model", default="smollm2", help="model spec")
     parser.add_argument("--sae", default="auto", help="SAE folder or registry id ('auto': the shipped SAE)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--cache-boards", type=int, default=5000,
-                        help="boards whose prompt state is kept per phrasing, shared by every fit and measurement "
-                             "(about 0.9 MB a board for SmolLM2)")
+    parser.add_argument(
+        "--cache-boards",
+        type=int,
+        default=5000,
+        help="boards whose prompt state is kept per phrasing, shared by every fit and measurement "
+        "(about 0.9 MB a board for SmolLM2)",
+    )
     parser.add_argument("--json", dest="json_out", default=None, metavar="PATH", help="write the report as JSON")
 
 
@@ -330,8 +430,16 @@ def make_fitter(args: argparse.Namespace, policy: Any) -> tuple[Any, str]:
     if cfg is not None:
         known = {k: v for k, v in cfg.items() if k in SearchConfig.__dataclass_fields__ and k != "features"}
         return CEMFitter(SearchConfig(**known)), f"the budget of the policy's run card {card}"
-    return CEMFitter(SearchConfig(n_features=len(policy.features), iterations=args.iterations, population=args.population,
-                                  elite=args.elite, bound=args.bound, mode=args.mode)), "the budget given by the flags"
+    return CEMFitter(
+        SearchConfig(
+            n_features=len(policy.features),
+            iterations=args.iterations,
+            population=args.population,
+            elite=args.elite,
+            bound=args.bound,
+            mode=args.mode,
+        )
+    ), "the budget given by the flags"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -365,22 +473,44 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"[red]error:[/] {exc}")
         return 2
     before = weights_snapshot(lm, sae, policy)
-    meta = {"model": lm.name, "sae": getattr(sae, "source", None), "policy": str(policy.source),
-            "policy_digest": policy.digest, "fitter": fitter.name, "config": asdict(fitter.config), "config_from": why,
-            "bases": bases, "seeds": seeds, "weights_before": before,
-            "command": "autosteer-train controls " + " ".join(sys.argv[2:])}
+    meta = {
+        "model": lm.name,
+        "sae": getattr(sae, "source", None),
+        "policy": str(policy.source),
+        "policy_digest": policy.digest,
+        "fitter": fitter.name,
+        "config": asdict(fitter.config),
+        "config_from": why,
+        "bases": bases,
+        "seeds": seeds,
+        "weights_before": before,
+        "command": "autosteer-train controls " + " ".join(sys.argv[2:]),
+    }
 
     def save(report: dict[str, Any]) -> None:  # after every row, so a long run keeps what it measured
         if json_out is not None:
             json_out.write_text(json.dumps({"meta": meta, **report}, indent=2, default=str) + "\n")
 
-    console.print(f"equal-effort controls for {note}: fitter {fitter.name} with {why} "
-                  f"({json.dumps(fitter.budget())}); bases {', '.join(bases)}; seeds {', '.join(map(str, seeds))}")
+    console.print(
+        f"equal-effort controls for {note}: fitter {fitter.name} with {why} "
+        f"({json.dumps(fitter.budget())}); bases {', '.join(bases)}; seeds {', '.join(map(str, seeds))}"
+    )
     t0 = time.perf_counter()
     with tqdm(total=len(bases) * len(seeds) * fitter.total(), desc=f"{fitter.name} fits", file=sys.stderr) as bar:
-        report = run_controls(lm, sae, policy, fitter, bases=bases, seeds=seeds, heldout=not args.no_heldout,
-                              positions=args.positions, cache_boards=args.cache_boards,
-                              progress=lambda: bar.update(1), log=lambda s: tqdm.write(s, file=sys.stderr), on_row=save)
+        report = run_controls(
+            lm,
+            sae,
+            policy,
+            fitter,
+            bases=bases,
+            seeds=seeds,
+            heldout=not args.no_heldout,
+            positions=args.positions,
+            cache_boards=args.cache_boards,
+            progress=lambda: bar.update(1),
+            log=lambda s: tqdm.write(s, file=sys.stderr),
+            on_row=save,
+        )
     after = weights_snapshot(lm, sae, policy)
     unchanged = snapshots_agree(before, after)
     elapsed = time.perf_counter() - t0

@@ -38,17 +38,54 @@ _QUESTION_TEMPLATES = (
 )
 
 _SUBJECTS = (
-    "baking sourdough bread", "the water cycle", "planning a trip to Japan", "photosynthesis",
-    "learning to play the guitar", "the French Revolution", "compound interest", "black holes",
-    "training for a marathon", "growing tomatoes on a balcony", "the history of jazz",
-    "writing a cover letter", "how vaccines work", "recursion in programming", "the stock market",
-    "climate change", "meditation", "the Roman Empire", "electric cars", "saving money on groceries",
-    "learning a second language", "volcanoes", "the human heart", "renaissance painting",
-    "caring for a puppy", "public speaking", "prime numbers", "the moon landing", "recycling plastic",
-    "chess openings", "coffee brewing methods", "the immune system", "machine learning",
-    "ancient Egypt", "time management", "bird migration", "the printing press", "solar panels",
-    "writing unit tests", "the Pythagorean theorem", "sleep hygiene", "folk music", "rainforests",
-    "negotiating a salary", "the periodic table", "knitting a scarf", "earthquakes", "democracy",
+    "baking sourdough bread",
+    "the water cycle",
+    "planning a trip to Japan",
+    "photosynthesis",
+    "learning to play the guitar",
+    "the French Revolution",
+    "compound interest",
+    "black holes",
+    "training for a marathon",
+    "growing tomatoes on a balcony",
+    "the history of jazz",
+    "writing a cover letter",
+    "how vaccines work",
+    "recursion in programming",
+    "the stock market",
+    "climate change",
+    "meditation",
+    "the Roman Empire",
+    "electric cars",
+    "saving money on groceries",
+    "learning a second language",
+    "volcanoes",
+    "the human heart",
+    "renaissance painting",
+    "caring for a puppy",
+    "public speaking",
+    "prime numbers",
+    "the moon landing",
+    "recycling plastic",
+    "chess openings",
+    "coffee brewing methods",
+    "the immune system",
+    "machine learning",
+    "ancient Egypt",
+    "time management",
+    "bird migration",
+    "the printing press",
+    "solar panels",
+    "writing unit tests",
+    "the Pythagorean theorem",
+    "sleep hygiene",
+    "folk music",
+    "rainforests",
+    "negotiating a salary",
+    "the periodic table",
+    "knitting a scarf",
+    "earthquakes",
+    "democracy",
 )
 
 _STANDALONE = (
@@ -74,14 +111,54 @@ _STANDALONE = (
     "What is the difference between a list and a tuple?",
 )
 
-_DOC_MODULES = ("json", "collections", "itertools", "functools", "textwrap", "string", "re", "math",
-                "statistics", "datetime", "pathlib", "random", "heapq", "bisect", "csv", "argparse",
-                "shutil", "os.path", "fractions", "decimal", "difflib", "calendar", "fnmatch", "glob",
-                "html", "urllib.parse", "zipfile", "tempfile", "operator", "copy", "pprint", "secrets",
-                "uuid", "base64", "hashlib", "contextlib", "dataclasses", "enum", "sched")
+_DOC_MODULES = (
+    "json",
+    "collections",
+    "itertools",
+    "functools",
+    "textwrap",
+    "string",
+    "re",
+    "math",
+    "statistics",
+    "datetime",
+    "pathlib",
+    "random",
+    "heapq",
+    "bisect",
+    "csv",
+    "argparse",
+    "shutil",
+    "os.path",
+    "fractions",
+    "decimal",
+    "difflib",
+    "calendar",
+    "fnmatch",
+    "glob",
+    "html",
+    "urllib.parse",
+    "zipfile",
+    "tempfile",
+    "operator",
+    "copy",
+    "pprint",
+    "secrets",
+    "uuid",
+    "base64",
+    "hashlib",
+    "contextlib",
+    "dataclasses",
+    "enum",
+    "sched",
+)
 
-_DOC_QUESTIONS = ("What does {name} do?", "How do I use {name} in Python?", "Explain {name}.",
-                  "Can you document {name} for me?")
+_DOC_QUESTIONS = (
+    "What does {name} do?",
+    "How do I use {name} in Python?",
+    "Explain {name}.",
+    "Can you document {name} for me?",
+)
 
 
 def stdlib_docstrings(min_chars: int = 120, max_chars: int = 900) -> list[tuple[str, str]]:
@@ -126,8 +203,11 @@ def chat_texts(tokenizer: Any, n: int, *, seed: int = 0, docstring_share: float 
     out: list[tuple[str, str]] = []
     for name, doc in docs[:n_docs]:
         q = rng.choice(_DOC_QUESTIONS).format(name=f"`{name}`")
-        msgs = [{"role": "system", "content": CHAT_SYSTEM}, {"role": "user", "content": q},
-                {"role": "assistant", "content": doc}]
+        msgs = [
+            {"role": "system", "content": CHAT_SYSTEM},
+            {"role": "user", "content": q},
+            {"role": "assistant", "content": doc},
+        ]
         out.append(("docstrings", tokenizer.apply_chat_template(msgs, tokenize=False)))
     for i in range(n - n_docs):
         q = questions[i % len(questions)]

@@ -184,8 +184,13 @@ def exact_probabilities(bot: Any, seat: str, opponent: str) -> dict[str, float] 
         return [m.reading.cell if m.reading.legal else None for m in bot.play(boards)]
 
     o = exact_outcome(choose, Seat(seat), opponent)
-    return {"win": round(o.win, 6), "draw": round(o.draw, 6), "loss": round(o.loss, 6),
-            "illegal": round(o.illegal, 6), "boards": o.boards_read}
+    return {
+        "win": round(o.win, 6),
+        "draw": round(o.draw, 6),
+        "loss": round(o.loss, 6),
+        "illegal": round(o.illegal, 6),
+        "boards": o.boards_read,
+    }
 
 
 def exact_arm(bot: Any, arm: ArmResult) -> dict[str, float] | None:
@@ -207,8 +212,15 @@ def _score(arm: ArmResult, board: Board, llm: Seat, illegal: bool) -> None:
 
 
 # --------------------------------------------------------------------------- local play
-def play_arm_local(bot: Any, arm: ArmResult, n_games: int, seed: int, concurrency: int, progress: Any,
-                   games: dict[str, list[int]] | None = None) -> None:
+def play_arm_local(
+    bot: Any,
+    arm: ArmResult,
+    n_games: int,
+    seed: int,
+    concurrency: int,
+    progress: Any,
+    games: dict[str, list[int]] | None = None,
+) -> None:
     """Play ``n_games`` in-process, ``concurrency`` at a time, the LLM's moves batched.
     Game ``i``'s opponent draws from its own generator seeded with ``_game_seed(seed, arm, i)``,
     the seed the server path sends with ``arrange``. With ``games`` given, each game's legal
@@ -289,8 +301,15 @@ class _RecordingBot(Bot):
         pass
 
 
-async def play_arm_server(bot: Any, arm: ArmResult, n_games: int, seed: int, concurrency: int, progress: Any,
-                          games: dict[str, list[int]] | None = None) -> None:
+async def play_arm_server(
+    bot: Any,
+    arm: ArmResult,
+    n_games: int,
+    seed: int,
+    concurrency: int,
+    progress: Any,
+    games: dict[str, list[int]] | None = None,
+) -> None:
     """Play ``n_games`` through an in-process server: the LLM bot as a remote ``BotClient``,
     the opponent the server's house bot, the games arranged by an organiser connection
     (:meth:`client.aio.ArenaClient.play_arranged`, ``concurrency`` games at once).
@@ -300,8 +319,10 @@ async def play_arm_server(bot: Any, arm: ArmResult, n_games: int, seed: int, con
     from its own generator: the games are the same whatever order they finish in. With
     ``games`` given, each game's cells in play order are stored under its tag."""
     if arm.opponent not in SERVER_OPPONENTS:
-        raise RuntimeError(f"the server has no house bot {arm.opponent!r} (it has {', '.join(SERVER_OPPONENTS)}); "
-                           "play it with --via local")
+        raise RuntimeError(
+            f"the server has no house bot {arm.opponent!r} (it has {', '.join(SERVER_OPPONENTS)}); "
+            "play it with --via local"
+        )
     games = {} if games is None else games
     from bots.client import BotClient
     from client.aio import ArenaClient, ClientError
@@ -309,13 +330,30 @@ async def play_arm_server(bot: Any, arm: ArmResult, n_games: int, seed: int, con
     from server.app import ServerConfig, serve_arena
 
     strength = BudgetTally()
-    config = ServerConfig(port=0, db_path=":memory:", seed=seed, minimax_tiebreak="random", move_clock=600.0,
-                          rate=1e6, burst=100_000, flood_close=100_000, ping_interval=None)
+    config = ServerConfig(
+        port=0,
+        db_path=":memory:",
+        seed=seed,
+        minimax_tiebreak="random",
+        move_clock=600.0,
+        rate=1e6,
+        burst=100_000,
+        flood_close=100_000,
+        ping_interval=None,
+    )
     llm_name = "llm"
     x, o = (llm_name, arm.opponent) if arm.seat == "X" else (arm.opponent, llm_name)
     async with serve_arena(config) as srv:
-        client = BotClient(_RecordingBot(bot, strength), srv.url, name=llm_name, max_games=min(1024, concurrency),
-                           reconnect=False, batch_window=0.002, send_rate=1e6, send_burst=100_000)
+        client = BotClient(
+            _RecordingBot(bot, strength),
+            srv.url,
+            name=llm_name,
+            max_games=min(1024, concurrency),
+            reconnect=False,
+            batch_window=0.002,
+            send_rate=1e6,
+            send_burst=100_000,
+        )
         runner = asyncio.create_task(client.run())
         try:
             await client.wait_connected(30.0)
@@ -324,8 +362,14 @@ async def play_arm_server(bot: Any, arm: ArmResult, n_games: int, seed: int, con
 
                 async def one(i: int) -> None:
                     async with slots:
-                        over = await arena.play_arranged(x, o, tag=f"{arm.name}#{i}", seed=_game_seed(seed, arm, i),
-                                                         game_timeout=config.move_clock * 9 + 30.0, retry_for=600.0)
+                        over = await arena.play_arranged(
+                            x,
+                            o,
+                            tag=f"{arm.name}#{i}",
+                            seed=_game_seed(seed, arm, i),
+                            game_timeout=config.move_clock * 9 + 30.0,
+                            retry_for=600.0,
+                        )
                     _tally_server_game(arm, games, over, Seat(arm.seat))
                     progress.update(1)
 
@@ -374,37 +418,70 @@ def _csv(value: str, allowed: tuple[str, ...], what: str) -> list[str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--games", type=int, default=1000, help="games per arm")
-    parser.add_argument("--opponent", default="minimax,random", type=lambda v: _csv(v, OPPONENTS, "opponent"),
-                        help="comma list: minimax (optimal, random tie-breaks), random, eps0.1, eps0.3 "
-                             "(ε-greedy minimax; --via local only)")
-    parser.add_argument("--seat", default="X,O", type=lambda v: _csv(v.upper(), ("X", "O"), "seat"),
-                        help="comma list of the LLM's seats")
-    parser.add_argument("--mode", default="strict,masked", type=lambda v: _csv(v, ("strict", "masked"), "mode"),
-                        help="comma list of move-reading modes")
-    parser.add_argument("--policy", default="none",
-                        help="steering policy JSON; 'auto' = the policy shipped at bots/llm/artifacts/policy.json "
-                             "if any; 'none' (default) = the unsteered baseline")
-    parser.add_argument("--sae", default="auto",
-                        help="SAE folder or registry id; 'auto' = the shipped SAE when a policy is given, "
-                             "none for an unsteered baseline")
-    parser.add_argument("--control", default="none", choices=("none", "zero", "negate", "shuffle", "random"),
-                        help="play a control instead of the policy: its coefficients zeroed, negated, on other "
-                             "(random, seeded) features, or one fixed random direction (seeded) at the policy's norm. "
-                             "Unoptimised; for equal-effort controls see `autosteer-train controls`")
+    parser.add_argument(
+        "--opponent",
+        default="minimax,random",
+        type=lambda v: _csv(v, OPPONENTS, "opponent"),
+        help="comma list: minimax (optimal, random tie-breaks), random, eps0.1, eps0.3 "
+        "(ε-greedy minimax; --via local only)",
+    )
+    parser.add_argument(
+        "--seat",
+        default="X,O",
+        type=lambda v: _csv(v.upper(), ("X", "O"), "seat"),
+        help="comma list of the LLM's seats",
+    )
+    parser.add_argument(
+        "--mode",
+        default="strict,masked",
+        type=lambda v: _csv(v, ("strict", "masked"), "mode"),
+        help="comma list of move-reading modes",
+    )
+    parser.add_argument(
+        "--policy",
+        default="none",
+        help="steering policy JSON; 'auto' = the policy shipped at bots/llm/artifacts/policy.json "
+        "if any; 'none' (default) = the unsteered baseline",
+    )
+    parser.add_argument(
+        "--sae",
+        default="auto",
+        help="SAE folder or registry id; 'auto' = the shipped SAE when a policy is given, "
+        "none for an unsteered baseline",
+    )
+    parser.add_argument(
+        "--control",
+        default="none",
+        choices=("none", "zero", "negate", "shuffle", "random"),
+        help="play a control instead of the policy: its coefficients zeroed, negated, on other "
+        "(random, seeded) features, or one fixed random direction (seeded) at the policy's norm. "
+        "Unoptimised; for equal-effort controls see `autosteer-train controls`",
+    )
     parser.add_argument("--model", default="smollm2", help="model spec (see autosteer-bot run --kind llm)")
-    parser.add_argument("--via", choices=("server", "local"), default="server",
-                        help="server: through an in-process arena server with BotClient; local: in-process, exactly reproducible")
+    parser.add_argument(
+        "--via",
+        choices=("server", "local"),
+        default="server",
+        help="server: through an in-process arena server with BotClient; local: in-process, exactly reproducible",
+    )
     parser.add_argument("--concurrency", type=int, default=64, help="games in flight at once (the LLM batches them)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the opponents' random choices")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--cache-boards", type=int, default=512, help="boards whose prompt state is cached")
     parser.add_argument("--json", dest="json_out", default=None, metavar="PATH", help="also write the results as JSON")
-    parser.add_argument("--mqtt", metavar="URL", default=None,
-                        help="publish progress and per-arm summaries to this MQTT broker, mqtt://host[:port][/prefix] "
-                             "(topics P/training/RUN/progress|summary; 'autosteer-server watch' prints them)")
+    parser.add_argument(
+        "--mqtt",
+        metavar="URL",
+        default=None,
+        help="publish progress and per-arm summaries to this MQTT broker, mqtt://host[:port][/prefix] "
+        "(topics P/training/RUN/progress|summary; 'autosteer-server watch' prints them)",
+    )
     parser.add_argument("--run-id", default=None, help="the run's name on the broker (default: evaluate-UNIXTIME)")
-    parser.add_argument("--no-exact", action="store_true",
-                        help="skip the exact tree walk beside each sampled rate (it needs a deterministic policy)")
+    parser.add_argument(
+        "--no-exact",
+        action="store_true",
+        help="skip the exact tree walk beside each sampled rate (it needs a deterministic policy)",
+    )
 
 
 def budget_text(a: Any) -> dict[str, str]:
@@ -415,10 +492,13 @@ def budget_text(a: Any) -> dict[str, str]:
         v = get(key)
         return "—" if v is None else format(v, fmt)
 
-    return {"‖Δ‖/‖h‖ mean/max": f"{num('mean_norm_ratio')}/{num('max_norm_ratio')}", "KL": num("mean_kl"),
-            "digit mass mean/min (unsteered)": f"{num('mean_digit_mass')}/{num('min_digit_mass')} ({num('mean_base_digit_mass')})",
-            "features/move": num("mean_features_active", ".1f"),
-            "changed": f"{100 * (get('changed_fraction') or 0):.0f} %"}
+    return {
+        "‖Δ‖/‖h‖ mean/max": f"{num('mean_norm_ratio')}/{num('max_norm_ratio')}",
+        "KL": num("mean_kl"),
+        "digit mass mean/min (unsteered)": f"{num('mean_digit_mass')}/{num('min_digit_mass')} ({num('mean_base_digit_mass')})",
+        "features/move": num("mean_features_active", ".1f"),
+        "changed": f"{100 * (get('changed_fraction') or 0):.0f} %",
+    }
 
 
 def exact_text(exact: dict[str, float] | None, key: str = "draw") -> str:
@@ -430,17 +510,41 @@ def results_table(arms: list[ArmResult], title: str) -> Any:
 
     def pct(arm: ArmResult, key: str) -> str:
         lo, hi = arm.intervals[key]
-        return f"{getattr(arm, key)} · {100 * getattr(arm, key) / max(1, arm.games):.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
+        return (
+            f"{getattr(arm, key)} · {100 * getattr(arm, key) / max(1, arm.games):.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
+        )
 
     t = Table(title=title)
     budget_cols = list(budget_text(ArmResult("", "", "")))
-    for col in ("opponent", "seat", "mode", "games", "distinct games/boards", "wins · % [95% CI]", "draws", "losses",
-                "illegal", "exact W/D/L", *budget_cols):
+    for col in (
+        "opponent",
+        "seat",
+        "mode",
+        "games",
+        "distinct games/boards",
+        "wins · % [95% CI]",
+        "draws",
+        "losses",
+        "illegal",
+        "exact W/D/L",
+        *budget_cols,
+    ):
         t.add_column(col, justify="right" if col not in ("opponent", "mode") else "left")
     for a in arms:
         exact = "—" if not a.exact else "/".join(exact_text(a.exact, k) for k in ("win", "draw", "loss"))
-        t.add_row(a.opponent, a.seat, a.mode, str(a.games), f"{a.distinct_games}/{a.distinct_boards}", pct(a, "wins"),
-                  pct(a, "draws"), pct(a, "losses"), pct(a, "illegal"), exact, *budget_text(a).values())
+        t.add_row(
+            a.opponent,
+            a.seat,
+            a.mode,
+            str(a.games),
+            f"{a.distinct_games}/{a.distinct_boards}",
+            pct(a, "wins"),
+            pct(a, "draws"),
+            pct(a, "losses"),
+            pct(a, "illegal"),
+            exact,
+            *budget_text(a).values(),
+        )
     return t
 
 
@@ -464,7 +568,9 @@ def run(args: argparse.Namespace) -> int:
 
     progress = progress_publisher(args.mqtt, run=args.run_id or f"evaluate-{int(time.time())}")
     arms = [ArmResult(opponent=o, seat=s, mode=m) for o, s, m in itertools.product(args.opponent, args.seat, args.mode)]
-    console.print(f"evaluating {meta['model']} ({meta['steering']}): {len(arms)} arms × {args.games} games, via {args.via}, seed {args.seed}")
+    console.print(
+        f"evaluating {meta['model']} ({meta['steering']}): {len(arms)} arms × {args.games} games, via {args.via}, seed {args.seed}"
+    )
     t_all = time.perf_counter()
     for arm in arms:
         if not _run_arm(bot, arm, args, console, progress):
@@ -475,18 +581,24 @@ def run(args: argparse.Namespace) -> int:
     meta["weights_unchanged"] = snapshots_agree(meta["weights_before"], meta["weights_after"])
     console.print(results_table(arms, f"{meta['model']} — {meta['steering']} — via {args.via} — seed {args.seed}"))
     console.print(f"reader: {json.dumps(bot.stats())}")
-    console.print("weights before and after the run: " + ("identical" if meta["weights_unchanged"] else
-                                                          "[red]CHANGED[/] — this run's results are not valid"))
+    console.print(
+        "weights before and after the run: "
+        + ("identical" if meta["weights_unchanged"] else "[red]CHANGED[/] — this run's results are not valid")
+    )
     if json_out is not None:
         _write_json(json_out, meta, arms, args, elapsed)
         console.print(f"wrote {json_out}")
     progress.summary({"arms": [asdict(a) | {"name": a.name} for a in arms], "seconds": round(elapsed, 1), "done": True})
     progress.close()
     if progress.enabled:
-        console.print(f"published progress to {args.mqtt} as run {progress.run} ({progress.sent} messages, "
-                      f"{progress.dropped} dropped)")
-    console.print(f"done: {sum(a.games for a in arms)} games "
-                  f"({sum(a.distinct_games for a in arms)} distinct game records) in {elapsed:.0f} s")
+        console.print(
+            f"published progress to {args.mqtt} as run {progress.run} ({progress.sent} messages, "
+            f"{progress.dropped} dropped)"
+        )
+    console.print(
+        f"done: {sum(a.games for a in arms)} games "
+        f"({sum(a.distinct_games for a in arms)} distinct game records) in {elapsed:.0f} s"
+    )
     return 0 if meta["weights_unchanged"] else 1
 
 
@@ -499,8 +611,10 @@ def _argument_problem(args: argparse.Namespace) -> str:
     if args.control != "none" and args.policy in (None, "", "none"):
         return "--control needs --policy (the steering to control for)"
     if args.via == "server" and any(o not in SERVER_OPPONENTS for o in args.opponent):
-        return (f"the server's house bots are {', '.join(SERVER_OPPONENTS)}; "
-                "play eps0.1/eps0.3 with --via local (or see `autosteer-train heldout` for exact values)")
+        return (
+            f"the server's house bots are {', '.join(SERVER_OPPONENTS)}; "
+            "play eps0.1/eps0.3 with --via local (or see `autosteer-train heldout` for exact values)"
+        )
     return ""
 
 
@@ -529,13 +643,22 @@ def _run_arm(bot: Any, arm: ArmResult, args: argparse.Namespace, console: Any, p
     return True
 
 
-def _write_json(json_out: Path, meta: dict[str, Any], arms: list[ArmResult], args: argparse.Namespace,
-                elapsed: float) -> None:
+def _write_json(
+    json_out: Path, meta: dict[str, Any], arms: list[ArmResult], args: argparse.Namespace, elapsed: float
+) -> None:
     """The run's meta and every arm's results as JSON (``--json-out``)."""
-    out = {"meta": {**meta, "via": args.via, "seed": args.seed, "games_per_arm": args.games,
-                    "concurrency": args.concurrency, "seconds": round(elapsed, 1),
-                    "command": "autosteer-train evaluate " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else ""},
-           "arms": [asdict(a) | {"name": a.name} for a in arms]}
+    out = {
+        "meta": {
+            **meta,
+            "via": args.via,
+            "seed": args.seed,
+            "games_per_arm": args.games,
+            "concurrency": args.concurrency,
+            "seconds": round(elapsed, 1),
+            "command": "autosteer-train evaluate " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "",
+        },
+        "arms": [asdict(a) | {"name": a.name} for a in arms],
+    }
     json_out.write_text(json.dumps(out, indent=2) + "\n")
 
 
@@ -548,8 +671,16 @@ class _Published:
     def update(self, n: int = 1) -> None:
         self.bar.update(n)
         a = self.arm
-        self.progress.progress(arm=a.name, done=self.bar.n, total=self.bar.total, wins=a.wins, draws=a.draws,
-                               losses=a.losses, illegal=a.illegal, force=self.bar.n == self.bar.total)
+        self.progress.progress(
+            arm=a.name,
+            done=self.bar.n,
+            total=self.bar.total,
+            wins=a.wins,
+            draws=a.draws,
+            losses=a.losses,
+            illegal=a.illegal,
+            force=self.bar.n == self.bar.total,
+        )
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.bar, name)
@@ -565,8 +696,10 @@ def prepare_json_out(value: str) -> Path:
     folder = path.parent
     if not folder.exists():
         if not folder.parent.is_dir():
-            raise ValueError(f"--json {value}: the folder {folder} does not exist, nor does {folder.parent}; "
-                             "create it first (only one missing folder level is created)")
+            raise ValueError(
+                f"--json {value}: the folder {folder} does not exist, nor does {folder.parent}; "
+                "create it first (only one missing folder level is created)"
+            )
         folder.mkdir()
         print(f"created the folder {folder} for --json", flush=True)
     elif not folder.is_dir():
@@ -592,20 +725,40 @@ def build_evaluation_bot(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]
     if policy is not None and sae is None:
         why = "--sae none was given" if args.sae == "none" else "no SAE is shipped in bots/llm/artifacts"
         if args.policy == POLICY_AUTO:
-            policy, steering_note = None, f"no steering (--policy auto: {find_shipped_policy()} needs an SAE, but {why})"
+            policy, steering_note = (
+                None,
+                f"no steering (--policy auto: {find_shipped_policy()} needs an SAE, but {why})",
+            )
         else:
             raise ValueError(f"--policy {args.policy} needs the SAE whose features it steers: pass --sae ({why})")
     print(f"[llm] steering: {steering_note}", flush=True)
-    bot = LLMBot(lm, sae=sae, policy=policy, mode=args.mode[0], top_k=8 if sae else 0,
-                 cache_boards=args.cache_boards, control=args.control, control_seed=args.seed, verbose=True,
-                 digit_mass=True)
-    meta = {"model": lm.name, "model_weights": lm.weights_hash()[:16],
-            "sae": sae.source if sae else None, "sae_weights": sae.weights_hash()[:16] if sae else None,
-            "hook": sae.hook_name if sae else None,
-            "policy": str(getattr(policy, "source", "") or args.policy) if policy else None,
-            "policy_digest": policy.digest if policy else None,
-            "control": args.control,
-            "steering": (f"{policy.kind} policy {policy.digest}" + (f", control: {args.control}" if args.control != "none" else "")
-                         if policy else "unsteered"),
-            "scale_source": bot.steering.scale_source if bot.steering else None, "reader": bot.reader.kind}
+    bot = LLMBot(
+        lm,
+        sae=sae,
+        policy=policy,
+        mode=args.mode[0],
+        top_k=8 if sae else 0,
+        cache_boards=args.cache_boards,
+        control=args.control,
+        control_seed=args.seed,
+        verbose=True,
+        digit_mass=True,
+    )
+    meta = {
+        "model": lm.name,
+        "model_weights": lm.weights_hash()[:16],
+        "sae": sae.source if sae else None,
+        "sae_weights": sae.weights_hash()[:16] if sae else None,
+        "hook": sae.hook_name if sae else None,
+        "policy": str(getattr(policy, "source", "") or args.policy) if policy else None,
+        "policy_digest": policy.digest if policy else None,
+        "control": args.control,
+        "steering": (
+            f"{policy.kind} policy {policy.digest}" + (f", control: {args.control}" if args.control != "none" else "")
+            if policy
+            else "unsteered"
+        ),
+        "scale_source": bot.steering.scale_source if bot.steering else None,
+        "reader": bot.reader.kind,
+    }
     return bot, meta

@@ -49,13 +49,33 @@ def _heldout_cells(held: dict[str, Any] | None, name: str, mode: str, seat: str)
     return [draws or "—", nonloss("random"), nonloss("eps0.1"), kept]
 
 
-def headline_table(evaluations: Sequence[dict[str, Any]], held: dict[str, Any] | None, opponent: str = "minimax",
-                   held_names: dict[str, str] | None = None) -> list[str]:
+def headline_table(
+    evaluations: Sequence[dict[str, Any]],
+    held: dict[str, Any] | None,
+    opponent: str = "minimax",
+    held_names: dict[str, str] | None = None,
+) -> list[str]:
     """One row per (policy, seat, mode) against ``opponent``. ``held_names`` maps a row
     label to the policy's name in the held-out report."""
-    head = ["steering", "seat", "mode", "games", "distinct games / boards", "draws (sampled) [95 % CI]", "exact draw",
-            "illegal", "‖Δ‖/‖h‖ mean/max", "KL", "digit mass mean/min (unsteered)", "features / move", "changed",
-            "held out: draw as `rows` / `list`", "held out: not lost vs random", "vs ε=0.1", "all positions: value kept"]
+    head = [
+        "steering",
+        "seat",
+        "mode",
+        "games",
+        "distinct games / boards",
+        "draws (sampled) [95 % CI]",
+        "exact draw",
+        "illegal",
+        "‖Δ‖/‖h‖ mean/max",
+        "KL",
+        "digit mass mean/min (unsteered)",
+        "features / move",
+        "changed",
+        "held out: draw as `rows` / `list`",
+        "held out: not lost vs random",
+        "vs ε=0.1",
+        "all positions: value kept",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for data in evaluations:
         label = _label(data)
@@ -63,9 +83,17 @@ def headline_table(evaluations: Sequence[dict[str, Any]], held: dict[str, Any] |
             if arm["opponent"] != opponent:
                 continue
             exact = arm.get("exact")
-            cells = [label, arm["seat"], arm["mode"], str(arm["games"]),
-                     f"{arm.get('distinct_games', '—')} / {arm.get('distinct_boards', '—')}", _rate(arm, "draws"),
-                     _pct(exact["draw"]) if exact else "—", _rate(arm, "illegal"), _budget(arm)]
+            cells = [
+                label,
+                arm["seat"],
+                arm["mode"],
+                str(arm["games"]),
+                f"{arm.get('distinct_games', '—')} / {arm.get('distinct_boards', '—')}",
+                _rate(arm, "draws"),
+                _pct(exact["draw"]) if exact else "—",
+                _rate(arm, "illegal"),
+                _budget(arm),
+            ]
             cells += _heldout_cells(held, (held_names or {}).get(label, ""), arm["mode"], arm["seat"])
             lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -73,18 +101,40 @@ def headline_table(evaluations: Sequence[dict[str, Any]], held: dict[str, Any] |
 
 def random_table(evaluations: Sequence[dict[str, Any]]) -> list[str]:
     """Against the random player: sampled wins and draws, exact wins, distinct counts."""
-    head = ["steering", "seat", "mode", "games", "distinct games / boards", "wins (sampled)", "draws (sampled)",
-            "exact win / draw", "illegal"]
+    head = [
+        "steering",
+        "seat",
+        "mode",
+        "games",
+        "distinct games / boards",
+        "wins (sampled)",
+        "draws (sampled)",
+        "exact win / draw",
+        "illegal",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for data in evaluations:
         for arm in data["arms"]:
             if arm["opponent"] != "random":
                 continue
             e = arm.get("exact")
-            lines.append("| " + " | ".join([
-                _label(data), arm["seat"], arm["mode"], str(arm["games"]),
-                f"{arm.get('distinct_games', '—')} / {arm.get('distinct_boards', '—')}", _rate(arm, "wins"),
-                _rate(arm, "draws"), f"{_pct(e['win'])} / {_pct(e['draw'])}" if e else "—", _rate(arm, "illegal")]) + " |")
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        _label(data),
+                        arm["seat"],
+                        arm["mode"],
+                        str(arm["games"]),
+                        f"{arm.get('distinct_games', '—')} / {arm.get('distinct_boards', '—')}",
+                        _rate(arm, "wins"),
+                        _rate(arm, "draws"),
+                        f"{_pct(e['win'])} / {_pct(e['draw'])}" if e else "—",
+                        _rate(arm, "illegal"),
+                    ]
+                )
+                + " |"
+            )
     return lines
 
 
@@ -92,8 +142,11 @@ def compact_table(evaluations: Sequence[dict[str, Any]], opponent: str = "minima
     """One row per evaluation: draws per seat and mode (sampled, then exact, then distinct
     games), and the budget of the X/masked arm."""
     order = [("X", "strict"), ("X", "masked"), ("O", "strict"), ("O", "masked")]
-    head = ["steering"] + [f"{seat} {mode}: draws (exact) · distinct games" for seat, mode in order] + [
-        "‖Δ‖/‖h‖ (X masked)", "KL", "digit mass mean/min", "changed"]
+    head = (
+        ["steering"]
+        + [f"{seat} {mode}: draws (exact) · distinct games" for seat, mode in order]
+        + ["‖Δ‖/‖h‖ (X masked)", "KL", "digit mass mean/min", "changed"]
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for data in evaluations:
         arms = {(a["seat"], a["mode"]): a for a in data["arms"] if a["opponent"] == opponent}
@@ -104,8 +157,10 @@ def compact_table(evaluations: Sequence[dict[str, Any]], opponent: str = "minima
                 cells.append("—")
                 continue
             e = a.get("exact")
-            cells.append(f"{100 * a['draws'] / max(1, a['games']):.1f} % ({_pct(e['draw']) if e else '—'}) · "
-                         f"{a.get('distinct_games', '—')}")
+            cells.append(
+                f"{100 * a['draws'] / max(1, a['games']):.1f} % ({_pct(e['draw']) if e else '—'}) · "
+                f"{a.get('distinct_games', '—')}"
+            )
         xm = arms.get(("X", "masked"))
         if xm:
             from training.evaluate import budget_text

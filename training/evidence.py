@@ -67,9 +67,12 @@ def weights_snapshot(lm: Any, sae: Any = None, policy: Any = None) -> dict[str, 
     the policy's canonical content and its file. Taken before and after an evaluation run
     and stored with the results: equal hashes show that steering changed no weight and
     that the policy evaluated is the one named."""
-    return {"model": lm.weights_hash(), "sae": sae.weights_hash() if sae is not None else None,
-            "policy_digest": policy.digest if policy is not None else None,
-            "policy_file": file_digest(getattr(policy, "source", None)) if policy is not None else None}
+    return {
+        "model": lm.weights_hash(),
+        "sae": sae.weights_hash() if sae is not None else None,
+        "policy_digest": policy.digest if policy is not None else None,
+        "policy_file": file_digest(getattr(policy, "source", None)) if policy is not None else None,
+    }
 
 
 def snapshots_agree(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:

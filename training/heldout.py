@@ -58,7 +58,8 @@ class PositionTally:
 
     def __init__(self, modes: Sequence[str]) -> None:
         self.counts: dict[str, dict[str, dict[str, list[int]]]] = {
-            m: {side: {p: [0, 0, 0] for p, *_ in PHASES} for side in ("X", "O")} for m in modes}
+            m: {side: {p: [0, 0, 0] for p, *_ in PHASES} for side in ("X", "O")} for m in modes
+        }
 
     def add(self, board: Board, probs: Sequence[float], mode: str) -> None:
         from bots.llm.player import read_move
@@ -79,17 +80,26 @@ class PositionTally:
             out[mode] = {}
             for side, phases in sides.items():
                 rows: dict[str, dict[str, Any]]
-                rows = {p: {"positions": n, "preserving": ok, "illegal": bad, "share": round(ok / n, 4) if n else None}
-                        for p, (n, ok, bad) in phases.items()}
+                rows = {
+                    p: {"positions": n, "preserving": ok, "illegal": bad, "share": round(ok / n, 4) if n else None}
+                    for p, (n, ok, bad) in phases.items()
+                }
                 n = sum(r["positions"] for r in rows.values())
                 ok = sum(r["preserving"] for r in rows.values())
                 bad = sum(r["illegal"] for r in rows.values())
-                rows["all"] = {"positions": n, "preserving": ok, "illegal": bad, "share": round(ok / n, 4) if n else None}
+                rows["all"] = {
+                    "positions": n,
+                    "preserving": ok,
+                    "illegal": bad,
+                    "share": round(ok / n, 4) if n else None,
+                }
                 out[mode][side] = rows
         return out
 
 
-def position_check(bots: dict[str, Any], modes: Sequence[str], chunk: int = 256, progress: Any = None) -> dict[str, Any]:
+def position_check(
+    bots: dict[str, Any], modes: Sequence[str], chunk: int = 256, progress: Any = None
+) -> dict[str, Any]:
     """Play every open position with each bot (the side to move is the LLM) and count
     value-preserving moves (:class:`PositionTally`) and the steering budget over them."""
     from training.evaluate import ArmResult, BudgetTally
@@ -98,7 +108,7 @@ def position_check(bots: dict[str, Any], modes: Sequence[str], chunk: int = 256,
     tallies = {name: PositionTally(modes) for name in bots}
     budgets = {name: BudgetTally() for name in bots}
     for start in range(0, len(boards), chunk):
-        part = boards[start:start + chunk]
+        part = boards[start : start + chunk]
         for name, bot in bots.items():
             moves = bot.play(part)
             budgets[name].add(moves)
@@ -111,13 +121,22 @@ def position_check(bots: dict[str, Any], modes: Sequence[str], chunk: int = 256,
     for name in bots:
         arm = ArmResult("all positions", "side to move", "both")
         budgets[name].into(arm)
-        out[name] = {"positions": tallies[name].summary(),
-                     "budget": {k: getattr(arm, k) for k in BUDGET_KEYS}}
+        out[name] = {"positions": tallies[name].summary(), "budget": {k: getattr(arm, k) for k in BUDGET_KEYS}}
     return out
 
 
-BUDGET_KEYS = ("llm_moves", "mean_abs_coef", "mean_norm_ratio", "max_norm_ratio", "mean_kl", "mean_digit_mass",
-               "min_digit_mass", "mean_base_digit_mass", "mean_features_active", "changed_fraction")
+BUDGET_KEYS = (
+    "llm_moves",
+    "mean_abs_coef",
+    "mean_norm_ratio",
+    "max_norm_ratio",
+    "mean_kl",
+    "mean_digit_mass",
+    "min_digit_mass",
+    "mean_base_digit_mass",
+    "mean_features_active",
+    "changed_fraction",
+)
 
 
 def exact_grid(bots: dict[str, Any], modes: Sequence[str], opponents: Sequence[str]) -> dict[str, Any]:
@@ -129,8 +148,9 @@ def exact_grid(bots: dict[str, Any], modes: Sequence[str], opponents: Sequence[s
         out[name] = {}
         for mode in modes:
             bot.set_mode(mode)
-            out[name][mode] = {opp: {seat: exact_probabilities(bot, seat, opp) for seat in ("X", "O")}
-                               for opp in opponents}
+            out[name][mode] = {
+                opp: {seat: exact_probabilities(bot, seat, opp) for seat in ("X", "O")} for opp in opponents
+            }
     return out
 
 
@@ -144,8 +164,16 @@ def shared_reader(lm: Any, sae: Any, phrasing: str = "grid", cache_boards: int =
     return make_reader(lm, hook, phrasing=phrasing, cache_boards=cache_boards, steerable=True, digit_mass=True)
 
 
-def policy_bots(lm: Any, sae: Any, policies: dict[str, Any], *, phrasing: str = "grid", cache_boards: int = 256,
-                directions: dict[str, Any] | None = None, reader: Any = None) -> dict[str, Any]:
+def policy_bots(
+    lm: Any,
+    sae: Any,
+    policies: dict[str, Any],
+    *,
+    phrasing: str = "grid",
+    cache_boards: int = 256,
+    directions: dict[str, Any] | None = None,
+    reader: Any = None,
+) -> dict[str, Any]:
     """One ``LLMBot`` per policy (None: unsteered), all sharing one answer reader for
     ``phrasing`` (``reader``, or a new one caching ``cache_boards`` boards), so each board's
     prompt runs once. ``directions[name]`` replaces that policy's SAE decoder rows (a control)."""
@@ -155,19 +183,37 @@ def policy_bots(lm: Any, sae: Any, policies: dict[str, Any], *, phrasing: str = 
         reader = shared_reader(lm, sae, phrasing, cache_boards)
     out = {}
     for name, policy in policies.items():
-        bot = LLMBot(lm, sae=sae if policy is not None else None, policy=policy, mode="masked", top_k=0,
-                     phrasing=phrasing, cache_boards=1, digit_mass=True,
-                     directions=(directions or {}).get(name))
+        bot = LLMBot(
+            lm,
+            sae=sae if policy is not None else None,
+            policy=policy,
+            mode="masked",
+            top_k=0,
+            phrasing=phrasing,
+            cache_boards=1,
+            digit_mass=True,
+            directions=(directions or {}).get(name),
+        )
         bot.reader = reader
         out[name] = bot
     return out
 
 
-def heldout_report(lm: Any, sae: Any, policies: dict[str, Any], *, modes: Sequence[str] = ("strict", "masked"),
-                   phrasings: Sequence[str] = ("grid", "rows", "list"),
-                   opponents: Sequence[str] = HELD_OUT_OPPONENTS, positions: bool = True, chunk: int = 256,
-                   cache_boards: int = 5000, directions: dict[str, Any] | None = None,
-                   progress: Any = None, readers: dict[str, Any] | None = None) -> dict[str, Any]:
+def heldout_report(
+    lm: Any,
+    sae: Any,
+    policies: dict[str, Any],
+    *,
+    modes: Sequence[str] = ("strict", "masked"),
+    phrasings: Sequence[str] = ("grid", "rows", "list"),
+    opponents: Sequence[str] = HELD_OUT_OPPONENTS,
+    positions: bool = True,
+    chunk: int = 256,
+    cache_boards: int = 5000,
+    directions: dict[str, Any] | None = None,
+    progress: Any = None,
+    readers: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """All three held-out checks for ``policies`` (name → policy or None), as one dict:
     ``{"phrasings": {phrasing: {policy: {mode: {"minimax": {seat: exact}}}}},
     "opponents": {policy: {mode: {opponent: {seat: exact}}}}, "positions": {policy: …}}``.
@@ -175,8 +221,9 @@ def heldout_report(lm: Any, sae: Any, policies: dict[str, Any], *, modes: Sequen
     out: dict[str, Any] = {"phrasings": {}, "opponents": {}, "positions": {}}
     for phrasing in phrasings:
         reader = (readers or {}).get(phrasing)
-        bots = policy_bots(lm, sae, policies, phrasing=phrasing, cache_boards=cache_boards, directions=directions,
-                           reader=reader)
+        bots = policy_bots(
+            lm, sae, policies, phrasing=phrasing, cache_boards=cache_boards, directions=directions, reader=reader
+        )
         opps = list(opponents) if phrasing == "grid" else ["minimax"]
         grid = exact_grid(bots, modes, opps)
         out["phrasings"][phrasing] = {n: {m: {"minimax": g[m]["minimax"]} for m in modes} for n, g in grid.items()}
@@ -193,6 +240,7 @@ def heldout_report(lm: Any, sae: Any, policies: dict[str, Any], *, modes: Sequen
 def markdown_summary(report: dict[str, Any], mode: str = "masked") -> list[str]:
     """Rows of a markdown table: per policy, exact draw (+win) rates as X / O on the held-out
     phrasings and opponents, and the value-preserving share over all positions."""
+
     def pct(e: dict[str, float] | None, key: str = "draw") -> str:
         return "—" if not e else f"{100 * e[key]:.1f}"
 
@@ -202,8 +250,12 @@ def markdown_summary(report: dict[str, Any], mode: str = "masked") -> list[str]:
     phrasings = list(report["phrasings"])
     first: dict[str, Any] = next(iter(report["opponents"].values()), {})
     opponents = [o for o in first.get(mode, {}) if o != "minimax"]
-    head = (["policy"] + [f"{p} vs minimax: draw X / O" for p in phrasings]
-            + [f"vs {o}: not lost X / O" for o in opponents] + ["value-preserving, all positions: X / O"])
+    head = (
+        ["policy"]
+        + [f"{p} vs minimax: draw X / O" for p in phrasings]
+        + [f"vs {o}: not lost X / O" for o in opponents]
+        + ["value-preserving, all positions: X / O"]
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in report["opponents"]:
         cells = [name]
@@ -225,20 +277,32 @@ def markdown_summary(report: dict[str, Any], mode: str = "masked") -> list[str]:
 
 # --------------------------------------------------------------------------- CLI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--policy", action="append", default=None, metavar="PATH",
-                        help="policy to check (repeatable): a policy file, 'auto' (the shipped one) or 'none' "
-                             "(unsteered); default: auto and none")
+    parser.add_argument(
+        "--policy",
+        action="append",
+        default=None,
+        metavar="PATH",
+        help="policy to check (repeatable): a policy file, 'auto' (the shipped one) or 'none' "
+        "(unsteered); default: auto and none",
+    )
     parser.add_argument("--model", default="smollm2", help="model spec (see autosteer-bot run --kind llm)")
     parser.add_argument("--sae", default="auto", help="SAE folder or registry id ('auto': the shipped SAE)")
     parser.add_argument("--mode", default="strict,masked", help="comma list of move-reading modes")
     parser.add_argument("--phrasings", default="grid,rows,list", help="comma list of prompt phrasings")
-    parser.add_argument("--opponents", default=",".join(HELD_OUT_OPPONENTS),
-                        help="comma list of opponents for the exact walk (minimax, random, eps<ε>)")
+    parser.add_argument(
+        "--opponents",
+        default=",".join(HELD_OUT_OPPONENTS),
+        help="comma list of opponents for the exact walk (minimax, random, eps<ε>)",
+    )
     parser.add_argument("--no-positions", action="store_true", help="skip the all-positions check (4,520 boards)")
     parser.add_argument("--chunk", type=int, default=256, help="positions played per chunk")
-    parser.add_argument("--cache-boards", type=int, default=5000,
-                        help="boards whose prompt state is kept (5,000 holds every open position: each prompt runs once; "
-                             "about 0.9 MB a board for SmolLM2)")
+    parser.add_argument(
+        "--cache-boards",
+        type=int,
+        default=5000,
+        help="boards whose prompt state is kept (5,000 holds every open position: each prompt runs once; "
+        "about 0.9 MB a board for SmolLM2)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--json", dest="json_out", default=None, metavar="PATH", help="write the report as JSON")
 
@@ -283,15 +347,27 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"[red]error:[/] {exc}")
         return 2
     before = {n: weights_snapshot(lm, sae, p) for n, p in policies.items()}
-    console.print(f"held-out checks of {', '.join(policies)} on {lm.name}: phrasings {', '.join(phrasings)}; "
-                  f"opponents {', '.join(opponents)}; modes {', '.join(modes)}"
-                  + ("" if args.no_positions else "; every open position (4,520)"))
+    console.print(
+        f"held-out checks of {', '.join(policies)} on {lm.name}: phrasings {', '.join(phrasings)}; "
+        f"opponents {', '.join(opponents)}; modes {', '.join(modes)}"
+        + ("" if args.no_positions else "; every open position (4,520)")
+    )
     t0 = time.perf_counter()
-    with tqdm(total=0 if args.no_positions else len(open_positions()), desc="positions", unit="board",
-              file=sys.stderr) as bar:
-        report = heldout_report(lm, sae, policies, modes=modes, phrasings=phrasings, opponents=opponents,
-                                positions=not args.no_positions, chunk=args.chunk, cache_boards=args.cache_boards,
-                                progress=bar.update)
+    with tqdm(
+        total=0 if args.no_positions else len(open_positions()), desc="positions", unit="board", file=sys.stderr
+    ) as bar:
+        report = heldout_report(
+            lm,
+            sae,
+            policies,
+            modes=modes,
+            phrasings=phrasings,
+            opponents=opponents,
+            positions=not args.no_positions,
+            chunk=args.chunk,
+            cache_boards=args.cache_boards,
+            progress=bar.update,
+        )
     after = {n: weights_snapshot(lm, sae, p) for n, p in policies.items()}
     unchanged = all(snapshots_agree(before[n], after[n]) for n in policies)
     elapsed = time.perf_counter() - t0
@@ -301,11 +377,19 @@ def run(args: argparse.Namespace) -> int:
             console.print(line, markup=False)
     console.print("weights before and after: " + ("identical" if unchanged else "[red]CHANGED[/]"))
     if json_out is not None:
-        meta = {"model": lm.name, "sae": getattr(sae, "source", None),
-                "policies": {n: (p.digest if p else None) for n, p in policies.items()},
-                "modes": modes, "phrasings": phrasings, "opponents": opponents, "seconds": round(elapsed, 1),
-                "weights_before": before, "weights_after": after, "weights_unchanged": unchanged,
-                "command": "autosteer-train heldout " + " ".join(sys.argv[2:])}
+        meta = {
+            "model": lm.name,
+            "sae": getattr(sae, "source", None),
+            "policies": {n: (p.digest if p else None) for n, p in policies.items()},
+            "modes": modes,
+            "phrasings": phrasings,
+            "opponents": opponents,
+            "seconds": round(elapsed, 1),
+            "weights_before": before,
+            "weights_after": after,
+            "weights_unchanged": unchanged,
+            "command": "autosteer-train heldout " + " ".join(sys.argv[2:]),
+        }
         json_out.write_text(json.dumps({"meta": meta, **report}, indent=2) + "\n")
         console.print(f"wrote {json_out}")
     console.print(f"done: held-out checks of {len(policies)} policies in {elapsed:.0f} s")

@@ -58,26 +58,30 @@ def _concept_descriptions() -> dict[str, str]:
         d[f"mine_{k}"] = f"cell {k} holds my mark"
         d[f"theirs_{k}"] = f"cell {k} holds the opponent's mark"
         d[f"empty_{k}"] = f"cell {k} is empty"
-    d.update({
-        "can_win": "I can win with this move",
-        "opponent_threatens": "the opponent threatens to complete a line",
-        "must_block": "I must block the opponent's line (and cannot win at once)",
-        "fork_available": "I can make a fork (two threats at once)",
-        "plays_x": "I play X",
-        "opening": "the board is empty (first move)",
-        "late_game": "at most three cells are empty",
-        "centre_taken": "the centre is taken",
-        "position_won": "the position is won for me with perfect play",
-        "position_lost": "the position is lost for me with perfect play",
-    })
+    d.update(
+        {
+            "can_win": "I can win with this move",
+            "opponent_threatens": "the opponent threatens to complete a line",
+            "must_block": "I must block the opponent's line (and cannot win at once)",
+            "fork_available": "I can make a fork (two threats at once)",
+            "plays_x": "I play X",
+            "opening": "the board is empty (first move)",
+            "late_game": "at most three cells are empty",
+            "centre_taken": "the centre is taken",
+            "position_won": "the position is won for me with perfect play",
+            "position_lost": "the position is lost for me with perfect play",
+        }
+    )
     for k in range(1, 10):
         d[f"optimal_{k}"] = f"cell {k} is a best move (in minimax's choice set)"
     return d
 
 
 def _model_concept_descriptions() -> dict[str, str]:
-    d = {"model_move_illegal": "the unsteered model would name an occupied cell",
-         "model_move_optimal": "the unsteered model's move keeps the game's value"}
+    d = {
+        "model_move_illegal": "the unsteered model would name an occupied cell",
+        "model_move_optimal": "the unsteered model's move keeps the game's value",
+    }
     for k in range(1, 10):
         d[f"model_picks_{k}"] = f"the unsteered model would pick cell {k}"
     return d
@@ -146,8 +150,10 @@ def model_concepts(board: Board, model_cell: int) -> dict[str, bool]:
 
     if not 1 <= model_cell <= 9:
         raise LabelError(f"model cell {model_cell!r} is not in 1..9")
-    out = {"model_move_illegal": board.code[model_cell - 1] != ".",
-           "model_move_optimal": model_cell in value_preserving_cells(board)}
+    out = {
+        "model_move_illegal": board.code[model_cell - 1] != ".",
+        "model_move_optimal": model_cell in value_preserving_cells(board),
+    }
     for k in range(1, 10):
         out[f"model_picks_{k}"] = model_cell == k
     return out
@@ -199,7 +205,9 @@ def detector_scores(fires: np.ndarray, concepts: np.ndarray) -> DetectorScores:
     fires = np.asarray(fires, dtype=bool)
     concepts = np.asarray(concepts, dtype=bool)
     if fires.ndim != 2 or concepts.ndim != 2 or fires.shape[0] != concepts.shape[0]:
-        raise LabelError(f"fires {fires.shape} and concepts {concepts.shape} must be [n_samples, *] with the same n_samples")
+        raise LabelError(
+            f"fires {fires.shape} and concepts {concepts.shape} must be [n_samples, *] with the same n_samples"
+        )
     tp = fires.T.astype(np.float64) @ concepts.astype(np.float64)  # [F, C]
     n_fire = fires.sum(0).astype(np.float64)
     n_conc = concepts.sum(0).astype(np.float64)
@@ -214,8 +222,9 @@ def detector_scores(fires: np.ndarray, concepts: np.ndarray) -> DetectorScores:
         tn = n - tp - fp - fn
         den = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
         mcc = np.where(den > 0, (tp * tn - fp * fn) / np.where(den > 0, den, 1), 0.0)
-    return DetectorScores(precision, recall, f1, mcc, n_fire.astype(np.int64), n_conc.astype(np.int64),
-                          int(fires.shape[0]))
+    return DetectorScores(
+        precision, recall, f1, mcc, n_fire.astype(np.int64), n_conc.astype(np.int64), int(fires.shape[0])
+    )
 
 
 def best_concepts(scores: DetectorScores, *, min_fires: int = 5) -> list[tuple[int, int, float]]:
@@ -279,8 +288,12 @@ def cell_effect(delta_prob: np.ndarray, kl: np.ndarray, *, threshold: float = 0.
     order = np.argsort(-np.abs(mean), kind="stable")
     promotes = [int(i) + 1 for i in order if mean[i] >= threshold]
     suppresses = [int(i) + 1 for i in order if mean[i] <= -threshold]
-    return {"promotes": promotes, "suppresses": suppresses, "kl": round(float(np.mean(kl)), 4),
-            "mean_delta_prob": [round(float(x), 4) for x in mean]}
+    return {
+        "promotes": promotes,
+        "suppresses": suppresses,
+        "kl": round(float(np.mean(kl)), 4),
+        "mean_delta_prob": [round(float(x), 4) for x in mean],
+    }
 
 
 # ---------------------------------------------------------------- features.json

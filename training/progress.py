@@ -46,7 +46,9 @@ class ProgressPublisher:
 
         host, port, self.prefix = parse_mqtt_url(url)
         self._mqtt = mqtt
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"autosteer-train-{self.run}-{time.time_ns() % 10**6}")
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"autosteer-train-{self.run}-{time.time_ns() % 10**6}"
+        )
         client.max_queued_messages_set(queue_size)
         client.reconnect_delay_set(0.1, 5)  # type: ignore[arg-type]  # paho takes a float delay; its stub says int
         client.connect_async(host, port, keepalive=15)
@@ -60,8 +62,11 @@ class ProgressPublisher:
         """Queue one message (``type`` and ``run`` added); False when disabled or dropped."""
         if self._client is None:
             return False
-        body = json.dumps({"type": f"training_{kind}", "run": self.run, "at": time.time(), **payload},
-                          separators=(",", ":"), default=str)
+        body = json.dumps(
+            {"type": f"training_{kind}", "run": self.run, "at": time.time(), **payload},
+            separators=(",", ":"),
+            default=str,
+        )
         info = self._client.publish(self.topic(kind), body, qos=1, retain=True)
         if info.rc in (self._mqtt.MQTT_ERR_SUCCESS, self._mqtt.MQTT_ERR_NO_CONN):  # NO_CONN: kept until connected
             self.sent += 1

@@ -18,18 +18,41 @@ from training.evaluation_tables import compact_table, headline_table, random_tab
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--results-md", type=Path, default=None, metavar="PATH",
-                        help="write the results document (docs/RESULTS.md) from docs/results/*.json and the run cards")
-    parser.add_argument("--readme", type=Path, default=None, metavar="PATH",
-                        help="rewrite the headline table between the markers in this README (README.md)")
-    parser.add_argument("--evaluate", action="append", default=[], metavar="JSON",
-                        help="result of `autosteer-train evaluate` (repeatable; one row group each)")
+    parser.add_argument(
+        "--results-md",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="write the results document (docs/RESULTS.md) from docs/results/*.json and the run cards",
+    )
+    parser.add_argument(
+        "--readme",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="rewrite the headline table between the markers in this README (README.md)",
+    )
+    parser.add_argument(
+        "--evaluate",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="result of `autosteer-train evaluate` (repeatable; one row group each)",
+    )
     parser.add_argument("--heldout", default=None, metavar="JSON", help="result of `autosteer-train heldout`")
     parser.add_argument("--controls", default=None, metavar="JSON", help="result of `autosteer-train controls`")
-    parser.add_argument("--compact", action="store_true",
-                        help="one row per evaluation file (draws per seat and mode) instead of one per arm")
-    parser.add_argument("--held-name", action="append", default=[], metavar="LABEL=NAME",
-                        help="map a row label (e.g. 'policy 29752848') to its name in the held-out report (e.g. auto)")
+    parser.add_argument(
+        "--compact",
+        action="store_true",
+        help="one row per evaluation file (draws per seat and mode) instead of one per arm",
+    )
+    parser.add_argument(
+        "--held-name",
+        action="append",
+        default=[],
+        metavar="LABEL=NAME",
+        help="map a row label (e.g. 'policy 29752848') to its name in the held-out report (e.g. auto)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,6 +88,11 @@ def run(args: argparse.Namespace) -> int:
     if controls:
         print("\n### Equal-effort controls (exact)\n")
         print("\n".join(markdown_table(controls)))
-    print(f"\n(report from {len(evaluations)} evaluation file(s)"
-          + (", a held-out report" if held else "") + (", a controls report" if controls else "") + ")", file=sys.stderr)
+    print(
+        f"\n(report from {len(evaluations)} evaluation file(s)"
+        + (", a held-out report" if held else "")
+        + (", a controls report" if controls else "")
+        + ")",
+        file=sys.stderr,
+    )
     return 0

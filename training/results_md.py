@@ -31,16 +31,25 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = "docs/results"
 LEARNED_CARD = "bots/llm/artifacts/learned_policy.card.json"
 WHOLE_GAME = f"{RESULTS}/ppo_whole_game.json"
-WHOLE_GAME_RUNS = (("the recipe (labelled features)", WHOLE_GAME),
-                   ("result-only reward (`--shaping none --gamma 0.95 --gae-lambda 0.95`)", f"{RESULTS}/ppo_result_only.json"),
-                   ("control: 27 random SAE features (`--pick random`)", f"{RESULTS}/ppo_control_random_features.json"),
-                   ("control: shuffled labels (`--pick shuffled`)", f"{RESULTS}/ppo_control_shuffled.json"),
-                   ("control: 27 random directions, not SAE features (`--basis directions`)",
-                    f"{RESULTS}/ppo_control_directions.json"),
-                   ("ablation: broader coverage (`--opponents minimax,hard,medium,easy,random:3 --random-openings 0.75 "
-                    "--max-random-moves 4`)", f"{RESULTS}/ppo_ablation_coverage.json"),
-                   ("ablation: a board-independent baseline (`--baseline constant`, 131,072 steps)",
-                    f"{RESULTS}/ppo_ablation_constant_baseline.json"))
+WHOLE_GAME_RUNS = (
+    ("the recipe (labelled features)", WHOLE_GAME),
+    ("result-only reward (`--shaping none --gamma 0.95 --gae-lambda 0.95`)", f"{RESULTS}/ppo_result_only.json"),
+    ("control: 27 random SAE features (`--pick random`)", f"{RESULTS}/ppo_control_random_features.json"),
+    ("control: shuffled labels (`--pick shuffled`)", f"{RESULTS}/ppo_control_shuffled.json"),
+    (
+        "control: 27 random directions, not SAE features (`--basis directions`)",
+        f"{RESULTS}/ppo_control_directions.json",
+    ),
+    (
+        "ablation: broader coverage (`--opponents minimax,hard,medium,easy,random:3 --random-openings 0.75 "
+        "--max-random-moves 4`)",
+        f"{RESULTS}/ppo_ablation_coverage.json",
+    ),
+    (
+        "ablation: a board-independent baseline (`--baseline constant`, 131,072 steps)",
+        f"{RESULTS}/ppo_ablation_constant_baseline.json",
+    ),
+)
 SAE_CARD = "bots/llm/artifacts/sae/RUN_CARD.json"
 SERVER_LOAD = f"{RESULTS}/server_load_2026-11-29.json"
 SERVER_LOAD_NO_STORING = f"{RESULTS}/server_load_no_storing_2026-11-29.json"
@@ -98,42 +107,56 @@ def fixed_vector_vs_minimax_and_random(f: Files) -> list[str]:
     evaluations = [f[f"{RESULTS}/llm_baseline_unsteered.json"], f[f"{RESULTS}/llm_steered_fixed.json"]]
     held = f.get(f"{RESULTS}/heldout_fixed.json")
     names = {"unsteered": "none", "policy 29752848": "auto"}  # the names the held-out JSON stores
-    return ["Commands: `autosteer-train evaluate [--policy bots/llm/artifacts/policy.json] --games 1000 --seed 0 "
+    return (
+        [
+            "Commands: `autosteer-train evaluate [--policy bots/llm/artifacts/policy.json] --games 1000 --seed 0 "
             "--cache-boards 3000 --json FILE` and `autosteer-train heldout --policy bots/llm/artifacts/policy.json "
-            "--policy none`. \"policy 29752848\" is the shipped fixed vector (`bots/llm/artifacts/policy.json`). "
+            '--policy none`. "policy 29752848" is the shipped fixed vector (`bots/llm/artifacts/policy.json`). '
             "Held-out columns: exact draw probability against minimax in the `rows` / `list` phrasings, exact "
             "probability of not losing against a random player and against ε-greedy minimax (ε = 0.1), and the "
-            "share of all open positions where its move keeps the game's value.", "",
-            "**Against minimax**", ""] + headline_table(evaluations, held, held_names=names) + [
-            "", "**Against a uniformly random player** (the perfect player wins 99.48 % as X, 91.64 % as O)", ""
-            ] + random_table(evaluations)
+            "share of all open positions where its move keeps the game's value.",
+            "",
+            "**Against minimax**",
+            "",
+        ]
+        + headline_table(evaluations, held, held_names=names)
+        + ["", "**Against a uniformly random player** (the perfect player wins 99.48 % as X, 91.64 % as O)", ""]
+        + random_table(evaluations)
+    )
 
 
 def fixed_vector_unoptimised_controls(f: Files) -> list[str]:
     from training.evaluation_tables import compact_table
 
     order = ["llm_steered_fixed", "llm_control_zero", "llm_control_negate", "llm_control_shuffle", "llm_control_random"]
-    return ["The vector's coefficients zeroed, negated, put on other random features, or one fixed random "
-            "direction at the vector's norm (`autosteer-train evaluate --policy bots/llm/artifacts/policy.json "
-            "--control C --opponent minimax --games 1000 --seed 0`); sampled draws, exact in brackets, then the "
-            "distinct games.", ""] + compact_table([f[f"{RESULTS}/{n}.json"] for n in order])
+    return [
+        "The vector's coefficients zeroed, negated, put on other random features, or one fixed random "
+        "direction at the vector's norm (`autosteer-train evaluate --policy bots/llm/artifacts/policy.json "
+        "--control C --opponent minimax --games 1000 --seed 0`); sampled draws, exact in brackets, then the "
+        "distinct games.",
+        "",
+    ] + compact_table([f[f"{RESULTS}/{n}.json"] for n in order])
 
 
 def fixed_vector_equal_effort_controls(f: Files) -> list[str]:
     from training.controls import markdown_table
 
-    return ["The same cross-entropy search, budget and seeds as the vector's run card, given other things to steer "
-            "with (`autosteer-train controls --policy bots/llm/artifacts/policy.json --seeds 0,1`); exact values. "
-            "The first row is the shipped vector; \"policy features\" re-runs its search.", ""
-            ] + markdown_table(f[f"{RESULTS}/controls_fixed.json"])
+    return [
+        "The same cross-entropy search, budget and seeds as the vector's run card, given other things to steer "
+        "with (`autosteer-train controls --policy bots/llm/artifacts/policy.json --seeds 0,1`); exact values. "
+        'The first row is the shipped vector; "policy features" re-runs its search.',
+        "",
+    ] + markdown_table(f[f"{RESULTS}/controls_fixed.json"])
 
 
 def fixed_vector_heldout(f: Files) -> list[str]:
     from training.heldout import markdown_summary
 
     held = f[f"{RESULTS}/heldout_fixed.json"]
-    lines = ["`autosteer-train heldout --policy bots/llm/artifacts/policy.json --policy none` (\"auto\" is the "
-             "fixed vector, the name stored in this file; exact)."]
+    lines = [
+        '`autosteer-train heldout --policy bots/llm/artifacts/policy.json --policy none` ("auto" is the '
+        "fixed vector, the name stored in this file; exact)."
+    ]
     for mode in held["meta"]["modes"]:
         lines += ["", f"**{mode.capitalize()} reading**", ""] + markdown_summary(held, mode)
     return lines
@@ -153,10 +176,20 @@ def learned_policy(f: Files) -> list[str]:
     tables += [(p, "**held out**", v["positions"]) for p, v in card.get("heldout_phrasings", {}).items()]
     for p, trained, table in tables:
         x, o = table["X"], table["O"]
-        rows.append([f"`{p}`", trained, f"{_pct(x['kept_share'])} / {_pct(o['kept_share'])}",
-                     f"{x['illegal']} / {o['illegal']}", f"{_num(x['mean_push'])} / {_num(o['mean_push'])}",
-                     f"{x['mean_features_steered']:.2f} / {o['mean_features_steered']:.2f}"])
-    walks = [(cfg["phrasings"][0], "minimax", card["vs_minimax_exact"]), (cfg["phrasings"][0], "random", card["vs_random_exact"])]
+        rows.append(
+            [
+                f"`{p}`",
+                trained,
+                f"{_pct(x['kept_share'])} / {_pct(o['kept_share'])}",
+                f"{x['illegal']} / {o['illegal']}",
+                f"{_num(x['mean_push'])} / {_num(o['mean_push'])}",
+                f"{x['mean_features_steered']:.2f} / {o['mean_features_steered']:.2f}",
+            ]
+        )
+    walks = [
+        (cfg["phrasings"][0], "minimax", card["vs_minimax_exact"]),
+        (cfg["phrasings"][0], "random", card["vs_random_exact"]),
+    ]
     walks += [(p, "minimax", v["vs_minimax_exact"]) for p, v in card.get("heldout_phrasings", {}).items()]
     games = {(g["opponent"], g["seat"]): g for g in card.get("server_games", [])}
     wrows = []
@@ -164,24 +197,66 @@ def learned_policy(f: Files) -> list[str]:
         for seat in ("X", "O"):
             e = table[seat]
             g = games.get((opp, seat)) if p == cfg["phrasings"][0] else None
-            played = (f"{g['games']:,}: {g['draws']} / {g['wins']} / {g['losses']} ({g['illegal']})", str(g["distinct_games"])) \
-                if g else ("—", "—")
+            played = (
+                (
+                    f"{g['games']:,}: {g['draws']} / {g['wins']} / {g['losses']} ({g['illegal']})",
+                    str(g["distinct_games"]),
+                )
+                if g
+                else ("—", "—")
+            )
             wrows.append([f"`{p}`", opp, seat, _outcome(e), str(e["games"]), *played])
     dm = card.get("digit_mass") or {}
-    return [f"`bots/llm/artifacts/learned_policy.json` (policy `{card['policy_digest']}`), the final policy of "
+    return (
+        [
+            f"`bots/llm/artifacts/learned_policy.json` (policy `{card['policy_digest']}`), the final policy of "
             f"`{card['command']}` with seed {cfg['seed']} ({card['steps']:,} PPO steps, {card['games']:,} training games "
             f"through the server, {card['wall_seconds']:.0f} s wall; stopped by {card['stopped_by']}). Observation "
             f"`{cfg['obs']}`, {cfg['slots']} distinct features per move at most from {len(card['features'])}, strict "
             f"reading. Model and SAE weights {'identical' if card['weights_unchanged'] else 'CHANGED'} before and after.",
-            "", "Every open position (4,520), the LLM playing the side to move:", ""
-            ] + _table(["phrasing", "trained on", "value kept X / O", "illegal moves X / O", "push ‖Δ‖/‖h‖ X / O",
-                        "features per move X / O"], rows) + [
-            "", "Exact outcome (the policy walked over the whole game tree) and games through an in-process server "
-                "(the bot a remote client, seeded games):", ""] + _table(
-        ["phrasing", "opponent", "LLM seat", "exact: draw / win / loss (illegal)", "distinct games (exact)",
-         "games: draws / wins / losses (illegal)", "distinct games (played)"], wrows) + (
-        ["", f"Digits' share of the next-token distribution under its steering, every open position: mean "
-              f"{dm['mean']:.3f}, min {dm['min']:.3f}."] if dm.get("boards") else [])
+            "",
+            "Every open position (4,520), the LLM playing the side to move:",
+            "",
+        ]
+        + _table(
+            [
+                "phrasing",
+                "trained on",
+                "value kept X / O",
+                "illegal moves X / O",
+                "push ‖Δ‖/‖h‖ X / O",
+                "features per move X / O",
+            ],
+            rows,
+        )
+        + [
+            "",
+            "Exact outcome (the policy walked over the whole game tree) and games through an in-process server "
+            "(the bot a remote client, seeded games):",
+            "",
+        ]
+        + _table(
+            [
+                "phrasing",
+                "opponent",
+                "LLM seat",
+                "exact: draw / win / loss (illegal)",
+                "distinct games (exact)",
+                "games: draws / wins / losses (illegal)",
+                "distinct games (played)",
+            ],
+            wrows,
+        )
+        + (
+            [
+                "",
+                f"Digits' share of the next-token distribution under its steering, every open position: mean "
+                f"{dm['mean']:.3f}, min {dm['min']:.3f}.",
+            ]
+            if dm.get("boards")
+            else []
+        )
+    )
 
 
 def _over(st: dict[str, Any], key: str, pct: bool = True, fmt: str = ".2f") -> str:
@@ -207,10 +282,19 @@ def whole_game_policies(f: Files) -> list[str]:
     head = f[WHOLE_GAME]
     train = head["config"]["phrasings"]
     held = sorted({k.split("_")[2] for k in head["over_seeds"] if k.startswith("heldout_kept_")})
-    cols = ["run", "seeds", "steps", *[f"value kept `{p}` X / O (%)" for p in train],
-            *[f"**held out** `{p}`: value kept X / O (%)" for p in held], "illegal moves (all phrasings)",
-            f"vs minimax draws X / O (%, `{train[0]}`)", "vs random wins X / O (%)", "push ‖Δ‖/‖h‖ X / O",
-            "features per move X / O", "min digit mass"]
+    cols = [
+        "run",
+        "seeds",
+        "steps",
+        *[f"value kept `{p}` X / O (%)" for p in train],
+        *[f"**held out** `{p}`: value kept X / O (%)" for p in held],
+        "illegal moves (all phrasings)",
+        f"vs minimax draws X / O (%, `{train[0]}`)",
+        "vs random wins X / O (%)",
+        "push ‖Δ‖/‖h‖ X / O",
+        "features per move X / O",
+        "min digit mass",
+    ]
     rows = []
     for name, path in WHOLE_GAME_RUNS:
         data = f.get(path)
@@ -218,31 +302,65 @@ def whole_game_policies(f: Files) -> list[str]:
             continue
         st = data["over_seeds"]
         illegal = sum(v["mean"] for k, v in st.items() if "illegal" in k and "random" not in k)
-        rows.append([name, ", ".join(map(str, data["seeds"])), _over(st, "steps", False, ",.0f"),
-                     *[_pair(st, f"kept_{p}_X", f"kept_{p}_O") for p in train],
-                     *[_pair(st, f"heldout_kept_{p}_X", f"heldout_kept_{p}_O") for p in held],
-                     f"{illegal:.1f}", _pair(st, "draw_minimax_X", "draw_minimax_O"),
-                     _pair(st, "win_random_X", "win_random_O"),
-                     _pair(st, f"push_{train[0]}_X", f"push_{train[0]}_O", False),
-                     _pair(st, f"features_{train[0]}_X", f"features_{train[0]}_O", False),
-                     _over(st, "digit_mass_min", False, ".3f")])
+        rows.append(
+            [
+                name,
+                ", ".join(map(str, data["seeds"])),
+                _over(st, "steps", False, ",.0f"),
+                *[_pair(st, f"kept_{p}_X", f"kept_{p}_O") for p in train],
+                *[_pair(st, f"heldout_kept_{p}_X", f"heldout_kept_{p}_O") for p in held],
+                f"{illegal:.1f}",
+                _pair(st, "draw_minimax_X", "draw_minimax_O"),
+                _pair(st, "win_random_X", "win_random_O"),
+                _pair(st, f"push_{train[0]}_X", f"push_{train[0]}_O", False),
+                _pair(st, f"features_{train[0]}_X", f"features_{train[0]}_O", False),
+                _over(st, "digit_mass_min", False, ".3f"),
+            ]
+        )
     runs = head["runs"]
-    per_seed = [[str(r["seed"]), r["policy_digest"], f"{r['steps']:,}", r["stopped_by"], f"{r['wall_seconds']:.0f}",
-                 *[f"{100 * r[f'kept_{p}_X']:.1f} / {100 * r[f'kept_{p}_O']:.1f}" for p in train],
-                 *[f"{100 * r[f'heldout_kept_{p}_X']:.1f} / {100 * r[f'heldout_kept_{p}_O']:.1f}" for p in held],
-                 f"{100 * r['draw_minimax_X']:.1f} / {100 * r['draw_minimax_O']:.1f}",
-                 f"{100 * r['win_random_X']:.2f} / {100 * r['win_random_O']:.2f}"] for r in runs]
-    return [f"{_commands(head['command'])}. Strict reading (an occupied cell loses). Every figure is exact: value kept "
+    per_seed = [
+        [
+            str(r["seed"]),
+            r["policy_digest"],
+            f"{r['steps']:,}",
+            r["stopped_by"],
+            f"{r['wall_seconds']:.0f}",
+            *[f"{100 * r[f'kept_{p}_X']:.1f} / {100 * r[f'kept_{p}_O']:.1f}" for p in train],
+            *[f"{100 * r[f'heldout_kept_{p}_X']:.1f} / {100 * r[f'heldout_kept_{p}_O']:.1f}" for p in held],
+            f"{100 * r['draw_minimax_X']:.1f} / {100 * r['draw_minimax_O']:.1f}",
+            f"{100 * r['win_random_X']:.2f} / {100 * r['win_random_O']:.2f}",
+        ]
+        for r in runs
+    ]
+    return (
+        [
+            f"{_commands(head['command'])}. Strict reading (an occupied cell loses). Every figure is exact: value kept "
             f"= the share of all 4,520 open positions (per side to move) where the steered move keeps the solved "
             f"game's value; draws / wins = the policy walked over the whole game tree against minimax (uniform "
             f"tie-breaks) / a uniform random player. Final policies (no snapshot selection); mean [min–max] over "
             f"seeds. Training phrasings {', '.join(f'`{p}`' for p in train)}; held out: "
             f"{', '.join(f'`{p}`' for p in held) or 'none'}. Model and SAE weights "
             f"{'identical' if head['weights_unchanged'] else 'CHANGED'} before and after every run (sha256 in the "
-            f"JSON). Reference: house minimax wins 96.78 % / 77.75 % against random as X / O.", ""
-            ] + _table(cols, rows) + ["", "Each seed of the recipe:", ""] + _table(
-        ["seed", "policy", "steps", "stopped by", "wall s", *[f"kept `{p}` X / O" for p in train],
-         *[f"held out `{p}` X / O" for p in held], "vs minimax draws X / O", "vs random wins X / O"], per_seed)
+            f"JSON). Reference: house minimax wins 96.78 % / 77.75 % against random as X / O.",
+            "",
+        ]
+        + _table(cols, rows)
+        + ["", "Each seed of the recipe:", ""]
+        + _table(
+            [
+                "seed",
+                "policy",
+                "steps",
+                "stopped by",
+                "wall s",
+                *[f"kept `{p}` X / O" for p in train],
+                *[f"held out `{p}` X / O" for p in held],
+                "vs minimax draws X / O",
+                "vs random wins X / O",
+            ],
+            per_seed,
+        )
+    )
 
 
 # Learned steering policies: a new result goes here, as one more function above this line
@@ -257,32 +375,52 @@ def tournament_llm(f: Files) -> list[str]:
         wdl[(p["b"], p["a"])] = f"{p['losses']} / {p['draws']} / {p['wins']}"
     rows = []
     for rank, r in enumerate(sorted(t["ratings"]["ratings"], key=lambda r: -r["elo"]), 1):
-        rows.append([str(rank), r["name"], f"{r['elo']:.0f} [{r['low']:.0f}–{r['high']:.0f}]", _pct(r["score_rate"]),
-                     wdl.get((r["name"], "minimax"), "—"), wdl.get((r["name"], "random"), "—")])
-    return [f"`scripts/llm_tournament.sh {t['games_per_pairing']} docs/results/tournament_llm {t['seed']}`: one "
-            f"server, the LLM bots as remote bots in their own processes, all strict (an occupied cell forfeits), "
-            f"{t['games_per_pairing']} games per pairing with sides alternating, every game seeded; Elo by maximum "
-            f"likelihood with {100 * t['ratings']['confidence']:.0f} % bootstrap intervals "
-            f"([cross table](results/tournament_llm/tournament.md)). llm-unsteered: no steering; llm-fixed: the fixed "
-            f"vector; llm-learned: the learned policy.", ""] + _table(
-        ["rank", "bot", "Elo [95 %]", "score", "vs minimax (W/D/L)", "vs random (W/D/L)"], rows)
+        rows.append(
+            [
+                str(rank),
+                r["name"],
+                f"{r['elo']:.0f} [{r['low']:.0f}–{r['high']:.0f}]",
+                _pct(r["score_rate"]),
+                wdl.get((r["name"], "minimax"), "—"),
+                wdl.get((r["name"], "random"), "—"),
+            ]
+        )
+    return [
+        f"`scripts/llm_tournament.sh {t['games_per_pairing']} docs/results/tournament_llm {t['seed']}`: one "
+        f"server, the LLM bots as remote bots in their own processes, all strict (an occupied cell forfeits), "
+        f"{t['games_per_pairing']} games per pairing with sides alternating, every game seeded; Elo by maximum "
+        f"likelihood with {100 * t['ratings']['confidence']:.0f} % bootstrap intervals "
+        f"([cross table](results/tournament_llm/tournament.md)). llm-unsteered: no steering; llm-fixed: the fixed "
+        f"vector; llm-learned: the learned policy.",
+        "",
+    ] + _table(["rank", "bot", "Elo [95 %]", "score", "vs minimax (W/D/L)", "vs random (W/D/L)"], rows)
 
 
 def sae(f: Files) -> list[str]:
     c = f[SAE_CARD]
     q, ce = c["quality"], c["ce_loss"]
-    rows = [["hook", f"`{c['hook_name']}`"], ["architecture", f"{c['architecture']}, d_sae {c['d_sae']}, k {c['k']}"],
-            ["explained variance (held out)", _num(q["explained_variance"], ".3f")], ["L0", _num(q["l0"], ".0f")],
-            ["dead fraction", _num(q["dead_fraction"], ".3f")], ["CE loss recovered", _num(ce["recovered"], ".3f")],
-            ["training activations", f"{c['data']['train_activations']:,}"],
-            ["time", f"{c['seconds']['total'] / 60:.0f} min, torch threads: {c['threads']}"]]
+    rows = [
+        ["hook", f"`{c['hook_name']}`"],
+        ["architecture", f"{c['architecture']}, d_sae {c['d_sae']}, k {c['k']}"],
+        ["explained variance (held out)", _num(q["explained_variance"], ".3f")],
+        ["L0", _num(q["l0"], ".0f")],
+        ["dead fraction", _num(q["dead_fraction"], ".3f")],
+        ["CE loss recovered", _num(ce["recovered"], ".3f")],
+        ["training activations", f"{c['data']['train_activations']:,}"],
+        ["time", f"{c['seconds']['total'] / 60:.0f} min, torch threads: {c['threads']}"],
+    ]
     return [f"`{c['command']}` ({c['model']}); details in [SAE.md](SAE.md).", ""] + _table(["", "value"], rows)
 
 
 def _median_client_cpu(load: dict[str, Any], connections: int) -> float | None:
-    vals = [r["client_cpu_us_per_msg"] for r in load["runs"]
-            if r["server"] == "arena" and r["connections"] == connections and not r["paced"]
-            and r.get("client_cpu_us_per_msg") is not None]
+    vals = [
+        r["client_cpu_us_per_msg"]
+        for r in load["runs"]
+        if r["server"] == "arena"
+        and r["connections"] == connections
+        and not r["paced"]
+        and r.get("client_cpu_us_per_msg") is not None
+    ]
     return statistics.median(vals) if vals else None
 
 
@@ -294,55 +432,112 @@ def server_load(f: Files) -> list[str]:
     for s in load["summary"]:
         conns = f"{s['connections']:,}" + (", a move a second each" if s["paced"] else "")
         if s["paced"]:
-            rows.append([conns, "–", _thousands(s["arena_msgs"]), _thousands(s["echo_msgs"]),
-                         f"**{s['arena_p50']:.1f} / {s['arena_p99']:.1f} ms**",
-                         f"{s['arena_cpu_us']:.0f} / {s['echo_cpu_us']:.0f} µs", "–", "–", "p99 ≤ 10 ms"])
+            rows.append(
+                [
+                    conns,
+                    "–",
+                    _thousands(s["arena_msgs"]),
+                    _thousands(s["echo_msgs"]),
+                    f"**{s['arena_p50']:.1f} / {s['arena_p99']:.1f} ms**",
+                    f"{s['arena_cpu_us']:.0f} / {s['echo_cpu_us']:.0f} µs",
+                    "–",
+                    "–",
+                    "p99 ≤ 10 ms",
+                ]
+            )
             continue
         client = _median_client_cpu(load, s["connections"])
-        machine = "–" if not (cores and client) else (
-            f"{_thousands(cores * 1e6 / (s['arena_cpu_us'] + client))} ({s['arena_cpu_us']:.0f} + {client:.0f} µs)")
-        rows.append([conns, f"**{s['ratio']:.2f}** ({', '.join(f'{r:.2f}' for r in s['ratios_per_repeat'])})",
-                     _thousands(s["arena_msgs"]), _thousands(s["echo_msgs"]),
-                     f"{s['arena_p50']:.1f} / {s['arena_p99']:.1f} ms",
-                     f"{s['arena_cpu_us']:.0f} / {s['echo_cpu_us']:.0f} µs",
-                     _thousands(s["arena_main_bound"]) if s.get("arena_main_bound") else "–", machine,
-                     _thousands(0.6 * s["echo_msgs"])])
+        machine = (
+            "–"
+            if not (cores and client)
+            else (
+                f"{_thousands(cores * 1e6 / (s['arena_cpu_us'] + client))} ({s['arena_cpu_us']:.0f} + {client:.0f} µs)"
+            )
+        )
+        rows.append(
+            [
+                conns,
+                f"**{s['ratio']:.2f}** ({', '.join(f'{r:.2f}' for r in s['ratios_per_repeat'])})",
+                _thousands(s["arena_msgs"]),
+                _thousands(s["echo_msgs"]),
+                f"{s['arena_p50']:.1f} / {s['arena_p99']:.1f} ms",
+                f"{s['arena_cpu_us']:.0f} / {s['echo_cpu_us']:.0f} µs",
+                _thousands(s["arena_main_bound"]) if s.get("arena_main_bound") else "–",
+                machine,
+                _thousands(0.6 * s["echo_msgs"]),
+            ]
+        )
     argv = [a for a in load["argv"]]
     for flag in ("--json", "--plot"):
         if flag in argv:
             i = argv.index(flag)
-            del argv[i:i + 2]
-    lines = [f"`python bench/server_load.py {' '.join(argv)}` on a {cores}-core machine; N connections play random "
-             "legal moves against the house random bot, medians of the repeats (each repeat in brackets). Method, "
-             "bounds and the goal: [PERFORMANCE.md](PERFORMANCE.md).", ""] + _table(
-        ["connections", "arena / echo, requests/s", "arena requests/s", "echo requests/s", "arena p50 / p99",
-         "server CPU per request, arena / echo", "bound: the event loop", f"bound: {cores} cores (arena + client)",
-         "the goal (0.6 × echo) needs"], rows)
+            del argv[i : i + 2]
+    lines = [
+        f"`python bench/server_load.py {' '.join(argv)}` on a {cores}-core machine; N connections play random "
+        "legal moves against the house random bot, medians of the repeats (each repeat in brackets). Method, "
+        "bounds and the goal: [PERFORMANCE.md](PERFORMANCE.md).",
+        "",
+    ] + _table(
+        [
+            "connections",
+            "arena / echo, requests/s",
+            "arena requests/s",
+            "echo requests/s",
+            "arena p50 / p99",
+            "server CPU per request, arena / echo",
+            "bound: the event loop",
+            f"bound: {cores} cores (arena + client)",
+            "the goal (0.6 × echo) needs",
+        ],
+        rows,
+    )
     nostore = f.get(SERVER_LOAD_NO_STORING)
     if nostore:
         s = next((s for s in nostore["summary"] if s["connections"] == 100 and not s["paced"]), None)
         if s:
-            lines += ["", f"Without storing (`--arena-arg=--db=:memory:`, `{SERVER_LOAD_NO_STORING}`, before the "
-                      f"warm-up existed): {_thousands(s['arena_msgs'])} requests/s at 100 connections, "
-                      f"{s['ratio']:.2f} of the echo server's {_thousands(s['echo_msgs'])}."]
+            lines += [
+                "",
+                f"Without storing (`--arena-arg=--db=:memory:`, `{SERVER_LOAD_NO_STORING}`, before the "
+                f"warm-up existed): {_thousands(s['arena_msgs'])} requests/s at 100 connections, "
+                f"{s['ratio']:.2f} of the echo server's {_thousands(s['echo_msgs'])}.",
+            ]
     return lines
 
 
 # --------------------------------------------------------------------------- the registry
 SECTIONS: list[Section] = [
     # the fixed vector (cross-entropy search) and the unsteered model
-    Section("The LLM bot, unsteered and with the fixed vector", (
-        f"{RESULTS}/llm_baseline_unsteered.json", f"{RESULTS}/llm_steered_fixed.json"),
-        fixed_vector_vs_minimax_and_random, optional=(f"{RESULTS}/heldout_fixed.json",)),
-    Section("Fixed vector: unoptimised controls", tuple(f"{RESULTS}/{n}.json" for n in (
-        "llm_steered_fixed", "llm_control_zero", "llm_control_negate", "llm_control_shuffle", "llm_control_random")),
-        fixed_vector_unoptimised_controls),
-    Section("Fixed vector: equal-effort controls", (f"{RESULTS}/controls_fixed.json",),
-            fixed_vector_equal_effort_controls),
+    Section(
+        "The LLM bot, unsteered and with the fixed vector",
+        (f"{RESULTS}/llm_baseline_unsteered.json", f"{RESULTS}/llm_steered_fixed.json"),
+        fixed_vector_vs_minimax_and_random,
+        optional=(f"{RESULTS}/heldout_fixed.json",),
+    ),
+    Section(
+        "Fixed vector: unoptimised controls",
+        tuple(
+            f"{RESULTS}/{n}.json"
+            for n in (
+                "llm_steered_fixed",
+                "llm_control_zero",
+                "llm_control_negate",
+                "llm_control_shuffle",
+                "llm_control_random",
+            )
+        ),
+        fixed_vector_unoptimised_controls,
+    ),
+    Section(
+        "Fixed vector: equal-effort controls", (f"{RESULTS}/controls_fixed.json",), fixed_vector_equal_effort_controls
+    ),
     Section("Fixed vector: held out", (f"{RESULTS}/heldout_fixed.json",), fixed_vector_heldout),
     # learned steering policies (RL): add new sections in this block
-    Section("Learned steering policies over the whole game (RL)", (WHOLE_GAME,), whole_game_policies,
-            optional=tuple(p for _, p in WHOLE_GAME_RUNS[1:])),
+    Section(
+        "Learned steering policies over the whole game (RL)",
+        (WHOLE_GAME,),
+        whole_game_policies,
+        optional=tuple(p for _, p in WHOLE_GAME_RUNS[1:]),
+    ),
     Section("The shipped learned policy", (LEARNED_CARD,), learned_policy),
     # end of the learned-policy block
     Section("Tournament: minimax, random and three LLM bots", (TOURNAMENT_LLM,), tournament_llm),
@@ -375,47 +570,82 @@ def headline_rows(root: Path = ROOT) -> list[list[str]]:
     link = "[table](docs/RESULTS.md#{})"
     base = _load(root, f"{RESULTS}/llm_baseline_unsteered.json")
     if base and (d := _exact_draws(base, "strict")):
-        rows.append(["SmolLM2 unsteered vs minimax: exact draw X / O (strict)", d,
-                     link.format("the-llm-bot-unsteered-and-with-the-fixed-vector")])
+        rows.append(
+            [
+                "SmolLM2 unsteered vs minimax: exact draw X / O (strict)",
+                d,
+                link.format("the-llm-bot-unsteered-and-with-the-fixed-vector"),
+            ]
+        )
     fixed = _load(root, f"{RESULTS}/llm_steered_fixed.json")
     if fixed and (m := _exact_draws(fixed, "masked")) and (s := _exact_draws(fixed, "strict")):
-        rows.append(["fixed steering vector vs minimax: exact draw X / O (masked; strict)", f"{m}; {s}",
-                     link.format("the-llm-bot-unsteered-and-with-the-fixed-vector")])
+        rows.append(
+            [
+                "fixed steering vector vs minimax: exact draw X / O (masked; strict)",
+                f"{m}; {s}",
+                link.format("the-llm-bot-unsteered-and-with-the-fixed-vector"),
+            ]
+        )
     whole = _load(root, WHOLE_GAME)
     if whole:
         st = whole["over_seeds"]
         train = whole["config"]["phrasings"]
         anchor = link.format("learned-steering-policies-over-the-whole-game-rl")
         n = len(whole["seeds"])
-        rows.append([f"learned steering policy (PPO, {n} seeds, final policies): value kept on all 4,520 open positions "
-                     f"X / O, `{train[0]}` (strict; goal ≥ 99 %); push ‖Δ‖/‖h‖ X / O (goal ≤ 0.15)",
-                     f"**{_pair(st, f'kept_{train[0]}_X', f'kept_{train[0]}_O')} %**; "
-                     f"{_pair(st, f'push_{train[0]}_X', f'push_{train[0]}_O', False)}", anchor])
+        rows.append(
+            [
+                f"learned steering policy (PPO, {n} seeds, final policies): value kept on all 4,520 open positions "
+                f"X / O, `{train[0]}` (strict; goal ≥ 99 %); push ‖Δ‖/‖h‖ X / O (goal ≤ 0.15)",
+                f"**{_pair(st, f'kept_{train[0]}_X', f'kept_{train[0]}_O')} %**; "
+                f"{_pair(st, f'push_{train[0]}_X', f'push_{train[0]}_O', False)}",
+                anchor,
+            ]
+        )
         held = sorted({k.split("_")[2] for k in st if k.startswith("heldout_kept_")})
         for p in held:
-            rows.append([f"learned policy on the **held-out** phrasing `{p}`: value kept X / O (goal ≥ 90 %)",
-                         f"{_pair(st, f'heldout_kept_{p}_X', f'heldout_kept_{p}_O')} %", anchor])
-        rows.append(["learned policy, exact: draws vs minimax X / O; wins vs random X / O (house minimax 96.8 / 77.8)",
-                     f"{_pair(st, 'draw_minimax_X', 'draw_minimax_O')} %; {_pair(st, 'win_random_X', 'win_random_O')} %",
-                     anchor])
+            rows.append(
+                [
+                    f"learned policy on the **held-out** phrasing `{p}`: value kept X / O (goal ≥ 90 %)",
+                    f"{_pair(st, f'heldout_kept_{p}_X', f'heldout_kept_{p}_O')} %",
+                    anchor,
+                ]
+            )
+        rows.append(
+            [
+                "learned policy, exact: draws vs minimax X / O; wins vs random X / O (house minimax 96.8 / 77.8)",
+                f"{_pair(st, 'draw_minimax_X', 'draw_minimax_O')} %; {_pair(st, 'win_random_X', 'win_random_O')} %",
+                anchor,
+            ]
+        )
     t = _load(root, TOURNAMENT_LLM)
     if t:
         ranked = sorted(t["ratings"]["ratings"], key=lambda r: -r["elo"])
-        rows.append(["tournament Elo (strict, 40 games per pairing)",
-                     ", ".join(f"{r['name']} {r['elo']:.0f}" for r in ranked),
-                     link.format("tournament-minimax-random-and-three-llm-bots")])
+        rows.append(
+            [
+                "tournament Elo (strict, 40 games per pairing)",
+                ", ".join(f"{r['name']} {r['elo']:.0f}" for r in ranked),
+                link.format("tournament-minimax-random-and-three-llm-bots"),
+            ]
+        )
     c = _load(root, SAE_CARD)
     if c:
-        rows.append([f"SAE at `{c['hook_name']}`: explained variance, CE loss recovered",
-                     f"{c['quality']['explained_variance']:.3f}, {c['ce_loss']['recovered']:.3f}",
-                     link.format("the-sae")])
+        rows.append(
+            [
+                f"SAE at `{c['hook_name']}`: explained variance, CE loss recovered",
+                f"{c['quality']['explained_variance']:.3f}, {c['ce_loss']['recovered']:.3f}",
+                link.format("the-sae"),
+            ]
+        )
     load = _load(root, SERVER_LOAD)
     if load:
         closed = [s for s in load["summary"] if not s["paced"]]
         paced = next((s for s in load["summary"] if s["paced"]), None)
         figure = " / ".join(f"{s['ratio']:.2f}" for s in closed)
-        what = "server: requests/s as a share of a websockets echo server's, at " + " / ".join(
-            f"{s['connections']:,}" for s in closed) + " connections"
+        what = (
+            "server: requests/s as a share of a websockets echo server's, at "
+            + " / ".join(f"{s['connections']:,}" for s in closed)
+            + " connections"
+        )
         if paced:
             what += f"; p99 at {paced['connections']:,} paced"
             figure += f"; {paced['arena_p99']:.1f} ms"
@@ -431,10 +661,15 @@ def headline_table(root: Path = ROOT) -> list[str]:
 def render(root: Path = ROOT, missing: list[str] | None = None) -> str:
     """docs/RESULTS.md as text. Paths of files a section needed and did not find are appended
     to ``missing``."""
-    out = ["# Results", "",
-           f"Generated by `{COMMAND}` from the JSON files each section names; do not edit by hand.",
-           "Every row says how it was measured; the protocol behind the LLM rows is "
-           "[EVALUATION.md](EVALUATION.md).", "", "## Headline", ""]
+    out = [
+        "# Results",
+        "",
+        f"Generated by `{COMMAND}` from the JSON files each section names; do not edit by hand.",
+        "Every row says how it was measured; the protocol behind the LLM rows is [EVALUATION.md](EVALUATION.md).",
+        "",
+        "## Headline",
+        "",
+    ]
     out += [line.replace("(docs/RESULTS.md#", "(#") for line in headline_table(root)]
     for section in SECTIONS:
         absent = [p for p in section.needs if not (root / p).is_file()]
@@ -445,12 +680,16 @@ def render(root: Path = ROOT, missing: list[str] | None = None) -> str:
         files = {p: _load(root, p) for p in section.needs + section.optional}
         files = {p: v for p, v in files.items() if v is not None}
         out += ["", f"## {section.title}", "", _sources(tuple(files)), ""] + section.render(files)
-    out += ["", "## Figures without a result file", "",
-            "- The solved game (5,478 positions; minimax never loses; the perfect player's 99.48 % / 91.64 % wins "
-            "against a random player) is exact, computed from the rules and pinned by `tests/test_solver.py`.",
-            "- LLM move latency is printed by `python bench/llm_move.py` and not stored: "
-            "[LLM_BOT.md](LLM_BOT.md) gives its last figures with the command.",
-            "- Two servers on one broker: [SCALING.md](SCALING.md) (`python bench/cluster.py`)."]
+    out += [
+        "",
+        "## Figures without a result file",
+        "",
+        "- The solved game (5,478 positions; minimax never loses; the perfect player's 99.48 % / 91.64 % wins "
+        "against a random player) is exact, computed from the rules and pinned by `tests/test_solver.py`.",
+        "- LLM move latency is printed by `python bench/llm_move.py` and not stored: "
+        "[LLM_BOT.md](LLM_BOT.md) gives its last figures with the command.",
+        "- Two servers on one broker: [SCALING.md](SCALING.md) (`python bench/cluster.py`).",
+    ]
     return "\n".join(out) + "\n"
 
 
@@ -460,8 +699,10 @@ def replace_headline(readme: str, table: list[str]) -> str:
         head, rest = readme.split(HEADLINE_BEGIN, 1)
         _, tail = rest.split(HEADLINE_END, 1)
     except ValueError:
-        raise ValueError(f"the README has no headline block: add the lines {HEADLINE_BEGIN!r} and "
-                         f"{HEADLINE_END!r} where the table goes") from None
+        raise ValueError(
+            f"the README has no headline block: add the lines {HEADLINE_BEGIN!r} and "
+            f"{HEADLINE_END!r} where the table goes"
+        ) from None
     return head + HEADLINE_BEGIN + "\n" + "\n".join(table) + "\n" + HEADLINE_END + tail
 
 

@@ -37,9 +37,18 @@ from typing import Any
 import numpy as np
 
 from training.sae_report import fmt, render_run_card, render_sae_doc, write_layer_plot
-from training.sae_training import (SAEQuality, SAETrainingError, ce_loss_recovered, choose_layer, evaluate_sae,
-                                   load_shipped_sae, measure_steering, save_sae_fp16, train_topk_sae,
-                                   unsteered_illegal_rate)
+from training.sae_training import (
+    SAEQuality,
+    SAETrainingError,
+    ce_loss_recovered,
+    choose_layer,
+    evaluate_sae,
+    load_shipped_sae,
+    measure_steering,
+    save_sae_fp16,
+    train_topk_sae,
+    unsteered_illegal_rate,
+)
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "bots" / "llm" / "artifacts" / "sae"
 DEFAULT_DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -88,33 +97,81 @@ class SAERunConfig:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = SAERunConfig()
-    parser.add_argument("--model", default=d.model, help="model: 'smollm2', a local HF folder or a TransformerLens name")
-    parser.add_argument("--out", default=d.out, help="folder for the SAE (cfg.json, weights, features.json, run card); "
-                        f"default a new runs/<time>-sae/sae folder; the shipped SAE is {DEFAULT_OUT.relative_to(DEFAULT_OUT.parents[3])}")
-    parser.add_argument("--docs", default=d.docs, help="folder for SAE.md and its plot (default: beside --out; "
-                        "docs/ when --out is the shipped SAE)")
-    parser.add_argument("--cache-dir", default=d.cache_dir, help="where activations are cached for `label` (default: <out>/../.cache or the user cache)")
+    parser.add_argument(
+        "--model", default=d.model, help="model: 'smollm2', a local HF folder or a TransformerLens name"
+    )
+    parser.add_argument(
+        "--out",
+        default=d.out,
+        help="folder for the SAE (cfg.json, weights, features.json, run card); "
+        f"default a new runs/<time>-sae/sae folder; the shipped SAE is {DEFAULT_OUT.relative_to(DEFAULT_OUT.parents[3])}",
+    )
+    parser.add_argument(
+        "--docs",
+        default=d.docs,
+        help="folder for SAE.md and its plot (default: beside --out; docs/ when --out is the shipped SAE)",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        default=d.cache_dir,
+        help="where activations are cached for `label` (default: <out>/../.cache or the user cache)",
+    )
     parser.add_argument("--layers", default=d.layers, help="candidate layers (resid_post) to compare, comma-separated")
-    parser.add_argument("--layer", type=int, default=d.layer, help="skip the choice rule and train at this layer (must be a candidate)")
-    parser.add_argument("--grid-positions", type=int, default=d.grid_positions, help="positions rendered in the 'grid' phrasing (the one play uses)")
-    parser.add_argument("--other-positions", type=int, default=d.other_positions, help="positions rendered in each of 'rows' and 'list'")
-    parser.add_argument("--chat-prompts", type=int, default=d.chat_prompts, help="ordinary chat texts (training.corpus)")
-    parser.add_argument("--heldout-fraction", type=float, default=d.heldout_fraction, help="share of prompts held out for evaluation")
-    parser.add_argument("--tail", type=int, default=d.tail, help="last tokens of every prompt always kept (the answer position is the last)")
-    parser.add_argument("--other-fraction", type=float, default=d.other_fraction, help="share of the other token positions kept")
-    parser.add_argument("--compare-d-sae", type=int, default=d.compare_d_sae, help="width of the per-layer comparison SAEs")
-    parser.add_argument("--compare-steps", type=int, default=d.compare_steps, help="training steps of each comparison SAE")
+    parser.add_argument(
+        "--layer", type=int, default=d.layer, help="skip the choice rule and train at this layer (must be a candidate)"
+    )
+    parser.add_argument(
+        "--grid-positions",
+        type=int,
+        default=d.grid_positions,
+        help="positions rendered in the 'grid' phrasing (the one play uses)",
+    )
+    parser.add_argument(
+        "--other-positions", type=int, default=d.other_positions, help="positions rendered in each of 'rows' and 'list'"
+    )
+    parser.add_argument(
+        "--chat-prompts", type=int, default=d.chat_prompts, help="ordinary chat texts (training.corpus)"
+    )
+    parser.add_argument(
+        "--heldout-fraction", type=float, default=d.heldout_fraction, help="share of prompts held out for evaluation"
+    )
+    parser.add_argument(
+        "--tail",
+        type=int,
+        default=d.tail,
+        help="last tokens of every prompt always kept (the answer position is the last)",
+    )
+    parser.add_argument(
+        "--other-fraction", type=float, default=d.other_fraction, help="share of the other token positions kept"
+    )
+    parser.add_argument(
+        "--compare-d-sae", type=int, default=d.compare_d_sae, help="width of the per-layer comparison SAEs"
+    )
+    parser.add_argument(
+        "--compare-steps", type=int, default=d.compare_steps, help="training steps of each comparison SAE"
+    )
     parser.add_argument("--d-sae", type=int, default=d.d_sae, help="width of the shipped SAE")
     parser.add_argument("--k", type=int, default=d.k, help="TopK: active features per token")
     parser.add_argument("--steps", type=int, default=d.steps, help="training steps of the shipped SAE")
     parser.add_argument("--batch-size", type=int, default=d.batch_size, help="activations per training step")
     parser.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
-    parser.add_argument("--steer-boards", type=int, default=d.steer_boards, help="boards used to measure steering effects per layer")
-    parser.add_argument("--steer-features", type=int, default=d.steer_features, help="features pushed per layer when measuring steering effects")
+    parser.add_argument(
+        "--steer-boards", type=int, default=d.steer_boards, help="boards used to measure steering effects per layer"
+    )
+    parser.add_argument(
+        "--steer-features",
+        type=int,
+        default=d.steer_features,
+        help="features pushed per layer when measuring steering effects",
+    )
     parser.add_argument("--ce-prompts", type=int, default=d.ce_prompts, help="held-out prompts for CE loss recovered")
-    parser.add_argument("--max-batch-tokens", type=int, default=d.max_batch_tokens, help="padded tokens per forward batch")
+    parser.add_argument(
+        "--max-batch-tokens", type=int, default=d.max_batch_tokens, help="padded tokens per forward batch"
+    )
     parser.add_argument("--seed", type=int, default=d.seed, help="seed of every random choice")
-    parser.add_argument("--threads", type=int, default=d.threads, help="torch threads (1 is fastest on a shared 2-core machine)")
+    parser.add_argument(
+        "--threads", type=int, default=d.threads, help="torch threads (1 is fastest on a shared 2-core machine)"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes for tests and smoke runs")
 
 
@@ -161,7 +218,9 @@ def build_records(tokenizer: Any, cfg: SAERunConfig) -> tuple[list[Any], dict[st
     records = []
     for phrasing, n in counts.items():
         if n > len(positions):
-            raise SAETrainingError(f"{n} {phrasing} positions asked for; only {len(positions)} are reachable and non-terminal")
+            raise SAETrainingError(
+                f"{n} {phrasing} positions asked for; only {len(positions)} are reachable and non-terminal"
+            )
         for b in rng.sample(positions, n):
             records.append(PromptRecord("game", render_prompt(tokenizer, b, phrasing), b.code, phrasing))
     chats = chat_texts(tokenizer, cfg.chat_prompts, seed=cfg.seed)
@@ -172,7 +231,7 @@ def build_records(tokenizer: Any, cfg: SAERunConfig) -> tuple[list[Any], dict[st
         "game_prompts": {k: v for k, v in counts.items()},
         "chat_prompts": {s: sum(1 for c in chats if c[0] == s) for s in ("questions", "docstrings")},
         "chat_source": "training.corpus: templated everyday questions + Python stdlib docstring dialogues "
-                       f"(Python {platform.python_version()}), rendered with the model's chat template",
+        f"(Python {platform.python_version()}), rendered with the model's chat template",
     }
     return records, desc
 
@@ -181,7 +240,6 @@ def split_heldout(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
     rng = np.random.default_rng(seed + 1)
     mask = rng.random(n) < fraction
     return np.nonzero(~mask)[0], np.nonzero(mask)[0]
-
 
 
 def default_cache_dir(cfg: SAERunConfig) -> Path:
@@ -240,14 +298,20 @@ def _run(cfg: SAERunConfig) -> int:
 
     final = _train_final(lm, cfg, hook, data, console)
     cache_path = _save_answer_activations(cfg, lm.name, hook, data)
-    seconds = {"activations": data.acts.seconds, "comparison": t_compare, "training": final.seconds,
-               "total": time.perf_counter() - t_start}
+    seconds = {
+        "activations": data.acts.seconds,
+        "comparison": t_compare,
+        "training": final.seconds,
+        "total": time.perf_counter() - t_start,
+    }
     card = _card(cfg, lm, hook, layer, rule, data, rows, final, cache_path, seconds)
     _write_outputs(cfg, lm.name, hook, card, rows, final.typical)
     qual, ce = final.quality, final.ce
-    console.print(f"[bold green]done[/]: {cfg.out} (EV {qual.explained_variance:.3f}, L0 {qual.l0:.1f}, dead "
-                  f"{qual.dead_fraction:.3f}, CE recovered {fmt(ce['recovered'])}) in {card['seconds']['total']:.0f} s; "
-                  f"next: autosteer-train label")
+    console.print(
+        f"[bold green]done[/]: {cfg.out} (EV {qual.explained_variance:.3f}, L0 {qual.l0:.1f}, dead "
+        f"{qual.dead_fraction:.3f}, CE recovered {fmt(ce['recovered'])}) in {card['seconds']['total']:.0f} s; "
+        f"next: autosteer-train label"
+    )
     return 0
 
 
@@ -296,8 +360,17 @@ def _collect(lm: Any, cfg: SAERunConfig, layers: list[int], hooks: list[str], co
     train_p, held_p = split_heldout(len(records), cfg.heldout_fraction, cfg.seed)
     console.print(f"[bold]data[/]: {len(records)} prompts ({len(held_p)} held out), layers {layers}")
     try:
-        acts = collect_activations(lm, records, hooks, tail=cfg.tail, other_fraction=cfg.other_fraction, skip_first=1,
-                                   seed=cfg.seed, max_batch_tokens=cfg.max_batch_tokens, answer_logits=True)
+        acts = collect_activations(
+            lm,
+            records,
+            hooks,
+            tail=cfg.tail,
+            other_fraction=cfg.other_fraction,
+            skip_first=1,
+            seed=cfg.seed,
+            max_batch_tokens=cfg.max_batch_tokens,
+            answer_logits=True,
+        )
     except ActivationError as exc:
         raise SAETrainingError(str(exc)) from None
     console.print(f"collected {len(acts)} activations from {acts.meta['n_tokens']} tokens in {acts.seconds:.0f} s")
@@ -311,8 +384,18 @@ def _collect(lm: Any, cfg: SAERunConfig, layers: list[int], hooks: list[str], co
     ans_rows = torch.from_numpy(np.nonzero(ans_mask)[0])
     ans_boards = [Board(records[i].board) for i in acts.prompt_index[ans_mask]]
     steer_prompts = _steer_prompts(records, held_p, cfg)
-    return _Data(records, data_desc, held_p, acts, train_rows, held_rows, ans_rows, concept_matrix(ans_boards),
-                 steer_prompts, tokenize(lm.tokenizer, [records[i].text for i in steer_prompts]))
+    return _Data(
+        records,
+        data_desc,
+        held_p,
+        acts,
+        train_rows,
+        held_rows,
+        ans_rows,
+        concept_matrix(ans_boards),
+        steer_prompts,
+        tokenize(lm.tokenizer, [records[i].text for i in steer_prompts]),
+    )
 
 
 def _steer_prompts(records: list[Any], held_p: np.ndarray, cfg: SAERunConfig) -> list[int]:
@@ -337,9 +420,18 @@ def _compare_layer(lm: Any, cfg: SAERunConfig, layer: int, hook: str, data: _Dat
 
     console.print(f"[bold]layer {layer}[/]: comparison SAE d_sae {cfg.compare_d_sae}, {cfg.compare_steps} steps")
     x = data.acts.acts[hook]
-    sae, _ = train_topk_sae(x[data.train_rows], d_sae=cfg.compare_d_sae, k=cfg.k, steps=cfg.compare_steps,
-                            batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed, hook_name=hook,
-                            model_name=lm.name, progress=False)
+    sae, _ = train_topk_sae(
+        x[data.train_rows],
+        d_sae=cfg.compare_d_sae,
+        k=cfg.k,
+        steps=cfg.compare_steps,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        seed=cfg.seed,
+        hook_name=hook,
+        model_name=lm.name,
+        progress=False,
+    )
     sae.eval()
     qual = evaluate_sae(sae, x[data.held_rows], dead_acts=x)
     with torch.no_grad():
@@ -348,15 +440,28 @@ def _compare_layer(lm: Any, cfg: SAERunConfig, layer: int, hook: str, data: _Dat
     cf1, cmcc = mean_best_f1(det), mean_best_mcc(det)
     steer = measure_steering(lm, sae, hook, data.steer_ids, x[data.ans_rows], x, cfg.steer_features)
     eff, unit, resid_norm = steer.coef1, steer.unit, steer.resid_norm
-    row = {"layer": layer, "hook_name": hook, "d_sae": cfg.compare_d_sae, "steps": cfg.compare_steps,
-           "ev": qual.explained_variance, "l0": qual.l0, "dead": qual.dead_fraction, "concept_f1": cf1,
-           "concept_mcc": cmcc,
-           "steer_kl": unit["mean_kl"], "steer_argmax": unit["argmax_changed"],
-           "coef1_kl": eff["mean_kl"], "coef1_argmax": eff["argmax_changed"],
-           "push_ratio": eff["push_norm"] / max(resid_norm, 1e-9), "answer_resid_norm": resid_norm}
-    console.print(f"  EV {row['ev']:.3f}  L0 {row['l0']:.1f}  dead {row['dead']:.3f}  concept F1 {cf1:.3f} MCC {cmcc:.3f}  "
-                  f"unit push: KL {row['steer_kl']:.4f}, argmax changed {row['steer_argmax']:.2f}; coef 1: KL "
-                  f"{row['coef1_kl']:.4f}, push/resid {row['push_ratio']:.3f}")
+    row = {
+        "layer": layer,
+        "hook_name": hook,
+        "d_sae": cfg.compare_d_sae,
+        "steps": cfg.compare_steps,
+        "ev": qual.explained_variance,
+        "l0": qual.l0,
+        "dead": qual.dead_fraction,
+        "concept_f1": cf1,
+        "concept_mcc": cmcc,
+        "steer_kl": unit["mean_kl"],
+        "steer_argmax": unit["argmax_changed"],
+        "coef1_kl": eff["mean_kl"],
+        "coef1_argmax": eff["argmax_changed"],
+        "push_ratio": eff["push_norm"] / max(resid_norm, 1e-9),
+        "answer_resid_norm": resid_norm,
+    }
+    console.print(
+        f"  EV {row['ev']:.3f}  L0 {row['l0']:.1f}  dead {row['dead']:.3f}  concept F1 {cf1:.3f} MCC {cmcc:.3f}  "
+        f"unit push: KL {row['steer_kl']:.4f}, argmax changed {row['steer_argmax']:.2f}; coef 1: KL "
+        f"{row['coef1_kl']:.4f}, push/resid {row['push_ratio']:.3f}"
+    )
     return row
 
 
@@ -379,17 +484,31 @@ def _train_final(lm: Any, cfg: SAERunConfig, hook: str, data: _Data, console: An
 
     x = data.acts.acts[hook]
     console.print(f"training the shipped SAE: d_sae {cfg.d_sae}, k {cfg.k}, {cfg.steps} steps × {cfg.batch_size}")
-    sae, t_train = train_topk_sae(x[data.train_rows], d_sae=cfg.d_sae, k=cfg.k, steps=cfg.steps,
-                                  batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed, hook_name=hook,
-                                  model_name=lm.name, progress=True)
+    sae, t_train = train_topk_sae(
+        x[data.train_rows],
+        d_sae=cfg.d_sae,
+        k=cfg.k,
+        steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        seed=cfg.seed,
+        hook_name=hook,
+        model_name=lm.name,
+        progress=True,
+    )
     out = Path(cfg.out)
     save_sae_fp16(sae, out)
     shipped = load_shipped_sae(out)  # measure what is shipped (float16-rounded weights)
     qual = evaluate_sae(shipped, x[data.held_rows], dead_acts=x)
     steer = measure_steering(lm, shipped, hook, data.steer_ids, x[data.ans_rows], x, cfg.steer_features)
     resid_norm = steer.resid_norm
-    eff = {**steer.coef1, "push_ratio": steer.coef1["push_norm"] / max(resid_norm, 1e-9), "answer_resid_norm": resid_norm,
-           "unit_push_mean_kl": steer.unit["mean_kl"], "unit_push_argmax_changed": steer.unit["argmax_changed"]}
+    eff = {
+        **steer.coef1,
+        "push_ratio": steer.coef1["push_norm"] / max(resid_norm, 1e-9),
+        "answer_resid_norm": resid_norm,
+        "unit_push_mean_kl": steer.unit["mean_kl"],
+        "unit_push_argmax_changed": steer.unit["argmax_changed"],
+    }
     records, held_p = data.records, data.held_p
     ce_ids_src = [i for i in held_p if records[i].kind == "game"][: cfg.ce_prompts // 2]
     ce_ids_src += [i for i in held_p if records[i].kind == "chat"][: cfg.ce_prompts - len(ce_ids_src)]
@@ -408,18 +527,34 @@ def _save_answer_activations(cfg: SAERunConfig, model_name: str, hook: str, data
     acts = data.acts
     cache_path = activation_cache_path(default_cache_dir(cfg), model_name, hook, cfg.seed, cfg.quick)
     keep = torch.from_numpy(np.nonzero(acts.is_answer)[0])
-    answer_set = ActivationSet(hook_names=[hook], acts={hook: acts.acts[hook][keep].clone()},
-                               prompt_index=acts.prompt_index[keep.numpy()], position=acts.position[keep.numpy()],
-                               is_answer=acts.is_answer[keep.numpy()], records=data.records,
-                               n_tokens_run=acts.n_tokens_run, seconds=acts.seconds,
-                               meta={**acts.meta, "heldout_prompts": [int(i) for i in data.held_p]},
-                               answer_cell_logits=acts.answer_cell_logits)
+    answer_set = ActivationSet(
+        hook_names=[hook],
+        acts={hook: acts.acts[hook][keep].clone()},
+        prompt_index=acts.prompt_index[keep.numpy()],
+        position=acts.position[keep.numpy()],
+        is_answer=acts.is_answer[keep.numpy()],
+        records=data.records,
+        n_tokens_run=acts.n_tokens_run,
+        seconds=acts.seconds,
+        meta={**acts.meta, "heldout_prompts": [int(i) for i in data.held_p]},
+        answer_cell_logits=acts.answer_cell_logits,
+    )
     answer_set.save(cache_path)
     return cache_path
 
 
-def _card(cfg: SAERunConfig, lm: Any, hook: str, layer: int, rule: str, data: _Data, rows: list[dict[str, Any]],
-          final: _Final, cache_path: Path, seconds: dict[str, float]) -> dict[str, Any]:
+def _card(
+    cfg: SAERunConfig,
+    lm: Any,
+    hook: str,
+    layer: int,
+    rule: str,
+    data: _Data,
+    rows: list[dict[str, Any]],
+    final: _Final,
+    cache_path: Path,
+    seconds: dict[str, float],
+) -> dict[str, Any]:
     """The run card (``RUN_CARD.json``)."""
     import sae_lens
     import torch
@@ -427,36 +562,68 @@ def _card(cfg: SAERunConfig, lm: Any, hook: str, layer: int, rule: str, data: _D
     command = "autosteer-train sae" + ("" if cfg == SAERunConfig() else " " + " ".join(_nondefault_flags(cfg)))
     acts = data.acts
     return {
-        "model": lm.name, "hook_name": hook, "layer": layer, "layer_rule": rule, "architecture": "topk",
-        "d_in": lm.d_model, "d_sae": cfg.d_sae, "k": cfg.k, "steps": cfg.steps, "batch_size": cfg.batch_size,
-        "lr": cfg.lr, "seed": cfg.seed, "threads": cfg.threads, "sae_lens_version": sae_lens.__version__,
+        "model": lm.name,
+        "hook_name": hook,
+        "layer": layer,
+        "layer_rule": rule,
+        "architecture": "topk",
+        "d_in": lm.d_model,
+        "d_sae": cfg.d_sae,
+        "k": cfg.k,
+        "steps": cfg.steps,
+        "batch_size": cfg.batch_size,
+        "lr": cfg.lr,
+        "seed": cfg.seed,
+        "threads": cfg.threads,
+        "sae_lens_version": sae_lens.__version__,
         "machine": f"{platform.machine()} {platform.system()}, torch {torch.__version__}",
-        "weights_bytes": (Path(cfg.out) / "sae_weights.safetensors").stat().st_size, "command": command,
+        "weights_bytes": (Path(cfg.out) / "sae_weights.safetensors").stat().st_size,
+        "command": command,
         "config": asdict(cfg),
-        "data": {**data.desc, "prompts": len(data.records), "heldout_prompts": len(data.held_p),
-                 "tokens": acts.meta["n_tokens"], "activations": len(acts),
-                 "train_activations": int(data.train_rows.numel()), "tail": cfg.tail,
-                 "other_fraction": cfg.other_fraction},
-        "quality": asdict(final.quality), "ce_loss": final.ce, "steering": final.steering,
-        "steer_boards": len(data.steer_prompts), "steer_features": len(final.features),
+        "data": {
+            **data.desc,
+            "prompts": len(data.records),
+            "heldout_prompts": len(data.held_p),
+            "tokens": acts.meta["n_tokens"],
+            "activations": len(acts),
+            "train_activations": int(data.train_rows.numel()),
+            "tail": cfg.tail,
+            "other_fraction": cfg.other_fraction,
+        },
+        "quality": asdict(final.quality),
+        "ce_loss": final.ce,
+        "steering": final.steering,
+        "steer_boards": len(data.steer_prompts),
+        "steer_features": len(final.features),
         "seconds": seconds,
-        "layer_comparison": rows, "activation_cache": str(cache_path),
+        "layer_comparison": rows,
+        "activation_cache": str(cache_path),
         "unsteered_illegal_rate": unsteered_illegal_rate(data.records, acts.answer_cell_logits),
     }
 
 
-def _write_outputs(cfg: SAERunConfig, model_name: str, hook: str, card: dict[str, Any], rows: list[dict[str, Any]],
-                   typical: list[float]) -> None:
+def _write_outputs(
+    cfg: SAERunConfig,
+    model_name: str,
+    hook: str,
+    card: dict[str, Any],
+    rows: list[dict[str, Any]],
+    typical: list[float],
+) -> None:
     """``RUN_CARD.json``/``.md`` and ``features.json`` beside the SAE; ``SAE.md`` and the
     layer plot in ``--docs``."""
     out = Path(cfg.out)
     (out / "RUN_CARD.json").write_text(json.dumps(card, indent=2) + "\n")
     (out / "RUN_CARD.md").write_text(render_run_card(card))
-    features = {"hook_name": hook, "d_sae": cfg.d_sae, "model": model_name,
-                "typical_activation": typical,
-                "typical_activation_note": "mean non-zero activation at the answer position on game prompts; "
-                                           "steering coefficient c adds c * typical * W_dec[f]",
-                "labels": {}}
+    features = {
+        "hook_name": hook,
+        "d_sae": cfg.d_sae,
+        "model": model_name,
+        "typical_activation": typical,
+        "typical_activation_note": "mean non-zero activation at the answer position on game prompts; "
+        "steering coefficient c adds c * typical * W_dec[f]",
+        "labels": {},
+    }
     (out / "features.json").write_text(json.dumps(features) + "\n")
     docs = Path(cfg.docs)
     docs.mkdir(parents=True, exist_ok=True)

@@ -29,8 +29,20 @@ class SAETrainingError(RuntimeError):
     """The SAE run cannot go on; the message says why and what to do."""
 
 
-def train_topk_sae(acts: Any, *, d_sae: int, k: int, steps: int, batch_size: int, lr: float, seed: int,
-                   hook_name: str, model_name: str, progress: bool = True, desc: str = "SAE") -> tuple[Any, float]:
+def train_topk_sae(
+    acts: Any,
+    *,
+    d_sae: int,
+    k: int,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    hook_name: str,
+    model_name: str,
+    progress: bool = True,
+    desc: str = "SAE",
+) -> tuple[Any, float]:
     """Train a sae_lens TopK SAE on a ``[n, d_in]`` activation tensor; returns (training SAE, seconds)."""
     import torch
     from sae_lens.config import SAETrainerConfig
@@ -41,9 +53,18 @@ def train_topk_sae(acts: Any, *, d_sae: int, k: int, steps: int, batch_size: int
     data = acts.float()
     n, d_in = data.shape
     if n < batch_size:
-        raise SAETrainingError(f"only {n} activations for batch size {batch_size}; collect more data or lower --batch-size")
-    sae_cfg = TopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=k, dtype="float32", device="cpu",
-                                    normalize_activations="none", apply_b_dec_to_input=True)
+        raise SAETrainingError(
+            f"only {n} activations for batch size {batch_size}; collect more data or lower --batch-size"
+        )
+    sae_cfg = TopKTrainingSAEConfig(
+        d_in=d_in,
+        d_sae=d_sae,
+        k=k,
+        dtype="float32",
+        device="cpu",
+        normalize_activations="none",
+        apply_b_dec_to_input=True,
+    )
     sae_cfg.metadata.model_name = model_name
     sae_cfg.metadata.hook_name = hook_name
     sae = TopKTrainingSAE(sae_cfg)
@@ -55,13 +76,20 @@ def train_topk_sae(acts: Any, *, d_sae: int, k: int, steps: int, batch_size: int
         while True:
             perm = torch.randperm(n, generator=gen)
             for s in range(0, n - batch_size + 1, batch_size):
-                yield data[perm[s:s + batch_size]]
+                yield data[perm[s : s + batch_size]]
 
-    trainer_cfg = SAETrainerConfig(total_training_samples=steps * batch_size, train_batch_size_samples=batch_size,
-                                   lr=lr, lr_scheduler_name="constant", lr_warm_up_steps=min(100, steps // 10),
-                                   lr_decay_steps=steps // 5, lr_end=lr / 10, device="cpu",
-                                   dead_feature_window=max(50, steps // 5),
-                                   feature_sampling_window=max(100, steps // 2))
+    trainer_cfg = SAETrainerConfig(
+        total_training_samples=steps * batch_size,
+        train_batch_size_samples=batch_size,
+        lr=lr,
+        lr_scheduler_name="constant",
+        lr_warm_up_steps=min(100, steps // 10),
+        lr_decay_steps=steps // 5,
+        lr_end=lr / 10,
+        device="cpu",
+        dead_feature_window=max(50, steps // 5),
+        feature_sampling_window=max(100, steps // 2),
+    )
     trainer = SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=batches())
     t0 = time.perf_counter()
     import contextlib
@@ -92,7 +120,7 @@ def evaluate_sae(sae: Any, acts: Any, dead_acts: Any | None = None, chunk: int =
     l0 = 0.0
     with torch.no_grad():
         for s in range(0, x_all.shape[0], chunk):
-            x = x_all[s:s + chunk]
+            x = x_all[s : s + chunk]
             f = sae.encode(x)
             r = sae.decode(f)
             sse += float(((r - x) ** 2).sum())
@@ -101,10 +129,15 @@ def evaluate_sae(sae: Any, acts: Any, dead_acts: Any | None = None, chunk: int =
         fired = torch.zeros(sae.cfg.d_sae, dtype=torch.bool)
         src = (dead_acts if dead_acts is not None else acts).float()
         for s in range(0, src.shape[0], chunk):
-            fired |= (sae.encode(src[s:s + chunk]) > 0).any(0)
+            fired |= (sae.encode(src[s : s + chunk]) > 0).any(0)
     n = x_all.shape[0]
-    return SAEQuality(explained_variance=1 - sse / max(sst, 1e-12), mse=sse / (n * x_all.shape[1]), l0=l0 / n,
-                      dead_fraction=float((~fired).float().mean()), n_eval=n)
+    return SAEQuality(
+        explained_variance=1 - sse / max(sst, 1e-12),
+        mse=sse / (n * x_all.shape[1]),
+        l0=l0 / n,
+        dead_fraction=float((~fired).float().mean()),
+        n_eval=n,
+    )
 
 
 def typical_activations(sae: Any, answer_acts: Any, all_acts: Any) -> list[float]:
@@ -118,7 +151,7 @@ def typical_activations(sae: Any, answer_acts: Any, all_acts: Any) -> list[float
             tot = torch.zeros(sae.cfg.d_sae)
             cnt = torch.zeros(sae.cfg.d_sae)
             for s in range(0, x.shape[0], 4096):
-                f = sae.encode(x[s:s + 4096].float())
+                f = sae.encode(x[s : s + 4096].float())
                 tot += f.clamp(min=0).sum(0)
                 cnt += (f > 0).sum(0)
         return tot, cnt
@@ -141,8 +174,16 @@ def answer_firing_order(sae: Any, answer_acts: Any) -> list[int]:
     return [int(i) for i in torch.argsort(cnt, descending=True, stable=True)]
 
 
-def steering_effect(lm: Any, sae: Any, hook_name: str, token_ids: Sequence[Sequence[int]], features: Sequence[int],
-                    typical: Sequence[float], coefficient: float = 1.0, push_norm: float | None = None) -> dict[str, float]:
+def steering_effect(
+    lm: Any,
+    sae: Any,
+    hook_name: str,
+    token_ids: Sequence[Sequence[int]],
+    features: Sequence[int],
+    typical: Sequence[float],
+    coefficient: float = 1.0,
+    push_norm: float | None = None,
+) -> dict[str, float]:
     """Mean KL and argmax-change rate of the move distribution when each feature is pushed
     at the answer position, over the given prompts. The push is ``coefficient`` × the
     feature's typical activation along its decoder row, or, with ``push_norm``, a vector of
@@ -165,9 +206,12 @@ def steering_effect(lm: Any, sae: Any, hook_name: str, token_ids: Sequence[Seque
         kls.append(shift["kl"])
         changed.append(shift["argmax_changed"].float())
     kl = torch.cat(kls)
-    return {"mean_kl": float(kl.mean()), "median_kl": float(kl.median()),
-            "argmax_changed": float(torch.cat(changed).mean()),
-            "push_norm": float(deltas.norm(dim=-1).mean())}
+    return {
+        "mean_kl": float(kl.mean()),
+        "median_kl": float(kl.median()),
+        "argmax_changed": float(torch.cat(changed).mean()),
+        "push_norm": float(deltas.norm(dim=-1).mean()),
+    }
 
 
 @dataclass
@@ -183,8 +227,15 @@ class SteeringMeasure:
     resid_norm: float
 
 
-def measure_steering(lm: Any, sae: Any, hook_name: str, token_ids: Sequence[Sequence[int]], answer_acts: Any,
-                     all_acts: Any, n_features: int) -> SteeringMeasure:
+def measure_steering(
+    lm: Any,
+    sae: Any,
+    hook_name: str,
+    token_ids: Sequence[Sequence[int]],
+    answer_acts: Any,
+    all_acts: Any,
+    n_features: int,
+) -> SteeringMeasure:
     """:func:`steering_effect` of the ``n_features`` features that fire most often at the
     answer position (``answer_acts``), at coefficient 1 and with a unit push."""
     typ = typical_activations(sae, answer_acts, all_acts)
@@ -261,8 +312,10 @@ def choose_layer(rows: list[dict[str, Any]], *, min_ev: float = 0.7, max_dead: f
 
     rf, rk = rank("concept_mcc"), rank("steer_kl")
     best = min(ok, key=lambda r: (rf[r["layer"]] + rk[r["layer"]], r["layer"]))
-    return best["layer"], (f"best mean rank of concept detection (MCC) and steering KL among layers with EV >= {min_ev} "
-                           f"and dead <= {max_dead}")
+    return best["layer"], (
+        f"best mean rank of concept detection (MCC) and steering KL among layers with EV >= {min_ev} "
+        f"and dead <= {max_dead}"
+    )
 
 
 def save_sae_fp16(sae: Any, folder: Path) -> None:

@@ -80,8 +80,9 @@ def opponent_distribution(name: str) -> Callable[[Board], dict[int, float]]:
     raise ValueError(f"unknown opponent {name!r}; expected minimax, random or eps<ε> with 0 <= ε <= 1 (e.g. eps0.1)")
 
 
-def exact_outcome(choose: Callable[[list[Board]], list[int | None]], llm_seat: Seat,
-                  opponent: str = "minimax") -> Outcome:
+def exact_outcome(
+    choose: Callable[[list[Board]], list[int | None]], llm_seat: Seat, opponent: str = "minimax"
+) -> Outcome:
     """Walk the game tree against ``opponent`` (default minimax, uniform over its optimal
     moves; see :func:`opponent_distribution`).
 
@@ -217,9 +218,14 @@ def run_search(bot: Any, cfg: SearchConfig, progress: Any = None) -> dict[str, A
         elite = torch.tensor([c for _, c in scored[: cfg.elite]])
         mean = elite.mean(0)
         std = elite.std(0).clamp(min=0.05)
-        history.append({"iteration": it, "best_score": best["score"],
-                        "mean_score": sum(s for s, _ in scored) / len(scored),
-                        "elite_mean_score": sum(s for s, _ in scored[: cfg.elite]) / cfg.elite})
+        history.append(
+            {
+                "iteration": it,
+                "best_score": best["score"],
+                "mean_score": sum(s for s, _ in scored) / len(scored),
+                "elite_mean_score": sum(s for s, _ in scored[: cfg.elite]) / cfg.elite,
+            }
+        )
     # Line search along the best direction: the draw rate is not monotone in the vector's
     # length, and the l1 cost prefers the shortest vector that draws as often.
     direction = list(best["coefficients"])
@@ -235,14 +241,25 @@ def run_search(bot: Any, cfg: SearchConfig, progress: Any = None) -> dict[str, A
     return {"best": best, "baseline": baseline, "history": history, "evaluate": evaluate}
 
 
-def budget_curve(evaluate: Callable[[Sequence[float]], tuple[float, Outcome, Outcome]], coefs: Sequence[float],
-                 scales: Sequence[float] = (0.0, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)) -> list[dict[str, float]]:
+def budget_curve(
+    evaluate: Callable[[Sequence[float]], tuple[float, Outcome, Outcome]],
+    coefs: Sequence[float],
+    scales: Sequence[float] = (0.0, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5),
+) -> list[dict[str, float]]:
     """Draw probability (as X, as O) with the vector scaled by each factor."""
     rows = []
     for s in scales:
         _, ox, oo = evaluate([c * s for c in coefs])
-        rows.append({"scale": s, "mean_abs_coef": s * sum(abs(c) for c in coefs) / max(1, len(coefs)),
-                     "draw_x": ox.draw, "draw_o": oo.draw, "illegal_x": ox.illegal, "illegal_o": oo.illegal})
+        rows.append(
+            {
+                "scale": s,
+                "mean_abs_coef": s * sum(abs(c) for c in coefs) / max(1, len(coefs)),
+                "draw_x": ox.draw,
+                "draw_o": oo.draw,
+                "illegal_x": ox.illegal,
+                "illegal_o": oo.illegal,
+            }
+        )
     return rows
 
 
@@ -272,24 +289,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = SearchConfig()
     parser.add_argument("--model", default="smollm2", help="model to steer (see autosteer-bot run --help)")
     parser.add_argument("--sae", default="auto", help="SAE folder, registry id, or 'auto' (the shipped one)")
-    parser.add_argument("--features", default="", help="comma-separated feature indices (default: the best-labelled ones)")
-    parser.add_argument("--n-features", type=int, default=d.n_features, help="features to steer when picking from labels")
+    parser.add_argument(
+        "--features", default="", help="comma-separated feature indices (default: the best-labelled ones)"
+    )
+    parser.add_argument(
+        "--n-features", type=int, default=d.n_features, help="features to steer when picking from labels"
+    )
     parser.add_argument("--bound", type=float, default=d.bound, help="coefficients are searched in [-bound, bound]")
     parser.add_argument("--population", type=int, default=d.population, help="vectors sampled per iteration")
     parser.add_argument("--elite", type=int, default=d.elite, help="best vectors the next distribution is fitted to")
     parser.add_argument("--iterations", type=int, default=d.iterations, help="cross-entropy iterations")
     parser.add_argument("--init-std", type=float, default=d.init_std, help="initial standard deviation of coefficients")
     parser.add_argument("--l1", type=float, default=d.l1, help="score cost per unit of mean |coefficient|")
-    parser.add_argument("--mode", choices=("strict", "masked"), default=d.mode, help="move reading the vector is searched for")
+    parser.add_argument(
+        "--mode", choices=("strict", "masked"), default=d.mode, help="move reading the vector is searched for"
+    )
     parser.add_argument("--seed", type=int, default=d.seed, help="seed of the search")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--cache-boards", type=int, default=2000, help="boards whose prompt state is cached")
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"where to write the policy JSON (default: a new runs/<time>-search-vector/ folder; "
-                             f"the shipped policy is {DEFAULT_OUT.relative_to(DEFAULT_OUT.parents[3])})")
-    parser.add_argument("--plot", type=Path, default=None,
-                        help="PNG of draw probability against steering budget (default: beside the policy; "
-                             "docs/steering_budget.png when --out is the shipped policy)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"where to write the policy JSON (default: a new runs/<time>-search-vector/ folder; "
+        f"the shipped policy is {DEFAULT_OUT.relative_to(DEFAULT_OUT.parents[3])})",
+    )
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        help="PNG of draw probability against steering budget (default: beside the policy; "
+        "docs/steering_budget.png when --out is the shipped policy)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -303,8 +334,17 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True)
     torch.set_num_threads(args.threads)
-    cfg = SearchConfig(n_features=args.n_features, bound=args.bound, population=args.population, elite=args.elite,
-                       iterations=args.iterations, init_std=args.init_std, l1=args.l1, mode=args.mode, seed=args.seed)
+    cfg = SearchConfig(
+        n_features=args.n_features,
+        bound=args.bound,
+        population=args.population,
+        elite=args.elite,
+        iterations=args.iterations,
+        init_std=args.init_std,
+        l1=args.l1,
+        mode=args.mode,
+        seed=args.seed,
+    )
     if cfg.elite < 2 or cfg.elite > cfg.population:
         console.print(f"[red]--elite must be between 2 and --population ({cfg.population}), got {cfg.elite}")
         return 2
@@ -327,12 +367,15 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"[red]bad --features: {exc}")
         return 2
     cfg.features = features
-    seed_policy = FixedSteeringPolicy(features, [0.0] * len(features), hook_name=sae.hook_name, d_sae=sae.d_sae,
-                                      source="search")
+    seed_policy = FixedSteeringPolicy(
+        features, [0.0] * len(features), hook_name=sae.hook_name, d_sae=sae.d_sae, source="search"
+    )
     seed_policy.check_sae(sae.d_sae, sae.hook_name)
     bot = LLMBot(lm, sae=sae, policy=seed_policy, mode=cfg.mode, top_k=0, cache_boards=args.cache_boards)
-    console.print(f"searching a fixed vector over {len(features)} features of {sae.hook_name} "
-                  f"({cfg.mode} move reading, {cfg.iterations}×{cfg.population} vectors, exact outcomes vs minimax)")
+    console.print(
+        f"searching a fixed vector over {len(features)} features of {sae.hook_name} "
+        f"({cfg.mode} move reading, {cfg.iterations}×{cfg.population} vectors, exact outcomes vs minimax)"
+    )
     result = _search_with_progress(bot, cfg, console)
     best = result["best"]
     curve = budget_curve(result["evaluate"], best["coefficients"])
@@ -355,29 +398,50 @@ def _search_with_progress(bot: Any, cfg: SearchConfig, console: Any) -> dict[str
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     total = cfg.iterations * cfg.population
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console) as bar:
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as bar:
         task = bar.add_task("vectors", total=total)
         return run_search(bot, cfg, progress=lambda: bar.advance(task))
 
 
-def _search_card(lm: Any, sae: Any, cfg: SearchConfig, result: dict[str, Any], curve: list[dict[str, float]],
-                 policy: Any, elapsed: float, *, torch_version: str) -> dict[str, Any]:
+def _search_card(
+    lm: Any,
+    sae: Any,
+    cfg: SearchConfig,
+    result: dict[str, Any],
+    curve: list[dict[str, float]],
+    policy: Any,
+    elapsed: float,
+    *,
+    torch_version: str,
+) -> dict[str, Any]:
     """The run card of a search: what was searched, how, and what it found."""
     features = cfg.features
     labels = {i: sae.label(i) or "" for i in features}
     return {
         "what": "fixed steering vector found by the cross-entropy method (not RL)",
         "summary": f"one vector on every board, searched in-sample against minimax for {cfg.mode} reading; "
-                   "not yet checked with equal-effort controls or held out (docs/EVALUATION.md)",
-        "command": "autosteer-train search-vector " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "autosteer-train search-vector",
-        "model": lm.name, "sae": _relative(sae.source), "hook_name": sae.hook_name, "config": asdict(cfg),
+        "not yet checked with equal-effort controls or held out (docs/EVALUATION.md)",
+        "command": "autosteer-train search-vector " + " ".join(sys.argv[2:])
+        if len(sys.argv) > 2
+        else "autosteer-train search-vector",
+        "model": lm.name,
+        "sae": _relative(sae.source),
+        "hook_name": sae.hook_name,
+        "config": asdict(cfg),
         "objective": "mean exact draw probability vs minimax (uniform over optimal moves) as X and O "
-                     f"minus {cfg.l1} × mean |coefficient|",
+        f"minus {cfg.l1} × mean |coefficient|",
         "data": "every board the LLM reaches against minimax from the empty board, both seats (exact tree walk)",
-        "baseline_zero_steering": result["baseline"], "best": result["best"], "history": result["history"],
-        "budget_curve": curve, "policy_digest": policy.digest, "features": [{"index": i, "label": labels[i]} for i in features],
-        "seconds": round(elapsed, 1), "torch": torch_version, "python": platform.python_version(),
+        "baseline_zero_steering": result["baseline"],
+        "best": result["best"],
+        "history": result["history"],
+        "budget_curve": curve,
+        "policy_digest": policy.digest,
+        "features": [{"index": i, "label": labels[i]} for i in features],
+        "seconds": round(elapsed, 1),
+        "torch": torch_version,
+        "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
 
@@ -387,8 +451,10 @@ def _print_draws(console: Any, result: dict[str, Any], *, n_features: int) -> No
     best = result["best"]
     bx, bo, zx, zo = best["x"], best["o"], result["baseline"]["x"], result["baseline"]["o"]
     console.print(f"zero steering: draw {100 * zx['draw']:.1f} % as X, {100 * zo['draw']:.1f} % as O")
-    console.print(f"best vector:   draw {100 * bx['draw']:.1f} % as X, {100 * bo['draw']:.1f} % as O "
-                  f"(mean |coef| {sum(abs(c) for c in best['coefficients']) / n_features:.2f})")
+    console.print(
+        f"best vector:   draw {100 * bx['draw']:.1f} % as X, {100 * bo['draw']:.1f} % as O "
+        f"(mean |coef| {sum(abs(c) for c in best['coefficients']) / n_features:.2f})"
+    )
 
 
 def _relative(path: Any) -> str:
@@ -403,30 +469,46 @@ def _relative(path: Any) -> str:
 def _write_card_md(card: dict[str, Any], path: Path) -> None:
     best, base = card["best"], card["baseline_zero_steering"]
     lines = [
-        "# Run card: fixed steering vector", "",
-        f"- What: {card['what']}", f"- Command: `{card['command']}`",
+        "# Run card: fixed steering vector",
+        "",
+        f"- What: {card['what']}",
+        f"- Command: `{card['command']}`",
         f"- Model / SAE: {card['model']} / `{card['sae']}` at `{card['hook_name']}`",
-        f"- Objective: {card['objective']}", f"- Data: {card['data']}",
+        f"- Objective: {card['objective']}",
+        f"- Data: {card['data']}",
         f"- Seed: {card['config']['seed']}; {card['config']['iterations']} iterations × {card['config']['population']} vectors; "
-        f"time {card['seconds']} s; {card['date']}", f"- Policy digest: `{card['policy_digest']}`",
+        f"time {card['seconds']} s; {card['date']}",
+        f"- Policy digest: `{card['policy_digest']}`",
         f"- Mode: **{card['config']['mode']}** move reading, `grid` phrasing — every figure below is for that mode "
         "and phrasing only",
         "- **In-sample**: the figures below are the search's own objective (exact draw probability against "
         "minimax), maximised over the candidates; they are not evidence that the features matter. "
         "Equal-effort controls: `autosteer-train controls`; held-out phrasings, opponents and positions: "
-        "`autosteer-train heldout` (docs/EVALUATION.md).", "",
-        "| | draw as X | draw as O | illegal as X | illegal as O |", "|---|---|---|---|---|",
+        "`autosteer-train heldout` (docs/EVALUATION.md).",
+        "",
+        "| | draw as X | draw as O | illegal as X | illegal as O |",
+        "|---|---|---|---|---|",
         f"| zero steering | {100 * base['x']['draw']:.1f} % | {100 * base['o']['draw']:.1f} % | "
         f"{100 * base['x']['illegal']:.1f} % | {100 * base['o']['illegal']:.1f} % |",
         f"| best vector | {100 * best['x']['draw']:.1f} % | {100 * best['o']['draw']:.1f} % | "
-        f"{100 * best['x']['illegal']:.1f} % | {100 * best['o']['illegal']:.1f} % |", "",
-        "Exact probabilities against minimax with uniformly random tie-breaks (tree walk, not sampled).", "",
-        "| feature | label | coefficient |", "|---|---|---|",
+        f"{100 * best['x']['illegal']:.1f} % | {100 * best['o']['illegal']:.1f} % |",
+        "",
+        "Exact probabilities against minimax with uniformly random tie-breaks (tree walk, not sampled).",
+        "",
+        "| feature | label | coefficient |",
+        "|---|---|---|",
     ]
     for f, c in zip(card["features"], best["coefficients"]):
         lines.append(f"| {f['index']} | {f['label'] or '—'} | {c:+.2f} |")
-    lines += ["", "Draw probability against steering budget (the vector scaled):", "",
-              "| scale | mean abs coef | draw as X | draw as O |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "Draw probability against steering budget (the vector scaled):",
+        "",
+        "| scale | mean abs coef | draw as X | draw as O |",
+        "|---|---|---|---|",
+    ]
     for r in card["budget_curve"]:
-        lines.append(f"| {r['scale']:.2f} | {r['mean_abs_coef']:.2f} | {100 * r['draw_x']:.1f} % | {100 * r['draw_o']:.1f} % |")
+        lines.append(
+            f"| {r['scale']:.2f} | {r['mean_abs_coef']:.2f} | {100 * r['draw_x']:.1f} % | {100 * r['draw_o']:.1f} % |"
+        )
     path.write_text("\n".join(lines) + "\n")

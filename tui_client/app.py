@@ -17,14 +17,39 @@ from typing import Any, Callable, ClassVar
 from textual.app import App
 from textual.binding import Binding
 
-from server.protocol import (MAX_RECORDS, Bots, ChallengeDeclined, ChallengeOffer, ChallengeSent, ErrorMsg, GameOver,
-                             GameRecord, Games, GameStart, GameSummary, Info, PlayerInfo, Players, Records, RecordSummary,
-                             State, Welcome, BotInfo)
+from server.protocol import (
+    MAX_RECORDS,
+    Bots,
+    ChallengeDeclined,
+    ChallengeOffer,
+    ChallengeSent,
+    ErrorMsg,
+    GameOver,
+    GameRecord,
+    Games,
+    GameStart,
+    GameSummary,
+    Info,
+    PlayerInfo,
+    Players,
+    Records,
+    RecordSummary,
+    State,
+    Welcome,
+    BotInfo,
+)
 from tui_client.connection import ArenaConnection, LinkState, LinkStatus, NotConnected
 from tui_client.game_view import GameView, TimeControl
 from tui_client.local_arena import LocalArena
-from tui_client.screens import (ChallengePrompt, ConnectionBar, GameScreen, LobbyScreen, QuitPrompt, RecordsScreen,
-                                StandingsScreen)
+from tui_client.screens import (
+    ChallengePrompt,
+    ConnectionBar,
+    GameScreen,
+    LobbyScreen,
+    QuitPrompt,
+    RecordsScreen,
+    StandingsScreen,
+)
 
 MAX_FINISHED = 20
 TERMINAL_CHECK_SECONDS = 1.0  # how often a real terminal is checked for a hang-up
@@ -32,8 +57,16 @@ RECORDS_PAGE = 50  # finished games asked of the server at a time
 #: error codes the connection layer makes up for failures on this side (tui_client.connection)
 CLIENT_SIDE_ERRORS = ("client_error", "bad_server_frame")
 #: the title of the notice when the server refuses a request the person made (not a server fault)
-REQUEST_TITLES = {"replay": "Replay", "challenge": "Challenge", "arrange": "Bot game", "spectate": "Watch", "records": "Finished games",
-                  "move": "Move refused", "resign": "Resign refused", "unspectate": "Watch"}
+REQUEST_TITLES = {
+    "replay": "Replay",
+    "challenge": "Challenge",
+    "arrange": "Bot game",
+    "spectate": "Watch",
+    "records": "Finished games",
+    "move": "Move refused",
+    "resign": "Resign refused",
+    "unspectate": "Watch",
+}
 
 
 class ArenaApp(App):
@@ -44,8 +77,15 @@ class ArenaApp(App):
     BINDINGS = [Binding("ctrl+q", "quit", "Quit", show=False)]
     ENABLE_COMMAND_PALETTE = False
 
-    def __init__(self, url: str | None, name: str = "player", *, local_arena: LocalArena | None = None,
-                 show_url: bool = True, lobby_poll: float = 2.0) -> None:
+    def __init__(
+        self,
+        url: str | None,
+        name: str = "player",
+        *,
+        local_arena: LocalArena | None = None,
+        show_url: bool = True,
+        lobby_poll: float = 2.0,
+    ) -> None:
         super().__init__()
         self.url = url
         self.player_name = name
@@ -53,8 +93,9 @@ class ArenaApp(App):
         self.show_url = show_url
         self.lobby_poll = lobby_poll
         self.connection: ArenaConnection | None = None
-        self.link_status = LinkStatus(LinkState.CONNECTING if url else LinkState.CLOSED, url or "", name,
-                                      detail="" if url else "offline")
+        self.link_status = LinkStatus(
+            LinkState.CONNECTING if url else LinkState.CLOSED, url or "", name, detail="" if url else "offline"
+        )
         self.bots: list[BotInfo] = []
         self.live_games: list[GameSummary] = []
         self.players: list[PlayerInfo] = []  # other people online (pushed with watch_lobby)
@@ -89,8 +130,9 @@ class ArenaApp(App):
         self._watch_terminal()
         self.push_screen(LobbyScreen())
         if self.url:
-            self.connection = ArenaConnection(self.url, self.player_name, on_frame=self.handle_frame,
-                                              on_status=self.set_link_status)
+            self.connection = ArenaConnection(
+                self.url, self.player_name, on_frame=self.handle_frame, on_status=self.set_link_status
+            )
             self.run_worker(self.connection.run(), name="connection", exit_on_error=False)
             self.set_interval(self.lobby_poll, self._poll)
 
@@ -113,6 +155,7 @@ class ArenaApp(App):
         def answer(quit_: bool | None) -> None:
             if quit_:
                 self.run_worker(self._resign_and_exit(playing), group="requests")
+
         self.push_screen(QuitPrompt([v.opponent or "?" for v in playing]), answer)
 
     async def _resign_and_exit(self, playing: list[GameView]) -> None:
@@ -168,8 +211,11 @@ class ArenaApp(App):
     def _poll(self) -> None:
         if self.local_arena is not None:
             notice = self.local_arena.poll_llm()
-            if (notice is None and getattr(self.local_arena, "llm_running", False)
-                    and not any(b.kind == "remote" for b in self.bots)):
+            if (
+                notice is None
+                and getattr(self.local_arena, "llm_running", False)
+                and not any(b.kind == "remote" for b in self.bots)
+            ):
                 notice = "LLM bot starting: it joins the lobby once its model is loaded…"
             if notice != self.llm_notice:
                 self.llm_notice = notice
@@ -255,8 +301,15 @@ class ArenaApp(App):
             self.stored_games_loading = False
             self._refresh_records()
 
-    def start_challenge(self, opponent: str, side: str, clock: float | None = None, *,
-                        time_control: TimeControl | None = None, rematch_of: str | None = None) -> bool:
+    def start_challenge(
+        self,
+        opponent: str,
+        side: str,
+        clock: float | None = None,
+        *,
+        time_control: TimeControl | None = None,
+        rematch_of: str | None = None,
+    ) -> bool:
         """Challenge ``opponent``; ``clock`` seconds per move (``None``: the server's default)
         or a ``time_control``; ``rematch_of`` the finished game this one follows. One
         challenge at a time per opponent: while one is pending, or a game with ``opponent``
@@ -266,8 +319,10 @@ class ArenaApp(App):
         No toast: a house bot's game opens at once, and toasts would pile up over the feature
         panel; a challenge that waits for an answer is said on the lobby's status line."""
         if opponent in self.pending_challenges:
-            self.set_lobby_status(f"Your challenge to {opponent} is pending: waiting for "
-                                  f"{'the game to start' if self.pending_challenges[opponent] is None else 'an answer'}…")
+            self.set_lobby_status(
+                f"Your challenge to {opponent} is pending: waiting for "
+                f"{'the game to start' if self.pending_challenges[opponent] is None else 'an answer'}…"
+            )
             return False
         playing = next((v for v in self.live_games_played() if v.opponent == opponent), None)
         if playing is not None:
@@ -312,8 +367,7 @@ class ArenaApp(App):
 
     def stop_watching(self, game_id: str) -> None:
         self._watching.discard(game_id)
-        self.run_worker(self._send({"type": "unspectate", "game_id": game_id}, "unspectate", game_id),
-                        group="requests")
+        self.run_worker(self._send({"type": "unspectate", "game_id": game_id}, "unspectate", game_id), group="requests")
 
     def open_replay(self, game_id: str) -> None:
         self._replaying.add(game_id)
@@ -393,9 +447,12 @@ class ArenaApp(App):
     def _on_challenge_offer(self, frame: ChallengeOffer) -> None:
         def answer(accept: bool | None) -> None:
             self.answer_challenge(frame.challenge_id, bool(accept))
+
         time_control = TimeControl.parse(frame.time_control)
         clock = str(time_control) if time_control is not None else f"{frame.clock:g} s a move"
-        self.push_screen(ChallengePrompt(frame.challenger, frame.side, clock, rematch=frame.rematch_of is not None), answer)
+        self.push_screen(
+            ChallengePrompt(frame.challenger, frame.side, clock, rematch=frame.rematch_of is not None), answer
+        )
 
     def _on_challenge_sent(self, frame: ChallengeSent) -> None:
         kind, subject = self._requests.pop(frame.id, ("", "")) if isinstance(frame.id, int) else ("", "")
@@ -440,8 +497,13 @@ class ArenaApp(App):
 
     def _error(self, frame: ErrorMsg) -> None:
         if frame.code == "bad_token":  # the connection layer starts a new session by itself
-            self.notify("The session expired while the connection was down; a new one is starting. "
-                        "Games in progress were lost.", title="Connection", severity="warning", timeout=8)
+            self.notify(
+                "The session expired while the connection was down; a new one is starting. "
+                "Games in progress were lost.",
+                title="Connection",
+                severity="warning",
+                timeout=8,
+            )
             return
         if frame.code in CLIENT_SIDE_ERRORS:  # our own failure, not the server's: say so
             self.notify(frame.message, title="TUI error (please report it)", severity="error", timeout=8)
@@ -506,8 +568,11 @@ class ArenaApp(App):
             if screen.is_mounted:
                 screen.refresh_game()
             return
-        followed = (isinstance(frame, GameStart) and frame.rematch_of is not None
-                    and self._screen_for(frame.rematch_of) is not None)
+        followed = (
+            isinstance(frame, GameStart)
+            and frame.rematch_of is not None
+            and self._screen_for(frame.rematch_of) is not None
+        )
         if followed and frame.you is None:  # a spectator of the game on screen follows its rematch
             self._watching.add(game_id)
         wanted = (
@@ -524,10 +589,20 @@ class ArenaApp(App):
         self._open_game(game_id)
 
     _FRAME_HANDLERS: ClassVar[dict[type, Callable[[Any, Any], None]]] = {
-        Welcome: _on_welcome, Bots: _on_bots, Games: _on_games, Players: _on_players, Records: _on_records,
-        GameStart: _game_frame, State: _game_frame, GameOver: _game_frame, GameRecord: _game_frame,
-        ChallengeOffer: _on_challenge_offer, ChallengeSent: _on_challenge_sent,
-        ChallengeDeclined: _on_challenge_declined, Info: _on_info, ErrorMsg: _error,
+        Welcome: _on_welcome,
+        Bots: _on_bots,
+        Games: _on_games,
+        Players: _on_players,
+        Records: _on_records,
+        GameStart: _game_frame,
+        State: _game_frame,
+        GameOver: _game_frame,
+        GameRecord: _game_frame,
+        ChallengeOffer: _on_challenge_offer,
+        ChallengeSent: _on_challenge_sent,
+        ChallengeDeclined: _on_challenge_declined,
+        Info: _on_info,
+        ErrorMsg: _error,
     }
     """The handler of each server frame type (:meth:`handle_frame`)."""
 

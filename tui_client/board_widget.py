@@ -41,8 +41,9 @@ class BoardCell(Widget):
         self.cell = cell
         self.mark = ""
 
-    def set_mark(self, mark: str, *, last: bool, winning: bool, playable: bool, illegal: bool = False,
-                 premove: bool = False) -> None:
+    def set_mark(
+        self, mark: str, *, last: bool, winning: bool, playable: bool, illegal: bool = False, premove: bool = False
+    ) -> None:
         self.mark = mark
         self.set_class(last, "last-move")
         self.set_class(illegal, "illegal")
@@ -56,8 +57,13 @@ class BoardCell(Widget):
     def render(self) -> Text:
         width = self.content_size.width or 7
         height = self.content_size.height or 3
-        glyph = (LARGE_GLYPHS.get(self.mark) if height >= 5 and width >= 9
-                 else GLYPHS.get(self.mark) if height >= 3 and width >= 5 else None)
+        glyph = (
+            LARGE_GLYPHS.get(self.mark)
+            if height >= 5 and width >= 9
+            else GLYPHS.get(self.mark)
+            if height >= 3 and width >= 5
+            else None
+        )
         rows = [""] * height
         if glyph:
             top = (height - len(glyph)) // 2
@@ -82,15 +88,26 @@ class BoardGrid(Grid):
         for cell in range(1, 10):
             yield BoardCell(cell)
 
-    def show(self, board: Board, last_cell: int | None = None, playable: bool = False,
-             illegal_cell: int | None = None, premove: int | None = None) -> None:
+    def show(
+        self,
+        board: Board,
+        last_cell: int | None = None,
+        playable: bool = False,
+        illegal_cell: int | None = None,
+        premove: int | None = None,
+    ) -> None:
         """Draw ``board``; ``illegal_cell`` is a refused move that lost the game (marked red)."""
         line = board.winning_line() or ()
         for cell_widget in self.query(BoardCell):
             seat = board[cell_widget.cell]
-            cell_widget.set_mark(seat.value if seat else "", last=cell_widget.cell == last_cell,
-                                 winning=cell_widget.cell in line, playable=playable,
-                                 illegal=cell_widget.cell == illegal_cell, premove=cell_widget.cell == premove)
+            cell_widget.set_mark(
+                seat.value if seat else "",
+                last=cell_widget.cell == last_cell,
+                winning=cell_widget.cell in line,
+                playable=playable,
+                illegal=cell_widget.cell == illegal_cell,
+                premove=cell_widget.cell == premove,
+            )
 
     @property
     def marks(self) -> str:

@@ -17,8 +17,9 @@ import sys
 from typing import Any, TextIO
 
 #: signals that end the TUI cleanly (SIGHUP: its terminal went away)
-SHUTDOWN_SIGNALS: tuple[int, ...] = tuple(getattr(signal, name) for name in ("SIGHUP", "SIGTERM")
-                                          if hasattr(signal, name))
+SHUTDOWN_SIGNALS: tuple[int, ...] = tuple(
+    getattr(signal, name) for name in ("SIGHUP", "SIGTERM") if hasattr(signal, name)
+)
 
 
 def default_name() -> str:
@@ -36,23 +37,38 @@ def build_parser() -> argparse.ArgumentParser:
         description="Play and watch Tic Tac Toe on an arena server, with the LLM bot's live SAE features.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         epilog="Keys: in the lobby Enter plays the selected opponent or watches/replays the selected game, "
-               "s changes your side, t the clock (seconds a move, or a time control such as 3+2); in a game "
-               "1-9 or a click plays a cell, ←/→ step through the moves, r offers a rematch, Esc goes back, "
-               "q quits (during a game it asks first: quitting resigns). Without --server a local server is started.")
-    parser.add_argument("--server", metavar="URL", default=None,
-                        help="arena server to connect to (ws://host:port); default: start a local one")
+        "s changes your side, t the clock (seconds a move, or a time control such as 3+2); in a game "
+        "1-9 or a click plays a cell, ←/→ step through the moves, r offers a rematch, Esc goes back, "
+        "q quits (during a game it asks first: quitting resigns). Without --server a local server is started.",
+    )
+    parser.add_argument(
+        "--server",
+        metavar="URL",
+        default=None,
+        help="arena server to connect to (ws://host:port); default: start a local one",
+    )
     parser.add_argument("--name", default=default_name(), help="your name in the lobby (letters, digits, _ . -)")
-    parser.add_argument("--no-llm", action="store_true",
-                        help="with a local server, do not start the steered LLM bot")
-    parser.add_argument("--llm-args", default="", metavar="ARGS",
-                        help="extra arguments for `autosteer-bot run --kind llm`, as one string: "
-                             "--llm-args=\"--mode masked --policy p.json\"")
+    parser.add_argument("--no-llm", action="store_true", help="with a local server, do not start the steered LLM bot")
+    parser.add_argument(
+        "--llm-args",
+        default="",
+        metavar="ARGS",
+        help="extra arguments for `autosteer-bot run --kind llm`, as one string: "
+        '--llm-args="--mode masked --policy p.json"',
+    )
     parser.add_argument("--hide-url", action="store_true", help="do not show the server URL on screen")
-    parser.add_argument("--data-dir", default=None, metavar="DIR",
-                        help="with a local server, the folder that keeps its finished games between runs "
-                             "(default: your user data folder, e.g. ~/.local/share/autosteer-arena)")
-    parser.add_argument("--forget", action="store_true",
-                        help="with a local server, keep no games: records go to a temporary folder removed on exit")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        metavar="DIR",
+        help="with a local server, the folder that keeps its finished games between runs "
+        "(default: your user data folder, e.g. ~/.local/share/autosteer-arena)",
+    )
+    parser.add_argument(
+        "--forget",
+        action="store_true",
+        help="with a local server, keep no games: records go to a temporary folder removed on exit",
+    )
     return parser
 
 
@@ -150,8 +166,10 @@ def main(argv: list[str] | None = None) -> int:
             if url is None:
                 db_path = None if args.forget else Path(args.data_dir or default_data_dir()) / "arena.sqlite"
                 arena = LocalArena(with_llm=not args.no_llm, llm_args=llm_args, db_path=db_path)
-                _say("Starting a local arena server…" + (f" (games kept in {db_path})" if db_path else
-                                                           " (games are not kept: --forget)"))
+                _say(
+                    "Starting a local arena server…"
+                    + (f" (games kept in {db_path})" if db_path else " (games are not kept: --forget)")
+                )
                 try:
                     try:
                         signals.interruptible = True
@@ -164,8 +182,14 @@ def main(argv: list[str] | None = None) -> int:
                 except SignalExit:
                     pass
                 else:
-                    _say(f"Local server at {url}" + (f"; {arena.llm_notice}" if arena.llm_notice else
-                                                     "; LLM bot starting (it joins the lobby when its model is loaded)"))
+                    _say(
+                        f"Local server at {url}"
+                        + (
+                            f"; {arena.llm_notice}"
+                            if arena.llm_notice
+                            else "; LLM bot starting (it joins the lobby when its model is loaded)"
+                        )
+                    )
             if signals.received is None:
                 app = ArenaApp(url, args.name, local_arena=arena, show_url=not args.hide_url)
                 signals.app = app  # from now on a signal asks the app to leave

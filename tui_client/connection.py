@@ -63,8 +63,14 @@ class FatalConnectionError(RuntimeError):
     """A refusal that retrying cannot fix (bad URL, protocol mismatch)."""
 
 
-_NETWORK_ERRORS = (OSError, asyncio.TimeoutError, websockets.ConnectionClosed, websockets.InvalidHandshake,
-                   websockets.InvalidURI, EOFError)
+_NETWORK_ERRORS = (
+    OSError,
+    asyncio.TimeoutError,
+    websockets.ConnectionClosed,
+    websockets.InvalidHandshake,
+    websockets.InvalidURI,
+    EOFError,
+)
 
 
 class ArenaConnection:
@@ -167,9 +173,15 @@ class ArenaConnection:
     # -- internals -----------------------------------------------------------------
     async def _session(self) -> None:
         self._renames = 0
-        arena = ArenaClient(self.url, self.core, on_event=self._on_event, open_timeout=self.open_timeout,
-                            max_size=1 << 20, retry_hello=self._rename,
-                            connect_options={"ping_interval": 10, "ping_timeout": 10})
+        arena = ArenaClient(
+            self.url,
+            self.core,
+            on_event=self._on_event,
+            open_timeout=self.open_timeout,
+            max_size=1 << 20,
+            retry_hello=self._rename,
+            connect_options={"ping_interval": 10, "ping_timeout": 10},
+        )
         try:
             welcomed = await arena.connect()
         except HelloError as exc:
@@ -197,7 +209,9 @@ class ArenaConnection:
             return  # the welcome is passed on once the status says connected
         self._last_frame = event.frame
         if isinstance(event, BadFrame):
-            self._emit(ErrorMsg(type="error", code="bad_server_frame", message=f"unreadable server frame: {event.reason}"))
+            self._emit(
+                ErrorMsg(type="error", code="bad_server_frame", message=f"unreadable server frame: {event.reason}")
+            )
         else:
             self._emit(parse_server_frame(event.frame))
 
@@ -206,7 +220,9 @@ class ArenaConnection:
             self._on_frame(frame)
         except Exception as exc:  # a UI bug must not kill the session
             try:
-                self._on_frame(ErrorMsg(type="error", code="client_error", message=f"client failed on a frame: {exc!r}"))
+                self._on_frame(
+                    ErrorMsg(type="error", code="client_error", message=f"client failed on a frame: {exc!r}")
+                )
             except Exception:
                 pass
 

@@ -197,8 +197,9 @@ def feature_tooltip(trace: MoveTrace | None) -> str | None:
     return "\n".join(out)
 
 
-def feature_panel_text(trace: MoveTrace | None, width: int, height: int, board: Board | None = None,
-                       note: str = "") -> Text:
+def feature_panel_text(
+    trace: MoveTrace | None, width: int, height: int, board: Board | None = None, note: str = ""
+) -> Text:
     """Lay ``trace`` out in ``width`` × ``height`` cells. ``board`` is the position the
     model saw (its marks are drawn in the probability grid)."""
     width = max(width, 1)
@@ -207,8 +208,13 @@ def feature_panel_text(trace: MoveTrace | None, width: int, height: int, board: 
 
     lines = _header_lines(trace, note, width)
     has_probs = bool(trace.cell_probs)
-    fixed = (len(lines) + (1 if trace.top_features else 0) + (1 if trace.steering else 0) + (4 if has_probs else 0)
-             + (0 if trace.top_features or trace.steering else 1))
+    fixed = (
+        len(lines)
+        + (1 if trace.top_features else 0)
+        + (1 if trace.steering else 0)
+        + (4 if has_probs else 0)
+        + (0 if trace.top_features or trace.steering else 1)
+    )
     n_feat, n_steer = _section_rows(trace, max(height - fixed, 0))
     roomy = height >= fixed + n_feat + n_steer + 3  # blank lines between sections when they fit
 
@@ -236,8 +242,11 @@ def _no_trace_text(note: str) -> Text:
     """The panel before any trace arrived: ``note``, else what will show up here."""
     out = Text(no_wrap=True, overflow="ellipsis")
     out.append(note or "No LLM trace yet.", style="italic")
-    out.append("\n\nTraces appear when a bot that sends them\n(the steered LLM bot) moves: its top SAE\n"
-               "features, the steering it applied and its\nprobability for each cell.", style="dim")
+    out.append(
+        "\n\nTraces appear when a bot that sends them\n(the steered LLM bot) moves: its top SAE\n"
+        "features, the steering it applied and its\nprobability for each cell.",
+        style="dim",
+    )
     return out
 
 

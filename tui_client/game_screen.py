@@ -148,9 +148,13 @@ class GameScreen(OfArenaApp, Screen):
         board = view.board if live else view.board_at(ply)
         last = view.moves[ply - 1] if ply else None
         self._update_players()
-        self.query_one(BoardGrid).show(board, last_cell=last.cell if last else None, playable=view.my_turn and live,
-                                       illegal_cell=last.cell if last is not None and last.illegal else None,
-                                       premove=self.premove)
+        self.query_one(BoardGrid).show(
+            board,
+            last_cell=last.cell if last else None,
+            playable=view.my_turn and live,
+            illegal_cell=last.cell if last is not None and last.illegal else None,
+            premove=self.premove,
+        )
         self._update_status()
         if self.premove is not None and view.my_turn and live:
             self._play_premove()
@@ -167,13 +171,19 @@ class GameScreen(OfArenaApp, Screen):
         ply = self.shown_ply()
         text = view.status_line()
         if self._pacer is not None and self.view_ply is not None:
-            text = f"Move {ply} of {len(view.moves)} · shown at {self.arena.paces[self.game_id]:g} s a move (←/→ to step)"
+            text = (
+                f"Move {ply} of {len(view.moves)} · shown at {self.arena.paces[self.game_id]:g} s a move (←/→ to step)"
+            )
         elif view.replay or (self.view_ply is not None and ply < len(view.moves)):
             text = f"Move {ply} of {len(view.moves)} (←/→ to step)" + (f" · {view.result_line()}" if view.over else "")
         elif view.away is not None:
             text = view.away_line(time.time())
-        elif (view.my_turn and view.you is not None and view.deadline is not None  # low on time: it has a deadline
-              and view.low_on_time(view.you, time.time())):
+        elif (
+            view.my_turn
+            and view.you is not None
+            and view.deadline is not None  # low on time: it has a deadline
+            and view.low_on_time(view.you, time.time())
+        ):
             left = max(0, int(view.deadline - time.time()))
             text += f"  ({left} s left!)"  # the clocks line counts down; this is the warning
         status = self.query_one("#status", Static)
@@ -200,7 +210,9 @@ class GameScreen(OfArenaApp, Screen):
             value_line.update(f"[{colour}]{value_bar(value, 6)}[/] {words}")
         self._update_record(ply)
         if not view.moves:
-            self.query_one("#moves", Static).update("[dim]No moves yet.[/dim]" + (f" {view.result_line()}" if view.over else ""))
+            self.query_one("#moves", Static).update(
+                "[dim]No moves yet.[/dim]" + (f" {view.result_line()}" if view.over else "")
+            )
             return
         judged = view.move_values() if self.values_shown else [None] * len(view.moves)
         shown = view.moves[:ply] if self._pacer is not None else view.moves  # a paced game: no moves ahead
@@ -217,7 +229,7 @@ class GameScreen(OfArenaApp, Screen):
         if any(m.trace for m in view.moves):
             legend.append("* trace")
         if self.values_shown:
-            marks = {j.mark for j in judged[:len(shown)] if j is not None and j.mark}
+            marks = {j.mark for j in judged[: len(shown)] if j is not None and j.mark}
             legend += [MARK_MEANINGS[m] for m in ("??", "?", "!") if m in marks]
         tail = f"   [dim]{' · '.join(legend)}[/dim]" if legend else ""
         ending = f" [b]{self._ending()}[/b]" if view.over and self._ending() else ""
@@ -264,7 +276,7 @@ class GameScreen(OfArenaApp, Screen):
         if view.over:
             lines += ["", f"[b]{view.result_line()}[/b]"]
         if self.values_shown:
-            marks = {j.mark for j in judged[:len(shown)] if j is not None and j.mark}
+            marks = {j.mark for j in judged[: len(shown)] if j is not None and j.mark}
             if marks:
                 lines += ["", "[dim]" + " · ".join(MARK_MEANINGS[m] for m in ("??", "?", "!") if m in marks) + "[/dim]"]
         record.update("\n".join(lines))
@@ -321,19 +333,31 @@ class GameScreen(OfArenaApp, Screen):
     def action_play(self, cell: int) -> None:
         self._resign_armed = False
         if self.view.replay or self.view.you is None:
-            self.show_message("This is a replay: ←/→ step through it." if self.view.replay
-                              else "You are watching this game; spectators cannot move.")
+            self.show_message(
+                "This is a replay: ←/→ step through it."
+                if self.view.replay
+                else "You are watching this game; spectators cannot move."
+            )
             return
         if self.view_ply is not None and self.view_ply < len(self.view.moves):
             self.view_ply = None  # back to the live position first
             self.refresh_game()
         view = self.view
-        if (not view.over and view.turn is not None and view.turn is not view.you and view.pending_move is None
-                and view.board[cell] is None):
+        if (
+            not view.over
+            and view.turn is not None
+            and view.turn is not view.you
+            and view.pending_move is None
+            and view.board[cell] is None
+        ):
             # premove (as on lichess): kept, and played the moment it is our turn if the cell is still free
             self.premove = None if self.premove == cell else cell
-            self.show_message(f"Premove {cell}: played when it is your turn (press {cell} again to cancel)."
-                              if self.premove else "Premove cancelled.", error=False)
+            self.show_message(
+                f"Premove {cell}: played when it is your turn (press {cell} again to cancel)."
+                if self.premove
+                else "Premove cancelled.",
+                error=False,
+            )
             self.refresh_game()
             return
         problem = view.check_move(cell)
@@ -392,8 +416,12 @@ class GameScreen(OfArenaApp, Screen):
             sent = self.arena.start_challenge(opponent, side, time_control=view.time_control, rematch_of=view.game_id)
         else:
             sent = self.arena.start_challenge(opponent, side, view.clock, rematch_of=view.game_id)
-        self.show_message(f"Rematch offered to {opponent}, waiting…" if sent
-                          else f"Rematch already offered to {opponent}, waiting for an answer…", error=False)
+        self.show_message(
+            f"Rematch offered to {opponent}, waiting…"
+            if sent
+            else f"Rematch already offered to {opponent}, waiting for an answer…",
+            error=False,
+        )
 
     def action_resign(self) -> None:
         view = self.view

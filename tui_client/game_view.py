@@ -325,6 +325,7 @@ class GameView:
 
     def title(self, markup: bool = False) -> str:
         """``X ann (you)  vs  O minimax``; with ``markup``, one player per line, marks coloured."""
+
         def who(seat: Seat) -> str:
             name = self.player(seat)
             if markup:
@@ -332,6 +333,7 @@ class GameView:
                 mark = "[b $secondary]X[/]" if seat is Seat.X else "[b $warning]O[/]"
                 return f"{mark} {name}" + (" [i](you)[/i]" if self.you is seat else "")
             return f"{seat.value} {name}" + (" (you)" if self.you is seat else "")
+
         if markup:
             return f"{who(Seat.X)}\n{who(Seat.O)}"
         return f"{who(Seat.X)}  vs  {who(Seat.O)}"
@@ -373,6 +375,6 @@ class GameView:
         """``1. X5 O1  2. X9 O3`` (moves numbered in pairs)."""
         parts = []
         for i in range(0, len(self.moves), 2):
-            pair = " ".join(str(m) for m in self.moves[i:i + 2])
+            pair = " ".join(str(m) for m in self.moves[i : i + 2])
             parts.append(f"{i // 2 + 1}. {pair}")
         return "  ".join(parts)

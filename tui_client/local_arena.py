@@ -100,6 +100,7 @@ def die_with_parent(parent_pid: int, sig: int = signal.SIGTERM) -> Callable[[], 
         prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)  # fails only for a bad signal number
         if os.getppid() != parent_pid:
             os._exit(128 + sig)
+
     return preexec
 
 
@@ -172,8 +173,15 @@ class LocalArena:
         in_main_thread = threading.current_thread() is threading.main_thread()
         preexec = die_with_parent(os.getpid()) if in_main_thread else None
         with open(log_path, "wb") as log:
-            return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=env, preexec_fn=preexec, start_new_session=preexec is not None)
+            return subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                preexec_fn=preexec,
+                start_new_session=preexec is not None,
+            )
 
     @property
     def pids(self) -> list[int]:
@@ -199,12 +207,21 @@ class LocalArena:
             try:
                 self.db_path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise LocalArenaError(f"cannot create the folder for the game records {self.db_path.parent}: {exc}; "
-                                      "pass --data-dir with a writable folder") from None
+                raise LocalArenaError(
+                    f"cannot create the folder for the game records {self.db_path.parent}: {exc}; "
+                    "pass --data-dir with a writable folder"
+                ) from None
         port = free_port(self.host)
         self.url = f"ws://{self.host}:{port}"
-        cmd = [*(self.server_cmd or [self.python, "-m", "server.cli", "serve"]), "--host", self.host,
-               "--port", str(port), "--db", str(self.db_path or self.workdir / "arena.sqlite")]
+        cmd = [
+            *(self.server_cmd or [self.python, "-m", "server.cli", "serve"]),
+            "--host",
+            self.host,
+            "--port",
+            str(port),
+            "--db",
+            str(self.db_path or self.workdir / "arena.sqlite"),
+        ]
         self._server = self._spawn(cmd, self.server_log, {**os.environ, "PYTHONUNBUFFERED": "1"})
         self._wait_for_server(port)
         if self.with_llm:
@@ -220,8 +237,9 @@ class LocalArena:
             assert self._server is not None
             code = self._server.poll()
             if code is not None:
-                raise LocalArenaError(f"the local server exited with code {code}: {_tail(self.server_log)} "
-                                      f"(log: {self.server_log})")
+                raise LocalArenaError(
+                    f"the local server exited with code {code}: {_tail(self.server_log)} (log: {self.server_log})"
+                )
             try:
                 with urllib.request.urlopen(health, timeout=1) as reply:
                     if reply.status == 200:
@@ -232,16 +250,27 @@ class LocalArena:
                 pass
             time.sleep(0.15)
         self.stop()
-        raise LocalArenaError(f"the local server did not start within {self.startup_timeout:.0f} s "
-                              f"(log: {self.server_log})")
+        raise LocalArenaError(
+            f"the local server did not start within {self.startup_timeout:.0f} s (log: {self.server_log})"
+        )
 
     def _start_llm_bot(self) -> None:
         reason = llm_bot_unavailable_reason()
         if reason:
             self.llm_notice = f"LLM bot not available: {reason}"
             return
-        cmd = [self.python, "-m", "bots.cli", "run", "--kind", "llm", "--server", self.url,
-               *DEMO_LLM_ARGS, *self.llm_args]  # later options win
+        cmd = [
+            self.python,
+            "-m",
+            "bots.cli",
+            "run",
+            "--kind",
+            "llm",
+            "--server",
+            self.url,
+            *DEMO_LLM_ARGS,
+            *self.llm_args,
+        ]  # later options win
         self._bot = self._spawn(cmd, self.bot_log, {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"})
         self.llm_notice = None
 

@@ -104,8 +104,12 @@ def judge_moves(cells_and_seats: list[tuple[int, Seat, bool]]) -> list[MoveValue
 
 
 #: how a game ended other than on the board, as the value bar says it
-ENDINGS = {"timeout": "on time", "resign": "by resignation", "disconnect": "by abandonment",
-           "illegal_move": "by forfeit (illegal move)"}
+ENDINGS = {
+    "timeout": "on time",
+    "resign": "by resignation",
+    "disconnect": "by abandonment",
+    "illegal_move": "by forfeit (illegal move)",
+}
 
 
 def ending_value(board: Board, result: str | None, reason: str | None) -> tuple[int, str]:

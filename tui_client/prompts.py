@@ -92,8 +92,9 @@ class BotGamePrompt(ModalScreen["tuple[str, str, float] | None"]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, bots: list[str], house: list[str] | None = None,
-                 last: "tuple[str, str, float] | None" = None) -> None:
+    def __init__(
+        self, bots: list[str], house: list[str] | None = None, last: "tuple[str, str, float] | None" = None
+    ) -> None:
         super().__init__()
         self.bots = bots
         self.house = set(house if house is not None else ("minimax", "random"))
@@ -115,8 +116,9 @@ class BotGamePrompt(ModalScreen["tuple[str, str, float] | None"]):
             yield Label("O:")
             yield Select(options, value=o_default, allow_blank=False, id="bot-o")
             yield Label("Shown at:")
-            yield Select([(f"{p:g} s a move" if p else "full speed", p) for p in PACES], value=pace,
-                         allow_blank=False, id="pace")
+            yield Select(
+                [(f"{p:g} s a move" if p else "full speed", p) for p in PACES], value=pace, allow_blank=False, id="pace"
+            )
             yield Label("", id="bot-game-problem")
             with Horizontal(id="prompt-buttons"):
                 yield Button("Start (Enter)", id="start", variant="success")
@@ -134,7 +136,8 @@ class BotGamePrompt(ModalScreen["tuple[str, str, float] | None"]):
         o = str(self.query_one("#bot-o", Select).value)
         if x == o and x not in self.house:
             self.query_one("#bot-game-problem", Label).update(
-                f"[b $error]{x} is a remote bot: it cannot play itself. Pick another bot for one side.[/]")
+                f"[b $error]{x} is a remote bot: it cannot play itself. Pick another bot for one side.[/]"
+            )
             return
         pace = self.query_one("#pace", Select).value
         assert not isinstance(pace, NoSelection)  # allow_blank=False: a pace is always chosen
@@ -167,8 +170,10 @@ class ChallengePrompt(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical(id="prompt"):
             if self.rematch:
-                yield Label(f"[b]{self.challenger}[/b] offers a rematch (sides swapped, same time control"
-                            f"{': ' + self.clock if self.clock else ''}): you would play [b]{self.side}[/b]. y / n")
+                yield Label(
+                    f"[b]{self.challenger}[/b] offers a rematch (sides swapped, same time control"
+                    f"{': ' + self.clock if self.clock else ''}): you would play [b]{self.side}[/b]. y / n"
+                )
             else:
                 clock = f" at [b]{self.clock}[/b]" if self.clock else ""
                 yield Label(f"[b]{self.challenger}[/b] challenges you{clock}; you would play [b]{self.side}[/b].")
@@ -184,8 +189,6 @@ class ChallengePrompt(ModalScreen[bool]):
         self.dismiss(accept)
 
 
-
-
 class QuitPrompt(ModalScreen[bool]):
     """Quitting during a live game: asked first, with what it costs."""
 
@@ -196,11 +199,16 @@ class QuitPrompt(ModalScreen[bool]):
         self.opponents = opponents
 
     def compose(self) -> ComposeResult:
-        games = (f"your game against [b]{self.opponents[0]}[/b]" if len(self.opponents) == 1
-                 else f"your {len(self.opponents)} games (against {', '.join(self.opponents)})")
+        games = (
+            f"your game against [b]{self.opponents[0]}[/b]"
+            if len(self.opponents) == 1
+            else f"your {len(self.opponents)} games (against {', '.join(self.opponents)})"
+        )
         with Vertical(id="prompt"):
-            yield Label(f"Quit now? It resigns {games}: you lose {'it' if len(self.opponents) == 1 else 'them'}.",
-                        id="quit-question")
+            yield Label(
+                f"Quit now? It resigns {games}: you lose {'it' if len(self.opponents) == 1 else 'them'}.",
+                id="quit-question",
+            )
             with Horizontal(id="prompt-buttons"):
                 yield Button("Quit and resign (y)", id="quit", variant="error")
                 yield Button("Keep playing (n)", id="stay", variant="success")

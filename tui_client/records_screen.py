@@ -129,6 +129,7 @@ class RecordsScreen(OfArenaApp, Screen):
                 return
             self.opponent = name or None
             self.action_refresh()
+
         self.app.push_screen(TextPrompt("Only games of or against which player? (empty: everyone)", "name"), done)
 
     def action_standings(self) -> None:
@@ -145,6 +146,7 @@ class RecordsScreen(OfArenaApp, Screen):
         def done(typed: str | None) -> None:
             if typed:
                 self.app.push_screen(StandingsScreen(typed))
+
         self.app.push_screen(TextPrompt("Standings of which tournament? (its tag, e.g. t-1a2b3c)", "tag"), done)
 
     def action_cycle_result(self) -> None:
@@ -162,9 +164,13 @@ class RecordsScreen(OfArenaApp, Screen):
         return self.opponent or (self.arena.player_name if self.only_mine else None)
 
     def shown_records(self) -> list["RecordSummary"]:
-        return [g for g in self.arena.stored_games
-                if keep_record(g, self.arena.player_name, only_mine=self.only_mine, opponent=self.opponent,
-                               result=self.result)]
+        return [
+            g
+            for g in self.arena.stored_games
+            if keep_record(
+                g, self.arena.player_name, only_mine=self.only_mine, opponent=self.opponent, result=self.result
+            )
+        ]
 
     def refresh_records(self) -> None:
         table = self.query_one("#records", DataTable)
@@ -172,8 +178,16 @@ class RecordsScreen(OfArenaApp, Screen):
         table.clear()
         for game in self.shown_records():
             ended = time.strftime("%m-%d %H:%M", time.localtime(game.ended_at)) if game.ended_at else "-"
-            table.add_row(ended, game.x, game.o, describe_result(game.result, game.reason),
-                          str(game.ply), game.tag or "", game.game_id, key=game.game_id)
+            table.add_row(
+                ended,
+                game.x,
+                game.o,
+                describe_result(game.result, game.reason),
+                str(game.ply),
+                game.tag or "",
+                game.game_id,
+                key=game.game_id,
+            )
         if table.row_count:
             table.move_cursor(row=min(cursor, table.row_count - 1))
         whose = f" of {self.arena.player_name}" if self.only_mine else ""
@@ -227,6 +241,7 @@ def standings(finished: list["RecordSummary"], live: list["GameSummary"]) -> lis
 
     def row(name: str) -> Standing:
         return table.setdefault(name, Standing(name))
+
     for g in finished:
         x_score = score_for_x(g.result)  # as a tournament scores it (None: aborted)
         if x_score is None:
@@ -265,8 +280,16 @@ class StandingsScreen(OfArenaApp, Screen):
 
     def on_mount(self) -> None:
         table = self.query_one("#standings", DataTable)
-        for label, key in (("#", "rank"), ("Player", "name"), ("Points", "points"), ("Played", "played"),
-                           ("Won", "won"), ("Drawn", "drawn"), ("Lost", "lost"), ("Playing", "live")):
+        for label, key in (
+            ("#", "rank"),
+            ("Player", "name"),
+            ("Points", "points"),
+            ("Played", "played"),
+            ("Won", "won"),
+            ("Drawn", "drawn"),
+            ("Lost", "lost"),
+            ("Playing", "live"),
+        ):
             table.add_column(label, key=key)
         self.sub_title = f"standings {self.tag}"
         self.refresh_standings()
@@ -279,9 +302,17 @@ class StandingsScreen(OfArenaApp, Screen):
         table = self.query_one("#standings", DataTable)
         table.clear()
         for i, line in enumerate(standings(finished, live), 1):
-            table.add_row(str(i), line.name, f"{line.points:g}", str(line.played), str(line.won), str(line.drawn),
-                          str(line.lost), str(line.live) if line.live else "", key=line.name)
+            table.add_row(
+                str(i),
+                line.name,
+                f"{line.points:g}",
+                str(line.played),
+                str(line.won),
+                str(line.drawn),
+                str(line.lost),
+                str(line.live) if line.live else "",
+                key=line.name,
+            )
         self.query_one("#standings-status", Static).update(
-            f"{len(finished)} finished, {len(live)} being played · updated every {self.REFRESH_SECONDS:g} s")
-
-
+            f"{len(finished)} finished, {len(live)} being played · updated every {self.REFRESH_SECONDS:g} s"
+        )

@@ -17,22 +17,63 @@ from textual.widgets import DataTable, Footer, Header, Label, Static
 from server.protocol import BotInfo
 from tui_client.game_screen import MARK_MEANINGS, MARK_STYLES, GameScreen
 from tui_client.game_view import TimeControl
-from tui_client.prompts import (LEGEND, PACES, BotGamePrompt, ChallengePrompt, GameIdPrompt, LegendScreen,
-                                QuitPrompt, TextPrompt)
-from tui_client.records_screen import (RESULT_FILTERS, RecordsScreen, Standing, StandingsScreen, describe_result,
-                                       keep_record, standings)
+from tui_client.prompts import (
+    LEGEND,
+    PACES,
+    BotGamePrompt,
+    ChallengePrompt,
+    GameIdPrompt,
+    LegendScreen,
+    QuitPrompt,
+    TextPrompt,
+)
+from tui_client.records_screen import (
+    RESULT_FILTERS,
+    RecordsScreen,
+    Standing,
+    StandingsScreen,
+    describe_result,
+    keep_record,
+    standings,
+)
 from tui_client.screen_base import ConnectionBar, OfArenaApp
 
-__all__ = ["BotGamePrompt", "ChallengePrompt", "ConnectionBar", "GameIdPrompt", "GameScreen", "LEGEND",
-           "LegendScreen", "LobbyScreen", "MARK_MEANINGS", "MARK_STYLES", "OfArenaApp", "PACES", "QuitPrompt",
-           "RESULT_FILTERS", "RecordsScreen", "Standing", "StandingsScreen", "TextPrompt", "describe_result", "keep_record",
-           "standings"]
+__all__ = [
+    "BotGamePrompt",
+    "ChallengePrompt",
+    "ConnectionBar",
+    "GameIdPrompt",
+    "GameScreen",
+    "LEGEND",
+    "LegendScreen",
+    "LobbyScreen",
+    "MARK_MEANINGS",
+    "MARK_STYLES",
+    "OfArenaApp",
+    "PACES",
+    "QuitPrompt",
+    "RESULT_FILTERS",
+    "RecordsScreen",
+    "Standing",
+    "StandingsScreen",
+    "TextPrompt",
+    "describe_result",
+    "keep_record",
+    "standings",
+]
 
 SIDES = ("X", "O", "random")
 #: the clocks the lobby offers: seconds per move (None: the server's default) or a time
 #: control of base + increment for the whole game, as on lichess
-CLOCKS: tuple[float | TimeControl | None, ...] = (None, 10.0, 30.0, TimeControl(60, 0), TimeControl(180, 2),
-                                                  TimeControl(300, 3), TimeControl(600, 5))
+CLOCKS: tuple[float | TimeControl | None, ...] = (
+    None,
+    10.0,
+    30.0,
+    TimeControl(60, 0),
+    TimeControl(180, 2),
+    TimeControl(300, 3),
+    TimeControl(600, 5),
+)
 
 
 def describe_clock(clock: float | TimeControl | None) -> str:
@@ -110,7 +151,9 @@ class LobbyScreen(OfArenaApp, Screen):
 
     def update_side(self) -> None:
         label = {"X": "X (you move first)", "O": "O (the bot moves first)", "random": "random"}[self.side]
-        self.query_one("#side", Static).update(f"You play: [b]{label}[/b] (s)   Clock: [b]{describe_clock(self.clock)}[/b] (t)")
+        self.query_one("#side", Static).update(
+            f"You play: [b]{label}[/b] (s)   Clock: [b]{describe_clock(self.clock)}[/b] (t)"
+        )
 
     def action_cycle_clock(self) -> None:
         self.clock = CLOCKS[(CLOCKS.index(self.clock) + 1) % len(CLOCKS)]
@@ -133,6 +176,7 @@ class LobbyScreen(OfArenaApp, Screen):
             if choice:
                 self.last_bot_game = choice  # offered again next time
                 self.arena.arrange_game(*choice, clock=self.clock if not isinstance(self.clock, TimeControl) else None)
+
         house = [b.name for b in self.arena.bots if b.kind == "house"]
         self.app.push_screen(BotGamePrompt(names, house, self.last_bot_game), done)
 
@@ -143,6 +187,7 @@ class LobbyScreen(OfArenaApp, Screen):
         def done(game_id: str | None) -> None:
             if game_id:
                 self.arena.open_replay(game_id)
+
         self.app.push_screen(GameIdPrompt(), done)
 
     def refresh_lobby(self) -> None:
@@ -221,8 +266,6 @@ class LobbyScreen(OfArenaApp, Screen):
             self.arena.start_watching(game_id)
         else:
             self.arena.open_replay(game_id)
-
-
 
 
 def _strength(bot: BotInfo) -> str:

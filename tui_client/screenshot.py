@@ -52,8 +52,11 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tui_client.screenshot", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m tui_client.screenshot",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--server", default=None, metavar="URL", help="server URL; default: start a local arena")
     p.add_argument("--opponent", default=None, help="bot to play (default: the first remote bot online)")
     p.add_argument("--side", choices=("X", "O"), default="X", help="our side")
@@ -61,10 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=DEFAULT_OUT, help="SVG file to write")
     p.add_argument("--size", type=_size, default=(100, 30), help="terminal size, WxH")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the bot (model loading included)")
-    p.add_argument("--recorded-traces", default=None, metavar="FILE",
-                   help="run a stand-in bot replaying these traces instead of the real LLM bot")
-    p.add_argument("--llm-args", default="", help="extra arguments for the LLM bot of a local arena, as one string "
-                                                  "(--llm-args=\"--mode masked\")")
+    p.add_argument(
+        "--recorded-traces",
+        default=None,
+        metavar="FILE",
+        help="run a stand-in bot replaying these traces instead of the real LLM bot",
+    )
+    p.add_argument(
+        "--llm-args",
+        default="",
+        help='extra arguments for the LLM bot of a local arena, as one string (--llm-args="--mode masked")',
+    )
     p.add_argument("--name", default="human", help="our name in the lobby")
     return p
 
@@ -76,6 +86,7 @@ async def take(args: argparse.Namespace, url: str) -> tuple[Path, str]:
     replay_bot = task = None
     if args.recorded_traces:
         from tui_client.trace_replay_bot import TraceReplayBot, load_traces
+
         replay_bot = TraceReplayBot(url, load_traces(args.recorded_traces), name=args.opponent or "recorded-llm")
         task = asyncio.create_task(replay_bot.run())
         await asyncio.wait_for(replay_bot.ready.wait(), 10)
@@ -83,6 +94,7 @@ async def take(args: argparse.Namespace, url: str) -> tuple[Path, str]:
     deadline = time.monotonic() + args.timeout
     try:
         async with app.run_test(size=args.size) as pilot:
+
             async def until(predicate, what: str) -> None:
                 while not predicate():
                     if time.monotonic() > deadline:
@@ -93,6 +105,7 @@ async def take(args: argparse.Namespace, url: str) -> tuple[Path, str]:
                 if args.opponent:
                     return args.opponent if any(b.name == args.opponent for b in app.bots) else None
                 return next((b.name for b in app.bots if b.kind == "remote" and b.name != app.player_name), None)
+
             await until(lambda: opponent() is not None, f"bot {args.opponent or '(any remote)'} in the lobby")
             name = opponent()
             assert name is not None  # until() has just seen it in the lobby
@@ -134,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         import shlex
 
         from tui_client.local_arena import LocalArena, LocalArenaError
+
         arena = LocalArena(with_llm=not args.recorded_traces, llm_args=shlex.split(args.llm_args))
         try:
             url = arena.start()

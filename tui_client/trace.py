@@ -91,8 +91,15 @@ class MoveTrace:
 
     @property
     def is_empty(self) -> bool:
-        return not (self.model or self.mode or self.hook or self.top_features or self.steering
-                    or self.cell_probs or self.chosen is not None)
+        return not (
+            self.model
+            or self.mode
+            or self.hook
+            or self.top_features
+            or self.steering
+            or self.cell_probs
+            or self.chosen is not None
+        )
 
     @property
     def steering_l1(self) -> float:
@@ -157,10 +164,18 @@ def parse_trace(raw: Any) -> MoveTrace | None:
         act = _as_float(item.get("activation"))
         if act is None:
             continue
-        features.append(FeatureActivation(_as_index(item.get("index")), act, _as_text(item.get("label"), 200),
-                                          usual=_as_float(item.get("usual")), deviation=_as_float(item.get("deviation")),
-                                          always_on=item.get("always_on") is True, promotes=_cells(item.get("promotes")),
-                                          suppresses=_cells(item.get("suppresses"))))
+        features.append(
+            FeatureActivation(
+                _as_index(item.get("index")),
+                act,
+                _as_text(item.get("label"), 200),
+                usual=_as_float(item.get("usual")),
+                deviation=_as_float(item.get("deviation")),
+                always_on=item.get("always_on") is True,
+                promotes=_cells(item.get("promotes")),
+                suppresses=_cells(item.get("suppresses")),
+            )
+        )
     steering: list[SteeringDelta] = []
     for item in _as_list(raw.get("steering")):
         if not isinstance(item, dict):

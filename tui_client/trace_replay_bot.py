@@ -55,8 +55,16 @@ def retarget(trace: dict[str, Any], cell: int) -> dict[str, Any]:
 class TraceReplayBot:
     """Run :meth:`run` as a task; set ``gate`` to pace its moves (each move waits for it)."""
 
-    def __init__(self, url: str, traces: list[dict[str, Any]], *, name: str = "recorded-llm", max_games: int = 4,
-                 gate: asyncio.Event | None = None, move_delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        traces: list[dict[str, Any]],
+        *,
+        name: str = "recorded-llm",
+        max_games: int = 4,
+        gate: asyncio.Event | None = None,
+        move_delay: float = 0.0,
+    ) -> None:
         self.url = url
         self.traces = traces
         self.name = name

@@ -63,11 +63,26 @@ class LLMBot(Bot):
     (default) steers the answer position only; ``all`` steers every position (hooked path).
     """
 
-    def __init__(self, lm: "LanguageModel", *, sae: "LoadedSAE | None" = None, policy: "SteeringPolicy | None" = None,
-                 mode: str = "strict", top_k: int = 8, reader: str = "auto", phrasing: str = "grid",
-                 cache_boards: int = 256, positions: str = "last", name: str = "llm", max_batch: int = 64,
-                 control: str = "none", control_seed: int = 0, verbose: bool = False, digit_mass: bool = False,
-                 directions: Any = None) -> None:
+    def __init__(
+        self,
+        lm: "LanguageModel",
+        *,
+        sae: "LoadedSAE | None" = None,
+        policy: "SteeringPolicy | None" = None,
+        mode: str = "strict",
+        top_k: int = 8,
+        reader: str = "auto",
+        phrasing: str = "grid",
+        cache_boards: int = 256,
+        positions: str = "last",
+        name: str = "llm",
+        max_batch: int = 64,
+        control: str = "none",
+        control_seed: int = 0,
+        verbose: bool = False,
+        digit_mass: bool = False,
+        directions: Any = None,
+    ) -> None:
         self.lm = lm
         self.mode = check_mode(mode)
         self.name = name
@@ -84,9 +99,16 @@ class LLMBot(Bot):
         self._top_cache: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         self._usual: tuple[Any, Any] | None = None  # see _levels
         self._top_cache_size = max(1, 4 * cache_boards)
-        self.reader = make_reader(lm, sae.hook_name if sae else None, reader=reader, phrasing=phrasing,
-                                  cache_boards=cache_boards, positions=positions, steerable=policy is not None,
-                                  digit_mass=digit_mass)
+        self.reader = make_reader(
+            lm,
+            sae.hook_name if sae else None,
+            reader=reader,
+            phrasing=phrasing,
+            cache_boards=cache_boards,
+            positions=positions,
+            steerable=policy is not None,
+            digit_mass=digit_mass,
+        )
         self.steering, scales = self._make_steering(directions, verbose)
         self._set_up_control(control, control_seed, scales)
 
@@ -134,8 +156,11 @@ class LLMBot(Bot):
 
     @property
     def description(self) -> str:  # type: ignore[override]  # read-only: it follows the policy and the mode
-        steering = (f"steered by {self.policy.kind} policy {self.policy.digest}" + _card_summary(self.policy)
-                    if self.policy else "unsteered")
+        steering = (
+            f"steered by {self.policy.kind} policy {self.policy.digest}" + _card_summary(self.policy)
+            if self.policy
+            else "unsteered"
+        )
         return f"{self.lm.name}, {self.mode} move reading, {steering}"
 
     def set_mode(self, mode: str) -> None:
@@ -150,7 +175,7 @@ class LLMBot(Bot):
     def choose_batch(self, requests: Sequence[MoveRequest]) -> list[Decision]:
         out: list[Decision] = []
         for i in range(0, len(requests), self.max_batch):
-            chunk = requests[i:i + self.max_batch]
+            chunk = requests[i : i + self.max_batch]
             out.extend(Decision(m.reading.cell, m.trace) for m in self.play([r.board for r in chunk]))
         return out
 
@@ -166,7 +191,8 @@ class LLMBot(Bot):
         coefs = None
         if self.steering is not None:
             coefs = self.steering.check_coefficients(
-                coefficients if coefficients is not None else self._policy_coefficients(boards))
+                coefficients if coefficients is not None else self._policy_coefficients(boards)
+            )
             if coefs.shape[0] != len(boards):
                 raise ValueError(f"{coefs.shape[0]} coefficient vectors for {len(boards)} boards")
             added, coefs, described = self._controlled(coefs)
@@ -185,14 +211,24 @@ class LLMBot(Bot):
         moves = []
         for i, board in enumerate(boards):
             reading = read_move(board, batch.logits[i].tolist(), self.mode)
-            trace: dict[str, Any] = {"model": self.lm.name, "mode": self.mode, "hook": self.sae.hook_name if self.sae else None,
-                                     "chosen": reading.cell, "legal": reading.legal, "cell_probs": reading.probs_dict()}
+            trace: dict[str, Any] = {
+                "model": self.lm.name,
+                "mode": self.mode,
+                "hook": self.sae.hook_name if self.sae else None,
+                "chosen": reading.cell,
+                "legal": reading.legal,
+                "cell_probs": reading.probs_dict(),
+            }
             if top is not None:
                 trace["top_features"] = top[i]
             if coefs is None:
                 trace["policy"] = "none"  # unsteered: no policy played
-            move = LLMMove(board=board, reading=reading, trace=trace,
-                           base_digit_mass=None if base_mass is None else float(base_mass[i]))
+            move = LLMMove(
+                board=board,
+                reading=reading,
+                trace=trace,
+                base_digit_mass=None if base_mass is None else float(base_mass[i]),
+            )
             move.digit_mass = move.base_digit_mass if added is None else (None if mass is None else float(mass[i]))
             if coefs is not None and self.steering is not None:
                 row = coefs[i].tolist()
@@ -202,8 +238,11 @@ class LLMBot(Bot):
                 move.norm_ratio = float(ratios[i])
                 move.kl = max(0.0, float(kls[i]))
                 move.changed = _best_cell(board, batch.base_logits[i].tolist(), self.mode) != reading.cell
-                trace["strength"] = {"mean_abs_coef": round(move.mean_abs_coef, 4),
-                                     "norm_ratio": round(move.norm_ratio, 4), "kl": round(move.kl, 4)}
+                trace["strength"] = {
+                    "mean_abs_coef": round(move.mean_abs_coef, 4),
+                    "norm_ratio": round(move.norm_ratio, 4),
+                    "kl": round(move.kl, 4),
+                }
                 trace["policy"] = self._policy_digest if coefficients is None and self.policy else "explicit"
                 if self.control != "none":
                     trace["control"] = self.control
@@ -218,7 +257,9 @@ class LLMBot(Bot):
         assert self.policy is not None and self.sae is not None
         from bots.llm.learned import LearnedSteeringPolicy
 
-        if isinstance(self.policy, LearnedSteeringPolicy) and self.policy.needs_model:  # reads the model's own unsteered move (cached per board)
+        if (
+            isinstance(self.policy, LearnedSteeringPolicy) and self.policy.needs_model
+        ):  # reads the model's own unsteered move (cached per board)
             return self.policy.coefficients(boards, cell_logits=self.reader.answer(boards).base_logits)
         if not self.policy.needs_features:
             return self.policy.coefficients(boards)
@@ -317,7 +358,9 @@ class LLMBot(Bot):
         if self._usual is None and self.sae is not None and self.sae.features is not None:
             import torch
 
-            levels = usual_levels(self.sae.features, self.sae.d_sae, getattr(getattr(self.sae.sae, "cfg", None), "k", None))
+            levels = usual_levels(
+                self.sae.features, self.sae.d_sae, getattr(getattr(self.sae.sae, "cfg", None), "k", None)
+            )
             if levels is not None:
                 self._usual = (torch.tensor(levels[0]), torch.tensor(levels[1]).clamp_min(1e-6))
         return self._usual

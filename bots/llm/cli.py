@@ -31,26 +31,49 @@ DEFAULT_MODE = "masked"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser  # the caller may pass an argument group
-    g.add_argument("--model", default="smollm2",
-                   help="'smollm2' (offline default), a local Hugging Face folder, or a TransformerLens model name")
-    g.add_argument("--sae", default=SAE_AUTO,
-                   help="SAE folder (sae_lens format) or sae_lens registry 'release/sae_id'; 'auto' uses the SAE "
-                        "shipped in bots/llm/artifacts if there is one; 'none' plays without SAE (no features, no steering)")
-    g.add_argument("--policy", default=POLICY_AUTO,
-                   help="steering policy JSON (a learned policy or a fixed coefficient vector); 'auto' uses the policy "
-                        "shipped in bots/llm/artifacts (learned_policy.json, else policy.json; else no steering); "
-                        "'none' plays unsteered")
-    g.add_argument("--mode", choices=MODES, default=DEFAULT_MODE,
-                   help="masked (the default for play: the shipped policy still names an occupied cell on a few open "
-                        "positions in strict reading): argmax over the legal cells; strict (the reading of every headline "
-                        "figure and of the tournament): argmax over all nine cells, an occupied cell forfeits")
+    g.add_argument(
+        "--model",
+        default="smollm2",
+        help="'smollm2' (offline default), a local Hugging Face folder, or a TransformerLens model name",
+    )
+    g.add_argument(
+        "--sae",
+        default=SAE_AUTO,
+        help="SAE folder (sae_lens format) or sae_lens registry 'release/sae_id'; 'auto' uses the SAE "
+        "shipped in bots/llm/artifacts if there is one; 'none' plays without SAE (no features, no steering)",
+    )
+    g.add_argument(
+        "--policy",
+        default=POLICY_AUTO,
+        help="steering policy JSON (a learned policy or a fixed coefficient vector); 'auto' uses the policy "
+        "shipped in bots/llm/artifacts (learned_policy.json, else policy.json; else no steering); "
+        "'none' plays unsteered",
+    )
+    g.add_argument(
+        "--mode",
+        choices=MODES,
+        default=DEFAULT_MODE,
+        help="masked (the default for play: the shipped policy still names an occupied cell on a few open "
+        "positions in strict reading): argmax over the legal cells; strict (the reading of every headline "
+        "figure and of the tournament): argmax over all nine cells, an occupied cell forfeits",
+    )
     g.add_argument("--top-k", type=int, default=8, help="SAE features reported in each move's trace")
     g.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest under contention)")
-    g.add_argument("--cache-boards", type=int, default=256,
-                   help="boards whose prompt state is cached (SmolLM2: about 0.19 MB per layer after the hook, 0.9 MB at layer 24)")
-    g.add_argument("--reader", choices=("auto", "cached", "hooked"), default="auto",
-                   help="cached: per-board cache + answer token only (Llama models); hooked: full forward each move")
-    g.add_argument("--model-cache", default=None, help="folder for converted weights (default ~/.cache/autosteer-arena)")
+    g.add_argument(
+        "--cache-boards",
+        type=int,
+        default=256,
+        help="boards whose prompt state is cached (SmolLM2: about 0.19 MB per layer after the hook, 0.9 MB at layer 24)",
+    )
+    g.add_argument(
+        "--reader",
+        choices=("auto", "cached", "hooked"),
+        default="auto",
+        help="cached: per-board cache + answer token only (Llama models); hooked: full forward each move",
+    )
+    g.add_argument(
+        "--model-cache", default=None, help="folder for converted weights (default ~/.cache/autosteer-arena)"
+    )
 
 
 def find_default_sae() -> Path | None:
@@ -103,7 +126,9 @@ def load_sae_arg(value: str | None, lm: Any, *, quiet: bool = False) -> Any:
         path = find_default_sae()
         if path is None:
             if not quiet:
-                print("[llm] no SAE shipped in bots/llm/artifacts: playing without SAE features or steering", flush=True)
+                print(
+                    "[llm] no SAE shipped in bots/llm/artifacts: playing without SAE features or steering", flush=True
+                )
             return None
         value = str(path)
     sae = load_sae(value)
@@ -131,12 +156,26 @@ def build_bot(args: argparse.Namespace, name: str | None = None) -> Any:
     if policy is not None and sae is None:
         why = "--sae none was given" if args.sae == SAE_NONE else "no SAE is shipped in bots/llm/artifacts"
         if args.policy == POLICY_AUTO:
-            policy, steering_note = None, (f"no steering (--policy auto: a policy is shipped at {find_shipped_policy()}, "
-                                           f"but {why}, and it steers that SAE's features)")
+            policy, steering_note = (
+                None,
+                (
+                    f"no steering (--policy auto: a policy is shipped at {find_shipped_policy()}, "
+                    f"but {why}, and it steers that SAE's features)"
+                ),
+            )
         else:
             raise ValueError(f"--policy {args.policy} needs the SAE whose features it steers: pass --sae ({why})")
     print(f"[llm] steering: {steering_note}", flush=True)
-    bot = LLMBot(lm, sae=sae, policy=policy, mode=args.mode, top_k=args.top_k, reader=args.reader,
-                 cache_boards=args.cache_boards, name=name or getattr(args, "name", None) or "llm", verbose=True)
+    bot = LLMBot(
+        lm,
+        sae=sae,
+        policy=policy,
+        mode=args.mode,
+        top_k=args.top_k,
+        reader=args.reader,
+        cache_boards=args.cache_boards,
+        name=name or getattr(args, "name", None) or "llm",
+        verbose=True,
+    )
     print(f"[llm] {bot.description}; reader: {bot.reader.kind}", flush=True)
     return bot

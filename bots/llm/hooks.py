@@ -19,8 +19,14 @@ class SteeringError(ValueError):
 
 
 @contextlib.contextmanager
-def steering_hooks(model: Any, hook_name: str, added: torch.Tensor | None, lengths: torch.Tensor,
-                   positions: str = "last", capture: dict[str, torch.Tensor] | None = None) -> Iterator[None]:
+def steering_hooks(
+    model: Any,
+    hook_name: str,
+    added: torch.Tensor | None,
+    lengths: torch.Tensor,
+    positions: str = "last",
+    capture: dict[str, torch.Tensor] | None = None,
+) -> Iterator[None]:
     """Add ``added[b]`` at ``hook_name`` for row ``b`` of a right-padded batch whose real
     lengths are ``lengths``: at the last real position (``positions="last"``) or at every
     real position (``"all"``). ``capture["act"]`` receives the unsteered activation at the

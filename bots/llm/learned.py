@@ -89,8 +89,15 @@ def feature_observation(board: Board, activations: np.ndarray) -> np.ndarray:
 class ActionCodec:
     """Turns a policy action into one coefficient vector over ``n_features`` features."""
 
-    def __init__(self, kind: str, n_features: int, *, strengths: Sequence[float] = (-8, -4, -2, -1, 1, 2, 4, 8),
-                 slots: int = 1, bound: float = 4.0) -> None:
+    def __init__(
+        self,
+        kind: str,
+        n_features: int,
+        *,
+        strengths: Sequence[float] = (-8, -4, -2, -1, 1, 2, 4, 8),
+        slots: int = 1,
+        bound: float = 4.0,
+    ) -> None:
         if kind not in ACTIONS:
             raise PolicyError(f"unknown action kind {kind!r}; expected one of {', '.join(ACTIONS)}")
         if n_features < 1:
@@ -208,11 +215,21 @@ class LearnedSteeringPolicy(SteeringPolicy):
 
     kind = "learned"
 
-    def __init__(self, features: Sequence[int], *, obs: str, codec: ActionCodec, net: MLP,
-                 obs_features: Sequence[int] = (), **kw: Any) -> None:
+    def __init__(
+        self,
+        features: Sequence[int],
+        *,
+        obs: str,
+        codec: ActionCodec,
+        net: MLP,
+        obs_features: Sequence[int] = (),
+        **kw: Any,
+    ) -> None:
         super().__init__(features, **kw)
         if obs not in OBSERVATIONS:
-            raise PolicyError(f"{self.source or 'policy'}: unknown observation {obs!r}; expected one of {', '.join(OBSERVATIONS)}")
+            raise PolicyError(
+                f"{self.source or 'policy'}: unknown observation {obs!r}; expected one of {', '.join(OBSERVATIONS)}"
+            )
         self.obs = obs
         self.codec = codec
         self.net = net
@@ -221,12 +238,18 @@ class LearnedSteeringPolicy(SteeringPolicy):
         if obs == "features" and not self.obs_features:
             raise PolicyError(f"{self.source or 'policy'}: a features observation needs 'obs_features'")
         if net.n_inputs != n_in:
-            raise PolicyError(f"{self.source or 'policy'}: the net reads {net.n_inputs} inputs, the {obs} observation has {n_in}")
+            raise PolicyError(
+                f"{self.source or 'policy'}: the net reads {net.n_inputs} inputs, the {obs} observation has {n_in}"
+            )
         n_out = sum(codec.nvec) if codec.kind == "sparse" else codec.n_features
         if net.n_outputs != n_out:
-            raise PolicyError(f"{self.source or 'policy'}: the net gives {net.n_outputs} outputs, the action needs {n_out}")
+            raise PolicyError(
+                f"{self.source or 'policy'}: the net gives {net.n_outputs} outputs, the action needs {n_out}"
+            )
         if codec.n_features != len(self.features):
-            raise PolicyError(f"{self.source or 'policy'}: the action steers {codec.n_features} features, the policy names {len(self.features)}")
+            raise PolicyError(
+                f"{self.source or 'policy'}: the action steers {codec.n_features} features, the policy names {len(self.features)}"
+            )
 
     @property
     def needs_features(self) -> bool:
@@ -252,12 +275,18 @@ class LearnedSteeringPolicy(SteeringPolicy):
             return np.stack([board_observation(b) for b in boards])
         if self.obs == "board+model":
             if cell_logits is None:
-                raise PolicyError(f"{self.source or 'policy'} observes the model's move: pass the unsteered cell logits")
-            z = np.asarray(cell_logits.detach().cpu() if hasattr(cell_logits, "detach") else cell_logits, dtype=np.float32)
+                raise PolicyError(
+                    f"{self.source or 'policy'} observes the model's move: pass the unsteered cell logits"
+                )
+            z = np.asarray(
+                cell_logits.detach().cpu() if hasattr(cell_logits, "detach") else cell_logits, dtype=np.float32
+            )
             return np.stack([board_model_observation(b, z[i]) for i, b in enumerate(boards)])
         if activations is None:
             raise PolicyError(f"{self.source or 'policy'} observes SAE features: pass the unsteered activations")
-        acts = np.asarray(activations.detach().cpu() if hasattr(activations, "detach") else activations, dtype=np.float32)
+        acts = np.asarray(
+            activations.detach().cpu() if hasattr(activations, "detach") else activations, dtype=np.float32
+        )
         sel = acts[:, list(self.obs_features)]
         return np.stack([feature_observation(b, sel[i]) for i, b in enumerate(boards)])
 
@@ -268,7 +297,7 @@ class LearnedSteeringPolicy(SteeringPolicy):
             return np.clip(out, -1.0, 1.0)
         heads, start = [], 0
         for n in self.codec.nvec:
-            heads.append(out[:, start:start + n].argmax(axis=1))
+            heads.append(out[:, start : start + n].argmax(axis=1))
             start += n
         return np.stack(heads, axis=1)
 
@@ -278,9 +307,14 @@ class LearnedSteeringPolicy(SteeringPolicy):
         return self.codec.coefficients(self.actions(self.observations(boards, features, cell_logits))).tolist()
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"kind": self.kind, "features": list(self.features), "obs": self.obs,
-                               "action": self.codec.to_dict(), "activation": self.net.activation,
-                               "layers": self.net.to_list()}
+        out: dict[str, Any] = {
+            "kind": self.kind,
+            "features": list(self.features),
+            "obs": self.obs,
+            "action": self.codec.to_dict(),
+            "activation": self.net.activation,
+            "layers": self.net.to_list(),
+        }
         if self.obs_features:
             out["obs_features"] = list(self.obs_features)
         return out | self.sae_fields()
@@ -302,5 +336,11 @@ class LearnedSteeringPolicy(SteeringPolicy):
         obs_features = data.get("obs_features") or []
         if obs_features:
             obs_features = feature_list(obs_features, source)
-        return cls(features, obs=str(data.get("obs")), codec=codec, net=MLP(arrays, str(data.get("activation", "tanh"))),
-                   obs_features=obs_features, **common_fields(data, source))
+        return cls(
+            features,
+            obs=str(data.get("obs")),
+            codec=codec,
+            net=MLP(arrays, str(data.get("activation", "tanh"))),
+            obs_features=obs_features,
+            **common_fields(data, source),
+        )

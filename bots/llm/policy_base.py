@@ -26,8 +26,9 @@ class SteeringPolicy(abc.ABC):
 
     kind: str = "?"
 
-    def __init__(self, features: Sequence[int], *, source: str = "", hook_name: str | None = None,
-                 d_sae: int | None = None) -> None:
+    def __init__(
+        self, features: Sequence[int], *, source: str = "", hook_name: str | None = None, d_sae: int | None = None
+    ) -> None:
         self.features = tuple(features)
         self.source = source
         self.hook_name = hook_name

@@ -48,15 +48,21 @@ def _lists(board: Board) -> str:
 def _user_text(board: Board, phrasing: str) -> str:
     me = board.turn
     if phrasing == "grid":
-        return (f"We are playing Tic Tac Toe. You play {me.value}, your opponent plays {me.other.value}. "
-                f"Get three in a row to win.\n\nThe board (empty cells show their number):\n{_grid(board)}\n\n"
-                f"It is your turn as {me.value}. Which empty cell do you take? Answer with one number.")
+        return (
+            f"We are playing Tic Tac Toe. You play {me.value}, your opponent plays {me.other.value}. "
+            f"Get three in a row to win.\n\nThe board (empty cells show their number):\n{_grid(board)}\n\n"
+            f"It is your turn as {me.value}. Which empty cell do you take? Answer with one number."
+        )
     if phrasing == "rows":
-        return (f"Tic Tac Toe, cells numbered 1 to 9 left to right, top to bottom:\n{NUMBERING}\n\n"
-                f"Current position:\n{_rows(board)}\n\nYou are {me.value}. Pick the best empty cell.")
+        return (
+            f"Tic Tac Toe, cells numbered 1 to 9 left to right, top to bottom:\n{NUMBERING}\n\n"
+            f"Current position:\n{_rows(board)}\n\nYou are {me.value}. Pick the best empty cell."
+        )
     if phrasing == "list":
-        return (f"Let's play noughts and crosses on a 3x3 grid numbered 1-9 (1 top left, 9 bottom right). "
-                f"{_lists(board)} You are {me.value} and it is your move. Reply with the number of your cell.")
+        return (
+            f"Let's play noughts and crosses on a 3x3 grid numbered 1-9 (1 top left, 9 bottom right). "
+            f"{_lists(board)} You are {me.value} and it is your move. Reply with the number of your cell."
+        )
     raise ValueError(f"unknown phrasing {phrasing!r}; expected one of {', '.join(PHRASINGS)}")
 
 

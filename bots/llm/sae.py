@@ -98,8 +98,10 @@ def _find_sae_folder(folder: Path) -> Path:
         return inner[0]
     if len(inner) > 1:
         raise SAELoadError(f"{folder} holds several SAEs ({', '.join(p.name for p in inner)}); name one of them")
-    raise SAELoadError(f"{folder} is not an SAE folder: it has no {SAE_CFG_FILE} (sae_lens format: "
-                       f"{SAE_CFG_FILE} + {SAE_WEIGHTS_FILE}, as SAE.save_model writes)")
+    raise SAELoadError(
+        f"{folder} is not an SAE folder: it has no {SAE_CFG_FILE} (sae_lens format: "
+        f"{SAE_CFG_FILE} + {SAE_WEIGHTS_FILE}, as SAE.save_model writes)"
+    )
 
 
 def _read_cfg(folder: Path) -> dict[str, Any]:
@@ -140,8 +142,11 @@ def load_sae(spec: str | Path, *, device: str = "cpu", features: str | Path | No
         except Exception as exc:  # safetensors/sae_lens raise many types for a broken file
             raise SAELoadError(f"cannot load the SAE in {folder}: {type(exc).__name__}: {exc}") from None
         source = str(folder)
-        feature_path = Path(features) if features else next(
-            (p for p in (folder / FEATURES_FILE, folder.parent / FEATURES_FILE) if p.is_file()), None)
+        feature_path = (
+            Path(features)
+            if features
+            else next((p for p in (folder / FEATURES_FILE, folder.parent / FEATURES_FILE) if p.is_file()), None)
+        )
     else:
         sae, source = _load_registry(str(spec), device)
         feature_path = Path(features) if features else None
@@ -156,8 +161,15 @@ def load_sae(spec: str | Path, *, device: str = "cpu", features: str | Path | No
     for p in sae.parameters():
         p.requires_grad_(False)
     info = load_feature_info(feature_path, hook_name=hook, d_sae=d_sae) if feature_path else None
-    return LoadedSAE(sae=sae, hook_name=hook, d_in=d_in, d_sae=d_sae, source=source,
-                     architecture=str(sae.cfg.architecture()), features=info)
+    return LoadedSAE(
+        sae=sae,
+        hook_name=hook,
+        d_in=d_in,
+        d_sae=d_sae,
+        source=source,
+        architecture=str(sae.cfg.architecture()),
+        features=info,
+    )
 
 
 def _load_registry(spec: str, device: str) -> tuple[Any, str]:
@@ -178,8 +190,10 @@ def _load_registry(spec: str, device: str) -> tuple[Any, str]:
     try:
         sae = SAE.from_pretrained(release, sae_id, device=device)
     except Exception as exc:
-        raise SAELoadError(f"cannot load registry SAE {spec!r} (offline? it needs hub access or a filled "
-                           f"HF cache): {type(exc).__name__}: {exc}") from None
+        raise SAELoadError(
+            f"cannot load registry SAE {spec!r} (offline? it needs hub access or a filled "
+            f"HF cache): {type(exc).__name__}: {exc}"
+        ) from None
     return sae, spec
 
 
@@ -222,18 +236,27 @@ def load_feature_info(path: str | Path, *, hook_name: str | None = None, d_sae: 
         if fd is not None and not 0 <= idx < fd:
             raise SAELoadError(f"{path}: label for feature {idx}, outside 0..{fd - 1}")
         labels[idx] = value if isinstance(value, dict) else {"label": str(value)}
-    return FeatureInfo(hook_name=fhook, d_sae=int(fd) if fd is not None else len(typical or []),
-                       typical_activation=typical, labels=labels, path=str(path))
+    return FeatureInfo(
+        hook_name=fhook,
+        d_sae=int(fd) if fd is not None else len(typical or []),
+        typical_activation=typical,
+        labels=labels,
+        path=str(path),
+    )
 
 
 def check_compatible(sae: LoadedSAE, lm: "LanguageModel") -> None:
     """Raise :class:`SAELoadError` unless ``lm`` has the SAE's hook point with width ``d_in``."""
     if sae.hook_name not in lm.model.hook_dict:
-        raise SAELoadError(f"the SAE {sae.source} reads hook {sae.hook_name!r}, which model {lm.name} does not have "
-                           f"(residual hooks look like blocks.0.hook_resid_pre … blocks.{lm.n_layers - 1}.hook_resid_post)")
+        raise SAELoadError(
+            f"the SAE {sae.source} reads hook {sae.hook_name!r}, which model {lm.name} does not have "
+            f"(residual hooks look like blocks.0.hook_resid_pre … blocks.{lm.n_layers - 1}.hook_resid_post)"
+        )
     if "resid" in sae.hook_name and sae.d_in != lm.d_model:
-        raise SAELoadError(f"the SAE {sae.source} expects d_in={sae.d_in}, but model {lm.name} has d_model={lm.d_model} "
-                           f"at {sae.hook_name}")
+        raise SAELoadError(
+            f"the SAE {sae.source} expects d_in={sae.d_in}, but model {lm.name} has d_model={lm.d_model} "
+            f"at {sae.hook_name}"
+        )
 
 
 def sae_digest(sae: LoadedSAE) -> str:

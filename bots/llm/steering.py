@@ -24,14 +24,19 @@ import torch
 
 from bots.llm.hooks import SteeringError, steering_hooks
 
-__all__ = ["SteeringError", "FeatureScales", "Steering", "feature_scales", "check_feature_indices", "steering_hooks",
-           "kl_divergence"]
+__all__ = [
+    "SteeringError",
+    "FeatureScales",
+    "Steering",
+    "feature_scales",
+    "check_feature_indices",
+    "steering_hooks",
+    "kl_divergence",
+]
 
 if TYPE_CHECKING:
     from bots.llm.player import AnswerReader
     from bots.llm.sae import LoadedSAE
-
-
 
 
 @dataclass
@@ -68,8 +73,10 @@ def feature_scales(sae: "LoadedSAE", reader: "AnswerReader | None" = None, n_boa
         fill = positive.median() if positive.numel() else torch.tensor(1.0)
         return FeatureScales(torch.where(vals > 0, vals, fill), f"typical_activation from {info.path}")
     if reader is None:
-        raise SteeringError(f"the SAE {sae.source} ships no features.json with typical activations, and no model "
-                            "was given to calibrate them")
+        raise SteeringError(
+            f"the SAE {sae.source} ships no features.json with typical activations, and no model "
+            "was given to calibrate them"
+        )
     from server.game import reachable_positions
 
     boards = sorted((b for b in reachable_positions() if not b.is_over), key=lambda b: b.code)
@@ -77,7 +84,7 @@ def feature_scales(sae: "LoadedSAE", reader: "AnswerReader | None" = None, n_boa
     sample = boards[::step][:n_boards]
     acts = []
     for i in range(0, len(sample), 8):
-        batch = reader.answer(sample[i:i + 8])
+        batch = reader.answer(sample[i : i + 8])
         assert batch.hook_acts is not None  # the reader reads at the SAE's hook
         acts.append(sae.encode(batch.hook_acts))
     a = torch.cat(acts)
@@ -93,8 +100,9 @@ def feature_scales(sae: "LoadedSAE", reader: "AnswerReader | None" = None, n_boa
 class Steering:
     """Maps coefficient vectors over ``features`` to vectors added at the SAE's hook point."""
 
-    def __init__(self, sae: "LoadedSAE", features: Sequence[int], scales: FeatureScales,
-                 directions: torch.Tensor | None = None) -> None:
+    def __init__(
+        self, sae: "LoadedSAE", features: Sequence[int], scales: FeatureScales, directions: torch.Tensor | None = None
+    ) -> None:
         self.sae = sae
         self.features = check_feature_indices(list(features), sae.d_sae)
         if scales.values.shape != (sae.d_sae,):
@@ -108,8 +116,10 @@ class Steering:
         if directions is not None:
             directions = torch.as_tensor(directions, dtype=torch.float32)
             if directions.shape != self.directions.shape:
-                raise SteeringError(f"replacement directions have shape {tuple(directions.shape)}, "
-                                    f"expected {tuple(self.directions.shape)}")
+                raise SteeringError(
+                    f"replacement directions have shape {tuple(directions.shape)}, "
+                    f"expected {tuple(self.directions.shape)}"
+                )
             self.directions = directions
         self.scale_source = scales.source
 

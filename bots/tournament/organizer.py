@@ -11,16 +11,22 @@ from dataclasses import replace
 from typing import Any, Callable, Sequence
 
 from bots.tournament.results import summarise
-from bots.tournament.schedule import (ScheduledGame, TournamentConfig, TournamentError, TournamentIncomplete,
-                                      new_tournament_id)
+from bots.tournament.schedule import (
+    ScheduledGame,
+    TournamentConfig,
+    TournamentError,
+    TournamentIncomplete,
+    new_tournament_id,
+)
 
 
 class Organizer:
     """A player connection that arranges bot-vs-bot games and waits for their results: a
     :class:`client.aio.ArenaClient` whose failures are :class:`TournamentError`."""
 
-    def __init__(self, url: str, name: str, *, send_rate: float = 20.0, send_burst: int = 40,
-                 open_timeout: float = 10.0) -> None:
+    def __init__(
+        self, url: str, name: str, *, send_rate: float = 20.0, send_burst: int = 40, open_timeout: float = 10.0
+    ) -> None:
         self.url, self.name = url, name
         self.send_rate, self.send_burst, self.open_timeout = send_rate, send_burst, open_timeout
         self._arena: Any = None
@@ -29,8 +35,13 @@ class Organizer:
         from client.aio import ArenaClient, HelloError, SendPacer
         from client.core import ClientCore
 
-        self._arena = ArenaClient(self.url, ClientCore(self.name, id_prefix="t"), open_timeout=self.open_timeout,
-                                  pacer=SendPacer(self.send_rate, self.send_burst), max_size=4 << 20)
+        self._arena = ArenaClient(
+            self.url,
+            ClientCore(self.name, id_prefix="t"),
+            open_timeout=self.open_timeout,
+            pacer=SendPacer(self.send_rate, self.send_burst),
+            max_size=4 << 20,
+        )
         try:
             await self._arena.connect()
         except HelloError as exc:
@@ -60,16 +71,26 @@ class Organizer:
         reply = await self.request({"type": "list_bots"})
         return list(reply.get("bots", []))
 
-    async def play(self, x: str, o: str, *, clock: float | None, tag: str, game_timeout: float,
-                   seed: int | None = None, retry_for: float = 120.0) -> dict[str, Any]:
+    async def play(
+        self,
+        x: str,
+        o: str,
+        *,
+        clock: float | None,
+        tag: str,
+        game_timeout: float,
+        seed: int | None = None,
+        retry_for: float = 120.0,
+    ) -> dict[str, Any]:
         """Arrange ``x`` vs ``o`` (with the per-game ``seed`` for house bots, if given) and
         return its ``game_over`` frame. A busy or declining bot is retried with growing
         pauses for up to ``retry_for`` seconds."""
         from client.aio import ClientError
 
         try:
-            return await self._arena.play_arranged(x, o, clock=clock, tag=tag, seed=seed, game_timeout=game_timeout,
-                                                   retry_for=retry_for)
+            return await self._arena.play_arranged(
+                x, o, clock=clock, tag=tag, seed=seed, game_timeout=game_timeout, retry_for=retry_for
+            )
         except ClientError as exc:
             raise TournamentError(str(exc)) from None
 
@@ -77,9 +98,16 @@ class Organizer:
 ProgressHook = Callable[[dict[str, Any]], None]
 
 
-async def run_tournament(url: str, config: TournamentConfig, *, on_game: ProgressHook | None = None,
-                         wait_for_bots: float = 0.0, send_rate: float = 20.0, send_burst: int = 40,
-                         game_timeout: float | None = None) -> dict[str, Any]:
+async def run_tournament(
+    url: str,
+    config: TournamentConfig,
+    *,
+    on_game: ProgressHook | None = None,
+    wait_for_bots: float = 0.0,
+    send_rate: float = 20.0,
+    send_burst: int = 40,
+    game_timeout: float | None = None,
+) -> dict[str, Any]:
     """Play the whole round robin on the server at ``url``; return the report dict.
 
     Each game is arranged with its seed from :meth:`TournamentConfig.game_seed`, and the
@@ -104,8 +132,9 @@ async def run_tournament(url: str, config: TournamentConfig, *, on_game: Progres
                 for name in sorted({game.x, game.o}):  # fixed order: no deadlock between two games
                     if name in limits:
                         await stack.enter_async_context(limits[name])
-                over = await org.play(game.x, game.o, clock=config.clock, tag=tid, game_timeout=per_game,
-                                      seed=game.seed)
+                over = await org.play(
+                    game.x, game.o, clock=config.clock, tag=tid, game_timeout=per_game, seed=game.seed
+                )
             over = {**over, "seed": game.seed}
             finished.append((game.number, over))
             if on_game is not None:
@@ -140,10 +169,14 @@ async def _wait_for_bots(org: Organizer, wanted: Sequence[str], wait: float) -> 
         bots = {b["name"]: b for b in await org.list_bots()}
         missing = [n for n in wanted if n not in bots]
         if not missing:
-            return {n: (None if bots[n].get("kind") == "house" else max(1, int(bots[n].get("max_games") or 1)))
-                    for n in wanted}
+            return {
+                n: (None if bots[n].get("kind") == "house" else max(1, int(bots[n].get("max_games") or 1)))
+                for n in wanted
+            }
         if time.monotonic() >= deadline:
             online = ", ".join(sorted(bots)) or "none"
-            raise TournamentError(f"not on the server: {', '.join(missing)}; bots online: {online} "
-                                  "(start them with autosteer-bot run, or use --spawn NAME=KIND, or --wait S)")
+            raise TournamentError(
+                f"not on the server: {', '.join(missing)}; bots online: {online} "
+                "(start them with autosteer-bot run, or use --spawn NAME=KIND, or --wait S)"
+            )
         await asyncio.sleep(0.2)

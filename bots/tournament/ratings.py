@@ -92,9 +92,12 @@ class RatingTable:
     prior_draws: float
     anchor: str | None
     anchor_rating: float
-    method: str = field(default=(
-        "maximum-likelihood Bradley-Terry (Elo scale), draws as half points, "
-        "virtual draws per pair as prior, percentile bootstrap over games"))
+    method: str = field(
+        default=(
+            "maximum-likelihood Bradley-Terry (Elo scale), draws as half points, "
+            "virtual draws per pair as prior, percentile bootstrap over games"
+        )
+    )
 
     def __getitem__(self, name: str) -> Rating:
         for r in self.ratings:
@@ -134,7 +137,9 @@ def _index(games: Sequence[GameScore]) -> tuple[list[str], np.ndarray, np.ndarra
     return names, a, b, s, counts
 
 
-def _pair_matrices(k: int, a: np.ndarray, b: np.ndarray, s: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _pair_matrices(
+    k: int, a: np.ndarray, b: np.ndarray, s: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Batched (B, k, k) matrices of games played and points scored by row against column.
     ``weights`` is (B, n_kinds): how many games of each kind each sample holds."""
     batch = weights.shape[0]
@@ -162,8 +167,8 @@ def _check_connected(names: list[str], met: np.ndarray) -> None:
     if len(seen) != k:
         apart = sorted(names[i] for i in range(k) if i not in seen)
         raise RatingError(
-            "ratings need every player linked by games; these never met the others' group: "
-            + ", ".join(apart))
+            "ratings need every player linked by games; these never met the others' group: " + ", ".join(apart)
+        )
 
 
 def _fit_strengths(played: np.ndarray, points: np.ndarray, tol: float = 1e-10, max_iter: int = 200) -> np.ndarray:
@@ -192,18 +197,27 @@ def _anchor(elo: np.ndarray, names: list[str], anchor: str | None, anchor_rating
     if anchor is None:
         return elo - elo.mean(axis=-1, keepdims=True) + anchor_rating
     i = names.index(anchor)
-    return elo - elo[..., i:i + 1] + anchor_rating
+    return elo - elo[..., i : i + 1] + anchor_rating
 
 
-def fit_elo(games: Iterable[GameScore], *, prior_draws: float = 1.0, anchor: str | None = None,
-            anchor_rating: float = 1500.0) -> dict[str, float]:
+def fit_elo(
+    games: Iterable[GameScore], *, prior_draws: float = 1.0, anchor: str | None = None, anchor_rating: float = 1500.0
+) -> dict[str, float]:
     """Maximum-likelihood Elo of every player (no intervals). See the module docstring."""
     table = rate(games, bootstrap=0, prior_draws=prior_draws, anchor=anchor, anchor_rating=anchor_rating)
     return {r.name: r.elo for r in table.ratings}
 
 
-def rate(games: Iterable[GameScore], *, bootstrap: int = 1000, seed: int | None = 0, confidence: float = 0.95,
-         prior_draws: float = 1.0, anchor: str | None = None, anchor_rating: float = 1500.0) -> RatingTable:
+def rate(
+    games: Iterable[GameScore],
+    *,
+    bootstrap: int = 1000,
+    seed: int | None = 0,
+    confidence: float = 0.95,
+    prior_draws: float = 1.0,
+    anchor: str | None = None,
+    anchor_rating: float = 1500.0,
+) -> RatingTable:
     """Rate every player in ``games``; intervals from ``bootstrap`` resamples (0: none,
     the interval is then the point itself)."""
     games = list(games)
@@ -232,7 +246,9 @@ def rate(games: Iterable[GameScore], *, bootstrap: int = 1000, seed: int | None 
         if perfect and k > 1:
             raise RatingError(
                 "no finite maximum-likelihood rating for a perfect (or zero) score: "
-                + ", ".join(perfect) + "; use prior_draws > 0")
+                + ", ".join(perfect)
+                + "; use prior_draws > 0"
+            )
 
     def elo_of(played_b: np.ndarray, points_b: np.ndarray) -> np.ndarray:
         theta = _fit_strengths(played_b + prior_played, points_b + prior_points)
@@ -256,8 +272,10 @@ def rate(games: Iterable[GameScore], *, bootstrap: int = 1000, seed: int | None 
 
     real_games = played[0].sum(axis=1)
     real_points = points[0].sum(axis=1)
-    ratings = [Rating(names[i], float(point[i]), float(low[i]), float(high[i]), int(real_games[i]),
-                      float(real_points[i])) for i in range(k)]
+    ratings = [
+        Rating(names[i], float(point[i]), float(low[i]), float(high[i]), int(real_games[i]), float(real_points[i]))
+        for i in range(k)
+    ]
     ratings.sort(key=lambda r: (-r.elo, r.name))
     return RatingTable(ratings, confidence, bootstrap, seed, prior_draws, anchor, anchor_rating)
 

@@ -45,10 +45,18 @@ class PairingResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The pairing as the report lists it."""
-        return {"a": self.a, "b": self.b, "wins": self.wins, "draws": self.draws, "losses": self.losses,
-                "aborted": self.aborted, "points": self.points, "played": self.played,
-                "a_as_x": dict(zip(("wins", "draws", "losses"), self.a_as_x)),
-                "a_as_o": dict(zip(("wins", "draws", "losses"), self.a_as_o))}
+        return {
+            "a": self.a,
+            "b": self.b,
+            "wins": self.wins,
+            "draws": self.draws,
+            "losses": self.losses,
+            "aborted": self.aborted,
+            "points": self.points,
+            "played": self.played,
+            "a_as_x": dict(zip(("wins", "draws", "losses"), self.a_as_x)),
+            "a_as_o": dict(zip(("wins", "draws", "losses"), self.a_as_o)),
+        }
 
 
 def summarise(config: TournamentConfig, games: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -68,14 +76,24 @@ def summarise(config: TournamentConfig, games: Sequence[dict[str, Any]]) -> dict
         "cross_table": _cross_table(config, pairings),  # row's score rate against column
         "ratings": ratings,
         "rating_error": rating_error,
-        "games": [{"game_id": g["game_id"], "x": g["x"], "o": g["o"], "result": g["result"], "reason": g["reason"],
-                   "seed": g.get("seed"), "moves": "".join(str(m["cell"]) for m in g.get("moves", []))}
-                  for g in games],
+        "games": [
+            {
+                "game_id": g["game_id"],
+                "x": g["x"],
+                "o": g["o"],
+                "result": g["result"],
+                "reason": g["reason"],
+                "seed": g.get("seed"),
+                "moves": "".join(str(m["cell"]) for m in g.get("moves", [])),
+            }
+            for g in games
+        ],
     }
 
 
-def _tally(config: TournamentConfig, games: Sequence[dict[str, Any]]
-           ) -> tuple[dict[tuple[str, str], PairingResult], list[Any], dict[str, int]]:
+def _tally(
+    config: TournamentConfig, games: Sequence[dict[str, Any]]
+) -> tuple[dict[tuple[str, str], PairingResult], list[Any], dict[str, int]]:
     """Each pairing's results, the rated games' scores and the count of each end reason."""
     from bots.tournament.ratings import GameScore
 
@@ -107,15 +125,21 @@ def _rate(config: TournamentConfig, scores: list[Any]) -> tuple[dict[str, Any] |
     rating_error = None
     if scores:
         try:
-            ratings = rate(scores, bootstrap=config.bootstrap, seed=config.seed, anchor=config.anchor,
-                           anchor_rating=config.anchor_rating).to_dict()
+            ratings = rate(
+                scores,
+                bootstrap=config.bootstrap,
+                seed=config.seed,
+                anchor=config.anchor,
+                anchor_rating=config.anchor_rating,
+            ).to_dict()
         except RatingError as exc:
             rating_error = str(exc)
     return ratings, rating_error
 
 
-def _cross_table(config: TournamentConfig,
-                 pairings: dict[tuple[str, str], PairingResult]) -> dict[str, dict[str, float | None]]:
+def _cross_table(
+    config: TournamentConfig, pairings: dict[tuple[str, str], PairingResult]
+) -> dict[str, dict[str, float | None]]:
     """Each bot's score rate against each other bot (None where they played no rated game)."""
     cross: dict[str, dict[str, float | None]] = {a: {} for a in config.bots}
     for (a, b), p in pairings.items():

@@ -43,14 +43,18 @@ class TournamentConfig:
             raise TournamentError(f"a tournament needs at least two bots, got {list(self.bots)}")
         dupes = sorted({b for b in self.bots if self.bots.count(b) > 1})
         if dupes:
-            raise TournamentError(f"each bot may be listed once; repeated: {', '.join(dupes)} "
-                                  "(connect a second copy under another name, e.g. --spawn random2=random)")
+            raise TournamentError(
+                f"each bot may be listed once; repeated: {', '.join(dupes)} "
+                "(connect a second copy under another name, e.g. --spawn random2=random)"
+            )
         if self.games < 1:
             raise TournamentError(f"--games must be >= 1, got {self.games}")
         if self.concurrency < 1:
             raise TournamentError(f"--concurrency must be >= 1, got {self.concurrency}")
         if self.tournament_id and not re.fullmatch(r"[A-Za-z0-9_.\-]{1,40}", self.tournament_id):
-            raise TournamentError(f"a tournament id is 1-40 letters, digits, '_', '.' or '-', got {self.tournament_id!r}")
+            raise TournamentError(
+                f"a tournament id is 1-40 letters, digits, '_', '.' or '-', got {self.tournament_id!r}"
+            )
         if self.anchor is not None and self.anchor not in self.bots:
             raise TournamentError(f"anchor {self.anchor!r} is not one of the bots: {', '.join(self.bots)}")
 
@@ -90,7 +94,6 @@ class ScheduledGame:
     o: str
     index: int  # 0-based index within its pairing
     seed: int  # the protocol's per-game seed sent with arrange
-
 
 
 def new_tournament_id() -> str:

@@ -56,8 +56,19 @@ from server.arena.relay import RemoteLobby
 from server.arena.state import Connection, Game, Offer, RecordFinder, RecordLister, RecordLoader, Session
 from server.players.base import Bot
 from server.config import ServerConfig
-from server.arena.effects import (CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_REPLACED, Close, Effect, Frame, GameEnded, GameEvent,
-                            RelayGame, Send, StoreGame)
+from server.arena.effects import (
+    CLOSE_GOING_AWAY,
+    CLOSE_POLICY,
+    CLOSE_REPLACED,
+    Close,
+    Effect,
+    Frame,
+    GameEnded,
+    GameEvent,
+    RelayGame,
+    Send,
+    StoreGame,
+)
 from server.protocol import (
     DEFAULT_PROTOCOL,
     PROTOCOL_VERSIONS,
@@ -85,9 +96,28 @@ from server.arena.sessions import SERVER_NAME, Sessions, name_skeleton
 from server.arena.spectating import Spectating, record_frame, record_summary
 
 __all__ = [
-    "Arena", "ServerConfig", "Frame", "Effect", "Send", "Close", "StoreGame", "GameEnded", "GameEvent", "RelayGame",
-    "CLOSE_GOING_AWAY", "CLOSE_POLICY", "CLOSE_REPLACED", "SERVER_NAME", "Connection", "Session", "Offer", "Game",
-    "name_skeleton", "record_summary", "record_frame", "default_house_bots",
+    "Arena",
+    "ServerConfig",
+    "Frame",
+    "Effect",
+    "Send",
+    "Close",
+    "StoreGame",
+    "GameEnded",
+    "GameEvent",
+    "RelayGame",
+    "CLOSE_GOING_AWAY",
+    "CLOSE_POLICY",
+    "CLOSE_REPLACED",
+    "SERVER_NAME",
+    "Connection",
+    "Session",
+    "Offer",
+    "Game",
+    "name_skeleton",
+    "record_summary",
+    "record_frame",
+    "default_house_bots",
 ]
 
 log = logging.getLogger("autosteer.arena")
@@ -101,13 +131,27 @@ class Arena:
     :meth:`shutdown`, :meth:`relay`), the dispatch of client messages and the status
     reports. The state's collections are readable here too (:attr:`games`, :attr:`sessions`, ...)."""
 
-    def __init__(self, config: ServerConfig | None = None, *, house_bots: dict[str, Bot] | None = None,
-                 load_record: RecordLoader | None = None, list_records: RecordLister | None = None,
-                 find_records: RecordFinder | None = None,
-                 remote: RemoteLobby | None = None, publish_events: bool = True) -> None:
+    def __init__(
+        self,
+        config: ServerConfig | None = None,
+        *,
+        house_bots: dict[str, Bot] | None = None,
+        load_record: RecordLoader | None = None,
+        list_records: RecordLister | None = None,
+        find_records: RecordFinder | None = None,
+        remote: RemoteLobby | None = None,
+        publish_events: bool = True,
+    ) -> None:
         """The arguments are those of :class:`~server.arena.core.ArenaState`."""
-        self.state = ArenaState(config, house_bots=house_bots, load_record=load_record, list_records=list_records,
-                                find_records=find_records, remote=remote, publish_events=publish_events)
+        self.state = ArenaState(
+            config,
+            house_bots=house_bots,
+            load_record=load_record,
+            list_records=list_records,
+            find_records=find_records,
+            remote=remote,
+            publish_events=publish_events,
+        )
         self._lobby = Lobby(self.state)
         self._play = GamesInPlay(self.state, self._lobby)
         self._offers = Offers(self.state, self._lobby, self._play)
@@ -183,7 +227,9 @@ class Arena:
             self.state.send(conn_id, error_frame(exc.code, exc.message, exc.id if exc.id is not None else rid))
         except Exception:  # a bug must cost one request, not the server
             log.exception("internal error on a frame from connection %s", conn_id)
-            self.state.send(conn_id, error_frame("internal_error", "the server failed on this request; it has been logged", rid))
+            self.state.send(
+                conn_id, error_frame("internal_error", "the server failed on this request; it has been logged", rid)
+            )
 
     def tick(self, now: float) -> None:
         """Fire every timer due at ``now``: move clocks, grace periods, offer timeouts."""
@@ -224,7 +270,10 @@ class Arena:
         for game in list(self.state.games.values()):
             self._play.finish(game, "aborted", "aborted", now)
         for conn in list(self.state.connections.values()):
-            self.state.send(conn.conn_id, error_frame("server_shutting_down", "the server is stopping; your finished games are stored"))
+            self.state.send(
+                conn.conn_id,
+                error_frame("server_shutting_down", "the server is stopping; your finished games are stored"),
+            )
             self.state.close(conn.conn_id, CLOSE_GOING_AWAY, "server shutting down")
 
     # ------------------------------------------------------------------ status
@@ -255,7 +304,9 @@ class Arena:
             self._sessions.on_hello(conn, msg, now)
             return
         if session is None:
-            raise ProtocolError("hello_required", "send 'hello' first: {\"type\": \"hello\", \"name\": ..., \"role\": ...}", msg.id)
+            raise ProtocolError(
+                "hello_required", 'send \'hello\' first: {"type": "hello", "name": ..., "role": ...}', msg.id
+            )
         if isinstance(msg, Ping):
             self.state.send(conn.conn_id, with_id({"type": "pong", "time": now}, msg.id))
         elif isinstance(msg, ListBots):
@@ -275,7 +326,11 @@ class Arena:
         elif isinstance(msg, ListRecords):
             self._spectating.on_list_records(conn, msg)
         elif session.role == "spectator":
-            raise ProtocolError("forbidden", f"spectators may not send {msg.type!r}; they may list, spectate, get_game, list_records and ping", msg.id)
+            raise ProtocolError(
+                "forbidden",
+                f"spectators may not send {msg.type!r}; they may list, spectate, get_game, list_records and ping",
+                msg.id,
+            )
         elif isinstance(msg, MoveMsg):
             self._play.on_move(session, msg, now)
         elif isinstance(msg, Resign):

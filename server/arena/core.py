@@ -28,10 +28,17 @@ from server.arena.relay import RemoteLobby
 class ArenaState:
     """What the parts of the arena share; see the module docstring."""
 
-    def __init__(self, config: ServerConfig | None = None, *, house_bots: dict[str, Bot] | None = None,
-                 load_record: RecordLoader | None = None, list_records: RecordLister | None = None,
-                 find_records: RecordFinder | None = None,
-                 remote: "RemoteLobby | None" = None, publish_events: bool = True) -> None:
+    def __init__(
+        self,
+        config: ServerConfig | None = None,
+        *,
+        house_bots: dict[str, Bot] | None = None,
+        load_record: RecordLoader | None = None,
+        list_records: RecordLister | None = None,
+        find_records: RecordFinder | None = None,
+        remote: "RemoteLobby | None" = None,
+        publish_events: bool = True,
+    ) -> None:
         """``load_record``, ``list_records`` and ``find_records`` read the game store; without them
         ``get_game`` and ``list_records`` answer from the finished games kept in memory. ``remote``
         holds what other servers of a cluster announce: their bots and live games are listed
@@ -138,11 +145,22 @@ class ArenaState:
         conn.refusals_in_a_row += 1
         rid = request_id_of(raw)  # a pipelining client must learn which request was dropped
         if conn.refusals_in_a_row >= cfg.flood_close:
-            self.send(conn.conn_id, error_frame("rate_limited", f"{conn.refusals_in_a_row} messages over the rate limit in a row; closing", rid))
+            self.send(
+                conn.conn_id,
+                error_frame(
+                    "rate_limited", f"{conn.refusals_in_a_row} messages over the rate limit in a row; closing", rid
+                ),
+            )
             self.close(conn.conn_id, CLOSE_POLICY, "message flood")
         else:
-            self.send(conn.conn_id, error_frame(
-                "rate_limited", f"more than {cfg.rate:g} messages/s (burst {cfg.burst}); this message was dropped", rid))
+            self.send(
+                conn.conn_id,
+                error_frame(
+                    "rate_limited",
+                    f"more than {cfg.rate:g} messages/s (burst {cfg.burst}); this message was dropped",
+                    rid,
+                ),
+            )
         return False
 
     def check_opened(self, session: Session, rid: Any) -> str:
@@ -151,11 +169,19 @@ class ArenaState:
         address = conn.address if conn is not None else "unknown"
         cfg = self.config
         if len(session.opened) >= cfg.max_live_games_per_session:
-            raise ProtocolError("too_many_games", f"you have {len(session.opened)} live games and challenges open; the limit is "
-                                                  f"{cfg.max_live_games_per_session} (welcome.limits): finish some first", rid)
+            raise ProtocolError(
+                "too_many_games",
+                f"you have {len(session.opened)} live games and challenges open; the limit is "
+                f"{cfg.max_live_games_per_session} (welcome.limits): finish some first",
+                rid,
+            )
         if self.opened_per_address.get(address, 0) >= cfg.max_live_games_per_address:
-            raise ProtocolError("too_many_games", f"your address has {self.opened_per_address[address]} live games and challenges "
-                                                  f"open; the limit is {cfg.max_live_games_per_address} (welcome.limits)", rid)
+            raise ProtocolError(
+                "too_many_games",
+                f"your address has {self.opened_per_address[address]} live games and challenges "
+                f"open; the limit is {cfg.max_live_games_per_address} (welcome.limits)",
+                rid,
+            )
         return address
 
     def hold_opened(self, offer_id: str, session: Session, address: str) -> None:

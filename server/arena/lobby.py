@@ -21,7 +21,10 @@ class Lobby:
         self.state = state
 
     def bots_frame(self) -> Frame:
-        return {"type": "bots", "bots": self.bot_list() + (self.state.remote.bots() if self.state.remote is not None else [])}
+        return {
+            "type": "bots",
+            "bots": self.bot_list() + (self.state.remote.bots() if self.state.remote is not None else []),
+        }
 
     def games_frame(self) -> Frame:
         games = [self.summary(g) for g in self.state.games.values()]
@@ -30,8 +33,14 @@ class Lobby:
         return {"type": "games", "games": games}
 
     def players_frame(self) -> Frame:
-        return {"type": "players", "players": [{"name": s.name, "games": len(s.games)} for s in self.state.sessions.values()
-                                               if s.role == "player" and s.connected]}
+        return {
+            "type": "players",
+            "players": [
+                {"name": s.name, "games": len(s.games)}
+                for s in self.state.sessions.values()
+                if s.role == "player" and s.connected
+            ],
+        }
 
     def watch(self, session: Session, on: bool, rid: Any) -> None:
         """``watch_lobby``: start or stop pushes to ``session``; either way, the lobby now."""
@@ -51,7 +60,11 @@ class Lobby:
 
     def push(self) -> None:
         self.state.lobby_push_due = False
-        watchers = [s for s in (self.state.sessions.get(n) for n in sorted(self.state.lobby_watchers)) if s is not None and s.connected]
+        watchers = [
+            s
+            for s in (self.state.sessions.get(n) for n in sorted(self.state.lobby_watchers))
+            if s is not None and s.connected
+        ]
         if not watchers:
             return
         frames = (self.bots_frame(), self.games_frame(), self.players_frame())
@@ -60,22 +73,47 @@ class Lobby:
                 self.state.send(session.conn_id, frame)
 
     def bot_list(self) -> list[Frame]:
-        bots = [{"name": name, "kind": "house", "description": bot.description,
-                 "games": sum(1 for g in self.state.games.values() if name in (g.x, g.o)),
-                 "max_games": 0, "unlimited": True, **_level(bot)} for name, bot in self.state.house.items()]
+        bots = [
+            {
+                "name": name,
+                "kind": "house",
+                "description": bot.description,
+                "games": sum(1 for g in self.state.games.values() if name in (g.x, g.o)),
+                "max_games": 0,
+                "unlimited": True,
+                **_level(bot),
+            }
+            for name, bot in self.state.house.items()
+        ]
         for s in self.state.sessions.values():
             if s.role == "bot" and s.connected:
-                bots.append({"name": s.name, "kind": "remote", "description": s.description,
-                             "games": len(s.games), "max_games": s.max_games,
-                             "pending": len(s.offers)})
+                bots.append(
+                    {
+                        "name": s.name,
+                        "kind": "remote",
+                        "description": s.description,
+                        "games": len(s.games),
+                        "max_games": s.max_games,
+                        "pending": len(s.offers),
+                    }
+                )
         return bots
 
     def summary(self, game: Game) -> Frame:
         turn = game.turn
-        return {"game_id": game.game_id, "x": game.x, "o": game.o, "board": game.board.code,
-                "turn": turn.value if turn else None, "ply": len(game.moves),
-                "spectators": len(game.spectators), "clock": game.clock, "tag": game.tag,
-                "started_at": game.started_at, "time_control": game.time_control_frame()}
+        return {
+            "game_id": game.game_id,
+            "x": game.x,
+            "o": game.o,
+            "board": game.board.code,
+            "turn": turn.value if turn else None,
+            "ply": len(game.moves),
+            "spectators": len(game.spectators),
+            "clock": game.clock,
+            "tag": game.tag,
+            "started_at": game.started_at,
+            "time_control": game.time_control_frame(),
+        }
 
     def kind(self, name: str) -> str:
         if name in self.state.house:
@@ -91,15 +129,25 @@ class Lobby:
         if session is None or not session.connected or session.role == "spectator":
             elsewhere = self.state.remote.bot(name) if self.state.remote is not None else None
             if elsewhere is not None:  # listed here, played there: a game lives on the server where it starts
-                raise ProtocolError("unknown_opponent", f"{name!r} plays on server {elsewhere['server']!r}; connect to "
-                                                        f"{elsewhere.get('url')} to challenge it", rid)
-            raise ProtocolError("unknown_opponent", f"no bot or player named {name!r} is online; list_bots shows the bots", rid)
+                raise ProtocolError(
+                    "unknown_opponent",
+                    f"{name!r} plays on server {elsewhere['server']!r}; connect to "
+                    f"{elsewhere.get('url')} to challenge it",
+                    rid,
+                )
+            raise ProtocolError(
+                "unknown_opponent", f"no bot or player named {name!r} is online; list_bots shows the bots", rid
+            )
         return session
 
     def check_capacity(self, session: Session, rid: Any, extra: int = 1) -> None:
         if session.role == "bot" and len(session.games) + len(session.offers) + extra > session.max_games:
-            raise ProtocolError("busy", f"{session.name} plays {len(session.games)} games and has {len(session.offers)} offers pending; "
-                                        f"its limit is {session.max_games}", rid)
+            raise ProtocolError(
+                "busy",
+                f"{session.name} plays {len(session.games)} games and has {len(session.offers)} offers pending; "
+                f"its limit is {session.max_games}",
+                rid,
+            )
 
 
 def _level(bot: object) -> Frame:

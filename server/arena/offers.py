@@ -50,22 +50,42 @@ class Offers:
         if msg.side != "random":
             side = Seat(msg.side)
         else:  # a seeded game draws its seats from the seed too, so it repeats exactly
-            side = (random.Random(f"seats-{msg.seed}") if msg.seed is not None else self.state.rng).choice((Seat.X, Seat.O))
+            side = (random.Random(f"seats-{msg.seed}") if msg.seed is not None else self.state.rng).choice(
+                (Seat.X, Seat.O)
+            )
         x, o = (session.name, msg.opponent) if side is Seat.X else (msg.opponent, session.name)
         address = self.state.check_opened(session, msg.id)
-        time_control = None if msg.time_control is None else (float(msg.time_control.base), float(msg.time_control.increment))
+        time_control = (
+            None if msg.time_control is None else (float(msg.time_control.base), float(msg.time_control.increment))
+        )
         # a time-control game's `clock` is its base time (what a client that knows only move clocks shows)
         clock = time_control[0] if time_control is not None else float(msg.clock or self.state.config.move_clock)
         offer_id = self._new_id()
-        sent: Frame = {"type": "challenge_sent", "challenge_id": offer_id, "opponent": msg.opponent, "side": side.value, "clock": clock}
+        sent: Frame = {
+            "type": "challenge_sent",
+            "challenge_id": offer_id,
+            "opponent": msg.opponent,
+            "side": side.value,
+            "clock": clock,
+        }
         if msg.time_control is not None:
             sent["time_control"] = msg.time_control.frame()
         if msg.rematch_of is not None:
             sent["rematch_of"] = msg.rematch_of
         self.state.send(session.conn_id, with_id(sent, msg.id))
         awaiting = {} if opponent is None else {opponent.name: side.other}
-        offer = Offer(offer_id, session.name, x, o, clock, now + self.state.config.challenge_timeout, awaiting, seed=msg.seed,
-                      time_control=time_control, rematch_of=msg.rematch_of)
+        offer = Offer(
+            offer_id,
+            session.name,
+            x,
+            o,
+            clock,
+            now + self.state.config.challenge_timeout,
+            awaiting,
+            seed=msg.seed,
+            time_control=time_control,
+            rematch_of=msg.rematch_of,
+        )
         self.state.hold_opened(offer_id, session, address)
         self._open_offer(offer, now)
 
@@ -75,45 +95,80 @@ class Offers:
         for offer_id in sorted(session.opened):
             offer = self.state.offers.get(offer_id)
             if offer is not None and offer.origin == session.name and opponent in offer.awaiting:
-                raise ProtocolError("challenge_pending", f"your challenge {offer_id} to {opponent} is waiting for an answer; "
-                                                         f"it expires in {self.state.config.challenge_timeout:g} s at most", rid)
+                raise ProtocolError(
+                    "challenge_pending",
+                    f"your challenge {offer_id} to {opponent} is waiting for an answer; "
+                    f"it expires in {self.state.config.challenge_timeout:g} s at most",
+                    rid,
+                )
 
     def _check_rematch(self, session: Session, opponent: str, game_id: str, rid: Any) -> None:
         """``rematch_of`` must name a finished game between the challenger and ``opponent``."""
         if game_id in self.state.games:
-            raise ProtocolError("invalid_message", f"game {game_id} is still being played; a rematch follows a finished game", rid)
+            raise ProtocolError(
+                "invalid_message", f"game {game_id} is still being played; a rematch follows a finished game", rid
+            )
         before = self.state.finished.get(game_id)
         if before is None:
             raise ProtocolError("unknown_game", f"no finished game {game_id!r} is kept on this server to rematch", rid)
         if {before.x, before.o} != {session.name, opponent}:
-            raise ProtocolError("invalid_message", f"game {game_id} was not played by you and {opponent}; "
-                                                   "a rematch is between the same two players", rid)
+            raise ProtocolError(
+                "invalid_message",
+                f"game {game_id} was not played by you and {opponent}; a rematch is between the same two players",
+                rid,
+            )
 
     def on_arrange(self, session: Session, msg: Arrange, now: float) -> None:
         parties = {}
         for name in (msg.x, msg.o):
             party = self.lobby.lookup_party(name, msg.id)
             if party is not None and party.role != "bot":
-                raise ProtocolError("forbidden", f"{name!r} is a player, not a bot; arrange is for bot-vs-bot games", msg.id)
+                raise ProtocolError(
+                    "forbidden", f"{name!r} is a player, not a bot; arrange is for bot-vs-bot games", msg.id
+                )
             parties[name] = party
         if msg.x == msg.o and parties[msg.x] is not None:
-            raise ProtocolError("forbidden", f"a remote bot cannot be arranged against itself ({msg.x!r}); house bots can", msg.id)
+            raise ProtocolError(
+                "forbidden", f"a remote bot cannot be arranged against itself ({msg.x!r}); house bots can", msg.id
+            )
         for party in parties.values():
             if party is not None:
                 self.lobby.check_capacity(party, msg.id)
         address = self.state.check_opened(session, msg.id)
         clock = float(msg.clock or self.state.config.move_clock)
         offer_id = self._new_id()
-        self.state.send(session.conn_id, with_id(
-            {"type": "challenge_sent", "challenge_id": offer_id, "opponent": f"{msg.x} vs {msg.o}", "x": msg.x, "o": msg.o,
-             "clock": clock, "tag": msg.tag}, msg.id))
+        self.state.send(
+            session.conn_id,
+            with_id(
+                {
+                    "type": "challenge_sent",
+                    "challenge_id": offer_id,
+                    "opponent": f"{msg.x} vs {msg.o}",
+                    "x": msg.x,
+                    "o": msg.o,
+                    "clock": clock,
+                    "tag": msg.tag,
+                },
+                msg.id,
+            ),
+        )
         awaiting = {}
         if parties[msg.x] is not None:
             awaiting[msg.x] = Seat.X
         if parties[msg.o] is not None:
             awaiting[msg.o] = Seat.O
-        offer = Offer(offer_id, session.name, msg.x, msg.o, clock, now + self.state.config.challenge_timeout, awaiting,
-                      tag=msg.tag, arranged=True, seed=msg.seed)
+        offer = Offer(
+            offer_id,
+            session.name,
+            msg.x,
+            msg.o,
+            clock,
+            now + self.state.config.challenge_timeout,
+            awaiting,
+            tag=msg.tag,
+            arranged=True,
+            seed=msg.seed,
+        )
         self.state.hold_opened(offer_id, session, address)
         self._open_offer(offer, now)
 
@@ -129,9 +184,17 @@ class Offers:
 
     def offer_frame(self, offer: Offer, name: str, now: float) -> Frame:
         seat = offer.awaiting[name]
-        frame: Frame = {"type": "challenge", "challenge_id": offer.offer_id, "challenger": offer.origin, "side": seat.value,
-                 "clock": offer.clock, "opponent": offer.o if seat is Seat.X else offer.x, "arranged": offer.arranged,
-                 "tag": offer.tag, "expires_in": max(0.0, round(offer.expires_at - now, 3))}
+        frame: Frame = {
+            "type": "challenge",
+            "challenge_id": offer.offer_id,
+            "challenger": offer.origin,
+            "side": seat.value,
+            "clock": offer.clock,
+            "opponent": offer.o if seat is Seat.X else offer.x,
+            "arranged": offer.arranged,
+            "tag": offer.tag,
+            "expires_in": max(0.0, round(offer.expires_at - now, 3)),
+        }
         if offer.time_control is not None:
             frame["time_control"] = {"base": offer.time_control[0], "increment": offer.time_control[1]}
         if offer.rematch_of is not None:
@@ -150,8 +213,17 @@ class Offers:
         del offer.awaiting[session.name]
         session.offers.discard(offer.offer_id)
         if offer.awaiting:
-            self.state.send(session.conn_id, with_id(
-                {"type": "info", "message": f"accepted; waiting for {', '.join(offer.awaiting)}", "challenge_id": offer.offer_id}, msg.id))
+            self.state.send(
+                session.conn_id,
+                with_id(
+                    {
+                        "type": "info",
+                        "message": f"accepted; waiting for {', '.join(offer.awaiting)}",
+                        "challenge_id": offer.offer_id,
+                    },
+                    msg.id,
+                ),
+            )
             return
         del self.state.offers[offer.offer_id]
         self.play.start_game(offer, now, accepter=session.name, rid=msg.id)
@@ -160,8 +232,13 @@ class Offers:
         offer = self._pending_offer(session, msg.challenge_id, msg.id)
         reason = f"{session.name} declined" + (f": {msg.reason}" if msg.reason else "")
         self.cancel_offer(offer, reason, session.name)
-        self.state.send(session.conn_id, with_id(
-            {"type": "info", "message": f"declined challenge {offer.offer_id}", "challenge_id": offer.offer_id}, msg.id))
+        self.state.send(
+            session.conn_id,
+            with_id(
+                {"type": "info", "message": f"declined challenge {offer.offer_id}", "challenge_id": offer.offer_id},
+                msg.id,
+            ),
+        )
 
     def cancel_offer(self, offer: Offer, reason: str, by: str | None) -> None:
         if self.state.offers.pop(offer.offer_id, None) is None:

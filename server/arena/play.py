@@ -30,8 +30,19 @@ class GamesInPlay:
         self.lobby = lobby
 
     def start_game(self, offer: Offer, now: float, accepter: str | None = None, rid: Any = None) -> None:
-        game = Game(offer.offer_id, offer.x, offer.o, self.lobby.kind(offer.x), self.lobby.kind(offer.o), offer.clock, now, tag=offer.tag,
-                    seed=offer.seed, time_control=offer.time_control, rematch_of=offer.rematch_of)
+        game = Game(
+            offer.offer_id,
+            offer.x,
+            offer.o,
+            self.lobby.kind(offer.x),
+            self.lobby.kind(offer.o),
+            offer.clock,
+            now,
+            tag=offer.tag,
+            seed=offer.seed,
+            time_control=offer.time_control,
+            rematch_of=offer.rematch_of,
+        )
         if offer.time_control is not None:
             game.remaining = {Seat.X: offer.time_control[0], Seat.O: offer.time_control[0]}
         if offer.seed is not None:
@@ -75,9 +86,19 @@ class GamesInPlay:
 
     def game_start(self, game: Game, you: str | None) -> Frame:
         turn = game.turn
-        frame: Frame = {"type": "game_start", "game_id": game.game_id, "x": game.x, "o": game.o, "you": you,
-                 "clock": game.clock, "board": game.board.code, "turn": turn.value if turn else game.board.turn.value,
-                 "ply": len(game.moves), "deadline": game.deadline, "tag": game.tag}
+        frame: Frame = {
+            "type": "game_start",
+            "game_id": game.game_id,
+            "x": game.x,
+            "o": game.o,
+            "you": you,
+            "clock": game.clock,
+            "board": game.board.code,
+            "turn": turn.value if turn else game.board.turn.value,
+            "ply": len(game.moves),
+            "deadline": game.deadline,
+            "tag": game.tag,
+        }
         if game.time_control is not None:
             frame["time_control"] = game.time_control_frame()
             frame["clocks"] = game.clocks_frame()
@@ -87,9 +108,19 @@ class GamesInPlay:
 
     def state_frame(self, game: Game) -> Frame:
         turn = game.turn
-        frame = {"type": "state", "game_id": game.game_id, "x": game.x, "o": game.o, "board": game.board.code,
-                 "turn": turn.value if turn else None, "ply": len(game.moves), "moves": list(game.moves),
-                 "last_move": game.moves[-1] if game.moves else None, "deadline": game.deadline, "over": not game.live}
+        frame = {
+            "type": "state",
+            "game_id": game.game_id,
+            "x": game.x,
+            "o": game.o,
+            "board": game.board.code,
+            "turn": turn.value if turn else None,
+            "ply": len(game.moves),
+            "moves": list(game.moves),
+            "last_move": game.moves[-1] if game.moves else None,
+            "deadline": game.deadline,
+            "over": not game.live,
+        }
         if game.time_control is not None:
             frame["clocks"] = game.clocks_frame()
         return frame
@@ -99,8 +130,15 @@ class GamesInPlay:
             return [game.x] if game.x == game.o else [game.x, game.o]
         return list(dict.fromkeys([game.x, game.o, *sorted(game.spectators)]))
 
-    def broadcast(self, game: Game, frame: Frame, *, reply_to: str | None = None, rid: Any = None,
-                   audience: list[str] | None = None) -> None:
+    def broadcast(
+        self,
+        game: Game,
+        frame: Frame,
+        *,
+        reply_to: str | None = None,
+        rid: Any = None,
+        audience: list[str] | None = None,
+    ) -> None:
         for name in self.audience(game) if audience is None else audience:
             self.state.send_to(name, with_id(frame, rid) if name == reply_to else frame)
 
@@ -121,13 +159,23 @@ class GamesInPlay:
             if other == name:
                 continue
             if back_by is None:
-                frame: Frame = {"type": "info", "message": f"{name} is back", "game_id": game.game_id,
-                         "event": "player_back", "player": name}
+                frame: Frame = {
+                    "type": "info",
+                    "message": f"{name} is back",
+                    "game_id": game.game_id,
+                    "event": "player_back",
+                    "player": name,
+                }
             else:
                 who = "you win" if other == winner else f"{winner} wins"
-                frame = {"type": "info", "game_id": game.game_id, "event": "player_left", "player": name,
-                         "back_by": back_by,
-                         "message": f"{name} left: {who} in {max(0.0, back_by - now):.0f} s unless {name} returns"}
+                frame = {
+                    "type": "info",
+                    "game_id": game.game_id,
+                    "event": "player_left",
+                    "player": name,
+                    "back_by": back_by,
+                    "message": f"{name} left: {who} in {max(0.0, back_by - now):.0f} s unless {name} returns",
+                }
             self.state.send_to(other, frame)
 
     @staticmethod
@@ -209,29 +257,50 @@ class GamesInPlay:
         game, seats = self._own_live_game(session, msg.game_id, msg.id)
         turn = game.board.turn
         if turn not in seats:
-            raise ProtocolError("not_your_turn", f"it is {turn.value}'s turn in game {game.game_id}; you play {seats[0].value}", msg.id)
+            raise ProtocolError(
+                "not_your_turn", f"it is {turn.value}'s turn in game {game.game_id}; you play {seats[0].value}", msg.id
+            )
         try:
             after = game.board.play(msg.cell)
         except IllegalMoveError as exc:
             if msg.on_illegal == "forfeit":
-                game.illegal_move = {"ply": len(game.moves) + 1, "seat": turn.value, "cell": msg.cell, "at": now,
-                                     "trace": msg.trace, "code": exc.code}
+                game.illegal_move = {
+                    "ply": len(game.moves) + 1,
+                    "seat": turn.value,
+                    "cell": msg.cell,
+                    "at": now,
+                    "trace": msg.trace,
+                    "code": exc.code,
+                }
                 self.finish(game, turn.other.value, "illegal_move", now, reply_to=session.name, rid=msg.id)
                 return
-            raise ProtocolError(exc.code, f"{exc}; game {game.game_id} goes on, it is still your move", msg.id) from None
+            raise ProtocolError(
+                exc.code, f"{exc}; game {game.game_id} goes on, it is still your move", msg.id
+            ) from None
         # A house bot to move next answers in this same step: protocol 2 gets one `state` holding
         # both moves (and this request's id), protocol 1 a `state` per move (docs/PROTOCOL.md)
         answered_inline = game.name_of(turn.other) in self.state.house
-        self._apply_move(game, msg.cell, after, msg.trace, now, reply_to=session.name, rid=msg.id,
-                         announce=not answered_inline)
+        self._apply_move(
+            game, msg.cell, after, msg.trace, now, reply_to=session.name, rid=msg.id, announce=not answered_inline
+        )
         if answered_inline:
             if session.protocol == 1:  # its reply was the move's own state
                 self._play_house_moves(game, now)
             else:
                 self._play_house_moves(game, now, reply_to=session.name, rid=msg.id)
 
-    def _apply_move(self, game: Game, cell: int, after: Board, trace: Frame | None, now: float, *,
-                    reply_to: str | None = None, rid: Any = None, announce: bool = True) -> None:
+    def _apply_move(
+        self,
+        game: Game,
+        cell: int,
+        after: Board,
+        trace: Frame | None,
+        now: float,
+        *,
+        reply_to: str | None = None,
+        rid: Any = None,
+        announce: bool = True,
+    ) -> None:
         """The side to move played ``cell``, which led to ``after``: tell everyone (unless
         ``announce`` is false: a house bot answers in this same step and its ``state`` carries
         both moves, so only protocol 1 gets a ``state`` of this move alone; a move that ends
@@ -245,8 +314,15 @@ class GamesInPlay:
         self.lobby.changed(now)
         result = board.result
         if result is not None:
-            self.finish(game, result.value, "line" if board.winner else "full_board", now,
-                         moved=True, reply_to=reply_to, rid=rid)
+            self.finish(
+                game,
+                result.value,
+                "line" if board.winner else "full_board",
+                now,
+                moved=True,
+                reply_to=reply_to,
+                rid=rid,
+            )
             return
         self.arm_clock(game, now)
         if game.name_of(seat.other) not in self.state.house:
@@ -266,8 +342,11 @@ class GamesInPlay:
         house = self.state.house
         while (seat := game.turn) is not None and (bot := house.get(game.name_of(seat))) is not None:
             try:
-                decision = _choose(bot, MoveRequest(game.game_id, game.board, game.name_of(seat.other)),
-                                   game.house_rngs.get(seat) if game.house_rngs else None)
+                decision = _choose(
+                    bot,
+                    MoveRequest(game.game_id, game.board, game.name_of(seat.other)),
+                    game.house_rngs.get(seat) if game.house_rngs else None,
+                )
                 after = game.board.play(decision.cell)
             except Exception:
                 log.exception("house bot %s failed in game %s", bot.name, game.game_id)
@@ -281,8 +360,17 @@ class GamesInPlay:
         loser = game.turn if len(seats) == 2 and game.turn is not None else seats[0]
         self.finish(game, loser.other.value, "resign", now, reply_to=session.name, rid=msg.id)
 
-    def finish(self, game: Game, result: str, reason: str, now: float, *, moved: bool = False,
-                reply_to: str | None = None, rid: Any = None) -> None:
+    def finish(
+        self,
+        game: Game,
+        result: str,
+        reason: str,
+        now: float,
+        *,
+        moved: bool = False,
+        reply_to: str | None = None,
+        rid: Any = None,
+    ) -> None:
         """End ``game``: announce (a last ``state`` when a move ended it, then ``game_over``) and store."""
         if not game.live:
             return
@@ -304,9 +392,19 @@ class GamesInPlay:
             if self.state.publish_events:
                 self.state.effects.append(GameEvent("move", state))
             self.broadcast(game, state, reply_to=reply_to, rid=rid)
-        over = {"type": "game_over", "game_id": game.game_id, "x": game.x, "o": game.o, "result": result,
-                "reason": reason, "winner": game.winner, "board": game.board.code, "moves": list(game.moves),
-                "illegal_move": game.illegal_move, "tag": game.tag}
+        over = {
+            "type": "game_over",
+            "game_id": game.game_id,
+            "x": game.x,
+            "o": game.o,
+            "result": result,
+            "reason": reason,
+            "winner": game.winner,
+            "board": game.board.code,
+            "moves": list(game.moves),
+            "illegal_move": game.illegal_move,
+            "tag": game.tag,
+        }
         if game.time_control is not None:
             over["clocks"] = game.clocks_frame()
         self.broadcast(game, over, reply_to=reply_to, rid=rid)

@@ -38,14 +38,19 @@ class Sessions:
             return False
         same = self.state.connections_from[address]
         if same >= self.state.config.max_connections_per_address:
-            self.state.refuse(conn_id, "too_many_connections",
-                         f"{same} connections from {address} already; the limit is {self.state.config.max_connections_per_address}",
-                         CLOSE_POLICY)
+            self.state.refuse(
+                conn_id,
+                "too_many_connections",
+                f"{same} connections from {address} already; the limit is {self.state.config.max_connections_per_address}",
+                CLOSE_POLICY,
+            )
             return False
         if len(self.state.connections) >= self.state.config.max_connections:
             self.state.refuse(conn_id, "too_many_connections", "the server is full; try again later", CLOSE_POLICY)
             return False
-        self.state.connections[conn_id] = Connection(conn_id, address, tokens=float(self.state.config.burst), refilled_at=now)
+        self.state.connections[conn_id] = Connection(
+            conn_id, address, tokens=float(self.state.config.burst), refilled_at=now
+        )
         self.state.connections_from[address] += 1
         return True
 
@@ -84,25 +89,45 @@ class Sessions:
             raise ProtocolError("server_shutting_down", "the server is stopping", msg.id)
         if msg.protocol not in PROTOCOL_VERSIONS:
             served = " and ".join(str(v) for v in PROTOCOL_VERSIONS)
-            raise ProtocolError("invalid_message", f"protocol {msg.protocol} is not supported; this server speaks {served}", msg.id)
+            raise ProtocolError(
+                "invalid_message", f"protocol {msg.protocol} is not supported; this server speaks {served}", msg.id
+            )
         if msg.token is not None:
             session = self.state.tokens.get(msg.token)
             if session is None:
-                raise ProtocolError("bad_token", "unknown or expired session token; send hello without a token to start a new session", msg.id)
+                raise ProtocolError(
+                    "bad_token",
+                    "unknown or expired session token; send hello without a token to start a new session",
+                    msg.id,
+                )
             if session.name != msg.name:
                 raise ProtocolError("bad_token", f"this token belongs to another name, not {msg.name!r}", msg.id)
             if session.role != msg.role:
-                raise ProtocolError("forbidden", f"session {session.name!r} was started with role {session.role!r}; resume it "
-                                                 f"with role {session.role!r}, or send hello without the token for a new session", msg.id)
+                raise ProtocolError(
+                    "forbidden",
+                    f"session {session.name!r} was started with role {session.role!r}; resume it "
+                    f"with role {session.role!r}, or send hello without the token for a new session",
+                    msg.id,
+                )
             self._resume(conn, session, msg, now)
             return
         if msg.name in self.state.house or msg.name in self.state.sessions:
-            raise ProtocolError("name_taken", f"the name {msg.name!r} is in use; pick another (or resume with your token)", msg.id)
+            raise ProtocolError(
+                "name_taken", f"the name {msg.name!r} is in use; pick another (or resume with your token)", msg.id
+            )
         lookalike = next((h for h in self.state.house if name_skeleton(h) == name_skeleton(msg.name)), None)
         if lookalike is not None:
-            raise ProtocolError("name_taken", f"the name {msg.name!r} looks like the house bot {lookalike!r}; pick another", msg.id)
-        session = Session(msg.name, msg.role, secrets.token_urlsafe(18), max_games=msg.max_games,
-                          description=" ".join((msg.description or "").split()), protocol=msg.protocol)
+            raise ProtocolError(
+                "name_taken", f"the name {msg.name!r} looks like the house bot {lookalike!r}; pick another", msg.id
+            )
+        session = Session(
+            msg.name,
+            msg.role,
+            secrets.token_urlsafe(18),
+            max_games=msg.max_games,
+            description=" ".join((msg.description or "").split()),
+            protocol=msg.protocol,
+        )
         self.state.sessions[session.name] = session
         self.state.tokens[session.token] = session
         self._attach(conn, session)
@@ -116,13 +141,24 @@ class Sessions:
         session.disconnected_at = None
 
     def _welcome(self, session: Session, resumed: list[str]) -> Frame:
-        return {"type": "welcome", "name": session.name, "role": session.role, "token": session.token,
-                "protocol": session.protocol, "server": SERVER_NAME, "resumed": resumed,
-                "grace": float(self.state.config.grace), "move_clock": float(self.state.config.move_clock),
-                "limits": {"rate": float(self.state.config.rate), "burst": int(self.state.config.burst),
-                           "max_frame_bytes": int(self.state.config.max_frame_bytes),
-                           "max_live_games_per_session": int(self.state.config.max_live_games_per_session),
-                           "max_live_games_per_address": int(self.state.config.max_live_games_per_address)}}
+        return {
+            "type": "welcome",
+            "name": session.name,
+            "role": session.role,
+            "token": session.token,
+            "protocol": session.protocol,
+            "server": SERVER_NAME,
+            "resumed": resumed,
+            "grace": float(self.state.config.grace),
+            "move_clock": float(self.state.config.move_clock),
+            "limits": {
+                "rate": float(self.state.config.rate),
+                "burst": int(self.state.config.burst),
+                "max_frame_bytes": int(self.state.config.max_frame_bytes),
+                "max_live_games_per_session": int(self.state.config.max_live_games_per_session),
+                "max_live_games_per_address": int(self.state.config.max_live_games_per_address),
+            },
+        }
 
     def _resume(self, conn: Connection, session: Session, msg: Hello, now: float) -> None:
         if session.conn_id is not None:  # the old connection is still open: the new one wins
@@ -181,8 +217,22 @@ class Sessions:
         self.state.lobby_watchers.discard(session.name)
 
 
-_CONFUSABLE = str.maketrans({"0": "o", "1": "l", "i": "l", "|": "l", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b",
-                             "_": None, "-": None, ".": None})
+_CONFUSABLE = str.maketrans(
+    {
+        "0": "o",
+        "1": "l",
+        "i": "l",
+        "|": "l",
+        "3": "e",
+        "4": "a",
+        "5": "s",
+        "7": "t",
+        "8": "b",
+        "_": None,
+        "-": None,
+        ".": None,
+    }
+)
 
 
 def name_skeleton(name: str) -> str:

@@ -31,22 +31,34 @@ class Spectating:
             if frame is not None:
                 self.state.send_to(name, frame)
             else:
-                self.state.send_to(name, {"type": "info", "game_id": game_id,
-                                     "message": f"the server playing game {game_id} went away; it can no longer be followed"})
+                self.state.send_to(
+                    name,
+                    {
+                        "type": "info",
+                        "game_id": game_id,
+                        "message": f"the server playing game {game_id} went away; it can no longer be followed",
+                    },
+                )
         if frame is None or frame.get("type") == "game_over":
             if self.state.remote.unwatch_all(game_id):
                 self.state.effects.append(RelayGame(game_id, watch=False))
 
     def on_spectate(self, session: Session, msg: Spectate) -> None:
-        if (self.state.remote is not None and msg.game_id not in self.state.games and msg.game_id not in self.state.finished
-                and self.state.remote.game(msg.game_id) is not None):
+        if (
+            self.state.remote is not None
+            and msg.game_id not in self.state.games
+            and msg.game_id not in self.state.finished
+            and self.state.remote.game(msg.game_id) is not None
+        ):
             self._spectate_remote(session, msg)
             return
         game = self.play.find_game(msg.game_id, msg.id)
         if not game.live:
             raise ProtocolError("game_over", f"game {game.game_id} is over; get_game returns its record", msg.id)
         if session.name not in game.spectators and len(game.spectators) >= self.state.config.max_spectators:
-            raise ProtocolError("busy", f"game {game.game_id} has the maximum of {self.state.config.max_spectators} spectators", msg.id)
+            raise ProtocolError(
+                "busy", f"game {game.game_id} has the maximum of {self.state.config.max_spectators} spectators", msg.id
+            )
         game.spectators.add(session.name)
         session.watching.add(game.game_id)
         self.state.send(session.conn_id, with_id(self.play.game_start(game, None), msg.id))
@@ -60,24 +72,40 @@ class Spectating:
         assert summary is not None
         if self.state.remote.watch(msg.game_id, session.name):
             self.state.effects.append(RelayGame(msg.game_id, watch=True))
-        frame = {"type": "game_start", "game_id": msg.game_id, "x": summary["x"], "o": summary["o"], "you": None,
-                 "clock": summary["clock"], "board": summary["board"], "turn": summary.get("turn") or "X",
-                 "ply": summary["ply"], "deadline": None, "tag": summary.get("tag"), "server": summary.get("server")}
+        frame = {
+            "type": "game_start",
+            "game_id": msg.game_id,
+            "x": summary["x"],
+            "o": summary["o"],
+            "you": None,
+            "clock": summary["clock"],
+            "board": summary["board"],
+            "turn": summary.get("turn") or "X",
+            "ply": summary["ply"],
+            "deadline": None,
+            "tag": summary.get("tag"),
+            "server": summary.get("server"),
+        }
         self.state.send(session.conn_id, with_id(frame, msg.id))
 
     def on_unspectate(self, session: Session, msg: Unspectate) -> None:
         if self.state.remote is not None and session.name in self.state.remote.watchers(msg.game_id):
             if self.state.remote.unwatch(msg.game_id, session.name):
                 self.state.effects.append(RelayGame(msg.game_id, watch=False))
-            self.state.send(session.conn_id, with_id({"type": "info", "message": f"stopped watching {msg.game_id}",
-                                                       "game_id": msg.game_id}, msg.id))
+            self.state.send(
+                session.conn_id,
+                with_id({"type": "info", "message": f"stopped watching {msg.game_id}", "game_id": msg.game_id}, msg.id),
+            )
             return
         game = self.state.games.get(msg.game_id)
         if game is None or session.name not in game.spectators:
             raise ProtocolError("unknown_game", f"you are not watching a live game {msg.game_id!r}", msg.id)
         game.spectators.discard(session.name)
         session.watching.discard(game.game_id)
-        self.state.send(session.conn_id, with_id({"type": "info", "message": f"stopped watching {game.game_id}", "game_id": game.game_id}, msg.id))
+        self.state.send(
+            session.conn_id,
+            with_id({"type": "info", "message": f"stopped watching {game.game_id}", "game_id": game.game_id}, msg.id),
+        )
 
     def _full_game_id(self, game_id: str, rid: Any) -> str:
         """``game_id``, or the one game (live, finished or stored) whose id starts with it.
@@ -96,8 +124,12 @@ class Spectating:
             return found.pop()
         if len(found) > 1:
             names = ", ".join(sorted(found)[:10])
-            raise ProtocolError("ambiguous_game", f"{len(found)}{'+' if len(found) >= 10 else ''} games have ids "
-                                                  f"starting with {game_id!r} ({names}); type more of the id", rid)
+            raise ProtocolError(
+                "ambiguous_game",
+                f"{len(found)}{'+' if len(found) >= 10 else ''} games have ids "
+                f"starting with {game_id!r} ({names}); type more of the id",
+                rid,
+            )
         return game_id
 
     def on_get_game(self, conn: Connection, msg: GetGame) -> None:
@@ -107,7 +139,11 @@ class Spectating:
             self.state.send(conn.conn_id, with_id(self.play.state_frame(game), msg.id))
             return
         finished = self.state.finished.get(game_id)
-        record = finished.record() if finished is not None else (self.state.load_record(game_id) if self.state.load_record else None)
+        record = (
+            finished.record()
+            if finished is not None
+            else (self.state.load_record(game_id) if self.state.load_record else None)
+        )
         if record is None:
             raise ProtocolError("unknown_game", f"no game has the id {msg.game_id!r}", msg.id)
         self.state.send(conn.conn_id, with_id(record_frame(record), msg.id))
@@ -116,19 +152,30 @@ class Spectating:
         if self.state.list_records is not None:
             games = self.state.list_records(msg.limit, msg.player, msg.tag, msg.before)
         else:  # no store: the finished games still in memory
-            kept = [g.record() for g in reversed(self.state.finished.values())
-                    if (msg.player is None or msg.player in (g.x, g.o)) and (msg.tag is None or g.tag == msg.tag)
-                    and (msg.before is None or (g.ended_at or 0.0) < msg.before)]
+            kept = [
+                g.record()
+                for g in reversed(self.state.finished.values())
+                if (msg.player is None or msg.player in (g.x, g.o))
+                and (msg.tag is None or g.tag == msg.tag)
+                and (msg.before is None or (g.ended_at or 0.0) < msg.before)
+            ]
             kept.sort(key=lambda r: r["ended_at"] or 0.0, reverse=True)
-            games = [record_summary(r) for r in kept[:msg.limit]]
+            games = [record_summary(r) for r in kept[: msg.limit]]
         self.state.send(conn.conn_id, with_id({"type": "records", "games": games}, msg.id))
 
 
 def record_summary(record: Frame) -> Frame:
     """One line of a ``records`` reply, from a stored record."""
-    return {"game_id": record["game_id"], "x": record["x"], "o": record["o"],
-            "result": record.get("result") or "aborted", "reason": record.get("reason") or "aborted",
-            "ended_at": record.get("ended_at"), "ply": len(record.get("moves") or []), "tag": record.get("tag")}
+    return {
+        "game_id": record["game_id"],
+        "x": record["x"],
+        "o": record["o"],
+        "result": record.get("result") or "aborted",
+        "reason": record.get("reason") or "aborted",
+        "ended_at": record.get("ended_at"),
+        "ply": len(record.get("moves") or []),
+        "tag": record.get("tag"),
+    }
 
 
 def record_frame(record: Frame) -> Frame:

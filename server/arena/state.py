@@ -124,13 +124,25 @@ class Game:
     def record(self) -> Frame:
         """The stored form (also the body of ``game_record`` and the export)."""
         return {
-            "game_id": self.game_id, "x": self.x, "o": self.o, "x_kind": self.x_kind,
-            "o_kind": self.o_kind, "status": "live" if self.live else ("aborted" if self.result == "aborted" else "finished"),
-            "result": self.result, "reason": self.reason, "winner": self.winner,
-            "board": self.board.code, "moves": list(self.moves), "tag": self.tag,
-            "clock": self.clock, "started_at": self.started_at, "ended_at": self.ended_at,
-            "illegal_move": self.illegal_move, "seed": self.seed,
-            "time_control": self.time_control_frame(), "rematch_of": self.rematch_of,
+            "game_id": self.game_id,
+            "x": self.x,
+            "o": self.o,
+            "x_kind": self.x_kind,
+            "o_kind": self.o_kind,
+            "status": "live" if self.live else ("aborted" if self.result == "aborted" else "finished"),
+            "result": self.result,
+            "reason": self.reason,
+            "winner": self.winner,
+            "board": self.board.code,
+            "moves": list(self.moves),
+            "tag": self.tag,
+            "clock": self.clock,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "illegal_move": self.illegal_move,
+            "seed": self.seed,
+            "time_control": self.time_control_frame(),
+            "rematch_of": self.rematch_of,
         }
 
     def time_control_frame(self) -> Frame | None:

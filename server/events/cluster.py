@@ -75,8 +75,9 @@ class MqttEvents:
     def __init__(self, url: str, server_id: str, *, queue_size: int = 10_000) -> None:
         self.server_id = topic_part(server_id)
         self.remote = RemoteLobby(self.server_id)
-        self.link = MqttLink(url, client_id=f"autosteer-{self.server_id}", queue_size=queue_size,
-                             on_message=self._on_message)
+        self.link = MqttLink(
+            url, client_id=f"autosteer-{self.server_id}", queue_size=queue_size, on_message=self._on_message
+        )
         self.prefix = self.link.prefix
         self.server: EventHost | None = None
         self._status_task: asyncio.Task[None] | None = None
@@ -105,9 +106,16 @@ class MqttEvents:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._status_task
         if self.server is not None:  # a clean stop says offline itself (the will is for crashes)
-            self.link.set_status(self.topic("servers", self.server_id, "status"),
-                                 {"type": "server_status", "server_id": self.server_id, "status": "offline",
-                                  "url": self.server.url, "at": time.time()})
+            self.link.set_status(
+                self.topic("servers", self.server_id, "status"),
+                {
+                    "type": "server_status",
+                    "server_id": self.server_id,
+                    "status": "offline",
+                    "url": self.server.url,
+                    "at": time.time(),
+                },
+            )
         await self.link.stop()
 
     def status(self) -> dict[str, Any]:
@@ -131,12 +139,24 @@ class MqttEvents:
             self._changed.set()
         elif event.kind == "move":
             move = frame["last_move"]
-            self.link.publish(f"{base}/moves", {"type": "move", "game_id": gid, "server_id": self.server_id,
-                                                "ply": move["ply"], "seat": move["seat"], "cell": move["cell"],
-                                                "at": move["at"], "has_trace": move.get("trace") is not None})
+            self.link.publish(
+                f"{base}/moves",
+                {
+                    "type": "move",
+                    "game_id": gid,
+                    "server_id": self.server_id,
+                    "ply": move["ply"],
+                    "seat": move["seat"],
+                    "cell": move["cell"],
+                    "at": move["at"],
+                    "has_trace": move.get("trace") is not None,
+                },
+            )
             if move.get("trace") is not None:
-                self.link.publish(f"{base}/traces", {"type": "trace", "game_id": gid, "ply": move["ply"],
-                                                     "seat": move["seat"], "trace": move["trace"]})
+                self.link.publish(
+                    f"{base}/traces",
+                    {"type": "trace", "game_id": gid, "ply": move["ply"], "seat": move["seat"], "trace": move["trace"]},
+                )
             self.link.publish(f"{base}/state", frame, retain=True)
         elif event.kind == "over":
             result = {**frame, "server_id": self.server_id, "event_id": f"{gid}/result"}
@@ -152,11 +172,20 @@ class MqttEvents:
         assert self.server is not None and self.server.arena is not None
         lobby = self.server.arena.lobby()
         health = self.server.arena.status()
-        return {"type": "server_status", "server_id": self.server_id, "status": "online", "url": self.server.url,
-                "at": time.time(), "bots": lobby["bots"],
-                "games": lobby["games"],
-                "load": {"connections": health["connections"], "games_live": health["games_live"],
-                         "games_finished": health["games_finished"]}}
+        return {
+            "type": "server_status",
+            "server_id": self.server_id,
+            "status": "online",
+            "url": self.server.url,
+            "at": time.time(),
+            "bots": lobby["bots"],
+            "games": lobby["games"],
+            "load": {
+                "connections": health["connections"],
+                "games_live": health["games_live"],
+                "games_finished": health["games_finished"],
+            },
+        }
 
     async def _announce(self) -> None:
         """Publish the status (retained) whenever the lobby changed (checked every 0.5 s, at
@@ -185,14 +214,17 @@ class MqttEvents:
         if not isinstance(frame, dict) or self.server is None or self.server.arena is None:
             return
         arena = self.server.arena
-        parts = topic[len(self.prefix) + 1:].split("/")
+        parts = topic[len(self.prefix) + 1 :].split("/")
         if len(parts) == 3 and parts[0] == "servers" and parts[2] == "status":
             for gid in self.remote.update(frame):
                 arena.relay(gid, None)
         elif len(parts) == 3 and parts[0] == "games" and parts[2] in ("state", "result"):
             # only the frames a spectator gets, for the game the topic names, from another server
-            if frame.get("type") not in ("state", "game_over") or frame.get("game_id") != parts[1] \
-                    or frame.get("server_id") == self.server_id:
+            if (
+                frame.get("type") not in ("state", "game_over")
+                or frame.get("game_id") != parts[1]
+                or frame.get("server_id") == self.server_id
+            ):
                 return
             frame = {k: v for k, v in frame.items() if k not in ("server_id", "event_id")}
             arena.relay(parts[1], frame)

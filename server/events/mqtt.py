@@ -49,7 +49,9 @@ def parse_mqtt_url(url: str) -> tuple[str, int, str]:
     """``(host, port, prefix)`` of an ``mqtt://host[:port][/prefix]`` URL."""
     parts = urlsplit(url)
     if parts.scheme != "mqtt" or not parts.hostname:
-        raise MqttUrlError(f"{url!r} is not an MQTT broker URL; write mqtt://host[:port][/prefix], e.g. mqtt://127.0.0.1:1883")
+        raise MqttUrlError(
+            f"{url!r} is not an MQTT broker URL; write mqtt://host[:port][/prefix], e.g. mqtt://127.0.0.1:1883"
+        )
     try:
         port = parts.port or DEFAULT_PORT
     except ValueError:
@@ -79,10 +81,19 @@ MessageHandler = Callable[[str, bytes], None]
 class MqttLink:
     """A publishing (and subscribing) connection that outlives broker outages; see the module docstring."""
 
-    def __init__(self, url: str, *, client_id: str, queue_size: int = 10_000,
-                 will: tuple[str, dict[str, Any]] | None = None, online: tuple[str, dict[str, Any]] | None = None,
-                 on_message: MessageHandler | None = None, max_backoff: float = 5.0, keepalive: int = 10,
-                 window: int = 64) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        client_id: str,
+        queue_size: int = 10_000,
+        will: tuple[str, dict[str, Any]] | None = None,
+        online: tuple[str, dict[str, Any]] | None = None,
+        on_message: MessageHandler | None = None,
+        max_backoff: float = 5.0,
+        keepalive: int = 10,
+        window: int = 64,
+    ) -> None:
         self.host, self.port, self.prefix = parse_mqtt_url(url)
         self.url = url
         self.client_id = client_id
@@ -107,15 +118,22 @@ class MqttLink:
         self._closing = False
 
     # ------------------------------------------------------------------ API (never blocks)
-    def publish(self, topic: str, payload: dict[str, Any] | bytes | None, *, qos: int = 1, retain: bool = False) -> bool:
+    def publish(
+        self, topic: str, payload: dict[str, Any] | bytes | None, *, qos: int = 1, retain: bool = False
+    ) -> bool:
         """Queue one message; False (and counted in ``dropped``) when the queue is full.
         ``None`` as payload with ``retain`` clears the topic's retained message."""
         if len(self.queue) >= self.queue_size:
             self.dropped += 1
             return False
         try:
-            data = b"" if payload is None else payload if isinstance(payload, bytes) else \
-                json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+            data = (
+                b""
+                if payload is None
+                else payload
+                if isinstance(payload, bytes)
+                else json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+            )
         except (TypeError, ValueError, RecursionError) as exc:  # not JSON: counted, never raised into play
             self.dropped += 1
             log.warning("dropped a message for %s that is not JSON: %s", topic, exc)
@@ -146,9 +164,17 @@ class MqttLink:
 
     def status(self) -> dict[str, Any]:
         """For ``/healthz``: connected, queued, published, dropped, connects, last error."""
-        return {"broker": f"{self.host}:{self.port}", "prefix": self.prefix, "connected": self.connected,
-                "queued": len(self.queue), "queue_size": self.queue_size, "published": self.published,
-                "dropped": self.dropped, "connects": self.connects, "last_error": self.last_error}
+        return {
+            "broker": f"{self.host}:{self.port}",
+            "prefix": self.prefix,
+            "connected": self.connected,
+            "queued": len(self.queue),
+            "queue_size": self.queue_size,
+            "published": self.published,
+            "dropped": self.dropped,
+            "connects": self.connects,
+            "last_error": self.last_error,
+        }
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> None:
@@ -179,9 +205,12 @@ class MqttLink:
         while not self._closing:
             will = None
             if self.will is not None:
-                will = aiomqtt.Will(self.will[0], json.dumps(self.will[1], separators=(",", ":")).encode(), qos=1, retain=True)
-            client = aiomqtt.Client(self.host, self.port, identifier=self.client_id, will=will,
-                                    keepalive=self.keepalive, timeout=5.0)
+                will = aiomqtt.Will(
+                    self.will[0], json.dumps(self.will[1], separators=(",", ":")).encode(), qos=1, retain=True
+                )
+            client = aiomqtt.Client(
+                self.host, self.port, identifier=self.client_id, will=will, keepalive=self.keepalive, timeout=5.0
+            )
             client.pending_calls_threshold = self.window + 16  # our window is meant, not a leak to warn about
             try:
                 async with client:
@@ -216,15 +245,20 @@ class MqttLink:
         in_flight: collections.deque[asyncio.Future[Any]] = collections.deque()  # for queue[0:len(in_flight)]
 
         def start(item: Outgoing) -> asyncio.Future[Any]:
-            return asyncio.ensure_future(client.publish(item.topic, item.payload, qos=item.qos, retain=item.retain,
-                                                        timeout=math.inf))
+            return asyncio.ensure_future(
+                client.publish(item.topic, item.payload, qos=item.qos, retain=item.retain, timeout=math.inf)
+            )
 
         try:
             while True:
                 if self._status_dirty and self.online is not None:  # the latest status goes first
                     self._status_dirty = False
-                    status = Outgoing(self.online[0], json.dumps(self.online[1], separators=(",", ":"),
-                                                                 allow_nan=False).encode(), 1, True)
+                    status = Outgoing(
+                        self.online[0],
+                        json.dumps(self.online[1], separators=(",", ":"), allow_nan=False).encode(),
+                        1,
+                        True,
+                    )
                     try:
                         await self._first(start(status), reader)
                     except BaseException:

@@ -39,7 +39,9 @@ def _features(trace: dict[str, Any]) -> str:
         for item in items[:5]:
             if not isinstance(item, dict):
                 continue
-            name = " ".join(str(p) for p in (f"#{item['index']}" if "index" in item else "", item.get("label") or "") if p)
+            name = " ".join(
+                str(p) for p in (f"#{item['index']}" if "index" in item else "", item.get("label") or "") if p
+            )
             value = item.get(value_key)
             shown.append(f"{name or '?'} {value:.2f}" if isinstance(value, (int, float)) else name or "?")
         if shown:
@@ -57,9 +59,11 @@ def describe(topic: str, event: dict[str, Any]) -> str | None:
         if event.get("status") != "online":
             return f"server {event.get('server_id')} offline"
         load = event.get("load") or {}
-        return (f"server {event.get('server_id')} online at {event.get('url')}: {len(event.get('bots') or [])} bots, "
-                f"{load.get('games_live', len(event.get('games') or []))} live games, "
-                f"{load.get('connections', '?')} connections")
+        return (
+            f"server {event.get('server_id')} online at {event.get('url')}: {len(event.get('bots') or [])} bots, "
+            f"{load.get('games_live', len(event.get('games') or []))} live games, "
+            f"{load.get('connections', '?')} connections"
+        )
     if "games" in parts:
         gid = event.get("game_id", parts[-2] if len(parts) >= 2 else "?")
         if kind == "start":
@@ -68,7 +72,9 @@ def describe(topic: str, event: dict[str, Any]) -> str | None:
             return f"{gid}  {event.get('ply')}. {event.get('seat')} {event.get('cell')}"
         if kind == "traces":
             trace = event.get("trace")
-            return f"{gid}  {event.get('ply')}. {event.get('seat')} " + (_features(trace) if isinstance(trace, dict) else "trace")
+            return f"{gid}  {event.get('ply')}. {event.get('seat')} " + (
+                _features(trace) if isinstance(trace, dict) else "trace"
+            )
         if kind == "result":
             try:
                 return format_game_line(event)
@@ -77,8 +83,10 @@ def describe(topic: str, event: dict[str, Any]) -> str | None:
         return None  # state (every move is shown from 'moves'), tournament copies of results
     if "training" in parts:
         body = {k: v for k, v in event.items() if k not in ("type", "run")}
-        return f"training {event.get('run', parts[-2] if len(parts) >= 2 else '?')} {kind}: " + \
-            json.dumps(body, separators=(",", ":"))[:300]
+        return (
+            f"training {event.get('run', parts[-2] if len(parts) >= 2 else '?')} {kind}: "
+            + json.dumps(body, separators=(",", ":"))[:300]
+        )
     return None
 
 
@@ -99,14 +107,19 @@ def run(args: argparse.Namespace) -> int:
     try:
         shown, seconds = asyncio.run(_watch(host, port, topics, args.count, args.seconds))
     except OSError as exc:
-        print(f"error: cannot reach the MQTT broker {host}:{port}: {exc}; is it running? "
-              f"(start one with 'mosquitto -p {port}')", file=sys.stderr)
+        print(
+            f"error: cannot reach the MQTT broker {host}:{port}: {exc}; is it running? "
+            f"(start one with 'mosquitto -p {port}')",
+            file=sys.stderr,
+        )
         return 2
     print(f"watched {shown} events from {host}:{port} in {seconds:.1f} s", flush=True)
     return 0
 
 
-async def _watch(host: str, port: int, topics: list[str], count: int | None, seconds: float | None) -> tuple[int, float]:
+async def _watch(
+    host: str, port: int, topics: list[str], count: int | None, seconds: float | None
+) -> tuple[int, float]:
     import aiomqtt
 
     t0 = time.monotonic()
@@ -124,7 +137,9 @@ async def _watch(host: str, port: int, topics: list[str], count: int | None, sec
             async def read() -> None:
                 nonlocal shown
                 async for message in client.messages:
-                    payload = message.payload if isinstance(message.payload, bytes) else str(message.payload or "").encode()
+                    payload = (
+                        message.payload if isinstance(message.payload, bytes) else str(message.payload or "").encode()
+                    )
                     if not payload:
                         continue  # a cleared retained message
                     try:

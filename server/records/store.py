@@ -75,19 +75,41 @@ SCHEMA = _TABLE.format(real="REAL", bigint="INTEGER")  # SQLite
 _ADDED_COLUMNS = {"seed": "INTEGER", "server_id": "TEXT"}
 _LATE_INDEXES = "CREATE INDEX IF NOT EXISTS games_ended ON games (ended_at);"
 
-COLUMNS = ("game_id", "x", "o", "x_kind", "o_kind", "status", "result", "reason", "winner", "board",
-           "moves", "illegal_move", "tag", "clock", "started_at", "ended_at", "seed", "server_id")
+COLUMNS = (
+    "game_id",
+    "x",
+    "o",
+    "x_kind",
+    "o_kind",
+    "status",
+    "result",
+    "reason",
+    "winner",
+    "board",
+    "moves",
+    "illegal_move",
+    "tag",
+    "clock",
+    "started_at",
+    "ended_at",
+    "seed",
+    "server_id",
+)
 MAX_SUMMARIES = 200
 _JSON_COLUMNS = ("moves", "illegal_move")
-_UPSERT = (f"INSERT INTO games ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)}) "
-           f"ON CONFLICT (game_id) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:]))
+_UPSERT = (
+    f"INSERT INTO games ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)}) "
+    f"ON CONFLICT (game_id) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:])
+)
 
 
 # A game this store wrote as live: its moves rewrite two columns, its end the columns that
 # change at the end (the indexes on players, tag and start are not touched).
 _PROGRESS = "UPDATE games SET board = ?, moves = ? WHERE game_id = ? AND status = 'live'"
-_END = ("UPDATE games SET status = ?, result = ?, reason = ?, winner = ?, board = ?, moves = ?, illegal_move = ?, "
-        "ended_at = ? WHERE game_id = ? AND status = 'live'")
+_END = (
+    "UPDATE games SET status = ?, result = ?, reason = ?, winner = ?, board = ?, moves = ?, illegal_move = ?, "
+    "ended_at = ? WHERE game_id = ? AND status = 'live'"
+)
 _MOVES_AT, _ILLEGAL_AT = COLUMNS.index("moves"), COLUMNS.index("illegal_move")
 
 
@@ -177,15 +199,29 @@ class GameRecords:
         game_id, live = cast(str, record.get("game_id")), record.get("status") == "live"
         moves = _moves_json(record.get("moves") or [])
         # allow_nan=False: NaN/Infinity are not JSON; a record holding one is refused, never stored
-        illegal = (None if record.get("illegal_move") is None else
-                   json.dumps(record["illegal_move"], separators=(",", ":"), allow_nan=False))
+        illegal = (
+            None
+            if record.get("illegal_move") is None
+            else json.dumps(record["illegal_move"], separators=(",", ":"), allow_nan=False)
+        )
         if game_id in self._live_rows:
             if live:
                 written = self.execute(_PROGRESS, (record.get("board"), moves, game_id)).rowcount
             else:
-                written = self.execute(_END, (record.get("status"), record.get("result"), record.get("reason"),
-                                              record.get("winner"), record.get("board"), moves, illegal,
-                                              record.get("ended_at"), game_id)).rowcount
+                written = self.execute(
+                    _END,
+                    (
+                        record.get("status"),
+                        record.get("result"),
+                        record.get("reason"),
+                        record.get("winner"),
+                        record.get("board"),
+                        moves,
+                        illegal,
+                        record.get("ended_at"),
+                        game_id,
+                    ),
+                ).rowcount
             if written == 1:
                 if not live:
                     self._live_rows.discard(game_id)
@@ -213,8 +249,10 @@ class GameRecords:
         """Mark every game still ``live`` (a crash or kill left it) as aborted: every one, or
         with ``server_id`` only that server's (and those no server claimed). Returns how many."""
         now = time.time() if now is None else now
-        sql = ("UPDATE games SET status='aborted', result='aborted', reason='aborted', winner=NULL, "
-               "ended_at=COALESCE(ended_at, ?) WHERE status='live'")
+        sql = (
+            "UPDATE games SET status='aborted', result='aborted', reason='aborted', winner=NULL, "
+            "ended_at=COALESCE(ended_at, ?) WHERE status='live'"
+        )
         args: list[Any] = [now]
         if server_id is not None:
             sql += " AND (server_id = ? OR server_id IS NULL)"
@@ -242,14 +280,19 @@ class GameRecords:
         row = self.execute("SELECT * FROM games WHERE game_id = ?", (game_id,)).fetchone()
         return None if row is None else dict(row) if raw else self._row(row)
 
-    def list(self, *, limit: int | None = 50, player: str | None = None, tag: str | None = None,
-             status: str | None = None) -> list[dict[str, Any]]:
+    def list(
+        self, *, limit: int | None = 50, player: str | None = None, tag: str | None = None, status: str | None = None
+    ) -> list[dict[str, Any]]:
         """Newest first."""
         where, args = _player_tag_filter(player, tag)
         if status:
             where.append("status = ?")
             args.append(status)
-        sql = "SELECT * FROM games" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY started_at DESC, game_id"
+        sql = (
+            "SELECT * FROM games"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY started_at DESC, game_id"
+        )
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
@@ -260,12 +303,15 @@ class GameRecords:
         exact = self.execute("SELECT game_id FROM games WHERE game_id = ?", (prefix,)).fetchone()
         if exact is not None:
             return [exact["game_id"]]
-        rows = self.execute("SELECT game_id FROM games WHERE substr(game_id, 1, CAST(? AS INTEGER)) = ? "
-                            "ORDER BY game_id LIMIT 10", (len(prefix), prefix))
+        rows = self.execute(
+            "SELECT game_id FROM games WHERE substr(game_id, 1, CAST(? AS INTEGER)) = ? ORDER BY game_id LIMIT 10",
+            (len(prefix), prefix),
+        )
         return [r["game_id"] for r in rows]
 
-    def summaries(self, limit: int = 50, player: str | None = None, tag: str | None = None,
-                  before: float | None = None) -> builtins.list[dict[str, Any]]:
+    def summaries(
+        self, limit: int = 50, player: str | None = None, tag: str | None = None, before: float | None = None
+    ) -> builtins.list[dict[str, Any]]:
         """Finished and aborted games, newest end first, as ``records`` lines (protocol
         ``list_records``): game_id, x, o, result, reason, ended_at, ply, tag."""
         where, args = _player_tag_filter(player, tag)
@@ -274,19 +320,25 @@ class GameRecords:
             where.append("ended_at < ?")
             args.append(before)
         args.append(max(1, min(limit, MAX_SUMMARIES)))
-        sql = ("SELECT game_id, x, o, COALESCE(result, 'aborted') AS result, COALESCE(reason, 'aborted') AS reason, "
-               f"ended_at, {self.ply_sql} AS ply, tag FROM games WHERE " + " AND ".join(where) +
-               " ORDER BY ended_at DESC NULLS LAST, game_id LIMIT ?")
+        sql = (
+            "SELECT game_id, x, o, COALESCE(result, 'aborted') AS result, COALESCE(reason, 'aborted') AS reason, "
+            f"ended_at, {self.ply_sql} AS ply, tag FROM games WHERE "
+            + " AND ".join(where)
+            + " ORDER BY ended_at DESC NULLS LAST, game_id LIMIT ?"
+        )
         out = []
         for r in self.execute(sql, args):
             out.append(dict(r))
         return out
 
-    def iter_all(self, *, player: str | None = None, tag: str | None = None,
-                 raw: bool = False) -> Iterator[dict[str, Any]]:
+    def iter_all(
+        self, *, player: str | None = None, tag: str | None = None, raw: bool = False
+    ) -> Iterator[dict[str, Any]]:
         """Oldest first, for export. ``raw`` leaves the JSON columns as their stored text."""
         where, args = _player_tag_filter(player, tag)
-        sql = "SELECT * FROM games" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY started_at, game_id"
+        sql = (
+            "SELECT * FROM games" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY started_at, game_id"
+        )
         for row in self.execute(sql, args):
             yield dict(row) if raw else self._row(row)
 
@@ -354,8 +406,10 @@ class PostgresRecords(GameRecords):
         try:
             self.db = psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=int(connect_timeout))
         except psycopg.Error as exc:
-            raise RecordsError(f"cannot connect to records database {describe_target(url)}: "
-                               f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}") from None
+            raise RecordsError(
+                f"cannot connect to records database {describe_target(url)}: "
+                f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}"
+            ) from None
         try:
             exists = self.db.execute("SELECT to_regclass('games') IS NOT NULL AS e").fetchone()["e"]
             if not create and not exists:
@@ -395,7 +449,9 @@ class PostgresRecords(GameRecords):
             self.db.close()
             self.db = psycopg.connect(self.path, autocommit=True, row_factory=dict_row, connect_timeout=10)
         except psycopg.Error as exc:
-            raise RecordsError(f"lost the records database {describe_target(self.path)} and cannot reconnect: {exc}") from None
+            raise RecordsError(
+                f"lost the records database {describe_target(self.path)} and cannot reconnect: {exc}"
+            ) from None
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -419,23 +475,31 @@ def _player_tag_filter(player: str | None, tag: str | None) -> tuple[list[str], 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", default="var/arena.sqlite3", help="records database written by 'autosteer-server serve': "
-                        "a SQLite file or a postgresql://user@host:port/dbname URL")
+    parser.add_argument(
+        "--db",
+        default="var/arena.sqlite3",
+        help="records database written by 'autosteer-server serve': "
+        "a SQLite file or a postgresql://user@host:port/dbname URL",
+    )
     sub = parser.add_subparsers(dest="games_command", metavar="ACTION", required=True)
-    p_list = sub.add_parser("list", help="newest games first, one line each",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p_list = sub.add_parser(
+        "list", help="newest games first, one line each", formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p_list.add_argument("--limit", type=int, default=20, help="how many games to show")
     p_list.add_argument("--player", help="only games this bot or player played")
     p_list.add_argument("--tag", help="only games with this tag (tournaments tag their games)")
     p_list.add_argument("--status", choices=("live", "finished", "aborted"), help="only games with this status")
-    p_list.add_argument("--json", action="store_true",
-                        help="print a JSON list (one summary per game, full ids) instead of the table")
-    p_show = sub.add_parser("show", help="one game move by move, with its traces",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p_list.add_argument(
+        "--json", action="store_true", help="print a JSON list (one summary per game, full ids) instead of the table"
+    )
+    p_show = sub.add_parser(
+        "show", help="one game move by move, with its traces", formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p_show.add_argument("game_id", help="the game's id, or any prefix of it that only one game has (see 'games list')")
     p_show.add_argument("--json", action="store_true", help="print the record as JSON")
-    p_export = sub.add_parser("export", help="every game as one JSON document",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p_export = sub.add_parser(
+        "export", help="every game as one JSON document", formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p_export.add_argument("--out", help="write to this file instead of standard output")
     p_export.add_argument("--player", help="only games this bot or player played")
     p_export.add_argument("--tag", help="only games with this tag")
@@ -494,10 +558,23 @@ def _cmd_list(records: GameRecords, args: argparse.Namespace) -> int:
         return 2
     rows = records.list(limit=args.limit, player=args.player, tag=args.tag, status=args.status)
     if args.json:
-        summaries = [{"game_id": r["game_id"], "status": r["status"], "x": r["x"], "o": r["o"], "result": r["result"],
-                      "reason": r["reason"], "winner": r["winner"], "started_at": r["started_at"],
-                      "ended_at": r["ended_at"], "moves": [m["cell"] for m in r["moves"]], "tag": r["tag"],
-                      "seed": r.get("seed")} for r in rows]
+        summaries = [
+            {
+                "game_id": r["game_id"],
+                "status": r["status"],
+                "x": r["x"],
+                "o": r["o"],
+                "result": r["result"],
+                "reason": r["reason"],
+                "winner": r["winner"],
+                "started_at": r["started_at"],
+                "ended_at": r["ended_at"],
+                "moves": [m["cell"] for m in r["moves"]],
+                "tag": r["tag"],
+                "seed": r.get("seed"),
+            }
+            for r in rows
+        ]
         print(_json_text(summaries, indent=1))
         return 0
 
@@ -513,9 +590,21 @@ def _cmd_list(records: GameRecords, args: argparse.Namespace) -> int:
         table.add_column(col)
     for r in rows:
         # Text, not str: what clients sent (names, tags) is shown as typed, never read as Rich markup
-        table.add_row(*(Text(str(cell)) for cell in (
-            r["game_id"], _when(r["started_at"]), r["x"], r["o"], r["result"] or r["status"], r["reason"] or "",
-            "".join(str(m["cell"]) for m in r["moves"]), r["tag"] or "")))
+        table.add_row(
+            *(
+                Text(str(cell))
+                for cell in (
+                    r["game_id"],
+                    _when(r["started_at"]),
+                    r["x"],
+                    r["o"],
+                    r["result"] or r["status"],
+                    r["reason"] or "",
+                    "".join(str(m["cell"]) for m in r["moves"]),
+                    r["tag"] or "",
+                )
+            )
+        )
     console.print(table)
     console.print(f"{len(rows)} shown of {records.count()} stored games")
     return 0
@@ -526,12 +615,17 @@ def _cmd_show(records: GameRecords, args: argparse.Namespace) -> int:
 
     matches = records.find(args.game_id) if args.game_id else []
     if not matches:
-        print(f"error: no game {args.game_id!r} in {describe_target(args.db)}; 'autosteer-server games list' shows the ids", file=sys.stderr)
+        print(
+            f"error: no game {args.game_id!r} in {describe_target(args.db)}; 'autosteer-server games list' shows the ids",
+            file=sys.stderr,
+        )
         return 1
     if len(matches) > 1:
         more = ", …" if len(matches) == 10 else ""
-        print(f"error: {args.game_id!r} is the start of several game ids ({', '.join(matches)}{more}); give more of the id",
-              file=sys.stderr)
+        print(
+            f"error: {args.game_id!r} is the start of several game ids ({', '.join(matches)}{more}); give more of the id",
+            file=sys.stderr,
+        )
         return 1
     rec = records.get(matches[0])
     assert rec is not None
@@ -545,8 +639,10 @@ def _cmd_show(records: GameRecords, args: argparse.Namespace) -> int:
             print(text)
         return 0
     seed = f"  seed {rec['seed']}" if rec.get("seed") is not None else ""
-    print(f"game {rec['game_id']}: {rec['x']} (X, {rec['x_kind']}) vs {rec['o']} (O, {rec['o_kind']})"
-          f"  clock {rec['clock']:g} s  tag {rec['tag'] or '-'}{seed}")
+    print(
+        f"game {rec['game_id']}: {rec['x']} (X, {rec['x_kind']}) vs {rec['o']} (O, {rec['o_kind']})"
+        f"  clock {rec['clock']:g} s  tag {rec['tag'] or '-'}{seed}"
+    )
     print(f"started {_when(rec['started_at'])}  ended {_when(rec['ended_at'])}")
     board = Board.empty()
     t0 = rec["started_at"]
@@ -586,8 +682,10 @@ def _game_json(row: dict[str, Any]) -> tuple[str, int, str | None]:
             if row.get(c):
                 kept[f"{c}_json"] = row[c]
         why = "nested too deep" if isinstance(exc, RecursionError) else f"not plain JSON ({exc})"
-        warning = (f"warning: game {row.get('game_id')}: moves {why}; exported as the stored text "
-                   f"in moves_json / illegal_move_json")
+        warning = (
+            f"warning: game {row.get('game_id')}: moves {why}; exported as the stored text "
+            f"in moves_json / illegal_move_json"
+        )
         return json.dumps(kept, allow_nan=False, separators=(",", ":")), 0, warning
 
 
@@ -608,7 +706,7 @@ def _cmd_export(records: GameRecords, args: argparse.Namespace) -> int:
                 print(warning, file=sys.stderr)
             out.write(("\n" if written == 0 else ",\n") + text)
             written += 1
-        out.write(f"\n], \"count\": {written}}}\n")  # counted as written: a live store may grow meanwhile
+        out.write(f'\n], "count": {written}}}\n')  # counted as written: a live store may grow meanwhile
     finally:
         if args.out:
             out.close()

@@ -141,8 +141,11 @@ class RecordWriter:
             self._on_acks(rest)
             self.proc = None
             if code != 0 or self.unacked:
-                log.error("records writer process exited with %s and %d batches unconfirmed; storing them here",
-                          code, len(self.unacked))
+                log.error(
+                    "records writer process exited with %s and %d batches unconfirmed; storing them here",
+                    code,
+                    len(self.unacked),
+                )
                 self._to_thread()
         if self._thread is not None:
             self._thread.close()
@@ -154,9 +157,14 @@ class RecordWriter:
     def _start_process(self) -> None:
         # the target goes in the environment, not the command line: a PostgreSQL URL may hold a password
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p), **{_TARGET_ENV: self.target})
-        self.proc = subprocess.Popen([sys.executable, "-m", "server.records.writer"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True,
-                                     start_new_session=True)  # a Ctrl-C in the terminal is the server's to handle
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "server.records.writer"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            close_fds=True,
+            start_new_session=True,
+        )  # a Ctrl-C in the terminal is the server's to handle
         assert self.proc.stdin is not None and self.proc.stdout is not None
         for fd in (self.proc.stdin.fileno(), self.proc.stdout.fileno()):
             os.set_blocking(fd, False)
@@ -214,8 +222,12 @@ class RecordWriter:
             self.loop.remove_reader(proc.stdout.fileno())
             assert proc.stdin is not None  # a pipe (_start_process)
             self.loop.remove_writer(proc.stdin.fileno())
-        log.error("records writer process ended (exit code %s) with %d batches unconfirmed; storing them "
-                  "and every later record on a thread", proc.poll(), len(self.unacked))
+        log.error(
+            "records writer process ended (exit code %s) with %d batches unconfirmed; storing them "
+            "and every later record on a thread",
+            proc.poll(),
+            len(self.unacked),
+        )
         self._out.clear()
         self._to_thread()
 
@@ -313,7 +325,7 @@ def child_main(target: str) -> int:
 
 def _write_all(fd: int, data: bytes) -> None:
     while data:
-        data = data[os.write(fd, data):]
+        data = data[os.write(fd, data) :]
 
 
 if __name__ == "__main__":

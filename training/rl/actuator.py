@@ -16,8 +16,14 @@ from typing import TYPE_CHECKING, Any, Sequence, cast
 
 import numpy as np
 
-from bots.llm.learned import (BOARD_OBS_SIZE, MODEL_OBS_SIZE, ActionCodec, board_model_observation, board_observation,
-                               feature_observation)
+from bots.llm.learned import (
+    BOARD_OBS_SIZE,
+    MODEL_OBS_SIZE,
+    ActionCodec,
+    board_model_observation,
+    board_observation,
+    feature_observation,
+)
 from server.game import Board
 
 if TYPE_CHECKING:
@@ -44,8 +50,14 @@ class LLMActuator:
     them, e.g. a zero ``FixedSteeringPolicy``); ``obs_features`` are the SAE features the
     ``features`` observation reads."""
 
-    def __init__(self, bot: "LLMBot", codec: ActionCodec, obs: str = "board", obs_features: Sequence[int] = (),
-                 memo_entries: int = 500_000) -> None:
+    def __init__(
+        self,
+        bot: "LLMBot",
+        codec: ActionCodec,
+        obs: str = "board",
+        obs_features: Sequence[int] = (),
+        memo_entries: int = 500_000,
+    ) -> None:
         if bot.steering is None or bot.steering.n_features != codec.n_features:
             raise ValueError("the actuator's bot must steer the action's features (build it with a policy over them)")
         self.bot = bot
@@ -65,7 +77,9 @@ class LLMActuator:
     def obs_size(self) -> int:
         return {"board": BOARD_OBS_SIZE, "board+model": MODEL_OBS_SIZE}.get(self.obs, len(self.obs_features) + 1)
 
-    def warm(self, boards: Sequence[Board], batch: int = 32, progress: Any = None, store: "Path | None" = None) -> dict[str, Any]:
+    def warm(
+        self, boards: Sequence[Board], batch: int = 32, progress: Any = None, store: "Path | None" = None
+    ) -> dict[str, Any]:
         """Run the prompts of ``boards`` once (the per-board cache) and keep their
         observations, in batches; ``progress(n)`` is told how many were done.
 
@@ -80,8 +94,14 @@ class LLMActuator:
         assert isinstance(reader, CachedAnswerReader)  # warm-up fills the per-board cache, which only it has
         held = reader.cache._entries
         if all(b.code in held for b in boards):  # a shared reader already warm: nothing to load or run
-            return {"boards": len(boards), "from_store": 0, "computed": 0, "already_cached": len(boards),
-                    "seconds": round(time.perf_counter() - t, 1), "store": str(store) if store else None}
+            return {
+                "boards": len(boards),
+                "from_store": 0,
+                "computed": 0,
+                "already_cached": len(boards),
+                "seconds": round(time.perf_counter() - t, 1),
+                "store": str(store) if store else None,
+            }
         loaded = load_prompt_store(self.bot.reader, store, boards) if store is not None else 0
         if progress is not None and loaded:
             progress(loaded)
@@ -91,16 +111,23 @@ class LLMActuator:
             self.observe(list(boards))
         if store is not None and todo:
             save_prompt_store(self.bot.reader, store)
-        return {"boards": len(boards), "from_store": loaded, "computed": len(todo),
-                "seconds": round(time.perf_counter() - t, 1), "store": str(store) if store else None}
+        return {
+            "boards": len(boards),
+            "from_store": loaded,
+            "computed": len(todo),
+            "seconds": round(time.perf_counter() - t, 1),
+            "store": str(store) if store else None,
+        }
 
     def _prefill(self, boards: Sequence[Board], batch: int, progress: Any) -> None:
         entries = getattr(self.bot.reader, "entries", None)
-        if entries is not None:  # the cached reader: one prefix tree over all boards (chunks would each be a small tree)
+        if (
+            entries is not None
+        ):  # the cached reader: one prefix tree over all boards (chunks would each be a small tree)
             entries(list(boards), progress=progress)
             return
         for i in range(0, len(boards), batch):
-            chunk = list(boards[i:i + batch])
+            chunk = list(boards[i : i + batch])
             self.bot.reader.answer(chunk)
             if progress is not None:
                 progress(len(chunk))
@@ -108,7 +135,9 @@ class LLMActuator:
     def observe(self, boards: Sequence[Board]) -> np.ndarray:
         """``[B, obs_size]`` float32 observations of boards (the LLM to move)."""
         if self.obs == "board":
-            return np.stack([board_observation(b) for b in boards]) if boards else np.zeros((0, self.obs_size), np.float32)
+            return (
+                np.stack([board_observation(b) for b in boards]) if boards else np.zeros((0, self.obs_size), np.float32)
+            )
         missing = list(dict.fromkeys(b.code for b in boards if b.code not in self._feature_obs))
         if missing:
             batch = self.bot.reader.answer([Board(c) for c in missing])
@@ -118,11 +147,17 @@ class LLMActuator:
                     self._feature_obs[code] = board_model_observation(Board(code), logits[j])
             else:
                 sae, hook_acts = self.bot.sae, batch.hook_acts
-                assert sae is not None and hook_acts is not None  # a features observation: the bot's SAE, read at its hook
+                assert (
+                    sae is not None and hook_acts is not None
+                )  # a features observation: the bot's SAE, read at its hook
                 acts = sae.encode(hook_acts)[:, self.obs_features].numpy()
                 for j, code in enumerate(missing):
                     self._feature_obs[code] = feature_observation(Board(code), acts[j])
-        return np.stack([self._feature_obs[b.code] for b in boards]) if boards else np.zeros((0, self.obs_size), np.float32)
+        return (
+            np.stack([self._feature_obs[b.code] for b in boards])
+            if boards
+            else np.zeros((0, self.obs_size), np.float32)
+        )
 
     def act(self, boards: Sequence[Board], actions: np.ndarray) -> list[MoveOutcome]:
         """The steered move on each board under its action (one batched model call for the
@@ -141,16 +176,27 @@ class LLMActuator:
                 self.memo.clear()  # bounded; results never go stale (pure function of the key)
             for j, i in enumerate(missing):
                 m, row = moves[j], coefs[j]
-                o = MoveOutcome(cell=m.reading.cell, legal=m.reading.legal, norm_ratio=float(m.norm_ratio),
-                                kl=float(m.kl), n_steered=int(np.count_nonzero(row)), abs_coef=float(np.abs(row).sum()),
-                                changed=bool(m.changed))
+                o = MoveOutcome(
+                    cell=m.reading.cell,
+                    legal=m.reading.legal,
+                    norm_ratio=float(m.norm_ratio),
+                    kl=float(m.kl),
+                    n_steered=int(np.count_nonzero(row)),
+                    abs_coef=float(np.abs(row).sum()),
+                    changed=bool(m.changed),
+                )
                 self.memo[keys[i]] = o
                 out[i] = o
         return cast(list[MoveOutcome], out)  # cast: every None was filled in above
 
     def stats(self) -> dict[str, Any]:
-        return {"llm_calls": self.llm_calls, "llm_boards": self.llm_boards, "lookups": self.lookups,
-                "memo": len(self.memo), **self.bot.stats()}
+        return {
+            "llm_calls": self.llm_calls,
+            "llm_boards": self.llm_boards,
+            "lookups": self.lookups,
+            "memo": len(self.memo),
+            **self.bot.stats(),
+        }
 
 
 # --------------------------------------------------------------------------- prompt store
@@ -171,13 +217,22 @@ def prompt_store_path(lm: Any, reader: Any, weights_hash: str) -> Path | None:
 def save_prompt_store(reader: Any, path: Path) -> None:
     import torch
 
-    entries = {code: {"length": e.length, "resid": e.resid, "kv": e.kv, "digit_logits": e.digit_logits,
-                      **({"log_digit_mass": e.log_digit_mass} if e.log_digit_mass is not None else {})}
-               for code, e in reader.cache._entries.items()}
+    entries = {
+        code: {
+            "length": e.length,
+            "resid": e.resid,
+            "kv": e.kv,
+            "digit_logits": e.digit_logits,
+            **({"log_digit_mass": e.log_digit_mass} if e.log_digit_mass is not None else {}),
+        }
+        for code, e in reader.cache._entries.items()
+    }
     prompts = {code: list(reader.prompt_ids(Board(code))) for code in entries}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save({"format": STORE_FORMAT, "start_layer": reader.path.start_layer, "prompts": prompts, "entries": entries}, tmp)
+    torch.save(
+        {"format": STORE_FORMAT, "start_layer": reader.path.start_layer, "prompts": prompts, "entries": entries}, tmp
+    )
     tmp.replace(path)
 
 
@@ -201,7 +256,15 @@ def load_prompt_store(reader: Any, path: Path, boards: Sequence[Board]) -> int:
         e = data["entries"].get(b.code)
         if e is None or data["prompts"].get(b.code) != list(reader.prompt_ids(b)):
             continue
-        reader.cache.put(b.code, BoardEntry(length=int(e["length"]), resid=e["resid"], kv=e["kv"],
-                                            digit_logits=e["digit_logits"], log_digit_mass=e.get("log_digit_mass")))
+        reader.cache.put(
+            b.code,
+            BoardEntry(
+                length=int(e["length"]),
+                resid=e["resid"],
+                kv=e["kv"],
+                digit_logits=e["digit_logits"],
+                log_digit_mass=e.get("log_digit_mass"),
+            ),
+        )
         n += 1
     return n

@@ -23,7 +23,9 @@ def plot_learning_curve(runs: dict[str, list[dict[str, Any]]], path: Path, title
         xs = [r["step"] for r in evals]
         c = colours[i % len(colours)]
         for ax, side, style in ((axes[0], "x", "-"), (axes[1], "o", "-")):
-            kept = [100 * min(v for k, v in r.items() if k.startswith("kept_") and k.endswith("_" + side)) for r in evals]
+            kept = [
+                100 * min(v for k, v in r.items() if k.startswith("kept_") and k.endswith("_" + side)) for r in evals
+            ]
             draw = [100 * r["draw_" + side] for r in evals]
             ax.plot(xs, kept, style, color=c, marker="o", ms=3, label=f"{name}: value kept (all open positions)")
             ax.plot(xs, draw, ":", color=c, marker="s", ms=3, label=f"{name}: draws vs minimax (exact)")
@@ -43,15 +45,19 @@ def plot_learning_curve(runs: dict[str, list[dict[str, Any]]], path: Path, title
 
 def curve_title(model: str, cfg: dict[str, Any], seeds: Sequence[int]) -> str:
     """The learning-curve plot's title: the recipe's knobs that tell runs apart."""
-    return (f"{model}: PPO steering policy, {cfg['obs']} obs, {cfg['action']} action ({cfg['slots']} slots), "
-            f"{cfg['mode']} reading, via {cfg['via']}, phrasings {','.join(cfg['phrasings'])}, seeds {','.join(map(str, seeds))}")
+    return (
+        f"{model}: PPO steering policy, {cfg['obs']} obs, {cfg['action']} action ({cfg['slots']} slots), "
+        f"{cfg['mode']} reading, via {cfg['via']}, phrasings {','.join(cfg['phrasings'])}, seeds {','.join(map(str, seeds))}"
+    )
 
 
 def kept_line(over_seeds: dict[str, Any]) -> str:
     """``grid_X 82.7 % [82.0–83.5], ...``: value kept, mean [min–max] over seeds."""
-    return ", ".join(f"{k[5:]} {100 * v['mean']:.1f} % [{100 * v['min']:.1f}–{100 * v['max']:.1f}]"
-                     for k, v in over_seeds.items() if k.startswith("kept_"))
-
+    return ", ".join(
+        f"{k[5:]} {100 * v['mean']:.1f} % [{100 * v['min']:.1f}–{100 * v['max']:.1f}]"
+        for k, v in over_seeds.items()
+        if k.startswith("kept_")
+    )
 
 
 def summarize(cards: list[dict[str, Any]]) -> dict[str, Any]:
@@ -61,9 +67,15 @@ def summarize(cards: list[dict[str, Any]]) -> dict[str, Any]:
 
     rows = []
     for c in cards:
-        row: dict[str, Any] = {"seed": c["config"]["seed"], "policy_digest": c["policy_digest"], "steps": c["steps"],
-                               "stopped_by": c["stopped_by"], "wall_seconds": c["wall_seconds"],
-                               "stable_target": c["stable_target"], "reached_target": c["reached_target"]}
+        row: dict[str, Any] = {
+            "seed": c["config"]["seed"],
+            "policy_digest": c["policy_digest"],
+            "steps": c["steps"],
+            "stopped_by": c["stopped_by"],
+            "wall_seconds": c["wall_seconds"],
+            "stable_target": c["stable_target"],
+            "reached_target": c["reached_target"],
+        }
         for name, pos in c["positions"].items():
             for side in ("X", "O"):
                 row[f"kept_{name}_{side}"] = pos[side]["kept_share"]
@@ -90,8 +102,12 @@ def summarize(cards: list[dict[str, Any]]) -> dict[str, Any]:
         vals = [r.get(key) for r in rows]
         nums = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
         if len(nums) == len(vals) and key != "seed":
-            stats[key] = {"mean": statistics.fmean(nums), "min": min(nums), "max": max(nums),
-                          "sd": statistics.stdev(nums) if len(nums) > 1 else 0.0}
+            stats[key] = {
+                "mean": statistics.fmean(nums),
+                "min": min(nums),
+                "max": max(nums),
+                "sd": statistics.stdev(nums) if len(nums) > 1 else 0.0,
+            }
     return {"seeds": [r["seed"] for r in rows], "runs": rows, "over_seeds": stats}
 
 
@@ -105,7 +121,8 @@ def write_card_md(card: dict[str, Any], path: Path) -> None:
 def _card_header(card: dict[str, Any]) -> list[str]:
     cfg = card["config"]
     return [
-        "# Run card: learned steering policy (PPO)", "",
+        "# Run card: learned steering policy (PPO)",
+        "",
         f"- Command: `{card['command']}`",
         f"- Model / SAE: {card['model']} / `{card['sae']}` at `{card['hook_name']}`",
         f"- Observation `{cfg['obs']}`, action `{cfg['action']}` (strengths {cfg['strengths']}, {cfg['slots']} distinct "
@@ -126,13 +143,15 @@ def _card_header(card: dict[str, Any]) -> list[str]:
         f"- Policy digest: `{card['policy_digest']}`",
         f"- Weights (sha256 prefix) before: model `{card['weights_before']['model'][:16]}`, SAE `{card['weights_before']['sae'][:16]}`; "
         f"after: model `{card['weights_after']['model'][:16]}`, SAE `{card['weights_after']['sae'][:16]}` "
-        f"(unchanged: {card['weights_unchanged']})", "",
+        f"(unchanged: {card['weights_unchanged']})",
+        "",
     ]
 
 
 def _card_positions(card: dict[str, Any]) -> list[str]:
     lines = [
-        "Every open position (4,520), the LLM playing the side to move, strict reading:", "",
+        "Every open position (4,520), the LLM playing the side to move, strict reading:",
+        "",
         "| phrasing | trained on | side | positions | value kept | illegal | mean push ‖Δ‖/‖h‖ | features/move (max) | mean KL |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -141,25 +160,36 @@ def _card_positions(card: dict[str, Any]) -> list[str]:
     for p, trained, table in tables:
         for side in ("X", "O"):
             r = table[side]
-            lines.append(f"| {p} | {trained} | {side} | {r['positions']} | {100 * r['kept_share']:.2f} % | {r['illegal']} | "
-                         f"{r['mean_push']:.3f} | {r['mean_features_steered']:.2f} ({r['max_features_steered']}) | "
-                         f"{r['mean_kl']:.3f} |")
+            lines.append(
+                f"| {p} | {trained} | {side} | {r['positions']} | {100 * r['kept_share']:.2f} % | {r['illegal']} | "
+                f"{r['mean_push']:.3f} | {r['mean_features_steered']:.2f} ({r['max_features_steered']}) | "
+                f"{r['mean_kl']:.3f} |"
+            )
     return lines
 
 
 def _card_walks(card: dict[str, Any]) -> list[str]:
     cfg = card["config"]
-    lines = ["", "Exact outcome (tree walk; minimax with uniformly random tie-breaks), strict reading:", "",
-             "| phrasing | opponent | seat | draw | win | loss | illegal | distinct games | mean push |", "|---|---|---|---|---|---|---|---|---|"]
-    walks = [(cfg["phrasings"][0], "minimax", card.get("vs_minimax_exact") or {}),
-             (cfg["phrasings"][0], "random", card.get("vs_random_exact") or {})]
+    lines = [
+        "",
+        "Exact outcome (tree walk; minimax with uniformly random tie-breaks), strict reading:",
+        "",
+        "| phrasing | opponent | seat | draw | win | loss | illegal | distinct games | mean push |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    walks = [
+        (cfg["phrasings"][0], "minimax", card.get("vs_minimax_exact") or {}),
+        (cfg["phrasings"][0], "random", card.get("vs_random_exact") or {}),
+    ]
     walks += [(p, "minimax", v["vs_minimax_exact"]) for p, v in (card.get("heldout_phrasings") or {}).items()]
     for p, opp, table in walks:
         for seat in ("X", "O"):
             if seat in table:
                 r = table[seat]
-                lines.append(f"| {p} | {opp} | {seat} | {100 * r['draw']:.2f} % | {100 * r['win']:.2f} % | {100 * r['loss']:.2f} % | "
-                             f"{100 * r['illegal']:.2f} % | {r['games']} | {r['mean_push']:.3f} |")
+                lines.append(
+                    f"| {p} | {opp} | {seat} | {100 * r['draw']:.2f} % | {100 * r['win']:.2f} % | {100 * r['loss']:.2f} % | "
+                    f"{100 * r['illegal']:.2f} % | {r['games']} | {r['mean_push']:.3f} |"
+                )
     return lines
 
 
@@ -169,14 +199,24 @@ def _card_extras(card: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     if card.get("digit_mass"):
         dm = card["digit_mass"]
-        lines += ["", f"Digits' share of the next-token distribution under the policy's steering, every open position "
-                      f"({cfg['phrasings'][0]}): mean {dm['mean']:.3f}, min {dm['min']:.3f}."]
+        lines += [
+            "",
+            f"Digits' share of the next-token distribution under the policy's steering, every open position "
+            f"({cfg['phrasings'][0]}): mean {dm['mean']:.3f}, min {dm['min']:.3f}.",
+        ]
     if card.get("server_games"):
-        lines += ["", "Games through the server (in-process arena, the bot as a remote client, seeded games):", "",
-                  "| opponent | seat | games | distinct | wins | draws | losses | illegal | mean push |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "Games through the server (in-process arena, the bot as a remote client, seeded games):",
+            "",
+            "| opponent | seat | games | distinct | wins | draws | losses | illegal | mean push |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for a in card["server_games"]:
-            lines.append(f"| {a['opponent']} | {a['seat']} | {a['games']} | {a['distinct_games']} | {a['wins']} | {a['draws']} | "
-                         f"{a['losses']} | {a['illegal']} | {a['mean_norm_ratio']:.3f} |")
+            lines.append(
+                f"| {a['opponent']} | {a['seat']} | {a['games']} | {a['distinct_games']} | {a['wins']} | {a['draws']} | "
+                f"{a['losses']} | {a['illegal']} | {a['mean_norm_ratio']:.3f} |"
+            )
     lines += ["", "| feature | label |", "|---|---|"]
     lines += [f"| {f['index']} | {f['label'] or '—'} |" for f in card["features"]]
     return lines

@@ -53,17 +53,38 @@ def _add_steering_flags(g: Callable[..., Any], d: TrainConfig) -> None:
     g("--model", default="smollm2", help="model to steer (see autosteer-bot run --help)")
     g("--sae", default="auto", help="SAE folder, registry id, or 'auto' (the shipped one)")
     g("--features", default="", help="comma-separated feature indices to steer (default: picked, see --pick)")
-    g("--pick", choices=("labels", "random", "shuffled"), default=d.pick,
-      help="how features are picked when --features is not given (random, shuffled: equal-effort controls)")
+    g(
+        "--pick",
+        choices=("labels", "random", "shuffled"),
+        default=d.pick,
+        help="how features are picked when --features is not given (random, shuffled: equal-effort controls)",
+    )
     g("--n-features", type=int, default=d.n_features, help="features to steer when picking")
-    g("--basis", choices=("sae", "directions"), default=d.basis,
-      help="sae: steer along the features' decoder rows; directions: seeded random residual directions of the same "
-           "norms instead (the non-SAE control; the policy is then not shippable)")
-    g("--obs", choices=("board", "board+model", "features"), default=d.obs,
-      help="observation: the board; the board and the model's own unsteered move distribution; or the SAE activations "
-           "of the labelled features")
-    g("--action", choices=("sparse", "dense"), default=d.action, help="sparse: feature+strength per slot; dense: a coefficient per feature")
-    g("--strengths", default=",".join(f"{s:g}" for s in d.strengths), help="sparse: the signed coefficients a slot can apply")
+    g(
+        "--basis",
+        choices=("sae", "directions"),
+        default=d.basis,
+        help="sae: steer along the features' decoder rows; directions: seeded random residual directions of the same "
+        "norms instead (the non-SAE control; the policy is then not shippable)",
+    )
+    g(
+        "--obs",
+        choices=("board", "board+model", "features"),
+        default=d.obs,
+        help="observation: the board; the board and the model's own unsteered move distribution; or the SAE activations "
+        "of the labelled features",
+    )
+    g(
+        "--action",
+        choices=("sparse", "dense"),
+        default=d.action,
+        help="sparse: feature+strength per slot; dense: a coefficient per feature",
+    )
+    g(
+        "--strengths",
+        default=",".join(f"{s:g}" for s in d.strengths),
+        help="sparse: the signed coefficients a slot can apply",
+    )
     g("--slots", type=int, default=d.slots, help="sparse: distinct features steered per move at most")
     g("--bound", type=float, default=d.bound, help="dense: coefficients lie in [-bound, bound]")
 
@@ -74,11 +95,23 @@ def _add_game_flags(g: Callable[..., Any], d: TrainConfig) -> None:
     g("--p-o", type=float, default=d.p_o, help="share of training games as O when --seat both")
     g("--mode", choices=("strict", "masked"), default=d.mode, help="move reading (strict is the headline)")
     g("--push-cost", type=float, default=d.push_cost, help="reward cost per move per unit of ||added||/||residual||")
-    g("--shaping", choices=("value", "none"), default=d.shaping,
-      help="value: each move paid the change of the solved game's value it makes; none: the game's result only (needs --gamma > 0)")
-    g("--opponents", default=d.opponents, help="house bots the training games are drawn against, name[:weight], comma-separated")
-    g("--random-openings", type=float, default=d.random_openings,
-      help="chance that a game opens with random moves of the LLM's side (played by the environment)")
+    g(
+        "--shaping",
+        choices=("value", "none"),
+        default=d.shaping,
+        help="value: each move paid the change of the solved game's value it makes; none: the game's result only (needs --gamma > 0)",
+    )
+    g(
+        "--opponents",
+        default=d.opponents,
+        help="house bots the training games are drawn against, name[:weight], comma-separated",
+    )
+    g(
+        "--random-openings",
+        type=float,
+        default=d.random_openings,
+        help="chance that a game opens with random moves of the LLM's side (played by the environment)",
+    )
     g("--max-random-moves", type=int, default=d.max_random_moves, help="such an opening has 1..this many random moves")
     g("--phrasings", default=",".join(d.phrasings), help="training prompt phrasings (comma list of grid, rows, list)")
 
@@ -94,11 +127,22 @@ def _add_ppo_flags(g: Callable[..., Any], d: TrainConfig) -> None:
     g("--gae-lambda", type=float, default=d.gae_lambda, help="GAE lambda")
     g("--ent-coef", type=float, default=d.ent_coef, help="entropy bonus")
     g("--clip-range", type=float, default=d.clip_range, help="PPO clip range")
-    g("--baseline", choices=("state", "constant"), default=d.baseline,
-      help="the advantage's baseline: state (a learned V(board)) or constant (one learned number for every board)")
-    g("--net-arch", default=",".join(str(n) for n in d.net_arch), help="hidden layer sizes of the policy and value nets")
-    g("--none-bias", default=",".join(f"{b:g}" for b in d.none_bias),
-      help="sparse: added to each slot's 'no steering' logit at the start (comma list, one per slot; the last repeats)")
+    g(
+        "--baseline",
+        choices=("state", "constant"),
+        default=d.baseline,
+        help="the advantage's baseline: state (a learned V(board)) or constant (one learned number for every board)",
+    )
+    g(
+        "--net-arch",
+        default=",".join(str(n) for n in d.net_arch),
+        help="hidden layer sizes of the policy and value nets",
+    )
+    g(
+        "--none-bias",
+        default=",".join(f"{b:g}" for b in d.none_bias),
+        help="sparse: added to each slot's 'no steering' logit at the start (comma list, one per slot; the last repeats)",
+    )
 
 
 def _add_stop_flags(g: Callable[..., Any], d: TrainConfig) -> None:
@@ -106,35 +150,82 @@ def _add_stop_flags(g: Callable[..., Any], d: TrainConfig) -> None:
     g("--total-steps", type=int, default=d.total_steps, help="PPO steps (LLM moves) at most")
     g("--budget-seconds", type=float, default=d.budget_seconds, help="wall-clock budget, warm-up included")
     g("--eval-every", type=int, default=d.eval_every, help="steps between exact evaluations")
-    g("--target", type=float, default=d.target,
-      help="goal of an evaluation: value kept on both sides in every training phrasing, and draws vs minimax")
+    g(
+        "--target",
+        type=float,
+        default=d.target,
+        help="goal of an evaluation: value kept on both sides in every training phrasing, and draws vs minimax",
+    )
     g("--stable-evals", type=int, default=d.stable_evals, help="stop once this many evaluations in a row meet --target")
 
 
 def _add_run_flags(g: Callable[..., Any], d: TrainConfig) -> None:
     """Flags of seeds, the server, warm-up, after-training evaluation, outputs, MQTT and shipping."""
-    g("--seeds", default="", help="comma-separated seeds: one run each (in --out/seed-N, sharing the prompt cache); "
-                                  "default: --seed alone")
-    g("--summary", type=Path, default=None, help="JSON gathering the runs' final evaluations (mean and spread over seeds)")
-    g("--via", choices=("server", "local"), default=d.via, help="server: through an arena server (headline); local: in-process")
+    g(
+        "--seeds",
+        default="",
+        help="comma-separated seeds: one run each (in --out/seed-N, sharing the prompt cache); default: --seed alone",
+    )
+    g(
+        "--summary",
+        type=Path,
+        default=None,
+        help="JSON gathering the runs' final evaluations (mean and spread over seeds)",
+    )
+    g(
+        "--via",
+        choices=("server", "local"),
+        default=d.via,
+        help="server: through an arena server (headline); local: in-process",
+    )
     g("--server", default=None, help="URL of a running arena server (default: start one in-process on a free port)")
     g("--seed", type=int, default=d.seed, help="seed of PPO, the seats and the minimax games")
     g("--no-warm", action="store_true", help="do not run every LLM board's prompt before training")
-    g("--no-prompt-store", action="store_true", help="do not load/save the warm-up's prompt cache on disk "
-                                                     "(~/.cache/autosteer-arena/prompts; a pure function of weights and prompts)")
-    g("--server-games", type=int, default=0, help="after training, also play this many games per seat vs minimax "
-                                                   "and vs random through a server with the final policy")
-    g("--heldout-phrasings", default="list", help="after training, also evaluate exactly on these prompt phrasings "
-                                                  "(comma list; not trained on)")
-    g("--threads", type=int, default=1, help="torch CPU threads for training (1 is fastest: small steps, a server beside)")
+    g(
+        "--no-prompt-store",
+        action="store_true",
+        help="do not load/save the warm-up's prompt cache on disk "
+        "(~/.cache/autosteer-arena/prompts; a pure function of weights and prompts)",
+    )
+    g(
+        "--server-games",
+        type=int,
+        default=0,
+        help="after training, also play this many games per seat vs minimax "
+        "and vs random through a server with the final policy",
+    )
+    g(
+        "--heldout-phrasings",
+        default="list",
+        help="after training, also evaluate exactly on these prompt phrasings (comma list; not trained on)",
+    )
+    g(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads for training (1 is fastest: small steps, a server beside)",
+    )
     g("--warm-threads", type=int, default=2, help="torch CPU threads for the warm-up's prefill (large matrix work)")
-    g("--out", type=Path, default=ROOT / "var" / "rl" / "run", help="folder for the policy, logs, checkpoint and run card")
+    g(
+        "--out",
+        type=Path,
+        default=ROOT / "var" / "rl" / "run",
+        help="folder for the policy, logs, checkpoint and run card",
+    )
     g("--resume", action="store_true", help="continue from the checkpoint in --out")
     g("--plot", type=Path, default=DEFAULT_PLOT, help="learning-curve PNG")
-    g("--mqtt", metavar="URL", default=None,
-      help="publish each exact evaluation and the final summary to this MQTT broker, mqtt://host[:port][/prefix] "
-           "(topics P/training/RUN/progress|summary; 'autosteer-server watch' prints them)")
-    g("--run-id", default=None, help="the run's name on the broker (default: ppo-UNIXTIME; -seedN added with several seeds)")
+    g(
+        "--mqtt",
+        metavar="URL",
+        default=None,
+        help="publish each exact evaluation and the final summary to this MQTT broker, mqtt://host[:port][/prefix] "
+        "(topics P/training/RUN/progress|summary; 'autosteer-server watch' prints them)",
+    )
+    g(
+        "--run-id",
+        default=None,
+        help="the run's name on the broker (default: ppo-UNIXTIME; -seedN added with several seeds)",
+    )
     g("--ship", action="store_true", help=f"copy the policy and its run card to bots/llm/artifacts/{SHIPPED_NAME}")
 
 
@@ -142,19 +233,47 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     def floats(text: str) -> list[float]:
         return [float(x) for x in text.split(",") if x.strip()]
 
-    return TrainConfig(seed=args.seed, features=[int(x) for x in args.features.split(",") if x.strip()], pick=args.pick,
-                       n_features=args.n_features, basis=args.basis, obs=args.obs, action=args.action, strengths=floats(args.strengths),
-                       slots=args.slots, bound=args.bound, seat=args.seat, p_o=args.p_o, mode=args.mode,
-                       push_cost=args.push_cost, shaping=args.shaping, n_envs=args.n_envs, n_steps=args.n_steps, batch_size=args.batch_size,
-                       n_epochs=args.n_epochs, learning_rate=args.lr, gamma=args.gamma, gae_lambda=args.gae_lambda,
-                       ent_coef=args.ent_coef, clip_range=args.clip_range, baseline=args.baseline,
-                       net_arch=[int(x) for x in args.net_arch.split(",") if x.strip()], none_bias=floats(args.none_bias) or [0.0],
-                       total_steps=args.total_steps, budget_seconds=args.budget_seconds, eval_every=args.eval_every,
-                       target=args.target, via=args.via, warm=not args.no_warm,
-                       prompt_store=not args.no_prompt_store, opponents=args.opponents,
-                       random_openings=args.random_openings, max_random_moves=args.max_random_moves,
-                       phrasings=[p.strip() for p in args.phrasings.split(",") if p.strip()],
-                       stable_evals=args.stable_evals)
+    return TrainConfig(
+        seed=args.seed,
+        features=[int(x) for x in args.features.split(",") if x.strip()],
+        pick=args.pick,
+        n_features=args.n_features,
+        basis=args.basis,
+        obs=args.obs,
+        action=args.action,
+        strengths=floats(args.strengths),
+        slots=args.slots,
+        bound=args.bound,
+        seat=args.seat,
+        p_o=args.p_o,
+        mode=args.mode,
+        push_cost=args.push_cost,
+        shaping=args.shaping,
+        n_envs=args.n_envs,
+        n_steps=args.n_steps,
+        batch_size=args.batch_size,
+        n_epochs=args.n_epochs,
+        learning_rate=args.lr,
+        gamma=args.gamma,
+        gae_lambda=args.gae_lambda,
+        ent_coef=args.ent_coef,
+        clip_range=args.clip_range,
+        baseline=args.baseline,
+        net_arch=[int(x) for x in args.net_arch.split(",") if x.strip()],
+        none_bias=floats(args.none_bias) or [0.0],
+        total_steps=args.total_steps,
+        budget_seconds=args.budget_seconds,
+        eval_every=args.eval_every,
+        target=args.target,
+        via=args.via,
+        warm=not args.no_warm,
+        prompt_store=not args.no_prompt_store,
+        opponents=args.opponents,
+        random_openings=args.random_openings,
+        max_random_moves=args.max_random_moves,
+        phrasings=[p.strip() for p in args.phrasings.split(",") if p.strip()],
+        stable_evals=args.stable_evals,
+    )
 
 
 def _check(cfg: TrainConfig, args: argparse.Namespace) -> list[int]:
@@ -173,7 +292,9 @@ def _check(cfg: TrainConfig, args: argparse.Namespace) -> list[int]:
     if not cfg.phrasings:
         raise ValueError("--phrasings names no phrasing")
     if set(held) & set(cfg.phrasings):
-        raise ValueError(f"a held-out phrasing cannot also be a training phrasing: {sorted(set(held) & set(cfg.phrasings))}")
+        raise ValueError(
+            f"a held-out phrasing cannot also be a training phrasing: {sorted(set(held) & set(cfg.phrasings))}"
+        )
     seeds = [int(x) for x in args.seeds.split(",") if x.strip()] if args.seeds else [cfg.seed]
     if len(set(seeds)) != len(seeds):
         raise ValueError("--seeds repeats a seed")
@@ -193,31 +314,52 @@ def after_training(policy: Any, report: dict[str, Any], cfg: TrainConfig, args: 
     report["vs_random_exact"] = evaluate_exact(policy, first, opponent="random")
     report["digit_mass"] = digit_mass_check(policy, first, open_positions())
     if args.server_games:
-        report["server_games"] = [*play_server_games(policy, first, args.server_games, cfg.seed, "minimax"),
-                                  *play_server_games(policy, first, args.server_games, cfg.seed, "random")]
+        report["server_games"] = [
+            *play_server_games(policy, first, args.server_games, cfg.seed, "minimax"),
+            *play_server_games(policy, first, args.server_games, cfg.seed, "random"),
+        ]
     report["after_training_seconds"] = round(time.perf_counter() - t, 1)
 
 
-def heldout_phrasings(runs: list[tuple[Any, dict[str, Any], TrainConfig]], phrasings: Sequence[str], lm: Any,
-                      sae: Any, progress: bool = True, threads: int = 2) -> None:
+def heldout_phrasings(
+    runs: list[tuple[Any, dict[str, Any], TrainConfig]],
+    phrasings: Sequence[str],
+    lm: Any,
+    sae: Any,
+    progress: bool = True,
+    threads: int = 2,
+) -> None:
     """Each run's final policy on the prompt phrasings it was not trained on: value kept on
     every open position and the exact walk against minimax. One phrasing's prompt cache at a
     time (about 4 GB for SmolLM2), shared by the runs."""
     for phrasing in phrasings:
         reader = None
         for policy, report, cfg in runs:
-            act = build_actuators(lm, sae, cfg, policy.features, phrasings=[phrasing],
-                                  readers={phrasing: reader} if reader is not None else None)[phrasing]
+            act = build_actuators(
+                lm,
+                sae,
+                cfg,
+                policy.features,
+                phrasings=[phrasing],
+                readers={phrasing: reader} if reader is not None else None,
+            )[phrasing]
             if reader is None and cfg.warm:
-                warm_actuators({phrasing: act}, lm, report["weights_before"]["model"], store=cfg.prompt_store,
-                               progress=progress, threads=threads)
+                warm_actuators(
+                    {phrasing: act},
+                    lm,
+                    report["weights_before"]["model"],
+                    store=cfg.prompt_store,
+                    progress=progress,
+                    threads=threads,
+                )
             reader = act.bot.reader
             t = time.perf_counter()
-            report.setdefault("heldout_phrasings", {})[phrasing] = {"positions": evaluate_positions(policy, act),
-                                                                   "vs_minimax_exact": evaluate_exact(policy, act)}
+            report.setdefault("heldout_phrasings", {})[phrasing] = {
+                "positions": evaluate_positions(policy, act),
+                "vs_minimax_exact": evaluate_exact(policy, act),
+            }
             report["heldout_seconds"] = round(report.get("heldout_seconds", 0.0) + time.perf_counter() - t, 1)
         del reader
-
 
 
 def run(args: argparse.Namespace) -> int:
@@ -257,15 +399,25 @@ def run(args: argparse.Namespace) -> int:
         (out / "run_card.json").write_text(json.dumps(report, indent=2) + "\n")  # again with the held-out figures
         console.print(seed_line(seed, policy.digest, report))
     readers.clear()  # the training phrasings' prompt caches: free them before the held-out ones
-    heldout_phrasings(runs, [p.strip() for p in args.heldout_phrasings.split(",") if p.strip()], lm, sae,
-                      threads=args.warm_threads)
+    heldout_phrasings(
+        runs, [p.strip() for p in args.heldout_phrasings.split(",") if p.strip()], lm, sae, threads=args.warm_threads
+    )
     cards = write_cards([report for _, report, _ in runs])
-    plot_learning_curve({f"seed {r[2].seed}": r[1]["evals"] for r in runs}, args.plot,
-                        curve_title(lm.name, asdict(cfg), seeds))
-    summary = {"command": command, "config": asdict(cfg), "model": lm.name, "hook_name": sae.hook_name,
-               "weights_unchanged": all(c["weights_unchanged"] for c in cards),
-               "weights_before": cards[0]["weights_before"], "weights_after": cards[-1]["weights_after"],
-               "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "cpus": _cpus(), **summarize(cards)}
+    plot_learning_curve(
+        {f"seed {r[2].seed}": r[1]["evals"] for r in runs}, args.plot, curve_title(lm.name, asdict(cfg), seeds)
+    )
+    summary = {
+        "command": command,
+        "config": asdict(cfg),
+        "model": lm.name,
+        "hook_name": sae.hook_name,
+        "weights_unchanged": all(c["weights_unchanged"] for c in cards),
+        "weights_before": cards[0]["weights_before"],
+        "weights_after": cards[-1]["weights_after"],
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "cpus": _cpus(),
+        **summarize(cards),
+    }
     if args.summary is not None:
         args.summary.parent.mkdir(parents=True, exist_ok=True)
         args.summary.write_text(json.dumps(summary, indent=2) + "\n")
@@ -274,14 +426,27 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.ship:
         ship(out_root / f"seed-{seeds[0]}" if len(seeds) > 1 else out_root)
-        console.print(f"shipped {ARTIFACTS / SHIPPED_NAME} (policy {cards[0]['policy_digest']}, seed {seeds[0]}, final)")
+        console.print(
+            f"shipped {ARTIFACTS / SHIPPED_NAME} (policy {cards[0]['policy_digest']}, seed {seeds[0]}, final)"
+        )
     st = summary["over_seeds"]
-    print(f"done: {kept_line(st)} value kept over {len(seeds)} seed(s); weights unchanged: {summary['weights_unchanged']}")
+    print(
+        f"done: {kept_line(st)} value kept over {len(seeds)} seed(s); weights unchanged: {summary['weights_unchanged']}"
+    )
     return 0
 
 
-def train_seed(cfg: TrainConfig, args: argparse.Namespace, lm: Any, sae: Any, out: Path, readers: dict[str, Any],
-               weights_hash: str, command: str, several: bool) -> tuple[Any, dict[str, Any]] | str:
+def train_seed(
+    cfg: TrainConfig,
+    args: argparse.Namespace,
+    lm: Any,
+    sae: Any,
+    out: Path,
+    readers: dict[str, Any],
+    weights_hash: str,
+    command: str,
+    several: bool,
+) -> tuple[Any, dict[str, Any]] | str:
     """One seed's run: pick the features, build the actuators (on the prompt caches in
     ``readers``, which gets this run's), warm them up, train with each evaluation published
     to ``--mqtt``, then evaluate the final policy (:func:`after_training`). Returns the
@@ -298,21 +463,43 @@ def train_seed(cfg: TrainConfig, args: argparse.Namespace, lm: Any, sae: Any, ou
     run_id = args.run_id or f"ppo-{int(time.time())}"
     published = progress_publisher(args.mqtt, run=run_id + (f"-seed{cfg.seed}" if several else ""))
     try:
-        policy, report = train_ppo(cfg, lm, sae, out_dir=out, resume=args.resume, server_url=args.server,
-                                   on_eval=lambda row: None if published.progress(force=True, **row) else None,
-                                   actuators=actuators)
+        policy, report = train_ppo(
+            cfg,
+            lm,
+            sae,
+            out_dir=out,
+            resume=args.resume,
+            server_url=args.server,
+            on_eval=lambda row: None if published.progress(force=True, **row) else None,
+            actuators=actuators,
+        )
     except (ValueError, RuntimeError, OSError) as exc:
         published.close()
         return str(exc)
     if cfg.warm:
         report["warm_up"] = warm
     after_training(policy, report, cfg, args)
-    report.update(command=command, model=lm.name, sae=_relative(sae.source), hook_name=sae.hook_name,
-                  torch=torch.__version__, python=platform.python_version(), cpus=_cpus(),
-                  date=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), out=str(out))
-    published.summary({"policy": policy.digest, "final_eval": report["final_eval"], "stopped_by": report["stopped_by"],
-                       "wall_seconds": report["wall_seconds"], "weights_unchanged": report["weights_unchanged"],
-                       "done": True})
+    report.update(
+        command=command,
+        model=lm.name,
+        sae=_relative(sae.source),
+        hook_name=sae.hook_name,
+        torch=torch.__version__,
+        python=platform.python_version(),
+        cpus=_cpus(),
+        date=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        out=str(out),
+    )
+    published.summary(
+        {
+            "policy": policy.digest,
+            "final_eval": report["final_eval"],
+            "stopped_by": report["stopped_by"],
+            "wall_seconds": report["wall_seconds"],
+            "weights_unchanged": report["weights_unchanged"],
+            "done": True,
+        }
+    )
     published.close()
     return policy, report
 
@@ -320,11 +507,14 @@ def train_seed(cfg: TrainConfig, args: argparse.Namespace, lm: Any, sae: Any, ou
 def seed_line(seed: int, digest: str, report: dict[str, Any]) -> str:
     """What a seed's run reached: value kept per training phrasing and side, draws vs minimax."""
     pos = report["positions"]
-    return (f"seed {seed}: policy {digest} ({report['stopped_by']}, step {report['steps']}): value kept "
-            + ", ".join(f"{p} {100 * v['X']['kept_share']:.1f} / {100 * v['O']['kept_share']:.1f} %"
-                        for p, v in pos.items())
-            + f"; vs minimax draws {100 * report['vs_minimax_exact']['X']['draw']:.1f} / "
-              f"{100 * report['vs_minimax_exact']['O']['draw']:.1f} %")
+    return (
+        f"seed {seed}: policy {digest} ({report['stopped_by']}, step {report['steps']}): value kept "
+        + ", ".join(
+            f"{p} {100 * v['X']['kept_share']:.1f} / {100 * v['O']['kept_share']:.1f} %" for p, v in pos.items()
+        )
+        + f"; vs minimax draws {100 * report['vs_minimax_exact']['X']['draw']:.1f} / "
+        f"{100 * report['vs_minimax_exact']['O']['draw']:.1f} %"
+    )
 
 
 def write_cards(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -357,4 +547,3 @@ def _relative(path: Any) -> str:
         return str(Path(str(path)).resolve().relative_to(ROOT))
     except ValueError:
         return str(path)
-

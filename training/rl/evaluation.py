@@ -25,21 +25,23 @@ from server.game import Board, Seat
 
 def _budget(moves: Sequence[Any]) -> dict[str, Any]:
     n = max(1, len(moves))
-    return {"mean_push": sum(m.norm_ratio for m in moves) / n,
-            "max_push": max((m.norm_ratio for m in moves), default=0.0),
-            "mean_kl": sum(m.kl for m in moves) / n,
-            "mean_features_steered": sum(m.n_steered for m in moves) / n,
-            "max_features_steered": max((m.n_steered for m in moves), default=0),
-            "steered_share": sum(m.n_steered > 0 for m in moves) / n,
-            "changed_share": sum(m.changed for m in moves) / n,
-            "mean_abs_coef_sum": sum(m.abs_coef for m in moves) / n}
+    return {
+        "mean_push": sum(m.norm_ratio for m in moves) / n,
+        "max_push": max((m.norm_ratio for m in moves), default=0.0),
+        "mean_kl": sum(m.kl for m in moves) / n,
+        "mean_features_steered": sum(m.n_steered for m in moves) / n,
+        "max_features_steered": max((m.n_steered for m in moves), default=0),
+        "steered_share": sum(m.n_steered > 0 for m in moves) / n,
+        "changed_share": sum(m.changed for m in moves) / n,
+        "mean_abs_coef_sum": sum(m.abs_coef for m in moves) / n,
+    }
 
 
 def policy_moves(policy: Any, actuator: Any, boards: Sequence[Board], chunk: int = 512) -> list[Any]:
     """The deterministic policy's steered move on each board (chunks bound the memory)."""
     out: list[Any] = []
     for i in range(0, len(boards), chunk):
-        part = list(boards[i:i + chunk])
+        part = list(boards[i : i + chunk])
         out.extend(actuator.act(part, policy.actions(actuator.observe(part))))
     return out
 
@@ -58,8 +60,13 @@ def evaluate_positions(policy: Any, actuator: Any, boards: Sequence[Board] | Non
         idx = [i for i, b in enumerate(boards) if b.turn is seat]
         kept = sum(1 for i in idx if moves[i].legal and moves[i].cell in value_preserving_cells(boards[i]))
         illegal = sum(1 for i in idx if not moves[i].legal)
-        out[seat.value] = {"positions": len(idx), "kept": kept, "kept_share": kept / max(1, len(idx)),
-                           "illegal": illegal, **_budget([moves[i] for i in idx])}
+        out[seat.value] = {
+            "positions": len(idx),
+            "kept": kept,
+            "kept_share": kept / max(1, len(idx)),
+            "illegal": illegal,
+            **_budget([moves[i] for i in idx]),
+        }
     return out
 
 
@@ -104,7 +111,6 @@ def meets(row: dict[str, Any], target: float) -> bool:
     return bool(keys) and all(row[k] >= target for k in keys)
 
 
-
 def digit_mass_check(policy: Any, actuator: Any, boards: Sequence[Board], chunk: int = 256) -> dict[str, float]:
     """The digits' share of the full next-token distribution under the policy's steering
     on ``boards`` (a full unembedding per answer): mean and min."""
@@ -116,7 +122,7 @@ def digit_mass_check(policy: Any, actuator: Any, boards: Sequence[Board], chunk:
     masses: list[float] = []
     try:
         for i in range(0, len(boards), chunk):
-            part = list(boards[i:i + chunk])
+            part = list(boards[i : i + chunk])
             coefs = actuator.codec.coefficients(policy.actions(actuator.observe(part)))
             masses += [m.digit_mass for m in actuator.bot.play(part, coefs) if m.digit_mass is not None]
     finally:
@@ -124,8 +130,9 @@ def digit_mass_check(policy: Any, actuator: Any, boards: Sequence[Board], chunk:
     return {"boards": len(masses), "mean": sum(masses) / max(1, len(masses)), "min": min(masses, default=float("nan"))}
 
 
-def play_server_games(policy: Any, actuator: Any, games: int, seed: int, opponent: str = "minimax",
-                      concurrency: int = 64) -> list[dict[str, Any]]:
+def play_server_games(
+    policy: Any, actuator: Any, games: int, seed: int, opponent: str = "minimax", concurrency: int = 64
+) -> list[dict[str, Any]]:
     """``games`` games per seat through an in-process server (``training.evaluate``'s
     ``play_arm_server``: the LLM bot as a remote client, games arranged with seeds), the bot
     playing ``policy`` itself (its own ``coefficients``: the shipped code path); it shares
@@ -139,8 +146,7 @@ def play_server_games(policy: Any, actuator: Any, games: int, seed: int, opponen
         def update(self, n: int) -> None:
             pass
 
-    bot = LLMBot(actuator.bot.lm, sae=actuator.bot.sae, policy=policy, mode=actuator.bot.mode, top_k=0,
-                 cache_boards=8)
+    bot = LLMBot(actuator.bot.lm, sae=actuator.bot.sae, policy=policy, mode=actuator.bot.mode, top_k=0, cache_boards=8)
     bot.reader = actuator.bot.reader  # same model, hook and prompts: reuse the warm cache
     rows = []
     for seat in ("X", "O"):
@@ -150,7 +156,7 @@ def play_server_games(policy: Any, actuator: Any, games: int, seed: int, opponen
         asyncio.run(play_arm_server(bot, arm, games, seed, concurrency, _Quiet(), games=record))
         arm.seconds = round(time.perf_counter() - t, 1)
         arm.finish()
-        rows.append({**asdict(arm), "distinct_games": len({tuple(v) for v in record.values()}),
-                     "policy_digest": policy.digest})
+        rows.append(
+            {**asdict(arm), "distinct_games": len({tuple(v) for v in record.values()}), "policy_digest": policy.digest}
+        )
     return rows
-

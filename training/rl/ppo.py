@@ -91,7 +91,9 @@ class TrainConfig:
     clip_range: float = 0.2
     baseline: str = "state"  # state: SB3's learned V(board) | constant: one learned scalar, the same on every board
     net_arch: list[int] = field(default_factory=lambda: [256, 256])
-    none_bias: list[float] = field(default_factory=lambda: [3.0, 6.0])  # added to each slot's "no steering" logit at the start
+    none_bias: list[float] = field(
+        default_factory=lambda: [3.0, 6.0]
+    )  # added to each slot's "no steering" logit at the start
     total_steps: int = 393_216  # 192 PPO updates of 64 games x 32 moves
     budget_seconds: float = 7200.0  # wall clock (a safety stop; runs are compared at equal steps)
     eval_every: int = 32_768
@@ -122,7 +124,7 @@ def pick_features(sae: Any, cfg: TrainConfig) -> list[int]:
     for cell in range(9):
         scored = []
         for idx in labelled:
-            delta = ((labels[idx].get("effect") or {}).get("mean_delta_prob") or [])
+            delta = (labels[idx].get("effect") or {}).get("mean_delta_prob") or []
             if len(delta) == 9:
                 scored.append((-abs(float(delta[cell])), idx))
         ranked.append([i for _, i in sorted(scored)])
@@ -161,8 +163,9 @@ def llm_boards(seat: Seat) -> list[Board]:
 
 
 # --------------------------------------------------------------------------- build
-def build_actuator(lm: Any, sae: Any, cfg: TrainConfig, features: Sequence[int], cache_boards: int = 6000,
-                   phrasing: str = "grid") -> Any:
+def build_actuator(
+    lm: Any, sae: Any, cfg: TrainConfig, features: Sequence[int], cache_boards: int = 6000, phrasing: str = "grid"
+) -> Any:
     from bots.llm.bot import LLMBot
     from bots.llm.learned import ActionCodec
     from bots.llm.policy import FixedSteeringPolicy
@@ -176,19 +179,33 @@ def build_actuator(lm: Any, sae: Any, cfg: TrainConfig, features: Sequence[int],
         directions = random_direction_basis(sae, features, cfg.seed).directions
     elif cfg.basis != "sae":
         raise ValueError(f"unknown steering basis {cfg.basis!r}; expected sae or directions")
-    bot = LLMBot(lm, sae=sae, policy=zero, mode=cfg.mode, top_k=0, cache_boards=cache_boards, phrasing=phrasing,
-                 directions=directions)
+    bot = LLMBot(
+        lm,
+        sae=sae,
+        policy=zero,
+        mode=cfg.mode,
+        top_k=0,
+        cache_boards=cache_boards,
+        phrasing=phrasing,
+        directions=directions,
+    )
     codec = ActionCodec(cfg.action, len(features), strengths=cfg.strengths, slots=cfg.slots, bound=cfg.bound)
     return LLMActuator(bot, codec, cfg.obs, obs_observed(sae) if cfg.obs == "features" else ())
 
 
-def build_actuators(lm: Any, sae: Any, cfg: TrainConfig, features: Sequence[int],
-                    phrasings: Sequence[str] | None = None, readers: dict[str, Any] | None = None) -> dict[str, Any]:
+def build_actuators(
+    lm: Any,
+    sae: Any,
+    cfg: TrainConfig,
+    features: Sequence[int],
+    phrasings: Sequence[str] | None = None,
+    readers: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """One actuator per phrasing (the same features and action; its own answer reader, or
     the one in ``readers`` for that phrasing: the prompt cache does not depend on the
     features steered, so runs with other features can share it)."""
     out = {}
-    for p in (phrasings or cfg.phrasings):
+    for p in phrasings or cfg.phrasings:
         act = build_actuator(lm, sae, cfg, features, phrasing=p)
         if readers is not None and p in readers:
             act.bot.reader = readers[p]
@@ -196,8 +213,16 @@ def build_actuators(lm: Any, sae: Any, cfg: TrainConfig, features: Sequence[int]
     return out
 
 
-def warm_actuators(actuators: dict[str, Any], lm: Any, weights_hash: str, *, store: bool = True,
-                   progress: bool = True, boards: Sequence[Board] | None = None, threads: int = 2) -> dict[str, Any]:
+def warm_actuators(
+    actuators: dict[str, Any],
+    lm: Any,
+    weights_hash: str,
+    *,
+    store: bool = True,
+    progress: bool = True,
+    boards: Sequence[Board] | None = None,
+    threads: int = 2,
+) -> dict[str, Any]:
     """Run (or load from the prompt store) the prompt of every open position in each
     actuator's phrasing, with ``threads`` torch threads (the prefill is large matrix work:
     both cores pay; training's small steps run best on one); returns what was done per phrasing."""
@@ -214,8 +239,12 @@ def warm_actuators(actuators: dict[str, Any], lm: Any, weights_hash: str, *, sto
         for name, act in actuators.items():
             path = prompt_store_path(lm, act.bot.reader, weights_hash) if store else None
             info: dict[str, Any] = {}
-            _with_bar(progress, len(boards), f"warm-up: prompts of every open position ({name})",
-                      lambda step: info.update(act.warm(boards, progress=step, store=path)))
+            _with_bar(
+                progress,
+                len(boards),
+                f"warm-up: prompts of every open position ({name})",
+                lambda step: info.update(act.warm(boards, progress=step, store=path)),
+            )
             out[name] = {**info, "threads": threads}
     finally:
         torch.set_num_threads(before)
@@ -239,8 +268,15 @@ def export_policy(model: Any, actuator: Any, sae: Any) -> Any:
     for module in list(model.policy.mlp_extractor.policy_net) + [model.policy.action_net]:
         if isinstance(module, torch.nn.Linear):
             layers.append((module.weight.detach().cpu().numpy().copy(), module.bias.detach().cpu().numpy().copy()))
-    return LearnedSteeringPolicy(actuator.bot.steering.features, obs=actuator.obs, codec=actuator.codec, net=MLP(layers, "tanh"),
-                                 obs_features=actuator.obs_features, hook_name=sae.hook_name, d_sae=sae.d_sae)
+    return LearnedSteeringPolicy(
+        actuator.bot.steering.features,
+        obs=actuator.obs,
+        codec=actuator.codec,
+        net=MLP(layers, "tanh"),
+        obs_features=actuator.obs_features,
+        hook_name=sae.hook_name,
+        d_sae=sae.d_sae,
+    )
 
 
 # --------------------------------------------------------------------------- training
@@ -272,7 +308,9 @@ def _make_transport(cfg: TrainConfig, server_url: str | None, log: Any) -> tuple
         if server_url is None:
             server = BackgroundServer(seed=cfg.seed).start()
             server_url = server.url
-        log(f"[ppo] playing {cfg.opponents} through the server at {server_url} ({cfg.n_envs} games at once, one connection)")
+        log(
+            f"[ppo] playing {cfg.opponents} through the server at {server_url} ({cfg.n_envs} games at once, one connection)"
+        )
         return ServerTransport(server_url, forfeit=cfg.mode == "strict"), server
     if cfg.via == "local":
         log(f"[ppo] playing {cfg.opponents} in-process (--via local, {cfg.n_envs} games at once)")
@@ -286,15 +324,30 @@ def _new_model(cfg: TrainConfig, env: Any, n_choices: int) -> Any:
 
     if cfg.baseline not in ("state", "constant"):
         raise ValueError(f"unknown baseline {cfg.baseline!r}; expected state or constant")
-    model = PPO("MlpPolicy", env, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
-                learning_rate=cfg.learning_rate, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, ent_coef=cfg.ent_coef,
-                clip_range=cfg.clip_range, seed=cfg.seed, device="cpu", verbose=0,
-                policy_kwargs={"net_arch": {"pi": list(cfg.net_arch),
-                                            "vf": list(cfg.net_arch) if cfg.baseline == "state" else []}})
+    model = PPO(
+        "MlpPolicy",
+        env,
+        n_steps=cfg.n_steps,
+        batch_size=cfg.batch_size,
+        n_epochs=cfg.n_epochs,
+        learning_rate=cfg.learning_rate,
+        gamma=cfg.gamma,
+        gae_lambda=cfg.gae_lambda,
+        ent_coef=cfg.ent_coef,
+        clip_range=cfg.clip_range,
+        seed=cfg.seed,
+        device="cpu",
+        verbose=0,
+        policy_kwargs={
+            "net_arch": {"pi": list(cfg.net_arch), "vf": list(cfg.net_arch) if cfg.baseline == "state" else []}
+        },
+    )
     if cfg.action == "sparse" and cfg.none_bias:
         with torch.no_grad():
             for slot in range(cfg.slots):  # each slot's "no steering" choice starts likely (a later slot more so)
-                head = cast(torch.nn.Linear, model.policy.action_net)  # MlpPolicy's action head over a MultiDiscrete space
+                head = cast(
+                    torch.nn.Linear, model.policy.action_net
+                )  # MlpPolicy's action head over a MultiDiscrete space
                 head.bias[slot * n_choices] += cfg.none_bias[min(slot, len(cfg.none_bias) - 1)]
     if cfg.baseline == "constant":
         constant_baseline(model)
@@ -315,10 +368,19 @@ def constant_baseline(model: Any) -> None:
     model.policy.value_net.weight.requires_grad_(False)
 
 
-def train_ppo(cfg: TrainConfig, lm: Any, sae: Any, *, out_dir: Path | None = None, resume: bool = False,
-              progress: bool = True, server_url: str | None = None, log: Any = print,
-              on_eval: Callable[[dict[str, Any]], None] | None = None,
-              actuators: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+def train_ppo(
+    cfg: TrainConfig,
+    lm: Any,
+    sae: Any,
+    *,
+    out_dir: Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    server_url: str | None = None,
+    log: Any = print,
+    on_eval: Callable[[dict[str, Any]], None] | None = None,
+    actuators: dict[str, Any] | None = None,
+) -> tuple[Any, dict[str, Any]]:
     """Train, evaluate exactly, and return ``(final policy, report)``; with ``out_dir`` also
     write the CSV logs, checkpoint and policy there (see the module docstring). ``on_eval``
     is handed each evaluation's row as it is made, e.g. to publish it to an MQTT broker
@@ -330,8 +392,10 @@ def train_ppo(cfg: TrainConfig, lm: Any, sae: Any, *, out_dir: Path | None = Non
     hashes_before = {"model": lm.weights_hash(), "sae": sae.weights_hash()}
     features = pick_features(sae, cfg)
     actuators, warm = _ready_actuators(cfg, lm, sae, features, actuators, timer, hashes_before["model"], progress, log)
-    log(f"[ppo] steering {len(features)} features of {sae.hook_name} ({cfg.pick if not cfg.features else 'given'}): "
-        f"{features}; obs {cfg.obs}, action {cfg.action}, {cfg.mode} reading, phrasings {list(actuators)}")
+    log(
+        f"[ppo] steering {len(features)} features of {sae.hook_name} ({cfg.pick if not cfg.features else 'given'}): "
+        f"{features}; obs {cfg.obs}, action {cfg.action}, {cfg.mode} reading, phrasings {list(actuators)}"
+    )
     transport, server = _make_transport(cfg, server_url, log)
     env = SteeringVecEnv(actuators, transport, cfg.n_envs, _env_config(cfg))
     out_dir = Path(out_dir) if out_dir is not None else None
@@ -347,17 +411,26 @@ def train_ppo(cfg: TrainConfig, lm: Any, sae: Any, *, out_dir: Path | None = Non
         env.close()
         if server is not None:
             server.stop()
-    stopped_by = ("the last {} evaluations met the target".format(cfg.stable_evals) if state.stable
-                  else state.stopped_by or "the step budget")
-    timer.add("PPO updates and the rest", max(0.0, time.perf_counter() - t - sum(
-        v for k, v in timer.sections.items() if not k.startswith("warm"))))
+    stopped_by = (
+        "the last {} evaluations met the target".format(cfg.stable_evals)
+        if state.stable
+        else state.stopped_by or "the step budget"
+    )
+    timer.add(
+        "PPO updates and the rest",
+        max(0.0, time.perf_counter() - t - sum(v for k, v in timer.sections.items() if not k.startswith("warm"))),
+    )
     hashes_after = {"model": lm.weights_hash(), "sae": sae.weights_hash()}
     policy = export_policy(model, state.actuator, sae)
-    report = {**_report(state, features, policy, stopped_by), "warm_up": warm,
-              "actuator": {k: a.stats() for k, a in actuators.items()},
-              "transport": {"via": cfg.via, "frames": getattr(transport, "frames", 0)},
-              "weights_before": hashes_before, "weights_after": hashes_after,
-              "weights_unchanged": hashes_before == hashes_after}
+    report = {
+        **_report(state, features, policy, stopped_by),
+        "warm_up": warm,
+        "actuator": {k: a.stats() for k, a in actuators.items()},
+        "transport": {"via": cfg.via, "frames": getattr(transport, "frames", 0)},
+        "weights_before": hashes_before,
+        "weights_after": hashes_after,
+        "weights_unchanged": hashes_before == hashes_after,
+    }
     log(f"[ppo] stopped at step {report['steps']}: {stopped_by}")
     if out_dir is not None:
         policy.save(out_dir / "policy.json")
@@ -365,8 +438,17 @@ def train_ppo(cfg: TrainConfig, lm: Any, sae: Any, *, out_dir: Path | None = Non
     return policy, report
 
 
-def _ready_actuators(cfg: TrainConfig, lm: Any, sae: Any, features: list[int], actuators: dict[str, Any] | None,
-                     timer: Timer, weights_hash: str, progress: bool, log: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def _ready_actuators(
+    cfg: TrainConfig,
+    lm: Any,
+    sae: Any,
+    features: list[int],
+    actuators: dict[str, Any] | None,
+    timer: Timer,
+    weights_hash: str,
+    progress: bool,
+    log: Any,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The run's actuators (one per training phrasing): the given ones, checked to steer
     ``features`` and with their move memos cleared, or new ones, warmed up unless the
     config says not to; and what the warm-up did."""
@@ -389,9 +471,17 @@ def _ready_actuators(cfg: TrainConfig, lm: Any, sae: Any, features: list[int], a
 def _env_config(cfg: TrainConfig) -> Any:
     from training.rl.env import EnvConfig
 
-    return EnvConfig(seat=cfg.seat, p_o=cfg.p_o, mode=cfg.mode, push_cost=cfg.push_cost, shaping=cfg.shaping,
-                     seed=cfg.seed, opponents=cfg.opponents, random_openings=cfg.random_openings,
-                     max_random_moves=cfg.max_random_moves)
+    return EnvConfig(
+        seat=cfg.seat,
+        p_o=cfg.p_o,
+        mode=cfg.mode,
+        push_cost=cfg.push_cost,
+        shaping=cfg.shaping,
+        seed=cfg.seed,
+        opponents=cfg.opponents,
+        random_openings=cfg.random_openings,
+        max_random_moves=cfg.max_random_moves,
+    )
 
 
 def _load_or_new_model(cfg: TrainConfig, env: Any, ckpt: Path | None, resume: bool, actuator: Any, log: Any) -> Any:
@@ -441,8 +531,12 @@ class _TrainingRun:
         model = self.model
         self.evaluate(model.num_timesteps)  # the starting point (mostly unsteered)
         if not self.stop:
-            model.learn(total_timesteps=max(0, self.cfg.total_steps - model.num_timesteps),
-                        callback=_callback(self, progress), reset_num_timesteps=not resume, progress_bar=False)
+            model.learn(
+                total_timesteps=max(0, self.cfg.total_steps - model.num_timesteps),
+                callback=_callback(self, progress),
+                reset_num_timesteps=not resume,
+                progress_bar=False,
+            )
         if self.evals[-1]["policy"] != export_policy(model, self.actuator, self.sae).digest:
             self.evaluate(model.num_timesteps)  # the final policy (after the update that follows the last rollout)
 
@@ -463,13 +557,15 @@ class _TrainingRun:
         ok = meets(row, cfg.target)
         if ok and self.reached is None:
             self.reached = {"step": step, "wall_s": row["wall_s"], "cpu_s": row["cpu_s"]}
-        last = self.evals[-cfg.stable_evals:]
+        last = self.evals[-cfg.stable_evals :]
         if len(last) == cfg.stable_evals and all(meets(r, cfg.target) for r in last):
             self.stable = {"step": step, "wall_s": row["wall_s"], "cpu_s": row["cpu_s"]}
             self.stop = True
         kept = " ".join(f"{k[5:]} {100 * v:.1f}" for k, v in row.items() if k.startswith("kept_"))
-        self.log(f"[ppo] step {step:>7}: value kept % {kept}; exact draw vs minimax X {100 * row['draw_x']:.1f} % "
-                 f"O {100 * row['draw_o']:.1f} %; {timer.wall:.0f} s")
+        self.log(
+            f"[ppo] step {step:>7}: value kept % {kept}; exact draw vs minimax X {100 * row['draw_x']:.1f} % "
+            f"O {100 * row['draw_o']:.1f} %; {timer.wall:.0f} s"
+        )
         if self.out_dir is not None and self.ckpt is not None:
             _write_csv(self.out_dir / "eval.csv", self.evals)
             self.model.save(self.ckpt)
@@ -478,15 +574,19 @@ class _TrainingRun:
         """A training row after a rollout (recent results, push, boards seen), also
         written to ``train.csv``."""
         lg, env, timer = self.env.log, self.env, self.timer
-        row = {"step": self.model.num_timesteps, "wall_s": round(timer.wall, 1),
-               "cpu_s": round(timer.cpu, 1), "games": env.games_started,
-               "recent_draw_x": round(lg.recent_draw_rate("X"), 4),
-               "recent_draw_o": round(lg.recent_draw_rate("O"), 4),
-               "recent_loss_x": round(lg.recent_loss_rate("X"), 4),
-               "recent_loss_o": round(lg.recent_loss_rate("O"), 4),
-               "mean_push": round(lg.push / max(1, lg.moves), 4),
-               "boards_seen": len(env.boards_seen),
-               "llm_boards": sum(a.llm_boards for a in self.actuators.values())}
+        row = {
+            "step": self.model.num_timesteps,
+            "wall_s": round(timer.wall, 1),
+            "cpu_s": round(timer.cpu, 1),
+            "games": env.games_started,
+            "recent_draw_x": round(lg.recent_draw_rate("X"), 4),
+            "recent_draw_o": round(lg.recent_draw_rate("O"), 4),
+            "recent_loss_x": round(lg.recent_loss_rate("X"), 4),
+            "recent_loss_o": round(lg.recent_loss_rate("O"), 4),
+            "mean_push": round(lg.push / max(1, lg.moves), 4),
+            "boards_seen": len(env.boards_seen),
+            "llm_boards": sum(a.llm_boards for a in self.actuators.values()),
+        }
         self.train.append(row)
         if self.out_dir is not None:
             _write_csv(self.out_dir / "train.csv", self.train)
@@ -512,8 +612,15 @@ def _callback(run: _TrainingRun, progress: bool) -> Any:
             if progress:
                 from tqdm import tqdm
 
-                self.bar = tqdm(total=cfg.total_steps, initial=model.num_timesteps, desc="PPO steps", unit="step",
-                                file=sys.stderr, dynamic_ncols=True, mininterval=5.0)
+                self.bar = tqdm(
+                    total=cfg.total_steps,
+                    initial=model.num_timesteps,
+                    desc="PPO steps",
+                    unit="step",
+                    file=sys.stderr,
+                    dynamic_ncols=True,
+                    mininterval=5.0,
+                )
 
         def _on_step(self) -> bool:
             if timer.wall >= cfg.budget_seconds:
@@ -530,8 +637,11 @@ def _callback(run: _TrainingRun, progress: bool) -> Any:
             if self.bar is not None:
                 lg = env.log
                 self.bar.update(model.num_timesteps - self.bar.n)
-                self.bar.set_postfix(loss_x=f"{lg.recent_loss_rate('X'):.2f}", loss_o=f"{lg.recent_loss_rate('O'):.2f}",
-                                     boards=len(env.boards_seen))
+                self.bar.set_postfix(
+                    loss_x=f"{lg.recent_loss_rate('X'):.2f}",
+                    loss_o=f"{lg.recent_loss_rate('O'):.2f}",
+                    boards=len(env.boards_seen),
+                )
             if model.num_timesteps >= self.next_eval:
                 self.next_eval = model.num_timesteps + cfg.eval_every
                 run.evaluate(model.num_timesteps)
@@ -547,14 +657,24 @@ def _report(run: _TrainingRun, features: list[int], policy: Any, stopped_by: str
     """The run's report: config, features, steps and games, evaluations, results and time."""
     model, env, timer = run.model, run.env, run.timer
     return {
-        "config": asdict(run.cfg), "features": [{"index": f, "label": run.sae.label(f) or ""} for f in features],
-        "obs_features": len(run.actuator.obs_features), "policy_digest": policy.digest,
+        "config": asdict(run.cfg),
+        "features": [{"index": f, "label": run.sae.label(f) or ""} for f in features],
+        "obs_features": len(run.actuator.obs_features),
+        "policy_digest": policy.digest,
         "policy_step": int(model.num_timesteps),
-        "steps": int(model.num_timesteps), "games": env.games_started, "random_opening_moves": env.random_moves,
-        "boards_seen": len(env.boards_seen), "reached_target": run.reached, "stable_target": run.stable,
-        "stopped_by": stopped_by, "final_eval": run.evals[-1], "evals": run.evals,
-        "training_results": env.log.results, "training_results_by_opponent": env.log.by_opponent,
-        "wall_seconds": round(timer.wall, 1), "cpu_seconds": round(timer.cpu, 1),
+        "steps": int(model.num_timesteps),
+        "games": env.games_started,
+        "random_opening_moves": env.random_moves,
+        "boards_seen": len(env.boards_seen),
+        "reached_target": run.reached,
+        "stable_target": run.stable,
+        "stopped_by": stopped_by,
+        "final_eval": run.evals[-1],
+        "evals": run.evals,
+        "training_results": env.log.results,
+        "training_results_by_opponent": env.log.by_opponent,
+        "wall_seconds": round(timer.wall, 1),
+        "cpu_seconds": round(timer.cpu, 1),
         "time": {k: round(v, 1) for k, v in timer.sections.items()},
         "env_seconds": {k: round(v, 1) for k, v in env.seconds.items()},
     }
@@ -577,5 +697,3 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-
-

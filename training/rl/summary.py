@@ -55,12 +55,18 @@ def gather(cards: list[dict[str, Any]]) -> dict[str, Any]:
     seeds = [c["config"]["seed"] for c in cards]
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"a seed appears twice: {seeds}")
-    return {"command": [c["command"] for c in cards], "config": {**first, "seed": seeds[0]},
-            "model": cards[0]["model"], "hook_name": cards[0]["hook_name"],
-            "weights_unchanged": all(c["weights_unchanged"] for c in cards),
-            "weights_before": cards[0]["weights_before"], "weights_after": cards[-1]["weights_after"],
-            "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "cpus": cards[0].get("cpus"),
-            **summarize(cards)}
+    return {
+        "command": [c["command"] for c in cards],
+        "config": {**first, "seed": seeds[0]},
+        "model": cards[0]["model"],
+        "hook_name": cards[0]["hook_name"],
+        "weights_unchanged": all(c["weights_unchanged"] for c in cards),
+        "weights_before": cards[0]["weights_before"],
+        "weights_after": cards[-1]["weights_after"],
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "cpus": cards[0].get("cpus"),
+        **summarize(cards),
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,7 +81,10 @@ def run(args: argparse.Namespace) -> int:
     args.summary.parent.mkdir(parents=True, exist_ok=True)
     args.summary.write_text(json.dumps(summary, indent=2) + "\n")
     if args.plot is not None:
-        plot_learning_curve({f"seed {c['config']['seed']}": c["evals"] for c in cards}, args.plot,
-                            curve_title(summary["model"], summary["config"], summary["seeds"]))
+        plot_learning_curve(
+            {f"seed {c['config']['seed']}": c["evals"] for c in cards},
+            args.plot,
+            curve_title(summary["model"], summary["config"], summary["seeds"]),
+        )
     print(f"{args.summary}: seeds {summary['seeds']}; {kept_line(summary['over_seeds'])} value kept")
     return 0
