@@ -58,6 +58,8 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from server.players.house import HOUSE_NAMES
 from bots.llm.player import check_mode
+from client.core import (BadFrame, ChallengeDeclined, ClientCore, GameEnded, GameStarted, GameUpdated, Reply,
+                         RequestFailed, ServerError, Welcomed, YourTurn)
 from server.game import Board, Seat
 from training.rl.actuator import LLMActuator, MoveOutcome
 
@@ -231,7 +233,8 @@ class LocalTransport:
 
 
 class ServerTransport:
-    """Games against the server's house bots through one WebSocket connection.
+    """Games against the server's house bots through one WebSocket connection, spoken by
+    a :class:`client.core.ClientCore` (the requests, their ids and replies, the games).
 
     Every game is a ``challenge`` (the house bot, the LLM's ``side``, the game's
     ``seed``, a long move clock so that a PPO update never times a game out); every move a
@@ -251,101 +254,102 @@ class ServerTransport:
         self._exit = contextlib.ExitStack()
         self.ws = self._exit.enter_context(connect(url, max_size=1 << 22, open_timeout=timeout))
         self.frames = 0
-        self._send({"type": "hello", "name": name, "role": "player", "protocol": 2})  # a house answer in the move's state
+        self.core = ClientCore(name)  # protocol 2: a house answer in the move's state
+        self._send(self.core.hello())
         welcome = self._recv()
-        if welcome.get("type") != "welcome":
+        if not isinstance(self.core.receive(welcome)[0], Welcomed):
             raise RuntimeError(f"the server at {url} refused the trainer: {welcome}")
         self.seat: dict[int, Seat] = {}
         self.game_of: dict[int, str] = {}  # env -> game id
         self.env_of: dict[str, int] = {}  # game id -> env
-        self.state: dict[int, GameState] = {}
-        self._pending: dict[str, dict[str, Any]] = {}  # request id -> frame, resent when rate limited
+        self.state: dict[int, GameState] = {}  # each env's game as last settled
         self._challenge_env: dict[str, int] = {}  # request id of a challenge -> env
-        self._min_ply: dict[int, int] = {}  # a game is settled when the LLM is to move at this ply or later
-        self._n = 0
 
     def _send(self, frame: dict[str, Any]) -> None:
         self.ws.send(json.dumps(frame))
 
     def _recv(self) -> dict[str, Any]:
-        frame = json.loads(self.ws.recv(timeout=self.timeout))
+        frame = json.loads(self.ws.recv(timeout=self.timeout))  # json: the core's strict decoding is slower
         self.frames += 1
         return frame
 
-    def _request(self, frame: dict[str, Any]) -> None:
-        self._n += 1
-        frame = dict(frame, id=f"r{self._n}")
-        self._pending[frame["id"]] = frame
-        self._send(frame)
-
-    def _settled(self, env: int) -> bool:
-        s = self.state.get(env)
-        return s is not None and (s.over or (not s.board.is_over and s.board.turn is self.seat[env]
-                                                  and s.board.ply >= self._min_ply[env]))
+    def _settle(self, env: int) -> bool:
+        """Record the env's game in :attr:`state` if it is over (its ``game_over`` seen) or
+        waits for the LLM's move; say whether it is."""
+        if env in self.state:
+            return True
+        game = self.core.games.get(self.game_of.get(env, ""))
+        if game is None or not game.to_move:
+            return False
+        self.state[env] = GameState(game.board, game_id=game.game_id)
+        return True
 
     def _pump(self, envs: Sequence[int]) -> dict[int, GameState]:
         """Read frames until every game of ``envs`` is over or waits for the LLM's move."""
-        waiting = set(envs)
+        waiting = {e for e in envs if not self._settle(e)}
         deadline = time.monotonic() + self.timeout
-        while any(not self._settled(e) for e in waiting):
+        while waiting:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the server at {self.url} did not answer within {self.timeout:.0f} s")
-            f = self._recv()
-            kind = f.get("type")
-            rid = f.get("id")
-            if kind == "error":
-                if f.get("code") == "rate_limited" and rid in self._pending:
+            touched: set[int] = set()
+            for ev in self.core.receive(self._recv()):
+                kind = type(ev)  # compared by identity: the hot path of PPO through the server
+                if kind is GameUpdated or kind is GameStarted:
+                    env = self.env_of.get(cast("GameUpdated | GameStarted", ev).game.game_id)
+                    if env is not None:
+                        touched.add(env)
+                elif kind is Reply or kind is YourTurn:
+                    if ev.frame["type"] == "challenge_sent":
+                        env = self._challenge_env.pop(cast(Reply, ev).request["id"], None)
+                        if env is not None:
+                            self.game_of[env] = ev.frame["challenge_id"]
+                            self.env_of[ev.frame["challenge_id"]] = env
+                            touched.add(env)
+                elif kind is GameEnded:
+                    self._ended(cast(GameEnded, ev), touched)
+                elif kind is RequestFailed and cast(RequestFailed, ev).code == "rate_limited":
                     time.sleep(0.05)
-                    self._send(self._pending[rid])
-                    continue
-                raise RuntimeError(f"the server refused a request: [{f.get('code')}] {f.get('message')}")
-            if rid is not None:
-                self._pending.pop(rid, None)
-            if kind == "challenge_sent" and isinstance(rid, str) and rid.startswith("r"):
-                env = self._challenge_env.pop(rid, None)
-                if env is not None:
-                    self.game_of[env] = f["challenge_id"]
-                    self.env_of[f["challenge_id"]] = env
-                continue
-            if kind == "challenge_declined":
-                raise RuntimeError(f"the server declined a game: {f.get('reason')}")
-            gid = f.get("game_id")
-            env = self.env_of.get(gid) if isinstance(gid, str) else None
-            if env is None or not isinstance(gid, str):
-                continue
-            if kind in ("game_start", "state"):
-                board = Board(f["board"])
-                prev = self.state.get(env)
-                if prev is None or not prev.over:  # a game is over only with its game_over (which names the reason)
-                    self.state[env] = GameState(board, game_id=gid)
-            elif kind == "game_over":
-                self.state[env] = GameState(Board(f["board"]), over=True, illegal=f.get("reason") == "illegal_move",
-                                            game_id=gid)
-                if f.get("reason") not in ("line", "full_board", "illegal_move"):
-                    raise RuntimeError(f"game {gid} ended by {f.get('reason')!r}, not by play")
+                    self._send(self.core.retry(cast(RequestFailed, ev).request))
+                elif kind is RequestFailed or kind is ServerError:
+                    failed = cast("RequestFailed | ServerError", ev)
+                    raise RuntimeError(f"the server refused a request: [{failed.code}] {failed.message}")
+                elif kind is ChallengeDeclined:
+                    raise RuntimeError(f"the server declined a game: {cast(ChallengeDeclined, ev).reason}")
+                elif kind is BadFrame:
+                    raise RuntimeError(f"the server sent a frame the trainer cannot use: {cast(BadFrame, ev).reason}")
+            waiting -= {e for e in touched & waiting if self._settle(e)}
         return {e: self.state[e] for e in envs}
+
+    def _ended(self, ev: GameEnded, touched: set[int]) -> None:
+        """A ``game_over``: the game of its env is over (illegal when the LLM forfeited it)."""
+        game = ev.game
+        env = self.env_of.get(game.game_id) if game is not None else None
+        if game is None or env is None:
+            return
+        self.state[env] = GameState(game.board, over=True, illegal=game.reason == "illegal_move", game_id=game.game_id)
+        if game.reason not in ("line", "full_board", "illegal_move"):
+            raise RuntimeError(f"game {game.game_id} ended by {game.reason!r}, not by play")
+        touched.add(env)
 
     def start(self, games: Sequence[tuple[int, Seat, int, str]]) -> dict[int, GameState]:
         for env, seat, seed, opponent in games:
             old = self.game_of.pop(env, None)
             if old is not None:
                 self.env_of.pop(old, None)
+                self.core.forget(old)
             self.state.pop(env, None)
             self.seat[env] = seat
-            self._min_ply[env] = 0
-            self._request({"type": "challenge", "opponent": opponent, "side": seat.value, "clock": self.clock,
-                           "seed": seed})
-            self._challenge_env[f"r{self._n}"] = env
+            frame = self.core.challenge(opponent, side=seat.value, clock=self.clock, seed=seed)
+            self._challenge_env[frame["id"]] = env
+            self._send(frame)
         return self._pump([env for env, _, _, _ in games])
 
     def move(self, moves: Sequence[tuple[int, int]]) -> dict[int, GameState]:
         for env, cell in moves:
             # settled again once the server reports the game over or the LLM to move after this move
-            self._min_ply[env] = self.state[env].board.ply + 1
-            frame: dict[str, Any] = {"type": "move", "game_id": self.game_of[env], "cell": int(cell)}
-            if self.forfeit:
-                frame["on_illegal"] = "forfeit"
-            self._request(frame)
+            if not self.state[env].over:
+                del self.state[env]
+            self._send(self.core.move(self.game_of[env], int(cell), on_illegal="forfeit" if self.forfeit else None))
         return self._pump([env for env, _ in moves])
 
     def close(self) -> None:
