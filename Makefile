@@ -1,5 +1,5 @@
 # Quick start:   make demo   (set up, then run the demo)
-#                make test   (set up, lint with ruff and type-check with mypy, then run the whole test suite)
+#                make test   (set up, lint and format-check with ruff, type-check with mypy, then the whole test suite)
 #                make test-fast (set up, lint, then the tests not marked slow)
 # Both create or reuse the virtualenv in $(VENV) and install the pinned dependencies.
 VENV ?= .venv
@@ -26,6 +26,7 @@ demo: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m mypy
 
 test: lint

@@ -81,5 +81,6 @@ def test_the_quick_start_targets_exist_and_ci_runs_make_test_which_lints_first()
     for target in ("demo", "test", "test-fast", "lint"):
         assert re.search(rf"^{re.escape(target)}:", makefile, flags=re.M), target
     assert re.search(r"^test: lint$", makefile, flags=re.M)
-    assert re.search(r"^lint: setup\n\t\$\(BIN\)/ruff check \.\n\t\$\(BIN\)/python -m mypy$", makefile, flags=re.M)
+    lint = r"^lint: setup\n\t\$\(BIN\)/ruff check \.\n\t\$\(BIN\)/ruff format --check \.\n\t\$\(BIN\)/python -m mypy$"
+    assert re.search(lint, makefile, flags=re.M)
     assert "make test" in (ROOT / ".ci" / "run").read_text()

@@ -58,8 +58,19 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from server.players.house import HOUSE_NAMES
 from bots.llm.player import check_mode
-from client.core import (BadFrame, ChallengeDeclined, ClientCore, GameEnded, GameStarted, GameUpdated, Reply,
-                         RequestFailed, ServerError, Welcomed, YourTurn)
+from client.core import (
+    BadFrame,
+    ChallengeDeclined,
+    ClientCore,
+    GameEnded,
+    GameStarted,
+    GameUpdated,
+    Reply,
+    RequestFailed,
+    ServerError,
+    Welcomed,
+    YourTurn,
+)
 from server.game import Board, Seat
 from training.rl.actuator import LLMActuator, MoveOutcome
 
@@ -243,8 +254,9 @@ class ServerTransport:
 
     name = "server"
 
-    def __init__(self, url: str, *, name: str = "rl-trainer", forfeit: bool = True, clock: float = 3600.0,
-                 timeout: float = 120.0) -> None:
+    def __init__(
+        self, url: str, *, name: str = "rl-trainer", forfeit: bool = True, clock: float = 3600.0, timeout: float = 120.0
+    ) -> None:
         from websockets.sync.client import connect
 
         self.url = url
@@ -362,11 +374,22 @@ class ServerTransport:
 def _serve_in_child(seed: int, conn: Any) -> None:
     """Child process: run an arena server on a free loopback port, send its URL, serve
     until the parent closes the pipe."""
+
     async def main() -> None:
         from server.app import ServerConfig, serve_arena
 
-        config = ServerConfig(host="127.0.0.1", port=0, db_path=":memory:", seed=seed, minimax_tiebreak="random",
-                              move_clock=3600.0, rate=1e6, burst=100_000, flood_close=100_000, ping_interval=None)
+        config = ServerConfig(
+            host="127.0.0.1",
+            port=0,
+            db_path=":memory:",
+            seed=seed,
+            minimax_tiebreak="random",
+            move_clock=3600.0,
+            rate=1e6,
+            burst=100_000,
+            flood_close=100_000,
+            ping_interval=None,
+        )
         async with serve_arena(config) as srv:
             conn.send(srv.url)
             loop = asyncio.get_running_loop()
@@ -445,8 +468,9 @@ class BackgroundServer:
 class EpisodeLog:
     """Results of finished training games, by seat (for CSV logs and the run card)."""
 
-    results: dict[str, dict[str, int]] = field(default_factory=lambda: {s: {"win": 0, "draw": 0, "loss": 0, "illegal": 0}
-                                                                       for s in ("X", "O")})
+    results: dict[str, dict[str, int]] = field(
+        default_factory=lambda: {s: {"win": 0, "draw": 0, "loss": 0, "illegal": 0} for s in ("X", "O")}
+    )
     by_opponent: dict[str, dict[str, int]] = field(default_factory=dict)  # opponent -> result -> games
     recent: list[tuple[str, str, str]] = field(default_factory=list)  # (seat, result, opponent) of the last games
     moves: int = 0
@@ -484,19 +508,25 @@ class SteeringVecEnv(VecEnv):
     features and action codec, one answer reader per phrasing); each game draws its
     phrasing uniformly from the mapping."""
 
-    def __init__(self, actuator: "LLMActuator | Mapping[str, LLMActuator]", transport: Any, n_envs: int,
-                 config: EnvConfig) -> None:
+    def __init__(
+        self, actuator: "LLMActuator | Mapping[str, LLMActuator]", transport: Any, n_envs: int, config: EnvConfig
+    ) -> None:
         from gymnasium import spaces
 
-        actuators = dict(actuator) if isinstance(actuator, Mapping) else {getattr(actuator.bot, "phrasing", "grid"): actuator}
+        actuators = (
+            dict(actuator) if isinstance(actuator, Mapping) else {getattr(actuator.bot, "phrasing", "grid"): actuator}
+        )
         if not actuators:
             raise ValueError("the environment needs at least one actuator")
         first = next(iter(actuators.values()))
-        if any(a.obs != first.obs or a.codec.nvec != first.codec.nvec or a.codec.kind != first.codec.kind
-               for a in actuators.values()):
+        if any(
+            a.obs != first.obs or a.codec.nvec != first.codec.nvec or a.codec.kind != first.codec.kind
+            for a in actuators.values()
+        ):
             raise ValueError("every phrasing's actuator must have the same observation and action")
-        obs_space = spaces.Box(low=-1.0, high=np.inf if first.obs == "features" else 1.0,
-                               shape=(first.obs_size,), dtype=np.float32)
+        obs_space = spaces.Box(
+            low=-1.0, high=np.inf if first.obs == "features" else 1.0, shape=(first.obs_size,), dtype=np.float32
+        )
         if first.codec.kind == "sparse":
             act_space: Any = spaces.MultiDiscrete(first.codec.nvec)
         else:
@@ -534,7 +564,7 @@ class SteeringVecEnv(VecEnv):
         opening = self.rng.random() < cfg.random_openings
         self._random_left[e] = self.rng.randint(1, cfg.max_random_moves) if opening else 0
         self.games_started += 1
-        return (e, seat, self.rng.randrange(2 ** 62), self.opponent[e])
+        return (e, seat, self.rng.randrange(2**62), self.opponent[e])
 
     def _new_games(self, envs: Sequence[int]) -> None:
         """Start a game in each of ``envs`` and play its random opening; a game that ends
@@ -629,9 +659,15 @@ class SteeringVecEnv(VecEnv):
                     rewards[e] += REWARD[result]
                 dones[e] = True
                 self.log.add(self.seats[e], result, s.illegal, self.opponent[e])
-                infos[e] = {"terminal_observation": last_obs[e], "result": result, "seat": self.seats[e].value,
-                            "opponent": self.opponent[e], "phrasing": self.phrasing[e], "illegal": s.illegal,
-                            "episode": {"r": float(self.returns[e] + rewards[e]), "l": int(self.lengths[e] + 1), "t": 0.0}}
+                infos[e] = {
+                    "terminal_observation": last_obs[e],
+                    "result": result,
+                    "seat": self.seats[e].value,
+                    "opponent": self.opponent[e],
+                    "phrasing": self.phrasing[e],
+                    "illegal": s.illegal,
+                    "episode": {"r": float(self.returns[e] + rewards[e]), "l": int(self.lengths[e] + 1), "t": 0.0},
+                }
                 finished.append(e)
             else:
                 self.boards[e] = s.board
@@ -679,7 +715,9 @@ class SteeringGameEnv(gym.Env):
         self.action_space = self._vec.action_space
         self.render_mode = "ansi"
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         if seed is not None:
             self._vec.rng = random.Random(seed)
