@@ -22,12 +22,13 @@ from bots.llm.model import load_model
 from server.game import Board
 from server.solver import value_preserving_cells
 from training.heldout import open_positions
+from training.rl.actuator import MoveOutcome
 from training.rl.evaluation import policy_moves
 from training.rl.ppo import TrainConfig, build_actuators, warm_actuators
 
 
-def keeps(board: Board, move: object) -> bool:
-    return bool(getattr(move, "legal")) and getattr(move, "cell") in value_preserving_cells(board)
+def keeps(board: Board, move: MoveOutcome) -> bool:
+    return move.legal and move.cell in value_preserving_cells(board)
 
 
 def main() -> None:

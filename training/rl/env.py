@@ -69,7 +69,6 @@ from client.core import (
     RequestFailed,
     ServerError,
     Welcomed,
-    YourTurn,
 )
 from server.game import Board, Seat
 from training.rl.actuator import LLMActuator, MoveOutcome
@@ -310,7 +309,7 @@ class ServerTransport:
                     env = self.env_of.get(cast("GameUpdated | GameStarted", ev).game.game_id)
                     if env is not None:
                         touched.add(env)
-                elif kind is Reply or kind is YourTurn:
+                elif kind is Reply:
                     if ev.frame["type"] == "challenge_sent":
                         env = self._challenge_env.pop(cast(Reply, ev).request["id"], None)
                         if env is not None:
