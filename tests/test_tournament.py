@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from bots.client import BotClient
+from tests.test_client import FAST
+from tests.test_client import config as server_config
 from server.players.house import MinimaxBot, RandomBot
 from server.app import ServerConfig, serve_arena
 from server.cli import main as server_main
@@ -17,8 +19,6 @@ from bots.tournament.organizer import run_tournament
 from bots.tournament.report import render_markdown, write_report
 from bots.tournament.results import summarise
 from bots.tournament.schedule import TournamentConfig, TournamentError, TournamentIncomplete
-
-FAST = dict(send_rate=10_000.0, send_burst=10_000)
 
 
 def test_schedule_alternates_sides_and_covers_every_pairing() -> None:
@@ -88,18 +88,7 @@ def test_summary_counts_pairings_cross_table_and_excludes_aborted_games(tmp_path
 
 async def test_round_robin_with_a_remote_bot_ranks_minimax_first() -> None:
     """minimax and random (house bots) and random2 (a remote bot through BotClient)."""
-    config = ServerConfig(
-        host="127.0.0.1",
-        port=0,
-        db_path=":memory:",
-        move_clock=30.0,
-        grace=15.0,
-        house_bots=True,
-        seed=0,
-        rate=10_000.0,
-        burst=10_000,
-        flood_close=10_000,
-    )
+    config = server_config()
     seen: list[dict] = []
     async with serve_arena(config) as srv:
         remote = BotClient(RandomBot("random2", seed=11), srv.url, max_games=16, **FAST)
