@@ -118,6 +118,19 @@ def write_card_md(card: dict[str, Any], path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def _starts_line(cfg: dict[str, Any], starts: dict[str, Any] | None) -> str:
+    """The run card's line on games started from drawn open positions."""
+    share = cfg.get("start_positions", 0.0)
+    if not share or not starts:
+        return "- Start positions: none (every game starts from the empty board)"
+    return (
+        f"- Start positions: {share} of the games start from an open position drawn by the "
+        f"`{starts['curriculum']}` curriculum ({starts['games_from_positions']} games, "
+        f"{starts['distinct_start_positions']} distinct positions; mean failure score at the end "
+        f"X {starts['mean_failure_score']['X']}, O {starts['mean_failure_score']['O']})"
+    )
+
+
 def _card_header(card: dict[str, Any]) -> list[str]:
     cfg = card["config"]
     return [
@@ -130,6 +143,7 @@ def _card_header(card: dict[str, Any]) -> list[str]:
         f"- Games: opponents `{cfg['opponents']}` (equal weights unless given), training phrasings {cfg['phrasings']}, "
         f"random openings {cfg['random_openings']} (1-{cfg['max_random_moves']} random moves of the LLM's side; "
         f"{card['random_opening_moves']} played), LLM seat {cfg['seat']} (O with p {cfg['p_o']})",
+        _starts_line(cfg, card.get("start_positions")),
         f"- Reward: shaping `{cfg['shaping']}` (value: each move paid the change of the solved value it makes; none: "
         f"the result only), minus {cfg['push_cost']} × ‖added‖/‖residual‖ per move",
         f"- PPO: n_envs {cfg['n_envs']}, n_steps {cfg['n_steps']}, batch {cfg['batch_size']}, epochs {cfg['n_epochs']}, "

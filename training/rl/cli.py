@@ -113,6 +113,19 @@ def _add_game_flags(g: Callable[..., Any], d: TrainConfig) -> None:
         help="chance that a game opens with random moves of the LLM's side (played by the environment)",
     )
     g("--max-random-moves", type=int, default=d.max_random_moves, help="such an opening has 1..this many random moves")
+    g(
+        "--start-positions",
+        type=float,
+        default=d.start_positions,
+        help="chance that a game starts from an open position (the LLM's side to move) drawn by --curriculum, "
+        "sent to the server as the challenge's opening",
+    )
+    g(
+        "--curriculum",
+        choices=("prioritized", "uniform"),
+        default=d.curriculum,
+        help="how start positions are drawn: prioritized (by the policy's recent value losses there) or uniform",
+    )
     g("--phrasings", default=",".join(d.phrasings), help="training prompt phrasings (comma list of grid, rows, list)")
 
 
@@ -271,6 +284,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         opponents=args.opponents,
         random_openings=args.random_openings,
         max_random_moves=args.max_random_moves,
+        start_positions=args.start_positions,
+        curriculum=args.curriculum,
         phrasings=[p.strip() for p in args.phrasings.split(",") if p.strip()],
         stable_evals=args.stable_evals,
     )

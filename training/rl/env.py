@@ -22,8 +22,11 @@ each game draws its opponent from ``opponents`` (a fixed mix, by weight, of the 
 (the observation does not say which: the policy must pick steering that works in each), and
 with probability ``random_openings`` the game opens with 1 to ``max_random_moves``
 uniformly random moves of the LLM's side that the environment plays itself (through the
-transport, like any move) before the policy takes over. Together they put every open
-position within reach.
+transport, like any move) before the policy takes over; and with probability
+``start_positions`` it starts instead from an open position with the LLM's side to move,
+drawn by a curriculum (:mod:`training.rl.curriculum`: uniformly, or by the policy's recent
+value losses there), which the server sets up from the ``challenge``'s ``opening``.
+Together they put every open position within reach, as often as the policy needs it.
 
 The LLM plays X, O, or either (``seat="both"``: each game's seat drawn with ``p_o`` for O);
 the side is part of the observation. Rewards, from the LLM's side:
@@ -72,12 +75,14 @@ from client.core import (
 )
 from server.game import Board, Seat
 from training.rl.actuator import LLMActuator, MoveOutcome
+from training.rl.curriculum import StartPositions, opening_of
 
 if TYPE_CHECKING:
     from server.solver import TieBreak
 
 SEATS = ("X", "O", "both")
 SHAPINGS = ("value", "none")
+CURRICULA = ("prioritized", "uniform")
 REWARD = {"win": 1.0, "draw": 0.0, "loss": -1.0}
 #: the default opponent mix of training games (equal weights): every house bot a server hosts
 DEFAULT_OPPONENTS = ",".join(HOUSE_NAMES)
@@ -141,11 +146,22 @@ class EnvConfig:
     opponents: str = DEFAULT_OPPONENTS  # house bots the games are drawn against, name[:weight], comma-separated
     random_openings: float = 0.0  # chance that a game opens with random moves of the LLM's side
     max_random_moves: int = 3  # such an opening has 1..this many of them
+    start_positions: float = 0.0  # chance that a game starts from an open position drawn by the curriculum
+    curriculum: str = "prioritized"  # how start positions are drawn: prioritized (by recent failures) or uniform
 
     def __post_init__(self) -> None:
         self.opponent_weights = parse_opponents(self.opponents)
         if not 0.0 <= self.random_openings <= 1.0:
             raise ValueError(f"random_openings must be in [0, 1], got {self.random_openings}")
+        if not 0.0 <= self.start_positions <= 1.0:
+            raise ValueError(f"start_positions must be in [0, 1], got {self.start_positions}")
+        if self.curriculum not in CURRICULA:
+            raise ValueError(f"unknown curriculum {self.curriculum!r}; expected one of {', '.join(CURRICULA)}")
+        if self.curriculum == "prioritized" and self.start_positions > 0 and self.shaping == "none":
+            raise ValueError(
+                "the prioritized curriculum scores positions with the solved value; "
+                "with shaping 'none' (no solver in training) use the uniform curriculum"
+            )
         if self.max_random_moves < 1:
             raise ValueError(f"max_random_moves must be at least 1, got {self.max_random_moves}")
         if self.seat not in SEATS:
@@ -167,6 +183,10 @@ class GameState:
     over: bool = False
     illegal: bool = False
     game_id: str = ""
+
+
+#: one game to start: (env, the LLM's seat, the game's seed, the house bot, the opening moves)
+GameSpec = tuple[int, Seat, int, str, tuple[int, ...]]
 
 
 def move_reward(before: Board, cell: int, seat: Seat, illegal: bool) -> float:
@@ -211,18 +231,18 @@ class LocalTransport:
         state.over = state.board.is_over
         return state
 
-    def start(self, games: Sequence[tuple[int, Seat, int, str]]) -> dict[int, GameState]:
+    def start(self, games: Sequence[GameSpec]) -> dict[int, GameState]:
         from server.players.house import HOUSE_LEVELS, EpsilonMinimaxBot, MinimaxBot, RandomBot
 
         out = {}
-        for env, seat, seed, opponent in games:
+        for env, seat, seed, opponent, opening in games:
             if opponent == "minimax":
                 bot: Any = MinimaxBot(seed=seed, tiebreak=self.tiebreak)
             elif opponent == "random":
                 bot = RandomBot(seed=seed)
             else:
                 bot = EpsilonMinimaxBot(opponent, seed=seed, epsilon=HOUSE_LEVELS[opponent])
-            self.games[env] = (bot, GameState(Board.empty()), seat)
+            self.games[env] = (bot, GameState(Board.from_moves(opening)), seat)
             out[env] = self._reply(env)
         return out
 
@@ -342,18 +362,19 @@ class ServerTransport:
             raise RuntimeError(f"game {game.game_id} ended by {game.reason!r}, not by play")
         touched.add(env)
 
-    def start(self, games: Sequence[tuple[int, Seat, int, str]]) -> dict[int, GameState]:
-        for env, seat, seed, opponent in games:
+    def start(self, games: Sequence[GameSpec]) -> dict[int, GameState]:
+        for env, seat, seed, opponent, opening in games:
             old = self.game_of.pop(env, None)
             if old is not None:
                 self.env_of.pop(old, None)
                 self.core.forget(old)
             self.state.pop(env, None)
             self.seat[env] = seat
-            frame = self.core.challenge(opponent, side=seat.value, clock=self.clock, seed=seed)
+            extra = {"opening": list(opening)} if opening else {}
+            frame = self.core.challenge(opponent, side=seat.value, clock=self.clock, seed=seed, **extra)
             self._challenge_env[frame["id"]] = env
             self._send(frame)
-        return self._pump([env for env, _, _, _ in games])
+        return self._pump([spec[0] for spec in games])
 
     def move(self, moves: Sequence[tuple[int, int]]) -> dict[int, GameState]:
         for env, cell in moves:
@@ -550,20 +571,28 @@ class SteeringVecEnv(VecEnv):
         self.log = EpisodeLog()
         self.games_started = 0
         self.random_moves = 0  # moves the environment played itself (random openings)
+        self.starts = (
+            StartPositions(config.curriculum, seed=config.seed) if config.start_positions > 0 else None
+        )
         self.boards_seen: set[str] = set()  # distinct boards the policy was asked to steer
         self._actions: np.ndarray | None = None
         self.seconds = {"llm": 0.0, "transport": 0.0}
 
-    def _draw(self, e: int) -> tuple[int, Seat, int, str]:
+    def _draw(self, e: int) -> GameSpec:
         cfg = self.config
         seat = (Seat.O if self.rng.random() < cfg.p_o else Seat.X) if cfg.seat == "both" else Seat(cfg.seat)
         self.seats[e] = seat
         self.opponent[e] = self.rng.choices(self._opponents, self._weights)[0]
         self.phrasing[e] = self.rng.choice(self.phrasing_names)
-        opening = self.rng.random() < cfg.random_openings
-        self._random_left[e] = self.rng.randint(1, cfg.max_random_moves) if opening else 0
+        opening: tuple[int, ...] = ()
+        if self.starts is not None and self.rng.random() < cfg.start_positions:
+            opening = opening_of(self.starts.draw(seat))
+            self._random_left[e] = 0
+        else:
+            random_opening = self.rng.random() < cfg.random_openings
+            self._random_left[e] = self.rng.randint(1, cfg.max_random_moves) if random_opening else 0
         self.games_started += 1
-        return (e, seat, self.rng.randrange(2**62), self.opponent[e])
+        return (e, seat, self.rng.randrange(2**62), self.opponent[e], opening)
 
     def _new_games(self, envs: Sequence[int]) -> None:
         """Start a game in each of ``envs`` and play its random opening; a game that ends
@@ -651,7 +680,10 @@ class SteeringVecEnv(VecEnv):
             rewards[e] = -self.config.push_cost * o.norm_ratio
             s = states[e]
             if self.config.shaping == "value":
-                rewards[e] += move_reward(self.boards[e], o.cell, self.seats[e], s.illegal)
+                value_change = move_reward(self.boards[e], o.cell, self.seats[e], s.illegal)
+                rewards[e] += value_change
+                if self.starts is not None:
+                    self.starts.update(self.boards[e], value_change < 0)
             if s.over:
                 result = result_of(self.seats[e], s)
                 if self.config.shaping == "none":

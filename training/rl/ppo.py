@@ -79,6 +79,8 @@ class TrainConfig:
     opponents: str = ",".join(HOUSE_NAMES)  # house bots the games are drawn against, name[:weight]
     random_openings: float = 0.5  # chance a game opens with 1..max_random_moves random moves of the LLM's side
     max_random_moves: int = 3
+    start_positions: float = 0.0  # chance a game starts from an open position drawn by the curriculum
+    curriculum: str = "prioritized"  # how start positions are drawn: prioritized (recent failures) | uniform
     phrasings: list[str] = field(default_factory=lambda: ["grid", "rows"])  # training phrasings
     n_envs: int = 64
     n_steps: int = 32
@@ -481,6 +483,8 @@ def _env_config(cfg: TrainConfig) -> Any:
         opponents=cfg.opponents,
         random_openings=cfg.random_openings,
         max_random_moves=cfg.max_random_moves,
+        start_positions=cfg.start_positions,
+        curriculum=cfg.curriculum,
     )
 
 
@@ -665,6 +669,7 @@ def _report(run: _TrainingRun, features: list[int], policy: Any, stopped_by: str
         "steps": int(model.num_timesteps),
         "games": env.games_started,
         "random_opening_moves": env.random_moves,
+        "start_positions": env.starts.summary() if env.starts is not None else None,
         "boards_seen": len(env.boards_seen),
         "reached_target": run.reached,
         "stable_target": run.stable,

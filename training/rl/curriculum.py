@@ -1,0 +1,97 @@
+"""Start positions for training games: every open position, drawn uniformly or by priority.
+
+A game opened from the empty board against the house bots visits the positions their play
+leads to, in proportions that have nothing to do with how well the policy steers there, and
+a position that is rare in play (a human's or a random player's odd line) is as much part
+of "every open position" as the common ones. So a share of the training games start from an
+open position drawn here and are then played out against the drawn opponent; the server
+plays them with a ``challenge`` that carries the position's ``opening`` moves.
+
+Two curricula:
+
+* ``uniform``: every open position with the LLM's side to move, equally likely.
+* ``prioritized`` (the recipe): a position's chance is its *failure score* plus a floor.
+  The score is an exponential average of "the policy's move here lost the solved value" over
+  the moves made there (in any game, opened here or not), starting at 1 for a position the
+  policy has not steered yet, so every position is tried early and the draws then follow the
+  positions the policy still gets wrong. The floor keeps every position in the mix. This is
+  prioritized level replay (Jiang, Grefenstette and Rocktäschel, 2021) with the value loss
+  as the score, which a contextual bandit with γ = 0 makes the right one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from server.game import Board, Seat, reachable_positions
+
+#: exponential averaging rate of a position's failure score
+SCORE_RATE = 0.3
+#: added to every position's score before drawing (a position kept right is still drawn)
+SCORE_FLOOR = 0.05
+
+
+def opening_of(board: Board) -> tuple[int, ...]:
+    """Moves from the empty board to ``board`` (X's and O's cells in turn; any order is
+    legal because a reachable open position has no line).
+
+    >>> opening_of(Board("X.O.X...."))
+    (1, 3, 5)
+    >>> Board.from_moves(opening_of(Board("XO.OX...."))) == Board("XO.OX....")
+    True
+    """
+    xs = [c for c in range(1, 10) if board[c] is Seat.X]
+    os_ = [c for c in range(1, 10) if board[c] is Seat.O]
+    moves: list[int] = []
+    for i, x in enumerate(xs):
+        moves.append(x)
+        if i < len(os_):
+            moves.append(os_[i])
+    return tuple(moves)
+
+
+class StartPositions:
+    """The open positions per side to move, their failure scores, and draws from them."""
+
+    def __init__(self, curriculum: str = "prioritized", seed: int = 0) -> None:
+        if curriculum not in ("prioritized", "uniform"):
+            raise ValueError(f"unknown curriculum {curriculum!r}; expected prioritized or uniform")
+        self.curriculum = curriculum
+        self.rng = np.random.default_rng(seed)
+        open_boards = sorted((b for b in reachable_positions() if not b.is_over), key=lambda b: b.code)
+        self.boards: dict[Seat, list[Board]] = {s: [b for b in open_boards if b.turn is s] for s in Seat}
+        self.index: dict[str, int] = {b.code: i for s in Seat for i, b in enumerate(self.boards[s])}
+        self.score: dict[Seat, np.ndarray] = {s: np.ones(len(self.boards[s])) for s in Seat}
+        self.draws = 0
+        self.drawn: set[str] = set()
+
+    def draw(self, seat: Seat) -> Board:
+        """One open position with ``seat`` to move."""
+        boards = self.boards[seat]
+        if self.curriculum == "uniform":
+            i = int(self.rng.integers(len(boards)))
+        else:
+            weights = np.cumsum(self.score[seat] + SCORE_FLOOR)
+            i = min(int(np.searchsorted(weights, self.rng.random() * weights[-1], side="right")), len(boards) - 1)
+        self.draws += 1
+        self.drawn.add(boards[i].code)
+        return boards[i]
+
+    def update(self, board: Board, lost_value: bool) -> None:
+        """Fold one policy move on ``board`` into its failure score."""
+        i = self.index.get(board.code)
+        if i is None:  # a finished board is never steered; anything else is an open position
+            return
+        score = self.score[board.turn]
+        score[i] += SCORE_RATE * (float(lost_value) - score[i])
+
+    def summary(self) -> dict[str, Any]:
+        """For the run card: draws, distinct positions drawn, mean failure score per side."""
+        return {
+            "curriculum": self.curriculum,
+            "games_from_positions": self.draws,
+            "distinct_start_positions": len(self.drawn),
+            "mean_failure_score": {s.value: round(float(self.score[s].mean()), 4) for s in Seat},
+        }
