@@ -410,7 +410,8 @@ class BotClient:
 
     def _on_game_start(self, event: GameStarted) -> None:
         game = event.game
-        if game.playing and not event.resumed and game.board.ply == 0:
+        # a new game starts with its opening on the board (most have none); a later game_start is a resume
+        if game.playing and not event.resumed and game.board.ply == len(game.opening):
             self.stats.games_started += 1
             log.info("%s: game %s started: %s (X) vs %s (O)", self.name, game.game_id, game.x, game.o)
         self._update_idle()

@@ -26,7 +26,7 @@ import asyncio
 import inspect
 import logging
 import time
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -233,15 +233,17 @@ class ArenaClient:
         clock: float | None = None,
         tag: str | None = None,
         seed: int | None = None,
+        opening: Sequence[int] | None = None,
         retry_for: float = 120.0,
     ) -> Frame:
-        """Arrange ``x`` vs ``o`` and return its ``game_over`` frame. A busy or declining bot
-        is asked again with growing pauses for up to ``retry_for`` s; any other refusal,
-        and a game not over in ``game_timeout`` s, raises :class:`ClientError`."""
+        """Arrange ``x`` vs ``o`` (from ``opening``, the game's first moves, when given) and
+        return its ``game_over`` frame. A busy or declining bot is asked again with growing
+        pauses for up to ``retry_for`` s; any other refusal, and a game not over in
+        ``game_timeout`` s, raises :class:`ClientError`."""
         deadline = time.monotonic() + retry_for
         pause = 0.05
         while True:
-            arrange = self.core.arrange(x, o, clock=clock, tag=tag, seed=seed)
+            arrange = self.core.arrange(x, o, clock=clock, tag=tag, seed=seed, opening=opening)
             self._watched.add(arrange["id"])
             event = await self.request(arrange)
             if isinstance(event, Reply):

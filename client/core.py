@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from server.game import Board, InvalidBoardError, Seat
 from server.protocol import PROTOCOL_VERSION, ProtocolError, loads_strict, parse_server_frame
@@ -75,6 +75,7 @@ class GameView:
     clocks: dict[str, float] | None = None  # time-control games: seconds left per seat
     tag: str | None = None
     rematch_of: str | None = None
+    opening: tuple[int, ...] = ()  # the game's first moves, given: on ``board`` from the start
     moves: list[Frame] = field(default_factory=list)
     last_move: Frame | None = None
     result: str | None = None  # X / O / draw / aborted once over
@@ -135,6 +136,7 @@ class Offer:
     time_control: dict[str, float] | None = None
     rematch_of: str | None = None
     expires_in: float | None = None
+    opening: tuple[int, ...] = ()  # the game's first moves, given (docs/PROTOCOL.md, "Games from an opening")
 
 
 # --------------------------------------------------------------------------- events
@@ -375,8 +377,11 @@ class ClientCore:
         time_control: dict[str, float] | None = None,
         seed: int | None = None,
         rematch_of: str | None = None,
+        opening: Sequence[int] | None = None,
         track: bool = True,
     ) -> Frame:
+        """A ``challenge``. ``opening``: the game's first moves (cells from the empty board, X
+        first), on the board when it starts; ``side`` is still this client's seat."""
         return self.request(
             "challenge",
             track=track,
@@ -386,6 +391,7 @@ class ClientCore:
             time_control=time_control,
             seed=seed,
             rematch_of=rematch_of,
+            opening=list(opening) if opening else None,
         )
 
     def arrange(
@@ -396,9 +402,20 @@ class ClientCore:
         clock: float | None = None,
         tag: str | None = None,
         seed: int | None = None,
+        opening: Sequence[int] | None = None,
         track: bool = True,
     ) -> Frame:
-        return self.request("arrange", track=track, x=x, o=o, clock=clock, tag=tag, seed=seed)
+        """An ``arrange`` of ``x`` vs ``o``; ``opening`` as for :meth:`challenge`."""
+        return self.request(
+            "arrange",
+            track=track,
+            x=x,
+            o=o,
+            clock=clock,
+            tag=tag,
+            seed=seed,
+            opening=list(opening) if opening else None,
+        )
 
     def accept(self, challenge_id: str, *, track: bool = True) -> Frame:
         self.offers.pop(challenge_id, None)
@@ -494,6 +511,7 @@ class ClientCore:
             frame.get("time_control"),
             frame.get("rematch_of"),
             frame.get("expires_in"),
+            tuple(frame.get("opening") or ()),
         )
         self.offers[offer.challenge_id] = offer
         return [OfferReceived(frame=frame, offer=offer)]
@@ -524,6 +542,7 @@ class ClientCore:
                 time_control=frame.get("time_control"),
                 tag=frame.get("tag"),
                 rematch_of=frame.get("rematch_of"),
+                opening=tuple(frame.get("opening") or ()),
             )
             self.games[gid] = game
         game.board = board

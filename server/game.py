@@ -27,7 +27,7 @@ from __future__ import annotations
 import enum
 import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 CELLS = tuple(range(1, 10))
 EMPTY = "."
@@ -305,6 +305,51 @@ def _facts(code: str) -> _Facts:
 
 
 _EMPTY_BOARD = Board(EMPTY * 9)
+
+
+MAX_OPENING = 8  # an opening leaves at least one move to play
+
+
+class OpeningError(GameError):
+    """Moves that cannot open a game (see :func:`opening_board`); the message names why."""
+
+    code = "invalid_opening"
+
+
+def opening_board(cells: Sequence[int]) -> Board:
+    """The board after the opening ``cells``: a game's first moves in order from the empty
+    board, X first. They must be at most :data:`MAX_OPENING` distinct cells 1-9 and leave
+    the game open; else :class:`OpeningError` says which rule they break.
+
+    >>> opening_board([5, 1]).code
+    'O...X....'
+    >>> opening_board([5, 1, 5])  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    ...
+    server.game.OpeningError: cell 5 is played twice
+    >>> opening_board([1, 4, 2, 5, 3])  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    ...
+    server.game.OpeningError: the game is over after these moves (X has three in a row: 1, 2, 3)
+    """
+    if len(cells) > MAX_OPENING:
+        raise OpeningError(f"at most {MAX_OPENING} moves (the game must be left to play), got {len(cells)}")
+    seen: set[int] = set()
+    for cell in cells:
+        if isinstance(cell, bool) or not isinstance(cell, int) or not 1 <= cell <= 9:
+            raise OpeningError(f"{cell!r} is not a cell (an integer 1-9)")
+        if cell in seen:
+            raise OpeningError(f"cell {cell} is played twice")
+        seen.add(cell)
+    board = Board.empty()
+    for n, cell in enumerate(cells, 1):
+        board = board.play(cell)
+        if board.is_over:
+            line = board.winning_line()
+            why = f"{board.winner} has three in a row: {', '.join(map(str, line))}" if line else "the board is full"
+            where = "after these moves" if n == len(cells) else f"after move {n} of {len(cells)}"
+            raise OpeningError(f"the game is over {where} ({why})")
+    return board
 
 
 def reachable_positions() -> list[Board]:

@@ -24,6 +24,8 @@ from typing import Annotated, Any, Literal, Union
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError
 
+from server.game import OpeningError, opening_board
+
 #: The protocol versions served. Version 2 is version 1 with one change: a house bot's
 #: answer comes in the ``state`` that answers the move (one ``state`` with both moves);
 #: version 1 gets a ``state`` per move. A client picks one with ``hello.protocol``.
@@ -42,6 +44,9 @@ Role = Literal["player", "bot", "spectator"]
 # A per-game seed for the house bots (docs/PROTOCOL.md, "Reproducible games").
 GameSeed = Annotated[StrictInt, Field(ge=0, le=2**63 - 1)]
 TagText = Annotated[str, Field(max_length=64)]
+# A game's first moves, given (docs/PROTOCOL.md, "Games from an opening"): cells in order from
+# the empty board, X first; parse_client_object checks they are legal (opening_board).
+Opening = list[StrictInt]
 # A move clock a client asks for: shorter ones are lost on the first network hiccup.
 MIN_CLOCK = 1.0
 MAX_CLOCK = 3600.0
@@ -155,7 +160,8 @@ class Challenge(_Msg):
 
     The game's clock is either ``clock`` (seconds per move, fresh every move) or
     ``time_control`` (base + increment per game); not both. ``rematch_of`` names the
-    finished game between the same two players this one follows."""
+    finished game between the same two players this one follows. ``opening``: the game's
+    first moves, already on the board when it starts (``side`` is still the challenger's seat)."""
 
     type: Literal["challenge"]
     opponent: Name
@@ -164,6 +170,7 @@ class Challenge(_Msg):
     seed: GameSeed | None = None  # house bots in this game draw from their own Random(seed)
     time_control: TimeControl | None = None
     rematch_of: GameId | None = None
+    opening: Opening | None = None
 
 
 class Arrange(_Msg):
@@ -176,6 +183,7 @@ class Arrange(_Msg):
     clock: Clock | None = None
     tag: TagText | None = None
     seed: GameSeed | None = None  # house bots in this game draw from their own Random(seed)
+    opening: Opening | None = None  # the game's first moves, as for challenge
 
 
 class Accept(_Msg):
@@ -450,6 +458,11 @@ def parse_client_object(data: Any) -> Any:
         raise ProtocolError(
             "invalid_message", "give clock (seconds per move) or time_control (base + increment), not both", rid
         )
+    if isinstance(msg, (Challenge, Arrange)) and msg.opening:
+        try:
+            opening_board(msg.opening)
+        except OpeningError as exc:
+            raise ProtocolError("invalid_message", f"opening: {exc}", rid) from None
     if isinstance(msg, ListRecords) and msg.before is not None and not math.isfinite(msg.before):
         raise ProtocolError("invalid_message", "before must be a finite unix time", rid)
     if isinstance(msg, MoveMsg) and msg.trace is not None:
@@ -561,12 +574,14 @@ class ChallengeOffer(_Out):
     clock: float
     time_control: dict[str, float] | None = None  # {base, increment} when the game has one
     rematch_of: str | None = None  # the finished game this one follows (sides swapped)
+    opening: list[int] | None = None  # the game's first moves, given, when it has some
 
 
 class ChallengeSent(_Out):
     type: Literal["challenge_sent"]
     challenge_id: str
     opponent: str
+    opening: list[int] | None = None
 
 
 class ChallengeDeclined(_Out):
@@ -582,6 +597,7 @@ class MoveRecord(BaseModel):
     cell: int
     at: float  # unix time
     trace: dict[str, Any] | None = None
+    opening: bool = False  # a move of the game's opening: given at the start, not played (absent: played)
 
 
 class GameStart(_Out):
@@ -599,6 +615,7 @@ class GameStart(_Out):
         None  # time-control games: seconds left per seat (the mover's when its clock started)
     )
     rematch_of: str | None = None
+    opening: list[int] | None = None  # the game's first moves, given: already on ``board``
 
 
 class State(_Out):

@@ -13,6 +13,8 @@ import pytest
 
 from server.players.base import Bot, Decision, MoveRequest
 from bots.client import Backoff, BotClient, BotClientError, FinishedGame
+from client.aio import ArenaClient
+from client.core import ClientCore, GameEnded, YourTurn
 from server.players.house import RandomBot
 from server.app import ServerConfig, serve_arena
 from server.game import Board
@@ -147,6 +149,34 @@ async def test_several_games_at_once_are_batched_and_traces_are_relayed() -> Non
     for over in overs:
         mine = [m for m in over["moves"] if m["seat"] == "X"]
         assert mine and all(m["trace"] == {"lowest_free": m["cell"], "seat": "X"} for m in mine)
+
+
+async def test_a_game_offered_from_an_opening_is_played_from_its_board() -> None:
+    """The bot reads the board from game_start: offered a game whose opening is on the
+    board, it plays the lowest free cell of that board, never an occupied one."""
+    bot = TraceBot()
+    async with serve_arena(config()) as srv:
+        client = BotClient(bot, srv.url, **FAST)
+        async with running(client), ArenaClient(srv.url, ClientCore("org")) as org:
+            over = await org.play_arranged("tracer", "minimax", opening=[1, 5], clock=None, game_timeout=20)
+            async with ArenaClient(srv.url, ClientCore("ann")) as ann:
+                events = ann.events()
+                reply = await ann.request(ann.core.challenge("tracer", side="X", opening=[5, 1, 9]))
+                assert reply.frame["opening"] == [5, 1, 9]
+                async for event in events:
+                    if isinstance(event, YourTurn):
+                        await ann.send(ann.core.move(event.game.game_id, event.game.board.legal_cells()[-1]))
+                    elif isinstance(event, GameEnded):
+                        played = event.frame
+                        break
+        stored = {r["game_id"]: r for r in srv.records.list(limit=None)}
+    assert stored[over["game_id"]]["moves"] == over["moves"] and stored[played["game_id"]]["moves"] == played["moves"]
+    assert [(m["cell"], m.get("opening")) for m in over["moves"][:3]] == [(1, True), (5, True), (2, None)]
+    assert over["moves"][2]["trace"] == {"lowest_free": 2, "seat": "X"}
+    assert [m["cell"] for m in played["moves"][:4]] == [5, 1, 9, 2]  # tracer (O) answered the opening with 2
+    assert all(m.get("opening") for m in played["moves"][:3]) and "opening" not in played["moves"][3]
+    stats = client.stats
+    assert stats.games_started == stats.games_finished == 2 and stats.illegal_choices == 0 and stats.errors == {}
 
 
 async def test_illegal_choice_forfeits_when_the_bot_says_so() -> None:

@@ -232,6 +232,30 @@ def test_offers_accept_decline_and_withdrawal() -> None:
     assert not ev.offered  # one this client sent
 
 
+def test_requests_carry_an_opening_and_a_game_from_one_is_tracked_from_its_board() -> None:
+    core = welcomed("rb", role="bot")
+    assert core.challenge("bob", side="O", opening=(5, 1), track=False) == {
+        "type": "challenge",
+        "opponent": "bob",
+        "side": "O",
+        "opening": [5, 1],
+    }
+    assert "opening" not in core.challenge("bob", opening=[], track=False)  # an empty opening is none
+    assert core.arrange("a", "b", opening=[9], track=False) == {"type": "arrange", "x": "a", "o": "b", "opening": [9]}
+    offer = {"type": "challenge", "challenge_id": "c1", "challenger": "ann", "side": "O", "clock": 30.0}
+    (ev,) = core.receive({**offer, "opening": [5]})
+    assert isinstance(ev, OfferReceived) and ev.offer.opening == (5,)
+    core.accept("c1", track=False)
+    events = core.receive({**start("c1", you="O", board="....X...."), "x": "ann", "o": "rb", "opening": [5]})
+    assert kinds(events) == ["GameStarted", "YourTurn"]
+    game = events[0].game
+    assert game.board.code == "....X...." and game.opening == (5,) and game.turn is Seat.O and game.to_move
+    core.move("c1", 1)
+    assert not game.to_move  # the move for ply 1 is on its way
+    events = core.receive({**start("c2", board="X...O...."), "opening": [1, 5]})  # X to move: this client
+    assert kinds(events) == ["GameStarted", "YourTurn"] and core.games["c2"].board.ply == 2
+
+
 def test_notices_carry_their_event() -> None:
     core = welcomed()
     (ev,) = core.receive(
@@ -399,6 +423,24 @@ def test_against_the_arena_refusals_and_declines_come_back_with_their_request() 
     gid = events[0].frame["challenge_id"]
     (ev,) = net.send(ac, ann.move(gid, _taken(ann.games[gid].board)))
     assert isinstance(ev, RequestFailed) and ev.code == "occupied" and ann.games[gid].to_move
+
+
+def test_against_the_arena_a_game_from_an_opening_starts_on_its_board() -> None:
+    net = InProcess()
+    ann = ClientCore("ann")
+    conn = net.connect(ann)
+    events = net.send(conn, ann.challenge("minimax", side="O", opening=[1, 5], seed=4))
+    assert kinds(events) == ["Reply", "GameStarted", "GameUpdated", "YourTurn"]
+    assert events[0].frame["opening"] == [1, 5]
+    game = events[1].game
+    assert game.opening == (1, 5) and game.you is Seat.O and game.to_move and game.board.ply == 3  # minimax answered
+    assert [m.get("opening", False) for m in game.moves] == [True, True, False]
+    while not game.over:
+        net.send(conn, ann.move(game.game_id, game.board.legal_cells()[0]))
+    assert [(m["seat"], m["cell"], m.get("opening")) for m in game.moves[:2]] == [("X", 1, True), ("O", 5, True)]
+    assert game.outcome in ("loss", "draw")
+    (ev,) = net.send(conn, ann.challenge("minimax", opening=[5, 5]))
+    assert isinstance(ev, RequestFailed) and ev.code == "invalid_message" and "cell 5 is played twice" in ev.message
 
 
 def _taken(board: Board) -> int:

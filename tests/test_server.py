@@ -12,6 +12,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from server.app import ArenaServer, ServerConfig, serve_arena
+from server.cli import main as server_main
 from server.game import Board
 from server.waiting import event_or_timeout
 from helpers_ws import WsClient, start_game
@@ -422,6 +423,44 @@ async def test_file_records_survive_restart_and_live_games_are_aborted(tmp_path:
             assert rec["type"] == "game_record" and rec["tag"] == "keep" and len(rec["moves"]) == 9
             err = await ann.request(type="move", game_id=sent["challenge_id"], cell=1)
             assert err["code"] == "game_over"
+
+
+async def test_a_game_from_an_opening_over_the_wire_is_stored_and_replayed_with_its_opening(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real WebSocket client challenges minimax from an opening: game_start shows the board
+    after it, minimax (to move) answers at once, and the record holds the opening's moves
+    marked as given, in the store, in get_game after a restart and in ``games show``."""
+    db = str(tmp_path / "arena.sqlite3")
+    async with serve_arena(config(db_path=db)) as srv:
+        async with WsClient.connect(srv.url, "ann") as ann:
+            err = await ann.request(type="challenge", opponent="minimax", opening=[5, 5])
+            assert err["code"] == "invalid_message" and err["message"] == "opening: cell 5 is played twice"
+            sent = await ann.request(type="challenge", opponent="minimax", side="O", opening=[1, 5], clock=10)
+            assert sent["type"] == "challenge_sent" and sent["opening"] == [1, 5] and sent["side"] == "O"
+            start = await ann.wait_for("game_start")
+            assert (start["you"], start["x"], start["board"], start["turn"]) == ("O", "minimax", "X...O....", "X")
+            assert start["opening"] == [1, 5] and start["ply"] == 2
+            answer = await ann.wait_for("state", game_id=start["game_id"])
+            assert answer["ply"] == 3 and answer["turn"] == "O" and answer["last_move"]["seat"] == "X"
+            over = await play_until_over(ann, start["game_id"], "O", answer)
+        gid = start["game_id"]
+        assert [(m["ply"], m["seat"], m["cell"], m.get("opening")) for m in over["moves"][:3]] == [
+            (1, "X", 1, True),
+            (2, "O", 5, True),
+            (3, "X", over["moves"][2]["cell"], None),
+        ]
+        assert srv.records.get(gid)["moves"] == over["moves"]
+    async with serve_arena(config(db_path=db)) as srv2:
+        async with WsClient.connect(srv2.url, "ann") as ann:
+            record = await ann.request(type="get_game", game_id=gid)  # from disk
+    assert record["type"] == "game_record" and record["moves"] == over["moves"]
+    assert Board.from_moves([m["cell"] for m in record["moves"]]).code == record["board"] == over["board"]
+    assert server_main(["games", "--db", db, "show", gid, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["moves"] == over["moves"]
+    assert server_main(["games", "--db", db, "show", gid]) == 0
+    shown = capsys.readouterr().out
+    assert " 1. X 1  +0.000 s" in shown and " 2. O 5  +0.000 s" in shown and Board(over["board"]).grid() in shown
 
 
 class FakeConnection:

@@ -36,6 +36,9 @@ Rules this module implements (``docs/PROTOCOL.md`` is the user-facing descriptio
   declined;
 * a game may carry a ``seed``: each house bot in it then draws from its own
   ``random.Random(seed)`` for that game only, so the game repeats exactly;
+* a game may start from an ``opening`` (its first moves, given): they are on the board and
+  in the record (each marked ``"opening": true``) from the start, and the side to move
+  after them moves first;
 * every connection has a token bucket; refused messages get ``rate_limited`` and a
   connection with ``flood_close`` refusals in a row is closed with code 1008.
 """

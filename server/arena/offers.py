@@ -72,6 +72,8 @@ class Offers:
             sent["time_control"] = msg.time_control.frame()
         if msg.rematch_of is not None:
             sent["rematch_of"] = msg.rematch_of
+        if msg.opening:
+            sent["opening"] = list(msg.opening)
         self.state.send(session.conn_id, with_id(sent, msg.id))
         awaiting = {} if opponent is None else {opponent.name: side.other}
         offer = Offer(
@@ -85,6 +87,7 @@ class Offers:
             seed=msg.seed,
             time_control=time_control,
             rematch_of=msg.rematch_of,
+            opening=tuple(msg.opening or ()),
         )
         self.state.hold_opened(offer_id, session, address)
         self._open_offer(offer, now)
@@ -137,21 +140,18 @@ class Offers:
         address = self.state.check_opened(session, msg.id)
         clock = float(msg.clock or self.state.config.move_clock)
         offer_id = self._new_id()
-        self.state.send(
-            session.conn_id,
-            with_id(
-                {
-                    "type": "challenge_sent",
-                    "challenge_id": offer_id,
-                    "opponent": f"{msg.x} vs {msg.o}",
-                    "x": msg.x,
-                    "o": msg.o,
-                    "clock": clock,
-                    "tag": msg.tag,
-                },
-                msg.id,
-            ),
-        )
+        sent: Frame = {
+            "type": "challenge_sent",
+            "challenge_id": offer_id,
+            "opponent": f"{msg.x} vs {msg.o}",
+            "x": msg.x,
+            "o": msg.o,
+            "clock": clock,
+            "tag": msg.tag,
+        }
+        if msg.opening:
+            sent["opening"] = list(msg.opening)
+        self.state.send(session.conn_id, with_id(sent, msg.id))
         awaiting = {}
         if parties[msg.x] is not None:
             awaiting[msg.x] = Seat.X
@@ -168,6 +168,7 @@ class Offers:
             tag=msg.tag,
             arranged=True,
             seed=msg.seed,
+            opening=tuple(msg.opening or ()),
         )
         self.state.hold_opened(offer_id, session, address)
         self._open_offer(offer, now)
@@ -199,6 +200,8 @@ class Offers:
             frame["time_control"] = {"base": offer.time_control[0], "increment": offer.time_control[1]}
         if offer.rematch_of is not None:
             frame["rematch_of"] = offer.rematch_of
+        if offer.opening:
+            frame["opening"] = list(offer.opening)
         return frame
 
     def _pending_offer(self, session: Session, offer_id: str, rid: Any) -> Offer:

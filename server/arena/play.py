@@ -43,6 +43,8 @@ class GamesInPlay:
             time_control=offer.time_control,
             rematch_of=offer.rematch_of,
         )
+        if offer.opening:
+            self._play_opening(game, offer.opening, now)
         if offer.time_control is not None:
             game.remaining = {Seat.X: offer.time_control[0], Seat.O: offer.time_control[0]}
         if offer.seed is not None:
@@ -72,6 +74,27 @@ class GamesInPlay:
         for name in game.spectators:
             self.state.send_to(name, self.game_start(game, None))
         self._play_house_moves(game, now)
+
+    @staticmethod
+    def _play_opening(game: Game, cells: tuple[int, ...], now: float) -> None:
+        """Put the opening ``cells`` on the new ``game``'s board: its first moves, each
+        recorded at the start as given (``"opening": true``, no trace). The parser checked
+        them (:func:`server.game.opening_board`): they are legal and leave the game open."""
+        board = game.board
+        for cell in cells:
+            seat = board.turn
+            board = board.play(cell)
+            game.moves.append(
+                {
+                    "ply": len(game.moves) + 1,
+                    "seat": seat.value,
+                    "cell": cell,
+                    "at": now,
+                    "trace": None,
+                    "opening": True,
+                }
+            )
+        game.board, game.opening = board, cells
 
     def _take_followers(self, game: Game) -> None:
         """A rematch: who watched the game it follows until the end watches this one too."""
@@ -104,6 +127,8 @@ class GamesInPlay:
             frame["clocks"] = game.clocks_frame()
         if game.rematch_of is not None:
             frame["rematch_of"] = game.rematch_of
+        if game.opening:
+            frame["opening"] = list(game.opening)
         return frame
 
     def state_frame(self, game: Game) -> Frame:

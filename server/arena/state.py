@@ -65,6 +65,7 @@ class Offer:
     seed: int | None = None
     time_control: tuple[float, float] | None = None  # (base, increment) seconds; None: the move clock
     rematch_of: str | None = None  # the finished game this offer follows
+    opening: tuple[int, ...] = ()  # the game's first moves, given (checked: server.game.opening_board)
 
 
 @dataclass
@@ -99,6 +100,7 @@ class Game:
     time_control: tuple[float, float] | None = None
     remaining: dict[Seat, float] = field(default_factory=dict)
     rematch_of: str | None = None
+    opening: tuple[int, ...] = ()  # its first moves, given: the first moves of ``moves``, marked "opening"
     followers: set[str] = field(default_factory=set)  # spectators when it ended: a rematch takes them along
 
     @property
