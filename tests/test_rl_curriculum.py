@@ -27,28 +27,34 @@ def test_the_opening_of_every_open_position_reaches_it() -> None:
 
 
 def test_uniform_draws_cover_the_positions_of_the_seat_to_move() -> None:
-    starts = StartPositions("uniform", seed=1)
+    starts = StartPositions("uniform", seed=1, phrasings=["grid", "rows"])
     for seat in Seat:
-        drawn = [starts.draw(seat) for _ in range(6000)]
+        pairs = [starts.draw(seat) for _ in range(6000)]
+        drawn = [b for b, _ in pairs]
         assert all(b.turn is seat and not b.is_over for b in drawn)
         assert len({b.code for b in drawn}) > 0.85 * len(starts.boards[seat])
+        assert 0.45 < sum(p == "grid" for _, p in pairs) / len(pairs) < 0.55
     summary = starts.summary()
     assert summary["games_from_positions"] == 12000 and summary["curriculum"] == "uniform"
     assert len(starts.boards[Seat.X]) + len(starts.boards[Seat.O]) == 4520
 
 
 def test_prioritized_draws_follow_the_positions_the_policy_still_loses() -> None:
-    starts = StartPositions("prioritized", seed=2)
+    starts = StartPositions("prioritized", seed=2, phrasings=["grid", "rows"])
     xs = starts.boards[Seat.X]
     failing = {b.code for b in xs[:20]}
-    for _ in range(30):  # every X position steered: 20 of them keep failing, the rest are kept
+    for _ in range(30):  # every X position steered: 20 of them keep failing in grid, the rest are kept
         for board in xs:
-            starts.update(board, board.code in failing)
-    drawn = [starts.draw(Seat.X).code for _ in range(4000)]
+            starts.update(board, "grid", board.code in failing)
+            starts.update(board, "rows", False)
+    pairs = [starts.draw(Seat.X) for _ in range(4000)]
+    drawn = [b.code for b, _ in pairs]
     share = sum(code in failing for code in drawn) / len(drawn)
-    # 20 positions at score ~1 against the others at the floor, where a uniform draw gives 20 / len(xs)
-    expected = 20 * (1 + SCORE_FLOOR) / (20 * (1 + SCORE_FLOOR) + (len(xs) - 20) * SCORE_FLOOR)
-    assert abs(share - expected) < 0.03 and share > 10 * 20 / len(xs)
+    # 20 pairs at score ~1 against the other pairs at the floor, where a uniform draw gives 20 / len(xs)
+    expected = 20 * (1 + SCORE_FLOOR) / (20 * (1 + SCORE_FLOOR) + (2 * len(xs) - 20) * SCORE_FLOOR)
+    in_grid = sum(p == "grid" for b, p in pairs if b.code in failing) / max(1, sum(c in failing for c in drawn))
+    assert in_grid > 0.9  # a failing position is played in the phrasing it fails in
+    assert abs(share - expected) < 0.03 and share > 8 * 20 / len(xs)
     assert len(set(drawn) - failing) > 500  # the floor keeps the others in the mix
     assert starts.summary()["mean_failure_score"]["O"] == 1.0  # O's positions untouched: unseen
 
@@ -57,10 +63,11 @@ def test_a_kept_position_loses_priority_and_a_finished_board_is_ignored() -> Non
     starts = StartPositions("prioritized")
     board = Board.from_moves([5, 1])
     i = starts.index[board.code]
-    starts.update(board, False)
-    starts.update(board, False)
-    assert starts.score[Seat.X][i] == pytest.approx(0.49)
-    starts.update(Board.from_moves([1, 4, 2, 5, 3]), True)  # over: not an open position
+    starts.update(board, "grid", False)
+    starts.update(board, "grid", False)
+    starts.update(board, "list", True)  # not a phrasing of these start positions: ignored
+    assert starts.score[Seat.X][i, 0] == pytest.approx(0.49)
+    starts.update(Board.from_moves([1, 4, 2, 5, 3]), "grid", True)  # over: not an open position
     with pytest.raises(ValueError, match="curriculum"):
         StartPositions("hardest-first")
 
@@ -99,3 +106,23 @@ def test_games_start_from_drawn_positions_and_score_every_steered_board(lm, sae)
     scored = sum(int((s < 1.0).sum()) for s in env.starts.score.values())
     assert scored > 0  # the steered boards' scores moved off the unseen 1.0
     env.close()
+
+
+def test_games_from_start_positions_are_the_same_through_the_server_and_in_process(lm, sae) -> None:
+    """The server sets up each drawn position from the challenge's opening: boards, rewards
+    and ends equal the in-process games', seeded alike."""
+    from training.rl.env import BackgroundServer, LocalTransport, ServerTransport
+
+    actions = np.random.default_rng(6).integers(0, 1 + len(FEATURES) * 8, size=(25, 6, 2))
+    runs = []
+    with BackgroundServer(seed=9) as srv:
+        for transport in (LocalTransport(), ServerTransport(srv.url, forfeit=False)):
+            env = _env(lm, sae, transport, 6, seed=8, start_positions=0.7, random_openings=0.5)
+            out = [env.reset().tolist()]
+            for a in actions:
+                obs, rewards, dones, _ = env.step(a)
+                out.append((obs.tolist(), rewards.tolist(), dones.tolist()))
+            runs.append((out, env.log.results, env.starts.summary()))
+            env.close()
+    assert runs[0] == runs[1]
+    assert runs[0][2]["games_from_positions"] > 10

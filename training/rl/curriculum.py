@@ -9,19 +9,21 @@ plays them with a ``challenge`` that carries the position's ``opening`` moves.
 
 Two curricula:
 
-* ``uniform``: every open position with the LLM's side to move, equally likely.
-* ``prioritized`` (the recipe): a position's chance is its *failure score* plus a floor.
-  The score is an exponential average of "the policy's move here lost the solved value" over
-  the moves made there (in any game, opened here or not), starting at 1 for a position the
-  policy has not steered yet, so every position is tried early and the draws then follow the
-  positions the policy still gets wrong. The floor keeps every position in the mix. This is
+* ``uniform``: every open position with the LLM's side to move, and every phrasing,
+  equally likely.
+* ``prioritized`` (the recipe): a (position, phrasing) pair's chance is its *failure score*
+  plus a floor, and the game is played in that phrasing. The score is an exponential average
+  of "the policy's move here, in this phrasing, lost the solved value" over the moves made
+  there (in any game, opened here or not), starting at 1 for a pair the policy has not
+  steered yet, so every pair is tried early and the draws then follow the pairs the policy
+  still gets wrong. The floor keeps every pair in the mix. This is
   prioritized level replay (Jiang, Grefenstette and Rocktäschel, 2021) with the value loss
   as the score, which a contextual bandit with γ = 0 makes the right one.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -53,9 +55,10 @@ def opening_of(board: Board) -> tuple[int, ...]:
 
 
 class StartPositions:
-    """The open positions per side to move, their failure scores, and draws from them."""
+    """The open positions per side to move, their failure scores per phrasing, and draws
+    from them."""
 
-    def __init__(self, curriculum: str = "prioritized", seed: int = 0) -> None:
+    def __init__(self, curriculum: str = "prioritized", seed: int = 0, phrasings: Sequence[str] = ("grid",)) -> None:
         if curriculum not in ("prioritized", "uniform"):
             raise ValueError(f"unknown curriculum {curriculum!r}; expected prioritized or uniform")
         self.curriculum = curriculum
@@ -63,29 +66,35 @@ class StartPositions:
         open_boards = sorted((b for b in reachable_positions() if not b.is_over), key=lambda b: b.code)
         self.boards: dict[Seat, list[Board]] = {s: [b for b in open_boards if b.turn is s] for s in Seat}
         self.index: dict[str, int] = {b.code: i for s in Seat for i, b in enumerate(self.boards[s])}
-        self.score: dict[Seat, np.ndarray] = {s: np.ones(len(self.boards[s])) for s in Seat}
+        self.phrasings = list(phrasings)
+        if not self.phrasings:
+            raise ValueError("start positions need at least one phrasing")
+        self.phrasing_index = {p: j for j, p in enumerate(self.phrasings)}
+        self.score: dict[Seat, np.ndarray] = {s: np.ones((len(self.boards[s]), len(self.phrasings))) for s in Seat}
         self.draws = 0
         self.drawn: set[str] = set()
 
-    def draw(self, seat: Seat) -> Board:
-        """One open position with ``seat`` to move."""
-        boards = self.boards[seat]
+    def draw(self, seat: Seat) -> tuple[Board, str]:
+        """One open position with ``seat`` to move, and the phrasing to play it in."""
+        boards, n = self.boards[seat], len(self.phrasings)
         if self.curriculum == "uniform":
-            i = int(self.rng.integers(len(boards)))
+            k = int(self.rng.integers(len(boards) * n))
         else:
-            weights = np.cumsum(self.score[seat] + SCORE_FLOOR)
-            i = min(int(np.searchsorted(weights, self.rng.random() * weights[-1], side="right")), len(boards) - 1)
+            weights = np.cumsum(self.score[seat].ravel() + SCORE_FLOOR)
+            k = min(int(np.searchsorted(weights, self.rng.random() * weights[-1], side="right")), weights.size - 1)
+        board, phrasing = boards[k // n], self.phrasings[k % n]
         self.draws += 1
-        self.drawn.add(boards[i].code)
-        return boards[i]
+        self.drawn.add(board.code)
+        return board, phrasing
 
-    def update(self, board: Board, lost_value: bool) -> None:
-        """Fold one policy move on ``board`` into its failure score."""
+    def update(self, board: Board, phrasing: str, lost_value: bool) -> None:
+        """Fold one policy move on ``board`` in ``phrasing`` into its failure score."""
         i = self.index.get(board.code)
-        if i is None:  # a finished board is never steered; anything else is an open position
+        j = self.phrasing_index.get(phrasing)
+        if i is None or j is None:  # a finished board is never steered; anything else is an open position
             return
         score = self.score[board.turn]
-        score[i] += SCORE_RATE * (float(lost_value) - score[i])
+        score[i, j] += SCORE_RATE * (float(lost_value) - score[i, j])
 
     def summary(self) -> dict[str, Any]:
         """For the run card: draws, distinct positions drawn, mean failure score per side."""

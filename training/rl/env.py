@@ -572,7 +572,9 @@ class SteeringVecEnv(VecEnv):
         self.games_started = 0
         self.random_moves = 0  # moves the environment played itself (random openings)
         self.starts = (
-            StartPositions(config.curriculum, seed=config.seed) if config.start_positions > 0 else None
+            StartPositions(config.curriculum, seed=config.seed, phrasings=self.phrasing_names)
+            if config.start_positions > 0
+            else None
         )
         self.boards_seen: set[str] = set()  # distinct boards the policy was asked to steer
         self._actions: np.ndarray | None = None
@@ -586,7 +588,8 @@ class SteeringVecEnv(VecEnv):
         self.phrasing[e] = self.rng.choice(self.phrasing_names)
         opening: tuple[int, ...] = ()
         if self.starts is not None and self.rng.random() < cfg.start_positions:
-            opening = opening_of(self.starts.draw(seat))
+            board, self.phrasing[e] = self.starts.draw(seat)
+            opening = opening_of(board)
             self._random_left[e] = 0
         else:
             random_opening = self.rng.random() < cfg.random_openings
@@ -683,7 +686,7 @@ class SteeringVecEnv(VecEnv):
                 value_change = move_reward(self.boards[e], o.cell, self.seats[e], s.illegal)
                 rewards[e] += value_change
                 if self.starts is not None:
-                    self.starts.update(self.boards[e], value_change < 0)
+                    self.starts.update(self.boards[e], self.phrasing[e], value_change < 0)
             if s.over:
                 result = result_of(self.seats[e], s)
                 if self.config.shaping == "none":
