@@ -370,8 +370,7 @@ class ServerTransport:
                 self.core.forget(old)
             self.state.pop(env, None)
             self.seat[env] = seat
-            extra = {"opening": list(opening)} if opening else {}
-            frame = self.core.challenge(opponent, side=seat.value, clock=self.clock, seed=seed, **extra)
+            frame = self.core.challenge(opponent, side=seat.value, clock=self.clock, seed=seed, opening=opening)
             self._challenge_env[frame["id"]] = env
             self._send(frame)
         return self._pump([spec[0] for spec in games])
