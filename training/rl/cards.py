@@ -147,7 +147,7 @@ def _card_header(card: dict[str, Any]) -> list[str]:
         f"- Reward: shaping `{cfg['shaping']}` (value: each move paid the change of the solved value it makes; none: "
         f"the result only), minus {cfg['push_cost']} × ‖added‖/‖residual‖ per move",
         f"- PPO: n_envs {cfg['n_envs']}, n_steps {cfg['n_steps']}, batch {cfg['batch_size']}, epochs {cfg['n_epochs']}, "
-        f"lr {cfg['learning_rate']}, gamma {cfg['gamma']}, GAE λ {cfg['gae_lambda']}, entropy {cfg['ent_coef']}, "
+        f"lr {cfg['learning_rate']} ({cfg.get('lr_schedule', 'constant')}), gamma {cfg['gamma']}, GAE λ {cfg['gae_lambda']}, entropy {cfg['ent_coef']}, "
         f"clip {cfg['clip_range']}, net {cfg['net_arch']}, none bias {cfg['none_bias']}, baseline {cfg.get('baseline', 'state')}",
         f"- Steps {card['steps']} ({card['games']} games, {card['boards_seen']} distinct boards steered); stopped by "
         f"{card['stopped_by']}; the policy is the final one (step {card['policy_step']}); target {cfg['target']} first "

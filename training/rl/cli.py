@@ -136,6 +136,12 @@ def _add_ppo_flags(g: Callable[..., Any], d: TrainConfig) -> None:
     g("--batch-size", type=int, default=d.batch_size, help="PPO minibatch size")
     g("--n-epochs", type=int, default=d.n_epochs, help="PPO epochs per update")
     g("--lr", type=float, default=d.learning_rate, help="PPO learning rate")
+    g(
+        "--lr-schedule",
+        choices=("constant", "linear"),
+        default=d.lr_schedule,
+        help="constant, or linear: annealed to 0 over --total-steps",
+    )
     g("--gamma", type=float, default=d.gamma, help="discount")
     g("--gae-lambda", type=float, default=d.gae_lambda, help="GAE lambda")
     g("--ent-coef", type=float, default=d.ent_coef, help="entropy bonus")
@@ -267,6 +273,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         batch_size=args.batch_size,
         n_epochs=args.n_epochs,
         learning_rate=args.lr,
+        lr_schedule=args.lr_schedule,
         gamma=args.gamma,
         gae_lambda=args.gae_lambda,
         ent_coef=args.ent_coef,

@@ -87,6 +87,7 @@ class TrainConfig:
     batch_size: int = 512
     n_epochs: int = 10
     learning_rate: float = 3e-3
+    lr_schedule: str = "constant"  # constant | linear (annealed to 0 over total_steps)
     gamma: float = 0.0
     gae_lambda: float = 0.0
     ent_coef: float = 0.003
@@ -320,6 +321,23 @@ def _make_transport(cfg: TrainConfig, server_url: str | None, log: Any) -> tuple
     raise ValueError(f"unknown --via {cfg.via!r}; expected server or local")
 
 
+def learning_rate_schedule(cfg: TrainConfig) -> Any:
+    """PPO's learning rate: ``cfg.learning_rate`` throughout, or annealed linearly to 0 over
+    the run's steps (SB3 calls it with the share of the steps still to go).
+
+    >>> f = learning_rate_schedule(TrainConfig(learning_rate=0.002, lr_schedule="linear"))
+    >>> f(1.0), f(0.25)
+    (0.002, 0.0005)
+    """
+    if cfg.lr_schedule == "constant":
+        return cfg.learning_rate
+    if cfg.lr_schedule == "linear":
+        from stable_baselines3.common.utils import LinearSchedule
+
+        return LinearSchedule(cfg.learning_rate, 0.0, 1.0)
+    raise ValueError(f"unknown learning-rate schedule {cfg.lr_schedule!r}; expected constant or linear")
+
+
 def _new_model(cfg: TrainConfig, env: Any, n_choices: int) -> Any:
     import torch
     from stable_baselines3 import PPO
@@ -332,7 +350,7 @@ def _new_model(cfg: TrainConfig, env: Any, n_choices: int) -> Any:
         n_steps=cfg.n_steps,
         batch_size=cfg.batch_size,
         n_epochs=cfg.n_epochs,
-        learning_rate=cfg.learning_rate,
+        learning_rate=learning_rate_schedule(cfg),
         gamma=cfg.gamma,
         gae_lambda=cfg.gae_lambda,
         ent_coef=cfg.ent_coef,
