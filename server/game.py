@@ -316,6 +316,26 @@ class OpeningError(GameError):
     code = "invalid_opening"
 
 
+def opening_of(board: Board) -> tuple[int, ...]:
+    """An opening that reaches ``board``: X's and O's cells in turn, each side's in cell order
+    (any order is legal because a position that is not over has no line; a finished board
+    gets one too, its last move possibly not the one that ended the game).
+
+    >>> opening_of(Board("X.O.X...."))
+    (1, 3, 5)
+    >>> opening_board(opening_of(Board("XO.OX...."))) == Board("XO.OX....")
+    True
+    """
+    xs = [i + 1 for i, c in enumerate(board.code) if c == Seat.X.value]
+    os_ = [i + 1 for i, c in enumerate(board.code) if c == Seat.O.value]
+    moves: list[int] = []
+    for i, x in enumerate(xs):
+        moves.append(x)
+        if i < len(os_):
+            moves.append(os_[i])
+    return tuple(moves)
+
+
 def opening_board(cells: Sequence[int]) -> Board:
     """The board after the opening ``cells``: a game's first moves in order from the empty
     board, X first. They must be at most :data:`MAX_OPENING` distinct cells 1-9 and leave

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from server.game import Board, Seat, reachable_positions
-from training.rl.curriculum import SCORE_FLOOR, StartPositions, opening_of
+from server.game import Board, Seat, opening_of, reachable_positions
+from training.rl.curriculum import SCORE_FLOOR, StartPositions
 
 FEATURES = [0, 3, 5, 7]
 

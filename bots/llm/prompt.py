@@ -7,14 +7,17 @@ move. The digits 1-9 are single tokens, so one forward pass gives the model's
 distribution over the nine cells.
 
 Several *phrasings* of the same position exist so that an SAE trained on them learns
-board concepts rather than one template's token positions. Play uses ``grid``.
+board concepts rather than one template's token positions: ``grid`` (a numbered grid; play
+uses it), ``rows`` (each row's cells named), ``list`` (each side's cells listed) are the
+SAE's corpus; ``moves`` (a move list that reaches the position) is in no corpus, a fourth
+wording for training and held-out checks of steering policies.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from server.game import Board, Seat
+from server.game import Board, Seat, opening_of
 
 SYSTEM = "You are an expert Tic Tac Toe player."
 ANSWER_PREFIX = "I take cell "
@@ -45,6 +48,14 @@ def _lists(board: Board) -> str:
     return f"X has cells {', '.join(xs)}. O has cells {', '.join(os_)}. Empty cells: {', '.join(free)}."
 
 
+def _moves(board: Board) -> str:
+    order = opening_of(board)
+    if not order:
+        return "No moves yet."
+    seats = ("X", "O")
+    return "Moves so far: " + ", ".join(f"{seats[i % 2]} {cell}" for i, cell in enumerate(order)) + "."
+
+
 def _user_text(board: Board, phrasing: str) -> str:
     me = board.turn
     if phrasing == "grid":
@@ -63,10 +74,16 @@ def _user_text(board: Board, phrasing: str) -> str:
             f"Let's play noughts and crosses on a 3x3 grid numbered 1-9 (1 top left, 9 bottom right). "
             f"{_lists(board)} You are {me.value} and it is your move. Reply with the number of your cell."
         )
+    if phrasing == "moves":
+        return (
+            f"Tic Tac Toe, squares 1-9 in reading order (1 top left, 5 centre, 9 bottom right). "
+            f"{_moves(board)} It is {me.value}'s turn and you play {me.value}. "
+            f"Which square do you play? Give its number."
+        )
     raise ValueError(f"unknown phrasing {phrasing!r}; expected one of {', '.join(PHRASINGS)}")
 
 
-PHRASINGS: tuple[str, ...] = ("grid", "rows", "list")
+PHRASINGS: tuple[str, ...] = ("grid", "rows", "list", "moves")
 DEFAULT_PHRASING = "grid"
 
 

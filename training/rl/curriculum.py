@@ -35,25 +35,6 @@ SCORE_RATE = 0.3
 SCORE_FLOOR = 0.05
 
 
-def opening_of(board: Board) -> tuple[int, ...]:
-    """Moves from the empty board to ``board`` (X's and O's cells in turn; any order is
-    legal because a reachable open position has no line).
-
-    >>> opening_of(Board("X.O.X...."))
-    (1, 3, 5)
-    >>> Board.from_moves(opening_of(Board("XO.OX...."))) == Board("XO.OX....")
-    True
-    """
-    xs = [c for c in range(1, 10) if board[c] is Seat.X]
-    os_ = [c for c in range(1, 10) if board[c] is Seat.O]
-    moves: list[int] = []
-    for i, x in enumerate(xs):
-        moves.append(x)
-        if i < len(os_):
-            moves.append(os_[i])
-    return tuple(moves)
-
-
 class StartPositions:
     """The open positions per side to move, their failure scores per phrasing, and draws
     from them."""

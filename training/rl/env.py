@@ -73,9 +73,9 @@ from client.core import (
     ServerError,
     Welcomed,
 )
-from server.game import Board, Seat
+from server.game import Board, Seat, opening_of
 from training.rl.actuator import LLMActuator, MoveOutcome
-from training.rl.curriculum import StartPositions, opening_of
+from training.rl.curriculum import StartPositions
 
 if TYPE_CHECKING:
     from server.solver import TieBreak
