@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from bots.llm.model import load_model
     from bots.llm.player import make_reader
-    from training.heldout import open_positions
+    from training.evaluation.heldout import open_positions
 
     torch.set_num_threads(args.threads)
     lm = load_model(args.model)

@@ -198,7 +198,7 @@ def test_mqtt_urls() -> None:
 async def test_evaluate_publishes_progress_and_summaries(
     mosquitto: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import training.evaluate
+    import training.evaluation.evaluate
     from bots.llm.bot import LLMBot
     from bots.llm.testing import tiny_language_model
     from training.cli import main as train_main
@@ -206,7 +206,7 @@ async def test_evaluate_publishes_progress_and_summaries(
     def tiny_bot(args: Any) -> tuple[Any, dict[str, Any]]:
         return LLMBot(tiny_language_model(), mode="strict"), {"model": "tiny", "steering": "none"}
 
-    monkeypatch.setattr(training.evaluate, "build_evaluation_bot", tiny_bot)
+    monkeypatch.setattr(training.evaluation.evaluate, "build_evaluation_bot", tiny_bot)
     async with listen(mosquitto.url, f"{P}/training/#") as heard:
         argv = [
             "evaluate",

@@ -102,7 +102,7 @@ def position_check(
 ) -> dict[str, Any]:
     """Play every open position with each bot (the side to move is the LLM) and count
     value-preserving moves (:class:`PositionTally`) and the steering budget over them."""
-    from training.evaluate import ArmResult, BudgetTally
+    from training.evaluation.evaluate import ArmResult, BudgetTally
 
     boards = open_positions()
     tallies = {name: PositionTally(modes) for name in bots}
@@ -141,7 +141,7 @@ BUDGET_KEYS = (
 
 def exact_grid(bots: dict[str, Any], modes: Sequence[str], opponents: Sequence[str]) -> dict[str, Any]:
     """Exact probabilities for each bot, mode, seat and opponent."""
-    from training.evaluate import exact_probabilities
+    from training.evaluation.evaluate import exact_probabilities
 
     out: dict[str, Any] = {}
     for name, bot in bots.items():
@@ -329,8 +329,8 @@ def run(args: argparse.Namespace) -> int:
 
     from bots.llm.cli import load_sae_arg
     from bots.llm.model import load_model
-    from training.evaluate import prepare_json_out
-    from training.evidence import snapshots_agree, weights_snapshot
+    from training.evaluation.evaluate import prepare_json_out
+    from training.evaluation.evidence import snapshots_agree, weights_snapshot
 
     console = Console() if sys.stdout.isatty() else Console(width=200)
     modes = [m.strip() for m in args.mode.split(",") if m.strip()]
