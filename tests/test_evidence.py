@@ -101,7 +101,7 @@ def test_arm_reports_budget_digit_mass_and_exact_value(lm, sae):
 def test_digit_mass_of_the_cached_path_equals_a_full_forward(lm, sae):
     import torch
 
-    from bots.llm.player import make_reader
+    from bots.llm.readers import make_reader
 
     boards = [Board.empty(), Board.from_moves([5]), Board.from_moves([1, 2, 3])]
     cached = make_reader(lm, sae.hook_name, reader="cached", digit_mass=True)
@@ -208,7 +208,7 @@ def test_evaluate_json_carries_hashes_before_and_after(lm, sae, tmp_path, monkey
 
 # --------------------------------------------------------------------------- held-out checks
 def test_position_check_counts_every_open_position():
-    from bots.llm.player import MoveReading
+    from bots.llm.readers import MoveReading
     from server.solver import value_preserving_cells
     from training.evaluation.heldout import open_positions, position_check
 

@@ -183,7 +183,7 @@ def test_cli_modules_import_without_torch():
     import sys
 
     code = (
-        "import sys, argparse; import bots.llm.cli as c, training.evaluation.evaluate as e, bots.llm.policy, bots.llm.player; "
+        "import sys, argparse; import bots.llm.cli as c, training.evaluation.evaluate as e, bots.llm.policy, bots.llm.readers; "
         "p = argparse.ArgumentParser(); c.add_arguments(p); e.add_arguments(argparse.ArgumentParser()); "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )

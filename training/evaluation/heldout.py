@@ -62,7 +62,7 @@ class PositionTally:
         }
 
     def add(self, board: Board, probs: Sequence[float], mode: str) -> None:
-        from bots.llm.player import read_move
+        from bots.llm.readers import read_move
         from server.solver import value_preserving_cells
 
         # the argmax of the log-probabilities is the argmax of the logits (same tie rule)
@@ -158,7 +158,7 @@ def shared_reader(lm: Any, sae: Any, phrasing: str = "grid", cache_boards: int =
     """An answer reader for ``phrasing`` that measures digit mass, to share among bots: with
     ``cache_boards`` above the number of boards met (4,520 open positions in all), each
     board's prompt runs once per process (about 0.9 MB a board for SmolLM2)."""
-    from bots.llm.player import make_reader
+    from bots.llm.readers import make_reader
 
     hook = sae.hook_name if sae is not None else None
     return make_reader(lm, hook, phrasing=phrasing, cache_boards=cache_boards, steerable=True, digit_mass=True)
@@ -399,7 +399,7 @@ def run(args: argparse.Namespace) -> int:
 def _check_choices(modes: Sequence[str], phrasings: Sequence[str], opponents: Sequence[str], chunk: int) -> None:
     """A ``ValueError`` naming the first unknown mode, phrasing or opponent, a missing grid
     phrasing or a ``--chunk`` below 1."""
-    from bots.llm.player import MODES
+    from bots.llm.readers import MODES
     from bots.llm.prompt import PHRASINGS
     from training.vector_search import opponent_distribution
 
