@@ -37,7 +37,7 @@ from server.connection import ArenaConnection, Peer, deliver
 from server.log_lines import LogLineFormatter, format_game_line
 from server.protocol import encode_frame
 from server.records.writer import RecordWriter, store_records
-from server.records.store import GameRecords, RecordsError, describe_target
+from server.records.sql import GameRecords, RecordsError, describe_target
 from server.waiting import event_or_timeout
 
 if TYPE_CHECKING:
