@@ -123,7 +123,7 @@ async def one_run(
 
 def measure_writes(label: str, target: str, n: int) -> tuple[str, float, float]:
     """Median and 90th percentile of one ``save`` (what the server does after every move)."""
-    from server.records.store import GameRecords
+    from server.records import GameRecords
 
     rec = GameRecords(target)
     moves = []

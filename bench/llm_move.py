@@ -80,7 +80,7 @@ def positions_study(
     at the last position vs at every position: how often the argmax cell changes, mean KL."""
     import torch
 
-    from bots.llm.player import make_reader
+    from bots.llm.readers import make_reader
     from bots.llm.steering import kl_divergence
 
     last = make_reader(lm, hook, reader="cached")
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     from bots.llm.bot import LLMBot
     from bots.llm.cli import find_default_sae
     from bots.llm.model import load_model
-    from bots.llm.player import SteeredLogitsMemo
+    from bots.llm.readers import SteeredLogitsMemo
     from bots.llm.policy import FixedSteeringPolicy
     from bots.llm.sae import load_sae
 
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     med = {k: statistics.median(v) for k, v in results.items()}
 
     # generic hooked path: full forward with vs without the hook
-    from bots.llm.player import HookedAnswerReader
+    from bots.llm.readers import HookedAnswerReader
 
     hooked = HookedAnswerReader(lm, sae.hook_name)
     vec = steered.steering.vectors(torch.tensor([[0.5] * len(feats)]))

@@ -21,7 +21,7 @@ from bots.llm.learned import LearnedSteeringPolicy
 from bots.llm.model import load_model
 from server.game import Board
 from server.solver import value_preserving_cells
-from training.heldout import open_positions
+from training.evaluation.heldout import open_positions
 from training.rl.actuator import MoveOutcome
 from training.rl.evaluation import policy_moves
 from training.rl.ppo import TrainConfig, build_actuators, warm_actuators

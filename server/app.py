@@ -37,11 +37,11 @@ from server.connection import ArenaConnection, Peer, deliver
 from server.log_lines import LogLineFormatter, format_game_line
 from server.protocol import encode_frame
 from server.records.writer import RecordWriter, store_records
-from server.records.store import GameRecords, RecordsError, describe_target
+from server.records.sql import GameRecords, RecordsError, describe_target
 from server.waiting import event_or_timeout
 
 if TYPE_CHECKING:
-    from server.events.cluster import MqttEvents
+    from server.events.cluster import ClusterEvents
 
 __all__ = ["ServerConfig", "ArenaServer", "serve_arena", "add_arguments", "run"]
 
@@ -51,7 +51,7 @@ GameOverHook = Callable[[dict[str, Any]], None]
 
 
 class EventSink(Protocol):
-    """A transport for the arena's game events (:class:`server.events.cluster.MqttEvents`): it is
+    """A transport for the arena's game events (:class:`server.events.cluster.ClusterEvents`): it is
     handed every :class:`GameEvent` and :class:`RelayGame` effect, in order, and never blocks."""
 
     server_id: str
@@ -459,11 +459,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
         if args.mqtt:
-            from server.events.cluster import MqttEvents, default_server_id
+            from server.events.cluster import ClusterEvents, default_server_id
 
             if args.mqtt_queue < 1:
                 raise ValueError("--mqtt-queue must be at least 1")
-            events = MqttEvents(args.mqtt, args.server_id or default_server_id(config.port), queue_size=args.mqtt_queue)
+            events = ClusterEvents(
+                args.mqtt, args.server_id or default_server_id(config.port), queue_size=args.mqtt_queue
+            )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -495,7 +497,7 @@ def read_banner_url(proc: "subprocess.Popen[str]", what: str = "server") -> str:
     return match.group(1)
 
 
-async def _serve_until_signal(config: ServerConfig, *, quiet: bool, events: MqttEvents | None = None) -> int:
+async def _serve_until_signal(config: ServerConfig, *, quiet: bool, events: ClusterEvents | None = None) -> int:
     finished = 0
 
     def on_game_over(record: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ import sys
 
 SUBCOMMANDS = {
     "serve": ("server.app", "run the game server (WebSocket + GET /healthz on one port)"),
-    "games": ("server.records.store", "list, show or export stored games"),
+    "games": ("server.records.cli", "list, show or export stored games"),
     "tournament": ("bots.tournament.cli", "round-robin tournament between bots, played through a server"),
     "watch": (
         "server.events.watch",

@@ -245,7 +245,7 @@ async def test_nan_and_infinity_are_bad_json_and_never_relayed_or_stored(tmp_pat
         await bob.wait_for("game_over")
         for frame in ann.seen + bob.seen:
             json.dumps(frame, allow_nan=False)  # every frame the server sent is strict JSON
-    from server.records.store import GameRecords
+    from server.records import GameRecords
 
     stored = GameRecords(tmp_path / "arena.sqlite3").get(gid)
     assert [m["trace"] for m in stored["moves"]] == [{"p": 1e308, "q": -0.0}]

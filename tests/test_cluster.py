@@ -19,7 +19,7 @@ import pytest
 from helpers_ws import WsClient, play_moves
 from server.app import ServerConfig, read_banner_url, serve_arena
 from server.cli import main as server_main
-from server.events.cluster import MqttEvents
+from server.events.cluster import ClusterEvents
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -78,7 +78,7 @@ async def test_two_servers_share_lobby_records_and_spectating(
     try:
         config = ServerConfig(host="127.0.0.1", port=0, db_path=postgres_url, seed=1, ping_interval=None)
         async with (
-            serve_arena(config, events=MqttEvents(mosquitto.url, "a")) as a,
+            serve_arena(config, events=ClusterEvents(mosquitto.url, "a")) as a,
             WsClient.connect(a.url, "ann", role="spectator") as ann,
             WsClient.connect(b_url, "bee", role="bot", max_games=4),
             WsClient.connect(b_url, "bob") as bob,

@@ -14,7 +14,7 @@ import pytest
 
 from helpers_ws import WsClient
 from server.app import ServerConfig, serve_arena
-from server.events.cluster import MqttEvents
+from server.events.cluster import ClusterEvents
 from server.events.mqtt import MqttUrlError, parse_mqtt_url
 
 pytestmark = pytest.mark.timeout(90)
@@ -75,7 +75,7 @@ async def wait_until(predicate: Any, timeout: float = 10.0, what: str = "conditi
 
 
 async def test_a_game_arrives_on_the_broker_complete_in_order_with_traces(mosquitto: Any) -> None:
-    events = MqttEvents(mosquitto.url, "alpha")
+    events = ClusterEvents(mosquitto.url, "alpha")
     async with listen(mosquitto.url, f"{P}/#") as heard, serve_arena(config(), events=events) as srv:
         await wait_until(lambda: events.link.connected, what="publisher connected")
         await heard.wait(lambda: any(p and p.get("status") == "online" for p in heard.on("/servers/alpha/status")))
@@ -124,7 +124,7 @@ def expected_messages(record: dict[str, Any]) -> int:
 
 
 async def test_a_broker_outage_never_stops_play_and_drops_are_counted(mosquitto: Any) -> None:
-    events = MqttEvents(mosquitto.url, "beta", queue_size=25)
+    events = ClusterEvents(mosquitto.url, "beta", queue_size=25)
     events.link.max_backoff = 0.5
     finished: list[dict[str, Any]] = []
     async with serve_arena(config(), events=events, on_game_over=finished.append) as srv:
@@ -198,7 +198,7 @@ def test_mqtt_urls() -> None:
 async def test_evaluate_publishes_progress_and_summaries(
     mosquitto: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import training.evaluate
+    import training.evaluation.evaluate
     from bots.llm.bot import LLMBot
     from bots.llm.testing import tiny_language_model
     from training.cli import main as train_main
@@ -206,7 +206,7 @@ async def test_evaluate_publishes_progress_and_summaries(
     def tiny_bot(args: Any) -> tuple[Any, dict[str, Any]]:
         return LLMBot(tiny_language_model(), mode="strict"), {"model": "tiny", "steering": "none"}
 
-    monkeypatch.setattr(training.evaluate, "build_evaluation_bot", tiny_bot)
+    monkeypatch.setattr(training.evaluation.evaluate, "build_evaluation_bot", tiny_bot)
     async with listen(mosquitto.url, f"{P}/training/#") as heard:
         argv = [
             "evaluate",
@@ -257,7 +257,7 @@ def test_watch_prints_the_feed(mosquitto: Any) -> None:
         assert watcher.stdout.readline().startswith("watching ")  # printed once subscribed
 
         async def play() -> dict[str, Any]:
-            events = MqttEvents(mosquitto.url, "gamma")
+            events = ClusterEvents(mosquitto.url, "gamma")
             async with serve_arena(config(), events=events) as srv, WsClient.connect(srv.url, "org") as org:
                 await wait_until(lambda: events.link.connected, what="publisher connected")
                 sent = await org.request(type="arrange", x="minimax", o="minimax", tag="w")

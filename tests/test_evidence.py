@@ -12,8 +12,8 @@ from bots.llm.bot import LLMBot
 from bots.llm.policy import FixedSteeringPolicy
 from bots.llm.testing import tiny_language_model, tiny_sae
 from server.game import Board, Seat
-from training.evaluate import ArmResult, exact_arm, play_arm_local
-from training.evidence import distinct_counts, llm_boards
+from training.evaluation.evaluate import ArmResult, exact_arm, play_arm_local
+from training.evaluation.evidence import distinct_counts, llm_boards
 
 from tests.test_llm_evaluate import _Bar
 
@@ -101,7 +101,7 @@ def test_arm_reports_budget_digit_mass_and_exact_value(lm, sae):
 def test_digit_mass_of_the_cached_path_equals_a_full_forward(lm, sae):
     import torch
 
-    from bots.llm.player import make_reader
+    from bots.llm.readers import make_reader
 
     boards = [Board.empty(), Board.from_moves([5]), Board.from_moves([1, 2, 3])]
     cached = make_reader(lm, sae.hook_name, reader="cached", digit_mass=True)
@@ -208,9 +208,9 @@ def test_evaluate_json_carries_hashes_before_and_after(lm, sae, tmp_path, monkey
 
 # --------------------------------------------------------------------------- held-out checks
 def test_position_check_counts_every_open_position():
-    from bots.llm.player import MoveReading
+    from bots.llm.readers import MoveReading
     from server.solver import value_preserving_cells
-    from training.heldout import open_positions, position_check
+    from training.evaluation.heldout import open_positions, position_check
 
     class Perfect:  # plays a value-preserving cell everywhere
         def play(self, boards):
@@ -251,7 +251,7 @@ def test_position_check_counts_every_open_position():
 
 
 def test_heldout_report_on_phrasings_and_opponents(lm, sae):
-    from training.heldout import heldout_report, markdown_summary
+    from training.evaluation.heldout import heldout_report, markdown_summary
 
     rep = heldout_report(
         lm,
@@ -277,7 +277,8 @@ def test_equal_effort_controls_run_end_to_end(lm, sae):
     import torch
 
     from training.bases import BASIS_NAMES, make_basis
-    from training.controls import CEMFitter, basis_bot, markdown_table, run_controls
+    from training.controls import CEMFitter, basis_bot, run_controls
+    from training.evaluation.tables import controls_table
     from training.vector_search import SearchConfig
 
     policy = _policy(sae)
@@ -308,7 +309,7 @@ def test_equal_effort_controls_run_end_to_end(lm, sae):
     assert not torch.allclose(bot.steering.directions, rows_dec)
     assert torch.allclose(bot.steering.directions.norm(dim=-1), rows_dec.norm(dim=-1), atol=1e-5)
     assert "max |cos|" in basis.note
-    assert len(markdown_table(report)) == 2 + len(rows)
+    assert len(controls_table(report)) == 2 + len(rows)
 
 
 def test_controls_command_writes_json_with_hashes(lm, tmp_path, monkeypatch):

@@ -50,7 +50,7 @@ async def test_a_deeply_nested_trace_is_refused_and_never_stored(tmp_path: Any) 
         over = await ann.request(type="move", game_id=gid, cell=2, trace=nested(MAX_TRACE_DEPTH + 1))
         assert over["code"] == "invalid_message"
         await ann.request(type="resign", game_id=gid)
-    from server.records.store import GameRecords
+    from server.records import GameRecords
 
     rec = GameRecords(db).get(gid)
     assert rec is not None and rec["moves"][0]["trace"] == nested(MAX_TRACE_DEPTH)
@@ -59,7 +59,7 @@ async def test_a_deeply_nested_trace_is_refused_and_never_stored(tmp_path: Any) 
 
 # ----------------------------------------------------------------------------- 2: markup in games list
 async def test_games_list_prints_client_markup_as_text(tmp_path: Any, capsys: Any, monkeypatch: Any) -> None:
-    from server.records import store as records
+    from server.records import cli as records
 
     monkeypatch.setenv("COLUMNS", "200")  # wide enough that no cell is cut
 

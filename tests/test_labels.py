@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from server.game import Board, reachable_positions
-from training.labels import (
+from training.features.labels import (
     CONCEPT_NAMES,
     CONCEPTS,
     LabelError,
@@ -175,7 +175,7 @@ def test_features_schema_errors_name_the_problem(tmp_path):
 def quick_sae(tmp_path_factory):
     pytest.importorskip("torch")
     from training import cli
-    from training.activations import make_tiny_llama
+    from training.features.activations import make_tiny_llama
 
     root = tmp_path_factory.mktemp("label")
     folder = make_tiny_llama(root / "model")

@@ -7,7 +7,7 @@ import pytest
 from bots.llm.bot import LLMBot
 from bots.llm.policy import FixedSteeringPolicy
 from bots.llm.testing import tiny_sae
-from training.evaluate import ArmResult, play_arm_local, play_arm_server, wilson_interval
+from training.evaluation.evaluate import ArmResult, play_arm_local, play_arm_server, wilson_interval
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -95,7 +95,7 @@ async def test_server_arm_is_exactly_reproducible_with_per_game_seeds(lm, oppone
 
 
 def test_game_seeds_fit_the_protocol():
-    from training.evaluate import _game_seed
+    from training.evaluation.evaluate import _game_seed
 
     arm = ArmResult("minimax", "X", "strict")
     seeds = [_game_seed(0, arm, i) for i in range(200)]

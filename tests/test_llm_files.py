@@ -183,7 +183,7 @@ def test_cli_modules_import_without_torch():
     import sys
 
     code = (
-        "import sys, argparse; import bots.llm.cli as c, training.evaluate as e, bots.llm.policy, bots.llm.player; "
+        "import sys, argparse; import bots.llm.cli as c, training.evaluation.evaluate as e, bots.llm.policy, bots.llm.readers; "
         "p = argparse.ArgumentParser(); c.add_arguments(p); e.add_arguments(argparse.ArgumentParser()); "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
@@ -306,7 +306,7 @@ def test_build_bot_with_policy_auto_logs_and_traces_the_choice(artifacts, monkey
 
 def test_evaluate_json_folder_checks(tmp_path, capsys):
     from training.cli import main
-    from training.evaluate import prepare_json_out
+    from training.evaluation.evaluate import prepare_json_out
 
     assert prepare_json_out(str(tmp_path / "out.json")) == tmp_path / "out.json"
     made = prepare_json_out(str(tmp_path / "new" / "out.json"))  # one missing level: created

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bots.llm.bot import LLMBot
-from bots.llm.player import CachedAnswerReader, HookedAnswerReader, SteeredLogitsMemo, make_reader
+from bots.llm.readers import CachedAnswerReader, HookedAnswerReader, SteeredLogitsMemo, make_reader
 from bots.llm.policy import FixedSteeringPolicy
 from bots.llm.steering import Steering, feature_scales
 from bots.llm.testing import tiny_language_model, tiny_sae

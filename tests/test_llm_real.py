@@ -36,7 +36,7 @@ def sae(lm):
 
 
 def test_cached_fast_path_equals_hooked_bridge(lm, sae):
-    from bots.llm.player import CachedAnswerReader, HookedAnswerReader
+    from bots.llm.readers import CachedAnswerReader, HookedAnswerReader
 
     boards = [Board.empty(), Board.from_moves([5, 1]), Board.from_moves([1, 2, 3])]
     cached, hooked = CachedAnswerReader(lm, sae.hook_name), HookedAnswerReader(lm, sae.hook_name)

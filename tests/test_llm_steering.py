@@ -10,7 +10,7 @@ import torch
 from server.players.base import MoveRequest
 from bots.llm.bot import LLMBot
 from bots.llm.llama_fast import BoardCache, FastPathUnsupported, start_layer_for_hook
-from bots.llm.player import CachedAnswerReader, HookedAnswerReader, make_reader, read_move
+from bots.llm.readers import CachedAnswerReader, HookedAnswerReader, make_reader, read_move
 from bots.llm.policy import FixedSteeringPolicy
 from bots.llm.steering import FeatureScales, Steering, SteeringError, feature_scales, kl_divergence, steering_hooks
 from bots.llm.testing import tiny_sae

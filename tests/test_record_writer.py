@@ -16,7 +16,7 @@ import pytest
 from helpers_ws import WsClient
 from server.app import ServerConfig, serve_arena
 from server.records.writer import RecordWriter, encode_batch
-from server.records.store import GameRecords
+from server.records import GameRecords
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -18,7 +18,7 @@ import pytest
 from helpers_ws import WsClient
 from server.app import ServerConfig, read_banner_url, serve_arena
 from server.cli import main as server_main
-from server.records.store import GameRecords, SqliteRecords
+from server.records import GameRecords, SqliteRecords
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -389,9 +389,9 @@ def test_server_module_doctests() -> None:
 
     import server.app
     import server.protocol
-    import server.records.store
+    import server.records.sql
 
-    for module in (server.protocol, server.records.store, server.app):
+    for module in (server.protocol, server.records.sql, server.app):
         result = doctest.testmod(module)
         assert result.failed == 0, module.__name__
 

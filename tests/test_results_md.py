@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from training import results_md
-from training.report import add_arguments, run
+from training.evaluation import results_md
+from training.evaluation.results import add_arguments, run
 
 ROOT = Path(__file__).resolve().parents[1]
 REGENERATE = "regenerate with `autosteer-train report --results-md docs/RESULTS.md --readme README.md`"

@@ -280,7 +280,7 @@ def test_prompt_store_round_trip_gives_the_same_answers(stack, tmp_path) -> None
 
 def test_policy_report_tables_and_heatmap(trained, stack, tmp_path) -> None:
     from training.rl.ppo import build_actuator
-    from training.rl.report import build_report, plot_heatmap, situations, write_markdown
+    from training.rl.policy_report import build_report, plot_heatmap, situations, write_markdown
 
     assert situations(Board.from_moves([1, 5, 2])) == ["O middle", "must block"]
     assert situations(Board.from_moves([1, 5, 2, 9])) == ["X middle", "can win"]
@@ -300,7 +300,7 @@ def test_digit_mass_full_forward_steers_like_the_cached_path(stack) -> None:
     import torch
 
     from training.rl.ppo import build_actuator, llm_boards
-    from training.rl.report import digit_mass
+    from training.rl.policy_report import digit_mass
 
     lm, sae = stack
     act = build_actuator(lm, sae, small_config(), FEATURES)
@@ -343,7 +343,7 @@ def test_shipped_learned_policy_plays_as_its_run_card_says_with_smollm2() -> Non
     from bots.llm.cli import find_shipped_policy, load_sae_arg
     from bots.llm.model import load_model
     from bots.llm.policy import load_policy
-    from training.heldout import open_positions
+    from training.evaluation.heldout import open_positions
     from training.vector_search import exact_outcome
 
     torch.set_num_threads(1)
@@ -423,7 +423,7 @@ def test_opponent_mix_is_checked_and_parsed() -> None:
 
 def test_value_reward_pays_the_change_of_the_solved_value_the_move_makes() -> None:
     from server.solver import value_preserving_cells
-    from training.heldout import open_positions
+    from training.evaluation.heldout import open_positions
     from training.rl.env import move_reward, potential
 
     for board in open_positions()[::97]:
@@ -474,7 +474,7 @@ def test_position_evaluation_counts_kept_values_and_illegal_moves(stack) -> None
         def actions(self, obs):
             return np.zeros((len(obs), 2), dtype=np.int64)
 
-    from training.heldout import open_positions
+    from training.evaluation.heldout import open_positions
 
     boards = open_positions()[::37]
     ev = evaluate_positions(Zero(), act, boards)

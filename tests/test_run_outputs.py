@@ -81,7 +81,7 @@ def test_search_vector_writes_a_run_folder_by_default(runs, tmp_path, monkeypatc
 
 
 def test_sae_defaults_to_a_run_folder_and_ships_only_when_named(runs, monkeypatch):
-    import training.sae as sae_mod
+    import training.features.sae as sae_mod
     from training.cli import main
 
     seen = []
@@ -94,7 +94,7 @@ def test_sae_defaults_to_a_run_folder_and_ships_only_when_named(runs, monkeypatc
 
 
 def test_label_of_the_shipped_sae_goes_to_a_copy(runs, tmp_path):
-    from training.label_features import DEFAULT_SAE, _label_out
+    from training.features.label_features import DEFAULT_SAE, _label_out
 
     if not (DEFAULT_SAE / "cfg.json").is_file():
         pytest.skip("no shipped SAE")

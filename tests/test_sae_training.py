@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 from bots.llm.prompt import render_prompt  # noqa: E402
 from server.game import Board  # noqa: E402
 from training import cli  # noqa: E402
-from training.activations import (  # noqa: E402
+from training.features.activations import (  # noqa: E402
     ActivationError,
     ActivationSet,
     LastTokenSteering,
@@ -24,10 +24,10 @@ from training.activations import (  # noqa: E402
     move_shift,
     tokenize,
 )
-from training.corpus import chat_texts, stdlib_docstrings  # noqa: E402
-from training.labels import validate_features  # noqa: E402
-from training.sae import parse_layers  # noqa: E402
-from training.sae_training import SAETrainingError, choose_layer  # noqa: E402
+from training.features.corpus import chat_texts, stdlib_docstrings  # noqa: E402
+from training.features.labels import validate_features  # noqa: E402
+from training.features.sae import parse_layers  # noqa: E402
+from training.features.sae_training import SAETrainingError, choose_layer  # noqa: E402
 
 SHIPPED = Path(__file__).resolve().parent.parent / "bots" / "llm" / "artifacts" / "sae"
 
@@ -277,7 +277,7 @@ def test_shipped_sae_on_the_real_model():
     if not (SHIPPED / "cfg.json").is_file():
         pytest.skip("no shipped SAE yet")
     from bots.llm.model import load_model
-    from training.sae_training import evaluate_sae, load_shipped_sae
+    from training.features.sae_training import evaluate_sae, load_shipped_sae
 
     lm = load_model(verbose=False)
     sae = load_shipped_sae(SHIPPED)

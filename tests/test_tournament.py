@@ -259,7 +259,7 @@ def test_cli_runs_an_in_process_tournament_and_writes_reports(tmp_path: Path, ca
     assert (out / "games.sqlite3").exists()
     assert "tournament cli-test: 18 games; first:" in text
     # the games persist in the server's records, tagged with the id
-    from server.records.store import GameRecords
+    from server.records import GameRecords
 
     records = GameRecords(out / "games.sqlite3", create=False)
     try:

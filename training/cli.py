@@ -12,15 +12,18 @@ from server.cli import build_parser, dispatch
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": (
-        "training.evaluate",
+        "training.evaluation.evaluate",
         "play the LLM bot vs minimax and random per seat and mode, with Wilson confidence intervals",
     ),
-    "sae": ("training.sae", "collect activations, compare layers, train and ship the SAE (sae_lens)"),
+    "sae": ("training.features.sae", "collect activations, compare layers, train and ship the SAE (sae_lens)"),
     "search-vector": (
         "training.vector_search",
         "search one fixed steering vector that draws more vs minimax (exact objective)",
     ),
-    "label": ("training.label_features", "label SAE features by board concepts (precision/recall) and steering effect"),
+    "label": (
+        "training.features.label_features",
+        "label SAE features by board concepts (precision/recall) and steering effect",
+    ),
     "ppo": (
         "training.rl.cli",
         "learn a board-dependent steering policy with PPO against the server's minimax (exact eval)",
@@ -29,13 +32,22 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "training.rl.summary",
         "gather the run cards of one PPO recipe, one seed each, into one summary over seeds",
     ),
-    "rl-report": ("training.rl.report", "what a learned steering policy pushes, where (docs/POLICY.md + heatmap)"),
-    "heldout": ("training.heldout", "a policy on phrasings, opponents and positions it was not fitted to (exact)"),
+    "rl-report": (
+        "training.rl.policy_report",
+        "what a learned steering policy pushes, where (docs/POLICY.md + heatmap)",
+    ),
+    "heldout": (
+        "training.evaluation.heldout",
+        "a policy on phrasings, opponents and positions it was not fitted to (exact)",
+    ),
     "controls": (
         "training.controls",
         "equal-effort controls: the same search on random features, directions, shuffled labels",
     ),
-    "report": ("training.report", "docs/RESULTS.md, and markdown tables from evaluate/heldout/controls result JSON"),
+    "report": (
+        "training.evaluation.results",
+        "docs/RESULTS.md, and markdown tables from evaluate/heldout/controls result JSON",
+    ),
 }
 
 

@@ -17,7 +17,7 @@ random-directions basis is not available to it). Any object with ``name``, ``bud
 
 Each fitted policy is then measured like any policy: the exact probabilities against
 minimax (the fitting objective: in-sample), the steering budget on the boards it meets, and
-the held-out checks of ``training/heldout.py`` (phrasings, opponents; every position with
+the held-out checks of ``training/evaluation/heldout.py`` (phrasings, opponents; every position with
 ``--positions``).
 """
 
@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 from training.bases import BASES, Basis, make_basis
+from training.evaluation.tables import controls_table
 
 
 class Fitter(Protocol):
@@ -180,8 +181,8 @@ def exact_with_budget(
 ) -> dict[str, Any]:
     """Exact probabilities per mode and seat, with the steering budget over the boards met
     (each distinct board once: the tree walk reads every board once)."""
-    from training.evaluate import ArmResult, BudgetTally, exact_probabilities
-    from training.heldout import BUDGET_KEYS
+    from training.evaluation.evaluate import ArmResult, BudgetTally, exact_probabilities
+    from training.evaluation.heldout import BUDGET_KEYS
 
     out: dict[str, Any] = {}
     for mode in modes:
@@ -228,7 +229,7 @@ def run_controls(
     One answer reader per phrasing (caching ``cache_boards`` boards) serves every fit and
     measurement, so each board's prompt runs once in the whole run. ``on_row(report so far)``
     is called after each row (the command saves partial results with it)."""
-    from training.heldout import heldout_report, shared_reader
+    from training.evaluation.heldout import heldout_report, shared_reader
 
     rows: list[dict[str, Any]] = []
     readers = {p: shared_reader(lm, sae, p, cache_boards) for p in ("grid", "rows", "list")}
@@ -300,51 +301,6 @@ def summary_line(row: dict[str, Any], mode: str = "masked") -> str:
         f"{100 * o['draw']:.1f} % as O ({mode}); ‖Δ‖/‖h‖ {e['X']['budget']['mean_norm_ratio']:.2f}/"
         f"{e['O']['budget']['mean_norm_ratio']:.2f}, KL {e['X']['budget']['mean_kl']:.2f}/{e['O']['budget']['mean_kl']:.2f}"
     )
-
-
-def markdown_table(report: dict[str, Any], mode: str = "masked") -> list[str]:
-    """Per row: exact in-sample draws as X / O (both modes), budget, held-out draws."""
-
-    def pct(e: Any) -> str:
-        return "—" if not e else f"{100 * e['draw']:.1f}"
-
-    lines = [
-        "| steered with | seed | in-sample draw vs minimax X / O (masked) | (strict) | ‖Δ‖/‖h‖ X / O | KL X / O "
-        "| digit mass min X / O | rows, list phrasings: draw X / O | vs eps0.1: not lost X / O |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in report["rows"]:
-        m, s = r["in_sample"]["masked"], r["in_sample"].get("strict")
-        b = {seat: m[seat]["budget"] for seat in ("X", "O")}
-
-        def mass(seat: str) -> str:
-            v = b[seat]["min_digit_mass"]
-            return "—" if v is None else f"{v:.2f}"
-
-        held = r.get("heldout") or {}
-        phr = held.get("phrasings", {})
-        other = (
-            " · ".join(
-                f"{pct(phr[p][mode]['minimax']['X'])} / {pct(phr[p][mode]['minimax']['O'])}"
-                for p in ("rows", "list")
-                if p in phr
-            )
-            or "—"
-        )
-        opp = held.get("opponents", {}).get(mode, {}).get("eps0.1")
-        eps = (
-            "—"
-            if not opp
-            else f"{100 * (opp['X']['win'] + opp['X']['draw']):.1f} / {100 * (opp['O']['win'] + opp['O']['draw']):.1f}"
-        )
-        lines.append(
-            f"| {r['basis']} | {r['seed'] if r['seed'] is not None else '—'} | {pct(m['X']['exact'])} / "
-            f"{pct(m['O']['exact'])} % | "
-            + (f"{pct(s['X']['exact'])} / {pct(s['O']['exact'])} %" if s else "—")
-            + f" | {b['X']['mean_norm_ratio']:.2f} / {b['O']['mean_norm_ratio']:.2f} | "
-            f"{b['X']['mean_kl']:.2f} / {b['O']['mean_kl']:.2f} | {mass('X')} / {mass('O')} | {other} | {eps} |"
-        )
-    return lines
 
 
 # --------------------------------------------------------------------------- CLI
@@ -449,8 +405,8 @@ def run(args: argparse.Namespace) -> int:
 
     from bots.llm.cli import load_policy_arg, load_sae_arg
     from bots.llm.model import load_model
-    from training.evaluate import prepare_json_out
-    from training.evidence import snapshots_agree, weights_snapshot
+    from training.evaluation.evaluate import prepare_json_out
+    from training.evaluation.evidence import snapshots_agree, weights_snapshot
 
     console = Console() if sys.stdout.isatty() else Console(width=200)
     try:
@@ -514,7 +470,7 @@ def run(args: argparse.Namespace) -> int:
     after = weights_snapshot(lm, sae, policy)
     unchanged = snapshots_agree(before, after)
     elapsed = time.perf_counter() - t0
-    for line in markdown_table(report):
+    for line in controls_table(report):
         console.print(line, markup=False)
     console.print("weights before and after: " + ("identical" if unchanged else "[red]CHANGED[/]"))
     meta.update({"seconds": round(elapsed, 1), "weights_after": after, "weights_unchanged": unchanged})

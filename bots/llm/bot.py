@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence, cast
 
 from server.players.base import Bot, Decision, MoveRequest
-from bots.llm.player import MoveReading, check_mode, make_reader, read_move
+from bots.llm.readers import MoveReading, check_mode, make_reader, read_move
 from server.game import Board
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from bots.llm.player import MODES
+from bots.llm.readers import MODES
 
 SAE_AUTO = "auto"
 SAE_NONE = "none"

@@ -2,7 +2,7 @@
 answer position (the last real token of each row) or at every real position.
 
 The lowest layer of steering: it knows nothing of SAEs, policies or readers, so the answer
-readers (``bots.llm.player``), the steering maths (``bots.llm.steering``) and reports can all
+readers (``bots.llm.readers``), the steering maths (``bots.llm.steering``) and reports can all
 use it. The hook is added and removed by a context manager; weights are never modified.
 """
 

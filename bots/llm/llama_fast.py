@@ -18,7 +18,7 @@ The weights are read (never copied or written) from either a Hugging Face
 ``LlamaForCausalLM`` (what ``TransformerBridge`` wraps) or a TransformerLens
 ``HookedTransformer`` with Llama-style settings (RMS norm, rotary, gated MLP); see
 :func:`llama_weights`. Other architectures use the generic hooked path in
-``bots.llm.player``.
+``bots.llm.readers``.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from bots.llm.player import AnswerReader
+    from bots.llm.readers import AnswerReader
     from bots.llm.sae import LoadedSAE
 
 

@@ -1,6 +1,6 @@
 """Game events over MQTT, and several servers sharing one broker: ``serve --mqtt``.
 
-:class:`MqttEvents` consumes the arena's effects as :mod:`server.app` hands them over —
+:class:`ClusterEvents` consumes the arena's effects as :mod:`server.app` hands them over —
 :class:`~server.arena.arena.GameEvent` (start, move, over) and :class:`~server.arena.arena.RelayGame` —
 and never reads the arena's state, except its public :meth:`~server.arena.arena.Arena.lobby`
 for the status it announces. Topics (``P`` is the prefix, default ``autosteer/v1``;
@@ -58,7 +58,7 @@ def default_server_id(port: int) -> str:
 
 
 class EventHost(Protocol):
-    """What :class:`MqttEvents` uses of the server that hands it effects
+    """What :class:`ClusterEvents` uses of the server that hands it effects
     (``server.app.ArenaServer``): the app depends on this module, not the other way round."""
 
     arena: Arena | None
@@ -69,7 +69,7 @@ class EventHost(Protocol):
     def apply_effects(self) -> None: ...
 
 
-class MqttEvents:
+class ClusterEvents:
     """Publishes a server's games and status, and follows the other servers; see the module docstring."""
 
     def __init__(self, url: str, server_id: str, *, queue_size: int = 10_000) -> None:

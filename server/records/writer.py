@@ -40,7 +40,7 @@ from typing import Any
 
 import orjson
 
-from server.records.store import GameRecords, json_bytes
+from server.records.sql import GameRecords, json_bytes
 
 __all__ = ["RecordWriter", "store_records", "encode_batch"]
 
@@ -68,7 +68,7 @@ def store_records(store: GameRecords, records: list[dict[str, Any]]) -> None:
 
 
 def encode_batch(records: list[dict[str, Any]]) -> bytes:
-    """One batch as a line of JSON (:func:`server.records.store.json_bytes`: NaN is refused, where
+    """One batch as a line of JSON (:func:`server.records.sql.json_bytes`: NaN is refused, where
     orjson would write null): a record that cannot be encoded is logged and left out."""
     parts = []
     for record in records:

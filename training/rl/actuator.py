@@ -87,7 +87,7 @@ class LLMActuator:
         computed, and the file is rewritten when boards had to be computed. An entry is a
         pure function of the model's weights, the hook layer and the prompt, which the
         file's name and content pin (see :func:`prompt_store_path`)."""
-        from bots.llm.player import CachedAnswerReader
+        from bots.llm.readers import CachedAnswerReader
 
         t = time.perf_counter()
         reader = self.bot.reader

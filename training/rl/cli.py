@@ -326,7 +326,7 @@ def _check(cfg: TrainConfig, args: argparse.Namespace) -> list[int]:
 def after_training(policy: Any, report: dict[str, Any], cfg: TrainConfig, args: argparse.Namespace) -> None:
     """The final policy on what it was trained on, and on the random player (every figure
     exact); the held-out phrasings come later (:func:`heldout_phrasings`)."""
-    from training.heldout import open_positions
+    from training.evaluation.heldout import open_positions
 
     actuators = report.pop("_actuators")
     first = next(iter(actuators.values()))

@@ -60,7 +60,7 @@ import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from server.players.house import HOUSE_NAMES
-from bots.llm.player import check_mode
+from bots.llm.readers import check_mode
 from client.core import (
     BadFrame,
     ChallengeDeclined,

@@ -51,7 +51,7 @@ def evaluate_positions(policy: Any, actuator: Any, boards: Sequence[Board] | Non
     policy's steering: per side, the share of positions where the move keeps the solved
     value (an illegal move does not), the illegal moves, and the steering budget."""
     from server.solver import value_preserving_cells
-    from training.heldout import open_positions
+    from training.evaluation.heldout import open_positions
 
     boards = list(boards) if boards is not None else open_positions()
     moves = policy_moves(policy, actuator, boards)
@@ -133,14 +133,14 @@ def digit_mass_check(policy: Any, actuator: Any, boards: Sequence[Board], chunk:
 def play_server_games(
     policy: Any, actuator: Any, games: int, seed: int, opponent: str = "minimax", concurrency: int = 64
 ) -> list[dict[str, Any]]:
-    """``games`` games per seat through an in-process server (``training.evaluate``'s
+    """``games`` games per seat through an in-process server (``training.evaluation.evaluate``'s
     ``play_arm_server``: the LLM bot as a remote client, games arranged with seeds), the bot
     playing ``policy`` itself (its own ``coefficients``: the shipped code path); it shares
     the actuator's prompt cache. Returns one row per seat with the distinct games."""
     import asyncio
 
     from bots.llm.bot import LLMBot
-    from training.evaluate import ArmResult, play_arm_server
+    from training.evaluation.evaluate import ArmResult, play_arm_server
 
     class _Quiet:
         def update(self, n: int) -> None:

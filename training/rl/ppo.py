@@ -231,7 +231,7 @@ def warm_actuators(
     both cores pay; training's small steps run best on one); returns what was done per phrasing."""
     import torch
 
-    from training.heldout import open_positions
+    from training.evaluation.heldout import open_positions
     from training.rl.actuator import prompt_store_path
 
     boards = list(boards) if boards is not None else open_positions()

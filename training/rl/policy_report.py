@@ -52,7 +52,7 @@ def situations(board: Board) -> list[str]:
 
 def position_rows(policy: Any, actuator: Any, boards: list[Board] | None = None) -> list[tuple[Board, Any, Any]]:
     """(board, coefficients, move) for every open position (or ``boards``), the LLM to move."""
-    from training.heldout import open_positions
+    from training.evaluation.heldout import open_positions
 
     boards = list(boards) if boards is not None else open_positions()
     out: list[tuple[Board, Any, Any]] = []
@@ -292,7 +292,7 @@ def run(args: argparse.Namespace) -> int:
 def _policy_actuator(lm: Any, sae: Any, policy: Any) -> Any:
     """The actuator the learned policy was trained with (its features, observation and
     action codec), warmed on every open position when a prompt store is at hand."""
-    from training.heldout import open_positions
+    from training.evaluation.heldout import open_positions
     from training.rl.actuator import prompt_store_path
     from training.rl.ppo import TrainConfig, build_actuator
 

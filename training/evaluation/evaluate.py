@@ -17,7 +17,7 @@ An illegal move (strict mode, occupied cell) loses the game and is also counted 
 ``illegal`` column. Beside every rate (``docs/EVALUATION.md``):
 
 * the evidence behind it: distinct game records and distinct boards the LLM moved on
-  (``training/evidence.py``), and, for a deterministic policy, the exact probabilities from
+  (``training/evaluation/evidence.py``), and, for a deterministic policy, the exact probabilities from
   a tree walk against the same opponent (``training/vector_search.exact_outcome``) — the
   true rate that the sampled games only re-estimate;
 * the steering budget: mean |coefficient|, mean and max ‖added vector‖ / ‖residual at the
@@ -47,7 +47,7 @@ from typing import Any
 from server.players.base import Bot
 from server.game import Board, Seat
 from server.seeding import game_seed
-from training.evidence import distinct_counts, snapshots_agree, weights_snapshot
+from training.evaluation.evidence import distinct_counts, snapshots_agree, weights_snapshot
 
 OPPONENTS = ("minimax", "random", "eps0.1", "eps0.3")
 SERVER_OPPONENTS = ("minimax", "random")  # the server's house bots

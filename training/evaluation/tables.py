@@ -1,7 +1,8 @@
 """Markdown tables of ``autosteer-train evaluate`` results: one row per arm against
 minimax (with held-out cells from ``autosteer-train heldout``), against the random player,
-or one row per evaluation file. ``autosteer-train report`` prints them and
-``training/results_md.py`` puts them in docs/RESULTS.md."""
+or one row per evaluation file; and one row per fit of ``autosteer-train controls``.
+``autosteer-train report`` prints them and ``training/evaluation/results_md.py`` puts them
+in docs/RESULTS.md."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def _label(data: dict[str, Any]) -> str:
 
 
 def _budget(arm: dict[str, Any]) -> str:
-    from training.evaluate import budget_text
+    from training.evaluation.evaluate import budget_text
 
     b = budget_text(arm)
     return " | ".join(b.values())
@@ -163,11 +164,57 @@ def compact_table(evaluations: Sequence[dict[str, Any]], opponent: str = "minima
             )
         xm = arms.get(("X", "masked"))
         if xm:
-            from training.evaluate import budget_text
+            from training.evaluation.evaluate import budget_text
 
             b = budget_text(xm)
             cells += [b["‖Δ‖/‖h‖ mean/max"], b["KL"], b["digit mass mean/min (unsteered)"].split(" ")[0], b["changed"]]
         else:
             cells += ["—"] * 4
         lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def controls_table(report: dict[str, Any], mode: str = "masked") -> list[str]:
+    """One row per fit of ``autosteer-train controls``: exact in-sample draws as X / O (both
+    modes), budget, held-out draws."""
+
+    def pct(e: Any) -> str:
+        return "—" if not e else f"{100 * e['draw']:.1f}"
+
+    lines = [
+        "| steered with | seed | in-sample draw vs minimax X / O (masked) | (strict) | ‖Δ‖/‖h‖ X / O | KL X / O "
+        "| digit mass min X / O | rows, list phrasings: draw X / O | vs eps0.1: not lost X / O |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["rows"]:
+        m, s = r["in_sample"]["masked"], r["in_sample"].get("strict")
+        b = {seat: m[seat]["budget"] for seat in ("X", "O")}
+
+        def mass(seat: str) -> str:
+            v = b[seat]["min_digit_mass"]
+            return "—" if v is None else f"{v:.2f}"
+
+        held = r.get("heldout") or {}
+        phr = held.get("phrasings", {})
+        other = (
+            " · ".join(
+                f"{pct(phr[p][mode]['minimax']['X'])} / {pct(phr[p][mode]['minimax']['O'])}"
+                for p in ("rows", "list")
+                if p in phr
+            )
+            or "—"
+        )
+        opp = held.get("opponents", {}).get(mode, {}).get("eps0.1")
+        eps = (
+            "—"
+            if not opp
+            else f"{100 * (opp['X']['win'] + opp['X']['draw']):.1f} / {100 * (opp['O']['win'] + opp['O']['draw']):.1f}"
+        )
+        lines.append(
+            f"| {r['basis']} | {r['seed'] if r['seed'] is not None else '—'} | {pct(m['X']['exact'])} / "
+            f"{pct(m['O']['exact'])} % | "
+            + (f"{pct(s['X']['exact'])} / {pct(s['O']['exact'])} %" if s else "—")
+            + f" | {b['X']['mean_norm_ratio']:.2f} / {b['O']['mean_norm_ratio']:.2f} | "
+            f"{b['X']['mean_kl']:.2f} / {b['O']['mean_kl']:.2f} | {mass('X')} / {mass('O')} | {other} | {eps} |"
+        )
     return lines

@@ -1,5 +1,5 @@
 """Training and measuring a TopK SAE on cached residual activations (sae_lens), the
-pieces ``autosteer-train sae`` (:mod:`training.sae`) runs at each candidate layer and for
+pieces ``autosteer-train sae`` (:mod:`training.features.sae`) runs at each candidate layer and for
 the shipped SAE:
 
 - :func:`train_topk_sae`: sae_lens's ``SAETrainer`` on a ``[n, d_in]`` activation tensor;
@@ -190,7 +190,7 @@ def steering_effect(
     that norm along the decoder row (the same strength for every feature and layer)."""
     import torch
 
-    from training.activations import LastTokenSteering, move_shift
+    from training.features.activations import LastTokenSteering, move_shift
 
     steer = LastTokenSteering(lm, hook_name, max_batch=32)
     w = sae.W_dec.detach().float()[list(features)]

@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-ROOT = Path(__file__).resolve().parent.parent
+from training.outputs import REPO
+
+ROOT = REPO
 RESULTS = "docs/results"
 LEARNED_CARD = "bots/llm/artifacts/learned_policy.card.json"
 WHOLE_GAME = f"{RESULTS}/ppo_whole_game.json"
@@ -102,7 +104,7 @@ def _sources(paths: tuple[str, ...]) -> str:
 # --------------------------------------------------------------------------- sections
 def fixed_vector_vs_minimax_and_random(f: Files) -> list[str]:
     """The unsteered model and the shipped fixed vector, 1,000 games per arm, with held-out cells."""
-    from training.evaluation_tables import headline_table, random_table
+    from training.evaluation.tables import headline_table, random_table
 
     evaluations = [f[f"{RESULTS}/llm_baseline_unsteered.json"], f[f"{RESULTS}/llm_steered_fixed.json"]]
     held = f.get(f"{RESULTS}/heldout_fixed.json")
@@ -126,7 +128,7 @@ def fixed_vector_vs_minimax_and_random(f: Files) -> list[str]:
 
 
 def fixed_vector_unoptimised_controls(f: Files) -> list[str]:
-    from training.evaluation_tables import compact_table
+    from training.evaluation.tables import compact_table
 
     order = ["llm_steered_fixed", "llm_control_zero", "llm_control_negate", "llm_control_shuffle", "llm_control_random"]
     return [
@@ -139,18 +141,18 @@ def fixed_vector_unoptimised_controls(f: Files) -> list[str]:
 
 
 def fixed_vector_equal_effort_controls(f: Files) -> list[str]:
-    from training.controls import markdown_table
+    from training.evaluation.tables import controls_table
 
     return [
         "The same cross-entropy search, budget and seeds as the vector's run card, given other things to steer "
         "with (`autosteer-train controls --policy bots/llm/artifacts/policy.json --seeds 0,1`); exact values. "
         'The first row is the shipped vector; "policy features" re-runs its search.',
         "",
-    ] + markdown_table(f[f"{RESULTS}/controls_fixed.json"])
+    ] + controls_table(f[f"{RESULTS}/controls_fixed.json"])
 
 
 def fixed_vector_heldout(f: Files) -> list[str]:
-    from training.heldout import markdown_summary
+    from training.evaluation.heldout import markdown_summary
 
     held = f[f"{RESULTS}/heldout_fixed.json"]
     lines = [

@@ -3,10 +3,10 @@
 One run does, with progress bars:
 
 1. builds the data: game prompts of reachable non-terminal positions in the three
-   phrasings, plus offline chat text (``training.corpus``); a seeded share of prompts is
+   phrasings, plus offline chat text (``training.features.corpus``); a seeded share of prompts is
    held out for evaluation;
 2. collects residual activations at every candidate hook in a single pass
-   (``training.activations``), keeping the answer position, the last few tokens and a
+   (``training.features.activations``), keeping the answer position, the last few tokens and a
    random share of the other positions of each prompt;
 3. trains a small TopK SAE per candidate layer and compares them: held-out explained
    variance, L0, dead fraction, how well features detect board concepts, and how much
@@ -19,8 +19,8 @@ One run does, with progress bars:
    from ``autosteer-train label``), ``RUN_CARD.md``/``.json`` and ``docs/SAE.md``.
 
 This module is the command and the run in those steps; training and measuring an SAE is
-:mod:`training.sae_training`, the run card's markdown, ``docs/SAE.md`` and the layer plot
-are :mod:`training.sae_report`.
+:mod:`training.features.sae_training`, the run card's markdown, ``docs/SAE.md`` and the layer plot
+are :mod:`training.features.sae_report`.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from training.sae_report import fmt, render_run_card, render_sae_doc, write_layer_plot
-from training.sae_training import (
+from training.features.sae_report import fmt, render_run_card, render_sae_doc, write_layer_plot
+from training.features.sae_training import (
     SAEQuality,
     SAETrainingError,
     ce_loss_recovered,
@@ -49,9 +49,10 @@ from training.sae_training import (
     train_topk_sae,
     unsteered_illegal_rate,
 )
+from training.outputs import REPO, SHIPPED_DOCS
 
-DEFAULT_OUT = Path(__file__).resolve().parent.parent / "bots" / "llm" / "artifacts" / "sae"
-DEFAULT_DOCS = Path(__file__).resolve().parent.parent / "docs"
+DEFAULT_OUT = REPO / "bots" / "llm" / "artifacts" / "sae"
+DEFAULT_DOCS = SHIPPED_DOCS
 
 
 @dataclass
@@ -130,7 +131,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--other-positions", type=int, default=d.other_positions, help="positions rendered in each of 'rows' and 'list'"
     )
     parser.add_argument(
-        "--chat-prompts", type=int, default=d.chat_prompts, help="ordinary chat texts (training.corpus)"
+        "--chat-prompts", type=int, default=d.chat_prompts, help="ordinary chat texts (training.features.corpus)"
     )
     parser.add_argument(
         "--heldout-fraction", type=float, default=d.heldout_fraction, help="share of prompts held out for evaluation"
@@ -209,8 +210,8 @@ def build_records(tokenizer: Any, cfg: SAERunConfig) -> tuple[list[Any], dict[st
 
     from bots.llm.prompt import render_prompt
     from server.game import reachable_positions
-    from training.activations import PromptRecord
-    from training.corpus import chat_texts
+    from training.features.activations import PromptRecord
+    from training.features.corpus import chat_texts
 
     positions = [b for b in reachable_positions() if not b.is_over]
     rng = random.Random(cfg.seed)
@@ -230,7 +231,7 @@ def build_records(tokenizer: Any, cfg: SAERunConfig) -> tuple[list[Any], dict[st
         "reachable_nonterminal_positions": len(positions),
         "game_prompts": {k: v for k, v in counts.items()},
         "chat_prompts": {s: sum(1 for c in chats if c[0] == s) for s in ("questions", "docstrings")},
-        "chat_source": "training.corpus: templated everyday questions + Python stdlib docstring dialogues "
+        "chat_source": "training.features.corpus: templated everyday questions + Python stdlib docstring dialogues "
         f"(Python {platform.python_version()}), rendered with the model's chat template",
     }
     return records, desc
@@ -277,7 +278,7 @@ def _run(cfg: SAERunConfig) -> int:
     import torch
     from rich.console import Console
 
-    from training.activations import resid_hook
+    from training.features.activations import resid_hook
 
     console = Console(stderr=True)
     torch.set_num_threads(cfg.threads)
@@ -338,7 +339,7 @@ class _Data:
     records: list[Any]
     desc: dict[str, Any]
     held_p: np.ndarray
-    acts: Any  # training.activations.ActivationSet
+    acts: Any  # training.features.activations.ActivationSet
     train_rows: Any
     held_rows: Any
     ans_rows: Any
@@ -353,8 +354,8 @@ def _collect(lm: Any, cfg: SAERunConfig, layers: list[int], hooks: list[str], co
     import torch
 
     from server.game import Board
-    from training.activations import ActivationError, collect_activations, tokenize
-    from training.labels import concept_matrix
+    from training.features.activations import ActivationError, collect_activations, tokenize
+    from training.features.labels import concept_matrix
 
     records, data_desc = build_records(lm.tokenizer, cfg)
     train_p, held_p = split_heldout(len(records), cfg.heldout_fraction, cfg.seed)
@@ -416,7 +417,7 @@ def _compare_layer(lm: Any, cfg: SAERunConfig, layer: int, hook: str, data: _Dat
     reconstruction, concept detection and steering effect."""
     import torch
 
-    from training.labels import detector_scores, mean_best_f1, mean_best_mcc
+    from training.features.labels import detector_scores, mean_best_f1, mean_best_mcc
 
     console.print(f"[bold]layer {layer}[/]: comparison SAE d_sae {cfg.compare_d_sae}, {cfg.compare_steps} steps")
     x = data.acts.acts[hook]
@@ -480,7 +481,7 @@ class _Final:
 def _train_final(lm: Any, cfg: SAERunConfig, hook: str, data: _Data, console: Any) -> _Final:
     """Train the shipped SAE at ``hook``, save it to ``--out`` and measure what was saved:
     held-out quality, steering, CE loss recovered."""
-    from training.activations import tokenize
+    from training.features.activations import tokenize
 
     x = data.acts.acts[hook]
     console.print(f"training the shipped SAE: d_sae {cfg.d_sae}, k {cfg.k}, {cfg.steps} steps × {cfg.batch_size}")
@@ -522,7 +523,7 @@ def _save_answer_activations(cfg: SAERunConfig, model_name: str, hook: str, data
     """The answer-position activations at ``hook``, cached for ``autosteer-train label``."""
     import torch
 
-    from training.activations import ActivationSet
+    from training.features.activations import ActivationSet
 
     acts = data.acts
     cache_path = activation_cache_path(default_cache_dir(cfg), model_name, hook, cfg.seed, cfg.quick)

@@ -16,8 +16,8 @@ A feature is labelled on two counts, never by how often it fires:
   divergence from the unsteered move, and the steering coefficient that push equals.
 
 The concept table and the precision/recall maths here are pure functions (tested on
-hand-made data), used by the SAE's layer comparison (:mod:`training.sae`) and by the
-``label`` command (:mod:`training.label_features`), which loads the model, the shipped SAE and
+hand-made data), used by the SAE's layer comparison (:mod:`training.features.sae`) and by the
+``label`` command (:mod:`training.features.label_features`), which loads the model, the shipped SAE and
 the activations cached by ``autosteer-train sae`` and writes ``features.json`` and
 ``docs/FEATURES.md``.
 """

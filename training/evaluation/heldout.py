@@ -62,7 +62,7 @@ class PositionTally:
         }
 
     def add(self, board: Board, probs: Sequence[float], mode: str) -> None:
-        from bots.llm.player import read_move
+        from bots.llm.readers import read_move
         from server.solver import value_preserving_cells
 
         # the argmax of the log-probabilities is the argmax of the logits (same tie rule)
@@ -102,7 +102,7 @@ def position_check(
 ) -> dict[str, Any]:
     """Play every open position with each bot (the side to move is the LLM) and count
     value-preserving moves (:class:`PositionTally`) and the steering budget over them."""
-    from training.evaluate import ArmResult, BudgetTally
+    from training.evaluation.evaluate import ArmResult, BudgetTally
 
     boards = open_positions()
     tallies = {name: PositionTally(modes) for name in bots}
@@ -141,7 +141,7 @@ BUDGET_KEYS = (
 
 def exact_grid(bots: dict[str, Any], modes: Sequence[str], opponents: Sequence[str]) -> dict[str, Any]:
     """Exact probabilities for each bot, mode, seat and opponent."""
-    from training.evaluate import exact_probabilities
+    from training.evaluation.evaluate import exact_probabilities
 
     out: dict[str, Any] = {}
     for name, bot in bots.items():
@@ -158,7 +158,7 @@ def shared_reader(lm: Any, sae: Any, phrasing: str = "grid", cache_boards: int =
     """An answer reader for ``phrasing`` that measures digit mass, to share among bots: with
     ``cache_boards`` above the number of boards met (4,520 open positions in all), each
     board's prompt runs once per process (about 0.9 MB a board for SmolLM2)."""
-    from bots.llm.player import make_reader
+    from bots.llm.readers import make_reader
 
     hook = sae.hook_name if sae is not None else None
     return make_reader(lm, hook, phrasing=phrasing, cache_boards=cache_boards, steerable=True, digit_mass=True)
@@ -329,8 +329,8 @@ def run(args: argparse.Namespace) -> int:
 
     from bots.llm.cli import load_sae_arg
     from bots.llm.model import load_model
-    from training.evaluate import prepare_json_out
-    from training.evidence import snapshots_agree, weights_snapshot
+    from training.evaluation.evaluate import prepare_json_out
+    from training.evaluation.evidence import snapshots_agree, weights_snapshot
 
     console = Console() if sys.stdout.isatty() else Console(width=200)
     modes = [m.strip() for m in args.mode.split(",") if m.strip()]
@@ -399,7 +399,7 @@ def run(args: argparse.Namespace) -> int:
 def _check_choices(modes: Sequence[str], phrasings: Sequence[str], opponents: Sequence[str], chunk: int) -> None:
     """A ``ValueError`` naming the first unknown mode, phrasing or opponent, a missing grid
     phrasing or a ``--chunk`` below 1."""
-    from bots.llm.player import MODES
+    from bots.llm.readers import MODES
     from bots.llm.prompt import PHRASINGS
     from training.vector_search import opponent_distribution
 

@@ -1,7 +1,7 @@
 """``autosteer-train report``: markdown tables from result JSON files (``evaluate``,
 ``heldout``, ``controls``), so that the tables in README.md and docs/ are regenerated from
 measurements, never typed. ``--results-md docs/RESULTS.md --readme README.md`` writes the
-whole results document and the README's headline table (``training/results_md.py``).
+whole results document and the README's headline table (``training/evaluation/results_md.py``).
 Every row carries its mode, games, distinct games and boards,
 the exact value where one exists, the steering budget and the held-out results
 (``docs/EVALUATION.md``).
@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from training.evaluation_tables import compact_table, headline_table, random_table
+from training.evaluation.tables import compact_table, controls_table, headline_table, random_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,11 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.controls import markdown_table
-    from training.heldout import markdown_summary
+    from training.evaluation.heldout import markdown_summary
 
     if args.results_md is not None or args.readme is not None:
-        from training.results_md import write
+        from training.evaluation.results_md import write
 
         status = write(args.results_md, args.readme)
         if status or not (args.evaluate or args.heldout or args.controls):
@@ -87,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
             print("\n".join(markdown_summary(held, mode)))
     if controls:
         print("\n### Equal-effort controls (exact)\n")
-        print("\n".join(markdown_table(controls)))
+        print("\n".join(controls_table(controls)))
     print(
         f"\n(report from {len(evaluations)} evaluation file(s)"
         + (", a held-out report" if held else "")

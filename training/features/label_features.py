@@ -3,7 +3,7 @@
 
 It loads the model, the SAE and the answer-position activations cached by ``autosteer-train
 sae``, scores every feature as a detector of board concepts and measures its effect as an
-actuator, with the pure maths of :mod:`training.labels`.
+actuator, with the pure maths of :mod:`training.features.labels`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from server.game import Board
-from training.labels import (
+from training.features.labels import (
     CONCEPT_NAMES,
     CONCEPTS,
     MIN_MCC,
@@ -36,11 +36,12 @@ from training.labels import (
     mean_best_mcc,
     validate_features,
 )
+from training.outputs import REPO, SHIPPED_DOCS
 
 # ---------------------------------------------------------------------------- command
 
-DEFAULT_SAE = Path(__file__).resolve().parent.parent / "bots" / "llm" / "artifacts" / "sae"
-DEFAULT_DOCS = Path(__file__).resolve().parent.parent / "docs"
+DEFAULT_SAE = REPO / "bots" / "llm" / "artifacts" / "sae"
+DEFAULT_DOCS = SHIPPED_DOCS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -117,7 +118,7 @@ def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from training.outputs import docs_folder
-    from training.sae_training import SAETrainingError, load_shipped_sae
+    from training.features.sae_training import SAETrainingError, load_shipped_sae
 
     console = Console(stderr=True)
     torch.set_num_threads(args.threads)
@@ -171,7 +172,7 @@ def _answer_activations(
 ) -> tuple[Any, np.ndarray]:
     """The cached activations (``--activations``, else the run card's cache) and the rows of
     their answer positions of game prompts."""
-    from training.activations import ActivationError, ActivationSet
+    from training.features.activations import ActivationError, ActivationSet
 
     act_path = args.activations or card.get("activation_cache", "")
     if not act_path:
@@ -207,7 +208,7 @@ def _steering_effects(
     from tqdm.auto import tqdm
 
     from bots.llm.model import ModelLoadError, load_model
-    from training.activations import LastTokenSteering, move_shift, tokenize
+    from training.features.activations import LastTokenSteering, move_shift, tokenize
 
     model_name = args.model or card.get("config", {}).get("model") or "smollm2"
     try:

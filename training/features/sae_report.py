@@ -1,7 +1,7 @@
 """The SAE run's markdown and plot: the run card (``RUN_CARD.md`` beside the SAE), the
 page ``docs/SAE.md`` (data, the layer comparison and its reading, steering strength, the
 shipped SAE) and the layer-comparison plot. Written by ``autosteer-train sae``
-(:mod:`training.sae`) from its run card dict."""
+(:mod:`training.features.sae`) from its run card dict."""
 
 from __future__ import annotations
 
@@ -142,7 +142,7 @@ def _doc_data() -> list[str]:
         "- **Game prompts**: positions drawn (seeded) from the 4,520 reachable non-terminal positions, rendered with "
         "`bots.llm.prompt.render_prompt` in the three phrasings (`grid`, used in play, gets the most; `rows` and "
         "`list` make the SAE learn board concepts rather than one template's token positions).",
-        "- **Chat text** (`training.corpus`): no data set can be downloaded here, so ordinary text is built offline: "
+        "- **Chat text** (`training.features.corpus`): no data set can be downloaded here, so ordinary text is built offline: "
         "templated everyday questions (cooking, science, travel, code, ...) rendered up to the assistant's reply, and "
         "Python standard-library docstrings as question/answer dialogues. It keeps features from being only about "
         "the board.",
@@ -177,7 +177,7 @@ def _doc_layers(card: dict[str, Any], rows: list[dict[str, Any]], plot_name: str
         "- **EV**: explained variance of the reconstruction; **L0**: active features per token; **dead**: share of "
         "features that never fire;",
         "- **concept MCC / F1**: for each board concept (cell k mine / opponent's / empty, can win, must block, "
-        "fork, best move k, ...; see `training/labels.py`) the best Matthews correlation (and F1) any feature "
+        "fork, best move k, ...; see `training/features/labels.py`) the best Matthews correlation (and F1) any feature "
         "reaches as a detector at the answer position, averaged over concepts (F1 alone flatters features that "
         "fire everywhere when a concept is common);",
         f"- **steering**: the {card['steer_features']} features firing most at the answer position, each pushed "
