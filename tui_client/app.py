@@ -220,7 +220,9 @@ class ArenaApp(App):
             if notice != self.llm_notice:
                 self.llm_notice = notice
                 self._refresh_lobby()
-        if isinstance(self.screen, LobbyScreen) and not self.lobby_pushed:
+        # the timer can fire while the app shuts down and its screen stack is already empty
+        top = self.screen_stack[-1] if self.screen_stack else None
+        if isinstance(top, LobbyScreen) and not self.lobby_pushed:
             self.request_lobby()
 
     # -- connection status -----------------------------------------------------------
