@@ -613,6 +613,11 @@ def test_ppo_summary_gathers_one_recipes_seeds_and_refuses_mixed_recipes(tmp_pat
         gather([card(0, 0.9), card(1, 1.0, lr=1e-3)])
     with pytest.raises(ValueError, match="twice"):
         gather([card(0, 0.9), card(0, 1.0)])
+    # a card without a knob its code did not have ran at that knob's old value, not today's default
+    assert s["config"]["start_positions"] == 0.0 and s["config"]["lr_schedule"] == "constant"
+    named = card(1, 1.0)
+    named["config"].update(start_positions=0.0, lr_schedule="constant")
+    assert gather([card(0, 0.9), named])["seeds"] == [0, 1]
     paths = []
     for seed in (1, 0):
         paths.append(tmp_path / f"card{seed}.json")

@@ -18,6 +18,15 @@ from pathlib import Path
 from typing import Any
 
 
+#: the value a run ran at when its card does not name these knobs (its code had no such knob)
+KNOBS_UNNAMED: dict[str, Any] = {
+    "baseline": "state",
+    "start_positions": 0.0,
+    "curriculum": "prioritized",
+    "lr_schedule": "constant",
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("cards", nargs="+", type=Path, help="run_card.json of each seed's run")
     parser.add_argument("--summary", type=Path, required=True, help="JSON to write (mean and spread over seeds)")
@@ -41,7 +50,8 @@ def gather(cards: list[dict[str, Any]]) -> dict[str, Any]:
 
     if not cards:
         raise ValueError("no run cards")
-    defaults = asdict(TrainConfig())  # a knob a card does not name ran at its default
+    # a knob a card does not name ran at the value it had before the knob existed
+    defaults = {**asdict(TrainConfig()), **KNOBS_UNNAMED}
 
     def knobs(card: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in {**defaults, **card["config"]}.items() if k != "seed"}
