@@ -29,7 +29,7 @@ class Sessions:
         self.state = state
         self.lobby = lobby
         self.play = play
-        self.offers = offers
+        self.offering = offers  # the Offers part (its rules); the offers themselves are state.offers
 
     def connect(self, conn_id: int, address: str, now: float) -> bool:
         """A connection opened. Returns False (and queues an error and a close) when refused."""
@@ -193,7 +193,7 @@ class Sessions:
         for oid in sorted(session.offers):
             offer = self.state.offers.get(oid)
             if offer is not None and session.name in offer.awaiting:
-                self.state.send(conn.conn_id, self.offers.offer_frame(offer, session.name, now))
+                self.state.send(conn.conn_id, self.offering.offer_frame(offer, session.name, now))
 
     def expire_session(self, session: Session, now: float) -> None:
         for gid in sorted(session.games):
@@ -211,7 +211,7 @@ class Sessions:
             self.state.effects.append(RelayGame(gid, watch=False))
         for offer in list(self.state.offers.values()):
             if offer.origin == session.name or session.name in (offer.x, offer.o):
-                self.offers.cancel_offer(offer, f"{session.name} left", session.name)
+                self.offering.cancel_offer(offer, f"{session.name} left", session.name)
         self.state.sessions.pop(session.name, None)
         self.state.tokens.pop(session.token, None)
         self.state.lobby_watchers.discard(session.name)
