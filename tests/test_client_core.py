@@ -459,3 +459,23 @@ def test_against_the_arena_a_dropped_player_resumes_its_game() -> None:
     assert kinds(events)[:2] == ["Welcomed", "GameStarted"] and events[0].resumed == (gid,)
     assert events[1].resumed and ann.games[gid].board.ply == 2 and ann.games[gid].to_move
     assert isinstance(events[-1], (GameUpdated, YourTurn))
+
+
+def test_a_core_that_trusts_its_server_gives_the_same_events_and_still_refuses_frames_it_cannot_read() -> None:
+    def play(core: ClientCore) -> list[str]:
+        net = InProcess()
+        conn = net.connect(core)
+        events = net.send(conn, core.challenge("minimax", side="X", seed=3))
+        seen = kinds(net.events[conn])
+        game = events[1].game
+        while not game.over:
+            seen += kinds(net.send(conn, core.move(game.game_id, game.board.legal_cells()[-1])))
+        return seen
+
+    assert play(ClientCore("ann", check_frames=False)) == play(ClientCore("ann"))
+    core = ClientCore("ann", check_frames=False)
+    core.receive(welcome())
+    core.receive(start())
+    (ev,) = core.receive({"type": "state", "game_id": "g1", "ply": 1})  # no board
+    assert isinstance(ev, BadFrame) and "board" in ev.reason
+    assert core.games["g1"].board == Board.empty()
