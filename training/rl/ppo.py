@@ -79,7 +79,7 @@ class TrainConfig:
     opponents: str = ",".join(HOUSE_NAMES)  # house bots the games are drawn against, name[:weight]
     random_openings: float = 0.5  # chance a game opens with 1..max_random_moves random moves of the LLM's side
     max_random_moves: int = 3
-    start_positions: float = 0.0  # chance a game starts from an open position drawn by the curriculum
+    start_positions: float = 0.9  # chance a game starts from an open position drawn by the curriculum
     curriculum: str = "prioritized"  # how start positions are drawn: prioritized (recent failures) | uniform
     phrasings: list[str] = field(default_factory=lambda: ["grid", "rows"])  # training phrasings
     n_envs: int = 64
@@ -87,7 +87,7 @@ class TrainConfig:
     batch_size: int = 512
     n_epochs: int = 10
     learning_rate: float = 3e-3
-    lr_schedule: str = "constant"  # constant | linear (annealed to 0 over total_steps)
+    lr_schedule: str = "linear"  # linear (annealed to 0 over total_steps) | constant
     gamma: float = 0.0
     gae_lambda: float = 0.0
     ent_coef: float = 0.003
