@@ -35,7 +35,10 @@ LEARNED_CARD = "bots/llm/artifacts/learned_policy.card.json"
 WHOLE_GAME = f"{RESULTS}/ppo_whole_game.json"
 WHOLE_GAME_RUNS = (
     ("the recipe (labelled features)", WHOLE_GAME),
-    ("result-only reward (`--shaping none --gamma 0.95 --gae-lambda 0.95`)", f"{RESULTS}/ppo_result_only.json"),
+    (
+        "result-only reward (`--shaping none --gamma 0.95 --gae-lambda 0.95 --curriculum uniform`)",
+        f"{RESULTS}/ppo_result_only.json",
+    ),
     ("control: 27 random SAE features (`--pick random`)", f"{RESULTS}/ppo_control_random_features.json"),
     ("control: shuffled labels (`--pick shuffled`)", f"{RESULTS}/ppo_control_shuffled.json"),
     (
@@ -43,12 +46,34 @@ WHOLE_GAME_RUNS = (
         f"{RESULTS}/ppo_control_directions.json",
     ),
     (
-        "ablation: broader coverage (`--opponents minimax,hard,medium,easy,random:3 --random-openings 0.75 "
-        "--max-random-moves 4`)",
+        "ablation: a constant learning rate (`--lr-schedule constant`; in-process)",
+        f"{RESULTS}/ppo_ablation_constant_lr.json",
+    ),
+    (
+        "ablation: a third training phrasing (`--phrasings grid,rows,moves`; in-process)",
+        f"{RESULTS}/ppo_ablation_third_phrasing.json",
+    ),
+    (
+        "ablation: no start positions, constant learning rate (`--start-positions 0 --lr-schedule constant`)",
+        f"{RESULTS}/ppo_ablation_no_start_positions.json",
+    ),
+    (
+        "… and at those settings: result-only reward",
+        f"{RESULTS}/ppo_result_only_no_start_positions.json",
+    ),
+    (
+        "… and at those settings: 27 random SAE features",
+        f"{RESULTS}/ppo_control_random_features_no_start_positions.json",
+    ),
+    ("… and at those settings: shuffled labels", f"{RESULTS}/ppo_control_shuffled_no_start_positions.json"),
+    ("… and at those settings: 27 random directions", f"{RESULTS}/ppo_control_directions_no_start_positions.json"),
+    (
+        "… and at those settings: broader coverage (`--opponents minimax,hard,medium,easy,random:3 "
+        "--random-openings 0.75 --max-random-moves 4`)",
         f"{RESULTS}/ppo_ablation_coverage.json",
     ),
     (
-        "ablation: a board-independent baseline (`--baseline constant`, 131,072 steps)",
+        "… and at those settings: a board-independent baseline (`--baseline constant`, 131,072 steps)",
         f"{RESULTS}/ppo_ablation_constant_baseline.json",
     ),
 )
