@@ -36,13 +36,13 @@ WHOLE_GAME = f"{RESULTS}/ppo_whole_game.json"
 WHOLE_GAME_RUNS = (
     ("the recipe (labelled features)", WHOLE_GAME),
     (
-        "result-only reward (`--shaping none --gamma 0.95 --gae-lambda 0.95 --curriculum uniform`)",
+        "result-only reward (`--shaping none --gamma 0.95 --gae-lambda 0.95 --curriculum uniform`; in-process)",
         f"{RESULTS}/ppo_result_only.json",
     ),
-    ("control: 27 random SAE features (`--pick random`)", f"{RESULTS}/ppo_control_random_features.json"),
-    ("control: shuffled labels (`--pick shuffled`)", f"{RESULTS}/ppo_control_shuffled.json"),
+    ("control: 27 random SAE features (`--pick random`; in-process)", f"{RESULTS}/ppo_control_random_features.json"),
+    ("control: shuffled labels (`--pick shuffled`; in-process)", f"{RESULTS}/ppo_control_shuffled.json"),
     (
-        "control: 27 random directions, not SAE features (`--basis directions`)",
+        "control: 27 random directions, not SAE features (`--basis directions`; in-process)",
         f"{RESULTS}/ppo_control_directions.json",
     ),
     (
