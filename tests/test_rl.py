@@ -332,9 +332,9 @@ def test_policy_auto_prefers_the_shipped_learned_policy(trained, tmp_path, monke
 def test_shipped_learned_policy_plays_as_its_run_card_says_with_smollm2() -> None:
     """The shipped file, played by the bot itself on SmolLM2 (strict reading): the exact
     outcome against minimax is its run card's, as X and as O; on 300 open positions drawn
-    off the tree (seeded) it names an occupied cell no more often than the card counts over
-    all 4,520 allow (22, 0.5 %; ≤ 2 % here); every move's trace names the file's digest;
-    the weights are unchanged."""
+    off the tree (seeded) it names an occupied cell on no more boards than the card counts
+    over all 4,520 (the policy is deterministic, so the sample's illegal boards are among
+    the card's); every move's trace names the file's digest; the weights are unchanged."""
     import random
 
     import torch
@@ -370,7 +370,8 @@ def test_shipped_learned_policy_plays_as_its_run_card_says_with_smollm2() -> Non
     sample = random.Random(2026).sample(open_positions(), 300)
     moves = [m for i in range(0, len(sample), 100) for m in bot.play(sample[i : i + 100])]
     illegal = [m.board.code for m in moves if not m.reading.legal]
-    assert len(illegal) <= 6, illegal
+    card_illegal = sum(card["positions"]["grid"][seat]["illegal"] for seat in ("X", "O"))
+    assert len(illegal) <= card_illegal, (illegal, card_illegal)
     assert {t["policy"] for t in traces} == {policy.digest}
     assert lm.weights_hash() == before
 

@@ -100,22 +100,23 @@ def write_report(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
 
 
 def print_report(report: dict[str, Any]) -> None:
-    from rich.console import Console
+    from rich.console import Console, JustifyMethod
     from rich.table import Table
 
     console = Console()
     ratings = report.get("ratings")
     if ratings:
         t = Table(title=f"Tournament {report['tournament_id']}: ratings ({round(100 * ratings['confidence'])} % CI)")
-        for col, justify in (
+        columns: tuple[tuple[str, JustifyMethod], ...] = (
             ("rank", "right"),
             ("bot", "left"),
             ("Elo", "right"),
             ("interval", "left"),
             ("games", "right"),
             ("score", "right"),
-        ):
-            t.add_column(col, justify=justify)  # type: ignore[arg-type]
+        )
+        for col, justify in columns:
+            t.add_column(col, justify=justify)
         for i, r in enumerate(ratings["ratings"], 1):
             t.add_row(
                 str(i),
