@@ -16,6 +16,7 @@ def plot_learning_curve(runs: dict[str, list[dict[str, Any]]], path: Path, title
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=110, sharey=True)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -27,12 +28,21 @@ def plot_learning_curve(runs: dict[str, list[dict[str, Any]]], path: Path, title
                 100 * min(v for k, v in r.items() if k.startswith("kept_") and k.endswith("_" + side)) for r in evals
             ]
             draw = [100 * r["draw_" + side] for r in evals]
-            ax.plot(xs, kept, style, color=c, marker="o", ms=3, label=f"{name}: value kept (all open positions)")
+            ax.plot(
+                xs,
+                kept,
+                style,
+                color=c,
+                marker="o",
+                ms=3,
+                label=f"{name}: value kept, worst training phrasing (all open positions)",
+            )
             ax.plot(xs, draw, ":", color=c, marker="s", ms=3, label=f"{name}: draws vs minimax (exact)")
     for ax, side in ((axes[0], "X"), (axes[1], "O")):
         ax.set_title(f"LLM as {side}", fontsize=9)
         ax.set_xlabel("PPO steps (LLM moves)")
         ax.axhline(99, color="grey", lw=0.8, ls="--")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1000:,.0f}k"))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("% (strict reading)")
     axes[1].legend(fontsize=6, loc="lower right")
