@@ -54,6 +54,10 @@ WHOLE_GAME_RUNS = (
         f"{RESULTS}/ppo_ablation_third_phrasing.json",
     ),
     (
+        "ablation: twice the steps (`--total-steps 786432`; in-process)",
+        f"{RESULTS}/ppo_ablation_longer.json",
+    ),
+    (
         "ablation: no start positions, constant learning rate (`--start-positions 0 --lr-schedule constant`)",
         f"{RESULTS}/ppo_ablation_no_start_positions.json",
     ),
