@@ -58,6 +58,10 @@ WHOLE_GAME_RUNS = (
         f"{RESULTS}/ppo_ablation_longer.json",
     ),
     (
+        "ablation: the `features` observation (`--obs features`; in-process)",
+        f"{RESULTS}/ppo_ablation_features_obs.json",
+    ),
+    (
         "ablation: no start positions, constant learning rate (`--start-positions 0 --lr-schedule constant`)",
         f"{RESULTS}/ppo_ablation_no_start_positions.json",
     ),
