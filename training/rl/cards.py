@@ -16,7 +16,7 @@ def plot_learning_curve(runs: dict[str, list[dict[str, Any]]], path: Path, title
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import matplotlib.ticker
+    from matplotlib.ticker import FuncFormatter
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=110, sharey=True)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -42,7 +42,7 @@ def plot_learning_curve(runs: dict[str, list[dict[str, Any]]], path: Path, title
         ax.set_title(f"LLM as {side}", fontsize=9)
         ax.set_xlabel("PPO steps (LLM moves)")
         ax.axhline(99, color="grey", lw=0.8, ls="--")
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1000:,.0f}k"))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:,.0f}k"))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("% (strict reading)")
     axes[1].legend(fontsize=6, loc="lower right")
