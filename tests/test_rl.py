@@ -632,3 +632,66 @@ def test_ppo_summary_gathers_one_recipes_seeds_and_refuses_mixed_recipes(tmp_pat
     )
     assert run(args) == 0
     assert json.loads((tmp_path / "s.json").read_text())["seeds"] == [0, 1] and (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_margin_reward_pays_the_keep_margin_of_each_move(stack) -> None:
+    from server.solver import value_preserving_cells
+    from training.rl.actuator import keep_margin
+    from training.rl.env import EnvConfig, SteeringGameEnv, margin_bonus, move_reward
+    from training.rl.ppo import build_actuator
+
+    lm, sae = stack
+    act = build_actuator(lm, sae, small_config(), FEATURES)
+    env = SteeringGameEnv(
+        act, EnvConfig(seed=4, seat="X", opponents="random", mode="strict", margin_reward=0.5, margin_cap=2.0)
+    )
+    env.reset(seed=4)
+    board = env._vec.boards[0]
+    action = np.array([1 + 2, 0])  # the first feature at the third strength, one slot
+    expected = act.act([board], action[None])[0]
+    _, reward, *_ = env.step(action)
+    illegal = not expected.legal
+    assert expected.margin == pytest.approx(
+        keep_margin(board, act.bot.play([board], act.codec.coefficients(action))[0].reading.probs)
+    )
+    assert (expected.margin > 0) == (expected.legal and expected.cell in value_preserving_cells(board))
+    want = (
+        move_reward(board, expected.cell, Seat.X, illegal)
+        + margin_bonus(expected.margin, 0.5, 2.0)
+        - env._vec.config.push_cost * expected.norm_ratio
+    )
+    assert reward == pytest.approx(want, abs=1e-5)
+    with pytest.raises(ValueError, match="margin"):
+        EnvConfig(margin_reward=0.3, shaping="none", start_positions=0.0)
+    with pytest.raises(ValueError, match="margin"):
+        EnvConfig(margin_reward=0.3, margin_cap=0.0)
+
+
+def test_reach_tables_agree_with_the_actuator_and_bound_every_pick(stack) -> None:
+    from training.evaluation.reach import action_table, sample_positions, summarize
+    from training.rl.ppo import build_actuator
+
+    lm, sae = stack
+    boards = sample_positions(40, seed=1)
+    assert len({b.code for b in boards}) == 40 and all(not b.is_over for b in boards)
+    tables = {}
+    for p in ("grid", "rows", "list"):
+        act = build_actuator(lm, sae, small_config(), FEATURES, phrasing=p)
+        tables[p] = t = action_table(act, boards, chunk=16)
+        assert t["ok"].shape == t["margin"].shape == (40, 1 + len(FEATURES) * 8)
+        # the keep margin is positive exactly where the strict move keeps the value
+        assert np.array_equal(t["ok"], t["margin"] > 0)
+        unsteered = act.act(boards, np.zeros((40, 2), dtype=np.int64))
+        assert [o.margin for o in unsteered] == pytest.approx(list(t["margin"][:, 0]))
+        assert np.allclose(t["push"][:, 0], 0.0)
+    rep = summarize(boards, tables, ["grid", "rows"], "list")
+    for side in ("X", "O", "all"):
+        for p in ("grid", "rows", "list"):
+            r = rep["per_phrasing"][p][side]
+            assert r["unsteered_kept"] <= r["reachable"] <= 1
+        tog, pick = rep["together"][side], rep["transfer_of_a_pick"][side]
+        assert tog["training_and_heldout"] <= min(tog["every_training_phrasing"], tog["heldout_alone"])
+        share_with = pick["positions_with_a_training_action"] / rep["per_phrasing"]["grid"][side]["positions"]
+        for k in ("random_training_action", "largest_margin", "smallest_push"):  # no pick beats the best possible
+            assert pick[k] * share_with <= tog["training_and_heldout"] + 1e-3
+    assert sum(b["pairs"] for b in rep["margin_buckets"]) == int((tables["grid"]["ok"] & tables["rows"]["ok"]).sum())

@@ -40,6 +40,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "training.evaluation.heldout",
         "a policy on phrasings, opponents and positions it was not fitted to (exact)",
     ),
+    "reach": (
+        "training.evaluation.reach",
+        "what one steered feature can do on each position, and which pick transfers to a held-out phrasing",
+    ),
     "controls": (
         "training.controls",
         "equal-effort controls: the same search on random features, directions, shuffled labels",

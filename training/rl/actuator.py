@@ -41,6 +41,27 @@ class MoveOutcome:
     n_steered: int  # features with a non-zero coefficient
     abs_coef: float  # sum of |coefficient|
     changed: bool  # the steered move differs from the unsteered one
+    margin: float = 0.0  # log-prob of the best value-keeping cell minus that of the best other digit (nats)
+
+
+def keep_margin(board: Board, probs: Sequence[float]) -> float:
+    """How surely the move read from ``probs`` (the nine digits' softmax) keeps the solved
+    value: log p(best value-keeping cell) − log p(best other digit, illegal ones included),
+    in nats. Positive exactly when the strict argmax keeps the value; a board where every
+    digit keeps it gives ``inf``.
+
+    >>> round(keep_margin(Board.from_moves([1, 5, 9]), [0.1, 0.6, 0.05, 0.05, 0.05, 0.05, 0.05, 0.0, 0.05]), 3)
+    1.792
+    >>> keep_margin(Board.from_moves([1, 5, 9]), [0.6, 0.1, 0.05, 0.05, 0.05, 0.05, 0.05, 0.0, 0.05]) < 0
+    True
+    """
+    from server.solver import value_preserving_cells
+
+    good = value_preserving_cells(board)
+    logp = np.log(np.maximum(np.asarray(probs, dtype=np.float64), 1e-30))
+    best_good = max(logp[c - 1] for c in good)
+    others = [logp[i] for i in range(9) if i + 1 not in good]
+    return float(best_good - max(others)) if others else float("inf")
 
 
 class LLMActuator:
@@ -184,6 +205,7 @@ class LLMActuator:
                     n_steered=int(np.count_nonzero(row)),
                     abs_coef=float(np.abs(row).sum()),
                     changed=bool(m.changed),
+                    margin=keep_margin(boards[i], m.reading.probs),
                 )
                 self.memo[keys[i]] = o
                 out[i] = o

@@ -102,6 +102,14 @@ def _add_game_flags(g: Callable[..., Any], d: TrainConfig) -> None:
         help="value: each move paid the change of the solved game's value it makes; none: the game's result only (needs --gamma > 0)",
     )
     g(
+        "--margin-reward",
+        type=float,
+        default=d.margin_reward,
+        help="value shaping: each move also earns this x clip(keep margin / --margin-cap, -1, 1), the keep margin being "
+        "log p(best value-keeping cell) - log p(best other digit)",
+    )
+    g("--margin-cap", type=float, default=d.margin_cap, help="nats of keep margin that earn the whole margin reward")
+    g(
         "--opponents",
         default=d.opponents,
         help="house bots the training games are drawn against, name[:weight], comma-separated",
@@ -125,6 +133,13 @@ def _add_game_flags(g: Callable[..., Any], d: TrainConfig) -> None:
         choices=("prioritized", "uniform"),
         default=d.curriculum,
         help="how start positions are drawn: prioritized (by the policy's recent value losses there) or uniform",
+    )
+    g(
+        "--curriculum-floor",
+        type=float,
+        default=d.curriculum_floor,
+        help="prioritized: added to every (position, phrasing) failure score before drawing (lower: more games where "
+        "the policy still fails)",
     )
     g("--phrasings", default=",".join(d.phrasings), help="training prompt phrasings (comma list of grid, rows, list)")
 
@@ -293,6 +308,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         max_random_moves=args.max_random_moves,
         start_positions=args.start_positions,
         curriculum=args.curriculum,
+        margin_reward=args.margin_reward,
+        margin_cap=args.margin_cap,
+        curriculum_floor=args.curriculum_floor,
         phrasings=[p.strip() for p in args.phrasings.split(",") if p.strip()],
         stable_evals=args.stable_evals,
     )

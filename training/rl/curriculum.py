@@ -39,9 +39,18 @@ class StartPositions:
     """The open positions per side to move, their failure scores per phrasing, and draws
     from them."""
 
-    def __init__(self, curriculum: str = "prioritized", seed: int = 0, phrasings: Sequence[str] = ("grid",)) -> None:
+    def __init__(
+        self,
+        curriculum: str = "prioritized",
+        seed: int = 0,
+        phrasings: Sequence[str] = ("grid",),
+        floor: float = SCORE_FLOOR,
+    ) -> None:
         if curriculum not in ("prioritized", "uniform"):
             raise ValueError(f"unknown curriculum {curriculum!r}; expected prioritized or uniform")
+        if not floor > 0:
+            raise ValueError(f"the curriculum's floor must be positive, got {floor}")
+        self.floor = float(floor)
         self.curriculum = curriculum
         self.rng = np.random.default_rng(seed)
         open_boards = sorted((b for b in reachable_positions() if not b.is_over), key=lambda b: b.code)
@@ -61,7 +70,7 @@ class StartPositions:
         if self.curriculum == "uniform":
             k = int(self.rng.integers(len(boards) * n))
         else:
-            weights = np.cumsum(self.score[seat].ravel() + SCORE_FLOOR)
+            weights = np.cumsum(self.score[seat].ravel() + self.floor)
             k = min(int(np.searchsorted(weights, self.rng.random() * weights[-1], side="right")), weights.size - 1)
         board, phrasing = boards[k // n], self.phrasings[k % n]
         self.draws += 1
@@ -81,6 +90,7 @@ class StartPositions:
         """For the run card: draws, distinct positions drawn, mean failure score per side."""
         return {
             "curriculum": self.curriculum,
+            "floor": self.floor,
             "games_from_positions": self.draws,
             "distinct_start_positions": len(self.drawn),
             "mean_failure_score": {s.value: round(float(self.score[s].mean()), 4) for s in Seat},

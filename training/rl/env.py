@@ -41,8 +41,12 @@ the side is part of the observation. Rewards, from the LLM's side:
 * ``shaping="none"``: the game's result only, on the last move (win +1, draw 0, loss −1,
   an illegal move a loss): no solver in the reward; it needs γ > 0.
 
-Every move also costs ``push_cost × ‖added‖/‖residual‖`` (the steering cost; ``0`` turns
-it off). Observations and actions: :mod:`bots.llm.learned`.
+With the value shaping a move also earns ``margin_reward × clip(margin / margin_cap, -1, 1)``,
+its *keep margin* (log-prob of the best value-keeping cell minus that of the best other
+digit: positive exactly when the strict move keeps the value) scaled: a steering that keeps
+the value surely in the training phrasings keeps it far more often in a phrasing never
+trained on (docs/RL.md). Every move also costs ``push_cost × ‖added‖/‖residual‖`` (the
+steering cost; ``0`` turns it off). Observations and actions: :mod:`bots.llm.learned`.
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ from client.core import (
 )
 from server.game import Board, Seat, opening_of
 from training.rl.actuator import LLMActuator, MoveOutcome
-from training.rl.curriculum import StartPositions
+from training.rl.curriculum import SCORE_FLOOR, StartPositions
 
 if TYPE_CHECKING:
     from server.solver import TieBreak
@@ -142,12 +146,15 @@ class EnvConfig:
     mode: str = "strict"  # move reading; masked is a named variant
     push_cost: float = 0.01  # reward cost per move per unit of ||added||/||residual||
     shaping: str = "value"  # value: the change of the solved value the LLM's move makes; none: result only
+    margin_reward: float = 0.0  # value shaping: + this × clip(keep margin / margin_cap, -1, 1) per move
+    margin_cap: float = 3.0  # nats of keep margin that earn the whole margin reward
     seed: int = 0
     opponents: str = DEFAULT_OPPONENTS  # house bots the games are drawn against, name[:weight], comma-separated
     random_openings: float = 0.0  # chance that a game opens with random moves of the LLM's side
     max_random_moves: int = 3  # such an opening has 1..this many of them
     start_positions: float = 0.0  # chance that a game starts from an open position drawn by the curriculum
     curriculum: str = "prioritized"  # how start positions are drawn: prioritized (by recent failures) or uniform
+    curriculum_floor: float = SCORE_FLOOR  # prioritized: added to every pair's failure score before drawing
 
     def __post_init__(self) -> None:
         self.opponent_weights = parse_opponents(self.opponents)
@@ -162,6 +169,8 @@ class EnvConfig:
                 "the prioritized curriculum scores positions with the solved value; "
                 "with shaping 'none' (no solver in training) use the uniform curriculum"
             )
+        if not self.curriculum_floor > 0:
+            raise ValueError(f"curriculum_floor must be positive, got {self.curriculum_floor}")
         if self.max_random_moves < 1:
             raise ValueError(f"max_random_moves must be at least 1, got {self.max_random_moves}")
         if self.seat not in SEATS:
@@ -171,6 +180,12 @@ class EnvConfig:
             raise ValueError(f"p_o must be in [0, 1], got {self.p_o}")
         if self.push_cost < 0:
             raise ValueError(f"push_cost must be >= 0, got {self.push_cost}")
+        if self.margin_reward < 0 or not self.margin_cap > 0:
+            raise ValueError(
+                f"margin_reward must be >= 0 and margin_cap > 0, got {self.margin_reward} and {self.margin_cap}"
+            )
+        if self.margin_reward > 0 and self.shaping == "none":
+            raise ValueError("the margin reward reads the solved value; with shaping 'none' leave it at 0")
         if self.shaping not in SHAPINGS:
             raise ValueError(f"unknown shaping {self.shaping!r}; expected one of {', '.join(SHAPINGS)}")
 
@@ -187,6 +202,23 @@ class GameState:
 
 #: one game to start: (env, the LLM's seat, the game's seed, the house bot, the opening moves)
 GameSpec = tuple[int, Seat, int, str, tuple[int, ...]]
+
+
+def margin_bonus(margin: float, weight: float, cap: float) -> float:
+    """The margin reward of one move: ``weight × clip(margin / cap, -1, 1)`` with ``margin``
+    the move's keep margin (:func:`training.rl.actuator.keep_margin`). Among steerings that
+    keep the value it prefers the one that keeps it surely, which is the one that more
+    often keeps it in a phrasing never trained on; on a lost move it grades how near the
+    steering came.
+
+    >>> margin_bonus(1.5, 0.3, 3.0), margin_bonus(float("inf"), 0.3, 3.0), margin_bonus(-6.0, 0.3, 3.0)
+    (0.15, 0.3, -0.3)
+    >>> margin_bonus(2.0, 0.0, 3.0)
+    0.0
+    """
+    if weight == 0:
+        return 0.0
+    return weight * max(-1.0, min(1.0, margin / cap))
 
 
 def move_reward(before: Board, cell: int, seat: Seat, illegal: bool) -> float:
@@ -574,7 +606,9 @@ class SteeringVecEnv(VecEnv):
         self.games_started = 0
         self.random_moves = 0  # moves the environment played itself (random openings)
         self.starts = (
-            StartPositions(config.curriculum, seed=config.seed, phrasings=self.phrasing_names)
+            StartPositions(
+                config.curriculum, seed=config.seed, phrasings=self.phrasing_names, floor=config.curriculum_floor
+            )
             if config.start_positions > 0
             else None
         )
@@ -686,7 +720,7 @@ class SteeringVecEnv(VecEnv):
             s = states[e]
             if self.config.shaping == "value":
                 value_change = move_reward(self.boards[e], o.cell, self.seats[e], s.illegal)
-                rewards[e] += value_change
+                rewards[e] += value_change + margin_bonus(o.margin, self.config.margin_reward, self.config.margin_cap)
                 if self.starts is not None:
                     self.starts.update(self.boards[e], self.phrasing[e], value_change < 0)
             if s.over:

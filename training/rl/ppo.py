@@ -76,11 +76,14 @@ class TrainConfig:
     mode: str = "strict"
     push_cost: float = 0.1
     shaping: str = "value"  # value (the change of the solved value a move makes) | none (result only)
+    margin_reward: float = 0.0  # value shaping: weight of the keep-margin reward per move
+    margin_cap: float = 3.0  # nats of keep margin that earn the whole margin reward
     opponents: str = ",".join(HOUSE_NAMES)  # house bots the games are drawn against, name[:weight]
     random_openings: float = 0.5  # chance a game opens with 1..max_random_moves random moves of the LLM's side
     max_random_moves: int = 3
     start_positions: float = 0.9  # chance a game starts from an open position drawn by the curriculum
     curriculum: str = "prioritized"  # how start positions are drawn: prioritized (recent failures) | uniform
+    curriculum_floor: float = 0.05  # prioritized: added to every (position, phrasing) failure score before drawing
     phrasings: list[str] = field(default_factory=lambda: ["grid", "rows"])  # training phrasings
     n_envs: int = 64
     n_steps: int = 32
@@ -497,12 +500,15 @@ def _env_config(cfg: TrainConfig) -> Any:
         mode=cfg.mode,
         push_cost=cfg.push_cost,
         shaping=cfg.shaping,
+        margin_reward=cfg.margin_reward,
+        margin_cap=cfg.margin_cap,
         seed=cfg.seed,
         opponents=cfg.opponents,
         random_openings=cfg.random_openings,
         max_random_moves=cfg.max_random_moves,
         start_positions=cfg.start_positions,
         curriculum=cfg.curriculum,
+        curriculum_floor=cfg.curriculum_floor,
     )
 
 

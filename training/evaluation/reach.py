@@ -1,0 +1,227 @@
+"""``autosteer-train reach``: what the steering actuator can do on each position, whatever
+the policy, and which steering a policy trained on some phrasings should pick to keep the
+value on a phrasing it never saw.
+
+For a seeded sample of the open positions (``--boards``; 0: all 4,520), every single action
+of the policy's action space (no steering, or one of its features at one of its strengths:
+``1 + features × strengths`` actions) is played in each training phrasing and in the
+held-out one, strict reading. Per position and action it records whether the move keeps
+the solved value and its *keep margin* (:func:`training.rl.actuator.keep_margin`). From
+that, exact over the sample (no policy is trained here):
+
+* **reach**: the share of positions where some single action keeps the value, per
+  phrasing and side to move, beside the unsteered model's share;
+* **together**: where one action keeps it in every training phrasing, and where one keeps
+  it in the training phrasings and the held-out one at once (the best any board policy
+  with one feature per move can do on the held-out phrasing);
+* **transfer of a pick**: among the actions that keep the value in every training
+  phrasing, the held-out share of (a) a uniformly random one (its exact expectation), (b)
+  the one with the largest keep margin (the smallest over the training phrasings), (c) the
+  one with the smallest push;
+* **margin buckets**: for every (position, action) pair that keeps the value in the
+  training phrasings, the held-out share by its keep margin there.
+
+This is what the margin reward of ``autosteer-train ppo`` (``--margin-reward``) rests on.
+Weights are hashed before and after; the JSON names the command that wrote it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from server.game import Board, Seat
+
+#: keep-margin bucket edges (nats) of the transfer table
+MARGIN_EDGES: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0, float("inf"))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument
+    g("--policy", default="auto", help="learned policy whose features, strengths and observation define the actions")
+    g("--model", default="smollm2", help="model (see autosteer-bot run --help)")
+    g("--sae", default="auto", help="SAE folder, registry id, or 'auto' (the shipped one)")
+    g("--phrasings", default="grid,rows", help="training phrasings (comma list)")
+    g("--heldout", default="list", help="the held-out phrasing")
+    g("--boards", type=int, default=600, help="open positions sampled (0: all 4,520)")
+    g("--seed", type=int, default=3, help="seed of the sample")
+    g("--chunk", type=int, default=300, help="boards per batched model call")
+    g("--threads", type=int, default=2, help="torch threads")
+    g("--out", type=Path, default=Path("docs/results/actuator_reach.json"), help="result JSON")
+
+
+def sample_positions(n: int, seed: int) -> list[Board]:
+    """``n`` open positions drawn without replacement (all of them for ``n`` ≤ 0)."""
+    from training.evaluation.heldout import open_positions
+
+    boards = open_positions()
+    return boards if n <= 0 or n >= len(boards) else random.Random(seed).sample(boards, n)
+
+
+def action_table(
+    actuator: Any, boards: Sequence[Board], chunk: int = 300, progress: Any = None
+) -> dict[str, np.ndarray]:
+    """For every board and every single action: ``ok`` (keeps the value), ``margin`` (keep
+    margin, nats) and ``push`` (‖added‖/‖residual‖), each ``[boards, actions]``."""
+    from server.solver import value_preserving_cells
+    from training.rl.actuator import keep_margin
+
+    codec = actuator.codec
+    n_actions = codec.nvec[0]
+    ok = np.zeros((len(boards), n_actions), dtype=bool)
+    margin = np.zeros((len(boards), n_actions))
+    push = np.zeros((len(boards), n_actions))
+    good = [value_preserving_cells(b) for b in boards]
+    for k in range(n_actions):
+        for lo in range(0, len(boards), chunk):
+            part = list(boards[lo : lo + chunk])
+            action = np.zeros((len(part), codec.slots), dtype=np.int64)
+            action[:, 0] = k
+            for j, m in enumerate(actuator.bot.play(part, codec.coefficients(action))):
+                i = lo + j
+                ok[i, k] = m.reading.legal and m.reading.cell in good[i]
+                margin[i, k] = keep_margin(boards[i], m.reading.probs)
+                push[i, k] = float(m.norm_ratio)
+        if progress is not None:
+            progress(1)
+    return {"ok": ok, "margin": margin, "push": push}
+
+
+def summarize(
+    boards: Sequence[Board], tables: dict[str, dict[str, np.ndarray]], training: Sequence[str], heldout: str
+) -> dict[str, Any]:
+    """The shares described in the module docstring, per side to move and over both."""
+    sides = {
+        "X": np.array([b.turn is Seat.X for b in boards]),
+        "O": np.array([b.turn is Seat.O for b in boards]),
+        "all": np.ones(len(boards), dtype=bool),
+    }
+    ok_train = np.logical_and.reduce([tables[p]["ok"] for p in training])
+    margin_train = np.minimum.reduce([tables[p]["margin"] for p in training])
+    push_train = np.maximum.reduce([tables[p]["push"] for p in training])
+    ok_held = tables[heldout]["ok"]
+    has = ok_train.any(axis=1)
+    rows = np.arange(len(boards))
+    by_margin = np.where(ok_train, margin_train, -np.inf).argmax(axis=1)
+    by_push = np.where(ok_train, push_train, np.inf).argmin(axis=1)
+    random_pick = np.where(has, (ok_train & ok_held).sum(axis=1) / np.maximum(1, ok_train.sum(axis=1)), 0.0)
+
+    def share(mask: np.ndarray, values: Any) -> float:
+        return round(float(np.asarray(values)[mask].mean()), 4) if mask.any() else float("nan")
+
+    out: dict[str, Any] = {"per_phrasing": {}, "together": {}, "transfer_of_a_pick": {}}
+    for p, t in tables.items():
+        out["per_phrasing"][p] = {
+            s: {
+                "positions": int(m.sum()),
+                "unsteered_kept": share(m, t["ok"][:, 0]),
+                "reachable": share(m, t["ok"].any(axis=1)),
+            }
+            for s, m in sides.items()
+        }
+    for s, m in sides.items():
+        out["together"][s] = {
+            "every_training_phrasing": share(m, has),
+            "training_and_heldout": share(m, (ok_train & ok_held).any(axis=1)),
+            "heldout_alone": share(m, ok_held.any(axis=1)),
+        }
+        out["transfer_of_a_pick"][s] = {
+            "positions_with_a_training_action": int((m & has).sum()),
+            "random_training_action": share(m & has, random_pick),
+            "largest_margin": share(m & has, ok_held[rows, by_margin]),
+            "smallest_push": share(m & has, ok_held[rows, by_push]),
+        }
+    buckets = []
+    for lo, hi in zip(MARGIN_EDGES[:-1], MARGIN_EDGES[1:]):
+        sel = ok_train & (margin_train >= lo) & (margin_train < hi)
+        buckets.append(
+            {
+                "margin_from": lo,
+                "margin_to": hi if hi != float("inf") else None,
+                "pairs": int(sel.sum()),
+                "heldout_kept": round(float(ok_held[sel].mean()), 4) if sel.any() else None,
+            }
+        )
+    out["margin_buckets"] = buckets
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from bots.llm.cli import load_sae_arg
+    from bots.llm.learned import LearnedSteeringPolicy
+    from bots.llm.model import load_model
+    from bots.llm.policy import PolicyError, load_policy
+    from tqdm import tqdm
+
+    from training.rl.actuator import prompt_store_path
+    from training.rl.ppo import TrainConfig, build_actuator
+
+    torch.set_num_threads(max(1, args.threads))
+    training = [p.strip() for p in args.phrasings.split(",") if p.strip()]
+    if not training or args.heldout in training:
+        print("error: name at least one training phrasing and a held-out one not among them", file=sys.stderr)
+        return 2
+    try:
+        policy = load_policy(args.policy)
+    except PolicyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(policy, LearnedSteeringPolicy) or policy.codec.kind != "sparse":
+        print("error: reach reads the sparse action space of a learned policy", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    lm = load_model(args.model)
+    sae = load_sae_arg(args.sae, lm)
+    if sae is None:
+        print("error: no SAE; pass --sae", file=sys.stderr)
+        return 2
+    before = {"model": lm.weights_hash(), "sae": sae.weights_hash()}
+    c = policy.codec
+    cfg = TrainConfig(features=list(policy.features), obs=policy.obs, strengths=list(c.strengths), slots=c.slots)
+    boards = sample_positions(args.boards, args.seed)
+    tables = {}
+    n_actions = c.nvec[0]
+    for p in [*training, args.heldout]:
+        act = build_actuator(lm, sae, cfg, policy.features, phrasing=p)
+        act.warm(boards, store=prompt_store_path(lm, act.bot.reader, before["model"]))
+        with tqdm(total=n_actions, desc=f"every single action on {len(boards)} positions ({p})", unit="action") as bar:
+            tables[p] = action_table(act, boards, args.chunk, bar.update)
+        del act
+    after = {"model": lm.weights_hash(), "sae": sae.weights_hash()}
+    result = {
+        "command": "autosteer-train reach " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "autosteer-train reach",
+        "date": time.strftime("%Y-%m-%d"),
+        "policy": policy.digest,
+        "features": list(policy.features),
+        "strengths": list(c.strengths),
+        "actions": n_actions,
+        "reading": "strict",
+        "boards": len(boards),
+        "sample_seed": args.seed if 0 < args.boards < 4520 else None,
+        "training_phrasings": training,
+        "heldout_phrasing": args.heldout,
+        **summarize(boards, tables, training, args.heldout),
+        "weights_before": before,
+        "weights_after": after,
+        "weights_unchanged": before == after,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    t = result["transfer_of_a_pick"]["all"]
+    print(
+        f"done: {args.out} ({len(boards)} positions, {n_actions} actions, {result['seconds']:.0f} s): held-out "
+        f"{args.heldout} kept by a random training action {100 * t['random_training_action']:.1f} %, by the "
+        f"largest-margin one {100 * t['largest_margin']:.1f} %, best possible "
+        f"{100 * result['together']['all']['training_and_heldout']:.1f} %"
+    )
+    return 0
