@@ -39,13 +39,18 @@ import numpy as np
 
 from server.game import Board, Seat
 
+ROOT = Path(__file__).resolve().parent.parent.parent
 #: keep-margin bucket edges (nats) of the transfer table
 MARGIN_EDGES: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0, float("inf"))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument
-    g("--policy", default="auto", help="learned policy whose features, strengths and observation define the actions")
+    g(
+        "--policy",
+        default=str(ROOT / "bots" / "llm" / "artifacts" / "learned_policy.json"),
+        help="learned policy whose features, strengths and observation define the actions",
+    )
     g("--model", default="smollm2", help="model (see autosteer-bot run --help)")
     g("--sae", default="auto", help="SAE folder, registry id, or 'auto' (the shipped one)")
     g("--phrasings", default="grid,rows", help="training phrasings (comma list)")
@@ -54,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g("--seed", type=int, default=3, help="seed of the sample")
     g("--chunk", type=int, default=300, help="boards per batched model call")
     g("--threads", type=int, default=2, help="torch threads")
-    g("--out", type=Path, default=Path("docs/results/actuator_reach.json"), help="result JSON")
+    g("--out", type=Path, default=ROOT / "docs" / "results" / "actuator_reach.json", help="result JSON")
 
 
 def sample_positions(n: int, seed: int) -> list[Board]:

@@ -34,35 +34,53 @@ RESULTS = "docs/results"
 LEARNED_CARD = "bots/llm/artifacts/learned_policy.card.json"
 WHOLE_GAME = f"{RESULTS}/ppo_whole_game.json"
 WHOLE_GAME_RUNS = (
-    ("the recipe (labelled features)", WHOLE_GAME),
+    ("the recipe (labelled features, keep-margin reward)", WHOLE_GAME),
     (
-        "result-only reward (`--shaping none --gamma 0.95 --gae-lambda 0.95 --curriculum uniform`; in-process)",
+        "result-only reward (`--shaping none --margin-reward 0 --gamma 0.95 --gae-lambda 0.95 --curriculum uniform`; "
+        "in-process)",
         f"{RESULTS}/ppo_result_only.json",
     ),
-    ("control: 27 random SAE features (`--pick random`; in-process)", f"{RESULTS}/ppo_control_random_features.json"),
-    ("control: shuffled labels (`--pick shuffled`; in-process)", f"{RESULTS}/ppo_control_shuffled.json"),
+    ("ablation: 20 PPO epochs per update (`--n-epochs 20`; in-process)", f"{RESULTS}/ppo_ablation_epochs_margin.json"),
     (
-        "control: 27 random directions, not SAE features (`--basis directions`; in-process)",
-        f"{RESULTS}/ppo_control_directions.json",
+        "… and a margin reward of 0.1 (`--n-epochs 20 --margin-reward 0.1`; in-process)",
+        f"{RESULTS}/ppo_ablation_epochs_margin01.json",
+    ),
+    ("ablation: no margin reward (`--margin-reward 0`)", f"{RESULTS}/ppo_ablation_no_margin.json"),
+    (
+        "… and at those settings: 27 random SAE features (`--pick random`; in-process)",
+        f"{RESULTS}/ppo_control_random_features_no_margin.json",
     ),
     (
-        "ablation: a constant learning rate (`--lr-schedule constant`; in-process)",
+        "… and at those settings: shuffled labels (`--pick shuffled`; in-process)",
+        f"{RESULTS}/ppo_control_shuffled_no_margin.json",
+    ),
+    (
+        "… and at those settings: 27 random directions (`--basis directions`; in-process)",
+        f"{RESULTS}/ppo_control_directions_no_margin.json",
+    ),
+    (
+        "… and at those settings: 20 PPO epochs per update (`--n-epochs 20`; in-process, machine shared)",
+        f"{RESULTS}/ppo_ablation_epochs.json",
+    ),
+    (
+        "… and at those settings: a constant learning rate (`--lr-schedule constant`; in-process)",
         f"{RESULTS}/ppo_ablation_constant_lr.json",
     ),
     (
-        "ablation: a third training phrasing (`--phrasings grid,rows,moves`; in-process)",
+        "… and at those settings: a third training phrasing (`--phrasings grid,rows,moves`; in-process)",
         f"{RESULTS}/ppo_ablation_third_phrasing.json",
     ),
     (
-        "ablation: twice the steps (`--total-steps 786432`; in-process)",
+        "… and at those settings: twice the steps (`--total-steps 786432`; in-process)",
         f"{RESULTS}/ppo_ablation_longer.json",
     ),
     (
-        "ablation: the `features` observation (`--obs features`; in-process)",
+        "… and at those settings: the `features` observation (`--obs features`; in-process)",
         f"{RESULTS}/ppo_ablation_features_obs.json",
     ),
     (
-        "ablation: no start positions, constant learning rate (`--start-positions 0 --lr-schedule constant`)",
+        "ablation: no margin reward, no start positions, constant learning rate (`--margin-reward 0 "
+        "--start-positions 0 --lr-schedule constant`)",
         f"{RESULTS}/ppo_ablation_no_start_positions.json",
     ),
     (
@@ -85,6 +103,7 @@ WHOLE_GAME_RUNS = (
         f"{RESULTS}/ppo_ablation_constant_baseline.json",
     ),
 )
+REACH = f"{RESULTS}/actuator_reach.json"
 SAE_CARD = "bots/llm/artifacts/sae/RUN_CARD.json"
 SERVER_LOAD = f"{RESULTS}/server_load_2026-11-29.json"
 SERVER_LOAD_NO_STORING = f"{RESULTS}/server_load_no_storing_2026-11-29.json"
@@ -398,6 +417,70 @@ def whole_game_policies(f: Files) -> list[str]:
     )
 
 
+def actuator_reach(f: Files) -> list[str]:
+    """What one steered feature can do per position (``autosteer-train reach``), and how
+    well each way of picking among the steerings that work in the training phrasings
+    carries over to the held-out phrasing."""
+    r = f[REACH]
+    train, held = r["training_phrasings"], r["heldout_phrasing"]
+    sample = f"{r['boards']} open positions" + (
+        f" drawn with seed {r['sample_seed']}" if r.get("sample_seed") is not None else " (all)"
+    )
+    rows = [
+        [
+            f"`{p}`" + (" (held out)" if p == held else ""),
+            *[_pct(v[s]["unsteered_kept"]) for s in ("X", "O")],
+            *[_pct(v[s]["reachable"]) for s in ("X", "O")],
+        ]
+        for p, v in r["per_phrasing"].items()
+    ]
+    tog, pick = r["together"], r["transfer_of_a_pick"]
+    rows2 = [
+        [
+            "one action keeps the value in every training phrasing",
+            *[_pct(tog[s]["every_training_phrasing"]) for s in ("X", "O")],
+        ],
+        [
+            f"… and in `{held}` too (the best a one-feature policy can do there)",
+            *[_pct(tog[s]["training_and_heldout"]) for s in ("X", "O")],
+        ],
+        [
+            f"`{held}` kept by a random one of the training phrasings' actions",
+            *[_pct(pick[s]["random_training_action"]) for s in ("X", "O")],
+        ],
+        [
+            f"`{held}` kept by the one with the largest keep margin",
+            *[_pct(pick[s]["largest_margin"]) for s in ("X", "O")],
+        ],
+        [f"`{held}` kept by the one with the smallest push", *[_pct(pick[s]["smallest_push"]) for s in ("X", "O")]],
+    ]
+    buckets = [
+        [
+            f"{b['margin_from']:g}–{b['margin_to']:g}" if b["margin_to"] is not None else f"≥ {b['margin_from']:g}",
+            f"{b['pairs']:,}",
+            _pct(b["heldout_kept"]),
+        ]
+        for b in r["margin_buckets"]
+    ]
+    return (
+        [
+            f"`{r['command']}`: on {sample}, every single action of the shipped policy's action space "
+            f"({r['actions']}: no steering, or one of its {len(r['features'])} features at one of "
+            f"±{{{', '.join(f'{abs(x):g}' for x in r['strengths'] if x > 0)}}}), strict reading, exact; no policy is "
+            f"trained. Training phrasings {', '.join(f'`{p}`' for p in train)}, held out `{held}`. The picks are "
+            f"scored on the positions where some action keeps the value in every training phrasing. Keep margin: "
+            f"log p(best value-keeping cell) − log p(best other digit), the smaller over the training phrasings. "
+            f"Model and SAE weights {'identical' if r['weights_unchanged'] else 'CHANGED'} before and after.",
+            "",
+        ]
+        + _table(["phrasing", "unsteered keeps X (%)", "O (%)", "some action keeps X (%)", "O (%)"], rows)
+        + [""]
+        + _table(["one feature per move", "X (%)", "O (%)"], rows2)
+        + ["", "Actions that keep the value in every training phrasing, by their keep margin there:", ""]
+        + _table(["keep margin (nats)", "(position, action) pairs", f"also keep it in `{held}` (%)"], buckets)
+    )
+
+
 # Learned steering policies: a new result goes here, as one more function above this line
 # and one more Section in SECTIONS below (in the block marked "learned steering policies").
 
@@ -574,6 +657,7 @@ SECTIONS: list[Section] = [
         optional=tuple(p for _, p in WHOLE_GAME_RUNS[1:]),
     ),
     Section("The shipped learned policy", (LEARNED_CARD,), learned_policy),
+    Section("What one steered feature can do, and which pick transfers", (REACH,), actuator_reach),
     # end of the learned-policy block
     Section("Tournament: minimax, random and three LLM bots", (TOURNAMENT_LLM,), tournament_llm),
     Section("The SAE", (SAE_CARD,), sae),

@@ -76,7 +76,7 @@ class TrainConfig:
     mode: str = "strict"
     push_cost: float = 0.1
     shaping: str = "value"  # value (the change of the solved value a move makes) | none (result only)
-    margin_reward: float = 0.0  # value shaping: weight of the keep-margin reward per move
+    margin_reward: float = 0.3  # value shaping: weight of the keep-margin reward per move
     margin_cap: float = 3.0  # nats of keep margin that earn the whole margin reward
     opponents: str = ",".join(HOUSE_NAMES)  # house bots the games are drawn against, name[:weight]
     random_openings: float = 0.5  # chance a game opens with 1..max_random_moves random moves of the LLM's side
