@@ -41,6 +41,7 @@ WHOLE_GAME_RUNS = (
         f"{RESULTS}/ppo_result_only.json",
     ),
     ("control: 27 random SAE features (`--pick random`; in-process)", f"{RESULTS}/ppo_control_random_features.json"),
+    ("control: shuffled labels (`--pick shuffled`; in-process)", f"{RESULTS}/ppo_control_shuffled.json"),
     ("ablation: 20 PPO epochs per update (`--n-epochs 20`; in-process)", f"{RESULTS}/ppo_ablation_epochs_margin.json"),
     (
         "… and a margin reward of 0.1 (`--n-epochs 20 --margin-reward 0.1`; in-process)",
