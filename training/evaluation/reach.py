@@ -74,9 +74,9 @@ def action_table(
     actuator: Any, boards: Sequence[Board], chunk: int = 300, progress: Any = None
 ) -> dict[str, np.ndarray]:
     """For every board and every single action: ``ok`` (keeps the value), ``margin`` (keep
-    margin, nats) and ``push`` (‖added‖/‖residual‖), each ``[boards, actions]``."""
+    margin, nats) and ``push`` (‖added‖/‖residual‖), each ``[boards, actions]``, from the
+    actuator's moves (:meth:`training.rl.actuator.LLMActuator.act`)."""
     from server.solver import value_preserving_cells
-    from training.rl.actuator import keep_margin
 
     codec = actuator.codec
     n_actions = codec.nvec[0]
@@ -89,11 +89,10 @@ def action_table(
             part = list(boards[lo : lo + chunk])
             action = np.zeros((len(part), codec.slots), dtype=np.int64)
             action[:, 0] = k
-            for j, m in enumerate(actuator.bot.play(part, codec.coefficients(action))):
-                i = lo + j
-                ok[i, k] = m.reading.legal and m.reading.cell in good[i]
-                margin[i, k] = keep_margin(boards[i], m.reading.probs)
-                push[i, k] = float(m.norm_ratio)
+            for i, o in enumerate(actuator.act(part, action), start=lo):
+                ok[i, k] = o.legal and o.cell in good[i]
+                margin[i, k] = o.margin
+                push[i, k] = o.norm_ratio
         if progress is not None:
             progress(1)
     return {"ok": ok, "margin": margin, "push": push}
@@ -160,44 +159,31 @@ def summarize(
 
 def run(args: argparse.Namespace) -> int:
     import torch
-
-    from bots.llm.cli import load_sae_arg
-    from bots.llm.learned import LearnedSteeringPolicy
-    from bots.llm.model import load_model
-    from bots.llm.policy import PolicyError, load_policy
     from tqdm import tqdm
 
-    from training.rl.actuator import prompt_store_path
-    from training.rl.ppo import TrainConfig, build_actuator
+    from training.rl.policy_report import load_learned, policy_actuator
 
     torch.set_num_threads(max(1, args.threads))
     training = [p.strip() for p in args.phrasings.split(",") if p.strip()]
     if not training or args.heldout in training:
         print("error: name at least one training phrasing and a held-out one not among them", file=sys.stderr)
         return 2
+    t0 = time.perf_counter()
     try:
-        policy = load_policy(args.policy)
-    except PolicyError as exc:
+        policy, lm, sae = load_learned(args.policy, args.model, args.sae, "reach")
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if not isinstance(policy, LearnedSteeringPolicy) or policy.codec.kind != "sparse":
+    if policy.codec.kind != "sparse":
         print("error: reach reads the sparse action space of a learned policy", file=sys.stderr)
-        return 2
-    t0 = time.perf_counter()
-    lm = load_model(args.model)
-    sae = load_sae_arg(args.sae, lm)
-    if sae is None:
-        print("error: no SAE; pass --sae", file=sys.stderr)
         return 2
     before = {"model": lm.weights_hash(), "sae": sae.weights_hash()}
     c = policy.codec
-    cfg = TrainConfig(features=list(policy.features), obs=policy.obs, strengths=list(c.strengths), slots=c.slots)
     boards = sample_positions(args.boards, args.seed)
     tables = {}
     n_actions = c.nvec[0]
     for p in [*training, args.heldout]:
-        act = build_actuator(lm, sae, cfg, policy.features, phrasing=p)
-        act.warm(boards, store=prompt_store_path(lm, act.bot.reader, before["model"]))
+        act = policy_actuator(lm, sae, policy, phrasing=p, boards=boards, weights_hash=before["model"])
         with tqdm(total=n_actions, desc=f"every single action on {len(boards)} positions ({p})", unit="action") as bar:
             tables[p] = action_table(act, boards, args.chunk, bar.update)
         del act

@@ -216,8 +216,6 @@ def margin_bonus(margin: float, weight: float, cap: float) -> float:
     >>> margin_bonus(2.0, 0.0, 3.0)
     0.0
     """
-    if weight == 0:
-        return 0.0
     return weight * max(-1.0, min(1.0, margin / cap))
 
 

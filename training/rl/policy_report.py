@@ -251,28 +251,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from bots.llm.cli import load_sae_arg
-    from bots.llm.learned import LearnedSteeringPolicy
-    from bots.llm.model import load_model
-    from bots.llm.policy import PolicyError, load_policy
-
     torch.set_num_threads(max(1, args.threads))
+    t = time.perf_counter()
     try:
-        policy = load_policy(args.policy)
-    except PolicyError as exc:
+        policy, lm, sae = load_learned(args.policy, args.model, args.sae, "the report")
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if not isinstance(policy, LearnedSteeringPolicy):
-        print(f"error: {args.policy} is a {policy.kind} policy; the report reads learned policies", file=sys.stderr)
-        return 2
-    t = time.perf_counter()
-    lm = load_model(args.model)
-    sae = load_sae_arg(args.sae, lm)
-    if sae is None:
-        print("error: no SAE; pass --sae", file=sys.stderr)
-        return 2
-    policy.check_sae(sae.d_sae, sae.hook_name)
-    actuator = _policy_actuator(lm, sae, policy)
+    actuator = policy_actuator(lm, sae, policy)
     labels = {f: sae.label(f) or "" for f in policy.features}
     rep = build_report(policy, actuator, labels)
     from training.rl.evaluation import evaluate_exact
@@ -289,9 +275,39 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _policy_actuator(lm: Any, sae: Any, policy: Any) -> Any:
+def load_learned(path: str, model: str, sae_arg: str, reader: str) -> tuple[Any, Any, Any]:
+    """The learned policy at ``path``, the model and the SAE it steers, checked against each
+    other; a ``ValueError`` says what is wrong (``reader`` names the command in it)."""
+    from bots.llm.cli import load_sae_arg
+    from bots.llm.learned import LearnedSteeringPolicy
+    from bots.llm.model import load_model
+    from bots.llm.policy import PolicyError, load_policy
+
+    try:
+        policy = load_policy(path)
+    except PolicyError as exc:
+        raise ValueError(str(exc)) from None
+    if not isinstance(policy, LearnedSteeringPolicy):
+        raise ValueError(f"{path} is a {policy.kind} policy; {reader} reads learned policies")
+    lm = load_model(model)
+    sae = load_sae_arg(sae_arg, lm)
+    if sae is None:
+        raise ValueError("no SAE; pass --sae")
+    policy.check_sae(sae.d_sae, sae.hook_name)
+    return policy, lm, sae
+
+
+def policy_actuator(
+    lm: Any,
+    sae: Any,
+    policy: Any,
+    phrasing: str = "grid",
+    boards: list[Board] | None = None,
+    weights_hash: str | None = None,
+) -> Any:
     """The actuator the learned policy was trained with (its features, observation and
-    action codec), warmed on every open position when a prompt store is at hand."""
+    action codec) in ``phrasing``, warmed on ``boards`` (default: every open position) when
+    a prompt store is at hand."""
     from training.evaluation.heldout import open_positions
     from training.rl.actuator import prompt_store_path
     from training.rl.ppo import TrainConfig, build_actuator
@@ -305,10 +321,10 @@ def _policy_actuator(lm: Any, sae: Any, policy: Any) -> Any:
         slots=c.slots,
         bound=c.bound,
     )
-    actuator = build_actuator(lm, sae, cfg, policy.features)
-    store = prompt_store_path(lm, actuator.bot.reader, lm.weights_hash())
+    actuator = build_actuator(lm, sae, cfg, policy.features, phrasing=phrasing)
+    store = prompt_store_path(lm, actuator.bot.reader, weights_hash or lm.weights_hash())
     if store is not None:
-        actuator.warm(open_positions(), store=store)
+        actuator.warm(open_positions() if boards is None else boards, store=store)
     return actuator
 
 
