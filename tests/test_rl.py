@@ -695,3 +695,34 @@ def test_reach_tables_agree_with_the_actuator_and_bound_every_pick(stack) -> Non
         for k in ("random_training_action", "largest_margin", "smallest_push"):  # no pick beats the best possible
             assert pick[k] * share_with <= tog["training_and_heldout"] + 1e-3
     assert sum(b["pairs"] for b in rep["margin_buckets"]) == int((tables["grid"]["ok"] & tables["rows"]["ok"]).sum())
+
+
+def test_pair_reach_adds_pairs_only_where_they_serve_every_phrasing(stack) -> None:
+    from server.solver import value_preserving_cells
+    from training.evaluation.reach import action_table, pair_actions, pair_reach, sample_positions, summarize
+    from training.rl.ppo import build_actuator
+
+    lm, sae = stack
+    boards = sample_positions(24, seed=2)
+    phrasings = ("grid", "rows", "list")
+    acts = {p: build_actuator(lm, sae, small_config(), FEATURES, phrasing=p) for p in phrasings}
+    tables = {p: action_table(acts[p], boards, chunk=64) for p in phrasings}
+    pairs = pair_actions(acts["grid"].codec, [-8.0, 8.0])
+    assert len(pairs) == len(FEATURES) * (len(FEATURES) - 1) // 2 * 4
+    served = pair_reach(acts.__getitem__, boards, tables, ["grid", "rows"], "list", pairs, chunk=200)
+    single = (tables["grid"]["ok"] & tables["rows"]["ok"] & tables["list"]["ok"]).any(axis=1)
+    assert np.all(served["training_and_heldout"] >= single)
+    assert np.all(served["training_and_heldout"] <= served["heldout_alone"] & served["every_training_phrasing"])
+    # every position the pairs add is served, in all three phrasings, by one pair played here directly
+    for i in np.nonzero(served["training_and_heldout"] & ~single)[0]:
+        b = boards[i]
+        works = np.ones(len(pairs), dtype=bool)
+        for p in phrasings:
+            moves = acts[p].act([b] * len(pairs), pairs)
+            works &= np.array([m.legal and m.cell in value_preserving_cells(b) for m in moves])
+        assert works.any()
+    rep = summarize(boards, tables, ["grid", "rows"], "list", served)
+    for side in ("X", "O", "all"):
+        assert rep["with_pairs"][side]["training_and_heldout"] >= rep["together"][side]["training_and_heldout"]
+    with pytest.raises(ValueError, match="among"):
+        pair_actions(acts["grid"].codec, [3.0])

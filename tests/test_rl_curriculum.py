@@ -39,7 +39,7 @@ def test_uniform_draws_cover_the_positions_of_the_seat_to_move() -> None:
     assert len(starts.boards[Seat.X]) + len(starts.boards[Seat.O]) == 4520
 
 
-@pytest.mark.parametrize("floor", [SCORE_FLOOR, 0.01])
+@pytest.mark.parametrize("floor", [SCORE_FLOOR, 0.05])
 def test_prioritized_draws_follow_the_positions_the_policy_still_loses(floor: float) -> None:
     starts = StartPositions("prioritized", seed=2, phrasings=["grid", "rows"], floor=floor)
     xs = starts.boards[Seat.X]

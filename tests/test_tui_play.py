@@ -333,8 +333,19 @@ def test_one_default_move_reading_for_the_llm_bot_and_the_demo():
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    assert parser.parse_args([]).mode == DEFAULT_MODE == "masked"
+    assert parser.parse_args([]).mode == DEFAULT_MODE == "strict"
     assert "--mode" not in DEMO_LLM_ARGS  # the demo runs the command's own default
+    # strict is the default because the shipped learned policy names a legal cell on every open
+    # position in the bot's phrasing (its run card's exact count over all 4,520)
+    import json
+    from pathlib import Path
+
+    from bots.llm.prompt import DEFAULT_PHRASING
+
+    card = json.loads(
+        (Path(__file__).resolve().parent.parent / "bots/llm/artifacts/learned_policy.card.json").read_text()
+    )
+    assert sum(card["positions"][DEFAULT_PHRASING][seat]["illegal"] for seat in ("X", "O")) == 0
 
 
 # --------------------------------------------------------------------------- an LLM's forfeit

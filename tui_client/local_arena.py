@@ -130,8 +130,8 @@ def llm_bot_unavailable_reason() -> str | None:
 
 
 #: The demo's LLM bot runs with `autosteer-bot run --kind llm`'s own defaults (one documented
-#: default: ``masked`` move reading, ``bots.llm.cli.DEFAULT_MODE``); the mode and the policy are
-#: shown in the bot's lobby description and in every trace. ``--llm-args="--mode strict"``
+#: default: ``strict`` move reading, ``bots.llm.cli.DEFAULT_MODE``); the mode and the policy are
+#: shown in the bot's lobby description and in every trace. ``--llm-args="--mode masked"``
 #: plays the other mode.
 DEMO_LLM_ARGS: tuple[str, ...] = ()
 

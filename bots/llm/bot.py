@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence, cast
 
 from server.players.base import Bot, Decision, MoveRequest
+from bots.llm.prompt import DEFAULT_PHRASING
 from bots.llm.readers import MoveReading, check_mode, make_reader, read_move
 from server.game import Board
 
@@ -72,7 +73,7 @@ class LLMBot(Bot):
         mode: str = "strict",
         top_k: int = 8,
         reader: str = "auto",
-        phrasing: str = "grid",
+        phrasing: str = DEFAULT_PHRASING,
         cache_boards: int = 256,
         positions: str = "last",
         name: str = "llm",

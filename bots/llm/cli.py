@@ -22,11 +22,11 @@ SHIPPED_POLICY_FILE = "policy.json"
 #: ``--policy auto`` prefers the learned (PPO) policy, which beats the fixed vector in strict
 #: reading (README, "Learned steering policy (RL)"), then the fixed vector
 SHIPPED_POLICY_FILES = ("learned_policy.json", SHIPPED_POLICY_FILE)
-#: the move reading of `autosteer-bot run --kind llm` and of the TUI's demo bot: masked, because
-#: the shipped learned policy still names an occupied cell on some open positions in strict
-#: reading (its run card counts them); strict becomes the default once that count is 0.
-#: Evaluations report strict as the headline and pass --mode explicitly.
-DEFAULT_MODE = "masked"
+#: the move reading of `autosteer-bot run --kind llm` and of the TUI's demo bot: strict (an
+#: occupied cell loses), the reading of every headline figure. The shipped learned policy names
+#: a legal cell on every open position in the bot's phrasing (its run card counts the illegal
+#: moves: 0); ``masked`` (argmax over the legal cells) stays a named option.
+DEFAULT_MODE = "strict"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,9 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--mode",
         choices=MODES,
         default=DEFAULT_MODE,
-        help="masked (the default for play: the shipped policy still names an occupied cell on a few open "
-        "positions in strict reading): argmax over the legal cells; strict (the reading of every headline "
-        "figure and of the tournament): argmax over all nine cells, an occupied cell forfeits",
+        help="strict (the default, the reading of every headline figure and of the tournament): argmax over "
+        "all nine cells, an occupied cell forfeits; masked: argmax over the legal cells",
     )
     g.add_argument("--top-k", type=int, default=8, help="SAE features reported in each move's trace")
     g.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest under contention)")

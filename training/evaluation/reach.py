@@ -19,7 +19,14 @@ that, exact over the sample (no policy is trained here):
   the one with the largest keep margin (the smallest over the training phrasings), (c) the
   one with the smallest push;
 * **margin buckets**: for every (position, action) pair that keeps the value in the
-  training phrasings, the held-out share by its keep margin there.
+  training phrasings, the held-out share by its keep margin there;
+* **pairs** (``--pair-strengths``; a two-slot policy): on the positions no single action
+  serves, every pair of distinct features with both strengths among ``--pair-strengths``,
+  first in the held-out phrasing, then, for the pairs that keep the value there, in each
+  training phrasing; and on the positions where no single action serves every training
+  phrasing, every such pair in the training phrasings. ``reach`` and ``together`` then count
+  a position as served by one action or by a pair (a lower bound on what two slots can do
+  when ``--pair-strengths`` is a subset of the strengths).
 
 This is what the margin reward of ``autosteer-train ppo`` (``--margin-reward``) rests on.
 Weights are hashed before and after; the JSON names the command that wrote it.
@@ -57,6 +64,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g("--heldout", default="list", help="the held-out phrasing")
     g("--boards", type=int, default=600, help="open positions sampled (0: all 4,520)")
     g("--seed", type=int, default=3, help="seed of the sample")
+    g(
+        "--pair-strengths",
+        default="-8,8",
+        help="strengths of both features of the pairs tried where no single action serves (empty: no pairs)",
+    )
     g("--chunk", type=int, default=300, help="boards per batched model call")
     g("--threads", type=int, default=2, help="torch threads")
     g("--out", type=Path, default=ROOT / "docs" / "results" / "actuator_reach.json", help="result JSON")
@@ -98,10 +110,116 @@ def action_table(
     return {"ok": ok, "margin": margin, "push": push}
 
 
+def pair_actions(codec: Any, strengths: Sequence[float]) -> np.ndarray:
+    """``[P, 2]`` action indices: every pair of distinct features, each at one of ``strengths``
+    (which must be among the codec's).
+
+    >>> from bots.llm.learned import ActionCodec
+    >>> c = ActionCodec("sparse", n_features=3, strengths=(-2.0, 2.0), slots=2)
+    >>> pairs = pair_actions(c, [2.0])
+    >>> pairs.tolist(), [sorted(np.nonzero(r)[0].tolist()) for r in c.coefficients(pairs)]
+    ([[2, 4], [2, 6], [4, 6]], [[0, 1], [0, 2], [1, 2]])
+    """
+    if codec.kind != "sparse" or codec.slots < 2:
+        raise ValueError("pairs need a sparse action space with two slots")
+    S = len(codec.strengths)
+    try:
+        idx = [codec.strengths.index(float(s)) for s in strengths]
+    except ValueError:
+        raise ValueError(f"pair strengths {list(strengths)} are not all among {list(codec.strengths)}") from None
+    rows = [
+        (1 + f1 * S + i1, 1 + f2 * S + i2)
+        for f1 in range(codec.n_features)
+        for f2 in range(f1 + 1, codec.n_features)
+        for i1 in idx
+        for i2 in idx
+    ]
+    return np.asarray(rows, dtype=np.int64).reshape(-1, 2)
+
+
+def pairs_ok(
+    actuator: Any,
+    boards: Sequence[Board],
+    items: np.ndarray,
+    pairs: np.ndarray,
+    chunk: int = 300,
+    progress: Any = None,
+) -> np.ndarray:
+    """Whether each ``(board index, pair index)`` item of ``items`` (``[N, 2]``) keeps the
+    solved value, strict reading: ``[N]`` bool."""
+    from server.solver import value_preserving_cells
+
+    good = {i: value_preserving_cells(boards[i]) for i in set(items[:, 0].tolist())}
+    out = np.zeros(len(items), dtype=bool)
+    slots = actuator.codec.slots
+    for lo in range(0, len(items), chunk):
+        part = items[lo : lo + chunk]
+        action = np.zeros((len(part), slots), dtype=np.int64)
+        action[:, :2] = pairs[part[:, 1]]
+        moves = actuator.act([boards[i] for i in part[:, 0]], action)
+        for j, (o, i) in enumerate(zip(moves, part[:, 0])):
+            out[lo + j] = o.legal and o.cell in good[i]
+        if progress is not None:
+            progress(len(part))
+    return out
+
+
+def pair_reach(
+    make_actuator: Any,
+    boards: Sequence[Board],
+    tables: dict[str, dict[str, np.ndarray]],
+    training: Sequence[str],
+    heldout: str,
+    pairs: np.ndarray,
+    chunk: int = 300,
+    progress: Any = None,
+) -> dict[str, np.ndarray]:
+    """Which positions one action *or a pair* of ``pairs`` serves: ``heldout_alone``,
+    ``every_training_phrasing`` and ``training_and_heldout``, each ``[boards]`` bool.
+    ``make_actuator(phrasing)`` builds the actuator of a phrasing; pairs are tried only where
+    no single action (``tables``, :func:`action_table`) serves, held-out phrasing first."""
+    ok_train = np.logical_and.reduce([tables[p]["ok"] for p in training])
+    ok_held = tables[heldout]["ok"]
+    need_all = np.nonzero(~(ok_train & ok_held).any(axis=1))[0]
+    need_train = np.nonzero(~ok_train.any(axis=1))[0]
+    P = len(pairs)
+
+    def grid(idx: np.ndarray) -> np.ndarray:
+        return np.stack([np.repeat(idx, P), np.tile(np.arange(P), len(idx))], axis=1).astype(np.int64)
+
+    held_items = grid(need_all)
+    act = make_actuator(heldout)
+    held = pairs_ok(act, boards, held_items, pairs, chunk, progress)
+    del act
+    heldout_alone = np.asarray(ok_held.any(axis=1), dtype=bool)
+    heldout_alone[np.unique(held_items[held, 0])] = True
+    both = held_items[held]  # pairs that keep the value in the held-out phrasing
+    train = grid(need_train)
+    for p in training:
+        act = make_actuator(p)
+        both = both[pairs_ok(act, boards, both, pairs, chunk, progress)] if len(both) else both
+        train = train[pairs_ok(act, boards, train, pairs, chunk, progress)] if len(train) else train
+        del act
+    every_training = np.asarray(ok_train.any(axis=1), dtype=bool)
+    every_training[np.unique(train[:, 0])] = True
+    together = np.asarray((ok_train & ok_held).any(axis=1), dtype=bool)
+    together[np.unique(both[:, 0])] = True
+    return {
+        "heldout_alone": heldout_alone,
+        "every_training_phrasing": every_training,
+        "training_and_heldout": together,
+    }
+
+
 def summarize(
-    boards: Sequence[Board], tables: dict[str, dict[str, np.ndarray]], training: Sequence[str], heldout: str
+    boards: Sequence[Board],
+    tables: dict[str, dict[str, np.ndarray]],
+    training: Sequence[str],
+    heldout: str,
+    pair_served: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """The shares described in the module docstring, per side to move and over both."""
+    """The shares described in the module docstring, per side to move and over both
+    (``with_pairs`` from :func:`pair_reach`'s masks when given)."""
     sides = {
         "X": np.array([b.turn is Seat.X for b in boards]),
         "O": np.array([b.turn is Seat.O for b in boards]),
@@ -154,6 +272,10 @@ def summarize(
             }
         )
     out["margin_buckets"] = buckets
+    if pair_served is not None:
+        out["with_pairs"] = {
+            s: {k: share(m, v) for k, v in pair_served.items()} | {"positions": int(m.sum())} for s, m in sides.items()
+        }
     return out
 
 
@@ -187,6 +309,22 @@ def run(args: argparse.Namespace) -> int:
         with tqdm(total=n_actions, desc=f"every single action on {len(boards)} positions ({p})", unit="action") as bar:
             tables[p] = action_table(act, boards, args.chunk, bar.update)
         del act
+    pair_strengths = [float(x) for x in args.pair_strengths.split(",") if x.strip()]
+    served = None
+    if pair_strengths:
+        try:
+            pairs = pair_actions(c, pair_strengths)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+
+        def make(p: str) -> Any:
+            return policy_actuator(lm, sae, policy, phrasing=p, boards=boards, weights_hash=before["model"])
+
+        with tqdm(
+            desc=f"pairs of distinct features at {pair_strengths} where no single action serves", unit="move"
+        ) as bar:
+            served = pair_reach(make, boards, tables, training, args.heldout, pairs, args.chunk, bar.update)
     after = {"model": lm.weights_hash(), "sae": sae.weights_hash()}
     result = {
         "command": "autosteer-train reach " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "autosteer-train reach",
@@ -200,7 +338,8 @@ def run(args: argparse.Namespace) -> int:
         "sample_seed": args.seed if 0 < args.boards < 4520 else None,
         "training_phrasings": training,
         "heldout_phrasing": args.heldout,
-        **summarize(boards, tables, training, args.heldout),
+        "pair_strengths": pair_strengths,
+        **summarize(boards, tables, training, args.heldout, served),
         "weights_before": before,
         "weights_after": after,
         "weights_unchanged": before == after,
@@ -213,6 +352,11 @@ def run(args: argparse.Namespace) -> int:
         f"done: {args.out} ({len(boards)} positions, {n_actions} actions, {result['seconds']:.0f} s): held-out "
         f"{args.heldout} kept by a random training action {100 * t['random_training_action']:.1f} %, by the "
         f"largest-margin one {100 * t['largest_margin']:.1f} %, best possible "
-        f"{100 * result['together']['all']['training_and_heldout']:.1f} %"
+        f"{100 * result['together']['all']['training_and_heldout']:.1f} % with one feature"
+        + (
+            f", {100 * result['with_pairs']['all']['training_and_heldout']:.1f} % with one or two"
+            if served is not None
+            else ""
+        )
     )
     return 0

@@ -40,14 +40,28 @@ WHOLE_GAME_RUNS = (
         "in-process)",
         f"{RESULTS}/ppo_result_only.json",
     ),
-    ("control: 27 random SAE features (`--pick random`; in-process)", f"{RESULTS}/ppo_control_random_features.json"),
-    ("control: shuffled labels (`--pick shuffled`; in-process)", f"{RESULTS}/ppo_control_shuffled.json"),
-    ("ablation: 20 PPO epochs per update (`--n-epochs 20`; in-process)", f"{RESULTS}/ppo_ablation_epochs_margin.json"),
+    ("ablation: curriculum floor 0.05 (`--curriculum-floor 0.05`)", f"{RESULTS}/ppo_ablation_floor005.json"),
     (
-        "… and a margin reward of 0.1 (`--n-epochs 20 --margin-reward 0.1`; in-process)",
+        "… and at those settings: 27 random SAE features (`--pick random`; in-process)",
+        f"{RESULTS}/ppo_control_random_features_floor005.json",
+    ),
+    (
+        "… and at those settings: shuffled labels (`--pick shuffled`; in-process)",
+        f"{RESULTS}/ppo_control_shuffled_floor005.json",
+    ),
+    (
+        "… and at those settings: 20 PPO epochs per update (`--n-epochs 20`; in-process)",
+        f"{RESULTS}/ppo_ablation_epochs_margin.json",
+    ),
+    (
+        "… and at those settings: 20 epochs and a margin reward of 0.1 (`--n-epochs 20 --margin-reward 0.1`; "
+        "in-process)",
         f"{RESULTS}/ppo_ablation_epochs_margin01.json",
     ),
-    ("ablation: no margin reward (`--margin-reward 0`)", f"{RESULTS}/ppo_ablation_no_margin.json"),
+    (
+        "ablation: curriculum floor 0.05, no margin reward (`--curriculum-floor 0.05 --margin-reward 0`)",
+        f"{RESULTS}/ppo_ablation_no_margin.json",
+    ),
     (
         "… and at those settings: 27 random SAE features (`--pick random`; in-process)",
         f"{RESULTS}/ppo_control_random_features_no_margin.json",
@@ -456,6 +470,23 @@ def actuator_reach(f: Files) -> list[str]:
         ],
         [f"`{held}` kept by the one with the smallest push", *[_pct(pick[s]["smallest_push"]) for s in ("X", "O")]],
     ]
+    pairs = r.get("with_pairs")
+    if pairs is not None:
+        at = "±{" + ", ".join(f"{x:g}" for x in r["pair_strengths"] if x > 0) + "}"
+        rows2 += [
+            [
+                f"one action or a pair of distinct features at {at} keeps it in every training phrasing",
+                *[_pct(pairs[s]["every_training_phrasing"]) for s in ("X", "O")],
+            ],
+            [
+                f"… and in `{held}` too (the best a two-feature policy can do there, at least)",
+                *[_pct(pairs[s]["training_and_heldout"]) for s in ("X", "O")],
+            ],
+            [
+                f"`{held}` alone, one action or such a pair",
+                *[_pct(pairs[s]["heldout_alone"]) for s in ("X", "O")],
+            ],
+        ]
     buckets = [
         [
             f"{b['margin_from']:g}–{b['margin_to']:g}" if b["margin_to"] is not None else f"≥ {b['margin_from']:g}",
@@ -477,7 +508,7 @@ def actuator_reach(f: Files) -> list[str]:
         ]
         + _table(["phrasing", "unsteered keeps X (%)", "O (%)", "some action keeps X (%)", "O (%)"], rows)
         + [""]
-        + _table(["one feature per move", "X (%)", "O (%)"], rows2)
+        + _table(["steering per move", "X (%)", "O (%)"], rows2)
         + ["", "Actions that keep the value in every training phrasing, by their keep margin there:", ""]
         + _table(["keep margin (nats)", "(position, action) pairs", f"also keep it in `{held}` (%)"], buckets)
     )

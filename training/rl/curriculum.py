@@ -32,7 +32,7 @@ from server.game import Board, Seat, reachable_positions
 #: exponential averaging rate of a position's failure score
 SCORE_RATE = 0.3
 #: added to every position's score before drawing (a position kept right is still drawn)
-SCORE_FLOOR = 0.05
+SCORE_FLOOR = 0.01
 
 
 class StartPositions:

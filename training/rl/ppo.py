@@ -52,6 +52,7 @@ from typing import Any, Callable, Sequence, cast
 
 from server.game import Board, Seat
 from server.players.house import HOUSE_NAMES
+from training.rl.curriculum import SCORE_FLOOR
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -83,7 +84,7 @@ class TrainConfig:
     max_random_moves: int = 3
     start_positions: float = 0.9  # chance a game starts from an open position drawn by the curriculum
     curriculum: str = "prioritized"  # how start positions are drawn: prioritized (recent failures) | uniform
-    curriculum_floor: float = 0.05  # prioritized: added to every (position, phrasing) failure score before drawing
+    curriculum_floor: float = SCORE_FLOOR  # prioritized: added to every failure score before drawing
     phrasings: list[str] = field(default_factory=lambda: ["grid", "rows"])  # training phrasings
     n_envs: int = 64
     n_steps: int = 32
