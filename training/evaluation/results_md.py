@@ -40,6 +40,7 @@ WHOLE_GAME_RUNS = (
         "in-process)",
         f"{RESULTS}/ppo_result_only.json",
     ),
+    ("control: 27 random directions (`--basis directions`; in-process)", f"{RESULTS}/ppo_control_directions.json"),
     ("ablation: curriculum floor 0.05 (`--curriculum-floor 0.05`)", f"{RESULTS}/ppo_ablation_floor005.json"),
     (
         "… and at those settings: 27 random SAE features (`--pick random`; in-process)",
