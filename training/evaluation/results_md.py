@@ -435,7 +435,7 @@ def whole_game_policies(f: Files) -> list[str]:
 
 
 def actuator_reach(f: Files) -> list[str]:
-    """What one steered feature can do per position (``autosteer-train reach``), and how
+    """What one steered feature, or a pair, can do per position (``autosteer-train reach``), and how
     well each way of picking among the steerings that work in the training phrasings
     carries over to the held-out phrasing."""
     r = f[REACH]
@@ -691,7 +691,7 @@ SECTIONS: list[Section] = [
         optional=tuple(p for _, p in WHOLE_GAME_RUNS[1:]),
     ),
     Section("The shipped learned policy", (LEARNED_CARD,), learned_policy),
-    Section("What one steered feature can do, and which pick transfers", (REACH,), actuator_reach),
+    Section("What one or two steered features can do, and which pick transfers", (REACH,), actuator_reach),
     # end of the learned-policy block
     Section("Tournament: minimax, random and three LLM bots", (TOURNAMENT_LLM,), tournament_llm),
     Section("The SAE", (SAE_CARD,), sae),
