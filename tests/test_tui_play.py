@@ -338,13 +338,13 @@ def test_one_default_move_reading_for_the_llm_bot_and_the_demo():
     # strict is the default because the shipped learned policy names a legal cell on every open
     # position in the bot's phrasing (its run card's exact count over all 4,520)
     import json
-    from pathlib import Path
 
+    from bots.llm.cli import find_shipped_policy
     from bots.llm.prompt import DEFAULT_PHRASING
 
-    card = json.loads(
-        (Path(__file__).resolve().parent.parent / "bots/llm/artifacts/learned_policy.card.json").read_text()
-    )
+    shipped = find_shipped_policy()
+    assert shipped is not None and shipped.name == "learned_policy.json"
+    card = json.loads(shipped.with_name("learned_policy.card.json").read_text())
     assert sum(card["positions"][DEFAULT_PHRASING][seat]["illegal"] for seat in ("X", "O")) == 0
 
 

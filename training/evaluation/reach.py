@@ -96,18 +96,31 @@ def action_table(
     margin = np.zeros((len(boards), n_actions))
     push = np.zeros((len(boards), n_actions))
     good = [value_preserving_cells(b) for b in boards]
+    rows = np.arange(len(boards))
     for k in range(n_actions):
-        for lo in range(0, len(boards), chunk):
-            part = list(boards[lo : lo + chunk])
-            action = np.zeros((len(part), codec.slots), dtype=np.int64)
-            action[:, 0] = k
-            for i, o in enumerate(actuator.act(part, action), start=lo):
-                ok[i, k] = o.legal and o.cell in good[i]
-                margin[i, k] = o.margin
-                push[i, k] = o.norm_ratio
+        action = np.zeros((len(boards), codec.slots), dtype=np.int64)
+        action[:, 0] = k
+        for i, o in enumerate(_outcomes(actuator, boards, rows, action, chunk)):
+            ok[i, k] = o.legal and o.cell in good[i]
+            margin[i, k] = o.margin
+            push[i, k] = o.norm_ratio
         if progress is not None:
             progress(1)
     return {"ok": ok, "margin": margin, "push": push}
+
+
+def _outcomes(
+    actuator: Any, boards: Sequence[Board], rows: np.ndarray, actions: np.ndarray, chunk: int, progress: Any = None
+) -> list[Any]:
+    """The actuator's move on ``boards[rows[j]]`` under ``actions[j]`` for every ``j``, in
+    batched calls of ``chunk``; ``progress(n)`` is told each call's size."""
+    out: list[Any] = []
+    for lo in range(0, len(rows), chunk):
+        part = rows[lo : lo + chunk]
+        out += actuator.act([boards[i] for i in part], actions[lo : lo + chunk])
+        if progress is not None:
+            progress(len(part))
+    return out
 
 
 def pair_actions(codec: Any, strengths: Sequence[float]) -> np.ndarray:
@@ -150,18 +163,10 @@ def pairs_ok(
     from server.solver import value_preserving_cells
 
     good = {i: value_preserving_cells(boards[i]) for i in set(items[:, 0].tolist())}
-    out = np.zeros(len(items), dtype=bool)
-    slots = actuator.codec.slots
-    for lo in range(0, len(items), chunk):
-        part = items[lo : lo + chunk]
-        action = np.zeros((len(part), slots), dtype=np.int64)
-        action[:, :2] = pairs[part[:, 1]]
-        moves = actuator.act([boards[i] for i in part[:, 0]], action)
-        for j, (o, i) in enumerate(zip(moves, part[:, 0])):
-            out[lo + j] = o.legal and o.cell in good[i]
-        if progress is not None:
-            progress(len(part))
-    return out
+    action = np.zeros((len(items), actuator.codec.slots), dtype=np.int64)
+    action[:, :2] = pairs[items[:, 1]]
+    moves = _outcomes(actuator, boards, items[:, 0], action, chunk, progress)
+    return np.array([o.legal and o.cell in good[i] for o, i in zip(moves, items[:, 0])], dtype=bool)
 
 
 def pair_reach(
@@ -304,8 +309,12 @@ def run(args: argparse.Namespace) -> int:
     boards = sample_positions(args.boards, args.seed)
     tables = {}
     n_actions = c.nvec[0]
+
+    def make(p: str) -> Any:
+        return policy_actuator(lm, sae, policy, phrasing=p, boards=boards, weights_hash=before["model"])
+
     for p in [*training, args.heldout]:
-        act = policy_actuator(lm, sae, policy, phrasing=p, boards=boards, weights_hash=before["model"])
+        act = make(p)
         with tqdm(total=n_actions, desc=f"every single action on {len(boards)} positions ({p})", unit="action") as bar:
             tables[p] = action_table(act, boards, args.chunk, bar.update)
         del act
@@ -317,10 +326,6 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-
-        def make(p: str) -> Any:
-            return policy_actuator(lm, sae, policy, phrasing=p, boards=boards, weights_hash=before["model"])
-
         with tqdm(
             desc=f"pairs of distinct features at {pair_strengths} where no single action serves", unit="move"
         ) as bar:
