@@ -667,6 +667,32 @@ def test_margin_reward_pays_the_keep_margin_of_each_move(stack) -> None:
         EnvConfig(margin_reward=0.3, margin_cap=0.0)
 
 
+def test_judging_in_every_phrasing_pays_the_mean_value_change_and_the_least_margin(stack) -> None:
+    from training.rl.env import EnvConfig, LocalTransport, SteeringVecEnv, margin_bonus, move_reward
+    from training.rl.ppo import build_actuator
+
+    lm, sae = stack
+    acts = {p: build_actuator(lm, sae, small_config(), FEATURES, phrasing=p) for p in ("grid", "rows")}
+    cfg = EnvConfig(seed=5, seat="X", opponents="random", margin_reward=0.5, margin_cap=2.0, judge="phrasings")
+    env = SteeringVecEnv(acts, LocalTransport(), 4, cfg)
+    env.reset()
+    boards, phrasing = list(env.boards), list(env.phrasing)
+    actions = np.array([[1 + 3, 0], [2 + 5, 0], [0, 0], [3 + 7, 1 + 1]])
+    _, rewards, dones, _ = env.step(actions)
+    for e in range(4):
+        outs = {p: a.act([boards[e]], actions[e][None])[0] for p, a in acts.items()}
+        change = sum(move_reward(boards[e], o.cell, Seat.X, not o.legal) for o in outs.values()) / 2
+        margin = min(o.margin for o in outs.values())
+        push = cfg.push_cost * outs[phrasing[e]].norm_ratio
+        assert rewards[e] == pytest.approx(change + margin_bonus(margin, 0.5, 2.0) - push, abs=1e-5)
+        if not dones[e]:  # the game went on with its own phrasing's move
+            assert env.boards[e][outs[phrasing[e]].cell] is Seat.X
+    with pytest.raises(ValueError, match="judge"):
+        EnvConfig(judge="all")
+    with pytest.raises(ValueError, match="judg"):
+        EnvConfig(judge="phrasings", shaping="none", start_positions=0.0)
+
+
 def test_reach_tables_agree_with_the_actuator_and_bound_every_pick(stack) -> None:
     from training.evaluation.reach import action_table, sample_positions, summarize
     from training.rl.ppo import build_actuator

@@ -110,6 +110,13 @@ def _add_game_flags(g: Callable[..., Any], d: TrainConfig) -> None:
     )
     g("--margin-cap", type=float, default=d.margin_cap, help="nats of keep margin that earn the whole margin reward")
     g(
+        "--judge",
+        choices=("game", "phrasings"),
+        default=d.judge,
+        help="value shaping: judge a move in its game's phrasing, or play its action in every training phrasing "
+        "(value change: their mean; keep margin: their least)",
+    )
+    g(
         "--opponents",
         default=d.opponents,
         help="house bots the training games are drawn against, name[:weight], comma-separated",
@@ -310,6 +317,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         curriculum=args.curriculum,
         margin_reward=args.margin_reward,
         margin_cap=args.margin_cap,
+        judge=args.judge,
         curriculum_floor=args.curriculum_floor,
         phrasings=[p.strip() for p in args.phrasings.split(",") if p.strip()],
         stable_evals=args.stable_evals,

@@ -45,7 +45,11 @@ With the value shaping a move also earns ``margin_reward × clip(margin / margin
 its *keep margin* (log-prob of the best value-keeping cell minus that of the best other
 digit: positive exactly when the strict move keeps the value) scaled: a steering that keeps
 the value surely in the training phrasings keeps it far more often in a phrasing never
-trained on (docs/RL.md). Every move also costs ``push_cost × ‖added‖/‖residual‖`` (the
+trained on (docs/RL.md). With ``judge="phrasings"`` the move's action is also played (not
+sent) in every other training phrasing on the same board: its value change is the mean over
+the training phrasings and its keep margin the least of theirs, so steering that keeps the
+value in one phrasing only is paid less than steering sure in all (the game goes on with the
+move of its own phrasing; the curriculum learns from every phrasing's move). Every move also costs ``push_cost × ‖added‖/‖residual‖`` (the
 steering cost; ``0`` turns it off). Observations and actions: :mod:`bots.llm.learned`.
 """
 
@@ -86,6 +90,7 @@ if TYPE_CHECKING:
 
 SEATS = ("X", "O", "both")
 SHAPINGS = ("value", "none")
+JUDGES = ("game", "phrasings")
 CURRICULA = ("prioritized", "uniform")
 REWARD = {"win": 1.0, "draw": 0.0, "loss": -1.0}
 #: the default opponent mix of training games (equal weights): every house bot a server hosts
@@ -148,6 +153,7 @@ class EnvConfig:
     shaping: str = "value"  # value: the change of the solved value the LLM's move makes; none: result only
     margin_reward: float = 0.0  # value shaping: + this × clip(keep margin / margin_cap, -1, 1) per move
     margin_cap: float = 3.0  # nats of keep margin that earn the whole margin reward
+    judge: str = "game"  # value shaping: a move is judged in its game's phrasing, or in every training phrasing
     seed: int = 0
     opponents: str = DEFAULT_OPPONENTS  # house bots the games are drawn against, name[:weight], comma-separated
     random_openings: float = 0.0  # chance that a game opens with random moves of the LLM's side
@@ -188,6 +194,12 @@ class EnvConfig:
             raise ValueError("the margin reward reads the solved value; with shaping 'none' leave it at 0")
         if self.shaping not in SHAPINGS:
             raise ValueError(f"unknown shaping {self.shaping!r}; expected one of {', '.join(SHAPINGS)}")
+        if self.judge not in JUDGES:
+            raise ValueError(f"unknown judge {self.judge!r}; expected one of {', '.join(JUDGES)}")
+        if self.judge == "phrasings" and self.shaping == "none":
+            raise ValueError(
+                "judging a move in every phrasing reads the solved value; with shaping 'none' use judge 'game'"
+            )
 
 
 @dataclass
@@ -688,6 +700,17 @@ class SteeringVecEnv(VecEnv):
                     outs[e] = o
         return cast(list[MoveOutcome], outs)  # every game is in one phrasing: each slot was filled
 
+    def _judge(self, actions: np.ndarray) -> list[dict[str, MoveOutcome]]:
+        """Each game's action played in every training phrasing but its own, on its board
+        (nothing is sent: the game goes on with its own phrasing's move)."""
+        out: list[dict[str, MoveOutcome]] = [{} for _ in range(self.num_envs)]
+        for name, act in self.actuators.items():
+            idx = [e for e in range(self.num_envs) if self.phrasing[e] != name]
+            if idx:
+                for e, o in zip(idx, act.act([self.boards[e] for e in idx], actions[idx])):
+                    out[e][name] = o
+        return out
+
     def reset(self) -> np.ndarray:
         self._new_games(range(self.num_envs))
         self.returns[:] = 0
@@ -701,6 +724,7 @@ class SteeringVecEnv(VecEnv):
         assert self._actions is not None, "step_async first"
         t = time.perf_counter()
         outs = self._act(self._actions)
+        judged = self._judge(self._actions) if self.config.judge == "phrasings" else None
         self.seconds["llm"] += time.perf_counter() - t
         t = time.perf_counter()
         states = self.transport.move([(e, o.cell) for e, o in enumerate(outs)])
@@ -718,9 +742,19 @@ class SteeringVecEnv(VecEnv):
             s = states[e]
             if self.config.shaping == "value":
                 value_change = move_reward(self.boards[e], o.cell, self.seats[e], s.illegal)
-                rewards[e] += value_change + margin_bonus(o.margin, self.config.margin_reward, self.config.margin_cap)
+                margin = o.margin
                 if self.starts is not None:
                     self.starts.update(self.boards[e], self.phrasing[e], value_change < 0)
+                if judged is not None:
+                    changes = [value_change]
+                    for name, other in judged[e].items():
+                        change = move_reward(self.boards[e], other.cell, self.seats[e], not other.legal)
+                        changes.append(change)
+                        margin = min(margin, other.margin)
+                        if self.starts is not None:
+                            self.starts.update(self.boards[e], name, change < 0)
+                    value_change = sum(changes) / len(changes)
+                rewards[e] += value_change + margin_bonus(margin, self.config.margin_reward, self.config.margin_cap)
             if s.over:
                 result = result_of(self.seats[e], s)
                 if self.config.shaping == "none":

@@ -79,6 +79,7 @@ class TrainConfig:
     shaping: str = "value"  # value (the change of the solved value a move makes) | none (result only)
     margin_reward: float = 0.3  # value shaping: weight of the keep-margin reward per move
     margin_cap: float = 3.0  # nats of keep margin that earn the whole margin reward
+    judge: str = "game"  # value shaping: judge a move in its game's phrasing (game) or in every training phrasing
     opponents: str = ",".join(HOUSE_NAMES)  # house bots the games are drawn against, name[:weight]
     random_openings: float = 0.5  # chance a game opens with 1..max_random_moves random moves of the LLM's side
     max_random_moves: int = 3
@@ -503,6 +504,7 @@ def _env_config(cfg: TrainConfig) -> Any:
         shaping=cfg.shaping,
         margin_reward=cfg.margin_reward,
         margin_cap=cfg.margin_cap,
+        judge=cfg.judge,
         seed=cfg.seed,
         opponents=cfg.opponents,
         random_openings=cfg.random_openings,
