@@ -41,6 +41,10 @@ WHOLE_GAME_RUNS = (
         f"{RESULTS}/ppo_result_only.json",
     ),
     ("control: 27 random directions (`--basis directions`; in-process)", f"{RESULTS}/ppo_control_directions.json"),
+    (
+        "ablation: each move judged in both training phrasings (`--judge phrasings`; in-process)",
+        f"{RESULTS}/ppo_ablation_judge_phrasings.json",
+    ),
     ("ablation: curriculum floor 0.05 (`--curriculum-floor 0.05`)", f"{RESULTS}/ppo_ablation_floor005.json"),
     (
         "… and at those settings: 27 random SAE features (`--pick random`; in-process)",

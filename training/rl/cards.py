@@ -8,6 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+#: where a move's value change and keep margin are read, by the run's ``judge``
+JUDGED = {"game": "its game's phrasing", "phrasings": "every training phrasing (mean value change, least margin)"}
+
 
 def plot_learning_curve(runs: dict[str, list[dict[str, Any]]], path: Path, title: str) -> None:
     """Value kept on every open position (min over training phrasings) and exact draws vs
@@ -155,7 +158,8 @@ def _card_header(card: dict[str, Any]) -> list[str]:
         f"{card['random_opening_moves']} played), LLM seat {cfg['seat']} (O with p {cfg['p_o']})",
         _starts_line(cfg, card.get("start_positions")),
         f"- Reward: shaping `{cfg['shaping']}` (value: each move paid the change of the solved value it makes; none: "
-        f"the result only), minus {cfg['push_cost']} × ‖added‖/‖residual‖ per move",
+        f"the result only), keep-margin reward {cfg.get('margin_reward', 0.0)} (cap {cfg.get('margin_cap', 3.0)} nats), "
+        f"each move judged in {JUDGED[cfg.get('judge', 'game')]}, minus {cfg['push_cost']} × ‖added‖/‖residual‖ per move",
         f"- PPO: n_envs {cfg['n_envs']}, n_steps {cfg['n_steps']}, batch {cfg['batch_size']}, epochs {cfg['n_epochs']}, "
         f"lr {cfg['learning_rate']} ({cfg.get('lr_schedule', 'constant')}), gamma {cfg['gamma']}, GAE λ {cfg['gae_lambda']}, entropy {cfg['ent_coef']}, "
         f"clip {cfg['clip_range']}, net {cfg['net_arch']}, none bias {cfg['none_bias']}, baseline {cfg.get('baseline', 'state')}",

@@ -24,6 +24,7 @@ KNOBS_UNNAMED: dict[str, Any] = {
     "start_positions": 0.0,
     "curriculum": "prioritized",
     "lr_schedule": "constant",
+    "judge": "game",
 }
 
 
