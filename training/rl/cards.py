@@ -106,6 +106,9 @@ def summarize(cards: list[dict[str, Any]]) -> dict[str, Any]:
             row[f"win_random_{side}"] = c["vs_random_exact"][side]["win"]
             row[f"illegal_random_{side}"] = c["vs_random_exact"][side]["illegal"]
             row[f"games_random_{side}"] = c["vs_random_exact"][side]["games"]
+        for name, w in (c.get("warm_up") or {}).items():  # the prompt cache: prompts run (not loaded) and seconds
+            row[f"warm_up_computed_{name}"] = w["computed"]
+            row[f"warm_up_seconds_{name}"] = w["seconds"]
         if c.get("digit_mass"):
             row["digit_mass_min"] = c["digit_mass"]["min"]
             row["digit_mass_mean"] = c["digit_mass"]["mean"]
