@@ -40,6 +40,8 @@ WHOLE_GAME_RUNS = (
         "in-process)",
         f"{RESULTS}/ppo_result_only.json",
     ),
+    ("control: 27 random SAE features (`--pick random`; in-process)", f"{RESULTS}/ppo_control_random_features.json"),
+    ("control: shuffled labels (`--pick shuffled`; in-process)", f"{RESULTS}/ppo_control_shuffled.json"),
     ("control: 27 random directions (`--basis directions`; in-process)", f"{RESULTS}/ppo_control_directions.json"),
     (
         "ablation: each move judged in both training phrasings (`--judge phrasings`; in-process)",
