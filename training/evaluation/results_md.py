@@ -47,6 +47,10 @@ WHOLE_GAME_RUNS = (
         "ablation: each move judged in both training phrasings (`--judge phrasings`; in-process)",
         f"{RESULTS}/ppo_ablation_judge_phrasings.json",
     ),
+    (
+        "ablation: a third training phrasing (`--phrasings grid,rows,moves`; in-process)",
+        f"{RESULTS}/ppo_ablation_third_phrasing_margin.json",
+    ),
     ("ablation: curriculum floor 0.05 (`--curriculum-floor 0.05`)", f"{RESULTS}/ppo_ablation_floor005.json"),
     (
         "… and at those settings: 27 random SAE features (`--pick random`; in-process)",
