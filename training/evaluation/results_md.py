@@ -51,6 +51,10 @@ WHOLE_GAME_RUNS = (
         "ablation: a third training phrasing (`--phrasings grid,rows,moves`; in-process)",
         f"{RESULTS}/ppo_ablation_third_phrasing_margin.json",
     ),
+    (
+        "… the same, seed 0 through the server (`--phrasings grid,rows,moves --server-games 1000`)",
+        f"{RESULTS}/ppo_ablation_third_phrasing_server.json",
+    ),
     ("ablation: curriculum floor 0.05 (`--curriculum-floor 0.05`)", f"{RESULTS}/ppo_ablation_floor005.json"),
     (
         "… and at those settings: 27 random SAE features (`--pick random`; in-process)",
