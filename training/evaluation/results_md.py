@@ -52,7 +52,7 @@ WHOLE_GAME_RUNS = (
         f"{RESULTS}/ppo_ablation_third_phrasing_margin.json",
     ),
     (
-        "… the same, seed 0 through the server (`--phrasings grid,rows,moves --server-games 1000`)",
+        "… the same, through the server (`--phrasings grid,rows,moves --server-games 1000`)",
         f"{RESULTS}/ppo_ablation_third_phrasing_server.json",
     ),
     ("ablation: curriculum floor 0.05 (`--curriculum-floor 0.05`)", f"{RESULTS}/ppo_ablation_floor005.json"),
