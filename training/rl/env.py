@@ -49,8 +49,8 @@ trained on (docs/RL.md). With ``judge="phrasings"`` the move's action is also pl
 sent) in every other training phrasing on the same board: its value change is the mean over
 the training phrasings and its keep margin the least of theirs, so steering that keeps the
 value in one phrasing only is paid less than steering sure in all (the game goes on with the
-move of its own phrasing; the curriculum learns from every phrasing's move). Every move also costs ``push_cost × ‖added‖/‖residual‖`` (the
-steering cost; ``0`` turns it off). Observations and actions: :mod:`bots.llm.learned`.
+move of its own phrasing; the curriculum learns from every phrasing's move). Every move also
+costs ``push_cost × ‖added‖/‖residual‖`` (the steering cost; ``0`` turns it off). Observations and actions: :mod:`bots.llm.learned`.
 """
 
 from __future__ import annotations
@@ -691,21 +691,12 @@ class SteeringVecEnv(VecEnv):
                 out[idx] = act.observe([self.boards[e] for e in idx])
         return out
 
-    def _act(self, actions: np.ndarray) -> list[MoveOutcome]:
-        outs: list[MoveOutcome | None] = [None] * self.num_envs
-        for name, act in self.actuators.items():
-            idx = [e for e in range(self.num_envs) if self.phrasing[e] == name]
-            if idx:
-                for e, o in zip(idx, act.act([self.boards[e] for e in idx], actions[idx])):
-                    outs[e] = o
-        return cast(list[MoveOutcome], outs)  # every game is in one phrasing: each slot was filled
-
-    def _judge(self, actions: np.ndarray) -> list[dict[str, MoveOutcome]]:
-        """Each game's action played in every training phrasing but its own, on its board
-        (nothing is sent: the game goes on with its own phrasing's move)."""
+    def _play(self, actions: np.ndarray, own: bool) -> list[dict[str, MoveOutcome]]:
+        """Each game's action played, per game, in its own phrasing (``own``) or in every
+        other training phrasing, on its board: phrasing → outcome. Nothing is sent."""
         out: list[dict[str, MoveOutcome]] = [{} for _ in range(self.num_envs)]
         for name, act in self.actuators.items():
-            idx = [e for e in range(self.num_envs) if self.phrasing[e] != name]
+            idx = [e for e in range(self.num_envs) if (self.phrasing[e] == name) == own]
             if idx:
                 for e, o in zip(idx, act.act([self.boards[e] for e in idx], actions[idx])):
                     out[e][name] = o
@@ -723,8 +714,13 @@ class SteeringVecEnv(VecEnv):
     def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
         assert self._actions is not None, "step_async first"
         t = time.perf_counter()
-        outs = self._act(self._actions)
-        judged = self._judge(self._actions) if self.config.judge == "phrasings" else None
+        outs = [played[self.phrasing[e]] for e, played in enumerate(self._play(self._actions, own=True))]
+        # the same action in the other training phrasings: judged there too, never sent
+        others = (
+            self._play(self._actions, own=False)
+            if self.config.judge == "phrasings"
+            else [{} for _ in range(self.num_envs)]
+        )
         self.seconds["llm"] += time.perf_counter() - t
         t = time.perf_counter()
         states = self.transport.move([(e, o.cell) for e, o in enumerate(outs)])
@@ -741,19 +737,19 @@ class SteeringVecEnv(VecEnv):
             rewards[e] = -self.config.push_cost * o.norm_ratio
             s = states[e]
             if self.config.shaping == "value":
-                value_change = move_reward(self.boards[e], o.cell, self.seats[e], s.illegal)
-                margin = o.margin
+                # (phrasing, value change, keep margin) of the move sent, then of the judged ones
+                judged = [
+                    (self.phrasing[e], move_reward(self.boards[e], o.cell, self.seats[e], s.illegal), o.margin),
+                    *(
+                        (name, move_reward(self.boards[e], m.cell, self.seats[e], not m.legal), m.margin)
+                        for name, m in others[e].items()
+                    ),
+                ]
                 if self.starts is not None:
-                    self.starts.update(self.boards[e], self.phrasing[e], value_change < 0)
-                if judged is not None:
-                    changes = [value_change]
-                    for name, other in judged[e].items():
-                        change = move_reward(self.boards[e], other.cell, self.seats[e], not other.legal)
-                        changes.append(change)
-                        margin = min(margin, other.margin)
-                        if self.starts is not None:
-                            self.starts.update(self.boards[e], name, change < 0)
-                    value_change = sum(changes) / len(changes)
+                    for name, change, _ in judged:
+                        self.starts.update(self.boards[e], name, change < 0)
+                value_change = sum(change for _, change, _ in judged) / len(judged)
+                margin = min(m for _, _, m in judged)
                 rewards[e] += value_change + margin_bonus(margin, self.config.margin_reward, self.config.margin_cap)
             if s.over:
                 result = result_of(self.seats[e], s)
