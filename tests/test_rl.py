@@ -634,6 +634,53 @@ def test_ppo_summary_gathers_one_recipes_seeds_and_refuses_mixed_recipes(tmp_pat
     assert json.loads((tmp_path / "s.json").read_text())["seeds"] == [0, 1] and (tmp_path / "c.png").stat().st_size > 0
 
 
+def test_ppo_summary_ships_the_first_seed_with_no_illegal_move_in_the_bots_phrasing(tmp_path, monkeypatch) -> None:
+    import argparse
+
+    import training.rl.cards as cards_mod
+    from training.rl.summary import add_arguments, run
+
+    def card(seed, illegal_o):
+        side = {"kept_share": 0.99, "illegal": 0, "mean_push": 0.1, "mean_features_steered": 1.0}
+        exact = {"draw": 1.0, "win": 0.5, "illegal": 0.0, "games": 10}
+        return {
+            "config": {"seed": seed},
+            "policy_digest": f"p{seed}",
+            "steps": 100,
+            "stopped_by": "the step budget",
+            "wall_seconds": 1.0,
+            "stable_target": None,
+            "reached_target": None,
+            "positions": {"grid": {"X": side, "O": {**side, "illegal": illegal_o}}},
+            "vs_minimax_exact": {"X": exact, "O": exact},
+            "vs_random_exact": {"X": exact, "O": exact},
+            "command": f"autosteer-train ppo --seeds {seed}",
+            "model": "tiny",
+            "hook_name": "h",
+            "weights_unchanged": True,
+            "weights_before": "a",
+            "weights_after": "a",
+            "evals": [],
+        }
+
+    paths = []
+    for seed, illegal_o in ((2, 0), (0, 1), (1, 0)):  # seed 0 names an occupied cell once as O
+        run_dir = tmp_path / f"seed-{seed}"
+        run_dir.mkdir()
+        (run_dir / "policy.json").write_text(json.dumps({"seed": seed}))
+        (run_dir / "run_card.md").write_text(f"seed {seed}")
+        paths.append(run_dir / "run_card.json")
+        paths[-1].write_text(json.dumps(card(seed, illegal_o)))
+    monkeypatch.setattr(cards_mod, "ARTIFACTS", tmp_path / "artifacts")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert run(parser.parse_args([*map(str, paths), "--summary", str(tmp_path / "s.json"), "--ship"])) == 0
+    shipped = tmp_path / "artifacts"
+    assert json.loads((shipped / "learned_policy.json").read_text()) == {"seed": 1}
+    assert json.loads((shipped / "learned_policy.card.json").read_text())["policy_digest"] == "p1"
+    assert (shipped / "learned_policy.card.md").read_text() == "seed 1"
+
+
 def test_margin_reward_pays_the_keep_margin_of_each_move(stack) -> None:
     from server.solver import value_preserving_cells
     from training.rl.actuator import keep_margin

@@ -34,28 +34,37 @@ RESULTS = "docs/results"
 LEARNED_CARD = "bots/llm/artifacts/learned_policy.card.json"
 WHOLE_GAME = f"{RESULTS}/ppo_whole_game.json"
 WHOLE_GAME_RUNS = (
-    ("the recipe (labelled features, keep-margin reward)", WHOLE_GAME),
+    ("the recipe (labelled features, keep-margin reward, training phrasings `grid`, `rows`, `moves`)", WHOLE_GAME),
     (
-        "result-only reward (`--shaping none --margin-reward 0 --gamma 0.95 --gae-lambda 0.95 --curriculum uniform`; "
-        "in-process)",
-        f"{RESULTS}/ppo_result_only.json",
+        "… the same, in-process (`--via local`): the same policies (equal digests)",
+        f"{RESULTS}/ppo_whole_game_in_process.json",
     ),
-    ("control: 27 random SAE features (`--pick random`; in-process)", f"{RESULTS}/ppo_control_random_features.json"),
-    ("control: shuffled labels (`--pick shuffled`; in-process)", f"{RESULTS}/ppo_control_shuffled.json"),
-    ("control: 27 random directions (`--basis directions`; in-process)", f"{RESULTS}/ppo_control_directions.json"),
+    ("ablation: two training phrasings (`--phrasings grid,rows`)", f"{RESULTS}/ppo_ablation_two_phrasings.json"),
     (
-        "ablation: each move judged in both training phrasings (`--judge phrasings`; in-process)",
+        "… and at those settings: result-only reward (`--shaping none --gamma 0.95 --gae-lambda 0.95 "
+        "--curriculum uniform`; in-process)",
+        f"{RESULTS}/ppo_result_only_two_phrasings.json",
+    ),
+    (
+        "… and at those settings: 27 random SAE features (`--pick random`; in-process)",
+        f"{RESULTS}/ppo_control_random_features_two_phrasings.json",
+    ),
+    (
+        "… and at those settings: shuffled labels (`--pick shuffled`; in-process)",
+        f"{RESULTS}/ppo_control_shuffled_two_phrasings.json",
+    ),
+    (
+        "… and at those settings: 27 random directions (`--basis directions`; in-process)",
+        f"{RESULTS}/ppo_control_directions_two_phrasings.json",
+    ),
+    (
+        "… and at those settings: each move judged in both training phrasings (`--judge phrasings`; in-process)",
         f"{RESULTS}/ppo_ablation_judge_phrasings.json",
     ),
     (
-        "ablation: a third training phrasing (`--phrasings grid,rows,moves`; in-process)",
-        f"{RESULTS}/ppo_ablation_third_phrasing_margin.json",
+        "ablation: two training phrasings and curriculum floor 0.05 (`--phrasings grid,rows --curriculum-floor 0.05`)",
+        f"{RESULTS}/ppo_ablation_floor005.json",
     ),
-    (
-        "… the same, through the server (`--phrasings grid,rows,moves --server-games 1000`)",
-        f"{RESULTS}/ppo_ablation_third_phrasing_server.json",
-    ),
-    ("ablation: curriculum floor 0.05 (`--curriculum-floor 0.05`)", f"{RESULTS}/ppo_ablation_floor005.json"),
     (
         "… and at those settings: 27 random SAE features (`--pick random`; in-process)",
         f"{RESULTS}/ppo_control_random_features_floor005.json",
@@ -74,7 +83,8 @@ WHOLE_GAME_RUNS = (
         f"{RESULTS}/ppo_ablation_epochs_margin01.json",
     ),
     (
-        "ablation: curriculum floor 0.05, no margin reward (`--curriculum-floor 0.05 --margin-reward 0`)",
+        "ablation: two training phrasings, curriculum floor 0.05, no margin reward (`--phrasings grid,rows "
+        "--curriculum-floor 0.05 --margin-reward 0`)",
         f"{RESULTS}/ppo_ablation_no_margin.json",
     ),
     (
@@ -110,8 +120,8 @@ WHOLE_GAME_RUNS = (
         f"{RESULTS}/ppo_ablation_features_obs.json",
     ),
     (
-        "ablation: no margin reward, no start positions, constant learning rate (`--margin-reward 0 "
-        "--start-positions 0 --lr-schedule constant`)",
+        "ablation: two training phrasings, no margin reward, no start positions, constant learning rate "
+        "(`--phrasings grid,rows --margin-reward 0 --start-positions 0 --lr-schedule constant`)",
         f"{RESULTS}/ppo_ablation_no_start_positions.json",
     ),
     (

@@ -1,12 +1,19 @@
 """What PPO runs leave for readers: the run card's markdown (:func:`write_card_md`), the
 summary of several seeds' final evaluations with mean and spread (:func:`summarize`,
-:func:`kept_line`) and the learning curve (:func:`plot_learning_curve`,
-:func:`curve_title`). ``autosteer-train ppo`` and ``ppo-summary`` both write them."""
+:func:`kept_line`), the learning curve (:func:`plot_learning_curve`, :func:`curve_title`)
+and which run of a recipe ships to the bot (:func:`to_ship`, :func:`ship`).
+``autosteer-train ppo`` and ``ppo-summary`` both write them."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any, Sequence
+
+from training.outputs import REPO
+
+ARTIFACTS = REPO / "bots" / "llm" / "artifacts"
+SHIPPED_NAME = "learned_policy.json"
 
 #: where a move's value change and keep margin are read, by the run's ``judge``
 JUDGED = {"game": "its game's phrasing", "phrasings": "every training phrasing (mean value change, least margin)"}
@@ -251,3 +258,31 @@ def _card_extras(card: dict[str, Any]) -> list[str]:
     lines += ["", "| feature | label |", "|---|---|"]
     lines += [f"| {f['index']} | {f['label'] or '—'} |" for f in card["features"]]
     return lines
+
+
+def to_ship(cards: Sequence[dict[str, Any]]) -> int:
+    """Which run of one recipe ships (its index in ``cards``, in seed order): the first whose
+    final policy names a legal cell on every open position in the bot's phrasing, the
+    condition the bot's strict default rests on; the first run when none does. A gate, not a
+    ranking: no other figure is compared, and every run stays in the summary over seeds.
+
+    >>> ok = {"positions": {"grid": {"X": {"illegal": 0}, "O": {"illegal": 0}}}}
+    >>> one = {"positions": {"grid": {"X": {"illegal": 0}, "O": {"illegal": 1}}}}
+    >>> to_ship([one, ok, ok]), to_ship([one, one])
+    (1, 0)
+    """
+    from bots.llm.prompt import DEFAULT_PHRASING
+
+    for i, card in enumerate(cards):
+        seats = card.get("positions", {}).get(DEFAULT_PHRASING)
+        if seats and all(seats[s]["illegal"] == 0 for s in ("X", "O")):
+            return i
+    return 0
+
+
+def ship(run_dir: Path) -> None:
+    """Copy a run's policy and its card to ``bots/llm/artifacts/``."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run_dir / "policy.json", ARTIFACTS / SHIPPED_NAME)
+    shutil.copyfile(run_dir / "run_card.json", ARTIFACTS / SHIPPED_NAME.replace(".json", ".card.json"))
+    shutil.copyfile(run_dir / "run_card.md", ARTIFACTS / SHIPPED_NAME.replace(".json", ".card.md"))

@@ -21,19 +21,26 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import shutil
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from training.rl.cards import curve_title, kept_line, plot_learning_curve, summarize, write_card_md
+from training.rl.cards import (
+    ARTIFACTS,
+    SHIPPED_NAME,
+    curve_title,
+    kept_line,
+    plot_learning_curve,
+    ship,
+    summarize,
+    to_ship,
+    write_card_md,
+)
 from training.rl.evaluation import digit_mass_check, evaluate_exact, evaluate_positions, play_server_games
 from training.rl.ppo import ROOT, TrainConfig, build_actuators, pick_features, train_ppo, warm_actuators
 
-ARTIFACTS = ROOT / "bots" / "llm" / "artifacts"
-SHIPPED_NAME = "learned_policy.json"
 DEFAULT_PLOT = ROOT / "docs" / "rl_learning_curve.png"
 
 
@@ -148,7 +155,11 @@ def _add_game_flags(g: Callable[..., Any], d: TrainConfig) -> None:
         help="prioritized: added to every (position, phrasing) failure score before drawing (lower: more games where "
         "the policy still fails)",
     )
-    g("--phrasings", default=",".join(d.phrasings), help="training prompt phrasings (comma list of grid, rows, list)")
+    g(
+        "--phrasings",
+        default=",".join(d.phrasings),
+        help="training prompt phrasings (comma list of grid, rows, moves, list)",
+    )
 
 
 def _add_ppo_flags(g: Callable[..., Any], d: TrainConfig) -> None:
@@ -267,7 +278,12 @@ def _add_run_flags(g: Callable[..., Any], d: TrainConfig) -> None:
         default=None,
         help="the run's name on the broker (default: ppo-UNIXTIME; -seedN added with several seeds)",
     )
-    g("--ship", action="store_true", help=f"copy the policy and its run card to bots/llm/artifacts/{SHIPPED_NAME}")
+    g(
+        "--ship",
+        action="store_true",
+        help=f"copy a final policy and its run card to bots/llm/artifacts/{SHIPPED_NAME}: the first seed's "
+        "with no illegal move on any open position in the bot's phrasing (else the first seed's)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -473,9 +489,11 @@ def run(args: argparse.Namespace) -> int:
         console.print("[red]error:[/] a policy over random directions cannot be shipped (the bot steers SAE features)")
         return 2
     if args.ship:
-        ship(out_root / f"seed-{seeds[0]}" if len(seeds) > 1 else out_root)
+        i = to_ship(cards)
+        ship(out_root / f"seed-{seeds[i]}" if len(seeds) > 1 else out_root)
         console.print(
-            f"shipped {ARTIFACTS / SHIPPED_NAME} (policy {cards[0]['policy_digest']}, seed {seeds[0]}, final)"
+            f"shipped {ARTIFACTS / SHIPPED_NAME} (policy {cards[i]['policy_digest']}, seed {seeds[i]}, final: "
+            "the first seed with no illegal move in the bot's phrasing)"
         )
     st = summary["over_seeds"]
     print(
@@ -574,14 +592,6 @@ def write_cards(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
         (out / "run_card.json").write_text(json.dumps(report, indent=2) + "\n")
         write_card_md(report, out / "run_card.md")
     return cards
-
-
-def ship(run_dir: Path) -> None:
-    """Copy a run's policy and its card to ``bots/llm/artifacts/``."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(run_dir / "policy.json", ARTIFACTS / SHIPPED_NAME)
-    shutil.copyfile(run_dir / "run_card.json", ARTIFACTS / SHIPPED_NAME.replace(".json", ".card.json"))
-    shutil.copyfile(run_dir / "run_card.md", ARTIFACTS / SHIPPED_NAME.replace(".json", ".card.md"))
 
 
 def _cpus() -> int:

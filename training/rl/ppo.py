@@ -86,7 +86,7 @@ class TrainConfig:
     start_positions: float = 0.9  # chance a game starts from an open position drawn by the curriculum
     curriculum: str = "prioritized"  # how start positions are drawn: prioritized (recent failures) | uniform
     curriculum_floor: float = SCORE_FLOOR  # prioritized: added to every failure score before drawing
-    phrasings: list[str] = field(default_factory=lambda: ["grid", "rows"])  # training phrasings
+    phrasings: list[str] = field(default_factory=lambda: ["grid", "rows", "moves"])  # training phrasings
     n_envs: int = 64
     n_steps: int = 32
     batch_size: int = 512

@@ -6,7 +6,9 @@ The cards must share every setting but the seed (a summary over seeds of *differ
 recipes would be no summary); the plot gets one learning curve per card.
 
     autosteer-train ppo-summary var/rl/whole-game/seed-*/run_card.json \\
-        --summary docs/results/ppo_whole_game.json --plot docs/rl_learning_curve.png
+        --summary docs/results/ppo_whole_game.json --plot docs/rl_learning_curve.png --ship
+
+``--ship`` ships one of the runs as ``autosteer-train ppo --ship`` does (:func:`training.rl.cards.to_ship`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("cards", nargs="+", type=Path, help="run_card.json of each seed's run")
     parser.add_argument("--summary", type=Path, required=True, help="JSON to write (mean and spread over seeds)")
     parser.add_argument("--plot", type=Path, default=None, help="learning-curve PNG, one line per seed")
+    parser.add_argument(
+        "--ship",
+        action="store_true",
+        help="copy a final policy and its run card (the run folder of its card) to bots/llm/artifacts/: the first "
+        "seed's with no illegal move on any open position in the bot's phrasing (else the first seed's)",
+    )
 
 
 def gather(cards: list[dict[str, Any]]) -> dict[str, Any]:
@@ -81,11 +89,12 @@ def gather(cards: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.rl.cards import curve_title, kept_line, plot_learning_curve
+    from training.rl.cards import ARTIFACTS, SHIPPED_NAME, curve_title, kept_line, plot_learning_curve, ship, to_ship
 
     try:
-        cards = [json.loads(p.read_text()) for p in args.cards]
-        summary = gather(sorted(cards, key=lambda c: c["config"]["seed"]))
+        read = sorted(((json.loads(p.read_text()), p) for p in args.cards), key=lambda cp: cp[0]["config"]["seed"])
+        cards = [c for c, _ in read]
+        summary = gather(cards)
     except (OSError, ValueError, KeyError) as exc:
         print(f"error: {exc}")
         return 2
@@ -98,4 +107,14 @@ def run(args: argparse.Namespace) -> int:
             curve_title(summary["model"], summary["config"], summary["seeds"]),
         )
     print(f"{args.summary}: seeds {summary['seeds']}; {kept_line(summary['over_seeds'])} value kept")
+    if args.ship:
+        if summary["config"].get("basis", "sae") != "sae":
+            print("error: a policy over random directions cannot be shipped (the bot steers SAE features)")
+            return 2
+        card, path = read[to_ship(cards)]
+        ship(path.parent)
+        print(
+            f"shipped {ARTIFACTS / SHIPPED_NAME} (policy {card['policy_digest']}, seed {card['config']['seed']}, "
+            "final: the first seed with no illegal move in the bot's phrasing)"
+        )
     return 0
