@@ -36,6 +36,13 @@ def test_the_moves_phrasing_lists_moves_that_reach_the_position() -> None:
         assert ("No moves yet." in text) == (board.ply == 0)
 
 
+def test_the_string_phrasing_spells_the_board_cell_by_cell() -> None:
+    for board in OPEN[::11]:
+        text = chat_messages(board, "string")[1]["content"]
+        (spelled,) = re.findall(r": ([XO-]{9})\n", text)
+        assert spelled == "".join(board[c].value if board[c] else "-" for c in range(1, 10))
+
+
 def test_a_prompt_ends_with_the_answer_prefix_and_refuses_finished_games(lm) -> None:
     for phrasing in PHRASINGS:
         assert render_prompt(lm.tokenizer, Board.from_moves([5, 1]), phrasing).endswith(ANSWER_PREFIX)

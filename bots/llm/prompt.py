@@ -9,8 +9,9 @@ distribution over the nine cells.
 Several *phrasings* of the same position exist so that an SAE trained on them learns
 board concepts rather than one template's token positions: ``grid`` (a numbered grid; play
 uses it), ``rows`` (each row's cells named), ``list`` (each side's cells listed) are the
-SAE's corpus; ``moves`` (a move list that reaches the position) is in no corpus, a fourth
-wording for training and held-out checks of steering policies.
+SAE's corpus; ``moves`` (a move list that reaches the position) and ``string`` (the board
+as nine characters, ``-`` for an empty cell) are in no corpus, wordings for training and
+held-out checks of steering policies.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ def _lists(board: Board) -> str:
     return f"X has cells {', '.join(xs)}. O has cells {', '.join(os_)}. Empty cells: {', '.join(free)}."
 
 
+def _string(board: Board) -> str:
+    return "".join(board[c].value if board[c] else "-" for c in range(1, 10))
+
+
 def _moves(board: Board) -> str:
     order = opening_of(board)
     if not order:
@@ -80,10 +85,15 @@ def _user_text(board: Board, phrasing: str) -> str:
             f"{_moves(board)} It is {me.value}'s turn and you play {me.value}. "
             f"Which square do you play? Give its number."
         )
+    if phrasing == "string":
+        return (
+            f"Tic Tac Toe board as nine characters, cells 1 to 9 in reading order (X, O, or - for an "
+            f"empty cell): {_string(board)}\nYou play {me.value} and it is your move. Name an empty cell by its number."
+        )
     raise ValueError(f"unknown phrasing {phrasing!r}; expected one of {', '.join(PHRASINGS)}")
 
 
-PHRASINGS: tuple[str, ...] = ("grid", "rows", "list", "moves")
+PHRASINGS: tuple[str, ...] = ("grid", "rows", "list", "moves", "string")
 DEFAULT_PHRASING = "grid"
 
 

@@ -158,7 +158,7 @@ def _add_game_flags(g: Callable[..., Any], d: TrainConfig) -> None:
     g(
         "--phrasings",
         default=",".join(d.phrasings),
-        help="training prompt phrasings (comma list of grid, rows, moves, list)",
+        help="training prompt phrasings (comma list of grid, rows, moves, string, list)",
     )
 
 
