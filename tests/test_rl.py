@@ -799,3 +799,20 @@ def test_pair_reach_adds_pairs_only_where_they_serve_every_phrasing(stack) -> No
         assert rep["with_pairs"][side]["training_and_heldout"] >= rep["together"][side]["training_and_heldout"]
     with pytest.raises(ValueError, match="among"):
         pair_actions(acts["grid"].codec, [3.0])
+
+
+def test_the_headline_and_the_shipped_policy_were_trained_with_the_commands_defaults() -> None:
+    """``autosteer-train ppo`` with no flags trains the recipe that the headline figures
+    (docs/results/ppo_whole_game.json) and the shipped policy come from: every setting but
+    the seed is the command's default."""
+    from dataclasses import asdict
+
+    from training.outputs import REPO
+    from training.rl.cards import ARTIFACTS
+    from training.rl.ppo import TrainConfig
+
+    defaults = {k: v for k, v in asdict(TrainConfig()).items() if k != "seed"}
+    for path in (REPO / "docs/results/ppo_whole_game.json", ARTIFACTS / "learned_policy.card.json"):
+        config = json.loads(path.read_text())["config"]
+        differ = sorted(k for k in defaults if config.get(k) != defaults[k])
+        assert not differ, f"{path.name} ran with {', '.join(f'{k}={config.get(k)!r}' for k in differ)}"
