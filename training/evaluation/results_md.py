@@ -39,6 +39,11 @@ WHOLE_GAME_RUNS = (
         "… the same, in-process (`--via local`): the same policies (equal digests)",
         f"{RESULTS}/ppo_whole_game_in_process.json",
     ),
+    (
+        "result-only reward (`--shaping none --margin-reward 0 --gamma 0.95 --gae-lambda 0.95 --curriculum uniform`; "
+        "in-process)",
+        f"{RESULTS}/ppo_result_only.json",
+    ),
     ("control: 27 random SAE features (`--pick random`; in-process)", f"{RESULTS}/ppo_control_random_features.json"),
     ("control: shuffled labels (`--pick shuffled`; in-process)", f"{RESULTS}/ppo_control_shuffled.json"),
     ("control: 27 random directions (`--basis directions`; in-process)", f"{RESULTS}/ppo_control_directions.json"),
