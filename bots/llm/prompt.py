@@ -50,7 +50,7 @@ def _lists(board: Board) -> str:
 
 
 def _string(board: Board) -> str:
-    return "".join(board[c].value if board[c] else "-" for c in range(1, 10))
+    return "".join(piece.value if (piece := board[c]) else "-" for c in range(1, 10))
 
 
 def _moves(board: Board) -> str:

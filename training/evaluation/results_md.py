@@ -47,6 +47,10 @@ WHOLE_GAME_RUNS = (
     ("control: 27 random SAE features (`--pick random`; in-process)", f"{RESULTS}/ppo_control_random_features.json"),
     ("control: shuffled labels (`--pick shuffled`; in-process)", f"{RESULTS}/ppo_control_shuffled.json"),
     ("control: 27 random directions (`--basis directions`; in-process)", f"{RESULTS}/ppo_control_directions.json"),
+    (
+        "ablation: a fourth training phrasing (`--phrasings grid,rows,moves,string`; in-process)",
+        f"{RESULTS}/ppo_ablation_four_phrasings.json",
+    ),
     ("ablation: two training phrasings (`--phrasings grid,rows`)", f"{RESULTS}/ppo_ablation_two_phrasings.json"),
     (
         "… and at those settings: result-only reward (`--shaping none --gamma 0.95 --gae-lambda 0.95 "
@@ -385,11 +389,17 @@ def whole_game_policies(f: Files) -> list[str]:
     head = f[WHOLE_GAME]
     train = head["config"]["phrasings"]
     held = sorted({k.split("_")[2] for k in head["over_seeds"] if k.startswith("heldout_kept_")})
+    # a column for every phrasing some run trained on: the recipe's first, then the others'
+    shown = list(train)
+    for _, path in WHOLE_GAME_RUNS:
+        for p in (f.get(path) or {}).get("config", {}).get("phrasings", []):
+            if p not in shown and p not in held:
+                shown.append(p)
     cols = [
         "run",
         "seeds",
         "steps",
-        *[f"value kept `{p}` X / O (%)" for p in train],
+        *[f"value kept `{p}` X / O (%)" for p in shown],
         *[f"**held out** `{p}`: value kept X / O (%)" for p in held],
         "illegal moves (all phrasings)",
         f"vs minimax draws X / O (%, `{train[0]}`)",
@@ -410,7 +420,7 @@ def whole_game_policies(f: Files) -> list[str]:
                 name,
                 ", ".join(map(str, data["seeds"])),
                 _over(st, "steps", False, ",.0f"),
-                *[_pair(st, f"kept_{p}_X", f"kept_{p}_O") for p in train],
+                *[_pair(st, f"kept_{p}_X", f"kept_{p}_O") for p in shown],
                 *[_pair(st, f"heldout_kept_{p}_X", f"heldout_kept_{p}_O") for p in held],
                 f"{illegal:.1f}",
                 _pair(st, "draw_minimax_X", "draw_minimax_O"),
