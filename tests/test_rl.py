@@ -5,6 +5,7 @@ tree walk against sampled games, and that evaluation applies the learned steerin
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pytest
@@ -493,26 +494,37 @@ def test_position_evaluation_counts_kept_values_and_illegal_moves(stack) -> None
     assert not meets({"kept_grid_x": 0.995, "kept_grid_o": 0.98, "draw_x": 1.0, "draw_o": 1.0}, 0.99)
 
 
+def _run_card(seed: int, kept: float = 0.99, illegal_o: int = 0, **config: Any) -> dict[str, Any]:
+    """A PPO run card with what the summary over seeds reads: ``kept`` the value kept in `grid`
+    by each side, ``illegal_o`` the positions where O names an occupied cell there, ``config``
+    the settings beside the seed."""
+    side = {"kept_share": kept, "illegal": 0, "mean_push": 0.1, "mean_features_steered": 1.0}
+    exact = {"draw": 1.0, "win": 0.5, "illegal": 0.0, "games": 10}
+    return {
+        "config": {"seed": seed, **config},
+        "policy_digest": f"p{seed}",
+        "steps": 100,
+        "stopped_by": "the step budget",
+        "wall_seconds": 1.0,
+        "stable_target": None,
+        "reached_target": None,
+        "positions": {"grid": {"X": side, "O": {**side, "illegal": illegal_o}}},
+        "vs_minimax_exact": {"X": exact, "O": exact},
+        "vs_random_exact": {"X": exact, "O": exact},
+        "command": f"autosteer-train ppo --seeds {seed}",
+        "model": "tiny",
+        "hook_name": "h",
+        "weights_unchanged": True,
+        "weights_before": "a",
+        "weights_after": "a",
+        "evals": [{"step": 0, "kept_grid_x": kept, "kept_grid_o": kept, "draw_x": 1.0, "draw_o": 1.0}],
+    }
+
+
 def test_summary_gives_mean_and_spread_over_seeds() -> None:
     from training.rl.cards import summarize
 
-    def card(seed, kept):
-        side = {"kept_share": kept, "illegal": 0, "mean_push": 0.1, "mean_features_steered": 1.0}
-        exact = {"draw": 1.0, "win": 0.5, "illegal": 0.0, "games": 10}
-        return {
-            "config": {"seed": seed},
-            "policy_digest": f"p{seed}",
-            "steps": 100,
-            "stopped_by": "the step budget",
-            "wall_seconds": 1.0,
-            "stable_target": None,
-            "reached_target": None,
-            "positions": {"grid": {"X": side, "O": side}},
-            "vs_minimax_exact": {"X": exact, "O": exact},
-            "vs_random_exact": {"X": exact, "O": exact},
-        }
-
-    s = summarize([card(0, 0.9), card(1, 1.0), card(2, 0.95)])
+    s = summarize([_run_card(0, 0.9), _run_card(1, 1.0), _run_card(2, 0.95)])
     assert s["seeds"] == [0, 1, 2]
     k = s["over_seeds"]["kept_grid_X"]
     assert abs(k["mean"] - 0.95) < 1e-12 and k["min"] == 0.9 and k["max"] == 1.0 and abs(k["sd"] - 0.05) < 1e-12
@@ -585,27 +597,7 @@ def test_ppo_summary_gathers_one_recipes_seeds_and_refuses_mixed_recipes(tmp_pat
     from training.rl.summary import add_arguments, gather, run
 
     def card(seed, kept, lr=3e-3):
-        side = {"kept_share": kept, "illegal": 0, "mean_push": 0.1, "mean_features_steered": 1.0}
-        exact = {"draw": 1.0, "win": 0.5, "illegal": 0.0, "games": 10}
-        return {
-            "config": {"seed": seed, "learning_rate": lr},
-            "policy_digest": f"p{seed}",
-            "steps": 100,
-            "stopped_by": "the step budget",
-            "wall_seconds": 1.0,
-            "stable_target": None,
-            "reached_target": None,
-            "positions": {"grid": {"X": side, "O": side}},
-            "vs_minimax_exact": {"X": exact, "O": exact},
-            "vs_random_exact": {"X": exact, "O": exact},
-            "command": f"autosteer-train ppo --seeds {seed}",
-            "model": "tiny",
-            "hook_name": "h",
-            "weights_unchanged": True,
-            "weights_before": "a",
-            "weights_after": "a",
-            "evals": [{"step": 0, "kept_grid_x": kept, "kept_grid_o": kept, "draw_x": 1.0, "draw_o": 1.0}],
-        }
+        return _run_card(seed, kept, learning_rate=lr)
 
     s = gather([card(0, 0.9), card(1, 1.0)])
     assert s["seeds"] == [0, 1] and s["command"] == ["autosteer-train ppo --seeds 0", "autosteer-train ppo --seeds 1"]
@@ -640,29 +632,6 @@ def test_ppo_summary_ships_the_first_seed_with_no_illegal_move_in_the_bots_phras
     import training.rl.cards as cards_mod
     from training.rl.summary import add_arguments, run
 
-    def card(seed, illegal_o):
-        side = {"kept_share": 0.99, "illegal": 0, "mean_push": 0.1, "mean_features_steered": 1.0}
-        exact = {"draw": 1.0, "win": 0.5, "illegal": 0.0, "games": 10}
-        return {
-            "config": {"seed": seed},
-            "policy_digest": f"p{seed}",
-            "steps": 100,
-            "stopped_by": "the step budget",
-            "wall_seconds": 1.0,
-            "stable_target": None,
-            "reached_target": None,
-            "positions": {"grid": {"X": side, "O": {**side, "illegal": illegal_o}}},
-            "vs_minimax_exact": {"X": exact, "O": exact},
-            "vs_random_exact": {"X": exact, "O": exact},
-            "command": f"autosteer-train ppo --seeds {seed}",
-            "model": "tiny",
-            "hook_name": "h",
-            "weights_unchanged": True,
-            "weights_before": "a",
-            "weights_after": "a",
-            "evals": [],
-        }
-
     paths = []
     for seed, illegal_o in ((2, 0), (0, 1), (1, 0)):  # seed 0 names an occupied cell once as O
         run_dir = tmp_path / f"seed-{seed}"
@@ -670,7 +639,7 @@ def test_ppo_summary_ships_the_first_seed_with_no_illegal_move_in_the_bots_phras
         (run_dir / "policy.json").write_text(json.dumps({"seed": seed}))
         (run_dir / "run_card.md").write_text(f"seed {seed}")
         paths.append(run_dir / "run_card.json")
-        paths[-1].write_text(json.dumps(card(seed, illegal_o)))
+        paths[-1].write_text(json.dumps(_run_card(seed, illegal_o=illegal_o)))
     monkeypatch.setattr(cards_mod, "ARTIFACTS", tmp_path / "artifacts")
     parser = argparse.ArgumentParser()
     add_arguments(parser)
@@ -679,6 +648,12 @@ def test_ppo_summary_ships_the_first_seed_with_no_illegal_move_in_the_bots_phras
     assert json.loads((shipped / "learned_policy.json").read_text()) == {"seed": 1}
     assert json.loads((shipped / "learned_policy.card.json").read_text())["policy_digest"] == "p1"
     assert (shipped / "learned_policy.card.md").read_text() == "seed 1"
+    directions = tmp_path / "directions" / "run_card.json"
+    directions.parent.mkdir()
+    directions.write_text(json.dumps(_run_card(3, basis="directions")))
+    args = parser.parse_args([str(directions), "--summary", str(tmp_path / "d.json"), "--ship"])
+    assert run(args) == 2  # the bot steers SAE features: a policy over random directions is not shipped
+    assert json.loads((shipped / "learned_policy.json").read_text()) == {"seed": 1}
 
 
 def test_margin_reward_pays_the_keep_margin_of_each_move(stack) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.game import Board, Seat, opening_of
+from server.game import EMPTY, Board, Seat, opening_of
 
 SYSTEM = "You are an expert Tic Tac Toe player."
 ANSWER_PREFIX = "I take cell "
@@ -50,7 +50,7 @@ def _lists(board: Board) -> str:
 
 
 def _string(board: Board) -> str:
-    return "".join(piece.value if (piece := board[c]) else "-" for c in range(1, 10))
+    return board.code.replace(EMPTY, "-")
 
 
 def _moves(board: Board) -> str:

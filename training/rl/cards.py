@@ -280,6 +280,20 @@ def to_ship(cards: Sequence[dict[str, Any]]) -> int:
     return 0
 
 
+def ship_recipe(cards: Sequence[dict[str, Any]], run_dirs: Sequence[Path]) -> str:
+    """Ship one run of a recipe (:func:`to_ship`; ``run_dirs[i]`` holds ``cards[i]``'s run) and
+    say which. Raises ``ValueError`` for a policy over random directions: the bot steers SAE
+    features."""
+    if cards[0]["config"].get("basis", "sae") != "sae":
+        raise ValueError("a policy over random directions cannot be shipped (the bot steers SAE features)")
+    i = to_ship(cards)
+    ship(run_dirs[i])
+    return (
+        f"shipped {ARTIFACTS / SHIPPED_NAME} (policy {cards[i]['policy_digest']}, seed {cards[i]['config']['seed']}, "
+        "final: the first seed with no illegal move in the bot's phrasing)"
+    )
+
+
 def ship(run_dir: Path) -> None:
     """Copy a run's policy and its card to ``bots/llm/artifacts/``."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,8 @@ Outputs in ``--out``: ``policy.json`` (kind ``learned``), ``run_card.json``/``.m
 it went, evaluations, model and SAE weight hashes before and after), ``train.csv``,
 ``eval.csv``; the learning curve PNG (``--plot``). With several ``--seeds`` one run per seed
 goes to ``--out/seed-N`` and ``--summary`` gathers their final evaluations (mean and
-spread). ``--ship`` copies the first seed's policy and its card to ``bots/llm/artifacts/``.
+spread). ``--ship`` copies one final policy and its card to ``bots/llm/artifacts/``: the
+first seed's with no illegal move in the bot's phrasing (:func:`training.rl.cards.to_ship`).
 """
 
 from __future__ import annotations
@@ -28,14 +29,12 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from training.rl.cards import (
-    ARTIFACTS,
     SHIPPED_NAME,
     curve_title,
     kept_line,
     plot_learning_curve,
-    ship,
+    ship_recipe,
     summarize,
-    to_ship,
     write_card_md,
 )
 from training.rl.evaluation import digit_mass_check, evaluate_exact, evaluate_positions, play_server_games
@@ -485,16 +484,12 @@ def run(args: argparse.Namespace) -> int:
     if args.summary is not None:
         args.summary.parent.mkdir(parents=True, exist_ok=True)
         args.summary.write_text(json.dumps(summary, indent=2) + "\n")
-    if args.ship and cfg.basis != "sae":
-        console.print("[red]error:[/] a policy over random directions cannot be shipped (the bot steers SAE features)")
-        return 2
     if args.ship:
-        i = to_ship(cards)
-        ship(out_root / f"seed-{seeds[i]}" if len(seeds) > 1 else out_root)
-        console.print(
-            f"shipped {ARTIFACTS / SHIPPED_NAME} (policy {cards[i]['policy_digest']}, seed {seeds[i]}, final: "
-            "the first seed with no illegal move in the bot's phrasing)"
-        )
+        try:
+            console.print(ship_recipe(cards, [out_root / f"seed-{s}" if len(seeds) > 1 else out_root for s in seeds]))
+        except ValueError as exc:
+            console.print(f"[red]error:[/] {exc}")
+            return 2
     st = summary["over_seeds"]
     print(
         f"done: {kept_line(st)} value kept over {len(seeds)} seed(s); weights unchanged: {summary['weights_unchanged']}"

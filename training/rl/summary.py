@@ -89,7 +89,7 @@ def gather(cards: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.rl.cards import ARTIFACTS, SHIPPED_NAME, curve_title, kept_line, plot_learning_curve, ship, to_ship
+    from training.rl.cards import curve_title, kept_line, plot_learning_curve, ship_recipe
 
     try:
         read = sorted(((json.loads(p.read_text()), p) for p in args.cards), key=lambda cp: cp[0]["config"]["seed"])
@@ -108,13 +108,9 @@ def run(args: argparse.Namespace) -> int:
         )
     print(f"{args.summary}: seeds {summary['seeds']}; {kept_line(summary['over_seeds'])} value kept")
     if args.ship:
-        if summary["config"].get("basis", "sae") != "sae":
-            print("error: a policy over random directions cannot be shipped (the bot steers SAE features)")
+        try:
+            print(ship_recipe(cards, [path.parent for _, path in read]))
+        except ValueError as exc:
+            print(f"error: {exc}")
             return 2
-        card, path = read[to_ship(cards)]
-        ship(path.parent)
-        print(
-            f"shipped {ARTIFACTS / SHIPPED_NAME} (policy {card['policy_digest']}, seed {card['config']['seed']}, "
-            "final: the first seed with no illegal move in the bot's phrasing)"
-        )
     return 0
